@@ -1,0 +1,35 @@
+# possim: every target creates the virtualenv and installs what it needs.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+POSSIM := $(VENV)/bin/possim
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench fuzz broker mosquitto clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+## demo: response-lost under every policy, side by side (in memory, no broker needed)
+demo: $(STAMP)
+	$(POSSIM) compare scenarios/response-lost.toml --policies none,reversal,query,query-then-reversal
+
+## test: the whole suite (real SQLite, real ISO 8583 bytes, real Mosquitto once MQTT tests exist)
+test: $(STAMP) mosquitto
+	$(PY) -m pytest -q
+
+## bench: speed figures against baselines measured in the same run
+bench: $(STAMP)
+	$(PY) bench/bench.py
+
+## mosquitto: install the broker from the system package manager when it is missing
+mosquitto:
+	@command -v mosquitto >/dev/null 2>&1 || command -v /usr/sbin/mosquitto >/dev/null 2>&1 || { \
+		echo "installing mosquitto"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mosquitto >/dev/null; }
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -1,0 +1,1 @@
+"""Mock acquirer host: a sans-IO host state machine over a SQLite ledger."""

@@ -1,0 +1,223 @@
+"""The acquirer host as a sans-IO state machine over its ledger.
+
+Theory of operation: ``receive(now, bytes)`` handles one request and returns actions:
+``Reply`` (bytes to send after a processing delay), ``Notice`` (trace lines) and
+``Crashed`` (the host is down until a time). The host never reads a clock or sleeps.
+
+Rules kept here:
+1. Idempotency on terminal id + STAN + transmission time: a duplicate original gets the
+   stored response bytes again, never a second debit.
+2. A reversal or a "not found" status answer for an original the host has not seen
+   closes that key: the late original is refused, not debited.
+3. Repeated reversals and advices are one operation: credited or captured once.
+4. Crash after commit: the debit is stored, no reply leaves, requests arriving while the
+   host is down are lost; after the restart everything is answered from the ledger.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from acquirer_sim.config import HostConfig
+from acquirer_sim.ledger import Key, Ledger, Original
+from protocol import codec
+from protocol import mti as M
+from protocol.errors import ProtocolError
+from protocol.messages import Message
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    data: bytes
+    delay: float
+    mti: str
+    stan: str
+    rrn: str | None
+    tid: str
+
+
+@dataclass(frozen=True, slots=True)
+class Crashed:
+    until: float
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    event: str
+    fields: dict[str, object] = field(default_factory=dict)
+
+
+HostAction = Reply | Crashed | Notice
+
+#: status query answers (field 48) by ledger state.
+_STATUS = {"debited": "APPROVED", "held": "APPROVED", "captured": "APPROVED", "declined": "DECLINED",
+           "refused": "DECLINED", "reversed": "REVERSED", "released": "REVERSED"}
+
+
+class AcquirerHost:
+    """Sans-IO acquirer host. See the module docstring for its rules."""
+
+    def __init__(self, config: HostConfig, ledger: Ledger, rng: random.Random) -> None:
+        self.config = config
+        self.ledger = ledger
+        self.rng = rng
+        self.down_until = -1.0
+        self.counts: Counter[str] = Counter()
+        self._seq = ledger.conn.execute("SELECT COUNT(*) FROM originals").fetchone()[0]
+        for pan, balance in config.accounts.items():
+            ledger.open_account(pan, balance)
+
+    def receive(self, now: float, data: bytes) -> list[HostAction]:
+        if now < self.down_until:
+            return [Notice("host_down_drop", {"mti": codec.peek_mti(data)})]
+        try:
+            msg = codec.decode(data)
+        except ProtocolError as exc:
+            return [Notice("malformed_frame", {"reason": str(exc)})]
+        if msg.mti in (M.PURCHASE, M.AUTH):
+            return self._original(now, msg)
+        if msg.original is None:
+            return [Notice("malformed_frame", {"reason": f"MTI {msg.mti} without field 90"})]
+        if msg.mti in (M.REVERSAL, M.REVERSAL_REPEAT):
+            return self._reversal(now, msg)
+        if msg.mti in (M.ADVICE, M.ADVICE_REPEAT):
+            return self._advice(now, msg)
+        if msg.mti == M.STATUS_QUERY:
+            return self._query(now, msg)
+        return [Notice("unexpected_message", {"mti": msg.mti, "stan": msg.stan})]
+
+    # -- financial originals --------------------------------------------------------------
+
+    def _original(self, now: float, msg: Message) -> list[HostAction]:
+        key = msg.key()
+        seen = self.ledger.find(key)
+        if seen is not None:
+            self.ledger.count_duplicate(key)
+            response = seen.response
+            if response is None:  # committed, then crashed before replying: answer from the ledger now
+                response = codec.encode(msg.response(seen.response_code, rrn=seen.rrn, auth_code=seen.auth_code))
+                self.ledger.attach_response(key, response)
+            return [Notice("duplicate_original", _f(msg, rrn=seen.rrn, rc=seen.response_code)),
+                    Reply(response, self._delay(True), M.response_to(msg.mti), msg.stan, seen.rrn, msg.tid)]
+        self.counts[msg.mti] += 1
+        closure = self.ledger.closure(key)
+        pan, amount = msg.pan or "", msg.amount or 0
+        rc = "12" if closure else self._decide(now, pan, amount)
+        rrn, auth = self._ids(now) if rc == "00" else (None, None)
+        movement = ("hold" if msg.mti == M.AUTH else "debit") if rc == "00" else None
+        state = {"hold": "held", "debit": "debited", None: "refused" if closure else "declined"}[movement]
+        self.ledger.record(now, key, msg.mti, pan, amount, rrn, auth, rc, state, movement)
+        actions: list[HostAction] = [Notice("late_original_refused", _f(msg, reason=closure))] if closure else []
+        if movement:
+            actions.append(Notice(f"ledger_{movement}", _f(msg, rrn=rrn, pan=pan, amount=amount)))
+        else:
+            actions.append(Notice("ledger_declined", _f(msg, rc=rc)))
+        crash = self._crash_rule(msg.mti)
+        if crash is not None:
+            self.down_until = now + crash.down_for
+            return actions + [Notice("host_crashed", _f(msg, until=self.down_until)), Crashed(self.down_until)]
+        response = codec.encode(msg.response(rc, rrn=rrn, auth_code=auth))
+        self.ledger.attach_response(key, response)
+        return actions + [Reply(response, self._delay(False), M.response_to(msg.mti), msg.stan, rrn, msg.tid)]
+
+    def _decide(self, now: float, pan: str, amount: int) -> str:
+        if any(now in w for w in self.config.issuer_unavailable):
+            return "91"
+        if pan in self.config.decline_pans or (self.config.decline_over is not None and amount > self.config.decline_over):
+            return "05"
+        if amount > self.ledger.available(pan):
+            return "51"
+        return "00"
+
+    def _crash_rule(self, mti: str) -> object | None:
+        for rule in self.config.crash_after_commit:
+            if rule.mti == mti and rule.nth == self.counts[mti]:
+                return rule
+        return None
+
+    # -- reversals, advices, status queries -----------------------------------------------
+
+    def _reversal(self, now: float, msg: Message) -> list[HostAction]:
+        assert msg.original is not None
+        key = msg.original.key(msg.tid)
+        earlier = self.ledger.reversal_seen(key)
+        if earlier is not None:
+            return [Notice("duplicate_reversal", _f(msg)), self._reply(msg, earlier)]
+        orig = self.ledger.find(key)
+        outcome, rc = self._reverse(now, key, orig)
+        self.ledger.record_reversal(now, key, outcome, rc)
+        return [Notice(f"ledger_reversal_{outcome}", _f(msg, orig_stan=key[1], rrn=orig.rrn if orig else None)),
+                self._reply(msg, rc)]
+
+    def _reverse(self, now: float, key: Key, orig: Original | None) -> tuple[str, str]:
+        if orig is None:
+            self.ledger.close_key(now, key, "reversal_before_original")
+            return "before_original", "25"
+        if orig.state == "debited":
+            self.ledger.transition(now, orig, "reversed", [("credit", orig.amount)])
+            return "credited", "00"
+        if orig.state == "held":
+            self.ledger.transition(now, orig, "released", [("release", orig.amount)])
+            return "released", "00"
+        if orig.state == "captured":
+            captured = self._captured(key)
+            self.ledger.transition(now, orig, "reversed", [("credit", captured)])
+            return "credited", "00"
+        return "nothing_to_reverse", "00"
+
+    def _advice(self, now: float, msg: Message) -> list[HostAction]:
+        assert msg.original is not None
+        key = msg.original.key(msg.tid)
+        earlier = self.ledger.advice_seen(key)
+        if earlier is not None:
+            return [Notice("duplicate_advice", _f(msg)), self._reply(msg, earlier)]
+        orig = self.ledger.find(key)
+        amount = msg.amount or 0
+        if orig is None or orig.state != "held" or amount > orig.amount:
+            rc = "25" if orig is None else "12"
+            self.ledger.record_advice(now, key, amount, rc)
+            return [Notice("advice_rejected", _f(msg, rc=rc)), self._reply(msg, rc)]
+        self.ledger.transition(now, orig, "captured", [("release", orig.amount), ("capture", amount)])
+        self.ledger.record_advice(now, key, amount, "00")
+        return [Notice("ledger_capture", _f(msg, rrn=orig.rrn, amount=amount)), self._reply(msg, "00")]
+
+    def _query(self, now: float, msg: Message) -> list[HostAction]:
+        assert msg.original is not None
+        key = msg.original.key(msg.tid)
+        orig = self.ledger.find(key)
+        if orig is None:
+            self.ledger.close_key(now, key, "query_not_found")
+            status = "NOT_FOUND"
+        else:
+            status = _STATUS[orig.state]
+        fields = {"rrn": orig.rrn, "auth_code": orig.auth_code, "amount": orig.amount} if orig else {}
+        return [Notice("status_answered", _f(msg, status=status, orig_stan=key[1])),
+                self._reply(msg, "00", status=status, **fields)]
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _reply(self, msg: Message, rc: str, **fields: object) -> Reply:
+        response = msg.response(rc, **fields)
+        return Reply(codec.encode(response), self._delay(True), response.mti, msg.stan, response.rrn, msg.tid)
+
+    def _captured(self, key: Key) -> int:
+        row = self.ledger.conn.execute(
+            "SELECT COALESCE(SUM(amount), 0) FROM entries WHERE tid=? AND stan=? AND transmission=? AND kind='capture'",
+            key).fetchone()
+        return int(row[0])
+
+    def _delay(self, quick: bool) -> float:
+        return (self.config.quick if quick else self.config.processing).sample(self.rng)
+
+    def _ids(self, now: float) -> tuple[str, str]:
+        """RRN (field 37): Julian day, hour, sequence; auth code (38): from the same sequence."""
+        self._seq += 1
+        t = self.config.epoch + timedelta(seconds=now)
+        return f"{t.timetuple().tm_yday:03d}{t.hour:02d}{self._seq % 10**7:07d}", f"A{self._seq % 10**5:05d}"
+
+
+def _f(msg: Message, **extra: object) -> dict[str, object]:
+    return {"tid": msg.tid, "stan": msg.stan, "mti": msg.mti, **extra}

@@ -1,0 +1,58 @@
+"""What the terminal asks its driver to do. The terminal never does I/O; it returns these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pos_sim.records import TxnRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Put these bytes on the link to the host."""
+
+    data: bytes
+    mti: str
+    stan: str
+    txn_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class StartTimer:
+    """Arm (or re-arm) the named timer for virtual or real time ``at``."""
+
+    name: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTimer:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class WriteJournal:
+    """Persist this snapshot before executing any later action (a reversal record before the original)."""
+
+    record: TxnRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the cashier sees for a transaction; ``status`` is what the journal knows."""
+
+    txn_id: int
+    intent: str
+    status: str
+    display: str
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something worth a trace line that is not a message or a timer (late response, bad frame...)."""
+
+    event: str
+    fields: dict[str, object] = field(default_factory=dict)
+
+
+Action = Send | StartTimer | CancelTimer | WriteJournal | Outcome | Notice

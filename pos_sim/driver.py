@@ -1,0 +1,85 @@
+"""Executes the terminal's actions against a link, a scheduler, a journal and a trace.
+
+The same driver serves every transport: the scheduler is the virtual clock in memory
+and the asyncio loop for real transports; the link is the fault layer in front of the
+transport.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+from pos_sim.actions import Action, CancelTimer, Notice, Outcome, Send, StartTimer, WriteJournal
+from pos_sim.journal import Journal
+from pos_sim.terminal import PaymentRequest, Terminal
+from protocol import codec
+from protocol.faults import Cancellable, Scheduler
+
+
+class Link(Protocol):
+    def send(self, data: bytes, meta: Mapping[str, object] | None = None) -> None: ...
+
+
+class TerminalDriver:
+    def __init__(self, terminal: Terminal, link: Link, scheduler: Scheduler, journal: Journal,
+                 emit: Callable[..., None], on_outcome: Callable[[Outcome], None] | None = None) -> None:
+        self.terminal = terminal
+        self.link = link
+        self.scheduler = scheduler
+        self.journal = journal
+        self.emit = emit
+        self.on_outcome = on_outcome
+        self._timers: dict[str, Cancellable] = {}
+        self.tid = terminal.config.tid
+
+    def request_payment(self, request: PaymentRequest) -> None:
+        self.emit("payment_requested", tid=self.tid, txn=request.txn_id, intent=request.intent,
+                  kind=request.kind, amount=request.amount, pan=_mask(request.pan))
+        self.execute(self.terminal.request_payment(self.scheduler.now(), request))
+
+    def receive(self, data: bytes) -> None:
+        self.emit("msg_received", side="terminal", **codec.wire_fields(data))
+        self.execute(self.terminal.receive(self.scheduler.now(), data))
+
+    def execute(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                meta = {"tid": self.tid, "stan": action.stan, "mti": action.mti, "txn": action.txn_id}
+                self.emit("msg_sent", side="terminal", **meta)
+                self.link.send(action.data, meta)
+            elif isinstance(action, StartTimer):
+                self._start_timer(action.name, action.at)
+            elif isinstance(action, CancelTimer):
+                self._cancel(action.name)
+            elif isinstance(action, WriteJournal):
+                self.journal.write(action.record)
+            elif isinstance(action, Outcome):
+                self.emit("txn_outcome", tid=self.tid, txn=action.txn_id, status=action.status,
+                          display=action.display)
+                if self.on_outcome:
+                    self.on_outcome(action)
+            elif isinstance(action, Notice):
+                self.emit(action.event, side="terminal", **action.fields)
+
+    def _start_timer(self, name: str, at: float) -> None:
+        self._cancel(name)
+        if name == "response":
+            self.emit("timer_started", tid=self.tid, timer=name, at=round(at, 6))
+
+        def fire() -> None:
+            self._timers.pop(name, None)
+            if name == "response":
+                self.emit("timer_fired", tid=self.tid, timer=name)
+            self.execute(self.terminal.timer_fired(self.scheduler.now(), name))
+
+        self._timers[name] = self.scheduler.call_later(at - self.scheduler.now(), fire)
+
+    def _cancel(self, name: str) -> None:
+        handle = self._timers.pop(name, None)
+        if handle is not None:
+            handle.cancel()
+
+
+def _mask(pan: str) -> str:
+    return pan[:6] + "*" * (len(pan) - 10) + pan[-4:]

@@ -1,0 +1,35 @@
+"""The terminal journal in SQLite: one row per transaction, rewritten on every state change."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import asdict, fields
+from pathlib import Path
+
+from pos_sim.records import TxnRecord
+
+COLUMNS = tuple(f.name for f in fields(TxnRecord))
+SCHEMA = f"""CREATE TABLE IF NOT EXISTS journal (
+    tid TEXT NOT NULL, {', '.join(c + (' INTEGER PRIMARY KEY' if c == 'txn_id' else '') for c in COLUMNS)})"""
+
+
+class Journal:
+    """Write-through store of the terminal's records; ``tid`` names the terminal it belongs to."""
+
+    def __init__(self, path: str | Path = ":memory:", tid: str = "") -> None:
+        self.conn = sqlite3.connect(str(path))
+        self.conn.execute(SCHEMA)
+        self.tid = tid
+        self._sql = (f"INSERT OR REPLACE INTO journal (tid, {', '.join(COLUMNS)}) "
+                     f"VALUES (?, {', '.join('?' * len(COLUMNS))})")
+
+    def write(self, record: TxnRecord) -> None:
+        values = asdict(record)
+        self.conn.execute(self._sql, (self.tid, *(values[c] for c in COLUMNS)))
+
+    def commit(self) -> None:
+        self.conn.commit()
+
+    def close(self) -> None:
+        self.conn.commit()
+        self.conn.close()

@@ -1,0 +1,3 @@
+from possim.cli import main
+
+main()

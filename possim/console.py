@@ -1,0 +1,66 @@
+"""Console rendering with rich: timelines, verdicts, side-by-side policies. Plain when piped."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from possim.simulation import RunResult
+from possim.timeline import rows
+
+BAD = ("orphaned_debits", "double_debits", "phantom_approvals", "pending_reversals", "open_holds")
+SHOWN = ("transactions", "approved", "declined", "failed", "unknown", "reversed", *BAD, "late_responses",
+         "customer_loss", "merchant_loss")
+
+
+def timeline(console: Console, result: RunResult, limit: int = 400) -> None:
+    table = Table(title=f"{result.scenario.name} - policy {result.policy}, seed {result.seed}",
+                  show_lines=False, expand=True)
+    table.add_column("t (s)", justify="right", no_wrap=True)
+    table.add_column("terminal", ratio=3)
+    table.add_column("network", ratio=2, style="yellow")
+    table.add_column("host", ratio=3, style="cyan")
+    all_rows = rows(result.trace.records)
+    for t, term, net, host in all_rows[:limit]:
+        style = "bold red" if "LOST" in net or "TIMEOUT" in term or "CRASH" in host else None
+        table.add_row(f"{t:.3f}", term, net, host, style=style)
+    console.print(table)
+    if len(all_rows) > limit:
+        console.print(f"... {len(all_rows) - limit} more events (write them all with --trace FILE)")
+
+
+def verdict(console: Console, result: RunResult, failures: Sequence[str] = ()) -> None:
+    s = result.verdict.summary()
+    table = Table(title="checker verdict (terminal journal vs host ledger)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key in SHOWN:
+        value = s[key]
+        bad = key in BAD and value or key == "customer_loss" and value != "0.00"
+        table.add_row(key.replace("_", " "), f"[bold red]{value}[/]" if bad else str(value))
+    console.print(table)
+    for f in result.verdict.findings[:20]:
+        console.print(f"  finding: {f.finding} txn {f.txn} stan {f.key[1]} amount {f.as_dict()['amount']}")
+    for line in failures:
+        console.print(f"[bold red]expectation failed:[/] {line}")
+    if not result.quiescent:
+        console.print("[bold red]run did not reach quiescence within the horizon[/]")
+
+
+def compare(console: Console, results: Sequence[RunResult]) -> None:
+    table = Table(title=f"{results[0].scenario.name}: same faults, seed {results[0].seed}, each policy")
+    table.add_column("measure")
+    for r in results:
+        table.add_column(r.policy, justify="right")
+    summaries: list[dict[str, Any]] = [r.verdict.summary() for r in results]
+    for key in SHOWN:
+        cells = []
+        for s in summaries:
+            v = s[key]
+            bad = key in BAD and v or key == "customer_loss" and v != "0.00"
+            cells.append(f"[bold red]{v}[/]" if bad else f"[green]{v}[/]" if key in BAD else str(v))
+        table.add_row(key.replace("_", " "), *cells)
+    console.print(table)

@@ -1,0 +1,54 @@
+"""The ``[expect]`` section of a scenario: what the checker must report, per policy if needed.
+
+Values are exact (``orphaned_debits = 1``, ``customer_loss = "25.00"``) or a comparison
+string (``">= 1"``, ``"> 0"``). A sub-table named after a policy (``[expect.none]``)
+applies to that policy only and overrides the flat keys.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from decimal import Decimal
+from typing import Any
+
+from pos_sim.config import POLICIES
+
+KEYS = ("transactions", "approved", "declined", "failed", "unknown", "reversed", "orphaned_debits",
+        "double_debits", "phantom_approvals", "pending_reversals", "open_holds", "customer_loss",
+        "merchant_loss", "late_responses")
+_CMP = re.compile(r"^\s*(>=|<=|==|!=|>|<)?\s*(-?\d+(?:\.\d+)?)\s*$")
+_OPS = {">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
+        ">": operator.gt, "<": operator.lt, None: operator.eq}
+
+
+def validate_expect(expect: dict[str, Any]) -> None:
+    for key, value in expect.items():
+        if key in POLICIES:
+            if not isinstance(value, dict):
+                raise ValueError(f"expect.{key} must be a table")
+            validate_expect({k: v for k, v in value.items()})
+            continue
+        if key not in KEYS:
+            raise ValueError(f"unknown expectation {key!r} (known: {', '.join(KEYS)} or a policy name)")
+        if isinstance(value, bool) or not isinstance(value, int | str) or \
+                (isinstance(value, str) and not _CMP.match(value)):
+            raise ValueError(f"expect.{key}: {value!r} is not a number or a comparison like '>= 1'")
+
+
+def expectations_for(expect: dict[str, Any], policy: str) -> dict[str, Any]:
+    flat = {k: v for k, v in expect.items() if k not in POLICIES}
+    return {**flat, **expect.get(policy, {})}
+
+
+def failed_expectations(expect: dict[str, Any], policy: str, summary: dict[str, Any]) -> list[str]:
+    """One line per expectation the summary breaks; empty when all hold."""
+    failures = []
+    for key, want in expectations_for(expect, policy).items():
+        got = summary[key]
+        match = _CMP.match(str(want))
+        assert match is not None
+        op, number = match.groups()
+        if not _OPS[op](Decimal(str(got)), Decimal(number)):
+            failures.append(f"{key}: expected {want}, got {got}")
+    return failures

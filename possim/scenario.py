@@ -1,0 +1,259 @@
+"""Scenario files: TOML validated by pydantic into the configs of terminal, host and network.
+
+A scenario is data. A bad file raises ``ScenarioError`` with one line naming the file,
+the key and what is wrong; the CLI turns it into exit code 2.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from acquirer_sim.config import CrashRule, HostConfig, Window
+from pos_sim.config import POLICIES, TerminalConfig
+from possim.money import parse_amount
+from protocol import mti as M
+from protocol.faults import FaultPlan, LinkFaults, Partition, Rule
+from protocol.latency import Latency
+
+
+class ScenarioError(Exception):
+    """A scenario file that cannot be used; ``str()`` is the one-line message for the user."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Seconds = Annotated[float, Field(ge=0)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+class LatencyModel(_Model):
+    dist: Literal["constant", "uniform", "normal", "lognormal"] = "constant"
+    value: Seconds = 0.0
+    low: Seconds = 0.0
+    high: Seconds = 0.0
+    sigma: Seconds = 0.0
+    jitter: Seconds = 0.0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LatencyModel:
+        if self.dist == "uniform" and self.high < self.low:
+            raise ValueError("uniform latency needs low <= high")
+        if self.dist == "lognormal" and self.value <= 0:
+            raise ValueError("lognormal latency needs value (the median) > 0")
+        return self
+
+    def build(self) -> Latency:
+        return Latency(self.dist, self.value, self.low, self.high, self.sigma, self.jitter)
+
+
+class LinkModel(_Model):
+    loss: Probability = 0.0
+    latency: LatencyModel = LatencyModel(value=0.05)
+    duplicate: Probability = 0.0
+    reorder: Probability = 0.0
+    reorder_window: Seconds = 1.0
+
+    def build(self) -> LinkFaults:
+        return LinkFaults(self.loss, self.latency.build(), self.duplicate, self.reorder, self.reorder_window)
+
+
+class NetworkModel(_Model):
+    to_host: LinkModel = LinkModel()
+    to_terminal: LinkModel = LinkModel()
+
+
+class FaultModel(_Model):
+    action: Literal["drop", "delay", "duplicate"]
+    direction: Literal["to_host", "to_terminal"]
+    mti: str
+    nth: Annotated[int, Field(ge=1)] = 1
+    delay: Seconds = 0.0
+
+    @field_validator("mti")
+    @classmethod
+    def _known_mti(cls, v: str) -> str:
+        if v not in M.KNOWN:
+            raise ValueError(f"unknown MTI {v!r} (known: {', '.join(sorted(M.KNOWN))})")
+        return v
+
+
+class PartitionModel(_Model):
+    start: Seconds
+    end: Seconds
+    direction: Literal["both", "to_host", "to_terminal"] = "both"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PartitionModel:
+        if self.end <= self.start:
+            raise ValueError("partition end must be after start")
+        return self
+
+
+class TerminalModel(_Model):
+    tid: Annotated[str, Field(pattern=r"^[ -~]{8}$")] = "POS00001"
+    mid: Annotated[str, Field(pattern=r"^[ -~]{15}$")] = "MERCHANT0000001"
+    currency: Annotated[str, Field(pattern=r"^\d{3}$")] = "978"
+    stan_start: Annotated[int, Field(ge=1, le=999999)] = 1
+    response_timeout: Annotated[float, Field(gt=0)] = 30.0
+    reversal_timeout: Annotated[float, Field(gt=0)] = 30.0
+    reversal_attempts: Annotated[int, Field(ge=1)] = 6
+    backoff_initial: Seconds = 5.0
+    backoff_factor: Annotated[float, Field(ge=1)] = 2.0
+    backoff_max: Seconds = 60.0
+    query_timeout: Annotated[float, Field(gt=0)] = 10.0
+    query_attempts: Annotated[int, Field(ge=1)] = 3
+    query_interval: Seconds = 5.0
+    advice_timeout: Annotated[float, Field(gt=0)] = 30.0
+    advice_attempts: Annotated[int, Field(ge=1)] = 8
+
+
+class CrashModel(_Model):
+    mti: Literal["0100", "0200"]
+    nth: Annotated[int, Field(ge=1)] = 1
+    down_for: Seconds = 60.0
+
+
+class WindowModel(_Model):
+    start: Seconds
+    end: Seconds
+
+
+class HostModel(_Model):
+    processing: LatencyModel = LatencyModel(value=0.2)
+    quick: LatencyModel = LatencyModel(value=0.05)
+    decline_pans: tuple[str, ...] = ()
+    decline_over: str | None = None
+    issuer_unavailable: tuple[WindowModel, ...] = ()
+    crash_after_commit: tuple[CrashModel, ...] = ()
+    accounts: dict[str, str] = {}
+    default_balance: str = "1000000.00"
+
+    @field_validator("decline_over", "default_balance")
+    @classmethod
+    def _amount(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_amount(v)
+        return v
+
+    @field_validator("accounts")
+    @classmethod
+    def _balances(cls, v: dict[str, str]) -> dict[str, str]:
+        for balance in v.values():
+            parse_amount(balance)
+        return v
+
+
+class TransactionModel(_Model):
+    at: Seconds = 0.0
+    kind: Literal["purchase", "auth"] = "purchase"
+    amount: str
+    completion_amount: str | None = None
+    pan: Annotated[str, Field(pattern=r"^\d{12,19}$")] = "4000000000000002"
+    count: Annotated[int, Field(ge=1, le=100_000)] = 1
+    every: Seconds = 60.0
+    customer_retries: bool = False
+    retry_after: Seconds = 20.0
+
+    @field_validator("amount", "completion_amount")
+    @classmethod
+    def _amount(cls, v: str | None) -> str | None:
+        if v is not None and parse_amount(v) <= 0:
+            raise ValueError("amount must be greater than zero")
+        return v
+
+
+ExpectValue = int | str
+
+
+class ScenarioModel(_Model):
+    title: str
+    description: str
+    seed: int = 1
+    policy: Literal["none", "reversal", "query", "query-then-reversal"] = "none"
+    terminal: TerminalModel = TerminalModel()
+    host: HostModel = HostModel()
+    network: NetworkModel = NetworkModel()
+    faults: tuple[FaultModel, ...] = ()
+    partitions: tuple[PartitionModel, ...] = ()
+    transactions: Annotated[tuple[TransactionModel, ...], Field(min_length=1)]
+    expect: dict[str, Any] = {}
+
+    @field_validator("expect")
+    @classmethod
+    def _expect(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from possim.expect import validate_expect
+
+        validate_expect(v)
+        return v
+
+
+class Scenario:
+    """A validated scenario, with builders for each component's configuration."""
+
+    def __init__(self, model: ScenarioModel, path: Path | None = None) -> None:
+        self.model = model
+        self.path = path
+
+    @property
+    def name(self) -> str:
+        return self.path.stem if self.path else self.model.title
+
+    def terminal_config(self, policy: str) -> TerminalConfig:
+        return TerminalConfig(policy=policy, **self.model.terminal.model_dump())  # type: ignore[arg-type]
+
+    def host_config(self) -> HostConfig:
+        h = self.model.host
+        return HostConfig(
+            processing=h.processing.build(), quick=h.quick.build(),
+            decline_pans=frozenset(h.decline_pans),
+            decline_over=parse_amount(h.decline_over) if h.decline_over else None,
+            issuer_unavailable=tuple(Window(w.start, w.end) for w in h.issuer_unavailable),
+            crash_after_commit=tuple(CrashRule(c.mti, c.nth, c.down_for) for c in h.crash_after_commit),
+            accounts={pan: parse_amount(b) for pan, b in h.accounts.items()},
+            default_balance=parse_amount(h.default_balance),
+        )
+
+    def fault_plan(self) -> FaultPlan:
+        m = self.model
+        return FaultPlan(
+            to_host=m.network.to_host.build(), to_terminal=m.network.to_terminal.build(),
+            rules=tuple(Rule(f.action, f.direction, f.mti, f.nth, f.delay) for f in m.faults),
+            partitions=tuple(Partition(p.start, p.end, p.direction) for p in m.partitions),
+        )
+
+
+def load(path: str | Path) -> Scenario:
+    """Read and validate a scenario file; every problem becomes one ``ScenarioError`` line."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: no such scenario file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{path}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
+    return from_dict(raw, path)
+
+
+def from_dict(raw: dict[str, Any], path: Path | None = None) -> Scenario:
+    try:
+        return Scenario(ScenarioModel.model_validate(raw), path)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
+        raise ScenarioError(f"{path or 'scenario'}: {where}: {msg}{more}") from None
+
+
+def check_policy(policy: str) -> str:
+    if policy not in POLICIES:
+        raise ScenarioError(f"unknown policy {policy!r} (choose from {', '.join(POLICIES)})")
+    return policy

@@ -1,0 +1,58 @@
+"""A discrete-event loop on virtual time: callbacks in a heap, time jumps to the next one.
+
+Chosen over asyncio-on-a-virtual-clock by measurement (``make bench`` prints both):
+the sans-IO core needs no coroutines, and a heap of callbacks runs several times more
+runs per second, which is what fuzzing needs. Ties run in scheduling order, so a run
+is a pure function of its inputs.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+
+
+class Handle:
+    """A scheduled callback; ``cancel()`` keeps it from running (like asyncio's TimerHandle)."""
+
+    __slots__ = ("cancelled",)
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class VirtualClock:
+    def __init__(self) -> None:
+        self._now = 0.0
+        self._seq = 0
+        self._heap: list[tuple[float, int, Callable[[], None], Handle]] = []
+        self.steps = 0
+
+    def now(self) -> float:
+        return self._now
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Handle:
+        return self.call_at(self._now + max(0.0, delay), callback)
+
+    def call_at(self, at: float, callback: Callable[[], None]) -> Handle:
+        self._seq += 1
+        handle = Handle()
+        heapq.heappush(self._heap, (max(at, self._now), self._seq, callback, handle))
+        return handle
+
+    def run(self, horizon: float = float("inf"), max_steps: int = 5_000_000) -> bool:
+        """Run until nothing is scheduled (quiescence: True) or the horizon/step budget is hit."""
+        heap = self._heap
+        while heap:
+            if heap[0][0] > horizon or self.steps >= max_steps:
+                return False
+            at, _, callback, handle = heapq.heappop(heap)
+            if handle.cancelled:
+                continue
+            self._now = at
+            self.steps += 1
+            callback()
+        return True

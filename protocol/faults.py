@@ -1,0 +1,191 @@
+"""The fault layer: decides, per message, whether it is lost, late, duplicated or reordered.
+
+It wraps any transport that can ``send(bytes)`` and schedules the surviving copies with
+a scheduler (the virtual clock in memory, the asyncio loop for MQTT/TCP), so a scenario's
+faults mean the same on every transport. All randomness comes from one ``random.Random``.
+Targeted rules and partitions are deterministic and take precedence over random faults.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from protocol.codec import peek_mti
+from protocol.latency import ZERO, Latency
+
+Direction = Literal["to_host", "to_terminal"]
+DIRECTIONS: tuple[Direction, ...] = ("to_host", "to_terminal")
+Action = Literal["drop", "delay", "duplicate"]
+
+
+@dataclass(frozen=True, slots=True)
+class LinkFaults:
+    """Random faults of one direction."""
+
+    loss: float = 0.0
+    latency: Latency = ZERO
+    duplicate: float = 0.0
+    reorder: float = 0.0
+    reorder_window: float = 1.0
+
+    def scaled(self, factor: float) -> LinkFaults:
+        return LinkFaults(self.loss, self.latency.scaled(factor), self.duplicate, self.reorder,
+                          self.reorder_window * factor)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Drop, delay or duplicate the ``nth`` message (1-based) of ``mti`` going ``direction``."""
+
+    action: Action
+    direction: Direction
+    mti: str
+    nth: int = 1
+    delay: float = 0.0
+
+    def describe(self) -> str:
+        what = {"drop": "lose", "delay": f"delay by {self.delay:g}s", "duplicate": "duplicate"}[self.action]
+        return f"{what} {_ordinal(self.nth)} {self.mti} {self.direction.replace('_', ' ')}"
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """No message crosses ``direction`` ('both' for a full partition) from ``start`` to ``end``."""
+
+    start: float
+    end: float
+    direction: Direction | Literal["both"] = "both"
+
+    def blocks(self, direction: Direction, now: float) -> bool:
+        return self.start <= now < self.end and self.direction in ("both", direction)
+
+
+@dataclass(frozen=True, slots=True)
+class FaultPlan:
+    """Everything the network does to messages in one run."""
+
+    to_host: LinkFaults = LinkFaults()
+    to_terminal: LinkFaults = LinkFaults()
+    rules: tuple[Rule, ...] = ()
+    partitions: tuple[Partition, ...] = ()
+
+    def link(self, direction: Direction) -> LinkFaults:
+        return self.to_host if direction == "to_host" else self.to_terminal
+
+    def scaled(self, factor: float) -> FaultPlan:
+        return FaultPlan(
+            self.to_host.scaled(factor), self.to_terminal.scaled(factor),
+            tuple(Rule(r.action, r.direction, r.mti, r.nth, r.delay * factor) for r in self.rules),
+            tuple(Partition(p.start * factor, p.end * factor, p.direction) for p in self.partitions),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The fate of one message: one delay per delivered copy (empty = lost), and why."""
+
+    delays: tuple[float, ...]
+    reason: str
+    nth: int
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Scheduler(Protocol):
+    """A clock that can run a callback later: virtual time in memory, the event loop otherwise."""
+
+    def now(self) -> float: ...
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Cancellable: ...
+
+
+class Transport(Protocol):
+    """The one thing the fault layer needs from a transport: hand bytes to the peer."""
+
+    def send(self, data: bytes) -> None: ...
+
+
+TraceFn = Callable[..., None]
+
+
+class FaultDecider:
+    """Pure decisions: counts messages per (direction, MTI) and draws from the shared RNG."""
+
+    def __init__(self, plan: FaultPlan, rng: random.Random) -> None:
+        self.plan = plan
+        self.rng = rng
+        self.counts: Counter[tuple[str, str]] = Counter()
+
+    def decide(self, direction: Direction, mti: str, now: float) -> Decision:
+        self.counts[(direction, mti)] += 1
+        nth = self.counts[(direction, mti)]
+        if any(p.blocks(direction, now) for p in self.plan.partitions):
+            return Decision((), "partition", nth)
+        faults = self.plan.link(direction)
+        base = faults.latency.sample(self.rng)
+        for rule in self.plan.rules:
+            if rule.direction == direction and rule.mti == mti and rule.nth == nth:
+                return _apply_rule(rule, base, nth)
+        if faults.loss and self.rng.random() < faults.loss:
+            return Decision((), "loss", nth)
+        reason = "deliver"
+        if faults.reorder and self.rng.random() < faults.reorder:
+            base += self.rng.uniform(0.0, faults.reorder_window)
+            reason = "reorder"
+        if faults.duplicate and self.rng.random() < faults.duplicate:
+            return Decision((base, base + faults.latency.sample(self.rng)), "duplicate", nth)
+        return Decision((base,), reason, nth)
+
+
+def _apply_rule(rule: Rule, base: float, nth: int) -> Decision:
+    if rule.action == "drop":
+        return Decision((), "rule_drop", nth)
+    if rule.action == "delay":
+        return Decision((base + rule.delay,), "rule_delay", nth)
+    return Decision((base, base + rule.delay), "rule_duplicate", nth)
+
+
+@dataclass
+class FaultyLink:
+    """One direction of a transport with the fault layer in front of it."""
+
+    direction: Direction
+    inner: Transport
+    decider: FaultDecider
+    scheduler: Scheduler
+    trace: TraceFn
+    in_flight: int = field(default=0)
+
+    def send(self, data: bytes, meta: Mapping[str, object] | None = None) -> None:
+        """Decide this message's fate, trace it, and schedule each surviving copy."""
+        mti = peek_mti(data)
+        decision = self.decider.decide(self.direction, mti, self.scheduler.now())
+        fields = dict(meta or {}, mti=mti, dir=self.direction, nth=decision.nth)
+        if not decision.delays:
+            self.trace("net_dropped", reason=decision.reason, **fields)
+            return
+        if decision.reason != "deliver":
+            self.trace(f"net_{_EVENT[decision.reason]}", reason=decision.reason,
+                       delays=[round(d, 6) for d in decision.delays], **fields)
+        for delay in decision.delays:
+            self.in_flight += 1
+            self.scheduler.call_later(delay, lambda: self._deliver(data))
+
+    def _deliver(self, data: bytes) -> None:
+        self.in_flight -= 1
+        self.inner.send(data)
+
+
+_EVENT = {"reorder": "reordered", "duplicate": "duplicated", "rule_delay": "delayed",
+          "rule_duplicate": "duplicated"}
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"

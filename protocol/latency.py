@@ -1,0 +1,48 @@
+"""Latency models: how long a message spends on the wire, drawn from the fault layer's RNG."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Literal
+
+Distribution = Literal["constant", "uniform", "normal", "lognormal"]
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    """A latency distribution in seconds, plus uniform jitter of +/- ``jitter``.
+
+    ``value`` is the constant, the normal mean, or the lognormal *median*; ``low``/``high``
+    bound the uniform; ``sigma`` is the normal standard deviation or the lognormal shape.
+    Samples never go below zero.
+    """
+
+    dist: Distribution = "constant"
+    value: float = 0.0
+    low: float = 0.0
+    high: float = 0.0
+    sigma: float = 0.0
+    jitter: float = 0.0
+
+    def sample(self, rng: random.Random) -> float:
+        if self.dist == "constant":
+            base = self.value
+        elif self.dist == "uniform":
+            base = rng.uniform(self.low, self.high)
+        elif self.dist == "normal":
+            base = rng.gauss(self.value, self.sigma)
+        else:
+            base = rng.lognormvariate(math.log(self.value), self.sigma) if self.value > 0 else 0.0
+        if self.jitter:
+            base += rng.uniform(-self.jitter, self.jitter)
+        return max(0.0, base)
+
+    def scaled(self, factor: float) -> Latency:
+        """The same shape with every duration multiplied (real transports run scenarios faster)."""
+        return Latency(self.dist, self.value * factor, self.low * factor, self.high * factor,
+                       self.sigma if self.dist == "lognormal" else self.sigma * factor, self.jitter * factor)
+
+
+ZERO = Latency()

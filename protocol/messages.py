@@ -1,0 +1,66 @@
+"""Typed ISO 8583 messages: the values a terminal and a host exchange, before they become bytes.
+
+Amounts are integers in minor units (cents); fields keep their ISO 8583 string forms
+(STAN ``"000042"``, transmission time ``"MMDDhhmmss"``) because those strings are what
+hosts match on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from protocol import mti as M
+
+
+@dataclass(frozen=True, slots=True)
+class OriginalData:
+    """Field 90: which earlier message a reversal or status query refers to."""
+
+    mti: str
+    stan: str
+    transmission: str
+
+    def key(self, tid: str) -> tuple[str, str, str]:
+        """The host's idempotency key of the original: terminal, STAN, transmission time."""
+        return (tid, self.stan, self.transmission)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Message:
+    """One ISO 8583 message; ``None`` means the field is absent from the bitmap."""
+
+    mti: str
+    stan: str
+    transmission: str
+    tid: str
+    mid: str | None = None
+    pan: str | None = None
+    processing_code: str | None = None
+    amount: int | None = None
+    local_time: str | None = None
+    local_date: str | None = None
+    rrn: str | None = None
+    auth_code: str | None = None
+    response_code: str | None = None
+    status: str | None = None
+    currency: str | None = None
+    original: OriginalData | None = None
+
+    @property
+    def name(self) -> str:
+        return M.NAMES.get(self.mti, self.mti)
+
+    def key(self) -> tuple[str, str, str]:
+        """Idempotency key of this message: terminal id + STAN + transmission time."""
+        return (self.tid, self.stan, self.transmission)
+
+    def as_original(self) -> OriginalData:
+        return OriginalData(mti=self.mti, stan=self.stan, transmission=self.transmission)
+
+    def response(self, response_code: str, **fields: object) -> Message:
+        """The response to this request: same keys echoed back, as hosts do (F2-F13, F41, F42, F49)."""
+        return replace(self, mti=M.response_to(self.mti), response_code=response_code, **fields)  # type: ignore[arg-type]
+
+    @property
+    def approved(self) -> bool:
+        return self.response_code == "00"

@@ -1,0 +1,57 @@
+"""Message type indicators used by possim, and the ISO 8583 rules that relate them.
+
+The status query has no universal ISO 8583 message. possim uses the administrative
+class: 0600 (request) / 0610 (response), processing code 970000, with field 90 naming
+the original. Administrative messages never move money, so a host that does not know
+the query cannot mistake it for a financial request.
+"""
+
+from __future__ import annotations
+
+AUTH = "0100"
+AUTH_RESPONSE = "0110"
+PURCHASE = "0200"
+PURCHASE_RESPONSE = "0210"
+ADVICE = "0220"
+ADVICE_REPEAT = "0221"
+ADVICE_RESPONSE = "0230"
+REVERSAL = "0400"
+REVERSAL_REPEAT = "0401"
+REVERSAL_RESPONSE = "0410"
+STATUS_QUERY = "0600"
+STATUS_QUERY_RESPONSE = "0610"
+
+REQUESTS = frozenset({AUTH, PURCHASE, ADVICE, ADVICE_REPEAT, REVERSAL, REVERSAL_REPEAT, STATUS_QUERY})
+RESPONSES = frozenset({AUTH_RESPONSE, PURCHASE_RESPONSE, ADVICE_RESPONSE, REVERSAL_RESPONSE, STATUS_QUERY_RESPONSE})
+KNOWN = REQUESTS | RESPONSES
+
+#: Human names for timelines and traces.
+NAMES = {
+    AUTH: "authorization",
+    AUTH_RESPONSE: "authorization response",
+    PURCHASE: "purchase",
+    PURCHASE_RESPONSE: "purchase response",
+    ADVICE: "completion advice",
+    ADVICE_REPEAT: "completion advice (repeat)",
+    ADVICE_RESPONSE: "completion response",
+    REVERSAL: "reversal",
+    REVERSAL_REPEAT: "reversal (repeat)",
+    REVERSAL_RESPONSE: "reversal response",
+    STATUS_QUERY: "status query",
+    STATUS_QUERY_RESPONSE: "status answer",
+}
+
+
+def response_to(mti: str) -> str:
+    """The response MTI for a request: third digit + 1, repeat flag cleared (0401 -> 0410)."""
+    base = mti[:3] + "0"
+    return base[:2] + str(int(base[2]) + 1) + "0"
+
+
+def repeat_of(mti: str) -> str:
+    """The repeat MTI of a request (0400 -> 0401); repeats tell the host it may have seen it."""
+    return mti[:3] + "1"
+
+
+def is_repeat(mti: str) -> bool:
+    return mti[3] == "1"

@@ -1,0 +1,120 @@
+"""The possim command as a user runs it: a real subprocess, real exit codes, real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SCENARIOS
+
+POSSIM = [sys.executable, "-m", "possim"]
+KEYS = {"transactions", "approved", "declined", "orphaned_debits", "double_debits", "phantom_approvals",
+        "pending_reversals", "open_holds", "customer_loss"}
+
+
+def possim(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*POSSIM, *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+@pytest.mark.parametrize("policy, orphans", [("none", 1), ("reversal", 0), ("query", 0), ("query-then-reversal", 0)])
+def test_run_json_response_lost(policy: str, orphans: int) -> None:
+    out = possim("run", str(SCENARIOS / "response-lost.toml"), "--policy", policy, "--json")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert KEYS <= summary.keys()
+    assert summary["orphaned_debits"] == orphans
+    assert (summary["customer_loss"] != "0.00") == (policy == "none")
+    assert summary["double_debits"] == 0 and summary["pending_reversals"] == 0
+
+
+def test_run_prints_a_timeline_and_the_verdict() -> None:
+    out = possim("run", str(SCENARIOS / "response-lost.toml"), "--policy", "none")
+    assert out.returncode == 0
+    assert "0210" in out.stdout and "LOST" in out.stdout and "TIMEOUT" in out.stdout
+    assert "orphaned debits" in out.stdout
+
+
+def test_trace_is_byte_identical_for_a_seed_and_differs_for_another(tmp_path: Path) -> None:
+    files = []
+    for i, seed in enumerate(("7", "7", "8")):
+        path = tmp_path / f"t{i}.jsonl"
+        assert possim("run", str(SCENARIOS / "flaky-network.toml"), "--seed", seed, "--trace", str(path),
+                      "--json").returncode == 0
+        files.append(path.read_bytes())
+    assert files[0] == files[1]
+    assert files[0] != files[2]
+    first = json.loads(files[0].splitlines()[1])
+    assert {"t", "event"} <= first.keys()
+    events = {json.loads(line)["event"] for line in files[0].splitlines()}
+    assert {"msg_sent", "msg_received", "net_dropped", "timer_fired", "ledger_debit", "txn_outcome"} <= events
+
+
+def test_check_determinism_reports_identical_runs() -> None:
+    out = possim("run", str(SCENARIOS / "flaky-network.toml"), "--check-determinism")
+    assert out.returncode == 0 and "identical" in out.stdout
+
+
+def test_failed_expectation_exits_1(tmp_path: Path) -> None:
+    text = (SCENARIOS / "response-lost.toml").read_text().replace('customer_loss = "25.00"', 'customer_loss = "0.00"')
+    (tmp_path / "wrong.toml").write_text(text)
+    out = possim("run", str(tmp_path / "wrong.toml"), "--policy", "none", "--json")
+    assert out.returncode == 1
+    assert json.loads(out.stdout)["expectations_failed"] == ["customer_loss: expected 0.00, got 25.00"]
+
+
+@pytest.mark.parametrize("content, needle", [
+    (None, "no such scenario file"),
+    ("title = 'x'\ndescription = [", "not valid TOML"),
+    ("title = 'x'\ndescription = 'y'\n[[transactions]]\namount = '-1'\n", "transactions.0.amount"),
+    ("title = 'x'\ndescription = 'y'\nbogus = 1\n[[transactions]]\namount = '1.00'\n", "bogus"),
+    ("title = 'x'\ndescription = 'y'\n[[faults]]\naction='drop'\ndirection='to_host'\nmti='9999'\n"
+     "[[transactions]]\namount = '1.00'\n", "faults.0.mti"),
+])
+def test_bad_scenario_exits_2_with_one_line_naming_file_and_key(tmp_path: Path, content: str | None,
+                                                                  needle: str) -> None:
+    path = tmp_path / "bad.toml"
+    if content is not None:
+        path.write_text(content)
+    out = possim("run", str(path))
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert "bad.toml" in lines[0] and needle in lines[0]
+    assert "Traceback" not in out.stderr
+
+
+def test_unknown_policy_exits_2() -> None:
+    out = possim("run", str(SCENARIOS / "response-lost.toml"), "--policy", "pray")
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == ["possim: error: unknown policy 'pray' (choose from none, reversal, "
+                                               "query, query-then-reversal)"]
+
+
+def test_existing_ledger_file_is_never_touched(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.db"
+    ledger.write_bytes(b"precious")
+    out = possim("run", str(SCENARIOS / "response-lost.toml"), "--ledger", str(ledger))
+    assert out.returncode == 2 and ledger.read_bytes() == b"precious"
+
+
+def test_ledger_and_journal_files_are_real_sqlite(tmp_path: Path) -> None:
+    import sqlite3
+
+    out = possim("run", str(SCENARIOS / "response-lost.toml"), "--policy", "reversal", "--json",
+                 "--ledger", str(tmp_path / "l.db"), "--journal", str(tmp_path / "j.db"))
+    assert out.returncode == 0
+    kinds = [k for (k,) in sqlite3.connect(tmp_path / "l.db").execute("SELECT kind FROM entries ORDER BY id")]
+    assert kinds == ["debit", "credit"]
+    status = sqlite3.connect(tmp_path / "j.db").execute("SELECT status, reversal FROM journal").fetchall()
+    assert status == [("reversed", "acked")]
+
+
+def test_compare_shows_every_policy() -> None:
+    out = possim("compare", str(SCENARIOS / "response-lost.toml"), "--no-timelines")
+    assert out.returncode == 0
+    for policy in ("none", "reversal", "query", "query-then-reversal"):
+        assert policy in out.stdout

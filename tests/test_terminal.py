@@ -1,0 +1,111 @@
+"""The sans-IO terminal: events in, actions out, no clock, no network."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from pos_sim.actions import CancelTimer, Notice, Outcome, Send, StartTimer, WriteJournal
+from protocol import codec
+from tests.helpers import new_host, new_terminal, purchase, replies, sends
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_reversal_record_is_journaled_before_the_original_leaves() -> None:
+    actions = new_terminal("reversal").request_payment(0.0, purchase())
+    kinds = [type(a) for a in actions]
+    assert kinds[:3] == [WriteJournal, Send, StartTimer]
+    assert actions[0].record.reversal == "armed"  # type: ignore[union-attr]
+    assert actions[2].at == 30.0  # type: ignore[union-attr]
+
+
+def test_timeout_under_none_is_unknown_not_failed() -> None:
+    term = new_terminal("none")
+    term.request_payment(0.0, purchase())
+    actions = term.timer_fired(30.0, "response")
+    outcome = next(a for a in actions if isinstance(a, Outcome))
+    assert outcome.status == "unknown"
+    assert "FAILED" in outcome.display
+    assert not sends(actions)
+
+
+def test_timeout_under_reversal_sends_0400_then_0401_with_backoff() -> None:
+    term = new_terminal("reversal", backoff_initial=5.0)
+    term.request_payment(0.0, purchase())
+    first = sends(term.timer_fired(30.0, "response"))
+    assert [s.mti for s in first] == ["0400"]
+    reversal = codec.decode(first[0].data)
+    assert reversal.original is not None and reversal.original.stan == "000001"
+    retry = term.timer_fired(60.0, "response")
+    assert any(isinstance(a, StartTimer) and a.name == "retry" and a.at == 65.0 for a in retry)
+    again = sends(term.timer_fired(65.0, "retry"))
+    assert [s.mti for s in again] == ["0401"]
+    assert codec.decode(again[0].data).stan == reversal.stan  # a repeat keeps its STAN
+
+
+def test_late_response_is_logged_and_never_applied() -> None:
+    term, host = new_terminal("reversal"), new_host()
+    original = sends(term.request_payment(0.0, purchase()))[0]
+    response = replies(host.receive(0.1, original.data))[0]
+    term.timer_fired(30.0, "response")
+    actions = term.receive(45.0, response.data)
+    assert [a.event for a in actions if isinstance(a, Notice)] == ["late_response"]
+    assert not any(isinstance(a, Outcome) for a in actions)
+    assert term.records[1].status == "unknown" and term.records[1].late_responses == 1
+
+
+def test_query_finds_the_approval_and_finishes_the_sale() -> None:
+    term, host = new_terminal("query"), new_host()
+    original = sends(term.request_payment(0.0, purchase()))[0]
+    host.receive(0.1, original.data)  # approved and debited; the answer is lost
+    query = sends(term.timer_fired(30.0, "response"))[0]
+    assert query.mti == "0600"
+    answer = replies(host.receive(30.1, query.data))[0]
+    assert codec.decode(answer.data).status == "APPROVED"
+    actions = term.receive(30.2, answer.data)
+    outcome = next(a for a in actions if isinstance(a, Outcome))
+    assert outcome.status == "approved" and "status check" in outcome.display
+    assert any(isinstance(a, CancelTimer) for a in actions)
+
+
+def test_pending_reversal_goes_out_before_the_next_transaction() -> None:
+    term = new_terminal("reversal", reversal_attempts=1)
+    term.request_payment(0.0, purchase(1))
+    term.timer_fired(30.0, "response")  # reversal sent
+    term.timer_fired(60.0, "response")  # reversal timed out: parked
+    assert term.records[1].reversal == "pending"
+    first = sends(term.request_payment(100.0, purchase(2)))
+    assert [s.mti for s in first] == ["0401"]
+    second = sends(term.timer_fired(130.0, "response"))
+    assert [s.mti for s in second] == ["0200"]
+
+
+def test_reversal_acknowledged_clears_pending() -> None:
+    term, host = new_terminal("reversal"), new_host()
+    original = sends(term.request_payment(0.0, purchase()))[0]
+    host.receive(0.1, original.data)
+    reversal = sends(term.timer_fired(30.0, "response"))[0]
+    ack = replies(host.receive(30.1, reversal.data))[0]
+    term.receive(30.2, ack.data)
+    assert term.records[1].reversal == "acked" and term.records[1].status == "reversed"
+    assert term.idle
+
+
+def test_malformed_frame_becomes_a_notice_not_an_exception() -> None:
+    term = new_terminal()
+    assert [a.event for a in term.receive(1.0, b"garbage") if isinstance(a, Notice)] == ["malformed_frame"]
+
+
+@pytest.mark.parametrize("module", ["pos_sim/terminal.py", "acquirer_sim/host.py", "protocol/codec.py",
+                                    "protocol/faults.py", "protocol/messages.py"])
+def test_core_modules_do_no_io_and_read_no_clock(module: str) -> None:
+    """The sans-IO core imports no asyncio, sockets, clocks, threads, loggers or MQTT."""
+    tree = ast.parse((ROOT / module).read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module}
+    assert not imported & {"asyncio", "socket", "time", "threading", "structlog", "aiomqtt", "selectors"}
