@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 POSSIM := $(VENV)/bin/possim
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench fuzz broker mosquitto clean
+.PHONY: demo test bench fuzz mosquitto clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -33,3 +33,10 @@ mosquitto:
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+
+## fuzz: the large profile: 3000 generated schedules per recovery policy, and the search under none
+fuzz: $(STAMP)
+	$(POSSIM) fuzz --policy reversal --examples 3000 --out found-reversal.toml
+	$(POSSIM) fuzz --policy query-then-reversal --examples 3000 --out found-qtr.toml
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/test_fuzz.py
+	$(POSSIM) fuzz --policy none --out found-none.toml || test $$? -eq 1

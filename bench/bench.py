@@ -49,6 +49,23 @@ def main() -> None:
     runs = 300
     t_small = best_of(lambda: [simulate(small, "reversal") for _ in range(runs)], 3)
     print(f"response-lost runs per second (one core): {runs / t_small:,.0f}")
+    bench_fuzz()
+
+
+def bench_fuzz() -> None:
+    from possim.fuzz import fuzz
+
+    n = 600
+    start = time.perf_counter()
+    found = fuzz("reversal", n, seed=1, min_transactions=5, max_transactions=5)
+    elapsed = time.perf_counter() - start
+    assert found.schedule is None
+    five = load(ROOT / "scenarios" / "response-lost.toml")
+    five = from_dict({**five.model.model_dump(), "transactions": [{"amount": "10.00", "count": 5, "every": 40}]})
+    t_plain = best_of(lambda: [simulate(five, "reversal") for _ in range(100)], 3) / 100
+    print(f"fuzz, 5-transaction schedules, policy reversal: {n / elapsed:,.0f} examples per s (goal >= 300)")
+    print(f"  baseline, a fixed 5-transaction scenario without Hypothesis: {1 / t_plain:,.0f} runs per s "
+          f"-> generation and checking cost x{(elapsed / n) / t_plain:.2f}")
 
 
 if __name__ == "__main__":

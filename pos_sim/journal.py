@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 
 from pos_sim.records import TxnRecord
@@ -24,8 +24,7 @@ class Journal:
                      f"VALUES (?, {', '.join('?' * len(COLUMNS))})")
 
     def write(self, record: TxnRecord) -> None:
-        values = asdict(record)
-        self.conn.execute(self._sql, (self.tid, *(values[c] for c in COLUMNS)))
+        self.conn.execute(self._sql, (self.tid, *(getattr(record, c) for c in COLUMNS)))
 
     def commit(self) -> None:
         self.conn.commit()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import copy
+from dataclasses import dataclass
 from typing import Literal
 
 Kind = Literal["purchase", "auth"]
@@ -43,4 +44,5 @@ class TxnRecord:
     display: str = ""
 
     def snapshot(self) -> TxnRecord:
-        return replace(self)
+        """A frozen-in-time copy for the journal (the live record keeps changing)."""
+        return copy.copy(self)

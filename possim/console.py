@@ -64,3 +64,18 @@ def compare(console: Console, results: Sequence[RunResult]) -> None:
             cells.append(f"[bold red]{v}[/]" if bad else f"[green]{v}[/]" if key in BAD else str(v))
         table.add_row(key.replace("_", " "), *cells)
     console.print(table)
+
+
+def coverage(console: Console, counts: Any, examples: int) -> None:
+    """How often each failure situation was exercised, in domain words; zeros stand out."""
+    from possim.coverage import SITUATIONS
+
+    table = Table(title=f"fault coverage over {examples} schedules (runs that went through each situation)")
+    table.add_column("situation")
+    table.add_column("runs", justify="right")
+    table.add_column("share", justify="right")
+    for label, _ in SITUATIONS:
+        n = counts.get(label, 0)
+        share = f"{100 * n / examples:.1f}%" if examples else "-"
+        table.add_row(label, str(n) if n else "[bold red]0[/]", share)
+    console.print(table)

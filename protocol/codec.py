@@ -8,6 +8,7 @@ frame that pyiso8583 cannot parse, or whose fields break possim's rules, raises
 from __future__ import annotations
 
 import copy
+import functools
 import re
 
 import iso8583
@@ -69,7 +70,16 @@ def encode(msg: Message) -> bytes:
 
 
 def decode(data: bytes) -> Message:
-    """Decode one frame; anything malformed raises ``ProtocolError`` with a one-line reason."""
+    """Decode one frame; anything malformed raises ``ProtocolError`` with a one-line reason.
+
+    Messages are immutable, so the result for the same bytes is cached: a frame traced by
+    the driver and then handled by the state machine is parsed once.
+    """
+    return _decode(bytes(data))
+
+
+@functools.lru_cache(maxsize=4096)
+def _decode(data: bytes) -> Message:
     try:
         doc, _ = iso8583.decode(bytearray(data), SPEC)
     except (iso8583.DecodeError, UnicodeDecodeError, ValueError) as exc:

@@ -1,0 +1,132 @@
+"""Property-based fault injection: generate schedules, find a violation, shrink it, write it out.
+
+Schedules come from ``pos_sim.testing.schedules`` (explicit Hypothesis draws), run in
+virtual time, and are judged by the checker. ``hypothesis.find`` shrinks the first
+violation to a minimal schedule, which is written as a scenario that ``possim run``
+reproduces exactly.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import tomli_w
+from hypothesis import HealthCheck, Phase, find, settings
+from hypothesis.errors import NoSuchExample
+
+from pos_sim.testing import schedules
+from possim.checker import Verdict
+from possim.coverage import tally
+from possim.money import format_amount
+from possim.scenario import from_dict
+from possim.simulation import RunResult, simulate
+from protocol.faults import Rule
+
+
+def violations(result: RunResult) -> list[str]:
+    """The invariants this run breaks; reversal policies must also leave no reversal pending."""
+    c = result.verdict.counts
+    broken = [k for k in ("orphaned_debits", "double_debits", "phantom_approvals") if c[k]]
+    if result.policy in ("reversal", "query-then-reversal") and c["pending_reversals"]:
+        broken.append("pending_reversals")
+    if not result.quiescent:
+        broken.append("no_quiescence")
+    return broken
+
+
+@dataclass
+class FuzzResult:
+    policy: str
+    examples: int = 0
+    coverage: Counter[str] = field(default_factory=Counter)
+    schedule: dict[str, Any] | None = None
+    result: RunResult | None = None
+
+
+def fuzz(policy: str, examples: int, seed: int, progress: Callable[[int], None] | None = None,
+         max_transactions: int = 5, min_transactions: int = 1) -> FuzzResult:
+    """Run up to ``examples`` generated schedules; return the shrunk violation if one is found."""
+    out = FuzzResult(policy)
+    searching = [True]
+
+    def violated(schedule: dict[str, Any]) -> bool:
+        result = simulate(from_dict(schedule), policy)
+        if searching[0]:
+            out.examples += 1
+            tally(out.coverage, result.trace.records)
+            if progress:
+                progress(out.examples)
+        bad = bool(violations(result))
+        if bad:
+            searching[0] = False
+        return bad
+
+    config = settings(max_examples=examples, database=None, deadline=None, phases=[Phase.generate, Phase.shrink],
+                      suppress_health_check=list(HealthCheck))
+    try:
+        strategy = schedules(max_transactions=max_transactions, min_transactions=min_transactions)
+        schedule = find(strategy, violated, settings=config,
+                        random=random.Random(seed))
+    except NoSuchExample:
+        return out
+    out.schedule = schedule
+    out.result = simulate(from_dict(schedule), policy)
+    return out
+
+
+def scenario_document(schedule: dict[str, Any], result: RunResult) -> dict[str, Any]:
+    """The shrunk schedule as a scenario: explained, and expecting exactly the violation found."""
+    s = result.verdict.summary()
+    expect = {k: s[k] for k in ("orphaned_debits", "double_debits", "phantom_approvals", "pending_reversals")}
+    expect["customer_loss"] = s["customer_loss"]
+    doc = {**schedule, "title": f"Minimal failing schedule under policy {result.policy}",
+           "description": explain(schedule, result), "policy": result.policy, "expect": {result.policy: expect}}
+    return {k: v for k, v in doc.items() if v not in ([], {})} | {"host": _compact(schedule.get("host", {}))}
+
+
+def to_toml(document: dict[str, Any]) -> str:
+    return tomli_w.dumps(document, multiline_strings=True)
+
+
+def explain(schedule: dict[str, Any], result: RunResult) -> str:
+    """One paragraph in domain words: which faults, what the terminal believed, what the ledger holds."""
+    faults = [Rule(f["action"], f["direction"], f["mti"], f["nth"], f.get("delay", 0.0)).describe()
+              for f in schedule.get("faults", [])]
+    faults += [f"partition {p['direction']} from {p['start']:g}s to {p['end']:g}s" for p in schedule.get("partitions", [])]
+    faults += [f"host crash after committing {_nth(c['nth'])} {c['mti']}, down {c['down_for']:g}s"
+               for c in schedule.get("host", {}).get("crash_after_commit", [])]
+    n = len(schedule["transactions"])
+    text = (f"Under policy '{result.policy}', {n} transaction{'s' if n > 1 else ''} ran with "
+            f"{len(faults)} fault{'s' if len(faults) != 1 else ''}: {'; '.join(faults) or 'none'}. ")
+    return text + " ".join(_finding_sentence(f.as_dict(), result.verdict) for f in result.verdict.findings
+                           if f.finding != "open_hold") + _moral(result)
+
+
+def _finding_sentence(f: dict[str, Any], verdict: Verdict) -> str:
+    txn = f"transaction {f['txn']}" if f["txn"] else f"stan {f['stan']}"
+    return {
+        "orphaned_debit": f"The host's ledger holds a debit of {f['amount']} for {txn}, but the terminal's journal "
+                          "does not record it as approved: the customer paid for a sale the terminal reported as "
+                          "failed (an orphaned debit).",
+        "double_debit": f"The customer was charged twice for the basket of {txn} (a double debit).",
+        "phantom_approval": f"The terminal approved {txn} for {f['amount']}, but the host holds no money for it: "
+                            "goods left the shop unpaid (a phantom approval).",
+        "pending_reversal": f"The reversal of {txn} was never acknowledged and is still pending.",
+    }.get(f["finding"], f"{f['finding']} on {txn}.")
+
+
+def _moral(result: RunResult) -> str:
+    loss = result.verdict.customer_loss
+    return f" Customer money lost: {format_amount(loss)}." if loss else ""
+
+
+def _compact(host: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in host.items() if v not in ([], {})}
+
+
+def _nth(n: int) -> str:
+    return {1: "1st", 2: "2nd", 3: "3rd"}.get(n, f"{n}th")
