@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 POSSIM := $(VENV)/bin/possim
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench fuzz mosquitto clean
+.PHONY: demo test bench fuzz broker mosquitto clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -40,3 +40,7 @@ fuzz: $(STAMP)
 	$(POSSIM) fuzz --policy query-then-reversal --examples 3000 --out found-qtr.toml
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/test_fuzz.py
 	$(POSSIM) fuzz --policy none --out found-none.toml || test $$? -eq 1
+
+## broker: Mosquitto on 127.0.0.1:1883 with possim's configuration, in the foreground
+broker: $(STAMP) mosquitto
+	$(POSSIM) broker --port 1883

@@ -23,7 +23,8 @@ class Link(Protocol):
 
 class TerminalDriver:
     def __init__(self, terminal: Terminal, link: Link, scheduler: Scheduler, journal: Journal,
-                 emit: Callable[..., None], on_outcome: Callable[[Outcome], None] | None = None) -> None:
+                 emit: Callable[..., None], on_outcome: Callable[[Outcome], None] | None = None,
+                 record_bytes: bool = False) -> None:
         self.terminal = terminal
         self.link = link
         self.scheduler = scheduler
@@ -32,14 +33,17 @@ class TerminalDriver:
         self.on_outcome = on_outcome
         self._timers: dict[str, Cancellable] = {}
         self.tid = terminal.config.tid
+        self.record_bytes = record_bytes
 
     def request_payment(self, request: PaymentRequest) -> None:
+        extra = {"card": request.pan, "completion_amount": request.completion_amount} if self.record_bytes else {}
         self.emit("payment_requested", tid=self.tid, txn=request.txn_id, intent=request.intent,
-                  kind=request.kind, amount=request.amount, pan=_mask(request.pan))
+                  kind=request.kind, amount=request.amount, pan=_mask(request.pan), **extra)
         self.execute(self.terminal.request_payment(self.scheduler.now(), request))
 
     def receive(self, data: bytes) -> None:
-        self.emit("msg_received", side="terminal", **codec.wire_fields(data))
+        extra = {"data": data.hex()} if self.record_bytes else {}
+        self.emit("msg_received", side="terminal", **codec.wire_fields(data), **extra)
         self.execute(self.terminal.receive(self.scheduler.now(), data))
 
     def execute(self, actions: list[Action]) -> None:
@@ -69,11 +73,16 @@ class TerminalDriver:
 
         def fire() -> None:
             self._timers.pop(name, None)
-            if name == "response":
+            if name == "response" or self.record_bytes:
                 self.emit("timer_fired", tid=self.tid, timer=name)
             self.execute(self.terminal.timer_fired(self.scheduler.now(), name))
 
         self._timers[name] = self.scheduler.call_later(at - self.scheduler.now(), fire)
+
+    @property
+    def timers_armed(self) -> int:
+        """Response timers still armed (retry wake-ups of parked work do not count)."""
+        return int("response" in self._timers)
 
     def _cancel(self, name: str) -> None:
         handle = self._timers.pop(name, None)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -14,6 +17,7 @@ from possim import console as show
 from possim.expect import failed_expectations
 from possim.scenario import Scenario, ScenarioError, check_policy, load
 from possim.simulation import RunResult, simulate
+from protocol.mqtt import BrokerAddress, TransportError
 
 
 def _console() -> Console:
@@ -41,16 +45,30 @@ def cli() -> None:
 @click.option("--timeline/--no-timeline", default=True, help="Print the event timeline.")
 @click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False), help="Keep the host ledger in this SQLite file.")
 @click.option("--journal", "journal_path", type=click.Path(dir_okay=False), help="Keep the terminal journal in this SQLite file.")
+@click.option("--transport", default="memory", help="memory (virtual time) or mqtt (real time, real broker).")
+@click.option("--broker", help="MQTT broker URL, mqtt://HOST:PORT (default: start a private Mosquitto).")
+@click.option("--qos", default="1", help="MQTT QoS for every message: 0 or 1.")
+@click.option("--time-scale", default=1.0, type=float, help="Multiply every duration of the scenario (real transports).")
+@click.option("--force-redelivery", default=0, type=click.IntRange(0, 100),
+              help="MQTT: the host withholds its PUBACK for the first N requests and reconnects, so the broker "
+                   "redelivers them (QoS 1 duplicates).")
 def run(scenario: str, policy: str | None, seed: int | None, trace_path: str | None, as_json: bool,
-        check_determinism: bool, timeline: bool, ledger_path: str | None, journal_path: str | None) -> None:
-    """Run SCENARIO in virtual time and judge it."""
+        check_determinism: bool, timeline: bool, ledger_path: str | None, journal_path: str | None,
+        transport: str, broker: str | None, qos: str, time_scale: float, force_redelivery: int) -> None:
+    """Run SCENARIO and judge it: in virtual time in memory, or in real time over MQTT."""
     sc = _load(scenario, policy)
     for p in (ledger_path, journal_path):
         if p and Path(p).exists():
             raise InputError(f"{p}: already exists; possim will not write into an existing ledger or journal")
+    if transport not in ("memory", "mqtt"):
+        raise InputError(f"unknown transport {transport!r} (choose from memory, mqtt)")
     if check_determinism:
         sys.exit(_determinism(sc, policy, seed))
-    result = simulate(sc, policy, seed, ledger_path=ledger_path, journal_path=journal_path)
+    if transport == "mqtt":
+        result = _run_mqtt(sc, policy, seed, broker, _qos(qos), _scale(time_scale), ledger_path, journal_path,
+                           force_redelivery)
+    else:
+        result = simulate(sc, policy, seed, ledger_path=ledger_path, journal_path=journal_path)
     if trace_path:
         result.trace.write(trace_path)
     failures = failed_expectations(sc.model.expect, result.policy, result.verdict.summary())
@@ -116,6 +134,210 @@ def fuzz_command(policy: str, examples: int, seed: int, out: str, max_transactio
     con.print(document["description"])
     con.print(f"replay: possim run {out} --policy {policy}")
     sys.exit(1)
+
+
+def _qos(text: str) -> int:
+    if text not in ("0", "1"):
+        raise InputError(f"unsupported QoS {text!r} (choose 0 or 1)")
+    return int(text)
+
+
+def _scale(factor: float) -> float:
+    if not 0 < factor <= 100:
+        raise InputError(f"--time-scale must be in (0, 100], got {factor:g}")
+    return factor
+
+
+def _address(url: str) -> BrokerAddress:
+    try:
+        return BrokerAddress.parse(url)
+    except TransportError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _run_mqtt(sc: Scenario, policy: str | None, seed: int | None, broker: str | None, qos: int, time_scale: float,
+              ledger_path: str | None, journal_path: str | None, force_redelivery: int = 0) -> RunResult:
+    from possim.broker import Broker, BrokerError
+    from possim.realtime import run_mqtt
+
+    private = None
+    if broker is None:
+        try:
+            private = Broker().start()
+        except BrokerError as exc:
+            raise InputError(str(exc)) from None
+        broker = private.url
+    address = _address(broker)
+    try:
+        return asyncio.run(run_mqtt(sc, policy or sc.model.policy, sc.model.seed if seed is None else seed, address,
+                                    qos, time_scale, ledger_path, journal_path, force_redelivery=force_redelivery))
+    except TransportError as exc:
+        raise InputError(str(exc)) from None
+    finally:
+        if private:
+            private.stop()
+
+
+@cli.command()
+@click.option("--port", default=1883, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--state-dir", type=click.Path(file_okay=False), help="Where Mosquitto keeps its config and sessions.")
+def broker(port: int, state_dir: str | None) -> None:
+    """Run Mosquitto on 127.0.0.1:PORT with possim's configuration until stopped (Ctrl-C)."""
+    from possim.broker import Broker, BrokerError
+
+    try:
+        b = Broker(port, Path(state_dir) if state_dir else None).start()
+    except BrokerError as exc:
+        raise InputError(str(exc)) from None
+    click.echo(f"mosquitto listening on {b.url} (config {b.config}); Ctrl-C to stop", err=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        assert b.proc is not None
+        b.proc.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        b.stop()
+
+
+@cli.command()
+@click.option("--broker", "broker_url", required=True, help="mqtt://HOST:PORT")
+@click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False), help="SQLite ledger file (kept across runs).")
+@click.option("--scenario", "scenario_path", help="Take host behaviour ([host]) from this scenario.")
+@click.option("--time-scale", default=1.0, type=float, help="Scale the scenario's host durations.")
+@click.option("--qos", default="1", help="0 or 1.")
+def acquirer(broker_url: str, ledger_path: str | None, scenario_path: str | None, time_scale: float, qos: str) -> None:
+    """Serve as the acquirer host until SIGINT/SIGTERM; log every event as a JSON line on stderr."""
+    import random
+
+    from acquirer_sim.config import HostConfig
+    from acquirer_sim.host import AcquirerHost
+    from possim.realtime import open_ledger, serve_acquirer
+
+    address, level = _address(broker_url), _qos(qos)
+    config = _load(scenario_path, None).scaled(_scale(time_scale)).host_config() if scenario_path else HostConfig()
+    ledger = open_ledger(ledger_path, config.default_balance)
+    host = AcquirerHost(config, ledger, random.Random())
+    log = _live_logger("acquirer")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve_acquirer(address, host, log, level, stop)
+
+    try:
+        asyncio.run(main())
+    except TransportError as exc:
+        raise InputError(str(exc)) from None
+    finally:
+        ledger.close()
+    click.echo("acquirer stopped", err=True)
+
+
+@cli.command()
+@click.argument("scenario")
+@click.option("--broker", "broker_url", required=True, help="mqtt://HOST:PORT")
+@click.option("--tid", required=True, help="Terminal id (field 41, 8 characters).")
+@click.option("--policy", help="Recovery policy (default: the scenario's).")
+@click.option("--seed", type=int)
+@click.option("--journal", "journal_path", type=click.Path(dir_okay=False), help="SQLite journal file.")
+@click.option("--trace", "trace_path", type=click.Path(dir_okay=False))
+@click.option("--time-scale", default=1.0, type=float)
+@click.option("--qos", default="1")
+def terminal(scenario: str, broker_url: str, tid: str, policy: str | None, seed: int | None,
+             journal_path: str | None, trace_path: str | None, time_scale: float, qos: str) -> None:
+    """Drive one terminal through SCENARIO against an acquirer on the broker."""
+    from possim.realtime import drive_terminal
+
+    sc = _load(scenario, policy)
+    if len(tid) != 8 or any(c in tid for c in "+#/") or not tid.isprintable():
+        raise InputError(f"--tid {tid!r}: a terminal id is 8 printable characters without + # /")
+    if journal_path and Path(journal_path).exists():
+        raise InputError(f"{journal_path}: already exists; possim will not write into an existing journal")
+    address, level = _address(broker_url), _qos(qos)
+    try:
+        result = asyncio.run(drive_terminal(sc, policy or sc.model.policy, sc.model.seed if seed is None else seed,
+                                            address, tid, level, _scale(time_scale), journal_path))
+    except TransportError as exc:
+        raise InputError(str(exc)) from None
+    if trace_path:
+        result.trace.write(trace_path)
+    s = result.verdict.summary()
+    click.echo(json.dumps({k: s[k] for k in ("transactions", "approved", "declined", "failed", "unknown",
+                                              "reversed", "pending_reversals")} | {"quiescent": result.quiescent}))
+    sys.exit(0 if result.quiescent else 1)
+
+
+@cli.command("check")
+@click.option("--journal", "journal_path", required=True, help="The terminal's SQLite journal.")
+@click.option("--ledger", "ledger_path", required=True, help="The host's SQLite ledger.")
+@click.option("--json", "as_json", is_flag=True)
+def check_command(journal_path: str, ledger_path: str, as_json: bool) -> None:
+    """Judge a run split over processes from its journal and ledger files."""
+    import sqlite3
+
+    from possim.checker import check
+
+    conns = []
+    for path, table in ((journal_path, "journal"), (ledger_path, "entries")):
+        if not Path(path).is_file():
+            raise InputError(f"{path}: no such file")
+        try:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            conn.execute(f"SELECT 1 FROM {table} LIMIT 1")
+        except sqlite3.Error as exc:
+            raise InputError(f"{path}: not a possim {'journal' if table == 'journal' else 'ledger'}: {exc}") from None
+        conns.append(conn)
+    verdict = check(conns[0], conns[1])
+    summary = verdict.summary()
+    if as_json:
+        click.echo(json.dumps(summary, sort_keys=True))
+    else:
+        for key, value in summary.items():
+            click.echo(f"{key.replace('_', ' '):>20}: {value}")
+        for f in verdict.findings:
+            click.echo(f"  finding: {f.finding} txn {f.txn} stan {f.key[1]} amount {f.as_dict()['amount']}")
+    sys.exit(0 if verdict.clean else 1)
+
+
+@cli.command("replay")
+@click.argument("trace_file")
+@click.option("--json", "as_json", is_flag=True)
+def replay_command(trace_file: str, as_json: bool) -> None:
+    """Re-execute a trace recorded over MQTT in virtual time and compare the verdicts."""
+    from possim.replay import ReplayError, replay
+
+    try:
+        verdict, recorded = replay(trace_file)
+    except ReplayError as exc:
+        raise InputError(str(exc)) from None
+    summary = verdict.summary()
+    keys = [k for k in summary if recorded is not None and k in recorded]
+    same = recorded is not None and all(summary[k] == recorded[k] for k in keys)
+    if as_json:
+        click.echo(json.dumps({**summary, "matches_recording": same}, sort_keys=True))
+    else:
+        for key, value in summary.items():
+            was = f"   (recorded: {recorded.get(key)})" if recorded and recorded.get(key) != value else ""
+            click.echo(f"{key.replace('_', ' '):>20}: {value}{was}")
+        click.echo("replay verdict matches the recording" if same else "replay verdict DIFFERS from the recording")
+    sys.exit(0 if same else 1)
+
+
+def _live_logger(component: str) -> Callable[..., None]:
+    """structlog JSON lines on stderr for long-running processes."""
+    import structlog
+
+    logger = structlog.wrap_logger(structlog.PrintLogger(sys.stderr), processors=[
+        structlog.processors.TimeStamper(fmt="iso"), structlog.processors.JSONRenderer(sort_keys=True)])
+    bound = logger.bind(component=component)
+
+    def emit(event: str, **fields: object) -> None:
+        bound.info(event, **fields)
+
+    return emit
 
 
 def _determinism(sc: Scenario, policy: str | None, seed: int | None) -> int:

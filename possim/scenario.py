@@ -204,6 +204,16 @@ class Scenario:
     def name(self) -> str:
         return self.path.stem if self.path else self.model.title
 
+    def raw(self) -> dict[str, Any]:
+        """The scenario as plain data (JSON- and TOML-ready), with every default filled in."""
+        return self.model.model_dump(mode="json", exclude_none=True)
+
+    def scaled(self, factor: float) -> Scenario:
+        if factor == 1.0:
+            return self
+        scaled = from_dict(scale_durations(self.model.model_dump(), factor), self.path)
+        return scaled
+
     def terminal_config(self, policy: str) -> TerminalConfig:
         return TerminalConfig(policy=policy, **self.model.terminal.model_dump())  # type: ignore[arg-type]
 
@@ -226,6 +236,43 @@ class Scenario:
             rules=tuple(Rule(f.action, f.direction, f.mti, f.nth, f.delay) for f in m.faults),
             partitions=tuple(Partition(p.start, p.end, p.direction) for p in m.partitions),
         )
+
+
+_TERMINAL_SECONDS = ("response_timeout", "reversal_timeout", "backoff_initial", "backoff_max", "query_timeout",
+                     "query_interval", "advice_timeout")
+_LATENCY_SECONDS = ("value", "low", "high", "jitter")
+
+
+def _scale_latency(lat: dict[str, Any], f: float) -> dict[str, Any]:
+    out = {k: (v * f if k in _LATENCY_SECONDS else v) for k, v in lat.items()}
+    if lat.get("dist") == "normal":
+        out["sigma"] = lat.get("sigma", 0.0) * f
+    return out
+
+
+def scale_durations(raw: dict[str, Any], f: float) -> dict[str, Any]:
+    """Every duration of a scenario (timeouts, latencies, retries, partitions, schedule) times ``f``.
+
+    Real transports run in real time; ``--time-scale`` makes a 30-second scenario take a
+    fraction of that while keeping every ratio, so verdicts do not depend on it.
+    """
+    d = dict(raw)
+    d["terminal"] = {k: (v * f if k in _TERMINAL_SECONDS else v) for k, v in raw.get("terminal", {}).items()}
+    host = dict(raw.get("host", {}))
+    for key in ("processing", "quick"):
+        if key in host:
+            host[key] = _scale_latency(host[key], f)
+    host["issuer_unavailable"] = [{"start": w["start"] * f, "end": w["end"] * f} for w in host.get("issuer_unavailable", [])]
+    host["crash_after_commit"] = [{**c, "down_for": c.get("down_for", 60.0) * f} for c in host.get("crash_after_commit", [])]
+    d["host"] = host
+    d["network"] = {side: {**link, "latency": _scale_latency(link.get("latency", {}), f),
+                           "reorder_window": link.get("reorder_window", 1.0) * f}
+                    for side, link in raw.get("network", {}).items()}
+    d["faults"] = [{**r, "delay": r.get("delay", 0.0) * f} for r in raw.get("faults", [])]
+    d["partitions"] = [{**p, "start": p["start"] * f, "end": p["end"] * f} for p in raw.get("partitions", [])]
+    d["transactions"] = [{**t, **{k: t[k] * f for k in ("at", "every", "retry_after") if k in t}}
+                         for t in raw["transactions"]]
+    return d
 
 
 def load(path: str | Path) -> Scenario:

@@ -1,0 +1,154 @@
+"""The test rig: terminal, host, journal, ledger, fault layer and trace, wired on any transport.
+
+The in-memory simulation and the real-time MQTT run build the same rig; only the
+scheduler (virtual clock or asyncio loop) and the transport under the fault layer differ.
+The fault layer always sits on the terminal's side of the wire, in both directions (before
+publish, after receive), so a scenario's faults mean the same on every transport.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from acquirer_sim.driver import HostDriver
+from acquirer_sim.host import AcquirerHost
+from acquirer_sim.ledger import Ledger
+from pos_sim.actions import Outcome
+from pos_sim.driver import Link, TerminalDriver
+from pos_sim.journal import Journal
+from pos_sim.terminal import PaymentRequest, Terminal
+from possim.checker import Verdict, check
+from possim.money import parse_amount
+from possim.scenario import Scenario
+from possim.trace import Trace
+from protocol.faults import FaultDecider, FaultPlan, FaultyLink, Scheduler, Transport
+from protocol.memory import MemoryTransport
+
+
+@dataclass
+class RunResult:
+    scenario: Scenario
+    policy: str
+    seed: int
+    trace: Trace
+    verdict: Verdict
+    ledger_before: dict[str, tuple[int, int]]
+    ledger_after: dict[str, tuple[int, int]]
+    quiescent: bool
+    end_time: float
+    transport: str = "memory"
+
+    def summary(self) -> dict[str, object]:
+        return {"scenario": self.scenario.name, "policy": self.policy, "seed": self.seed,
+                "transport": self.transport, **self.verdict.summary(), "quiescent": self.quiescent,
+                "virtual_seconds": round(self.end_time, 3)}
+
+
+def payment_plan(scenario: Scenario) -> list[tuple[float, PaymentRequest, bool, float]]:
+    """Expand the scenario's transactions into (at, request, customer_retries, retry_after)."""
+    plan = []
+    txn_id = 0
+    for spec in scenario.model.transactions:
+        for i in range(spec.count):
+            txn_id += 1
+            completion = parse_amount(spec.completion_amount) if spec.completion_amount else None
+            request = PaymentRequest(txn_id=txn_id, intent=f"basket-{txn_id}", kind=spec.kind,
+                                     amount=parse_amount(spec.amount), pan=spec.pan, completion_amount=completion)
+            plan.append((spec.at + i * spec.every, request, spec.customer_retries, spec.retry_after))
+    return plan
+
+
+class _Deferred:
+    """A transport whose receiver is attached after construction (the drivers refer to each other)."""
+
+    def __init__(self) -> None:
+        self.target: Transport | None = None
+
+    def send(self, data: bytes) -> None:
+        assert self.target is not None
+        self.target.send(data)
+
+
+class Rig:
+    def __init__(self, scenario: Scenario, policy: str, seed: int, scheduler: Scheduler,
+                 plan: FaultPlan | None = None, ledger_path: str | Path | None = None,
+                 journal_path: str | Path | None = None, record_bytes: bool = False) -> None:
+        self.scenario, self.policy, self.seed, self.scheduler = scenario, policy, seed, scheduler
+        self.trace = Trace(scheduler.now)
+        self.rng = random.Random(seed)
+        host_config = scenario.host_config()
+        self.ledger = Ledger(ledger_path or ":memory:", default_balance=host_config.default_balance)
+        self.terminal_config = scenario.terminal_config(policy)
+        self.journal = Journal(journal_path or ":memory:", tid=self.terminal_config.tid)
+        self.host = AcquirerHost(host_config, self.ledger, self.rng)
+        self.terminal = Terminal(self.terminal_config)
+        self.ledger_before = self.ledger.balances()
+        self.decider = FaultDecider(plan or scenario.fault_plan(), self.rng)
+        self._to_host_inner = _Deferred()
+        self.to_host = FaultyLink("to_host", self._to_host_inner, self.decider, scheduler, self.trace.emit)
+        self.terminal_driver = TerminalDriver(self.terminal, self.to_host, scheduler, self.journal, self.trace.emit,
+                                              self._on_outcome, record_bytes=record_bytes)
+        self.to_terminal = FaultyLink("to_terminal", MemoryTransport(self.terminal_driver.receive), self.decider,
+                                      scheduler, self.trace.emit)
+        self.host_driver: HostDriver | None = None
+        self._retries: dict[int, float] = {}
+        self._requests: dict[int, PaymentRequest] = {}
+        self._next_id = 0
+        self.payments_due = 0
+
+    def connect(self, to_host: Transport, host_out: Link | None, record_bytes: bool = False) -> None:
+        """``to_host``: where the terminal's faulted requests go; ``host_out``: the host's replies
+        (``None`` when the host runs in another process)."""
+        self._to_host_inner.target = to_host
+        if host_out is not None:
+            self.host_driver = HostDriver(self.host, host_out, self.scheduler, self.trace.emit,
+                                          record_bytes=record_bytes)
+
+    def memory(self) -> None:
+        """Wire both sides in this process with the in-memory transport."""
+        self.connect(MemoryTransport(lambda d: self.host_driver.receive(d)), self.to_terminal)  # type: ignore[union-attr]
+
+    def schedule_payments(self) -> None:
+        self.trace.emit("run_started", scenario=self.scenario.name, policy=self.policy, seed=self.seed,
+                        tid=self.terminal_config.tid)
+        for at, request, customer_retries, retry_after in payment_plan(self.scenario):
+            self._requests[request.txn_id] = request
+            self._next_id = max(self._next_id, request.txn_id)
+            if customer_retries:
+                self._retries[request.txn_id] = retry_after
+            self.payments_due += 1
+            self.scheduler.call_later(at - self.scheduler.now(), lambda r=request: self._pay(r))
+
+    def _pay(self, request: PaymentRequest) -> None:
+        self.payments_due -= 1
+        self.terminal_driver.request_payment(request)
+
+    def _on_outcome(self, outcome: Outcome) -> None:
+        if outcome.txn_id in self._retries and outcome.status in ("unknown", "failed"):
+            original = self._requests[outcome.txn_id]
+            self._next_id += 1
+            retry = PaymentRequest(self._next_id, original.intent, original.kind, original.amount, original.pan,
+                                   original.completion_amount)
+            self.trace.emit("customer_retries", tid=self.terminal_config.tid, txn=outcome.txn_id,
+                            retry_txn=retry.txn_id)
+            self.payments_due += 1
+            self.scheduler.call_later(self._retries.pop(outcome.txn_id), lambda: self._pay(retry))
+
+    def locally_quiet(self) -> bool:
+        """Nothing left to do on this side: no payment due, terminal idle, no message held by the fault layer."""
+        host_busy = self.host_driver.pending if self.host_driver else 0
+        return (self.payments_due == 0 and self.terminal.idle and self.to_host.in_flight == 0
+                and self.to_terminal.in_flight == 0 and host_busy == 0 and self.terminal_driver.timers_armed == 0)
+
+    def finish(self, quiescent: bool, transport: str, extra: Mapping[str, object] | None = None) -> RunResult:
+        self.journal.commit()
+        verdict = check(self.journal.conn, self.ledger.conn)
+        self.trace.emit("run_finished", quiescent=quiescent, **verdict.summary(), **(extra or {}))
+        result = RunResult(self.scenario, self.policy, self.seed, self.trace, verdict, self.ledger_before,
+                           self.ledger.balances(), quiescent, self.scheduler.now(), transport)
+        self.journal.close()
+        self.ledger.close()
+        return result

@@ -1,0 +1,191 @@
+"""The MQTT transport (aiomqtt 2.x over Mosquitto): a thin adapter that stays connected.
+
+Topic layout (``possim/v1`` is the root)::
+
+    possim/v1/term/{tid}/req    terminal -> host   (the host subscribes to possim/v1/term/+/req)
+    possim/v1/term/{tid}/resp   host -> terminal   (each terminal subscribes to its own)
+
+Payloads are the ISO 8583 bytes, unchanged. Messages are never retained (a retained
+response would be replayed to a rebooted terminal).
+
+What this module takes care of, because aiomqtt 2.x and Mosquitto do not:
+- TCP_NODELAY on every client socket (else QoS 1 request/response costs ~88 ms);
+- reconnection with backoff (aiomqtt does not reconnect by itself), resubscribing each time;
+- a persistent session (MQTT 5 Clean Start = 0 and a session expiry interval; the default
+  starts clean on every connect), so QoS 1 messages queued while offline are delivered;
+- an outbox: a publish made while disconnected, or whose QoS 1 PUBACK never came, is sent
+  again after reconnecting (a real duplicate the host's idempotency absorbs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+ROOT = "possim/v1"
+ALL_REQUESTS = f"{ROOT}/term/+/req"
+NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+
+
+def requests_topic(tid: str) -> str:
+    return f"{ROOT}/term/{tid}/req"
+
+
+def responses_topic(tid: str) -> str:
+    return f"{ROOT}/term/{tid}/resp"
+
+
+def tid_of(topic: str) -> str:
+    return topic.split("/")[3]
+
+
+class TransportError(Exception):
+    """The broker cannot be used (bad URL, unreachable); ``str()`` is one line for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerAddress:
+        """``mqtt://host:port`` (port defaults to 1883)."""
+        try:
+            parts = urlsplit(url)
+            port = parts.port or 1883
+        except ValueError as exc:
+            raise TransportError(f"bad broker URL {url!r}: {exc}") from None
+        if parts.scheme != "mqtt" or not parts.hostname or parts.path not in ("", "/"):
+            raise TransportError(f"bad broker URL {url!r}: expected mqtt://HOST:PORT")
+        return cls(parts.hostname, port)
+
+
+class MqttEndpoint:
+    """One MQTT client kept connected by a background task; ``publish`` never blocks or fails."""
+
+    def __init__(self, address: BrokerAddress, identifier: str, subscriptions: list[str],
+                 on_message: Callable[[str, bytes], None], qos: int = 1, emit: Callable[..., None] | None = None,
+                 session_expiry: int = 300) -> None:
+        self.address, self.identifier, self.subscriptions = address, identifier, subscriptions
+        self.on_message, self.qos = on_message, qos
+        self.emit = emit or (lambda *a, **k: None)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = session_expiry
+        self.client = aiomqtt.Client(address.host, address.port, identifier=identifier,
+                                     protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props,
+                                     socket_options=NODELAY, keepalive=10, timeout=5)
+        self.client.pending_calls_threshold = 10**9
+        self.outbox: deque[tuple[str, bytes]] = deque()
+        self.connected = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.published = self.received = self.reconnects = 0
+        self.hold_acks = 0
+
+    async def start(self, timeout: float = 5.0) -> None:
+        """Connect for the first time; an unreachable broker raises ``TransportError``."""
+        self._tasks = [asyncio.create_task(self._connection_loop(), name=f"mqtt[{self.identifier}].conn"),
+                       asyncio.create_task(self._sender(), name=f"mqtt[{self.identifier}].send")]
+        try:
+            await asyncio.wait_for(self.connected.wait(), timeout)
+        except TimeoutError:
+            await self.stop()
+            raise TransportError(f"cannot reach MQTT broker at mqtt://{self.address.host}:{self.address.port}"
+                                 ) from None
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.outbox.append((topic, payload))
+        self._wake.set()
+
+    @property
+    def idle(self) -> bool:
+        return not self.outbox
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def force_reconnect(self) -> None:
+        """Drop the TCP connection (a network cut); the loop reconnects and resumes the session."""
+        sock = self.client._client.socket()  # noqa: SLF001 - paho exposes no public "drop" call
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def socket_nodelay(self) -> int:
+        sock = self.client._client.socket()  # noqa: SLF001
+        return int(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)) if sock is not None else -1
+
+    async def _connection_loop(self) -> None:
+        backoff = 0.05
+        while True:
+            try:
+                async with self.client:
+                    for topic in self.subscriptions:
+                        await self.client.subscribe(topic, qos=self.qos)
+                    self.connected.set()
+                    self._wake.set()
+                    self.emit("mqtt_connected", client=self.identifier)
+                    backoff = 0.05
+                    if self.hold_acks:
+                        self.client._client.manual_ack_set(True)  # noqa: SLF001 - forced redelivery (tests)
+                    async for message in self.client.messages:
+                        self._deliver(message)
+            except aiomqtt.MqttError as exc:
+                self.connected.clear()
+                self.reconnects += 1
+                self.emit("mqtt_disconnected", client=self.identifier, reason=str(exc))
+                await asyncio.sleep(backoff)
+                backoff = min(2.0, backoff * 2)
+
+    def _deliver(self, message: aiomqtt.Message) -> None:
+        self.received += 1
+        payload = message.payload
+        data = payload if isinstance(payload, bytes) else bytes(str(payload), "utf-8")
+        if self.hold_acks:
+            self.hold_acks -= 1  # no PUBACK: the broker redelivers this after the next reconnect
+            self.on_message(str(message.topic), data)
+            self.force_reconnect()
+            return
+        self.on_message(str(message.topic), data)
+        if self.client._client._manual_ack:  # noqa: SLF001
+            self.client._client.ack(message.mid, message.qos)  # noqa: SLF001
+
+    async def _sender(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self.outbox:
+                await self.connected.wait()
+                topic, payload = self.outbox[0]
+                try:
+                    await self.client.publish(topic, payload, qos=self.qos)
+                except aiomqtt.MqttError:
+                    await asyncio.sleep(0.05)  # kept at the head of the outbox: sent again once reconnected
+                    continue
+                self.outbox.popleft()
+                self.published += 1
+
+
+@dataclass(frozen=True, slots=True)
+class TopicTransport:
+    """The fault layer's view of MQTT: ``send(bytes)`` publishes to one topic."""
+
+    endpoint: MqttEndpoint
+    topic: str
+
+    def send(self, data: bytes) -> None:
+        self.endpoint.publish(self.topic, data)
