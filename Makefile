@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 POSSIM := $(VENV)/bin/possim
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench fuzz broker mosquitto clean
+.PHONY: demo test bench fuzz broker mosquitto chromium clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -12,12 +12,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-## demo: response-lost under every policy, side by side (in memory, no broker needed)
+## demo: response-lost under every policy side by side, then the key failure modes, narrated (in memory)
 demo: $(STAMP)
-	$(POSSIM) compare scenarios/response-lost.toml --policies none,reversal,query,query-then-reversal
+	$(POSSIM) demo --pace 0.15
 
 ## test: the whole suite (real SQLite, real ISO 8583 bytes, real Mosquitto once MQTT tests exist)
-test: $(STAMP) mosquitto
+test: $(STAMP) mosquitto chromium
 	$(PY) -m pytest -q
 
 ## bench: speed figures against baselines measured in the same run
@@ -44,3 +44,10 @@ fuzz: $(STAMP)
 ## broker: Mosquitto on 127.0.0.1:1883 with possim's configuration, in the foreground
 broker: $(STAMP) mosquitto
 	$(POSSIM) broker --port 1883
+
+## chromium: the headless browser the HTML report tests run in, from the system package manager
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing chromium"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }

@@ -36,7 +36,8 @@ class TerminalDriver:
         self.record_bytes = record_bytes
 
     def request_payment(self, request: PaymentRequest) -> None:
-        extra = {"card": request.pan, "completion_amount": request.completion_amount} if self.record_bytes else {}
+        extra = {"card": request.pan, "completion_amount": request.completion_amount,
+                 "instrument": request.instrument} if self.record_bytes else {}
         self.emit("payment_requested", tid=self.tid, txn=request.txn_id, intent=request.intent,
                   kind=request.kind, amount=request.amount, pan=_mask(request.pan), **extra)
         self.execute(self.terminal.request_payment(self.scheduler.now(), request))

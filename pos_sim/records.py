@@ -28,6 +28,7 @@ class TxnRecord:
     amount: int
     completion_amount: int
     started_at: float
+    instrument: str = "credit"
     status: str = "pending"
     response_code: str | None = None
     rrn: str | None = None

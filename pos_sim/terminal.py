@@ -50,6 +50,7 @@ class PaymentRequest:
     amount: int
     pan: str
     completion_amount: int | None = None
+    instrument: str = "credit"
 
 
 @dataclass(slots=True)
@@ -146,7 +147,8 @@ class Terminal:
                             local_time=self._clock(now, "%H%M%S"), local_date=self._clock(now, "%m%d"))
         txn = TxnRecord(txn_id=req.txn_id, intent=req.intent, kind=req.kind, mti=mti, stan=msg.stan,
                         transmission=msg.transmission, pan=req.pan, amount=req.amount,
-                        completion_amount=req.completion_amount or req.amount, started_at=now)
+                        completion_amount=req.completion_amount or req.amount, started_at=now,
+                        instrument=req.instrument)
         if self.config.reverses:
             txn.reversal = "armed"
         self.records[txn.txn_id] = txn

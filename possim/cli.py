@@ -15,7 +15,8 @@ from rich.console import Console
 from pos_sim.config import POLICIES
 from possim import console as show
 from possim.expect import failed_expectations
-from possim.scenario import Scenario, ScenarioError, check_policy, load
+from possim.reconcile import Reconciliation
+from possim.scenario import Scenario, ScenarioError, check_policy, from_dict, load
 from possim.simulation import RunResult, simulate
 from protocol.mqtt import BrokerAddress, TransportError
 
@@ -49,12 +50,16 @@ def cli() -> None:
 @click.option("--broker", help="MQTT broker URL, mqtt://HOST:PORT (default: start a private Mosquitto).")
 @click.option("--qos", default="1", help="MQTT QoS for every message: 0 or 1.")
 @click.option("--time-scale", default=1.0, type=float, help="Multiply every duration of the scenario (real transports).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False),
+              help="Write a self-contained HTML report (sequence chart, ledger, verdict).")
+@click.option("--mermaid", "mermaid_path", type=click.Path(dir_okay=False), help="Write a Mermaid sequenceDiagram.")
 @click.option("--force-redelivery", default=0, type=click.IntRange(0, 100),
               help="MQTT: the host withholds its PUBACK for the first N requests and reconnects, so the broker "
                    "redelivers them (QoS 1 duplicates).")
 def run(scenario: str, policy: str | None, seed: int | None, trace_path: str | None, as_json: bool,
         check_determinism: bool, timeline: bool, ledger_path: str | None, journal_path: str | None,
-        transport: str, broker: str | None, qos: str, time_scale: float, force_redelivery: int) -> None:
+        transport: str, broker: str | None, qos: str, time_scale: float, report_path: str | None,
+        mermaid_path: str | None, force_redelivery: int) -> None:
     """Run SCENARIO and judge it: in virtual time in memory, or in real time over MQTT."""
     sc = _load(scenario, policy)
     for p in (ledger_path, journal_path):
@@ -71,6 +76,7 @@ def run(scenario: str, policy: str | None, seed: int | None, trace_path: str | N
         result = simulate(sc, policy, seed, ledger_path=ledger_path, journal_path=journal_path)
     if trace_path:
         result.trace.write(trace_path)
+    _write_views(result, report_path, mermaid_path)
     failures = failed_expectations(sc.model.expect, result.policy, result.verdict.summary())
     if as_json:
         click.echo(json.dumps({**result.summary(), "expectations_failed": failures}, sort_keys=True))
@@ -88,7 +94,8 @@ def run(scenario: str, policy: str | None, seed: int | None, trace_path: str | N
 @click.option("--policies", default=",".join(POLICIES), show_default=True, help="Comma-separated policies.")
 @click.option("--seed", type=int, help="RNG seed (default: the scenario's).")
 @click.option("--timelines/--no-timelines", default=True, help="Print each policy's timeline first.")
-def compare(scenario: str, policies: str, seed: int | None, timelines: bool) -> None:
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write all policies into one HTML report.")
+def compare(scenario: str, policies: str, seed: int | None, timelines: bool, report_path: str | None) -> None:
     """Run SCENARIO under each policy with the same faults and show the outcomes side by side."""
     names = [p.strip() for p in policies.split(",") if p.strip()]
     for name in names:
@@ -101,6 +108,11 @@ def compare(scenario: str, policies: str, seed: int | None, timelines: bool) -> 
         for r in results:
             show.timeline(con, r, limit=60)
     show.compare(con, results)
+    if report_path:
+        from possim.html_report import render
+
+        Path(report_path).write_text(render(results, f"{sc.model.title}: policies compared"), encoding="utf-8")
+        con.print(f"report written to {report_path}")
 
 
 @cli.command("fuzz")
@@ -134,6 +146,18 @@ def fuzz_command(policy: str, examples: int, seed: int, out: str, max_transactio
     con.print(document["description"])
     con.print(f"replay: possim run {out} --policy {policy}")
     sys.exit(1)
+
+
+def _write_views(result: RunResult, report_path: str | None, mermaid_path: str | None) -> None:
+    if report_path:
+        from possim.html_report import render
+
+        Path(report_path).write_text(render([result], result.scenario.model.title), encoding="utf-8")
+    if mermaid_path:
+        from possim.mermaid import to_mermaid
+
+        title = f"{result.scenario.model.title} (policy {result.policy})"
+        Path(mermaid_path).write_text(to_mermaid(result.trace.records, title), encoding="utf-8")
 
 
 def _qos(text: str) -> int:
@@ -324,6 +348,66 @@ def replay_command(trace_file: str, as_json: bool) -> None:
             click.echo(f"{key.replace('_', ' '):>20}: {value}{was}")
         click.echo("replay verdict matches the recording" if same else "replay verdict DIFFERS from the recording")
     sys.exit(0 if same else 1)
+
+
+@cli.command()
+@click.option("--pace", default=0.8, show_default=True, type=click.FloatRange(0, 10),
+              help="Seconds per event, so a trainer can talk over it.")
+@click.option("--scenarios", "scenario_dir", default=None, help="Folder with the shipped scenarios.")
+def demo(pace: float, scenario_dir: str | None) -> None:
+    """A narrated walk through the key failure modes: lost response, slow host, lost reversal, customer retries."""
+    from possim.demo import run_demo
+
+    folder = Path(scenario_dir) if scenario_dir else _scenario_folder()
+    if not (folder / "response-lost.toml").is_file():
+        raise InputError(f"{folder}: no shipped scenarios here (use --scenarios DIR)")
+    run_demo(_console(), folder, pace)
+
+
+def _scenario_folder() -> Path:
+    here = Path.cwd() / "scenarios"
+    return here if here.is_dir() else Path(__file__).resolve().parent.parent / "scenarios"
+
+
+@cli.command("reconcile")
+@click.argument("source")
+@click.option("--policy", help="For a scenario: the recovery policy (default: the scenario's).")
+@click.option("--seed", type=int, help="For a scenario: the seed.")
+@click.option("--json", "as_json", is_flag=True)
+def reconcile_command(source: str, policy: str | None, seed: int | None, as_json: bool) -> None:
+    """End-of-day reconciliation with merchant fees, for a scenario (.toml) or a recorded trace (.jsonl)."""
+    recon, title = _reconciliation(source, policy, seed)
+    if as_json:
+        click.echo(json.dumps(recon.as_dict(), sort_keys=True))
+    else:
+        show.reconciliation(_console(), recon, title)
+    sys.exit(0 if recon.balanced else 1)
+
+
+def _reconciliation(source: str, policy: str | None, seed: int | None) -> tuple[Reconciliation, str]:
+    if not source.endswith(".jsonl"):
+        sc = _load(source, policy)
+        result = simulate(sc, policy, seed)
+        assert result.reconciliation is not None
+        return result.reconciliation, f"{sc.name}, policy {result.policy}, seed {result.seed}"
+    from possim.replay import ReplayError, read_trace, replay_full
+
+    try:
+        records = read_trace(source)
+        if any(r.get("event") == "mqtt_run" for r in records):
+            _, _, recon = replay_full(source)
+            return recon, f"{source} (replayed)"
+        started = next((r for r in records if r.get("event") == "run_started" and "scenario_data" in r), None)
+        if started is None:
+            raise ReplayError(f"{source}: not a possim trace (no run_started event with its scenario)")
+        sc = from_dict(started["scenario_data"], Path(f"{started['scenario']}.toml"))
+        result = simulate(sc, started["policy"], started["seed"])
+        if result.trace.lines() != Path(source).read_text(encoding="utf-8").splitlines():
+            raise ReplayError(f"{source}: re-running its scenario does not reproduce this trace")
+    except (ReplayError, ScenarioError) as exc:
+        raise InputError(str(exc)) from None
+    assert result.reconciliation is not None
+    return result.reconciliation, f"{source} (policy {result.policy}, seed {result.seed})"
 
 
 def _live_logger(component: str) -> Callable[..., None]:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from possim.simulation import RunResult
@@ -26,7 +27,7 @@ def timeline(console: Console, result: RunResult, limit: int = 400) -> None:
     all_rows = rows(result.trace.records)
     for t, term, net, host in all_rows[:limit]:
         style = "bold red" if "LOST" in net or "TIMEOUT" in term or "CRASH" in host else None
-        table.add_row(f"{t:.3f}", term, net, host, style=style)
+        table.add_row(f"{t:.3f}", escape(term), escape(net), escape(host), style=style)
     console.print(table)
     if len(all_rows) > limit:
         console.print(f"... {len(all_rows) - limit} more events (write them all with --trace FILE)")
@@ -79,3 +80,40 @@ def coverage(console: Console, counts: Any, examples: int) -> None:
         share = f"{100 * n / examples:.1f}%" if examples else "-"
         table.add_row(label, str(n) if n else "[bold red]0[/]", share)
     console.print(table)
+
+
+def reconciliation(console: Console, rec: Any, title: str) -> None:
+    """The end-of-day view: batch against settlement, mismatches, fees, and what timeouts cost."""
+    console.print(f"[bold]End-of-day reconciliation[/] - {title}")
+    totals = Table(show_header=True)
+    totals.add_column("")
+    totals.add_column("count", justify="right")
+    totals.add_column("total", justify="right")
+    totals.add_row("terminal batch (approved sales)", str(rec.batch_count), str(rec.batch_total))
+    totals.add_row("host settlement (net debits)", str(rec.settled_count), str(rec.settled_total))
+    diff = rec.settled_total - rec.batch_total
+    totals.add_row("difference", "", f"[bold red]{diff}[/]" if diff else str(diff))
+    console.print(totals)
+    if rec.mismatches:
+        mm = Table(title="mismatches")
+        for col in ("kind", "stan", "txn", "terminal", "host", "note"):
+            mm.add_column(col)
+        for m in rec.mismatches:
+            mm.add_row(m.kind.replace("_", " "), m.stan, str(m.txn or "-"), str(m.terminal_amount),
+                       str(m.host_amount), m.note)
+        console.print(mm)
+    fees = Table(title="merchant discount fees (per settled transaction, rounded half up to the cent)")
+    for col in ("stan", "txn", "card", "amount", "fee", "rule"):
+        fees.add_column(col, justify="right" if col in ("amount", "fee") else "left")
+    for line in rec.lines[:50]:
+        fees.add_row(line.stan, str(line.txn or "-"), line.instrument, str(line.amount), str(line.fee), line.rule)
+    if len(rec.lines) > 50:
+        fees.add_row("...", f"{len(rec.lines) - 50} more", "", "", "", "")
+    fees.add_row("", "", "[bold]total[/]", str(rec.settled_total), str(rec.fees_total), "")
+    console.print(fees)
+    console.print(f"merchant receives {rec.merchant_net} after {rec.fees_total} in fees")
+    console.print("[bold]what the timeouts cost[/]")
+    console.print(f"  customer: charged {rec.customer_charged_without_sale} without a sale (orphaned debits)")
+    console.print(f"  merchant: goods given away on phantom approvals {rec.merchant_goods_given_away}; "
+                  f"fees paid on orphaned debits {rec.fees_on_orphaned_debits} (refunded only by a chargeback)")
+    console.print("balanced" if rec.balanced else "[bold red]NOT balanced[/]")

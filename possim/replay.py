@@ -20,6 +20,7 @@ from pos_sim.actions import WriteJournal
 from pos_sim.journal import Journal
 from pos_sim.terminal import PaymentRequest, Terminal
 from possim.checker import Verdict, check
+from possim.reconcile import Reconciliation, reconcile
 from possim.scenario import ScenarioError, from_dict
 
 
@@ -40,6 +41,12 @@ def read_trace(path: str | Path) -> list[dict[str, Any]]:
 
 def replay(path: str | Path) -> tuple[Verdict, dict[str, Any] | None]:
     """Re-execute the trace; return the new verdict and the recorded summary (if the run finished)."""
+    verdict, recorded, _ = replay_full(path)
+    return verdict, recorded
+
+
+def replay_full(path: str | Path) -> tuple[Verdict, dict[str, Any] | None, Reconciliation]:
+    """As ``replay``, plus the end-of-day reconciliation of the re-executed run."""
     records = read_trace(path)
     header = next((r for r in records if r.get("event") == "mqtt_run"), None)
     started = next((r for r in records if r.get("event") == "run_started"), None)
@@ -58,8 +65,9 @@ def replay(path: str | Path) -> tuple[Verdict, dict[str, Any] | None]:
         _feed(r, terminal, host, journal)
     journal.commit()
     verdict = check(journal.conn, ledger.conn)
+    recon = reconcile(journal.conn, ledger.conn, scenario.fee_schedule())
     recorded = next((r for r in records if r.get("event") == "run_finished"), None)
-    return verdict, recorded
+    return verdict, recorded, recon
 
 
 def _feed(r: dict[str, Any], terminal: Terminal, host: AcquirerHost, journal: Journal) -> None:
@@ -67,7 +75,7 @@ def _feed(r: dict[str, Any], terminal: Terminal, host: AcquirerHost, journal: Jo
     actions: list[Any] = []
     if event == "payment_requested":
         request = PaymentRequest(int(r["txn"]), str(r["intent"]), r["kind"], int(r["amount"]), str(r["card"]),
-                                 r.get("completion_amount"))
+                                 r.get("completion_amount"), r.get("instrument", "credit"))
         actions = terminal.request_payment(now, request)
     elif event == "msg_received" and "data" in r:
         data = bytes.fromhex(r["data"])

@@ -22,6 +22,7 @@ from pos_sim.journal import Journal
 from pos_sim.terminal import PaymentRequest, Terminal
 from possim.checker import Verdict, check
 from possim.money import parse_amount
+from possim.reconcile import Reconciliation, reconcile
 from possim.scenario import Scenario
 from possim.trace import Trace
 from protocol.faults import FaultDecider, FaultPlan, FaultyLink, Scheduler, Transport
@@ -40,6 +41,7 @@ class RunResult:
     quiescent: bool
     end_time: float
     transport: str = "memory"
+    reconciliation: Reconciliation | None = None
 
     def summary(self) -> dict[str, object]:
         return {"scenario": self.scenario.name, "policy": self.policy, "seed": self.seed,
@@ -56,7 +58,8 @@ def payment_plan(scenario: Scenario) -> list[tuple[float, PaymentRequest, bool, 
             txn_id += 1
             completion = parse_amount(spec.completion_amount) if spec.completion_amount else None
             request = PaymentRequest(txn_id=txn_id, intent=f"basket-{txn_id}", kind=spec.kind,
-                                     amount=parse_amount(spec.amount), pan=spec.pan, completion_amount=completion)
+                                     amount=parse_amount(spec.amount), pan=spec.pan, completion_amount=completion,
+                                     instrument=spec.card_type)
             plan.append((spec.at + i * spec.every, request, spec.customer_retries, spec.retry_after))
     return plan
 
@@ -113,7 +116,7 @@ class Rig:
 
     def schedule_payments(self) -> None:
         self.trace.emit("run_started", scenario=self.scenario.name, policy=self.policy, seed=self.seed,
-                        tid=self.terminal_config.tid)
+                        tid=self.terminal_config.tid, scenario_data=self.scenario.raw())
         for at, request, customer_retries, retry_after in payment_plan(self.scenario):
             self._requests[request.txn_id] = request
             self._next_id = max(self._next_id, request.txn_id)
@@ -131,7 +134,7 @@ class Rig:
             original = self._requests[outcome.txn_id]
             self._next_id += 1
             retry = PaymentRequest(self._next_id, original.intent, original.kind, original.amount, original.pan,
-                                   original.completion_amount)
+                                   original.completion_amount, original.instrument)
             self.trace.emit("customer_retries", tid=self.terminal_config.tid, txn=outcome.txn_id,
                             retry_txn=retry.txn_id)
             self.payments_due += 1
@@ -147,8 +150,9 @@ class Rig:
         self.journal.commit()
         verdict = check(self.journal.conn, self.ledger.conn)
         self.trace.emit("run_finished", quiescent=quiescent, **verdict.summary(), **(extra or {}))
+        recon = reconcile(self.journal.conn, self.ledger.conn, self.scenario.fee_schedule())
         result = RunResult(self.scenario, self.policy, self.seed, self.trace, verdict, self.ledger_before,
-                           self.ledger.balances(), quiescent, self.scheduler.now(), transport)
+                           self.ledger.balances(), quiescent, self.scheduler.now(), transport, recon)
         self.journal.close()
         self.ledger.close()
         return result

@@ -7,6 +7,7 @@ the key and what is wrong; the CLI turns it into exit code 2.
 from __future__ import annotations
 
 import tomllib
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from acquirer_sim.config import CrashRule, HostConfig, Window
 from pos_sim.config import POLICIES, TerminalConfig
+from possim.fees import FeeSchedule, parse_rate
 from possim.money import parse_amount
 from protocol import mti as M
 from protocol.faults import FaultPlan, LinkFaults, Partition, Rule
@@ -159,6 +161,7 @@ class TransactionModel(_Model):
     every: Seconds = 60.0
     customer_retries: bool = False
     retry_after: Seconds = 20.0
+    card_type: Literal["credit", "debit", "qr_wallet", "unionpay_qr"] = "credit"
 
     @field_validator("amount", "completion_amount")
     @classmethod
@@ -171,6 +174,30 @@ class TransactionModel(_Model):
 ExpectValue = int | str
 
 
+class MerchantModel(_Model):
+    """The merchant's fee category and any rate overrides ("0.6%")."""
+
+    category: Literal["standard", "supermarket", "fuel", "wholesale", "public_school", "hospital",
+                      "charity"] = "standard"
+    fees: dict[Literal["standard", "discounted", "welfare", "debit", "qr_wallet"], str] = {}
+    debit_cap: str = "25.00"
+
+    @field_validator("fees")
+    @classmethod
+    def _rates(cls, v: dict[str, str]) -> dict[str, str]:
+        from possim.fees import parse_rate
+
+        for rate in v.values():
+            parse_rate(rate)
+        return v
+
+    @field_validator("debit_cap")
+    @classmethod
+    def _cap(cls, v: str) -> str:
+        parse_amount(v)
+        return v
+
+
 class ScenarioModel(_Model):
     title: str
     description: str
@@ -181,6 +208,7 @@ class ScenarioModel(_Model):
     network: NetworkModel = NetworkModel()
     faults: tuple[FaultModel, ...] = ()
     partitions: tuple[PartitionModel, ...] = ()
+    merchant: MerchantModel = MerchantModel()
     transactions: Annotated[tuple[TransactionModel, ...], Field(min_length=1)]
     expect: dict[str, Any] = {}
 
@@ -228,6 +256,11 @@ class Scenario:
             accounts={pan: parse_amount(b) for pan, b in h.accounts.items()},
             default_balance=parse_amount(h.default_balance),
         )
+
+    def fee_schedule(self) -> FeeSchedule:
+        m = self.model.merchant
+        rates = {k: parse_rate(v) for k, v in m.fees.items()}
+        return FeeSchedule(category=m.category, debit_cap=Decimal(m.debit_cap), **rates)  # type: ignore[arg-type]
 
     def fault_plan(self) -> FaultPlan:
         m = self.model

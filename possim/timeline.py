@@ -30,7 +30,7 @@ def _terminal(r: dict[str, Any]) -> str | None:
     if e == "timer_fired":
         return "TIMEOUT: no answer in time"
     if e == "txn_outcome":
-        return f"screen: {r['display']}  [journal: {r['status']}]"
+        return f"screen: {r['display']} (journal: {r['status']})"
     if e == "reversal_acknowledged":
         return f"reversal of txn {r['txn']} acknowledged"
     if e in ("late_response", "duplicate_response"):

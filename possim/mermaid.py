@@ -1,0 +1,46 @@
+"""Export a run as a Mermaid ``sequenceDiagram`` for docs and wikis.
+
+Arrows appear in the order they landed; a lost message ends in a cross (``-x``) with a note
+saying why; timeouts, ledger changes and what the cashier saw are notes on their lifeline.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from possim.msc import HOST, TERMINAL, build
+
+_WHO = {TERMINAL: "T", HOST: "H"}
+
+
+def to_mermaid(records: list[dict[str, Any]], title: str) -> str:
+    seq = build(records)
+    lines = ["sequenceDiagram", f"    title {_clean(title)}", "    participant T as Terminal",
+             "    participant H as Acquirer host"]
+    by_end: dict[int, list[Any]] = {}
+    for arrow in seq.arrows:
+        by_end.setdefault(arrow.end_step if arrow.end_step is not None else 10**9, []).append(arrow)
+    for step in seq.steps:
+        for arrow in by_end.get(step.index, []):
+            lines.append(_arrow(arrow))
+        if step.lane == TERMINAL and step.style in ("timeout", "good", "bad"):
+            lines.append(f"    Note over T: t={step.t:g}s {_clean(step.text)}")
+        elif step.lane == HOST and step.style in ("ledger", "bad"):
+            lines.append(f"    Note over H: t={step.t:g}s {_clean(step.text)}")
+    for arrow in by_end.get(10**9, []):
+        lines.append(_arrow(arrow))
+    return "\n".join(lines) + "\n"
+
+
+def _arrow(arrow: Any) -> str:
+    frm, to = _WHO[arrow.frm], _WHO[arrow.to]
+    if arrow.lost:
+        return f"    {frm}-x{to}: {_clean(arrow.label)} LOST ({arrow.lost.replace('_', ' ')})"
+    tag = " (late)" if arrow.late else " (duplicate)" if arrow.duplicate else ""
+    style = "-->>" if arrow.kind != "financial" else "->>"
+    return f"    {frm}{style}{to}: {_clean(arrow.label)}{tag}"
+
+
+def _clean(text: str) -> str:
+    """Mermaid treats ';' and '#' specially in message text."""
+    return text.replace(";", ",").replace("#", "no. ").replace("\n", " ")
