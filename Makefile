@@ -22,6 +22,7 @@ test: $(STAMP) mosquitto chromium
 
 ## bench: speed figures against baselines measured in the same run
 bench: $(STAMP)
+	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/bench.py
 
 ## mosquitto: install the broker from the system package manager when it is missing

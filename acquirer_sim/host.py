@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from acquirer_sim.config import HostConfig
+from acquirer_sim.config import CrashRule, HostConfig
 from acquirer_sim.ledger import Key, Ledger, Original
 from protocol import codec
 from protocol import mti as M
@@ -109,18 +109,18 @@ class AcquirerHost:
         rrn, auth = self._ids(now) if rc == "00" else (None, None)
         movement = ("hold" if msg.mti == M.AUTH else "debit") if rc == "00" else None
         state = {"hold": "held", "debit": "debited", None: "refused" if closure else "declined"}[movement]
-        self.ledger.record(now, key, msg.mti, pan, amount, rrn, auth, rc, state, movement)
+        crash = self._crash_rule(msg.mti)
+        response = None if crash else codec.encode(msg.response(rc, rrn=rrn, auth_code=auth))
+        self.ledger.record(now, key, msg.mti, pan, amount, rrn, auth, rc, state, movement, response)
         actions: list[HostAction] = [Notice("late_original_refused", _f(msg, reason=closure))] if closure else []
         if movement:
             actions.append(Notice(f"ledger_{movement}", _f(msg, rrn=rrn, pan=pan, amount=amount)))
         else:
             actions.append(Notice("ledger_declined", _f(msg, rc=rc)))
-        crash = self._crash_rule(msg.mti)
         if crash is not None:
             self.down_until = now + crash.down_for
             return actions + [Notice("host_crashed", _f(msg, until=self.down_until)), Crashed(self.down_until)]
-        response = codec.encode(msg.response(rc, rrn=rrn, auth_code=auth))
-        self.ledger.attach_response(key, response)
+        assert response is not None
         return actions + [Reply(response, self._delay(False), M.response_to(msg.mti), msg.stan, rrn, msg.tid)]
 
     def _decide(self, now: float, pan: str, amount: int) -> str:
@@ -132,7 +132,7 @@ class AcquirerHost:
             return "51"
         return "00"
 
-    def _crash_rule(self, mti: str) -> object | None:
+    def _crash_rule(self, mti: str) -> CrashRule | None:
         for rule in self.config.crash_after_commit:
             if rule.mti == mti and rule.nth == self.counts[mti]:
                 return rule

@@ -57,12 +57,27 @@ class Original:
     response: bytes | None
 
 
+def _empty_image() -> bytes:
+    """An empty ledger database as bytes: in-memory ledgers start from it (fuzzing opens thousands)."""
+    conn = sqlite3.connect(":memory:")
+    conn.executescript(SCHEMA)
+    image = conn.serialize()
+    conn.close()
+    return image
+
+
+_EMPTY = _empty_image()
+
+
 class Ledger:
     """SQLite-backed ledger; every method that changes money runs in one SQL transaction."""
 
     def __init__(self, path: str | Path = ":memory:", default_balance: int = 10**9) -> None:
         self.conn = sqlite3.connect(str(path), isolation_level=None)
-        self.conn.executescript(SCHEMA)
+        if str(path) == ":memory:":
+            self.conn.deserialize(_EMPTY)
+        else:
+            self.conn.executescript(SCHEMA)
         self.default_balance = default_balance
 
     def close(self) -> None:
@@ -96,13 +111,15 @@ class Ledger:
         self.conn.execute("UPDATE originals SET duplicates = duplicates + 1 WHERE tid=? AND stan=? AND transmission=?", key)
 
     def record(self, now: float, key: Key, mti: str, pan: str, amount: int, rrn: str | None,
-               auth_code: str | None, response_code: str, state: str, movement: str | None) -> None:
-        """Store an answered original and, if approved, its money movement: atomically."""
+               auth_code: str | None, response_code: str, state: str, movement: str | None,
+               response: bytes | None = None) -> None:
+        """Store an answered original (with the response it gets) and, if approved, its money
+        movement: atomically. ``response`` is None when the host crashed before replying."""
         with self._tx():
             self.conn.execute(
                 "INSERT INTO originals (tid, stan, transmission, mti, pan, amount, rrn, auth_code, "
-                "response_code, state, received_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (*key, mti, pan, amount, rrn, auth_code, response_code, state, now, now))
+                "response_code, state, response, received_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (*key, mti, pan, amount, rrn, auth_code, response_code, state, response, now, now))
             if movement is not None:
                 self._move(now, key, pan, movement, amount, rrn)
 
@@ -154,7 +171,8 @@ class Ledger:
 
     def _move(self, now: float, key: Key, pan: str, kind: str, amount: int, rrn: str | None) -> None:
         delta_balance, delta_held = _EFFECT[kind](amount)
-        self.available(pan)
+        self.conn.execute("INSERT OR IGNORE INTO accounts (pan, balance, held) VALUES (?, ?, 0)",
+                          (pan, self.default_balance))
         self.conn.execute("UPDATE accounts SET balance = balance + ?, held = held + ? WHERE pan = ?",
                           (delta_balance, delta_held, pan))
         self.conn.execute("INSERT INTO entries (at, tid, stan, transmission, pan, kind, amount, rrn) "

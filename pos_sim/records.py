@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Literal
 
@@ -46,4 +45,7 @@ class TxnRecord:
 
     def snapshot(self) -> TxnRecord:
         """A frozen-in-time copy for the journal (the live record keeps changing)."""
-        return copy.copy(self)
+        twin = object.__new__(TxnRecord)
+        for name in self.__slots__:
+            object.__setattr__(twin, name, getattr(self, name))
+        return twin

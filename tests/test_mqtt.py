@@ -210,6 +210,51 @@ def test_acquirer_and_terminal_as_separate_processes(broker: Broker, tmp_path: P
     assert sqlite3.connect(ledger).execute("SELECT COUNT(*) FROM entries").fetchone()[0] >= 1
 
 
+def test_possim_broker_command_serves_a_separate_acquirer_and_terminal(tmp_path: Path) -> None:
+    """The README's three-shell recipe: possim broker, possim acquirer, possim terminal, possim check."""
+    from possim.broker import free_port
+
+    port = free_port()
+    url = f"mqtt://127.0.0.1:{port}"
+    broker_proc = subprocess.Popen([*POSSIM, "broker", "--port", str(port), "--state-dir", str(tmp_path / "b")],
+                                   stderr=subprocess.DEVNULL)
+    ledger, journal = tmp_path / "ledger.db", tmp_path / "journal.db"
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                __import__("socket").create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        acquirer = subprocess.Popen([*POSSIM, "acquirer", "--broker", url, "--ledger", str(ledger), "--scenario",
+                                     str(SCENARIOS / "slow-host.toml"), "--time-scale", "0.05"],
+                                    stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+        term = subprocess.run([*POSSIM, "terminal", str(SCENARIOS / "slow-host.toml"), "--broker", url, "--tid",
+                               "POS00007", "--policy", "query", "--journal", str(journal), "--time-scale", "0.05"],
+                              capture_output=True, text=True, timeout=120)
+        assert term.returncode == 0, term.stderr
+        acquirer.send_signal(signal.SIGINT)
+        assert acquirer.wait(30) == 0
+    finally:
+        broker_proc.send_signal(signal.SIGTERM)
+        broker_proc.wait(30)
+    check = subprocess.run([*POSSIM, "check", "--journal", str(journal), "--ledger", str(ledger), "--json"],
+                           capture_output=True, text=True, timeout=60)
+    summary = json.loads(check.stdout)
+    assert (summary["approved"], summary["orphaned_debits"], summary["double_debits"]) == (1, 0, 0)
+    assert check.returncode == 0
+
+
+def test_check_rejects_files_that_are_not_a_journal_or_ledger(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not sqlite at all")
+    out = subprocess.run([*POSSIM, "check", "--journal", str(junk), "--ledger", str(junk)], capture_output=True,
+                         text=True)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+
+
 def test_replay_rejects_a_file_that_is_not_a_recording(tmp_path: Path) -> None:
     bad = tmp_path / "memory.jsonl"
     assert subprocess.run([*POSSIM, "run", str(SCENARIOS / "response-lost.toml"), "--trace", str(bad), "--json"],
