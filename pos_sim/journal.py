@@ -17,7 +17,9 @@ class Journal:
     """Write-through store of the terminal's records; ``tid`` names the terminal it belongs to."""
 
     def __init__(self, path: str | Path = ":memory:", tid: str = "") -> None:
-        self.conn = sqlite3.connect(str(path))
+        # A journal file commits every write (it must survive the terminal losing power);
+        # an in-memory journal commits at the end of the run.
+        self.conn = sqlite3.connect(str(path), isolation_level=None if str(path) != ":memory:" else "DEFERRED")
         self.conn.execute(SCHEMA)
         self.tid = tid
         self._sql = (f"INSERT OR REPLACE INTO journal (tid, {', '.join(COLUMNS)}) "

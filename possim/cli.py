@@ -65,6 +65,7 @@ def run(scenario: str, policy: str | None, seed: int | None, trace_path: str | N
     for p in (ledger_path, journal_path):
         if p and Path(p).exists():
             raise InputError(f"{p}: already exists; possim will not write into an existing ledger or journal")
+    _writable(trace_path, report_path, mermaid_path, ledger_path, journal_path)
     if transport not in ("memory", "mqtt"):
         raise InputError(f"unknown transport {transport!r} (choose from memory, mqtt)")
     if check_determinism:
@@ -97,6 +98,7 @@ def run(scenario: str, policy: str | None, seed: int | None, trace_path: str | N
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write all policies into one HTML report.")
 def compare(scenario: str, policies: str, seed: int | None, timelines: bool, report_path: str | None) -> None:
     """Run SCENARIO under each policy with the same faults and show the outcomes side by side."""
+    _writable(report_path)
     names = [p.strip() for p in policies.split(",") if p.strip()]
     for name in names:
         _policy(name)
@@ -130,6 +132,7 @@ def fuzz_command(policy: str, examples: int, seed: int, out: str, max_transactio
     from possim.fuzz import fuzz, scenario_document, to_toml, violations
 
     _policy(policy)
+    _writable(out)
     con = _console()
     with Progress(TextColumn(f"fuzzing policy {policy}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), transient=True) as bar:
@@ -146,6 +149,29 @@ def fuzz_command(policy: str, examples: int, seed: int, out: str, max_transactio
     con.print(document["description"])
     con.print(f"replay: possim run {out} --policy {policy}")
     sys.exit(1)
+
+
+def _writable(*paths: str | None) -> None:
+    """Refuse output paths that cannot be written before any work starts."""
+    for p in paths:
+        if p is None:
+            continue
+        parent = Path(p).resolve().parent
+        if not parent.is_dir():
+            raise InputError(f"{p}: folder {parent} does not exist")
+        if Path(p).is_dir():
+            raise InputError(f"{p}: is a folder, not a file")
+
+
+def _check_db(path: str, table: str, what: str) -> None:
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn.execute(f"SELECT 1 FROM {table} LIMIT 1")
+        conn.close()
+    except sqlite3.Error as exc:
+        raise InputError(f"{path}: not a possim {what}: {exc}") from None
 
 
 def _write_views(result: RunResult, report_path: str | None, mermaid_path: str | None) -> None:
@@ -240,6 +266,9 @@ def acquirer(broker_url: str, ledger_path: str | None, scenario_path: str | None
 
     address, level = _address(broker_url), _qos(qos)
     config = _load(scenario_path, None).scaled(_scale(time_scale)).host_config() if scenario_path else HostConfig()
+    _writable(ledger_path)
+    if ledger_path and Path(ledger_path).exists() and Path(ledger_path).stat().st_size:
+        _check_db(ledger_path, "entries", "ledger")
     ledger = open_ledger(ledger_path, config.default_balance)
     host = AcquirerHost(config, ledger, random.Random())
     log = _live_logger("acquirer")
@@ -280,6 +309,7 @@ def terminal(scenario: str, broker_url: str, tid: str, policy: str | None, seed:
         raise InputError(f"--tid {tid!r}: a terminal id is 8 printable characters without + # /")
     if journal_path and Path(journal_path).exists():
         raise InputError(f"{journal_path}: already exists; possim will not write into an existing journal")
+    _writable(journal_path, trace_path)
     address, level = _address(broker_url), _qos(qos)
     try:
         result = asyncio.run(drive_terminal(sc, policy or sc.model.policy, sc.model.seed if seed is None else seed,
@@ -305,15 +335,11 @@ def check_command(journal_path: str, ledger_path: str, as_json: bool) -> None:
     from possim.checker import check
 
     conns = []
-    for path, table in ((journal_path, "journal"), (ledger_path, "entries")):
+    for path, table, what in ((journal_path, "journal", "journal"), (ledger_path, "entries", "ledger")):
         if not Path(path).is_file():
             raise InputError(f"{path}: no such file")
-        try:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-            conn.execute(f"SELECT 1 FROM {table} LIMIT 1")
-        except sqlite3.Error as exc:
-            raise InputError(f"{path}: not a possim {'journal' if table == 'journal' else 'ledger'}: {exc}") from None
-        conns.append(conn)
+        _check_db(path, table, what)
+        conns.append(sqlite3.connect(f"file:{path}?mode=ro", uri=True))
     verdict = check(conns[0], conns[1])
     summary = verdict.summary()
     if as_json:
@@ -463,6 +489,10 @@ def main() -> None:
         sys.exit(2)
     except click.UsageError as exc:
         click.echo(f"possim: error: {exc.format_message()}", err=True)
+        sys.exit(2)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"possim: error: {where}{exc.strerror or exc}", err=True)
         sys.exit(2)
     except click.Abort:
         click.echo("possim: aborted", err=True)

@@ -145,9 +145,10 @@ class MqttEndpoint:
                     async for message in self.client.messages:
                         self._deliver(message)
             except aiomqtt.MqttError as exc:
+                if self.connected.is_set():  # a first connection that fails is reported by start()
+                    self.reconnects += 1
+                    self.emit("mqtt_disconnected", client=self.identifier, reason=str(exc))
                 self.connected.clear()
-                self.reconnects += 1
-                self.emit("mqtt_disconnected", client=self.identifier, reason=str(exc))
                 await asyncio.sleep(backoff)
                 backoff = min(2.0, backoff * 2)
 

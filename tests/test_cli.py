@@ -118,3 +118,25 @@ def test_compare_shows_every_policy() -> None:
     assert out.returncode == 0
     for policy in ("none", "reversal", "query", "query-then-reversal"):
         assert policy in out.stdout
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["run", str(SCENARIOS / "response-lost.toml"), "--trace", "/nonexistent-dir/t.jsonl"], "does not exist"),
+    (["run", str(SCENARIOS / "response-lost.toml"), "--report", "/nonexistent-dir/r.html"], "does not exist"),
+    (["fuzz", "--out", "/nonexistent-dir/f.toml"], "does not exist"),
+    (["run", str(SCENARIOS / "response-lost.toml"), "--transport", "pigeon"], "unknown transport"),
+    (["run", str(SCENARIOS / "response-lost.toml"), "--bogus-flag"], "No such option"),
+    (["acquirer", "--broker", "mqtt://127.0.0.1:1"], "cannot reach MQTT broker"),
+])
+def test_bad_input_is_one_line_and_exit_2(args: list[str], needle: str) -> None:
+    out = possim(*args)
+    assert out.returncode == 2
+    assert len(out.stderr.strip().splitlines()) == 1 and needle in out.stderr, out.stderr
+
+
+def test_acquirer_refuses_a_file_that_is_not_a_ledger_and_leaves_it_alone(tmp_path: Path) -> None:
+    junk = tmp_path / "ledger.db"
+    junk.write_bytes(b"this is not a database")
+    out = possim("acquirer", "--broker", "mqtt://127.0.0.1:1", "--ledger", str(junk))
+    assert out.returncode == 2 and "not a possim ledger" in out.stderr
+    assert junk.read_bytes() == b"this is not a database"
