@@ -34,6 +34,21 @@ class TerminalDriver:
         self._timers: dict[str, Cancellable] = {}
         self.tid = terminal.config.tid
         self.record_bytes = record_bytes
+        self.down = False
+
+    def power_off(self) -> None:
+        """The terminal loses power: timers and memory are gone; only the journal survives."""
+        for name in list(self._timers):
+            self._cancel(name)
+        self.down = True
+        self.emit("terminal_power_lost", tid=self.tid)
+
+    def power_on(self, terminal: Terminal) -> None:
+        """A fresh terminal boots and rebuilds its recovery work from the journal."""
+        self.terminal = terminal
+        self.down = False
+        self.emit("terminal_power_restored", tid=self.tid)
+        self.execute(terminal.restore(self.scheduler.now(), self.journal.load()))
 
     def request_payment(self, request: PaymentRequest) -> None:
         extra = {"card": request.pan, "completion_amount": request.completion_amount,
@@ -43,6 +58,9 @@ class TerminalDriver:
         self.execute(self.terminal.request_payment(self.scheduler.now(), request))
 
     def receive(self, data: bytes) -> None:
+        if self.down:
+            self.emit("terminal_down_drop", side="terminal", **codec.wire_fields(data))
+            return
         extra = {"data": data.hex()} if self.record_bytes else {}
         self.emit("msg_received", side="terminal", **codec.wire_fields(data), **extra)
         self.execute(self.terminal.receive(self.scheduler.now(), data))

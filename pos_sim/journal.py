@@ -28,6 +28,11 @@ class Journal:
     def write(self, record: TxnRecord) -> None:
         self.conn.execute(self._sql, (self.tid, *(getattr(record, c) for c in COLUMNS)))
 
+    def load(self) -> list[TxnRecord]:
+        """Every record as last written: what a terminal finds in its journal after a power loss."""
+        rows = self.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM journal ORDER BY txn_id").fetchall()
+        return [TxnRecord(**dict(zip(COLUMNS, row, strict=True))) for row in rows]
+
     def commit(self) -> None:
         self.conn.commit()
 

@@ -115,6 +115,39 @@ class Terminal:
             return actions + self._pump(now)
         return self._pump(now)
 
+    def restore(self, now: float, records: list[TxnRecord]) -> list[Action]:
+        """Power came back: rebuild the recovery work from the journal, the only thing that survived.
+
+        An original still ``pending`` was in flight when the power went: its fate is unknown,
+        and it gets the policy's recovery. Reversals and advices still owed are resumed. This
+        is why rule 1 matters: without a reversal record written before the original left,
+        a terminal that loses power after sending cannot know it owes one.
+        """
+        actions: list[Action] = [Notice("terminal_restored", {"records": len(records)})]
+        for txn in sorted(records, key=lambda r: r.txn_id):
+            self.records[txn.txn_id] = txn
+            for stan, kind in ((txn.stan, "original"), (txn.reversal_stan, "reversal"),
+                               (txn.completion_stan, "advice")):
+                if stan:
+                    self._by_stan[stan] = (kind, txn)
+                    self._stan = max(self._stan, int(stan))
+            actions += self._resume(now, txn)
+        return actions + self._pump(now)
+
+    def _resume(self, now: float, txn: TxnRecord) -> list[Action]:
+        if txn.reversal == "pending" or (txn.reversal == "armed" and not self.config.queries):
+            return self._start_reversal(now, txn) + (
+                self._finish(now, txn, "unknown", "POWER LOSS - PAYMENT FAILED") if txn.status == "pending" else [])
+        if txn.status in ("pending", "unknown") and self.config.queries and txn.reversal != "acked":
+            txn.status = "unknown"
+            self.tasks.append(Task("query", txn, now))
+            return [WriteJournal(txn.snapshot())]
+        if txn.status == "pending":
+            return self._finish(now, txn, "unknown", "POWER LOSS - PAYMENT UNKNOWN")
+        if txn.completion == "pending" and self.config.forwards_advices:
+            self.tasks.append(Task("advice", txn, now))
+        return []
+
     # -- queries for drivers and tests ----------------------------------------------------
 
     @property

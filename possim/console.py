@@ -26,7 +26,7 @@ def timeline(console: Console, result: RunResult, limit: int = 400) -> None:
     table.add_column("host", ratio=3, style="cyan")
     all_rows = rows(result.trace.records)
     for t, term, net, host in all_rows[:limit]:
-        style = "bold red" if "LOST" in net or "TIMEOUT" in term or "CRASH" in host else None
+        style = "bold red" if "LOST" in net + term or "TIMEOUT" in term or "CRASH" in host else None
         table.add_row(f"{t:.3f}", escape(term), escape(net), escape(host), style=style)
     console.print(table)
     if len(all_rows) > limit:

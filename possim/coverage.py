@@ -34,6 +34,10 @@ SITUATIONS: tuple[tuple[str, Any], ...] = (
     ("pending reversal sent before the next sale", lambda r: r["event"] == "reversal_before_next_transaction"),
     ("declined (funds, rules or issuer down)", lambda r: r["event"] == "ledger_declined"),
     ("customer paid again after a failure", lambda r: r["event"] == "customer_retries"),
+    ("terminal power loss", lambda r: r["event"] == "terminal_power_lost"),
+    ("answer lost while the terminal was off", lambda r: r["event"] == "terminal_down_drop"),
+    ("recovery resumed from the journal after boot",
+     lambda r: r["event"] == "terminal_restored" and r.get("records", 0) > 0),
 )
 
 

@@ -99,6 +99,7 @@ def explain(schedule: dict[str, Any], result: RunResult) -> str:
     faults += [f"partition {p['direction']} from {p['start']:g}s to {p['end']:g}s" for p in schedule.get("partitions", [])]
     faults += [f"host crash after committing {_nth(c['nth'])} {c['mti']}, down {c['down_for']:g}s"
                for c in schedule.get("host", {}).get("crash_after_commit", [])]
+    faults += [f"terminal power loss at {p['at']:g}s for {p['down_for']:g}s" for p in schedule.get("power_losses", [])]
     n = len(schedule["transactions"])
     text = (f"Under policy '{result.policy}', {n} transaction{'s' if n > 1 else ''} ran with "
             f"{len(faults)} fault{'s' if len(faults) != 1 else ''}: {'; '.join(faults) or 'none'}. ")

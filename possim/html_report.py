@@ -132,7 +132,7 @@ def _arrow(a: object) -> str:
     end = a.end_step if a.end_step is not None else a.sent_step + 1
     if a.lost:
         x2, y2 = (X[NETWORK] if a.lost != "still in flight" else (X[a.frm] + X[a.to]) / 2), _y(end)
-        if a.lost == "host_down":
+        if a.lost == "terminal off":
             x2 = X[a.to]
         return (f"<g data-step='{a.sent_step}' class='arrow lost'><title>{_e(a.label)} lost ({_e(a.lost)})</title>"
                 f"<line x1='{x1}' y1='{y1}' x2='{x2}' y2='{y2}' stroke='#b42318' stroke-width='2' "

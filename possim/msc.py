@@ -109,6 +109,12 @@ def build(records: list[dict[str, Any]]) -> Sequence:
                 arrow.end_step, arrow.end_t = step.index, t
                 open_arrows.remove(arrow)
                 seq.arrows.append(arrow)
+        elif event == "terminal_down_drop":
+            arrow = _find(open_arrows, r, to=TERMINAL)
+            if arrow:
+                arrow.lost, arrow.end_step, arrow.end_t = "terminal off", step.index, t
+                open_arrows.remove(arrow)
+                seq.arrows.append(arrow)
         elif event == "late_response":
             for arrow in reversed(seq.arrows):
                 if arrow.stan == r.get("stan") and arrow.to == TERMINAL:
@@ -139,7 +145,7 @@ def _find(arrows: list[Arrow], r: dict[str, Any], to: str | None = None) -> Arro
 
 def _style(r: dict[str, Any]) -> str:
     e = r["event"]
-    if e == "net_dropped" or e in ("host_crashed", "host_down_drop"):
+    if e == "net_dropped" or e in ("host_crashed", "host_down_drop", "terminal_power_lost", "terminal_down_drop"):
         return "bad"
     if e == "timer_fired":
         return "timeout"

@@ -62,6 +62,12 @@ def replay_full(path: str | Path) -> tuple[Verdict, dict[str, Any] | None, Recon
     host = AcquirerHost(host_config, ledger, random.Random(0))
     journal = Journal(tid=terminal.config.tid)
     for r in records:
+        if r.get("event") == "terminal_power_restored":
+            terminal = Terminal(terminal.config)
+            for action in terminal.restore(float(r["t"]), journal.load()):
+                if isinstance(action, WriteJournal):
+                    journal.write(action.record)
+            continue
         _feed(r, terminal, host, journal)
     journal.commit()
     verdict = check(journal.conn, ledger.conn)

@@ -101,6 +101,7 @@ class Rig:
         self._requests: dict[int, PaymentRequest] = {}
         self._next_id = 0
         self.payments_due = 0
+        self._deferred: list[PaymentRequest] = []
 
     def connect(self, to_host: Transport, host_out: Link | None, record_bytes: bool = False) -> None:
         """``to_host``: where the terminal's faulted requests go; ``host_out``: the host's replies
@@ -124,10 +125,25 @@ class Rig:
                 self._retries[request.txn_id] = retry_after
             self.payments_due += 1
             self.scheduler.call_later(at - self.scheduler.now(), lambda r=request: self._pay(r))
+        for loss in self.scenario.model.power_losses:
+            self.payments_due += 1  # the boot is work still to come
+            self.scheduler.call_later(loss.at - self.scheduler.now(), self.terminal_driver.power_off)
+            self.scheduler.call_later(loss.at + loss.down_for - self.scheduler.now(), self._power_on)
 
     def _pay(self, request: PaymentRequest) -> None:
+        if self.terminal_driver.down:  # the customer waits for the terminal to boot
+            self._deferred.append(request)
+            return
         self.payments_due -= 1
         self.terminal_driver.request_payment(request)
+
+    def _power_on(self) -> None:
+        self.payments_due -= 1
+        self.terminal = Terminal(self.terminal_config)
+        self.terminal_driver.power_on(self.terminal)
+        deferred, self._deferred = self._deferred, []
+        for request in deferred:
+            self._pay(request)
 
     def _on_outcome(self, outcome: Outcome) -> None:
         if outcome.txn_id in self._retries and outcome.status in ("unknown", "failed"):

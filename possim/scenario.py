@@ -97,6 +97,13 @@ class PartitionModel(_Model):
         return self
 
 
+class PowerLossModel(_Model):
+    """The terminal loses power at ``at`` and boots again ``down_for`` seconds later."""
+
+    at: Seconds
+    down_for: Annotated[float, Field(gt=0)] = 30.0
+
+
 class TerminalModel(_Model):
     tid: Annotated[str, Field(pattern=r"^[ -~]{8}$")] = "POS00001"
     mid: Annotated[str, Field(pattern=r"^[ -~]{15}$")] = "MERCHANT0000001"
@@ -209,6 +216,7 @@ class ScenarioModel(_Model):
     faults: tuple[FaultModel, ...] = ()
     partitions: tuple[PartitionModel, ...] = ()
     merchant: MerchantModel = MerchantModel()
+    power_losses: tuple[PowerLossModel, ...] = ()
     transactions: Annotated[tuple[TransactionModel, ...], Field(min_length=1)]
     expect: dict[str, Any] = {}
 
@@ -303,6 +311,8 @@ def scale_durations(raw: dict[str, Any], f: float) -> dict[str, Any]:
                     for side, link in raw.get("network", {}).items()}
     d["faults"] = [{**r, "delay": r.get("delay", 0.0) * f} for r in raw.get("faults", [])]
     d["partitions"] = [{**p, "start": p["start"] * f, "end": p["end"] * f} for p in raw.get("partitions", [])]
+    d["power_losses"] = [{"at": p["at"] * f, "down_for": p.get("down_for", 30.0) * f}
+                         for p in raw.get("power_losses", [])]
     d["transactions"] = [{**t, **{k: t[k] * f for k in ("at", "every", "retry_after") if k in t}}
                          for t in raw["transactions"]]
     return d

@@ -41,6 +41,12 @@ def _terminal(r: dict[str, Any]) -> str | None:
         return f"reversal gave up after {r['attempts']} tries: stays pending"
     if e == "reversal_before_next_transaction":
         return "pending reversal goes out before the next sale"
+    if e == "terminal_power_lost":
+        return "POWER LOST: memory gone, journal kept"
+    if e == "terminal_down_drop":
+        return f"{r.get('mti')} arrives at a dead terminal: LOST"
+    if e == "terminal_restored":
+        return f"power back: {r['records']} journal record(s) reloaded"
     if e in ("malformed_frame", "unmatched_message"):
         return e.replace("_", " ")
     return None

@@ -87,6 +87,13 @@ class TerminalHostLink(RuleBasedStateMachine):
         self.decider.plan = FaultPlan(rules=(*plan.rules, Rule(action, direction, mti, nth, float(delay))))  # type: ignore[arg-type]
 
     @rule(seconds=st.integers(1, 120))
+    def power_loss(self, seconds: int) -> None:
+        """The terminal loses power for a while; it boots from its journal alone."""
+        self.terminal_driver.power_off()
+        self.clock.run(horizon=self.clock.now() + seconds)
+        self.terminal_driver.power_on(Terminal(self.terminal_driver.terminal.config))
+
+    @rule(seconds=st.integers(1, 120))
     def run_for(self, seconds: int) -> None:
         self.clock.run(horizon=self.clock.now() + seconds)
 

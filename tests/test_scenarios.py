@@ -13,7 +13,7 @@ from tests.conftest import SCENARIOS
 FILES = sorted(SCENARIOS.glob("*.toml")) + sorted(SCENARIOS.glob("regressions/*.toml"))
 REQUIRED = {"response-lost", "request-lost", "slow-host", "reversal-lost", "host-crash-after-debit",
             "duplicate-request", "reversal-overtakes-original", "confirmation-lost", "flaky-network",
-            "customer-retries"}
+            "customer-retries", "terminal-power-loss"}
 
 
 def test_the_required_scenarios_ship() -> None:

@@ -94,6 +94,37 @@ def test_reversal_acknowledged_clears_pending() -> None:
     assert term.idle
 
 
+def test_power_loss_after_sending_reverses_from_the_journal_on_boot() -> None:
+    """Only the journal survives: the armed reversal record is enough to reverse after boot."""
+    from pos_sim.journal import Journal
+
+    journal = Journal(tid="POS00001")
+    term, host = new_terminal("reversal"), new_host()
+    for action in term.request_payment(0.0, purchase()):
+        if isinstance(action, WriteJournal):
+            journal.write(action.record)
+        elif isinstance(action, Send):
+            host.receive(0.1, action.data)  # debited; the terminal dies before the answer
+    booted = new_terminal("reversal")
+    actions = booted.restore(20.0, journal.load())
+    assert [s.mti for s in sends(actions)] == ["0400"]
+    assert booted.records[1].status == "unknown" and booted.records[1].reversal == "pending"
+    stans = [int(codec.decode(s.data).stan) for s in sends(actions)]
+    assert stans == [2]  # STANs continue after the journal's highest
+
+
+def test_power_loss_without_recovery_leaves_the_fate_unknown() -> None:
+    from pos_sim.journal import Journal
+
+    journal = Journal(tid="POS00001")
+    for action in new_terminal("none").request_payment(0.0, purchase()):
+        if isinstance(action, WriteJournal):
+            journal.write(action.record)
+    actions = new_terminal("none").restore(20.0, journal.load())
+    assert not sends(actions)
+    assert [a.status for a in actions if isinstance(a, Outcome)] == ["unknown"]
+
+
 def test_malformed_frame_becomes_a_notice_not_an_exception() -> None:
     term = new_terminal()
     assert [a.event for a in term.receive(1.0, b"garbage") if isinstance(a, Notice)] == ["malformed_frame"]
