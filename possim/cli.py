@@ -299,9 +299,10 @@ def acquirer(broker_url: str, ledger_path: str | None, scenario_path: str | None
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False))
 @click.option("--time-scale", default=1.0, type=float)
 @click.option("--qos", default="1")
+@click.option("--log/--no-log", default=True, help="Log every event as a JSON line on stderr.")
 def terminal(scenario: str, broker_url: str, tid: str, policy: str | None, seed: int | None,
-             journal_path: str | None, trace_path: str | None, time_scale: float, qos: str) -> None:
-    """Drive one terminal through SCENARIO against an acquirer on the broker."""
+             journal_path: str | None, trace_path: str | None, time_scale: float, qos: str, log: bool) -> None:
+    """Drive one terminal through SCENARIO against an acquirer on the broker; print its summary."""
     from possim.realtime import drive_terminal
 
     sc = _load(scenario, policy)
@@ -313,7 +314,8 @@ def terminal(scenario: str, broker_url: str, tid: str, policy: str | None, seed:
     address, level = _address(broker_url), _qos(qos)
     try:
         result = asyncio.run(drive_terminal(sc, policy or sc.model.policy, sc.model.seed if seed is None else seed,
-                                            address, tid, level, _scale(time_scale), journal_path))
+                                            address, tid, level, _scale(time_scale), journal_path,
+                                            live=_live_logger("terminal") if log else None))
     except TransportError as exc:
         raise InputError(str(exc)) from None
     if trace_path:

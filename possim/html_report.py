@@ -116,7 +116,7 @@ def _svg(seq: Sequence) -> str:
                      HOST: ("start", X[HOST] + 14)}[s.lane]
         colour = {"bad": "#b42318", "timeout": "#b42318", "good": "#1a7f37", "ledger": "#0550ae",
                   "recovery": "#9a6700"}.get(s.style, "#1b1f24")
-        limit = 32 if s.lane == NETWORK else 42
+        limit = {NETWORK: 32, TERMINAL: 40}.get(s.lane, 42)
         out.append(f"<g data-step='{s.index}'><text x='8' y='{_y(s.index) + 4}' fill='#57606a'>{s.t:.3f}s</text>"
                    f"<text x='{x}' y='{_y(s.index) + 4}' text-anchor='{anchor}' fill='{colour}'>"
                    f"<title>{_e(s.text)}</title>{_e(_short(s.text, limit))}</text></g>")

@@ -119,7 +119,7 @@ async def run_mqtt(scenario: Scenario, policy: str, seed: int, address: BrokerAd
 
 async def drive_terminal(scenario: Scenario, policy: str, seed: int, address: BrokerAddress, tid: str,
                          qos: int = 1, time_scale: float = 1.0, journal_path: str | Path | None = None,
-                         settle: float = 1.0) -> RunResult:
+                         settle: float = 1.0, live: Callable[..., None] | None = None) -> RunResult:
     """Only the terminal (with the scenario's faults, both directions); the host is another process.
 
     The run ends when the terminal has nothing left to do and no answer came for ``settle``
@@ -134,6 +134,7 @@ async def drive_terminal(scenario: Scenario, policy: str, seed: int, address: Br
     scaled = from_dict(data, scenario.path)
     rig = Rig(scaled, policy, seed, LoopScheduler(asyncio.get_running_loop()), None, None, journal_path,
               record_bytes=True)
+    rig.trace.sink = live
     ep = MqttEndpoint(address, f"possim-terminal-{tid.strip()}-{uuid.uuid4().hex[:8]}", [responses_topic(tid)],
                       lambda _t, d: rig.to_terminal.send(d), qos, rig.trace.emit)
     rig.connect(TopicTransport(ep, requests_topic(tid)), None)

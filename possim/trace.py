@@ -23,9 +23,14 @@ class Trace:
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
         self.records: list[dict[str, Any]] = []
+        #: Also hand every event to this (live structlog output of long-running processes).
+        self.sink: Callable[..., None] | None = None
 
     def emit(self, event: str, **fields: Any) -> None:
-        self.records.append({"t": round(self.clock(), 6), "event": event, **fields})
+        record = {"t": round(self.clock(), 6), "event": event, **fields}
+        self.records.append(record)
+        if self.sink is not None:
+            self.sink(event, **{k: v for k, v in record.items() if k not in ("event", "data")})
 
     def lines(self) -> list[str]:
         return [str(_RENDER(None, "info", dict(r))) for r in self.records]
