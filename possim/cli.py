@@ -256,7 +256,10 @@ def broker(port: int, state_dir: str | None) -> None:
 @click.option("--scenario", "scenario_path", help="Take host behaviour ([host]) from this scenario.")
 @click.option("--time-scale", default=1.0, type=float, help="Scale the scenario's host durations.")
 @click.option("--qos", default="1", help="0 or 1.")
-def acquirer(broker_url: str, ledger_path: str | None, scenario_path: str | None, time_scale: float, qos: str) -> None:
+@click.option("--client-id", default="possim-acquirer", show_default=True,
+              help="MQTT client id; a restarted acquirer with the same id resumes its session.")
+def acquirer(broker_url: str, ledger_path: str | None, scenario_path: str | None, time_scale: float, qos: str,
+             client_id: str) -> None:
     """Serve as the acquirer host until SIGINT/SIGTERM; log every event as a JSON line on stderr."""
     import random
 
@@ -278,7 +281,7 @@ def acquirer(broker_url: str, ledger_path: str | None, scenario_path: str | None
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve_acquirer(address, host, log, level, stop)
+        await serve_acquirer(address, host, log, level, stop, client_id)
 
     try:
         asyncio.run(main())

@@ -135,7 +135,9 @@ async def drive_terminal(scenario: Scenario, policy: str, seed: int, address: Br
     rig = Rig(scaled, policy, seed, LoopScheduler(asyncio.get_running_loop()), None, None, journal_path,
               record_bytes=True)
     rig.trace.sink = live
-    ep = MqttEndpoint(address, f"possim-terminal-{tid.strip()}-{uuid.uuid4().hex[:8]}", [responses_topic(tid)],
+    # A fixed client id per terminal: a restarted terminal process resumes its MQTT session
+    # and receives the answers queued for it while it was down.
+    ep = MqttEndpoint(address, f"possim-terminal-{tid.strip()}", [responses_topic(tid)],
                       lambda _t, d: rig.to_terminal.send(d), qos, rig.trace.emit)
     rig.connect(TopicTransport(ep, requests_topic(tid)), None)
     try:
@@ -149,11 +151,15 @@ async def drive_terminal(scenario: Scenario, policy: str, seed: int, address: Br
 
 
 async def serve_acquirer(address: BrokerAddress, host: AcquirerHost, emit: Callable[..., None], qos: int,
-                         stop: asyncio.Event) -> MqttEndpoint:
-    """The host alone: answers every terminal until ``stop`` is set."""
+                         stop: asyncio.Event, client_id: str = "possim-acquirer") -> MqttEndpoint:
+    """The host alone: answers every terminal until ``stop`` is set.
+
+    Its client id is fixed, so a restarted acquirer resumes its session and gets the
+    requests that arrived while it was down.
+    """
     sched = LoopScheduler(asyncio.get_running_loop())
     driver: HostDriver
-    ep = MqttEndpoint(address, f"possim-acquirer-{uuid.uuid4().hex[:8]}", [ALL_REQUESTS],
+    ep = MqttEndpoint(address, client_id, [ALL_REQUESTS],
                       lambda _t, d: driver.receive(d), qos, emit)
     driver = HostDriver(host, ResponseRouter(ep), sched, emit)
     await ep.start()

@@ -184,9 +184,9 @@ def test_unreachable_broker_and_bad_url_exit_2_with_one_line() -> None:
         BrokerAddress.parse("mqtt://")
 
 
-@pytest.mark.parametrize("policy, orphans", [("none", 1), ("reversal", 0)])
+@pytest.mark.parametrize("policy, orphans, tid", [("none", 1, "POS00042"), ("reversal", 0, "POS00043")])
 def test_acquirer_and_terminal_as_separate_processes(broker: Broker, tmp_path: Path, policy: str,
-                                                     orphans: int) -> None:
+                                                     orphans: int, tid: str) -> None:
     ledger, journal = tmp_path / "ledger.db", tmp_path / "journal.db"
     acquirer = subprocess.Popen([*POSSIM, "acquirer", "--broker", broker.url, "--ledger", str(ledger)],
                                 stderr=subprocess.PIPE, text=True)
@@ -194,14 +194,14 @@ def test_acquirer_and_terminal_as_separate_processes(broker: Broker, tmp_path: P
         time.sleep(1.0)
         assert acquirer.poll() is None
         term = subprocess.run([*POSSIM, "terminal", str(SCENARIOS / "response-lost.toml"), "--broker", broker.url,
-                               "--tid", "POS00042", "--policy", policy, "--journal", str(journal),
+                               "--tid", tid, "--policy", policy, "--journal", str(journal),
                                "--time-scale", "0.05"], capture_output=True, text=True, timeout=120)
         assert term.returncode == 0, term.stderr
     finally:
         acquirer.send_signal(signal.SIGTERM)
         _, log = acquirer.communicate(timeout=30)
     assert acquirer.returncode == 0
-    assert '"event": "ledger_debit"' in log and "POS00042" in log
+    assert '"event": "ledger_debit"' in log and tid in log
     check = subprocess.run([*POSSIM, "check", "--journal", str(journal), "--ledger", str(ledger), "--json"],
                            capture_output=True, text=True, timeout=60)
     summary = json.loads(check.stdout)
@@ -261,3 +261,42 @@ def test_replay_rejects_a_file_that_is_not_a_recording(tmp_path: Path) -> None:
                           capture_output=True).returncode == 0
     out = subprocess.run([*POSSIM, "replay", str(bad)], capture_output=True, text=True)
     assert out.returncode == 2 and "not a recorded real-time run" in out.stderr
+
+
+def test_restarted_acquirer_resumes_its_session_and_answers_what_queued_up(broker: Broker, tmp_path: Path) -> None:
+    """Requests published while the acquirer process is down wait in its session and are answered on return."""
+    ledger = tmp_path / "ledger.db"
+    client_id = f"acq-{uuid.uuid4().hex[:6]}"
+    cmd = [*POSSIM, "acquirer", "--broker", broker.url, "--ledger", str(ledger), "--client-id", client_id]
+    first = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(30) == 0
+
+    async def publish_while_down() -> None:
+        from protocol import codec
+        from protocol.messages import Message
+        from protocol.mqtt import requests_topic
+
+        ep = MqttEndpoint(BrokerAddress.parse(broker.url), f"pos-{uuid.uuid4().hex[:6]}", [], lambda *_: None)
+        await ep.start()
+        msg = Message(mti="0200", stan="000001", transmission="1125100000", tid="POS00099", pan="4000000000000002",
+                      processing_code="000000", amount=777)
+        ep.publish(requests_topic("POS00099"), codec.encode(msg))
+        while not ep.idle:
+            await asyncio.sleep(0.01)
+        await ep.stop()
+
+    asyncio.run(publish_while_down())
+    second = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        rows: list[tuple[str, int]] = []
+        while time.monotonic() < deadline and not rows:
+            time.sleep(0.2)
+            if ledger.exists():
+                rows = sqlite3.connect(ledger).execute("SELECT kind, amount FROM entries").fetchall()
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(30)
+    assert rows == [("debit", 777)]
