@@ -477,8 +477,12 @@ def _policy(policy: str) -> str:
 
 
 def _load(path: str, policy: str | None) -> Scenario:
+    """A scenario file, or the name of a shipped one ("response-lost")."""
     if policy is not None:
         _policy(policy)
+    shipped = _scenario_folder() / f"{path}.toml"
+    if not Path(path).exists() and "/" not in path and not path.endswith(".toml") and shipped.is_file():
+        path = str(shipped)
     try:
         return load(path)
     except ScenarioError as exc:

@@ -103,6 +103,15 @@ def _svg(seq: Sequence) -> str:
         dash = " stroke-dasharray='2 6'" if lane == NETWORK else ""
         out.append(f"<text class='lane' x='{X[lane]}' y='22' text-anchor='middle'>{label}</text>"
                    f"<line x1='{X[lane]}' y1='32' x2='{X[lane]}' y2='{height}' stroke='#8c959f'{dash}/>")
+    previous = 0.0
+    for s in seq.steps:  # the time scale: rows are events, so long silences are marked where they fall
+        gap = s.t - previous
+        if gap >= 1.0:
+            y = _y(s.index) - ROW / 2
+            out.append(f"<g class='gap' data-step='{s.index}'><line x1='70' y1='{y}' x2='{WIDTH - 10}' y2='{y}' "
+                       f"stroke='#d0d7de' stroke-dasharray='3 5'/><text x='{X[NETWORK] + 60}' y='{y + 4}' "
+                       f"fill='#8c959f' font-style='italic'>{gap:,.1f} s pass</text></g>")
+        previous = s.t
     for t in seq.timeouts:
         y1, y2 = _y(t.start_step), _y(t.end_step)
         out.append(f"<g data-step='{t.end_step}' class='timeout'><rect x='{X[TERMINAL] - 7}' y='{y1}' width='14' "
@@ -112,7 +121,7 @@ def _svg(seq: Sequence) -> str:
     for a in seq.arrows:
         out.append(_arrow(a))
     for s in seq.steps:
-        anchor, x = {TERMINAL: ("end", X[TERMINAL] - 14), NETWORK: ("middle", X[NETWORK]),
+        anchor, x = {TERMINAL: ("end", X[TERMINAL] - 14), NETWORK: ("start", X[NETWORK] + 14),
                      HOST: ("start", X[HOST] + 14)}[s.lane]
         colour = {"bad": "#b42318", "timeout": "#b42318", "good": "#1a7f37", "ledger": "#0550ae",
                   "recovery": "#9a6700"}.get(s.style, "#1b1f24")
