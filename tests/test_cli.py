@@ -140,3 +140,10 @@ def test_acquirer_refuses_a_file_that_is_not_a_ledger_and_leaves_it_alone(tmp_pa
     out = possim("acquirer", "--broker", "mqtt://127.0.0.1:1", "--ledger", str(junk))
     assert out.returncode == 2 and "not a possim ledger" in out.stderr
     assert junk.read_bytes() == b"this is not a database"
+
+
+def test_shipped_scenarios_run_by_name_from_anywhere(tmp_path: Path) -> None:
+    out = subprocess.run([*POSSIM, "run", "customer-retries", "--policy", "none", "--json"], capture_output=True,
+                         text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["double_debits"] == 1
