@@ -46,7 +46,8 @@ def cli() -> None:
 @click.option("--timeline/--no-timeline", default=True, help="Print the event timeline.")
 @click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False), help="Keep the host ledger in this SQLite file.")
 @click.option("--journal", "journal_path", type=click.Path(dir_okay=False), help="Keep the terminal journal in this SQLite file.")
-@click.option("--transport", default="memory", help="memory (virtual time) or mqtt (real time, real broker).")
+@click.option("--transport", default="memory",
+              help="memory (virtual time), mqtt (real broker) or tcp (loopback socket, ISO 8583 framing).")
 @click.option("--broker", help="MQTT broker URL, mqtt://HOST:PORT (default: start a private Mosquitto).")
 @click.option("--qos", default="1", help="MQTT QoS for every message: 0 or 1.")
 @click.option("--time-scale", default=1.0, type=float, help="Multiply every duration of the scenario (real transports).")
@@ -66,11 +67,16 @@ def run(scenario: str, policy: str | None, seed: int | None, trace_path: str | N
         if p and Path(p).exists():
             raise InputError(f"{p}: already exists; possim will not write into an existing ledger or journal")
     _writable(trace_path, report_path, mermaid_path, ledger_path, journal_path)
-    if transport not in ("memory", "mqtt"):
-        raise InputError(f"unknown transport {transport!r} (choose from memory, mqtt)")
+    if transport not in ("memory", "mqtt", "tcp"):
+        raise InputError(f"unknown transport {transport!r} (choose from memory, mqtt, tcp)")
     if check_determinism:
         sys.exit(_determinism(sc, policy, seed))
-    if transport == "mqtt":
+    if transport == "tcp":
+        from possim.realtime import run_tcp
+
+        result = asyncio.run(run_tcp(sc, policy or sc.model.policy, sc.model.seed if seed is None else seed,
+                                     _scale(time_scale), ledger_path, journal_path))
+    elif transport == "mqtt":
         result = _run_mqtt(sc, policy, seed, broker, _qos(qos), _scale(time_scale), ledger_path, journal_path,
                            force_redelivery)
     else:
@@ -361,7 +367,7 @@ def check_command(journal_path: str, ledger_path: str, as_json: bool) -> None:
 @click.argument("trace_file")
 @click.option("--json", "as_json", is_flag=True)
 def replay_command(trace_file: str, as_json: bool) -> None:
-    """Re-execute a trace recorded over MQTT in virtual time and compare the verdicts."""
+    """Re-execute a trace recorded over MQTT or TCP in virtual time and compare the verdicts."""
     from possim.replay import ReplayError, replay
 
     try:
@@ -421,11 +427,11 @@ def _reconciliation(source: str, policy: str | None, seed: int | None) -> tuple[
         result = simulate(sc, policy, seed)
         assert result.reconciliation is not None
         return result.reconciliation, f"{sc.name}, policy {result.policy}, seed {result.seed}"
-    from possim.replay import ReplayError, read_trace, replay_full
+    from possim.replay import REAL_TIME_HEADERS, ReplayError, read_trace, replay_full
 
     try:
         records = read_trace(source)
-        if any(r.get("event") == "mqtt_run" for r in records):
+        if any(r.get("event") in REAL_TIME_HEADERS for r in records):
             _, _, recon = replay_full(source)
             return recon, f"{source} (replayed)"
         started = next((r for r in records if r.get("event") == "run_started" and "scenario_data" in r), None)

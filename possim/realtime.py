@@ -117,6 +117,36 @@ async def run_mqtt(scenario: Scenario, policy: str, seed: int, address: BrokerAd
     return rig.finish(quiescent, "mqtt", {"published": term_ep.published + host_ep.published})
 
 
+async def run_tcp(scenario: Scenario, policy: str, seed: int, time_scale: float = 1.0,
+                  ledger_path: str | Path | None = None, journal_path: str | Path | None = None) -> RunResult:
+    """Terminal and host in this process over a real loopback TCP socket, ISO 8583 length-framed."""
+    from protocol.tcp import TcpHost, TcpTerminalLink
+
+    scaled = scenario.scaled(time_scale)
+    rig = Rig(scaled, policy, seed, LoopScheduler(asyncio.get_running_loop()), None, ledger_path, journal_path,
+              record_bytes=True)
+    server = TcpHost(lambda d: rig.host_driver.receive(d), rig.trace.emit)  # type: ignore[union-attr]
+    port = await server.start()
+    client = TcpTerminalLink("127.0.0.1", port, rig.to_terminal.send, rig.trace.emit)
+    rig.connect(client, server, record_bytes=True)
+    rig.trace.emit("tcp_run", port=port, time_scale=time_scale, scenario_data=scenario.raw())
+    try:
+        await client.start()
+        rig.schedule_payments()
+
+        def local() -> bool:
+            return rig.locally_quiet() and client.idle and client.connected.is_set()
+
+        def quiet() -> bool:
+            return local() and server.received >= client.sent and client.received >= server.sent
+
+        quiescent = await wait_quiet(quiet, lambda: len(rig.trace.records), _deadline(scaled), locally_quiet=local)
+    finally:
+        await client.stop()
+        await server.stop()
+    return rig.finish(quiescent, "tcp")
+
+
 async def drive_terminal(scenario: Scenario, policy: str, seed: int, address: BrokerAddress, tid: str,
                          qos: int = 1, time_scale: float = 1.0, journal_path: str | Path | None = None,
                          settle: float = 1.0, live: Callable[..., None] | None = None) -> RunResult:

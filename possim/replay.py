@@ -24,6 +24,10 @@ from possim.reconcile import Reconciliation, reconcile
 from possim.scenario import ScenarioError, from_dict
 
 
+#: The first event of a recorded real-time run, per transport.
+REAL_TIME_HEADERS = ("mqtt_run", "tcp_run")
+
+
 class ReplayError(Exception):
     """The file is not a replayable possim trace; ``str()`` is one line for the user."""
 
@@ -48,10 +52,10 @@ def replay(path: str | Path) -> tuple[Verdict, dict[str, Any] | None]:
 def replay_full(path: str | Path) -> tuple[Verdict, dict[str, Any] | None, Reconciliation]:
     """As ``replay``, plus the end-of-day reconciliation of the re-executed run."""
     records = read_trace(path)
-    header = next((r for r in records if r.get("event") == "mqtt_run"), None)
+    header = next((r for r in records if r.get("event") in REAL_TIME_HEADERS), None)
     started = next((r for r in records if r.get("event") == "run_started"), None)
     if header is None or started is None:
-        raise ReplayError(f"{path}: not a recorded real-time run (record one with run --transport mqtt --trace)")
+        raise ReplayError(f"{path}: not a recorded real-time run (record one with run --transport mqtt|tcp --trace)")
     try:
         scenario = from_dict(header["scenario_data"]).scaled(float(header["time_scale"]))
     except (ScenarioError, KeyError) as exc:
