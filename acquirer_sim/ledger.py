@@ -10,6 +10,8 @@ answer again. ``closures`` holds keys that must never be debited later: a revers
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,22 +180,16 @@ class Ledger:
         self.conn.execute("INSERT INTO entries (at, tid, stan, transmission, pan, kind, amount, rrn) "
                           "VALUES (?,?,?,?,?,?,?,?)", (now, *key, pan, kind, amount, rrn))
 
-    def _tx(self) -> sqlite3.Connection:
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        """BEGIN ... COMMIT, or ROLLBACK on error (the connection itself runs in autocommit mode)."""
         self.conn.execute("BEGIN")
-        return _Tx(self.conn)  # type: ignore[return-value]
-
-
-class _Tx:
-    """BEGIN ... COMMIT/ROLLBACK around a block (the connection runs in autocommit mode)."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
 
 
 #: kind -> (balance change, held change) for an amount.

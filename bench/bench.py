@@ -63,8 +63,8 @@ def bench_drivers() -> None:
         heap = simulate(sc, "reversal").verdict.summary()
         loop = simulate_on_looptime(sc, "reversal").verdict.summary()
         same = all(heap[k] == loop[k] for k in ("orphaned_debits", "double_debits", "approved", "reversed"))
-        t_heap = best_of(lambda: [simulate(sc, "reversal") for _ in range(reps)], 3) / reps
-        t_loop = best_of(lambda: [simulate_on_looptime(sc, "reversal") for _ in range(reps)], 3) / reps
+        t_heap = best_of(lambda sc=sc, reps=reps: [simulate(sc, "reversal") for _ in range(reps)], 3) / reps
+        t_loop = best_of(lambda sc=sc, reps=reps: [simulate_on_looptime(sc, "reversal") for _ in range(reps)], 3) / reps
         print(f"{name}: discrete-event heap {1 / t_heap:8,.1f} runs/s | asyncio+looptime {1 / t_loop:8,.1f} runs/s "
               f"-> heap x{t_loop / t_heap:.2f} faster; same verdict: {same}")
 

@@ -102,7 +102,7 @@ def check(journal: sqlite3.Connection, ledger: sqlite3.Connection) -> Verdict:
         if held:
             counts["open_holds"] += 1
             findings.append(Finding("open_hold", None, key, held))
-    for intent, charges in charged_by_intent.items():
+    for charges in charged_by_intent.values():
         if len(charges) > 1:
             counts["double_debits"] += len(charges) - 1
     customer_loss = sum(max(0, sum(c) - agreed_by_intent.get(i, 0)) for i, c in charged_by_intent.items())

@@ -17,7 +17,6 @@ from acquirer_sim.host import AcquirerHost
 from acquirer_sim.ledger import Ledger
 from possim.rig import Rig, RunResult
 from possim.scenario import Scenario
-from possim.trace import Trace
 from protocol.mqtt import ALL_REQUESTS, BrokerAddress, MqttEndpoint, TopicTransport, requests_topic, responses_topic
 
 
@@ -204,5 +203,3 @@ async def serve_acquirer(address: BrokerAddress, host: AcquirerHost, emit: Calla
 def open_ledger(path: str | Path | None, default_balance: int) -> Ledger:
     return Ledger(path or ":memory:", default_balance=default_balance)
 
-
-__all__ = ["LoopScheduler", "Trace", "drive_terminal", "run_mqtt", "serve_acquirer", "open_ledger"]
