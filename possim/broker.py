@@ -46,6 +46,7 @@ class Broker:
 
     def __init__(self, port: int | None = None, state_dir: Path | None = None, log_path: Path | None = None) -> None:
         self.port = port or free_port()
+        self._owns_dir = state_dir is None
         self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="possim-broker-"))
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir.chmod(0o755)
@@ -83,6 +84,12 @@ class Broker:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
+
+    def close(self) -> None:
+        """Stop for good; remove the state folder if this broker made it."""
+        self.stop()
+        if self._owns_dir:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def restart(self) -> None:
         self.stop()

@@ -231,7 +231,7 @@ def _run_mqtt(sc: Scenario, policy: str | None, seed: int | None, broker: str | 
         raise InputError(str(exc)) from None
     finally:
         if private:
-            private.stop()
+            private.close()
 
 
 @cli.command()
