@@ -300,3 +300,11 @@ def test_restarted_acquirer_resumes_its_session_and_answers_what_queued_up(broke
         second.send_signal(signal.SIGTERM)
         second.wait(30)
     assert rows == [("debit", 777)]
+
+
+@pytest.mark.parametrize("policy", ["none", "reversal"])
+def test_qos0_gives_the_same_verdict(broker: Broker, policy: str) -> None:
+    path = SCENARIOS / "response-lost.toml"
+    result = asyncio.run(run_mqtt(load(path), policy, 1, BrokerAddress.parse(broker.url), 0, 0.05))
+    assert result.quiescent
+    assert counts(result.verdict.summary()) == counts(simulate(load(path), policy).verdict.summary())
