@@ -387,6 +387,22 @@ def replay_command(trace_file: str, as_json: bool) -> None:
     sys.exit(0 if same else 1)
 
 
+@cli.command("list")
+@click.option("--scenarios", "scenario_dir", default=None, help="Folder with the scenarios.")
+def list_command(scenario_dir: str | None) -> None:
+    """The shipped scenarios, by name, with what each teaches."""
+    folder = Path(scenario_dir) if scenario_dir else _scenario_folder()
+    files = sorted(folder.glob("*.toml"))
+    if not files:
+        raise InputError(f"{folder}: no scenario files here")
+    for path in files:
+        try:
+            title = load(path).model.title
+        except ScenarioError as exc:
+            title = f"(invalid: {exc})"
+        click.echo(f"{path.stem:<30} {title}")
+
+
 @cli.command()
 @click.option("--pace", default=0.8, show_default=True, type=click.FloatRange(0, 10),
               help="Seconds per event, so a trainer can talk over it.")

@@ -147,3 +147,10 @@ def test_shipped_scenarios_run_by_name_from_anywhere(tmp_path: Path) -> None:
                          text=True, cwd=tmp_path, timeout=120)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["double_debits"] == 1
+
+
+def test_list_names_every_shipped_scenario() -> None:
+    out = possim("list")
+    assert out.returncode == 0
+    names = {line.split()[0] for line in out.stdout.splitlines()}
+    assert names == {p.stem for p in SCENARIOS.glob("*.toml")}
