@@ -27,6 +27,19 @@ from possim.money import format_amount
 
 Key = tuple[str, str, str]
 
+#: Counts of damage: any of them above zero is a finding.
+DAMAGE = ("orphaned_debits", "double_debits", "phantom_approvals", "pending_reversals", "open_holds")
+#: Every measure of the summary, in the order views show them.
+MEASURES = ("transactions", "approved", "declined", "failed", "unknown", "reversed", *DAMAGE, "late_responses",
+            "customer_loss", "merchant_loss")
+
+
+def harmful(measure: str, value: object) -> bool:
+    """Whether a summary value means someone was hurt: any damage count, any money lost."""
+    if measure.endswith("_loss"):
+        return value != "0.00"
+    return measure in DAMAGE and bool(value)
+
 
 @dataclass(frozen=True, slots=True)
 class Finding:

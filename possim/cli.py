@@ -271,14 +271,15 @@ def acquirer(broker_url: str, ledger_path: str | None, scenario_path: str | None
 
     from acquirer_sim.config import HostConfig
     from acquirer_sim.host import AcquirerHost
-    from possim.realtime import open_ledger, serve_acquirer
+    from acquirer_sim.ledger import Ledger
+    from possim.realtime import serve_acquirer
 
     address, level = _address(broker_url), _qos(qos)
     config = _load(scenario_path, None).scaled(_scale(time_scale)).host_config() if scenario_path else HostConfig()
     _writable(ledger_path)
     if ledger_path and Path(ledger_path).exists() and Path(ledger_path).stat().st_size:
         _check_db(ledger_path, "entries", "ledger")
-    ledger = open_ledger(ledger_path, config.default_balance)
+    ledger = Ledger(ledger_path or ":memory:", default_balance=config.default_balance)
     host = AcquirerHost(config, ledger, random.Random())
     log = _live_logger("acquirer")
 

@@ -9,12 +9,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from possim.checker import DAMAGE, MEASURES, harmful
 from possim.simulation import RunResult
 from possim.timeline import rows
 
-BAD = ("orphaned_debits", "double_debits", "phantom_approvals", "pending_reversals", "open_holds")
-SHOWN = ("transactions", "approved", "declined", "failed", "unknown", "reversed", *BAD, "late_responses",
-         "customer_loss", "merchant_loss")
 
 
 def timeline(console: Console, result: RunResult, limit: int = 400) -> None:
@@ -38,10 +36,9 @@ def verdict(console: Console, result: RunResult, failures: Sequence[str] = ()) -
     table = Table(title="checker verdict (terminal journal vs host ledger)")
     table.add_column("measure")
     table.add_column("value", justify="right")
-    for key in SHOWN:
+    for key in MEASURES:
         value = s[key]
-        bad = key in BAD and value or key == "customer_loss" and value != "0.00"
-        table.add_row(key.replace("_", " "), f"[bold red]{value}[/]" if bad else str(value))
+        table.add_row(key.replace("_", " "), f"[bold red]{value}[/]" if harmful(key, value) else str(value))
     console.print(table)
     for f in result.verdict.findings[:20]:
         console.print(f"  finding: {f.finding} txn {f.txn} stan {f.key[1]} amount {f.as_dict()['amount']}")
@@ -57,12 +54,11 @@ def compare(console: Console, results: Sequence[RunResult]) -> None:
     for r in results:
         table.add_column(r.policy, justify="right")
     summaries: list[dict[str, Any]] = [r.verdict.summary() for r in results]
-    for key in SHOWN:
+    for key in MEASURES:
         cells = []
         for s in summaries:
             v = s[key]
-            bad = key in BAD and v or key == "customer_loss" and v != "0.00"
-            cells.append(f"[bold red]{v}[/]" if bad else f"[green]{v}[/]" if key in BAD else str(v))
+            cells.append(f"[bold red]{v}[/]" if harmful(key, v) else f"[green]{v}[/]" if key in DAMAGE else str(v))
         table.add_row(key.replace("_", " "), *cells)
     console.print(table)
 

@@ -13,10 +13,8 @@ from decimal import Decimal
 from typing import Any
 
 from pos_sim.config import POLICIES
+from possim.checker import MEASURES
 
-KEYS = ("transactions", "approved", "declined", "failed", "unknown", "reversed", "orphaned_debits",
-        "double_debits", "phantom_approvals", "pending_reversals", "open_holds", "customer_loss",
-        "merchant_loss", "late_responses")
 _CMP = re.compile(r"^\s*(>=|<=|==|!=|>|<)?\s*(-?\d+(?:\.\d+)?)\s*$")
 _OPS = {">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
         ">": operator.gt, "<": operator.lt, None: operator.eq}
@@ -29,8 +27,8 @@ def validate_expect(expect: dict[str, Any]) -> None:
                 raise ValueError(f"expect.{key} must be a table")
             validate_expect({k: v for k, v in value.items()})
             continue
-        if key not in KEYS:
-            raise ValueError(f"unknown expectation {key!r} (known: {', '.join(KEYS)} or a policy name)")
+        if key not in MEASURES:
+            raise ValueError(f"unknown expectation {key!r} (known: {', '.join(MEASURES)} or a policy name)")
         if isinstance(value, bool) or not isinstance(value, int | str) or \
                 (isinstance(value, str) and not _CMP.match(value)):
             raise ValueError(f"expect.{key}: {value!r} is not a number or a comparison like '>= 1'")

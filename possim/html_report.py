@@ -11,6 +11,7 @@ import html
 import json
 from collections.abc import Sequence as Seq
 
+from possim.checker import DAMAGE, MEASURES, harmful
 from possim.money import format_amount
 from possim.msc import HOST, NETWORK, TERMINAL, Sequence, build
 from possim.rig import RunResult
@@ -172,13 +173,10 @@ def _legend() -> str:
 
 def _verdict(result: RunResult) -> str:
     s = result.verdict.summary()
-    bad = ("orphaned_debits", "double_debits", "phantom_approvals", "pending_reversals", "open_holds")
     rows = []
-    for key in ("transactions", "approved", "declined", "failed", "unknown", "reversed", *bad, "late_responses",
-                "customer_loss", "merchant_loss"):
+    for key in MEASURES:
         value = s[key]
-        cls = "bad" if (key in bad and value) or (key.endswith("loss") and value != "0.00") else \
-            "ok" if key in bad else "num"
+        cls = "bad" if harmful(key, value) else "ok" if key in DAMAGE else "num"
         rows.append(f"<tr><th>{key.replace('_', ' ')}</th><td class='num {cls}'>{_e(str(value))}</td></tr>")
     findings = "".join(f"<li>{_e(f.finding.replace('_', ' '))}: transaction {f.txn}, STAN {f.key[1]}, "
                        f"{_e(f.as_dict()['amount'])}</li>" for f in result.verdict.findings)
@@ -216,16 +214,14 @@ def _money(result: RunResult) -> str:
 
 
 def _comparison(results: Seq[RunResult]) -> str:
-    keys = ("orphaned_debits", "double_debits", "phantom_approvals", "pending_reversals", "open_holds",
-            "approved", "reversed", "customer_loss", "merchant_loss")
+    keys = (*DAMAGE, "approved", "reversed", "customer_loss", "merchant_loss")
     head = "".join(f"<th>{_e(r.policy)}</th>" for r in results)
     body = []
     for key in keys:
         cells = []
         for r in results:
             v = r.verdict.summary()[key]
-            bad = (key.endswith("loss") and v != "0.00") or (key in keys[:5] and v)
-            cells.append(f"<td class='num {'bad' if bad else ''}'>{_e(str(v))}</td>")
+            cells.append(f"<td class='num {'bad' if harmful(key, v) else ''}'>{_e(str(v))}</td>")
         body.append(f"<tr><th>{key.replace('_', ' ')}</th>{''.join(cells)}</tr>")
     return (f"<h2>Same faults, seed {results[0].seed}: each policy</h2><table><tr><th></th>{head}</tr>"
             + "".join(body) + "</table>")

@@ -72,16 +72,15 @@ def build(records: list[dict[str, Any]]) -> Sequence:
     seq = Sequence()
     open_arrows: list[Arrow] = []
     timer_start: tuple[int, float] | None = None
-    text_rows = iter(timeline_rows(records))
     for r in records:
         event = r["event"]
         if event == "timer_started":
             timer_start = (max(0, len(seq.steps) - 1), float(r["t"]))
             continue
-        shown = _shown(r)
-        if not shown:
+        row = timeline_rows([r])  # the same events the console timeline shows, one row each
+        if not row:
             continue
-        t, term, net, host = next(text_rows)
+        t, term, net, host = row[0]
         lane = TERMINAL if term else NETWORK if net else HOST
         step = Step(len(seq.steps), t, lane, term or net or host, _style(r))
         seq.steps.append(step)
@@ -91,12 +90,8 @@ def build(records: list[dict[str, Any]]) -> Sequence:
             label = f"{r.get('mti')} {M.NAMES.get(str(r.get('mti')), '')} #{str(r.get('stan', ''))[-3:]}"
             open_arrows.append(Arrow(frm, to, str(r.get("mti")), str(r.get("stan")), label, step.index, t))
         elif event == "net_dropped":
-            arrow = _find(open_arrows, r)
-            if arrow:
-                arrow.lost, arrow.end_step, arrow.end_t = r.get("reason", "lost"), step.index, t
-                open_arrows.remove(arrow)
-                seq.arrows.append(arrow)
-        elif event in ("net_duplicated",):
+            _land(seq, open_arrows, _find(open_arrows, r), step, lost=r.get("reason", "lost"))
+        elif event == "net_duplicated":
             arrow = _find(open_arrows, r)
             if arrow:
                 twin = Arrow(arrow.frm, arrow.to, arrow.mti, arrow.stan, arrow.label + " (copy)", arrow.sent_step,
@@ -104,17 +99,9 @@ def build(records: list[dict[str, Any]]) -> Sequence:
                 open_arrows.append(twin)
         elif event == "msg_received":
             to = r.get("side")
-            arrow = _find(open_arrows, r, to=to)
-            if arrow:
-                arrow.end_step, arrow.end_t = step.index, t
-                open_arrows.remove(arrow)
-                seq.arrows.append(arrow)
+            _land(seq, open_arrows, _find(open_arrows, r, to=to), step)
         elif event == "terminal_down_drop":
-            arrow = _find(open_arrows, r, to=TERMINAL)
-            if arrow:
-                arrow.lost, arrow.end_step, arrow.end_t = "terminal off", step.index, t
-                open_arrows.remove(arrow)
-                seq.arrows.append(arrow)
+            _land(seq, open_arrows, _find(open_arrows, r, to=TERMINAL), step, lost="terminal off")
         elif event == "late_response":
             for arrow in reversed(seq.arrows):
                 if arrow.stan == r.get("stan") and arrow.to == TERMINAL:
@@ -131,9 +118,13 @@ def build(records: list[dict[str, Any]]) -> Sequence:
     return seq
 
 
-def _shown(r: dict[str, Any]) -> bool:
-    """The same events the console timeline shows (each yields exactly one row there)."""
-    return bool(timeline_rows([r]))
+def _land(seq: Sequence, in_flight: list[Arrow], arrow: Arrow | None, step: Step, lost: str | None = None) -> None:
+    """An arrow ends at ``step``: delivered, or ``lost`` on the way."""
+    if arrow is None:
+        return
+    arrow.end_step, arrow.end_t, arrow.lost = step.index, step.t, lost
+    in_flight.remove(arrow)
+    seq.arrows.append(arrow)
 
 
 def _find(arrows: list[Arrow], r: dict[str, Any], to: str | None = None) -> Arrow | None:

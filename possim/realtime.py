@@ -14,9 +14,8 @@ from typing import Any
 
 from acquirer_sim.driver import HostDriver
 from acquirer_sim.host import AcquirerHost
-from acquirer_sim.ledger import Ledger
 from possim.rig import Rig, RunResult
-from possim.scenario import Scenario
+from possim.scenario import Scenario, from_dict
 from protocol.mqtt import ALL_REQUESTS, BrokerAddress, MqttEndpoint, TopicTransport, requests_topic, responses_topic
 
 
@@ -70,6 +69,18 @@ async def wait_quiet(is_quiet: Callable[[], bool], activity: Callable[[], int], 
     return False
 
 
+async def _settle(rig: Rig, deadline: float, ready: Callable[[], bool], delivered: Callable[[], bool]) -> bool:
+    """A one-process real-time run is over when both sides are idle, the transport is connected with
+    nothing queued (``ready``), and every message sent has arrived (``delivered``; waived after a
+    quiet spell, since a crashed broker loses messages for good)."""
+
+    def local() -> bool:
+        return rig.locally_quiet() and ready()
+
+    return await wait_quiet(lambda: local() and delivered(), lambda: len(rig.trace.records), deadline,
+                            locally_quiet=local)
+
+
 def _deadline(scenario: Scenario) -> float:
     last = max(t.at + (t.count - 1) * t.every for t in scenario.model.transactions)
     term = scenario.model.terminal
@@ -101,15 +112,10 @@ async def run_mqtt(scenario: Scenario, policy: str, seed: int, address: BrokerAd
         if on_ready:
             on_ready(rig, host_ep, term_ep)
         rig.schedule_payments()
-
-        def local() -> bool:
-            return rig.locally_quiet() and host_ep.idle and term_ep.idle and host_ep.connected.is_set() \
-                and term_ep.connected.is_set()
-
-        def quiet() -> bool:
-            return local() and host_ep.received >= term_ep.published and term_ep.received >= host_ep.published
-
-        quiescent = await wait_quiet(quiet, lambda: len(rig.trace.records), _deadline(scaled), locally_quiet=local)
+        quiescent = await _settle(
+            rig, _deadline(scaled),
+            ready=lambda: all(ep.idle and ep.connected.is_set() for ep in (host_ep, term_ep)),
+            delivered=lambda: host_ep.received >= term_ep.published and term_ep.received >= host_ep.published)
     finally:
         await term_ep.stop()
         await host_ep.stop()
@@ -132,14 +138,9 @@ async def run_tcp(scenario: Scenario, policy: str, seed: int, time_scale: float 
     try:
         await client.start()
         rig.schedule_payments()
-
-        def local() -> bool:
-            return rig.locally_quiet() and client.idle and client.connected.is_set()
-
-        def quiet() -> bool:
-            return local() and server.received >= client.sent and client.received >= server.sent
-
-        quiescent = await wait_quiet(quiet, lambda: len(rig.trace.records), _deadline(scaled), locally_quiet=local)
+        quiescent = await _settle(
+            rig, _deadline(scaled), ready=lambda: client.idle and client.connected.is_set(),
+            delivered=lambda: server.received >= client.sent and client.received >= server.sent)
     finally:
         await client.stop()
         await server.stop()
@@ -155,11 +156,8 @@ async def drive_terminal(scenario: Scenario, policy: str, seed: int, address: Br
     seconds. Its verdict here counts only the terminal's side; judge the whole with
     ``possim check`` against the host's ledger file.
     """
-    scaled = scenario.scaled(time_scale)
-    data = scaled.model.model_dump()
+    data = scenario.scaled(time_scale).model.model_dump()
     data["terminal"] = {**data["terminal"], "tid": tid}
-    from possim.scenario import from_dict
-
     scaled = from_dict(data, scenario.path)
     rig = Rig(scaled, policy, seed, LoopScheduler(asyncio.get_running_loop()), None, None, journal_path,
               record_bytes=True)
@@ -199,7 +197,4 @@ async def serve_acquirer(address: BrokerAddress, host: AcquirerHost, emit: Calla
         await ep.stop()
     return ep
 
-
-def open_ledger(path: str | Path | None, default_balance: int) -> Ledger:
-    return Ledger(path or ":memory:", default_balance=default_balance)
 

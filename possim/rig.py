@@ -100,7 +100,7 @@ class Rig:
         self._retries: dict[int, float] = {}
         self._requests: dict[int, PaymentRequest] = {}
         self._next_id = 0
-        self.payments_due = 0
+        self.scheduled_work = 0  # payments and boots scheduled but not yet happened
         self._deferred: list[PaymentRequest] = []
 
     def connect(self, to_host: Transport, host_out: Link | None, record_bytes: bool = False) -> None:
@@ -123,10 +123,10 @@ class Rig:
             self._next_id = max(self._next_id, request.txn_id)
             if customer_retries:
                 self._retries[request.txn_id] = retry_after
-            self.payments_due += 1
+            self.scheduled_work += 1
             self.scheduler.call_later(at - self.scheduler.now(), lambda r=request: self._pay(r))
         for loss in self.scenario.model.power_losses:
-            self.payments_due += 1  # the boot is work still to come
+            self.scheduled_work += 1  # a boot still to come
             self.scheduler.call_later(loss.at - self.scheduler.now(), self.terminal_driver.power_off)
             self.scheduler.call_later(loss.at + loss.down_for - self.scheduler.now(), self._power_on)
 
@@ -134,11 +134,11 @@ class Rig:
         if self.terminal_driver.down:  # the customer waits for the terminal to boot
             self._deferred.append(request)
             return
-        self.payments_due -= 1
+        self.scheduled_work -= 1
         self.terminal_driver.request_payment(request)
 
     def _power_on(self) -> None:
-        self.payments_due -= 1
+        self.scheduled_work -= 1
         self.terminal = Terminal(self.terminal_config)
         self.terminal_driver.power_on(self.terminal)
         deferred, self._deferred = self._deferred, []
@@ -153,13 +153,13 @@ class Rig:
                                    original.completion_amount, original.instrument)
             self.trace.emit("customer_retries", tid=self.terminal_config.tid, txn=outcome.txn_id,
                             retry_txn=retry.txn_id)
-            self.payments_due += 1
+            self.scheduled_work += 1
             self.scheduler.call_later(self._retries.pop(outcome.txn_id), lambda: self._pay(retry))
 
     def locally_quiet(self) -> bool:
         """Nothing left to do on this side: no payment due, terminal idle, no message held by the fault layer."""
         host_busy = self.host_driver.pending if self.host_driver else 0
-        return (self.payments_due == 0 and self.terminal.idle and self.to_host.in_flight == 0
+        return (self.scheduled_work == 0 and self.terminal.idle and self.to_host.in_flight == 0
                 and self.to_terminal.in_flight == 0 and host_busy == 0 and self.terminal_driver.timers_armed == 0)
 
     def finish(self, quiescent: bool, transport: str, extra: Mapping[str, object] | None = None) -> RunResult:

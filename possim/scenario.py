@@ -11,7 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from acquirer_sim.config import CrashRule, HostConfig, Window
 from pos_sim.config import POLICIES, TerminalConfig
@@ -30,8 +30,36 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _amount(text: str) -> str:
+    parse_amount(text)
+    return text
+
+
+def _positive_amount(text: str) -> str:
+    if parse_amount(text) <= 0:
+        raise ValueError("amount must be greater than zero")
+    return text
+
+
+def _not_empty(items: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Checked after the items, so a bad item is not reported a second time as a missing one."""
+    if not items:
+        raise ValueError("at least one [[transactions]] is needed")
+    return items
+
+
+def _rate(text: str) -> str:
+    parse_rate(text)
+    return text
+
+
 Seconds = Annotated[float, Field(ge=0)]
 Probability = Annotated[float, Field(ge=0, le=1)]
+#: Money as a decimal string ("25.00"), checked but kept as text (exact, no float).
+Amount = Annotated[str, AfterValidator(_amount)]
+PositiveAmount = Annotated[str, AfterValidator(_positive_amount)]
+#: A fee rate as a percentage string ("0.6%").
+Rate = Annotated[str, AfterValidator(_rate)]
 
 
 class LatencyModel(_Model):
@@ -137,32 +165,18 @@ class HostModel(_Model):
     processing: LatencyModel = LatencyModel(value=0.2)
     quick: LatencyModel = LatencyModel(value=0.05)
     decline_pans: tuple[str, ...] = ()
-    decline_over: str | None = None
+    decline_over: Amount | None = None
     issuer_unavailable: tuple[WindowModel, ...] = ()
     crash_after_commit: tuple[CrashModel, ...] = ()
-    accounts: dict[str, str] = {}
-    default_balance: str = "1000000.00"
-
-    @field_validator("decline_over", "default_balance")
-    @classmethod
-    def _amount(cls, v: str | None) -> str | None:
-        if v is not None:
-            parse_amount(v)
-        return v
-
-    @field_validator("accounts")
-    @classmethod
-    def _balances(cls, v: dict[str, str]) -> dict[str, str]:
-        for balance in v.values():
-            parse_amount(balance)
-        return v
+    accounts: dict[str, Amount] = {}
+    default_balance: Amount = "1000000.00"
 
 
 class TransactionModel(_Model):
     at: Seconds = 0.0
     kind: Literal["purchase", "auth"] = "purchase"
-    amount: str
-    completion_amount: str | None = None
+    amount: PositiveAmount
+    completion_amount: PositiveAmount | None = None
     pan: Annotated[str, Field(pattern=r"^\d{12,19}$")] = "4000000000000002"
     count: Annotated[int, Field(ge=1, le=100_000)] = 1
     every: Seconds = 60.0
@@ -170,39 +184,14 @@ class TransactionModel(_Model):
     retry_after: Seconds = 20.0
     card_type: Literal["credit", "debit", "qr_wallet", "unionpay_qr"] = "credit"
 
-    @field_validator("amount", "completion_amount")
-    @classmethod
-    def _amount(cls, v: str | None) -> str | None:
-        if v is not None and parse_amount(v) <= 0:
-            raise ValueError("amount must be greater than zero")
-        return v
-
-
-ExpectValue = int | str
-
 
 class MerchantModel(_Model):
     """The merchant's fee category and any rate overrides ("0.6%")."""
 
     category: Literal["standard", "supermarket", "fuel", "wholesale", "public_school", "hospital",
                       "charity"] = "standard"
-    fees: dict[Literal["standard", "discounted", "welfare", "debit", "qr_wallet"], str] = {}
-    debit_cap: str = "25.00"
-
-    @field_validator("fees")
-    @classmethod
-    def _rates(cls, v: dict[str, str]) -> dict[str, str]:
-        from possim.fees import parse_rate
-
-        for rate in v.values():
-            parse_rate(rate)
-        return v
-
-    @field_validator("debit_cap")
-    @classmethod
-    def _cap(cls, v: str) -> str:
-        parse_amount(v)
-        return v
+    fees: dict[Literal["standard", "discounted", "welfare", "debit", "qr_wallet"], Rate] = {}
+    debit_cap: Amount = "25.00"
 
 
 class ScenarioModel(_Model):
@@ -217,7 +206,7 @@ class ScenarioModel(_Model):
     partitions: tuple[PartitionModel, ...] = ()
     merchant: MerchantModel = MerchantModel()
     power_losses: tuple[PowerLossModel, ...] = ()
-    transactions: Annotated[tuple[TransactionModel, ...], Field(min_length=1)]
+    transactions: Annotated[tuple[TransactionModel, ...], AfterValidator(_not_empty)]
     expect: dict[str, Any] = {}
 
     @field_validator("expect")
