@@ -154,3 +154,14 @@ def test_list_names_every_shipped_scenario() -> None:
     assert out.returncode == 0
     names = {line.split()[0] for line in out.stdout.splitlines()}
     assert names == {p.stem for p in SCENARIOS.glob("*.toml")}
+
+
+def test_one_bad_transaction_is_reported_once(tmp_path: Path) -> None:
+    """A bad item is not also reported as a missing transaction."""
+    path = tmp_path / "bad.toml"
+    path.write_text("title = 'x'\ndescription = 'y'\n[[transactions]]\namount = '1.005'\n")
+    out = possim("run", str(path))
+    assert out.returncode == 2 and "more problem" not in out.stderr and "transactions.0.amount" in out.stderr
+    path.write_text("title = 'x'\ndescription = 'y'\ntransactions = []\n")
+    out = possim("run", str(path))
+    assert out.returncode == 2 and "at least one [[transactions]] is needed" in out.stderr
