@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from acquirer_sim.host import AcquirerHost, Crashed, Notice, Reply
-from pos_sim.driver import Link
 from protocol import codec
-from protocol.faults import Scheduler
+from protocol.ports import Link, Scheduler
 
 
 class HostDriver:

@@ -7,18 +7,13 @@ transport.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Protocol
+from collections.abc import Callable
 
 from pos_sim.actions import Action, CancelTimer, Notice, Outcome, Send, StartTimer, WriteJournal
 from pos_sim.journal import Journal
 from pos_sim.terminal import PaymentRequest, Terminal
 from protocol import codec
-from protocol.faults import Cancellable, Scheduler
-
-
-class Link(Protocol):
-    def send(self, data: bytes, meta: Mapping[str, object] | None = None) -> None: ...
+from protocol.ports import Cancellable, Link, Scheduler
 
 
 class TerminalDriver:

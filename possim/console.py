@@ -14,7 +14,6 @@ from possim.simulation import RunResult
 from possim.timeline import rows
 
 
-
 def timeline(console: Console, result: RunResult, limit: int = 400) -> None:
     table = Table(title=f"{result.scenario.name} - policy {result.policy}, seed {result.seed}",
                   show_lines=False, expand=True)

@@ -23,7 +23,6 @@ from possim.checker import Verdict, check
 from possim.reconcile import Reconciliation, reconcile
 from possim.scenario import ScenarioError, from_dict
 
-
 #: The first event of a recorded real-time run, per transport.
 REAL_TIME_HEADERS = ("mqtt_run", "tcp_run")
 

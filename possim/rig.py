@@ -17,7 +17,7 @@ from acquirer_sim.driver import HostDriver
 from acquirer_sim.host import AcquirerHost
 from acquirer_sim.ledger import Ledger
 from pos_sim.actions import Outcome
-from pos_sim.driver import Link, TerminalDriver
+from pos_sim.driver import TerminalDriver
 from pos_sim.journal import Journal
 from pos_sim.terminal import PaymentRequest, Terminal
 from possim.checker import Verdict, check
@@ -25,8 +25,9 @@ from possim.money import parse_amount
 from possim.reconcile import Reconciliation, reconcile
 from possim.scenario import Scenario
 from possim.trace import Trace
-from protocol.faults import FaultDecider, FaultPlan, FaultyLink, Scheduler, Transport
+from protocol.faults import FaultDecider, FaultPlan, FaultyLink
 from protocol.memory import MemoryTransport
+from protocol.ports import Link, Scheduler, Transport
 
 
 @dataclass

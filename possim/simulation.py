@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from possim.rig import RunResult, Rig, payment_plan
+from possim.rig import Rig, RunResult, payment_plan
 from possim.scenario import Scenario
 from possim.virtual_clock import VirtualClock
 from protocol.faults import FaultPlan
 
-__all__ = ["RunResult", "payment_plan", "simulate", "HORIZON"]
+__all__ = ["HORIZON", "RunResult", "payment_plan", "simulate"]
 
 #: Virtual time after which a run that has not gone quiet is cut off (a week).
 HORIZON = 7 * 24 * 3600.0

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal
 
 from protocol.codec import peek_mti
 from protocol.latency import ZERO, Latency
+from protocol.ports import Scheduler, TraceSink, Transport
 
 Direction = Literal["to_host", "to_terminal"]
 DIRECTIONS: tuple[Direction, ...] = ("to_host", "to_terminal")
@@ -93,27 +94,6 @@ class Decision:
     nth: int
 
 
-class Cancellable(Protocol):
-    def cancel(self) -> None: ...
-
-
-class Scheduler(Protocol):
-    """A clock that can run a callback later: virtual time in memory, the event loop otherwise."""
-
-    def now(self) -> float: ...
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> Cancellable: ...
-
-
-class Transport(Protocol):
-    """The one thing the fault layer needs from a transport: hand bytes to the peer."""
-
-    def send(self, data: bytes) -> None: ...
-
-
-TraceFn = Callable[..., None]
-
-
 class FaultDecider:
     """Pure decisions: counts messages per (direction, MTI) and draws from the shared RNG."""
 
@@ -159,7 +139,7 @@ class FaultyLink:
     inner: Transport
     decider: FaultDecider
     scheduler: Scheduler
-    trace: TraceFn
+    trace: TraceSink
     in_flight: int = field(default=0)
 
     def send(self, data: bytes, meta: Mapping[str, object] | None = None) -> None:

@@ -120,13 +120,13 @@ class MqttEndpoint:
 
     def force_reconnect(self) -> None:
         """Drop the TCP connection (a network cut); the loop reconnects and resumes the session."""
-        sock = self.client._client.socket()  # noqa: SLF001 - paho exposes no public "drop" call
+        sock = self.client._client.socket()
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
     def socket_nodelay(self) -> int:
-        sock = self.client._client.socket()  # noqa: SLF001
+        sock = self.client._client.socket()
         return int(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)) if sock is not None else -1
 
     async def _connection_loop(self) -> None:
@@ -141,7 +141,7 @@ class MqttEndpoint:
                     self.emit("mqtt_connected", client=self.identifier)
                     backoff = 0.05
                     if self.hold_acks:
-                        self.client._client.manual_ack_set(True)  # noqa: SLF001 - forced redelivery (tests)
+                        self.client._client.manual_ack_set(True)
                     async for message in self.client.messages:
                         self._deliver(message)
             except aiomqtt.MqttError as exc:
@@ -162,8 +162,8 @@ class MqttEndpoint:
             self.force_reconnect()
             return
         self.on_message(str(message.topic), data)
-        if self.client._client._manual_ack:  # noqa: SLF001
-            self.client._client.ack(message.mid, message.qos)  # noqa: SLF001
+        if self.client._client._manual_ack:
+            self.client._client.ack(message.mid, message.qos)
 
     async def _sender(self) -> None:
         while True:
