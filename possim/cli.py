@@ -18,7 +18,8 @@ from possim.expect import failed_expectations
 from possim.reconcile import Reconciliation
 from possim.scenario import Scenario, ScenarioError, check_policy, from_dict, load
 from possim.simulation import RunResult, simulate
-from protocol.mqtt import BrokerAddress, TransportError
+from protocol.mqtt import BrokerAddress
+from protocol.transports import Endpoint, TransportError, open_wire
 
 
 def _console() -> Console:
@@ -288,7 +289,8 @@ def acquirer(broker_url: str, ledger_path: str | None, scenario_path: str | None
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve_acquirer(address, host, log, level, stop, client_id)
+        wire = open_wire("mqtt", Endpoint(f"mqtt://{address.host}:{address.port}", level, client_id=client_id))
+        await serve_acquirer(wire, host, log, stop)
 
     try:
         asyncio.run(main())
@@ -323,8 +325,10 @@ def terminal(scenario: str, broker_url: str, tid: str, policy: str | None, seed:
     _writable(journal_path, trace_path)
     address, level = _address(broker_url), _qos(qos)
     try:
+        wire = open_wire("mqtt", Endpoint(f"mqtt://{address.host}:{address.port}", level,
+                                          client_id=f"possim-terminal-{tid.strip()}"))
         result = asyncio.run(drive_terminal(sc, policy or sc.model.policy, sc.model.seed if seed is None else seed,
-                                            address, tid, level, _scale(time_scale), journal_path,
+                                            wire, tid, _scale(time_scale), journal_path,
                                             live=_live_logger("terminal") if log else None))
     except TransportError as exc:
         raise InputError(str(exc)) from None

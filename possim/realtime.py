@@ -1,14 +1,14 @@
-"""Real-time runs over MQTT: the same rig and fault layer as in memory, on the asyncio loop.
+"""Real-time runs: the same rig and fault layer as in memory, on the asyncio loop, over any transport.
 
-``run_mqtt`` runs terminal and host in one process (convenience); ``serve_acquirer`` and
-``drive_terminal`` run them as separate processes against the same broker.
+``run_live`` runs terminal and host in one process over any registered transport
+(``run_mqtt`` and ``run_tcp`` name the two real ones); ``serve_acquirer`` and
+``drive_terminal`` run them as separate processes over MQTT or TCP.
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,9 @@ from acquirer_sim.driver import HostDriver
 from acquirer_sim.host import AcquirerHost
 from possim.rig import Rig, RunResult
 from possim.scenario import Scenario, from_dict
-from protocol.mqtt import ALL_REQUESTS, BrokerAddress, MqttEndpoint, TopicTransport, requests_topic, responses_topic
+from protocol.mqtt import BrokerAddress
+from protocol.ports import TraceSink
+from protocol.transports import Endpoint, HostEnd, TerminalEnd, Wire, open_wire
 
 
 class LoopScheduler:
@@ -31,16 +33,6 @@ class LoopScheduler:
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
         return self.loop.call_later(max(0.0, delay), callback)
-
-
-class ResponseRouter:
-    """The host's outgoing link: each reply goes to its terminal's response topic."""
-
-    def __init__(self, endpoint: MqttEndpoint) -> None:
-        self.endpoint = endpoint
-
-    def send(self, data: bytes, meta: Mapping[str, object] | None = None) -> None:
-        self.endpoint.publish(responses_topic(str((meta or {})["tid"])), data)
 
 
 async def wait_quiet(is_quiet: Callable[[], bool], activity: Callable[[], int], deadline: float,
@@ -87,69 +79,57 @@ def _deadline(scenario: Scenario) -> float:
     return last + 40 * term.response_timeout + 20 * term.backoff_max + 10.0
 
 
-async def run_mqtt(scenario: Scenario, policy: str, seed: int, address: BrokerAddress, qos: int = 1,
-                   time_scale: float = 1.0, ledger_path: str | Path | None = None,
-                   journal_path: str | Path | None = None,
-                   on_ready: Callable[[Rig, MqttEndpoint, MqttEndpoint], Any] | None = None,
-                   force_redelivery: int = 0) -> RunResult:
-    """Terminal and host in this process, talking through a real broker."""
+async def run_live(scenario: Scenario, policy: str, seed: int, wire: Wire, time_scale: float = 1.0,
+                   ledger_path: str | Path | None = None, journal_path: str | Path | None = None,
+                   on_ready: Callable[[Rig, HostEnd, TerminalEnd], Any] | None = None) -> RunResult:
+    """Terminal and host in this process, in real time, over any transport: the one real-time run loop.
+
+    The fault layer sits on the terminal's side of the wire in both directions, as in memory,
+    so a scenario's faults mean the same on every transport.
+    """
     scaled = scenario.scaled(time_scale)
     rig = Rig(scaled, policy, seed, LoopScheduler(asyncio.get_running_loop()), None, ledger_path, journal_path,
               record_bytes=True)
-    tid = rig.terminal_config.tid
-    run_id = uuid.uuid4().hex[:8]
-    host_ep = MqttEndpoint(address, f"possim-acquirer-{run_id}", [ALL_REQUESTS],
-                           lambda _t, d: rig.host_driver.receive(d), qos, rig.trace.emit)  # type: ignore[union-attr]
-    term_ep = MqttEndpoint(address, f"possim-terminal-{tid.strip()}-{run_id}", [responses_topic(tid)],
-                           lambda _t, d: rig.to_terminal.send(d), qos, rig.trace.emit)
-    host_ep.hold_acks = force_redelivery
-    rig.connect(TopicTransport(term_ep, requests_topic(tid)), ResponseRouter(host_ep), record_bytes=True)
-    rig.trace.emit("mqtt_run", broker=f"{address.host}:{address.port}", qos=qos, time_scale=time_scale,
-                   scenario_data=scenario.raw())
+    host_end = await wire.open_host(lambda d: rig.host_driver.receive(d), rig.trace.emit)  # type: ignore[union-attr]
+    term_end: TerminalEnd | None = None
     try:
-        await host_ep.start()
-        await term_ep.start()
+        term_end = await wire.open_terminal(rig.terminal_config.tid, rig.to_terminal.send, rig.trace.emit)
+        rig.connect(term_end, host_end, record_bytes=True)
+        rig.trace.emit(f"{wire.name}_run", **wire.describe(), time_scale=time_scale, scenario_data=scenario.raw())
         if on_ready:
-            on_ready(rig, host_ep, term_ep)
+            on_ready(rig, host_end, term_end)
         rig.schedule_payments()
-        quiescent = await _settle(
-            rig, _deadline(scaled),
-            ready=lambda: all(ep.idle and ep.connected.is_set() for ep in (host_ep, term_ep)),
-            delivered=lambda: host_ep.received >= term_ep.published and term_ep.received >= host_ep.published)
+        ends = (host_end, term_end)
+        quiescent = await _settle(rig, _deadline(scaled), ready=lambda: all(e.idle for e in ends),
+                                  delivered=lambda: host_end.received >= ends[1].sent
+                                  and ends[1].received >= host_end.sent)
     finally:
-        await term_ep.stop()
-        await host_ep.stop()
-    return rig.finish(quiescent, "mqtt", {"published": term_ep.published + host_ep.published})
+        if term_end is not None:
+            await term_end.close()
+        await host_end.close()
+    return rig.finish(quiescent, wire.name, {"published": term_end.sent + host_end.sent})
+
+
+async def run_mqtt(scenario: Scenario, policy: str, seed: int, address: BrokerAddress, qos: int = 1,
+                   time_scale: float = 1.0, ledger_path: str | Path | None = None,
+                   journal_path: str | Path | None = None,
+                   on_ready: Callable[[Rig, HostEnd, TerminalEnd], Any] | None = None,
+                   force_redelivery: int = 0) -> RunResult:
+    """Terminal and host in this process, talking through a real broker."""
+    endpoint = Endpoint(f"mqtt://{address.host}:{address.port}", qos, force_redelivery=force_redelivery)
+    return await run_live(scenario, policy, seed, open_wire("mqtt", endpoint), time_scale, ledger_path,
+                          journal_path, on_ready)
 
 
 async def run_tcp(scenario: Scenario, policy: str, seed: int, time_scale: float = 1.0,
                   ledger_path: str | Path | None = None, journal_path: str | Path | None = None) -> RunResult:
     """Terminal and host in this process over a real loopback TCP socket, ISO 8583 length-framed."""
-    from protocol.tcp import TcpHost, TcpTerminalLink
-
-    scaled = scenario.scaled(time_scale)
-    rig = Rig(scaled, policy, seed, LoopScheduler(asyncio.get_running_loop()), None, ledger_path, journal_path,
-              record_bytes=True)
-    server = TcpHost(lambda d: rig.host_driver.receive(d), rig.trace.emit)  # type: ignore[union-attr]
-    port = await server.start()
-    client = TcpTerminalLink("127.0.0.1", port, rig.to_terminal.send, rig.trace.emit)
-    rig.connect(client, server, record_bytes=True)
-    rig.trace.emit("tcp_run", port=port, time_scale=time_scale, scenario_data=scenario.raw())
-    try:
-        await client.start()
-        rig.schedule_payments()
-        quiescent = await _settle(
-            rig, _deadline(scaled), ready=lambda: client.idle and client.connected.is_set(),
-            delivered=lambda: server.received >= client.sent and client.received >= server.sent)
-    finally:
-        await client.stop()
-        await server.stop()
-    return rig.finish(quiescent, "tcp")
+    return await run_live(scenario, policy, seed, open_wire("tcp"), time_scale, ledger_path, journal_path)
 
 
-async def drive_terminal(scenario: Scenario, policy: str, seed: int, address: BrokerAddress, tid: str,
-                         qos: int = 1, time_scale: float = 1.0, journal_path: str | Path | None = None,
-                         settle: float = 1.0, live: Callable[..., None] | None = None) -> RunResult:
+async def drive_terminal(scenario: Scenario, policy: str, seed: int, wire: Wire, tid: str,
+                         time_scale: float = 1.0, journal_path: str | Path | None = None,
+                         settle: float = 1.0, live: TraceSink | None = None) -> RunResult:
     """Only the terminal (with the scenario's faults, both directions); the host is another process.
 
     The run ends when the terminal has nothing left to do and no answer came for ``settle``
@@ -162,39 +142,30 @@ async def drive_terminal(scenario: Scenario, policy: str, seed: int, address: Br
     rig = Rig(scaled, policy, seed, LoopScheduler(asyncio.get_running_loop()), None, None, journal_path,
               record_bytes=True)
     rig.trace.sink = live
-    # A fixed client id per terminal: a restarted terminal process resumes its MQTT session
-    # and receives the answers queued for it while it was down.
-    ep = MqttEndpoint(address, f"possim-terminal-{tid.strip()}", [responses_topic(tid)],
-                      lambda _t, d: rig.to_terminal.send(d), qos, rig.trace.emit)
-    rig.connect(TopicTransport(ep, requests_topic(tid)), None)
+    end = await wire.open_terminal(tid, rig.to_terminal.send, rig.trace.emit)
+    rig.connect(end, None)
     try:
-        await ep.start()
         rig.schedule_payments()
-        quiescent = await wait_quiet(lambda: rig.locally_quiet() and ep.idle, lambda: len(rig.trace.records),
+        quiescent = await wait_quiet(lambda: rig.locally_quiet() and end.idle, lambda: len(rig.trace.records),
                                      _deadline(scaled), grace=settle)
     finally:
-        await ep.stop()
-    return rig.finish(quiescent, "mqtt")
+        await end.close()
+    return rig.finish(quiescent, wire.name)
 
 
-async def serve_acquirer(address: BrokerAddress, host: AcquirerHost, emit: Callable[..., None], qos: int,
-                         stop: asyncio.Event, client_id: str = "possim-acquirer") -> MqttEndpoint:
+async def serve_acquirer(wire: Wire, host: AcquirerHost, emit: TraceSink, stop: asyncio.Event) -> HostEnd:
     """The host alone: answers every terminal until ``stop`` is set.
 
-    Its client id is fixed, so a restarted acquirer resumes its session and gets the
-    requests that arrived while it was down.
+    Over MQTT its client id is fixed, so a restarted acquirer resumes its session and gets
+    the requests that arrived while it was down; over TCP it listens on the wire's address.
     """
     sched = LoopScheduler(asyncio.get_running_loop())
     driver: HostDriver
-    ep = MqttEndpoint(address, client_id, [ALL_REQUESTS],
-                      lambda _t, d: driver.receive(d), qos, emit)
-    driver = HostDriver(host, ResponseRouter(ep), sched, emit)
-    await ep.start()
+    end = await wire.open_host(lambda d: driver.receive(d), emit)
+    driver = HostDriver(host, end, sched, emit)
     try:
         await stop.wait()
-        await wait_quiet(lambda: driver.pending == 0 and ep.idle, lambda: ep.received, 5.0, grace=0.1)
+        await wait_quiet(lambda: driver.pending == 0 and end.idle, lambda: end.received, 5.0, grace=0.1)
     finally:
-        await ep.stop()
-    return ep
-
-
+        await end.close()
+    return end

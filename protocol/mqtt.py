@@ -22,14 +22,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+
+from protocol.ports import TraceSink
+from protocol.transports import Endpoint, TransportError
 
 ROOT = "possim/v1"
 ALL_REQUESTS = f"{ROOT}/term/+/req"
@@ -42,14 +46,6 @@ def requests_topic(tid: str) -> str:
 
 def responses_topic(tid: str) -> str:
     return f"{ROOT}/term/{tid}/resp"
-
-
-def tid_of(topic: str) -> str:
-    return topic.split("/")[3]
-
-
-class TransportError(Exception):
-    """The broker cannot be used (bad URL, unreachable); ``str()`` is one line for the user."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,12 +177,71 @@ class MqttEndpoint:
                 self.published += 1
 
 
-@dataclass(frozen=True, slots=True)
-class TopicTransport:
-    """The fault layer's view of MQTT: ``send(bytes)`` publishes to one topic."""
+class _HostEnd:
+    """The acquirer's end: one subscription to every terminal's requests; replies by terminal id."""
 
-    endpoint: MqttEndpoint
-    topic: str
+    def __init__(self, endpoint: MqttEndpoint) -> None:
+        self.endpoint = endpoint
 
-    def send(self, data: bytes) -> None:
+    @property
+    def sent(self) -> int:
+        return self.endpoint.published
+
+    @property
+    def received(self) -> int:
+        return self.endpoint.received
+
+    @property
+    def idle(self) -> bool:
+        return self.endpoint.idle and self.endpoint.connected.is_set()
+
+    def send(self, data: bytes, meta: Mapping[str, object] | None = None) -> None:
+        self.endpoint.publish(responses_topic(str((meta or {})["tid"])), data)
+
+    async def close(self) -> None:
+        await self.endpoint.stop()
+
+
+class _TerminalEnd(_HostEnd):
+    """A terminal's end: publishes to its own request topic, subscribed to its own response topic."""
+
+    def __init__(self, endpoint: MqttEndpoint, tid: str) -> None:
+        super().__init__(endpoint)
+        self.topic = requests_topic(tid)
+
+    def send(self, data: bytes, meta: Mapping[str, object] | None = None) -> None:
         self.endpoint.publish(self.topic, data)
+
+
+class Wire:
+    """MQTT through one broker: ``Endpoint.url`` is ``mqtt://HOST:PORT``.
+
+    A long-lived process passes its fixed ``client_id`` (a restart resumes its session and
+    gets what was queued meanwhile); a one-process run gets fresh ids, so runs never share
+    a session.
+    """
+
+    name = "mqtt"
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.address = BrokerAddress.parse(endpoint.url or "mqtt://127.0.0.1:1883")
+        self._run = uuid.uuid4().hex[:8]
+
+    async def open_host(self, on_request: Callable[[bytes], None], emit: TraceSink) -> _HostEnd:
+        client_id = self.endpoint.client_id or f"possim-acquirer-{self._run}"
+        ep = MqttEndpoint(self.address, client_id, [ALL_REQUESTS], lambda _t, d: on_request(d), self.endpoint.qos,
+                          emit)
+        ep.hold_acks = self.endpoint.force_redelivery
+        await ep.start()
+        return _HostEnd(ep)
+
+    async def open_terminal(self, tid: str, on_response: Callable[[bytes], None], emit: TraceSink) -> _TerminalEnd:
+        client_id = self.endpoint.client_id or f"possim-terminal-{tid.strip()}-{self._run}"
+        ep = MqttEndpoint(self.address, client_id, [responses_topic(tid)], lambda _t, d: on_response(d),
+                          self.endpoint.qos, emit)
+        await ep.start()
+        return _TerminalEnd(ep, tid)
+
+    def describe(self) -> dict[str, object]:
+        return {"broker": f"{self.address.host}:{self.address.port}", "qos": self.endpoint.qos}

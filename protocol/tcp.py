@@ -12,10 +12,13 @@ import contextlib
 import socket
 from collections import deque
 from collections.abc import Callable, Mapping
+from urllib.parse import urlsplit
 
 from protocol import codec
 from protocol.errors import ProtocolError
 from protocol.framing import Deframer, frame
+from protocol.ports import TraceSink
+from protocol.transports import Endpoint, TransportError
 
 
 def _nodelay(writer: asyncio.StreamWriter) -> None:
@@ -50,6 +53,14 @@ class TcpHost:
             await asyncio.wait(self._connections, timeout=2.0)
         with contextlib.suppress(Exception):
             await self.server.wait_closed()
+
+    @property
+    def idle(self) -> bool:
+        """Writes are buffered by the event loop; nothing waits in possim's own queue."""
+        return True
+
+    async def close(self) -> None:
+        await self.stop()
 
     def send(self, data: bytes, meta: Mapping[str, object] | None = None) -> None:
         writer = self.writers.get(str((meta or {}).get("tid")))
@@ -93,8 +104,16 @@ class TcpTerminalLink:
         self.sent = self.received = 0
 
     async def start(self, timeout: float = 5.0) -> None:
+        """Connect for the first time; a host that cannot be reached raises ``TransportError``."""
         self._task = asyncio.create_task(self._run(), name="tcp-terminal")
-        await asyncio.wait_for(self.connected.wait(), timeout)
+        try:
+            await asyncio.wait_for(self.connected.wait(), timeout)
+        except TimeoutError:
+            await self.stop()
+            raise TransportError(f"cannot reach the host at tcp://{self.host}:{self.port}") from None
+
+    async def close(self) -> None:
+        await self.stop()
 
     async def stop(self) -> None:
         if self._task:
@@ -106,9 +125,9 @@ class TcpTerminalLink:
 
     @property
     def idle(self) -> bool:
-        return not self.outbox
+        return not self.outbox and self.connected.is_set()
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, meta: Mapping[str, object] | None = None) -> None:
         self.outbox.append(data)
         self._flush()
 
@@ -141,3 +160,47 @@ class TcpTerminalLink:
             self.connected.clear()
             self._writer = None
             writer.close()
+
+
+def parse_address(url: str) -> tuple[str, int]:
+    """``tcp://HOST:PORT`` (or ``HOST:PORT``) as (host, port); a bad one raises ``TransportError``."""
+    text = url if "://" in url else f"tcp://{url}"
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise TransportError(f"bad TCP address {url!r}: {exc}") from None
+    if parts.scheme != "tcp" or not parts.hostname or port is None or parts.path not in ("", "/"):
+        raise TransportError(f"bad TCP address {url!r}: expected tcp://HOST:PORT")
+    return parts.hostname, port
+
+
+class Wire:
+    """ISO 8583 over TCP: the host listens on ``Endpoint.url``; terminals connect to it.
+
+    In a one-process run the host listens on a free loopback port and the terminals connect
+    to the port it got.
+    """
+
+    name = "tcp"
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.host, self.port = parse_address(endpoint.url or "tcp://127.0.0.1:0")
+
+    async def open_host(self, on_request: Callable[[bytes], None], emit: TraceSink) -> TcpHost:
+        server = TcpHost(on_request, emit)
+        try:
+            self.port = await server.start(self.host, self.port)
+        except OSError as exc:
+            raise TransportError(f"cannot listen on tcp://{self.host}:{self.port}: {exc.strerror or exc}") from None
+        return server
+
+    async def open_terminal(self, tid: str, on_response: Callable[[bytes], None], emit: TraceSink
+                            ) -> TcpTerminalLink:
+        link = TcpTerminalLink(self.host, self.port, on_response, emit)
+        await link.start()
+        return link
+
+    def describe(self) -> dict[str, object]:
+        return {"port": self.port}
