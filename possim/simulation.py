@@ -13,10 +13,24 @@ from possim.scenario import Scenario
 from possim.virtual_clock import VirtualClock
 from protocol.faults import FaultPlan
 
-__all__ = ["HORIZON", "RunResult", "payment_plan", "simulate"]
+__all__ = ["HORIZON", "RunResult", "horizon", "payment_plan", "simulate"]
 
-#: Virtual time after which a run that has not gone quiet is cut off (a week).
+#: How long after its last scheduled event a run that has not gone quiet is cut off (a week):
+#: far beyond any retry schedule, so only a run that never settles reaches it.
 HORIZON = 7 * 24 * 3600.0
+
+
+def horizon(scenario: Scenario) -> float:
+    """The virtual time a run may take: its schedule's last event plus ``HORIZON``.
+
+    The horizon follows the schedule, so a long schedule (20,000 sales a minute apart) is
+    never cut off silently; only a run that keeps busy a week after its last sale is.
+    """
+    m = scenario.model
+    ends = [t.at + (t.count - 1) * t.every for t in m.transactions]
+    ends += [p.at + p.down_for for p in m.power_losses] + [p.end for p in m.partitions]
+    ends += [w.end for w in m.host.issuer_unavailable]
+    return max(ends) + HORIZON
 
 
 def simulate(scenario: Scenario, policy: str | None = None, seed: int | None = None,
@@ -29,5 +43,6 @@ def simulate(scenario: Scenario, policy: str | None = None, seed: int | None = N
     rig = Rig(scenario, policy, seed, clock, plan, ledger_path, journal_path)
     rig.memory()
     rig.schedule_payments()
-    quiescent = clock.run(horizon=HORIZON)
+    steps = 1_000_000 + 1_000 * sum(t.count for t in scenario.model.transactions)
+    quiescent = clock.run(horizon=horizon(scenario), max_steps=steps)
     return rig.finish(quiescent, "memory")

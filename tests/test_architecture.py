@@ -1,0 +1,95 @@
+"""The shape of the code, checked: a pure core, two sides that never import each other.
+
+The sans-IO core is what makes possim deterministic and fuzzable: if any state machine or
+protocol module could read a clock or open a socket, a run would stop being a function of
+its inputs. The check is transitive: a pure module may not import, through any chain of
+possim's own modules, one that does I/O.
+"""
+
+from __future__ import annotations
+
+import ast
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("protocol", "pos_sim", "acquirer_sim", "possim")
+#: What a pure module must never reach: clocks, sockets, threads, the event loop, logging sinks.
+IO = frozenset({"asyncio", "socket", "time", "threading", "selectors", "structlog", "aiomqtt", "paho", "subprocess"})
+#: Modules allowed to do I/O: transports, drivers' hosts, the CLI and the views. Everything else
+#: under protocol/, pos_sim/ and acquirer_sim/ is pure, and so is the checker.
+ADAPTERS = frozenset({"protocol.mqtt", "protocol.tcp", "protocol.transports"})
+EXTRA_PURE = ("possim.checker",)
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _path(module: str) -> Path | None:
+    base = ROOT.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@cache
+def _imports(module: str) -> frozenset[str]:
+    path = _path(module)
+    if path is None:
+        return frozenset()
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return frozenset(names)
+
+
+def _reach(module: str) -> set[str]:
+    """Every module name ``module`` imports, following possim's own modules transitively."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        for name in _imports(todo.pop()):
+            if name in seen:
+                continue
+            seen.add(name)
+            if name.split(".")[0] in PACKAGES and _path(name) is not None:
+                todo.append(name)
+    return seen
+
+
+def _pure_modules() -> list[str]:
+    found = [_module_name(p) for pkg in ("protocol", "pos_sim", "acquirer_sim") for p in (ROOT / pkg).rglob("*.py")]
+    return sorted({m for m in found if m not in ADAPTERS} | set(EXTRA_PURE))
+
+
+PURE = _pure_modules()
+
+
+def test_the_core_modules_are_all_covered() -> None:
+    named = {"protocol.messages", "protocol.codec", "protocol.mti", "protocol.faults", "protocol.latency",
+             "protocol.framing", "pos_sim.terminal", "acquirer_sim.host", "pos_sim.actions", "pos_sim.records",
+             "possim.checker"}
+    assert named <= set(PURE)
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_pure_module_does_no_io(module: str) -> None:
+    reached = {name.split(".")[0] for name in _reach(module)}
+    assert not reached & IO, f"{module} reaches {sorted(reached & IO)}"
+
+
+@pytest.mark.parametrize(("side", "other"), [("pos_sim", "acquirer_sim"), ("acquirer_sim", "pos_sim")])
+def test_the_two_sides_never_import_each_other(side: str, other: str) -> None:
+    for path in (ROOT / side).rglob("*.py"):
+        reached = {name.split(".")[0] for name in _reach(_module_name(path))}
+        assert other not in reached, f"{_module_name(path)} reaches {other}"
+        assert "possim" not in reached, f"{_module_name(path)} reaches the orchestration layer"
