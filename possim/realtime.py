@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,11 @@ async def drive_terminal(scenario: Scenario, policy: str, seed: int, wire: Wire,
                          settle: float = 1.0, live: TraceSink | None = None) -> RunResult:
     """Only the terminal (with the scenario's faults, both directions); the host is another process.
 
+    On an existing journal the terminal resumes: it is restored from the journal first (a
+    sale in flight when the process died gets its recovery), its STAN carries on, and sales
+    already journaled are not paid again. Field 7 and the RRN follow the wall clock, so a
+    terminal id used again never repeats an idempotency key.
+
     The run ends when the terminal has nothing left to do and no answer came for ``settle``
     seconds. Its verdict here counts only the terminal's side; judge the whole with
     ``possim check`` against the host's ledger file.
@@ -140,11 +146,12 @@ async def drive_terminal(scenario: Scenario, policy: str, seed: int, wire: Wire,
     data["terminal"] = {**data["terminal"], "tid": tid}
     scaled = from_dict(data, scenario.path)
     rig = Rig(scaled, policy, seed, LoopScheduler(asyncio.get_running_loop()), None, None, journal_path,
-              record_bytes=True)
+              record_bytes=True, epoch=datetime.now().replace(microsecond=0))
     rig.trace.sink = live
     end = await wire.open_terminal(tid, rig.to_terminal.send, rig.trace.emit)
     rig.connect(end, None)
     try:
+        rig.resume()
         rig.schedule_payments()
         quiescent = await wait_quiet(lambda: rig.locally_quiet() and end.idle, lambda: len(rig.trace.records),
                                      _deadline(scaled), grace=settle)

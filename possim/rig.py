@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 from acquirer_sim.driver import HostDriver
@@ -79,13 +80,17 @@ class _Deferred:
 class Rig:
     def __init__(self, scenario: Scenario, policy: str, seed: int, scheduler: Scheduler,
                  plan: FaultPlan | None = None, ledger_path: str | Path | None = None,
-                 journal_path: str | Path | None = None, record_bytes: bool = False) -> None:
+                 journal_path: str | Path | None = None, record_bytes: bool = False,
+                 epoch: datetime | None = None) -> None:
         self.scenario, self.policy, self.seed, self.scheduler = scenario, policy, seed, scheduler
         self.trace = Trace(scheduler.now)
         self.rng = random.Random(seed)
         host_config = scenario.host_config()
         self.ledger = Ledger(ledger_path or ":memory:", default_balance=host_config.default_balance)
         self.terminal_config = scenario.terminal_config(policy)
+        if epoch is not None:  # real processes: field 7 and the RRN follow the wall clock
+            self.terminal_config = replace(self.terminal_config, epoch=epoch)
+            host_config = replace(host_config, epoch=epoch)
         self.journal = Journal(journal_path or ":memory:", tid=self.terminal_config.tid)
         self.host = AcquirerHost(host_config, self.ledger, self.rng)
         self.terminal = Terminal(self.terminal_config)
@@ -103,6 +108,23 @@ class Rig:
         self._next_id = 0
         self.scheduled_work = 0  # payments and boots scheduled but not yet happened
         self._deferred: list[PaymentRequest] = []
+        self._done: set[int] = set()  # transactions a restarted terminal already journaled
+
+    def resume(self) -> int:
+        """A restarted terminal process: restore it from its journal before any new sale.
+
+        The same restore a power loss uses: a sale that was in flight gets the policy's
+        recovery, and reversals and advices still owed go out before anything else. The
+        STAN continues after the journal's last one, and sales the journal already holds are
+        not paid again. Returns how many journaled transactions were found.
+        """
+        records = self.journal.load()
+        if records:
+            self._done = {r.txn_id for r in records}
+            self._next_id = max(self._done)
+            self.terminal = Terminal(self.terminal_config)
+            self.terminal_driver.power_on(self.terminal)
+        return len(records)
 
     def connect(self, to_host: Transport, host_out: Link | None, record_bytes: bool = False) -> None:
         """``to_host``: where the terminal's faulted requests go; ``host_out``: the host's replies
@@ -119,14 +141,16 @@ class Rig:
     def schedule_payments(self) -> None:
         self.trace.emit("run_started", scenario=self.scenario.name, policy=self.policy, seed=self.seed,
                         tid=self.terminal_config.tid, scenario_data=self.scenario.raw())
-        for at, request, customer_retries, retry_after in payment_plan(self.scenario):
+        plan = [entry for entry in payment_plan(self.scenario) if entry[1].txn_id not in self._done]
+        shift = plan[0][0] if plan and self._done else 0.0  # a resumed terminal carries on at once
+        for at, request, customer_retries, retry_after in plan:
             self._requests[request.txn_id] = request
             self._next_id = max(self._next_id, request.txn_id)
             if customer_retries:
                 self._retries[request.txn_id] = retry_after
             self.scheduled_work += 1
-            self.scheduler.call_later(at - self.scheduler.now(), lambda r=request: self._pay(r))
-        for loss in self.scenario.model.power_losses:
+            self.scheduler.call_later(at - shift - self.scheduler.now(), lambda r=request: self._pay(r))
+        for loss in () if self._done else self.scenario.model.power_losses:
             self.scheduled_work += 1  # a boot still to come
             self.scheduler.call_later(loss.at - self.scheduler.now(), self.terminal_driver.power_off)
             self.scheduler.call_later(loss.at + loss.down_for - self.scheduler.now(), self._power_on)

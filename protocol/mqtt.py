@@ -71,7 +71,7 @@ class MqttEndpoint:
 
     def __init__(self, address: BrokerAddress, identifier: str, subscriptions: list[str],
                  on_message: Callable[[str, bytes], None], qos: int = 1, emit: Callable[..., None] | None = None,
-                 session_expiry: int = 300) -> None:
+                 session_expiry: int = 86_400) -> None:
         self.address, self.identifier, self.subscriptions = address, identifier, subscriptions
         self.on_message, self.qos = on_message, qos
         self.emit = emit or (lambda *a, **k: None)
@@ -87,6 +87,10 @@ class MqttEndpoint:
         self._tasks: list[asyncio.Task[None]] = []
         self.published = self.received = self.reconnects = 0
         self.hold_acks = 0
+        # Acknowledge a QoS 1 message only once it has been handled (for the host: committed
+        # to the ledger). paho's default acknowledges on arrival, before aiomqtt even queues
+        # it, so a crash in between would lose a request the broker thinks was delivered.
+        self.client._client.manual_ack_set(True)
 
     async def start(self, timeout: float = 5.0) -> None:
         """Connect for the first time; an unreachable broker raises ``TransportError``."""
@@ -136,8 +140,6 @@ class MqttEndpoint:
                     self._wake.set()
                     self.emit("mqtt_connected", client=self.identifier)
                     backoff = 0.05
-                    if self.hold_acks:
-                        self.client._client.manual_ack_set(True)
                     async for message in self.client.messages:
                         self._deliver(message)
             except aiomqtt.MqttError as exc:
@@ -158,7 +160,7 @@ class MqttEndpoint:
             self.force_reconnect()
             return
         self.on_message(str(message.topic), data)
-        if self.client._client._manual_ack:
+        if message.qos > 0:
             self.client._client.ack(message.mid, message.qos)
 
     async def _sender(self) -> None:
