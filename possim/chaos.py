@@ -1,0 +1,263 @@
+"""Chaos: a fleet of terminal processes, one acquirer and a real Mosquitto, killed at random.
+
+What it shows: with the ``reversal`` policy, journals written before every send, QoS 1
+acknowledged after the ledger commit and idempotent keys, no money is lost however the
+processes die. Every kill is a real ``SIGKILL`` of a real process; every restart reuses the
+same ledger, journal, broker state and client ids. After the last kill everything is let
+settle, the acquirer is stopped, and the checker judges every terminal's journal against the
+one shared ledger.
+
+Kills are spread over the run by one seeded RNG, so a chaos run is reproducible in what it
+does (not in when the operating system schedules it). Everything binds to loopback and the
+run stops by itself: each phase has a deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import tomli_w
+
+from possim.broker import Broker
+
+#: Each terminal's day: quick sales, a short timeout, reversals retried long enough to outlast
+#: every outage the run causes (the acquirer or the broker down for a second or two).
+SCENARIO: dict[str, Any] = {
+    "title": "Chaos fleet terminal",
+    "description": "A terminal selling while its acquirer, its broker and itself are killed at random.",
+    "policy": "reversal",
+    "terminal": {"response_timeout": 2.0, "reversal_timeout": 2.0, "reversal_attempts": 60,
+                 "backoff_initial": 0.5, "backoff_factor": 1.5, "backoff_max": 3.0,
+                 "advice_timeout": 2.0, "advice_attempts": 60},
+    "host": {"processing": {"dist": "uniform", "low": 0.01, "high": 0.2}, "quick": {"value": 0.01}},
+    "transactions": [{"amount": "12.50", "count": 12, "every": 1.0}],
+}
+
+
+class ChaosError(RuntimeError):
+    """A process did not come up or the fleet did not settle in time; ``str()`` says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChaosPlan:
+    """How big the fleet is and how often each kind of process is killed."""
+
+    terminals: int = 20
+    acquirer_kills: int = 20
+    terminal_kills: int = 20
+    broker_kills: int = 10
+    seed: int = 1
+    sales: int = 12
+    settle_timeout: float = 300.0
+
+
+@dataclass
+class ChaosReport:
+    """What happened: kills of each kind, sales, and the checker's counts."""
+
+    kills: Counter[str] = field(default_factory=Counter)
+    summary: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def clean(self) -> bool:
+        s = self.summary
+        return all(s.get(k, 1) == 0 for k in ("orphaned_debits", "double_debits", "phantom_approvals",
+                                               "pending_reversals"))
+
+    def rows(self) -> list[tuple[str, object]]:
+        s = self.summary
+        return [("acquirer kills", self.kills["acquirer"]), ("terminal kills", self.kills["terminal"]),
+                ("broker kills", self.kills["broker"]), ("sales attempted", s.get("transactions", 0)),
+                ("approved", s.get("approved", 0)), ("reversed", s.get("reversed", 0)),
+                ("orphaned debits", s.get("orphaned_debits")), ("double debits", s.get("double_debits")),
+                ("phantom approvals", s.get("phantom_approvals")),
+                ("pending reversals", s.get("pending_reversals")), ("seconds", round(self.seconds, 1))]
+
+
+class _Process:
+    """One possim process whose stderr goes to a log file that is read for readiness lines."""
+
+    def __init__(self, name: str, argv: list[str], log: Path) -> None:
+        self.name, self.argv, self.log = name, argv, log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._offset = 0
+        self.exits: list[int] = []
+
+    def start(self) -> None:
+        self._offset = self.log.stat().st_size if self.log.exists() else 0
+        with self.log.open("ab") as sink:
+            self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=sink)
+
+    def wait_for(self, marker: str, timeout: float = 60.0) -> None:
+        """Until this start of the process has logged ``marker`` (a readiness line)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.log.open("rb") as f:
+                f.seek(self._offset)
+                if marker.encode() in f.read():
+                    return
+            if self.proc is not None and self.proc.poll() is not None:
+                raise ChaosError(f"{self.name} exited with {self.proc.returncode} before it was ready "
+                                 f"(log: {self.log})")
+            time.sleep(0.02)
+        raise ChaosError(f"{self.name} was not ready within {timeout:g}s (log: {self.log})")
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.exits.append(self.proc.wait())
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def _possim(*args: str) -> list[str]:
+    return [sys.executable, "-m", "possim", *args]
+
+
+@contextlib.contextmanager
+def _fleet(folder: Path, plan: ChaosPlan) -> Iterator[tuple[Broker, _Process, list[_Process]]]:
+    """Broker, acquirer and terminals, all stopped on the way out whatever happens."""
+    scenario = folder / "terminal.toml"
+    data = {**SCENARIO, "transactions": [{**SCENARIO["transactions"][0], "count": plan.sales}]}
+    scenario.write_text(tomli_w.dumps(data), encoding="utf-8")
+    broker = Broker(state_dir=folder / "broker")
+    broker.start()
+    acquirer = _Process("acquirer", _possim("acquirer", "--broker", broker.url, "--ledger",
+                                            str(folder / "ledger.db")), folder / "acquirer.log")
+    terminals = [_Process(tid, _possim("terminal", str(scenario), "--broker", broker.url, "--tid", tid,
+                                       "--journal", str(folder / f"{tid}.db"), "--policy", "reversal"),
+                          folder / f"{tid}.log")
+                 for tid in (f"CHAOS{i:03d}" for i in range(1, plan.terminals + 1))]
+    try:
+        yield broker, acquirer, terminals
+    finally:
+        for proc in [*terminals, acquirer]:
+            proc.stop(10.0)
+        broker.close()
+
+
+def run_chaos(folder: Path, plan: ChaosPlan, progress: Callable[[str], None] = lambda _: None) -> ChaosReport:
+    """Run the fleet, kill at random, let it settle, judge it. ``folder`` keeps every file for a post-mortem."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(plan.seed)
+    report = ChaosReport()
+    started = time.monotonic()
+    with _fleet(folder, plan) as (broker, acquirer, terminals):
+        acquirer.start()
+        acquirer.wait_for("mqtt_connected")
+        for term in terminals:
+            term.start()
+        kinds = ["acquirer"] * plan.acquirer_kills + ["terminal"] * plan.terminal_kills + \
+            ["broker"] * plan.broker_kills
+        rng.shuffle(kinds)
+        for n, kind in enumerate(kinds, 1):
+            time.sleep(rng.uniform(0.05, 0.6))  # the random moment of the next kill (not a synchronization)
+            _kill_and_restart(kind, rng, broker, acquirer, terminals)
+            report.kills[kind] += 1
+            progress(f"kill {n}/{len(kinds)}: {kind}")
+        _settle(acquirer, terminals, plan.settle_timeout, progress)
+        acquirer.stop()
+        report.summary = judge(folder / "ledger.db", [folder / f"{t.name}.db" for t in terminals])
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _kill_and_restart(kind: str, rng: random.Random, broker: Broker, acquirer: _Process,
+                      terminals: list[_Process]) -> None:
+    if kind == "broker":
+        broker.stop(kill=True)
+        broker.start()
+    elif kind == "acquirer":
+        acquirer.kill()
+        acquirer.start()
+        acquirer.wait_for("mqtt_connected")
+    else:
+        alive = [t for t in terminals if t.running] or terminals
+        victim = rng.choice(alive)
+        victim.kill()
+        victim.start()
+
+
+def _settle(acquirer: _Process, terminals: list[_Process], timeout: float, progress: Callable[[str], None]) -> None:
+    """Every terminal runs until it has nothing left to do (exit 0); one that ends otherwise is restarted."""
+    deadline = time.monotonic() + timeout
+    pending = list(terminals)
+    while pending:
+        if time.monotonic() > deadline:
+            raise ChaosError(f"{len(pending)} terminal(s) did not settle within {timeout:g}s: "
+                             f"{', '.join(t.name for t in pending)}")
+        if not acquirer.running:
+            acquirer.start()
+        for term in list(pending):
+            if term.proc is not None and term.proc.poll() is not None:
+                if term.proc.returncode == 0:
+                    pending.remove(term)
+                else:
+                    term.start()  # it gave up before its work was done: resume from the journal
+        time.sleep(0.05)
+    progress("every terminal settled")
+
+
+def judge(ledger: Path, journals: list[Path]) -> dict[str, Any]:
+    """The checker's verdict over every terminal's journal against the one shared ledger."""
+    from possim.checker import check
+
+    ledger_conn = sqlite3.connect(ledger)
+    summary: Counter[str] = Counter()
+    try:
+        for path in journals:
+            journal = sqlite3.connect(path)
+            try:
+                tid = path.stem
+                verdict = check(journal, _only(ledger_conn, tid))
+            finally:
+                journal.close()
+            for key, value in verdict.counts.items():
+                summary[key] += value
+    finally:
+        ledger_conn.close()
+    return dict(summary)
+
+
+def _only(ledger: sqlite3.Connection, tid: str) -> sqlite3.Connection:
+    """A ledger view holding one terminal's entries (until the checker judges fleets itself)."""
+    view = sqlite3.connect(":memory:")
+    view.execute("CREATE TABLE entries AS SELECT * FROM (SELECT 1) WHERE 0")
+    rows = ledger.execute("SELECT * FROM entries WHERE tid = ?", (tid,)).fetchall()
+    cols = [d[0] for d in ledger.execute("SELECT * FROM entries LIMIT 0").description]
+    view.execute("DROP TABLE entries")
+    view.execute(f"CREATE TABLE entries ({', '.join(cols)})")
+    view.executemany(f"INSERT INTO entries VALUES ({', '.join('?' * len(cols))})", rows)  # noqa: S608
+    return view
+
+
+def print_table(report: ChaosReport, out: IO[str]) -> None:
+    """The chaos table, one measure a line."""
+    for label, value in report.rows():
+        out.write(f"{label:>20}: {value}\n")
