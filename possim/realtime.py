@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,9 @@ from acquirer_sim.driver import HostDriver
 from acquirer_sim.host import AcquirerHost
 from possim.rig import Rig, RunResult
 from possim.scenario import Scenario, from_dict
+from protocol import codec
+from protocol import mti as M
+from protocol.errors import ProtocolError
 from protocol.mqtt import BrokerAddress
 from protocol.ports import TraceSink
 from protocol.transports import Endpoint, HostEnd, TerminalEnd, Wire, open_wire
@@ -160,19 +164,72 @@ async def drive_terminal(scenario: Scenario, policy: str, seed: int, wire: Wire,
     return rig.finish(quiescent, wire.name)
 
 
-async def serve_acquirer(wire: Wire, host: AcquirerHost, emit: TraceSink, stop: asyncio.Event) -> HostEnd:
+@dataclass
+class HostStats:
+    """What a long-running acquirer has done: logged periodically, so silence is never mistaken for health."""
+
+    handled: int = 0
+    failed: int = 0
+
+
+class _Guarded:
+    """The acquirer's request handler: one bad message never stops the host.
+
+    An error while handling one request is logged with the request's ``tid``, ``stan`` and
+    ``mti``; the sender gets response code 96 (system malfunction) when the request can be
+    read, and the host goes on serving. The ledger rolled the failed transaction back.
+    """
+
+    def __init__(self, driver: HostDriver, end: HostEnd, emit: TraceSink, stats: HostStats) -> None:
+        self.driver, self.end, self.emit, self.stats = driver, end, emit, stats
+
+    def __call__(self, data: bytes) -> None:
+        try:
+            self.driver.receive(data)
+        except Exception as exc:  # the point: no request may stop the host
+            self.stats.failed += 1
+            fields = codec.wire_fields(data)
+            self.emit("request_failed", **fields, error=f"{type(exc).__name__}: {exc}")
+            self._answer_96(data)
+        else:
+            self.stats.handled += 1
+
+    def _answer_96(self, data: bytes) -> None:
+        try:
+            msg = codec.decode(data)
+        except ProtocolError:
+            return
+        if msg.mti in M.REQUESTS:
+            self.end.send(codec.encode(msg.response("96")), {"tid": msg.tid, "stan": msg.stan, "mti": msg.mti})
+
+
+async def serve_acquirer(wire: Wire, host: AcquirerHost, emit: TraceSink, stop: asyncio.Event,
+                         stats_every: float = 10.0) -> HostEnd:
     """The host alone: answers every terminal until ``stop`` is set.
 
     Over MQTT its client id is fixed, so a restarted acquirer resumes its session and gets
     the requests that arrived while it was down; over TCP it listens on the wire's address.
+    Every ``stats_every`` seconds it logs how many requests it handled and how many failed.
     """
     sched = LoopScheduler(asyncio.get_running_loop())
-    driver: HostDriver
-    end = await wire.open_host(lambda d: driver.receive(d), emit)
+    stats = HostStats()
+    guarded: _Guarded
+    end = await wire.open_host(lambda d: guarded(d), emit)
     driver = HostDriver(host, end, sched, emit)
+    guarded = _Guarded(driver, end, emit, stats)
+    emit("acquirer_ready", transport=wire.name, **wire.describe())
+    reporter = asyncio.create_task(_report(stats, emit, stats_every))
     try:
         await stop.wait()
         await wait_quiet(lambda: driver.pending == 0 and end.idle, lambda: end.received, 5.0, grace=0.1)
     finally:
+        reporter.cancel()
         await end.close()
+        emit("acquirer_stats", handled=stats.handled, failed=stats.failed)
     return end
+
+
+async def _report(stats: HostStats, emit: TraceSink, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        emit("acquirer_stats", handled=stats.handled, failed=stats.failed)

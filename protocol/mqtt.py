@@ -159,7 +159,11 @@ class MqttEndpoint:
             self.on_message(str(message.topic), data)
             self.force_reconnect()
             return
-        self.on_message(str(message.topic), data)
+        try:
+            self.on_message(str(message.topic), data)
+        except Exception as exc:  # a handler's bug must not end the connection loop (a silent wedge)
+            self.emit("mqtt_handler_failed", client=self.identifier, topic=str(message.topic),
+                      error=f"{type(exc).__name__}: {exc}")
         if message.qos > 0:
             self.client._client.ack(message.mid, message.qos)
 
