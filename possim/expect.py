@@ -25,7 +25,7 @@ def validate_expect(expect: dict[str, Any]) -> None:
         if key in POLICIES:
             if not isinstance(value, dict):
                 raise ValueError(f"expect.{key} must be a table")
-            validate_expect({k: v for k, v in value.items()})
+            validate_expect(value)
             continue
         if key not in MEASURES:
             raise ValueError(f"unknown expectation {key!r} (known: {', '.join(MEASURES)} or a policy name)")

@@ -96,7 +96,8 @@ def explain(schedule: dict[str, Any], result: RunResult) -> str:
     """One paragraph in domain words: which faults, what the terminal believed, what the ledger holds."""
     faults = [Rule(f["action"], f["direction"], f["mti"], f["nth"], f.get("delay", 0.0)).describe()
               for f in schedule.get("faults", [])]
-    faults += [f"partition {p['direction']} from {p['start']:g}s to {p['end']:g}s" for p in schedule.get("partitions", [])]
+    faults += [f"partition {p['direction']} from {p['start']:g}s to {p['end']:g}s"
+               for p in schedule.get("partitions", [])]
     faults += [f"host crash after committing {_nth(c['nth'])} {c['mti']}, down {c['down_for']:g}s"
                for c in schedule.get("host", {}).get("crash_after_commit", [])]
     faults += [f"terminal power loss at {p['at']:g}s for {p['down_for']:g}s" for p in schedule.get("power_losses", [])]
