@@ -18,6 +18,7 @@ import tomli_w
 from hypothesis import HealthCheck, Phase, find, settings
 from hypothesis.errors import NoSuchExample
 
+from pos_sim.policies import get_policy
 from pos_sim.testing import schedules
 from possim.checker import Verdict
 from possim.coverage import tally
@@ -28,10 +29,11 @@ from protocol.faults import Rule
 
 
 def violations(result: RunResult) -> list[str]:
-    """The invariants this run breaks; reversal policies must also leave no reversal pending."""
+    """The invariants this run breaks; a policy that arms a reversal before every original has
+    promised to settle it, so it must also leave no reversal pending."""
     c = result.verdict.counts
     broken = [k for k in ("orphaned_debits", "double_debits", "phantom_approvals") if c[k]]
-    if result.policy in ("reversal", "query-then-reversal") and c["pending_reversals"]:
+    if get_policy(result.policy).arms_reversal and c["pending_reversals"]:
         broken.append("pending_reversals")
     if not result.quiescent:
         broken.append("no_quiescence")
