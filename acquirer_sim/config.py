@@ -31,7 +31,9 @@ class CrashRule:
 @dataclass(frozen=True, slots=True)
 class HostConfig:
     """``processing`` is the issuer round trip of a financial request; ``quick`` answers
-    reversals, advices and status queries, which the acquirer settles from its own ledger."""
+    reversals, advices and status queries, which the acquirer settles from its own ledger.
+    ``reversal_answers`` refuses the first reversals received, one code each, crediting
+    nothing (a refused reversal is not a reversal); later ones are handled normally."""
 
     processing: Latency = Latency(value=0.2)
     quick: Latency = Latency(value=0.05)
@@ -41,4 +43,5 @@ class HostConfig:
     crash_after_commit: tuple[CrashRule, ...] = ()
     accounts: dict[str, int] = field(default_factory=dict)
     default_balance: int = 100_000_000
+    reversal_answers: tuple[str, ...] = ()
     epoch: datetime = datetime(2026, 11, 25, 10, 0, 0)

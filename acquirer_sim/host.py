@@ -66,6 +66,7 @@ class AcquirerHost:
         self.rng = rng
         self.down_until = -1.0
         self.counts: Counter[str] = Counter()
+        self._refusals = iter(config.reversal_answers)
         self._seq = ledger.conn.execute("SELECT COUNT(*) FROM originals").fetchone()[0]
         for pan, balance in config.accounts.items():
             ledger.open_account(pan, balance)
@@ -142,6 +143,9 @@ class AcquirerHost:
 
     def _reversal(self, now: float, msg: Message) -> list[HostAction]:
         assert msg.original is not None
+        refusal = next(self._refusals, None)
+        if refusal is not None:  # a scenario's refusal: answered, nothing credited, nothing recorded
+            return [Notice("reversal_refused", _f(msg, rc=refusal)), self._reply(msg, refusal)]
         key = msg.original.key(msg.tid)
         earlier = self.ledger.reversal_seen(key)
         if earlier is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pos_sim.records import TxnRecord
+from pos_sim.records import SaleStatus, TxnRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +27,8 @@ class StartTimer:
 
 @dataclass(frozen=True, slots=True)
 class CancelTimer:
+    """Disarm the named timer (its exchange was answered)."""
+
     name: str
 
 
@@ -43,7 +45,7 @@ class Outcome:
 
     txn_id: int
     intent: str
-    status: str
+    status: SaleStatus
     display: str
 
 

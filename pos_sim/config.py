@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal
 
-Policy = Literal["none", "reversal", "query", "query-then-reversal"]
-POLICIES: tuple[str, ...] = get_args(Policy)
+from pos_sim.policies import POLICY_NAMES, RecoveryPolicy, get_policy
+
+#: The policy names; an alias of ``pos_sim.policies.POLICY_NAMES`` kept for older imports.
+POLICIES: tuple[str, ...] = POLICY_NAMES
+
+if TYPE_CHECKING:
+    Policy = str
+else:
+    #: A policy name. At run time a ``Literal`` of the registry's names, so pydantic models
+    #: annotated with it validate against the registry; to the type checker a plain ``str``.
+    Policy = Literal[POLICY_NAMES]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,19 +43,14 @@ class TerminalConfig:
     advice_timeout: float = 30.0
     advice_attempts: int = 8
 
+    def __post_init__(self) -> None:
+        get_policy(self.policy)  # an unknown name fails here, not at the first timeout
+
     def backoff(self, attempt: int) -> float:
         """Delay before retry number ``attempt`` (1-based): initial * factor^(attempt-1), capped."""
         return min(self.backoff_max, self.backoff_initial * self.backoff_factor ** max(0, attempt - 1))
 
     @property
-    def reverses(self) -> bool:
-        return self.policy in ("reversal", "query-then-reversal")
-
-    @property
-    def queries(self) -> bool:
-        return self.policy in ("query", "query-then-reversal")
-
-    @property
-    def forwards_advices(self) -> bool:
-        """Store-and-forward of completion advices is part of every recovery policy, not of 'none'."""
-        return self.policy != "none"
+    def recovery(self) -> RecoveryPolicy:
+        """The strategy object of ``policy``."""
+        return get_policy(self.policy)

@@ -1,16 +1,52 @@
-"""The terminal's journal record of one transaction, and the values its fields take."""
+"""The terminal's journal record of one transaction, and the values its fields take.
+
+The states are ``StrEnum`` members: the journal stores their string values unchanged, so the
+checker, which reads the journal's SQLite text, sees the same words as before.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Literal
 
 Kind = Literal["purchase", "auth"]
 
-#: status: pending -> approved | declined | unknown -> reversed | failed | approved
-STATUSES = ("pending", "approved", "declined", "unknown", "reversed", "failed")
-#: reversal: none | armed (written before the original left) | pending | acked
-#: completion (auth flows): none | pending | acked | rejected | lost
+
+class SaleStatus(StrEnum):
+    """What the terminal knows about the sale: pending -> approved | declined | unknown ->
+    reversed | failed | approved (after a status query)."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    DECLINED = "declined"
+    UNKNOWN = "unknown"
+    REVERSED = "reversed"
+    FAILED = "failed"
+
+
+class ReversalState(StrEnum):
+    """Where the reversal of this sale stands. ``armed`` is the record written *before* the
+    original leaves (it survives a power loss); ``pending`` means one is owed and being sent."""
+
+    NONE = "none"
+    ARMED = "armed"
+    PENDING = "pending"
+    ACKED = "acked"
+
+
+class CompletionState(StrEnum):
+    """The completion advice (0220) of an authorization: owed, acknowledged, refused or given up."""
+
+    NONE = "none"
+    PENDING = "pending"
+    ACKED = "acked"
+    REJECTED = "rejected"
+    LOST = "lost"
+
+
+#: Sales whose fate the terminal still has to find out (or to tell the cashier).
+UNSETTLED = frozenset({SaleStatus.PENDING, SaleStatus.UNKNOWN})
 
 
 @dataclass(slots=True)
@@ -28,20 +64,26 @@ class TxnRecord:
     completion_amount: int
     started_at: float
     instrument: str = "credit"
-    status: str = "pending"
+    status: SaleStatus = SaleStatus.PENDING
     response_code: str | None = None
     rrn: str | None = None
     auth_code: str | None = None
-    reversal: str = "none"
+    reversal: ReversalState = ReversalState.NONE
     reversal_stan: str | None = None
     reversal_attempts: int = 0
     query_attempts: int = 0
-    completion: str = "none"
+    completion: CompletionState = CompletionState.NONE
     completion_stan: str | None = None
     completion_attempts: int = 0
     late_responses: int = 0
     finished_at: float | None = None
     display: str = ""
+
+    def __post_init__(self) -> None:
+        """A record read back from the journal carries plain strings: make them states again."""
+        self.status = SaleStatus(self.status)
+        self.reversal = ReversalState(self.reversal)
+        self.completion = CompletionState(self.completion)
 
     def snapshot(self) -> TxnRecord:
         """A frozen-in-time copy for the journal (the live record keeps changing)."""

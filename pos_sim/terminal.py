@@ -8,35 +8,38 @@ must execute in order. The terminal never reads a clock: every input carries ``n
 Besides customer transactions it owns recovery work: reversals, status queries and
 completion advices. Recovery work due now goes first; a pending reversal is also tried
 once more before every new transaction (CUP terminals send it before any online message).
+Each kind of exchange is one entry of ``EXCHANGES``; what to do about a sale whose answer
+did not come is the recovery policy's choice (``pos_sim.policies``).
 
 Rules kept here:
 1. A reversal record is journaled *before* the original it may cancel is sent.
 2. A response is accepted only for the exchange in flight (MTI, STAN and terminal id
    match); anything else is a late or duplicate answer: journaled, traced, never applied.
 3. A timed-out transaction whose fate is unknown is recorded as ``unknown``, not failed.
+4. A reversal ends only on an answer that means the money is back or was never taken
+   (``pos_sim.exchanges.REVERSAL_ANSWERS``); any other answer is retried like a timeout.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
 from pos_sim.actions import Action, CancelTimer, Notice, Outcome, Send, StartTimer, WriteJournal
 from pos_sim.config import TerminalConfig
-from pos_sim.records import Kind, TxnRecord
+from pos_sim.exchanges import ADVICE_RETRYABLE, ExchangeKind, ExchangeSpec, reversal_closes
+from pos_sim.policies import resume_reversal
+from pos_sim.records import UNSETTLED, CompletionState, Kind, ReversalState, SaleStatus, TxnRecord
 from protocol import codec
-from protocol import mti as M
 from protocol.errors import ProtocolError
 from protocol.messages import Message, OriginalData
+from protocol.mti import ADVICE, ADVICE_REPEAT, AUTH, PURCHASE, REVERSAL, REVERSAL_REPEAT, STATUS_QUERY, response_to
 
 RESPONSE_TIMER = "response"
 RETRY_TIMER = "retry"
-#: Reversal answers that end the reversal: done, nothing to reverse, not reversible.
-REVERSAL_DONE = frozenset({"00", "25", "12"})
-#: Answers that mean "try again later" (issuer/switch down, system malfunction).
-RETRYABLE = frozenset({"91", "96"})
 PARKED = math.inf
 
 
@@ -57,7 +60,7 @@ class PaymentRequest:
 class Task:
     """Recovery work: a reversal, a status query or a completion advice, due at ``due``."""
 
-    kind: str
+    kind: ExchangeKind
     txn: TxnRecord
     due: float
 
@@ -66,7 +69,7 @@ class Task:
 class Exchange:
     """The one request in flight and what answer it waits for."""
 
-    kind: str
+    kind: ExchangeKind
     txn: TxnRecord
     request: Message
     task: Task | None
@@ -77,11 +80,12 @@ class Terminal:
 
     def __init__(self, config: TerminalConfig) -> None:
         self.config = config
+        self.policy = config.recovery
         self.waiting: deque[PaymentRequest] = deque()
         self.tasks: list[Task] = []
         self.inflight: Exchange | None = None
         self.records: dict[int, TxnRecord] = {}
-        self._by_stan: dict[str, tuple[str, TxnRecord]] = {}
+        self._by_stan: dict[str, tuple[ExchangeKind, TxnRecord]] = {}
         self._stan = config.stan_start - 1
         self._flushed_for: int | None = None
 
@@ -99,19 +103,20 @@ class Terminal:
         except ProtocolError as exc:
             return [Notice("malformed_frame", {"reason": str(exc)})]
         ex = self.inflight
-        if ex and msg.mti == M.response_to(ex.request.mti) and msg.stan == ex.request.stan \
+        if ex and msg.mti == response_to(ex.request.mti) and msg.stan == ex.request.stan \
                 and msg.tid == self.config.tid:
             self.inflight = None
             actions: list[Action] = [CancelTimer(RESPONSE_TIMER)]
-            actions += self._answered(now, ex, msg)
+            actions += EXCHANGES[ex.kind].answered(self, now, ex, msg)
             return actions + self._pump(now)
         return self._unexpected(msg)
 
     def timer_fired(self, now: float, name: str) -> list[Action]:
+        """The response timer ends the exchange in flight; any timer may make work due."""
         if name == RESPONSE_TIMER and self.inflight is not None:
             ex, self.inflight = self.inflight, None
             actions: list[Action] = [Notice("response_timeout", _fields(ex.request))]
-            actions += self._timed_out(now, ex)
+            actions += EXCHANGES[ex.kind].timed_out(self, now, ex)
             return actions + self._pump(now)
         return self._pump(now)
 
@@ -126,26 +131,25 @@ class Terminal:
         actions: list[Action] = [Notice("terminal_restored", {"records": len(records)})]
         for txn in sorted(records, key=lambda r: r.txn_id):
             self.records[txn.txn_id] = txn
-            for stan, kind in ((txn.stan, "original"), (txn.reversal_stan, "reversal"),
-                               (txn.completion_stan, "advice")):
-                if stan:
-                    self._by_stan[stan] = (kind, txn)
-                    self._stan = max(self._stan, int(stan))
+            self._remember_stans(txn)
             actions += self._resume(now, txn)
         return actions + self._pump(now)
 
+    def _remember_stans(self, txn: TxnRecord) -> None:
+        """Late answers to journaled exchanges stay recognisable, and STANs are not reused."""
+        for spec in EXCHANGES.values():
+            stan = spec.stan_of(txn)
+            if stan:
+                self._by_stan[stan] = (spec.kind, txn)
+                self._stan = max(self._stan, int(stan))
+
     def _resume(self, now: float, txn: TxnRecord) -> list[Action]:
-        if txn.reversal == "pending" or (txn.reversal == "armed" and not self.config.queries):
-            return self._start_reversal(now, txn) + (
-                self._finish(now, txn, "unknown", "POWER LOSS - PAYMENT FAILED") if txn.status == "pending" else [])
-        if txn.status in ("pending", "unknown") and self.config.queries and txn.reversal != "acked":
-            txn.status = "unknown"
-            self.tasks.append(Task("query", txn, now))
-            return [WriteJournal(txn.snapshot())]
-        if txn.status == "pending":
-            return self._finish(now, txn, "unknown", "POWER LOSS - PAYMENT UNKNOWN")
-        if txn.completion == "pending" and self.config.forwards_advices:
-            self.tasks.append(Task("advice", txn, now))
+        if txn.reversal is ReversalState.PENDING:
+            return resume_reversal(self, now, txn)
+        if txn.status in UNSETTLED:
+            return self.policy.restored(self, now, txn)
+        if txn.completion is CompletionState.PENDING and self.policy.forwards_advices:
+            self.tasks.append(Task(ExchangeKind.ADVICE, txn, now))
         return []
 
     # -- queries for drivers and tests ----------------------------------------------------
@@ -155,169 +159,181 @@ class Terminal:
         """Nothing in flight, no customer waiting, no recovery work that will ever run by itself."""
         return self.inflight is None and not self.waiting and all(t.due == PARKED for t in self.tasks)
 
+    # -- recovery operations (the policy's vocabulary, see pos_sim.policies.Recovery) -----
+
+    def reverse(self, now: float, txn: TxnRecord) -> list[Action]:
+        """Owe a reversal of ``txn``: journaled as pending, sent as soon as the line is free."""
+        txn.reversal = ReversalState.PENDING
+        self.tasks.append(Task(ExchangeKind.REVERSAL, txn, now))
+        return [WriteJournal(txn.snapshot())]
+
+    def query(self, now: float, txn: TxnRecord) -> list[Action]:
+        """The sale's fate is unknown until a status query answers."""
+        txn.status = SaleStatus.UNKNOWN
+        self.tasks.append(Task(ExchangeKind.QUERY, txn, now))
+        return [WriteJournal(txn.snapshot())]
+
+    def finish(self, now: float, txn: TxnRecord, status: SaleStatus, display: str) -> list[Action]:
+        """Tell the cashier and journal what the terminal now believes about the sale."""
+        txn.status, txn.display, txn.finished_at = status, display, now
+        return [WriteJournal(txn.snapshot()), Outcome(txn.txn_id, txn.intent, status, display)]
+
     # -- scheduling -----------------------------------------------------------------------
 
     def _pump(self, now: float) -> list[Action]:
+        """Start the next exchange if the line is free: due recovery work, then the next customer."""
         if self.inflight is not None:
             return []
         due = [t for t in self.tasks if t.due <= now]
         if due:
             return self._start_task(now, min(due, key=_priority))
         if self.waiting:
-            head = self.waiting[0]
-            reversals = [t for t in self.tasks if t.kind == "reversal"]
-            if reversals and self._flushed_for != head.txn_id:
-                self._flushed_for = head.txn_id
-                return [Notice("reversal_before_next_transaction", {"txn": head.txn_id})] + \
-                    self._start_task(now, reversals[0])
-            return self._start_payment(now, self.waiting.popleft())
+            return self._next_customer(now)
         later = [t.due for t in self.tasks if t.due != PARKED]
         return [StartTimer(RETRY_TIMER, min(later))] if later else []
 
+    def _next_customer(self, now: float) -> list[Action]:
+        head = self.waiting[0]
+        owed = [t for t in self.tasks if EXCHANGES[t.kind].precedes_payments]
+        if owed and self._flushed_for != head.txn_id:
+            self._flushed_for = head.txn_id
+            return [Notice("reversal_before_next_transaction", {"txn": head.txn_id}), *self._start_task(now, owed[0])]
+        return self._start_payment(now, self.waiting.popleft())
+
     def _start_payment(self, now: float, req: PaymentRequest) -> list[Action]:
-        mti = M.AUTH if req.kind == "auth" else M.PURCHASE
-        msg = self._message(now, mti, pan=req.pan, processing_code="000000", amount=req.amount,
-                            local_time=self._clock(now, "%H%M%S"), local_date=self._clock(now, "%m%d"))
-        txn = TxnRecord(txn_id=req.txn_id, intent=req.intent, kind=req.kind, mti=mti, stan=msg.stan,
-                        transmission=msg.transmission, pan=req.pan, amount=req.amount,
+        txn = TxnRecord(txn_id=req.txn_id, intent=req.intent, kind=req.kind,
+                        mti=AUTH if req.kind == "auth" else PURCHASE, stan=self._next_stan(),
+                        transmission=self._clock(now, "%m%d%H%M%S"), pan=req.pan, amount=req.amount,
                         completion_amount=req.completion_amount or req.amount, started_at=now,
                         instrument=req.instrument)
-        if self.config.reverses:
-            txn.reversal = "armed"
+        if self.policy.arms_reversal:
+            txn.reversal = ReversalState.ARMED
         self.records[txn.txn_id] = txn
-        return [WriteJournal(txn.snapshot())] + self._send(now, "original", txn, msg, None)
+        return self._start(now, ExchangeKind.ORIGINAL, txn, None)
 
     def _start_task(self, now: float, task: Task) -> list[Action]:
-        txn = task.txn
-        if task.kind == "reversal":
-            txn.reversal_attempts += 1
-            mti = M.REVERSAL if txn.reversal_attempts == 1 else M.REVERSAL_REPEAT
-            msg = self._message(now, mti, stan=txn.reversal_stan, pan=txn.pan, processing_code="000000",
-                                amount=txn.amount, original=_original(txn))
-            txn.reversal_stan = msg.stan
-        elif task.kind == "query":
-            txn.query_attempts += 1
-            msg = self._message(now, M.STATUS_QUERY, processing_code="970000", original=_original(txn))
-        else:
-            txn.completion_attempts += 1
-            mti = M.ADVICE if txn.completion_attempts == 1 else M.ADVICE_REPEAT
-            msg = self._message(now, mti, stan=txn.completion_stan, pan=txn.pan, processing_code="000000",
-                                amount=txn.completion_amount, rrn=txn.rrn, auth_code=txn.auth_code,
-                                original=_original(txn))
-            txn.completion_stan = msg.stan
-        return [WriteJournal(txn.snapshot())] + self._send(now, task.kind, txn, msg, task)
+        return self._start(now, task.kind, task.txn, task)
 
-    def _send(self, now: float, kind: str, txn: TxnRecord, msg: Message, task: Task | None) -> list[Action]:
+    def _start(self, now: float, kind: ExchangeKind, txn: TxnRecord, task: Task | None) -> list[Action]:
+        """Build the request, journal the record (before the request leaves), send, arm the timer."""
+        spec = EXCHANGES[kind]
+        msg = spec.build(self, now, txn)
         self.inflight = Exchange(kind, txn, msg, task)
         self._by_stan[msg.stan] = (kind, txn)
-        timeout = {"original": self.config.response_timeout, "reversal": self.config.reversal_timeout,
-                   "query": self.config.query_timeout, "advice": self.config.advice_timeout}[kind]
-        return [Send(codec.encode(msg), msg.mti, msg.stan, txn.txn_id), StartTimer(RESPONSE_TIMER, now + timeout)]
+        return [WriteJournal(txn.snapshot()), Send(codec.encode(msg), msg.mti, msg.stan, txn.txn_id),
+                StartTimer(RESPONSE_TIMER, now + spec.timeout(self.config))]
+
+    # -- requests -------------------------------------------------------------------------
+
+    def _build_original(self, now: float, txn: TxnRecord) -> Message:
+        return self._message(now, txn.mti, stan=txn.stan, pan=txn.pan, processing_code="000000",
+                             amount=txn.amount, local_time=self._clock(now, "%H%M%S"),
+                             local_date=self._clock(now, "%m%d"))
+
+    def _build_reversal(self, now: float, txn: TxnRecord) -> Message:
+        txn.reversal_attempts += 1
+        mti = REVERSAL if txn.reversal_attempts == 1 else REVERSAL_REPEAT
+        msg = self._message(now, mti, stan=txn.reversal_stan, pan=txn.pan, processing_code="000000",
+                            amount=txn.amount, original=_original(txn))
+        txn.reversal_stan = msg.stan
+        return msg
+
+    def _build_query(self, now: float, txn: TxnRecord) -> Message:
+        txn.query_attempts += 1
+        return self._message(now, STATUS_QUERY, processing_code="970000", original=_original(txn))
+
+    def _build_advice(self, now: float, txn: TxnRecord) -> Message:
+        txn.completion_attempts += 1
+        mti = ADVICE if txn.completion_attempts == 1 else ADVICE_REPEAT
+        msg = self._message(now, mti, stan=txn.completion_stan, pan=txn.pan, processing_code="000000",
+                            amount=txn.completion_amount, rrn=txn.rrn, auth_code=txn.auth_code,
+                            original=_original(txn))
+        txn.completion_stan = msg.stan
+        return msg
 
     # -- answers --------------------------------------------------------------------------
-
-    def _answered(self, now: float, ex: Exchange, msg: Message) -> list[Action]:
-        handler = {"original": self._original_answered, "reversal": self._reversal_answered,
-                   "query": self._query_answered, "advice": self._advice_answered}[ex.kind]
-        return handler(now, ex, msg)
 
     def _original_answered(self, now: float, ex: Exchange, msg: Message) -> list[Action]:
         txn = ex.txn
         txn.response_code, txn.rrn, txn.auth_code = msg.response_code, msg.rrn, msg.auth_code
-        if txn.reversal == "armed":
-            txn.reversal = "none"
+        _disarm(txn)
         if msg.approved:
             return self._approve(now, txn, "APPROVED")
-        return self._finish(now, txn, "declined", f"DECLINED ({msg.response_code})")
+        return self.finish(now, txn, SaleStatus.DECLINED, f"DECLINED ({msg.response_code})")
 
     def _reversal_answered(self, now: float, ex: Exchange, msg: Message) -> list[Action]:
-        txn, task = ex.txn, ex.task
-        if msg.response_code in RETRYABLE and task is not None:
+        """Only an answer in ``REVERSAL_ANSWERS`` that closes ends it: a refusal credited nothing."""
+        txn, task = ex.txn, _task(ex)
+        if not reversal_closes(msg.response_code):
             return self._retry_reversal(now, txn, task, reason=f"answered {msg.response_code}")
         self._drop_task(task)
-        txn.reversal = "acked"
-        txn.status = "reversed" if txn.status in ("unknown", "pending") else txn.status
+        txn.reversal = ReversalState.ACKED
+        if txn.status in UNSETTLED:
+            txn.status = SaleStatus.REVERSED
         return [WriteJournal(txn.snapshot()), Notice("reversal_acknowledged", {**_fields(msg), "txn": txn.txn_id})]
 
     def _query_answered(self, now: float, ex: Exchange, msg: Message) -> list[Action]:
         txn = ex.txn
         self._drop_task(ex.task)
+        _disarm(txn)
         status = msg.status or "NOT_FOUND"
         if status == "APPROVED":
             txn.rrn, txn.auth_code, txn.response_code = msg.rrn, msg.auth_code, "00"
-            if txn.reversal == "armed":
-                txn.reversal = "none"
             return self._approve(now, txn, "APPROVED (after status check)")
-        if txn.reversal == "armed":
-            txn.reversal = "none"
-        return self._finish(now, txn, "failed", f"FAILED (host: {status.lower().replace('_', ' ')})")
+        return self.finish(now, txn, SaleStatus.FAILED, f"FAILED (host: {status.lower().replace('_', ' ')})")
 
     def _advice_answered(self, now: float, ex: Exchange, msg: Message) -> list[Action]:
-        txn, task = ex.txn, ex.task
-        if msg.response_code in RETRYABLE and task is not None and self.config.forwards_advices:
+        txn, task = ex.txn, _task(ex)
+        if msg.response_code in ADVICE_RETRYABLE and self.policy.forwards_advices:
             return self._retry_advice(now, txn, task)
         self._drop_task(task)
-        txn.completion = "acked" if msg.approved else "rejected"
+        txn.completion = CompletionState.ACKED if msg.approved else CompletionState.REJECTED
         return [WriteJournal(txn.snapshot())]
 
     def _approve(self, now: float, txn: TxnRecord, display: str) -> list[Action]:
-        actions = self._finish(now, txn, "approved", display)
+        """An approved authorization still owes its completion advice."""
+        actions = self.finish(now, txn, SaleStatus.APPROVED, display)
         if txn.kind == "auth":
-            txn.completion = "pending"
-            self.tasks.append(Task("advice", txn, now))
+            txn.completion = CompletionState.PENDING
+            self.tasks.append(Task(ExchangeKind.ADVICE, txn, now))
             actions.append(WriteJournal(txn.snapshot()))
         return actions
 
-    def _finish(self, now: float, txn: TxnRecord, status: str, display: str) -> list[Action]:
-        txn.status, txn.display, txn.finished_at = status, display, now
-        return [WriteJournal(txn.snapshot()), Outcome(txn.txn_id, txn.intent, status, display)]
-
     # -- timeouts -------------------------------------------------------------------------
 
-    def _timed_out(self, now: float, ex: Exchange) -> list[Action]:
-        txn, task = ex.txn, ex.task
-        if ex.kind == "original":
-            txn.status = "unknown"
-            if self.config.queries:
-                self.tasks.append(Task("query", txn, now))
-                return [WriteJournal(txn.snapshot())]
-            if self.config.reverses:
-                return self._start_reversal(now, txn) + self._finish(now, txn, "unknown", "TIMEOUT - PAYMENT FAILED")
-            return self._finish(now, txn, "unknown", "TIMEOUT - PAYMENT FAILED")
-        assert task is not None
-        if ex.kind == "reversal":
-            return self._retry_reversal(now, txn, task, reason="timeout")
-        if ex.kind == "query":
-            return self._retry_query(now, txn, task)
-        return self._retry_advice(now, txn, task)
+    def _original_timed_out(self, now: float, ex: Exchange) -> list[Action]:
+        """The sale's fate is unknown (rule 3); what happens next is the policy's choice."""
+        ex.txn.status = SaleStatus.UNKNOWN
+        return self.policy.original_timed_out(self, now, ex.txn)
 
-    def _start_reversal(self, now: float, txn: TxnRecord) -> list[Action]:
-        txn.reversal = "pending"
-        self.tasks.append(Task("reversal", txn, now))
-        return [WriteJournal(txn.snapshot())]
+    def _reversal_timed_out(self, now: float, ex: Exchange) -> list[Action]:
+        return self._retry_reversal(now, ex.txn, _task(ex), reason="timeout")
+
+    def _query_timed_out(self, now: float, ex: Exchange) -> list[Action]:
+        txn, task = ex.txn, _task(ex)
+        if txn.query_attempts < self.config.query_attempts:
+            task.due = now + self.config.query_interval
+            return []
+        self._drop_task(task)
+        return self.policy.queries_exhausted(self, now, txn)
+
+    def _advice_timed_out(self, now: float, ex: Exchange) -> list[Action]:
+        return self._retry_advice(now, ex.txn, _task(ex))
 
     def _retry_reversal(self, now: float, txn: TxnRecord, task: Task, reason: str) -> list[Action]:
+        """Repeat with backoff; after the last attempt park it (still owed, shown as pending)."""
         if txn.reversal_attempts < self.config.reversal_attempts:
             task.due = now + self.config.backoff(txn.reversal_attempts)
             return [Notice("reversal_retry_scheduled", {"txn": txn.txn_id, "at": task.due, "reason": reason})]
         task.due = PARKED
         return [Notice("reversal_parked", {"txn": txn.txn_id, "attempts": txn.reversal_attempts})]
 
-    def _retry_query(self, now: float, txn: TxnRecord, task: Task) -> list[Action]:
-        if txn.query_attempts < self.config.query_attempts:
-            task.due = now + self.config.query_interval
-            return []
-        self._drop_task(task)
-        if self.config.reverses:
-            return self._start_reversal(now, txn) + self._finish(now, txn, "unknown", "TIMEOUT - PAYMENT FAILED")
-        return self._finish(now, txn, "unknown", "UNKNOWN - CALL HELP DESK")
-
     def _retry_advice(self, now: float, txn: TxnRecord, task: Task) -> list[Action]:
-        if self.config.forwards_advices and txn.completion_attempts < self.config.advice_attempts:
+        if self.policy.forwards_advices and txn.completion_attempts < self.config.advice_attempts:
             task.due = now + self.config.backoff(txn.completion_attempts)
             return []
         self._drop_task(task)
-        txn.completion = "lost"
+        txn.completion = CompletionState.LOST
         return [WriteJournal(txn.snapshot())]
 
     # -- helpers --------------------------------------------------------------------------
@@ -328,7 +344,7 @@ class Terminal:
             return [Notice("unmatched_message", _fields(msg))]
         kind, txn = known
         fields = {**_fields(msg), "txn": txn.txn_id, "status": txn.status, "rc": msg.response_code}
-        if kind == "original" and txn.status != "pending":
+        if kind is ExchangeKind.ORIGINAL and txn.status is not SaleStatus.PENDING:
             txn.late_responses += 1
             return [WriteJournal(txn.snapshot()), Notice("late_response", fields)]
         return [Notice("duplicate_response", fields)]
@@ -349,8 +365,39 @@ class Terminal:
         return (self.config.epoch + timedelta(seconds=now)).strftime(fmt)
 
 
+#: One entry per kind of exchange. Originals are started by customers, not as recovery
+#: work, so their priority only says they wait behind it.
+EXCHANGES: Mapping[ExchangeKind, ExchangeSpec] = {spec.kind: spec for spec in (
+    ExchangeSpec(ExchangeKind.ORIGINAL, priority=3, timeout=lambda c: c.response_timeout,
+                 build=Terminal._build_original, answered=Terminal._original_answered,
+                 timed_out=Terminal._original_timed_out, stan_of=lambda r: r.stan),
+    ExchangeSpec(ExchangeKind.REVERSAL, priority=0, timeout=lambda c: c.reversal_timeout,
+                 build=Terminal._build_reversal, answered=Terminal._reversal_answered,
+                 timed_out=Terminal._reversal_timed_out, stan_of=lambda r: r.reversal_stan,
+                 precedes_payments=True),
+    ExchangeSpec(ExchangeKind.QUERY, priority=1, timeout=lambda c: c.query_timeout,
+                 build=Terminal._build_query, answered=Terminal._query_answered,
+                 timed_out=Terminal._query_timed_out, stan_of=lambda r: None),
+    ExchangeSpec(ExchangeKind.ADVICE, priority=2, timeout=lambda c: c.advice_timeout,
+                 build=Terminal._build_advice, answered=Terminal._advice_answered,
+                 timed_out=Terminal._advice_timed_out, stan_of=lambda r: r.completion_stan),
+)}
+
+
 def _priority(task: Task) -> tuple[int, float]:
-    return ({"reversal": 0, "query": 1, "advice": 2}[task.kind], task.due)
+    return (EXCHANGES[task.kind].priority, task.due)
+
+
+def _task(ex: Exchange) -> Task:
+    """Recovery exchanges always run for a task (only originals run without one)."""
+    assert ex.task is not None, f"{ex.kind} exchange without its task"
+    return ex.task
+
+
+def _disarm(txn: TxnRecord) -> None:
+    """The host answered the original (or told its fate): the armed reversal is not needed."""
+    if txn.reversal is ReversalState.ARMED:
+        txn.reversal = ReversalState.NONE
 
 
 def _original(txn: TxnRecord) -> OriginalData:

@@ -2,7 +2,9 @@
 
 Values are exact (``orphaned_debits = 1``, ``customer_loss = "25.00"``) or a comparison
 string (``">= 1"``, ``"> 0"``). A sub-table named after a policy (``[expect.none]``)
-applies to that policy only and overrides the flat keys.
+applies to that policy only and overrides the flat keys; a policy without its own sub-table
+is held to the flat keys only, so a new policy needs no edit of existing scenarios. Policy
+names come from ``pos_sim.policies.REGISTRY``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from pos_sim.config import POLICIES
+from pos_sim.policies import POLICY_NAMES
 from possim.checker import MEASURES
 
 _CMP = re.compile(r"^\s*(>=|<=|==|!=|>|<)?\s*(-?\d+(?:\.\d+)?)\s*$")
@@ -21,21 +23,29 @@ _OPS = {">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.
 
 
 def validate_expect(expect: dict[str, Any]) -> None:
+    """Raise ``ValueError`` (one line) for an unknown measure or policy, or a value that is no comparison."""
     for key, value in expect.items():
-        if key in POLICIES:
+        if key in POLICY_NAMES:
             if not isinstance(value, dict):
                 raise ValueError(f"expect.{key} must be a table")
-            validate_expect({k: v for k, v in value.items()})
-            continue
-        if key not in MEASURES:
-            raise ValueError(f"unknown expectation {key!r} (known: {', '.join(MEASURES)} or a policy name)")
-        if isinstance(value, bool) or not isinstance(value, int | str) or \
-                (isinstance(value, str) and not _CMP.match(value)):
-            raise ValueError(f"expect.{key}: {value!r} is not a number or a comparison like '>= 1'")
+            for measure, want in value.items():
+                _validate_one(f"{key}.{measure}", measure, want, "")
+        else:
+            _validate_one(key, key, value, " or a policy name")
+
+
+def _validate_one(where: str, measure: str, value: Any, also: str) -> None:
+    """A policy's sub-table holds measures only: policies do not nest."""
+    if measure not in MEASURES:
+        raise ValueError(f"unknown expectation {where!r} (known: {', '.join(MEASURES)}{also})")
+    if isinstance(value, bool) or not isinstance(value, int | str) or \
+            (isinstance(value, str) and not _CMP.match(value)):
+        raise ValueError(f"expect.{where}: {value!r} is not a number or a comparison like '>= 1'")
 
 
 def expectations_for(expect: dict[str, Any], policy: str) -> dict[str, Any]:
-    flat = {k: v for k, v in expect.items() if k not in POLICIES}
+    """The flat keys, overridden by the policy's own sub-table when it has one."""
+    flat = {k: v for k, v in expect.items() if k not in POLICY_NAMES}
     return {**flat, **expect.get(policy, {})}
 
 

@@ -18,6 +18,7 @@ import tomli_w
 from hypothesis import HealthCheck, Phase, find, settings
 from hypothesis.errors import NoSuchExample
 
+from pos_sim.policies import get_policy
 from pos_sim.testing import schedules
 from possim.checker import Verdict
 from possim.coverage import tally
@@ -28,10 +29,11 @@ from protocol.faults import Rule
 
 
 def violations(result: RunResult) -> list[str]:
-    """The invariants this run breaks; reversal policies must also leave no reversal pending."""
+    """The invariants this run breaks; a policy that arms a reversal before every original has
+    promised to settle it, so it must also leave no reversal pending."""
     c = result.verdict.counts
     broken = [k for k in ("orphaned_debits", "double_debits", "phantom_approvals") if c[k]]
-    if result.policy in ("reversal", "query-then-reversal") and c["pending_reversals"]:
+    if get_policy(result.policy).arms_reversal and c["pending_reversals"]:
         broken.append("pending_reversals")
     if not result.quiescent:
         broken.append("no_quiescence")
@@ -96,7 +98,8 @@ def explain(schedule: dict[str, Any], result: RunResult) -> str:
     """One paragraph in domain words: which faults, what the terminal believed, what the ledger holds."""
     faults = [Rule(f["action"], f["direction"], f["mti"], f["nth"], f.get("delay", 0.0)).describe()
               for f in schedule.get("faults", [])]
-    faults += [f"partition {p['direction']} from {p['start']:g}s to {p['end']:g}s" for p in schedule.get("partitions", [])]
+    faults += [f"partition {p['direction']} from {p['start']:g}s to {p['end']:g}s"
+               for p in schedule.get("partitions", [])]
     faults += [f"host crash after committing {_nth(c['nth'])} {c['mti']}, down {c['down_for']:g}s"
                for c in schedule.get("host", {}).get("crash_after_commit", [])]
     faults += [f"terminal power loss at {p['at']:g}s for {p['down_for']:g}s" for p in schedule.get("power_losses", [])]

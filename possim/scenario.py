@@ -170,6 +170,8 @@ class HostModel(_Model):
     crash_after_commit: tuple[CrashModel, ...] = ()
     accounts: dict[str, Amount] = {}
     default_balance: Amount = "1000000.00"
+    #: Answer the 1st, 2nd... reversal received with these codes, crediting nothing.
+    reversal_answers: tuple[Annotated[str, Field(pattern=r"^[0-9A-Z]{2}$")], ...] = ()
 
 
 class TransactionModel(_Model):
@@ -252,6 +254,7 @@ class Scenario:
             crash_after_commit=tuple(CrashRule(c.mti, c.nth, c.down_for) for c in h.crash_after_commit),
             accounts={pan: parse_amount(b) for pan, b in h.accounts.items()},
             default_balance=parse_amount(h.default_balance),
+            reversal_answers=h.reversal_answers,
         )
 
     def fee_schedule(self) -> FeeSchedule:

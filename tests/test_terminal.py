@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pos_sim.actions import CancelTimer, Notice, Outcome, Send, StartTimer, WriteJournal
+from pos_sim.actions import Action, CancelTimer, Notice, Outcome, Send, StartTimer, WriteJournal
+from pos_sim.exchanges import REVERSAL_ANSWERS
+from pos_sim.terminal import Terminal
 from protocol import codec
 from tests.helpers import new_host, new_terminal, purchase, replies, sends
 
@@ -94,6 +96,50 @@ def test_reversal_acknowledged_clears_pending() -> None:
     assert term.idle
 
 
+def _reversal_answered(code: str) -> tuple[Terminal, list[Action]]:
+    """A sale whose answer was lost, reversed, and the reversal answered with ``code``."""
+    term = new_terminal("reversal", backoff_initial=5.0)
+    term.request_payment(0.0, purchase())
+    reversal = sends(term.timer_fired(30.0, "response"))[0]
+    answer = codec.decode(reversal.data).response(code)
+    return term, term.receive(30.2, codec.encode(answer))
+
+
+@pytest.mark.parametrize("code", ["05", "30", "12", "51", "94", "91", "96"])
+def test_a_refused_reversal_is_retried_never_counted_as_reversed(code: str) -> None:
+    """05, 30 and every code not in REVERSAL_ANSWERS as closing: nothing was credited."""
+    term, actions = _reversal_answered(code)
+    assert term.records[1].reversal == "pending" and term.records[1].status == "unknown"
+    retry = [a for a in actions if isinstance(a, Notice) and a.event == "reversal_retry_scheduled"]
+    assert [r.fields["reason"] for r in retry] == [f"answered {code}"]
+    assert not any(isinstance(a, Notice) and a.event == "reversal_acknowledged" for a in actions)
+    assert [s.mti for s in sends(term.timer_fired(35.2, "retry"))] == ["0401"]
+
+
+@pytest.mark.parametrize("code", ["00", "25"])
+def test_reversed_or_nothing_to_reverse_closes_the_reversal(code: str) -> None:
+    term, actions = _reversal_answered(code)
+    assert term.records[1].reversal == "acked" and term.records[1].status == "reversed"
+    assert [a.event for a in actions if isinstance(a, Notice)] == ["reversal_acknowledged"]
+    assert term.idle
+
+
+def test_only_00_and_25_close_a_reversal() -> None:
+    assert {code for code, answer in REVERSAL_ANSWERS.items() if answer.closes} == {"00", "25"}
+    assert all(answer.reason for answer in REVERSAL_ANSWERS.values())
+
+
+def test_a_reversal_refused_until_attempts_run_out_stays_pending() -> None:
+    term = new_terminal("reversal", reversal_attempts=2, backoff_initial=5.0)
+    term.request_payment(0.0, purchase())
+    first = codec.decode(sends(term.timer_fired(30.0, "response"))[0].data)
+    term.receive(30.2, codec.encode(first.response("05")))
+    again = codec.decode(sends(term.timer_fired(35.2, "retry"))[0].data)
+    actions = term.receive(35.4, codec.encode(again.response("05")))
+    assert [a.event for a in actions if isinstance(a, Notice)] == ["reversal_parked"]
+    assert term.records[1].reversal == "pending" and term.idle
+
+
 def test_power_loss_after_sending_reverses_from_the_journal_on_boot() -> None:
     """Only the journal survives: the armed reversal record is enough to reverse after boot."""
     from pos_sim.journal import Journal
@@ -130,8 +176,10 @@ def test_malformed_frame_becomes_a_notice_not_an_exception() -> None:
     assert [a.event for a in term.receive(1.0, b"garbage") if isinstance(a, Notice)] == ["malformed_frame"]
 
 
-@pytest.mark.parametrize("module", ["pos_sim/terminal.py", "acquirer_sim/host.py", "protocol/codec.py",
-                                    "protocol/faults.py", "protocol/messages.py"])
+@pytest.mark.parametrize("module", ["pos_sim/terminal.py", "pos_sim/policies.py", "pos_sim/exchanges.py",
+                                    "pos_sim/records.py", "pos_sim/actions.py", "pos_sim/config.py",
+                                    "acquirer_sim/host.py", "protocol/codec.py", "protocol/faults.py",
+                                    "protocol/messages.py"])
 def test_core_modules_do_no_io_and_read_no_clock(module: str) -> None:
     """The sans-IO core imports no asyncio, sockets, clocks, threads, loggers or MQTT."""
     tree = ast.parse((ROOT / module).read_text())

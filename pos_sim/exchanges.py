@@ -1,0 +1,87 @@
+"""The kinds of exchange a terminal runs, the shape of their table, and how reversal answers read.
+
+An exchange is one request and the answer the terminal waits for. Each kind has one
+``ExchangeSpec`` (in ``pos_sim.terminal.EXCHANGES``): how its request is built, which timeout
+applies, what an answer does, what a timeout does and how urgent it is. A new request/response
+pair is a new ``ExchangeKind`` member, one table entry and its handlers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from pos_sim.actions import Action
+from pos_sim.config import TerminalConfig
+from pos_sim.records import TxnRecord
+from protocol.messages import Message
+
+if TYPE_CHECKING:
+    from pos_sim.terminal import Exchange, Terminal
+
+
+class ExchangeKind(StrEnum):
+    """A customer's original, or recovery work: a reversal, a status query, a completion advice."""
+
+    ORIGINAL = "original"
+    REVERSAL = "reversal"
+    QUERY = "query"
+    ADVICE = "advice"
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeSpec:
+    """Everything the terminal needs to know about one kind of exchange."""
+
+    kind: ExchangeKind
+    #: When several pieces of recovery work are due, the lowest goes first (then the earliest).
+    priority: int
+    #: How long to wait for the answer.
+    timeout: Callable[[TerminalConfig], float]
+    #: Count the attempt on the record and build the request (a repeat keeps its STAN).
+    build: Callable[[Terminal, float, TxnRecord], Message]
+    #: The answer matched the request in flight: apply it.
+    answered: Callable[[Terminal, float, Exchange, Message], list[Action]]
+    #: No answer in time.
+    timed_out: Callable[[Terminal, float, Exchange], list[Action]]
+    #: The record field that keeps this exchange's STAN, so a restored terminal still
+    #: recognises late answers (and does not reuse the number); None if not journaled.
+    stan_of: Callable[[TxnRecord], str | None]
+    #: Sent once more before the next customer's transaction while still owed (CUP rule:
+    #: a pending reversal precedes any online message).
+    precedes_payments: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ReversalAnswer:
+    """What one response code to a reversal (0410) means to the terminal."""
+
+    closes: bool
+    reason: str
+
+
+#: How a reversal answer is read, by response code (field 39). Only a code listed here with
+#: ``closes=True`` ends the reversal; every other code, listed or not, is retried with the
+#: backoff and never counted as reversed: a refused reversal has credited nothing.
+REVERSAL_ANSWERS: Mapping[str, ReversalAnswer] = {
+    "00": ReversalAnswer(True, "reversed: the host credited or released the original, or had already "
+                               "done so for an earlier copy of this reversal (repeats are idempotent)"),
+    "25": ReversalAnswer(True, "nothing to reverse: the host never saw the original and has closed its "
+                               "key (a tombstone), so the original, should it arrive late, is refused"),
+    "12": ReversalAnswer(False, "invalid transaction (for example already settled): nothing was credited; "
+                                "repeat, and when attempts run out leave it pending for manual handling"),
+    "91": ReversalAnswer(False, "issuer or switch inoperative: the host could not act yet"),
+    "96": ReversalAnswer(False, "system malfunction: the outcome is unknown, so ask again"),
+}
+
+
+def reversal_closes(code: str | None) -> bool:
+    """True only for an answer that means the money is back or was never taken."""
+    answer = REVERSAL_ANSWERS.get(code or "")
+    return answer is not None and answer.closes
+
+
+#: Answers to a completion advice that mean "try again later" (issuer/switch down, malfunction).
+ADVICE_RETRYABLE = frozenset({"91", "96"})
