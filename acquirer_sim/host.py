@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from acquirer_sim.config import CrashRule, HostConfig
-from acquirer_sim.ledger import Key, Ledger, Original
+from acquirer_sim.ledger import Ledger, Original
 from protocol import codec
 from protocol import mti as M
 from protocol.errors import ProtocolError
-from protocol.messages import Message
+from protocol.messages import Key, Message
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,10 @@ from dataclasses import dataclass, replace
 from protocol import mti as M
 
 
+#: The host's idempotency key of a financial request: terminal id, STAN, transmission time.
+Key = tuple[str, str, str]
+
+
 @dataclass(frozen=True, slots=True)
 class OriginalData:
     """Field 90: which earlier message a reversal or status query refers to."""
@@ -20,7 +24,7 @@ class OriginalData:
     stan: str
     transmission: str
 
-    def key(self, tid: str) -> tuple[str, str, str]:
+    def key(self, tid: str) -> Key:
         """The host's idempotency key of the original: terminal, STAN, transmission time."""
         return (tid, self.stan, self.transmission)
 
@@ -50,12 +54,9 @@ class Message:
     def name(self) -> str:
         return M.NAMES.get(self.mti, self.mti)
 
-    def key(self) -> tuple[str, str, str]:
+    def key(self) -> Key:
         """Idempotency key of this message: terminal id + STAN + transmission time."""
         return (self.tid, self.stan, self.transmission)
-
-    def as_original(self) -> OriginalData:
-        return OriginalData(mti=self.mti, stan=self.stan, transmission=self.transmission)
 
     def response(self, response_code: str, **fields: object) -> Message:
         """The response to this request: same keys echoed back, as hosts do (F2-F13, F41, F42, F49)."""

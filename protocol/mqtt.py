@@ -85,7 +85,7 @@ class MqttEndpoint:
         self.connected = asyncio.Event()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self.published = self.received = self.reconnects = 0
+        self.published = self.received = 0
         self.hold_acks = 0
         # Acknowledge a QoS 1 message only once it has been handled (for the host: committed
         # to the ledger). paho's default acknowledges on arrival, before aiomqtt even queues
@@ -144,7 +144,6 @@ class MqttEndpoint:
                         self._deliver(message)
             except aiomqtt.MqttError as exc:
                 if self.connected.is_set():  # a first connection that fails is reported by start()
-                    self.reconnects += 1
                     self.emit("mqtt_disconnected", client=self.identifier, reason=str(exc))
                 self.connected.clear()
                 await asyncio.sleep(backoff)

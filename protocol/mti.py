@@ -46,12 +46,3 @@ def response_to(mti: str) -> str:
     """The response MTI for a request: third digit + 1, repeat flag cleared (0401 -> 0410)."""
     base = mti[:3] + "0"
     return base[:2] + str(int(base[2]) + 1) + "0"
-
-
-def repeat_of(mti: str) -> str:
-    """The repeat MTI of a request (0400 -> 0401); repeats tell the host it may have seen it."""
-    return mti[:3] + "1"
-
-
-def is_repeat(mti: str) -> bool:
-    return mti[3] == "1"
