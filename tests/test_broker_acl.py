@@ -210,3 +210,72 @@ def test_passwords_that_would_break_the_file_are_refused(tmp_path: Path) -> None
     with pytest.raises(BrokerError, match="printable, without spaces"):
         Broker(state_dir=tmp_path, accounts={"possim-host": "a\nevil:x"})
     assert not (tmp_path / "passwd").exists()
+
+
+# -- TLS on the listener ----------------------------------------------------------------------
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A throw-away certificate for 127.0.0.1 and its key, as PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "possim test broker")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "broker.crt", folder / "broker.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.mark.asyncio
+async def test_tls_listener_with_accounts(tmp_path: Path) -> None:
+    """A terminal trusting the broker's certificate logs in and does its job; plain MQTT does not get in."""
+    import ssl
+
+    from possim.broker import TlsFiles
+
+    cert, key = _self_signed(tmp_path)
+    b = Broker(state_dir=tmp_path / "state", accounts=RING.accounts(), host_username=RING.host_username,
+               tls=TlsFiles(cert, key))
+    assert f"certfile {cert}" in b.config.read_text()
+    b.start()
+    try:
+        ctx = ssl.create_default_context(cafile=str(cert))
+
+        def tls_client(user: str) -> aiomqtt.Client:
+            return aiomqtt.Client("127.0.0.1", b.port, identifier=f"tls-{next(_IDS)}", username=user,
+                                  password=RING.accounts()[user], protocol=aiomqtt.ProtocolVersion.V5, tls_context=ctx)
+
+        async with tls_client(VICTIM) as term, tls_client(RING.host_username) as host:
+            await term.subscribe(responses_topic(VICTIM), qos=1)
+            await host.publish(responses_topic(VICTIM), b"0210 over TLS", qos=1)
+            assert (await first_message(term)).payload == b"0210 over TLS"
+        # Plain MQTT to a TLS listener never gets a CONNACK: the broker waits for a TLS
+        # handshake that never comes. Nothing signals that, so the client's wait is bounded (2 s).
+        plain = aiomqtt.Client("127.0.0.1", b.port, identifier=f"plain-{next(_IDS)}", username=VICTIM,
+                               password=RING.accounts()[VICTIM], protocol=aiomqtt.ProtocolVersion.V5, timeout=2)
+        with pytest.raises(aiomqtt.MqttError):
+            async with plain:
+                pass
+    finally:
+        b.stop()
+
+
+def test_missing_tls_file_is_one_line(tmp_path: Path) -> None:
+    from possim.broker import TlsFiles
+
+    with pytest.raises(BrokerError, match=r"TLS file .*nope\.pem does not exist"):
+        Broker(state_dir=tmp_path, tls=TlsFiles(tmp_path / "nope.pem", tmp_path / "nope.key"))
