@@ -3,6 +3,24 @@
 Mosquitto started as root drops to user ``mosquitto`` after reading its config and then
 cannot read files in a root-only folder, so the state folder is made world-readable and,
 when running as root, the config says ``user root``.
+
+Two modes:
+
+- anonymous (the default): anyone on loopback may publish and subscribe anything. A lab
+  broker for scenario runs and tests, where nothing is secret.
+- secured (``accounts``): anonymous clients are refused, every client logs in, and an ACL
+  gives each terminal (username = its terminal id) only its own two topics: it may publish
+  to ``possim/v1/term/{tid}/req`` and read ``possim/v1/term/{tid}/resp``, nothing else (so
+  no ``#``, no other terminal's requests or responses). The host account reads every
+  request topic and writes every response topic. The broker enforces this itself, so a
+  terminal that is taken over still cannot forge another terminal's traffic nor read its
+  card numbers. The password file is hashed by ``mosquitto_passwd -U`` (PBKDF2-SHA512),
+  mode 0600; both files live in the state folder and are rewritten on every start.
+
+TLS on the listener is an option (``tls=TlsFiles(certfile, keyfile, cafile)``): PEM files,
+TLS 1.2 or newer; with ``cafile`` clients must present a certificate signed by it. The
+files must be readable by the broker (root here, see above). Clients then connect with a
+TLS context trusting the broker's certificate; possim's own ``mqtt://`` URLs stay plain.
 """
 
 from __future__ import annotations
@@ -14,8 +32,13 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+from possim.keys import HOST_USERNAME
+from protocol.mqtt import ROOT
 
 
 class BrokerError(RuntimeError):
@@ -35,23 +58,103 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def render_config(port: int, state_dir: Path) -> str:
+def find_mosquitto_passwd() -> str:
+    path = shutil.which("mosquitto_passwd") or next(
+        (p for p in ("/usr/bin/mosquitto_passwd", "/usr/sbin/mosquitto_passwd") if Path(p).exists()), None)
+    if path is None:
+        raise BrokerError("mosquitto_passwd is not installed (it comes with the mosquitto package)")
+    return path
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """PEM files for a TLS listener: the broker's certificate and key, and optionally a CA for client certificates."""
+
+    certfile: Path
+    keyfile: Path
+    cafile: Path | None = None
+
+    def config_lines(self) -> str:
+        for path in (self.certfile, self.keyfile, self.cafile):
+            if path is not None and not Path(path).is_file():
+                raise BrokerError(f"TLS file {path} does not exist")
+        lines = [f"certfile {self.certfile}", f"keyfile {self.keyfile}", "tls_version tlsv1.2"]
+        if self.cafile is not None:
+            lines += [f"cafile {self.cafile}", "require_certificate true"]
+        return "\n".join(lines)
+
+
+def acl_text(host_username: str = HOST_USERNAME) -> str:
+    """The ACL: each account its own topics by username (= terminal id); the host every terminal's."""
+    term = f"{ROOT}/term"
+    return "\n".join([
+        "# possim broker ACL (written by possim; rewritten on every start).",
+        "# Patterns apply to every account; %u is the username, which for a terminal is its id.",
+        f"pattern write {term}/%u/req",
+        f"pattern read {term}/%u/resp",
+        "",
+        "# The host reads every request and answers every terminal.",
+        f"user {host_username}",
+        f"topic read {term}/+/req",
+        f"topic write {term}/+/resp",
+        "",
+    ])
+
+
+def write_password_file(path: Path, accounts: Mapping[str, str]) -> None:
+    """``user:password`` lines hashed in place by ``mosquitto_passwd -U``; mode 0600 from the start."""
+    for user, password in accounts.items():
+        if not user or ":" in user or any(c.isspace() for c in user + password) or not password.isprintable():
+            raise BrokerError(f"broker account {user!r}: names and passwords must be printable, without spaces or ':'")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.writelines(f"{user}:{password}\n" for user, password in accounts.items())
+    path.chmod(0o600)
+    done = subprocess.run([find_mosquitto_passwd(), "-U", str(path)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        path.unlink(missing_ok=True)  # never leave clear-text passwords behind
+        raise BrokerError(f"mosquitto_passwd -U failed: {(done.stderr or done.stdout).strip()}")
+
+
+def render_config(port: int, state_dir: Path, security: str = "allow_anonymous true", tls: str = "",
+                  bind: str = "127.0.0.1") -> str:
     template = resources.files("possim").joinpath("data/mosquitto.conf").read_text(encoding="utf-8")
     user = "user root" if os.geteuid() == 0 else ""
-    return template.format(port=port, dir=state_dir, user=user)
+    return template.format(port=port, dir=state_dir, user=user, security=security, tls=tls, bind=bind)
 
 
 class Broker:
-    """One Mosquitto process; ``restart()`` keeps its persistent state (sessions, queued messages)."""
+    """One Mosquitto process; ``restart()`` keeps its persistent state (sessions, queued messages).
 
-    def __init__(self, port: int | None = None, state_dir: Path | None = None, log_path: Path | None = None) -> None:
+    ``accounts`` (username -> password, e.g. ``KeyRing.accounts()``) switches to the secured
+    mode: anonymous clients refused, a password file and the ACL in the state folder.
+    ``host_username`` names the account with the host's rights; every other account is a
+    terminal named by its terminal id.
+    """
+
+    def __init__(self, port: int | None = None, state_dir: Path | None = None, log_path: Path | None = None,
+                 accounts: Mapping[str, str] | None = None, host_username: str = HOST_USERNAME,
+                 tls: TlsFiles | None = None) -> None:
         self.port = port or free_port()
         self._owns_dir = state_dir is None
         self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="possim-broker-"))
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir.chmod(0o755)
         self.config = self.state_dir / "mosquitto.conf"
-        self.config.write_text(render_config(self.port, self.state_dir), encoding="utf-8")
+        self.password_file = self.state_dir / "passwd"
+        self.acl_file = self.state_dir / "acl"
+        self.secured = accounts is not None
+        security = "allow_anonymous true"
+        if accounts is not None:
+            if host_username not in accounts:
+                raise BrokerError(f"no password for the host account {host_username!r}")
+            write_password_file(self.password_file, accounts)
+            self.acl_file.write_text(acl_text(host_username), encoding="utf-8")
+            self.acl_file.chmod(0o644)
+            security = f"allow_anonymous false\npassword_file {self.password_file}\nacl_file {self.acl_file}"
+        self.tls = tls
+        tls_lines = tls.config_lines() if tls is not None else ""
+        self.config.write_text(render_config(self.port, self.state_dir, security, tls_lines), encoding="utf-8")
         self.config.chmod(0o644)
         self.log_path = log_path or self.state_dir / "mosquitto.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -61,7 +164,7 @@ class Broker:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 10.0) -> Broker:
-        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+        with Path(self.log_path).open("ab") as log:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen([find_mosquitto(), "-c", str(self.config)], stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

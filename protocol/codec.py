@@ -3,6 +3,24 @@
 What travels on every link, in memory, over MQTT or TCP, is exactly these bytes. Any
 frame that pyiso8583 cannot parse, or whose fields break possim's rules, raises
 ``ProtocolError`` and nothing else.
+
+Message authentication (``protocol.mac``). ``encode(msg, key)`` adds a MAC; ``decode(data,
+keys)`` verifies it. Without a key both behave exactly as they always did (same bytes, a
+field 64 or 128 on the wire is ignored), so runs with keys off are byte-identical.
+
+- Where: field 64, or field 128 when the frame has a secondary bitmap (possim's reversals,
+  advices and queries carry field 90, so theirs is in 128). In the ASCII spec the MAC field
+  is 16 upper-case hex characters holding the 8-byte MAC; it is always the frame's last field.
+- What is MACed: the whole packed frame (MTI, bitmaps with the MAC bit set, every field)
+  except the MAC field's own 16 characters, i.e. ``frame[:-16]``. So a sender packs the
+  message with a placeholder MAC, computes the MAC over everything before it and puts it
+  in; a receiver recomputes it over the bytes it received, never over a re-encoding.
+- Failures are ``MacError`` subclasses of ``ProtocolError`` with ``response_code`` "63"
+  (ISO 8583 security violation) and the unauthenticated ``message`` attached, so a host
+  can answer the claimed sender, and a terminal that catches ``ProtocolError`` already
+  treats a response with a wrong MAC as no response at all: ``MacMissingError`` (no MAC
+  field), ``MacMismatchError`` (wrong MAC), ``UnknownTerminalError`` (no key for field 41: nobody
+  can be answered with a MAC, so a host drops it).
 """
 
 from __future__ import annotations
@@ -10,12 +28,14 @@ from __future__ import annotations
 import copy
 import functools
 import re
+from collections.abc import Mapping
 
 import iso8583
 from iso8583.specs import default_ascii
 
-from protocol import mti as M
+from protocol import mti as M  # noqa: N812 - the project-wide alias for MTI constants
 from protocol.errors import ProtocolError
+from protocol.mac import MAC_LEN, MacKey
 from protocol.messages import Message, OriginalData
 
 SPEC = copy.deepcopy(default_ascii)
@@ -42,10 +62,43 @@ _FIELDS: tuple[tuple[str, str, re.Pattern[str]], ...] = tuple(
 _AMOUNT = re.compile(r"\d{12}")
 _ORIGINAL = re.compile(r"\d{42}")
 _REQUIRED = ("7", "11", "41")
+#: ISO 8583 (1987) field 39 "security violation", the answer to a missing or wrong MAC. CUP
+#: hosts use "A0" for the same failure; a CUP profile can override it.
+SECURITY_VIOLATION = "63"
+_MAC_CHARS = 2 * MAC_LEN
+_MAC_HEX = re.compile(r"[0-9A-F]{16}")
+
+#: What ``decode`` verifies against: one terminal's key, or every terminal's keys by field 41.
+Keys = MacKey | Mapping[str, MacKey]
 
 
-def encode(msg: Message) -> bytes:
-    """Encode a message; a message possim itself built wrongly is a bug and raises ``ProtocolError``."""
+class MacError(ProtocolError):
+    """The frame parses but its MAC does not prove who built it; ``message`` is unauthenticated."""
+
+    response_code = SECURITY_VIOLATION
+
+    def __init__(self, reason: str, message: Message) -> None:
+        super().__init__(reason)
+        self.message = message
+
+
+class MacMissingError(MacError):
+    """Keys are configured but the frame carries no MAC field."""
+
+
+class MacMismatchError(MacError):
+    """The MAC field is there but is not the MAC of the frame under the sender's key."""
+
+
+class UnknownTerminalError(MacError):
+    """No key for the terminal in field 41: the frame cannot be verified nor answered with a MAC."""
+
+
+def encode(msg: Message, key: MacKey | None = None) -> bytes:
+    """Encode a message, with a MAC when ``key`` is given.
+
+    A message possim itself built wrongly is a bug and raises ``ProtocolError``.
+    """
     doc: dict[str, str] = {"t": msg.mti}
     for field, attr, pattern in _FIELDS:
         value = getattr(msg, attr)
@@ -62,24 +115,53 @@ def encode(msg: Message) -> bytes:
         _check("90", doc["90"], _ORIGINAL)
     if msg.mti not in M.KNOWN:
         raise ProtocolError(f"MTI {msg.mti!r} is not a possim message")
+    if key is not None:
+        doc[_mac_field(doc)] = "0" * _MAC_CHARS
     try:
-        data, _ = iso8583.encode(doc, SPEC)
+        data = bytes(iso8583.encode(doc, SPEC)[0])
     except iso8583.EncodeError as exc:
         raise ProtocolError(str(exc)) from None
-    return bytes(data)
+    if key is None:
+        return data
+    body = data[:-_MAC_CHARS]
+    return body + key.compute(body).hex().upper().encode("ascii")
 
 
-def decode(data: bytes) -> Message:
+def decode(data: bytes, keys: Keys | None = None) -> Message:
     """Decode one frame; anything malformed raises ``ProtocolError`` with a one-line reason.
 
-    Messages are immutable, so the result for the same bytes is cached: a frame traced by
-    the driver and then handled by the state machine is parsed once.
+    With ``keys`` the frame must also carry the right MAC for the terminal in its field 41,
+    else a ``MacError`` (see the module docstring) is raised.
+
+    Messages are immutable, so the parse of the same bytes is cached: a frame traced by
+    the driver and then handled by the state machine is parsed once. The MAC is checked on
+    every call.
     """
-    return _decode(bytes(data))
+    data = bytes(data)
+    msg, tag = _decode(data)
+    if keys is not None:
+        _verify(data, msg, tag, keys)
+    return msg
+
+
+def _mac_field(doc: Mapping[str, str]) -> str:
+    """Field 128 when the frame has a secondary bitmap (a field above 64), else field 64."""
+    return "128" if any(f.isdigit() and int(f) > 64 for f in doc) else "64"
+
+
+def _verify(data: bytes, msg: Message, tag: str | None, keys: Keys) -> None:
+    key = keys if isinstance(keys, MacKey) else keys.get(msg.tid)
+    where = f"MTI {msg.mti} from {msg.tid!r} STAN {msg.stan}"
+    if key is None:
+        raise UnknownTerminalError(f"{where}: no MAC key for this terminal", msg)
+    if tag is None:
+        raise MacMissingError(f"{where}: no MAC", msg)
+    if not (_MAC_HEX.fullmatch(tag) and key.verify(data[:-_MAC_CHARS], bytes.fromhex(tag))):
+        raise MacMismatchError(f"{where}: wrong MAC", msg)
 
 
 @functools.lru_cache(maxsize=4096)
-def _decode(data: bytes) -> Message:
+def _decode(data: bytes) -> tuple[Message, str | None]:
     try:
         doc, _ = iso8583.decode(bytearray(data), SPEC)
     except (iso8583.DecodeError, UnicodeDecodeError, ValueError) as exc:
@@ -102,7 +184,9 @@ def _decode(data: bytes) -> Message:
         raw = doc["90"]
         _check("90", raw, _ORIGINAL)
         values["original"] = OriginalData(mti=raw[:4], stan=raw[4:10], transmission=raw[10:20])
-    return Message(mti=mti, **values)  # type: ignore[arg-type]
+    # The MAC field is the frame's last (the highest field of its bitmap): "1" is the secondary bitmap.
+    tag = doc.get("128" if "1" in doc else "64")
+    return Message(mti=mti, **values), tag  # type: ignore[arg-type]
 
 
 def peek_mti(data: bytes) -> str:

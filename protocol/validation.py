@@ -1,0 +1,203 @@
+"""Field checks per message type: is this a request a host may act on at all?
+
+The codec only makes sure a frame *parses* (field formats, lengths). A frame can parse and
+still be nonsense a careless host would act on: a purchase with no card number (debited
+against an empty PAN), no amount or a zero amount (approved at 0.00), a field 7 of
+9999999999. ``validate`` finds the first such problem and says it in one line, so a host
+can answer ISO 8583 response code 30 (format error) and change nothing.
+
+Checks, in order (the first failing one is reported):
+
+1. MTI: one possim knows.
+2. Required fields for the MTI (``REQUIRED``), on top of 7, 11 and 41 which every message has.
+3. Numeric fields numeric and of their ISO 8583 length: 3, 11, 12, 13, 49, and field 90's parts.
+4. Field 7 a real date and time (MMDDhhmmss), field 12 a real time (hhmmss) and field 13 a
+   real date (MMDD) when present. There is no year, so 29 February is always accepted.
+5. Field 2: 12 to 19 digits passing the Luhn check.
+6. Field 3: a known processing code (``PROCESSING_CODES``) allowed for the MTI.
+7. Field 4: more than 0 and at most 12 digits of minor units.
+8. Field 49: a known ISO 4217 numeric currency (``CURRENCIES``).
+9. Field 90: names a known request MTI, a numeric STAN and a real transmission time.
+10. Responses: field 39 two upper-case letters or digits.
+
+Pure function: no clock (a transmission time far from "now" is a policy question for the
+host, not a format error), no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from protocol import mti as M  # noqa: N812 - the project-wide alias for MTI constants
+from protocol.messages import Message, OriginalData
+
+_FINANCIAL = ("pan", "processing_code", "amount", "currency")
+#: Fields each MTI must carry (Message attribute names), besides transmission, stan and tid.
+REQUIRED: dict[str, tuple[str, ...]] = {
+    M.AUTH: _FINANCIAL,
+    M.PURCHASE: _FINANCIAL,
+    M.ADVICE: (*_FINANCIAL, "original"),
+    M.ADVICE_REPEAT: (*_FINANCIAL, "original"),
+    M.REVERSAL: (*_FINANCIAL, "original"),
+    M.REVERSAL_REPEAT: (*_FINANCIAL, "original"),
+    M.STATUS_QUERY: ("processing_code", "original"),
+    **dict.fromkeys(M.RESPONSES, ("response_code",)),
+}
+#: ISO 8583 field numbers, for messages people can look up.
+FIELD_NUMBERS = {"pan": 2, "processing_code": 3, "amount": 4, "transmission": 7, "stan": 11, "local_time": 12,
+                 "local_date": 13, "response_code": 39, "tid": 41, "currency": 49, "original": 90}
+
+PROCESSING_CODES = {"000000": "purchase / authorization", "030000": "pre-authorization", "970000": "status query"}
+_FINANCIAL_CODES = frozenset({"000000", "030000"})
+#: Processing codes each request MTI may carry; a purchase is never a pre-authorization.
+ALLOWED_CODES: dict[str, frozenset[str]] = {
+    M.PURCHASE: frozenset({"000000"}),
+    M.AUTH: _FINANCIAL_CODES,
+    M.ADVICE: _FINANCIAL_CODES,
+    M.ADVICE_REPEAT: _FINANCIAL_CODES,
+    M.REVERSAL: _FINANCIAL_CODES,
+    M.REVERSAL_REPEAT: _FINANCIAL_CODES,
+    M.STATUS_QUERY: frozenset({"970000"}),
+}
+#: ISO 4217 numeric codes possim accepts in field 49.
+CURRENCIES = {"978": "EUR", "840": "USD", "156": "CNY", "826": "GBP", "392": "JPY", "036": "AUD", "124": "CAD",
+              "756": "CHF", "344": "HKD"}
+MAX_AMOUNT = 10**12 - 1
+_ORIGINAL_MTIS = frozenset({M.AUTH, M.PURCHASE})
+_TID = re.compile(r"[ -~]{8}")
+_RESPONSE_CODE = re.compile(r"[0-9A-Z]{2}")
+
+
+def validate(msg: Message) -> str | None:
+    """The first problem that makes ``msg`` unfit to act on, as one line; ``None`` if it is fine."""
+    if msg.mti not in M.KNOWN:
+        return f"MTI {msg.mti!r} is not a possim message"
+    for check in (_required, _numeric, _times, _pan, _processing_code, _amount, _currency, _original,
+                  _response_code):
+        problem = check(msg)
+        if problem is not None:
+            return problem
+    return None
+
+
+def luhn_ok(pan: str) -> bool:
+    """The Luhn (mod 10) check every card number's last digit satisfies."""
+    if not pan.isdigit() or not pan.isascii():
+        return False
+    total = 0
+    for i, ch in enumerate(reversed(pan)):
+        d = int(ch) * (2 if i % 2 else 1)
+        total += d - 9 if d > 9 else d
+    return total % 10 == 0
+
+
+def real_date_time(value: str, layout: str) -> bool:
+    """Whether ``value`` (all digits) is a real ``MMDDhhmmss``, ``hhmmss`` or ``MMDD``; 29 Feb always is."""
+    if len(value) != len(layout) or not (value.isdigit() and value.isascii()):
+        return False
+    parts = {layout[i:i + 2]: int(value[i:i + 2]) for i in range(0, len(layout), 2)}
+    try:
+        datetime(2000, parts.get("MM", 1), parts.get("DD", 1), parts.get("hh", 0), parts.get("mm", 0),
+                 parts.get("ss", 0))
+    except ValueError:
+        return False
+    return True
+
+
+def _label(attr: str) -> str:
+    return f"field {FIELD_NUMBERS[attr]}"
+
+
+def _required(msg: Message) -> str | None:
+    for attr in ("transmission", "stan", "tid", *REQUIRED[msg.mti]):
+        if getattr(msg, attr) in (None, ""):
+            return f"MTI {msg.mti}: missing {_label(attr)} ({attr.replace('_', ' ')})"
+    return None
+
+
+def _digits(value: object, n: int) -> bool:
+    return isinstance(value, str) and len(value) == n and value.isdigit() and value.isascii()
+
+
+def _numeric(msg: Message) -> str | None:
+    for attr, n in (("stan", 6), ("processing_code", 6), ("currency", 3)):
+        value = getattr(msg, attr)
+        if value is not None and not _digits(value, n):
+            return f"{_label(attr)}: {value!r} is not {n} digits"
+    if not (isinstance(msg.tid, str) and _TID.fullmatch(msg.tid)):
+        return f"field 41: {msg.tid!r} is not 8 printable characters"
+    return None
+
+
+def _times(msg: Message) -> str | None:
+    for attr, layout, what in (("transmission", "MMDDhhmmss", "date and time"), ("local_time", "hhmmss", "time"),
+                               ("local_date", "MMDD", "date")):
+        value = getattr(msg, attr)
+        if value is not None and not (isinstance(value, str) and real_date_time(value, layout)):
+            return f"{_label(attr)}: {value!r} is not a real {what} ({layout})"
+    return None
+
+
+def _pan(msg: Message) -> str | None:
+    pan = msg.pan
+    if pan is None:
+        return None
+    if not (isinstance(pan, str) and 12 <= len(pan) <= 19 and pan.isdigit() and pan.isascii()):
+        return "field 2: card number must be 12 to 19 digits"
+    if not luhn_ok(pan):
+        return "field 2: card number fails the Luhn check"
+    return None
+
+
+def _processing_code(msg: Message) -> str | None:
+    code = msg.processing_code
+    if code is None:
+        return None
+    if code not in PROCESSING_CODES:
+        return f"field 3: unknown processing code {code!r}"
+    allowed = ALLOWED_CODES.get(msg.mti)
+    if allowed is not None and code not in allowed:
+        return f"field 3: processing code {code} ({PROCESSING_CODES[code]}) is not allowed in MTI {msg.mti}"
+    return None
+
+
+def _amount(msg: Message) -> str | None:
+    amount = msg.amount
+    if amount is None:
+        return None
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        return f"field 4: amount {amount!r} is not a whole number of minor units"
+    if amount <= 0:
+        return f"field 4: amount {amount} must be more than 0"
+    if amount > MAX_AMOUNT:
+        return f"field 4: amount {amount} does not fit in 12 digits"
+    return None
+
+
+def _currency(msg: Message) -> str | None:
+    if msg.currency is not None and msg.currency not in CURRENCIES:
+        return f"field 49: unknown currency {msg.currency!r} (ISO 4217 numeric)"
+    return None
+
+
+def _original(msg: Message) -> str | None:
+    o = msg.original
+    if o is None:
+        return None
+    if not isinstance(o, OriginalData):
+        return "field 90: not original data elements"
+    if o.mti not in _ORIGINAL_MTIS:
+        return f"field 90: original MTI {o.mti!r} is not an authorization or purchase"
+    if not _digits(o.stan, 6):
+        return f"field 90: original STAN {o.stan!r} is not 6 digits"
+    if not (isinstance(o.transmission, str) and real_date_time(o.transmission, "MMDDhhmmss")):
+        return f"field 90: original transmission {o.transmission!r} is not a real date and time (MMDDhhmmss)"
+    return None
+
+
+def _response_code(msg: Message) -> str | None:
+    rc = msg.response_code
+    if msg.mti in M.RESPONSES and not (isinstance(rc, str) and _RESPONSE_CODE.fullmatch(rc)):
+        return f"field 39: response code {rc!r} is not 2 upper-case letters or digits"
+    return None

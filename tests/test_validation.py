@@ -1,0 +1,193 @@
+"""Field checks: every valid message passes, every kind of damage is named in one line."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pos_sim.terminal import RESPONSE_TIMER
+from protocol import codec
+from protocol import mti as M
+from protocol.messages import Message, OriginalData
+from protocol.validation import (
+    ALLOWED_CODES,
+    CURRENCIES,
+    PROCESSING_CODES,
+    REQUIRED,
+    luhn_ok,
+    real_date_time,
+    validate,
+)
+from tests.conftest import ROOT, SCENARIOS
+from tests.helpers import new_host, new_terminal, purchase, replies, sends
+
+digits = lambda n: st.text("0123456789", min_size=n, max_size=n)  # noqa: E731
+
+
+def _with_check_digit(body: str) -> str:
+    return next(body + d for d in "0123456789" if luhn_ok(body + d))
+
+
+pans = st.integers(11, 18).flatmap(digits).map(_with_check_digit)
+times = st.builds("{:02d}{:02d}{:02d}".format, st.integers(0, 23), st.integers(0, 59), st.integers(0, 59))
+dates = st.dates().map(lambda d: d.strftime("%m%d"))
+date_times = st.tuples(dates, times).map("".join)
+originals = st.builds(OriginalData, mti=st.sampled_from(["0100", "0200"]), stan=digits(6), transmission=date_times)
+
+
+@st.composite
+def valid_messages(draw: st.DrawFn) -> Message:
+    """Any MTI with exactly what ``validate`` requires plus a random selection of optional fields."""
+    mti = draw(st.sampled_from(sorted(M.KNOWN)))
+    codes = sorted(ALLOWED_CODES.get(mti, {"000000", "030000", "970000"}))
+    optional: dict[str, st.SearchStrategy[Any]] = {
+        "pan": pans, "processing_code": st.sampled_from(codes), "amount": st.integers(1, 10**12 - 1),
+        "currency": st.sampled_from(sorted(CURRENCIES)), "original": originals, "local_time": times,
+        "local_date": dates, "response_code": st.sampled_from(["00", "05", "30", "63", "A0"]),
+        "mid": st.just("MERCHANT0000001"),
+    }
+    fields = {a: draw(s) for a, s in optional.items() if a in REQUIRED[mti] or draw(st.booleans())}
+    return Message(mti=mti, stan=draw(digits(6)), transmission=draw(date_times), tid=draw(st.sampled_from(
+        ["POS00001", "POS00002", "T 000042"])), **fields)
+
+
+@given(valid_messages())
+def test_valid_messages_pass_and_survive_the_wire(msg: Message) -> None:
+    assert validate(msg) is None
+    assert validate(codec.decode(codec.encode(msg))) is None
+
+
+#: (mutation name, field to set, value, expected start of the one-line reason)
+MUTATIONS: list[tuple[str, str, object, str]] = [
+    ("pan letters", "pan", "40000000000000AB", "field 2: card number must be 12 to 19 digits"),
+    ("pan short", "pan", "42424242424", "field 2: card number must be 12 to 19 digits"),
+    ("pan long", "pan", "4" * 20, "field 2: card number must be 12 to 19 digits"),
+    ("stan letters", "stan", "00004A", "field 11: '00004A' is not 6 digits"),
+    ("stan short", "stan", "42", "field 11: '42' is not 6 digits"),
+    ("processing code letters", "processing_code", "00000X", "field 3: '00000X' is not 6 digits"),
+    ("processing code unknown", "processing_code", "123456", "field 3: unknown processing code '123456'"),
+    ("amount zero", "amount", 0, "field 4: amount 0 must be more than 0"),
+    ("amount negative", "amount", -1, "field 4: amount -1 must be more than 0"),
+    ("amount too big", "amount", 10**12, "field 4: amount 1000000000000 does not fit in 12 digits"),
+    ("currency unknown", "currency", "999", "field 49: unknown currency '999'"),
+    ("currency letters", "currency", "EUR", "field 49: 'EUR' is not 3 digits"),
+    ("field 7 all nines", "transmission", "9999999999", "field 7: '9999999999' is not a real date and time"),
+    ("field 7 month 13", "transmission", "1301120000", "field 7: '1301120000' is not a real date and time"),
+    ("field 7 30 February", "transmission", "0230120000", "field 7: '0230120000' is not a real date and time"),
+    ("field 7 31 April", "transmission", "0431120000", "field 7: '0431120000' is not a real date and time"),
+    ("field 7 hour 24", "transmission", "1125240000", "field 7: '1125240000' is not a real date and time"),
+    ("field 7 second 60", "transmission", "1125100060", "field 7: '1125100060' is not a real date and time"),
+    ("field 7 short", "transmission", "112510", "field 7: '112510' is not a real date and time"),
+    ("field 12 minute 60", "local_time", "106000", "field 12: '106000' is not a real time"),
+    ("field 13 day 0", "local_date", "1100", "field 13: '1100' is not a real date"),
+    ("field 41 short", "tid", "POS1", "field 41: 'POS1' is not 8 printable characters"),
+    ("field 90 bad MTI", "original", OriginalData("0800", "000001", "1125100000"),
+     "field 90: original MTI '0800' is not an authorization or purchase"),
+    ("field 90 bad time", "original", OriginalData("0200", "000001", "1199100000"),
+     "field 90: original transmission '1199100000' is not a real date and time"),
+    ("field 90 bad STAN", "original", OriginalData("0200", "1", "1125100000"),
+     "field 90: original STAN '1' is not 6 digits"),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "reason"), [m[1:] for m in MUTATIONS], ids=[m[0] for m in MUTATIONS])
+@given(msg=valid_messages())
+def test_each_mutation_fails_with_its_reason(msg: Message, field: str, value: object, reason: str) -> None:
+    damaged = replace(msg, **{field: value})  # type: ignore[arg-type]
+    if getattr(msg, field) is None and field not in ("stan", "transmission", "tid"):
+        damaged = replace(damaged, mti=_needing(field))  # make sure the mutated field is checked
+        damaged = _complete(damaged, field)
+    problem = validate(damaged)
+    assert problem is not None and problem.startswith(reason), problem
+    assert "\n" not in problem
+
+
+@given(msg=valid_messages(), data=st.data())
+def test_a_missing_required_field_is_named(msg: Message, data: st.DataObject) -> None:
+    attr = data.draw(st.sampled_from(["transmission", "stan", "tid", *REQUIRED[msg.mti]]))
+    problem = validate(replace(msg, **{attr: None}))  # type: ignore[arg-type]
+    assert problem is not None
+    assert re.fullmatch(rf"MTI {msg.mti}: missing field \d+ \({attr.replace('_', ' ')}\)", problem)
+
+
+@given(msg=valid_messages(), digit=st.integers(1, 9))
+def test_a_changed_card_digit_fails_luhn(msg: Message, digit: int) -> None:
+    msg = _complete(replace(msg, mti=M.PURCHASE, processing_code="000000"), keep="")
+    assert msg.pan is not None
+    pan = msg.pan[:-1] + str((int(msg.pan[-1]) + digit) % 10)
+    assert validate(replace(msg, pan=pan)) == "field 2: card number fails the Luhn check"
+
+
+@pytest.mark.parametrize(("mti", "code"), [(M.PURCHASE, "970000"), (M.PURCHASE, "030000"),
+                                           (M.STATUS_QUERY, "000000"), (M.REVERSAL, "970000")])
+def test_processing_code_must_fit_the_message(mti: str, code: str) -> None:
+    msg = Message(mti=mti, stan="000001", transmission="1125100000", tid="POS00001", pan="4000000000000002",
+                  processing_code=code, amount=2500, currency="978",
+                  original=OriginalData("0200", "000001", "1125100000"))
+    assert validate(msg) == f"field 3: processing code {code} ({_name(code)}) is not allowed in MTI {mti}"
+
+
+def test_unknown_mti() -> None:
+    assert validate(Message(mti="0800", stan="000001", transmission="1125100000", tid="POS00001")) == \
+        "MTI '0800' is not a possim message"
+
+
+@pytest.mark.parametrize(("value", "layout", "ok"), [
+    ("0229235959", "MMDDhhmmss", True), ("1231000000", "MMDDhhmmss", True), ("0000000000", "MMDDhhmmss", False),
+    ("235959", "hhmmss", True), ("240000", "hhmmss", False), ("0229", "MMDD", True), ("0230", "MMDD", False),
+    ("\uff11\uff1125", "MMDD", False),  # full-width digits are digits to str.isdigit, not to ISO 8583
+])
+def test_real_date_time(value: str, layout: str, ok: bool) -> None:
+    assert real_date_time(value, layout) is ok
+
+
+@pytest.mark.parametrize(("pan", "ok"), [("4000000000000002", True), ("4111111111111111", True),
+                                         ("4111111111111112", False), ("79927398713", True), ("", False)])
+def test_luhn(pan: str, ok: bool) -> None:
+    assert luhn_ok(pan) is ok
+
+
+def test_every_card_number_shipped_passes_luhn() -> None:
+    """Card numbers in scenarios, the fuzzer's cards and the scenario default: all must be valid."""
+    sources = [*sorted(SCENARIOS.rglob("*.toml")), ROOT / "pos_sim" / "testing.py", ROOT / "possim" / "scenario.py"]
+    found = {(p.name, pan) for p in sources for pan in re.findall(r"(?<!\d)\d{12,19}(?!\d)", p.read_text())}
+    assert found, "no card numbers found: the pattern is broken"
+    assert [f for f in found if not luhn_ok(f[1])] == []
+
+
+def test_what_the_terminal_and_host_send_passes() -> None:
+    """Every message of a purchase that times out and is reversed, and the host's answers, is valid."""
+    terminal, host = new_terminal("reversal"), new_host()
+    out = sends(terminal.request_payment(0.0, purchase()))
+    out += sends(terminal.timer_fired(31.0, RESPONSE_TIMER))
+    assert [s.mti for s in out] == ["0200", "0400"]
+    answers = [r.data for s in out for r in replies(host.receive(1.0, s.data))]
+    assert len(answers) == 2
+    for data in [s.data for s in out] + answers:
+        assert validate(codec.decode(data)) is None
+
+
+def _needing(field: str) -> str:
+    """An MTI that requires ``field`` (so a mutation of an absent optional field is checked)."""
+    return {"local_time": M.PURCHASE, "local_date": M.PURCHASE, "response_code": M.PURCHASE_RESPONSE}.get(
+        field, M.REVERSAL)
+
+
+def _complete(msg: Message, keep: str) -> Message:
+    """Fill the fields ``msg.mti`` requires that are absent (leaving ``keep`` as it is) with valid values."""
+    valid = {"pan": "4000000000000002", "processing_code": "000000", "amount": 2500, "currency": "978",
+             "original": OriginalData("0200", "000001", "1125100000"), "response_code": "00"}
+    fill = {a: v for a, v in valid.items() if a != keep and a in REQUIRED[msg.mti] and getattr(msg, a) is None}
+    allowed = ALLOWED_CODES.get(msg.mti, {msg.processing_code})
+    if msg.processing_code is not None and msg.processing_code not in allowed and keep != "processing_code":
+        fill["processing_code"] = sorted(ALLOWED_CODES[msg.mti])[0]
+    return replace(msg, **fill)  # type: ignore[arg-type]
+
+
+def _name(code: str) -> str:
+    return PROCESSING_CODES[code]
