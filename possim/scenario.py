@@ -19,6 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from acquirer_sim.config import CrashRule, HostConfig, Window
 from pos_sim.config import POLICIES, TerminalConfig
 from pos_sim.records import Kind
+from pos_sim.terminal import PaymentRequest
 from possim.fees import Category, FeeSchedule, Instrument, parse_rate
 from possim.money import format_amount, parse_amount
 from protocol.faults import Action, Direction, FaultPlan, LinkFaults, Partition, Rule
@@ -240,7 +241,7 @@ class TransactionModel(_Model):
     every: Seconds = 60.0
     customer_retries: bool = False
     retry_after: Seconds = 20.0
-    card_type: Instrument = "credit"
+    card_type: Instrument = default(PaymentRequest, "instrument")
 
 
 class MerchantModel(_Model):

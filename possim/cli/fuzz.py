@@ -18,7 +18,7 @@ from possim.cli.views import console
 @opt.policy("Policy under test.", default="none")
 @click.option("--examples", default=500, show_default=True, type=click.IntRange(1, 1_000_000),
               help="Generated schedules to try.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the generator.")
+@opt.seed("Seed of the generator.", default=0)
 @click.option("--out", default="found.toml", show_default=True, type=click.Path(dir_okay=False),
               help="Where to write the shrunk failing schedule.")
 @click.option("--max-transactions", default=5, show_default=True, type=click.IntRange(1, 50),

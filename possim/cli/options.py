@@ -40,8 +40,8 @@ def _qos_level(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
     return int(value)
 
 
-def seed(text: str = "RNG seed (default: the scenario's).") -> Callable[[F], F]:
-    return click.option("--seed", type=int, help=text)
+def seed(text: str = "RNG seed (default: the scenario's).", default: int | None = None) -> Callable[[F], F]:
+    return click.option("--seed", type=int, default=default, show_default=default is not None, help=text)
 
 
 def policy(text: str = "Recovery policy (default: the scenario's).", default: str | None = None) -> Callable[[F], F]:
