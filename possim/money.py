@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
+#: ISO 8583 field 4 holds 12 digits of minor units: 9999999999.99 is the largest amount a
+#: message can carry, so it is the largest amount or balance a scenario may name.
+MAX_MINOR = 10**12 - 1
+_LIMIT = Decimal(MAX_MINOR) / 100
+
 
 def parse_amount(text: str | int | float) -> int:
-    """'25.00' -> 2500. Rejects negatives, more than two decimals and non-numbers."""
+    """'25.00' -> 2500. Rejects negatives, more than two decimals, non-numbers and amounts beyond field 4."""
     try:
         value = Decimal(str(text))
     except InvalidOperation:
         raise ValueError(f"not an amount: {text!r}") from None
-    if not value.is_finite() or value < 0 or value != value.quantize(Decimal("0.01")):
+    if not value.is_finite() or value < 0:
+        raise ValueError(f"not an amount with at most two decimals: {text!r}")
+    if value > _LIMIT:
+        raise ValueError(f"amount {text!r} is beyond {_LIMIT} (ISO 8583 field 4: 12 digits of minor units)")
+    if value != value.quantize(Decimal("0.01")):
         raise ValueError(f"not an amount with at most two decimals: {text!r}")
     return int(value * 100)
 

@@ -1,11 +1,14 @@
 """Scenario files: TOML validated by pydantic into the configs of terminal, host and network.
 
 A scenario is data. A bad file raises ``ScenarioError`` with one line naming the file,
-the key and what is wrong; the CLI turns it into exit code 2.
+the key and what is wrong; the CLI turns it into exit code 2. Defaults are not written
+here: each model reads them from the core dataclass it builds (``TerminalConfig``,
+``HostConfig``, ``Latency``, ``LinkFaults``, ``Rule``...), so the two cannot drift apart.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from decimal import Decimal
 from pathlib import Path
@@ -15,11 +18,13 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from acquirer_sim.config import CrashRule, HostConfig, Window
 from pos_sim.config import POLICIES, TerminalConfig
-from possim.fees import FeeSchedule, parse_rate
-from possim.money import parse_amount
-from protocol import mti as M
-from protocol.faults import FaultPlan, LinkFaults, Partition, Rule
-from protocol.latency import Latency
+from pos_sim.records import Kind
+from pos_sim.terminal import PaymentRequest
+from possim.fees import Category, FeeSchedule, Instrument, parse_rate
+from possim.money import format_amount, parse_amount
+from protocol.faults import Action, Direction, FaultPlan, LinkFaults, Partition, Rule
+from protocol.latency import Distribution, Latency
+from protocol.mti import KNOWN
 
 
 class ScenarioError(Exception):
@@ -27,7 +32,16 @@ class ScenarioError(Exception):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and nan are never a duration, a rate or a probability: refused wherever a float is read
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def default(cls: type[Any], name: str) -> Any:
+    """The default of field ``name`` of dataclass ``cls``: the core dataclass is the one place it is written."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            return f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+    raise KeyError(f"{cls.__name__} has no field {name!r}")
 
 
 def _amount(text: str) -> str:
@@ -53,22 +67,44 @@ def _rate(text: str) -> str:
     return text
 
 
-Seconds = Annotated[float, Field(ge=0)]
+def _policy(name: str) -> str:
+    return _check_policy(name, ValueError)
+
+
+class _Duration:
+    """Marks a field as a duration in seconds: ``scale_durations`` multiplies exactly these."""
+
+    def __repr__(self) -> str:
+        return "duration"
+
+
+DURATION = _Duration()
+#: The longest duration a scenario may name (a year). Scenarios describe seconds to days;
+#: the bound refuses values no run could reach (1e300) before they overflow a computation.
+MAX_SECONDS = 366 * 24 * 3600.0
+#: The most retries of one kind: far beyond any acquirer's rules, and a run stays finite.
+MAX_ATTEMPTS = 1000
+
+Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS), DURATION]
+Timeout = Annotated[float, Field(gt=0, le=MAX_SECONDS), DURATION]
+Attempts = Annotated[int, Field(ge=1, le=MAX_ATTEMPTS)]
 Probability = Annotated[float, Field(ge=0, le=1)]
 #: Money as a decimal string ("25.00"), checked but kept as text (exact, no float).
 Amount = Annotated[str, AfterValidator(_amount)]
 PositiveAmount = Annotated[str, AfterValidator(_positive_amount)]
 #: A fee rate as a percentage string ("0.6%").
 Rate = Annotated[str, AfterValidator(_rate)]
+PolicyName = Annotated[str, AfterValidator(_policy)]
 
 
 class LatencyModel(_Model):
-    dist: Literal["constant", "uniform", "normal", "lognormal"] = "constant"
-    value: Seconds = 0.0
-    low: Seconds = 0.0
-    high: Seconds = 0.0
-    sigma: Seconds = 0.0
-    jitter: Seconds = 0.0
+    dist: Distribution = default(Latency, "dist")
+    value: Seconds = default(Latency, "value")
+    low: Seconds = default(Latency, "low")
+    high: Seconds = default(Latency, "high")
+    #: seconds for "normal" (scaled with the rest), the dimensionless shape for "lognormal"
+    sigma: Annotated[float, Field(ge=0, le=MAX_SECONDS)] = default(Latency, "sigma")
+    jitter: Seconds = default(Latency, "jitter")
 
     @model_validator(mode="after")
     def _consistent(self) -> LatencyModel:
@@ -78,16 +114,21 @@ class LatencyModel(_Model):
             raise ValueError("lognormal latency needs value (the median) > 0")
         return self
 
+    @classmethod
+    def of(cls, latency: Latency) -> LatencyModel:
+        return cls(**{f.name: getattr(latency, f.name) for f in dataclasses.fields(latency)})
+
     def build(self) -> Latency:
         return Latency(self.dist, self.value, self.low, self.high, self.sigma, self.jitter)
 
 
 class LinkModel(_Model):
-    loss: Probability = 0.0
+    loss: Probability = default(LinkFaults, "loss")
+    #: a scenario's link is a real one: 50 ms unless it says otherwise (the core's default is none)
     latency: LatencyModel = LatencyModel(value=0.05)
-    duplicate: Probability = 0.0
-    reorder: Probability = 0.0
-    reorder_window: Seconds = 1.0
+    duplicate: Probability = default(LinkFaults, "duplicate")
+    reorder: Probability = default(LinkFaults, "reorder")
+    reorder_window: Seconds = default(LinkFaults, "reorder_window")
 
     def build(self) -> LinkFaults:
         return LinkFaults(self.loss, self.latency.build(), self.duplicate, self.reorder, self.reorder_window)
@@ -99,24 +140,24 @@ class NetworkModel(_Model):
 
 
 class FaultModel(_Model):
-    action: Literal["drop", "delay", "duplicate"]
-    direction: Literal["to_host", "to_terminal"]
+    action: Action
+    direction: Direction
     mti: str
-    nth: Annotated[int, Field(ge=1)] = 1
-    delay: Seconds = 0.0
+    nth: Annotated[int, Field(ge=1)] = default(Rule, "nth")
+    delay: Seconds = default(Rule, "delay")
 
     @field_validator("mti")
     @classmethod
     def _known_mti(cls, v: str) -> str:
-        if v not in M.KNOWN:
-            raise ValueError(f"unknown MTI {v!r} (known: {', '.join(sorted(M.KNOWN))})")
+        if v not in KNOWN:
+            raise ValueError(f"unknown MTI {v!r} (known: {', '.join(sorted(KNOWN))})")
         return v
 
 
 class PartitionModel(_Model):
     start: Seconds
     end: Seconds
-    direction: Literal["both", "to_host", "to_terminal"] = "both"
+    direction: Direction | Literal["both"] = default(Partition, "direction")
 
     @model_validator(mode="after")
     def _ordered(self) -> PartitionModel:
@@ -129,31 +170,45 @@ class PowerLossModel(_Model):
     """The terminal loses power at ``at`` and boots again ``down_for`` seconds later."""
 
     at: Seconds
-    down_for: Annotated[float, Field(gt=0)] = 30.0
+    down_for: Timeout = 30.0
+
+
+def _terminal(name: str) -> Any:
+    return default(TerminalConfig, name)
 
 
 class TerminalModel(_Model):
-    tid: Annotated[str, Field(pattern=r"^[ -~]{8}$")] = "POS00001"
-    mid: Annotated[str, Field(pattern=r"^[ -~]{15}$")] = "MERCHANT0000001"
-    currency: Annotated[str, Field(pattern=r"^\d{3}$")] = "978"
-    stan_start: Annotated[int, Field(ge=1, le=999999)] = 1
-    response_timeout: Annotated[float, Field(gt=0)] = 30.0
-    reversal_timeout: Annotated[float, Field(gt=0)] = 30.0
-    reversal_attempts: Annotated[int, Field(ge=1)] = 6
-    backoff_initial: Seconds = 5.0
-    backoff_factor: Annotated[float, Field(ge=1)] = 2.0
-    backoff_max: Seconds = 60.0
-    query_timeout: Annotated[float, Field(gt=0)] = 10.0
-    query_attempts: Annotated[int, Field(ge=1)] = 3
-    query_interval: Seconds = 5.0
-    advice_timeout: Annotated[float, Field(gt=0)] = 30.0
-    advice_attempts: Annotated[int, Field(ge=1)] = 8
+    tid: Annotated[str, Field(pattern=r"^[ -~]{8}$")] = _terminal("tid")
+    mid: Annotated[str, Field(pattern=r"^[ -~]{15}$")] = _terminal("mid")
+    currency: Annotated[str, Field(pattern=r"^\d{3}$")] = _terminal("currency")
+    stan_start: Annotated[int, Field(ge=1, le=999999)] = _terminal("stan_start")
+    response_timeout: Timeout = _terminal("response_timeout")
+    reversal_timeout: Timeout = _terminal("reversal_timeout")
+    reversal_attempts: Attempts = _terminal("reversal_attempts")
+    backoff_initial: Seconds = _terminal("backoff_initial")
+    backoff_factor: Annotated[float, Field(ge=1)] = _terminal("backoff_factor")
+    backoff_max: Seconds = _terminal("backoff_max")
+    query_timeout: Timeout = _terminal("query_timeout")
+    query_attempts: Attempts = _terminal("query_attempts")
+    query_interval: Seconds = _terminal("query_interval")
+    advice_timeout: Timeout = _terminal("advice_timeout")
+    advice_attempts: Attempts = _terminal("advice_attempts")
+
+    @model_validator(mode="after")
+    def _backoff_fits(self) -> TerminalModel:
+        """The terminal computes ``backoff_initial * backoff_factor ** attempt``: refuse what overflows a float."""
+        try:
+            TerminalConfig(**self.model_dump()).backoff(max(self.reversal_attempts, self.advice_attempts))
+        except OverflowError:
+            raise ValueError("backoff_factor is too large for the number of attempts: backoff_factor ** attempts "
+                             "overflows") from None
+        return self
 
 
 class CrashModel(_Model):
     mti: Literal["0100", "0200"]
-    nth: Annotated[int, Field(ge=1)] = 1
-    down_for: Seconds = 60.0
+    nth: Annotated[int, Field(ge=1)] = default(CrashRule, "nth")
+    down_for: Seconds = default(CrashRule, "down_for")
 
 
 class WindowModel(_Model):
@@ -161,22 +216,26 @@ class WindowModel(_Model):
     end: Seconds
 
 
+def _host(name: str) -> Any:
+    return default(HostConfig, name)
+
+
 class HostModel(_Model):
-    processing: LatencyModel = LatencyModel(value=0.2)
-    quick: LatencyModel = LatencyModel(value=0.05)
-    decline_pans: tuple[str, ...] = ()
-    decline_over: Amount | None = None
+    processing: LatencyModel = LatencyModel.of(_host("processing"))
+    quick: LatencyModel = LatencyModel.of(_host("quick"))
+    decline_pans: tuple[str, ...] = tuple(_host("decline_pans"))
+    decline_over: Amount | None = _host("decline_over")
     issuer_unavailable: tuple[WindowModel, ...] = ()
     crash_after_commit: tuple[CrashModel, ...] = ()
     accounts: dict[str, Amount] = {}
-    default_balance: Amount = "1000000.00"
+    default_balance: Amount = format_amount(_host("default_balance"))
     #: Answer the 1st, 2nd... reversal received with these codes, crediting nothing.
     reversal_answers: tuple[Annotated[str, Field(pattern=r"^[0-9A-Z]{2}$")], ...] = ()
 
 
 class TransactionModel(_Model):
     at: Seconds = 0.0
-    kind: Literal["purchase", "auth"] = "purchase"
+    kind: Kind = "purchase"
     amount: PositiveAmount
     completion_amount: PositiveAmount | None = None
     pan: Annotated[str, Field(pattern=r"^\d{12,19}$")] = "4000000000000002"
@@ -184,23 +243,22 @@ class TransactionModel(_Model):
     every: Seconds = 60.0
     customer_retries: bool = False
     retry_after: Seconds = 20.0
-    card_type: Literal["credit", "debit", "qr_wallet", "unionpay_qr"] = "credit"
+    card_type: Instrument = default(PaymentRequest, "instrument")
 
 
 class MerchantModel(_Model):
     """The merchant's fee category and any rate overrides ("0.6%")."""
 
-    category: Literal["standard", "supermarket", "fuel", "wholesale", "public_school", "hospital",
-                      "charity"] = "standard"
+    category: Category = default(FeeSchedule, "category")
     fees: dict[Literal["standard", "discounted", "welfare", "debit", "qr_wallet"], Rate] = {}
-    debit_cap: Amount = "25.00"
+    debit_cap: Amount = str(default(FeeSchedule, "debit_cap"))
 
 
 class ScenarioModel(_Model):
     title: str
     description: str
     seed: int = 1
-    policy: Literal["none", "reversal", "query", "query-then-reversal"] = "none"
+    policy: PolicyName = _terminal("policy")
     terminal: TerminalModel = TerminalModel()
     host: HostModel = HostModel()
     network: NetworkModel = NetworkModel()
@@ -236,10 +294,10 @@ class Scenario:
         return self.model.model_dump(mode="json", exclude_none=True)
 
     def scaled(self, factor: float) -> Scenario:
+        """The same scenario with every duration times ``factor``; ``ScenarioError`` if one leaves its range."""
         if factor == 1.0:
             return self
-        scaled = from_dict(scale_durations(self.model.model_dump(), factor), self.path)
-        return scaled
+        return from_dict(_scaled(self.model, factor), self.path)
 
     def terminal_config(self, policy: str) -> TerminalConfig:
         return TerminalConfig(policy=policy, **self.model.terminal.model_dump())  # type: ignore[arg-type]
@@ -260,7 +318,7 @@ class Scenario:
     def fee_schedule(self) -> FeeSchedule:
         m = self.model.merchant
         rates = {k: parse_rate(v) for k, v in m.fees.items()}
-        return FeeSchedule(category=m.category, debit_cap=Decimal(m.debit_cap), **rates)  # type: ignore[arg-type]
+        return FeeSchedule(category=m.category, debit_cap=Decimal(m.debit_cap), **rates)
 
     def fault_plan(self) -> FaultPlan:
         m = self.model
@@ -271,15 +329,20 @@ class Scenario:
         )
 
 
-_TERMINAL_SECONDS = ("response_timeout", "reversal_timeout", "backoff_initial", "backoff_max", "query_timeout",
-                     "query_interval", "advice_timeout")
-_LATENCY_SECONDS = ("value", "low", "high", "jitter")
-
-
-def _scale_latency(lat: dict[str, Any], f: float) -> dict[str, Any]:
-    out = {k: (v * f if k in _LATENCY_SECONDS else v) for k, v in lat.items()}
-    if lat.get("dist") == "normal":
-        out["sigma"] = lat.get("sigma", 0.0) * f
+def _scaled(model: BaseModel, f: float) -> dict[str, Any]:
+    """The model's fields as data, every field marked ``DURATION`` multiplied by ``f``, recursively."""
+    out: dict[str, Any] = {}
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        if DURATION in info.metadata:
+            value = value * f
+        elif isinstance(value, BaseModel):
+            value = _scaled(value, f)
+        elif isinstance(value, tuple):
+            value = [_scaled(v, f) if isinstance(v, BaseModel) else v for v in value]
+        out[name] = value
+    if isinstance(model, LatencyModel) and model.dist == "normal":
+        out["sigma"] = model.sigma * f
     return out
 
 
@@ -287,27 +350,10 @@ def scale_durations(raw: dict[str, Any], f: float) -> dict[str, Any]:
     """Every duration of a scenario (timeouts, latencies, retries, partitions, schedule) times ``f``.
 
     Real transports run in real time; ``--time-scale`` makes a 30-second scenario take a
-    fraction of that while keeping every ratio, so verdicts do not depend on it.
+    fraction of that while keeping every ratio, so verdicts do not depend on it. Which fields
+    are durations is said once, by their type (``Seconds``, ``Timeout``), not listed here.
     """
-    d = dict(raw)
-    d["terminal"] = {k: (v * f if k in _TERMINAL_SECONDS else v) for k, v in raw.get("terminal", {}).items()}
-    host = dict(raw.get("host", {}))
-    for key in ("processing", "quick"):
-        if key in host:
-            host[key] = _scale_latency(host[key], f)
-    host["issuer_unavailable"] = [{"start": w["start"] * f, "end": w["end"] * f} for w in host.get("issuer_unavailable", [])]
-    host["crash_after_commit"] = [{**c, "down_for": c.get("down_for", 60.0) * f} for c in host.get("crash_after_commit", [])]
-    d["host"] = host
-    d["network"] = {side: {**link, "latency": _scale_latency(link.get("latency", {}), f),
-                           "reorder_window": link.get("reorder_window", 1.0) * f}
-                    for side, link in raw.get("network", {}).items()}
-    d["faults"] = [{**r, "delay": r.get("delay", 0.0) * f} for r in raw.get("faults", [])]
-    d["partitions"] = [{**p, "start": p["start"] * f, "end": p["end"] * f} for p in raw.get("partitions", [])]
-    d["power_losses"] = [{"at": p["at"] * f, "down_for": p.get("down_for", 30.0) * f}
-                         for p in raw.get("power_losses", [])]
-    d["transactions"] = [{**t, **{k: t[k] * f for k in ("at", "every", "retry_after") if k in t}}
-                         for t in raw["transactions"]]
-    return d
+    return _scaled(from_dict(raw).model, f)
 
 
 def load(path: str | Path) -> Scenario:
@@ -336,6 +382,10 @@ def from_dict(raw: dict[str, Any], path: Path | None = None) -> Scenario:
 
 
 def check_policy(policy: str) -> str:
+    return _check_policy(policy, ScenarioError)
+
+
+def _check_policy(policy: str, error: type[Exception]) -> str:
     if policy not in POLICIES:
-        raise ScenarioError(f"unknown policy {policy!r} (choose from {', '.join(POLICIES)})")
+        raise error(f"unknown policy {policy!r} (choose from {', '.join(POLICIES)})")
     return policy

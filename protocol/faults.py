@@ -33,10 +33,6 @@ class LinkFaults:
     reorder: float = 0.0
     reorder_window: float = 1.0
 
-    def scaled(self, factor: float) -> LinkFaults:
-        return LinkFaults(self.loss, self.latency.scaled(factor), self.duplicate, self.reorder,
-                          self.reorder_window * factor)
-
 
 @dataclass(frozen=True, slots=True)
 class Rule:
@@ -76,13 +72,6 @@ class FaultPlan:
 
     def link(self, direction: Direction) -> LinkFaults:
         return self.to_host if direction == "to_host" else self.to_terminal
-
-    def scaled(self, factor: float) -> FaultPlan:
-        return FaultPlan(
-            self.to_host.scaled(factor), self.to_terminal.scaled(factor),
-            tuple(Rule(r.action, r.direction, r.mti, r.nth, r.delay * factor) for r in self.rules),
-            tuple(Partition(p.start * factor, p.end * factor, p.direction) for p in self.partitions),
-        )
 
 
 @dataclass(frozen=True, slots=True)

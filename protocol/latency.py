@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 from dataclasses import dataclass
 from typing import Literal
 
@@ -34,15 +35,19 @@ class Latency:
         elif self.dist == "normal":
             base = rng.gauss(self.value, self.sigma)
         else:
-            base = rng.lognormvariate(math.log(self.value), self.sigma) if self.value > 0 else 0.0
+            base = _lognormal(rng, self.value, self.sigma) if self.value > 0 else 0.0
         if self.jitter:
             base += rng.uniform(-self.jitter, self.jitter)
         return max(0.0, base)
 
-    def scaled(self, factor: float) -> Latency:
-        """The same shape with every duration multiplied (real transports run scenarios faster)."""
-        return Latency(self.dist, self.value * factor, self.low * factor, self.high * factor,
-                       self.sigma if self.dist == "lognormal" else self.sigma * factor, self.jitter * factor)
+
+#: The largest exponent ``math.exp`` takes without overflowing.
+_MAX_EXPONENT = math.log(sys.float_info.max)
+
+
+def _lognormal(rng: random.Random, median: float, sigma: float) -> float:
+    """``rng.lognormvariate`` (the same draw), but a far tail saturates instead of raising OverflowError."""
+    return math.exp(min(rng.normalvariate(math.log(median), sigma), _MAX_EXPONENT))
 
 
 ZERO = Latency()

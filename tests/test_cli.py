@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 
 from tests.conftest import SCENARIOS
@@ -25,7 +26,7 @@ def test_run_json_response_lost(policy: str, orphans: int) -> None:
     out = possim("run", str(SCENARIOS / "response-lost.toml"), "--policy", policy, "--json")
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
-    assert KEYS <= summary.keys()
+    assert summary.keys() >= KEYS
     assert summary["orphaned_debits"] == orphans
     assert (summary["customer_loss"] != "0.00") == (policy == "none")
     assert summary["double_debits"] == 0 and summary["pending_reversals"] == 0
@@ -90,8 +91,8 @@ def test_bad_scenario_exits_2_with_one_line_naming_file_and_key(tmp_path: Path, 
 def test_unknown_policy_exits_2() -> None:
     out = possim("run", str(SCENARIOS / "response-lost.toml"), "--policy", "pray")
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines() == ["possim: error: unknown policy 'pray' (choose from none, reversal, "
-                                               "query, query-then-reversal)"]
+    assert out.stderr.strip().splitlines() == ["possim: error: Invalid value for '--policy': 'pray' is not one of "
+                                               "'none', 'reversal', 'query', 'query-then-reversal'."]
 
 
 def test_existing_ledger_file_is_never_touched(tmp_path: Path) -> None:
@@ -124,7 +125,7 @@ def test_compare_shows_every_policy() -> None:
     (["run", str(SCENARIOS / "response-lost.toml"), "--trace", "/nonexistent-dir/t.jsonl"], "does not exist"),
     (["run", str(SCENARIOS / "response-lost.toml"), "--report", "/nonexistent-dir/r.html"], "does not exist"),
     (["fuzz", "--out", "/nonexistent-dir/f.toml"], "does not exist"),
-    (["run", str(SCENARIOS / "response-lost.toml"), "--transport", "pigeon"], "unknown transport"),
+    (["run", str(SCENARIOS / "response-lost.toml"), "--transport", "pigeon"], "'pigeon' is not one of"),
     (["run", str(SCENARIOS / "response-lost.toml"), "--bogus-flag"], "No such option"),
     (["acquirer", "--broker", "mqtt://127.0.0.1:1"], "cannot reach MQTT broker"),
 ])
@@ -165,3 +166,75 @@ def test_one_bad_transaction_is_reported_once(tmp_path: Path) -> None:
     path.write_text("title = 'x'\ndescription = 'y'\ntransactions = []\n")
     out = possim("run", str(path))
     assert out.returncode == 2 and "at least one [[transactions]] is needed" in out.stderr
+
+
+BASE = "title = 'x'\ndescription = 'y'\n"
+
+
+@pytest.mark.parametrize("content, needle", [
+    (BASE + "[[transactions]]\namount = '10000000000.00'\n",
+     "transactions.0.amount: amount '10000000000.00' is beyond"),
+    (BASE + "[[transactions]]\namount = '1e30'\n", "transactions.0.amount: amount '1e30' is beyond"),
+    (BASE + "[host]\ndefault_balance = '1e30'\n[[transactions]]\namount = '1.00'\n", "host.default_balance"),
+    (BASE + "[host.accounts]\n4000000000000002 = '1e30'\n[[transactions]]\namount = '1.00'\n", "host.accounts"),
+    (BASE + "[network.to_host.latency]\ndist = 'lognormal'\nvalue = 1e300\nsigma = 1.0\n"
+            "[[transactions]]\namount = '1.00'\n", "network.to_host.latency.value"),
+    (BASE + "[host.processing]\ndist = 'lognormal'\nvalue = 1e300\n[[transactions]]\namount = '1.00'\n",
+     "host.processing.value"),
+    (BASE + "policy = 'reversal'\n[terminal]\nbackoff_factor = 1e308\n[[transactions]]\namount = '1.00'\n",
+     "terminal: backoff_factor is too large"),
+    (BASE + "[[transactions]]\namount = '1.00'\nat = inf\n", "transactions.0.at: Input should be a finite number"),
+    (BASE + "[[transactions]]\namount = '1.00'\nevery = nan\ncount = 2\n", "transactions.0.every"),
+    (BASE + "[network.to_host]\nloss = nan\n[[transactions]]\namount = '1.00'\n", "network.to_host.loss"),
+    (BASE + "[terminal]\nresponse_timeout = inf\n[[transactions]]\namount = '1.00'\n", "terminal.response_timeout"),
+    (BASE + "[[partitions]]\nstart = 0\nend = inf\n[[transactions]]\namount = '1.00'\n", "partitions.0.end"),
+])
+def test_values_no_run_can_reach_are_one_line_and_exit_2(tmp_path: Path, content: str, needle: str) -> None:
+    path = tmp_path / "extreme.toml"
+    path.write_text(content)
+    out = possim("run", str(path), "--json")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("possim: error: ") and "extreme.toml" in out.stderr and needle in out.stderr
+
+
+def test_largest_field_4_amount_still_runs(tmp_path: Path) -> None:
+    path = tmp_path / "big.toml"
+    path.write_text(BASE + "[host]\ndefault_balance = '9999999999.99'\n[[transactions]]\namount = '9999999999.99'\n")
+    out = possim("run", str(path), "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["approved"] == 1
+
+
+@pytest.mark.parametrize("policies", ["", " , ", "none,pray"])
+def test_compare_refuses_an_empty_or_unknown_policy_list(policies: str) -> None:
+    out = possim("compare", "response-lost", "--policies", policies, "--no-timelines")
+    assert out.returncode == 2
+    assert len(out.stderr.strip().splitlines()) == 1 and "--policies" in out.stderr, out.stderr
+
+
+def test_compare_exits_1_when_a_policy_breaks_the_expectations(tmp_path: Path) -> None:
+    text = (SCENARIOS / "response-lost.toml").read_text().replace("reversed = 1", "reversed = 2")
+    (tmp_path / "wrong.toml").write_text(text)
+    out = possim("compare", str(tmp_path / "wrong.toml"), "--no-timelines")
+    assert out.returncode == 1
+    assert "policy reversal: expectation failed: reversed: expected 2, got 1" in out.stdout
+    assert "policy none: expectation failed" not in out.stdout
+    only_none = possim("compare", str(tmp_path / "wrong.toml"), "--no-timelines", "--policies", "none")
+    assert only_none.returncode == 0, only_none.stdout
+
+
+def test_time_scale_is_a_finite_positive_number() -> None:
+    for value in ("nan", "inf", "0", "-1", "1000"):
+        out = possim("run", "response-lost", "--transport", "tcp", "--time-scale", value)
+        assert out.returncode == 2 and "--time-scale" in out.stderr, (value, out.stderr)
+
+
+def test_every_option_and_command_has_help() -> None:
+    from possim.cli import cli
+
+    for name, command in cli.commands.items():
+        assert command.help, name
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert param.help, f"{name} {param.opts}"

@@ -1,0 +1,42 @@
+"""The ``possim`` command line, one module per concern.
+
+- ``run``: one scenario under one policy (memory, MQTT or TCP), judged against its [expect];
+- ``compare``: one scenario under several policies side by side;
+- ``processes``: ``broker``, ``acquirer``, ``terminal`` as separate processes, and ``check`` for their files;
+- ``fuzz``: generated fault schedules against a policy;
+- ``views``: ``list``, ``demo``, ``replay``, ``reconcile``, and the report files of a run;
+- ``options``: the options several commands share, declared once; ``inputs``: checks on what the user
+  names; ``errors``: how bad input becomes one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from possim.cli.compare import compare_command
+from possim.cli.errors import InputError, guarded
+from possim.cli.fuzz import fuzz_command
+from possim.cli.processes import acquirer, broker, check_command, terminal
+from possim.cli.run import run_command
+from possim.cli.views import demo, list_command, reconcile_command, replay_command
+
+__all__ = ["InputError", "cli", "main"]
+
+
+@click.group()
+@click.version_option(package_name="possim")
+def cli() -> None:
+    """possim: reproduce POS timeouts, orphaned debits and their recovery."""
+
+
+for _command in (run_command, compare_command, fuzz_command, broker, acquirer, terminal, check_command, replay_command,
+                 list_command, demo, reconcile_command):
+    cli.add_command(_command)
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    """Entry point (``possim``, ``python -m possim``): exits 0, 1 (a run broke its expectations) or 2 (bad input)."""
+    sys.exit(guarded(lambda: cli.main(args=args, standalone_mode=False)))

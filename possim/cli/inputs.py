@@ -1,0 +1,106 @@
+"""Checks on what the user names (scenarios, files, brokers) before any work starts.
+
+Every refusal is an ``InputError``: one line, exit code 2, and nothing written, so a typo
+never leaves a half-written ledger or journal behind.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from importlib.resources import files
+from pathlib import Path
+
+from possim.cli.errors import InputError, as_input_error
+from possim.scenario import Scenario, ScenarioError, load
+from protocol.mqtt import BrokerAddress
+from protocol.transports import Endpoint, TransportError, Wire, open_wire
+
+#: The package that carries the shipped scenario files (the project's ``scenarios/`` folder).
+SHIPPED = "scenarios"
+
+
+def shipped_folder() -> Path:
+    """The shipped scenarios, wherever possim is installed: package data, found through importlib."""
+    folder = files(SHIPPED)
+    if not isinstance(folder, Path):
+        raise InputError(f"the shipped scenarios are not on the file system ({folder}); use --scenarios DIR")
+    return folder
+
+
+def scenario(name_or_path: str) -> Scenario:
+    """A scenario file, or the name of a shipped one ("response-lost")."""
+    path = Path(name_or_path)
+    if not path.exists() and path.suffix != ".toml" and len(path.parts) == 1:
+        shipped = shipped_folder() / f"{name_or_path}.toml"
+        if shipped.is_file():
+            path = shipped
+    with as_input_error(ScenarioError):
+        return load(path)
+
+
+def scaled(sc: Scenario, factor: float) -> Scenario:
+    """``sc`` with every duration times ``factor``, refused if a duration leaves its range."""
+    with as_input_error(ScenarioError):
+        return sc.scaled(factor)
+
+
+def writable(*paths: str | None) -> None:
+    """Refuse output paths that cannot be written before any work starts."""
+    for p in paths:
+        if p is None:
+            continue
+        parent = Path(p).resolve().parent
+        if not parent.is_dir():
+            raise InputError(f"{p}: folder {parent} does not exist")
+        if Path(p).is_dir():
+            raise InputError(f"{p}: is a folder, not a file")
+
+
+def fresh(*paths: str | None) -> None:
+    """Refuse a ledger or journal that exists: a run never writes into earlier money."""
+    for p in paths:
+        if p and Path(p).exists():
+            raise InputError(f"{p}: already exists; possim will not write into an existing ledger or journal")
+
+
+def database(path: str, table: str, what: str) -> None:
+    """Refuse a file that is not a possim SQLite ``what`` (it has no ``table``); the file is opened read-only."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            conn.execute(f"SELECT 1 FROM {table} LIMIT 1")  # noqa: S608 - table is one of possim's own names
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise InputError(f"{path}: not a possim {what}: {exc}") from None
+
+
+def address(url: str) -> BrokerAddress:
+    with as_input_error(TransportError):
+        return BrokerAddress.parse(url)
+
+
+def wire(transport: str, broker_url: str | None, tcp_url: str | None, qos: int, client_id: str) -> Wire:
+    """The transport a separate process uses: MQTT through ``--broker``, or TCP at ``--listen``/``--connect``.
+
+    The client id is fixed per process, so a restarted process resumes its MQTT session.
+    """
+    if transport == "mqtt":
+        if broker_url is None:
+            raise InputError("--broker mqtt://HOST:PORT is needed with --transport mqtt")
+        url = broker_url
+    else:
+        url = tcp_url or DEFAULT_TCP
+    with as_input_error(TransportError):
+        return open_wire(transport, Endpoint(url, qos, client_id=client_id))
+
+
+#: Where ``possim acquirer --transport tcp`` listens and ``possim terminal`` connects by default.
+DEFAULT_TCP = "tcp://127.0.0.1:8583"
+
+
+def tid(text: str) -> str:
+    """A terminal id as field 41 and the MQTT topics carry it: 8 printable characters, no wildcards."""
+    if len(text) != 8 or any(c in text for c in "+#/") or not text.isprintable():
+        raise InputError(f"--tid {text!r}: a terminal id is 8 printable characters without + # /")
+    return text

@@ -1,0 +1,189 @@
+"""Commands that run one side of a payment as its own process: ``broker``, ``acquirer``, ``terminal``,
+and ``check``, which judges such a split run from its journal and ledger files."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sqlite3
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from possim.cli import inputs
+from possim.cli import options as opt
+from possim.cli.errors import InputError, as_input_error
+from protocol.transports import NAMES as TRANSPORT_NAMES
+from protocol.transports import TransportError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: What ``possim terminal`` prints: the counts a second process can act on.
+TERMINAL_SUMMARY = ("transactions", "approved", "declined", "failed", "unknown", "reversed", "pending_reversals")
+
+
+def live_logger(component: str) -> Callable[..., None]:
+    """structlog JSON lines on stderr for long-running processes."""
+    import structlog
+
+    logger = structlog.wrap_logger(structlog.PrintLogger(sys.stderr), processors=[
+        structlog.processors.TimeStamper(fmt="iso"), structlog.processors.JSONRenderer(sort_keys=True)])
+    bound = logger.bind(component=component)
+
+    def emit(event: str, **fields: object) -> None:
+        bound.info(event, **fields)
+
+    return emit
+
+
+@click.command()
+@click.option("--port", default=1883, show_default=True, type=click.IntRange(1, 65535),
+              help="TCP port on 127.0.0.1 to listen on.")
+@click.option("--state-dir", type=click.Path(file_okay=False), help="Where Mosquitto keeps its config and sessions.")
+def broker(port: int, state_dir: str | None) -> None:
+    """Run Mosquitto on 127.0.0.1:PORT with possim's configuration until stopped (Ctrl-C)."""
+    from possim.broker import Broker, BrokerError
+
+    with as_input_error(BrokerError):
+        b = Broker(port, Path(state_dir) if state_dir else None).start()
+    click.echo(f"mosquitto listening on {b.url} (config {b.config}); Ctrl-C to stop", err=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        assert b.proc is not None
+        b.proc.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        b.stop()
+
+
+PROCESS_TRANSPORTS = tuple(name for name in TRANSPORT_NAMES if name != "memory")
+
+
+def _process_transport() -> Callable[[F], F]:
+    return click.option("--transport", type=click.Choice(PROCESS_TRANSPORTS), default="mqtt", show_default=True,
+                        help="How terminals and the acquirer meet: an MQTT broker or ISO 8583 over TCP.")
+
+
+@click.command()
+@_process_transport()
+@opt.broker("The MQTT broker to serve on (with --transport mqtt).")
+@click.option("--listen", "listen_url", metavar="tcp://HOST:PORT",
+              help=f"Where to listen for terminals with --transport tcp (default {inputs.DEFAULT_TCP}).")
+@opt.ledger("SQLite ledger file (kept across runs; reopened and recovered after a crash).")
+@click.option("--scenario", "scenario_path", help="Take host behaviour ([host]) from this scenario.")
+@opt.time_scale("Scale the scenario's host durations.")
+@opt.qos()
+@click.option("--client-id", default="possim-acquirer", show_default=True,
+              help="MQTT client id; a restarted acquirer with the same id resumes its session.")
+@click.option("--stats-every", default=10.0, show_default=True, type=opt.FiniteFloatRange(0.1, 3600),
+              help="Seconds between log lines counting the requests handled and failed.")
+def acquirer(transport: str, broker_url: str | None, listen_url: str | None, ledger_path: str | None,
+             scenario_path: str | None, time_scale: float, qos: int, client_id: str, stats_every: float) -> None:
+    """Serve as the acquirer host until SIGINT/SIGTERM; log every event as a JSON line on stderr."""
+    import random
+
+    from acquirer_sim.config import HostConfig
+    from acquirer_sim.host import AcquirerHost
+    from acquirer_sim.ledger import Ledger
+    from possim.realtime import serve_acquirer
+
+    wire = inputs.wire(transport, broker_url, listen_url, qos, client_id)
+    config = (inputs.scaled(inputs.scenario(scenario_path), time_scale).host_config() if scenario_path
+              else HostConfig())
+    inputs.writable(ledger_path)
+    if ledger_path and Path(ledger_path).exists() and Path(ledger_path).stat().st_size:
+        inputs.database(ledger_path, "entries", "ledger")
+    ledger = Ledger(ledger_path or ":memory:", default_balance=config.default_balance)
+    host = AcquirerHost(config, ledger, random.Random())
+    log = live_logger("acquirer")
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve_acquirer(wire, host, log, stop, stats_every)
+
+    try:
+        with as_input_error(TransportError):
+            asyncio.run(serve())
+    finally:
+        ledger.close()
+    click.echo("acquirer stopped", err=True)
+
+
+@click.command()
+@click.argument("scenario")
+@_process_transport()
+@opt.broker("The MQTT broker the acquirer serves on (with --transport mqtt).")
+@click.option("--connect", "connect_url", metavar="tcp://HOST:PORT",
+              help=f"The acquirer's TCP address with --transport tcp (default {inputs.DEFAULT_TCP}).")
+@click.option("--tid", required=True, help="Terminal id (field 41, 8 characters).")
+@opt.policy()
+@opt.seed()
+@opt.journal("The terminal's SQLite journal; an existing one is resumed (recovery first, STAN carried on).")
+@opt.trace()
+@opt.time_scale()
+@opt.qos()
+@click.option("--log/--no-log", default=True, help="Log every event as a JSON line on stderr.")
+def terminal(scenario: str, transport: str, broker_url: str | None, connect_url: str | None, tid: str,
+             policy: str | None, seed: int | None, journal_path: str | None, trace_path: str | None,
+             time_scale: float, qos: int, log: bool) -> None:
+    """Drive one terminal through SCENARIO against an acquirer; print its summary.
+
+    On an existing journal the terminal resumes where it stopped: a sale that was in flight
+    gets its recovery first, and sales already journaled are not paid again.
+    """
+    from possim.realtime import drive_terminal
+
+    sc = inputs.scenario(scenario)
+    inputs.tid(tid)
+    inputs.writable(journal_path, trace_path)
+    if journal_path and Path(journal_path).exists() and Path(journal_path).stat().st_size:
+        inputs.database(journal_path, "journal", "journal")
+    inputs.scaled(sc, time_scale)
+    wire = inputs.wire(transport, broker_url, connect_url, qos, f"possim-terminal-{tid.strip()}")
+    with as_input_error(TransportError):
+        result = asyncio.run(drive_terminal(sc, policy or sc.model.policy, sc.model.seed if seed is None else seed,
+                                            wire, tid, time_scale, journal_path,
+                                            live=live_logger("terminal") if log else None))
+    if trace_path:
+        result.trace.write(trace_path)
+    summary = result.verdict.summary()
+    click.echo(json.dumps({k: summary[k] for k in TERMINAL_SUMMARY} | {"quiescent": result.quiescent}))
+    sys.exit(0 if result.quiescent else 1)
+
+
+@click.command("check")
+@opt.journal("The terminal's SQLite journal.", required=True)
+@opt.ledger("The host's SQLite ledger.", required=True)
+@opt.as_json("Print the verdict as one JSON object.")
+def check_command(journal_path: str, ledger_path: str, as_json: bool) -> None:
+    """Judge a run split over processes from its journal and ledger files."""
+    from possim.checker import check
+
+    conns = []
+    for path, table, what in ((journal_path, "journal", "journal"), (ledger_path, "entries", "ledger")):
+        if not Path(path).is_file():
+            raise InputError(f"{path}: no such file")
+        inputs.database(path, table, what)
+        conns.append(sqlite3.connect(f"file:{path}?mode=ro", uri=True))
+    try:
+        verdict = check(conns[0], conns[1])
+    finally:
+        for conn in conns:
+            conn.close()
+    summary = verdict.summary()
+    if as_json:
+        click.echo(json.dumps(summary, sort_keys=True))
+    else:
+        for key, value in summary.items():
+            click.echo(f"{key.replace('_', ' '):>20}: {value}")
+        for f in verdict.findings:
+            click.echo(f"  finding: {f.finding} txn {f.txn} stan {f.key[1]} amount {f.as_dict()['amount']}")
+    sys.exit(0 if verdict.clean else 1)

@@ -1,0 +1,115 @@
+"""``possim run``: one scenario under one policy, in virtual time or over a real transport, judged."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+import click
+
+from possim import console as show
+from possim.cli import inputs
+from possim.cli import options as opt
+from possim.cli.errors import as_input_error
+from possim.cli.views import console, write_views
+from possim.expect import failed_expectations
+from possim.scenario import Scenario
+from possim.simulation import RunResult, simulate
+from protocol.transports import TransportError
+
+
+@click.command("run")
+@click.argument("scenario")
+@opt.policy()
+@opt.seed()
+@opt.trace()
+@opt.as_json("Print the summary as one JSON object.")
+@click.option("--check-determinism", is_flag=True, help="Run twice in memory and compare the traces.")
+@click.option("--timeline/--no-timeline", default=True, help="Print the event timeline.")
+@opt.ledger("Keep the host ledger in this new SQLite file.")
+@opt.journal("Keep the terminal journal in this new SQLite file.")
+@opt.transport()
+@opt.broker("MQTT broker URL (default: start a private Mosquitto).")
+@opt.qos()
+@opt.time_scale()
+@click.option("--report", "report_path", type=click.Path(dir_okay=False),
+              help="Write a self-contained HTML report (sequence chart, ledger, verdict).")
+@click.option("--mermaid", "mermaid_path", type=click.Path(dir_okay=False), help="Write a Mermaid sequenceDiagram.")
+@click.option("--force-redelivery", default=0, type=click.IntRange(0, 100),
+              help="MQTT: the host withholds its PUBACK for the first N requests and reconnects, so the broker "
+                   "redelivers them (QoS 1 duplicates).")
+def run_command(scenario: str, policy: str | None, seed: int | None, trace_path: str | None, as_json: bool,
+                check_determinism: bool, timeline: bool, ledger_path: str | None, journal_path: str | None,
+                transport: str, broker_url: str | None, qos: int, time_scale: float, report_path: str | None,
+                mermaid_path: str | None, force_redelivery: int) -> None:
+    """Run SCENARIO (a file, or the name of a shipped one) and judge it: in memory or over MQTT or TCP.
+
+    Exit code 0: the run settled and met the file's [expect]; 1: it did not; 2: bad input.
+    """
+    sc = inputs.scenario(scenario)
+    inputs.fresh(ledger_path, journal_path)
+    inputs.writable(trace_path, report_path, mermaid_path, ledger_path, journal_path)
+    if check_determinism:
+        sys.exit(_determinism(sc, policy, seed))
+    if transport != "memory":
+        inputs.scaled(sc, time_scale)
+    policy, seed = policy or sc.model.policy, sc.model.seed if seed is None else seed
+    if transport == "tcp":
+        from possim.realtime import run_tcp
+
+        result = asyncio.run(run_tcp(sc, policy, seed, time_scale, ledger_path, journal_path))
+    elif transport == "mqtt":
+        result = _run_mqtt(sc, policy, seed, broker_url, qos, time_scale, ledger_path, journal_path, force_redelivery)
+    else:
+        result = simulate(sc, policy, seed, ledger_path=ledger_path, journal_path=journal_path)
+    if trace_path:
+        result.trace.write(trace_path)
+    write_views(result, report_path, mermaid_path)
+    failures = failed_expectations(sc.model.expect, result.policy, result.verdict.summary())
+    if as_json:
+        click.echo(json.dumps({**result.summary(), "expectations_failed": failures}, sort_keys=True))
+    else:
+        con = console()
+        con.print(f"[bold]{sc.model.title}[/]\n{sc.model.description.strip()}\n")
+        if timeline:
+            show.timeline(con, result)
+        show.verdict(con, result, failures)
+    sys.exit(0 if result.quiescent and not failures else 1)
+
+
+def _run_mqtt(sc: Scenario, policy: str, seed: int, broker_url: str | None, qos: int, time_scale: float,
+              ledger_path: str | None, journal_path: str | None, force_redelivery: int) -> RunResult:
+    """Over a broker the user names, or a private Mosquitto started and stopped around the run."""
+    from possim.broker import Broker, BrokerError
+    from possim.realtime import run_mqtt
+
+    private = None
+    if broker_url is None:
+        with as_input_error(BrokerError):
+            private = Broker().start()
+        broker_url = private.url
+    try:
+        address = inputs.address(broker_url)
+        with as_input_error(TransportError):
+            return asyncio.run(run_mqtt(sc, policy, seed, address, qos, time_scale, ledger_path, journal_path,
+                                        force_redelivery=force_redelivery))
+    finally:
+        if private:
+            private.close()
+
+
+def _determinism(sc: Scenario, policy: str | None, seed: int | None) -> int:
+    """Run twice in memory; the first differing trace line, if any, is the evidence."""
+    first = simulate(sc, policy, seed).trace.lines()
+    second = simulate(sc, policy, seed).trace.lines()
+    for i, (a, b) in enumerate(zip(first, second, strict=False)):
+        if a != b:
+            click.echo(f"NOT deterministic: traces differ at event {i + 1}:\n  first:  {a}\n  second: {b}")
+            return 1
+    if len(first) != len(second):
+        click.echo(f"NOT deterministic: {len(first)} events vs {len(second)} events")
+        return 1
+    click.echo(f"deterministic: two runs gave {len(first)} identical trace events")
+    return 0
+

@@ -1,0 +1,134 @@
+"""Commands that show and re-read results (list, demo, replay, reconcile), and the view files of a run."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from possim import console as show
+from possim.cli import inputs
+from possim.cli import options as opt
+from possim.cli.errors import InputError, as_input_error
+from possim.reconcile import Reconciliation
+from possim.scenario import ScenarioError, from_dict, load
+from possim.simulation import RunResult, simulate
+
+_SCENARIO_DIR_HELP = "Folder with the scenarios (default: the ones shipped with possim)."
+
+
+def console() -> Console:
+    """Colour on a terminal; plain, wide text when piped into a file or another program."""
+    return Console() if sys.stdout.isatty() else Console(width=140, no_color=True)
+
+
+def write_views(result: RunResult, report_path: str | None, mermaid_path: str | None) -> None:
+    """The HTML report and the Mermaid chart of one run, where asked for."""
+    if report_path:
+        from possim.html_report import render
+
+        Path(report_path).write_text(render([result], result.scenario.model.title), encoding="utf-8")
+    if mermaid_path:
+        from possim.mermaid import to_mermaid
+
+        title = f"{result.scenario.model.title} (policy {result.policy})"
+        Path(mermaid_path).write_text(to_mermaid(result.trace.records, title), encoding="utf-8")
+
+
+def _folder(scenario_dir: str | None) -> Path:
+    return Path(scenario_dir) if scenario_dir else inputs.shipped_folder()
+
+
+@click.command("list")
+@click.option("--scenarios", "scenario_dir", type=click.Path(file_okay=False), help=_SCENARIO_DIR_HELP)
+def list_command(scenario_dir: str | None) -> None:
+    """The shipped scenarios, by name, with what each teaches."""
+    folder = _folder(scenario_dir)
+    files = sorted(folder.glob("*.toml"))
+    if not files:
+        raise InputError(f"{folder}: no scenario files here")
+    for path in files:
+        try:
+            title = load(path).model.title
+        except ScenarioError as exc:
+            title = f"(invalid: {exc})"
+        click.echo(f"{path.stem:<30} {title}")
+
+
+@click.command()
+@click.option("--pace", default=0.8, show_default=True, type=opt.FiniteFloatRange(0, 10),
+              help="Seconds per event, so a trainer can talk over it.")
+@click.option("--scenarios", "scenario_dir", type=click.Path(file_okay=False), help=_SCENARIO_DIR_HELP)
+def demo(pace: float, scenario_dir: str | None) -> None:
+    """A narrated walk through the key failure modes: lost response, slow host, lost reversal, customer retries."""
+    from possim.demo import run_demo
+
+    folder = _folder(scenario_dir)
+    if not (folder / "response-lost.toml").is_file():
+        raise InputError(f"{folder}: no shipped scenarios here (use --scenarios DIR)")
+    with as_input_error(ScenarioError):
+        run_demo(console(), folder, pace)
+
+
+@click.command("replay")
+@click.argument("trace_file", type=click.Path(dir_okay=False))
+@opt.as_json("Print the replayed summary as one JSON object.")
+def replay_command(trace_file: str, as_json: bool) -> None:
+    """Re-execute a trace recorded over MQTT or TCP in virtual time and compare the verdicts."""
+    from possim.replay import ReplayError, replay
+
+    with as_input_error(ReplayError):
+        verdict, recorded = replay(trace_file)
+    summary = verdict.summary()
+    keys = [k for k in summary if recorded is not None and k in recorded]
+    same = recorded is not None and all(summary[k] == recorded[k] for k in keys)
+    if as_json:
+        click.echo(json.dumps({**summary, "matches_recording": same}, sort_keys=True))
+    else:
+        for key, value in summary.items():
+            was = f"   (recorded: {recorded.get(key)})" if recorded and recorded.get(key) != value else ""
+            click.echo(f"{key.replace('_', ' '):>20}: {value}{was}")
+        click.echo("replay verdict matches the recording" if same else "replay verdict DIFFERS from the recording")
+    sys.exit(0 if same else 1)
+
+
+@click.command("reconcile")
+@click.argument("source")
+@opt.policy("For a scenario: the recovery policy (default: the scenario's).")
+@opt.seed("For a scenario: the RNG seed (default: the scenario's).")
+@opt.as_json("Print the reconciliation as one JSON object.")
+def reconcile_command(source: str, policy: str | None, seed: int | None, as_json: bool) -> None:
+    """End-of-day reconciliation with merchant fees, for a scenario (.toml) or a recorded trace (.jsonl)."""
+    recon, title = _reconciliation(source, policy, seed)
+    if as_json:
+        click.echo(json.dumps(recon.as_dict(), sort_keys=True))
+    else:
+        show.reconciliation(console(), recon, title)
+    sys.exit(0 if recon.balanced else 1)
+
+
+def _reconciliation(source: str, policy: str | None, seed: int | None) -> tuple[Reconciliation, str]:
+    if not source.endswith(".jsonl"):
+        sc = inputs.scenario(source)
+        result = simulate(sc, policy, seed)
+        assert result.reconciliation is not None
+        return result.reconciliation, f"{sc.name}, policy {result.policy}, seed {result.seed}"
+    from possim.replay import REAL_TIME_HEADERS, ReplayError, read_trace, replay_full
+
+    with as_input_error(ReplayError, ScenarioError):
+        records = read_trace(source)
+        if any(r.get("event") in REAL_TIME_HEADERS for r in records):
+            _, _, recon = replay_full(source)
+            return recon, f"{source} (replayed)"
+        started = next((r for r in records if r.get("event") == "run_started" and "scenario_data" in r), None)
+        if started is None:
+            raise ReplayError(f"{source}: not a possim trace (no run_started event with its scenario)")
+        sc = from_dict(started["scenario_data"], Path(f"{started['scenario']}.toml"))
+        result = simulate(sc, started["policy"], started["seed"])
+        if result.trace.lines() != Path(source).read_text(encoding="utf-8").splitlines():
+            raise ReplayError(f"{source}: re-running its scenario does not reproduce this trace")
+    assert result.reconciliation is not None
+    return result.reconciliation, f"{source} (policy {result.policy}, seed {result.seed})"
