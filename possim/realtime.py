@@ -16,6 +16,7 @@ from acquirer_sim.driver import HostDriver
 from acquirer_sim.host import AcquirerHost
 from possim.rig import Rig, RunResult
 from possim.scenario import Scenario, from_dict
+from possim.trace import named
 from protocol.mqtt import ALL_REQUESTS, BrokerAddress, MqttEndpoint, TopicTransport, requests_topic, responses_topic
 
 
@@ -94,8 +95,7 @@ async def run_mqtt(scenario: Scenario, policy: str, seed: int, address: BrokerAd
                    force_redelivery: int = 0) -> RunResult:
     """Terminal and host in this process, talking through a real broker."""
     scaled = scenario.scaled(time_scale)
-    rig = Rig(scaled, policy, seed, LoopScheduler(asyncio.get_running_loop()), None, ledger_path, journal_path,
-              record_bytes=True)
+    rig = Rig(scaled, policy, seed, LoopScheduler(asyncio.get_running_loop()), None, ledger_path, journal_path)
     tid = rig.terminal_config.tid
     run_id = uuid.uuid4().hex[:8]
     host_ep = MqttEndpoint(address, f"possim-acquirer-{run_id}", [ALL_REQUESTS],
@@ -103,7 +103,7 @@ async def run_mqtt(scenario: Scenario, policy: str, seed: int, address: BrokerAd
     term_ep = MqttEndpoint(address, f"possim-terminal-{tid.strip()}-{run_id}", [responses_topic(tid)],
                            lambda _t, d: rig.to_terminal.send(d), qos, rig.trace.emit)
     host_ep.hold_acks = force_redelivery
-    rig.connect(TopicTransport(term_ep, requests_topic(tid)), ResponseRouter(host_ep), record_bytes=True)
+    rig.connect(TopicTransport(term_ep, requests_topic(tid)), ResponseRouter(host_ep))
     rig.trace.emit("mqtt_run", broker=f"{address.host}:{address.port}", qos=qos, time_scale=time_scale,
                    scenario_data=scenario.raw())
     try:
@@ -128,12 +128,11 @@ async def run_tcp(scenario: Scenario, policy: str, seed: int, time_scale: float 
     from protocol.tcp import TcpHost, TcpTerminalLink
 
     scaled = scenario.scaled(time_scale)
-    rig = Rig(scaled, policy, seed, LoopScheduler(asyncio.get_running_loop()), None, ledger_path, journal_path,
-              record_bytes=True)
+    rig = Rig(scaled, policy, seed, LoopScheduler(asyncio.get_running_loop()), None, ledger_path, journal_path)
     server = TcpHost(lambda d: rig.host_driver.receive(d), rig.trace.emit)  # type: ignore[union-attr]
     port = await server.start()
     client = TcpTerminalLink("127.0.0.1", port, rig.to_terminal.send, rig.trace.emit)
-    rig.connect(client, server, record_bytes=True)
+    rig.connect(client, server)
     rig.trace.emit("tcp_run", port=port, time_scale=time_scale, scenario_data=scenario.raw())
     try:
         await client.start()
@@ -159,8 +158,7 @@ async def drive_terminal(scenario: Scenario, policy: str, seed: int, address: Br
     data = scenario.scaled(time_scale).model.model_dump()
     data["terminal"] = {**data["terminal"], "tid": tid}
     scaled = from_dict(data, scenario.path)
-    rig = Rig(scaled, policy, seed, LoopScheduler(asyncio.get_running_loop()), None, None, journal_path,
-              record_bytes=True)
+    rig = Rig(scaled, policy, seed, LoopScheduler(asyncio.get_running_loop()), None, None, journal_path)
     rig.trace.sink = live
     # A fixed client id per terminal: a restarted terminal process resumes its MQTT session
     # and receives the answers queued for it while it was down.
@@ -188,7 +186,7 @@ async def serve_acquirer(address: BrokerAddress, host: AcquirerHost, emit: Calla
     driver: HostDriver
     ep = MqttEndpoint(address, client_id, [ALL_REQUESTS],
                       lambda _t, d: driver.receive(d), qos, emit)
-    driver = HostDriver(host, ResponseRouter(ep), sched, emit)
+    driver = HostDriver(host, ResponseRouter(ep), sched, named(emit))
     await ep.start()
     try:
         await stop.wait()
