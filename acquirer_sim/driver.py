@@ -1,41 +1,45 @@
-"""Executes the host's actions: replies go through the link after their processing delay."""
+"""Executes the host's actions: replies go through the link after their processing delay.
+
+Every arrival is traced with its bytes, so a recorded run can drive this driver again.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
+from typing import Any
 
-from acquirer_sim.host import AcquirerHost, Crashed, Notice, Reply
+from acquirer_sim.host import AcquirerHost, Crashed, Reply
 from protocol import codec
+from protocol.events import Event, HostRestarted, MsgReceived, MsgSent
 from protocol.ports import Link, Scheduler
 
 
 class HostDriver:
-    def __init__(self, host: AcquirerHost, link: Link, scheduler: Scheduler, emit: Callable[..., None],
-                 record_bytes: bool = False) -> None:
+    def __init__(self, host: AcquirerHost, link: Link, scheduler: Scheduler, emit: Callable[[Event], None]) -> None:
         self.host = host
         self.link = link
         self.scheduler = scheduler
         self.emit = emit
-        self.record_bytes = record_bytes
         self.pending = 0
 
     def receive(self, data: bytes) -> None:
-        extra = {"data": data.hex()} if self.record_bytes else {}
-        self.emit("msg_received", side="host", **codec.wire_fields(data), **extra)
+        wire: dict[str, Any] = codec.wire_fields(data)
+        self.emit(MsgReceived("host", **wire, data=data.hex()))
         for action in self.host.receive(self.scheduler.now(), data):
             if isinstance(action, Reply):
                 self.pending += 1
-                self.scheduler.call_later(action.delay, lambda a=action: self._send(a))
+                self.scheduler.call_later(action.delay, partial(self._send, action))
             elif isinstance(action, Crashed):
                 self.scheduler.call_later(action.until - self.scheduler.now(),
-                                          lambda: self.emit("host_restarted", side="host"))
-            elif isinstance(action, Notice):
-                self.emit(action.event, side="host", **action.fields)
+                                          lambda: self.emit(HostRestarted()))
+            else:
+                self.emit(action)
 
     def _send(self, reply: Reply) -> None:
         self.pending -= 1
+        self.emit(MsgSent("host", reply.tid, reply.stan, reply.mti, rrn=reply.rrn or None))
         meta = {"tid": reply.tid, "stan": reply.stan, "mti": reply.mti}
         if reply.rrn:
             meta["rrn"] = reply.rrn
-        self.emit("msg_sent", side="host", **meta)
         self.link.send(reply.data, meta)

@@ -1,7 +1,7 @@
 """The acquirer host as a sans-IO state machine over its ledger.
 
 Theory of operation: ``receive(now, bytes)`` handles one request and returns actions:
-``Reply`` (bytes to send after a processing delay), ``Notice`` (trace lines) and
+``Reply`` (bytes to send after a processing delay), trace events (``protocol.events``) and
 ``Crashed`` (the host is down until a time). The host never reads a clock or sleeps.
 
 Rules kept here:
@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 from acquirer_sim.config import CrashRule, HostConfig
 from acquirer_sim.ledger import Ledger, Original
 from protocol import codec
+from protocol import events as ev
 from protocol import mti as M
 from protocol.errors import ProtocolError
 from protocol.messages import Key, Message
@@ -44,13 +45,13 @@ class Crashed:
     until: float
 
 
-@dataclass(frozen=True, slots=True)
-class Notice:
-    event: str
-    fields: dict[str, object] = field(default_factory=dict)
+HostAction = Reply | Crashed | ev.Event
 
-
-HostAction = Reply | Crashed | Notice
+#: Ledger movements of an approved original and reversal outcomes, as trace events.
+_MOVEMENT: dict[str, type[ev.LedgerMovement]] = {"hold": ev.LedgerHold, "debit": ev.LedgerDebit}
+_REVERSAL: dict[str, type[ev.LedgerReversal]] = {
+    "credited": ev.LedgerReversalCredited, "released": ev.LedgerReversalReleased,
+    "nothing_to_reverse": ev.LedgerReversalNothingToReverse, "before_original": ev.LedgerReversalBeforeOriginal}
 
 #: status query answers (field 48) by ledger state.
 _STATUS = {"debited": "APPROVED", "held": "APPROVED", "captured": "APPROVED", "declined": "DECLINED",
@@ -73,22 +74,22 @@ class AcquirerHost:
 
     def receive(self, now: float, data: bytes) -> list[HostAction]:
         if now < self.down_until:
-            return [Notice("host_down_drop", {"mti": codec.peek_mti(data)})]
+            return [ev.HostDownDrop(codec.peek_mti(data))]
         try:
             msg = codec.decode(data)
         except ProtocolError as exc:
-            return [Notice("malformed_frame", {"reason": str(exc)})]
+            return [ev.MalformedFrame("host", str(exc))]
         if msg.mti in (M.PURCHASE, M.AUTH):
             return self._original(now, msg)
         if msg.original is None:
-            return [Notice("malformed_frame", {"reason": f"MTI {msg.mti} without field 90"})]
+            return [ev.MalformedFrame("host", f"MTI {msg.mti} without field 90")]
         if msg.mti in (M.REVERSAL, M.REVERSAL_REPEAT):
             return self._reversal(now, msg)
         if msg.mti in (M.ADVICE, M.ADVICE_REPEAT):
             return self._advice(now, msg)
         if msg.mti == M.STATUS_QUERY:
             return self._query(now, msg)
-        return [Notice("unexpected_message", {"mti": msg.mti, "stan": msg.stan})]
+        return [ev.UnexpectedMessage(msg.mti, msg.stan)]
 
     # -- financial originals --------------------------------------------------------------
 
@@ -101,7 +102,7 @@ class AcquirerHost:
             if response is None:  # committed, then crashed before replying: answer from the ledger now
                 response = codec.encode(msg.response(seen.response_code, rrn=seen.rrn, auth_code=seen.auth_code))
                 self.ledger.attach_response(key, response)
-            return [Notice("duplicate_original", _f(msg, rrn=seen.rrn, rc=seen.response_code)),
+            return [ev.DuplicateOriginal(*_f(msg), rrn=seen.rrn, rc=seen.response_code),
                     Reply(response, self._delay(True), M.response_to(msg.mti), msg.stan, seen.rrn, msg.tid)]
         self.counts[msg.mti] += 1
         closure = self.ledger.closure(key)
@@ -113,21 +114,22 @@ class AcquirerHost:
         crash = self._crash_rule(msg.mti)
         response = None if crash else codec.encode(msg.response(rc, rrn=rrn, auth_code=auth))
         self.ledger.record(now, key, msg.mti, pan, amount, rrn, auth, rc, state, movement, response)
-        actions: list[HostAction] = [Notice("late_original_refused", _f(msg, reason=closure))] if closure else []
+        actions: list[HostAction] = [ev.LateOriginalRefused(*_f(msg), reason=closure)] if closure else []
         if movement:
-            actions.append(Notice(f"ledger_{movement}", _f(msg, rrn=rrn, pan=pan, amount=amount)))
+            actions.append(_MOVEMENT[movement](*_f(msg), rrn=rrn, pan=pan, amount=amount))
         else:
-            actions.append(Notice("ledger_declined", _f(msg, rc=rc)))
+            actions.append(ev.LedgerDeclined(*_f(msg), rc=rc))
         if crash is not None:
             self.down_until = now + crash.down_for
-            return actions + [Notice("host_crashed", _f(msg, until=self.down_until)), Crashed(self.down_until)]
+            return [*actions, ev.HostCrashed(*_f(msg), until=self.down_until), Crashed(self.down_until)]
         assert response is not None
-        return actions + [Reply(response, self._delay(False), M.response_to(msg.mti), msg.stan, rrn, msg.tid)]
+        return [*actions, Reply(response, self._delay(False), M.response_to(msg.mti), msg.stan, rrn, msg.tid)]
 
     def _decide(self, now: float, pan: str, amount: int) -> str:
         if any(now in w for w in self.config.issuer_unavailable):
             return "91"
-        if pan in self.config.decline_pans or (self.config.decline_over is not None and amount > self.config.decline_over):
+        over = self.config.decline_over
+        if pan in self.config.decline_pans or (over is not None and amount > over):
             return "05"
         if amount > self.ledger.available(pan):
             return "51"
@@ -145,15 +147,15 @@ class AcquirerHost:
         assert msg.original is not None
         refusal = next(self._refusals, None)
         if refusal is not None:  # a scenario's refusal: answered, nothing credited, nothing recorded
-            return [Notice("reversal_refused", _f(msg, rc=refusal)), self._reply(msg, refusal)]
+            return [ev.ReversalRefused(*_f(msg), rc=refusal), self._reply(msg, refusal)]
         key = msg.original.key(msg.tid)
         earlier = self.ledger.reversal_seen(key)
         if earlier is not None:
-            return [Notice("duplicate_reversal", _f(msg)), self._reply(msg, earlier)]
+            return [ev.DuplicateReversal(*_f(msg)), self._reply(msg, earlier)]
         orig = self.ledger.find(key)
         outcome, rc = self._reverse(now, key, orig)
         self.ledger.record_reversal(now, key, outcome, rc)
-        return [Notice(f"ledger_reversal_{outcome}", _f(msg, orig_stan=key[1], rrn=orig.rrn if orig else None)),
+        return [_REVERSAL[outcome](*_f(msg), orig_stan=key[1], rrn=orig.rrn if orig else None),
                 self._reply(msg, rc)]
 
     def _reverse(self, now: float, key: Key, orig: Original | None) -> tuple[str, str]:
@@ -177,16 +179,16 @@ class AcquirerHost:
         key = msg.original.key(msg.tid)
         earlier = self.ledger.advice_seen(key)
         if earlier is not None:
-            return [Notice("duplicate_advice", _f(msg)), self._reply(msg, earlier)]
+            return [ev.DuplicateAdvice(*_f(msg)), self._reply(msg, earlier)]
         orig = self.ledger.find(key)
         amount = msg.amount or 0
         if orig is None or orig.state != "held" or amount > orig.amount:
             rc = "25" if orig is None else "12"
             self.ledger.record_advice(now, key, amount, rc)
-            return [Notice("advice_rejected", _f(msg, rc=rc)), self._reply(msg, rc)]
+            return [ev.AdviceRejected(*_f(msg), rc=rc), self._reply(msg, rc)]
         self.ledger.transition(now, orig, "captured", [("release", orig.amount), ("capture", amount)])
         self.ledger.record_advice(now, key, amount, "00")
-        return [Notice("ledger_capture", _f(msg, rrn=orig.rrn, amount=amount)), self._reply(msg, "00")]
+        return [ev.LedgerCapture(*_f(msg), rrn=orig.rrn, amount=amount), self._reply(msg, "00")]
 
     def _query(self, now: float, msg: Message) -> list[HostAction]:
         assert msg.original is not None
@@ -198,7 +200,7 @@ class AcquirerHost:
         else:
             status = _STATUS[orig.state]
         fields = {"rrn": orig.rrn, "auth_code": orig.auth_code, "amount": orig.amount} if orig else {}
-        return [Notice("status_answered", _f(msg, status=status, orig_stan=key[1])),
+        return [ev.StatusAnswered(*_f(msg), status=status, orig_stan=key[1]),
                 self._reply(msg, "00", status=status, **fields)]
 
     # -- helpers --------------------------------------------------------------------------
@@ -223,5 +225,6 @@ class AcquirerHost:
         return f"{t.timetuple().tm_yday:03d}{t.hour:02d}{self._seq % 10**7:07d}", f"A{self._seq % 10**5:05d}"
 
 
-def _f(msg: Message, **extra: object) -> dict[str, object]:
-    return {"tid": msg.tid, "stan": msg.stan, "mti": msg.mti, **extra}
+def _f(msg: Message) -> tuple[str, str, str]:
+    """The ``tid``, ``stan`` and ``mti`` every host event about a request carries."""
+    return msg.tid, msg.stan, msg.mti

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pos_sim.records import SaleStatus, TxnRecord
+from protocol.events import Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +50,6 @@ class Outcome:
     display: str
 
 
-@dataclass(frozen=True, slots=True)
-class Notice:
-    """Something worth a trace line that is not a message or a timer (late response, bad frame...)."""
-
-    event: str
-    fields: dict[str, object] = field(default_factory=dict)
-
-
-Action = Send | StartTimer | CancelTimer | WriteJournal | Outcome | Notice
+#: Besides these, the terminal returns trace events (``protocol.events``): a late response, a
+#: bad frame, a reversal retry... the driver records them as they are.
+Action = Send | StartTimer | CancelTimer | WriteJournal | Outcome | Event

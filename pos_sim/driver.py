@@ -2,24 +2,40 @@
 
 The same driver serves every transport: the scheduler is the virtual clock in memory
 and the asyncio loop for real transports; the link is the fault layer in front of the
-transport.
+transport. It always records what replay needs to drive it again (the bytes of every
+arrival, every payment request in full, every timer firing), so every trace replays.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from pos_sim.actions import Action, CancelTimer, Notice, Outcome, Send, StartTimer, WriteJournal
+from pos_sim.actions import Action, CancelTimer, Outcome, Send, StartTimer, WriteJournal
 from pos_sim.journal import Journal
-from pos_sim.terminal import PaymentRequest, Terminal
+from pos_sim.terminal import RESPONSE_TIMER, PaymentRequest, Terminal
 from protocol import codec
+from protocol.events import (
+    Event,
+    MsgReceived,
+    MsgSent,
+    PaymentRequested,
+    RetryTimerFired,
+    TerminalDownDrop,
+    TerminalPowerLost,
+    TerminalPowerRestored,
+    TimerFired,
+    TimerStarted,
+    TxnOutcome,
+)
 from protocol.ports import Cancellable, Link, Scheduler
+
+Emit = Callable[[Event], None]
 
 
 class TerminalDriver:
     def __init__(self, terminal: Terminal, link: Link, scheduler: Scheduler, journal: Journal,
-                 emit: Callable[..., None], on_outcome: Callable[[Outcome], None] | None = None,
-                 record_bytes: bool = False) -> None:
+                 emit: Emit, on_outcome: Callable[[Outcome], None] | None = None) -> None:
         self.terminal = terminal
         self.link = link
         self.scheduler = scheduler
@@ -28,7 +44,6 @@ class TerminalDriver:
         self.on_outcome = on_outcome
         self._timers: dict[str, Cancellable] = {}
         self.tid = terminal.config.tid
-        self.record_bytes = record_bytes
         self.down = False
 
     def power_off(self) -> None:
@@ -36,36 +51,39 @@ class TerminalDriver:
         for name in list(self._timers):
             self._cancel(name)
         self.down = True
-        self.emit("terminal_power_lost", tid=self.tid)
+        self.emit(TerminalPowerLost(self.tid))
 
     def power_on(self, terminal: Terminal) -> None:
         """A fresh terminal boots and rebuilds its recovery work from the journal."""
         self.terminal = terminal
         self.down = False
-        self.emit("terminal_power_restored", tid=self.tid)
+        self.emit(TerminalPowerRestored(self.tid))
         self.execute(terminal.restore(self.scheduler.now(), self.journal.load()))
 
     def request_payment(self, request: PaymentRequest) -> None:
-        extra = {"card": request.pan, "completion_amount": request.completion_amount,
-                 "instrument": request.instrument} if self.record_bytes else {}
-        self.emit("payment_requested", tid=self.tid, txn=request.txn_id, intent=request.intent,
-                  kind=request.kind, amount=request.amount, pan=_mask(request.pan), **extra)
+        self.emit(PaymentRequested(self.tid, request.txn_id, request.intent, request.kind, request.amount,
+                                   _mask(request.pan), request.pan, request.completion_amount, request.instrument))
         self.execute(self.terminal.request_payment(self.scheduler.now(), request))
 
     def receive(self, data: bytes) -> None:
         if self.down:
-            self.emit("terminal_down_drop", side="terminal", **codec.wire_fields(data))
+            self.emit(TerminalDownDrop(**_wire(data)))
             return
-        extra = {"data": data.hex()} if self.record_bytes else {}
-        self.emit("msg_received", side="terminal", **codec.wire_fields(data), **extra)
+        self.emit(MsgReceived("terminal", **_wire(data), data=data.hex()))
         self.execute(self.terminal.receive(self.scheduler.now(), data))
+
+    def fire_timer(self, name: str) -> None:
+        """The named timer fires: a response timeout, or a wake-up for recovery work now due."""
+        self._timers.pop(name, None)
+        self.emit(TimerFired(self.tid, name) if name == RESPONSE_TIMER else RetryTimerFired(self.tid, name))
+        self.execute(self.terminal.timer_fired(self.scheduler.now(), name))
 
     def execute(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Send):
-                meta = {"tid": self.tid, "stan": action.stan, "mti": action.mti, "txn": action.txn_id}
-                self.emit("msg_sent", side="terminal", **meta)
-                self.link.send(action.data, meta)
+                self.emit(MsgSent("terminal", self.tid, action.stan, action.mti, txn=action.txn_id))
+                self.link.send(action.data, {"tid": self.tid, "stan": action.stan, "mti": action.mti,
+                                             "txn": action.txn_id})
             elif isinstance(action, StartTimer):
                 self._start_timer(action.name, action.at)
             elif isinstance(action, CancelTimer):
@@ -73,35 +91,32 @@ class TerminalDriver:
             elif isinstance(action, WriteJournal):
                 self.journal.write(action.record)
             elif isinstance(action, Outcome):
-                self.emit("txn_outcome", tid=self.tid, txn=action.txn_id, status=action.status,
-                          display=action.display)
+                self.emit(TxnOutcome(self.tid, action.txn_id, action.status, action.display))
                 if self.on_outcome:
                     self.on_outcome(action)
-            elif isinstance(action, Notice):
-                self.emit(action.event, side="terminal", **action.fields)
+            elif isinstance(action, Event):
+                self.emit(action)
 
     def _start_timer(self, name: str, at: float) -> None:
         self._cancel(name)
-        if name == "response":
-            self.emit("timer_started", tid=self.tid, timer=name, at=round(at, 6))
-
-        def fire() -> None:
-            self._timers.pop(name, None)
-            if name == "response" or self.record_bytes:
-                self.emit("timer_fired", tid=self.tid, timer=name)
-            self.execute(self.terminal.timer_fired(self.scheduler.now(), name))
-
-        self._timers[name] = self.scheduler.call_later(at - self.scheduler.now(), fire)
+        if name == RESPONSE_TIMER:
+            self.emit(TimerStarted(self.tid, name, round(at, 6)))
+        self._timers[name] = self.scheduler.call_later(at - self.scheduler.now(), lambda: self.fire_timer(name))
 
     @property
     def timers_armed(self) -> int:
         """Response timers still armed (retry wake-ups of parked work do not count)."""
-        return int("response" in self._timers)
+        return int(RESPONSE_TIMER in self._timers)
 
     def _cancel(self, name: str) -> None:
         handle = self._timers.pop(name, None)
         if handle is not None:
             handle.cancel()
+
+
+def _wire(data: bytes) -> dict[str, Any]:
+    """The trace keys of a frame (``tid``, ``stan``, ``mti``, ``rrn``; ``malformed`` if undecodable)."""
+    return codec.wire_fields(data)
 
 
 def _mask(pan: str) -> str:

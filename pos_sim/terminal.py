@@ -28,12 +28,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from pos_sim.actions import Action, CancelTimer, Notice, Outcome, Send, StartTimer, WriteJournal
+from pos_sim.actions import Action, CancelTimer, Outcome, Send, StartTimer, WriteJournal
 from pos_sim.config import TerminalConfig
 from pos_sim.exchanges import ADVICE_RETRYABLE, ExchangeKind, ExchangeSpec, reversal_closes
 from pos_sim.policies import resume_reversal
 from pos_sim.records import UNSETTLED, CompletionState, Kind, ReversalState, SaleStatus, TxnRecord
 from protocol import codec
+from protocol import events as ev
 from protocol.errors import ProtocolError
 from protocol.messages import Message, OriginalData
 from protocol.mti import ADVICE, ADVICE_REPEAT, AUTH, PURCHASE, REVERSAL, REVERSAL_REPEAT, STATUS_QUERY, response_to
@@ -101,7 +102,7 @@ class Terminal:
         try:
             msg = codec.decode(data)
         except ProtocolError as exc:
-            return [Notice("malformed_frame", {"reason": str(exc)})]
+            return [ev.MalformedFrame("terminal", str(exc))]
         ex = self.inflight
         if ex and msg.mti == response_to(ex.request.mti) and msg.stan == ex.request.stan \
                 and msg.tid == self.config.tid:
@@ -115,7 +116,7 @@ class Terminal:
         """The response timer ends the exchange in flight; any timer may make work due."""
         if name == RESPONSE_TIMER and self.inflight is not None:
             ex, self.inflight = self.inflight, None
-            actions: list[Action] = [Notice("response_timeout", _fields(ex.request))]
+            actions: list[Action] = [ev.ResponseTimeout(*_ids(ex.request))]
             actions += EXCHANGES[ex.kind].timed_out(self, now, ex)
             return actions + self._pump(now)
         return self._pump(now)
@@ -128,7 +129,7 @@ class Terminal:
         is why rule 1 matters: without a reversal record written before the original left,
         a terminal that loses power after sending cannot know it owes one.
         """
-        actions: list[Action] = [Notice("terminal_restored", {"records": len(records)})]
+        actions: list[Action] = [ev.TerminalRestored(len(records))]
         for txn in sorted(records, key=lambda r: r.txn_id):
             self.records[txn.txn_id] = txn
             self._remember_stans(txn)
@@ -197,7 +198,7 @@ class Terminal:
         owed = [t for t in self.tasks if EXCHANGES[t.kind].precedes_payments]
         if owed and self._flushed_for != head.txn_id:
             self._flushed_for = head.txn_id
-            return [Notice("reversal_before_next_transaction", {"txn": head.txn_id}), *self._start_task(now, owed[0])]
+            return [ev.ReversalBeforeNextTransaction(head.txn_id), *self._start_task(now, owed[0])]
         return self._start_payment(now, self.waiting.popleft())
 
     def _start_payment(self, now: float, req: PaymentRequest) -> list[Action]:
@@ -270,7 +271,7 @@ class Terminal:
         txn.reversal = ReversalState.ACKED
         if txn.status in UNSETTLED:
             txn.status = SaleStatus.REVERSED
-        return [WriteJournal(txn.snapshot()), Notice("reversal_acknowledged", {**_fields(msg), "txn": txn.txn_id})]
+        return [WriteJournal(txn.snapshot()), ev.ReversalAcknowledged(*_ids(msg), txn.txn_id)]
 
     def _query_answered(self, now: float, ex: Exchange, msg: Message) -> list[Action]:
         txn = ex.txn
@@ -324,9 +325,9 @@ class Terminal:
         """Repeat with backoff; after the last attempt park it (still owed, shown as pending)."""
         if txn.reversal_attempts < self.config.reversal_attempts:
             task.due = now + self.config.backoff(txn.reversal_attempts)
-            return [Notice("reversal_retry_scheduled", {"txn": txn.txn_id, "at": task.due, "reason": reason})]
+            return [ev.ReversalRetryScheduled(txn.txn_id, task.due, reason)]
         task.due = PARKED
-        return [Notice("reversal_parked", {"txn": txn.txn_id, "attempts": txn.reversal_attempts})]
+        return [ev.ReversalParked(txn.txn_id, txn.reversal_attempts)]
 
     def _retry_advice(self, now: float, txn: TxnRecord, task: Task) -> list[Action]:
         if self.policy.forwards_advices and txn.completion_attempts < self.config.advice_attempts:
@@ -341,13 +342,13 @@ class Terminal:
     def _unexpected(self, msg: Message) -> list[Action]:
         known = self._by_stan.get(msg.stan)
         if known is None or msg.tid != self.config.tid:
-            return [Notice("unmatched_message", _fields(msg))]
+            return [ev.UnmatchedMessage(*_ids(msg))]
         kind, txn = known
-        fields = {**_fields(msg), "txn": txn.txn_id, "status": txn.status, "rc": msg.response_code}
+        ids, status, rc = _ids(msg), str(txn.status), msg.response_code
         if kind is ExchangeKind.ORIGINAL and txn.status is not SaleStatus.PENDING:
             txn.late_responses += 1
-            return [WriteJournal(txn.snapshot()), Notice("late_response", fields)]
-        return [Notice("duplicate_response", fields)]
+            return [WriteJournal(txn.snapshot()), ev.LateResponse(*ids, txn.txn_id, status, rc)]
+        return [ev.DuplicateResponse(*ids, txn.txn_id, status, rc)]
 
     def _drop_task(self, task: Task | None) -> None:
         if task is not None and task in self.tasks:
@@ -404,5 +405,6 @@ def _original(txn: TxnRecord) -> OriginalData:
     return OriginalData(mti=txn.mti, stan=txn.stan, transmission=txn.transmission)
 
 
-def _fields(msg: Message) -> dict[str, object]:
-    return {"mti": msg.mti, "stan": msg.stan, "tid": msg.tid}
+def _ids(msg: Message) -> tuple[str, str, str]:
+    """The message's MTI, STAN and terminal id, in the order events take them."""
+    return msg.mti, msg.stan, msg.tid

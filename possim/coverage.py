@@ -3,53 +3,64 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
 
-#: (label, test on one trace record). Labels are what QA reads after a fuzz run.
-SITUATIONS: tuple[tuple[str, Any], ...] = (
-    ("request lost before the host", lambda r: r["event"] == "net_dropped" and r.get("mti") in ("0200", "0100")),
-    ("response lost after host approval",
-     lambda r: r["event"] == "net_dropped" and r.get("mti") in ("0210", "0110") and r.get("rrn")),
-    ("reversal lost", lambda r: r["event"] == "net_dropped" and r.get("mti") in ("0400", "0401")),
-    ("reversal answer lost", lambda r: r["event"] == "net_dropped" and r.get("mti") == "0410"),
-    ("status query or answer lost", lambda r: r["event"] == "net_dropped" and r.get("mti") in ("0600", "0610")),
-    ("completion advice lost", lambda r: r["event"] == "net_dropped" and r.get("mti") in ("0220", "0221")),
-    ("message delayed", lambda r: r["event"] == "net_delayed"),
-    ("message lost in a partition", lambda r: r["event"] == "net_dropped" and r.get("reason") == "partition"),
-    ("duplicate original absorbed by the host", lambda r: r["event"] == "duplicate_original"),
-    ("repeated reversal answered once", lambda r: r["event"] == "duplicate_reversal"),
-    ("repeated advice captured once", lambda r: r["event"] == "duplicate_advice"),
-    ("response timeout", lambda r: r["event"] == "timer_fired"),
-    ("late response after timeout", lambda r: r["event"] == "late_response"),
-    ("reversal before its original", lambda r: r["event"] == "ledger_reversal_before_original"),
-    ("late original refused", lambda r: r["event"] == "late_original_refused"),
-    ("reversal credited a debit", lambda r: r["event"] == "ledger_reversal_credited"),
-    ("reversal released a hold", lambda r: r["event"] == "ledger_reversal_released"),
-    ("status query answered APPROVED", lambda r: r["event"] == "status_answered" and r.get("status") == "APPROVED"),
-    ("status query answered NOT_FOUND", lambda r: r["event"] == "status_answered" and r.get("status") == "NOT_FOUND"),
-    ("host crash after commit", lambda r: r["event"] == "host_crashed"),
-    ("message lost while the host was down", lambda r: r["event"] == "host_down_drop"),
-    ("reversal retried with backoff", lambda r: r["event"] == "reversal_retry_scheduled"),
-    ("pending reversal sent before the next sale", lambda r: r["event"] == "reversal_before_next_transaction"),
-    ("declined (funds, rules or issuer down)", lambda r: r["event"] == "ledger_declined"),
-    ("customer paid again after a failure", lambda r: r["event"] == "customer_retries"),
-    ("terminal power loss", lambda r: r["event"] == "terminal_power_lost"),
-    ("answer lost while the terminal was off", lambda r: r["event"] == "terminal_down_drop"),
-    ("recovery resumed from the journal after boot",
-     lambda r: r["event"] == "terminal_restored" and r.get("records", 0) > 0),
+from protocol import events as ev
+
+Test = Callable[[ev.Event], bool]
+
+
+def _lost(*mtis: str, answered: bool = False) -> Test:
+    """A message of one of ``mtis`` lost on the way (``answered``: one that carried the host's RRN)."""
+    return lambda e: isinstance(e, ev.NetDropped) and e.mti in mtis and (not answered or bool(e.rrn))
+
+
+def _is(*classes: type[ev.Event]) -> Test:
+    return lambda e: isinstance(e, classes)
+
+
+#: (label, test on one trace event). Labels are what QA reads after a fuzz run.
+SITUATIONS: tuple[tuple[str, Test], ...] = (
+    ("request lost before the host", _lost("0200", "0100")),
+    ("response lost after host approval", _lost("0210", "0110", answered=True)),
+    ("reversal lost", _lost("0400", "0401")),
+    ("reversal answer lost", _lost("0410")),
+    ("status query or answer lost", _lost("0600", "0610")),
+    ("completion advice lost", _lost("0220", "0221")),
+    ("message delayed", _is(ev.NetDelayed)),
+    ("message lost in a partition", lambda e: isinstance(e, ev.NetDropped) and e.reason == "partition"),
+    ("duplicate original absorbed by the host", _is(ev.DuplicateOriginal)),
+    ("repeated reversal answered once", _is(ev.DuplicateReversal)),
+    ("repeated advice captured once", _is(ev.DuplicateAdvice)),
+    ("response timeout", _is(ev.TimerFired)),
+    ("late response after timeout", _is(ev.LateResponse)),
+    ("reversal before its original", _is(ev.LedgerReversalBeforeOriginal)),
+    ("late original refused", _is(ev.LateOriginalRefused)),
+    ("reversal credited a debit", _is(ev.LedgerReversalCredited)),
+    ("reversal released a hold", _is(ev.LedgerReversalReleased)),
+    ("status query answered APPROVED", lambda e: isinstance(e, ev.StatusAnswered) and e.status == "APPROVED"),
+    ("status query answered NOT_FOUND", lambda e: isinstance(e, ev.StatusAnswered) and e.status == "NOT_FOUND"),
+    ("host crash after commit", _is(ev.HostCrashed)),
+    ("message lost while the host was down", _is(ev.HostDownDrop)),
+    ("reversal retried with backoff", _is(ev.ReversalRetryScheduled)),
+    ("pending reversal sent before the next sale", _is(ev.ReversalBeforeNextTransaction)),
+    ("declined (funds, rules or issuer down)", _is(ev.LedgerDeclined)),
+    ("customer paid again after a failure", _is(ev.CustomerRetries)),
+    ("terminal power loss", _is(ev.TerminalPowerLost)),
+    ("answer lost while the terminal was off", _is(ev.TerminalDownDrop)),
+    ("recovery resumed from the journal after boot", lambda e: isinstance(e, ev.TerminalRestored) and e.records > 0),
 )
 
 
-def situations(records: Iterable[dict[str, Any]]) -> set[str]:
+def situations(records: Iterable[ev.Stamped]) -> set[str]:
     """The situations one run went through (each counted once per run)."""
     seen: set[str] = set()
-    for r in records:
+    for stamped in records:
         for label, test in SITUATIONS:
-            if label not in seen and test(r):
+            if label not in seen and test(stamped.event):
                 seen.add(label)
     return seen
 
 
-def tally(counter: Counter[str], records: Iterable[dict[str, Any]]) -> None:
+def tally(counter: Counter[str], records: Iterable[ev.Stamped]) -> None:
     counter.update(situations(records))

@@ -16,6 +16,7 @@ from possim import console as show
 from possim.scenario import load
 from possim.simulation import simulate
 from possim.timeline import rows
+from protocol.events import Stamped
 
 ACTS = (
     ("response-lost", "Act 1 - the lost approval",
@@ -55,9 +56,9 @@ def run_demo(console: Console, scenarios: Path, pace: float, sleep: Callable[[fl
     console.print("Replay any act yourself: possim run scenarios/<name>.toml --policy none --report act.html")
 
 
-def _paced(console: Console, records: list[dict[str, object]], pace: float, sleep: Callable[[float], None]) -> None:
+def _paced(console: Console, records: list[Stamped], pace: float, sleep: Callable[[float], None]) -> None:
     console.print(f"{'t (s)':>9} | {'terminal':<52} | {'network':<30} | host")
-    for t, term, net, host in rows(records):  # type: ignore[arg-type]
+    for t, term, net, host in rows(records):
         style = "bold red" if "LOST" in net or "TIMEOUT" in term or "CRASH" in host else None
         line = f"{t:>9.3f} | {term[:52]:<52} | {net[:30]:<30} | {host[:44]}"
         console.print(line, style=style, highlight=False, markup=False)

@@ -50,11 +50,14 @@ JS = """
         el.classList.toggle('current', s === cur);
       });
       var st = steps[cur];
-      cap.textContent = 'step ' + (cur + 1) + ' of ' + steps.length + ' | t = ' + st.t + ' s | ' + st.lane + ': ' + st.text;
+      cap.textContent = 'step ' + (cur + 1) + ' of ' + steps.length + ' | t = ' + st.t + ' s | ' +
+        st.lane + ': ' + st.text;
     }
     sec.querySelector('.first').addEventListener('click', function(){cur = 0; show();});
     sec.querySelector('.prev').addEventListener('click', function(){cur = Math.max(0, cur - 1); show();});
-    sec.querySelector('.next').addEventListener('click', function(){cur = Math.min(steps.length - 1, cur + 1); show();});
+    sec.querySelector('.next').addEventListener('click', function(){
+      cur = Math.min(steps.length - 1, cur + 1); show();
+    });
     sec.querySelector('.last').addEventListener('click', function(){cur = steps.length - 1; show();});
     sec.addEventListener('keydown', function(e){
       if (e.key === 'ArrowRight') { cur = Math.min(steps.length - 1, cur + 1); show(); }
@@ -119,8 +122,7 @@ def _svg(seq: Sequence) -> str:
                    f"height='{max(4, y2 - y1)}' fill='#f04438' fill-opacity='.25' stroke='#b42318'/>"
                    f"<text x='{X[TERMINAL] + 12}' y='{(y1 + y2) / 2}' text-anchor='start' fill='#b42318'>"
                    f"timeout {t.seconds:g} s</text></g>")
-    for a in seq.arrows:
-        out.append(_arrow(a))
+    out.extend(_arrow(a) for a in seq.arrows)
     for s in seq.steps:
         anchor, x = {TERMINAL: ("end", X[TERMINAL] - 14), NETWORK: ("start", X[NETWORK] + 14),
                      HOST: ("start", X[HOST] + 14)}[s.lane]

@@ -6,33 +6,32 @@ saying why; timeouts, ledger changes and what the cashier saw are notes on their
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
 
-from possim.msc import HOST, TERMINAL, build
+from possim.msc import HOST, TERMINAL, Arrow, build
+from protocol.events import Stamped
 
 _WHO = {TERMINAL: "T", HOST: "H"}
 
 
-def to_mermaid(records: list[dict[str, Any]], title: str) -> str:
+def to_mermaid(records: Iterable[Stamped], title: str) -> str:
     seq = build(records)
     lines = ["sequenceDiagram", f"    title {_clean(title)}", "    participant T as Terminal",
              "    participant H as Acquirer host"]
-    by_end: dict[int, list[Any]] = {}
+    by_end: dict[int, list[Arrow]] = {}
     for arrow in seq.arrows:
         by_end.setdefault(arrow.end_step if arrow.end_step is not None else 10**9, []).append(arrow)
     for step in seq.steps:
-        for arrow in by_end.get(step.index, []):
-            lines.append(_arrow(arrow))
+        lines.extend(_arrow(arrow) for arrow in by_end.get(step.index, []))
         if step.lane == TERMINAL and step.style in ("timeout", "good", "bad"):
             lines.append(f"    Note over T: t={step.t:g}s {_clean(step.text)}")
         elif step.lane == HOST and step.style in ("ledger", "bad"):
             lines.append(f"    Note over H: t={step.t:g}s {_clean(step.text)}")
-    for arrow in by_end.get(10**9, []):
-        lines.append(_arrow(arrow))
+    lines.extend(_arrow(arrow) for arrow in by_end.get(10**9, []))
     return "\n".join(lines) + "\n"
 
 
-def _arrow(arrow: Any) -> str:
+def _arrow(arrow: Arrow) -> str:
     frm, to = _WHO[arrow.frm], _WHO[arrow.to]
     if arrow.lost:
         return f"    {frm}-x{to}: {_clean(arrow.label)} LOST ({arrow.lost.replace('_', ' ')})"

@@ -6,11 +6,12 @@ showing; arrows know the step they left on and the step they landed (or died) on
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
-from possim.timeline import rows as timeline_rows
-from protocol import mti as M
+from possim.timeline import row as timeline_row
+from protocol import events as ev
+from protocol.mti import NAMES
 
 TERMINAL, NETWORK, HOST = "terminal", "network", "host"
 
@@ -63,54 +64,52 @@ def category(mti: str) -> str:
         return "reversal"
     if mti.startswith("06"):
         return "query"
-    if mti.startswith("022") or mti.startswith("023"):
+    if mti.startswith(("022", "023")):
         return "advice"
     return "financial"
 
 
-def build(records: list[dict[str, Any]]) -> Sequence:
+def build(records: Iterable[ev.Stamped]) -> Sequence:
     seq = Sequence()
     open_arrows: list[Arrow] = []
     timer_start: tuple[int, float] | None = None
-    for r in records:
-        event = r["event"]
-        if event == "timer_started":
-            timer_start = (max(0, len(seq.steps) - 1), float(r["t"]))
+    for stamped in records:
+        e = stamped.event
+        if isinstance(e, ev.TimerStarted):
+            timer_start = (max(0, len(seq.steps) - 1), stamped.t)
             continue
-        row = timeline_rows([r])  # the same events the console timeline shows, one row each
-        if not row:
+        row = timeline_row(stamped)  # the same events the console timeline shows, one row each
+        if row is None:
             continue
-        t, term, net, host = row[0]
+        t, term, net, host = row
         lane = TERMINAL if term else NETWORK if net else HOST
-        step = Step(len(seq.steps), t, lane, term or net or host, _style(r))
+        step = Step(len(seq.steps), t, lane, term or net or host, _style(e))
         seq.steps.append(step)
-        if event == "msg_sent":
-            frm = r.get("side", TERMINAL)
-            to = HOST if frm == TERMINAL else TERMINAL
-            label = f"{r.get('mti')} {M.NAMES.get(str(r.get('mti')), '')} #{str(r.get('stan', ''))[-3:]}"
-            open_arrows.append(Arrow(frm, to, str(r.get("mti")), str(r.get("stan")), label, step.index, t))
-        elif event == "net_dropped":
-            _land(seq, open_arrows, _find(open_arrows, r), step, lost=r.get("reason", "lost"))
-        elif event == "net_duplicated":
-            arrow = _find(open_arrows, r)
-            if arrow:
-                twin = Arrow(arrow.frm, arrow.to, arrow.mti, arrow.stan, arrow.label + " (copy)", arrow.sent_step,
-                             arrow.sent_t, duplicate=True)
-                open_arrows.append(twin)
-        elif event == "msg_received":
-            to = r.get("side")
-            _land(seq, open_arrows, _find(open_arrows, r, to=to), step)
-        elif event == "terminal_down_drop":
-            _land(seq, open_arrows, _find(open_arrows, r, to=TERMINAL), step, lost="terminal off")
-        elif event == "late_response":
-            for arrow in reversed(seq.arrows):
-                if arrow.stan == r.get("stan") and arrow.to == TERMINAL:
-                    arrow.late = True
-                    break
-        elif event == "timer_fired" and timer_start is not None and r.get("timer") == "response":
-            start_step, began = timer_start
-            seq.timeouts.append(Timeout(start_step, step.index, round(t - began, 3)))
-            timer_start = None
+        match e:
+            case ev.MsgSent():
+                to = HOST if e.side == TERMINAL else TERMINAL
+                label = f"{e.mti} {NAMES.get(e.mti, '')} #{e.stan[-3:]}"
+                open_arrows.append(Arrow(e.side, to, e.mti, e.stan, label, step.index, t))
+            case ev.NetDropped():
+                _land(seq, open_arrows, _find(open_arrows, e.mti, e.stan), step, lost=e.reason)
+            case ev.NetDuplicated():
+                arrow = _find(open_arrows, e.mti, e.stan)
+                if arrow:
+                    open_arrows.append(Arrow(arrow.frm, arrow.to, arrow.mti, arrow.stan, arrow.label + " (copy)",
+                                             arrow.sent_step, arrow.sent_t, duplicate=True))
+            case ev.MsgReceived():
+                _land(seq, open_arrows, _find(open_arrows, e.mti, e.stan, to=e.side), step)
+            case ev.TerminalDownDrop():
+                _land(seq, open_arrows, _find(open_arrows, e.mti, e.stan, to=TERMINAL), step, lost="terminal off")
+            case ev.LateResponse():
+                for arrow in reversed(seq.arrows):
+                    if arrow.stan == e.stan and arrow.to == TERMINAL:
+                        arrow.late = True
+                        break
+            case ev.TimerFired() if timer_start is not None:
+                start_step, began = timer_start
+                seq.timeouts.append(Timeout(start_step, step.index, round(t - began, 3)))
+                timer_start = None
     for arrow in open_arrows:  # never arrived before the run ended
         arrow.lost = arrow.lost or "still in flight"
         seq.arrows.append(arrow)
@@ -127,24 +126,24 @@ def _land(seq: Sequence, in_flight: list[Arrow], arrow: Arrow | None, step: Step
     seq.arrows.append(arrow)
 
 
-def _find(arrows: list[Arrow], r: dict[str, Any], to: str | None = None) -> Arrow | None:
+def _find(arrows: list[Arrow], mti: str, stan: str | None, to: str | None = None) -> Arrow | None:
     for arrow in arrows:
-        if arrow.mti == r.get("mti") and arrow.stan == r.get("stan") and (to is None or arrow.to == to):
+        if arrow.mti == mti and arrow.stan == stan and (to is None or arrow.to == to):
             return arrow
     return None
 
 
-def _style(r: dict[str, Any]) -> str:
-    e = r["event"]
-    if e == "net_dropped" or e in ("host_crashed", "host_down_drop", "terminal_power_lost", "terminal_down_drop"):
-        return "bad"
-    if e == "timer_fired":
-        return "timeout"
-    if e == "txn_outcome":
-        return "good" if r.get("status") == "approved" else "bad"
-    if e.startswith("ledger_"):
-        return "ledger"
-    if str(r.get("mti", "")).startswith(("04", "06")):
+def _style(e: ev.Event) -> str:
+    match e:
+        case ev.NetDropped() | ev.HostCrashed() | ev.HostDownDrop() | ev.TerminalPowerLost() | ev.TerminalDownDrop():
+            return "bad"
+        case ev.TimerFired():
+            return "timeout"
+        case ev.TxnOutcome():
+            return "good" if e.status == "approved" else "bad"
+        case ev.LedgerMovement() | ev.LedgerCapture() | ev.LedgerDeclined() | ev.LedgerReversal():
+            return "ledger"
+    mti = getattr(e, "mti", None)
+    if isinstance(mti, str) and mti.startswith(("04", "06")):
         return "recovery"
     return ""
-

@@ -18,7 +18,9 @@ from acquirer_sim.driver import HostDriver
 from acquirer_sim.host import AcquirerHost
 from possim.rig import Rig, RunResult
 from possim.scenario import Scenario, from_dict
+from possim.trace import named
 from protocol import codec
+from protocol import events as ev
 from protocol import mti as M
 from protocol.errors import ProtocolError
 from protocol.mqtt import BrokerAddress
@@ -93,14 +95,13 @@ async def run_live(scenario: Scenario, policy: str, seed: int, wire: Wire, time_
     so a scenario's faults mean the same on every transport.
     """
     scaled = scenario.scaled(time_scale)
-    rig = Rig(scaled, policy, seed, LoopScheduler(asyncio.get_running_loop()), None, ledger_path, journal_path,
-              record_bytes=True)
+    rig = Rig(scaled, policy, seed, LoopScheduler(asyncio.get_running_loop()), None, ledger_path, journal_path)
     host_end = await wire.open_host(lambda d: rig.host_driver.receive(d), rig.trace.emit)  # type: ignore[union-attr]
     term_end: TerminalEnd | None = None
     try:
         term_end = await wire.open_terminal(rig.terminal_config.tid, rig.to_terminal.send, rig.trace.emit)
-        rig.connect(term_end, host_end, record_bytes=True)
-        rig.trace.emit(f"{wire.name}_run", **wire.describe(), time_scale=time_scale, scenario_data=scenario.raw())
+        rig.connect(term_end, host_end)
+        rig.trace.emit(ev.LiveRun(wire.name, time_scale, wire.describe(), scenario.raw()))
         if on_ready:
             on_ready(rig, host_end, term_end)
         rig.schedule_payments()
@@ -150,7 +151,7 @@ async def drive_terminal(scenario: Scenario, policy: str, seed: int, wire: Wire,
     data["terminal"] = {**data["terminal"], "tid": tid}
     scaled = from_dict(data, scenario.path)
     rig = Rig(scaled, policy, seed, LoopScheduler(asyncio.get_running_loop()), None, None, journal_path,
-              record_bytes=True, epoch=datetime.now().replace(microsecond=0))
+              epoch=datetime.now().replace(microsecond=0))
     rig.trace.sink = live
     end = await wire.open_terminal(tid, rig.to_terminal.send, rig.trace.emit)
     rig.connect(end, None)
@@ -215,7 +216,7 @@ async def serve_acquirer(wire: Wire, host: AcquirerHost, emit: TraceSink, stop: 
     stats = HostStats()
     guarded: _Guarded
     end = await wire.open_host(lambda d: guarded(d), emit)
-    driver = HostDriver(host, end, sched, emit)
+    driver = HostDriver(host, end, sched, named(emit))
     guarded = _Guarded(driver, end, emit, stats)
     emit("acquirer_ready", transport=wire.name, **wire.describe())
     reporter = asyncio.create_task(_report(stats, emit, stats_every))

@@ -1,30 +1,41 @@
 """Replay a recorded real-time run in virtual time, deterministically, and judge it again.
 
-A trace recorded over MQTT holds every arrival (with its ISO 8583 bytes), every timer
-firing and every payment request, with real timestamps. Replay feeds exactly those inputs,
-in the recorded order, to fresh terminal and host state machines and a fresh journal and
-ledger; their own timers and sends are not executed (the recording already says what
-happened next). The verdict must match the recorded one.
+A trace recorded over MQTT or TCP holds every arrival (with its ISO 8583 bytes), every
+timer firing and every payment request, with real timestamps. Replay drives the real
+``TerminalDriver`` and ``HostDriver`` (over fresh terminal and host state machines, a fresh
+journal and ledger) with exactly those inputs at their recorded times on a virtual clock.
+What the drivers would do next on their own is already in the recording: their sends go
+nowhere and their own timers never fire. The verdict must match the recorded one.
 """
 
 from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from acquirer_sim.config import HostConfig
+from acquirer_sim.driver import HostDriver
 from acquirer_sim.host import AcquirerHost
 from acquirer_sim.ledger import Ledger
-from pos_sim.actions import WriteJournal
+from pos_sim.driver import TerminalDriver
 from pos_sim.journal import Journal
 from pos_sim.terminal import PaymentRequest, Terminal
 from possim.checker import Verdict, check
 from possim.reconcile import Reconciliation, reconcile
 from possim.scenario import ScenarioError, from_dict
+from possim.trace import Trace
+from possim.virtual_clock import Handle, VirtualClock
+from protocol import events as ev
 
 #: The first event of a recorded real-time run, per transport.
-REAL_TIME_HEADERS = ("mqtt_run", "tcp_run")
+REAL_TIME_HEADERS = (ev.LiveRun.NAME, ev.MqttRun.NAME, ev.TcpRun.NAME)
+
+
+T = TypeVar("T", bound=ev.Event)
 
 
 class ReplayError(Exception):
@@ -32,6 +43,7 @@ class ReplayError(Exception):
 
 
 def read_trace(path: str | Path) -> list[dict[str, Any]]:
+    """The JSON records of a trace file, as written."""
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as exc:
@@ -42,6 +54,19 @@ def read_trace(path: str | Path) -> list[dict[str, Any]]:
         raise ReplayError(f"{path}: line {exc.lineno}: not a JSON trace line") from None
 
 
+def load_trace(path: str | Path) -> list[ev.Stamped]:
+    """The typed events of a trace file; a line that breaks the event contract is a ``ReplayError``."""
+    out = []
+    for i, record in enumerate(read_trace(path), start=1):
+        if not isinstance(record, dict):
+            raise ReplayError(f"{path}: event {i}: not a JSON object")
+        try:
+            out.append(ev.from_record(record))
+        except (ev.EventError, TypeError, ValueError) as exc:
+            raise ReplayError(f"{path}: event {i}: {exc}") from None
+    return out
+
+
 def replay(path: str | Path) -> tuple[Verdict, dict[str, Any] | None]:
     """Re-execute the trace; return the new verdict and the recorded summary (if the run finished)."""
     verdict, recorded, _ = replay_full(path)
@@ -50,50 +75,92 @@ def replay(path: str | Path) -> tuple[Verdict, dict[str, Any] | None]:
 
 def replay_full(path: str | Path) -> tuple[Verdict, dict[str, Any] | None, Reconciliation]:
     """As ``replay``, plus the end-of-day reconciliation of the re-executed run."""
-    records = read_trace(path)
-    header = next((r for r in records if r.get("event") in REAL_TIME_HEADERS), None)
-    started = next((r for r in records if r.get("event") == "run_started"), None)
+    records = load_trace(path)
+    header = _first(records, ev.LiveRun) or _first(records, ev.MqttRun) or _first(records, ev.TcpRun)
+    started = _first(records, ev.RunStarted)
     if header is None or started is None:
         raise ReplayError(f"{path}: not a recorded real-time run (record one with run --transport mqtt|tcp --trace)")
     try:
-        scenario = from_dict(header["scenario_data"]).scaled(float(header["time_scale"]))
+        scenario = from_dict(header.scenario_data).scaled(float(header.time_scale))
     except (ScenarioError, KeyError) as exc:
         raise ReplayError(f"{path}: scenario inside the trace is unusable: {exc}") from None
-    terminal = Terminal(scenario.terminal_config(started["policy"]))
-    host_config = scenario.host_config()
-    ledger = Ledger(default_balance=host_config.default_balance)
-    host = AcquirerHost(host_config, ledger, random.Random(0))
-    journal = Journal(tid=terminal.config.tid)
-    for r in records:
-        if r.get("event") == "terminal_power_restored":
-            terminal = Terminal(terminal.config)
-            for action in terminal.restore(float(r["t"]), journal.load()):
-                if isinstance(action, WriteJournal):
-                    journal.write(action.record)
-            continue
-        _feed(r, terminal, host, journal)
-    journal.commit()
-    verdict = check(journal.conn, ledger.conn)
-    recon = reconcile(journal.conn, ledger.conn, scenario.fee_schedule())
-    recorded = next((r for r in records if r.get("event") == "run_finished"), None)
-    return verdict, recorded, recon
+    rerun = Rerun(Terminal(scenario.terminal_config(started.policy)), scenario.host_config())
+    rerun.feed(records)
+    verdict = check(rerun.journal.conn, rerun.ledger.conn)
+    recon = reconcile(rerun.journal.conn, rerun.ledger.conn, scenario.fee_schedule())
+    finished = next((s for s in records if isinstance(s.event, ev.RunFinished)), None)
+    return verdict, ev.to_record(finished) if finished else None, recon
 
 
-def _feed(r: dict[str, Any], terminal: Terminal, host: AcquirerHost, journal: Journal) -> None:
-    event, now = r.get("event"), float(r.get("t", 0.0))
-    actions: list[Any] = []
-    if event == "payment_requested":
-        request = PaymentRequest(int(r["txn"]), str(r["intent"]), r["kind"], int(r["amount"]), str(r["card"]),
-                                 r.get("completion_amount"), r.get("instrument", "credit"))
-        actions = terminal.request_payment(now, request)
-    elif event == "msg_received" and "data" in r:
-        data = bytes.fromhex(r["data"])
-        if r.get("side") == "host":
-            host.receive(now, data)
-        else:
-            actions = terminal.receive(now, data)
-    elif event == "timer_fired":
-        actions = terminal.timer_fired(now, str(r["timer"]))
-    for action in actions:
-        if isinstance(action, WriteJournal):
-            journal.write(action.record)
+def _first(records: Iterable[ev.Stamped], cls: type[T]) -> T | None:
+    for stamped in records:
+        if isinstance(stamped.event, cls):
+            return stamped.event
+    return None
+
+
+class _Silent:
+    """The drivers' own sends during replay: the recording already says where they went."""
+
+    def send(self, data: bytes, meta: Mapping[str, object] | None = None) -> None:
+        pass
+
+
+class _Frozen:
+    """The drivers' scheduler during replay: the virtual time, but nothing they schedule ever runs
+    (the recorded timer firings and replies drive the run instead)."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self.clock = clock
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Handle:
+        return Handle()
+
+
+@dataclass
+class Rerun:
+    """A terminal and a host, each behind its real driver, fed the recorded inputs on a virtual clock."""
+
+    terminal: Terminal
+    host_config: HostConfig
+
+    def __post_init__(self) -> None:
+        self.clock = VirtualClock()
+        self.trace = Trace(self.clock.now)
+        self.journal = Journal(tid=self.terminal.config.tid)
+        self.ledger = Ledger(default_balance=self.host_config.default_balance)
+        host = AcquirerHost(self.host_config, self.ledger, random.Random(0))
+        frozen = _Frozen(self.clock)
+        self.terminal_driver = TerminalDriver(self.terminal, _Silent(), frozen, self.journal, self.trace.emit)
+        self.host_driver = HostDriver(host, _Silent(), frozen, self.trace.emit)
+
+    def feed(self, records: Iterable[ev.Stamped]) -> None:
+        """Schedule every recorded input at its recorded time, then run the clock to the end."""
+        for stamped in records:
+            step = self._input(stamped.event)
+            if step is not None:
+                self.clock.call_at(stamped.t, step)
+        self.clock.run()
+        self.journal.commit()
+
+    def _input(self, e: ev.Event) -> Callable[[], None] | None:
+        """What the recorded event makes the drivers do again, if it is an input."""
+        term, host = self.terminal_driver, self.host_driver
+        match e:
+            case ev.PaymentRequested(card=str(card)):
+                request = PaymentRequest(e.txn, e.intent, e.kind, e.amount, card,  # type: ignore[arg-type]
+                                         e.completion_amount, e.instrument or "credit")
+                return lambda: term.request_payment(request)
+            case ev.MsgReceived(data=str(data)):
+                payload = bytes.fromhex(data)
+                return (lambda: host.receive(payload)) if e.side == "host" else (lambda: term.receive(payload))
+            case ev.TimerFired() | ev.RetryTimerFired():
+                return lambda: term.fire_timer(e.timer)
+            case ev.TerminalPowerLost():
+                return term.power_off
+            case ev.TerminalPowerRestored():
+                return lambda: term.power_on(Terminal(self.terminal.config))
+        return None

@@ -80,7 +80,7 @@ class _Deferred:
 class Rig:
     def __init__(self, scenario: Scenario, policy: str, seed: int, scheduler: Scheduler,
                  plan: FaultPlan | None = None, ledger_path: str | Path | None = None,
-                 journal_path: str | Path | None = None, record_bytes: bool = False,
+                 journal_path: str | Path | None = None,
                  epoch: datetime | None = None) -> None:
         self.scenario, self.policy, self.seed, self.scheduler = scenario, policy, seed, scheduler
         self.trace = Trace(scheduler.now)
@@ -99,7 +99,7 @@ class Rig:
         self._to_host_inner = _Deferred()
         self.to_host = FaultyLink("to_host", self._to_host_inner, self.decider, scheduler, self.trace.emit)
         self.terminal_driver = TerminalDriver(self.terminal, self.to_host, scheduler, self.journal, self.trace.emit,
-                                              self._on_outcome, record_bytes=record_bytes)
+                                              self._on_outcome)
         self.to_terminal = FaultyLink("to_terminal", MemoryTransport(self.terminal_driver.receive), self.decider,
                                       scheduler, self.trace.emit)
         self.host_driver: HostDriver | None = None
@@ -126,13 +126,12 @@ class Rig:
             self.terminal_driver.power_on(self.terminal)
         return len(records)
 
-    def connect(self, to_host: Transport, host_out: Link | None, record_bytes: bool = False) -> None:
+    def connect(self, to_host: Transport, host_out: Link | None) -> None:
         """``to_host``: where the terminal's faulted requests go; ``host_out``: the host's replies
         (``None`` when the host runs in another process)."""
         self._to_host_inner.target = to_host
         if host_out is not None:
-            self.host_driver = HostDriver(self.host, host_out, self.scheduler, self.trace.emit,
-                                          record_bytes=record_bytes)
+            self.host_driver = HostDriver(self.host, host_out, self.scheduler, self.trace.emit)
 
     def memory(self) -> None:
         """Wire both sides in this process with the in-memory transport."""

@@ -1,99 +1,115 @@
-"""The run as a readable three-column timeline: terminal | network | host, in run time."""
+"""The run as a readable three-column timeline: terminal | network | host, in run time.
+
+Rows are chosen by event class (``protocol.events``). Only the response timer firing is a
+TIMEOUT; a retry wake-up for recovery work is not shown (its effect, the repeat, is).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from possim.money import format_amount
-from protocol import mti as M
+from protocol import events as ev
+from protocol.mti import NAMES
 
 Row = tuple[float, str, str, str]
 
 
-def _msg(r: dict[str, Any]) -> str:
-    name = M.NAMES.get(str(r.get("mti")), str(r.get("mti")))
-    rrn = f" rrn {r['rrn']}" if r.get("rrn") else ""
-    return f"{r.get('mti')} {name} stan {r.get('stan')}{rrn}"
+def _msg(e: ev.MsgSent | ev.MsgReceived) -> str:
+    name = NAMES.get(e.mti, e.mti)
+    rrn = f" rrn {e.rrn}" if e.rrn else ""
+    return f"{e.mti} {name} stan {e.stan}{rrn}"
 
 
-def _terminal(r: dict[str, Any]) -> str | None:
-    e = r["event"]
-    if e == "payment_requested":
-        return f"customer pays {format_amount(r['amount'])} ({r['kind']}, txn {r['txn']})"
-    if e == "customer_retries":
-        return f"customer told it failed: pays AGAIN (txn {r['retry_txn']})"
-    if e == "msg_sent":
-        return f"-> {_msg(r)}"
-    if e == "msg_received":
-        return f"<- {_msg(r)}"
-    if e == "timer_fired":
-        return "TIMEOUT: no answer in time"
-    if e == "txn_outcome":
-        return f"screen: {r['display']} (journal: {r['status']})"
-    if e == "reversal_acknowledged":
-        return f"reversal of txn {r['txn']} acknowledged"
-    if e in ("late_response", "duplicate_response"):
-        return f"{e.replace('_', ' ')} {r.get('mti')} rc {r.get('rc')} for txn {r.get('txn')}: logged, ignored"
-    if e == "reversal_retry_scheduled":
-        return f"reversal retry at {r['at']:.1f}s ({r['reason']})"
-    if e == "reversal_parked":
-        return f"reversal gave up after {r['attempts']} tries: stays pending"
-    if e == "reversal_before_next_transaction":
-        return "pending reversal goes out before the next sale"
-    if e == "terminal_power_lost":
-        return "POWER LOST: memory gone, journal kept"
-    if e == "terminal_down_drop":
-        return f"{r.get('mti')} arrives at a dead terminal: LOST"
-    if e == "terminal_restored":
-        return f"power back: {r['records']} journal record(s) reloaded"
-    if e in ("malformed_frame", "unmatched_message"):
-        return e.replace("_", " ")
+def _terminal(e: ev.Event) -> str | None:
+    match e:
+        case ev.PaymentRequested():
+            return f"customer pays {format_amount(e.amount)} ({e.kind}, txn {e.txn})"
+        case ev.CustomerRetries():
+            return f"customer told it failed: pays AGAIN (txn {e.retry_txn})"
+        case ev.MsgSent():
+            return f"-> {_msg(e)}"
+        case ev.MsgReceived():
+            return f"<- {_msg(e)}"
+        case ev.TimerFired():
+            return "TIMEOUT: no answer in time"
+        case ev.TxnOutcome():
+            return f"screen: {e.display} (journal: {e.status})"
+        case ev.ReversalAcknowledged():
+            return f"reversal of txn {e.txn} acknowledged"
+        case ev.LateResponse() | ev.DuplicateResponse():
+            return f"{e.NAME.replace('_', ' ')} {e.mti} rc {e.rc} for txn {e.txn}: logged, ignored"
+        case ev.ReversalRetryScheduled():
+            return f"reversal retry at {e.at:.1f}s ({e.reason})"
+        case ev.ReversalParked():
+            return f"reversal gave up after {e.attempts} tries: stays pending"
+        case ev.ReversalBeforeNextTransaction():
+            return "pending reversal goes out before the next sale"
+        case ev.TerminalPowerLost():
+            return "POWER LOST: memory gone, journal kept"
+        case ev.TerminalDownDrop():
+            return f"{e.mti} arrives at a dead terminal: LOST"
+        case ev.TerminalRestored():
+            return f"power back: {e.records} journal record(s) reloaded"
+        case ev.MalformedFrame() | ev.UnmatchedMessage():
+            return e.NAME.replace("_", " ")
     return None
 
 
-def _network(r: dict[str, Any]) -> str | None:
-    e = r["event"]
-    if e == "net_dropped":
-        return f"X {r['mti']} LOST ({r['reason'].replace('_', ' ')})"
-    if e in ("net_delayed", "net_duplicated", "net_reordered"):
-        delays = ", ".join(f"{d:.2f}s" for d in r["delays"])
-        return f"~ {r['mti']} {e[4:]} (arrives after {delays})"
+def _network(e: ev.Event) -> str | None:
+    match e:
+        case ev.NetDropped():
+            return f"X {e.mti} LOST ({e.reason.replace('_', ' ')})"
+        case ev.NetTampered():
+            delays = ", ".join(f"{d:.2f}s" for d in e.delays)
+            return f"~ {e.mti} {e.NAME[4:]} (arrives after {delays})"
     return None
 
 
-def _host(r: dict[str, Any]) -> str | None:
-    e = r["event"]
-    if e == "msg_received":
-        return f"<- {_msg(r)}"
-    if e == "msg_sent":
-        return f"-> {_msg(r)}"
-    if e.startswith("ledger_"):
-        what = e[7:].replace("_", " ")
-        amount = f" {format_amount(r['amount'])}" if "amount" in r else ""
-        return f"ledger: {what}{amount}"
-    labels = {"host_crashed": "CRASH after commit, no reply", "host_restarted": "host back up",
-              "host_down_drop": f"down: {r.get('mti')} lost", "duplicate_original": "duplicate: first answer again",
-              "duplicate_reversal": "repeat reversal: already done", "late_original_refused": "late original refused",
-              "status_answered": f"status: {r.get('status')}", "advice_rejected": f"advice rejected {r.get('rc')}",
-              "duplicate_advice": "repeat advice: already captured"}
-    return labels.get(e)
+def _host(e: ev.Event) -> str | None:
+    match e:
+        case ev.MsgReceived():
+            return f"<- {_msg(e)}"
+        case ev.MsgSent():
+            return f"-> {_msg(e)}"
+        case ev.LedgerMovement() | ev.LedgerCapture():
+            return f"ledger: {e.NAME[7:].replace('_', ' ')} {format_amount(e.amount)}"
+        case ev.LedgerDeclined() | ev.LedgerReversal():
+            return f"ledger: {e.NAME[7:].replace('_', ' ')}"
+        case ev.HostCrashed():
+            return "CRASH after commit, no reply"
+        case ev.HostRestarted():
+            return "host back up"
+        case ev.HostDownDrop():
+            return f"down: {e.mti} lost"
+        case ev.DuplicateOriginal():
+            return "duplicate: first answer again"
+        case ev.DuplicateReversal():
+            return "repeat reversal: already done"
+        case ev.LateOriginalRefused():
+            return "late original refused"
+        case ev.StatusAnswered():
+            return f"status: {e.status}"
+        case ev.AdviceRejected():
+            return f"advice rejected {e.rc}"
+        case ev.DuplicateAdvice():
+            return "repeat advice: already captured"
+    return None
 
 
-def rows(records: Iterable[dict[str, Any]]) -> list[Row]:
-    out: list[Row] = []
-    for r in records:
-        side = r.get("side")
-        if side == "host" or r["event"] == "host_restarted":
-            cell = _host(r)
-            if cell:
-                out.append((r["t"], "", "", cell))
-        elif r["event"].startswith("net_"):
-            cell = _network(r)
-            if cell:
-                out.append((r["t"], "", cell, ""))
-        else:
-            cell = _terminal(r)
-            if cell:
-                out.append((r["t"], cell, "", ""))
-    return out
+def row(stamped: ev.Stamped) -> Row | None:
+    """The timeline row of one trace entry, or None when the event is not worth a row."""
+    e = stamped.event
+    where = ev.lane(e)
+    if where == "host":
+        cell = _host(e)
+        return (stamped.t, "", "", cell) if cell else None
+    if where == "network":
+        cell = _network(e)
+        return (stamped.t, "", cell, "") if cell else None
+    cell = _terminal(e)
+    return (stamped.t, cell, "", "") if cell else None
+
+
+def rows(records: Iterable[ev.Stamped]) -> list[Row]:
+    return [r for r in map(row, records) if r is not None]

@@ -1,7 +1,9 @@
-"""The run trace: every event of a run as structlog JSON lines, stamped with run time.
+"""The run trace: every event of a run, typed, stamped with run time; JSON lines on demand.
 
-Events carry stable names (``msg_sent``, ``net_dropped``, ``timer_fired``, ``ledger_debit``,
-``txn_outcome``...) and the keys ``tid``, ``stan``, ``mti`` and ``rrn`` where they apply.
+Events are the classes of ``protocol.events`` (stable names such as ``msg_sent``,
+``net_dropped``, ``timer_fired``, ``ledger_debit``, ``txn_outcome``, with ``tid``, ``stan``,
+``mti`` and ``rrn`` where they apply). The trace keeps the typed events, so every view
+matches on classes; the JSON lines (structlog's renderer) are built only when written.
 In virtual time the stamp is the simulated second, never the wall clock, so the same
 scenario and seed give a byte-identical file.
 """
@@ -14,29 +16,51 @@ from typing import Any
 
 import structlog
 
+from protocol.events import Event, Stamped, fields_of, from_fields, to_record
+
 _RENDER = structlog.processors.JSONRenderer(sort_keys=True)
 
 
 class Trace:
-    """Collects events in memory; renders them with structlog's JSON renderer on demand."""
+    """Collects typed events in memory; renders them with structlog's JSON renderer on demand."""
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
-        self.records: list[dict[str, Any]] = []
-        #: Also hand every event to this (live structlog output of long-running processes).
+        self.records: list[Stamped] = []
+        #: Also hand every event to this as ``(name, **fields)`` (live structlog output of
+        #: long-running processes); message bytes are left out.
         self.sink: Callable[..., None] | None = None
 
-    def emit(self, event: str, **fields: Any) -> None:
-        record = {"t": round(self.clock(), 6), "event": event, **fields}
-        self.records.append(record)
+    def emit(self, event: Event | str, **fields: Any) -> None:
+        """Record ``event``. A name with fields is accepted for producers that log by name (the
+        transports); it must be a registered event with its declared fields."""
+        typed = event if isinstance(event, Event) else from_fields(event, fields)
+        stamped = Stamped(round(self.clock(), 6), typed)
+        self.records.append(stamped)
         if self.sink is not None:
-            self.sink(event, **{k: v for k, v in record.items() if k not in ("event", "data")})
+            self.sink(typed.NAME, t=stamped.t, **_live_fields(typed))
 
     def lines(self) -> list[str]:
-        return [str(_RENDER(None, "info", dict(r))) for r in self.records]
+        return [str(_RENDER(None, "info", to_record(s))) for s in self.records]
 
     def write(self, path: str | Path) -> None:
         Path(path).write_text("".join(line + "\n" for line in self.lines()), encoding="utf-8")
 
-    def count(self, event: str) -> int:
-        return sum(1 for r in self.records if r["event"] == event)
+    def count(self, event: str | type[Event]) -> int:
+        """How many events of this class (or trace name) the run produced."""
+        if isinstance(event, str):
+            return sum(1 for s in self.records if event == s.event.NAME)
+        return sum(1 for s in self.records if isinstance(s.event, event))
+
+
+def named(sink: Callable[..., None]) -> Callable[[Event], None]:
+    """Adapt a logger taking ``(name, **fields)`` to the drivers' typed emit (message bytes left out)."""
+
+    def emit(event: Event) -> None:
+        sink(event.NAME, **_live_fields(event))
+
+    return emit
+
+
+def _live_fields(event: Event) -> dict[str, Any]:
+    return {k: v for k, v in fields_of(event).items() if k != "data"}

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 import iso8583
 from iso8583.specs import default_ascii
 
-from protocol import mti as M  # noqa: N812 - the project-wide alias for MTI constants
+from protocol import mti as M
 from protocol.errors import ProtocolError
 from protocol.mac import MAC_LEN, MacKey
 from protocol.messages import Message, OriginalData

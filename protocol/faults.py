@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from protocol.codec import peek_mti
+from protocol.events import NET_EVENTS, Event, NetDropped
 from protocol.latency import ZERO, Latency
-from protocol.ports import Scheduler, TraceSink, Transport
+from protocol.ports import Scheduler, Transport
 
 Direction = Literal["to_host", "to_terminal"]
 DIRECTIONS: tuple[Direction, ...] = ("to_host", "to_terminal")
@@ -128,20 +129,20 @@ class FaultyLink:
     inner: Transport
     decider: FaultDecider
     scheduler: Scheduler
-    trace: TraceSink
+    trace: Callable[[Event], None]
     in_flight: int = field(default=0)
 
     def send(self, data: bytes, meta: Mapping[str, object] | None = None) -> None:
         """Decide this message's fate, trace it, and schedule each surviving copy."""
         mti = peek_mti(data)
         decision = self.decider.decide(self.direction, mti, self.scheduler.now())
-        fields = dict(meta or {}, mti=mti, dir=self.direction, nth=decision.nth)
+        keys = _keys(meta or {})
         if not decision.delays:
-            self.trace("net_dropped", reason=decision.reason, **fields)
+            self.trace(NetDropped(self.direction, mti, decision.nth, decision.reason, **keys))
             return
         if decision.reason != "deliver":
-            self.trace(f"net_{_EVENT[decision.reason]}", reason=decision.reason,
-                       delays=[round(d, 6) for d in decision.delays], **fields)
+            self.trace(NET_EVENTS[decision.reason](self.direction, mti, decision.nth, decision.reason, **keys,
+                                                   delays=tuple(round(d, 6) for d in decision.delays)))
         for delay in decision.delays:
             self.in_flight += 1
             self.scheduler.call_later(delay, lambda: self._deliver(data))
@@ -151,8 +152,9 @@ class FaultyLink:
         self.inner.send(data)
 
 
-_EVENT = {"reorder": "reordered", "duplicate": "duplicated", "rule_delay": "delayed",
-          "rule_duplicate": "duplicated"}
+def _keys(meta: Mapping[str, object]) -> dict[str, Any]:
+    """What the sender said the message is (``tid``, ``stan``, ``txn``, ``rrn``), for the trace."""
+    return {k: meta[k] for k in ("tid", "stan", "txn", "rrn") if meta.get(k) is not None}
 
 
 def _ordinal(n: int) -> str:

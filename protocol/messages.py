@@ -11,7 +11,6 @@ from dataclasses import dataclass, replace
 
 from protocol import mti as M
 
-
 #: The host's idempotency key of a financial request: terminal id, STAN, transmission time.
 Key = tuple[str, str, str]
 

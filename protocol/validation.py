@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from protocol import mti as M  # noqa: N812 - the project-wide alias for MTI constants
+from protocol import mti as M
 from protocol.messages import Message, OriginalData
 
 _FINANCIAL = ("pan", "processing_code", "amount", "currency")

@@ -10,6 +10,7 @@ from possim.expect import failed_expectations
 from possim.scenario import load
 from possim.simulation import simulate
 from protocol import codec
+from protocol import events as ev
 from protocol.messages import Message, OriginalData
 from tests.conftest import SCENARIOS
 from tests.helpers import new_host, replies
@@ -45,7 +46,7 @@ def test_the_scenario_holds_its_expectations(policy: str) -> None:
 
 def test_the_terminal_repeats_until_the_host_answers_00() -> None:
     result = simulate(load(SCENARIO), "reversal")
-    sent = [r["mti"] for r in result.trace.records if r["event"] == "msg_sent" and r.get("side") != "host"]
+    sent = [s.event.mti for s in result.trace.records if isinstance(s.event, ev.MsgSent) and s.event.side != "host"]
     assert sent == ["0200", "0400", "0401", "0401"]
     s = result.verdict.summary()
     assert (s["reversed"], s["orphaned_debits"], s["customer_loss"]) == (1, 0, "0.00")

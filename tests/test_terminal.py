@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pos_sim.actions import Action, CancelTimer, Notice, Outcome, Send, StartTimer, WriteJournal
+from pos_sim.actions import Action, CancelTimer, Outcome, Send, StartTimer, WriteJournal
+from protocol import events as ev
 from pos_sim.exchanges import REVERSAL_ANSWERS
 from pos_sim.terminal import Terminal
 from protocol import codec
@@ -54,7 +55,7 @@ def test_late_response_is_logged_and_never_applied() -> None:
     response = replies(host.receive(0.1, original.data))[0]
     term.timer_fired(30.0, "response")
     actions = term.receive(45.0, response.data)
-    assert [a.event for a in actions if isinstance(a, Notice)] == ["late_response"]
+    assert [a.event for a in actions if isinstance(a, ev.Event)] == ["late_response"]
     assert not any(isinstance(a, Outcome) for a in actions)
     assert term.records[1].status == "unknown" and term.records[1].late_responses == 1
 
@@ -110,9 +111,9 @@ def test_a_refused_reversal_is_retried_never_counted_as_reversed(code: str) -> N
     """05, 30 and every code not in REVERSAL_ANSWERS as closing: nothing was credited."""
     term, actions = _reversal_answered(code)
     assert term.records[1].reversal == "pending" and term.records[1].status == "unknown"
-    retry = [a for a in actions if isinstance(a, Notice) and a.event == "reversal_retry_scheduled"]
-    assert [r.fields["reason"] for r in retry] == [f"answered {code}"]
-    assert not any(isinstance(a, Notice) and a.event == "reversal_acknowledged" for a in actions)
+    retry = [a for a in actions if isinstance(a, ev.ReversalRetryScheduled)]
+    assert [r.reason for r in retry] == [f"answered {code}"]
+    assert not any(isinstance(a, ev.Event) and a.event == "reversal_acknowledged" for a in actions)
     assert [s.mti for s in sends(term.timer_fired(35.2, "retry"))] == ["0401"]
 
 
@@ -120,7 +121,7 @@ def test_a_refused_reversal_is_retried_never_counted_as_reversed(code: str) -> N
 def test_reversed_or_nothing_to_reverse_closes_the_reversal(code: str) -> None:
     term, actions = _reversal_answered(code)
     assert term.records[1].reversal == "acked" and term.records[1].status == "reversed"
-    assert [a.event for a in actions if isinstance(a, Notice)] == ["reversal_acknowledged"]
+    assert [a.event for a in actions if isinstance(a, ev.Event)] == ["reversal_acknowledged"]
     assert term.idle
 
 
@@ -136,7 +137,7 @@ def test_a_reversal_refused_until_attempts_run_out_stays_pending() -> None:
     term.receive(30.2, codec.encode(first.response("05")))
     again = codec.decode(sends(term.timer_fired(35.2, "retry"))[0].data)
     actions = term.receive(35.4, codec.encode(again.response("05")))
-    assert [a.event for a in actions if isinstance(a, Notice)] == ["reversal_parked"]
+    assert [a.event for a in actions if isinstance(a, ev.Event)] == ["reversal_parked"]
     assert term.records[1].reversal == "pending" and term.idle
 
 
@@ -173,7 +174,7 @@ def test_power_loss_without_recovery_leaves_the_fate_unknown() -> None:
 
 def test_malformed_frame_becomes_a_notice_not_an_exception() -> None:
     term = new_terminal()
-    assert [a.event for a in term.receive(1.0, b"garbage") if isinstance(a, Notice)] == ["malformed_frame"]
+    assert [a.event for a in term.receive(1.0, b"garbage") if isinstance(a, ev.Event)] == ["malformed_frame"]
 
 
 @pytest.mark.parametrize("module", ["pos_sim/terminal.py", "pos_sim/policies.py", "pos_sim/exchanges.py",

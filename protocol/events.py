@@ -1,0 +1,685 @@
+"""Every trace event of a run, as typed records: the one contract between producers and views.
+
+The drivers, the fault layer, the host, the transports and the rig produce these; the
+timeline, the sequence chart, Mermaid, coverage, the HTML report and replay consume them by
+class, never by matching strings. Each class carries its stable trace name (``NAME``, the
+``"event"`` key of a JSON trace line) and its fields, with ``tid``, ``stan``, ``mti`` and
+``rrn`` where they apply. ``to_record`` / ``from_record`` turn an event into the JSON record
+written by ``--trace`` and back; the records keep the names and keys traces always had, so
+traces written before these types existed still read.
+
+Pure: no clock, no I/O, no logging. The trace stamps events with run time (``Stamped``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Literal
+
+Side = Literal["terminal", "host"]
+Lane = Literal["terminal", "network", "host", "run"]
+
+
+class EventError(ValueError):
+    """A record or notice does not fit the contract: unknown name, unknown or missing field."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base of every trace event. ``NAME`` is the stable trace name; ``SIDE`` the fixed ``side`` key."""
+
+    NAME: ClassVar[str] = ""
+    #: Written as the record's ``side`` key when the event always belongs to one side.
+    SIDE: ClassVar[Side | None] = None
+    #: The timeline column of the event when it has no ``side`` field of its own.
+    LANE: ClassVar[Lane] = "terminal"
+
+    @property
+    def event(self) -> str:
+        """The trace name, as in the record's ``"event"`` key."""
+        return self.NAME
+
+    @classmethod
+    def from_fields(cls, data: dict[str, Any]) -> Event:
+        """Build from record fields (``t`` and ``event`` removed). Subclasses convert JSON shapes."""
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class Stamped:
+    """One trace entry: an event and the run time (seconds) at which it happened."""
+
+    t: float
+    event: Event
+
+
+# -- messages on the wire (both sides) ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MsgSent(Event):
+    """A driver handed a message to its link (the fault layer decides what becomes of it)."""
+
+    NAME: ClassVar[str] = "msg_sent"
+    side: Side
+    tid: str
+    stan: str
+    mti: str
+    txn: int | None = None
+    rrn: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MsgReceived(Event):
+    """Bytes arrived at a side. ``data`` (hex) is what replay feeds back; ``malformed`` if undecodable."""
+
+    NAME: ClassVar[str] = "msg_received"
+    side: Side
+    mti: str
+    tid: str | None = None
+    stan: str | None = None
+    rrn: str | None = None
+    malformed: bool | None = None
+    data: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MalformedFrame(Event):
+    """A side could not decode a frame; it is dropped, never an exception."""
+
+    NAME: ClassVar[str] = "malformed_frame"
+    side: Side
+    reason: str
+
+
+# -- the terminal ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRequested(Event):
+    """A customer pays. ``pan`` is masked; ``card`` and the rest are what replay needs to re-ask."""
+
+    NAME: ClassVar[str] = "payment_requested"
+    tid: str
+    txn: int
+    intent: str
+    kind: str
+    amount: int
+    pan: str
+    card: str | None = None
+    completion_amount: int | None = None
+    instrument: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TxnOutcome(Event):
+    """What the cashier's screen shows, and what the journal knows (``status``)."""
+
+    NAME: ClassVar[str] = "txn_outcome"
+    tid: str
+    txn: int
+    status: str
+    display: str
+
+
+@dataclass(frozen=True, slots=True)
+class TimerStarted(Event):
+    """The response timer of the exchange in flight was armed for run time ``at``."""
+
+    NAME: ClassVar[str] = "timer_started"
+    tid: str
+    timer: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired(Event):
+    """The response timer fired: no answer in time. Only this is a timeout."""
+
+    NAME: ClassVar[str] = "timer_fired"
+    tid: str
+    timer: str = "response"
+
+    @classmethod
+    def from_fields(cls, data: dict[str, Any]) -> Event:
+        # Traces recorded over MQTT/TCP before the two timers had their own events
+        # wrote retry wake-ups as timer_fired too.
+        if data.get("timer", "response") != "response":
+            return RetryTimerFired(**data)
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryTimerFired(Event):
+    """The terminal woke up for recovery work that fell due (a reversal repeat...): not a timeout."""
+
+    NAME: ClassVar[str] = "retry_timer_fired"
+    tid: str
+    timer: str = "retry"
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalPowerLost(Event):
+    NAME: ClassVar[str] = "terminal_power_lost"
+    tid: str
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalPowerRestored(Event):
+    NAME: ClassVar[str] = "terminal_power_restored"
+    tid: str
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalDownDrop(Event):
+    """A message reached a terminal without power: lost."""
+
+    NAME: ClassVar[str] = "terminal_down_drop"
+    SIDE: ClassVar[Side | None] = "terminal"
+    mti: str
+    tid: str | None = None
+    stan: str | None = None
+    rrn: str | None = None
+    malformed: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalRestored(Event):
+    """A fresh terminal rebuilt its recovery work from ``records`` journal records."""
+
+    NAME: ClassVar[str] = "terminal_restored"
+    SIDE: ClassVar[Side | None] = "terminal"
+    records: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseTimeout(Event):
+    """The exchange in flight (this request) got no answer in time."""
+
+    NAME: ClassVar[str] = "response_timeout"
+    SIDE: ClassVar[Side | None] = "terminal"
+    mti: str
+    stan: str
+    tid: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReversalBeforeNextTransaction(Event):
+    NAME: ClassVar[str] = "reversal_before_next_transaction"
+    SIDE: ClassVar[Side | None] = "terminal"
+    txn: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReversalAcknowledged(Event):
+    NAME: ClassVar[str] = "reversal_acknowledged"
+    SIDE: ClassVar[Side | None] = "terminal"
+    mti: str
+    stan: str
+    tid: str
+    txn: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReversalRetryScheduled(Event):
+    NAME: ClassVar[str] = "reversal_retry_scheduled"
+    SIDE: ClassVar[Side | None] = "terminal"
+    txn: int
+    at: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReversalParked(Event):
+    """Out of attempts: the reversal stays pending, never forgotten."""
+
+    NAME: ClassVar[str] = "reversal_parked"
+    SIDE: ClassVar[Side | None] = "terminal"
+    txn: int
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnmatchedMessage(Event):
+    """An answer for no exchange this terminal knows."""
+
+    NAME: ClassVar[str] = "unmatched_message"
+    SIDE: ClassVar[Side | None] = "terminal"
+    mti: str
+    stan: str
+    tid: str
+
+
+@dataclass(frozen=True, slots=True)
+class LateResponse(Event):
+    """An answer to an original that already timed out: journaled, never applied."""
+
+    NAME: ClassVar[str] = "late_response"
+    SIDE: ClassVar[Side | None] = "terminal"
+    mti: str
+    stan: str
+    tid: str
+    txn: int
+    status: str
+    rc: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateResponse(Event):
+    """A second answer to an exchange already answered (or to recovery work): ignored."""
+
+    NAME: ClassVar[str] = "duplicate_response"
+    SIDE: ClassVar[Side | None] = "terminal"
+    mti: str
+    stan: str
+    tid: str
+    txn: int
+    status: str
+    rc: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRetries(Event):
+    """Told the payment failed, the customer pays again as ``retry_txn``."""
+
+    NAME: ClassVar[str] = "customer_retries"
+    tid: str
+    txn: int
+    retry_txn: int
+
+
+# -- the host -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HostEvent(Event):
+    """Base of the host's events: the host column of the timeline."""
+
+    SIDE: ClassVar[Side | None] = "host"
+    LANE: ClassVar[Lane] = "host"
+
+
+@dataclass(frozen=True, slots=True)
+class HostMessageEvent(HostEvent):
+    """A host event about one request: its terminal id, STAN and MTI."""
+
+    tid: str
+    stan: str
+    mti: str
+
+
+@dataclass(frozen=True, slots=True)
+class HostDownDrop(HostEvent):
+    NAME: ClassVar[str] = "host_down_drop"
+    mti: str
+
+
+@dataclass(frozen=True, slots=True)
+class HostCrashed(HostMessageEvent):
+    """The host committed, then crashed before replying; down until ``until``."""
+
+    NAME: ClassVar[str] = "host_crashed"
+    until: float
+
+
+@dataclass(frozen=True, slots=True)
+class HostRestarted(HostEvent):
+    NAME: ClassVar[str] = "host_restarted"
+
+
+@dataclass(frozen=True, slots=True)
+class UnexpectedMessage(HostEvent):
+    NAME: ClassVar[str] = "unexpected_message"
+    mti: str
+    stan: str
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateOriginal(HostMessageEvent):
+    """A repeated original: answered again from the ledger, never debited twice."""
+
+    NAME: ClassVar[str] = "duplicate_original"
+    rrn: str | None = None
+    rc: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LateOriginalRefused(HostMessageEvent):
+    """An original whose key a reversal or a NOT_FOUND answer closed: refused."""
+
+    NAME: ClassVar[str] = "late_original_refused"
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerMovement(HostMessageEvent):
+    """Money moved on an account (``amount`` minor units)."""
+
+    rrn: str | None
+    pan: str
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerDebit(LedgerMovement):
+    NAME: ClassVar[str] = "ledger_debit"
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerHold(LedgerMovement):
+    NAME: ClassVar[str] = "ledger_hold"
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerDeclined(HostMessageEvent):
+    NAME: ClassVar[str] = "ledger_declined"
+    rc: str
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerCapture(HostMessageEvent):
+    NAME: ClassVar[str] = "ledger_capture"
+    rrn: str | None
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerReversal(HostMessageEvent):
+    """A reversal was applied to the original with STAN ``orig_stan``; the subclass says how."""
+
+    orig_stan: str
+    rrn: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerReversalCredited(LedgerReversal):
+    NAME: ClassVar[str] = "ledger_reversal_credited"
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerReversalReleased(LedgerReversal):
+    NAME: ClassVar[str] = "ledger_reversal_released"
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerReversalNothingToReverse(LedgerReversal):
+    NAME: ClassVar[str] = "ledger_reversal_nothing_to_reverse"
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerReversalBeforeOriginal(LedgerReversal):
+    """The reversal arrived before its original: the key is closed, the original will be refused."""
+
+    NAME: ClassVar[str] = "ledger_reversal_before_original"
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateReversal(HostMessageEvent):
+    NAME: ClassVar[str] = "duplicate_reversal"
+
+
+@dataclass(frozen=True, slots=True)
+class ReversalRefused(HostMessageEvent):
+    """The host answered a reversal with a refusal code (a scenario's ``reversal_answers``): nothing credited."""
+
+    NAME: ClassVar[str] = "reversal_refused"
+    rc: str
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateAdvice(HostMessageEvent):
+    NAME: ClassVar[str] = "duplicate_advice"
+
+
+@dataclass(frozen=True, slots=True)
+class AdviceRejected(HostMessageEvent):
+    NAME: ClassVar[str] = "advice_rejected"
+    rc: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatusAnswered(HostMessageEvent):
+    NAME: ClassVar[str] = "status_answered"
+    status: str
+    orig_stan: str
+
+
+# -- the network (fault layer) --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkEvent(Event):
+    """What the fault layer did to the ``nth`` message of ``mti`` going ``dir``, and why."""
+
+    LANE: ClassVar[Lane] = "network"
+    dir: str
+    mti: str
+    nth: int
+    reason: str
+    tid: str | None = None
+    stan: str | None = None
+    txn: int | None = None
+    rrn: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NetDropped(NetworkEvent):
+    NAME: ClassVar[str] = "net_dropped"
+
+
+@dataclass(frozen=True, slots=True)
+class NetTampered(NetworkEvent):
+    """A copy delivered other than straight away: ``delays`` holds each copy's delay."""
+
+    delays: tuple[float, ...] = ()
+
+    @classmethod
+    def from_fields(cls, data: dict[str, Any]) -> Event:
+        return cls(**{**data, "delays": tuple(data.get("delays", ()))})
+
+
+@dataclass(frozen=True, slots=True)
+class NetDelayed(NetTampered):
+    NAME: ClassVar[str] = "net_delayed"
+
+
+@dataclass(frozen=True, slots=True)
+class NetDuplicated(NetTampered):
+    NAME: ClassVar[str] = "net_duplicated"
+
+
+@dataclass(frozen=True, slots=True)
+class NetReordered(NetTampered):
+    NAME: ClassVar[str] = "net_reordered"
+
+
+# -- the run and its transports -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunEvent(Event):
+    LANE: ClassVar[Lane] = "run"
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted(RunEvent):
+    """The run's scenario (``scenario_data``, the file's content), policy and seed."""
+
+    NAME: ClassVar[str] = "run_started"
+    scenario: str
+    policy: str
+    seed: int
+    tid: str
+    scenario_data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinished(RunEvent):
+    """The checker's verdict; ``summary`` is written flat into the record, as the ``--json`` keys."""
+
+    NAME: ClassVar[str] = "run_finished"
+    quiescent: bool
+    summary: dict[str, Any] = field(default_factory=dict)
+    published: int | None = None
+
+    @classmethod
+    def from_fields(cls, data: dict[str, Any]) -> Event:
+        rest = dict(data)
+        return cls(quiescent=bool(rest.pop("quiescent")), published=rest.pop("published", None), summary=rest)
+
+
+@dataclass(frozen=True, slots=True)
+class MqttRun(RunEvent):
+    """A real-time run over a broker; ``scenario_data`` and ``time_scale`` make it replayable."""
+
+    NAME: ClassVar[str] = "mqtt_run"
+    broker: str
+    qos: int
+    time_scale: float
+    scenario_data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveRun(RunEvent):
+    """A real-time run over any transport; ``scenario_data`` and ``time_scale`` make it replayable.
+
+    ``wire`` is what the transport says of itself (broker and QoS, port). Traces written
+    before this event existed open with ``mqtt_run`` or ``tcp_run`` instead.
+    """
+
+    NAME: ClassVar[str] = "live_run"
+    transport: str
+    time_scale: float
+    wire: dict[str, Any] = field(default_factory=dict)
+    scenario_data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TcpRun(RunEvent):
+    NAME: ClassVar[str] = "tcp_run"
+    port: int
+    time_scale: float
+    scenario_data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MqttConnected(RunEvent):
+    NAME: ClassVar[str] = "mqtt_connected"
+    client: str
+
+
+@dataclass(frozen=True, slots=True)
+class MqttDisconnected(RunEvent):
+    NAME: ClassVar[str] = "mqtt_disconnected"
+    client: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class MqttHandlerFailed(RunEvent):
+    """A message handler raised; the connection loop logged it and went on (it never wedges)."""
+
+    NAME: ClassVar[str] = "mqtt_handler_failed"
+    client: str
+    topic: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class TcpConnectionDropped(RunEvent):
+    NAME: ClassVar[str] = "tcp_connection_dropped"
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TcpNoRoute(RunEvent):
+    """The TCP host has no connection to the terminal a reply is for."""
+
+    NAME: ClassVar[str] = "tcp_no_route"
+    tid: str | None = None
+
+
+# -- registry and records -------------------------------------------------------------------
+
+#: Every concrete event class; the registry is built from this list (a test checks it is complete).
+EVENT_TYPES: tuple[type[Event], ...] = (
+    MsgSent, MsgReceived, MalformedFrame,
+    PaymentRequested, TxnOutcome, TimerStarted, TimerFired, RetryTimerFired, TerminalPowerLost,
+    TerminalPowerRestored, TerminalDownDrop, TerminalRestored, ResponseTimeout, ReversalBeforeNextTransaction,
+    ReversalAcknowledged, ReversalRetryScheduled, ReversalParked, UnmatchedMessage, LateResponse,
+    DuplicateResponse, CustomerRetries,
+    HostDownDrop, HostCrashed, HostRestarted, UnexpectedMessage, DuplicateOriginal, LateOriginalRefused,
+    LedgerDebit, LedgerHold, LedgerDeclined, LedgerCapture, LedgerReversalCredited, LedgerReversalReleased,
+    LedgerReversalNothingToReverse, LedgerReversalBeforeOriginal, DuplicateReversal, DuplicateAdvice,
+    AdviceRejected, StatusAnswered, ReversalRefused,
+    NetDropped, NetDelayed, NetDuplicated, NetReordered,
+    RunStarted, RunFinished, LiveRun, MqttRun, TcpRun, MqttConnected, MqttDisconnected, MqttHandlerFailed,
+    TcpConnectionDropped, TcpNoRoute,
+)
+
+#: Trace name -> event class.
+REGISTRY: dict[str, type[Event]] = {cls.NAME: cls for cls in EVENT_TYPES}
+
+#: The fault layer's reason -> the event for a copy that is not delivered straight away.
+NET_EVENTS: dict[str, type[NetTampered]] = {"reorder": NetReordered, "duplicate": NetDuplicated,
+                                            "rule_delay": NetDelayed, "rule_duplicate": NetDuplicated}
+
+_FIELDS: dict[type[Event], tuple[str, ...]] = {cls: tuple(f.name for f in fields(cls)) for cls in EVENT_TYPES}
+
+
+def event_class(name: str) -> type[Event]:
+    """The class of trace name ``name``; an unknown name is an error, never a silent pass."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise EventError(f"unknown trace event {name!r}") from None
+
+
+def from_fields(name: str, data: Mapping[str, Any]) -> Event:
+    """Build the event ``name`` from its fields (a ``side`` key is dropped where the side is fixed)."""
+    cls = event_class(name)
+    kwargs = dict(data)
+    if cls.SIDE is not None:
+        side = kwargs.pop("side", cls.SIDE)
+        if side != cls.SIDE:
+            raise EventError(f"trace event {name!r} belongs to the {cls.SIDE}, not the {side}")
+    try:
+        return cls.from_fields(kwargs)
+    except (TypeError, KeyError) as exc:
+        raise EventError(f"trace event {name!r}: {exc}") from None
+
+
+def fields_of(event: Event) -> dict[str, Any]:
+    """The record's keys of ``event`` besides ``t`` and ``event``: unset (None) fields are left out."""
+    out: dict[str, Any] = {"side": event.SIDE} if event.SIDE is not None else {}
+    for name in _FIELDS[type(event)]:
+        value = getattr(event, name)
+        if value is None:
+            continue
+        if name == "summary" and isinstance(event, RunFinished):
+            out.update(value)
+        elif isinstance(value, tuple):
+            out[name] = list(value)
+        else:
+            out[name] = value
+    return out
+
+
+def to_record(stamped: Stamped) -> dict[str, Any]:
+    """The JSON record of one trace line: ``t``, ``event`` (the name) and the event's fields."""
+    return {"t": stamped.t, "event": stamped.event.NAME, **fields_of(stamped.event)}
+
+
+def from_record(record: Mapping[str, Any]) -> Stamped:
+    """Read one JSON trace record back; raises ``EventError`` when it breaks the contract."""
+    if "event" not in record or "t" not in record:
+        raise EventError("trace record without 'event' and 't'")
+    data = {k: v for k, v in record.items() if k not in ("t", "event")}
+    return Stamped(float(record["t"]), from_fields(str(record["event"]), data))
+
+
+def lane(event: Event) -> Lane:
+    """Where the event belongs in a three-column timeline (``run`` for the run's own events)."""
+    side: Side | None = getattr(event, "side", None)
+    return side if side is not None else event.LANE
