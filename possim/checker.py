@@ -94,6 +94,10 @@ class Verdict:
                 "merchant_loss": format_amount(self.merchant_loss)}
 
 
+#: One journal row as the checker reads it.
+_Row = tuple[str, str, str, int, str, str, int, int, str, str, int, str]
+
+
 def check(journals: sqlite3.Connection | Sequence[sqlite3.Connection], ledger: sqlite3.Connection,
           *, whole_ledger: bool = False) -> Verdict:
     """Compare the terminal journals with the host ledger after the run reached quiescence.
@@ -107,55 +111,71 @@ def check(journals: sqlite3.Connection | Sequence[sqlite3.Connection], ledger: s
     tids = {tid for conn in conns for tid in _terminal_ids(conn)}
     money = ledger_money(ledger)
     owners = _owners(rows, _bookings(ledger))
-    counts = dict.fromkeys(("transactions", "approved", "declined", "failed", "unknown", "reversed",
-                            "orphaned_debits", "double_debits", "phantom_approvals", "pending_reversals",
-                            "open_holds", "late_responses"), 0)
-    findings: list[Finding] = []
-    charged_by_intent: dict[str, list[int]] = defaultdict(list)
-    agreed_by_intent: dict[str, int] = defaultdict(int)
-    merchant_loss = 0
+    tally = _Tally()
     for index, row in enumerate(rows):
-        tid, stan, tx, txn_id, intent, kind, amount, completion, status, reversal, late, _ = row
-        key = (tid, stan, tx)
-        charged, held = money.get(key, (0, 0)) if owners.get(key) == index else (0, 0)
-        counts["transactions"] += 1
-        counts[status if status in counts else "unknown"] += 1
-        counts["late_responses"] += late
-        agreed = (completion if kind == "auth" else amount) if status == "approved" else 0
-        agreed_by_intent[intent] += agreed
-        if charged:
-            charged_by_intent[intent].append(charged)
-        if reversal == "pending":
-            counts["pending_reversals"] += 1
-            findings.append(Finding("pending_reversal", txn_id, key, amount))
-        if charged and status != "approved":
-            counts["orphaned_debits"] += 1
-            findings.append(Finding("orphaned_debit", txn_id, key, charged))
-        if status == "approved" and not charged and not held:
-            counts["phantom_approvals"] += 1
-            merchant_loss += amount
-            findings.append(Finding("phantom_approval", txn_id, key, amount))
-        if charged > (completion if kind == "auth" else amount):
-            counts["double_debits"] += 1
-            findings.append(Finding("double_debit", txn_id, key, charged))
-    unjournaled: list[Finding] = []
+        key = (row[0], row[1], row[2])
+        tally.judge_row(row, money.get(key, (0, 0)) if owners.get(key) == index else (0, 0))
     for key, (charged, held) in money.items():
-        if tids and key[0] not in tids:
-            if whole_ledger:
-                unjournaled.extend(_unjournaled(key, charged, held))
-            continue
-        if key not in owners and charged:
-            counts["orphaned_debits"] += 1
-            charged_by_intent[f"unjournaled:{key}"].append(charged)
-            findings.append(Finding("orphaned_debit", None, key, charged))
+        if not tids or key[0] in tids:
+            tally.judge_key(key, charged if key not in owners else 0, held)
+        elif whole_ledger:
+            tally.unjournaled.extend(_unjournaled(key, charged, held))
+    return tally.verdict()
+
+
+@dataclass(slots=True)
+class _Tally:
+    """The counts and findings of one check, filled row by row and key by key."""
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("transactions", "approved", "declined", "failed", "unknown", "reversed", "orphaned_debits",
+         "double_debits", "phantom_approvals", "pending_reversals", "open_holds", "late_responses"), 0))
+    findings: list[Finding] = field(default_factory=list)
+    unjournaled: list[Finding] = field(default_factory=list)
+    charged_by_intent: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    agreed_by_intent: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    merchant_loss: int = 0
+
+    def judge_row(self, row: _Row, money: tuple[int, int]) -> None:
+        """One journaled transaction against the money the ledger holds for its sale."""
+        tid, stan, tx, txn_id, intent, kind, amount, completion, status, reversal, late, _ = row
+        key, (charged, held) = (tid, stan, tx), money
+        due = completion if kind == "auth" else amount
+        self.counts["transactions"] += 1
+        self.counts[status if status in self.counts else "unknown"] += 1
+        self.counts["late_responses"] += late
+        self.agreed_by_intent[intent] += due if status == "approved" else 0
+        if charged:
+            self.charged_by_intent[intent].append(charged)
+        if reversal == "pending":
+            self._find("pending_reversals", Finding("pending_reversal", txn_id, key, amount))
+        if charged and status != "approved":
+            self._find("orphaned_debits", Finding("orphaned_debit", txn_id, key, charged))
+        if status == "approved" and not charged and not held:
+            self.merchant_loss += amount
+            self._find("phantom_approvals", Finding("phantom_approval", txn_id, key, amount))
+        if charged > due:
+            self._find("double_debits", Finding("double_debit", txn_id, key, charged))
+
+    def judge_key(self, key: Key, unowned: int, held: int) -> None:
+        """One ledger key of a judged terminal: money no journaled sale owns, a hold left open."""
+        if unowned:
+            self.charged_by_intent[f"unjournaled:{key}"].append(unowned)
+            self._find("orphaned_debits", Finding("orphaned_debit", None, key, unowned))
         if held:
-            counts["open_holds"] += 1
-            findings.append(Finding("open_hold", None, key, held))
-    for charges in charged_by_intent.values():
-        if len(charges) > 1:
-            counts["double_debits"] += len(charges) - 1
-    customer_loss = sum(max(0, sum(c) - agreed_by_intent.get(i, 0)) for i, c in charged_by_intent.items())
-    return Verdict(counts, customer_loss, merchant_loss, findings, unjournaled)
+            self._find("open_holds", Finding("open_hold", None, key, held))
+
+    def verdict(self) -> Verdict:
+        for charges in self.charged_by_intent.values():
+            if len(charges) > 1:
+                self.counts["double_debits"] += len(charges) - 1
+        customer_loss = sum(max(0, sum(c) - self.agreed_by_intent.get(i, 0))
+                            for i, c in self.charged_by_intent.items())
+        return Verdict(self.counts, customer_loss, self.merchant_loss, self.findings, self.unjournaled)
+
+    def _find(self, count: str, finding: Finding) -> None:
+        self.counts[count] += 1
+        self.findings.append(finding)
 
 
 def ledger_money(ledger: sqlite3.Connection) -> dict[Key, tuple[int, int]]:
@@ -187,10 +207,6 @@ def open_journals(folder: str | Path) -> list[sqlite3.Connection]:
             conn.close()
         raise
     return conns
-
-
-#: One journal row as the checker reads it.
-_Row = tuple[str, str, str, int, str, str, int, int, str, str, int, str]
 
 
 def _journal_rows(journal: sqlite3.Connection) -> list[_Row]:
