@@ -94,16 +94,14 @@ def open_for_reading(path: str | Path, table: str, what: str) -> sqlite3.Connect
         raise StoreError(f"{path}: no such file")
     try:
         conn = _connect_uri(file, "rw")
-    except sqlite3.Error:
-        conn = _connect_uri(file, "ro")  # a read-only file: recovery is impossible, reading may still work
+    except StoreError:
+        conn = _connect_uri(file, "ro")  # SQLite refused read-write: reading may still work
     try:
         _require_table(conn, table, path, what)
-        conn.execute("PRAGMA query_only=ON")
-    except (sqlite3.Error, StoreError) as exc:
+    except StoreError:
         conn.close()
-        if isinstance(exc, StoreError):
-            raise
-        raise StoreError(f"{path}: not a possim {what}: {exc}") from None
+        raise
+    conn.execute("PRAGMA query_only=ON")
     return conn
 
 
@@ -123,8 +121,11 @@ def is_busy(exc: sqlite3.Error) -> bool:
 
 
 def _connect_uri(file: Path, mode: str) -> sqlite3.Connection:
-    return sqlite3.connect(f"{file.resolve().as_uri()}?mode={mode}", uri=True, timeout=BUSY_TIMEOUT_S,
-                           isolation_level=None)
+    try:
+        return sqlite3.connect(f"{file.resolve().as_uri()}?mode={mode}", uri=True, timeout=BUSY_TIMEOUT_S,
+                               isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{file}: cannot open: {exc}") from None
 
 
 def _require_table(conn: sqlite3.Connection, table: str, path: str | Path, what: str) -> None:
@@ -132,6 +133,9 @@ def _require_table(conn: sqlite3.Connection, table: str, path: str | Path, what:
     try:
         found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
     except sqlite3.Error as exc:
+        if "readonly" in str(exc):
+            raise StoreError(f"{path}: left mid-commit by a killed process, and not writable here, "
+                             "so it cannot be recovered") from None
         raise StoreError(f"{path}: not a possim {what}: {exc}") from None
     if found is None:
         raise StoreError(f"{path}: not a possim {what}: it has no {table} table")
