@@ -5,15 +5,28 @@ row. ``originals`` remembers each financial request by its idempotency key (term
 STAN, transmission time) with the exact response bytes, so a duplicate gets the first
 answer again. ``closures`` holds keys that must never be debited later: a reversal or a
 "not found" status answer that arrived before its original.
+
+A ledger file gets the durable settings of :mod:`protocol.storage` (write-ahead log,
+fsync at every commit, busy timeout, directory fsync when created) and is recovered on
+open if a killed acquirer left it mid-commit. Every write to a file is one ``BEGIN
+IMMEDIATE`` transaction: it takes the write lock first, so SQLite's busy timeout covers
+the whole wait and a transaction never fails half-way for a lock. If the database is
+still busy after the timeout (another process held it longer), the whole transaction is
+retried with a bounded backoff (:data:`RETRY_DELAYS_S`), and the time spent waiting is
+reported to ``on_wait`` so the acquirer can log it; only when every retry fails does
+:class:`LedgerBusyError` reach the caller. An in-memory ledger (the simulator and the fuzzer)
+skips all of this: nothing else can hold its lock.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from protocol.storage import BUSY_TIMEOUT_S, is_busy, is_memory, open_file, open_for_reading
 
 Key = tuple[str, str, str]
 
@@ -59,6 +72,29 @@ class Original:
     response: bytes | None
 
 
+#: Pauses between retries of a transaction that found the ledger busy past the busy timeout.
+RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+#: A wait for the write lock at least this long is reported (an uncontended lock takes microseconds).
+REPORT_WAIT_S = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerWait:
+    """A ledger write that had to wait for another connection's lock before it committed."""
+
+    operation: str
+    seconds: float
+    attempts: int
+
+
+class LedgerBusyError(Exception):
+    """The ledger stayed locked through every retry: the write did not happen."""
+
+    def __init__(self, operation: str, seconds: float, attempts: int) -> None:
+        super().__init__(f"ledger busy: {operation} not written after {attempts} attempts over {seconds:.1f} s")
+        self.wait = LedgerWait(operation, seconds, attempts)
+
+
 def _empty_image() -> bytes:
     """An empty ledger database as bytes: in-memory ledgers start from it (fuzzing opens thousands)."""
     conn = sqlite3.connect(":memory:")
@@ -71,16 +107,35 @@ def _empty_image() -> bytes:
 _EMPTY = _empty_image()
 
 
-class Ledger:
-    """SQLite-backed ledger; every method that changes money runs in one SQL transaction."""
+def read_ledger(path: str | Path) -> sqlite3.Connection:
+    """A query-only connection to a ledger file, recovered first if a killed acquirer left it.
 
-    def __init__(self, path: str | Path = ":memory:", default_balance: int = 10**9) -> None:
-        self.conn = sqlite3.connect(str(path), isolation_level=None)
-        if str(path) == ":memory:":
-            self.conn.deserialize(_EMPTY)
+    Raises :class:`protocol.storage.StoreError` (one line) for a missing file or a file
+    that is not a ledger.
+    """
+    return open_for_reading(path, "entries", "ledger")
+
+
+class Ledger:
+    """SQLite-backed ledger; every method that changes money runs in one SQL transaction.
+
+    ``on_wait`` hears about every write that waited for a lock (see the module docstring);
+    ``sleep`` is the pause between retries and ``busy_timeout`` how long one attempt waits
+    for the lock (parameters so tests can drive the retry path without waiting).
+    """
+
+    def __init__(self, path: str | Path = ":memory:", default_balance: int = 10**9,
+                 on_wait: Callable[[LedgerWait], None] | None = None,
+                 sleep: Callable[[float], None] = time.sleep, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
+        self.durable = not is_memory(path)
+        if self.durable:
+            self.conn = open_file(path, SCHEMA, "entries", "ledger", busy_timeout)
         else:
-            self.conn.executescript(SCHEMA)
+            self.conn = sqlite3.connect(":memory:", isolation_level=None)
+            self.conn.deserialize(_EMPTY)
         self.default_balance = default_balance
+        self.on_wait = on_wait
+        self.sleep = sleep
 
     def close(self) -> None:
         self.conn.close()
@@ -88,7 +143,9 @@ class Ledger:
     # -- accounts -------------------------------------------------------------------------
 
     def open_account(self, pan: str, balance: int) -> None:
-        self.conn.execute("INSERT OR REPLACE INTO accounts (pan, balance, held) VALUES (?, ?, 0)", (pan, balance))
+        """Create the account with ``balance`` unless it exists: a restarted acquirer keeps balances."""
+        self._write("open_account", "INSERT OR IGNORE INTO accounts (pan, balance, held) VALUES (?, ?, 0)",
+                    (pan, balance))
 
     def available(self, pan: str) -> int:
         row = self.conn.execute("SELECT balance - held FROM accounts WHERE pan = ?", (pan,)).fetchone()
@@ -110,37 +167,40 @@ class Ledger:
         return None if row is None else Original(key, *row)
 
     def count_duplicate(self, key: Key) -> None:
-        self.conn.execute("UPDATE originals SET duplicates = duplicates + 1 WHERE tid=? AND stan=? AND transmission=?", key)
+        self._write("count_duplicate",
+                    "UPDATE originals SET duplicates = duplicates + 1 WHERE tid=? AND stan=? AND transmission=?", key)
 
     def record(self, now: float, key: Key, mti: str, pan: str, amount: int, rrn: str | None,
                auth_code: str | None, response_code: str, state: str, movement: str | None,
                response: bytes | None = None) -> None:
         """Store an answered original (with the response it gets) and, if approved, its money
         movement: atomically. ``response`` is None when the host crashed before replying."""
-        with self._tx():
+        def work() -> None:
             self.conn.execute(
                 "INSERT INTO originals (tid, stan, transmission, mti, pan, amount, rrn, auth_code, "
                 "response_code, state, response, received_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (*key, mti, pan, amount, rrn, auth_code, response_code, state, response, now, now))
             if movement is not None:
                 self._move(now, key, pan, movement, amount, rrn)
+        self._atomic("record", work)
 
     def attach_response(self, key: Key, response: bytes) -> None:
-        self.conn.execute("UPDATE originals SET response = ? WHERE tid=? AND stan=? AND transmission=?",
-                          (response, *key))
+        self._write("attach_response", "UPDATE originals SET response = ? WHERE tid=? AND stan=? AND transmission=?",
+                    (response, *key))
 
     def transition(self, now: float, orig: Original, state: str, movements: list[tuple[str, int]]) -> None:
         """Move an original to ``state`` with its money movements (credit; release + capture)."""
-        with self._tx():
-            self.conn.execute("UPDATE originals SET state = ?, updated_at = ? WHERE tid=? AND stan=? AND transmission=?",
-                              (state, now, *orig.key))
+        def work() -> None:
+            self.conn.execute("UPDATE originals SET state = ?, updated_at = ? "
+                              "WHERE tid=? AND stan=? AND transmission=?", (state, now, *orig.key))
             for kind, amount in movements:
                 self._move(now, orig.key, orig.pan, kind, amount, orig.rrn)
+        self._atomic("transition", work)
 
     # -- closures, reversals, advices -----------------------------------------------------
 
     def close_key(self, now: float, key: Key, reason: str) -> None:
-        self.conn.execute("INSERT OR IGNORE INTO closures VALUES (?, ?, ?, ?, ?)", (*key, reason, now))
+        self._write("close_key", "INSERT OR IGNORE INTO closures VALUES (?, ?, ?, ?, ?)", (*key, reason, now))
 
     def closure(self, key: Key) -> str | None:
         row = self.conn.execute("SELECT reason FROM closures WHERE tid=? AND stan=? AND transmission=?", key).fetchone()
@@ -152,22 +212,26 @@ class Ledger:
                                 key).fetchone()
         if row is None:
             return None
-        self.conn.execute("UPDATE reversals SET repeats = repeats + 1 WHERE tid=? AND stan=? AND transmission=?", key)
+        self._write("reversal_repeat",
+                    "UPDATE reversals SET repeats = repeats + 1 WHERE tid=? AND stan=? AND transmission=?", key)
         return str(row[0])
 
     def record_reversal(self, now: float, key: Key, outcome: str, response_code: str) -> None:
-        self.conn.execute("INSERT INTO reversals VALUES (?, ?, ?, ?, ?, ?, 0)", (*key, outcome, response_code, now))
+        self._write("record_reversal", "INSERT INTO reversals VALUES (?, ?, ?, ?, ?, ?, 0)",
+                    (*key, outcome, response_code, now))
 
     def advice_seen(self, key: Key) -> str | None:
         row = self.conn.execute("SELECT response_code FROM advices WHERE tid=? AND stan=? AND transmission=?",
                                 key).fetchone()
         if row is None:
             return None
-        self.conn.execute("UPDATE advices SET repeats = repeats + 1 WHERE tid=? AND stan=? AND transmission=?", key)
+        self._write("advice_repeat",
+                    "UPDATE advices SET repeats = repeats + 1 WHERE tid=? AND stan=? AND transmission=?", key)
         return str(row[0])
 
     def record_advice(self, now: float, key: Key, amount: int, response_code: str) -> None:
-        self.conn.execute("INSERT INTO advices VALUES (?, ?, ?, ?, ?, ?, 0)", (*key, amount, response_code, now))
+        self._write("record_advice", "INSERT INTO advices VALUES (?, ?, ?, ?, ?, ?, 0)",
+                    (*key, amount, response_code, now))
 
     # -- internals ------------------------------------------------------------------------
 
@@ -180,20 +244,56 @@ class Ledger:
         self.conn.execute("INSERT INTO entries (at, tid, stan, transmission, pan, kind, amount, rrn) "
                           "VALUES (?,?,?,?,?,?,?,?)", (now, *key, pan, kind, amount, rrn))
 
-    @contextmanager
-    def _tx(self) -> Iterator[None]:
-        """BEGIN ... COMMIT, or ROLLBACK on error (the connection itself runs in autocommit mode)."""
-        self.conn.execute("BEGIN")
+    def _write(self, operation: str, sql: str, params: tuple[object, ...]) -> None:
+        """One statement that changes the ledger: as it is in memory, in a retried transaction in a file."""
+        if self.durable:
+            self._atomic(operation, lambda: self.conn.execute(sql, params))
+        else:
+            self.conn.execute(sql, params)
+
+    def _atomic(self, operation: str, work: Callable[[], object]) -> None:
+        """Run ``work`` in one transaction; in a file, wait for the lock and retry while busy."""
+        if not self.durable:
+            self._transaction("BEGIN", work)
+            return
+        started = time.monotonic()
+        for attempt, delay in enumerate((*RETRY_DELAYS_S, None), start=1):
+            try:
+                locked_at = self._transaction("BEGIN IMMEDIATE", work)
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise
+                if delay is None:
+                    raise LedgerBusyError(operation, time.monotonic() - started, attempt) from exc
+                self.sleep(delay)
+                continue
+            self._report(LedgerWait(operation, locked_at - started, attempt))
+            return
+
+    def _transaction(self, begin: str, work: Callable[[], object]) -> float:
+        """BEGIN ... COMMIT, or ROLLBACK on error (the connection itself runs in autocommit mode).
+
+        Returns the monotonic time at which BEGIN returned: in a file, when the lock was ours.
+        """
+        self.conn.execute(begin)
+        locked_at = time.monotonic() if self.durable else 0.0
         try:
-            yield
+            work()
+            self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
+        return locked_at
+
+    def _report(self, wait: LedgerWait) -> None:
+        """Tell ``on_wait`` about a write that waited for the lock (retries and pauses included)."""
+        if self.on_wait is not None and (wait.attempts > 1 or wait.seconds >= REPORT_WAIT_S):
+            self.on_wait(wait)
 
 
 #: kind -> (balance change, held change) for an amount.
-_EFFECT = {
+_EFFECT: dict[str, Callable[[int], tuple[int, int]]] = {
     "debit": lambda a: (-a, 0),
     "credit": lambda a: (a, 0),
     "hold": lambda a: (0, a),

@@ -1,4 +1,15 @@
-"""The terminal journal in SQLite: one row per transaction, rewritten on every state change."""
+"""The terminal journal in SQLite: one row per transaction, rewritten on every state change.
+
+The journal is the only state a terminal keeps across a power loss or a SIGKILL, so a
+journal file gets the durable settings of :mod:`protocol.storage` (write-ahead log, fsync
+at every commit, directory fsync when created) and commits every write on its own: a row
+written before a message leaves is on disk before it leaves. Opening an existing file
+resumes it (a killed terminal's committed rows are all there, its torn last write is not).
+
+Besides the rows, ``terminals`` keeps, per terminal id, the last STAN the terminal used:
+a restarted terminal continues after it instead of repeating idempotency keys, and the
+checker learns which terminals a journal speaks for even before its first row.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +18,36 @@ from dataclasses import fields
 from pathlib import Path
 
 from pos_sim.records import TxnRecord
+from protocol.storage import is_memory, open_file, open_for_reading
 
 COLUMNS = tuple(f.name for f in fields(TxnRecord))
 SCHEMA = f"""CREATE TABLE IF NOT EXISTS journal (
-    tid TEXT NOT NULL, {', '.join(c + (' INTEGER PRIMARY KEY' if c == 'txn_id' else '') for c in COLUMNS)})"""
+    tid TEXT NOT NULL, {', '.join(c + (' INTEGER PRIMARY KEY' if c == 'txn_id' else '') for c in COLUMNS)});
+CREATE TABLE IF NOT EXISTS terminals (tid TEXT PRIMARY KEY, last_stan TEXT)"""
+# The column names come from TxnRecord's fields, never from input.
+_INSERT = f"INSERT OR REPLACE INTO journal (tid, {', '.join(COLUMNS)}) VALUES (?, {', '.join('?' * len(COLUMNS))})"  # noqa: S608
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM journal ORDER BY txn_id"  # noqa: S608
+
+
+def _empty_image() -> bytes:
+    """An empty journal as bytes: in-memory journals start from it (fuzzing opens thousands)."""
+    conn = sqlite3.connect(":memory:")
+    conn.executescript(SCHEMA)
+    image = conn.serialize()
+    conn.close()
+    return image
+
+
+_EMPTY = _empty_image()
+
+
+def read_journal(path: str | Path) -> sqlite3.Connection:
+    """A query-only connection to a journal file, recovered first if a killed terminal left it.
+
+    Raises :class:`protocol.storage.StoreError` (one line) for a missing file or a file
+    that is not a journal.
+    """
+    return open_for_reading(path, "journal", "journal")
 
 
 class Journal:
@@ -19,19 +56,32 @@ class Journal:
     def __init__(self, path: str | Path = ":memory:", tid: str = "") -> None:
         # A journal file commits every write (it must survive the terminal losing power);
         # an in-memory journal commits at the end of the run.
-        self.conn = sqlite3.connect(str(path), isolation_level=None if str(path) != ":memory:" else "DEFERRED")
-        self.conn.execute(SCHEMA)
+        if is_memory(path):
+            self.conn = sqlite3.connect(":memory:", isolation_level="DEFERRED")
+            self.conn.deserialize(_EMPTY)
+        else:
+            self.conn = open_file(path, SCHEMA, "journal", "journal")
         self.tid = tid
-        self._sql = (f"INSERT OR REPLACE INTO journal (tid, {', '.join(COLUMNS)}) "
-                     f"VALUES (?, {', '.join('?' * len(COLUMNS))})")
+        if tid:
+            self.conn.execute("INSERT OR IGNORE INTO terminals (tid) VALUES (?)", (tid,))
 
     def write(self, record: TxnRecord) -> None:
-        self.conn.execute(self._sql, (self.tid, *(getattr(record, c) for c in COLUMNS)))
+        self.conn.execute(_INSERT, (self.tid, *(getattr(record, c) for c in COLUMNS)))
 
     def load(self) -> list[TxnRecord]:
         """Every record as last written: what a terminal finds in its journal after a power loss."""
-        rows = self.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM journal ORDER BY txn_id").fetchall()
+        rows = self.conn.execute(_SELECT).fetchall()
         return [TxnRecord(**dict(zip(COLUMNS, row, strict=True))) for row in rows]
+
+    def save_stan(self, stan: str) -> None:
+        """Remember ``stan`` as this terminal's last used STAN: call it before the message leaves."""
+        self.conn.execute("INSERT INTO terminals (tid, last_stan) VALUES (?, ?) "
+                          "ON CONFLICT (tid) DO UPDATE SET last_stan = excluded.last_stan", (self.tid, stan))
+
+    def last_stan(self) -> str | None:
+        """The last STAN this terminal id saved, or None for a terminal that never sent."""
+        row = self.conn.execute("SELECT last_stan FROM terminals WHERE tid = ?", (self.tid,)).fetchone()
+        return None if row is None or row[0] is None else str(row[0])
 
     def commit(self) -> None:
         self.conn.commit()

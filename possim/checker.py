@@ -1,29 +1,46 @@
 """The checker: judges a finished run from recorded facts only.
 
-It reads two SQLite databases, the terminal journal and the host ledger, and nothing
-else: no terminal object, no host object, no recovery code. Money is judged from the
-ledger's ``entries`` (the book of record), what the customer was told from the journal.
+It reads SQLite databases, the terminal journals and the host ledger, and nothing else:
+no terminal object, no host object, no recovery code. Money is judged from the ledger's
+``entries`` (the book of record), what the customer was told from the journals.
+
+Many terminals may share one ledger. The checker judges the terminals whose journals it
+is given (the terminal ids in their rows and in their ``terminals`` table) and only the
+ledger keys of those terminals; keys of other terminals are not its business unless it
+is asked to judge the whole ledger, and then they are listed apart
+(:attr:`Verdict.unjournaled`), never counted as damage of the judged terminals.
 
 Definitions (per transaction key = terminal id, STAN, transmission time):
 - orphaned debit: the host holds money (net debit or capture) but the terminal did not
-  approve; also ledger money for a key the terminal never journaled.
+  approve; also ledger money for a key of a judged terminal that no journaled sale owns.
 - double debit: one purchase intent (the basket the customer pays for, kept across a
   customer's retry) charged under more than one key, or one key charged more than once.
-- phantom approval: the terminal approved, the host holds neither money nor a hold.
+- phantom approval: the terminal approved, the host holds neither money nor a hold for
+  that sale. This includes an approval whose key the ledger booked for a different sale
+  (another card or amount; the time is field 7, part of the key) or for a sale another
+  journal row already owns: a terminal that repeated a key was answered from the ledger's
+  memory of someone else's sale.
 - pending reversal: a reversal the terminal still owes the host.
 - open hold: an authorization hold neither captured nor released.
 - customer loss: per intent, what was charged beyond what the customer agreed to pay.
 - merchant loss: goods handed over on phantom approvals.
+
+The money of a key belongs to one journal row: the first whose card and amount match the
+sale the ledger booked under that key (the first row with the key when the ledger has no
+booking). Every other row with that key is judged as if the host held nothing for it.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from possim.money import format_amount
+from protocol.storage import SIDECARS, StoreError, open_for_reading
 
 Key = tuple[str, str, str]
 
@@ -59,74 +76,172 @@ class Verdict:
     customer_loss: int
     merchant_loss: int
     findings: list[Finding] = field(default_factory=list)
+    #: Ledger money of terminals without a journal (only when asked to judge the whole ledger).
+    unjournaled: list[Finding] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
+        """No money went wrong: no orphaned or double debit, no phantom approval."""
         return not any(self.counts[k] for k in ("orphaned_debits", "double_debits", "phantom_approvals"))
+
+    @property
+    def settled(self) -> bool:
+        """Clean and nothing still owed: no pending reversal, no open hold (what ``possim check`` requires)."""
+        return not any(self.counts[k] for k in DAMAGE)
 
     def summary(self) -> dict[str, Any]:
         return {**self.counts, "customer_loss": format_amount(self.customer_loss),
                 "merchant_loss": format_amount(self.merchant_loss)}
 
 
-def check(journal: sqlite3.Connection, ledger: sqlite3.Connection) -> Verdict:
-    """Compare the terminal journal with the host ledger after the run reached quiescence."""
-    txns = journal.execute(
-        "SELECT tid, stan, transmission, txn_id, intent, kind, amount, completion_amount, status, "
-        "reversal, late_responses FROM journal ORDER BY txn_id").fetchall()
-    money = _money(ledger)
-    counts = dict.fromkeys(("transactions", "approved", "declined", "failed", "unknown", "reversed",
-                            "orphaned_debits", "double_debits", "phantom_approvals", "pending_reversals",
-                            "open_holds", "late_responses"), 0)
-    findings: list[Finding] = []
-    charged_by_intent: dict[str, list[int]] = defaultdict(list)
-    agreed_by_intent: dict[str, int] = defaultdict(int)
-    merchant_loss = 0
-    journaled: set[Key] = set()
-    for tid, stan, tx, txn_id, intent, kind, amount, completion, status, reversal, late in txns:
-        key = (tid, stan, tx)
-        journaled.add(key)
-        charged, held = money.get(key, (0, 0))
-        counts["transactions"] += 1
-        counts[status if status in counts else "unknown"] += 1
-        counts["late_responses"] += late
-        agreed = (completion if kind == "auth" else amount) if status == "approved" else 0
-        agreed_by_intent[intent] += agreed
-        if charged:
-            charged_by_intent[intent].append(charged)
-        if reversal == "pending":
-            counts["pending_reversals"] += 1
-            findings.append(Finding("pending_reversal", txn_id, key, amount))
-        if charged and status != "approved":
-            counts["orphaned_debits"] += 1
-            findings.append(Finding("orphaned_debit", txn_id, key, charged))
-        if status == "approved" and not charged and not held:
-            counts["phantom_approvals"] += 1
-            merchant_loss += amount
-            findings.append(Finding("phantom_approval", txn_id, key, amount))
-        if charged > (completion if kind == "auth" else amount):
-            counts["double_debits"] += 1
-            findings.append(Finding("double_debit", txn_id, key, charged))
+#: One journal row as the checker reads it.
+_Row = tuple[str, str, str, int, str, str, int, int, str, str, int, str]
+
+
+def check(journals: sqlite3.Connection | Sequence[sqlite3.Connection], ledger: sqlite3.Connection,
+          *, whole_ledger: bool = False) -> Verdict:
+    """Compare the terminal journals with the host ledger after the run reached quiescence.
+
+    ``journals`` is one journal connection or several (one per terminal process). With
+    ``whole_ledger`` the ledger keys of terminals without a journal are listed in
+    :attr:`Verdict.unjournaled`.
+    """
+    conns = [journals] if isinstance(journals, sqlite3.Connection) else list(journals)
+    rows = [row for conn in conns for row in _journal_rows(conn)]
+    tids = {tid for conn in conns for tid in _terminal_ids(conn)}
+    money = ledger_money(ledger)
+    owners = _owners(rows, _bookings(ledger))
+    tally = _Tally()
+    for index, row in enumerate(rows):
+        key = (row[0], row[1], row[2])
+        tally.judge_row(row, money.get(key, (0, 0)) if owners.get(key) == index else (0, 0))
     for key, (charged, held) in money.items():
-        if key not in journaled and charged:
-            counts["orphaned_debits"] += 1
-            charged_by_intent[f"unjournaled:{key}"].append(charged)
-            findings.append(Finding("orphaned_debit", None, key, charged))
+        if not tids or key[0] in tids:
+            tally.judge_key(key, charged if key not in owners else 0, held)
+        elif whole_ledger:
+            tally.unjournaled.extend(_unjournaled(key, charged, held))
+    return tally.verdict()
+
+
+@dataclass(slots=True)
+class _Tally:
+    """The counts and findings of one check, filled row by row and key by key."""
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("transactions", "approved", "declined", "failed", "unknown", "reversed", "orphaned_debits",
+         "double_debits", "phantom_approvals", "pending_reversals", "open_holds", "late_responses"), 0))
+    findings: list[Finding] = field(default_factory=list)
+    unjournaled: list[Finding] = field(default_factory=list)
+    charged_by_intent: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    agreed_by_intent: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    merchant_loss: int = 0
+
+    def judge_row(self, row: _Row, money: tuple[int, int]) -> None:
+        """One journaled transaction against the money the ledger holds for its sale."""
+        tid, stan, tx, txn_id, intent, kind, amount, completion, status, reversal, late, _ = row
+        key, (charged, held) = (tid, stan, tx), money
+        due = completion if kind == "auth" else amount
+        self.counts["transactions"] += 1
+        self.counts[status if status in self.counts else "unknown"] += 1
+        self.counts["late_responses"] += late
+        self.agreed_by_intent[intent] += due if status == "approved" else 0
+        if charged:
+            self.charged_by_intent[intent].append(charged)
+        if reversal == "pending":
+            self._find("pending_reversals", Finding("pending_reversal", txn_id, key, amount))
+        if charged and status != "approved":
+            self._find("orphaned_debits", Finding("orphaned_debit", txn_id, key, charged))
+        if status == "approved" and not charged and not held:
+            self.merchant_loss += amount
+            self._find("phantom_approvals", Finding("phantom_approval", txn_id, key, amount))
+        if charged > due:
+            self._find("double_debits", Finding("double_debit", txn_id, key, charged))
+
+    def judge_key(self, key: Key, unowned: int, held: int) -> None:
+        """One ledger key of a judged terminal: money no journaled sale owns, a hold left open."""
+        if unowned:
+            self.charged_by_intent[f"unjournaled:{key}"].append(unowned)
+            self._find("orphaned_debits", Finding("orphaned_debit", None, key, unowned))
         if held:
-            counts["open_holds"] += 1
-            findings.append(Finding("open_hold", None, key, held))
-    for charges in charged_by_intent.values():
-        if len(charges) > 1:
-            counts["double_debits"] += len(charges) - 1
-    customer_loss = sum(max(0, sum(c) - agreed_by_intent.get(i, 0)) for i, c in charged_by_intent.items())
-    return Verdict(counts, customer_loss, merchant_loss, findings)
+            self._find("open_holds", Finding("open_hold", None, key, held))
+
+    def verdict(self) -> Verdict:
+        for charges in self.charged_by_intent.values():
+            if len(charges) > 1:
+                self.counts["double_debits"] += len(charges) - 1
+        customer_loss = sum(max(0, sum(c) - self.agreed_by_intent.get(i, 0))
+                            for i, c in self.charged_by_intent.items())
+        return Verdict(self.counts, customer_loss, self.merchant_loss, self.findings, self.unjournaled)
+
+    def _find(self, count: str, finding: Finding) -> None:
+        self.counts[count] += 1
+        self.findings.append(finding)
 
 
-def _money(ledger: sqlite3.Connection) -> dict[Key, tuple[int, int]]:
-    """Per key: (net money taken from the customer, hold still open), from ledger entries."""
+def ledger_money(ledger: sqlite3.Connection) -> dict[Key, tuple[int, int]]:
+    """Per key: (net money taken from the customer, hold still open), from ledger entries.
+
+    The one place the money of a key is summed: the checker and reconciliation both use it.
+    """
     rows = ledger.execute(
         "SELECT tid, stan, transmission, "
         "SUM(CASE kind WHEN 'debit' THEN amount WHEN 'capture' THEN amount WHEN 'credit' THEN -amount ELSE 0 END), "
         "SUM(CASE kind WHEN 'hold' THEN amount WHEN 'release' THEN -amount ELSE 0 END) "
         "FROM entries GROUP BY tid, stan, transmission")
     return {(tid, stan, tx): (int(net), int(held)) for tid, stan, tx, net, held in rows}
+
+
+def open_journals(folder: str | Path) -> list[sqlite3.Connection]:
+    """Query-only connections to every journal file in ``folder`` (one per terminal), recovered first.
+
+    The folder holds journals only: SQLite's own side files are skipped, hidden files too;
+    any other file that is not a journal raises :class:`protocol.storage.StoreError`.
+    """
+    files = sorted(f for f in Path(folder).iterdir()
+                   if f.is_file() and not f.name.startswith(".") and not f.name.endswith(SIDECARS))
+    conns: list[sqlite3.Connection] = []
+    try:
+        conns.extend(open_for_reading(file, "journal", "journal") for file in files)
+    except StoreError:
+        for conn in conns:
+            conn.close()
+        raise
+    return conns
+
+
+def _journal_rows(journal: sqlite3.Connection) -> list[_Row]:
+    return journal.execute(
+        "SELECT tid, stan, transmission, txn_id, intent, kind, amount, completion_amount, status, "
+        "reversal, late_responses, pan FROM journal ORDER BY txn_id").fetchall()
+
+
+def _terminal_ids(journal: sqlite3.Connection) -> set[str]:
+    """The terminals a journal speaks for: the ids in its rows and in its ``terminals`` table."""
+    tables = {name for (name,) in journal.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    query = "SELECT DISTINCT tid FROM journal"
+    if "terminals" in tables:
+        query += " UNION SELECT tid FROM terminals"
+    return {tid for (tid,) in journal.execute(query) if tid}
+
+
+def _bookings(ledger: sqlite3.Connection) -> dict[Key, tuple[str, int]]:
+    """Per key: the card and amount of the sale the ledger booked under it."""
+    rows = ledger.execute("SELECT tid, stan, transmission, pan, amount FROM originals")
+    return {(tid, stan, tx): (pan, int(amount)) for tid, stan, tx, pan, amount in rows}
+
+
+def _owners(rows: list[_Row], bookings: dict[Key, tuple[str, int]]) -> dict[Key, int]:
+    """Per key: the index of the row whose sale the ledger's money under that key belongs to."""
+    owners: dict[Key, int] = {}
+    for index, row in enumerate(rows):
+        key = (row[0], row[1], row[2])
+        booked = bookings.get(key)
+        if key not in owners and (booked is None or booked == (row[11], row[6])):
+            owners[key] = index
+    return owners
+
+
+def _unjournaled(key: Key, charged: int, held: int) -> list[Finding]:
+    """Money of a terminal the checker has no journal for: reported, never judged."""
+    return ([Finding("unjournaled_debit", None, key, charged)] if charged else []) + \
+        ([Finding("unjournaled_hold", None, key, held)] if held else [])

@@ -23,9 +23,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
 
 Category = Literal["standard", "supermarket", "fuel", "wholesale", "public_school", "hospital", "charity"]
-Instrument = Literal["credit", "debit", "qr_wallet", "unionpay_qr"]
-CATEGORIES: tuple[str, ...] = ("standard", "supermarket", "fuel", "wholesale", "public_school", "hospital", "charity")
-INSTRUMENTS: tuple[str, ...] = ("credit", "debit", "qr_wallet", "unionpay_qr")
 DISCOUNTED = frozenset({"supermarket", "fuel", "wholesale"})
 WELFARE = frozenset({"public_school", "hospital", "charity"})
 CENT = Decimal("0.01")

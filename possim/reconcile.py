@@ -2,7 +2,8 @@
 
 Like the checker it reads recorded facts only: the terminal journal (what the terminal
 will claim in its batch: approved sales) and the host ledger (what actually settles: net
-debits and captures per transaction key, reversals, holds).
+debits and captures per transaction key, reversals, holds), summed by the checker's
+:func:`possim.checker.ledger_money`, the one place the money of a key is computed.
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from possim.checker import Key, ledger_money
 from possim.fees import FeeSchedule
-
-Key = tuple[str, str, str]
 
 
 def _money(minor: int) -> Decimal:
@@ -89,11 +89,7 @@ def reconcile(journal: sqlite3.Connection, ledger: sqlite3.Connection, fees: Fee
                 for tid, stan, tx, txn, status, kind, amount, completion, instrument in journal.execute(
                     "SELECT tid, stan, transmission, txn_id, status, kind, amount, completion_amount, instrument "
                     "FROM journal ORDER BY txn_id")}
-    host = {(tid, stan, tx): (int(net), int(held)) for tid, stan, tx, net, held in ledger.execute(
-        "SELECT tid, stan, transmission, "
-        "SUM(CASE kind WHEN 'debit' THEN amount WHEN 'capture' THEN amount WHEN 'credit' THEN -amount ELSE 0 END), "
-        "SUM(CASE kind WHEN 'hold' THEN amount WHEN 'release' THEN -amount ELSE 0 END) "
-        "FROM entries GROUP BY tid, stan, transmission")}
+    host = ledger_money(ledger)
     claimed = {k: (v[4] if v[2] == "auth" else v[3]) for k, v in terminal.items() if v[1] == "approved"}
     settled = {k: net for k, (net, _) in host.items() if net > 0}
     rec = Reconciliation(len(claimed), _money(sum(claimed.values())), len(settled), _money(sum(settled.values())),

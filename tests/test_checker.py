@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
+
+import pytest
 
 from acquirer_sim.ledger import SCHEMA as LEDGER_SCHEMA
 from pos_sim.journal import Journal
 from pos_sim.records import TxnRecord
-from possim.checker import check
+from possim.checker import check, open_journals
+from protocol.storage import StoreError
 
 
 def ledger(*entries: tuple[str, str, int]) -> sqlite3.Connection:
@@ -62,3 +66,107 @@ def test_ledger_money_the_terminal_never_journaled_is_an_orphan() -> None:
 def test_open_hold_is_counted() -> None:
     v = check(journal((1, "000001", "approved", "b1")), ledger(("000001", "hold", 2500)))
     assert v.counts["open_holds"] == 1 and v.counts["phantom_approvals"] == 0
+
+
+def entry(conn: sqlite3.Connection, tid: str, stan: str, kind: str = "debit", amount: int = 2500,
+          pan: str = "4000000000000002", book: bool = True) -> None:
+    """Money under a key of any terminal, with the original the host booked for it."""
+    conn.execute("INSERT INTO entries (at, tid, stan, transmission, pan, kind, amount) VALUES (0,?,?,?,?,?,?)",
+                 (tid, stan, "1125100000", pan, kind, amount))
+    if book:
+        conn.execute("INSERT INTO originals (tid, stan, transmission, mti, pan, amount, response_code, state, "
+                     "received_at, updated_at) VALUES (?,?,?,'0200',?,?,'00','approved',0,0)",
+                     (tid, stan, "1125100000", pan, amount))
+
+
+def terminal_journal(tid: str, *rows: tuple[int, str, str], path: str | Path = ":memory:",
+                     amount: int = 2500) -> Journal:
+    j = Journal(path, tid=tid)
+    for txn_id, stan, status in rows:
+        j.write(TxnRecord(txn_id=txn_id, intent=f"{tid}-{txn_id}", kind="purchase", mti="0200", stan=stan,
+                          transmission="1125100000", pan="4000000000000002", amount=amount, completion_amount=amount,
+                          started_at=0.0, status=status))
+    return j
+
+
+def test_other_terminals_sharing_the_ledger_are_not_judged_against_this_journal() -> None:
+    shared = ledger()
+    entry(shared, "POS00001", "000001")
+    for n in range(2, 21):
+        entry(shared, f"POS{n:05d}", "000001")
+    v = check(terminal_journal("POS00001", (1, "000001", "approved")).conn, shared)
+    assert v.settled and v.counts["orphaned_debits"] == 0 and v.unjournaled == []
+    whole = check(terminal_journal("POS00001", (1, "000001", "approved")).conn, shared, whole_ledger=True)
+    assert whole.counts == v.counts
+    assert sorted(f.key[0] for f in whole.unjournaled) == [f"POS{n:05d}" for n in range(2, 21)]
+    assert {f.finding for f in whole.unjournaled} == {"unjournaled_debit"}
+
+
+def test_several_journals_are_judged_together_against_one_ledger() -> None:
+    shared = ledger()
+    entry(shared, "POS00001", "000001")
+    entry(shared, "POS00002", "000001")
+    entry(shared, "POS00003", "000001")
+    journals = [terminal_journal("POS00001", (1, "000001", "approved")).conn,
+                terminal_journal("POS00002", (1, "000001", "unknown")).conn]
+    v = check(journals, shared)
+    assert v.counts["transactions"] == 2 and v.counts["orphaned_debits"] == 1
+    assert [(f.finding, f.key[0]) for f in v.findings] == [("orphaned_debit", "POS00002")]
+
+
+def test_a_terminal_without_rows_is_still_known_by_its_journal() -> None:
+    shared = ledger()
+    entry(shared, "POS00001", "000009")
+    entry(shared, "POS00002", "000001")
+    v = check(terminal_journal("POS00001").conn, shared)
+    assert v.counts["orphaned_debits"] == 1 and v.findings[0].key[0] == "POS00001"
+
+
+def test_an_approval_answered_from_another_sale_booked_under_its_key_is_a_phantom() -> None:
+    shared = ledger()
+    entry(shared, "POS00001", "000001", amount=9900)  # the ledger booked 99.00 under this key
+    v = check(terminal_journal("POS00001", (1, "000001", "approved")).conn, shared)
+    assert v.counts["phantom_approvals"] == 1 and v.merchant_loss == 2500
+    assert v.counts["orphaned_debits"] == 1  # the 99.00 belongs to no sale this terminal journaled
+    other_card = ledger()
+    entry(other_card, "POS00001", "000001", pan="4000000000000010")
+    assert check(terminal_journal("POS00001", (1, "000001", "approved")).conn, other_card).counts[
+        "phantom_approvals"] == 1
+
+
+def test_a_key_repeated_by_a_second_run_of_the_same_terminal_gives_one_debit_for_two_sales() -> None:
+    shared = ledger()
+    entry(shared, "POS00001", "000001")
+    first = terminal_journal("POS00001", (1, "000001", "approved")).conn
+    second = terminal_journal("POS00001", (1, "000001", "approved")).conn
+    v = check([first, second], shared)
+    assert v.counts["approved"] == 2 and v.counts["phantom_approvals"] == 1
+    assert v.counts["orphaned_debits"] == 0 and v.counts["double_debits"] == 0 and not v.clean
+
+
+def test_a_pending_reversal_leaves_the_run_unsettled() -> None:
+    j = Journal(":memory:", tid="POS00001")
+    j.write(TxnRecord(txn_id=1, intent="b1", kind="purchase", mti="0200", stan="000001", transmission="1125100000",
+                      pan="4000000000000002", amount=2500, completion_amount=2500, started_at=0.0, status="failed",
+                      reversal="pending"))
+    v = check(j.conn, ledger())
+    assert v.clean and not v.settled and v.counts["pending_reversals"] == 1
+
+
+def test_a_folder_of_journal_files_is_read_as_one_fleet(tmp_path: Path) -> None:
+    for n in (1, 2):
+        terminal_journal(f"POS0000{n}", (1, "000001", "approved"), path=tmp_path / f"t{n}.db").close()
+    (tmp_path / "t1.db-wal").write_bytes(b"")
+    shared = ledger()
+    entry(shared, "POS00001", "000001")
+    entry(shared, "POS00002", "000001")
+    conns = open_journals(tmp_path)
+    try:
+        v = check(conns, shared)
+    finally:
+        for conn in conns:
+            conn.close()
+    assert len(conns) == 2 and v.counts["approved"] == 2 and v.settled
+    (tmp_path / "notes.txt").write_text("not a journal")
+    with pytest.raises(StoreError, match=r"notes\.txt: not a possim journal"):
+        open_journals(tmp_path)
