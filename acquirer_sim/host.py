@@ -20,14 +20,17 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from acquirer_sim.config import CrashRule, HostConfig
-from acquirer_sim.ledger import Ledger, Original
 from protocol import codec
 from protocol import events as ev
 from protocol import mti as M
 from protocol.errors import ProtocolError
 from protocol.messages import Key, Message
+
+if TYPE_CHECKING:  # the ledger is injected: the host never opens files or reads clocks itself
+    from acquirer_sim.ledger import Ledger, Original
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
 
 Category = Literal["standard", "supermarket", "fuel", "wholesale", "public_school", "hospital", "charity"]
+#: How the customer pays; each has its own fee rule.
+Instrument = Literal["credit", "debit", "qr_wallet", "unionpay_qr"]
 DISCOUNTED = frozenset({"supermarket", "fuel", "wholesale"})
 WELFARE = frozenset({"public_school", "hospital", "charity"})
 CENT = Decimal("0.01")

@@ -20,7 +20,9 @@ PACKAGES = ("protocol", "pos_sim", "acquirer_sim", "possim")
 IO = frozenset({"asyncio", "socket", "time", "threading", "selectors", "structlog", "aiomqtt", "paho", "subprocess"})
 #: Modules allowed to do I/O: transports, drivers' hosts, the CLI and the views. Everything else
 #: under protocol/, pos_sim/ and acquirer_sim/ is pure, and so is the checker.
-ADAPTERS = frozenset({"protocol.mqtt", "protocol.tcp", "protocol.transports"})
+ADAPTERS = frozenset({"protocol.mqtt", "protocol.tcp", "protocol.transports",
+                      # storage: SQLite files, fsync, waiting for a lock (the state machines get them injected)
+                      "protocol.storage", "acquirer_sim.ledger", "pos_sim.journal"})
 EXTRA_PURE = ("possim.checker",)
 
 
@@ -43,13 +45,23 @@ def _imports(module: str) -> frozenset[str]:
     if path is None:
         return frozenset()
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and _is_type_checking(node.test)
+                   for n in ast.walk(node)}
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
             names |= {f"{node.module}.{alias.name}" for alias in node.names}
     return frozenset(names)
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    """``if TYPE_CHECKING:`` imports exist for the type checker only, never at run time."""
+    return isinstance(test, ast.Name) and test.id == "TYPE_CHECKING"
 
 
 def _reach(module: str) -> set[str]:
