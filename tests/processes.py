@@ -90,10 +90,14 @@ class Possim:
         await self.wait_for_line(is_event(event, **fields), f"event {event!r}")
 
     async def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
-        """Send ``sig`` (once, if still running), then reap the process and read its stderr to the end."""
+        """Send ``sig`` (once, if still running), then reap the process and read its stderr to the end.
+
+        ``os.kill`` rather than ``Process.send_signal``: the latter polls (and so reaps) a child
+        that just exited, behind the child watcher's back, which then reports exit code 255.
+        """
         if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(sig)
+                os.kill(self.proc.pid, sig)
         return await self.wait()
 
     async def wait(self) -> int:
