@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
+import pytest
+import pytest_asyncio
 from hypothesis import HealthCheck, settings
+
+from possim.broker import Broker
+from protocol.mqtt import BrokerAddress, MqttEndpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "scenarios"
@@ -14,25 +22,55 @@ settings.register_profile("ci", max_examples=100, deadline=None, suppress_health
 settings.register_profile("fuzz", max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-
-import pytest  # noqa: E402
-
-from possim.broker import Broker  # noqa: E402
+OnMessage = Callable[[str, bytes], None]
+Connect = Callable[..., Coroutine[Any, Any, MqttEndpoint]]
 
 
 @pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Broker:
-    """A real Mosquitto on a free loopback port, with possim's config, for the whole session."""
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """A real Mosquitto on a free loopback port, with possim's config, for the whole session.
+
+    A plain fixture: ``Broker.start()`` blocks until the port accepts connections (its
+    readiness signal), and a session-wide broker must not be tied to one test's event loop.
+    """
     b = Broker(state_dir=tmp_path_factory.mktemp("mosquitto"))
     b.start()
-    yield b  # type: ignore[misc]
-    b.stop()
+    try:
+        yield b
+    finally:
+        b.stop()
 
 
 @pytest.fixture
-def own_broker(tmp_path: Path) -> Broker:
+def own_broker(tmp_path: Path) -> Iterator[Broker]:
     """A broker this test may kill and restart."""
     b = Broker(state_dir=tmp_path / "mosquitto")
     b.start()
-    yield b  # type: ignore[misc]
-    b.stop()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+@pytest_asyncio.fixture
+async def connect(broker: Broker) -> AsyncIterator[Connect]:
+    """Connect MQTT endpoints to the session broker; every one is stopped when the test ends.
+
+    ``await connect(prefix, subscriptions, on_message, identifier=None)`` returns a started
+    endpoint (connected and subscribed); a fixed ``identifier`` resumes that client's session.
+    """
+    made: list[MqttEndpoint] = []
+
+    async def make(prefix: str, subscriptions: list[str] | None = None, on_message: OnMessage | None = None,
+                   identifier: str | None = None) -> MqttEndpoint:
+        ep = MqttEndpoint(BrokerAddress.parse(broker.url), identifier or f"{prefix}-{uuid.uuid4().hex[:6]}",
+                          subscriptions or [], on_message or (lambda *_: None))
+        made.append(ep)
+        await ep.start()
+        return ep
+
+    try:
+        yield make
+    finally:
+        for ep in reversed(made):
+            await ep.stop()

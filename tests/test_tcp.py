@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -39,18 +38,20 @@ def test_frame_has_a_two_byte_big_endian_length() -> None:
         Deframer().feed(b"\x00\x00")
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize("policy", ["none", "reversal"])
 @pytest.mark.parametrize("name", ["response-lost", "reversal-lost", "duplicate-request", "slow-host"])
-def test_same_verdict_as_in_memory(name: str, policy: str) -> None:
+async def test_same_verdict_as_in_memory(name: str, policy: str) -> None:
     path = SCENARIOS / f"{name}.toml"
-    result = asyncio.run(run_tcp(load(path), policy, 1, 0.05))
+    result = await run_tcp(load(path), policy, 1, 0.05)
     assert result.quiescent
     mem = simulate(load(path), policy).verdict.summary()
     assert tuple(result.verdict.summary()[k] for k in COUNTS) == tuple(mem[k] for k in COUNTS)
 
 
-def test_tcp_trace_replays_to_the_same_verdict(tmp_path: Path) -> None:
-    result = asyncio.run(run_tcp(load(SCENARIOS / "reversal-lost.toml"), "reversal", 1, 0.05))
+@pytest.mark.asyncio
+async def test_tcp_trace_replays_to_the_same_verdict(tmp_path: Path) -> None:
+    result = await run_tcp(load(SCENARIOS / "reversal-lost.toml"), "reversal", 1, 0.05)
     trace = tmp_path / "tcp.jsonl"
     result.trace.write(trace)
     verdict, recorded = replay(trace)
