@@ -87,6 +87,7 @@ class MqttEndpoint:
         self._tasks: list[asyncio.Task[None]] = []
         self.published = self.received = 0
         self.hold_acks = 0
+        self._stopping = False
         # Acknowledge a QoS 1 message only once it has been handled (for the host: committed
         # to the ledger). paho's default acknowledges on arrival, before aiomqtt even queues
         # it, so a crash in between would lose a request the broker thinks was delivered.
@@ -112,11 +113,16 @@ class MqttEndpoint:
         return not self.outbox
 
     async def stop(self) -> None:
+        """Stop for good. The flag matters: aiomqtt's exit may turn the cancellation into an
+        ``MqttError``, which the connection loop would otherwise take for a lost link and redo."""
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=10.0)
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved, so a task that ended with an error is not reported later
 
     def force_reconnect(self) -> None:
         """Drop the TCP connection (a network cut); the loop reconnects and resumes the session."""
@@ -131,7 +137,7 @@ class MqttEndpoint:
 
     async def _connection_loop(self) -> None:
         backoff = 0.05
-        while True:
+        while not self._stopping:
             try:
                 async with self.client:
                     for topic in self.subscriptions:
@@ -143,6 +149,8 @@ class MqttEndpoint:
                     async for message in self.client.messages:
                         self._deliver(message)
             except aiomqtt.MqttError as exc:
+                if self._stopping:
+                    return
                 if self.connected.is_set():  # a first connection that fails is reported by start()
                     self.emit("mqtt_disconnected", client=self.identifier, reason=str(exc))
                 self.connected.clear()
@@ -167,7 +175,7 @@ class MqttEndpoint:
             self.client._client.ack(message.mid, message.qos)
 
     async def _sender(self) -> None:
-        while True:
+        while not self._stopping:
             await self._wake.wait()
             self._wake.clear()
             while self.outbox:

@@ -50,8 +50,8 @@ def broker(port: int, state_dir: str | None) -> None:
 
     with as_input_error(BrokerError):
         b = Broker(port, Path(state_dir) if state_dir else None).start()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # before the banner: it is the readiness line
     click.echo(f"mosquitto listening on {b.url} (config {b.config}); Ctrl-C to stop", err=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         assert b.proc is not None
         b.proc.wait()
