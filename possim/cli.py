@@ -320,8 +320,6 @@ def terminal(scenario: str, broker_url: str, tid: str, policy: str | None, seed:
     sc = _load(scenario, policy)
     if len(tid) != 8 or any(c in tid for c in "+#/") or not tid.isprintable():
         raise InputError(f"--tid {tid!r}: a terminal id is 8 printable characters without + # /")
-    if journal_path and Path(journal_path).exists():
-        raise InputError(f"{journal_path}: already exists; possim will not write into an existing journal")
     _writable(journal_path, trace_path)
     address, level = _address(broker_url), _qos(qos)
     try:
