@@ -31,6 +31,7 @@ class Proc:
         self._offset = 0
 
     def start(self) -> Proc:
+        self._close_pipe()
         self._offset = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as sink:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=sink)
@@ -65,6 +66,12 @@ class Proc:
 
         return wait_for(found, timeout, f"{self.name} to log {event} {fields}")
 
+    def logged(self, event: str) -> bool:
+        return any(e.get("event") == event for e in self.events())
+
+    def exit_code(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
     def tail(self, lines: int = 15) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
@@ -72,7 +79,13 @@ class Proc:
         """SIGKILL: the process gets no chance to clean up anything."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
-        return self.proc.wait(30)
+        code = self.proc.wait(30)
+        self._close_pipe()
+        return code
+
+    def _close_pipe(self) -> None:
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM and wait; SIGKILL if it will not go. Safe to call on a process that already ended."""
@@ -85,8 +98,7 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        self._close_pipe()
         return self.proc.returncode
 
     def finish(self, timeout: float = 60.0) -> tuple[int, str]:

@@ -12,10 +12,11 @@ import json
 from pathlib import Path
 
 import pytest
+import tomli_w
 
 from possim.broker import Broker
 from tests.conftest import SCENARIOS
-from tests.procs import check, fleet, query
+from tests.procs import check, fleet, query, wait_for
 
 #: slow-host at this scale: the host debits at once and answers 4.5 s later; the terminal
 #: would give up after 3 s. The kill comes long before either.
@@ -61,3 +62,130 @@ def test_terminal_killed_after_its_0200_left_resumes_from_its_journal(
     assert summary["transactions"] == 1 and summary[outcome] == 1
     kinds = [k for (k,) in query(ledger, "SELECT kind FROM entries WHERE tid = ? ORDER BY id", tid)]
     assert kinds == (["debit", "credit"] if outcome == "reversed" else ["debit"])
+
+
+QUEUED = 3000
+QUEUE_TIDS = [f"PROCQ{i:03d}" for i in range(1, 11)]
+
+
+def _queued_requests() -> list[tuple[str, bytes]]:
+    """3,000 distinct, valid purchases (ten terminals, distinct STANs): (topic, ISO 8583 bytes)."""
+    from protocol import codec
+    from protocol.messages import Message
+    from protocol.mqtt import requests_topic
+
+    out = []
+    for n in range(QUEUED):
+        tid = QUEUE_TIDS[n % len(QUEUE_TIDS)]
+        msg = Message(mti="0200", stan=f"{n // len(QUEUE_TIDS) + 1:06d}", transmission="1125100000", tid=tid,
+                      pan=f"40000000000{n % 7:05d}", processing_code="000000", amount=100 + n % 50)
+        out.append((requests_topic(tid), codec.encode(msg)))
+    return out
+
+
+async def _publish_qos1(url: str, requests: list[tuple[str, bytes]]) -> None:
+    """A raw aiomqtt client: every publish is acknowledged by the broker (PUBACK) before this returns."""
+    import asyncio
+
+    import aiomqtt
+
+    from protocol.mqtt import BrokerAddress
+
+    address = BrokerAddress.parse(url)
+    async with aiomqtt.Client(address.host, address.port, identifier="proc-queue-publisher") as client:
+        client.pending_calls_threshold = len(requests)  # 100 in flight at a time is the intent, not a leak
+        for i in range(0, len(requests), 100):
+            await asyncio.gather(*(client.publish(t, d, qos=1) for t, d in requests[i:i + 100]))
+
+
+def test_queued_qos1_requests_survive_an_acquirer_killed_while_working_through_them(
+        own_broker: Broker, tmp_path: Path) -> None:
+    """QoS 1 is acknowledged after the ledger commit, so a SIGKILL loses no request and repeats none.
+
+    The kill lands mid-commit about half the time and leaves a hot rollback journal. The
+    restarted acquirer then refuses its own ledger ("attempt to write a readonly database",
+    exit 2) until ledger recovery after a crash exists: that outcome, and only that one, is
+    reported as an expected failure.
+    """
+    import asyncio
+    import time
+
+    ledger = tmp_path / "ledger.db"
+    args = ["acquirer", "--broker", own_broker.url, "--ledger", str(ledger), "--client-id", "proc-queue-acquirer"]
+    with fleet() as proc:
+        acquirer = proc("acquirer", args, tmp_path / "acquirer.log").start()
+        acquirer.wait_event("acquirer_ready")  # its session now exists on the broker
+        assert acquirer.stop() == 0
+        asyncio.run(_publish_qos1(own_broker.url, _queued_requests()))
+        acquirer.start()
+        acquirer.wait_event("acquirer_ready")
+        # The one fixed delay of this file, and the point of the test: the kill lands wherever
+        # the acquirer happens to be 2 s into the backlog, as in the issue's run.
+        time.sleep(2.0)
+        assert acquirer.kill() == -9
+        before_kill = sum(e.get("event") == "ledger_debit" for e in acquirer.events())
+        assert 0 < before_kill < QUEUED, f"{before_kill} debits before the kill: it did not land mid-backlog"
+        acquirer.start()
+        wait_for(lambda: acquirer.logged("acquirer_ready") or acquirer.exit_code() is not None, 60,
+                 "the restarted acquirer to be ready or to exit")
+        if acquirer.exit_code() == 2 and "attempt to write a readonly database" in acquirer.tail():
+            pytest.xfail("ledger recovery after a SIGKILL mid-commit (hot rollback journal) is missing: "
+                         "the restarted acquirer refuses its ledger")
+        wait_for(lambda: query(ledger, "SELECT COUNT(*) FROM originals")[0][0] >= QUEUED, 120,
+                 f"{QUEUED} originals on the ledger")
+        assert acquirer.stop() == 0
+    originals = query(ledger, "SELECT COUNT(*), COUNT(DISTINCT tid || stan || transmission) FROM originals")
+    debits = query(ledger, "SELECT COUNT(*), COUNT(DISTINCT tid || stan || transmission) FROM entries "
+                           "WHERE kind = 'debit'")
+    assert originals == [(QUEUED, QUEUED)]
+    assert debits == [(QUEUED, QUEUED)]
+    assert query(ledger, "SELECT COUNT(*) FROM entries WHERE kind != 'debit'") == [(0,)]
+    print(f"debits before the kill: {before_kill}; redeliveries absorbed: "
+          f"{query(ledger, 'SELECT SUM(duplicates) FROM originals')[0][0]}")
+
+
+def _sales(path: Path, count: int) -> str:
+    """A plain day at the till: ``count`` purchases a third of a second apart, nothing goes wrong."""
+    path.write_text(tomli_w.dumps({
+        "title": f"{count} sales", "description": "Plain purchases for a terminal id used again.",
+        "transactions": [{"amount": "12.50", "count": count, "every": 0.3}]}), encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize("journals", ["same", "new"])
+def test_same_terminal_id_run_twice_gets_a_debit_for_every_approved_sale(
+        broker: Broker, tmp_path: Path, journals: str) -> None:
+    """Keys never repeat: the STAN carries on in the journal and field 7 follows the wall clock.
+
+    ``same``: the second run resumes the first one's journal; the day goes on with three more
+    sales, the three already journaled are not paid again. ``new``: the second run starts from
+    an empty journal (STAN 000001 again) and only the wall clock in field 7 keeps its keys apart.
+    """
+    ledger, tid = tmp_path / "ledger.db", f"PROCT{'S' if journals == 'same' else 'N'}01"
+    paths = [tmp_path / "journal-1.db", tmp_path / ("journal-1.db" if journals == "same" else "journal-2.db")]
+    three = _sales(tmp_path / "three.toml", 3)
+    days = [three, _sales(tmp_path / "six.toml", 6) if journals == "same" else three]
+    with fleet() as proc:
+        acquirer = proc("acquirer", ["acquirer", "--broker", broker.url, "--ledger", str(ledger), "--client-id",
+                                     f"acq-{tid}"], tmp_path / "acquirer.log").start()
+        acquirer.wait_event("acquirer_ready")
+        for n, (day, journal) in enumerate(zip(days, paths, strict=True), 1):
+            term = proc("terminal", ["terminal", day, "--broker", broker.url, "--tid", tid, "--policy", "reversal",
+                                     "--journal", str(journal)], tmp_path / f"terminal-{n}.log").start()
+            code, out = term.finish()
+            assert code == 0, term.tail()
+            assert json.loads(out)["approved"] == (3 * n if journals == "same" else 3)  # the journal's sales
+        assert acquirer.stop() == 0
+    approved = [row for p in dict.fromkeys(paths)
+                for row in query(p, "SELECT tid, stan, transmission FROM journal WHERE status = 'approved'")]
+    debited = query(ledger, "SELECT tid, stan, transmission FROM entries WHERE kind = 'debit'")
+    assert len(approved) == 6 and len(set(approved)) == 6
+    assert sorted(debited) == sorted(approved)
+    assert query(ledger, "SELECT COUNT(*) FROM entries WHERE kind != 'debit'") == [(0,)]
+    if journals == "same":
+        stans = [s for (s,) in query(paths[0], "SELECT stan FROM journal ORDER BY txn_id")]
+        assert stans == [f"{n:06d}" for n in range(1, 7)]
+        code, summary, err = check(paths[0], ledger)
+        assert code == 0, (summary, err)
+        assert (summary["approved"], summary["orphaned_debits"], summary["double_debits"],
+                summary["phantom_approvals"], summary["pending_reversals"]) == (6, 0, 0, 0, 0)
