@@ -127,8 +127,9 @@ def fleet() -> Iterator[Callable[[str, list[str], Path], Proc]]:
             p.stop()
 
 
-def wait_for(probe: Callable[[], T | None], timeout: float, what: str) -> T:
-    """Poll ``probe`` until it returns something other than None (or False); fail after ``timeout``."""
+def wait_for(probe: Callable[[], T | None], timeout: float, what: str, every: float = 0.02) -> T:
+    """Poll ``probe`` every ``every`` seconds until it returns something other than None (or
+    False); fail after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
         value = probe()
@@ -136,7 +137,7 @@ def wait_for(probe: Callable[[], T | None], timeout: float, what: str) -> T:
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.02)
+        time.sleep(every)
 
 
 def query(db: Path, sql: str, *args: object) -> list[tuple[Any, ...]]:

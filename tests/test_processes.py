@@ -131,8 +131,10 @@ def test_queued_qos1_requests_survive_an_acquirer_killed_while_working_through_t
         if acquirer.exit_code() == 2 and "attempt to write a readonly database" in acquirer.tail():
             pytest.xfail("ledger recovery after a SIGKILL mid-commit (hot rollback journal) is missing: "
                          "the restarted acquirer refuses its ledger")
-        wait_for(lambda: query(ledger, "SELECT COUNT(*) FROM originals")[0][0] >= QUEUED, 120,
-                 f"{QUEUED} originals on the ledger")
+        assert acquirer.logged("acquirer_ready"), acquirer.tail()
+        # Polled gently: each read holds a shared lock the acquirer's next commit must wait out.
+        wait_for(lambda: query(ledger, "SELECT COUNT(*) FROM originals")[0][0] >= QUEUED, 180,
+                 f"{QUEUED} originals on the ledger", every=0.5)
         assert acquirer.stop() == 0
     originals = query(ledger, "SELECT COUNT(*), COUNT(DISTINCT tid || stan || transmission) FROM originals")
     debits = query(ledger, "SELECT COUNT(*), COUNT(DISTINCT tid || stan || transmission) FROM entries "
