@@ -98,6 +98,25 @@ async def _publish_qos1(url: str, requests: list[tuple[str, bytes]]) -> None:
             await asyncio.gather(*(client.publish(t, d, qos=1) for t, d in requests[i:i + 100]))
 
 
+def _wait_for_originals(ledger: Path, expected: int, stall: float = 20.0) -> None:
+    """Until the ledger holds ``expected`` originals; a count that stops growing for ``stall``
+    seconds short of it fails at once with what was lost (a wait for a deadline would only
+    say it took too long)."""
+    import time
+
+    progress: dict[str, float] = {"count": -1, "since": time.monotonic()}
+
+    def done() -> bool:
+        count = int(query(ledger, "SELECT COUNT(*) FROM originals")[0][0])
+        if count != progress["count"]:
+            progress.update(count=count, since=time.monotonic())
+        assert time.monotonic() - progress["since"] < stall, f"stuck at {count} of {expected} originals"
+        return count >= expected
+
+    # Polled gently: each read holds a shared lock the acquirer's next commit must wait out.
+    wait_for(done, 300, f"{expected} originals on the ledger", every=0.5)
+
+
 def test_queued_qos1_requests_survive_an_acquirer_killed_while_working_through_them(
         own_broker: Broker, tmp_path: Path) -> None:
     """QoS 1 is acknowledged after the ledger commit, so a SIGKILL loses no request and repeats none.
@@ -132,9 +151,7 @@ def test_queued_qos1_requests_survive_an_acquirer_killed_while_working_through_t
             pytest.xfail("ledger recovery after a SIGKILL mid-commit (hot rollback journal) is missing: "
                          "the restarted acquirer refuses its ledger")
         assert acquirer.logged("acquirer_ready"), acquirer.tail()
-        # Polled gently: each read holds a shared lock the acquirer's next commit must wait out.
-        wait_for(lambda: query(ledger, "SELECT COUNT(*) FROM originals")[0][0] >= QUEUED, 180,
-                 f"{QUEUED} originals on the ledger", every=0.5)
+        _wait_for_originals(ledger, QUEUED)
         assert acquirer.stop() == 0
     originals = query(ledger, "SELECT COUNT(*), COUNT(DISTINCT tid || stan || transmission) FROM originals")
     debits = query(ledger, "SELECT COUNT(*), COUNT(DISTINCT tid || stan || transmission) FROM entries "
