@@ -300,3 +300,11 @@ def test_random_bytes_raise_only_protocol_error(raw: bytes) -> None:
         assert isinstance(cup.decode(raw), Message)
     with contextlib.suppress(ProtocolError):
         assert all(isinstance(m, bytes) for m in CupFraming().deframer().feed(raw))
+
+
+def test_codec_takes_the_dialect_as_a_parameter() -> None:
+    assert codec.encode(SALE, KEY, dialect="cup") == cup.encode(SALE, KEY)
+    assert codec.decode(cup.encode(SALE, KEY), KEY, dialect="cup") == SALE
+    assert codec.encode(SALE, dialect="iso") == codec.encode(SALE)
+    with pytest.raises(ValueError, match="unknown wire dialect"):
+        codec.encode(SALE, dialect="x25")
