@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import sqlite3
 import sys
@@ -30,19 +31,26 @@ F = TypeVar("F", bound=Callable[..., Any])
 TERMINAL_SUMMARY = ("transactions", "approved", "declined", "failed", "unknown", "reversed", "pending_reversals")
 
 
-#: Log fields that may hold a full card number: masked in every live log line.
-CARD_FIELDS = ("pan", "card")
+#: A full card number wherever it appears in a log line: 13 to 19 digits (an RRN has 12).
+_CARD = re.compile(r"\d{13,19}")
+
+
+def _masked(value: Any) -> Any:
+    """``value`` with every card number in it (as a value, a key, nested) masked."""
+    from acquirer_sim.host import mask_pan
+
+    if isinstance(value, str):
+        return mask_pan(value) if _CARD.fullmatch(value) else value
+    if isinstance(value, dict):
+        return {_masked(k): _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(v) for v in value]
+    return value
 
 
 def mask_cards(_logger: object, _name: str, event: dict[str, Any]) -> dict[str, Any]:
-    """structlog processor: a card number in ``pan`` or ``card`` shows only its first six and last four digits."""
-    from acquirer_sim.host import mask_pan
-
-    for name in CARD_FIELDS:
-        value = event.get(name)
-        if isinstance(value, str) and value.isdigit():
-            event[name] = mask_pan(value)
-    return event
+    """structlog processor: card numbers (``pan``, ``card``, the scenario's cards) show first six and last four."""
+    return {k: _masked(v) for k, v in event.items()}
 
 
 def live_logger(component: str) -> Callable[..., None]:
