@@ -28,7 +28,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -137,7 +137,7 @@ class AcquirerHost:
         event = ev.SecurityViolation(*_f(msg), reason=str(exc), answered=answerable)
         if not answerable:
             return [event]
-        return [event, self._reply(msg, codec.SECURITY_VIOLATION, authenticated=False)]
+        return [event, replace(self._reply(msg, codec.SECURITY_VIOLATION), authenticated=False)]
 
     # -- financial originals --------------------------------------------------------------
 
@@ -256,10 +256,9 @@ class AcquirerHost:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _reply(self, msg: Message, rc: str, authenticated: bool = True, **fields: object) -> Reply:
+    def _reply(self, msg: Message, rc: str, **fields: object) -> Reply:
         response = msg.response(rc, **fields)
-        return Reply(self._encode(response), self._delay(True), response.mti, msg.stan, response.rrn, msg.tid,
-                     authenticated)
+        return Reply(self._encode(response), self._delay(True), response.mti, msg.stan, response.rrn, msg.tid)
 
     def _encode(self, response: Message) -> bytes:
         """A response carries the MAC of the terminal it answers (when the host has keys)."""

@@ -17,6 +17,7 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 from protocol import codec
 from protocol import events as ev
@@ -69,7 +70,7 @@ class Forger:
     def schedule(self) -> None:
         for forgery in self.forgeries:
             self.pending += 1
-            self.scheduler.call_later(forgery.at - self.scheduler.now(), lambda f=forgery: self._inject(f))
+            self.scheduler.call_later(forgery.at - self.scheduler.now(), partial(self._inject, forgery))
 
     def _inject(self, forgery: Forgery) -> None:
         self.pending -= 1

@@ -77,7 +77,7 @@ def payment_plan(scenario: Scenario) -> list[tuple[float, PaymentRequest, bool, 
 
 
 #: ``Rig(keys=SCENARIO_KEYS)``: keys derived from the run's seed unless the scenario says ``mac = false``.
-SCENARIO_KEYS = "scenario"
+SCENARIO_KEYS: Literal["scenario"] = "scenario"
 Keys = Mapping[str, MacKey] | None | Literal["scenario"]
 
 
@@ -131,10 +131,10 @@ class Rig:
             host_config = replace(host_config, epoch=epoch)
         self.journal = Journal(journal_path or ":memory:", tid=self.terminal_config.tid)
         tid = self.terminal_config.tid
-        if keys == SCENARIO_KEYS:
-            keys = run_keys(seed, [tid]) if scenario.model.mac else None
         #: Every terminal's MAC key (the host's view); ``None``: this run uses no MACs.
-        self.keys: Mapping[str, MacKey] | None = keys
+        self.keys: Mapping[str, MacKey] | None = (
+            (run_keys(seed, [tid]) if scenario.model.mac else None) if isinstance(keys, str) else keys)
+        keys = self.keys
         self.mac_key = keys.get(tid) if keys is not None else None
         self.host = AcquirerHost(host_config, self.ledger, self.rng, keys)
         self.terminal = self._new_terminal()

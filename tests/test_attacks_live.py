@@ -18,6 +18,7 @@ import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import pytest
@@ -74,7 +75,7 @@ async def test_mqtt_attacker_cannot_reverse_approve_or_read_with_keys_and_acl(tm
             await acquirer.wait_for_line(processes.is_event("security_violation", stan="900003"), "the marker")
             assert any(processes.is_event("identity_mismatch", stan="900002", sender=ATTACKER)(x)
                        for x in acquirer.lines)
-            assert not any('"900001"' in x for x in acquirer.lines), "the ACL let a publish on the victim's topic through"
+            assert not any('"900001"' in x for x in acquirer.lines), "the ACL let the victim's topic through"
             term = await processes.run("terminal", str(SCENARIOS / "forged-reversal.toml"), "--broker", url,
                                        "--tid", VICTIM, "--policy", "reversal", "--journal", str(journal),
                                        "--keys", str(key_file), "--time-scale", "0.05")
@@ -123,8 +124,13 @@ async def test_tcp_attacker_connection_never_takes_over_the_victims_replies() ->
     ledger = Ledger(default_balance=HostConfig().default_balance)
     host = AcquirerHost(HostConfig(processing=ZERO, quick=ZERO), ledger, random.Random(0), ring.mac_keys())
     wire = open_wire("tcp", Endpoint("tcp://127.0.0.1:0"))
-    stop, logs = asyncio.Event(), []
-    server = asyncio.create_task(serve_acquirer(wire, host, lambda e, **f: logs.append((e, f)), stop, 3600))
+    stop = asyncio.Event()
+    logs: list[tuple[str, dict[str, Any]]] = []
+
+    def log(event: str, **fields: Any) -> None:
+        logs.append((event, fields))
+
+    server = asyncio.create_task(serve_acquirer(wire, host, log, stop, 3600))
     await wait_until(lambda: any(e == "acquirer_ready" for e, _ in logs), lambda: str(logs))
     port = int(wire.describe()["port"])  # type: ignore[call-overload]
     sale = Message(mti="0200", stan="000001", transmission="1125100000", tid=VICTIM, mid="MERCHANT0000001",

@@ -15,7 +15,8 @@ ORIG = OriginalData("0200", "000001", "1125100000")
 
 def purchase_bytes(amount: int = 2500, pan: str = "4000000000000002") -> bytes:
     return codec.encode(Message(mti="0200", stan="000001", transmission="1125100000", tid="POS00001",
-                                mid="MERCHANT0000001", pan=pan, processing_code="000000", amount=amount, currency="978"))
+                                mid="MERCHANT0000001", pan=pan, processing_code="000000", amount=amount,
+                                currency="978"))
 
 
 def control(mti: str, stan: str = "000002") -> bytes:

@@ -75,8 +75,13 @@ async def test_ten_thousand_malformed_payloads_change_nothing_and_identifiable_o
     host = AcquirerHost(HostConfig(processing=ZERO, quick=ZERO), ledger, random.Random(0), RING.mac_keys())
     before = ledger.conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0], ledger.balances()
     wire = open_wire("tcp", Endpoint("tcp://127.0.0.1:0"))
-    stop, logs = asyncio.Event(), []
-    server = asyncio.create_task(serve_acquirer(wire, host, lambda e, **f: logs.append((e, f)), stop, 3600))
+    stop = asyncio.Event()
+    logs: list[tuple[str, dict[str, Any]]] = []
+
+    def log(event: str, **fields: Any) -> None:
+        logs.append((event, fields))
+
+    server = asyncio.create_task(serve_acquirer(wire, host, log, stop, 3600))
     await wait_until(lambda: any(e == "acquirer_ready" for e, _ in logs), lambda: str(logs))
     port = int(wire.describe()["port"])  # type: ignore[call-overload]
     rng = random.Random(2026)

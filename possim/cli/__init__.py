@@ -32,7 +32,8 @@ def cli() -> None:
     """possim: reproduce POS timeouts, orphaned debits and their recovery."""
 
 
-for _command in (run_command, compare_command, fuzz_command, keys_command, broker, acquirer, terminal, check_command, replay_command,
+for _command in (run_command, compare_command, fuzz_command, keys_command, broker, acquirer, terminal, check_command,
+                 replay_command,
                  list_command, demo, reconcile_command):
     cli.add_command(_command)
 

@@ -9,7 +9,7 @@ import re
 import signal
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,9 +21,8 @@ from possim.cli.errors import InputError, as_input_error
 from possim.keys import HOST_USERNAME, KeyRing
 from protocol.mac import ALGORITHMS as MAC_ALGORITHMS
 from protocol.mac import DEFAULT_ALGORITHM as DEFAULT_MAC
-from protocol.transports import Endpoint
 from protocol.transports import NAMES as TRANSPORT_NAMES
-from protocol.transports import TransportError, Wire, open_wire
+from protocol.transports import Endpoint, TransportError, Wire, open_wire
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,7 +47,7 @@ def _masked(value: Any) -> Any:
     return value
 
 
-def mask_cards(_logger: object, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def mask_cards(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
     """structlog processor: card numbers (``pan``, ``card``, the scenario's cards) show first six and last four."""
     return {k: _masked(v) for k, v in event.items()}
 
@@ -159,7 +158,7 @@ def _wire(transport: str, broker_url: str | None, tcp_url: str | None, qos: int,
           ring: KeyRing | None, username: str | None, tls_ca: str | None) -> Wire:
     """``inputs.wire`` plus the broker account of ``username`` from the key file, and TLS."""
     wire = inputs.wire(transport, broker_url, tcp_url, qos, client_id)
-    if ring is None and tls_ca is None or transport != "mqtt":
+    if (ring is None and tls_ca is None) or transport != "mqtt":
         return wire
     password = ring.accounts().get(username or "") if ring is not None else None
     endpoint = Endpoint(broker_url, qos, client_id=client_id, username=username if ring else None,
