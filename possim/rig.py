@@ -166,9 +166,12 @@ class Rig:
         not paid again. Returns how many journaled transactions were found.
         """
         records = self.journal.load()
-        if records:
+        last = self.journal.last_stan()
+        if last is not None:  # the STAN sent last, status queries included: never used twice
+            self.terminal_config = replace(self.terminal_config, stan_start=int(last) % 999_999 + 1)
+        if records or last is not None:
             self._done = {r.txn_id for r in records}
-            self._next_id = max(self._done)
+            self._next_id = max(self._done, default=0)
             self.terminal = self._new_terminal()
             self.terminal_driver.power_on(self.terminal)
         return len(records)

@@ -11,7 +11,7 @@ import sqlite3
 import sys
 from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -21,6 +21,9 @@ from possim.cli.errors import InputError, as_input_error
 from possim.keys import HOST_USERNAME, KeyRing
 from protocol.mac import ALGORITHMS as MAC_ALGORITHMS
 from protocol.mac import DEFAULT_ALGORITHM as DEFAULT_MAC
+
+if TYPE_CHECKING:
+    from possim.checker import Verdict
 from protocol.transports import NAMES as TRANSPORT_NAMES
 from protocol.transports import Endpoint, TransportError, Wire, open_wire
 
@@ -198,6 +201,7 @@ def acquirer(transport: str, broker_url: str | None, listen_url: str | None, led
     from acquirer_sim.host import AcquirerHost
     from acquirer_sim.ledger import Ledger
     from possim.realtime import serve_acquirer
+    from protocol.storage import StoreError
 
     ring = _load_keys(keys_path)
     wire = _wire(transport, broker_url, listen_url, qos, client_id, ring, ring.host_username if ring else None,
@@ -205,11 +209,12 @@ def acquirer(transport: str, broker_url: str | None, listen_url: str | None, led
     config = (inputs.scaled(inputs.scenario(scenario_path), time_scale).host_config() if scenario_path
               else HostConfig())
     inputs.writable(ledger_path)
-    if ledger_path and Path(ledger_path).exists() and Path(ledger_path).stat().st_size:
-        inputs.database(ledger_path, "entries", "ledger")
-    ledger = Ledger(ledger_path or ":memory:", default_balance=config.default_balance)
-    host = AcquirerHost(config, ledger, random.Random(), ring.mac_keys() if ring else None)
     log = live_logger("acquirer")
+    with as_input_error(StoreError):  # a ledger left by a killed acquirer is recovered on open
+        ledger = Ledger(ledger_path or ":memory:", default_balance=config.default_balance,
+                        on_wait=lambda w: log("ledger_wait", operation=w.operation, seconds=round(w.seconds, 3),
+                                              attempts=w.attempts))
+    host = AcquirerHost(config, ledger, random.Random(), ring.mac_keys() if ring else None)
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -256,8 +261,12 @@ def terminal(scenario: str, transport: str, broker_url: str | None, connect_url:
     sc = inputs.scenario(scenario)
     inputs.tid(tid)
     inputs.writable(journal_path, trace_path)
-    if journal_path and Path(journal_path).exists() and Path(journal_path).stat().st_size:
-        inputs.database(journal_path, "journal", "journal")
+    if journal_path and Path(journal_path).exists():
+        from pos_sim.journal import read_journal
+        from protocol.storage import StoreError
+
+        with as_input_error(StoreError):  # refuse a file that is not a journal before any work starts
+            read_journal(journal_path).close()
     inputs.scaled(sc, time_scale)
     ring = _load_keys(keys_path)
     mac_key = None
@@ -279,30 +288,48 @@ def terminal(scenario: str, transport: str, broker_url: str | None, connect_url:
 
 
 @click.command("check")
-@opt.journal("The terminal's SQLite journal.", required=True)
-@opt.ledger("The host's SQLite ledger.", required=True)
+@click.option("--journal", "journal_paths", multiple=True, required=True, metavar="FILE|FOLDER",
+              help="A terminal's SQLite journal; repeat it for every terminal, or name a folder of journals.")
+@opt.ledger("The host's SQLite ledger (shared by every terminal).", required=True)
+@click.option("--whole-ledger", is_flag=True,
+              help="Also list the ledger's money for terminals whose journal was not given.")
 @opt.as_json("Print the verdict as one JSON object.")
-def check_command(journal_path: str, ledger_path: str, as_json: bool) -> None:
-    """Judge a run split over processes from its journal and ledger files."""
-    from possim.checker import check
+def check_command(journal_paths: tuple[str, ...], ledger_path: str, whole_ledger: bool, as_json: bool) -> None:
+    """Judge a run split over processes: every terminal's journal against the one ledger.
 
-    conns = []
-    for path, table, what in ((journal_path, "journal", "journal"), (ledger_path, "entries", "ledger")):
-        if not Path(path).is_file():
-            raise InputError(f"{path}: no such file")
-        inputs.database(path, table, what)
-        conns.append(sqlite3.connect(f"file:{path}?mode=ro", uri=True))
+    Files left by a killed process are recovered on open. Exit 0 only when the money is
+    right and nothing is still owed (no pending reversal, no open hold); 1 otherwise.
+    """
+    from acquirer_sim.ledger import read_ledger
+    from pos_sim.journal import read_journal
+    from possim.checker import check, open_journals
+    from protocol.storage import StoreError
+
+    conns: list[sqlite3.Connection] = []
     try:
-        verdict = check(conns[0], conns[1])
+        with as_input_error(StoreError):
+            for path in journal_paths:
+                conns.extend(open_journals(path) if Path(path).is_dir() else [read_journal(path)])
+            ledger = read_ledger(ledger_path)
+        conns.append(ledger)
+        verdict = check(conns[:-1], ledger, whole_ledger=whole_ledger)
     finally:
         for conn in conns:
             conn.close()
+    _print_verdict(verdict, as_json)
+    sys.exit(0 if verdict.settled else 1)
+
+
+def _print_verdict(verdict: Verdict, as_json: bool) -> None:
     summary = verdict.summary()
     if as_json:
-        click.echo(json.dumps(summary, sort_keys=True))
-    else:
-        for key, value in summary.items():
-            click.echo(f"{key.replace('_', ' '):>20}: {value}")
-        for f in verdict.findings:
-            click.echo(f"  finding: {f.finding} txn {f.txn} stan {f.key[1]} amount {f.as_dict()['amount']}")
-    sys.exit(0 if verdict.clean else 1)
+        click.echo(json.dumps({**summary, "settled": verdict.settled,
+                               "unjournaled": [f.as_dict() for f in verdict.unjournaled]}, sort_keys=True))
+        return
+    for key, value in summary.items():
+        click.echo(f"{key.replace('_', ' '):>20}: {value}")
+    for f in verdict.findings:
+        click.echo(f"  finding: {f.finding} terminal {f.key[0]} txn {f.txn} stan {f.key[1]} "
+                   f"amount {f.as_dict()['amount']}")
+    for f in verdict.unjournaled:
+        click.echo(f"  no journal given: terminal {f.key[0]} stan {f.key[1]} amount {f.as_dict()['amount']}")
