@@ -110,5 +110,6 @@ def reconciliation(console: Console, rec: Any, title: str) -> None:
     console.print("[bold]what the timeouts cost[/]")
     console.print(f"  customer: charged {rec.customer_charged_without_sale} without a sale (orphaned debits)")
     console.print(f"  merchant: goods given away on phantom approvals {rec.merchant_goods_given_away}; "
-                  f"fees paid on orphaned debits {rec.fees_on_orphaned_debits} (refunded only by a chargeback)")
+                  f"fees paid on orphaned debits {rec.fees_on_orphaned_debits} "
+                  "(returned when the sale is voided or refunded by the acquirer)")
     console.print("balanced" if rec.balanced else "[bold red]NOT balanced[/]")

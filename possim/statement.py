@@ -165,7 +165,7 @@ class _Pricing:
     base: int  # minor units settled for the key before this line
 
     def fee(self, minor: int) -> Decimal:
-        return self.fees.fee(_money(max(minor, 0)), self.instrument)[0]
+        return self.fees.fee(money(max(minor, 0)), self.instrument)[0]
 
     def lines(self, moves: list[tuple[float, str, int]], tid: str, rrn: str, auth: str, card: str,
               sale_date: date, epoch: datetime) -> list[StatementLine]:
@@ -173,8 +173,8 @@ class _Pricing:
         own = [(at, _SIGN[kind] * amount) for at, kind, amount in moves if kind in _SIGN]
         change = sum(amount for _, amount in own)
         if own and self.base == 0 and change > 0:
-            fee, rule = self.fees.fee(_money(change), self.instrument)
-            amount = _money(change)
+            fee, rule = self.fees.fee(money(change), self.instrument)
+            amount = money(change)
             out.append(StatementLine(moment(own[0][0], epoch), tid, rrn, auth, card, amount, fee, amount - fee, ZERO,
                                      f"sale: {rule}"))
             self.base = change
@@ -190,8 +190,8 @@ class _Pricing:
                 why: str) -> StatementLine:
         fee = self.fee(self.base + change) - self.fee(self.base)
         self.base += change
-        return StatementLine(moment(at, epoch), tid, rrn, auth, card, ZERO, fee, -fee + _money(change),
-                             _money(change), why)
+        return StatementLine(moment(at, epoch), tid, rrn, auth, card, ZERO, fee, -fee + money(change),
+                             money(change), why)
 
 
 def read(path: str | Path) -> list[StatementLine]:
@@ -237,5 +237,6 @@ def parse_money(text: str) -> Decimal:
     return value.quantize(Decimal("0.01"))
 
 
-def _money(minor: int) -> Decimal:
+def money(minor: int) -> Decimal:
+    """Minor units (cents, fen) as an amount."""
     return (Decimal(minor) / 100).quantize(Decimal("0.01"))
