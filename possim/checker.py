@@ -182,11 +182,14 @@ class _Tally:
 def ledger_money(ledger: sqlite3.Connection) -> dict[Key, tuple[int, int]]:
     """Per key: (net money taken from the customer, hold still open), from ledger entries.
 
+    A ``refund`` (the acquirer's error handling) gives money back like a reversal's ``credit``.
+
     The one place the money of a key is summed: the checker and reconciliation both use it.
     """
     rows = ledger.execute(
         "SELECT tid, stan, transmission, "
-        "SUM(CASE kind WHEN 'debit' THEN amount WHEN 'capture' THEN amount WHEN 'credit' THEN -amount ELSE 0 END), "
+        "SUM(CASE kind WHEN 'debit' THEN amount WHEN 'capture' THEN amount WHEN 'credit' THEN -amount "
+        "WHEN 'refund' THEN -amount ELSE 0 END), "
         "SUM(CASE kind WHEN 'hold' THEN amount WHEN 'release' THEN -amount ELSE 0 END) "
         "FROM entries GROUP BY tid, stan, transmission")
     return {(tid, stan, tx): (int(net), int(held)) for tid, stan, tx, net, held in rows}
