@@ -84,10 +84,10 @@ class AcquirerHost:
             return [ev.MalformedFrame("host", str(exc))]
         if msg.mti in (M.PURCHASE, M.AUTH):
             return self._original(now, msg)
-        if msg.original is None:
-            return [ev.MalformedFrame("host", f"MTI {msg.mti} without field 90")]
         if msg.mti in (M.REVERSAL, M.REVERSAL_REPEAT):
             return self._reversal(now, msg)
+        if msg.original is None:
+            return [ev.MalformedFrame("host", f"MTI {msg.mti} without field 90")]
         if msg.mti in (M.ADVICE, M.ADVICE_REPEAT):
             return self._advice(now, msg)
         if msg.mti == M.STATUS_QUERY:
@@ -147,11 +147,11 @@ class AcquirerHost:
     # -- reversals, advices, status queries -----------------------------------------------
 
     def _reversal(self, now: float, msg: Message) -> list[HostAction]:
-        assert msg.original is not None
+        """A reversal names its original in field 90, or (CUP) is a copy of it: same key."""
         refusal = next(self._refusals, None)
         if refusal is not None:  # a scenario's refusal: answered, nothing credited, nothing recorded
             return [ev.ReversalRefused(*_f(msg), rc=refusal), self._reply(msg, refusal)]
-        key = msg.original.key(msg.tid)
+        key = msg.original.key(msg.tid) if msg.original is not None else msg.key()
         earlier = self.ledger.reversal_seen(key)
         if earlier is not None:
             return [ev.DuplicateReversal(*_f(msg)), self._reply(msg, earlier)]

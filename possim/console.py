@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from possim.checker import DAMAGE, MEASURES, harmful
+from possim.checker import DAMAGE, MEASURES, harmful, shown_measures
 from possim.simulation import RunResult
 from possim.timeline import rows
 
@@ -35,7 +35,7 @@ def verdict(console: Console, result: RunResult, failures: Sequence[str] = ()) -
     table = Table(title="checker verdict (terminal journal vs host ledger)")
     table.add_column("measure")
     table.add_column("value", justify="right")
-    for key in MEASURES:
+    for key in shown_measures(s):
         value = s[key]
         table.add_row(key.replace("_", " "), f"[bold red]{value}[/]" if harmful(key, value) else str(value))
     console.print(table)

@@ -241,6 +241,32 @@ class ReversalParked(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ReversalEscalated(Event):
+    """CUP profile: the reversal's tries ran out; the terminal hands the case to the acquirer
+    (shows "reversal failed, contact the acquirer") and sends no more."""
+
+    NAME: ClassVar[str] = "reversal_escalated"
+    SIDE: ClassVar[Side | None] = "terminal"
+    tid: str
+    stan: str
+    txn: int
+    attempts: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateTransmission(Event):
+    """CUP profile: the host answered 94 (a copy of a request it is still processing): the
+    terminal keeps waiting for the answer about the sale itself."""
+
+    NAME: ClassVar[str] = "duplicate_transmission"
+    SIDE: ClassVar[Side | None] = "terminal"
+    mti: str
+    stan: str
+    tid: str
+
+
+@dataclass(frozen=True, slots=True)
 class UnmatchedMessage(Event):
     """An answer for no exchange this terminal knows."""
 
@@ -607,7 +633,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     MsgSent, MsgReceived, MalformedFrame,
     PaymentRequested, TxnOutcome, TimerStarted, TimerFired, RetryTimerFired, TerminalPowerLost,
     TerminalPowerRestored, TerminalDownDrop, TerminalRestored, ResponseTimeout, ReversalBeforeNextTransaction,
-    ReversalAcknowledged, ReversalRetryScheduled, ReversalParked, UnmatchedMessage, LateResponse,
+    ReversalAcknowledged, ReversalRetryScheduled, ReversalParked, ReversalEscalated, DuplicateTransmission,
+    UnmatchedMessage, LateResponse,
     DuplicateResponse, CustomerRetries,
     HostDownDrop, HostCrashed, HostRestarted, UnexpectedMessage, DuplicateOriginal, LateOriginalRefused,
     LedgerDebit, LedgerHold, LedgerDeclined, LedgerCapture, LedgerReversalCredited, LedgerReversalReleased,
