@@ -359,7 +359,10 @@ class Terminal:
         return [WriteJournal(txn.snapshot()), ev.ReversalAcknowledged(*_ids(msg), txn.txn_id)]
 
     def _query_answered(self, now: float, ex: Exchange, msg: Message) -> list[Action]:
+        """APPROVED finishes the sale; IN_PROGRESS (the issuer has not answered) asks again later."""
         txn = ex.txn
+        if msg.status == "IN_PROGRESS":
+            return self._query_timed_out(now, ex)
         self._drop_task(ex.task)
         _disarm(txn)
         status = msg.status or "NOT_FOUND"

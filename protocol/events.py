@@ -465,6 +465,23 @@ class AdviceRejected(HostMessageEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class IssuerRequested(HostMessageEvent):
+    """CUP profile: the original was sent on to the issuer; nothing is debited until it answers."""
+
+    NAME: ClassVar[str] = "issuer_requested"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerReversed(HostMessageEvent):
+    """CUP profile: the issuer timed out, or the terminal reversed first: the host reverses
+    towards the issuer itself and no money moves."""
+
+    NAME: ClassVar[str] = "issuer_reversed"
+    rc: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class StatusAnswered(HostMessageEvent):
     NAME: ClassVar[str] = "status_answered"
     status: str
@@ -639,7 +656,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     HostDownDrop, HostCrashed, HostRestarted, UnexpectedMessage, DuplicateOriginal, LateOriginalRefused,
     LedgerDebit, LedgerHold, LedgerDeclined, LedgerCapture, LedgerReversalCredited, LedgerReversalReleased,
     LedgerReversalNothingToReverse, LedgerReversalBeforeOriginal, DuplicateReversal, DuplicateAdvice,
-    AdviceRejected, StatusAnswered, ReversalRefused,
+    AdviceRejected, StatusAnswered, ReversalRefused, IssuerRequested, IssuerReversed,
     NetDropped, NetDelayed, NetDuplicated, NetReordered,
     RunStarted, RunFinished, LiveRun, MqttRun, TcpRun, MqttConnected, MqttDisconnected, MqttHandlerFailed,
     TcpConnectionDropped, TcpNoRoute,

@@ -79,6 +79,8 @@ def _process_transport() -> Callable[[F], F]:
               help=f"Where to listen for terminals with --transport tcp (default {inputs.DEFAULT_TCP}).")
 @opt.ledger("SQLite ledger file (kept across runs; reopened and recovered after a crash).")
 @click.option("--scenario", "scenario_path", help="Take host behaviour ([host]) from this scenario.")
+@opt.profile("Host profile: iso, or cup (the debit waits for the issuer, 94 for duplicates, issuer "
+             "timeouts); default: the scenario's, else iso.")
 @opt.time_scale("Scale the scenario's host durations.")
 @opt.qos()
 @click.option("--client-id", default="possim-acquirer", show_default=True,
@@ -86,7 +88,7 @@ def _process_transport() -> Callable[[F], F]:
 @click.option("--stats-every", default=10.0, show_default=True, type=opt.FiniteFloatRange(0.1, 3600),
               help="Seconds between log lines counting the requests handled and failed.")
 def acquirer(transport: str, broker_url: str | None, listen_url: str | None, ledger_path: str | None,
-             scenario_path: str | None, time_scale: float, qos: int, client_id: str, stats_every: float) -> None:
+             scenario_path: str | None, profile: str | None, time_scale: float, qos: int, client_id: str, stats_every: float) -> None:
     """Serve as the acquirer host until SIGINT/SIGTERM; log every event as a JSON line on stderr."""
     import random
 
@@ -97,8 +99,8 @@ def acquirer(transport: str, broker_url: str | None, listen_url: str | None, led
     from protocol.storage import StoreError
 
     wire = inputs.wire(transport, broker_url, listen_url, qos, client_id)
-    config = (inputs.scaled(inputs.scenario(scenario_path), time_scale).host_config() if scenario_path
-              else HostConfig())
+    config = (inputs.scaled(inputs.scenario(scenario_path).with_profile(profile), time_scale).host_config()
+              if scenario_path else HostConfig(profile=profile or "iso"))
     inputs.writable(ledger_path)
     log = live_logger("acquirer")
     with as_input_error(StoreError):  # a ledger left by a killed acquirer is recovered on open
@@ -130,6 +132,7 @@ def acquirer(transport: str, broker_url: str | None, listen_url: str | None, led
               help=f"The acquirer's TCP address with --transport tcp (default {inputs.DEFAULT_TCP}).")
 @click.option("--tid", required=True, help="Terminal id (field 41, 8 characters).")
 @opt.policy()
+@opt.profile()
 @opt.seed()
 @opt.journal("The terminal's SQLite journal; an existing one is resumed (recovery first, STAN carried on).")
 @opt.trace()
@@ -137,8 +140,8 @@ def acquirer(transport: str, broker_url: str | None, listen_url: str | None, led
 @opt.qos()
 @click.option("--log/--no-log", default=True, help="Log every event as a JSON line on stderr.")
 def terminal(scenario: str, transport: str, broker_url: str | None, connect_url: str | None, tid: str,
-             policy: str | None, seed: int | None, journal_path: str | None, trace_path: str | None,
-             time_scale: float, qos: int, log: bool) -> None:
+             policy: str | None, profile: str | None, seed: int | None, journal_path: str | None,
+             trace_path: str | None, time_scale: float, qos: int, log: bool) -> None:
     """Drive one terminal through SCENARIO against an acquirer; print its summary.
 
     On an existing journal the terminal resumes where it stopped: a sale that was in flight
@@ -146,7 +149,7 @@ def terminal(scenario: str, transport: str, broker_url: str | None, connect_url:
     """
     from possim.realtime import drive_terminal
 
-    sc = inputs.scenario(scenario)
+    sc = inputs.scenario(scenario).with_profile(profile)
     inputs.tid(tid)
     inputs.writable(journal_path, trace_path)
     if journal_path and Path(journal_path).exists():
