@@ -3,6 +3,7 @@ timeouts answered 98/68 with no money moved, declines by card."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from acquirer_sim.config import Window
@@ -16,7 +17,7 @@ def cup_host(**config: object) -> AcquirerHost:
     return new_host(profile="cup", **config)
 
 
-def _wait(actions: list[object]) -> AwaitIssuer:
+def _wait(actions: Sequence[object]) -> AwaitIssuer:
     return next(a for a in actions if isinstance(a, AwaitIssuer))
 
 

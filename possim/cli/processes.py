@@ -88,7 +88,8 @@ def _process_transport() -> Callable[[F], F]:
 @click.option("--stats-every", default=10.0, show_default=True, type=opt.FiniteFloatRange(0.1, 3600),
               help="Seconds between log lines counting the requests handled and failed.")
 def acquirer(transport: str, broker_url: str | None, listen_url: str | None, ledger_path: str | None,
-             scenario_path: str | None, profile: str | None, time_scale: float, qos: int, client_id: str, stats_every: float) -> None:
+             scenario_path: str | None, profile: str | None, time_scale: float, qos: int, client_id: str,
+             stats_every: float) -> None:
     """Serve as the acquirer host until SIGINT/SIGTERM; log every event as a JSON line on stderr."""
     import random
 

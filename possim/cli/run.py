@@ -40,10 +40,10 @@ from protocol.transports import TransportError
 @click.option("--force-redelivery", default=0, type=click.IntRange(0, 100),
               help="MQTT: the host withholds its PUBACK for the first N requests and reconnects, so the broker "
                    "redelivers them (QoS 1 duplicates).")
-def run_command(scenario: str, policy: str | None, profile: str | None, seed: int | None, trace_path: str | None, as_json: bool,
-                check_determinism: bool, timeline: bool, ledger_path: str | None, journal_path: str | None,
-                transport: str, broker_url: str | None, qos: int, time_scale: float, report_path: str | None,
-                mermaid_path: str | None, force_redelivery: int) -> None:
+def run_command(scenario: str, policy: str | None, profile: str | None, seed: int | None, trace_path: str | None,
+                as_json: bool, check_determinism: bool, timeline: bool, ledger_path: str | None,
+                journal_path: str | None, transport: str, broker_url: str | None, qos: int, time_scale: float,
+                report_path: str | None, mermaid_path: str | None, force_redelivery: int) -> None:
     """Run SCENARIO (a file, or the name of a shipped one) and judge it: in memory or over MQTT or TCP.
 
     Exit code 0: the run settled and met the file's [expect]; 1: it did not; 2: bad input.
