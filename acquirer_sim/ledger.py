@@ -205,6 +205,21 @@ class Ledger:
                 self._move(now, key, pan, movement, amount, rrn)
         self._atomic("record", work)
 
+    def settle_in_progress(self, now: float, key: Key, response_code: str, state: str, movement: str | None,
+                           rrn: str | None, auth_code: str | None, response: bytes | None) -> None:
+        """CUP profile: the issuer answered an in-progress original; its state, answer and money
+        movement are stored in one transaction (``response`` replaces the request kept meanwhile)."""
+        def work() -> None:
+            self.conn.execute(
+                "UPDATE originals SET response_code=?, state=?, rrn=?, auth_code=?, response=?, updated_at=? "
+                "WHERE tid=? AND stan=? AND transmission=?",
+                (response_code, state, rrn, auth_code, response, now, *key))
+            if movement is not None:
+                row = self.conn.execute("SELECT pan, amount FROM originals WHERE tid=? AND stan=? AND transmission=?",
+                                        key).fetchone()
+                self._move(now, key, str(row[0]), movement, int(row[1]), rrn)
+        self._atomic("settle_in_progress", work)
+
     def attach_response(self, key: Key, response: bytes) -> None:
         self._write("attach_response", "UPDATE originals SET response = ? WHERE tid=? AND stan=? AND transmission=?",
                     (response, *key))

@@ -21,6 +21,10 @@ Definitions (per transaction key = terminal id, STAN, transmission time):
   journal row already owns: a terminal that repeated a key was answered from the ledger's
   memory of someone else's sale.
 - pending reversal: a reversal the terminal still owes the host.
+- escalated (CUP profile): a reversal whose tries ran out and that the terminal handed to the
+  acquirer ("reversal failed, contact the acquirer"). Its own measure, not damage the terminal
+  hid: the money stays with the acquirer until its error handling refunds it, so it is neither
+  an orphaned debit nor a pending reversal (the customer's loss still shows until the refund).
 - open hold: an authorization hold neither captured nor released.
 - customer loss: per intent, what was charged beyond what the customer agreed to pay.
 - merchant loss: goods handed over on phantom approvals.
@@ -49,6 +53,14 @@ DAMAGE = ("orphaned_debits", "double_debits", "phantom_approvals", "pending_reve
 #: Every measure of the summary, in the order views show them.
 MEASURES = ("transactions", "approved", "declined", "failed", "unknown", "reversed", *DAMAGE, "late_responses",
             "customer_loss", "merchant_loss")
+#: Measures a summary holds only when they happened (CUP profile): runs without them keep the
+#: summaries they always had, and an ``[expect]`` of one that is absent reads 0.
+OPTIONAL = ("escalated",)
+
+
+def shown_measures(summary: dict[str, Any]) -> tuple[str, ...]:
+    """The measures a view lists for ``summary``: every fixed one, then the optional ones it holds."""
+    return (*MEASURES[:-2], *(k for k in OPTIONAL if k in summary), *MEASURES[-2:])
 
 
 def harmful(measure: str, value: object) -> bool:
@@ -90,7 +102,8 @@ class Verdict:
         return not any(self.counts[k] for k in DAMAGE)
 
     def summary(self) -> dict[str, Any]:
-        return {**self.counts, "customer_loss": format_amount(self.customer_loss),
+        counts = {k: v for k, v in self.counts.items() if v or k not in OPTIONAL}
+        return {**counts, "customer_loss": format_amount(self.customer_loss),
                 "merchant_loss": format_amount(self.merchant_loss)}
 
 
@@ -129,7 +142,7 @@ class _Tally:
 
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         ("transactions", "approved", "declined", "failed", "unknown", "reversed", "orphaned_debits",
-         "double_debits", "phantom_approvals", "pending_reversals", "open_holds", "late_responses"), 0))
+         "double_debits", "phantom_approvals", "pending_reversals", "open_holds", "late_responses", "escalated"), 0))
     findings: list[Finding] = field(default_factory=list)
     unjournaled: list[Finding] = field(default_factory=list)
     charged_by_intent: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
@@ -150,7 +163,9 @@ class _Tally:
             self.charged_by_intent[intent].append(charged)
         if reversal == "pending":
             self._find("pending_reversals", Finding("pending_reversal", txn_id, key, amount))
-        if charged and status != "approved":
+        if reversal == "escalated":
+            self._find("escalated", Finding("escalated", txn_id, key, charged))
+        elif charged and status != "approved":
             self._find("orphaned_debits", Finding("orphaned_debit", txn_id, key, charged))
         if status == "approved" and not charged and not held:
             self.merchant_loss += amount

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from possim.checker import DAMAGE, MEASURES, harmful
+from possim.checker import DAMAGE, MEASURES, harmful, shown_measures
 from possim.i18n import N_, Tr
 from possim.lesson import point
 from possim.simulation import RunResult
@@ -79,7 +79,7 @@ def verdict(console: Console, result: RunResult, failures: Sequence[str] = (), t
     table = Table(title=tr("checker verdict (terminal journal vs host ledger)"))
     table.add_column(tr("measure"))
     table.add_column(tr("value"), justify="right")
-    for key in MEASURES:
+    for key in shown_measures(s):
         value = s[key]
         shown = tr.money(value) if key.endswith("_loss") else str(value)
         table.add_row(measure(key, tr), f"[bold red]{shown}[/]" if harmful(key, value) else shown)

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from acquirer_sim.config import CrashRule, HostConfig, Window
-from pos_sim.config import POLICIES, TerminalConfig
+from pos_sim.config import POLICIES, PROFILE_CARDS, PROFILE_DEFAULTS, PROFILES, TerminalConfig
 from pos_sim.records import Kind
 from pos_sim.terminal import PaymentRequest
 from possim.fees import Category, FeeSchedule, Instrument, parse_rate
@@ -193,6 +193,8 @@ def _terminal(name: str) -> Any:
 
 
 class TerminalModel(_Model):
+    #: ``iso`` (possim's generic terminal) or ``cup`` (China UnionPay rules, CNY, UnionPay cards).
+    profile: Literal["iso", "cup"] = _terminal("profile")
     tid: Annotated[str, Field(pattern=r"^[ -~]{8}$")] = _terminal("tid")
     mid: Annotated[str, Field(pattern=r"^[ -~]{15}$")] = _terminal("mid")
     currency: Annotated[str, Field(pattern=r"^\d{3}$")] = _terminal("currency")
@@ -246,6 +248,13 @@ class HostModel(_Model):
     default_balance: Amount = format_amount(_host("default_balance"))
     #: Answer the 1st, 2nd... reversal received with these codes, crediting nothing.
     reversal_answers: tuple[Annotated[str, Field(pattern=r"^[0-9A-Z]{2}$")], ...] = ()
+    #: Card number -> the issuer's decline for it: 05, 13 (invalid amount), 14 (invalid card),
+    #: 51 (insufficient funds), 55 (wrong PIN).
+    decline_codes: dict[Annotated[str, Field(pattern=r"^\d{12,19}$")], Literal["05", "13", "14", "51", "55"]] = {}
+    #: CUP profile: windows in which the issuer does not answer; the host answers the terminal
+    #: ``issuer_timeout_code`` (98 or 68) and reverses towards the issuer itself.
+    issuer_timeouts: tuple[WindowModel, ...] = ()
+    issuer_timeout_code: Literal["98", "68"] = _host("issuer_timeout_code")
 
 
 class TransactionModel(_Model):
@@ -300,8 +309,26 @@ class Scenario:
     """A validated scenario, with builders for each component's configuration."""
 
     def __init__(self, model: ScenarioModel, path: Path | None = None) -> None:
-        self.model = model
+        #: As the file says; ``model`` is it with its profile's defaults filled in.
+        self.base = model
+        self.model = _profiled(model, model.terminal.profile)
         self.path = path
+
+    @property
+    def profile(self) -> str:
+        return self.model.terminal.profile
+
+    def with_profile(self, profile: str | None) -> Scenario:
+        """The same scenario under ``profile`` (the command line's ``--profile``): values the file
+        names stay, the others take the profile's defaults (currency, reversal tries, test card)."""
+        if profile is None or profile == self.profile:
+            return self
+        if profile not in PROFILES:
+            raise ScenarioError(f"unknown profile {profile!r} (choose from {', '.join(PROFILES)})")
+        terminal = self.base.terminal.model_copy(update={"profile": profile})
+        twin = Scenario(self.base.model_copy(update={"terminal": terminal}), self.path)
+        twin.base = self.base
+        return twin
 
     @property
     def name(self) -> str:
@@ -331,6 +358,10 @@ class Scenario:
             accounts={pan: parse_amount(b) for pan, b in h.accounts.items()},
             default_balance=parse_amount(h.default_balance),
             reversal_answers=h.reversal_answers,
+            profile=self.profile,
+            decline_codes=dict(h.decline_codes),
+            issuer_timeouts=tuple(Window(w.start, w.end) for w in h.issuer_timeouts),
+            issuer_timeout_code=h.issuer_timeout_code,
         )
 
     def fee_schedule(self) -> FeeSchedule:
@@ -346,6 +377,19 @@ class Scenario:
             partitions=tuple(Partition(p.start, p.end, p.direction) for p in m.partitions),
             forgeries=tuple(f.build() for f in m.forgeries),
         )
+
+
+def _profiled(model: ScenarioModel, profile: str) -> ScenarioModel:
+    """``model`` with ``profile``'s defaults where the file names no value of its own."""
+    if profile == "iso":
+        return model
+    terminal = model.terminal
+    defaults = {k: v for k, v in PROFILE_DEFAULTS[profile].items() if k not in terminal.model_fields_set}
+    card = PROFILE_CARDS[profile]
+    transactions = tuple(t if "pan" in t.model_fields_set else t.model_copy(update={"pan": card})
+                         for t in model.transactions)
+    return model.model_copy(update={"terminal": terminal.model_copy(update=defaults),
+                                    "transactions": transactions})
 
 
 def _scaled(model: BaseModel, f: float) -> dict[str, Any]:

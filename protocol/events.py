@@ -241,6 +241,32 @@ class ReversalParked(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ReversalEscalated(Event):
+    """CUP profile: the reversal's tries ran out; the terminal hands the case to the acquirer
+    (shows "reversal failed, contact the acquirer") and sends no more."""
+
+    NAME: ClassVar[str] = "reversal_escalated"
+    SIDE: ClassVar[Side | None] = "terminal"
+    tid: str
+    stan: str
+    txn: int
+    attempts: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateTransmission(Event):
+    """CUP profile: the host answered 94 (a copy of a request it is still processing): the
+    terminal keeps waiting for the answer about the sale itself."""
+
+    NAME: ClassVar[str] = "duplicate_transmission"
+    SIDE: ClassVar[Side | None] = "terminal"
+    mti: str
+    stan: str
+    tid: str
+
+
+@dataclass(frozen=True, slots=True)
 class UnmatchedMessage(Event):
     """An answer for no exchange this terminal knows."""
 
@@ -447,6 +473,23 @@ class DuplicateAdvice(HostMessageEvent):
 class AdviceRejected(HostMessageEvent):
     NAME: ClassVar[str] = "advice_rejected"
     rc: str
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerRequested(HostMessageEvent):
+    """CUP profile: the original was sent on to the issuer; nothing is debited until it answers."""
+
+    NAME: ClassVar[str] = "issuer_requested"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerReversed(HostMessageEvent):
+    """CUP profile: the issuer timed out, or the terminal reversed first: the host reverses
+    towards the issuer itself and no money moves."""
+
+    NAME: ClassVar[str] = "issuer_reversed"
+    rc: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -699,13 +742,13 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     MsgSent, MsgReceived, MalformedFrame,
     PaymentRequested, TxnOutcome, TimerStarted, TimerFired, RetryTimerFired, TerminalPowerLost,
     TerminalPowerRestored, TerminalDownDrop, TerminalRestored, ResponseTimeout, ReversalBeforeNextTransaction,
-    ReversalAcknowledged, ReversalRetryScheduled, ReversalParked, UnmatchedMessage, LateResponse,
-    DuplicateResponse, CustomerRetries, ResponseRejected,
+    ReversalAcknowledged, ReversalRetryScheduled, ReversalParked, ReversalEscalated, DuplicateTransmission,
+    UnmatchedMessage, LateResponse, DuplicateResponse, CustomerRetries, ResponseRejected,
     HostDownDrop, HostCrashed, HostRestarted, UnexpectedMessage, DuplicateOriginal, LateOriginalRefused,
     LedgerDebit, LedgerHold, LedgerDeclined, LedgerCapture, LedgerReversalCredited, LedgerReversalReleased,
     LedgerReversalNothingToReverse, LedgerReversalBeforeOriginal, DuplicateReversal, DuplicateAdvice,
     AdviceRejected, StatusAnswered, ReversalRefused, SecurityViolation, IdentityMismatch, FormatErrorAnswered,
-    RequestDropped, ReversalAmountMismatch,
+    RequestDropped, ReversalAmountMismatch, IssuerRequested, IssuerReversed,
     NetDropped, NetDelayed, NetDuplicated, NetReordered, ForgeryInjected, ForgeryMissed,
     RunStarted, RunFinished, LiveRun, MqttRun, TcpRun, MqttConnected, MqttDisconnected, MqttHandlerFailed,
     TcpConnectionDropped, TcpNoRoute,
