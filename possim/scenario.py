@@ -25,6 +25,8 @@ from possim.money import format_amount, parse_amount
 from protocol.faults import Action, Direction, FaultPlan, LinkFaults, Partition, Rule
 from protocol.latency import Distribution, Latency
 from protocol.mti import KNOWN
+from protocol.wallet import KINDS as WALLET_KINDS
+from protocol.wallet import Provider
 
 
 class ScenarioError(Exception):
@@ -149,8 +151,8 @@ class FaultModel(_Model):
     @field_validator("mti")
     @classmethod
     def _known_mti(cls, v: str) -> str:
-        if v not in KNOWN:
-            raise ValueError(f"unknown MTI {v!r} (known: {', '.join(sorted(KNOWN))})")
+        if v not in KNOWN and v not in WALLET_KINDS:
+            raise ValueError(f"unknown MTI {v!r} (known: {', '.join(sorted(KNOWN | WALLET_KINDS))})")
         return v
 
 
@@ -244,6 +246,15 @@ class TransactionModel(_Model):
     customer_retries: bool = False
     retry_after: Seconds = 20.0
     card_type: Instrument = default(PaymentRequest, "instrument")
+    #: QR wallet payments (card_type = "qr_wallet"): whose gateway, and how the customer behaves
+    #: once the code is scanned (docs/wallet.md).
+    provider: Provider | None = None  # default: alipay
+    confirm_after: Seconds | None = None  # default: 0, no password needed
+    gives_up: bool | None = None  # default: false
+    wallet_balance: Amount | None = None  # default: the host's default_balance
+    #: After a failed screen (with customer_retries) the customer pays again by this
+    #: instrument: a rescan ("qr_wallet") or a card; by default the same as before.
+    retry_with: Instrument | None = None
 
 
 class MerchantModel(_Model):
