@@ -338,3 +338,17 @@ def test_a_wallet_fault_rule_names_an_unknown_kind_in_one_line() -> None:
     with pytest.raises(ScenarioError, match="unknown MTI 'QR_NOPE'"):
         from_dict({"title": "t", "description": "d", "transactions": [{"amount": "1.00", "card_type": "qr_wallet"}],
                    "faults": [{"action": "drop", "direction": "to_host", "mti": "QR_NOPE"}]})
+
+
+def test_reconciliation_lists_wallet_payments_with_the_qr_fee() -> None:
+    result = simulate(load(SCENARIOS / "card-failed-then-qr.toml"), "reversal")
+    assert result.reconciliation is not None
+    qr = [line for line in result.reconciliation.lines if line.instrument == "qr_wallet"]
+    assert [(str(line.amount), str(line.fee), line.rule) for line in qr] == [("66.00", "0.25", "QR wallet 0.38%")]
+    assert result.reconciliation.balanced
+
+
+def test_a_wallet_payment_the_terminal_never_approved_is_an_orphaned_debit_in_reconciliation() -> None:
+    result = simulate(load(SCENARIOS / "qr-user-paying-timeout.toml"), "none")
+    assert result.reconciliation is not None
+    assert [m.kind for m in result.reconciliation.mismatches] == ["orphaned_debit"]
