@@ -103,7 +103,7 @@ class WalletSide:
     def inherit(self, retry_txn: int, original_txn: int) -> None:
         """A customer's second payment behaves like the first (same phone, same patience)."""
         self.specs[retry_txn] = self.specs[original_txn]
-        self._retried.add(original_txn)
+        self._retried |= {original_txn, retry_txn}  # a customer pays again once per basket
 
     def retry_instrument(self, txn_id: int, instrument: str) -> str:
         """By what the customer pays again after a failed screen: ``retry_with``, else the same."""

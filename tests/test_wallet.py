@@ -352,3 +352,12 @@ def test_a_wallet_payment_the_terminal_never_approved_is_an_orphaned_debit_in_re
     result = simulate(load(SCENARIOS / "qr-user-paying-timeout.toml"), "none")
     assert result.reconciliation is not None
     assert [m.kind for m in result.reconciliation.mismatches] == ["orphaned_debit"]
+
+
+def test_a_customer_who_gives_up_rescans_once_per_basket() -> None:
+    scenario = from_dict({"title": "t", "description": "d", "transactions": [
+        {"amount": "7.72", "card_type": "qr_wallet", "gives_up": True, "customer_retries": True,
+         "retry_with": "qr_wallet"}]})
+    result = simulate(scenario, "none")
+    assert result.quiescent
+    assert result.verdict.counts["transactions"] == 2
