@@ -30,5 +30,5 @@ async def _run(scenario: Scenario, policy: str) -> RunResult:
     loop = asyncio.get_running_loop()
     while True:  # quiescence: nothing scheduled but this poll (looptime jumps virtual time for us)
         await asyncio.sleep(1.0)
-        if rig.locally_quiet() and not [h for h in loop._scheduled if not h.cancelled()]:  # noqa: SLF001
+        if rig.locally_quiet() and not [h for h in loop._scheduled if not h.cancelled()]:
             return rig.finish(True, "memory-looptime")

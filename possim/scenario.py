@@ -311,7 +311,7 @@ class Scenario:
         return from_dict(_scaled(self.model, factor), self.path)
 
     def terminal_config(self, policy: str) -> TerminalConfig:
-        return TerminalConfig(policy=policy, **self.model.terminal.model_dump())  # type: ignore[arg-type]
+        return TerminalConfig(policy=policy, **self.model.terminal.model_dump())
 
     def host_config(self) -> HostConfig:
         h = self.model.host

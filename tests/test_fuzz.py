@@ -66,9 +66,9 @@ class TerminalHostLink(RuleBasedStateMachine):
         self.decider = FaultDecider(FaultPlan(), random.Random(0))
         host = AcquirerHost(HostConfig(), self.ledger, random.Random(0))
         self.terminal_driver: TerminalDriver
-        to_host = FaultyLink("to_host", MemoryTransport(lambda d: host_driver.receive(d)), self.decider, self.clock,  # noqa: PLW0108 (bound later)
+        to_host = FaultyLink("to_host", MemoryTransport(lambda d: host_driver.receive(d)), self.decider, self.clock,
                              trace.emit)
-        to_terminal = FaultyLink("to_terminal", MemoryTransport(lambda d: self.terminal_driver.receive(d)),  # noqa: PLW0108
+        to_terminal = FaultyLink("to_terminal", MemoryTransport(lambda d: self.terminal_driver.receive(d)),
                                  self.decider, self.clock, trace.emit)
         host_driver = HostDriver(host, to_terminal, self.clock, trace.emit)
         self.terminal_driver = TerminalDriver(Terminal(TerminalConfig(policy="reversal", reversal_attempts=20)),
