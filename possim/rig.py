@@ -12,6 +12,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from acquirer_sim.driver import HostDriver
@@ -167,7 +168,7 @@ class Rig:
             if customer_retries:
                 self._retries[request.txn_id] = retry_after
             self.scheduled_work += 1
-            self.scheduler.call_later(at - shift - self.scheduler.now(), lambda r=request: self._pay(r))
+            self.scheduler.call_later(at - shift - self.scheduler.now(), partial(self._pay, request))
         for loss in () if self._done else self.scenario.model.power_losses:
             self.scheduled_work += 1  # a boot still to come
             self.scheduler.call_later(loss.at - self.scheduler.now(), self._power_off)
