@@ -28,6 +28,8 @@ from protocol.mti import KNOWN
 from protocol.wallet import KINDS as WALLET_KINDS
 from protocol.wallet import Provider
 
+QR = "qr_wallet"
+
 
 class ScenarioError(Exception):
     """A scenario file that cannot be used; ``str()`` is the one-line message for the user."""
@@ -257,6 +259,35 @@ class TransactionModel(_Model):
     retry_with: Instrument | None = None
 
 
+class WalletTimingModel(_Model):
+    """One provider's timings (docs/wallet.md): the QR terminal's, and the gateway's auto-close."""
+
+    answer_timeout: Timeout = 10.0
+    query_interval: Seconds = 5.0
+    pay_limit: Seconds = 30.0
+    cancel_min: Seconds = 0.0
+    cancel_interval: Seconds = 2.0
+    cancel_attempts: Attempts = 10
+    query_attempts: Attempts = 60
+    auto_close: Timeout = 180.0
+
+
+def _provider_timing(provider: str) -> WalletTimingModel:
+    from acquirer_sim.wallet import AUTO_CLOSE
+    from pos_sim.wallet_policies import PROFILES
+
+    t = PROFILES[provider]
+    return WalletTimingModel(**{f.name: getattr(t, f.name) for f in dataclasses.fields(t)},
+                             auto_close=AUTO_CLOSE[provider])
+
+
+class WalletModel(_Model):
+    """``[wallet.alipay]`` / ``[wallet.wechat]``: override the documented timings (all scale with time)."""
+
+    alipay: WalletTimingModel = _provider_timing("alipay")
+    wechat: WalletTimingModel = _provider_timing("wechat")
+
+
 class MerchantModel(_Model):
     """The merchant's fee category and any rate overrides ("0.6%")."""
 
@@ -277,6 +308,7 @@ class ScenarioModel(_Model):
     partitions: tuple[PartitionModel, ...] = ()
     merchant: MerchantModel = MerchantModel()
     power_losses: tuple[PowerLossModel, ...] = ()
+    wallet: WalletModel | None = None
     transactions: Annotated[tuple[TransactionModel, ...], AfterValidator(_not_empty)]
     expect: dict[str, Any] = {}
 
@@ -308,7 +340,13 @@ class Scenario:
         """The same scenario with every duration times ``factor``; ``ScenarioError`` if one leaves its range."""
         if factor == 1.0:
             return self
-        return from_dict(_scaled(self.model, factor), self.path)
+        model = self.model
+        if model.wallet is None and any(QR in (t.card_type, t.retry_with) for t in model.transactions):
+            model = model.model_copy(update={"wallet": WalletModel()})  # the wallet's timings scale too
+        return from_dict(_scaled(model, factor), self.path)
+
+    def wallet_timings(self) -> WalletModel:
+        return self.model.wallet or WalletModel()
 
     def terminal_config(self, policy: str) -> TerminalConfig:
         return TerminalConfig(policy=policy, **self.model.terminal.model_dump())

@@ -25,6 +25,7 @@ from pos_sim.terminal import PaymentRequest
 from pos_sim.wallet_actions import WalletResult
 from pos_sim.wallet_driver import WalletTerminalDriver
 from pos_sim.wallet_journal import WalletJournal
+from pos_sim.wallet_policies import WalletTiming
 from pos_sim.wallet_terminal import WalletPaymentRequest, WalletTerminal, WalletTerminalConfig
 from possim.money import parse_amount
 from possim.scenario import Scenario, TransactionModel
@@ -56,9 +57,14 @@ class WalletSide:
             for _ in range(spec.count):
                 txn_id += 1
                 self.specs[txn_id] = spec
-        self.config = WalletTerminalConfig(tid=tid, policy=policy, epoch=epoch)
+        timings = scenario.wallet_timings()
+        providers = {"alipay": timings.alipay, "wechat": timings.wechat}
+        self.config = WalletTerminalConfig(tid=tid, policy=policy, epoch=epoch, timings={
+            name: WalletTiming(**t.model_dump(exclude={"auto_close"})) for name, t in providers.items()})
         self.ledger = WalletLedger(ledger, default_balance)
-        self.gateway = WalletGateway(GatewayConfig(default_balance=default_balance, epoch=epoch), self.ledger, rng)
+        gateway = GatewayConfig(default_balance=default_balance, epoch=epoch,
+                                auto_close={name: t.auto_close for name, t in providers.items()})
+        self.gateway = WalletGateway(gateway, self.ledger, rng)
         self.journal = WalletJournal(journal, tid, durable_journal)
         self.terminal = WalletTerminal(self.config)
         self.driver = WalletTerminalDriver(self.terminal, to_host, scheduler, self.journal, emit, self._on_result)

@@ -14,11 +14,11 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
-from protocol import codec
 from protocol.errors import ProtocolError
 from protocol.framing import Deframer, frame
 from protocol.ports import TraceSink
 from protocol.transports import Endpoint, TransportError
+from protocol.wallet import frame_tid
 
 
 def _nodelay(writer: asyncio.StreamWriter) -> None:
@@ -82,7 +82,7 @@ class TcpHost:
                 for data in deframer.feed(chunk):
                     self.received += 1
                     with contextlib.suppress(ProtocolError):
-                        self.writers[codec.decode(data).tid] = writer
+                        self.writers[frame_tid(data)] = writer  # card or wallet frame
                     self.on_message(data)
         except (ConnectionError, ProtocolError) as exc:
             self.emit("tcp_connection_dropped", reason=str(exc))

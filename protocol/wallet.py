@@ -253,3 +253,8 @@ def wire_fields(data: bytes) -> dict[str, object]:
     except ProtocolError:
         return {"mti": peek_kind(data), "malformed": True}
     return {"tid": msg.tid, "stan": msg.out_trade_no, "mti": msg.wire_kind}
+
+
+def frame_tid(data: bytes) -> str:
+    """The terminal id of a card or wallet frame (a TCP host routes replies by it); ``ProtocolError`` if unreadable."""
+    return decode(data).tid if is_wallet(data) else codec.decode(data).tid

@@ -361,3 +361,16 @@ def test_a_customer_who_gives_up_rescans_once_per_basket() -> None:
     result = simulate(scenario, "none")
     assert result.quiescent
     assert result.verdict.counts["transactions"] == 2
+
+
+def test_time_scale_scales_the_wallet_timings() -> None:
+    scenario = load(SCENARIOS / "qr-cancel-race.toml").scaled(0.05)
+    timings = scenario.wallet_timings()
+    assert timings.alipay.pay_limit == pytest.approx(1.5)
+    assert timings.wechat.auto_close == pytest.approx(2.25)
+
+
+def test_frame_tid_reads_card_and_wallet_frames() -> None:
+    assert W.frame_tid(W.encode(_pay())) == TID
+    with pytest.raises(ProtocolError):
+        W.frame_tid(b"{}")
