@@ -21,7 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from possim.checker import Key, ledger_money
+from possim.checker import QR, Key, ledger_money, wallet_money
 from possim.fees import FeeSchedule
 from possim.statement import (
     DEFAULT_EPOCH,
@@ -108,6 +108,7 @@ def reconcile(journal: sqlite3.Connection, ledger: sqlite3.Connection, fees: Fee
                     "SELECT tid, stan, transmission, txn_id, status, kind, amount, completion_amount, instrument "
                     "FROM journal ORDER BY txn_id")}
     host = ledger_money(ledger)
+    _add_wallet(terminal, host, journal, ledger)
     claimed = {k: (v[4] if v[2] == "auth" else v[3]) for k, v in terminal.items() if v[1] == "approved"}
     settled = {k: net for k, (net, _) in host.items() if net > 0}
     rec = Reconciliation(len(claimed), _money(sum(claimed.values())), len(settled), _money(sum(settled.values())),
@@ -329,3 +330,16 @@ def _compare(line: StatementLine, record: MerchantRecord) -> Difference | None:
 
 def _count(n: int, one: str, many: str) -> str:
     return f"{n} {one if n == 1 else many}"
+
+
+def _add_wallet(terminal: dict[Key, Any], host: dict[Key, tuple[int, int]], journal: sqlite3.Connection,
+                ledger: sqlite3.Connection) -> None:
+    """Wallet payments join the batch and the settlement: the terminal's approved QR sales, the
+    wallet's net charges per order, keyed (terminal id, order number, "QR"), priced at the QR rate."""
+    tables = {name for (name,) in journal.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "wallet_journal" in tables:
+        for tid, order, txn, status, amount in journal.execute(
+                "SELECT tid, out_trade_no, txn_id, status, amount FROM wallet_journal ORDER BY txn_id"):
+            terminal[(tid, order, QR)] = (txn, status, "purchase", amount, amount, "qr_wallet")
+    for (tid, order), net in wallet_money(ledger).items():
+        host[(tid, order, QR)] = (net, 0)

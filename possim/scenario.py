@@ -25,6 +25,10 @@ from possim.money import format_amount, parse_amount
 from protocol.faults import Action, Direction, FaultPlan, ForgedMac, Forgery, ForgeryKind, LinkFaults, Partition, Rule
 from protocol.latency import Distribution, Latency
 from protocol.mti import KNOWN
+from protocol.wallet import KINDS as WALLET_KINDS
+from protocol.wallet import Provider
+
+QR = "qr_wallet"
 
 
 class ScenarioError(Exception):
@@ -149,8 +153,8 @@ class FaultModel(_Model):
     @field_validator("mti")
     @classmethod
     def _known_mti(cls, v: str) -> str:
-        if v not in KNOWN:
-            raise ValueError(f"unknown MTI {v!r} (known: {', '.join(sorted(KNOWN))})")
+        if v not in KNOWN and v not in WALLET_KINDS:
+            raise ValueError(f"unknown MTI {v!r} (known: {', '.join(sorted(KNOWN | WALLET_KINDS))})")
         return v
 
 
@@ -268,6 +272,44 @@ class TransactionModel(_Model):
     customer_retries: bool = False
     retry_after: Seconds = 20.0
     card_type: Instrument = default(PaymentRequest, "instrument")
+    #: QR wallet payments (card_type = "qr_wallet"): whose gateway, and how the customer behaves
+    #: once the code is scanned (docs/wallet.md).
+    provider: Provider | None = None  # default: alipay
+    confirm_after: Seconds | None = None  # default: 0, no password needed
+    gives_up: bool | None = None  # default: false
+    wallet_balance: Amount | None = None  # default: the host's default_balance
+    #: After a failed screen (with customer_retries) the customer pays again by this
+    #: instrument: a rescan ("qr_wallet") or a card; by default the same as before.
+    retry_with: Instrument | None = None
+
+
+class WalletTimingModel(_Model):
+    """One provider's timings (docs/wallet.md): the QR terminal's, and the gateway's auto-close."""
+
+    answer_timeout: Timeout = 10.0
+    query_interval: Seconds = 5.0
+    pay_limit: Seconds = 30.0
+    cancel_min: Seconds = 0.0
+    cancel_interval: Seconds = 2.0
+    cancel_attempts: Attempts = 10
+    query_attempts: Attempts = 60
+    auto_close: Timeout = 180.0
+
+
+def _provider_timing(provider: str) -> WalletTimingModel:
+    from acquirer_sim.wallet import AUTO_CLOSE
+    from pos_sim.wallet_policies import PROFILES
+
+    t = PROFILES[provider]
+    return WalletTimingModel(**{f.name: getattr(t, f.name) for f in dataclasses.fields(t)},
+                             auto_close=AUTO_CLOSE[provider])
+
+
+class WalletModel(_Model):
+    """``[wallet.alipay]`` / ``[wallet.wechat]``: override the documented timings (all scale with time)."""
+
+    alipay: WalletTimingModel = _provider_timing("alipay")
+    wechat: WalletTimingModel = _provider_timing("wechat")
 
 
 class MerchantModel(_Model):
@@ -293,6 +335,7 @@ class ScenarioModel(_Model):
     #: Every message carries a MAC under keys derived from the run's seed; false shows a run without.
     mac: bool = True
     forgeries: tuple[ForgeryModel, ...] = ()
+    wallet: WalletModel | None = None
     transactions: Annotated[tuple[TransactionModel, ...], AfterValidator(_not_empty)]
     expect: dict[str, Any] = {}
 
@@ -342,7 +385,13 @@ class Scenario:
         """The same scenario with every duration times ``factor``; ``ScenarioError`` if one leaves its range."""
         if factor == 1.0:
             return self
-        return from_dict(_scaled(self.model, factor), self.path)
+        model = self.model
+        if model.wallet is None and any(QR in (t.card_type, t.retry_with) for t in model.transactions):
+            model = model.model_copy(update={"wallet": WalletModel()})  # the wallet's timings scale too
+        return from_dict(_scaled(model, factor), self.path)
+
+    def wallet_timings(self) -> WalletModel:
+        return self.model.wallet or WalletModel()
 
     def terminal_config(self, policy: str) -> TerminalConfig:
         return TerminalConfig(policy=policy, **self.model.terminal.model_dump())

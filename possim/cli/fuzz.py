@@ -23,7 +23,9 @@ from possim.cli.views import console
               help="Where to write the shrunk failing schedule.")
 @click.option("--max-transactions", default=5, show_default=True, type=click.IntRange(1, 50),
               help="Most payments in one generated schedule.")
-def fuzz_command(policy: str, examples: int, seed: int, out: str, max_transactions: int) -> None:
+@click.option("--wallet", is_flag=True, help="Put QR wallet payments in the mix (faults on every wallet message, "
+              "customer confirmation delays, rescans).")
+def fuzz_command(policy: str, examples: int, seed: int, out: str, max_transactions: int, wallet: bool) -> None:
     """Throw generated fault schedules at a policy; shrink the first violation into a scenario.
 
     Exit code 0: no violation found; 1: one found and written to --out; 2: bad input.
@@ -37,7 +39,8 @@ def fuzz_command(policy: str, examples: int, seed: int, out: str, max_transactio
     with Progress(TextColumn(f"fuzzing policy {policy}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("fuzz", total=examples)
-        found = fuzz(policy, examples, seed, lambda n: bar.update(task, completed=n), max_transactions)
+        found = fuzz(policy, examples, seed, lambda n: bar.update(task, completed=n), max_transactions,
+                     wallet=wallet)
     show.coverage(con, found.coverage, found.examples)
     if found.schedule is None or found.result is None:
         con.print(f"no violation in {found.examples} generated schedules under policy {policy}")
