@@ -44,6 +44,10 @@ def compare_command(scenario: str, policies: list[str], seed: int | None, timeli
     """
     inputs.writable(report_path)
     sc = inputs.scenario(scenario)
+    if sc.is_fleet:
+        from possim.cli.fleet import compare_fleet
+
+        sys.exit(compare_fleet(sc, policies, seed, report_path))
     results: list[RunResult] = [simulate(sc, p, seed) for p in policies]
     con = console()
     con.print(f"[bold]{sc.model.title}[/]\n{sc.model.description.strip()}\n")
