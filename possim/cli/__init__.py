@@ -5,6 +5,7 @@
 - ``processes``: ``broker``, ``acquirer``, ``terminal`` as separate processes, and ``check`` for their files;
 - ``fuzz``: generated fault schedules against a policy;
 - ``chaos``: a fleet of real processes killed at random, then judged;
+- ``load``: many terminals in one process against K host shards or a host under test, with percentiles;
 - ``views``: ``list``, ``demo``, ``replay``, ``reconcile``, and the report files of a run;
 - ``options``: the options several commands share, declared once; ``inputs``: checks on what the user
   names; ``errors``: how bad input becomes one line on stderr and exit code 2, never a traceback.
@@ -21,6 +22,7 @@ from possim.cli.chaos import chaos_command
 from possim.cli.compare import compare_command
 from possim.cli.errors import InputError, guarded
 from possim.cli.fuzz import fuzz_command
+from possim.cli.load import load_command
 from possim.cli.processes import acquirer, broker, check_command, terminal
 from possim.cli.run import run_command
 from possim.cli.views import demo, list_command, reconcile_command, replay_command
@@ -35,7 +37,7 @@ def cli() -> None:
 
 
 for _command in (run_command, compare_command, fuzz_command, broker, acquirer, terminal, check_command, replay_command,
-                 list_command, demo, reconcile_command, chaos_command):
+                 list_command, demo, reconcile_command, chaos_command, load_command):
     cli.add_command(_command)
 
 
