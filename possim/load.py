@@ -19,6 +19,7 @@ import contextlib
 import ipaddress
 import time
 import uuid
+import zlib
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -43,8 +44,6 @@ CONNECTIONS = 4
 #: Bounds: a load run is finite in size and time.
 MAX_TERMINALS = 100_000
 MAX_DURATION = 3600.0
-#: Seconds a run may take after its last sale to settle (recovery work, queued messages).
-SETTLE = 90.0
 
 
 class LoadError(Exception):
@@ -64,6 +63,8 @@ class LoadPlan:
     broker_url: str | None = None
     qos: int = 1
     loss: float = 0.0
+    #: The terminals' response timeout; reversal, query and advice timers follow it.
+    timeout: float = 30.0
 
     @property
     def sales(self) -> int:
@@ -80,10 +81,21 @@ class LoadPlan:
             "title": f"load: {self.terminals} terminals at {self.rate:g}/s for {self.duration:g}s",
             "description": "possim load", "seed": self.seed, "policy": self.policy, "hosts": self.hosts,
             "network": {"to_host": link, "to_terminal": link},
-            "host": {"processing": instant, "quick": instant},
+            "host": {"processing": instant, "quick": instant}, "terminal": self._timers(),
             "transactions": [{"amount": "10.00", "count": per_terminal, "every": every}],
             "terminals": [{"name": "load", "count": self.terminals, "tid": _pattern(width), "spread": every}],
         })
+
+
+    def _timers(self) -> dict[str, float]:
+        t = self.timeout
+        return {"response_timeout": t, "reversal_timeout": t, "advice_timeout": t, "query_timeout": t / 3,
+                "query_interval": t / 6, "backoff_initial": t / 6, "backoff_max": 2 * t}
+
+    @property
+    def deadline(self) -> float:
+        """The whole run's bound: the sales, then time for every recovery to finish."""
+        return self.duration + 40 * self.timeout + 40 * self.timeout + 10.0
 
 
 def _pattern(width: int) -> str:
@@ -208,7 +220,7 @@ async def run_load(plan: LoadPlan, progress: Callable[[_Meter, LoadPlan, float],
         reporter = asyncio.create_task(_report(meter, plan, sched, progress))
         try:
             settled = await wait_quiet(lambda: fleet.quiet() and ready(), lambda: meter.completed + meter.timeouts,
-                                       plan.duration + SETTLE, grace=0.5)
+                                       plan.deadline, grace=0.5)
         finally:
             reporter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -334,7 +346,12 @@ async def _wire_mqtt(plan: LoadPlan, fleet: Fleet, guards: list[_Guard], closers
         ep = MqttEndpoint(address, f"possim-load-host-{run}-{k}", [request_filter(k, plan.hosts)],
                           _to_guard(guard), plan.qos)
         await start(ep)
-        guard.driver = fleet.attach(k, _MqttReplies(ep, responses_topic))
+        publishers = [ep]
+        for i in range(1, CONNECTIONS):  # QoS 1 publishes wait for their PUBACK one by one: spread them
+            extra = MqttEndpoint(address, f"possim-load-host-{run}-{k}-pub{i}", [], _ignore, plan.qos)
+            await start(extra)
+            publishers.append(extra)
+        guard.driver = fleet.attach(k, _MqttReplies(publishers, responses_topic))
     for k in range(plan.hosts):
         for i, members in enumerate(_groups(fleet, k, CONNECTIONS)):
             routes = {m.tid: m.inbound for m in members}
@@ -361,14 +378,22 @@ def _topic_route(routes: Mapping[str, Any]) -> Callable[[str, bytes], None]:
     return deliver
 
 
-class _MqttReplies:
-    """A host shard's replies: published to the terminal's response topic."""
+def _ignore(_topic: str, _data: bytes) -> None:
+    """A publish-only client subscribes to nothing."""
 
-    def __init__(self, ep: Any, topic: Callable[[str], str]) -> None:
-        self.ep, self.topic = ep, topic
+
+class _MqttReplies:
+    """A host shard's replies, published to the terminal's response topic through one of several clients.
+
+    A terminal's replies always take the same client (chosen by its id), so they keep their order.
+    """
+
+    def __init__(self, eps: list[Any], topic: Callable[[str], str]) -> None:
+        self.eps, self.topic = eps, topic
 
     def send(self, data: bytes, meta: Mapping[str, object] | None = None) -> None:
-        self.ep.publish(self.topic(str((meta or {})["tid"])), data)
+        tid = str((meta or {})["tid"])
+        self.eps[zlib.crc32(tid.encode()) % len(self.eps)].publish(self.topic(tid), data)
 
 
 class _MqttRequests:

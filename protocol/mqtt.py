@@ -33,6 +33,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from protocol.ports import TraceSink
+from protocol.shards import request_filter
+from protocol.shards import request_topic as shard_request_topic
 from protocol.transports import Endpoint, TransportError
 
 ROOT = "possim/v1"
@@ -222,6 +224,11 @@ class _TerminalEnd(_HostEnd):
         super().__init__(endpoint)
         self.topic = requests_topic(tid)
 
+    def to_shard(self, shards: int) -> _TerminalEnd:
+        """Publish to the request topic of the host shard that owns this terminal (K > 1)."""
+        self.topic = shard_request_topic(self.topic.split("/")[3], shards)
+        return self
+
     def send(self, data: bytes, meta: Mapping[str, object] | None = None) -> None:
         self.endpoint.publish(self.topic, data)
 
@@ -243,8 +250,8 @@ class Wire:
 
     async def open_host(self, on_request: Callable[[bytes], None], emit: TraceSink) -> _HostEnd:
         client_id = self.endpoint.client_id or f"possim-acquirer-{self._run}"
-        ep = MqttEndpoint(self.address, client_id, [ALL_REQUESTS], lambda _t, d: on_request(d), self.endpoint.qos,
-                          emit)
+        ep = MqttEndpoint(self.address, client_id, [request_filter(self.endpoint.shard, self.endpoint.shards)],
+                          lambda _t, d: on_request(d), self.endpoint.qos, emit)
         ep.hold_acks = self.endpoint.force_redelivery
         await ep.start()
         return _HostEnd(ep)
@@ -254,7 +261,7 @@ class Wire:
         ep = MqttEndpoint(self.address, client_id, [responses_topic(tid)], lambda _t, d: on_response(d),
                           self.endpoint.qos, emit)
         await ep.start()
-        return _TerminalEnd(ep, tid)
+        return _TerminalEnd(ep, tid).to_shard(self.endpoint.shards)
 
     def describe(self) -> dict[str, object]:
         return {"broker": f"{self.address.host}:{self.address.port}", "qos": self.endpoint.qos}

@@ -42,12 +42,16 @@ class Endpoint:
     terminals connect there; port 0 lets the host pick one in a one-process run).
     ``client_id``: the MQTT client id of a long-lived process (a restart resumes its session).
     ``force_redelivery``: MQTT only, the host withholds its first N acknowledgements (tests).
+    ``shard``/``shards``: host shard ``shard`` of ``shards`` (:mod:`protocol.shards`): over MQTT a
+    host subscribes to its shard's requests only and a terminal publishes to its shard's topic.
     """
 
     url: str | None = None
     qos: int = 1
     client_id: str | None = None
     force_redelivery: int = 0
+    shard: int = 0
+    shards: int = 1
 
 
 class HostEnd(Protocol):

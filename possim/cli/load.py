@@ -37,11 +37,13 @@ from possim.load import MAX_DURATION, MAX_TERMINALS, LoadError, LoadPlan, LoadRe
 @opt.qos()
 @click.option("--loss", default=0.0, show_default=True, type=opt.FiniteFloatRange(0, 0.5),
               help="Fault layer: lose this share of messages in each direction.")
+@click.option("--timeout", default=30.0, show_default=True, type=opt.FiniteFloatRange(0.05, 300),
+              help="The terminals' response timeout in seconds (reversal, query and advice timers follow it).")
 @click.option("--progress/--no-progress", default=True, help="Show a live progress display on stderr.")
 @opt.as_json("Print the report as one JSON object.")
 def load_command(terminals: int, rate: float, duration: float, transport: str, hosts: int, connect: str | None,
                  allow_remote: bool, policy: str, seed: int, broker_url: str | None, qos: int, loss: float,
-                 progress: bool, as_json: bool) -> None:
+                 timeout: float, progress: bool, as_json: bool) -> None:
     """Load a host with TERMINALS terminals at RATE sales per second for DURATION seconds, then judge.
 
     Prints throughput, latency percentiles (HdrHistogram), timeouts, reversals and the
@@ -52,14 +54,15 @@ def load_command(terminals: int, rate: float, duration: float, transport: str, h
     if broker_url is not None:
         with as_input_error(LoadError):
             check_target(inputs.address(broker_url).host, allow_remote)
-    plan = LoadPlan(terminals, rate, duration, transport, hosts, policy, seed, target, broker_url, qos, loss)
+    plan = LoadPlan(terminals, rate, duration, transport, hosts, policy, seed, target, broker_url, qos, loss, timeout)
     private = None
     if transport == "mqtt" and broker_url is None:
         from possim.broker import Broker, BrokerError
 
         with as_input_error(BrokerError):
             private = Broker().start()
-        plan = LoadPlan(terminals, rate, duration, transport, hosts, policy, seed, target, private.url, qos, loss)
+        plan = LoadPlan(terminals, rate, duration, transport, hosts, policy, seed, target, private.url, qos, loss,
+                        timeout)
     try:
         report = _run(plan, progress and not as_json)
     finally:
