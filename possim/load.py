@@ -7,9 +7,10 @@ arrive at ``rate`` per second spread over ``terminals`` (terminal ``i`` pays eve
 run waits for the fleet to settle (reversals, queries) and stops by itself.
 
 Latency is measured per sale, from the customer's request to the terminal's outcome, into an
-HdrHistogram (microseconds, 3 significant digits). Terminals share a few connections per host
-(one MQTT client or TCP connection carries many terminal ids, as a terminal concentrator
-does), so a thousand terminals do not need a thousand sockets.
+HdrHistogram (microseconds, 3 significant digits). Over MQTT terminals share a few clients per
+host shard (one client publishes to many terminals' topics, as a terminal concentrator does),
+so a thousand terminals do not need a thousand MQTT sessions; over TCP each terminal has its
+own connection, because a connection belongs to the terminal of its first request.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from protocol.errors import ProtocolError
 from protocol.events import Event, ResponseTimeout
 from protocol.memory import MemoryTransport
 from protocol.shards import request_filter, request_topic
+from protocol.transports import Origin
 
 #: Connections per host shard that the load generator's terminals share.
 CONNECTIONS = 4
@@ -178,16 +180,16 @@ class _Guard:
         self.handled = self.failed = 0
         self.reply: Callable[[bytes, Mapping[str, object]], None] | None = None
 
-    def __call__(self, data: bytes) -> None:
+    def __call__(self, data: bytes, origin: Origin | None = None) -> None:
         assert self.driver is not None
         try:
-            self.driver.receive(data)
+            self.driver.receive(data, origin)
             self.handled += 1
         except Exception:  # the point: no request may stop the host
             self.failed += 1
             with contextlib.suppress(ProtocolError):
                 msg = codec.decode(data)
-                self.driver.link.send(codec.encode(msg.response("96")), {"tid": msg.tid})
+                self.driver.link.send(codec.encode(msg.response("96")), {"tid": msg.tid, "origin": origin})
 
 
 def check_target(host: str, allow_remote: bool) -> None:
@@ -298,31 +300,17 @@ async def _wire_tcp(plan: LoadPlan, fleet: Fleet, guards: list[_Guard], closers:
             guard.driver = fleet.attach(k, server)
             targets.append(("127.0.0.1", port))
     for k, (host, port) in enumerate(targets):
-        for members in _groups(fleet, k, CONNECTIONS):
-            routes = {m.tid: m.inbound for m in members}
-            link = TcpTerminalLink(host, port, _by_tid(routes))
+        # one connection per terminal: a TCP connection belongs to the terminal of its first request
+        for m in (m for m in fleet.members.values() if m.shard == k):
+            link = TcpTerminalLink(host, port, m.inbound.send)
             try:
                 await link.start()
             except Exception as exc:
                 raise LoadError(f"cannot connect to tcp://{host}:{port}: {exc}") from None
             closers.append(link.close)
             ends.append(link)
-            for m in members:
-                m.outbound.target = link
+            m.outbound.target = link
     return lambda: all(e.idle for e in ends)
-
-
-def _by_tid(routes: Mapping[str, Any]) -> Callable[[bytes], None]:
-    """One connection, many terminals: each answer goes to the terminal named in field 41."""
-    def deliver(data: bytes) -> None:
-        try:
-            tid = codec.decode(data).tid
-        except ProtocolError:
-            return
-        target = routes.get(tid)
-        if target is not None:
-            target.send(data)
-    return deliver
 
 
 async def _wire_mqtt(plan: LoadPlan, fleet: Fleet, guards: list[_Guard], closers: list[Callable[[], Any]]
@@ -364,8 +352,11 @@ async def _wire_mqtt(plan: LoadPlan, fleet: Fleet, guards: list[_Guard], closers
 
 
 def _to_guard(guard: _Guard) -> Callable[[str, bytes], None]:
-    def deliver(_topic: str, data: bytes) -> None:
-        guard(data)
+    """Requests of a shard's topic filter, with the terminal id their topic vouches for."""
+    from protocol.mqtt import topic_tid
+
+    def deliver(topic: str, data: bytes) -> None:
+        guard(data, Origin(topic_tid(topic)))
     return deliver
 
 

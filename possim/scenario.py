@@ -22,7 +22,7 @@ from pos_sim.records import Kind
 from pos_sim.terminal import PaymentRequest
 from possim.fees import Category, FeeSchedule, Instrument, parse_rate
 from possim.money import format_amount, parse_amount
-from protocol.faults import Action, Direction, FaultPlan, LinkFaults, Partition, Rule
+from protocol.faults import Action, Direction, FaultPlan, ForgedMac, Forgery, ForgeryKind, LinkFaults, Partition, Rule
 from protocol.latency import Distribution, Latency
 from protocol.mti import KNOWN
 
@@ -164,6 +164,21 @@ class PartitionModel(_Model):
         if self.end <= self.start:
             raise ValueError("partition end must be after start")
         return self
+
+
+class ForgeryModel(_Model):
+    """An attacker's forged message at ``at`` (see ``protocol.faults.Forgery``)."""
+
+    at: Seconds
+    kind: ForgeryKind
+    target: Annotated[int, Field(ge=1)] = default(Forgery, "target")
+    mac: ForgedMac = default(Forgery, "mac")
+    amount: PositiveAmount | None = None
+    count: Annotated[int, Field(ge=1, le=10_000)] = default(Forgery, "count")
+
+    def build(self) -> Forgery:
+        amount = parse_amount(self.amount) if self.amount is not None else None
+        return Forgery(self.at, self.kind, self.target, self.mac, amount, self.count)
 
 
 class PowerLossModel(_Model):
@@ -329,6 +344,9 @@ class ScenarioModel(_Model):
     partitions: tuple[PartitionModel, ...] = ()
     merchant: MerchantModel = MerchantModel()
     power_losses: tuple[PowerLossModel, ...] = ()
+    #: Every message carries a MAC under keys derived from the run's seed; false shows a run without.
+    mac: bool = True
+    forgeries: tuple[ForgeryModel, ...] = ()
     transactions: Annotated[tuple[TransactionModel, ...], AfterValidator(_not_empty)]
     #: A fleet: groups of terminals sharing the host(s); none means the one ``[terminal]``.
     terminals: Annotated[tuple[TerminalGroupModel, ...], AfterValidator(_fleet)] = ()
@@ -407,6 +425,7 @@ class Scenario:
             to_host=net.to_host.build(), to_terminal=net.to_terminal.build(),
             rules=tuple(Rule(f.action, f.direction, f.mti, f.nth, f.delay) for f in m.faults),
             partitions=tuple(Partition(p.start, p.end, p.direction) for p in m.partitions),
+            forgeries=tuple(f.build() for f in m.forgeries),
         )
 
 

@@ -131,8 +131,10 @@ def test_fuzz_under_none_finds_and_shrinks_a_single_lost_response() -> None:
 
 
 def test_fuzz_under_reversal_finds_nothing_and_reports_coverage() -> None:
-    found = fuzz("reversal", 300, seed=1)
-    assert found.schedule is None and found.examples == 300
+    # 600 examples: a lost reversal needs a timeout and a rule on the 0400 in one schedule, which
+    # 300 examples did not always draw (how often depends on what else the process imported).
+    found = fuzz("reversal", 600, seed=2)
+    assert found.schedule is None and found.examples == 600
     for situation in ("response lost after host approval", "reversal lost", "duplicate original absorbed by the host",
                       "late response after timeout", "host crash after commit", "reversal before its original"):
         assert found.coverage[situation] > 0, situation

@@ -16,6 +16,7 @@ import pytest
 import tomli_w
 
 from possim.broker import Broker
+from protocol.validation import luhn_ok
 from tests.conftest import SCENARIOS
 from tests.procs import check, fleet, query, wait_for
 
@@ -69,6 +70,12 @@ QUEUED = 3000
 QUEUE_TIDS = [f"PROCQ{i:03d}" for i in range(1, 11)]
 
 
+def _card(n: int) -> str:
+    """The ``n``-th of a few test card numbers, with its Luhn check digit (the host checks it)."""
+    body = f"400000000{n:06d}"
+    return next(body + d for d in "0123456789" if luhn_ok(body + d))
+
+
 def _queued_requests() -> list[tuple[str, bytes]]:
     """3,000 distinct, valid purchases (ten terminals, distinct STANs): (topic, ISO 8583 bytes)."""
     from protocol import codec
@@ -79,7 +86,7 @@ def _queued_requests() -> list[tuple[str, bytes]]:
     for n in range(QUEUED):
         tid = QUEUE_TIDS[n % len(QUEUE_TIDS)]
         msg = Message(mti="0200", stan=f"{n // len(QUEUE_TIDS) + 1:06d}", transmission="1125100000", tid=tid,
-                      pan=f"40000000000{n % 7:05d}", processing_code="000000", amount=100 + n % 50)
+                      pan=_card(n % 7), processing_code="000000", amount=100 + n % 50, currency="978")
         out.append((requests_topic(tid), codec.encode(msg)))
     return out
 
