@@ -41,6 +41,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from protocol.ports import TraceSink
+from protocol.shards import request_filter
+from protocol.shards import request_topic as shard_request_topic
 from protocol.transports import Endpoint, Origin, TransportError
 
 ROOT = "possim/v1"
@@ -59,6 +61,8 @@ def responses_topic(tid: str) -> str:
 def topic_tid(topic: str) -> str | None:
     """The terminal id of a request topic (``possim/v1/term/{tid}/req``); ``None`` for any other topic."""
     parts = topic.split("/")
+    if len(parts) == 7 and parts[2] == "shard":  # a host shard's topic: possim/v1/shard/{k}/term/{tid}/req
+        parts = parts[:2] + parts[4:]
     if len(parts) == 5 and f"{parts[0]}/{parts[1]}" == ROOT and parts[2] == "term" and parts[4] == "req":
         return parts[3]
     return None
@@ -240,6 +244,11 @@ class _TerminalEnd(_HostEnd):
         super().__init__(endpoint)
         self.topic = requests_topic(tid)
 
+    def to_shard(self, shards: int) -> _TerminalEnd:
+        """Publish to the request topic of the host shard that owns this terminal (K > 1)."""
+        self.topic = shard_request_topic(self.topic.split("/")[3], shards)
+        return self
+
     def send(self, data: bytes, meta: Mapping[str, object] | None = None) -> None:
         self.endpoint.publish(self.topic, data)
 
@@ -261,8 +270,8 @@ class Wire:
 
     async def open_host(self, on_request: Callable[[bytes, Origin], None], emit: TraceSink) -> _HostEnd:
         client_id = self.endpoint.client_id or f"possim-acquirer-{self._run}"
-        ep = MqttEndpoint(self.address, client_id, [ALL_REQUESTS], lambda t, d: on_request(d, Origin(topic_tid(t))),
-                          self.endpoint.qos, emit, **self._account())
+        ep = MqttEndpoint(self.address, client_id, [request_filter(self.endpoint.shard, self.endpoint.shards)],
+                          lambda t, d: on_request(d, Origin(topic_tid(t))), self.endpoint.qos, emit, **self._account())
         ep.hold_acks = self.endpoint.force_redelivery
         await ep.start()
         return _HostEnd(ep)
@@ -272,7 +281,7 @@ class Wire:
         ep = MqttEndpoint(self.address, client_id, [responses_topic(tid)], lambda _t, d: on_response(d),
                           self.endpoint.qos, emit, **self._account())
         await ep.start()
-        return _TerminalEnd(ep, tid)
+        return _TerminalEnd(ep, tid).to_shard(self.endpoint.shards)
 
     def _account(self) -> dict[str, Any]:
         """Username, password and TLS settings of the ``Endpoint`` as ``MqttEndpoint`` takes them."""
