@@ -12,7 +12,7 @@ import dataclasses
 import tomllib
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -527,8 +527,9 @@ def _scaled(model: BaseModel, f: float) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, info in type(model).model_fields.items():
         value = getattr(model, name)
-        if DURATION in info.metadata:
-            value = value * f
+        if _is_duration(info.metadata, info.annotation):
+            if value is not None:
+                value = value * f
         elif isinstance(value, BaseModel):
             value = _scaled(value, f)
         elif isinstance(value, tuple):
@@ -537,6 +538,11 @@ def _scaled(model: BaseModel, f: float) -> dict[str, Any]:
     if isinstance(model, LatencyModel) and model.dist == "normal":
         out["sigma"] = model.sigma * f
     return out
+
+
+def _is_duration(metadata: list[Any], annotation: Any) -> bool:
+    """A duration field, also an optional one (``Seconds | None``), whose marker sits inside the union."""
+    return DURATION in metadata or any(DURATION in getattr(arg, "__metadata__", ()) for arg in get_args(annotation))
 
 
 def scale_durations(raw: dict[str, Any], f: float) -> dict[str, Any]:
