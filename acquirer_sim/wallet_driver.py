@@ -11,7 +11,7 @@ from functools import partial
 
 from acquirer_sim.wallet import GatewayAction, Wake, WalletGateway, WalletReply
 from protocol import wallet as W
-from protocol.events import Event, MsgReceived, MsgSent
+from protocol.events import Event, MsgReceived, MsgSent, WalletGatewayWake
 from protocol.ports import Link, Scheduler
 from protocol.transports import Origin
 
@@ -44,11 +44,16 @@ class WalletGatewayDriver:
 
     def _wake(self, wake: Wake) -> None:
         self.wakes -= 1
+        self.wake(wake.what, wake.key)
+
+    def wake(self, what: str, key: tuple[str, str]) -> None:
+        """The customer confirms (``what = confirm``) or the order's time is up: traced for replay."""
         now = self.scheduler.now()
-        if wake.what == "confirm":
-            self._execute(self.gateway.customer_confirms(now, wake.key))
+        self.emit(WalletGatewayWake(*key, what=what))
+        if what == "confirm":
+            self._execute(self.gateway.customer_confirms(now, key))
         else:
-            self._execute(self.gateway.expire(now, wake.key))
+            self._execute(self.gateway.expire(now, key))
 
     def _send(self, reply: WalletReply, origin: Origin | None = None) -> None:
         self.pending -= 1

@@ -14,7 +14,7 @@ from pos_sim.wallet_actions import WalletAction, WalletResult, WriteWallet
 from pos_sim.wallet_journal import WalletJournal
 from pos_sim.wallet_terminal import WalletPaymentRequest, WalletTerminal
 from protocol import wallet as W
-from protocol.events import Event, MsgReceived, MsgSent, TerminalDownDrop, WalletPaymentRequested
+from protocol.events import Event, MsgReceived, MsgSent, TerminalDownDrop, WalletPaymentRequested, WalletTimerFired
 from protocol.ports import Cancellable, Link, Scheduler
 
 Emit = Callable[[Event], None]
@@ -48,7 +48,9 @@ class WalletTerminalDriver:
         self.execute(self.terminal.receive(self.scheduler.now(), data))
 
     def fire_timer(self, name: str) -> None:
+        """The order's timer fires; traced, because replay feeds the recorded firings back."""
         self._timers.pop(name, None)
+        self.emit(WalletTimerFired(self.tid, name))
         self.execute(self.terminal.timer_fired(self.scheduler.now(), name))
 
     def power_off(self) -> None:

@@ -1,11 +1,17 @@
 """Replay a recorded real-time run in virtual time, deterministically, and judge it again.
 
-A trace recorded over MQTT or TCP holds every arrival (with its ISO 8583 bytes), every
-timer firing and every payment request, with real timestamps. Replay drives the real
-``TerminalDriver`` and ``HostDriver`` (over fresh terminal and host state machines, a fresh
-journal and ledger) with exactly those inputs at their recorded times on a virtual clock.
-What the drivers would do next on their own is already in the recording: their sends go
-nowhere and their own timers never fire. The verdict must match the recorded one.
+A trace recorded over MQTT or TCP holds every arrival (with its ISO 8583 or wallet bytes),
+every timer firing, every payment request and every wake of the wallet gateway (a customer
+confirming, an order expiring), with real timestamps. Replay drives the real
+``TerminalDriver`` and ``HostDriver``, and for wallet payments the QR terminal's and the
+gateway's drivers (over fresh state machines, a fresh journal and ledger), with exactly
+those inputs at their recorded times on a virtual clock. What the drivers would do next on
+their own is already in the recording: their sends go nowhere and their own timers never
+fire. The verdict must match the recorded one.
+
+The terminal and the host hold the run's MAC keys (``possim.rig.run_keys``, derived from the
+recorded seed unless the scenario says ``mac = false``), so a recorded forgery is refused in
+the replay exactly as it was in the run.
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,10 +33,13 @@ from pos_sim.journal import Journal
 from pos_sim.terminal import PaymentRequest, Terminal
 from possim.checker import Verdict, check
 from possim.reconcile import Reconciliation, reconcile
-from possim.scenario import ScenarioError, from_dict
+from possim.rig import run_keys
+from possim.scenario import Scenario, ScenarioError, from_dict
 from possim.trace import Trace
 from possim.virtual_clock import Handle, VirtualClock
+from possim.wallet_rig import QR_WALLET, WalletSide
 from protocol import events as ev
+from protocol.mac import MacKey
 
 #: The first event of a recorded real-time run, per transport.
 REAL_TIME_HEADERS = (ev.LiveRun.NAME, ev.MqttRun.NAME, ev.TcpRun.NAME)
@@ -84,7 +94,9 @@ def replay_full(path: str | Path) -> tuple[Verdict, dict[str, Any] | None, Recon
         scenario = from_dict(header.scenario_data).scaled(float(header.time_scale))
     except (ScenarioError, KeyError) as exc:
         raise ReplayError(f"{path}: scenario inside the trace is unusable: {exc}") from None
-    rerun = Rerun(Terminal(scenario.terminal_config(started.policy)), scenario.host_config())
+    config = scenario.terminal_config(started.policy)
+    keys = run_keys(started.seed, [config.tid]) if scenario.model.mac else None
+    rerun = Rerun(Terminal(config, keys.get(config.tid) if keys else None), scenario.host_config(), keys, scenario)
     rerun.feed(records)
     verdict = check(rerun.journal.conn, rerun.ledger.conn)
     recon = reconcile(rerun.journal.conn, rerun.ledger.conn, scenario.fee_schedule())
@@ -122,20 +134,34 @@ class _Frozen:
 
 @dataclass
 class Rerun:
-    """A terminal and a host, each behind its real driver, fed the recorded inputs on a virtual clock."""
+    """A terminal and a host, each behind its real driver, fed the recorded inputs on a virtual clock.
+
+    ``keys``: the run's MAC keys by terminal id (``None``: a run without MACs). ``scenario``:
+    the recorded scenario; with it the wallet side (QR terminal, gateway, customers) is rebuilt
+    too, so recorded wallet frames go to the wallet drivers.
+    """
 
     terminal: Terminal
     host_config: HostConfig
+    keys: Mapping[str, MacKey] | None = None
+    scenario: Scenario | None = None
+    wallet: WalletSide | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.clock = VirtualClock()
         self.trace = Trace(self.clock.now)
-        self.journal = Journal(tid=self.terminal.config.tid)
+        config = self.terminal.config
+        self.journal = Journal(tid=config.tid)
         self.ledger = Ledger(default_balance=self.host_config.default_balance)
-        host = AcquirerHost(self.host_config, self.ledger, random.Random(0))
+        host = AcquirerHost(self.host_config, self.ledger, random.Random(0), self.keys)
         frozen = _Frozen(self.clock)
         self.terminal_driver = TerminalDriver(self.terminal, _Silent(), frozen, self.journal, self.trace.emit)
         self.host_driver = HostDriver(host, _Silent(), frozen, self.trace.emit)
+        if self.scenario is not None:
+            self.wallet = WalletSide(self.scenario, config.policy, frozen, self.journal.conn, self.journal.durable,
+                                     self.ledger.conn, config.tid, config.epoch, self.trace.emit, _Silent(),
+                                     random.Random(0), self.host_config.default_balance)
+            self.wallet.connect(_Silent())
 
     def feed(self, records: Iterable[ev.Stamped]) -> None:
         """Schedule every recorded input at its recorded time, then run the clock to the end."""
@@ -148,7 +174,7 @@ class Rerun:
 
     def _input(self, e: ev.Event) -> Callable[[], None] | None:
         """What the recorded event makes the drivers do again, if it is an input."""
-        term, host = self.terminal_driver, self.host_driver
+        term = self.terminal_driver
         match e:
             case ev.PaymentRequested(card=str(card)):
                 request = PaymentRequest(e.txn, e.intent, e.kind, e.amount, card,  # type: ignore[arg-type]
@@ -156,11 +182,50 @@ class Rerun:
                 return lambda: term.request_payment(request)
             case ev.MsgReceived(data=str(data)):
                 payload = bytes.fromhex(data)
-                return (lambda: host.receive(payload)) if e.side == "host" else (lambda: term.receive(payload))
+                return partial(self._host_receive if e.side == "host" else self._terminal_receive, payload)
             case ev.TimerFired() | ev.RetryTimerFired():
                 return lambda: term.fire_timer(e.timer)
             case ev.TerminalPowerLost():
-                return term.power_off
+                return self._power_off
             case ev.TerminalPowerRestored():
-                return lambda: term.power_on(Terminal(self.terminal.config))
+                return self._power_on
+        return self._wallet_input(e) if self.wallet is not None else None
+
+    def _wallet_input(self, e: ev.Event) -> Callable[[], None] | None:
+        """The wallet side's recorded inputs: a scanned code, a customer paying again, its timers, the
+        gateway's wakes."""
+        wallet = self.wallet
+        assert wallet is not None
+        match e:
+            case ev.WalletPaymentRequested():
+                request = PaymentRequest(e.txn, e.intent, "purchase", e.amount, "", None, QR_WALLET)
+                return partial(wallet.pay, request)
+            case ev.CustomerPaysAgain() | ev.CustomerRetries():
+                return partial(wallet.inherit, e.retry_txn, e.txn)
+            case ev.WalletTimerFired():
+                return partial(wallet.driver.fire_timer, e.timer)
+            case ev.WalletGatewayWake():
+                gateway = wallet.gateway_driver
+                assert gateway is not None
+                return partial(gateway.wake, e.what, (e.tid, e.order))
         return None
+
+    def _host_receive(self, payload: bytes) -> None:
+        if self.wallet is None or not self.wallet.host_receive(payload):
+            self.host_driver.receive(payload)
+
+    def _terminal_receive(self, payload: bytes) -> None:
+        if self.wallet is None or not self.wallet.terminal_receive(payload):
+            self.terminal_driver.receive(payload)
+
+    def _power_off(self) -> None:
+        self.terminal_driver.power_off()
+        if self.wallet is not None:
+            self.wallet.power_off()
+
+    def _power_on(self) -> None:
+        """The same order as the run's: the card terminal boots, then the QR terminal."""
+        config = self.terminal.config
+        self.terminal_driver.power_on(Terminal(config, self.keys.get(config.tid) if self.keys else None))
+        if self.wallet is not None:
+            self.wallet.power_on()

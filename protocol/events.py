@@ -816,6 +816,16 @@ class WalletLateAnswer(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class WalletTimerFired(Event):
+    """The QR terminal's timer of one order fired (an answer timeout or a step now due): replay feeds it back."""
+
+    NAME: ClassVar[str] = "wallet_timer_fired"
+    SIDE: ClassVar[Side | None] = "terminal"
+    tid: str
+    timer: str
+
+
+@dataclass(frozen=True, slots=True)
 class CustomerPaysAgain(Event):
     """Told the payment failed, the customer pays again as ``retry_txn``, by ``instrument`` (QR or card)."""
 
@@ -904,6 +914,15 @@ class WalletPayRefused(WalletEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class WalletGatewayWake(WalletEvent):
+    """The gateway's own clock for one order: the customer acts on the phone (``what = confirm``) or
+    the order's time is up (``expire``). Recorded so that replay wakes the gateway at the same moment."""
+
+    NAME: ClassVar[str] = "wallet_gateway_wake"
+    what: str
+
+
+@dataclass(frozen=True, slots=True)
 class WalletAnswered(WalletEvent):
     """The gateway answered a request (``mti`` is the answer's kind) with the order's state."""
 
@@ -932,8 +951,9 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     RunStarted, RunFinished, LiveRun, MqttRun, TcpRun, MqttConnected, MqttDisconnected, MqttHandlerFailed,
     TcpConnectionDropped, TcpNoRoute,
     WalletPaymentRequested, WalletOutcome, WalletAnswerTimeout, WalletCancelScheduled, WalletCancelAcknowledged,
-    WalletLateAnswer, CustomerPaysAgain, WalletTradeOpened, WalletCharged, WalletRefunded, WalletTradeClosed,
-    WalletCustomerConfirmed, WalletConfirmRefused, WalletDuplicatePay, WalletPayRefused, WalletAnswered,
+    WalletLateAnswer, WalletTimerFired, CustomerPaysAgain, WalletTradeOpened, WalletCharged, WalletRefunded,
+    WalletTradeClosed, WalletCustomerConfirmed, WalletConfirmRefused, WalletDuplicatePay, WalletPayRefused,
+    WalletGatewayWake, WalletAnswered,
 )
 
 #: Trace name -> event class.
