@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,12 +17,16 @@ from typing import Any
 
 from acquirer_sim.driver import HostDriver
 from acquirer_sim.host import AcquirerHost
+from acquirer_sim.wallet import WalletGateway
+from acquirer_sim.wallet_driver import WalletGatewayDriver
 from possim.rig import Rig, RunResult
 from possim.scenario import Scenario, from_dict
 from possim.trace import named
+from possim.wallet_rig import acquirer_gateway
 from protocol import codec
 from protocol import events as ev
 from protocol import mti as M
+from protocol import wallet as W
 from protocol.errors import ProtocolError
 from protocol.mac import MacKey
 from protocol.mqtt import BrokerAddress
@@ -181,23 +186,30 @@ class HostStats:
 class _Guarded:
     """The acquirer's request handler: one bad message never stops the host.
 
+    Wallet frames (JSON) go to the wallet gateway, card frames (ISO 8583) to the card host.
     An error while handling one request is logged with the request's ``tid``, ``stan`` and
-    ``mti``; the sender gets response code 96 (system malfunction) when the request can be
-    read (and, with keys, carries its terminal's MAC), and the host goes on serving. The
-    ledger rolled the failed transaction back.
+    ``mti``; the sender of a card request gets response code 96 (system malfunction) when the
+    request can be read (and, with keys, carries its terminal's MAC), and the host goes on
+    serving. The ledger rolled the failed transaction back.
     """
 
-    def __init__(self, driver: HostDriver, end: HostEnd, emit: TraceSink, stats: HostStats) -> None:
-        self.driver, self.end, self.emit, self.stats = driver, end, emit, stats
+    def __init__(self, driver: HostDriver, wallet: WalletGatewayDriver, end: HostEnd, emit: TraceSink,
+                 stats: HostStats) -> None:
+        self.driver, self.wallet, self.end, self.emit, self.stats = driver, wallet, end, emit, stats
 
     def __call__(self, data: bytes, origin: Origin | None = None) -> None:
+        is_wallet = W.is_wallet(data)
         try:
-            self.driver.receive(data, origin)
+            if is_wallet:
+                self.wallet.receive(data, origin)
+            else:
+                self.driver.receive(data, origin)
         except Exception as exc:  # the point: no request may stop the host
             self.stats.failed += 1
-            fields = codec.wire_fields(data)
+            fields = W.wire_fields(data) if is_wallet else codec.wire_fields(data)
             self.emit("request_failed", **fields, error=f"{type(exc).__name__}: {exc}")
-            self._answer_96(data, origin)
+            if not is_wallet:
+                self._answer_96(data, origin)
         else:
             self.stats.handled += 1
 
@@ -214,24 +226,32 @@ class _Guarded:
 
 
 async def serve_acquirer(wire: Wire, host: AcquirerHost, emit: TraceSink, stop: asyncio.Event,
-                         stats_every: float = 10.0) -> HostEnd:
+                         stats_every: float = 10.0, gateway: WalletGateway | None = None) -> HostEnd:
     """The host alone: answers every terminal until ``stop`` is set.
 
     Over MQTT its client id is fixed, so a restarted acquirer resumes its session and gets
     the requests that arrived while it was down; over TCP it listens on the wire's address.
     Every ``stats_every`` seconds it logs how many requests it handled and how many failed.
+
+    Wallet frames go to ``gateway`` (``possim.wallet_rig.acquirer_gateway``), over the same
+    ledger database as the card host; without one, a gateway whose customers pay at once.
     """
     sched = LoopScheduler(asyncio.get_running_loop())
     stats = HostStats()
     guarded: _Guarded
     end = await wire.open_host(lambda d, o: guarded(d, o), emit)
     driver = HostDriver(host, end, sched, named(emit))
-    guarded = _Guarded(driver, end, emit, stats)
+    if gateway is None:
+        gateway = acquirer_gateway(None, host.ledger.conn, host.config.default_balance, host.config.epoch,
+                                   random.Random())
+    wallet = WalletGatewayDriver(gateway, end, sched, named(emit))
+    guarded = _Guarded(driver, wallet, end, emit, stats)
     emit("acquirer_ready", transport=wire.name, **wire.describe())
     reporter = asyncio.create_task(_report(stats, emit, stats_every))
     try:
         await stop.wait()
-        await wait_quiet(lambda: driver.pending == 0 and end.idle, lambda: end.received, 5.0, grace=0.1)
+        await wait_quiet(lambda: driver.pending == 0 and wallet.pending == 0 and end.idle, lambda: end.received,
+                         5.0, grace=0.1)
     finally:
         reporter.cancel()
         await end.close()

@@ -171,18 +171,22 @@ class Rig:
         The same restore a power loss uses: a sale that was in flight gets the policy's
         recovery, and reversals and advices still owed go out before anything else. The
         STAN continues after the journal's last one, and sales the journal already holds are
-        not paid again. Returns how many journaled transactions were found.
+        not paid again; wallet orders likewise, from the wallet journal. Returns how many journaled
+        transactions (card and wallet) were found.
         """
         records = self.journal.load()
+        wallet_records = self.wallet.journal.load()
         last = self.journal.last_stan()
         if last is not None:  # the STAN sent last, status queries included: never used twice
             self.terminal_config = replace(self.terminal_config, stan_start=int(last) % 999_999 + 1)
+        self._done = {r.txn_id for r in records} | {r.txn_id for r in wallet_records}
+        self._next_id = max(self._done, default=0)
         if records or last is not None:
-            self._done = {r.txn_id for r in records}
-            self._next_id = max(self._done, default=0)
             self.terminal = self._new_terminal()
             self.terminal_driver.power_on(self.terminal)
-        return len(records)
+        if wallet_records:  # wallet orders in flight: queried or cancelled as after a power loss
+            self.wallet.power_on()
+        return len(records) + len(wallet_records)
 
     def _new_terminal(self) -> Terminal:
         return Terminal(self.terminal_config, self.mac_key)

@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 
-from acquirer_sim.wallet import Customer, GatewayConfig, WalletGateway
+from acquirer_sim.wallet import AUTO_CLOSE, Customer, GatewayConfig, WalletGateway
 from acquirer_sim.wallet_driver import WalletGatewayDriver
 from acquirer_sim.wallet_ledger import WalletLedger
 from pos_sim.records import SaleStatus
@@ -42,6 +42,43 @@ CODE_PREFIX = {"alipay": "28", "wechat": "13"}
 def auth_code(provider: str, txn_id: int) -> str:
     """The payment code the customer's phone shows for transaction ``txn_id`` (18 digits)."""
     return f"{CODE_PREFIX[provider]}{txn_id:016d}"
+
+
+def customer_of(spec: TransactionModel, intent: str) -> Customer:
+    """The customer paying basket ``intent`` as transaction ``spec`` says (their phone, their patience)."""
+    return Customer(f"customer-{intent}", spec.confirm_after or 0.0, bool(spec.gives_up))
+
+
+def acquirer_gateway(scenario: Scenario | None, ledger: sqlite3.Connection, default_balance: int,
+                     epoch: datetime, rng: random.Random) -> WalletGateway:
+    """The wallet gateway of an acquirer process, over the acquirer's ledger database.
+
+    In one process the rig registers each customer when their code is scanned; an acquirer
+    process knows only the scenario (``possim acquirer --scenario``), so it registers the
+    customer of every wallet payment the scenario plans, by the payment code the terminal
+    will scan (``auth_code``: provider and transaction number). A customer who pays again
+    after a failed screen gets a transaction number decided at run time: the gateway takes
+    that rescan as a customer who pays at once. Without a scenario every customer pays at once.
+    """
+    customers: dict[str, Customer] = {}
+    balances: dict[str, int] = {}
+    auto_close = dict(AUTO_CLOSE)
+    if scenario is not None:
+        timings = scenario.wallet_timings()
+        auto_close = {"alipay": timings.alipay.auto_close, "wechat": timings.wechat.auto_close}
+    txn_id = 0
+    for spec in scenario.model.transactions if scenario else ():
+        for _ in range(spec.count):
+            txn_id += 1
+            if spec.card_type != QR_WALLET:
+                continue
+            customer = customer_of(spec, f"basket-{txn_id}")
+            customers[auth_code(spec.provider or "alipay", txn_id)] = customer
+            if spec.wallet_balance is not None:
+                balances[customer.wallet] = parse_amount(spec.wallet_balance)
+    config = GatewayConfig(customers=customers, balances=balances, default_balance=default_balance,
+                           auto_close=auto_close, epoch=epoch)
+    return WalletGateway(config, WalletLedger(ledger, default_balance), rng)
 
 
 class WalletSide:
@@ -100,10 +137,10 @@ class WalletSide:
         spec = self.specs[request.txn_id]
         provider: W.Provider = spec.provider or "alipay"
         code = auth_code(provider, request.txn_id)
-        wallet = f"customer-{request.intent}"
+        customer = customer_of(spec, request.intent)
         if spec.wallet_balance is not None:
-            self.ledger.open_wallet(wallet, parse_amount(spec.wallet_balance))
-        self.gateway.config.customers[code] = Customer(wallet, spec.confirm_after or 0.0, bool(spec.gives_up))
+            self.ledger.open_wallet(customer.wallet, parse_amount(spec.wallet_balance))
+        self.gateway.config.customers[code] = customer
         self.driver.request_payment(WalletPaymentRequest(request.txn_id, request.intent, request.amount, code,
                                                          provider))
 

@@ -201,21 +201,27 @@ def _process_transport() -> Callable[[F], F]:
 def acquirer(transport: str, broker_url: str | None, listen_url: str | None, ledger_path: str | None,
              scenario_path: str | None, profile: str | None, time_scale: float, qos: int, client_id: str,
              stats_every: float, keys_path: str | None, tls_ca: str | None, shard_text: str | None) -> None:
-    """Serve as the acquirer host until SIGINT/SIGTERM; log every event as a JSON line on stderr."""
+    """Serve as the acquirer host until SIGINT/SIGTERM; log every event as a JSON line on stderr.
+
+    Wallet (QR) payments go to the wallet gateway over the same ledger file; with --scenario its
+    customers behave as the scenario's wallet payments say (how long they take to confirm).
+    """
     import random
+    from datetime import datetime
 
     from acquirer_sim.config import HostConfig
     from acquirer_sim.host import AcquirerHost
     from acquirer_sim.ledger import Ledger
     from possim.realtime import serve_acquirer
+    from possim.wallet_rig import acquirer_gateway
     from protocol.storage import StoreError
 
     shard, shards = inputs.shard(shard_text)
     ring = _load_keys(keys_path)
     wire = _wire(transport, broker_url, listen_url, qos, client_id, ring, ring.host_username if ring else None,
                  tls_ca, shard, shards, shard)
-    config = (inputs.scaled(inputs.scenario(scenario_path).with_profile(profile), time_scale).host_config()
-              if scenario_path else HostConfig(profile=profile or "iso"))
+    sc = inputs.scaled(inputs.scenario(scenario_path).with_profile(profile), time_scale) if scenario_path else None
+    config = sc.host_config() if sc else HostConfig(profile=profile or "iso")
     inputs.writable(ledger_path)
     log = live_logger("acquirer")
     with as_input_error(StoreError):  # a ledger left by a killed acquirer is recovered on open
@@ -223,13 +229,15 @@ def acquirer(transport: str, broker_url: str | None, listen_url: str | None, led
                         on_wait=lambda w: log("ledger_wait", operation=w.operation, seconds=round(w.seconds, 3),
                                               attempts=w.attempts))
     host = AcquirerHost(config, ledger, random.Random(), ring.mac_keys() if ring else None)
+    gateway = acquirer_gateway(sc, ledger.conn, config.default_balance, datetime.now().replace(microsecond=0),
+                               random.Random())
 
     async def serve() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve_acquirer(wire, host, log, stop, stats_every)
+        await serve_acquirer(wire, host, log, stop, stats_every, gateway)
 
     try:
         with as_input_error(TransportError):
