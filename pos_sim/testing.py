@@ -155,16 +155,29 @@ def link_faults() -> st.SearchStrategy[dict[str, Any]]:
 FUZZ_TERMINAL = {"reversal_attempts": 20, "advice_attempts": 20, "backoff_max": 60.0}
 
 
-def schedules(max_transactions: int = 5, max_rules: int = 6, min_transactions: int = 1) -> st.SearchStrategy[
-        dict[str, Any]]:
+def schedules(max_transactions: int = 5, max_rules: int = 6, min_transactions: int = 1, *, wallet: bool = False,
+              forgeries: bool = False) -> st.SearchStrategy[dict[str, Any]]:
     """A whole scenario (as a dict ready for ``possim.scenario.from_dict``) with its faults.
 
     Draw order steers shrinking: Hypothesis prefers empty earlier lists, so outages are
     shrunk away first and a minimal failure reads as a few targeted message faults.
+
+    ``wallet``: QR wallet payments in the mix (``wallet_schedules``: at most 3 wallet payments
+    beside up to 2 card ones, faults on every wallet message, slow customers, rescans).
+    ``forgeries``: an attacker's forged reversals, approvals and queries at points of the run;
+    the run's MACs stay on, so a policy that holds its invariants must hold them still. Both
+    are off by default: the same draws as a suite written before they existed.
     """
+    if wallet:
+        return wallet_schedules(min(max_transactions, 3), min(max_rules, 4), forgeries=forgeries)
     return st.tuples(transaction_mixes(max_transactions, min_transactions), _sometimes(partitions(), 6),
                      _sometimes(host_crashes(), 7), _sometimes(power_losses(), 8),
-                     fault_rules(max_rules), _sometimes(forgeries(), 6)).map(_schedule)
+                     fault_rules(max_rules), _forged(forgeries)).map(_schedule)
+
+
+def _forged(drawn: bool) -> st.SearchStrategy[list[dict[str, Any]]]:
+    """Forgeries in a share of schedules when ``drawn``; else always none, with no draw at all."""
+    return _sometimes(forgeries(), 6) if drawn else st.builds(list)
 
 
 def _sometimes(outages: st.SearchStrategy[list[dict[str, Any]]], threshold: int) -> st.SearchStrategy[
@@ -252,19 +265,21 @@ def wallet_fault_rules(max_rules: int = 4) -> st.SearchStrategy[list[dict[str, A
     return st.lists(_WALLET_RULE, max_size=max_rules).map(lambda rs: [_rule(r) for r in rs])
 
 
-def wallet_schedules(max_transactions: int = 3, max_rules: int = 4) -> st.SearchStrategy[dict[str, Any]]:
+def wallet_schedules(max_transactions: int = 3, max_rules: int = 4, *, forgeries: bool = False) -> st.SearchStrategy[
+        dict[str, Any]]:
     """Schedules with wallet payments in the mix: QR payments (and a few card ones) with faults
-    on every wallet message, customer confirmation delays, rescans, partitions and power losses."""
+    on every wallet message, customer confirmation delays, rescans, partitions and power losses;
+    ``forgeries``: forged reversals, approvals and queries aimed at the card sales too."""
     return st.tuples(_wallet_mix(max_transactions, 1), transaction_mixes(2, 0),
                      _sometimes(partitions(), 6), _sometimes(power_losses(), 8),
-                     wallet_fault_rules(max_rules), fault_rules(2)).map(_wallet_schedule)
+                     wallet_fault_rules(max_rules), fault_rules(2), _forged(forgeries)).map(_wallet_schedule)
 
 
 def _wallet_schedule(parts: tuple[list[dict[str, Any]], ...]) -> dict[str, Any]:
-    wallet, cards, parts_, powers, wallet_rules, card_rules = parts
+    wallet, cards, parts_, powers, wallet_rules, card_rules, forged = parts
     lost = [{"action": "drop", "direction": "to_terminal", "mti": "QR_PAY_RESP", "nth": n}
             for n, txn in enumerate(wallet, start=1) if txn["_lost"]]
     wallet = [_without_lost(t) for t in wallet]
-    schedule = _schedule((wallet + cards, parts_, [], powers, lost + wallet_rules + card_rules))
+    schedule = _schedule((wallet + cards, parts_, [], powers, lost + wallet_rules + card_rules, forged))
     schedule["transactions"] = sorted(schedule["transactions"], key=lambda t: t["at"])
     return schedule

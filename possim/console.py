@@ -112,15 +112,18 @@ def compare(console: Console, results: Sequence[RunResult], tr: Tr = _EN) -> Non
     console.print(table)
 
 
-def coverage(console: Console, counts: Any, examples: int) -> None:
-    """How often each failure situation was exercised, in domain words; zeros stand out."""
-    from possim.coverage import SITUATIONS
+def coverage(console: Console, counts: Any, examples: int, groups: Any = None) -> None:
+    """How often each failure situation was exercised, in domain words; zeros stand out.
+
+    ``groups``: the situation groups the batch drew from (``possim.coverage.GROUPS``; all by default).
+    """
+    from possim.coverage import GROUPS, labels
 
     table = Table(title=f"fault coverage over {examples} schedules (runs that went through each situation)")
     table.add_column("situation")
     table.add_column("runs", justify="right")
     table.add_column("share", justify="right")
-    for label, _ in SITUATIONS:
+    for label in labels(GROUPS if groups is None else groups):
         n = counts.get(label, 0)
         share = f"{100 * n / examples:.1f}%" if examples else "-"
         table.add_row(label, str(n) if n else "[bold red]0[/]", share)

@@ -30,6 +30,8 @@ from protocol.ports import Link, Scheduler
 
 #: The attacker's STANs: far from the terminal's, so its answers are never taken for the terminal's own.
 ATTACKER_STAN = 900_000
+#: The RRN of a forged approval (the attacker cannot know the host's): how a trace tells it apart.
+FORGED_RRN = "666666666666"
 
 
 def attacker_key(seed: int) -> MacKey:
@@ -85,7 +87,7 @@ class Forger:
         if forgery.kind == "reversal":
             self._send(forgery, self._reversal(forgery, sale), "to_host")
         else:
-            self._send(forgery, sale.response("00", rrn="666666666666", auth_code="F0RGED"), "to_terminal")
+            self._send(forgery, sale.response("00", rrn=FORGED_RRN, auth_code="F0RGED"), "to_terminal")
 
     def _reversal(self, forgery: Forgery, sale: Message) -> Message:
         amount = sale.amount if forgery.amount is None else forgery.amount

@@ -47,6 +47,8 @@ class FuzzResult:
     coverage: Counter[str] = field(default_factory=Counter)
     schedule: dict[str, Any] | None = None
     result: RunResult | None = None
+    #: The situation groups (``possim.coverage.GROUPS``) the drawn schedules can reach.
+    groups: tuple[str, ...] = ("card", "forgery")
 
 
 def fuzz(policy: str, examples: int, seed: int, progress: Callable[[int], None] | None = None,
@@ -55,7 +57,7 @@ def fuzz(policy: str, examples: int, seed: int, progress: Callable[[int], None] 
 
     ``wallet``: QR wallet payments in the mix (``pos_sim.testing.wallet_schedules``).
     """
-    out = FuzzResult(policy)
+    out = FuzzResult(policy, groups=("card", "wallet") if wallet else ("card", "forgery"))
     searching = [True]
 
     def violated(schedule: dict[str, Any]) -> bool:
@@ -74,7 +76,7 @@ def fuzz(policy: str, examples: int, seed: int, progress: Callable[[int], None] 
                       suppress_health_check=list(HealthCheck))
     try:
         strategy = wallet_schedules(max_transactions=min(max_transactions, 3)) if wallet else \
-            schedules(max_transactions=max_transactions, min_transactions=min_transactions)
+            schedules(max_transactions=max_transactions, min_transactions=min_transactions, forgeries=True)
         schedule = find(strategy, violated, settings=config,
                         random=random.Random(seed))
     except NoSuchExample:

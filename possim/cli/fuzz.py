@@ -41,7 +41,7 @@ def fuzz_command(policy: str, examples: int, seed: int, out: str, max_transactio
         task = bar.add_task("fuzz", total=examples)
         found = fuzz(policy, examples, seed, lambda n: bar.update(task, completed=n), max_transactions,
                      wallet=wallet)
-    show.coverage(con, found.coverage, found.examples)
+    show.coverage(con, found.coverage, found.examples, found.groups)
     if found.schedule is None or found.result is None:
         con.print(f"no violation in {found.examples} generated schedules under policy {policy}")
         sys.exit(0)
