@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from protocol.storage import BUSY_TIMEOUT_S, is_busy, is_memory, open_file, open_for_reading
+from protocol.storage import BUSY_TIMEOUT_S, empty_image, is_busy, is_memory, open_file, open_for_reading
 
 Key = tuple[str, str, str]
 
@@ -116,16 +116,8 @@ class LedgerBusyError(Exception):
         self.wait = LedgerWait(operation, seconds, attempts)
 
 
-def _empty_image() -> bytes:
-    """An empty ledger database as bytes: in-memory ledgers start from it (fuzzing opens thousands)."""
-    conn = sqlite3.connect(":memory:")
-    conn.executescript(SCHEMA)
-    image = conn.serialize()
-    conn.close()
-    return image
-
-
-_EMPTY = _empty_image()
+#: An empty ledger, deserialized by every in-memory one (fuzzing opens thousands).
+_EMPTY = empty_image(SCHEMA)
 
 
 def read_ledger(path: str | Path) -> sqlite3.Connection:
