@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from possim.broker import free_port
-from tests.procs import query
 from tests.processes import run, running
+from tests.procs import query
 
 #: One pre-authorization whose completion advice (0220) is lost on its only try.
 SCENARIO = """
