@@ -29,6 +29,10 @@ online message; after ``reversal_attempts`` tries it is escalated to the acquire
 failed, contact the acquirer") instead of being kept forever; a pre-authorization uses
 processing code 030000 and its completion is an online 0200 that is itself reversed when
 its answer does not come; a 94 (duplicate transmission) is not an answer about the sale.
+With ``completion_advice`` a CUP completion is an advice (0220) instead.
+
+Settlement (``settle``, every profile) runs after due recovery work: the batch totals (0500),
+and when the host says out of balance one upload (0320) per approved sale, then a final 0500.
 """
 
 from __future__ import annotations
