@@ -162,7 +162,8 @@ def reconciliation(console: Console, rec: Any, title: str, tr: Tr = _EN) -> None
     console.print("  " + tr("customer: charged {amount} without a sale (orphaned debits)",
                             amount=tr.money(rec.customer_charged_without_sale)))
     console.print("  " + tr("merchant: goods given away on phantom approvals {goods}; fees paid on orphaned debits "
-                            "{fees} (returned when the sale is voided or refunded by the acquirer)", goods=tr.money(rec.merchant_goods_given_away),
+                            "{fees} (returned when the sale is voided or refunded by the acquirer)",
+                            goods=tr.money(rec.merchant_goods_given_away),
                             fees=tr.money(rec.fees_on_orphaned_debits)))
 
 
