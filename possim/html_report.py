@@ -26,10 +26,12 @@ import unicodedata
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 
-from possim.checker import DAMAGE, MEASURES, harmful
+from possim.checker import DAMAGE, shown_measures
+from possim.console import alarm, instrument
 from possim.i18n import N_, Tr
 from possim.lesson import Point, point, tr_for
 from possim.msc import HOST, HOST_DOWN, IN_FLIGHT, NETWORK, TERMINAL, TERMINAL_OFF, WALLET, Arrow, Sequence, Step, build
+from possim.reconcile import Reconciliation
 from possim.rig import RunResult
 from possim.timeline import note
 from protocol import events as ev
@@ -69,7 +71,8 @@ MEASURE_NAMES = {"transactions": N_("transactions"), "approved": N_("approved"),
                  "orphaned_debits": N_("orphaned debits"), "double_debits": N_("double debits"),
                  "phantom_approvals": N_("phantom approvals"), "pending_reversals": N_("pending reversals"),
                  "open_holds": N_("open holds"), "late_responses": N_("late responses"),
-                 "customer_loss": N_("customer loss"), "merchant_loss": N_("merchant loss")}
+                 "customer_loss": N_("customer loss"), "merchant_loss": N_("merchant loss"),
+                 "escalated": N_("escalated to the acquirer")}
 
 CSS = """
 body{font-family:"Liberation Sans",Arial,"Noto Sans CJK SC","Microsoft YaHei",sans-serif;margin:16px 20px;
@@ -415,10 +418,10 @@ def _tokens(text: str) -> list[str]:
 def _verdict(result: RunResult, tr: Tr) -> str:
     s = result.verdict.summary()
     rows = []
-    for key in MEASURES:
+    for key in shown_measures(s):
         value = s[key]
         shown = tr.money(value) if key.endswith("_loss") else str(value)
-        cls = "bad" if harmful(key, value) else "ok" if key in DAMAGE else "num"
+        cls = "bad" if alarm(key, value) else "ok" if key in DAMAGE else "num"
         rows.append(f"<tr><th>{_e(tr(MEASURE_NAMES[key]))}</th><td class='num {cls}'>{_e(shown)}</td></tr>")
     return f"<table>{''.join(rows)}</table>"
 
@@ -453,19 +456,32 @@ def _money(result: RunResult, tr: Tr) -> str:
     mism = "".join(f"<li>{_e(tr(m.kind.replace('_', ' ')))} (STAN {m.stan}): {_e(note(m.note, tr))}</li>"
                    for m in rec.mismatches)
     return ("<table>" + "".join(f"<tr><th>{_e(k)}</th><td class='num'>{_e(v)}</td></tr>" for k, v in rows)
-            + "</table>" + (f"<ul>{mism}</ul>" if mism else f"<p>{_e(tr('Batch and settlement agree.'))}</p>"))
+            + "</table>" + (f"<ul>{mism}</ul>" if mism else f"<p>{_e(tr('Batch and settlement agree.'))}</p>")
+            + _fees(rec, tr))
+
+
+def _fees(rec: Reconciliation, tr: Tr) -> str:
+    """Each settled payment with its fee, wallet QR payments included (at their own rate)."""
+    if not rec.lines:
+        return ""
+    head = "".join(f"<th>{_e(tr(h))}</th>" for h in ("txn", "card", "amount", "fee", "rule"))
+    body = "".join(f"<tr><td>{line.txn or '-'}</td><td>{_e(instrument(line.instrument, tr))}</td>"
+                   f"<td class='num'>{_e(tr.money(line.amount))}</td><td class='num'>{_e(tr.money(line.fee))}</td>"
+                   f"<td>{_e(line.rule)}</td></tr>" for line in rec.lines[:50])
+    return f"<table class='fees'><tr>{head}</tr>{body}</table>"
 
 
 def _comparison(results: Seq[RunResult], tr: Tr) -> str:
-    keys = (*DAMAGE, "approved", "reversed", "customer_loss", "merchant_loss")
+    escalations = ("escalated",) if any("escalated" in r.verdict.summary() for r in results) else ()
+    keys = (*DAMAGE, *escalations, "approved", "reversed", "customer_loss", "merchant_loss")
     head = "".join(f"<th>{_e(r.policy)}</th>" for r in results)
     body = []
     for key in keys:
         cells = []
         for r in results:
-            v = r.verdict.summary()[key]
+            v = r.verdict.summary().get(key, 0)
             shown = tr.money(v) if key.endswith("_loss") else str(v)
-            cells.append(f"<td class='num {'bad' if harmful(key, v) else ''}'>{_e(shown)}</td>")
+            cells.append(f"<td class='num {'bad' if alarm(key, v) else ''}'>{_e(shown)}</td>")
         body.append(f"<tr><th>{_e(tr(MEASURE_NAMES[key]))}</th>{''.join(cells)}</tr>")
     return (f"<h2>{_e(tr('Same faults, seed {seed}: each policy', seed=results[0].seed))}</h2>"
             f"<table><tr><th></th>{head}</tr>" + "".join(body) + "</table>")
