@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from possim.checker import DAMAGE, shown_measures
 from possim.console import alarm, instrument
 from possim.i18n import N_, Tr
-from possim.lesson import Point, point, tr_for
+from possim.lesson import Point, point, story, tr_for
 from possim.msc import HOST, HOST_DOWN, IN_FLIGHT, NETWORK, TERMINAL, TERMINAL_OFF, WALLET, Arrow, Sequence, Step, build
 from possim.reconcile import Reconciliation
 from possim.rig import RunResult
@@ -142,10 +142,12 @@ def render(results: Seq[RunResult], title: str, lang: str | None = None) -> str:
     """One page: the point, the story, then each run (chart, verdict, ledger, money); several runs side by side."""
     first = results[0]
     tr = tr_for(first, lang)
+    heading, description = story(first.scenario, tr.lang)
+    title = title.replace(first.scenario.model.title, heading)  # the scenario's title in the reader's language
     parts = [f"<h1>{_e(title)}</h1>", _point(point(first, tr), tr, first, len(results) > 1)]
     if len(results) > 1:
         parts.append(_comparison(results, tr))
-    parts.append(f"<p class='story'>{_e(first.scenario.model.description.strip())}</p>")
+    parts.append(f"<p class='story'>{_e(description)}</p>")
     parts.extend(_run_section(result, i, tr) for i, result in enumerate(results))
     words = {"step": tr("step {n} of {total}")}
     return (f"<!DOCTYPE html><html lang='{tr.html_lang}'><head><meta charset='utf-8'>"

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from possim.i18n import Tr
+from possim.i18n import Tr, scenario_text
 from possim.rig import RunResult
+from possim.scenario import Scenario
 from possim.timeline import screen
 from protocol import events as ev
 
@@ -57,6 +58,12 @@ def tr_for(result: RunResult, lang: str | None = None) -> Tr:
 #: Findings about a wallet payment (QR): the key's second part is the merchant order number.
 WALLET_FINDINGS = frozenset({"orphaned_wallet_charge", "phantom_wallet_approval", "double_wallet_charge",
                              "pending_cancel", "wallet_order_open"})
+
+
+def story(scenario: Scenario, lang: str) -> tuple[str, str]:
+    """The scenario's title and description in the reader's language (English when not translated)."""
+    model = scenario.model
+    return scenario_text(scenario.name, model.title, model.description.strip(), lang)
 
 
 def cases(result: RunResult, tr: Tr) -> list[Case]:

@@ -62,7 +62,7 @@ def screen(display: str, tr: Tr) -> str:
 
 def trade_state(state: str | None, tr: Tr) -> str:
     """A wallet trade state (WeChat's names, SUCCESS, USERPAYING...) in plain words."""
-    return tr(TRADE_STATES.get(state or "", state or "-"))
+    return tr(TRADE_STATES[state]) if state and state in TRADE_STATES else state or "-"
 
 
 #: The wallet's trade states in plain words (catalogue entries).
