@@ -118,6 +118,23 @@ def demo(pace: float, scenario_dir: str | None, lang: str) -> None:
         run_demo(console(), folder, pace, lang=lang)
 
 
+@click.command("glossary")
+@lang_option()
+def glossary_command(lang: str) -> None:
+    """The payment terms in English and Chinese (单边账, 冲正, 查询...), with what each means."""
+    from rich.table import Table
+
+    from possim.glossary import rows
+
+    tr = i18n.Tr(lang)
+    table = Table(title=tr("Glossary: payment terms in English and Chinese"))
+    for heading_ in ("English", "中文", tr("What it means here")):
+        table.add_column(heading_)
+    for english, chinese, meaning in rows(lang):
+        table.add_row(escape(english), chinese, escape(meaning))
+    console().print(table)
+
+
 @click.command("replay")
 @click.argument("trace_file", type=click.Path(dir_okay=False))
 @opt.as_json("Print the replayed summary as one JSON object.")
