@@ -108,7 +108,8 @@ def list_command(scenario_dir: str | None) -> None:
 @click.option("--scenarios", "scenario_dir", type=click.Path(file_okay=False), help=_SCENARIO_DIR_HELP)
 @lang_option()
 def demo(pace: float, scenario_dir: str | None, lang: str) -> None:
-    """A narrated walk through the key failure modes: lost response, slow host, lost reversal, customer retries."""
+    """A narrated walk through the key failure modes: lost response, slow host, lost reversal, customer retries,
+    a QR payment given up while the customer was still paying."""
     from possim.demo import run_demo
 
     folder = _folder(scenario_dir)
