@@ -2,8 +2,8 @@
 
 Each act plays a shipped scenario event by event under the policy its narration speaks of
 (act 3, the lost reversal, needs a terminal that sends reversals; act 5 is a QR wallet
-payment), says what it cost in one plain headline, shows the same faults under every policy side by side, and ends with one
-sentence: what fixes it. The rows wrap to the terminal's width (100 columns and 80 too):
+payment), says what it cost in one plain headline, shows the same faults under every policy
+side by side, and ends with one sentence: what fixes it. The rows wrap to the terminal's width (100 columns and 80 too):
 nothing is cut. Worded in the reader's language.
 """
 
