@@ -127,7 +127,8 @@ def compare(con: Console, results: Sequence[FleetResult]) -> None:
 
 _STYLE = """body{font:14px "Liberation Sans",Arial,"Noto Sans CJK SC",sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;margin:.6em 0}
-td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}td:first-child,th:first-child{text-align:left}
+td,th{border:1px solid #ccc;padding:2px 5px;text-align:right}th{font-size:12px;overflow-wrap:anywhere}
+td:first-child,th:first-child{text-align:left}
 .bad{color:#b00;font-weight:bold}details{margin:.8em 0}summary{cursor:pointer;font-weight:bold}
 .headline{font-size:19px;font-weight:700;margin:0 0 6px}.point{border:2px solid #b42318;padding:8px 12px}
 input{margin:.4em 0;padding:2px 6px}"""

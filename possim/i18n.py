@@ -106,7 +106,7 @@ def scenario_text(name: str, title: str, description: str, lang: str) -> tuple[s
     entry = _scenario_texts(lang).get(name)
     if not entry or entry.get("en") != title:
         return title, description
-    return entry["title"], entry["description"]
+    return entry["title"], "".join(entry["description"].strip().splitlines())  # Chinese lines join without spaces
 
 
 def translator(lang: str | None = None, currency: str = "978") -> Tr:
