@@ -96,7 +96,7 @@ class MqttEndpoint:
         self.address, self.identifier, self.subscriptions = address, identifier, subscriptions
         self.on_message, self.qos = on_message, qos
         self.emit = emit or (lambda *a, **k: None)
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho has no annotations
         props.SessionExpiryInterval = session_expiry
         self.client = aiomqtt.Client(address.host, address.port, identifier=identifier,
                                      protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props,
@@ -115,12 +115,12 @@ class MqttEndpoint:
         # it, so a crash in between would lose a request the broker thinks was delivered.
         self.client._client.manual_ack_set(True)
 
-    async def start(self, timeout: float = 5.0) -> None:
+    async def start(self, connect_within: float = 5.0) -> None:
         """Connect for the first time; an unreachable broker raises ``TransportError``."""
         self._tasks = [asyncio.create_task(self._connection_loop(), name=f"mqtt[{self.identifier}].conn"),
                        asyncio.create_task(self._sender(), name=f"mqtt[{self.identifier}].send")]
         try:
-            await asyncio.wait_for(self.connected.wait(), timeout)
+            await asyncio.wait_for(self.connected.wait(), connect_within)
         except TimeoutError:
             await self.stop()
             raise TransportError(f"cannot reach MQTT broker at mqtt://{self.address.host}:{self.address.port}"
@@ -149,13 +149,13 @@ class MqttEndpoint:
     def force_reconnect(self) -> None:
         """Drop the TCP connection (a network cut); the loop reconnects and resumes the session."""
         sock = self.client._client.socket()
-        if sock is not None:
+        if isinstance(sock, socket.socket):  # paho types it as a SocketLike; plain and TLS sockets are both sockets
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
     def socket_nodelay(self) -> int:
         sock = self.client._client.socket()
-        return int(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)) if sock is not None else -1
+        return int(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)) if isinstance(sock, socket.socket) else -1
 
     async def _connection_loop(self) -> None:
         backoff = 0.05

@@ -20,6 +20,7 @@ from tests.layout import fold, geometry
 from tests.test_report import CHROME_ARGS, CHROMIUM
 
 VIEWPORTS = ((1366, 768), (1024, 768))
+#: Every shipped scenario; a fleet is judged on its own summary page (possim/fleet_view.py).
 NAMES = sorted(p.stem for p in SCENARIOS.glob("*.toml"))
 
 
