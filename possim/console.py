@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from possim.checker import DAMAGE, OPTIONAL, harmful, shown_measures
+from possim.checker import DAMAGE, harmful, shown_measures
 from possim.i18n import N_, Tr
 from possim.lesson import point
 from possim.simulation import RunResult
@@ -27,7 +27,8 @@ MEASURE_NAMES = {"transactions": N_("transactions"), "approved": N_("approved"),
                  "phantom_approvals": N_("phantom approvals"), "pending_reversals": N_("pending reversals"),
                  "open_holds": N_("open holds"), "late_responses": N_("late responses"),
                  "customer_loss": N_("customer loss"), "merchant_loss": N_("merchant loss"),
-                 "escalated": N_("escalated to the acquirer")}
+                 "escalated": N_("escalated to the acquirer"),
+                 "recovered_by_settlement": N_("recovered by settlement")}
 
 
 #: How a settled payment was paid, where the code is not a word (catalogue entries).
@@ -41,7 +42,7 @@ def instrument(code: str, tr: Tr) -> str:
 
 def alarm(key: str, value: object) -> bool:
     """Shown in red: harm (``checker.harmful``), and an escalation, which is money still owed to a customer."""
-    return harmful(key, value) or (key in OPTIONAL and bool(value))
+    return harmful(key, value) or (key == "escalated" and bool(value))
 
 
 def measure(key: str, tr: Tr) -> str:

@@ -26,8 +26,8 @@ import unicodedata
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 
-from possim.checker import DAMAGE, shown_measures
-from possim.console import alarm, instrument
+from possim.checker import DAMAGE, OPTIONAL, shown_measures
+from possim.console import alarm, instrument, measure
 from possim.i18n import N_, Tr
 from possim.lesson import Point, point, story, tr_for
 from possim.msc import HOST, HOST_DOWN, IN_FLIGHT, NETWORK, TERMINAL, TERMINAL_OFF, WALLET, Arrow, Sequence, Step, build
@@ -72,7 +72,8 @@ MEASURE_NAMES = {"transactions": N_("transactions"), "approved": N_("approved"),
                  "phantom_approvals": N_("phantom approvals"), "pending_reversals": N_("pending reversals"),
                  "open_holds": N_("open holds"), "late_responses": N_("late responses"),
                  "customer_loss": N_("customer loss"), "merchant_loss": N_("merchant loss"),
-                 "escalated": N_("escalated to the acquirer")}
+                 "escalated": N_("escalated to the acquirer"),
+                 "recovered_by_settlement": N_("recovered by settlement")}
 
 CSS = """
 body{font-family:"Liberation Sans",Arial,"Noto Sans CJK SC","Microsoft YaHei",sans-serif;margin:16px 20px;
@@ -424,7 +425,7 @@ def _verdict(result: RunResult, tr: Tr) -> str:
         value = s[key]
         shown = tr.money(value) if key.endswith("_loss") else str(value)
         cls = "bad" if alarm(key, value) else "ok" if key in DAMAGE else "num"
-        rows.append(f"<tr><th>{_e(tr(MEASURE_NAMES[key]))}</th><td class='num {cls}'>{_e(shown)}</td></tr>")
+        rows.append(f"<tr><th>{_e(measure(key, tr))}</th><td class='num {cls}'>{_e(shown)}</td></tr>")
     return f"<table>{''.join(rows)}</table>"
 
 
@@ -474,7 +475,7 @@ def _fees(rec: Reconciliation, tr: Tr) -> str:
 
 
 def _comparison(results: Seq[RunResult], tr: Tr) -> str:
-    escalations = ("escalated",) if any("escalated" in r.verdict.summary() for r in results) else ()
+    escalations = tuple(k for k in OPTIONAL if any(k in r.verdict.summary() for r in results))
     keys = (*DAMAGE, *escalations, "approved", "reversed", "customer_loss", "merchant_loss")
     head = "".join(f"<th>{_e(r.policy)}</th>" for r in results)
     body = []
@@ -484,7 +485,7 @@ def _comparison(results: Seq[RunResult], tr: Tr) -> str:
             v = r.verdict.summary().get(key, 0)
             shown = tr.money(v) if key.endswith("_loss") else str(v)
             cells.append(f"<td class='num {'bad' if alarm(key, v) else ''}'>{_e(shown)}</td>")
-        body.append(f"<tr><th>{_e(tr(MEASURE_NAMES[key]))}</th>{''.join(cells)}</tr>")
+        body.append(f"<tr><th>{_e(measure(key, tr))}</th>{''.join(cells)}</tr>")
     return (f"<h2>{_e(tr('Same faults, seed {seed}: each policy', seed=results[0].seed))}</h2>"
             f"<table><tr><th></th>{head}</tr>" + "".join(body) + "</table>")
 

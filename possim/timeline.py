@@ -123,7 +123,24 @@ def _terminal(e: ev.Event, tr: Tr) -> str | None:
             return tr("REVERSAL FAILED after {attempts} tries: handed to the acquirer", attempts=e.attempts)
         case ev.DuplicateTransmission():
             return tr("{mti} answered 94 (duplicate transmission): still waiting", mti=e.mti)
-    return _wallet_terminal(e, tr)
+    return _settlement(e, tr) or _wallet_terminal(e, tr)
+
+
+def _settlement(e: ev.Event, tr: Tr) -> str | None:
+    """End of day (结算): the batch totals, the host's answer, the batch upload."""
+    match e:
+        case ev.SettlementSent():
+            return tr("settlement: batch of {count} sale(s), {amount}", count=e.debit_count,
+                      amount=tr.money(e.debit_amount))
+        case ev.SettlementAnswered() if e.balanced:
+            return tr("settlement balanced: the batch is closed")
+        case ev.SettlementAnswered() if e.final:
+            return tr("settlement still out of balance after the upload")
+        case ev.SettlementAnswered():
+            return tr("out of balance: uploading {n} sale(s) (0320)", n=e.uploads)
+        case ev.SettlementFailed():
+            return tr("settlement {mti} failed: the batch stays open", mti=e.mti)
+    return None
 
 
 def _wallet_terminal(e: ev.Event, tr: Tr) -> str | None:
@@ -259,7 +276,19 @@ def _host_checks(e: ev.Event, tr: Tr) -> str | None:
             return tr("issuer: {reason}; answered {rc}, no money moved", reason=tr(e.reason), rc=e.rc)
         case ev.UnexpectedMessage():
             return tr("unexpected {mti}: ignored", mti=e.mti)
+        case ev.SettlementChecked():
+            return tr("batch totals {terminal} against the ledger's {host}: {verdict}",
+                      terminal=tr.money(e.terminal_amount), host=tr.money(e.host_amount),
+                      verdict=tr("balanced") if e.balanced else tr("out of balance"))
+        case ev.BatchUploadReceived():
+            return tr("batch upload of STAN {stan}, {amount}: {outcome}", stan=e.orig_stan,
+                      amount=tr.money(e.amount), outcome=tr(UPLOAD_OUTCOMES.get(e.outcome, e.outcome)))
     return None
+
+
+#: What the host made of one uploaded sale (catalogue entries).
+UPLOAD_OUTCOMES = {"captured": N_("captured now (never got online)"), "matched": N_("already in the ledger"),
+                   "unknown": N_("unknown to the ledger")}
 
 
 def _wallet_gateway(e: ev.Event, tr: Tr) -> str | None:
