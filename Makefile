@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 POSSIM := $(VENV)/bin/possim
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench fuzz broker mosquitto chromium clean
+.PHONY: demo test bench fuzz chaos broker mosquitto chromium clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -41,6 +41,10 @@ fuzz: $(STAMP)
 	$(POSSIM) fuzz --policy query-then-reversal --examples 3000 --out found-qtr.toml
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/test_fuzz.py
 	$(POSSIM) fuzz --policy none --out found-none.toml || test $$? -eq 1
+
+## chaos: 20 terminal processes, an acquirer and Mosquitto SIGKILLed at random (20/20/10 times), then judged
+chaos: $(STAMP) mosquitto
+	$(POSSIM) chaos
 
 ## broker: Mosquitto on 127.0.0.1:1883 with possim's configuration, in the foreground
 broker: $(STAMP) mosquitto

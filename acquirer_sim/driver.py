@@ -1,6 +1,9 @@
 """Executes the host's actions: replies go through the link after their processing delay.
 
 Every arrival is traced with its bytes, so a recorded run can drive this driver again.
+``origin`` is what the transport says about who sent the bytes (``protocol.transports.Origin``):
+its terminal id goes to the host, which binds identity; the origin itself rides along with the
+reply (``meta["origin"]``), so the transport answers only where the request came from.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from acquirer_sim.host import AcquirerHost, Crashed, Reply
 from protocol import codec
 from protocol.events import Event, HostRestarted, MsgReceived, MsgSent
 from protocol.ports import Link, Scheduler
+from protocol.transports import Origin
 
 
 class HostDriver:
@@ -23,23 +27,26 @@ class HostDriver:
         self.emit = emit
         self.pending = 0
 
-    def receive(self, data: bytes) -> None:
+    def receive(self, data: bytes, origin: Origin | None = None) -> None:
         wire: dict[str, Any] = codec.wire_fields(data)
         self.emit(MsgReceived("host", **wire, data=data.hex()))
-        for action in self.host.receive(self.scheduler.now(), data):
+        for action in self.host.receive(self.scheduler.now(), data, origin.tid if origin is not None else None):
             if isinstance(action, Reply):
                 self.pending += 1
-                self.scheduler.call_later(action.delay, partial(self._send, action))
+                self.scheduler.call_later(action.delay, partial(self._send, action, origin))
             elif isinstance(action, Crashed):
                 self.scheduler.call_later(action.until - self.scheduler.now(),
                                           lambda: self.emit(HostRestarted()))
             else:
                 self.emit(action)
 
-    def _send(self, reply: Reply) -> None:
+    def _send(self, reply: Reply, origin: Origin | None) -> None:
         self.pending -= 1
         self.emit(MsgSent("host", reply.tid, reply.stan, reply.mti, rrn=reply.rrn or None))
-        meta = {"tid": reply.tid, "stan": reply.stan, "mti": reply.mti}
+        meta: dict[str, object] = {"tid": reply.tid, "stan": reply.stan, "mti": reply.mti,
+                                   "authenticated": reply.authenticated}
+        if origin is not None:
+            meta["origin"] = origin
         if reply.rrn:
             meta["rrn"] = reply.rrn
         self.link.send(reply.data, meta)

@@ -12,13 +12,23 @@ Rules kept here:
 3. Repeated reversals and advices are one operation: credited or captured once.
 4. Crash after commit: the debit is stored, no reply leaves, requests arriving while the
    host is down are lost; after the restart everything is answered from the ledger.
+5. Nobody can act for another terminal (``keys``: every terminal's MAC key). A request with a
+   missing or wrong MAC is answered 63 (security violation) and changes nothing; a request
+   whose field 41 is not the terminal the transport vouches for (``sender``: the MQTT topic's
+   id, the id a TCP connection is bound to) is dropped unanswered. So only a terminal itself
+   can debit, reverse, query or close one of its keys.
+6. Field checks (``protocol.validation``) before anything else: a request that fails them is
+   answered 30 (format error) when its sender is identified, else dropped with an event; a
+   reversal whose amount is not its original's is answered 13 and credits nothing. Either
+   way nothing is written to the ledger.
 """
 
 from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -27,7 +37,9 @@ from protocol import codec
 from protocol import events as ev
 from protocol import mti as M
 from protocol.errors import ProtocolError
+from protocol.mac import MacKey
 from protocol.messages import Key, Message
+from protocol.validation import validate
 
 if TYPE_CHECKING:  # the ledger is injected: the host never opens files or reads clocks itself
     from acquirer_sim.ledger import Ledger, Original
@@ -41,6 +53,9 @@ class Reply:
     stan: str
     rrn: str | None
     tid: str
+    #: The request's MAC (or, without keys, its frame) proved its sender: a TCP connection may be
+    #: bound to ``tid`` by it. False for a 63 answer, which goes back only where the request came from.
+    authenticated: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +71,9 @@ _REVERSAL: dict[str, type[ev.LedgerReversal]] = {
     "credited": ev.LedgerReversalCredited, "released": ev.LedgerReversalReleased,
     "nothing_to_reverse": ev.LedgerReversalNothingToReverse, "before_original": ev.LedgerReversalBeforeOriginal}
 
+#: ISO 8583 "invalid amount": the answer to a reversal whose field 4 is not its original's amount.
+AMOUNT_MISMATCH = "13"
+
 #: status query answers (field 48) by ledger state.
 _STATUS = {"debited": "APPROVED", "held": "APPROVED", "captured": "APPROVED", "declined": "DECLINED",
            "refused": "DECLINED", "reversed": "REVERSED", "released": "REVERSED"}
@@ -64,8 +82,11 @@ _STATUS = {"debited": "APPROVED", "held": "APPROVED", "captured": "APPROVED", "d
 class AcquirerHost:
     """Sans-IO acquirer host. See the module docstring for its rules."""
 
-    def __init__(self, config: HostConfig, ledger: Ledger, rng: random.Random) -> None:
+    def __init__(self, config: HostConfig, ledger: Ledger, rng: random.Random,
+                 keys: Mapping[str, MacKey] | None = None) -> None:
         self.config = config
+        #: Every terminal's MAC key by terminal id; ``None`` runs without MACs (as before keys existed).
+        self.keys = keys
         self.ledger = ledger
         self.rng = rng
         self.down_until = -1.0
@@ -75,24 +96,48 @@ class AcquirerHost:
         for pan, balance in config.accounts.items():
             ledger.open_account(pan, balance)
 
-    def receive(self, now: float, data: bytes) -> list[HostAction]:
+    def receive(self, now: float, data: bytes, sender: str | None = None) -> list[HostAction]:
+        """Handle one request. ``sender``: the terminal id the transport vouches for, if any."""
         if now < self.down_until:
             return [ev.HostDownDrop(codec.peek_mti(data))]
         try:
-            msg = codec.decode(data)
-        except ProtocolError as exc:
+            msg = codec.decode(data, self.keys)
+        except codec.MacError as exc:
+            return self._security(exc, sender)
+        except ProtocolError as exc:  # no trustworthy field 41: nobody to answer
             return [ev.MalformedFrame("host", str(exc))]
+        if sender is not None and msg.tid != sender:
+            return [ev.IdentityMismatch(*_f(msg), sender=sender)]
+        if msg.mti not in M.REQUESTS:
+            return [ev.UnexpectedMessage(msg.mti, msg.stan)]
+        problem = validate(msg)
+        if problem is not None:
+            return [ev.FormatErrorAnswered(*_f(msg), reason=problem), self._reply(msg, "30")]
+        return self._request(now, msg)
+
+    def _request(self, now: float, msg: Message) -> list[HostAction]:
         if msg.mti in (M.PURCHASE, M.AUTH):
             return self._original(now, msg)
-        if msg.original is None:
-            return [ev.MalformedFrame("host", f"MTI {msg.mti} without field 90")]
         if msg.mti in (M.REVERSAL, M.REVERSAL_REPEAT):
             return self._reversal(now, msg)
         if msg.mti in (M.ADVICE, M.ADVICE_REPEAT):
             return self._advice(now, msg)
-        if msg.mti == M.STATUS_QUERY:
-            return self._query(now, msg)
-        return [ev.UnexpectedMessage(msg.mti, msg.stan)]
+        return self._query(now, msg)
+
+    def _security(self, exc: codec.MacError, sender: str | None) -> list[HostAction]:
+        """A MAC that proves nothing: answer 63 to the terminal the frame names (under its key), change nothing.
+
+        Unanswered when the transport vouches for another terminal (the reply would reach the
+        impersonated one), when no key exists for the name, or when the frame is no request.
+        """
+        msg = exc.message
+        if sender is not None and msg.tid != sender:
+            return [ev.IdentityMismatch(*_f(msg), sender=sender)]
+        answerable = not isinstance(exc, codec.UnknownTerminalError) and msg.mti in M.REQUESTS
+        event = ev.SecurityViolation(*_f(msg), reason=str(exc), answered=answerable)
+        if not answerable:
+            return [event]
+        return [event, replace(self._reply(msg, codec.SECURITY_VIOLATION), authenticated=False)]
 
     # -- financial originals --------------------------------------------------------------
 
@@ -103,7 +148,7 @@ class AcquirerHost:
             self.ledger.count_duplicate(key)
             response = seen.response
             if response is None:  # committed, then crashed before replying: answer from the ledger now
-                response = codec.encode(msg.response(seen.response_code, rrn=seen.rrn, auth_code=seen.auth_code))
+                response = self._encode(msg.response(seen.response_code, rrn=seen.rrn, auth_code=seen.auth_code))
                 self.ledger.attach_response(key, response)
             return [ev.DuplicateOriginal(*_f(msg), rrn=seen.rrn, rc=seen.response_code),
                     Reply(response, self._delay(True), M.response_to(msg.mti), msg.stan, seen.rrn, msg.tid)]
@@ -115,11 +160,11 @@ class AcquirerHost:
         movement = ("hold" if msg.mti == M.AUTH else "debit") if rc == "00" else None
         state = {"hold": "held", "debit": "debited", None: "refused" if closure else "declined"}[movement]
         crash = self._crash_rule(msg.mti)
-        response = None if crash else codec.encode(msg.response(rc, rrn=rrn, auth_code=auth))
+        response = None if crash else self._encode(msg.response(rc, rrn=rrn, auth_code=auth))
         self.ledger.record(now, key, msg.mti, pan, amount, rrn, auth, rc, state, movement, response)
         actions: list[HostAction] = [ev.LateOriginalRefused(*_f(msg), reason=closure)] if closure else []
         if movement:
-            actions.append(_MOVEMENT[movement](*_f(msg), rrn=rrn, pan=pan, amount=amount))
+            actions.append(_MOVEMENT[movement](*_f(msg), rrn=rrn, pan=mask_pan(pan), amount=amount))
         else:
             actions.append(ev.LedgerDeclined(*_f(msg), rc=rc))
         if crash is not None:
@@ -156,6 +201,9 @@ class AcquirerHost:
         if earlier is not None:
             return [ev.DuplicateReversal(*_f(msg)), self._reply(msg, earlier)]
         orig = self.ledger.find(key)
+        if orig is not None and msg.amount != orig.amount:  # a reversal takes back exactly what was taken
+            return [ev.ReversalAmountMismatch(*_f(msg), amount=msg.amount or 0, original_amount=orig.amount),
+                    self._reply(msg, AMOUNT_MISMATCH)]
         outcome, rc = self._reverse(now, key, orig)
         self.ledger.record_reversal(now, key, outcome, rc)
         return [_REVERSAL[outcome](*_f(msg), orig_stan=key[1], rrn=orig.rrn if orig else None),
@@ -210,7 +258,11 @@ class AcquirerHost:
 
     def _reply(self, msg: Message, rc: str, **fields: object) -> Reply:
         response = msg.response(rc, **fields)
-        return Reply(codec.encode(response), self._delay(True), response.mti, msg.stan, response.rrn, msg.tid)
+        return Reply(self._encode(response), self._delay(True), response.mti, msg.stan, response.rrn, msg.tid)
+
+    def _encode(self, response: Message) -> bytes:
+        """A response carries the MAC of the terminal it answers (when the host has keys)."""
+        return codec.encode(response, self.keys.get(response.tid) if self.keys is not None else None)
 
     def _captured(self, key: Key) -> int:
         row = self.ledger.conn.execute(
@@ -231,3 +283,10 @@ class AcquirerHost:
 def _f(msg: Message) -> tuple[str, str, str]:
     """The ``tid``, ``stan`` and ``mti`` every host event about a request carries."""
     return msg.tid, msg.stan, msg.mti
+
+
+def mask_pan(pan: str) -> str:
+    """A card number as logs and reports show it: first six and last four digits (PCI DSS 3.4)."""
+    if len(pan) < 13:
+        return "*" * len(pan)
+    return pan[:6] + "*" * (len(pan) - 10) + pan[-4:]

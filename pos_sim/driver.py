@@ -81,6 +81,8 @@ class TerminalDriver:
     def execute(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Send):
+                if self.journal.durable:  # a restarted terminal process carries on after the last STAN sent
+                    self.journal.save_stan(action.stan)
                 self.emit(MsgSent("terminal", self.tid, action.stan, action.mti, txn=action.txn_id))
                 self.link.send(action.data, {"tid": self.tid, "stan": action.stan, "mti": action.mti,
                                              "txn": action.txn_id})

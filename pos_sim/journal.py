@@ -56,7 +56,8 @@ class Journal:
     def __init__(self, path: str | Path = ":memory:", tid: str = "") -> None:
         # A journal file commits every write (it must survive the terminal losing power);
         # an in-memory journal commits at the end of the run.
-        if is_memory(path):
+        self.durable = not is_memory(path)
+        if not self.durable:
             self.conn = sqlite3.connect(":memory:", isolation_level="DEFERRED")
             self.conn.deserialize(_EMPTY)
         else:

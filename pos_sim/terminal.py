@@ -18,6 +18,9 @@ Rules kept here:
 3. A timed-out transaction whose fate is unknown is recorded as ``unknown``, not failed.
 4. A reversal ends only on an answer that means the money is back or was never taken
    (``pos_sim.exchanges.REVERSAL_ANSWERS``); any other answer is retried like a timeout.
+5. With a MAC key every request carries a MAC, and a response whose MAC is missing or wrong
+   is no response at all: traced (``response_rejected``) and otherwise ignored, so the timer
+   runs on and the policy recovers as after a lost answer. A forged approval changes nothing.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from pos_sim.records import UNSETTLED, CompletionState, Kind, ReversalState, Sal
 from protocol import codec
 from protocol import events as ev
 from protocol.errors import ProtocolError
+from protocol.mac import MacKey
 from protocol.messages import Message, OriginalData
 from protocol.mti import ADVICE, ADVICE_REPEAT, AUTH, PURCHASE, REVERSAL, REVERSAL_REPEAT, STATUS_QUERY, response_to
 
@@ -79,8 +83,10 @@ class Exchange:
 class Terminal:
     """Sans-IO POS terminal. See the module docstring for its rules."""
 
-    def __init__(self, config: TerminalConfig) -> None:
+    def __init__(self, config: TerminalConfig, mac_key: MacKey | None = None) -> None:
         self.config = config
+        #: This terminal's MAC key, shared only with the host; ``None`` runs without MACs.
+        self.mac_key = mac_key
         self.policy = config.recovery
         self.waiting: deque[PaymentRequest] = deque()
         self.tasks: list[Task] = []
@@ -100,7 +106,9 @@ class Terminal:
     def receive(self, now: float, data: bytes) -> list[Action]:
         """Bytes arrived from the host."""
         try:
-            msg = codec.decode(data)
+            msg = codec.decode(data, self.mac_key)
+        except codec.MacError as exc:
+            return [ev.ResponseRejected(*_ids(exc.message), str(exc))]
         except ProtocolError as exc:
             return [ev.MalformedFrame("terminal", str(exc))]
         ex = self.inflight
@@ -221,7 +229,7 @@ class Terminal:
         msg = spec.build(self, now, txn)
         self.inflight = Exchange(kind, txn, msg, task)
         self._by_stan[msg.stan] = (kind, txn)
-        return [WriteJournal(txn.snapshot()), Send(codec.encode(msg), msg.mti, msg.stan, txn.txn_id),
+        return [WriteJournal(txn.snapshot()), Send(codec.encode(msg, self.mac_key), msg.mti, msg.stan, txn.txn_id),
                 StartTimer(RESPONSE_TIMER, now + spec.timeout(self.config))]
 
     # -- requests -------------------------------------------------------------------------

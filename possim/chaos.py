@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -225,36 +224,19 @@ def _settle(acquirer: _Process, terminals: list[_Process], timeout: float, progr
 
 
 def judge(ledger: Path, journals: list[Path]) -> dict[str, Any]:
-    """The checker's verdict over every terminal's journal against the one shared ledger."""
+    """The checker's verdict over every terminal's journal against the one shared ledger (as ``possim check``)."""
+    from acquirer_sim.ledger import read_ledger
+    from pos_sim.journal import read_journal
     from possim.checker import check
 
-    ledger_conn = sqlite3.connect(ledger)
-    summary: Counter[str] = Counter()
+    conns = [read_journal(path) for path in journals if path.exists()]
+    ledger_conn = read_ledger(ledger)
     try:
-        for path in journals:
-            journal = sqlite3.connect(path)
-            try:
-                tid = path.stem
-                verdict = check(journal, _only(ledger_conn, tid))
-            finally:
-                journal.close()
-            for key, value in verdict.counts.items():
-                summary[key] += value
+        verdict = check(conns, ledger_conn)
     finally:
-        ledger_conn.close()
-    return dict(summary)
-
-
-def _only(ledger: sqlite3.Connection, tid: str) -> sqlite3.Connection:
-    """A ledger view holding one terminal's entries (until the checker judges fleets itself)."""
-    view = sqlite3.connect(":memory:")
-    view.execute("CREATE TABLE entries AS SELECT * FROM (SELECT 1) WHERE 0")
-    rows = ledger.execute("SELECT * FROM entries WHERE tid = ?", (tid,)).fetchall()
-    cols = [d[0] for d in ledger.execute("SELECT * FROM entries LIMIT 0").description]
-    view.execute("DROP TABLE entries")
-    view.execute(f"CREATE TABLE entries ({', '.join(cols)})")
-    view.executemany(f"INSERT INTO entries VALUES ({', '.join('?' * len(cols))})", rows)  # noqa: S608
-    return view
+        for conn in [*conns, ledger_conn]:
+            conn.close()
+    return {**verdict.counts, "settled": verdict.settled}
 
 
 def print_table(report: ChaosReport, out: IO[str]) -> None:

@@ -144,6 +144,7 @@ class _Tally:
         self.counts["transactions"] += 1
         self.counts[status if status in self.counts else "unknown"] += 1
         self.counts["late_responses"] += late
+        intent = f"{tid}:{intent}"  # a basket belongs to one till: terminals number theirs alike
         self.agreed_by_intent[intent] += due if status == "approved" else 0
         if charged:
             self.charged_by_intent[intent].append(charged)

@@ -1,4 +1,9 @@
-"""Console rendering with rich: timelines, verdicts, side-by-side policies. Plain when piped."""
+"""Console rendering with rich: the point of a run, timelines, verdicts, policies side by side.
+
+Every view opens with the point (:mod:`possim.lesson`): who lost how much and why, the
+money, what the merchant should do; the timeline explains it below. Worded in the reader's
+language (:class:`possim.i18n.Tr`). Plain when piped.
+"""
 
 from __future__ import annotations
 
@@ -10,46 +15,89 @@ from rich.markup import escape
 from rich.table import Table
 
 from possim.checker import DAMAGE, MEASURES, harmful
+from possim.i18n import N_, Tr
+from possim.lesson import point
 from possim.simulation import RunResult
-from possim.timeline import rows
+from possim.timeline import note, rows
+
+_EN = Tr("en")
+MEASURE_NAMES = {"transactions": N_("transactions"), "approved": N_("approved"), "declined": N_("declined"),
+                 "failed": N_("failed"), "unknown": N_("unknown"), "reversed": N_("reversed"),
+                 "orphaned_debits": N_("orphaned debits"), "double_debits": N_("double debits"),
+                 "phantom_approvals": N_("phantom approvals"), "pending_reversals": N_("pending reversals"),
+                 "open_holds": N_("open holds"), "late_responses": N_("late responses"),
+                 "customer_loss": N_("customer loss"), "merchant_loss": N_("merchant loss")}
 
 
-def timeline(console: Console, result: RunResult, limit: int = 400) -> None:
-    table = Table(title=f"{result.scenario.name} - policy {result.policy}, seed {result.seed}",
-                  show_lines=False, expand=True)
-    table.add_column("t (s)", justify="right", no_wrap=True)
-    table.add_column("terminal", ratio=3)
-    table.add_column("network", ratio=2, style="yellow")
-    table.add_column("host", ratio=3, style="cyan")
-    all_rows = rows(result.trace.records)
+def measure(key: str, tr: Tr) -> str:
+    return tr(MEASURE_NAMES.get(key, key.replace("_", " ")))
+
+
+def lesson(console: Console, result: RunResult, tr: Tr = _EN, actions: bool = True) -> None:
+    """The headline, the money and what the merchant should do."""
+    p = point(result, tr)
+    colour = "green" if p.good else "red"
+    console.print(f"[bold {colour}]{escape(p.headline)}[/]")
+    money = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
+    money.add_column(no_wrap=False)
+    money.add_column(justify="right", no_wrap=True)
+    for label, value in p.money:
+        money.add_row(escape(label), f"[bold]{escape(value)}[/]")
+    console.print(money)
+    if actions:
+        console.print(f"[bold]{escape(tr('What the merchant should do'))}[/]")
+        for i, action in enumerate(p.actions, 1):
+            console.print(f" {i}. {escape(action)}")
+    console.print()
+
+
+def timeline(console: Console, result: RunResult, limit: int = 400, tr: Tr = _EN) -> None:
+    title = tr("{scenario} - policy {policy}, seed {seed}", scenario=result.scenario.name, policy=result.policy,
+               seed=result.seed)
+    table = Table(title=title, show_lines=False, expand=True)
+    table.add_column(tr("t (s)"), justify="right", no_wrap=True)
+    table.add_column(tr("terminal"), ratio=3)
+    table.add_column(tr("network"), ratio=2, style="yellow")
+    table.add_column(tr("host"), ratio=3, style="cyan")
+    all_rows = rows(result.trace.records, tr)
     for t, term, net, host in all_rows[:limit]:
-        style = "bold red" if "LOST" in net + term or "TIMEOUT" in term or "CRASH" in host else None
-        table.add_row(f"{t:.3f}", escape(term), escape(net), escape(host), style=style)
+        table.add_row(f"{t:.3f}", escape(term), escape(net), escape(host), style=_style(term, net, host))
     console.print(table)
     if len(all_rows) > limit:
-        console.print(f"... {len(all_rows) - limit} more events (write them all with --trace FILE)")
+        console.print(tr("... {n} more events (write them all with --trace FILE)", n=len(all_rows) - limit))
 
 
-def verdict(console: Console, result: RunResult, failures: Sequence[str] = ()) -> None:
+def _style(term: str, net: str, host: str) -> str | None:
+    """Red for what went wrong: a loss (also at a host that is down), a timeout, a crash."""
+    alarm = any(word in cell for cell in (term, net, host) for word in ("LOST", "TIMEOUT", "CRASH", "丢失", "超时",
+                                                                        "宕机"))
+    return "bold red" if alarm else None
+
+
+def verdict(console: Console, result: RunResult, failures: Sequence[str] = (), tr: Tr = _EN) -> None:
     s = result.verdict.summary()
-    table = Table(title="checker verdict (terminal journal vs host ledger)")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
+    table = Table(title=tr("checker verdict (terminal journal vs host ledger)"))
+    table.add_column(tr("measure"))
+    table.add_column(tr("value"), justify="right")
     for key in MEASURES:
         value = s[key]
-        table.add_row(key.replace("_", " "), f"[bold red]{value}[/]" if harmful(key, value) else str(value))
+        shown = tr.money(value) if key.endswith("_loss") else str(value)
+        table.add_row(measure(key, tr), f"[bold red]{shown}[/]" if harmful(key, value) else shown)
     console.print(table)
     for f in result.verdict.findings[:20]:
-        console.print(f"  finding: {f.finding} txn {f.txn} stan {f.key[1]} amount {f.as_dict()['amount']}")
+        console.print("  " + tr("finding: {finding}, txn {txn}, stan {stan}, {amount}",
+                                finding=tr(f.finding.replace("_", " ")), txn=f.txn, stan=f.key[1],
+                                amount=tr.money(f.amount)))
     for line in failures:
-        console.print(f"[bold red]expectation failed:[/] {line}")
+        console.print(f"[bold red]{escape(tr('expectation failed:'))}[/] {escape(line)}")
     if not result.quiescent:
-        console.print("[bold red]run did not reach quiescence within the horizon[/]")
+        console.print(f"[bold red]{escape(tr('run did not reach quiescence within the horizon'))}[/]")
 
 
-def compare(console: Console, results: Sequence[RunResult]) -> None:
-    table = Table(title=f"{results[0].scenario.name}: same faults, seed {results[0].seed}, each policy")
-    table.add_column("measure")
+def compare(console: Console, results: Sequence[RunResult], tr: Tr = _EN) -> None:
+    table = Table(title=tr("{scenario}: same faults, seed {seed}, each policy", scenario=results[0].scenario.name,
+                           seed=results[0].seed))
+    table.add_column(tr("measure"))
     for r in results:
         table.add_column(r.policy, justify="right")
     summaries: list[dict[str, Any]] = [r.verdict.summary() for r in results]
@@ -57,8 +105,10 @@ def compare(console: Console, results: Sequence[RunResult]) -> None:
         cells = []
         for s in summaries:
             v = s[key]
-            cells.append(f"[bold red]{v}[/]" if harmful(key, v) else f"[green]{v}[/]" if key in DAMAGE else str(v))
-        table.add_row(key.replace("_", " "), *cells)
+            shown = tr.money(v) if key.endswith("_loss") else str(v)
+            cells.append(f"[bold red]{shown}[/]" if harmful(key, v) else f"[green]{shown}[/]" if key in DAMAGE
+                         else shown)
+        table.add_row(measure(key, tr), *cells)
     console.print(table)
 
 
@@ -77,38 +127,50 @@ def coverage(console: Console, counts: Any, examples: int) -> None:
     console.print(table)
 
 
-def reconciliation(console: Console, rec: Any, title: str) -> None:
-    """The end-of-day view: batch against settlement, mismatches, fees, and what timeouts cost."""
-    console.print(f"[bold]End-of-day reconciliation[/] - {title}")
+def reconciliation(console: Console, rec: Any, title: str, tr: Tr = _EN) -> None:
+    """The end-of-day view (对账): batch against settlement, mismatches, fees, and what timeouts cost."""
+    diff = rec.settled_total - rec.batch_total
+    if diff or not rec.balanced:
+        text = tr("NOT balanced: the bank settles {amount} more than the terminal batch.", amount=tr.money(diff))
+        console.print(f"[bold red]{escape(text)}[/]")
+    else:
+        console.print(f"[bold green]{escape(tr('Balanced: the terminal batch and the bank settlement agree.'))}[/]")
+    console.print(f"[bold]{escape(tr('End-of-day reconciliation'))}[/] - {escape(title)}")
     totals = Table(show_header=True)
     totals.add_column("")
-    totals.add_column("count", justify="right")
-    totals.add_column("total", justify="right")
-    totals.add_row("terminal batch (approved sales)", str(rec.batch_count), str(rec.batch_total))
-    totals.add_row("host settlement (net debits)", str(rec.settled_count), str(rec.settled_total))
-    diff = rec.settled_total - rec.batch_total
-    totals.add_row("difference", "", f"[bold red]{diff}[/]" if diff else str(diff))
+    totals.add_column(tr("count"), justify="right")
+    totals.add_column(tr("total"), justify="right")
+    totals.add_row(tr("terminal batch (approved sales)"), str(rec.batch_count), tr.money(rec.batch_total))
+    totals.add_row(tr("bank settlement (net debits)"), str(rec.settled_count), tr.money(rec.settled_total))
+    totals.add_row(tr("difference"), "", f"[bold red]{tr.money(diff)}[/]" if diff else tr.money(diff))
     console.print(totals)
     if rec.mismatches:
-        mm = Table(title="mismatches")
-        for col in ("kind", "stan", "txn", "terminal", "host", "note"):
-            mm.add_column(col)
+        mm = Table(title=tr("mismatches"))
+        for col in (N_("kind"), "STAN", N_("txn"), N_("terminal"), N_("host"), N_("note")):
+            mm.add_column(tr(col))
         for m in rec.mismatches:
-            mm.add_row(m.kind.replace("_", " "), m.stan, str(m.txn or "-"), str(m.terminal_amount),
-                       str(m.host_amount), m.note)
+            mm.add_row(tr(m.kind.replace("_", " ")), m.stan, str(m.txn or "-"), tr.money(m.terminal_amount),
+                       tr.money(m.host_amount), note(m.note, tr))
         console.print(mm)
-    fees = Table(title="merchant discount fees (per settled transaction, rounded half up to the cent)")
-    for col in ("stan", "txn", "card", "amount", "fee", "rule"):
-        fees.add_column(col, justify="right" if col in ("amount", "fee") else "left")
+    _fees(console, rec, tr)
+    console.print(tr("merchant receives {net} after {fees} in fees", net=tr.money(rec.merchant_net),
+                     fees=tr.money(rec.fees_total)))
+    console.print(f"[bold]{escape(tr('what the timeouts cost'))}[/]")
+    console.print("  " + tr("customer: charged {amount} without a sale (orphaned debits)",
+                            amount=tr.money(rec.customer_charged_without_sale)))
+    console.print("  " + tr("merchant: goods given away on phantom approvals {goods}; fees paid on orphaned debits "
+                            "{fees} (refunded only by a chargeback)", goods=tr.money(rec.merchant_goods_given_away),
+                            fees=tr.money(rec.fees_on_orphaned_debits)))
+
+
+def _fees(console: Console, rec: Any, tr: Tr) -> None:
+    fees = Table(title=tr("merchant discount fees (per settled transaction, rounded half up to the cent)"))
+    for col in ("STAN", N_("txn"), N_("card"), N_("amount"), N_("fee"), N_("rule")):
+        fees.add_column(tr(col), justify="right" if col in ("amount", "fee") else "left")
     for line in rec.lines[:50]:
-        fees.add_row(line.stan, str(line.txn or "-"), line.instrument, str(line.amount), str(line.fee), line.rule)
+        fees.add_row(line.stan, str(line.txn or "-"), tr(line.instrument), tr.money(line.amount),
+                     tr.money(line.fee), line.rule)
     if len(rec.lines) > 50:
-        fees.add_row("...", f"{len(rec.lines) - 50} more", "", "", "", "")
-    fees.add_row("", "", "[bold]total[/]", str(rec.settled_total), str(rec.fees_total), "")
+        fees.add_row("...", tr("{n} more", n=len(rec.lines) - 50), "", "", "", "")
+    fees.add_row("", "", f"[bold]{escape(tr('total'))}[/]", tr.money(rec.settled_total), tr.money(rec.fees_total), "")
     console.print(fees)
-    console.print(f"merchant receives {rec.merchant_net} after {rec.fees_total} in fees")
-    console.print("[bold]what the timeouts cost[/]")
-    console.print(f"  customer: charged {rec.customer_charged_without_sale} without a sale (orphaned debits)")
-    console.print(f"  merchant: goods given away on phantom approvals {rec.merchant_goods_given_away}; "
-                  f"fees paid on orphaned debits {rec.fees_on_orphaned_debits} (refunded only by a chargeback)")
-    console.print("balanced" if rec.balanced else "[bold red]NOT balanced[/]")

@@ -1,65 +1,96 @@
 """The trainer's demo: the key failure modes, narrated and paced in real time.
 
-Each act runs a shipped scenario without recovery, event by event, then shows the same
-faults under the recovery policies side by side, with the money outcome of each.
+Each act plays a shipped scenario event by event under the policy its narration speaks of
+(act 3, the lost reversal, needs a terminal that sends reversals), says what it cost in one
+plain headline, shows the same faults under every policy side by side, and ends with one
+sentence: what fixes it. The rows wrap to the terminal's width (100 columns and 80 too):
+nothing is cut. Worded in the reader's language.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from rich.table import Table
 
 from possim import console as show
+from possim.i18n import N_, Tr
+from possim.lesson import tr_for
 from possim.scenario import load
 from possim.simulation import simulate
 from possim.timeline import rows
 from protocol.events import Stamped
 
+
+@dataclass(frozen=True)
+class Act:
+    scenario: str
+    policy: str  # what the act plays: the policy its narration is about
+    title: str
+    setup: str
+    fix: str
+
+
 ACTS = (
-    ("response-lost", "Act 1 - the lost approval",
-     "Watch the 0210 die on its way back. The host has debited the card; the terminal only sees silence.",
-     "A reversal gives the money back; a status query finds the approval and finishes the sale."),
-    ("slow-host", "Act 2 - the slow host",
-     "The approval is not lost, only late: it arrives after the terminal gave up.",
-     "The late 0210 is logged and ignored; recovery decides the outcome, never the late message."),
-    ("reversal-lost", "Act 3 - the lost reversal",
-     "The fix itself gets lost: the first two reversals never reach the host.",
-     "A reversal is journaled before the sale and repeated (0401) with backoff until acknowledged."),
-    ("customer-retries", "Act 4 - the customer pays again",
-     "Told the payment failed, the customer pays a second time. Now they have paid twice.",
-     "With recovery the first debit is credited back, or found approved so nobody pays twice."),
+    Act("response-lost", "none", N_("Act 1 - the lost approval"),
+        N_("Watch the 0210 die on its way back. The host has debited the card; the terminal only sees silence."),
+        N_("A reversal gives the money back; a status query finds the approval and finishes the sale.")),
+    Act("slow-host", "none", N_("Act 2 - the slow host"),
+        N_("The approval is not lost, only late: it arrives after the terminal gave up."),
+        N_("The late 0210 is logged and ignored; recovery decides the outcome, never the late message.")),
+    Act("reversal-lost", "reversal", N_("Act 3 - the lost reversal"),
+        N_("This terminal does send reversals, but the fix itself gets lost: the first two reversals never "
+           "reach the host."),
+        N_("A reversal is journaled before the sale and repeated (0401) with backoff until acknowledged.")),
+    Act("customer-retries", "none", N_("Act 4 - the customer pays again"),
+        N_("Told the payment failed, the customer pays a second time. Now they have paid twice."),
+        N_("With recovery the first debit is credited back, or found approved, so nobody pays twice.")),
 )
 RECOVERY = ("reversal", "query", "query-then-reversal")
 
 
-def run_demo(console: Console, scenarios: Path, pace: float, sleep: Callable[[float], None] = time.sleep) -> None:
-    first = load(scenarios / "response-lost.toml")
-    console.print("[bold]possim: why a 'failed' payment can still take the customer's money[/]\n")
-    show.compare(console, [simulate(first, p) for p in ("none", *RECOVERY)])
-    for name, title, setup, fix in ACTS:
-        scenario = load(scenarios / f"{name}.toml")
-        console.rule(f"[bold]{title}[/]")
-        console.print(scenario.model.description.strip())
-        console.print(f"\n[italic]{setup}[/]\n")
-        base = simulate(scenario, "none")
-        _paced(console, base.trace.records, pace, sleep)
-        loss = base.verdict.summary()["customer_loss"]
-        console.print(f"\nWithout recovery: [bold red]{base.verdict.counts['orphaned_debits']} orphaned debit(s), "
-                      f"customer loses {loss}[/].")
-        console.print(f"[italic]{fix}[/]")
-        show.compare(console, [base, *(simulate(scenario, p) for p in RECOVERY)])
+def run_demo(console: Console, scenarios: Path, pace: float, sleep: Callable[[float], None] = time.sleep,
+             lang: str | None = None) -> None:
+    tr = Tr(lang or "en")
+    console.print(f"[bold]{tr('possim: why a failed payment can still take the customer money')}[/]\n")
+    for act in ACTS:
+        scenario = load(scenarios / f"{act.scenario}.toml")
+        console.rule(f"[bold]{tr(act.title)}[/]")
+        played = simulate(scenario, act.policy)
+        tr = tr_for(played, tr.lang)
+        console.print(tr("Playing {scenario} under policy {policy}.", scenario=act.scenario, policy=act.policy))
+        console.print(f"[italic]{tr(act.setup)}[/]\n")
+        _paced(console, played.trace.records, pace, sleep, tr)
+        console.print()
+        show.lesson(console, played, tr, actions=False)
+        others = {p: played if p == act.policy else simulate(scenario, p) for p in ("none", *RECOVERY)}
+        show.compare(console, list(others.values()), tr)
+        console.print(f"[bold]{tr(act.fix)}[/]\n")
         sleep(pace * 3)
-    console.rule("[bold]end of demo[/]")
-    console.print("Replay any act yourself: possim run scenarios/<name>.toml --policy none --report act.html")
+    console.rule(f"[bold]{tr('end of demo')}[/]")
+    console.print(tr("Replay any act yourself: possim run <name> --policy none --report act.html"))
 
 
-def _paced(console: Console, records: list[Stamped], pace: float, sleep: Callable[[float], None]) -> None:
-    console.print(f"{'t (s)':>9} | {'terminal':<52} | {'network':<30} | host")
-    for t, term, net, host in rows(records):
-        style = "bold red" if "LOST" in net or "TIMEOUT" in term or "CRASH" in host else None
-        line = f"{t:>9.3f} | {term[:52]:<52} | {net[:30]:<30} | {host[:44]}"
-        console.print(line, style=style, highlight=False, markup=False)
+def _paced(console: Console, records: list[Stamped], pace: float, sleep: Callable[[float], None], tr: Tr) -> None:
+    """One row at a time, the columns sized to the console so long cells wrap instead of being cut."""
+    console.print(_grid(console, (tr("t (s)"), tr("terminal"), tr("network"), tr("host")), "bold"))
+    for t, term, net, host in rows(records, tr):
+        style = show._style(term, net, host)  # the timeline's own alarm colours
+        console.print(_grid(console, (f"{t:.3f}", term, net, host), style))
         sleep(pace)
+
+
+def _grid(console: Console, cells: tuple[str, str, str, str], style: str | None) -> Table:
+    width = console.width
+    grid = Table.grid(padding=(0, 1))
+    rest = max(width - 8 - 4, 30)
+    grid.add_column(width=8, justify="right", no_wrap=True)
+    grid.add_column(width=rest * 3 // 8, overflow="fold")
+    grid.add_column(width=rest * 2 // 8, overflow="fold", style="yellow")
+    grid.add_column(width=rest - rest * 3 // 8 - rest * 2 // 8, overflow="fold", style="cyan")
+    grid.add_row(*cells, style=style)
+    return grid

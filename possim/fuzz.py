@@ -25,7 +25,7 @@ from possim.coverage import tally
 from possim.money import format_amount
 from possim.scenario import from_dict
 from possim.simulation import RunResult, simulate
-from protocol.faults import Rule
+from protocol.faults import Forgery, Rule
 
 
 def violations(result: RunResult) -> list[str]:
@@ -103,6 +103,8 @@ def explain(schedule: dict[str, Any], result: RunResult) -> str:
     faults += [f"host crash after committing {_nth(c['nth'])} {c['mti']}, down {c['down_for']:g}s"
                for c in schedule.get("host", {}).get("crash_after_commit", [])]
     faults += [f"terminal power loss at {p['at']:g}s for {p['down_for']:g}s" for p in schedule.get("power_losses", [])]
+    faults += [Forgery(f["at"], f["kind"], f.get("target", 1), f.get("mac", "wrong")).describe()
+               for f in schedule.get("forgeries", [])]
     n = len(schedule["transactions"])
     text = (f"Under policy '{result.policy}', {n} transaction{'s' if n > 1 else ''} ran with "
             f"{len(faults)} fault{'s' if len(faults) != 1 else ''}: {'; '.join(faults) or 'none'}. ")

@@ -1,44 +1,82 @@
-"""A self-contained HTML report: message sequence chart (inline SVG), ledger, verdict, money.
+"""A self-contained HTML report: the point first, then the message sequence chart, verdict, ledger.
 
-Nothing is fetched from a network: CSS, SVG and the step-through script are inline. A
-trainer walks the room through the run with Next / Previous (or the arrow keys); events
-after the current step fade out.
+Trainers put it on a projector in front of merchants, so the page opens with the headline
+(who lost how much and why), the money and what the merchant should do
+(:mod:`possim.lesson`); the chart explains it below. A long run (many sales) opens with a
+summary and its worst transactions as links into the chart, which stays one click away in
+a collapsed ``<details>``.
+
+The chart is laid out so no two labels overlap at any width: every row is as tall as its
+longest wrapped label, each label has a column of its own (time | terminal | between the
+lanes | host), the text between the lanes of a row is the arrow label *or* the network
+event *or* the timeout, never two of them, and a long silence gets its own band. Labels
+wrap to their column; past three lines they are abbreviated, the full text on hover.
+The SVG scales to the page (``viewBox``), so 1024 px projectors show all of it.
+
+Nothing is fetched from a network: CSS, SVG and the step-through script are inline. The
+step-through reveals a message when it lands or dies, so a lost arrow and its cross appear
+at the step that says LOST, never before.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import unicodedata
 from collections.abc import Sequence as Seq
+from dataclasses import dataclass
 
 from possim.checker import DAMAGE, MEASURES, harmful
-from possim.money import format_amount
-from possim.msc import HOST, NETWORK, TERMINAL, Sequence, build
+from possim.i18n import N_, Tr
+from possim.lesson import Point, point, tr_for
+from possim.msc import HOST, HOST_DOWN, IN_FLIGHT, NETWORK, TERMINAL, TERMINAL_OFF, Arrow, Sequence, Step, build
 from possim.rig import RunResult
+from possim.timeline import note
+from protocol import events as ev
 
-ROW, TOP = 26, 56
-X = {TERMINAL: 370, NETWORK: 575, HOST: 780}
-WIDTH = 1080
+LINE, PAD, GAP_BAND, TOP = 15, 7, 20, 44
+X = {TERMINAL: 350, NETWORK: 555, HOST: 760}
+WIDTH = 1060
+TIME_END, FONT = 66, 12.0
+COLUMNS = {TERMINAL: (TIME_END + 6, X[TERMINAL] - 10), "middle": (X[TERMINAL] + 12, X[HOST] - 12),
+           HOST: (X[HOST] + 10, WIDTH - 4)}
+MAX_LINES = 3
+LONG_RUN = 150  # steps: beyond this the chart is folded away behind the summary
 COLOURS = {"financial": "#1f6feb", "reversal": "#d97706", "query": "#7c3aed", "advice": "#0d9488"}
+LOST = "#b42318"
+MEASURE_NAMES = {"transactions": N_("transactions"), "approved": N_("approved"), "declined": N_("declined"),
+                 "failed": N_("failed"), "unknown": N_("unknown"), "reversed": N_("reversed"),
+                 "orphaned_debits": N_("orphaned debits"), "double_debits": N_("double debits"),
+                 "phantom_approvals": N_("phantom approvals"), "pending_reversals": N_("pending reversals"),
+                 "open_holds": N_("open holds"), "late_responses": N_("late responses"),
+                 "customer_loss": N_("customer loss"), "merchant_loss": N_("merchant loss")}
 
 CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:24px;color:#1b1f24;max-width:1120px}
-h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px} p.story{max-width:820px;line-height:1.45}
+body{font-family:"Liberation Sans",Arial,"Noto Sans CJK SC","Microsoft YaHei",sans-serif;margin:16px 20px;
+color:#1b1f24;max-width:1100px}
+h1{font-size:20px;margin:0 0 6px} h2{font-size:17px;margin:22px 0 8px}
+.point{border:2px solid #b42318;border-radius:6px;padding:10px 14px;margin:0 0 12px;background:#fff5f4}
+.point.good{border-color:#1a7f37;background:#f3fbf4}
+.headline{font-size:21px;font-weight:700;margin:0 0 8px;line-height:1.3}
+.money{font-size:15px} .money td.num{font-weight:700}
+.point ol{margin:6px 0 0;padding-left:22px;line-height:1.4} p.story{max-width:820px;line-height:1.45}
 table{border-collapse:collapse;margin:6px 0 12px;font-size:13px} td,th{border:1px solid #d0d7de;padding:3px 8px}
 th{background:#f6f8fa;text-align:left} td.num{text-align:right;font-variant-numeric:tabular-nums}
 td.bad{color:#b42318;font-weight:600} td.ok{color:#1a7f37}
-.controls{position:sticky;top:0;background:#fff;padding:8px 0;border-bottom:1px solid #d0d7de;z-index:2}
+.controls{position:sticky;top:0;background:#fff;padding:6px 0;border-bottom:1px solid #d0d7de;z-index:2}
 .controls button{font-size:14px;margin-right:6px;padding:4px 10px}
-#caption{display:inline-block;margin-left:10px;font-size:14px}
+.caption{display:block;margin-top:4px;font-size:14px;overflow-wrap:anywhere}
+svg.msc{width:100%;height:auto;display:block}
 svg text{font-size:12px} svg .lane{font-weight:700;font-size:14px}
 .future{opacity:.12} .current text{font-weight:700}
 .legend span{display:inline-block;margin-right:14px;font-size:12px}
 .legend i{display:inline-block;width:22px;height:3px;vertical-align:middle;margin-right:4px}
-.runs{display:flex;gap:16px;flex-wrap:wrap}
+details.chart>summary{cursor:pointer;font-size:15px;font-weight:600;margin:10px 0}
 """
 
 JS = """
 (function(){
+  var words = JSON.parse(document.getElementById('words').textContent);
   document.querySelectorAll('section.run').forEach(function(sec){
     var steps = JSON.parse(sec.querySelector('script.steps').textContent);
     var cur = steps.length - 1;
@@ -50,115 +88,231 @@ JS = """
         el.classList.toggle('current', s === cur);
       });
       var st = steps[cur];
-      cap.textContent = 'step ' + (cur + 1) + ' of ' + steps.length + ' | t = ' + st.t + ' s | ' +
-        st.lane + ': ' + st.text;
+      cap.textContent = words.step.replace('{n}', cur + 1).replace('{total}', steps.length) + ' | t = ' + st.t +
+        ' s | ' + st.lane + ': ' + st.text;
     }
-    sec.querySelector('.first').addEventListener('click', function(){cur = 0; show();});
-    sec.querySelector('.prev').addEventListener('click', function(){cur = Math.max(0, cur - 1); show();});
-    sec.querySelector('.next').addEventListener('click', function(){
-      cur = Math.min(steps.length - 1, cur + 1); show();
-    });
-    sec.querySelector('.last').addEventListener('click', function(){cur = steps.length - 1; show();});
+    function go(n){ cur = Math.max(0, Math.min(steps.length - 1, n)); show(); }
+    sec.querySelector('.first').addEventListener('click', function(){go(0);});
+    sec.querySelector('.prev').addEventListener('click', function(){go(cur - 1);});
+    sec.querySelector('.next').addEventListener('click', function(){go(cur + 1);});
+    sec.querySelector('.last').addEventListener('click', function(){go(steps.length - 1);});
     sec.addEventListener('keydown', function(e){
-      if (e.key === 'ArrowRight') { cur = Math.min(steps.length - 1, cur + 1); show(); }
-      if (e.key === 'ArrowLeft') { cur = Math.max(0, cur - 1); show(); }
+      if (e.key === 'ArrowRight') { go(cur + 1); }
+      if (e.key === 'ArrowLeft') { go(cur - 1); }
     });
     show();
   });
+  function openTarget(){
+    var el = location.hash && document.getElementById(location.hash.slice(1));
+    if (!el) { return; }
+    var d = el.closest('details');
+    if (d) { d.open = true; }
+    el.scrollIntoView({block: 'center'});
+  }
+  window.addEventListener('hashchange', openTarget);
+  openTarget();
 })();
 """
 
 
-def render(results: Seq[RunResult], title: str) -> str:
-    """One page: the story, then each run (chart, verdict, ledger, money); several runs compare side by side."""
+def render(results: Seq[RunResult], title: str, lang: str | None = None) -> str:
+    """One page: the point, the story, then each run (chart, verdict, ledger, money); several runs side by side."""
     first = results[0]
-    parts = [f"<h1>{_e(title)}</h1>", f"<p class='story'>{_e(first.scenario.model.description.strip())}</p>"]
+    tr = tr_for(first, lang)
+    parts = [f"<h1>{_e(title)}</h1>", _point(point(first, tr), tr, first, len(results) > 1)]
     if len(results) > 1:
-        parts.append(_comparison(results))
-    for i, result in enumerate(results):
-        parts.append(_run_section(result, i))
-    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        parts.append(_comparison(results, tr))
+    parts.append(f"<p class='story'>{_e(first.scenario.model.description.strip())}</p>")
+    parts.extend(_run_section(result, i, tr) for i, result in enumerate(results))
+    words = {"step": tr("step {n} of {total}")}
+    return (f"<!DOCTYPE html><html lang='{tr.html_lang}'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>{_e(title)}</title><style>{CSS}</style></head><body>{''.join(parts)}"
+            f"<script type='application/json' id='words'>{_json(words)}</script>"
             f"<script>{JS}</script></body></html>")
 
 
-def _run_section(result: RunResult, index: int) -> str:
-    seq = build(result.trace.records)
-    steps = [{"t": round(s.t, 3), "lane": s.lane, "text": s.text} for s in seq.steps] or \
-        [{"t": 0, "lane": "run", "text": "nothing happened"}]
-    return (f"<section class='run' tabindex='0' id='run-{index}'>"
-            f"<h2>Policy {_e(result.policy)} (seed {result.seed}, {result.transport})</h2>"
-            "<div class='controls'><button class='first'>&laquo; start</button>"
-            "<button class='prev'>&#x25C0; previous</button><button class='next'>next &#x25B6;</button>"
-            "<button class='last'>all &raquo;</button><span class='caption' id='caption'></span></div>"
-            f"{_legend()}{_svg(seq)}"
-            f"<script type='application/json' class='steps'>{_json(steps)}</script>"
-            f"<h2>Checker verdict</h2>{_verdict(result)}"
-            f"<h2>Ledger before and after</h2>{_ledger(result)}"
-            f"<h2>What it cost</h2>{_money(result)}</section>")
+def _point(p: Point, tr: Tr, result: RunResult, compared: bool) -> str:
+    """The headline, the money and the remedy: what a merchant must take home from this run."""
+    who = tr("Policy {policy}:", policy=result.policy) if compared else ""
+    money = "".join(f"<tr><th>{_e(k)}</th><td class='num'>{_e(v)}</td></tr>" for k, v in p.money)
+    actions = "".join(f"<li>{_e(a)}</li>" for a in p.actions)
+    return (f"<section class='point{' good' if p.good else ''}' id='point'>"
+            f"<p class='headline'>{_e(who + ' ' if who else '')}{_e(p.headline)}</p>"
+            f"<table class='money'>{money}</table>"
+            f"<div class='todo'><b>{_e(tr('What the merchant should do'))}</b><ol>{actions}</ol></div></section>")
 
 
-def _svg(seq: Sequence) -> str:
-    height = TOP + ROW * (len(seq.steps) + 1)
-    out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{WIDTH}' height='{height}' role='img' "
-           "aria-label='message sequence chart'>",
-           "<defs>" + "".join(_marker(k, c) for k, c in {**COLOURS, "lost": "#b42318"}.items()) + "</defs>"]
-    for lane, label in ((TERMINAL, "POS terminal"), (NETWORK, "network"), (HOST, "acquirer host")):
-        dash = " stroke-dasharray='2 6'" if lane == NETWORK else ""
-        out.append(f"<text class='lane' x='{X[lane]}' y='22' text-anchor='middle'>{label}</text>"
-                   f"<line x1='{X[lane]}' y1='32' x2='{X[lane]}' y2='{height}' stroke='#8c959f'{dash}/>")
-    previous = 0.0
-    for s in seq.steps:  # the time scale: rows are events, so long silences are marked where they fall
-        gap = s.t - previous
-        if gap >= 1.0:
-            y = _y(s.index) - ROW / 2
-            out.append(f"<g class='gap' data-step='{s.index}'><line x1='70' y1='{y}' x2='{WIDTH - 10}' y2='{y}' "
-                       f"stroke='#d0d7de' stroke-dasharray='3 5'/><text x='{X[NETWORK] + 60}' y='{y + 4}' "
-                       f"fill='#8c959f' font-style='italic'>{gap:,.1f} s pass</text></g>")
-        previous = s.t
-    for t in seq.timeouts:
-        y1, y2 = _y(t.start_step), _y(t.end_step)
-        out.append(f"<g data-step='{t.end_step}' class='timeout'><rect x='{X[TERMINAL] - 7}' y='{y1}' width='14' "
-                   f"height='{max(4, y2 - y1)}' fill='#f04438' fill-opacity='.25' stroke='#b42318'/>"
-                   f"<text x='{X[TERMINAL] + 12}' y='{(y1 + y2) / 2}' text-anchor='start' fill='#b42318'>"
-                   f"timeout {t.seconds:g} s</text></g>")
-    out.extend(_arrow(a) for a in seq.arrows)
+def _run_section(result: RunResult, index: int, tr: Tr) -> str:
+    seq = build(result.trace.records, tr)
+    lanes = {TERMINAL: tr("terminal"), NETWORK: tr("network"), HOST: tr("host")}
+    steps = [{"t": round(s.t, 3), "lane": lanes[s.lane], "text": s.text} for s in seq.steps] or \
+        [{"t": 0, "lane": "-", "text": tr("nothing happened")}]
+    start, prev, nxt, last = tr("start"), tr("previous"), tr("next"), tr("all")
+    chart = (f"<div class='controls'><button class='first'>&laquo; {_e(start)}</button>"
+             f"<button class='prev'>&#x25C0; {_e(prev)}</button>"
+             f"<button class='next'>{_e(nxt)} &#x25B6;</button>"
+             f"<button class='last'>{_e(last)} &raquo;</button><span class='caption'></span></div>"
+             f"{_legend(tr)}{_svg(seq, tr, index)}"
+             f"<script type='application/json' class='steps'>{_json(steps)}</script>")
+    if len(seq.steps) > LONG_RUN:
+        show_all = tr("Show the full sequence chart ({n} steps)", n=len(seq.steps))
+        chart = (_summary(result, seq, tr, index) + f"<details class='chart'><summary>{_e(show_all)}</summary>"
+                 f"{chart}</details>")
+    heading = tr("Policy {policy} (seed {seed}, {transport})", policy=result.policy, seed=result.seed,
+                 transport=result.transport)
+    return (f"<section class='run' tabindex='0' id='run-{index}'><h2>{_e(heading)}</h2>{chart}"
+            f"<h2>{_e(tr('Checker verdict'))}</h2>{_verdict(result, tr)}"
+            f"<h2>{_e(tr('Card accounts at the bank'))}</h2>{_ledger(result, tr)}"
+            f"<h2>{_e(tr('Reconciliation'))}</h2>{_money(result, tr)}</section>")
+
+
+def _summary(result: RunResult, seq: Sequence, tr: Tr, index: int) -> str:
+    """A long run: totals and the damaged transactions, each a link to its step in the chart."""
+    s = result.verdict.summary()
+    totals = tr("{transactions} sales: {approved} approved, {declined} declined, {failed} failed, {unknown} unknown, "
+                "{reversed} reversed.", **{k: s[k] for k in ("transactions", "approved", "declined", "failed",
+                                                                "unknown", "reversed")})
+    from possim.lesson import cases
+
+    items = []
+    for case in cases(result, tr)[:20]:
+        step = _step_of(seq, case.stan)
+        text = tr("{finding}: txn {txn}, STAN {stan}, RRN {rrn}, {amount}, t = {t} s", finding=tr(
+            case.finding.replace("_", " ")), txn=case.txn or "-", stan=case.stan, rrn=case.rrn or "-",
+            amount=tr.money(case.amount), t=f"{case.t:.3f}")
+        link = f"<a href='#run-{index}-step-{step}'>{_e(text)}</a>" if step is not None else _e(text)
+        items.append(f"<li>{link}</li>")
+    worst = f"<p><b>{_e(tr('The worst transactions'))}</b></p><ol>{''.join(items)}</ol>" if items else ""
+    return f"<div class='summary'><p>{_e(totals)}</p>{worst}</div>"
+
+
+def _step_of(seq: Sequence, stan: str) -> int | None:
+    for step in seq.steps:
+        if isinstance(step.event, ev.LedgerMovement | ev.LedgerCapture) and step.event.stan == stan:
+            return step.index
+    return None
+
+
+# -- the chart ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Row:
+    top: float
+    height: float
+    gap: float  # seconds of silence before the row (drawn in a band above it), 0 when short
+
+
+def _layout(seq: Sequence, tr: Tr) -> tuple[list[_Row], dict[int, list[str]], dict[int, list[str]]]:
+    """Each row's top and height, its lane text's lines and the middle text's lines (arrow, network, timeout)."""
+    own = {s.index: _wrap(s.text, _column_width(s.lane)) for s in seq.steps}
+    middle: dict[int, list[str]] = {}
+    width = COLUMNS["middle"][1] - COLUMNS["middle"][0]
     for s in seq.steps:
-        anchor, x = {TERMINAL: ("end", X[TERMINAL] - 14), NETWORK: ("start", X[NETWORK] + 14),
-                     HOST: ("start", X[HOST] + 14)}[s.lane]
-        colour = {"bad": "#b42318", "timeout": "#b42318", "good": "#1a7f37", "ledger": "#0550ae",
-                  "recovery": "#9a6700"}.get(s.style, "#1b1f24")
-        limit = {NETWORK: 32, TERMINAL: 40}.get(s.lane, 42)
-        out.append(f"<g data-step='{s.index}'><text x='8' y='{_y(s.index) + 4}' fill='#57606a'>{s.t:.3f}s</text>"
-                   f"<text x='{x}' y='{_y(s.index) + 4}' text-anchor='{anchor}' fill='{colour}'>"
-                   f"<title>{_e(s.text)}</title>{_e(_short(s.text, limit))}</text></g>")
+        if s.lane == NETWORK:
+            middle[s.index] = own.pop(s.index)
+    for a in seq.arrows:
+        if not a.duplicate and a.sent_step not in middle:
+            middle[a.sent_step] = _wrap(_arrow_text(a, tr), width)
+    for t in seq.timeouts:
+        middle.setdefault(t.end_step, [tr("timeout {seconds} s", seconds=f"{t.seconds:g}")])
+    rows, y, previous = [], float(TOP), 0.0
+    for s in seq.steps:
+        gap = s.t - previous if s.t - previous >= 1.0 else 0.0
+        previous = s.t
+        y += GAP_BAND if gap else 0
+        lines = max(len(own.get(s.index, [])), len(middle.get(s.index, [])), 1)
+        height = lines * LINE + PAD + (4 if s.index in middle and s.lane != NETWORK else 0)
+        rows.append(_Row(y, height, gap))
+        y += height
+    return rows, own, middle
+
+
+def _svg(seq: Sequence, tr: Tr, run: int) -> str:
+    rows, own, middle = _layout(seq, tr)
+    height = int((rows[-1].top + rows[-1].height if rows else TOP) + 10)
+    out = [f"<svg class='msc' xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {WIDTH} {height}' "
+           f"role='img' aria-label='{_e(tr('message sequence chart'))}'>",
+           "<defs>" + "".join(_marker(k, c) for k, c in {**COLOURS, "lost": LOST}.items()) + "</defs>"]
+    for lane, label in ((TERMINAL, tr("POS terminal")), (NETWORK, tr("network")), (HOST, tr("acquirer host"))):
+        dash = " stroke-dasharray='2 6'" if lane == NETWORK else ""
+        out.append(f"<text class='lane' x='{X[lane]}' y='20' text-anchor='middle'>{_e(label)}</text>"
+                   f"<line x1='{X[lane]}' y1='30' x2='{X[lane]}' y2='{height}' stroke='#8c959f'{dash}/>")
+    for s, r in zip(seq.steps, rows, strict=True):
+        if r.gap:
+            y = r.top - GAP_BAND / 2
+            out.append(f"<g class='gap' data-step='{s.index}'><line x1='{TIME_END}' y1='{y}' x2='{WIDTH - 4}' "
+                       f"y2='{y}' stroke='#d0d7de' stroke-dasharray='3 5'/><text x='{X[HOST] + 10}' y='{y + 4}' "
+                       f"fill='#57606a' font-style='italic'>{_e(_pass(tr, r.gap))}"
+                       "</text></g>")
+    out.extend(_arrow(a, rows, middle, tr) for a in seq.arrows)
+    for s, r in zip(seq.steps, rows, strict=True):
+        out.append(_step(s, r, own.get(s.index, []), middle.get(s.index) if s.lane == NETWORK else None, run))
+    for t in seq.timeouts:  # the timer's span on the terminal lifeline, labelled where it fires
+        y1, y2, r = rows[t.start_step].top + 8, rows[t.end_step].top + 8, rows[t.end_step]
+        label = tr("timeout {seconds} s", seconds=f"{t.seconds:g}")
+        text = _text(middle[t.end_step], COLUMNS["middle"][0], r.top, "start", LOST) \
+            if middle.get(t.end_step) == [label] else ""
+        out.append(f"<g data-step='{t.end_step}' class='timeout'><rect x='{X[TERMINAL] - 6}' y='{y1}' width='12' "
+                   f"height='{max(4, y2 - y1)}' fill='#f04438' fill-opacity='.25' stroke='{LOST}'/>{text}</g>")
     out.append("</svg>")
     return "".join(out)
 
 
-def _arrow(a: object) -> str:
-    from possim.msc import Arrow
+def _pass(tr: Tr, seconds: float) -> str:
+    return tr("{seconds} s pass", seconds=f"{seconds:,.1f}")
 
-    assert isinstance(a, Arrow)
-    x1, y1 = X[a.frm], _y(a.sent_step)
-    end = a.end_step if a.end_step is not None else a.sent_step + 1
+
+def _step(s: Step, r: _Row, lines: list[str], network: list[str] | None, run: int) -> str:
+    colour = {"bad": LOST, "timeout": LOST, "good": "#1a7f37", "ledger": "#0550ae",
+              "recovery": "#9a6700"}.get(s.style, "#1b1f24")
+    time = f"<text x='4' y='{r.top + 12}' fill='#57606a'>{s.t:.3f}s</text>"
+    if network is not None:
+        body = _text(network, COLUMNS["middle"][0], r.top, "start", colour, s.text)
+    elif s.lane == TERMINAL:
+        body = _text(lines, COLUMNS[TERMINAL][1], r.top, "end", colour, s.text)
+    else:
+        body = _text(lines, COLUMNS[HOST][0], r.top, "start", colour, s.text)
+    return f"<g data-step='{s.index}' id='run-{run}-step-{s.index}'>{time}{body}</g>"
+
+
+def _text(lines: list[str], x: float, top: float, anchor: str, colour: str, full: str = "") -> str:
+    spans = "".join(f"<tspan x='{x}' y='{top + 12 + i * LINE}'>{_e(line)}</tspan>" for i, line in enumerate(lines))
+    title = f"<title>{_e(full)}</title>" if full else ""
+    return f"<text text-anchor='{anchor}' fill='{colour}'>{title}{spans}</text>"
+
+
+def _arrow_text(a: Arrow, tr: Tr) -> str:
     if a.lost:
-        x2, y2 = (X[NETWORK] if a.lost != "still in flight" else (X[a.frm] + X[a.to]) / 2), _y(end)
-        if a.lost == "terminal off":
-            x2 = X[a.to]
-        return (f"<g data-step='{a.sent_step}' class='arrow lost'><title>{_e(a.label)} lost ({_e(a.lost)})</title>"
-                f"<line x1='{x1}' y1='{y1}' x2='{x2}' y2='{y2}' stroke='#b42318' stroke-width='2' "
-                f"stroke-dasharray='6 4'/><text x='{x2}' y='{y2 + 5}' text-anchor='middle' fill='#b42318' "
-                f"font-size='18'>&#x2716;</text></g>")
-    x2, y2 = X[a.to], _y(end)
+        return tr("{label} LOST ({why})", label=a.label, why=tr(a.lost.replace("_", " ")))
+    return a.label + (tr(" (late)") if a.late else "")
+
+
+def _arrow(a: Arrow, rows: list[_Row], middle: dict[int, list[str]], tr: Tr) -> str:
+    """An arrow from the bottom of its sending row to its landing row, revealed when it lands or dies."""
+    sent = rows[a.sent_step]
+    x1, y1 = X[a.frm], sent.top + sent.height - 3
+    end = a.end_step if a.end_step is not None else min(a.sent_step + 1, len(rows) - 1)
+    y2 = max(rows[end].top + 8, y1 + 6)
+    label = "" if a.duplicate else _text(middle.get(a.sent_step, []), (COLUMNS["middle"][0] if a.frm == TERMINAL
+                                                                       else COLUMNS["middle"][1]), sent.top,
+                                         "start" if a.frm == TERMINAL else "end",
+                                         LOST if a.lost else COLOURS[a.kind])
+    title = f"<title>{_e(_arrow_text(a, tr))}{_e(tr(' (copy)') if a.duplicate else '')}</title>"
+    if a.lost:
+        x2 = {TERMINAL_OFF: X[TERMINAL] + (8 if a.to == TERMINAL else -8), HOST_DOWN: X[HOST] - 8,
+              IN_FLIGHT: (X[a.frm] + X[a.to]) / 2}.get(a.lost, X[NETWORK])
+        cross = (f"<path d='M{x2 - 6},{y2 - 6} L{x2 + 6},{y2 + 6} M{x2 - 6},{y2 + 6} L{x2 + 6},{y2 - 6}' "
+                 f"stroke='{LOST}' stroke-width='3'/>")
+        return (f"<g data-step='{end}' class='arrow lost'>{title}<line x1='{x1}' y1='{y1}' x2='{x2}' y2='{y2}' "
+                f"stroke='{LOST}' stroke-width='2' stroke-dasharray='6 4'/>{cross}{label}</g>")
+    x2 = X[a.to]
     colour = COLOURS[a.kind]
     dash = " stroke-dasharray='4 3'" if a.late or a.duplicate else ""
-    tag = " (late)" if a.late else " (copy)" if a.duplicate else ""
-    return (f"<g data-step='{a.sent_step}' class='arrow {a.kind}'><title>{_e(a.label)}{tag}</title>"
+    return (f"<g data-step='{end}' class='arrow {a.kind}'>{title}"
             f"<line x1='{x1}' y1='{y1}' x2='{x2 - 6 if x2 > x1 else x2 + 6}' y2='{y2}' stroke='{colour}' "
-            f"stroke-width='2'{dash} marker-end='url(#m-{a.kind})'/>"
-            f"<text x='{x1 + (x2 - x1) * 0.3}' y='{y1 + (y2 - y1) * 0.3 - 6}' text-anchor='middle' "
-            f"fill='{colour}'>{_e(a.label)}{tag}</text></g>")
+            f"stroke-width='2'{dash} marker-end='url(#m-{a.kind})'/>{label}</g>")
 
 
 def _marker(kind: str, colour: str) -> str:
@@ -166,56 +320,121 @@ def _marker(kind: str, colour: str) -> str:
             f"orient='auto-start-reverse'><path d='M0,0 L10,5 L0,10 z' fill='{colour}'/></marker>")
 
 
-def _legend() -> str:
-    items = [("purchase / authorization", COLOURS["financial"]), ("reversal", COLOURS["reversal"]),
-             ("status query", COLOURS["query"]), ("completion advice", COLOURS["advice"]), ("lost", "#b42318")]
+def _legend(tr: Tr) -> str:
+    items = [(tr("purchase / authorization"), COLOURS["financial"]), (tr("reversal"), COLOURS["reversal"]),
+             (tr("status query"), COLOURS["query"]), (tr("completion advice"), COLOURS["advice"]),
+             (tr("lost"), LOST)]
     return "<div class='legend'>" + "".join(f"<span><i style='background:{c}'></i>{_e(n)}</span>"
                                              for n, c in items) + "</div>"
 
 
-def _verdict(result: RunResult) -> str:
+def _column_width(lane: str) -> float:
+    lo, hi = COLUMNS["middle" if lane == NETWORK else lane]
+    return hi - lo
+
+
+def _char_width(ch: str) -> float:
+    """A generous estimate of a glyph's width at 12 px, so a wrapped line never runs past its column."""
+    if unicodedata.east_asian_width(ch) in ("W", "F"):
+        return FONT * 1.1
+    if ch.isupper() or ch in "mwMW@%&":
+        return FONT * 0.75
+    if ch.isdigit():
+        return FONT * 0.58
+    if ch in " .,:;'|!il()[]-":
+        return FONT * 0.33
+    return FONT * 0.56
+
+
+def _wrap(text: str, width: float) -> list[str]:
+    """Lines of at most ``width`` px: break at spaces, or between Chinese characters; three lines at most."""
+    lines: list[str] = []
+    line, used = "", 0.0
+    for token in _tokens(text):
+        w = sum(map(_char_width, token))
+        if line and used + w > width:
+            lines.append(line.rstrip())
+            line, used = token.lstrip(), sum(map(_char_width, token.lstrip()))
+        else:
+            line, used = line + token, used + w
+        while used > width:  # one token wider than the column: cut it
+            cut, acc = 0, 0.0
+            while cut < len(line) and acc + _char_width(line[cut]) <= width:
+                acc += _char_width(line[cut])
+                cut += 1
+            lines.append(line[:max(cut, 1)])
+            line = line[max(cut, 1):]
+            used = sum(map(_char_width, line))
+    if line.strip():
+        lines.append(line.rstrip())
+    if len(lines) > MAX_LINES:
+        last = lines[MAX_LINES - 1]
+        while last and sum(map(_char_width, last + "\u2026")) > width:
+            last = last[:-1]
+        lines = [*lines[: MAX_LINES - 1], last + "\u2026"]
+    return lines or [""]
+
+
+def _tokens(text: str) -> list[str]:
+    """Words with their leading space; every wide (Chinese) character is a token of its own."""
+    out: list[str] = []
+    for ch in text:
+        wide = unicodedata.east_asian_width(ch) in ("W", "F")
+        if not out or wide or ch == " " or unicodedata.east_asian_width(out[-1][-1]) in ("W", "F"):
+            out.append(ch)
+        else:
+            out[-1] += ch
+    return out
+
+
+# -- tables ------------------------------------------------------------------------------------
+
+
+def _verdict(result: RunResult, tr: Tr) -> str:
     s = result.verdict.summary()
     rows = []
     for key in MEASURES:
         value = s[key]
+        shown = tr.money(value) if key.endswith("_loss") else str(value)
         cls = "bad" if harmful(key, value) else "ok" if key in DAMAGE else "num"
-        rows.append(f"<tr><th>{key.replace('_', ' ')}</th><td class='num {cls}'>{_e(str(value))}</td></tr>")
-    findings = "".join(f"<li>{_e(f.finding.replace('_', ' '))}: transaction {f.txn}, STAN {f.key[1]}, "
-                       f"{_e(f.as_dict()['amount'])}</li>" for f in result.verdict.findings)
-    return f"<table>{''.join(rows)}</table>" + (f"<ul>{findings}</ul>" if findings else "")
+        rows.append(f"<tr><th>{_e(tr(MEASURE_NAMES[key]))}</th><td class='num {cls}'>{_e(shown)}</td></tr>")
+    return f"<table>{''.join(rows)}</table>"
 
 
-def _ledger(result: RunResult) -> str:
-    pans = sorted(set(result.ledger_before) | set(result.ledger_after))
+def _ledger(result: RunResult, tr: Tr) -> str:
+    """Each card's balance at the start and the end of the run, and what the run moved."""
+    opening = result.scenario.host_config().default_balance
     rows = []
-    for pan in pans:
-        b0, h0 = result.ledger_before.get(pan, (None, None))
-        b1, h1 = result.ledger_after.get(pan, (0, 0))
-        before = f"{format_amount(b0)} / {format_amount(h0 or 0)}" if b0 is not None else "opened on first use"
-        rows.append(f"<tr><td>{pan[:6]}******{pan[-4:]}</td><td class='num'>{before}</td>"
-                    f"<td class='num'>{format_amount(b1)} / {format_amount(h1)}</td></tr>")
-    return ("<table><tr><th>card</th><th>before: balance / held</th><th>after: balance / held</th></tr>"
-            + "".join(rows) + "</table>")
+    for pan in sorted(set(result.ledger_before) | set(result.ledger_after)):
+        b0, _ = result.ledger_before.get(pan, (opening, 0))
+        b1, h1 = result.ledger_after.get(pan, (b0, 0))
+        held = tr("held {amount}", amount=tr.money(h1)) if h1 else ""
+        rows.append(f"<tr><td>{pan[:6]}******{pan[-4:]}</td><td class='num'>{_e(tr.money(b0))}</td>"
+                    f"<td class='num'>{_e(tr.money(b1))}</td><td class='num'>{_e(tr.money(b1 - b0))}</td>"
+                    f"<td>{_e(held)}</td></tr>")
+    head = "".join(f"<th>{_e(tr(h))}</th>" for h in ("card", "balance at the start", "balance at the end",
+                                                        "change", "held"))
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
-def _money(result: RunResult) -> str:
+def _money(result: RunResult, tr: Tr) -> str:
     rec = result.reconciliation
     if rec is None:
         return ""
-    d = rec.as_dict()
-    cost = d["timeout_cost"]
-    rows = [("terminal batch", f"{d['terminal_batch']['count']} sales, {d['terminal_batch']['total']}"),
-            ("host settlement", f"{d['host_settlement']['count']} debits, {d['host_settlement']['total']}"),
-            ("merchant fees", d["fees_total"]), ("merchant receives", d["merchant_net"]),
-            ("customer charged without a sale", cost["customer_charged_without_sale"]),
-            ("goods given away (phantom approvals)", cost["merchant_goods_given_away"])]
-    mism = "".join(f"<li>{_e(m['kind'].replace('_', ' '))} (STAN {m['stan']}): {_e(m['note'])}</li>"
-                   for m in d["mismatches"])
+    rows = [(tr("terminal batch (approved sales)"), tr("{count} sale(s), {amount}", count=rec.batch_count,
+                                                        amount=tr.money(rec.batch_total))),
+            (tr("bank settlement"), tr("{count} debit(s), {amount}", count=rec.settled_count,
+                                       amount=tr.money(rec.settled_total))),
+            (tr("merchant fees"), tr.money(rec.fees_total)), (tr("merchant receives"), tr.money(rec.merchant_net)),
+            (tr("customer charged without a sale"), tr.money(rec.customer_charged_without_sale)),
+            (tr("merchant's goods given away"), tr.money(rec.merchant_goods_given_away))]
+    mism = "".join(f"<li>{_e(tr(m.kind.replace('_', ' ')))} (STAN {m.stan}): {_e(note(m.note, tr))}</li>"
+                   for m in rec.mismatches)
     return ("<table>" + "".join(f"<tr><th>{_e(k)}</th><td class='num'>{_e(v)}</td></tr>" for k, v in rows)
-            + "</table>" + (f"<ul>{mism}</ul>" if mism else "<p>Batch and settlement agree.</p>"))
+            + "</table>" + (f"<ul>{mism}</ul>" if mism else f"<p>{_e(tr('Batch and settlement agree.'))}</p>"))
 
 
-def _comparison(results: Seq[RunResult]) -> str:
+def _comparison(results: Seq[RunResult], tr: Tr) -> str:
     keys = (*DAMAGE, "approved", "reversed", "customer_loss", "merchant_loss")
     head = "".join(f"<th>{_e(r.policy)}</th>" for r in results)
     body = []
@@ -223,18 +442,11 @@ def _comparison(results: Seq[RunResult]) -> str:
         cells = []
         for r in results:
             v = r.verdict.summary()[key]
-            cells.append(f"<td class='num {'bad' if harmful(key, v) else ''}'>{_e(str(v))}</td>")
-        body.append(f"<tr><th>{key.replace('_', ' ')}</th>{''.join(cells)}</tr>")
-    return (f"<h2>Same faults, seed {results[0].seed}: each policy</h2><table><tr><th></th>{head}</tr>"
-            + "".join(body) + "</table>")
-
-
-def _y(step: int) -> int:
-    return TOP + ROW * step
-
-
-def _short(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+            shown = tr.money(v) if key.endswith("_loss") else str(v)
+            cells.append(f"<td class='num {'bad' if harmful(key, v) else ''}'>{_e(shown)}</td>")
+        body.append(f"<tr><th>{_e(tr(MEASURE_NAMES[key]))}</th>{''.join(cells)}</tr>")
+    return (f"<h2>{_e(tr('Same faults, seed {seed}: each policy', seed=results[0].seed))}</h2>"
+            f"<table><tr><th></th>{head}</tr>" + "".join(body) + "</table>")
 
 
 def _e(text: str) -> str:
@@ -242,4 +454,4 @@ def _e(text: str) -> str:
 
 
 def _json(data: object) -> str:
-    return json.dumps(data).replace("</", "<\\/")
+    return json.dumps(data, ensure_ascii=False).replace("</", "<\\/")

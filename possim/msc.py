@@ -1,7 +1,9 @@
 """The message sequence of a run, rebuilt from its trace: arrows, losses, timeouts, notes.
 
 Shared by the Mermaid export and the HTML report. Each step is one trace event worth
-showing; arrows know the step they left on and the step they landed (or died) on.
+showing; arrows know the step they left on and the step they landed (or died) on. A
+message that reaches a host which is down dies there: it is an arrow lost at the host
+(``HOST_DOWN``), as the chart's rule says of every lost message, never a delivery.
 """
 
 from __future__ import annotations
@@ -9,11 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from possim.i18n import Tr
+from possim.timeline import lost_at_host, mti_name
 from possim.timeline import row as timeline_row
 from protocol import events as ev
-from protocol.mti import NAMES
 
 TERMINAL, NETWORK, HOST = "terminal", "network", "host"
+#: Why an arrow died: the receiving side was off or down (drawn up to that side, ending in a cross).
+TERMINAL_OFF, HOST_DOWN, IN_FLIGHT = "terminal off", "host down", "still in flight"
+_EN = Tr("en")
 
 
 @dataclass
@@ -43,6 +49,7 @@ class Step:
     lane: str
     text: str
     style: str = ""
+    event: ev.Event | None = None  # what the step shows, so a summary can link to it
 
 
 @dataclass
@@ -69,26 +76,28 @@ def category(mti: str) -> str:
     return "financial"
 
 
-def build(records: Iterable[ev.Stamped]) -> Sequence:
+def build(records: Iterable[ev.Stamped], tr: Tr = _EN) -> Sequence:
     seq = Sequence()
     open_arrows: list[Arrow] = []
     timer_start: tuple[int, float] | None = None
-    for stamped in records:
+    entries = list(records)
+    hidden = lost_at_host(entries)
+    for index, stamped in enumerate(entries):
         e = stamped.event
         if isinstance(e, ev.TimerStarted):
             timer_start = (max(0, len(seq.steps) - 1), stamped.t)
             continue
-        row = timeline_row(stamped)  # the same events the console timeline shows, one row each
+        row = None if index in hidden else timeline_row(stamped, tr)  # one row per console timeline row
         if row is None:
             continue
         t, term, net, host = row
         lane = TERMINAL if term else NETWORK if net else HOST
-        step = Step(len(seq.steps), t, lane, term or net or host, _style(e))
+        step = Step(len(seq.steps), t, lane, term or net or host, _style(e), e)
         seq.steps.append(step)
         match e:
             case ev.MsgSent():
                 to = HOST if e.side == TERMINAL else TERMINAL
-                label = f"{e.mti} {NAMES.get(e.mti, '')} #{e.stan[-3:]}"
+                label = f"{e.mti} {mti_name(e.mti, tr)} #{e.stan[-3:]}"
                 open_arrows.append(Arrow(e.side, to, e.mti, e.stan, label, step.index, t))
             case ev.NetDropped():
                 _land(seq, open_arrows, _find(open_arrows, e.mti, e.stan), step, lost=e.reason)
@@ -100,7 +109,9 @@ def build(records: Iterable[ev.Stamped]) -> Sequence:
             case ev.MsgReceived():
                 _land(seq, open_arrows, _find(open_arrows, e.mti, e.stan, to=e.side), step)
             case ev.TerminalDownDrop():
-                _land(seq, open_arrows, _find(open_arrows, e.mti, e.stan, to=TERMINAL), step, lost="terminal off")
+                _land(seq, open_arrows, _find(open_arrows, e.mti, e.stan, to=TERMINAL), step, lost=TERMINAL_OFF)
+            case ev.HostDownDrop():
+                _land(seq, open_arrows, _find(open_arrows, e.mti, None, to=HOST, any_stan=True), step, lost=HOST_DOWN)
             case ev.LateResponse():
                 for arrow in reversed(seq.arrows):
                     if arrow.stan == e.stan and arrow.to == TERMINAL:
@@ -111,7 +122,7 @@ def build(records: Iterable[ev.Stamped]) -> Sequence:
                 seq.timeouts.append(Timeout(start_step, step.index, round(t - began, 3)))
                 timer_start = None
     for arrow in open_arrows:  # never arrived before the run ended
-        arrow.lost = arrow.lost or "still in flight"
+        arrow.lost = arrow.lost or IN_FLIGHT
         seq.arrows.append(arrow)
     seq.arrows.sort(key=lambda a: a.sent_step)
     return seq
@@ -126,9 +137,11 @@ def _land(seq: Sequence, in_flight: list[Arrow], arrow: Arrow | None, step: Step
     seq.arrows.append(arrow)
 
 
-def _find(arrows: list[Arrow], mti: str, stan: str | None, to: str | None = None) -> Arrow | None:
+def _find(arrows: list[Arrow], mti: str, stan: str | None, to: str | None = None,
+          any_stan: bool = False) -> Arrow | None:
+    """The oldest open arrow of ``mti`` (and ``stan``, unless the event does not say: a host that is down)."""
     for arrow in arrows:
-        if arrow.mti == mti and arrow.stan == stan and (to is None or arrow.to == to):
+        if arrow.mti == mti and (any_stan or arrow.stan == stan) and (to is None or arrow.to == to):
             return arrow
     return None
 

@@ -23,9 +23,10 @@ from protocol import codec
 from protocol import events as ev
 from protocol import mti as M
 from protocol.errors import ProtocolError
+from protocol.mac import MacKey
 from protocol.mqtt import BrokerAddress
 from protocol.ports import TraceSink
-from protocol.transports import Endpoint, HostEnd, TerminalEnd, Wire, open_wire
+from protocol.transports import Endpoint, HostEnd, Origin, TerminalEnd, Wire, open_wire
 
 
 class LoopScheduler:
@@ -96,7 +97,7 @@ async def run_live(scenario: Scenario, policy: str, seed: int, wire: Wire, time_
     """
     scaled = scenario.scaled(time_scale)
     rig = Rig(scaled, policy, seed, LoopScheduler(asyncio.get_running_loop()), None, ledger_path, journal_path)
-    host_end = await wire.open_host(lambda d: rig.host_driver.receive(d), rig.trace.emit)  # type: ignore[union-attr]
+    host_end = await wire.open_host(lambda d, o: rig.host_driver.receive(d, o), rig.trace.emit)  # type: ignore[union-attr]
     term_end: TerminalEnd | None = None
     try:
         term_end = await wire.open_terminal(rig.terminal_config.tid, rig.to_terminal.send, rig.trace.emit)
@@ -135,7 +136,8 @@ async def run_tcp(scenario: Scenario, policy: str, seed: int, time_scale: float 
 
 async def drive_terminal(scenario: Scenario, policy: str, seed: int, wire: Wire, tid: str,
                          time_scale: float = 1.0, journal_path: str | Path | None = None,
-                         settle: float = 1.0, live: TraceSink | None = None) -> RunResult:
+                         settle: float = 1.0, live: TraceSink | None = None,
+                         mac_key: MacKey | None = None) -> RunResult:
     """Only the terminal (with the scenario's faults, both directions); the host is another process.
 
     On an existing journal the terminal resumes: it is restored from the journal first (a
@@ -146,12 +148,15 @@ async def drive_terminal(scenario: Scenario, policy: str, seed: int, wire: Wire,
     The run ends when the terminal has nothing left to do and no answer came for ``settle``
     seconds. Its verdict here counts only the terminal's side; judge the whole with
     ``possim check`` against the host's ledger file.
+
+    ``mac_key``: the terminal's key from a key file (the acquirer holds the same); without
+    one the terminal sends no MACs, as an acquirer without keys expects.
     """
     data = scenario.scaled(time_scale).model.model_dump()
     data["terminal"] = {**data["terminal"], "tid": tid}
     scaled = from_dict(data, scenario.path)
     rig = Rig(scaled, policy, seed, LoopScheduler(asyncio.get_running_loop()), None, None, journal_path,
-              epoch=datetime.now().replace(microsecond=0))
+              epoch=datetime.now().replace(microsecond=0), keys={tid: mac_key} if mac_key is not None else None)
     rig.trace.sink = live
     end = await wire.open_terminal(tid, rig.to_terminal.send, rig.trace.emit)
     rig.connect(end, None)
@@ -178,30 +183,34 @@ class _Guarded:
 
     An error while handling one request is logged with the request's ``tid``, ``stan`` and
     ``mti``; the sender gets response code 96 (system malfunction) when the request can be
-    read, and the host goes on serving. The ledger rolled the failed transaction back.
+    read (and, with keys, carries its terminal's MAC), and the host goes on serving. The
+    ledger rolled the failed transaction back.
     """
 
     def __init__(self, driver: HostDriver, end: HostEnd, emit: TraceSink, stats: HostStats) -> None:
         self.driver, self.end, self.emit, self.stats = driver, end, emit, stats
 
-    def __call__(self, data: bytes) -> None:
+    def __call__(self, data: bytes, origin: Origin | None = None) -> None:
         try:
-            self.driver.receive(data)
+            self.driver.receive(data, origin)
         except Exception as exc:  # the point: no request may stop the host
             self.stats.failed += 1
             fields = codec.wire_fields(data)
             self.emit("request_failed", **fields, error=f"{type(exc).__name__}: {exc}")
-            self._answer_96(data)
+            self._answer_96(data, origin)
         else:
             self.stats.handled += 1
 
-    def _answer_96(self, data: bytes) -> None:
+    def _answer_96(self, data: bytes, origin: Origin | None) -> None:
+        keys = self.driver.host.keys
         try:
-            msg = codec.decode(data)
+            msg = codec.decode(data, keys)
         except ProtocolError:
             return
-        if msg.mti in M.REQUESTS:
-            self.end.send(codec.encode(msg.response("96")), {"tid": msg.tid, "stan": msg.stan, "mti": msg.mti})
+        if msg.mti in M.REQUESTS and (origin is None or origin.tid in (None, msg.tid)):
+            key = keys.get(msg.tid) if keys is not None else None
+            self.end.send(codec.encode(msg.response("96"), key),
+                          {"tid": msg.tid, "stan": msg.stan, "mti": msg.mti, "origin": origin})
 
 
 async def serve_acquirer(wire: Wire, host: AcquirerHost, emit: TraceSink, stop: asyncio.Event,
@@ -215,7 +224,7 @@ async def serve_acquirer(wire: Wire, host: AcquirerHost, emit: TraceSink, stop: 
     sched = LoopScheduler(asyncio.get_running_loop())
     stats = HostStats()
     guarded: _Guarded
-    end = await wire.open_host(lambda d: guarded(d), emit)
+    end = await wire.open_host(lambda d, o: guarded(d, o), emit)
     driver = HostDriver(host, end, sched, named(emit))
     guarded = _Guarded(driver, end, emit, stats)
     emit("acquirer_ready", transport=wire.name, **wire.describe())

@@ -4,15 +4,22 @@ The in-memory simulation and the real-time MQTT run build the same rig; only the
 scheduler (virtual clock or asyncio loop) and the transport under the fault layer differ.
 The fault layer always sits on the terminal's side of the wire, in both directions (before
 publish, after receive), so a scenario's faults mean the same on every transport.
+
+MACs: a scenario run makes its own keys, derived from the run's seed (``possim.keys.derive``),
+so every message is MACed and a run still repeats byte for byte. ``mac = false`` in a scenario
+turns them off (to show what a forgery does without them). Separate processes pass the keys of
+a key file instead, or none.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 from acquirer_sim.driver import HostDriver
 from acquirer_sim.host import AcquirerHost
@@ -21,12 +28,15 @@ from pos_sim.actions import Outcome
 from pos_sim.driver import TerminalDriver
 from pos_sim.journal import Journal
 from pos_sim.terminal import PaymentRequest, Terminal
+from possim import keys as keyfile
 from possim.checker import Verdict, check
+from possim.forgery import Forger
 from possim.money import parse_amount
 from possim.reconcile import Reconciliation, reconcile
 from possim.scenario import Scenario
 from possim.trace import Trace
 from protocol.faults import FaultDecider, FaultPlan, FaultyLink
+from protocol.mac import MacKey
 from protocol.memory import MemoryTransport
 from protocol.ports import Link, Scheduler, Transport
 
@@ -66,6 +76,24 @@ def payment_plan(scenario: Scenario) -> list[tuple[float, PaymentRequest, bool, 
     return plan
 
 
+#: ``Rig(keys=SCENARIO_KEYS)``: keys derived from the run's seed unless the scenario says ``mac = false``.
+SCENARIO_KEYS: Literal["scenario"] = "scenario"
+Keys = Mapping[str, MacKey] | None | Literal["scenario"]
+
+
+def run_keys(seed: int, tids: list[str]) -> dict[str, MacKey]:
+    """Per-terminal MAC keys that depend only on the run's seed and the terminal ids.
+
+    ``keys.derive`` takes ids that are safe broker usernames; a scenario's id may hold any
+    printable character, so such an id is derived under a stand-in name made from its hash.
+    """
+    out = {}
+    for tid in tids:
+        name = tid if keyfile.TID_PATTERN.fullmatch(tid) else "T" + hashlib.sha256(tid.encode()).hexdigest()[:7]
+        out[tid] = keyfile.derive(seed, [name]).mac_key(name)
+    return out
+
+
 class _Deferred:
     """A transport whose receiver is attached after construction (the drivers refer to each other)."""
 
@@ -77,11 +105,21 @@ class _Deferred:
         self.target.send(data)
 
 
+class _Later:
+    """The forger's way to the terminal: ``rig.to_terminal``, which exists only after the terminal driver."""
+
+    def __init__(self, rig: Rig) -> None:
+        self.rig = rig
+
+    def send(self, data: bytes, meta: Mapping[str, object] | None = None) -> None:
+        self.rig.to_terminal.send(data, meta)
+
+
 class Rig:
     def __init__(self, scenario: Scenario, policy: str, seed: int, scheduler: Scheduler,
                  plan: FaultPlan | None = None, ledger_path: str | Path | None = None,
                  journal_path: str | Path | None = None,
-                 epoch: datetime | None = None) -> None:
+                 epoch: datetime | None = None, keys: Keys = SCENARIO_KEYS) -> None:
         self.scenario, self.policy, self.seed, self.scheduler = scenario, policy, seed, scheduler
         self.trace = Trace(scheduler.now)
         self.rng = random.Random(seed)
@@ -92,14 +130,23 @@ class Rig:
             self.terminal_config = replace(self.terminal_config, epoch=epoch)
             host_config = replace(host_config, epoch=epoch)
         self.journal = Journal(journal_path or ":memory:", tid=self.terminal_config.tid)
-        self.host = AcquirerHost(host_config, self.ledger, self.rng)
-        self.terminal = Terminal(self.terminal_config)
+        tid = self.terminal_config.tid
+        #: Every terminal's MAC key (the host's view); ``None``: this run uses no MACs.
+        self.keys: Mapping[str, MacKey] | None = (
+            (run_keys(seed, [tid]) if scenario.model.mac else None) if isinstance(keys, str) else keys)
+        keys = self.keys
+        self.mac_key = keys.get(tid) if keys is not None else None
+        self.host = AcquirerHost(host_config, self.ledger, self.rng, keys)
+        self.terminal = self._new_terminal()
         self.ledger_before = self.ledger.balances()
-        self.decider = FaultDecider(plan or scenario.fault_plan(), self.rng)
+        plan = plan or scenario.fault_plan()
+        self.decider = FaultDecider(plan, self.rng)
         self._to_host_inner = _Deferred()
         self.to_host = FaultyLink("to_host", self._to_host_inner, self.decider, scheduler, self.trace.emit)
-        self.terminal_driver = TerminalDriver(self.terminal, self.to_host, scheduler, self.journal, self.trace.emit,
-                                              self._on_outcome)
+        self.forger = Forger(plan.forgeries, self.to_host, _Later(self), scheduler, self.trace.emit, seed,
+                             keys is not None, self.terminal_config.epoch)
+        self.terminal_driver = TerminalDriver(self.terminal, self.forger.tap(self.to_host), scheduler, self.journal,
+                                              self.trace.emit, self._on_outcome)
         self.to_terminal = FaultyLink("to_terminal", MemoryTransport(self.terminal_driver.receive), self.decider,
                                       scheduler, self.trace.emit)
         self.host_driver: HostDriver | None = None
@@ -119,12 +166,18 @@ class Rig:
         not paid again. Returns how many journaled transactions were found.
         """
         records = self.journal.load()
-        if records:
+        last = self.journal.last_stan()
+        if last is not None:  # the STAN sent last, status queries included: never used twice
+            self.terminal_config = replace(self.terminal_config, stan_start=int(last) % 999_999 + 1)
+        if records or last is not None:
             self._done = {r.txn_id for r in records}
-            self._next_id = max(self._done)
-            self.terminal = Terminal(self.terminal_config)
+            self._next_id = max(self._done, default=0)
+            self.terminal = self._new_terminal()
             self.terminal_driver.power_on(self.terminal)
         return len(records)
+
+    def _new_terminal(self) -> Terminal:
+        return Terminal(self.terminal_config, self.mac_key)
 
     def connect(self, to_host: Transport, host_out: Link | None) -> None:
         """``to_host``: where the terminal's faulted requests go; ``host_out``: the host's replies
@@ -142,6 +195,9 @@ class Rig:
                         tid=self.terminal_config.tid, scenario_data=self.scenario.raw())
         plan = [entry for entry in payment_plan(self.scenario) if entry[1].txn_id not in self._done]
         shift = plan[0][0] if plan and self._done else 0.0  # a resumed terminal carries on at once
+        self.forger.plan_times = {request.txn_id: at - shift for at, request, _, _ in plan}
+        if not self._done:
+            self.forger.schedule()
         for at, request, customer_retries, retry_after in plan:
             self._requests[request.txn_id] = request
             self._next_id = max(self._next_id, request.txn_id)
@@ -163,7 +219,7 @@ class Rig:
 
     def _power_on(self) -> None:
         self.scheduled_work -= 1
-        self.terminal = Terminal(self.terminal_config)
+        self.terminal = self._new_terminal()
         self.terminal_driver.power_on(self.terminal)
         deferred, self._deferred = self._deferred, []
         for request in deferred:
@@ -183,7 +239,8 @@ class Rig:
     def locally_quiet(self) -> bool:
         """Nothing left to do on this side: no payment due, terminal idle, no message held by the fault layer."""
         host_busy = self.host_driver.pending if self.host_driver else 0
-        return (self.scheduled_work == 0 and self.terminal.idle and self.to_host.in_flight == 0
+        return (self.scheduled_work == 0 and self.forger.pending == 0 and self.terminal.idle
+                and self.to_host.in_flight == 0
                 and self.to_terminal.in_flight == 0 and host_busy == 0 and self.terminal_driver.timers_armed == 0)
 
     def finish(self, quiescent: bool, transport: str, extra: Mapping[str, object] | None = None) -> RunResult:

@@ -22,7 +22,7 @@ from pos_sim.records import Kind
 from pos_sim.terminal import PaymentRequest
 from possim.fees import Category, FeeSchedule, Instrument, parse_rate
 from possim.money import format_amount, parse_amount
-from protocol.faults import Action, Direction, FaultPlan, LinkFaults, Partition, Rule
+from protocol.faults import Action, Direction, FaultPlan, ForgedMac, Forgery, ForgeryKind, LinkFaults, Partition, Rule
 from protocol.latency import Distribution, Latency
 from protocol.mti import KNOWN
 
@@ -166,6 +166,21 @@ class PartitionModel(_Model):
         return self
 
 
+class ForgeryModel(_Model):
+    """An attacker's forged message at ``at`` (see ``protocol.faults.Forgery``)."""
+
+    at: Seconds
+    kind: ForgeryKind
+    target: Annotated[int, Field(ge=1)] = default(Forgery, "target")
+    mac: ForgedMac = default(Forgery, "mac")
+    amount: PositiveAmount | None = None
+    count: Annotated[int, Field(ge=1, le=10_000)] = default(Forgery, "count")
+
+    def build(self) -> Forgery:
+        amount = parse_amount(self.amount) if self.amount is not None else None
+        return Forgery(self.at, self.kind, self.target, self.mac, amount, self.count)
+
+
 class PowerLossModel(_Model):
     """The terminal loses power at ``at`` and boots again ``down_for`` seconds later."""
 
@@ -266,6 +281,9 @@ class ScenarioModel(_Model):
     partitions: tuple[PartitionModel, ...] = ()
     merchant: MerchantModel = MerchantModel()
     power_losses: tuple[PowerLossModel, ...] = ()
+    #: Every message carries a MAC under keys derived from the run's seed; false shows a run without.
+    mac: bool = True
+    forgeries: tuple[ForgeryModel, ...] = ()
     transactions: Annotated[tuple[TransactionModel, ...], AfterValidator(_not_empty)]
     expect: dict[str, Any] = {}
 
@@ -300,7 +318,7 @@ class Scenario:
         return from_dict(_scaled(self.model, factor), self.path)
 
     def terminal_config(self, policy: str) -> TerminalConfig:
-        return TerminalConfig(policy=policy, **self.model.terminal.model_dump())  # type: ignore[arg-type]
+        return TerminalConfig(policy=policy, **self.model.terminal.model_dump())
 
     def host_config(self) -> HostConfig:
         h = self.model.host
@@ -326,6 +344,7 @@ class Scenario:
             to_host=m.network.to_host.build(), to_terminal=m.network.to_terminal.build(),
             rules=tuple(Rule(f.action, f.direction, f.mti, f.nth, f.delay) for f in m.faults),
             partitions=tuple(Partition(p.start, p.end, p.direction) for p in m.partitions),
+            forgeries=tuple(f.build() for f in m.forgeries),
         )
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import iso8583
 from iso8583.specs import default_ascii
@@ -37,6 +38,9 @@ from protocol import mti as M
 from protocol.errors import ProtocolError
 from protocol.mac import MAC_LEN, MacKey
 from protocol.messages import Message, OriginalData
+
+if TYPE_CHECKING:
+    from protocol.dialects import Dialect
 
 SPEC = copy.deepcopy(default_ascii)
 
@@ -94,11 +98,13 @@ class UnknownTerminalError(MacError):
     """No key for the terminal in field 41: the frame cannot be verified nor answered with a MAC."""
 
 
-def encode(msg: Message, key: MacKey | None = None) -> bytes:
+def encode(msg: Message, key: MacKey | None = None, dialect: str = "iso") -> bytes:
     """Encode a message, with a MAC when ``key`` is given.
 
     A message possim itself built wrongly is a bug and raises ``ProtocolError``.
     """
+    if dialect != "iso":  # dialect hook: other wire formats live in protocol.dialects
+        return _dialect(dialect).encode(msg, key)
     doc: dict[str, str] = {"t": msg.mti}
     for field, attr, pattern in _FIELDS:
         value = getattr(msg, attr)
@@ -124,7 +130,7 @@ def encode(msg: Message, key: MacKey | None = None) -> bytes:
     return body + key.compute(body).hex().upper().encode("ascii")
 
 
-def decode(data: bytes, keys: Keys | None = None) -> Message:
+def decode(data: bytes, keys: Keys | None = None, dialect: str = "iso") -> Message:
     """Decode one frame; anything malformed raises ``ProtocolError`` with a one-line reason.
 
     With ``keys`` the frame must also carry the right MAC for the terminal in its field 41,
@@ -136,6 +142,8 @@ def decode(data: bytes, keys: Keys | None = None) -> Message:
     nothing else is cached, so a repeated run parses all its frames again. The MAC is checked
     on every call.
     """
+    if dialect != "iso":  # dialect hook: other wire formats live in protocol.dialects
+        return _dialect(dialect).decode(data, keys)
     data = bytes(data)
     parsed = _last.get(data)
     if parsed is None:
@@ -146,6 +154,13 @@ def decode(data: bytes, keys: Keys | None = None) -> Message:
     if keys is not None:
         _verify(data, msg, tag, keys)
     return msg
+
+
+def _dialect(name: str) -> Dialect:
+    """The registry imports this module, so it is looked up at call time."""
+    from protocol import dialects
+
+    return dialects.get(name)
 
 
 def _mac_field(doc: Mapping[str, str]) -> str:

@@ -280,6 +280,17 @@ class DuplicateResponse(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ResponseRejected(Event):
+    """A response whose MAC is missing or wrong: treated as no response at all (the timer runs on)."""
+
+    NAME: ClassVar[str] = "response_rejected"
+    mti: str
+    stan: str
+    tid: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class CustomerRetries(Event):
     """Told the payment failed, the customer pays again as ``retry_txn``."""
 
@@ -445,6 +456,59 @@ class StatusAnswered(HostMessageEvent):
     orig_stan: str
 
 
+@dataclass(frozen=True, slots=True)
+class SecurityViolation(HostMessageEvent):
+    """A request whose MAC is missing or wrong: answered ``rc`` (63) when it can be, nothing changed.
+
+    ``tid``, ``stan`` and ``mti`` are what the unauthenticated frame *claims*; ``answered`` is
+    False when nobody can be answered (no key for the terminal it names).
+    """
+
+    NAME: ClassVar[str] = "security_violation"
+    reason: str
+    rc: str = "63"
+    answered: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityMismatch(HostMessageEvent):
+    """The transport vouches for terminal ``sender`` (MQTT topic, TCP connection) but field 41 names
+    ``tid``: dropped unanswered, nothing changed (a reply would go to the terminal it impersonates)."""
+
+    NAME: ClassVar[str] = "identity_mismatch"
+    sender: str
+
+
+@dataclass(frozen=True, slots=True)
+class FormatErrorAnswered(HostMessageEvent):
+    """A request from an identified sender that fails the field checks: answered 30, nothing changed."""
+
+    NAME: ClassVar[str] = "format_error_answered"
+    reason: str
+    rc: str = "30"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestDropped(HostEvent):
+    """A request the host cannot act on nor answer (its sender cannot be identified): dropped, nothing changed."""
+
+    NAME: ClassVar[str] = "request_dropped"
+    mti: str
+    reason: str
+    tid: str | None = None
+    stan: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReversalAmountMismatch(HostMessageEvent):
+    """A reversal whose field 4 is not the amount of the original it names: answered ``rc``, nothing credited."""
+
+    NAME: ClassVar[str] = "reversal_amount_mismatch"
+    amount: int
+    original_amount: int
+    rc: str = "13"
+
+
 # -- the network (fault layer) --------------------------------------------------------------
 
 
@@ -492,6 +556,34 @@ class NetDuplicated(NetTampered):
 @dataclass(frozen=True, slots=True)
 class NetReordered(NetTampered):
     NAME: ClassVar[str] = "net_reordered"
+
+
+@dataclass(frozen=True, slots=True)
+class ForgeryInjected(Event):
+    """An attacker's message enters the link ``dir``: a forged ``kind`` (reversal, approval, query)
+    aimed at transaction ``target`` of terminal ``tid``. ``mac`` says how it is signed: ``none``
+    (no MAC field), ``wrong`` (a MAC under a key that is not the terminal's) or ``off`` (the run
+    uses no MACs at all)."""
+
+    NAME: ClassVar[str] = "forgery_injected"
+    LANE: ClassVar[Lane] = "network"
+    dir: str
+    kind: str
+    mti: str
+    tid: str
+    stan: str
+    target: int
+    mac: str
+
+
+@dataclass(frozen=True, slots=True)
+class ForgeryMissed(Event):
+    """A scheduled forgery had nothing to aim at (its target transaction was not sniffed yet)."""
+
+    NAME: ClassVar[str] = "forgery_missed"
+    LANE: ClassVar[Lane] = "network"
+    kind: str
+    target: int
 
 
 # -- the run and its transports -------------------------------------------------------------
@@ -608,12 +700,13 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     PaymentRequested, TxnOutcome, TimerStarted, TimerFired, RetryTimerFired, TerminalPowerLost,
     TerminalPowerRestored, TerminalDownDrop, TerminalRestored, ResponseTimeout, ReversalBeforeNextTransaction,
     ReversalAcknowledged, ReversalRetryScheduled, ReversalParked, UnmatchedMessage, LateResponse,
-    DuplicateResponse, CustomerRetries,
+    DuplicateResponse, CustomerRetries, ResponseRejected,
     HostDownDrop, HostCrashed, HostRestarted, UnexpectedMessage, DuplicateOriginal, LateOriginalRefused,
     LedgerDebit, LedgerHold, LedgerDeclined, LedgerCapture, LedgerReversalCredited, LedgerReversalReleased,
     LedgerReversalNothingToReverse, LedgerReversalBeforeOriginal, DuplicateReversal, DuplicateAdvice,
-    AdviceRejected, StatusAnswered, ReversalRefused,
-    NetDropped, NetDelayed, NetDuplicated, NetReordered,
+    AdviceRejected, StatusAnswered, ReversalRefused, SecurityViolation, IdentityMismatch, FormatErrorAnswered,
+    RequestDropped, ReversalAmountMismatch,
+    NetDropped, NetDelayed, NetDuplicated, NetReordered, ForgeryInjected, ForgeryMissed,
     RunStarted, RunFinished, LiveRun, MqttRun, TcpRun, MqttConnected, MqttDisconnected, MqttHandlerFailed,
     TcpConnectionDropped, TcpNoRoute,
 )

@@ -4,6 +4,10 @@ It wraps any transport that can ``send(bytes)`` and schedules the surviving copi
 a scheduler (the virtual clock in memory, the asyncio loop for MQTT/TCP), so a scenario's
 faults mean the same on every transport. All randomness comes from one ``random.Random``.
 Targeted rules and partitions are deterministic and take precedence over random faults.
+
+Forgeries (``Forgery``) are the attacker's faults: messages nobody honest sent, built from
+what an eavesdropper sniffed and injected into the same links at a point in the run. This
+module only describes them; ``possim.forgery`` builds and injects them.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from protocol.ports import Scheduler, Transport
 Direction = Literal["to_host", "to_terminal"]
 DIRECTIONS: tuple[Direction, ...] = ("to_host", "to_terminal")
 Action = Literal["drop", "delay", "duplicate"]
+ForgeryKind = Literal["reversal", "approval", "query"]
+#: How a forgery is signed: no MAC field at all, or a MAC under a key that is not the terminal's.
+ForgedMac = Literal["wrong", "none"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,13 +70,39 @@ class Partition:
 
 
 @dataclass(frozen=True, slots=True)
+class Forgery:
+    """At ``at`` seconds an attacker injects a forged ``kind`` aimed at the ``target``-th sale.
+
+    - ``reversal``: a 0400 to the host naming the sniffed sale in field 90, with field 4 =
+      ``amount`` (minor units; ``None``: the sniffed amount), as if the terminal sent it;
+    - ``approval``: a 0210/0110 code 00 to the terminal answering the sniffed sale;
+    - ``query``: ``count`` 0600s to the host for the keys the terminal will use next (its next
+      STANs with the field 7 of the target sale's scheduled time), so a NOT_FOUND would close them.
+
+    ``mac``: the attacker lacks the terminal's key, so the forgery has no MAC or a wrong one.
+    """
+
+    at: float
+    kind: ForgeryKind
+    target: int = 1
+    mac: ForgedMac = "wrong"
+    amount: int | None = None
+    count: int = 1
+
+    def describe(self) -> str:
+        signed = "without a MAC" if self.mac == "none" else "with a wrong MAC"
+        return f"forged {self.kind} for sale {self.target} at {self.at:g}s ({signed})"
+
+
+@dataclass(frozen=True, slots=True)
 class FaultPlan:
-    """Everything the network does to messages in one run."""
+    """Everything the network does to messages in one run, and what an attacker injects."""
 
     to_host: LinkFaults = LinkFaults()
     to_terminal: LinkFaults = LinkFaults()
     rules: tuple[Rule, ...] = ()
     partitions: tuple[Partition, ...] = ()
+    forgeries: tuple[Forgery, ...] = ()
 
     def link(self, direction: Direction) -> LinkFaults:
         return self.to_host if direction == "to_host" else self.to_terminal

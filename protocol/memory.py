@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from protocol.ports import TraceSink
-from protocol.transports import Endpoint
+from protocol.transports import Endpoint, Origin
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +45,10 @@ class Wire:
 
     endpoint: Endpoint
     name: str = "memory"
-    _host: Callable[[bytes], None] | None = None
+    _host: Callable[[bytes, Origin], None] | None = None
     _terminals: dict[str, Callable[[bytes], None]] = field(default_factory=dict)
 
-    async def open_host(self, on_request: Callable[[bytes], None], emit: TraceSink) -> _End:
+    async def open_host(self, on_request: Callable[[bytes, Origin], None], emit: TraceSink) -> _End:
         self._host = on_request
         return _End(self._to_terminal)
 
@@ -61,7 +61,7 @@ class Wire:
 
     def _to_host(self, data: bytes, _meta: Mapping[str, object] | None) -> None:
         assert self._host is not None, "open_host before terminals send"
-        self._host(data)
+        self._host(data, Origin())  # one process: the wire vouches for nobody, the MAC does
 
     def _to_terminal(self, data: bytes, meta: Mapping[str, object] | None) -> None:
         deliver = self._terminals.get(str((meta or {}).get("tid")))

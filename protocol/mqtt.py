@@ -8,6 +8,13 @@ Topic layout (``possim/v1`` is the root)::
 Payloads are the ISO 8583 bytes, unchanged. Messages are never retained (a retained
 response would be replayed to a rebooted terminal).
 
+Identity: the host hands each request to its handler with an ``Origin`` naming the terminal
+id of the topic it came on. A secured broker (``possim broker --keys``) lets each terminal
+account publish only on its own request topic, so the topic's id is the account's, and the
+host refuses a request whose field 41 names another terminal. Accounts (``username`` and
+``password``) and TLS (``tls_ca``, optional client ``tls_cert``/``tls_key``) come from the
+``Endpoint``.
+
 What this module takes care of, because aiomqtt 2.x and Mosquitto do not:
 - TCP_NODELAY on every client socket (else QoS 1 request/response costs ~88 ms);
 - reconnection with backoff (aiomqtt does not reconnect by itself), resubscribing each time;
@@ -26,6 +33,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -33,7 +41,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from protocol.ports import TraceSink
-from protocol.transports import Endpoint, TransportError
+from protocol.transports import Endpoint, Origin, TransportError
 
 ROOT = "possim/v1"
 ALL_REQUESTS = f"{ROOT}/term/+/req"
@@ -46,6 +54,14 @@ def requests_topic(tid: str) -> str:
 
 def responses_topic(tid: str) -> str:
     return f"{ROOT}/term/{tid}/resp"
+
+
+def topic_tid(topic: str) -> str | None:
+    """The terminal id of a request topic (``possim/v1/term/{tid}/req``); ``None`` for any other topic."""
+    parts = topic.split("/")
+    if len(parts) == 5 and f"{parts[0]}/{parts[1]}" == ROOT and parts[2] == "term" and parts[4] == "req":
+        return parts[3]
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +87,8 @@ class MqttEndpoint:
 
     def __init__(self, address: BrokerAddress, identifier: str, subscriptions: list[str],
                  on_message: Callable[[str, bytes], None], qos: int = 1, emit: Callable[..., None] | None = None,
-                 session_expiry: int = 86_400) -> None:
+                 session_expiry: int = 86_400, username: str | None = None, password: str | None = None,
+                 tls: aiomqtt.TLSParameters | None = None) -> None:
         self.address, self.identifier, self.subscriptions = address, identifier, subscriptions
         self.on_message, self.qos = on_message, qos
         self.emit = emit or (lambda *a, **k: None)
@@ -79,7 +96,8 @@ class MqttEndpoint:
         props.SessionExpiryInterval = session_expiry
         self.client = aiomqtt.Client(address.host, address.port, identifier=identifier,
                                      protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props,
-                                     socket_options=NODELAY, keepalive=10, timeout=5)
+                                     socket_options=NODELAY, keepalive=10, timeout=5, username=username,
+                                     password=password, tls_params=tls)
         self.client.pending_calls_threshold = 10**9
         self.outbox: deque[tuple[str, bytes]] = deque()
         self.connected = asyncio.Event()
@@ -241,10 +259,10 @@ class Wire:
         self.address = BrokerAddress.parse(endpoint.url or "mqtt://127.0.0.1:1883")
         self._run = uuid.uuid4().hex[:8]
 
-    async def open_host(self, on_request: Callable[[bytes], None], emit: TraceSink) -> _HostEnd:
+    async def open_host(self, on_request: Callable[[bytes, Origin], None], emit: TraceSink) -> _HostEnd:
         client_id = self.endpoint.client_id or f"possim-acquirer-{self._run}"
-        ep = MqttEndpoint(self.address, client_id, [ALL_REQUESTS], lambda _t, d: on_request(d), self.endpoint.qos,
-                          emit)
+        ep = MqttEndpoint(self.address, client_id, [ALL_REQUESTS], lambda t, d: on_request(d, Origin(topic_tid(t))),
+                          self.endpoint.qos, emit, **self._account())
         ep.hold_acks = self.endpoint.force_redelivery
         await ep.start()
         return _HostEnd(ep)
@@ -252,9 +270,22 @@ class Wire:
     async def open_terminal(self, tid: str, on_response: Callable[[bytes], None], emit: TraceSink) -> _TerminalEnd:
         client_id = self.endpoint.client_id or f"possim-terminal-{tid.strip()}-{self._run}"
         ep = MqttEndpoint(self.address, client_id, [responses_topic(tid)], lambda _t, d: on_response(d),
-                          self.endpoint.qos, emit)
+                          self.endpoint.qos, emit, **self._account())
         await ep.start()
         return _TerminalEnd(ep, tid)
 
+    def _account(self) -> dict[str, Any]:
+        """Username, password and TLS settings of the ``Endpoint`` as ``MqttEndpoint`` takes them."""
+        e = self.endpoint
+        tls = None
+        if e.tls_ca is not None:
+            tls = aiomqtt.TLSParameters(ca_certs=e.tls_ca, certfile=e.tls_cert, keyfile=e.tls_key)
+        return {"username": e.username, "password": e.password, "tls": tls}
+
     def describe(self) -> dict[str, object]:
-        return {"broker": f"{self.address.host}:{self.address.port}", "qos": self.endpoint.qos}
+        out: dict[str, object] = {"broker": f"{self.address.host}:{self.address.port}", "qos": self.endpoint.qos}
+        if self.endpoint.username:
+            out["username"] = self.endpoint.username
+        if self.endpoint.tls_ca:
+            out["tls"] = True
+        return out

@@ -1,8 +1,14 @@
 """The TCP transport: ISO 8583 frames with a 2-byte length header over a socket.
 
 The host listens; each terminal keeps one connection open, reconnecting with backoff if it
-drops, and keeps an outbox so nothing sent while disconnected is lost. The host answers a
-terminal on the connection its requests came from (learned from field 41).
+drops, and keeps an outbox so nothing sent while disconnected is lost.
+
+Identity: a connection belongs to the terminal of its first authenticated request (the host's
+reply says so: ``meta["authenticated"]``) and is never rebound; every later request on it
+arrives with that terminal id as its ``Origin``, so the host refuses one naming another
+terminal in field 41. A reply goes back on the connection its request came from; only when
+that one is gone (the terminal reconnected) does it go to the terminal's latest bound
+connection. A frame naming a terminal never redirects that terminal's replies by itself.
 """
 
 from __future__ import annotations
@@ -14,11 +20,10 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
-from protocol import codec
 from protocol.errors import ProtocolError
 from protocol.framing import Deframer, frame
 from protocol.ports import TraceSink
-from protocol.transports import Endpoint, TransportError
+from protocol.transports import Endpoint, Origin, TransportError
 
 
 def _nodelay(writer: asyncio.StreamWriter) -> None:
@@ -28,9 +33,9 @@ def _nodelay(writer: asyncio.StreamWriter) -> None:
 
 
 class TcpHost:
-    """The listening side; ``on_message(bytes)`` gets every request, ``send`` routes replies by terminal id."""
+    """The listening side; ``on_message(bytes, origin)`` gets every request, ``send`` answers on its connection."""
 
-    def __init__(self, on_message: Callable[[bytes], None], emit: Callable[..., None] | None = None) -> None:
+    def __init__(self, on_message: Callable[[bytes, Origin], None], emit: Callable[..., None] | None = None) -> None:
         self.on_message = on_message
         self.emit = emit or (lambda *a, **k: None)
         self.writers: dict[str, asyncio.StreamWriter] = {}
@@ -63,12 +68,28 @@ class TcpHost:
         await self.stop()
 
     def send(self, data: bytes, meta: Mapping[str, object] | None = None) -> None:
-        writer = self.writers.get(str((meta or {}).get("tid")))
+        meta = meta or {}
+        tid = str(meta.get("tid"))
+        writer = self._route(tid, meta.get("origin"), bool(meta.get("authenticated", True)))
         if writer is None or writer.is_closing():
-            self.emit("tcp_no_route", tid=(meta or {}).get("tid"))
+            self.emit("tcp_no_route", tid=meta.get("tid"))
             return
         writer.write(frame(data))
         self.sent += 1
+
+    def _route(self, tid: str, origin: object, authenticated: bool) -> asyncio.StreamWriter | None:
+        """The request's own connection (binding it to ``tid`` on its first authenticated reply);
+        else, for an authenticated reply only, the terminal's latest bound connection."""
+        if isinstance(origin, Origin) and isinstance(origin.route, asyncio.StreamWriter):
+            writer = origin.route
+            if authenticated and origin.tid is None:
+                origin.tid = tid  # bound for good: never rebound
+                self.writers[tid] = writer
+            if origin.tid in (None, tid) and not writer.is_closing():
+                return writer
+            if not authenticated:
+                return None
+        return self.writers.get(tid) if authenticated else None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         _nodelay(writer)
@@ -77,13 +98,12 @@ class TcpHost:
         self._connections.add(task)
         task.add_done_callback(self._connections.discard)
         deframer = Deframer()
+        origin = Origin(None, writer)
         try:
             while chunk := await reader.read(65536):
                 for data in deframer.feed(chunk):
                     self.received += 1
-                    with contextlib.suppress(ProtocolError):
-                        self.writers[codec.decode(data).tid] = writer
-                    self.on_message(data)
+                    self.on_message(data, origin)
         except (ConnectionError, ProtocolError) as exc:
             self.emit("tcp_connection_dropped", reason=str(exc))
         finally:
@@ -188,7 +208,7 @@ class Wire:
         self.endpoint = endpoint
         self.host, self.port = parse_address(endpoint.url or "tcp://127.0.0.1:0")
 
-    async def open_host(self, on_request: Callable[[bytes], None], emit: TraceSink) -> TcpHost:
+    async def open_host(self, on_request: Callable[[bytes, Origin], None], emit: TraceSink) -> TcpHost:
         server = TcpHost(on_request, emit)
         try:
             self.port = await server.start(self.host, self.port)

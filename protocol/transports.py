@@ -3,7 +3,14 @@
 A transport carries the ISO 8583 bytes between terminals and the host. Whatever it is (a
 function call in memory, an MQTT broker, a TCP socket), the runner sees the same two ends:
 
-- the host end: ``send(data, meta)`` routes a reply to the terminal named in ``meta["tid"]``;
+- the host end: every request arrives as ``on_request(data, origin)``, where ``origin`` (an
+  ``Origin``) is what the transport knows of the sender: the terminal id it vouches for (the
+  id in the MQTT topic, which the broker's ACL reserves to that terminal's account; the id a
+  TCP connection was bound to by its first authenticated message), or ``None``. The host
+  compares it with field 41. ``send(data, meta)`` routes a reply to the terminal named in
+  ``meta["tid"]``; ``meta["origin"]`` is the request's origin (a transport answers there and
+  nowhere else) and ``meta["authenticated"]`` says whether the request proved its sender (a
+  TCP connection is bound to ``meta["tid"]`` by the first such reply);
 - a terminal end: ``send(data)`` hands a request to the host.
 
 Both ends never block and never fail on ``send`` (they queue while disconnected), say when
@@ -16,7 +23,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from protocol.ports import TraceSink
@@ -42,12 +49,33 @@ class Endpoint:
     terminals connect there; port 0 lets the host pick one in a one-process run).
     ``client_id``: the MQTT client id of a long-lived process (a restart resumes its session).
     ``force_redelivery``: MQTT only, the host withholds its first N acknowledgements (tests).
+    ``username``/``password``: MQTT only, the broker account (``possim keys`` makes them).
+    ``tls_ca``: MQTT only, connect with TLS and trust this CA file; ``tls_cert``/``tls_key``: a
+    client certificate for brokers that require one.
     """
 
     url: str | None = None
     qos: int = 1
     client_id: str | None = None
     force_redelivery: int = 0
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+
+@dataclass(eq=False, slots=True)
+class Origin:
+    """Who a transport says sent a request.
+
+    ``tid``: the terminal id the transport vouches for, or ``None`` when it vouches for none
+    (in memory; a TCP connection before its first authenticated message). ``route`` is the
+    transport's own handle for answering there (a TCP connection); the host never reads it.
+    """
+
+    tid: str | None = None
+    route: object = None
 
 
 class HostEnd(Protocol):
@@ -83,7 +111,7 @@ class Wire(Protocol):
 
     name: str
 
-    async def open_host(self, on_request: Callable[[bytes], None], emit: TraceSink) -> HostEnd: ...
+    async def open_host(self, on_request: Callable[[bytes, Origin], None], emit: TraceSink) -> HostEnd: ...
 
     async def open_terminal(self, tid: str, on_response: Callable[[bytes], None], emit: TraceSink) -> TerminalEnd: ...
 

@@ -170,3 +170,18 @@ def test_a_folder_of_journal_files_is_read_as_one_fleet(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("not a journal")
     with pytest.raises(StoreError, match=r"notes\.txt: not a possim journal"):
         open_journals(tmp_path)
+
+
+def test_terminals_numbering_their_baskets_alike_are_not_double_debits() -> None:
+    """Every terminal calls its first sale basket-1; the same name at two tills is two baskets."""
+    shared = ledger()
+    journals = []
+    for tid in ("POS00001", "POS00002"):
+        entry(shared, tid, "000001")
+        j = Journal(":memory:", tid=tid)
+        j.write(TxnRecord(txn_id=1, intent="basket-1", kind="purchase", mti="0200", stan="000001",
+                          transmission="1125100000", pan="4000000000000002", amount=2500, completion_amount=2500,
+                          started_at=0.0, status="approved"))
+        journals.append(j.conn)
+    v = check(journals, shared)
+    assert v.counts["double_debits"] == 0 and v.customer_loss == 0 and v.settled

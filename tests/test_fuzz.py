@@ -66,9 +66,9 @@ class TerminalHostLink(RuleBasedStateMachine):
         self.decider = FaultDecider(FaultPlan(), random.Random(0))
         host = AcquirerHost(HostConfig(), self.ledger, random.Random(0))
         self.terminal_driver: TerminalDriver
-        to_host = FaultyLink("to_host", MemoryTransport(lambda d: host_driver.receive(d)), self.decider, self.clock,  # noqa: PLW0108 (bound later)
+        to_host = FaultyLink("to_host", MemoryTransport(lambda d: host_driver.receive(d)), self.decider, self.clock,
                              trace.emit)
-        to_terminal = FaultyLink("to_terminal", MemoryTransport(lambda d: self.terminal_driver.receive(d)),  # noqa: PLW0108
+        to_terminal = FaultyLink("to_terminal", MemoryTransport(lambda d: self.terminal_driver.receive(d)),
                                  self.decider, self.clock, trace.emit)
         host_driver = HostDriver(host, to_terminal, self.clock, trace.emit)
         self.terminal_driver = TerminalDriver(Terminal(TerminalConfig(policy="reversal", reversal_attempts=20)),
@@ -131,8 +131,10 @@ def test_fuzz_under_none_finds_and_shrinks_a_single_lost_response() -> None:
 
 
 def test_fuzz_under_reversal_finds_nothing_and_reports_coverage() -> None:
-    found = fuzz("reversal", 300, seed=1)
-    assert found.schedule is None and found.examples == 300
+    # 600 examples: a lost reversal needs a timeout and a rule on the 0400 in one schedule, which
+    # 300 examples did not always draw (how often depends on what else the process imported).
+    found = fuzz("reversal", 600, seed=2)
+    assert found.schedule is None and found.examples == 600
     for situation in ("response lost after host approval", "reversal lost", "duplicate original absorbed by the host",
                       "late response after timeout", "host crash after commit", "reversal before its original"):
         assert found.coverage[situation] > 0, situation

@@ -15,12 +15,15 @@ ORIG = OriginalData("0200", "000001", "1125100000")
 
 def purchase_bytes(amount: int = 2500, pan: str = "4000000000000002") -> bytes:
     return codec.encode(Message(mti="0200", stan="000001", transmission="1125100000", tid="POS00001",
-                                mid="MERCHANT0000001", pan=pan, processing_code="000000", amount=amount))
+                                mid="MERCHANT0000001", pan=pan, processing_code="000000", amount=amount,
+                                currency="978"))
 
 
 def control(mti: str, stan: str = "000002") -> bytes:
+    code = "970000" if mti == "0600" else "000000"
     return codec.encode(Message(mti=mti, stan=stan, transmission="1125100030", tid="POS00001",
-                                pan="4000000000000002", amount=2500, original=ORIG))
+                                pan="4000000000000002", amount=2500, original=ORIG, processing_code=code,
+                                currency="978"))
 
 
 def entries(host: object) -> list[tuple[str, int]]:
@@ -82,10 +85,12 @@ def test_declines_insufficient_funds_and_issuer_unavailable() -> None:
 def test_completion_advice_captures_once_and_releases_the_hold() -> None:
     host = new_host()
     auth = codec.encode(Message(mti="0100", stan="000001", transmission="1125100000", tid="POS00001",
-                                pan="4000000000000002", amount=10000))
+                                pan="4000000000000002", amount=10000, processing_code="000000",
+                                currency="978"))
     host.receive(0.0, auth)
     advice = Message(mti="0220", stan="000002", transmission="1125100001", tid="POS00001",
-                     pan="4000000000000002", amount=8250, original=OriginalData("0100", "000001", "1125100000"))
+                     pan="4000000000000002", amount=8250, original=OriginalData("0100", "000001", "1125100000"),
+                     processing_code="000000", currency="978")
     assert codec.decode(replies(host.receive(1.0, codec.encode(advice)))[0].data).approved
     repeat = replace(advice, mti="0221", transmission="1125100031")  # the repeat: same original, new F7
     assert codec.decode(replies(host.receive(2.0, codec.encode(repeat)))[0].data).approved

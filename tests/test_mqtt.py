@@ -260,7 +260,7 @@ async def test_restarted_acquirer_resumes_its_session_and_answers_what_queued_up
 
     pos = await connect("pos")
     msg = Message(mti="0200", stan="000001", transmission="1125100000", tid="POS00099", pan="4000000000000002",
-                  processing_code="000000", amount=777)
+                  processing_code="000000", amount=777, currency="978")
     pos.publish(requests_topic("POS00099"), codec.encode(msg))
     await drained(pos)  # the broker holds the request in the stopped acquirer's session
 

@@ -21,14 +21,15 @@ ORIG = OriginalData("0200", "000001", "1125100000")
 
 def _reversal(mti: str) -> bytes:
     return codec.encode(Message(mti=mti, stan="000002", transmission="1125100030", tid="POS00001",
-                                pan="4000000000000002", amount=2500, original=ORIG))
+                                pan="4000000000000002", amount=2500, original=ORIG, processing_code="000000",
+                                currency="978"))
 
 
 def test_the_host_refuses_its_first_reversals_with_the_given_codes_and_credits_nothing() -> None:
     host = new_host(reversal_answers=("05", "30"))
     host.receive(0.0, codec.encode(Message(mti="0200", stan="000001", transmission="1125100000", tid="POS00001",
                                            mid="MERCHANT0000001", pan="4000000000000002",
-                                           processing_code="000000", amount=2500)))
+                                           processing_code="000000", amount=2500, currency="978")))
     codes = [codec.decode(replies(host.receive(t, _reversal(mti)))[0].data).response_code
              for t, mti in ((30.0, "0400"), (35.0, "0401"), (45.0, "0401"), (50.0, "0401"))]
     assert codes == ["05", "30", "00", "00"]

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from pos_sim.actions import Action, CancelTimer, Outcome, Send, StartTimer, WriteJournal
-from protocol import events as ev
 from pos_sim.exchanges import REVERSAL_ANSWERS
 from pos_sim.terminal import Terminal
 from protocol import codec
+from protocol import events as ev
 from tests.helpers import new_host, new_terminal, purchase, replies, sends
 
 ROOT = Path(__file__).resolve().parent.parent

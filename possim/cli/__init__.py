@@ -2,8 +2,9 @@
 
 - ``run``: one scenario under one policy (memory, MQTT or TCP), judged against its [expect];
 - ``compare``: one scenario under several policies side by side;
-- ``processes``: ``broker``, ``acquirer``, ``terminal`` as separate processes, and ``check`` for their files;
+- ``processes``: ``keys``, ``broker``, ``acquirer``, ``terminal`` as separate processes, and ``check`` for their files;
 - ``fuzz``: generated fault schedules against a policy;
+- ``chaos``: a fleet of real processes killed at random, then judged;
 - ``views``: ``list``, ``demo``, ``replay``, ``reconcile``, and the report files of a run;
 - ``options``: the options several commands share, declared once; ``inputs``: checks on what the user
   names; ``errors``: how bad input becomes one line on stderr and exit code 2, never a traceback.
@@ -16,10 +17,11 @@ from collections.abc import Sequence
 
 import click
 
+from possim.cli.chaos import chaos_command
 from possim.cli.compare import compare_command
 from possim.cli.errors import InputError, guarded
 from possim.cli.fuzz import fuzz_command
-from possim.cli.processes import acquirer, broker, check_command, terminal
+from possim.cli.processes import acquirer, broker, check_command, keys_command, terminal
 from possim.cli.run import run_command
 from possim.cli.views import demo, list_command, reconcile_command, replay_command
 
@@ -32,8 +34,8 @@ def cli() -> None:
     """possim: reproduce POS timeouts, orphaned debits and their recovery."""
 
 
-for _command in (run_command, compare_command, fuzz_command, broker, acquirer, terminal, check_command, replay_command,
-                 list_command, demo, reconcile_command):
+for _command in (run_command, compare_command, fuzz_command, keys_command, broker, acquirer, terminal, check_command,
+                 replay_command, list_command, demo, reconcile_command, chaos_command):
     cli.add_command(_command)
 
 

@@ -12,8 +12,9 @@ from pos_sim.config import POLICIES
 from possim import console as show
 from possim.cli import inputs
 from possim.cli import options as opt
-from possim.cli.views import console
+from possim.cli.views import console, lang_option
 from possim.expect import failed_expectations
+from possim.lesson import tr_for
 from possim.simulation import RunResult, simulate
 
 
@@ -36,8 +37,9 @@ def _policy_list(_ctx: click.Context, _param: click.Parameter, value: str) -> li
 @click.option("--timelines/--no-timelines", default=True, help="Print each policy's timeline first.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False),
               help="Write all policies into one HTML report.")
+@lang_option()
 def compare_command(scenario: str, policies: list[str], seed: int | None, timelines: bool,
-                    report_path: str | None) -> None:
+                    report_path: str | None, lang: str) -> None:
     """Run SCENARIO under each policy with the same faults and show the outcomes side by side.
 
     Exit code 0: every policy settled and met the file's [expect]; 1: one did not; 2: bad input.
@@ -46,17 +48,19 @@ def compare_command(scenario: str, policies: list[str], seed: int | None, timeli
     sc = inputs.scenario(scenario)
     results: list[RunResult] = [simulate(sc, p, seed) for p in policies]
     con = console()
+    tr = tr_for(results[0], lang)
     con.print(f"[bold]{sc.model.title}[/]\n{sc.model.description.strip()}\n")
     if timelines:
         for r in results:
-            show.timeline(con, r, limit=60)
-    show.compare(con, results)
+            show.timeline(con, r, limit=60, tr=tr)
+    show.compare(con, results, tr)
     broken = [r.policy for r in results if not _judged(con, r)]
     if report_path:
         from possim.html_report import render
 
-        Path(report_path).write_text(render(results, f"{sc.model.title}: policies compared"), encoding="utf-8")
-        con.print(f"report written to {report_path}")
+        title = tr("{title}: policies compared", title=sc.model.title)
+        Path(report_path).write_text(render(results, title, lang), encoding="utf-8")
+        con.print(tr("report written to {path}", path=report_path))
     sys.exit(1 if broken else 0)
 
 

@@ -5,20 +5,27 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from possim.cli import inputs
 from possim.cli import options as opt
 from possim.cli.errors import InputError, as_input_error
+from possim.keys import HOST_USERNAME, KeyRing
+from protocol.mac import ALGORITHMS as MAC_ALGORITHMS
+from protocol.mac import DEFAULT_ALGORITHM as DEFAULT_MAC
+
+if TYPE_CHECKING:
+    from possim.checker import Verdict
 from protocol.transports import NAMES as TRANSPORT_NAMES
-from protocol.transports import TransportError
+from protocol.transports import Endpoint, TransportError, Wire, open_wire
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -26,12 +33,34 @@ F = TypeVar("F", bound=Callable[..., Any])
 TERMINAL_SUMMARY = ("transactions", "approved", "declined", "failed", "unknown", "reversed", "pending_reversals")
 
 
+#: A full card number wherever it appears in a log line: 13 to 19 digits (an RRN has 12).
+_CARD = re.compile(r"\d{13,19}")
+
+
+def _masked(value: Any) -> Any:
+    """``value`` with every card number in it (as a value, a key, nested) masked."""
+    from acquirer_sim.host import mask_pan
+
+    if isinstance(value, str):
+        return mask_pan(value) if _CARD.fullmatch(value) else value
+    if isinstance(value, dict):
+        return {_masked(k): _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(v) for v in value]
+    return value
+
+
+def mask_cards(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
+    """structlog processor: card numbers (``pan``, ``card``, the scenario's cards) show first six and last four."""
+    return {k: _masked(v) for k, v in event.items()}
+
+
 def live_logger(component: str) -> Callable[..., None]:
-    """structlog JSON lines on stderr for long-running processes."""
+    """structlog JSON lines on stderr for long-running processes; card numbers masked."""
     import structlog
 
     logger = structlog.wrap_logger(structlog.PrintLogger(sys.stderr), processors=[
-        structlog.processors.TimeStamper(fmt="iso"), structlog.processors.JSONRenderer(sort_keys=True)])
+        mask_cards, structlog.processors.TimeStamper(fmt="iso"), structlog.processors.JSONRenderer(sort_keys=True)])
     bound = logger.bind(component=component)
 
     def emit(event: str, **fields: object) -> None:
@@ -40,16 +69,75 @@ def live_logger(component: str) -> Callable[..., None]:
     return emit
 
 
+@click.command("keys")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="The key file to write (JSON, mode 0600).")
+@click.option("--terminal", "tids", multiple=True, metavar="TID",
+              help="A terminal id (8 letters, digits, '-' or '_'); repeat for each terminal.")
+@click.option("--terminals", "count", type=click.IntRange(1, 99_999),
+              help="Or N terminals named POS00001 ... POS{N:05d}.")
+@click.option("--algorithm", type=click.Choice(sorted(MAC_ALGORITHMS)), default=DEFAULT_MAC, show_default=True,
+              help="MAC algorithm: AES-CMAC (recommended) or the X9.19 retail MAC of CUP terminals.")
+@click.option("--force", is_flag=True, help="Replace an existing key file.")
+def keys_command(out_path: str, tids: tuple[str, ...], count: int | None, algorithm: str, force: bool) -> None:
+    """Create a key file: a MAC key and a broker password per terminal, and the host's account.
+
+    Prints each terminal's key check value (never a secret): two sides holding the same key
+    print the same check value.
+    """
+    from possim import keys
+
+    if bool(tids) == (count is not None):
+        raise InputError("give terminal ids with --terminal TID (repeated) or a count with --terminals N")
+    names = list(tids) if tids else keys.default_tids(count or 0)
+    with as_input_error(keys.KeyFileError):
+        ring = keys.create_key_file(Path(out_path), names, algorithm, force=force)
+    click.echo(f"wrote {out_path} (mode 0600): keep it secret, whoever reads it can forge any terminal")
+    for line in ring.summary():
+        click.echo(line)
+
+
+def _load_keys(path: str | None) -> KeyRing | None:
+    """The key file named by ``--keys``, or ``None``; a bad one is one line and exit 2."""
+    if path is None:
+        return None
+    from possim import keys
+
+    with as_input_error(keys.KeyFileError):
+        ring = keys.load(Path(path))
+    warning = keys.permission_warning(Path(path))
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
+    return ring
+
+
+def _keys_option(text: str) -> Callable[[F], F]:
+    return click.option("--keys", "keys_path", type=click.Path(dir_okay=False), metavar="FILE", help=text)
+
+
 @click.command()
 @click.option("--port", default=1883, show_default=True, type=click.IntRange(1, 65535),
               help="TCP port on 127.0.0.1 to listen on.")
 @click.option("--state-dir", type=click.Path(file_okay=False), help="Where Mosquitto keeps its config and sessions.")
-def broker(port: int, state_dir: str | None) -> None:
+@_keys_option("Secure the broker with this key file's accounts: anonymous clients refused, each terminal "
+              "limited to its own topics by an ACL.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False), help="TLS: the broker's certificate (PEM).")
+@click.option("--tls-key", type=click.Path(dir_okay=False), help="TLS: the broker's private key (PEM).")
+@click.option("--tls-ca", type=click.Path(dir_okay=False),
+              help="TLS: a CA file; clients must then present a certificate it signed.")
+def broker(port: int, state_dir: str | None, keys_path: str | None, tls_cert: str | None, tls_key: str | None,
+           tls_ca: str | None) -> None:
     """Run Mosquitto on 127.0.0.1:PORT with possim's configuration until stopped (Ctrl-C)."""
-    from possim.broker import Broker, BrokerError
+    from possim.broker import Broker, BrokerError, TlsFiles
 
+    ring = _load_keys(keys_path)
+    if (tls_cert is None) != (tls_key is None) or (tls_ca is not None and tls_cert is None):
+        raise InputError("TLS needs both --tls-cert and --tls-key (and --tls-ca only with them)")
+    tls = TlsFiles(Path(tls_cert), Path(tls_key), Path(tls_ca) if tls_ca else None) if tls_cert and tls_key else None
     with as_input_error(BrokerError):
-        b = Broker(port, Path(state_dir) if state_dir else None).start()
+        accounts = ring.accounts() if ring else None
+        b = Broker(port, Path(state_dir) if state_dir else None, accounts=accounts,
+                   host_username=ring.host_username if ring else HOST_USERNAME, tls=tls).start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # before the banner: it is the readiness line
     click.echo(f"mosquitto listening on {b.url} (config {b.config}); Ctrl-C to stop", err=True)
     try:
@@ -62,6 +150,24 @@ def broker(port: int, state_dir: str | None) -> None:
 
 
 PROCESS_TRANSPORTS = tuple(name for name in TRANSPORT_NAMES if name != "memory")
+
+
+def _tls_ca_option() -> Callable[[F], F]:
+    return click.option("--tls-ca", type=click.Path(dir_okay=False, exists=True),
+                        help="MQTT over TLS: trust the broker's certificate signed by this CA file.")
+
+
+def _wire(transport: str, broker_url: str | None, tcp_url: str | None, qos: int, client_id: str,
+          ring: KeyRing | None, username: str | None, tls_ca: str | None) -> Wire:
+    """``inputs.wire`` plus the broker account of ``username`` from the key file, and TLS."""
+    wire = inputs.wire(transport, broker_url, tcp_url, qos, client_id)
+    if (ring is None and tls_ca is None) or transport != "mqtt":
+        return wire
+    password = ring.accounts().get(username or "") if ring is not None else None
+    endpoint = Endpoint(broker_url, qos, client_id=client_id, username=username if ring else None,
+                        password=password, tls_ca=tls_ca)
+    with as_input_error(TransportError):
+        return open_wire(transport, endpoint)
 
 
 def _process_transport() -> Callable[[F], F]:
@@ -82,8 +188,12 @@ def _process_transport() -> Callable[[F], F]:
               help="MQTT client id; a restarted acquirer with the same id resumes its session.")
 @click.option("--stats-every", default=10.0, show_default=True, type=opt.FiniteFloatRange(0.1, 3600),
               help="Seconds between log lines counting the requests handled and failed.")
+@_keys_option("Verify and add MACs with this key file's keys (a request with a missing or wrong MAC is "
+              "answered 63) and log in to the broker with its host account.")
+@_tls_ca_option()
 def acquirer(transport: str, broker_url: str | None, listen_url: str | None, ledger_path: str | None,
-             scenario_path: str | None, time_scale: float, qos: int, client_id: str, stats_every: float) -> None:
+             scenario_path: str | None, time_scale: float, qos: int, client_id: str, stats_every: float,
+             keys_path: str | None, tls_ca: str | None) -> None:
     """Serve as the acquirer host until SIGINT/SIGTERM; log every event as a JSON line on stderr."""
     import random
 
@@ -91,16 +201,20 @@ def acquirer(transport: str, broker_url: str | None, listen_url: str | None, led
     from acquirer_sim.host import AcquirerHost
     from acquirer_sim.ledger import Ledger
     from possim.realtime import serve_acquirer
+    from protocol.storage import StoreError
 
-    wire = inputs.wire(transport, broker_url, listen_url, qos, client_id)
+    ring = _load_keys(keys_path)
+    wire = _wire(transport, broker_url, listen_url, qos, client_id, ring, ring.host_username if ring else None,
+                 tls_ca)
     config = (inputs.scaled(inputs.scenario(scenario_path), time_scale).host_config() if scenario_path
               else HostConfig())
     inputs.writable(ledger_path)
-    if ledger_path and Path(ledger_path).exists() and Path(ledger_path).stat().st_size:
-        inputs.database(ledger_path, "entries", "ledger")
-    ledger = Ledger(ledger_path or ":memory:", default_balance=config.default_balance)
-    host = AcquirerHost(config, ledger, random.Random())
     log = live_logger("acquirer")
+    with as_input_error(StoreError):  # a ledger left by a killed acquirer is recovered on open
+        ledger = Ledger(ledger_path or ":memory:", default_balance=config.default_balance,
+                        on_wait=lambda w: log("ledger_wait", operation=w.operation, seconds=round(w.seconds, 3),
+                                              attempts=w.attempts))
+    host = AcquirerHost(config, ledger, random.Random(), ring.mac_keys() if ring else None)
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -131,9 +245,12 @@ def acquirer(transport: str, broker_url: str | None, listen_url: str | None, led
 @opt.time_scale()
 @opt.qos()
 @click.option("--log/--no-log", default=True, help="Log every event as a JSON line on stderr.")
+@_keys_option("MAC every request with this terminal's key from the key file, refuse answers without the "
+              "right MAC, and log in to the broker with the terminal's account.")
+@_tls_ca_option()
 def terminal(scenario: str, transport: str, broker_url: str | None, connect_url: str | None, tid: str,
              policy: str | None, seed: int | None, journal_path: str | None, trace_path: str | None,
-             time_scale: float, qos: int, log: bool) -> None:
+             time_scale: float, qos: int, log: bool, keys_path: str | None, tls_ca: str | None) -> None:
     """Drive one terminal through SCENARIO against an acquirer; print its summary.
 
     On an existing journal the terminal resumes where it stopped: a sale that was in flight
@@ -144,14 +261,25 @@ def terminal(scenario: str, transport: str, broker_url: str | None, connect_url:
     sc = inputs.scenario(scenario)
     inputs.tid(tid)
     inputs.writable(journal_path, trace_path)
-    if journal_path and Path(journal_path).exists() and Path(journal_path).stat().st_size:
-        inputs.database(journal_path, "journal", "journal")
+    if journal_path and Path(journal_path).exists():
+        from pos_sim.journal import read_journal
+        from protocol.storage import StoreError
+
+        with as_input_error(StoreError):  # refuse a file that is not a journal before any work starts
+            read_journal(journal_path).close()
     inputs.scaled(sc, time_scale)
-    wire = inputs.wire(transport, broker_url, connect_url, qos, f"possim-terminal-{tid.strip()}")
+    ring = _load_keys(keys_path)
+    mac_key = None
+    if ring is not None:
+        from possim.keys import KeyFileError
+
+        with as_input_error(KeyFileError):
+            mac_key = ring.mac_key(tid)
+    wire = _wire(transport, broker_url, connect_url, qos, f"possim-terminal-{tid.strip()}", ring, tid, tls_ca)
     with as_input_error(TransportError):
         result = asyncio.run(drive_terminal(sc, policy or sc.model.policy, sc.model.seed if seed is None else seed,
                                             wire, tid, time_scale, journal_path,
-                                            live=live_logger("terminal") if log else None))
+                                            live=live_logger("terminal") if log else None, mac_key=mac_key))
     if trace_path:
         result.trace.write(trace_path)
     summary = result.verdict.summary()
@@ -160,30 +288,48 @@ def terminal(scenario: str, transport: str, broker_url: str | None, connect_url:
 
 
 @click.command("check")
-@opt.journal("The terminal's SQLite journal.", required=True)
-@opt.ledger("The host's SQLite ledger.", required=True)
+@click.option("--journal", "journal_paths", multiple=True, required=True, metavar="FILE|FOLDER",
+              help="A terminal's SQLite journal; repeat it for every terminal, or name a folder of journals.")
+@opt.ledger("The host's SQLite ledger (shared by every terminal).", required=True)
+@click.option("--whole-ledger", is_flag=True,
+              help="Also list the ledger's money for terminals whose journal was not given.")
 @opt.as_json("Print the verdict as one JSON object.")
-def check_command(journal_path: str, ledger_path: str, as_json: bool) -> None:
-    """Judge a run split over processes from its journal and ledger files."""
-    from possim.checker import check
+def check_command(journal_paths: tuple[str, ...], ledger_path: str, whole_ledger: bool, as_json: bool) -> None:
+    """Judge a run split over processes: every terminal's journal against the one ledger.
 
-    conns = []
-    for path, table, what in ((journal_path, "journal", "journal"), (ledger_path, "entries", "ledger")):
-        if not Path(path).is_file():
-            raise InputError(f"{path}: no such file")
-        inputs.database(path, table, what)
-        conns.append(sqlite3.connect(f"file:{path}?mode=ro", uri=True))
+    Files left by a killed process are recovered on open. Exit 0 only when the money is
+    right and nothing is still owed (no pending reversal, no open hold); 1 otherwise.
+    """
+    from acquirer_sim.ledger import read_ledger
+    from pos_sim.journal import read_journal
+    from possim.checker import check, open_journals
+    from protocol.storage import StoreError
+
+    conns: list[sqlite3.Connection] = []
     try:
-        verdict = check(conns[0], conns[1])
+        with as_input_error(StoreError):
+            for path in journal_paths:
+                conns.extend(open_journals(path) if Path(path).is_dir() else [read_journal(path)])
+            ledger = read_ledger(ledger_path)
+        conns.append(ledger)
+        verdict = check(conns[:-1], ledger, whole_ledger=whole_ledger)
     finally:
         for conn in conns:
             conn.close()
+    _print_verdict(verdict, as_json)
+    sys.exit(0 if verdict.settled else 1)
+
+
+def _print_verdict(verdict: Verdict, as_json: bool) -> None:
     summary = verdict.summary()
     if as_json:
-        click.echo(json.dumps(summary, sort_keys=True))
-    else:
-        for key, value in summary.items():
-            click.echo(f"{key.replace('_', ' '):>20}: {value}")
-        for f in verdict.findings:
-            click.echo(f"  finding: {f.finding} txn {f.txn} stan {f.key[1]} amount {f.as_dict()['amount']}")
-    sys.exit(0 if verdict.clean else 1)
+        click.echo(json.dumps({**summary, "settled": verdict.settled,
+                               "unjournaled": [f.as_dict() for f in verdict.unjournaled]}, sort_keys=True))
+        return
+    for key, value in summary.items():
+        click.echo(f"{key.replace('_', ' '):>20}: {value}")
+    for f in verdict.findings:
+        click.echo(f"  finding: {f.finding} terminal {f.key[0]} txn {f.txn} stan {f.key[1]} "
+                   f"amount {f.as_dict()['amount']}")
+    for f in verdict.unjournaled:
+        click.echo(f"  no journal given: terminal {f.key[0]} stan {f.key[1]} amount {f.as_dict()['amount']}")

@@ -8,11 +8,10 @@ import sys
 
 import click
 
-from possim import console as show
 from possim.cli import inputs
 from possim.cli import options as opt
 from possim.cli.errors import as_input_error
-from possim.cli.views import console, write_views
+from possim.cli.views import lang_option, print_run, write_views
 from possim.expect import failed_expectations
 from possim.scenario import Scenario
 from possim.simulation import RunResult, simulate
@@ -39,10 +38,11 @@ from protocol.transports import TransportError
 @click.option("--force-redelivery", default=0, type=click.IntRange(0, 100),
               help="MQTT: the host withholds its PUBACK for the first N requests and reconnects, so the broker "
                    "redelivers them (QoS 1 duplicates).")
+@lang_option()
 def run_command(scenario: str, policy: str | None, seed: int | None, trace_path: str | None, as_json: bool,
                 check_determinism: bool, timeline: bool, ledger_path: str | None, journal_path: str | None,
                 transport: str, broker_url: str | None, qos: int, time_scale: float, report_path: str | None,
-                mermaid_path: str | None, force_redelivery: int) -> None:
+                mermaid_path: str | None, force_redelivery: int, lang: str) -> None:
     """Run SCENARIO (a file, or the name of a shipped one) and judge it: in memory or over MQTT or TCP.
 
     Exit code 0: the run settled and met the file's [expect]; 1: it did not; 2: bad input.
@@ -65,16 +65,12 @@ def run_command(scenario: str, policy: str | None, seed: int | None, trace_path:
         result = simulate(sc, policy, seed, ledger_path=ledger_path, journal_path=journal_path)
     if trace_path:
         result.trace.write(trace_path)
-    write_views(result, report_path, mermaid_path)
+    write_views(result, report_path, mermaid_path, lang)
     failures = failed_expectations(sc.model.expect, result.policy, result.verdict.summary())
     if as_json:
         click.echo(json.dumps({**result.summary(), "expectations_failed": failures}, sort_keys=True))
     else:
-        con = console()
-        con.print(f"[bold]{sc.model.title}[/]\n{sc.model.description.strip()}\n")
-        if timeline:
-            show.timeline(con, result)
-        show.verdict(con, result, failures)
+        print_run(result, failures, timeline, lang)
     sys.exit(0 if result.quiescent and not failures else 1)
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
 
 from possim import console as show
+from possim import i18n
 from possim.cli import inputs
 from possim.cli import options as opt
 from possim.cli.errors import InputError, as_input_error
@@ -17,6 +20,7 @@ from possim.reconcile import Reconciliation
 from possim.scenario import ScenarioError, from_dict, load
 from possim.simulation import RunResult, simulate
 
+F = TypeVar("F", bound=Callable[..., Any])
 _SCENARIO_DIR_HELP = "Folder with the scenarios (default: the ones shipped with possim)."
 
 
@@ -25,17 +29,48 @@ def console() -> Console:
     return Console() if sys.stdout.isatty() else Console(width=140, no_color=True)
 
 
-def write_views(result: RunResult, report_path: str | None, mermaid_path: str | None) -> None:
-    """The HTML report and the Mermaid chart of one run, where asked for."""
+def _language(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
+    try:
+        return i18n.resolve(value)
+    except i18n.LanguageError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def lang_option() -> Callable[[F], F]:
+    """``--lang zh|en`` for every view; ``POSSIM_LANG`` is the default, English when unset."""
+    return click.option("--lang", type=click.Choice(i18n.LANGS), default=None, callback=_language,
+                        help="Language of the views: zh or en (default: $POSSIM_LANG, else en).")
+
+
+def write_views(result: RunResult, report_path: str | None, mermaid_path: str | None, lang: str | None = None) -> None:
+    """The HTML report and the Mermaid chart of one run, where asked for; each file written is named on stderr."""
+    from possim.lesson import tr_for
+
+    tr = tr_for(result, lang)
     if report_path:
         from possim.html_report import render
 
-        Path(report_path).write_text(render([result], result.scenario.model.title), encoding="utf-8")
+        Path(report_path).write_text(render([result], result.scenario.model.title, tr.lang), encoding="utf-8")
+        click.echo(tr("report written to {path}", path=report_path), err=True)
     if mermaid_path:
         from possim.mermaid import to_mermaid
 
-        title = f"{result.scenario.model.title} (policy {result.policy})"
-        Path(mermaid_path).write_text(to_mermaid(result.trace.records, title), encoding="utf-8")
+        title = tr("{title} (policy {policy})", title=result.scenario.model.title, policy=result.policy)
+        Path(mermaid_path).write_text(to_mermaid(result.trace.records, title, tr), encoding="utf-8")
+        click.echo(tr("Mermaid chart written to {path}", path=mermaid_path), err=True)
+
+
+def print_run(result: RunResult, failures: list[str], timeline: bool, lang: str | None = None) -> None:
+    """A run on the console: the point first (headline, money, remedy), then the timeline and the verdict."""
+    from possim.lesson import tr_for
+
+    tr = tr_for(result, lang)
+    con = console()
+    con.print(f"[bold]{result.scenario.model.title}[/]\n{result.scenario.model.description.strip()}\n")
+    show.lesson(con, result, tr)
+    if timeline:
+        show.timeline(con, result, tr=tr)
+    show.verdict(con, result, failures, tr)
 
 
 def _folder(scenario_dir: str | None) -> Path:
@@ -62,7 +97,8 @@ def list_command(scenario_dir: str | None) -> None:
 @click.option("--pace", default=0.8, show_default=True, type=opt.FiniteFloatRange(0, 10),
               help="Seconds per event, so a trainer can talk over it.")
 @click.option("--scenarios", "scenario_dir", type=click.Path(file_okay=False), help=_SCENARIO_DIR_HELP)
-def demo(pace: float, scenario_dir: str | None) -> None:
+@lang_option()
+def demo(pace: float, scenario_dir: str | None, lang: str) -> None:
     """A narrated walk through the key failure modes: lost response, slow host, lost reversal, customer retries."""
     from possim.demo import run_demo
 
@@ -70,7 +106,7 @@ def demo(pace: float, scenario_dir: str | None) -> None:
     if not (folder / "response-lost.toml").is_file():
         raise InputError(f"{folder}: no shipped scenarios here (use --scenarios DIR)")
     with as_input_error(ScenarioError):
-        run_demo(console(), folder, pace)
+        run_demo(console(), folder, pace, lang=lang)
 
 
 @click.command("replay")
@@ -100,29 +136,31 @@ def replay_command(trace_file: str, as_json: bool) -> None:
 @opt.policy("For a scenario: the recovery policy (default: the scenario's).")
 @opt.seed("For a scenario: the RNG seed (default: the scenario's).")
 @opt.as_json("Print the reconciliation as one JSON object.")
-def reconcile_command(source: str, policy: str | None, seed: int | None, as_json: bool) -> None:
+@lang_option()
+def reconcile_command(source: str, policy: str | None, seed: int | None, as_json: bool, lang: str) -> None:
     """End-of-day reconciliation with merchant fees, for a scenario (.toml) or a recorded trace (.jsonl)."""
-    recon, title = _reconciliation(source, policy, seed)
+    recon, title, currency = _reconciliation(source, policy, seed)
     if as_json:
         click.echo(json.dumps(recon.as_dict(), sort_keys=True))
     else:
-        show.reconciliation(console(), recon, title)
+        show.reconciliation(console(), recon, title, i18n.Tr(lang, currency))
     sys.exit(0 if recon.balanced else 1)
 
 
-def _reconciliation(source: str, policy: str | None, seed: int | None) -> tuple[Reconciliation, str]:
+def _reconciliation(source: str, policy: str | None, seed: int | None) -> tuple[Reconciliation, str, str]:
     if not source.endswith(".jsonl"):
         sc = inputs.scenario(source)
         result = simulate(sc, policy, seed)
         assert result.reconciliation is not None
-        return result.reconciliation, f"{sc.name}, policy {result.policy}, seed {result.seed}"
+        return (result.reconciliation, f"{sc.name}, policy {result.policy}, seed {result.seed}",
+                sc.model.terminal.currency)
     from possim.replay import REAL_TIME_HEADERS, ReplayError, read_trace, replay_full
 
     with as_input_error(ReplayError, ScenarioError):
         records = read_trace(source)
         if any(r.get("event") in REAL_TIME_HEADERS for r in records):
             _, _, recon = replay_full(source)
-            return recon, f"{source} (replayed)"
+            return recon, f"{source} (replayed)", _currency(records)
         started = next((r for r in records if r.get("event") == "run_started" and "scenario_data" in r), None)
         if started is None:
             raise ReplayError(f"{source}: not a possim trace (no run_started event with its scenario)")
@@ -131,4 +169,14 @@ def _reconciliation(source: str, policy: str | None, seed: int | None) -> tuple[
         if result.trace.lines() != Path(source).read_text(encoding="utf-8").splitlines():
             raise ReplayError(f"{source}: re-running its scenario does not reproduce this trace")
     assert result.reconciliation is not None
-    return result.reconciliation, f"{source} (policy {result.policy}, seed {result.seed})"
+    return (result.reconciliation, f"{source} (policy {result.policy}, seed {result.seed})",
+            sc.model.terminal.currency)
+
+
+def _currency(records: list[dict[str, Any]]) -> str:
+    """The terminal currency of the scenario a recorded trace carries (978 when it does not say)."""
+    for record in records:
+        terminal = (record.get("scenario_data") or {}).get("terminal") or {}
+        if "currency" in terminal:
+            return str(terminal["currency"])
+    return "978"

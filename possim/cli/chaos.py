@@ -1,0 +1,49 @@
+"""``possim chaos``: a fleet of terminal processes, an acquirer and Mosquitto, killed at random, then judged."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from possim.cli.errors import as_input_error
+
+
+@click.command("chaos")
+@click.option("--terminals", default=20, show_default=True, type=click.IntRange(1, 200),
+              help="Terminal processes in the fleet, each with its own journal.")
+@click.option("--acquirer-kills", default=20, show_default=True, type=click.IntRange(0, 1000),
+              help="How many times the acquirer process is SIGKILLed and restarted.")
+@click.option("--terminal-kills", default=20, show_default=True, type=click.IntRange(0, 1000),
+              help="How many times a terminal process is SIGKILLed and restarted on its journal.")
+@click.option("--broker-kills", default=10, show_default=True, type=click.IntRange(0, 1000),
+              help="How many times Mosquitto is SIGKILLed and restarted on its state folder.")
+@click.option("--sales", default=12, show_default=True, type=click.IntRange(1, 1000),
+              help="Sales each terminal makes, one a second.")
+@click.option("--seed", default=1, show_default=True, type=int, help="Seed of the kill schedule.")
+@click.option("--folder", type=click.Path(file_okay=False), default=None,
+              help="Keep ledger, journals and logs here (default: a temporary folder, removed afterwards).")
+@click.option("--settle-timeout", default=300.0, show_default=True, type=click.FloatRange(1, 3600),
+              help="Seconds the fleet may take to finish its work after the last kill.")
+def chaos_command(terminals: int, acquirer_kills: int, terminal_kills: int, broker_kills: int, sales: int,
+                  seed: int, folder: str | None, settle_timeout: float) -> None:
+    """Kill the acquirer, terminals and broker at random under `reversal`, let it settle, judge the money.
+
+    Everything runs on loopback and stops by itself. Exit 0 when the checker finds no
+    orphaned, double or phantom money and no reversal still pending; 1 otherwise.
+    """
+    from possim.broker import BrokerError
+    from possim.chaos import ChaosError, ChaosPlan, print_table, run_chaos
+
+    plan = ChaosPlan(terminals, acquirer_kills, terminal_kills, broker_kills, seed, sales, settle_timeout)
+    with tempfile.TemporaryDirectory(prefix="possim-chaos-") as scratch, as_input_error(BrokerError):
+        where = Path(folder) if folder else Path(scratch)
+        try:
+            report = run_chaos(where, plan, lambda line: click.echo(line, err=True))
+        except ChaosError as exc:
+            click.echo(f"possim: chaos run failed: {exc}", err=True)
+            sys.exit(1)
+    print_table(report, sys.stdout)
+    sys.exit(0 if report.clean else 1)

@@ -1,0 +1,133 @@
+"""The attacker of a run: sniffs the terminal's requests and injects forged messages.
+
+A forgery (``protocol.faults.Forgery``) is built as a real attacker would build it: from the
+fields of a sale it saw on the wire (card number, amount, STAN, field 7), naming the victim
+terminal in field 41, but without the terminal's MAC key. So it carries no MAC or a MAC under
+the attacker's own key; in a run without MACs (``mac = false``) it carries none and nobody
+can tell it from the real thing. It enters the same links (and fault layer) as honest traffic:
+reversals and queries towards the host, approvals towards the terminal.
+
+Everything is deterministic: forgeries happen at their scheduled times, and the attacker's
+key is derived from the run's seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+
+from protocol import codec
+from protocol import events as ev
+from protocol import mti as M
+from protocol.errors import ProtocolError
+from protocol.faults import Forgery
+from protocol.mac import DEFAULT_ALGORITHM, MacKey
+from protocol.messages import Message, OriginalData
+from protocol.ports import Link, Scheduler
+
+#: The attacker's STANs: far from the terminal's, so its answers are never taken for the terminal's own.
+ATTACKER_STAN = 900_000
+
+
+def attacker_key(seed: int) -> MacKey:
+    """A key the attacker owns (its own terminal's, say): a MAC under it proves nothing about the victim."""
+    return MacKey(DEFAULT_ALGORITHM, hashlib.sha256(f"possim attacker {seed}".encode()).digest()[:16])
+
+
+@dataclass
+class Forger:
+    """Taps the terminal's outgoing requests (``tap``) and injects the scheduled forgeries."""
+
+    forgeries: tuple[Forgery, ...]
+    to_host: Link
+    to_terminal: Link
+    scheduler: Scheduler
+    emit: Callable[[ev.Event], None]
+    seed: int
+    macs_on: bool
+    epoch: datetime
+    #: Scheduled time of each sale by transaction id (for predicting field 7 of a future sale).
+    plan_times: Mapping[int, float] = field(default_factory=dict)
+    sniffed: list[Message] = field(default_factory=list)
+    pending: int = 0
+    _stan: int = ATTACKER_STAN
+
+    def tap(self, inner: Link) -> Link:
+        """A link that hands every request to ``inner`` after the attacker has read it."""
+        return _Tap(inner, self)
+
+    def observe(self, data: bytes) -> None:
+        try:
+            msg = codec.decode(data)
+        except ProtocolError:
+            return
+        if msg.mti in (M.PURCHASE, M.AUTH) and all(m.key() != msg.key() for m in self.sniffed):
+            self.sniffed.append(msg)
+
+    def schedule(self) -> None:
+        for forgery in self.forgeries:
+            self.pending += 1
+            self.scheduler.call_later(forgery.at - self.scheduler.now(), partial(self._inject, forgery))
+
+    def _inject(self, forgery: Forgery) -> None:
+        self.pending -= 1
+        if forgery.kind == "query":
+            for msg in self._queries(forgery):
+                self._send(forgery, msg, "to_host")
+            return
+        if len(self.sniffed) < forgery.target:
+            self.emit(ev.ForgeryMissed(forgery.kind, forgery.target))
+            return
+        sale = self.sniffed[forgery.target - 1]
+        if forgery.kind == "reversal":
+            self._send(forgery, self._reversal(forgery, sale), "to_host")
+        else:
+            self._send(forgery, sale.response("00", rrn="666666666666", auth_code="F0RGED"), "to_terminal")
+
+    def _reversal(self, forgery: Forgery, sale: Message) -> Message:
+        amount = sale.amount if forgery.amount is None else forgery.amount
+        return Message(mti=M.REVERSAL, stan=self._next_stan(), transmission=self._clock(), tid=sale.tid,
+                       mid=sale.mid, pan=sale.pan, processing_code="000000", amount=amount, currency=sale.currency,
+                       original=OriginalData(sale.mti, sale.stan, sale.transmission))
+
+    def _queries(self, forgery: Forgery) -> list[Message]:
+        """0600s for the keys the terminal will use next: its next STANs, the target sale's scheduled field 7."""
+        last = self.sniffed[-1] if self.sniffed else None
+        tid = last.tid if last else None
+        at = self.plan_times.get(forgery.target)
+        if tid is None or at is None or last is None:
+            self.emit(ev.ForgeryMissed(forgery.kind, forgery.target))
+            return []
+        transmission = (self.epoch + timedelta(seconds=at)).strftime("%m%d%H%M%S")
+        first = int(last.stan)
+        return [Message(mti=M.STATUS_QUERY, stan=self._next_stan(), transmission=self._clock(), tid=tid,
+                        mid=last.mid, processing_code="970000", currency=last.currency,
+                        original=OriginalData(M.PURCHASE, f"{(first + k) % 999_999 or 1:06d}", transmission))
+                for k in range(1, forgery.count + 1)]
+
+    def _send(self, forgery: Forgery, msg: Message, direction: str) -> None:
+        mac = "off" if not self.macs_on else forgery.mac
+        key = attacker_key(self.seed) if mac == "wrong" else None
+        self.emit(ev.ForgeryInjected(direction, forgery.kind, msg.mti, msg.tid, msg.stan, forgery.target, mac))
+        link = self.to_host if direction == "to_host" else self.to_terminal
+        link.send(codec.encode(msg, key), {"tid": msg.tid, "stan": msg.stan, "mti": msg.mti})
+
+    def _next_stan(self) -> str:
+        self._stan += 1
+        return f"{self._stan % 1_000_000:06d}"
+
+    def _clock(self) -> str:
+        return (self.epoch + timedelta(seconds=self.scheduler.now())).strftime("%m%d%H%M%S")
+
+
+@dataclass
+class _Tap:
+    inner: Link
+    forger: Forger
+
+    def send(self, data: bytes, meta: Mapping[str, object] | None = None) -> None:
+        self.forger.observe(data)
+        self.inner.send(data, meta)

@@ -1,0 +1,110 @@
+"""The language of the views: English or Chinese, through gettext catalogues.
+
+Why gettext: trainers in China teach in the words their audience uses at the counter
+(单边账, 冲正, 查询, 对账), and translators work on ``.po`` files, not on Python code.
+English is the source language: every message id *is* the English text, so an English
+view needs no catalogue. Chinese lives in ``possim/locale/zh/LC_MESSAGES/possim.po``,
+compiled to the ``.mo`` next to it (``python -m possim.i18n`` recompiles; a test checks the
+``.mo`` is up to date and that every string the views mark has a Chinese entry).
+
+Adding a string: write ``tr("text {name}", name=...)`` in a view (``N_("text")`` for a table
+entry translated later), add one ``msgid``/``msgstr`` pair to the ``.po``, recompile.
+"""
+
+from __future__ import annotations
+
+import gettext
+import os
+from decimal import Decimal
+from functools import cache
+from pathlib import Path
+from typing import ClassVar
+
+LANGS = ("en", "zh")
+DOMAIN = "possim"
+LOCALE_DIR = Path(__file__).with_name("locale")
+#: ISO 4217 numeric code -> the symbol printed before an amount; other codes follow it ("25.00 USD" style).
+SYMBOLS = {"156": "¥", "978": "€", "840": "$", "826": "£"}
+ALPHA = {"156": "CNY", "978": "EUR", "840": "USD", "826": "GBP", "392": "JPY", "344": "HKD"}
+
+
+class LanguageError(ValueError):
+    """An unknown language name (from ``--lang`` or ``POSSIM_LANG``)."""
+
+
+def N_(text: str) -> str:  # noqa: N802 - the gettext convention for "mark, translate later"
+    """Mark ``text`` for the catalogue without translating it here (tables built at import time)."""
+    return text
+
+
+def resolve(lang: str | None) -> str:
+    """``--lang`` if given, else ``POSSIM_LANG``, else English; ``zh_CN.UTF-8`` style names are accepted."""
+    name = lang or os.environ.get("POSSIM_LANG") or "en"
+    short = name.split("_")[0].split("-")[0].split(".")[0].lower()
+    if short not in LANGS:
+        raise LanguageError(f"unknown language {name!r} (choose from {', '.join(LANGS)})")
+    return short
+
+
+@cache
+def _catalogue(lang: str) -> gettext.NullTranslations:
+    if lang == "en":
+        return gettext.NullTranslations()
+    return gettext.translation(DOMAIN, localedir=str(LOCALE_DIR), languages=[lang])
+
+
+class Tr:
+    """Translate, format and print money in one language and currency: ``tr("pays {amount}", amount=...)``.
+
+    ``missing`` collects message ids asked for that the catalogue lacks (English needs none):
+    the tests render every view in every language and require it to stay empty.
+    """
+
+    missing: ClassVar[set[tuple[str, str]]] = set()
+
+    def __init__(self, lang: str = "en", currency: str = "978") -> None:
+        self.lang = resolve(lang)
+        self.currency = currency
+        self._cat = _catalogue(self.lang)
+
+    def __call__(self, msgid: str, /, **values: object) -> str:
+        text = self._cat.gettext(msgid)
+        if text is msgid and self.lang != "en" and msgid.strip():
+            Tr.missing.add((self.lang, msgid))
+        return text.format(**values) if values else text
+
+    def money(self, amount: int | str | Decimal) -> str:
+        """2500, '25.00' or Decimal('25.00') -> '¥25.00' for 156, '€25.00' for 978, '25.00 USD' otherwise."""
+        value = (Decimal(amount) / 100 if isinstance(amount, int) else Decimal(amount)).quantize(Decimal("0.01"))
+        symbol = SYMBOLS.get(self.currency)
+        if symbol:
+            return f"-{symbol}{-value}" if value < 0 else f"{symbol}{value}"
+        return f"{value} {ALPHA.get(self.currency, self.currency)}"
+
+    @property
+    def html_lang(self) -> str:
+        return "zh-CN" if self.lang == "zh" else "en"
+
+
+def translator(lang: str | None = None, currency: str = "978") -> Tr:
+    return Tr(resolve(lang), currency)
+
+
+def compile_catalogues() -> list[Path]:
+    """Compile every ``.po`` under ``possim/locale`` into its ``.mo`` (needs Babel, a dev dependency)."""
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    written = []
+    for po in sorted(LOCALE_DIR.glob("*/LC_MESSAGES/*.po")):
+        with po.open("rb") as f:
+            catalog = read_po(f)
+        with po.with_suffix(".mo").open("wb") as f:
+            write_mo(f, catalog)
+        written.append(po.with_suffix(".mo"))
+    return written
+
+
+if __name__ == "__main__":
+    for path in compile_catalogues():
+        print(f"compiled {path}")

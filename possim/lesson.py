@@ -1,0 +1,157 @@
+"""The point of a run, in plain words: who lost how much and why, the money, what to do.
+
+Every view (console, HTML report, Mermaid, demo) opens with this, because the audience is
+merchants and support staff: the sequence chart explains, but the verdict comes first. The
+remedy follows the merchant FAQ of card acquirers (CUP practice): check the slip against
+the bank statement, contact the acquirer with terminal id, RRN and time, and expect the
+automatic reversal or the refund through error handling (差错处理) within a stated time.
+
+Reads the checker's verdict, the reconciliation and the trace only: it never changes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from possim.i18n import Tr
+from possim.rig import RunResult
+from possim.timeline import screen
+from protocol import events as ev
+
+#: Working days an acquirer's error handling (差错处理) usually takes to return an orphaned debit.
+REFUND_DAYS = 7
+#: Days after which issuers typically release an authorization hold that was never completed.
+HOLD_RELEASE_DAYS = 7
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One transaction that went wrong, with what the acquirer needs to find it."""
+
+    finding: str
+    txn: int | None
+    tid: str
+    stan: str
+    rrn: str
+    t: float
+    amount: int
+    screen: str
+
+
+@dataclass
+class Point:
+    headline: str
+    good: bool
+    money: list[tuple[str, str]] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+    cases: list[Case] = field(default_factory=list)
+
+
+def tr_for(result: RunResult, lang: str | None = None) -> Tr:
+    """The translator of a run: the language asked for, the currency of the scenario's terminal."""
+    from possim.i18n import resolve
+
+    return Tr(resolve(lang), result.scenario.model.terminal.currency)
+
+
+def cases(result: RunResult, tr: Tr) -> list[Case]:
+    """The damaged transactions, worst (largest amount) first."""
+    found = []
+    for f in result.verdict.findings:
+        rrn, t = _booking(result.trace.records, f.key[1])
+        found.append(Case(f.finding, f.txn, f.key[0], f.key[1], rrn, t, f.amount,
+                          _screen(result.trace.records, f.txn, tr)))
+    return sorted(found, key=lambda c: (-c.amount, c.t))
+
+
+def point(result: RunResult, tr: Tr) -> Point:
+    found = cases(result, tr)
+    p = Point(_headline(result, tr, found), result.verdict.settled, cases=found)
+    p.money = _money(result, tr)
+    p.actions = _actions(result, tr, found)
+    return p
+
+
+def _headline(result: RunResult, tr: Tr, found: list[Case]) -> str:
+    c = result.verdict.counts
+    orphans = [x for x in found if x.finding == "orphaned_debit"]
+    if c["double_debits"]:
+        return tr("The customer paid twice: charged {amount} more than the purchase, because the terminal said "
+                  "the first payment failed.", amount=tr.money(result.verdict.customer_loss))
+    if len(orphans) == 1:
+        return tr("The customer was charged {amount} and the terminal said {screen}.",
+                  amount=tr.money(orphans[0].amount), screen=orphans[0].screen)
+    if orphans:
+        return tr("{n} customers were charged {amount} in all for sales the terminal reported as failed.",
+                  n=len(orphans), amount=tr.money(sum(x.amount for x in orphans)))
+    if c["phantom_approvals"]:
+        return tr("The terminal said APPROVED but the bank holds no money: the merchant gave away goods worth "
+                  "{amount}.", amount=tr.money(result.verdict.merchant_loss))
+    if c["open_holds"]:
+        held = sum(x.amount for x in found if x.finding == "open_hold")
+        return tr("A hold of {amount} on the customer's card was never completed: the merchant is not paid and "
+                  "the customer's money stays blocked.", amount=tr.money(held))
+    if c["pending_reversals"]:
+        return tr("A reversal is still owed to the bank: the customer's money is not back yet.")
+    timeouts = sum(1 for r in result.trace.records if isinstance(r.event, ev.TimerFired))
+    if timeouts:
+        return tr("Nobody lost money: despite {n} timeout(s), the terminal and the bank agree on every sale.",
+                  n=timeouts)
+    return tr("Nobody lost money: the terminal and the bank agree on every sale.")
+
+
+def _money(result: RunResult, tr: Tr) -> list[tuple[str, str]]:
+    v = result.verdict
+    rows = [(tr("customer charged without a sale"), tr.money(v.customer_loss)),
+            (tr("merchant's goods given away"), tr.money(v.merchant_loss))]
+    rec = result.reconciliation
+    if rec is not None:
+        rows += [(tr("terminal batch (approved sales)"), tr("{count} sale(s), {amount}", count=rec.batch_count,
+                                                            amount=tr.money(rec.batch_total))),
+                 (tr("bank settlement"), tr("{count} debit(s), {amount}", count=rec.settled_count,
+                                            amount=tr.money(rec.settled_total))),
+                 (tr("difference"), tr.money(rec.settled_total - rec.batch_total))]
+    return rows
+
+
+def _actions(result: RunResult, tr: Tr, found: list[Case]) -> list[str]:
+    c = result.verdict.counts
+    if result.verdict.settled:
+        reversed_ = c["reversed"]
+        return [tr("Nothing to do: the slips, the terminal's list and the bank statement agree."),
+                *([tr("The automatic reversal (冲正) gave the money back; the customer's statement may show the "
+                      "charge and its reversal side by side.")] if reversed_ else [])]
+    out = [tr("Check the slip and the terminal's transaction list against the bank statement (reconciliation).")]
+    out.extend(tr("Contact the acquirer with terminal id {tid}, RRN {rrn} and time t = {t} s (STAN {stan}, "
+                      "{amount}).", tid=case.tid, rrn=case.rrn or "-", t=f"{case.t:.3f}", stan=case.stan,
+                      amount=tr.money(case.amount)) for case in found[:3])
+    if len(found) > 3:
+        out.append(tr("... and {n} more transactions: see the list below.", n=len(found) - 3))
+    if c["orphaned_debits"] or c["double_debits"]:
+        out.append(tr("Do not refund in cash and do not charge again: the acquirer's error handling returns the "
+                      "money to the card; expect the refund within {days} working days.", days=REFUND_DAYS))
+    if c["phantom_approvals"]:
+        out.append(tr("This sale will not be paid: ask the customer to pay again only after the acquirer confirms."))
+    if c["open_holds"]:
+        out.append(tr("Complete the sale or release the hold; otherwise the issuer releases it after about {days} "
+                      "days and the merchant is never paid.", days=HOLD_RELEASE_DAYS))
+    if c["pending_reversals"]:
+        out.append(tr("Keep the terminal online: it sends the pending reversal before the next sale; expect the "
+                      "automatic reversal the same day."))
+    return out
+
+
+def _booking(records: list[ev.Stamped], stan: str) -> tuple[str, float]:
+    """The RRN and time of the host's booking for ``stan`` (what the acquirer searches by)."""
+    for r in records:
+        e = r.event
+        if isinstance(e, ev.LedgerMovement | ev.LedgerCapture) and e.stan == stan:
+            return e.rrn or "", r.t
+    return "", 0.0
+
+
+def _screen(records: list[ev.Stamped], txn: int | None, tr: Tr) -> str:
+    for r in records:
+        if isinstance(r.event, ev.TxnOutcome) and r.event.txn == txn:
+            return screen(r.event.display, tr)
+    return tr("FAILED")

@@ -1,0 +1,73 @@
+"""Wire dialects: which bytes a possim ``Message`` becomes, and how they are framed on a stream.
+
+- ``iso`` (the default): possim's ASCII ISO 8583 (``protocol.codec``), 2-byte length framing.
+  Its bytes are exactly those possim has always sent.
+- ``cup``: a China UnionPay POS terminal's format (``protocol.cup``): binary bitmap and BCD
+  numbers, framed as 2-byte length + 5-byte TPDU + 6-byte header (``framing.CupFraming``).
+
+Everything that turns messages into bytes asks this registry, so a profile picks its dialect
+by name (``get("cup")``) and the terminal, host and transports need not know which it is.
+Pure module: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from protocol import codec, cup
+from protocol.framing import CupFraming, Framing, LengthFraming
+from protocol.mac import MacKey
+from protocol.messages import Message
+
+DEFAULT = "iso"
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """One wire format: encode/decode with the ``protocol.codec`` contract, plus its stream framing.
+
+    ``framing`` is the terminal side's; a host answers with ``host_framing`` (for CUP the TPDU
+    addresses swapped).
+    """
+
+    name: str
+    encode: Callable[[Message, MacKey | None], bytes]
+    decode: Callable[[bytes, codec.Keys | None], Message]
+    peek_mti: Callable[[bytes], str]
+    wire_fields: Callable[[bytes], dict[str, object]]
+    framing: Framing = field(default_factory=LengthFraming)
+    host_framing: Framing = field(default_factory=LengthFraming)
+
+
+def _iso_encode(msg: Message, key: MacKey | None = None) -> bytes:
+    return codec.encode(msg, key)
+
+
+def _iso_decode(data: bytes, keys: codec.Keys | None = None) -> Message:
+    return codec.decode(data, keys)
+
+
+DIALECTS: dict[str, Dialect] = {
+    "iso": Dialect("iso", _iso_encode, _iso_decode, codec.peek_mti, codec.wire_fields),
+    "cup": Dialect("cup", cup.encode, cup.decode, cup.peek_mti, cup.wire_fields,
+                   CupFraming(), CupFraming().reply()),
+}
+
+
+def get(name: str = DEFAULT) -> Dialect:
+    """The dialect called ``name``; an unknown name raises ``ValueError`` listing the known ones."""
+    try:
+        return DIALECTS[name]
+    except KeyError:
+        raise ValueError(f"unknown wire dialect {name!r} (known: {', '.join(sorted(DIALECTS))})") from None
+
+
+def encode(msg: Message, key: MacKey | None = None, dialect: str = DEFAULT) -> bytes:
+    """``codec.encode`` in the named dialect."""
+    return get(dialect).encode(msg, key)
+
+
+def decode(data: bytes, keys: codec.Keys | None = None, dialect: str = DEFAULT) -> Message:
+    """``codec.decode`` in the named dialect."""
+    return get(dialect).decode(data, keys)
