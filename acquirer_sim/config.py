@@ -45,3 +45,15 @@ class HostConfig:
     default_balance: int = 100_000_000
     reversal_answers: tuple[str, ...] = ()
     epoch: datetime = datetime(2026, 11, 25, 10, 0, 0)
+    #: ``cup``: the debit is committed when the issuer answers (after ``processing``), a status
+    #: query meanwhile answers IN_PROGRESS, a duplicate original is answered 94, and an issuer
+    #: timeout (``issuer_timeouts``) is answered ``issuer_timeout_code`` with the host reversing
+    #: towards the issuer itself. ``iso`` keeps the host that debits on arrival.
+    profile: str = "iso"
+    #: Per card number, the decline the issuer gives it: 05 do not honour, 13 invalid amount,
+    #: 14 invalid card, 51 insufficient funds, 55 wrong PIN.
+    decline_codes: dict[str, str] = field(default_factory=dict)
+    #: Windows in which the issuer does not answer the acquirer (CUP profile).
+    issuer_timeouts: tuple[Window, ...] = ()
+    #: The answer to the terminal when the issuer timed out: 98 (no answer) or 68 (too late).
+    issuer_timeout_code: str = "98"

@@ -1,4 +1,5 @@
-"""Executes the host's actions: replies go through the link after their processing delay.
+"""Executes the host's actions: replies go through the link after their processing delay;
+under the CUP profile the issuer's answer comes back to the host after its delay.
 
 Every arrival is traced with its bytes, so a recorded run can drive this driver again.
 ``origin`` is what the transport says about who sent the bytes (``protocol.transports.Origin``):
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from acquirer_sim.host import AcquirerHost, Crashed, Reply
+from acquirer_sim.host import AcquirerHost, AwaitIssuer, Crashed, HostAction, Reply
 from protocol import codec
 from protocol.events import Event, HostRestarted, MsgReceived, MsgSent
 from protocol.ports import Link, Scheduler
@@ -30,8 +31,14 @@ class HostDriver:
     def receive(self, data: bytes, origin: Origin | None = None) -> None:
         wire: dict[str, Any] = codec.wire_fields(data)
         self.emit(MsgReceived("host", **wire, data=data.hex()))
-        for action in self.host.receive(self.scheduler.now(), data, origin.tid if origin is not None else None):
-            if isinstance(action, Reply):
+        self._execute(self.host.receive(self.scheduler.now(), data, origin.tid if origin is not None else None), origin)
+
+    def _execute(self, actions: list[HostAction], origin: Origin | None) -> None:
+        for action in actions:
+            if isinstance(action, AwaitIssuer):
+                self.pending += 1
+                self.scheduler.call_later(action.delay, partial(self._issuer_answers, action, origin))
+            elif isinstance(action, Reply):
                 self.pending += 1
                 self.scheduler.call_later(action.delay, partial(self._send, action, origin))
             elif isinstance(action, Crashed):
@@ -39,6 +46,10 @@ class HostDriver:
                                           lambda: self.emit(HostRestarted()))
             else:
                 self.emit(action)
+
+    def _issuer_answers(self, waiting: AwaitIssuer, origin: Origin | None) -> None:
+        self.pending -= 1
+        self._execute(self.host.issuer_answered(self.scheduler.now(), waiting.key), origin)
 
     def _send(self, reply: Reply, origin: Origin | None) -> None:
         self.pending -= 1

@@ -21,6 +21,14 @@ Rules kept here:
    answered 30 (format error) when its sender is identified, else dropped with an event; a
    reversal whose amount is not its original's is answered 13 and credits nothing. Either
    way nothing is written to the ledger.
+
+Under the ``cup`` profile (``HostConfig.profile``) the acquirer waits for the issuer: an
+original is recorded ``in_progress`` on arrival and the host returns ``AwaitIssuer``; its
+driver calls ``issuer_answered`` after the processing delay, and only then is the debit
+committed and the answer sent. A status query meanwhile answers IN_PROGRESS; a reversal
+meanwhile cancels it (the host reverses towards the issuer when it answers). A copy of an
+original is answered 94 (duplicate transmission). In an issuer timeout window the answer is
+98 (or 68) and the host reverses towards the issuer itself: no money moves.
 """
 
 from __future__ import annotations
@@ -63,7 +71,21 @@ class Crashed:
     until: float
 
 
-HostAction = Reply | Crashed | ev.Event
+@dataclass(frozen=True, slots=True)
+class AwaitIssuer:
+    """CUP profile: call ``AcquirerHost.issuer_answered(now, key)`` after ``delay`` (the issuer's answer)."""
+
+    delay: float
+    key: Key
+
+
+HostAction = Reply | Crashed | AwaitIssuer | ev.Event
+
+#: CUP profile: the answer to a copy of an original (duplicate transmission).
+DUPLICATE_TRANSMISSION = "94"
+#: Ledger states of a CUP original whose issuer has not answered yet (``cancelled``: a
+#: reversal came first; the host reverses towards the issuer when it answers).
+IN_PROGRESS, CANCELLED = "in_progress", "cancelled"
 
 #: Ledger movements of an approved original and reversal outcomes, as trace events.
 _MOVEMENT: dict[str, type[ev.LedgerMovement]] = {"hold": ev.LedgerHold, "debit": ev.LedgerDebit}
@@ -76,7 +98,8 @@ AMOUNT_MISMATCH = "13"
 
 #: status query answers (field 48) by ledger state.
 _STATUS = {"debited": "APPROVED", "held": "APPROVED", "captured": "APPROVED", "declined": "DECLINED",
-           "refused": "DECLINED", "reversed": "REVERSED", "released": "REVERSED"}
+           "refused": "DECLINED", "reversed": "REVERSED", "released": "REVERSED",
+           IN_PROGRESS: "IN_PROGRESS", CANCELLED: "REVERSED", "issuer_reversed": "DECLINED"}
 
 
 class AcquirerHost:
@@ -120,6 +143,8 @@ class AcquirerHost:
             return self._original(now, msg)
         if msg.mti in (M.REVERSAL, M.REVERSAL_REPEAT):
             return self._reversal(now, msg)
+        if msg.original is None:
+            return [ev.MalformedFrame("host", f"MTI {msg.mti} without field 90")]
         if msg.mti in (M.ADVICE, M.ADVICE_REPEAT):
             return self._advice(now, msg)
         return self._query(now, msg)
@@ -141,9 +166,19 @@ class AcquirerHost:
 
     # -- financial originals --------------------------------------------------------------
 
+    @property
+    def cup(self) -> bool:
+        return self.config.profile == "cup"
+
     def _original(self, now: float, msg: Message) -> list[HostAction]:
+        if self.cup and msg.mti == M.PURCHASE and msg.original is not None:
+            return self._advice(now, msg)  # CUP: a pre-auth completion is an online 0200 naming its pre-auth
         key = msg.key()
         seen = self.ledger.find(key)
+        if seen is not None and self.cup:
+            self.ledger.count_duplicate(key)
+            return [ev.DuplicateOriginal(*_f(msg), rrn=seen.rrn, rc=DUPLICATE_TRANSMISSION),
+                    self._reply(msg, DUPLICATE_TRANSMISSION)]
         if seen is not None:
             self.ledger.count_duplicate(key)
             response = seen.response
@@ -155,6 +190,8 @@ class AcquirerHost:
         self.counts[msg.mti] += 1
         closure = self.ledger.closure(key)
         pan, amount = msg.pan or "", msg.amount or 0
+        if self.cup and not closure:
+            return self._ask_issuer(now, msg)
         rc = "12" if closure else self._decide(now, pan, amount)
         rrn, auth = self._ids(now) if rc == "00" else (None, None)
         movement = ("hold" if msg.mti == M.AUTH else "debit") if rc == "00" else None
@@ -173,9 +210,50 @@ class AcquirerHost:
         assert response is not None
         return [*actions, Reply(response, self._delay(False), M.response_to(msg.mti), msg.stan, rrn, msg.tid)]
 
+    # -- CUP: the issuer's answer commits ---------------------------------------------------
+
+    def _ask_issuer(self, now: float, msg: Message) -> list[HostAction]:
+        """Record the original as in progress (nothing moves yet) and wait for the issuer."""
+        pan, amount = msg.pan or "", msg.amount or 0
+        self.ledger.record(now, msg.key(), msg.mti, pan, amount, None, None, "09", IN_PROGRESS, None,
+                           codec.encode(msg))
+        return [ev.IssuerRequested(*_f(msg)), AwaitIssuer(self._delay(False), msg.key())]
+
+    def issuer_answered(self, now: float, key: Key) -> list[HostAction]:
+        """The issuer's answer to an in-progress original: commit, then answer the terminal."""
+        orig = self.ledger.find(key)
+        if orig is None or orig.state not in (IN_PROGRESS, CANCELLED) or orig.response is None:
+            return []
+        msg = codec.decode(orig.response)  # the request, kept while in progress
+        timed_out = any(now in w for w in self.config.issuer_timeouts)
+        rc = self.config.issuer_timeout_code if timed_out else self._decide(now, orig.pan, orig.amount)
+        if orig.state == CANCELLED or timed_out:
+            self.ledger.settle_in_progress(now, key, rc, "issuer_reversed", None, None, None, None)
+            reason = "cancelled by the terminal's reversal" if orig.state == CANCELLED else "issuer timeout"
+            actions: list[HostAction] = [ev.IssuerReversed(*_f(msg), rc=rc, reason=reason)]
+            return actions if orig.state == CANCELLED else [*actions, self._answer(msg, rc, None, None, False)]
+        rrn, auth = self._ids(now) if rc == "00" else (None, None)
+        movement = ("hold" if msg.mti == M.AUTH else "debit") if rc == "00" else None
+        state = {"hold": "held", "debit": "debited", None: "declined"}[movement]
+        response = self._encode(msg.response(rc, rrn=rrn, auth_code=auth))
+        self.ledger.settle_in_progress(now, key, rc, state, movement, rrn, auth, response)
+        moved: HostAction = (_MOVEMENT[movement](*_f(msg), rrn=rrn, pan=mask_pan(orig.pan), amount=orig.amount)
+                              if movement else ev.LedgerDeclined(*_f(msg), rc=rc))
+        crash = self._crash_rule(msg.mti)
+        if crash is not None:
+            self.down_until = now + crash.down_for
+            return [moved, ev.HostCrashed(*_f(msg), until=self.down_until), Crashed(self.down_until)]
+        return [moved, Reply(response, 0.0, M.response_to(msg.mti), msg.stan, rrn, msg.tid)]
+
+    def _answer(self, msg: Message, rc: str, rrn: str | None, auth: str | None, quick: bool) -> Reply:
+        data = self._encode(msg.response(rc, rrn=rrn, auth_code=auth))
+        return Reply(data, self._delay(True) if quick else 0.0, M.response_to(msg.mti), msg.stan, rrn, msg.tid)
+
     def _decide(self, now: float, pan: str, amount: int) -> str:
         if any(now in w for w in self.config.issuer_unavailable):
             return "91"
+        if pan in self.config.decline_codes:
+            return self.config.decline_codes[pan]
         over = self.config.decline_over
         if pan in self.config.decline_pans or (over is not None and amount > over):
             return "05"
@@ -192,11 +270,11 @@ class AcquirerHost:
     # -- reversals, advices, status queries -----------------------------------------------
 
     def _reversal(self, now: float, msg: Message) -> list[HostAction]:
-        assert msg.original is not None
+        """A reversal names its original in field 90, or (CUP) is a copy of it: same key."""
         refusal = next(self._refusals, None)
         if refusal is not None:  # a scenario's refusal: answered, nothing credited, nothing recorded
             return [ev.ReversalRefused(*_f(msg), rc=refusal), self._reply(msg, refusal)]
-        key = msg.original.key(msg.tid)
+        key = msg.original.key(msg.tid) if msg.original is not None else msg.key()
         earlier = self.ledger.reversal_seen(key)
         if earlier is not None:
             return [ev.DuplicateReversal(*_f(msg)), self._reply(msg, earlier)]
@@ -213,6 +291,9 @@ class AcquirerHost:
         if orig is None:
             self.ledger.close_key(now, key, "reversal_before_original")
             return "before_original", "25"
+        if orig.state == IN_PROGRESS:  # CUP: the issuer has not answered; nothing is debited
+            self.ledger.transition(now, orig, CANCELLED, [])
+            return "nothing_to_reverse", "00"
         if orig.state == "debited":
             self.ledger.transition(now, orig, "reversed", [("credit", orig.amount)])
             return "credited", "00"

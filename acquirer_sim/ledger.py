@@ -4,7 +4,10 @@
 row. ``originals`` remembers each financial request by its idempotency key (terminal id,
 STAN, transmission time) with the exact response bytes, so a duplicate gets the first
 answer again. ``closures`` holds keys that must never be debited later: a reversal or a
-"not found" status answer that arrived before its original.
+"not found" status answer that arrived before its original. ``escalations`` holds the cases
+handed to the acquirer's error handling (差错处理): a reversal the terminal gave up on, or a
+merchant's request; the error-handling run (:mod:`acquirer_sim.errors_handling`) refunds
+them with an entry of kind ``refund``.
 
 A ledger file gets the durable settings of :mod:`protocol.storage` (write-ahead log,
 fsync at every commit, busy timeout, directory fsync when created) and is recovered on
@@ -54,6 +57,11 @@ CREATE TABLE IF NOT EXISTS advices (
     tid TEXT NOT NULL, stan TEXT NOT NULL, transmission TEXT NOT NULL, amount INTEGER NOT NULL,
     response_code TEXT NOT NULL, received_at REAL NOT NULL, repeats INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (tid, stan, transmission));
+CREATE TABLE IF NOT EXISTS escalations (
+    tid TEXT NOT NULL, stan TEXT NOT NULL, transmission TEXT NOT NULL, reason TEXT NOT NULL,
+    source TEXT NOT NULL, reported_at REAL NOT NULL, outcome TEXT NOT NULL DEFAULT 'open',
+    amount INTEGER NOT NULL DEFAULT 0, resolved_at REAL,
+    PRIMARY KEY (tid, stan, transmission));
 """
 
 
@@ -70,6 +78,19 @@ class Original:
     response_code: str
     state: str
     response: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    """A case for the acquirer's error handling: a key whose money the terminal could not return."""
+
+    key: Key
+    reason: str
+    source: str
+    reported_at: float
+    outcome: str
+    amount: int
+    resolved_at: float | None
 
 
 #: Pauses between retries of a transaction that found the ledger busy past the busy timeout.
@@ -184,6 +205,21 @@ class Ledger:
                 self._move(now, key, pan, movement, amount, rrn)
         self._atomic("record", work)
 
+    def settle_in_progress(self, now: float, key: Key, response_code: str, state: str, movement: str | None,
+                           rrn: str | None, auth_code: str | None, response: bytes | None) -> None:
+        """CUP profile: the issuer answered an in-progress original; its state, answer and money
+        movement are stored in one transaction (``response`` replaces the request kept meanwhile)."""
+        def work() -> None:
+            self.conn.execute(
+                "UPDATE originals SET response_code=?, state=?, rrn=?, auth_code=?, response=?, updated_at=? "
+                "WHERE tid=? AND stan=? AND transmission=?",
+                (response_code, state, rrn, auth_code, response, now, *key))
+            if movement is not None:
+                row = self.conn.execute("SELECT pan, amount FROM originals WHERE tid=? AND stan=? AND transmission=?",
+                                        key).fetchone()
+                self._move(now, key, str(row[0]), movement, int(row[1]), rrn)
+        self._atomic("settle_in_progress", work)
+
     def attach_response(self, key: Key, response: bytes) -> None:
         self._write("attach_response", "UPDATE originals SET response = ? WHERE tid=? AND stan=? AND transmission=?",
                     (response, *key))
@@ -232,6 +268,43 @@ class Ledger:
     def record_advice(self, now: float, key: Key, amount: int, response_code: str) -> None:
         self._write("record_advice", "INSERT INTO advices VALUES (?, ?, ?, ?, ?, ?, 0)",
                     (*key, amount, response_code, now))
+
+    # -- error handling (差错处理) ------------------------------------------------------------
+
+    def record_escalation(self, now: float, key: Key, reason: str, source: str) -> bool:
+        """Open a case for ``key``; False when one is already open or resolved (a repeat changes nothing)."""
+        before = self.conn.total_changes
+        self._write("record_escalation", "INSERT OR IGNORE INTO escalations (tid, stan, transmission, reason, "
+                    "source, reported_at) VALUES (?, ?, ?, ?, ?, ?)", (*key, reason, source, now))
+        return self.conn.total_changes > before
+
+    def escalations(self, outcome: str | None = None) -> list[Escalation]:
+        """The cases, oldest first; only those with ``outcome`` ('open' for the ones still to handle)."""
+        sql = ("SELECT tid, stan, transmission, reason, source, reported_at, outcome, amount, resolved_at "
+               "FROM escalations")
+        rows = self.conn.execute(sql + (" WHERE outcome = ?" if outcome else "") + " ORDER BY reported_at, tid, stan",
+                                 (outcome,) if outcome else ()).fetchall()
+        return [Escalation((r[0], r[1], r[2]), *r[3:]) for r in rows]
+
+    def resolve_escalation(self, now: float, key: Key, outcome: str, movements: list[tuple[str, int]]) -> None:
+        """Close a case with its money movements (``refund``, ``release``), atomically.
+
+        A refunded original is marked ``reversed``: a reversal that still arrives later finds
+        nothing to reverse and a status query answers REVERSED, so money goes back once.
+        """
+        def work() -> None:
+            amount = sum(a for _, a in movements)
+            self.conn.execute("UPDATE escalations SET outcome = ?, amount = ?, resolved_at = ? "
+                              "WHERE tid=? AND stan=? AND transmission=?", (outcome, amount, now, *key))
+            orig = self.find(key)
+            if orig is None or not movements:
+                return
+            state = "released" if orig.state == "held" else "reversed"
+            self.conn.execute("UPDATE originals SET state = ?, updated_at = ? "
+                              "WHERE tid=? AND stan=? AND transmission=?", (state, now, *key))
+            for kind, value in movements:
+                self._move(now, key, orig.pan, kind, value, orig.rrn)
+        self._atomic("resolve_escalation", work)
 
     # -- internals ------------------------------------------------------------------------
 
@@ -296,6 +369,7 @@ class Ledger:
 _EFFECT: dict[str, Callable[[int], tuple[int, int]]] = {
     "debit": lambda a: (-a, 0),
     "credit": lambda a: (a, 0),
+    "refund": lambda a: (a, 0),
     "hold": lambda a: (0, a),
     "release": lambda a: (0, -a),
     "capture": lambda a: (-a, 0),

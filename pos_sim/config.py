@@ -18,6 +18,24 @@ else:
     #: annotated with it validate against the registry; to the type checker a plain ``str``.
     Policy = Literal[POLICY_NAMES]
 
+#: Terminal profiles: ``iso`` is possim's generic ISO 8583 terminal, ``cup`` a China UnionPay
+#: POS terminal (same-STAN reversals with a reason, a bounded number of tries then escalation
+#: to the acquirer, CNY and UnionPay cards, pre-authorization as 030000, online completion).
+PROFILES: tuple[str, ...] = ("iso", "cup")
+if TYPE_CHECKING:
+    Profile = str
+else:
+    Profile = Literal[PROFILES]
+
+#: What a profile changes in the defaults: a scenario or a command line that names a value
+#: keeps it. CUP terminals work in CNY (156) and try a reversal 3 times (冲正重发次数).
+PROFILE_DEFAULTS: dict[str, dict[str, object]] = {
+    "iso": {"currency": "978", "reversal_attempts": 6},
+    "cup": {"currency": "156", "reversal_attempts": 3},
+}
+#: The test card a scenario's sales use unless they name one, by profile (both Luhn-valid).
+PROFILE_CARDS: dict[str, str] = {"iso": "4000000000000002", "cup": "6212345678901232"}
+
 
 @dataclass(frozen=True, slots=True)
 class TerminalConfig:
@@ -29,6 +47,7 @@ class TerminalConfig:
     mid: str = "MERCHANT0000001"
     currency: str = "978"
     policy: Policy = "none"
+    profile: Profile = "iso"
     epoch: datetime = datetime(2026, 11, 25, 10, 0, 0)
     stan_start: int = 1
     response_timeout: float = 30.0
@@ -45,10 +64,17 @@ class TerminalConfig:
 
     def __post_init__(self) -> None:
         get_policy(self.policy)  # an unknown name fails here, not at the first timeout
+        if self.profile not in PROFILES:
+            raise ValueError(f"unknown profile {self.profile!r} (choose from {', '.join(PROFILES)})")
 
     def backoff(self, attempt: int) -> float:
         """Delay before retry number ``attempt`` (1-based): initial * factor^(attempt-1), capped."""
         return min(self.backoff_max, self.backoff_initial * self.backoff_factor ** max(0, attempt - 1))
+
+    @property
+    def cup(self) -> bool:
+        """The China UnionPay terminal rules apply (see ``PROFILES``)."""
+        return self.profile == "cup"
 
     @property
     def recovery(self) -> RecoveryPolicy:

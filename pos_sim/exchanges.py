@@ -85,3 +85,14 @@ def reversal_closes(code: str | None) -> bool:
 
 #: Answers to a completion advice that mean "try again later" (issuer/switch down, malfunction).
 ADVICE_RETRYABLE = frozenset({"91", "96"})
+
+#: CUP profile: field 39 of a reversal says why it is sent (CUP terminal practice).
+REASON_NO_ANSWER = "98"
+REASON_MAC_ERROR = "A0"
+REASON_OTHER = "06"
+#: CUP profile: the host's "duplicate transmission" answer (94) says nothing about the sale's
+#: fate (the first copy is still being processed): the terminal keeps waiting for the real one.
+DUPLICATE_TRANSMISSION = "94"
+#: CUP profile: what the terminal shows and journals when a reversal's tries ran out
+#: (冲正不成功 请与客服联系; views translate the English text by this exact value).
+ESCALATED_DISPLAY = "REVERSAL FAILED - CONTACT ACQUIRER"

@@ -27,12 +27,15 @@ class SaleStatus(StrEnum):
 
 class ReversalState(StrEnum):
     """Where the reversal of this sale stands. ``armed`` is the record written *before* the
-    original leaves (it survives a power loss); ``pending`` means one is owed and being sent."""
+    original leaves (it survives a power loss); ``pending`` means one is owed and being sent;
+    ``escalated`` (CUP profile) means its tries ran out and the case was handed to the acquirer:
+    the terminal sends no more, the acquirer's error handling settles the money."""
 
     NONE = "none"
     ARMED = "armed"
     PENDING = "pending"
     ACKED = "acked"
+    ESCALATED = "escalated"
 
 
 class CompletionState(StrEnum):
@@ -71,10 +74,14 @@ class TxnRecord:
     reversal: ReversalState = ReversalState.NONE
     reversal_stan: str | None = None
     reversal_attempts: int = 0
+    #: CUP profile: field 39 of the reversal, why it is sent (98 no answer, A0 MAC error, 06 other).
+    reversal_reason: str | None = None
     query_attempts: int = 0
     completion: CompletionState = CompletionState.NONE
     completion_stan: str | None = None
     completion_attempts: int = 0
+    #: CUP profile: field 7 of the online completion, so its reversal can copy it.
+    completion_transmission: str | None = None
     late_responses: int = 0
     finished_at: float | None = None
     display: str = ""

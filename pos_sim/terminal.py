@@ -21,6 +21,14 @@ Rules kept here:
 5. With a MAC key every request carries a MAC, and a response whose MAC is missing or wrong
    is no response at all: traced (``response_rejected``) and otherwise ignored, so the timer
    runs on and the policy recovers as after a lost answer. A forged approval changes nothing.
+
+The ``cup`` profile (``TerminalConfig.profile``) follows China UnionPay terminal practice:
+the reversal is a copy of the message it cancels (same STAN and field 7) with field 39 set to
+the reason (98 no answer, A0 MAC error, 06 other); a pending reversal goes out before every
+online message; after ``reversal_attempts`` tries it is escalated to the acquirer ("reversal
+failed, contact the acquirer") instead of being kept forever; a pre-authorization uses
+processing code 030000 and its completion is an online 0200 that is itself reversed when
+its answer does not come; a 94 (duplicate transmission) is not an answer about the sale.
 """
 
 from __future__ import annotations
@@ -33,7 +41,16 @@ from datetime import timedelta
 
 from pos_sim.actions import Action, CancelTimer, Outcome, Send, StartTimer, WriteJournal
 from pos_sim.config import TerminalConfig
-from pos_sim.exchanges import ADVICE_RETRYABLE, ExchangeKind, ExchangeSpec, reversal_closes
+from pos_sim.exchanges import (
+    ADVICE_RETRYABLE,
+    DUPLICATE_TRANSMISSION,
+    ESCALATED_DISPLAY,
+    REASON_MAC_ERROR,
+    REASON_NO_ANSWER,
+    ExchangeKind,
+    ExchangeSpec,
+    reversal_closes,
+)
 from pos_sim.policies import resume_reversal
 from pos_sim.records import UNSETTLED, CompletionState, Kind, ReversalState, SaleStatus, TxnRecord
 from protocol import codec
@@ -41,7 +58,16 @@ from protocol import events as ev
 from protocol.errors import ProtocolError
 from protocol.mac import MacKey
 from protocol.messages import Message, OriginalData
-from protocol.mti import ADVICE, ADVICE_REPEAT, AUTH, PURCHASE, REVERSAL, REVERSAL_REPEAT, STATUS_QUERY, response_to
+from protocol.mti import (
+    ADVICE,
+    ADVICE_REPEAT,
+    AUTH,
+    PURCHASE,
+    REVERSAL,
+    REVERSAL_REPEAT,
+    STATUS_QUERY,
+    response_to,
+)
 
 RESPONSE_TIMER = "response"
 RETRY_TIMER = "retry"
@@ -92,7 +118,8 @@ class Terminal:
         self.tasks: list[Task] = []
         self.inflight: Exchange | None = None
         self.records: dict[int, TxnRecord] = {}
-        self._by_stan: dict[str, tuple[ExchangeKind, TxnRecord]] = {}
+        #: (STAN, response MTI) -> the exchange: under ``cup`` a reversal shares its original's STAN.
+        self._by_stan: dict[tuple[str, str], tuple[ExchangeKind, TxnRecord]] = {}
         self._stan = config.stan_start - 1
         self._flushed_for: int | None = None
 
@@ -108,17 +135,26 @@ class Terminal:
         try:
             msg = codec.decode(data, self.mac_key)
         except codec.MacError as exc:
+            self._note_mac_error(exc.message)
             return [ev.ResponseRejected(*_ids(exc.message), str(exc))]
         except ProtocolError as exc:
             return [ev.MalformedFrame("terminal", str(exc))]
         ex = self.inflight
         if ex and msg.mti == response_to(ex.request.mti) and msg.stan == ex.request.stan \
                 and msg.tid == self.config.tid:
+            if self.config.cup and msg.response_code == DUPLICATE_TRANSMISSION:
+                return [ev.DuplicateTransmission(*_ids(msg))]
             self.inflight = None
             actions: list[Action] = [CancelTimer(RESPONSE_TIMER)]
             actions += EXCHANGES[ex.kind].answered(self, now, ex, msg)
             return actions + self._pump(now)
         return self._unexpected(msg)
+
+    def _note_mac_error(self, msg: Message) -> None:
+        """An answer to the exchange in flight failed its MAC: a CUP reversal of it says A0, not 98."""
+        ex = self.inflight
+        if ex is not None and self.config.cup and msg.stan == ex.request.stan and ex.txn.reversal_reason is None:
+            ex.txn.reversal_reason = REASON_MAC_ERROR
 
     def timer_fired(self, now: float, name: str) -> list[Action]:
         """The response timer ends the exchange in flight; any timer may make work due."""
@@ -149,10 +185,12 @@ class Terminal:
         for spec in EXCHANGES.values():
             stan = spec.stan_of(txn)
             if stan:
-                self._by_stan[stan] = (spec.kind, txn)
+                self._by_stan[(stan, response_to(self._request_mti(spec.kind, txn)))] = (spec.kind, txn)
                 self._stan = max(self._stan, int(stan))
 
     def _resume(self, now: float, txn: TxnRecord) -> list[Action]:
+        if txn.reversal is ReversalState.ESCALATED:  # the acquirer has the case now
+            return []
         if txn.reversal is ReversalState.PENDING:
             return resume_reversal(self, now, txn)
         if txn.status in UNSETTLED:
@@ -173,6 +211,8 @@ class Terminal:
     def reverse(self, now: float, txn: TxnRecord) -> list[Action]:
         """Owe a reversal of ``txn``: journaled as pending, sent as soon as the line is free."""
         txn.reversal = ReversalState.PENDING
+        if self.config.cup and txn.reversal_reason is None:
+            txn.reversal_reason = REASON_NO_ANSWER
         self.tasks.append(Task(ExchangeKind.REVERSAL, txn, now))
         return [WriteJournal(txn.snapshot())]
 
@@ -195,15 +235,26 @@ class Terminal:
             return []
         due = [t for t in self.tasks if t.due <= now]
         if due:
-            return self._start_task(now, min(due, key=_priority))
+            return self._start_task(now, self._reversal_first(now, min(due, key=_priority)))
         if self.waiting:
             return self._next_customer(now)
         later = [t.due for t in self.tasks if t.due != PARKED]
         return [StartTimer(RETRY_TIMER, min(later))] if later else []
 
+    def _reversal_first(self, now: float, task: Task) -> Task:
+        """CUP rule: a reversal still owed goes out before any other online message, due or not."""
+        owed = [t for t in self.tasks if EXCHANGES[t.kind].precedes_payments]
+        if not self.config.cup or not owed or EXCHANGES[task.kind].precedes_payments:
+            return task
+        owed[0].due = now
+        return owed[0]
+
     def _next_customer(self, now: float) -> list[Action]:
         head = self.waiting[0]
         owed = [t for t in self.tasks if EXCHANGES[t.kind].precedes_payments]
+        if owed and self.config.cup:
+            return [ev.ReversalBeforeNextTransaction(head.txn_id), *self._start_task(now, self._reversal_first(
+                now, owed[0]))]
         if owed and self._flushed_for != head.txn_id:
             self._flushed_for = head.txn_id
             return [ev.ReversalBeforeNextTransaction(head.txn_id), *self._start_task(now, owed[0])]
@@ -228,18 +279,24 @@ class Terminal:
         spec = EXCHANGES[kind]
         msg = spec.build(self, now, txn)
         self.inflight = Exchange(kind, txn, msg, task)
-        self._by_stan[msg.stan] = (kind, txn)
+        self._by_stan[(msg.stan, response_to(msg.mti))] = (kind, txn)
         return [WriteJournal(txn.snapshot()), Send(codec.encode(msg, self.mac_key), msg.mti, msg.stan, txn.txn_id),
                 StartTimer(RESPONSE_TIMER, now + spec.timeout(self.config))]
 
     # -- requests -------------------------------------------------------------------------
 
     def _build_original(self, now: float, txn: TxnRecord) -> Message:
-        return self._message(now, txn.mti, stan=txn.stan, pan=txn.pan, processing_code="000000",
+        return self._message(now, txn.mti, stan=txn.stan, pan=txn.pan, processing_code=self._processing_code(txn),
                              amount=txn.amount, local_time=self._clock(now, "%H%M%S"),
                              local_date=self._clock(now, "%m%d"))
 
+    def _processing_code(self, txn: TxnRecord) -> str:
+        """CUP pre-authorization is 030000; everything else (and every ``iso`` original) 000000."""
+        return "030000" if self.config.cup and txn.kind == "auth" else "000000"
+
     def _build_reversal(self, now: float, txn: TxnRecord) -> Message:
+        if self.config.cup:
+            return self._build_cup_reversal(now, txn)
         txn.reversal_attempts += 1
         mti = REVERSAL if txn.reversal_attempts == 1 else REVERSAL_REPEAT
         msg = self._message(now, mti, stan=txn.reversal_stan, pan=txn.pan, processing_code="000000",
@@ -247,11 +304,28 @@ class Terminal:
         txn.reversal_stan = msg.stan
         return msg
 
+    def _build_cup_reversal(self, now: float, txn: TxnRecord) -> Message:
+        """The message being cancelled, copied (same STAN, field 7, card, amount), with the reason
+        in field 39. A completion's reversal copies the completion (field 90 names its pre-auth)."""
+        txn.reversal_attempts += 1
+        txn.reversal_stan = txn.completion_stan if txn.completion_transmission is not None else txn.stan
+        local = {"local_time": self._clock(txn.started_at, "%H%M%S"), "local_date": self._clock(txn.started_at, "%m%d")}
+        if txn.completion_transmission is not None:
+            assert txn.completion_stan is not None
+            return self._message(now, REVERSAL, stan=txn.completion_stan, transmission=txn.completion_transmission,
+                                 pan=txn.pan, processing_code="000000", amount=txn.completion_amount,
+                                 response_code=txn.reversal_reason, original=_original(txn))
+        return self._message(now, REVERSAL, stan=txn.stan, transmission=txn.transmission, pan=txn.pan,
+                             processing_code=self._processing_code(txn), amount=txn.amount,
+                             response_code=txn.reversal_reason, **local)
+
     def _build_query(self, now: float, txn: TxnRecord) -> Message:
         txn.query_attempts += 1
         return self._message(now, STATUS_QUERY, processing_code="970000", original=_original(txn))
 
     def _build_advice(self, now: float, txn: TxnRecord) -> Message:
+        if self.config.cup:
+            return self._build_completion(now, txn)
         txn.completion_attempts += 1
         mti = ADVICE if txn.completion_attempts == 1 else ADVICE_REPEAT
         msg = self._message(now, mti, stan=txn.completion_stan, pan=txn.pan, processing_code="000000",
@@ -259,6 +333,25 @@ class Terminal:
                             original=_original(txn))
         txn.completion_stan = msg.stan
         return msg
+
+    def _build_completion(self, now: float, txn: TxnRecord) -> Message:
+        """CUP: the pre-authorization completion is an online request (0200, field 90 = the
+        pre-auth), not an advice; a missing answer reverses it rather than repeating it."""
+        txn.completion_attempts += 1
+        msg = self._message(now, PURCHASE, pan=txn.pan, processing_code="000000", amount=txn.completion_amount,
+                            rrn=txn.rrn, auth_code=txn.auth_code, original=_original(txn))
+        txn.completion_stan, txn.completion_transmission = msg.stan, msg.transmission
+        return msg
+
+    def _request_mti(self, kind: ExchangeKind, txn: TxnRecord) -> str:
+        """The MTI of ``kind``'s request for ``txn`` (what its answer is matched on)."""
+        if kind is ExchangeKind.ORIGINAL:
+            return txn.mti
+        if kind is ExchangeKind.REVERSAL:
+            return REVERSAL
+        if kind is ExchangeKind.ADVICE:
+            return PURCHASE if self.config.cup else ADVICE
+        return STATUS_QUERY
 
     # -- answers --------------------------------------------------------------------------
 
@@ -282,7 +375,10 @@ class Terminal:
         return [WriteJournal(txn.snapshot()), ev.ReversalAcknowledged(*_ids(msg), txn.txn_id)]
 
     def _query_answered(self, now: float, ex: Exchange, msg: Message) -> list[Action]:
+        """APPROVED finishes the sale; IN_PROGRESS (the issuer has not answered) asks again later."""
         txn = ex.txn
+        if msg.status == "IN_PROGRESS":
+            return self._query_timed_out(now, ex)
         self._drop_task(ex.task)
         _disarm(txn)
         status = msg.status or "NOT_FOUND"
@@ -327,15 +423,40 @@ class Terminal:
         return self.policy.queries_exhausted(self, now, txn)
 
     def _advice_timed_out(self, now: float, ex: Exchange) -> list[Action]:
+        if self.config.cup:
+            return self._completion_timed_out(now, ex)
         return self._retry_advice(now, ex.txn, _task(ex))
 
+    def _completion_timed_out(self, now: float, ex: Exchange) -> list[Action]:
+        """CUP: an online completion without an answer is reversed; the sale is not completed."""
+        txn = ex.txn
+        self._drop_task(ex.task)
+        txn.completion = CompletionState.LOST
+        if not self.policy.arms_reversal:
+            return [WriteJournal(txn.snapshot())]
+        return self.reverse(now, txn) + self.finish(now, txn, SaleStatus.FAILED, "COMPLETION FAILED - REVERSED")
+
     def _retry_reversal(self, now: float, txn: TxnRecord, task: Task, reason: str) -> list[Action]:
-        """Repeat with backoff; after the last attempt park it (still owed, shown as pending)."""
+        """Repeat with backoff; after the last attempt park it (still owed, shown as pending),
+        or under ``cup`` escalate it to the acquirer."""
         if txn.reversal_attempts < self.config.reversal_attempts:
             task.due = now + self.config.backoff(txn.reversal_attempts)
             return [ev.ReversalRetryScheduled(txn.txn_id, task.due, reason)]
+        if self.config.cup:
+            return self._escalate(now, txn, task, reason)
         task.due = PARKED
         return [ev.ReversalParked(txn.txn_id, txn.reversal_attempts)]
+
+    def _escalate(self, now: float, txn: TxnRecord, task: Task, reason: str) -> list[Action]:
+        """CUP: tries ran out; the case goes to the acquirer's error handling (the money stays
+        with the acquirer until then). Shown to the cashier and journaled; nothing more is sent."""
+        self._drop_task(task)
+        txn.reversal = ReversalState.ESCALATED
+        stan = txn.completion_stan if txn.completion_transmission is not None else txn.stan
+        escalated = ev.ReversalEscalated(self.config.tid, stan or txn.stan, txn.txn_id, txn.reversal_attempts, reason)
+        txn.display = ESCALATED_DISPLAY
+        return [WriteJournal(txn.snapshot()), escalated,
+                Outcome(txn.txn_id, txn.intent, txn.status, ESCALATED_DISPLAY)]
 
     def _retry_advice(self, now: float, txn: TxnRecord, task: Task) -> list[Action]:
         if self.policy.forwards_advices and txn.completion_attempts < self.config.advice_attempts:
@@ -348,7 +469,7 @@ class Terminal:
     # -- helpers --------------------------------------------------------------------------
 
     def _unexpected(self, msg: Message) -> list[Action]:
-        known = self._by_stan.get(msg.stan)
+        known = self._by_stan.get((msg.stan, msg.mti))
         if known is None or msg.tid != self.config.tid:
             return [ev.UnmatchedMessage(*_ids(msg))]
         kind, txn = known
@@ -362,8 +483,10 @@ class Terminal:
         if task is not None and task in self.tasks:
             self.tasks.remove(task)
 
-    def _message(self, now: float, mti: str, stan: str | None = None, **fields: object) -> Message:
-        return Message(mti=mti, stan=stan or self._next_stan(), transmission=self._clock(now, "%m%d%H%M%S"),
+    def _message(self, now: float, mti: str, stan: str | None = None, transmission: str | None = None,
+                 **fields: object) -> Message:
+        return Message(mti=mti, stan=stan or self._next_stan(),
+                       transmission=transmission or self._clock(now, "%m%d%H%M%S"),
                        tid=self.config.tid, mid=self.config.mid, currency=self.config.currency, **fields)  # type: ignore[arg-type]
 
     def _next_stan(self) -> str:

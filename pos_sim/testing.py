@@ -191,3 +191,80 @@ def _schedule(parts: tuple[list[dict[str, Any]], ...]) -> dict[str, Any]:
         "forgeries": forged,
         "transactions": txns,
     }
+
+
+# -- wallet payments (QR payment codes) -------------------------------------------------------
+
+#: Wallet kinds a rule can target, per direction (protocol.wallet).
+WALLET_TO_HOST = ("QR_PAY", "QR_QUERY", "QR_CANCEL")
+WALLET_TO_TERMINAL = ("QR_PAY_RESP", "QR_QUERY_RESP", "QR_CANCEL_RESP")
+WALLET_RULE_TARGETS: tuple[tuple[str, str, str], ...] = tuple(
+    (action, direction, kind)
+    for action in ("drop", "delay", "duplicate")
+    for direction, kinds in (("to_terminal", WALLET_TO_TERMINAL), ("to_host", WALLET_TO_HOST))
+    for kind in kinds
+)
+_WALLET_RULE = st.tuples(st.sampled_from(WALLET_RULE_TARGETS), st.integers(1, 3), st.integers(0, int(MAX_OUTAGE)))
+#: How long a customer takes to confirm on the phone: mostly at once (no password), else up to
+#: 60 s. The delay is drawn only when the gate says so, so a shrunk failure prefers a customer
+#: who pays at once and shows the network fault that matters.
+_CONFIRM = st.integers(0, 9).flatmap(lambda gate: st.just(0) if gate < 6 else st.integers(1, 60))
+#: amount, provider, pay answer lost, confirmation delay, gives up, gap, pays again, by what.
+_WALLET_TXN = st.tuples(st.integers(1, 200_00), st.sampled_from(["alipay", "wechat"]), st.booleans(), _CONFIRM,
+                        st.booleans(), st.integers(0, 300), st.booleans(), st.sampled_from(["qr_wallet", "credit"]))
+
+
+def wallet_transaction_mixes(max_transactions: int = 3, min_transactions: int = 1) -> st.SearchStrategy[
+        list[dict[str, Any]]]:
+    """QR wallet payments: Alipay or WeChat, customers who confirm at once, slowly or never,
+    some who pay again (a rescan or a card) after a failed screen."""
+    return _wallet_mix(max_transactions, min_transactions).map(lambda ts: [_without_lost(t) for t in ts])
+
+
+def _wallet_mix(max_transactions: int, min_transactions: int) -> st.SearchStrategy[list[dict[str, Any]]]:
+    """Wallet payments, each marked ``_lost`` when its pay answer is to be lost (one draw: it
+    shrinks to the single lost answer rather than to a longer list of rules)."""
+    return st.lists(_WALLET_TXN, min_size=min_transactions, max_size=max_transactions).map(_wallet_transactions)
+
+
+def _without_lost(txn: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in txn.items() if k != "_lost"}
+
+
+def _wallet_transactions(ts: list[tuple[int, str, bool, int, bool, int, bool, str]]) -> list[dict[str, Any]]:
+    txns, at = [], 0.0
+    for cents, provider, lost, confirm, gives_up, gap, retries, retry_with in ts:
+        txn: dict[str, Any] = {"at": at, "amount": _cents(cents), "card_type": "qr_wallet", "provider": provider}
+        if confirm:
+            txn["confirm_after"] = float(confirm)
+        if gives_up:
+            txn["gives_up"] = True
+        if retries:
+            txn |= {"customer_retries": True, "retry_with": retry_with}
+        txn["_lost"] = lost
+        txns.append(txn)
+        at += float(gap)
+    return txns
+
+
+def wallet_fault_rules(max_rules: int = 4) -> st.SearchStrategy[list[dict[str, Any]]]:
+    """Targeted faults on wallet messages: drop, delay or duplicate the nth pay, query, cancel or answer."""
+    return st.lists(_WALLET_RULE, max_size=max_rules).map(lambda rs: [_rule(r) for r in rs])
+
+
+def wallet_schedules(max_transactions: int = 3, max_rules: int = 4) -> st.SearchStrategy[dict[str, Any]]:
+    """Schedules with wallet payments in the mix: QR payments (and a few card ones) with faults
+    on every wallet message, customer confirmation delays, rescans, partitions and power losses."""
+    return st.tuples(_wallet_mix(max_transactions, 1), transaction_mixes(2, 0),
+                     _sometimes(partitions(), 6), _sometimes(power_losses(), 8),
+                     wallet_fault_rules(max_rules), fault_rules(2)).map(_wallet_schedule)
+
+
+def _wallet_schedule(parts: tuple[list[dict[str, Any]], ...]) -> dict[str, Any]:
+    wallet, cards, parts_, powers, wallet_rules, card_rules = parts
+    lost = [{"action": "drop", "direction": "to_terminal", "mti": "QR_PAY_RESP", "nth": n}
+            for n, txn in enumerate(wallet, start=1) if txn["_lost"]]
+    wallet = [_without_lost(t) for t in wallet]
+    schedule = _schedule((wallet + cards, parts_, [], powers, lost + wallet_rules + card_rules, []))  # no forgeries
+    schedule["transactions"] = sorted(schedule["transactions"], key=lambda t: t["at"])
+    return schedule

@@ -21,6 +21,10 @@ Definitions (per transaction key = terminal id, STAN, transmission time):
   journal row already owns: a terminal that repeated a key was answered from the ledger's
   memory of someone else's sale.
 - pending reversal: a reversal the terminal still owes the host.
+- escalated (CUP profile): a reversal whose tries ran out and that the terminal handed to the
+  acquirer ("reversal failed, contact the acquirer"). Its own measure, not damage the terminal
+  hid: the money stays with the acquirer until its error handling refunds it, so it is neither
+  an orphaned debit nor a pending reversal (the customer's loss still shows until the refund).
 - open hold: an authorization hold neither captured nor released.
 - customer loss: per intent, what was charged beyond what the customer agreed to pay.
 - merchant loss: goods handed over on phantom approvals.
@@ -49,6 +53,14 @@ DAMAGE = ("orphaned_debits", "double_debits", "phantom_approvals", "pending_reve
 #: Every measure of the summary, in the order views show them.
 MEASURES = ("transactions", "approved", "declined", "failed", "unknown", "reversed", *DAMAGE, "late_responses",
             "customer_loss", "merchant_loss")
+#: Measures a summary holds only when they happened (CUP profile): runs without them keep the
+#: summaries they always had, and an ``[expect]`` of one that is absent reads 0.
+OPTIONAL = ("escalated",)
+
+
+def shown_measures(summary: dict[str, Any]) -> tuple[str, ...]:
+    """The measures a view lists for ``summary``: every fixed one, then the optional ones it holds."""
+    return (*MEASURES[:-2], *(k for k in OPTIONAL if k in summary), *MEASURES[-2:])
 
 
 def harmful(measure: str, value: object) -> bool:
@@ -90,7 +102,8 @@ class Verdict:
         return not any(self.counts[k] for k in DAMAGE)
 
     def summary(self) -> dict[str, Any]:
-        return {**self.counts, "customer_loss": format_amount(self.customer_loss),
+        counts = {k: v for k, v in self.counts.items() if v or k not in OPTIONAL}
+        return {**counts, "customer_loss": format_amount(self.customer_loss),
                 "merchant_loss": format_amount(self.merchant_loss)}
 
 
@@ -120,6 +133,7 @@ def check(journals: sqlite3.Connection | Sequence[sqlite3.Connection], ledger: s
             tally.judge_key(key, charged if key not in owners else 0, held)
         elif whole_ledger:
             tally.unjournaled.extend(_unjournaled(key, charged, held))
+    _judge_wallet(tally, [row for conn in conns for row in _wallet_rows(conn)], ledger, tids, whole_ledger)
     return tally.verdict()
 
 
@@ -129,7 +143,7 @@ class _Tally:
 
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         ("transactions", "approved", "declined", "failed", "unknown", "reversed", "orphaned_debits",
-         "double_debits", "phantom_approvals", "pending_reversals", "open_holds", "late_responses"), 0))
+         "double_debits", "phantom_approvals", "pending_reversals", "open_holds", "late_responses", "escalated"), 0))
     findings: list[Finding] = field(default_factory=list)
     unjournaled: list[Finding] = field(default_factory=list)
     charged_by_intent: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
@@ -150,13 +164,34 @@ class _Tally:
             self.charged_by_intent[intent].append(charged)
         if reversal == "pending":
             self._find("pending_reversals", Finding("pending_reversal", txn_id, key, amount))
-        if charged and status != "approved":
+        if reversal == "escalated":
+            self._find("escalated", Finding("escalated", txn_id, key, charged))
+        elif charged and status != "approved":
             self._find("orphaned_debits", Finding("orphaned_debit", txn_id, key, charged))
         if status == "approved" and not charged and not held:
             self.merchant_loss += amount
             self._find("phantom_approvals", Finding("phantom_approval", txn_id, key, amount))
         if charged > due:
             self._find("double_debits", Finding("double_debit", txn_id, key, charged))
+
+    def judge_wallet_row(self, txn_id: int, intent: str, key: Key, amount: int, status: str, cancel: str,
+                         late: int, charged: int) -> None:
+        """One journaled wallet payment against the net money its order took from the wallet."""
+        self.counts["transactions"] += 1
+        self.counts[status if status in self.counts else "unknown"] += 1
+        self.counts["late_responses"] += late
+        self.agreed_by_intent[intent] += amount if status == "approved" else 0
+        if charged:
+            self.charged_by_intent[intent].append(charged)
+        if cancel == "pending":
+            self._find("pending_reversals", Finding("pending_cancel", txn_id, key, amount))
+        if charged and status != "approved":
+            self._find("orphaned_debits", Finding("orphaned_wallet_charge", txn_id, key, charged))
+        if status == "approved" and not charged:
+            self.merchant_loss += amount
+            self._find("phantom_approvals", Finding("phantom_wallet_approval", txn_id, key, amount))
+        if charged > amount:
+            self._find("double_debits", Finding("double_wallet_charge", txn_id, key, charged))
 
     def judge_key(self, key: Key, unowned: int, held: int) -> None:
         """One ledger key of a judged terminal: money no journaled sale owns, a hold left open."""
@@ -179,14 +214,82 @@ class _Tally:
         self.findings.append(finding)
 
 
+#: One wallet journal row as the checker reads it: tid, txn, intent, order, amount, status, cancel, late answers.
+_WalletRow = tuple[str, int, str, str, int, str, str, int]
+#: A wallet order's key in findings: terminal id, merchant order number, "QR".
+QR = "QR"
+#: Trade states of an order that is neither paid nor closed: the customer may still pay.
+_OPEN_TRADES = ("USERPAYING", "NOTPAY")
+
+
+def _judge_wallet(tally: _Tally, rows: list[_WalletRow], ledger: sqlite3.Connection, tids: set[str],
+                  whole_ledger: bool) -> None:
+    """Wallet payments against the wallet ledger, by the same rules as cards.
+
+    Charged with no approved sale: orphaned debit. Approved with nothing charged: phantom
+    approval. Charged under a basket already paid (by card or QR): double debit, through the
+    intent. A cancel still owed: pending reversal. An order still open at the end (the
+    customer may yet confirm): money in flight, counted with the open holds.
+    """
+    money = wallet_money(ledger)
+    owned: set[tuple[str, str]] = set()
+    for row in rows:
+        tid, txn_id, intent, order, amount, status, cancel, late = row
+        key = (tid, order)
+        owned.add(key)
+        tally.judge_wallet_row(txn_id, f"{tid}:{intent}", (tid, order, QR), amount, status, cancel, late,
+                               money.get(key, 0))
+    for key, charged in money.items():
+        if key in owned or not charged:
+            continue
+        if not tids or key[0] in tids:
+            tally.judge_key((*key, QR), charged, 0)
+        elif whole_ledger:
+            tally.unjournaled.extend(_unjournaled((*key, QR), charged, 0))
+    for tid, order, amount in _open_orders(ledger):
+        if not tids or tid in tids:
+            tally.counts["open_holds"] += 1
+            tally.findings.append(Finding("wallet_order_open", None, (tid, order, QR), amount))
+
+
+def wallet_money(ledger: sqlite3.Connection) -> dict[tuple[str, str], int]:
+    """Per wallet order (terminal id, order number): charges minus refunds, from the wallet entries."""
+    if "wallet_entries" not in _tables(ledger):
+        return {}
+    rows = ledger.execute("SELECT tid, out_trade_no, SUM(CASE kind WHEN 'charge' THEN amount "
+                          "WHEN 'refund' THEN -amount ELSE 0 END) FROM wallet_entries GROUP BY tid, out_trade_no")
+    return {(tid, order): int(net) for tid, order, net in rows}
+
+
+def _open_orders(ledger: sqlite3.Connection) -> list[tuple[str, str, int]]:
+    if "wallet_trades" not in _tables(ledger):
+        return []
+    return ledger.execute("SELECT tid, out_trade_no, amount FROM wallet_trades WHERE state IN (?, ?) "
+                          "ORDER BY tid, out_trade_no", _OPEN_TRADES).fetchall()
+
+
+def _wallet_rows(journal: sqlite3.Connection) -> list[_WalletRow]:
+    if "wallet_journal" not in _tables(journal):
+        return []
+    return journal.execute("SELECT tid, txn_id, intent, out_trade_no, amount, status, cancel, late_answers "
+                           "FROM wallet_journal ORDER BY txn_id").fetchall()
+
+
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    return {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
 def ledger_money(ledger: sqlite3.Connection) -> dict[Key, tuple[int, int]]:
     """Per key: (net money taken from the customer, hold still open), from ledger entries.
+
+    A ``refund`` (the acquirer's error handling) gives money back like a reversal's ``credit``.
 
     The one place the money of a key is summed: the checker and reconciliation both use it.
     """
     rows = ledger.execute(
         "SELECT tid, stan, transmission, "
-        "SUM(CASE kind WHEN 'debit' THEN amount WHEN 'capture' THEN amount WHEN 'credit' THEN -amount ELSE 0 END), "
+        "SUM(CASE kind WHEN 'debit' THEN amount WHEN 'capture' THEN amount WHEN 'credit' THEN -amount "
+        "WHEN 'refund' THEN -amount ELSE 0 END), "
         "SUM(CASE kind WHEN 'hold' THEN amount WHEN 'release' THEN -amount ELSE 0 END) "
         "FROM entries GROUP BY tid, stan, transmission")
     return {(tid, stan, tx): (int(net), int(held)) for tid, stan, tx, net, held in rows}

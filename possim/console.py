@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from possim.checker import DAMAGE, MEASURES, harmful
+from possim.checker import DAMAGE, MEASURES, harmful, shown_measures
 from possim.i18n import N_, Tr
 from possim.lesson import point
 from possim.simulation import RunResult
@@ -79,7 +79,7 @@ def verdict(console: Console, result: RunResult, failures: Sequence[str] = (), t
     table = Table(title=tr("checker verdict (terminal journal vs host ledger)"))
     table.add_column(tr("measure"))
     table.add_column(tr("value"), justify="right")
-    for key in MEASURES:
+    for key in shown_measures(s):
         value = s[key]
         shown = tr.money(value) if key.endswith("_loss") else str(value)
         table.add_row(measure(key, tr), f"[bold red]{shown}[/]" if harmful(key, value) else shown)
@@ -159,7 +159,7 @@ def reconciliation(console: Console, rec: Any, title: str, tr: Tr = _EN) -> None
     console.print("  " + tr("customer: charged {amount} without a sale (orphaned debits)",
                             amount=tr.money(rec.customer_charged_without_sale)))
     console.print("  " + tr("merchant: goods given away on phantom approvals {goods}; fees paid on orphaned debits "
-                            "{fees} (refunded only by a chargeback)", goods=tr.money(rec.merchant_goods_given_away),
+                            "{fees} (returned when the sale is voided or refunded by the acquirer)", goods=tr.money(rec.merchant_goods_given_away),
                             fees=tr.money(rec.fees_on_orphaned_debits)))
 
 

@@ -49,6 +49,20 @@ SITUATIONS: tuple[tuple[str, Test], ...] = (
     ("terminal power loss", _is(ev.TerminalPowerLost)),
     ("answer lost while the terminal was off", _is(ev.TerminalDownDrop)),
     ("recovery resumed from the journal after boot", lambda e: isinstance(e, ev.TerminalRestored) and e.records > 0),
+    ("wallet pay lost before the gateway", _lost("QR_PAY")),
+    ("wallet pay answer lost", _lost("QR_PAY_RESP")),
+    ("wallet query or answer lost", _lost("QR_QUERY", "QR_QUERY_RESP")),
+    ("wallet cancel or answer lost", _lost("QR_CANCEL", "QR_CANCEL_RESP")),
+    ("customer still paying (USERPAYING)", lambda e: isinstance(e, ev.WalletTradeOpened) and e.state == "USERPAYING"),
+    ("customer confirmed on the phone", _is(ev.WalletCustomerConfirmed)),
+    ("confirmation refused: order already closed", _is(ev.WalletConfirmRefused)),
+    ("unpaid wallet order closed by itself",
+     lambda e: isinstance(e, ev.WalletTradeClosed) and e.reason == "auto_close"),
+    ("wallet cancel refunded a paid order", lambda e: isinstance(e, ev.WalletRefunded) and e.reason == "cancel"),
+    ("wallet order closed before its pay arrived",
+     lambda e: isinstance(e, ev.WalletTradeClosed) and e.reason in ("cancel_before_pay", "query_not_found")),
+    ("repeated wallet pay answered, never charged twice", _is(ev.WalletDuplicatePay)),
+    ("customer paid again by QR or card", _is(ev.CustomerPaysAgain)),
 )
 
 

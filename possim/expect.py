@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from pos_sim.policies import POLICY_NAMES
-from possim.checker import MEASURES
+from possim.checker import MEASURES, OPTIONAL
 
 _CMP = re.compile(r"^\s*(>=|<=|==|!=|>|<)?\s*(-?\d+(?:\.\d+)?)\s*$")
 _OPS = {">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
@@ -36,8 +36,8 @@ def validate_expect(expect: dict[str, Any]) -> None:
 
 def _validate_one(where: str, measure: str, value: Any, also: str) -> None:
     """A policy's sub-table holds measures only: policies do not nest."""
-    if measure not in MEASURES:
-        raise ValueError(f"unknown expectation {where!r} (known: {', '.join(MEASURES)}{also})")
+    if measure not in MEASURES + OPTIONAL:
+        raise ValueError(f"unknown expectation {where!r} (known: {', '.join(MEASURES + OPTIONAL)}{also})")
     if isinstance(value, bool) or not isinstance(value, int | str) or \
             (isinstance(value, str) and not _CMP.match(value)):
         raise ValueError(f"expect.{where}: {value!r} is not a number or a comparison like '>= 1'")
@@ -53,7 +53,7 @@ def failed_expectations(expect: dict[str, Any], policy: str, summary: dict[str, 
     """One line per expectation the summary breaks; empty when all hold."""
     failures = []
     for key, want in expectations_for(expect, policy).items():
-        got = summary[key]
+        got = summary.get(key, 0)  # an optional measure (checker.OPTIONAL) absent from the summary is 0
         match = _CMP.match(str(want))
         assert match is not None
         op, number = match.groups()

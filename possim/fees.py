@@ -1,19 +1,28 @@
 """Merchant discount fees: what the acquirer keeps from each settled transaction.
 
-Defaults (rates per transaction amount):
+The rates follow the merchant FAQ's table:
 
 | case | rate |
 |---|---|
-| public welfare merchants (public schools, hospitals, charities), any card | 0% |
-| debit cards | 0.5%, capped at 25.00 per transaction |
+| public welfare merchants (public schools, hospitals, charities), every instrument | 0% |
+| debit cards | 0.5%, capped at 25.00 per transaction, and never more than the merchant's credit-card fee |
 | QR wallet payments | 0.38% |
-| UnionPay QR | the merchant's credit-card rate (0.6% at a standard merchant) |
+| UnionPay QR and QuickPass | the merchant's credit-card rate (0.6% at a standard merchant) |
 | credit cards, standard merchants | 0.6% |
 | credit cards, discounted merchants (supermarkets, fuel, wholesale) | 0.38% |
 
-Rules apply in that order (a hospital pays 0% on debit cards too). Arithmetic is Decimal;
-each fee is rounded once, per transaction, to the cent, half up (0.005 -> 0.01), and a
-cap applies after rounding.
+Rules apply in that order. Where the FAQ's table is silent the rule is chosen so that a
+debit card never costs the merchant more than a credit card at the same merchant:
+
+- debit at a discounted merchant: the lower of the debit fee (0.5%, capped) and the credit
+  fee (0.38%). A 1,000.00 debit sale at a supermarket costs 3.80, not 5.00; from 6,578.95 on
+  the cap is lower (10,000.00 costs 25.00, against 38.00 by credit card).
+- public welfare: 0% on every instrument, wallet QR payments included. The FAQ's 0% is the
+  merchant's rate, not a card's: a hospital pays nothing on a wallet QR payment (where the
+  wallet rate would be 0.38%), on UnionPay QR, QuickPass, debit or credit.
+
+Arithmetic is Decimal; each fee is rounded once, per transaction, to the cent, half up
+(0.005 -> 0.01), and the cap and the credit-card ceiling apply after rounding.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from typing import Literal
 
 Category = Literal["standard", "supermarket", "fuel", "wholesale", "public_school", "hospital", "charity"]
 #: How the customer pays; each has its own fee rule.
-Instrument = Literal["credit", "debit", "qr_wallet", "unionpay_qr"]
+Instrument = Literal["credit", "debit", "qr_wallet", "unionpay_qr", "quickpass"]
 DISCOUNTED = frozenset({"supermarket", "fuel", "wholesale"})
 WELFARE = frozenset({"public_school", "hospital", "charity"})
 CENT = Decimal("0.01")
@@ -49,17 +58,27 @@ class FeeSchedule:
     def fee(self, amount: Decimal, instrument: str) -> tuple[Decimal, str]:
         """The fee on one settled amount, and the rule that set it (for the report)."""
         if self.category in WELFARE:
-            return _round(amount * self.welfare), f"public welfare {_pct(self.welfare)}"
+            return _round(amount * self.welfare), f"public welfare {_pct(self.welfare)} (every instrument)"
         if instrument == "debit":
-            fee = _round(amount * self.debit)
-            if fee > self.debit_cap:
-                return self.debit_cap, f"debit {_pct(self.debit)} capped at {self.debit_cap}"
-            return fee, f"debit {_pct(self.debit)}"
+            return self._debit(amount)
         if instrument == "qr_wallet":
             return _round(amount * self.qr_wallet), f"QR wallet {_pct(self.qr_wallet)}"
-        kind = "UnionPay QR at the credit rate" if instrument == "unionpay_qr" else "credit"
+        return self._credit(amount, instrument)
+
+    def _credit(self, amount: Decimal, instrument: str) -> tuple[Decimal, str]:
+        kind = {"unionpay_qr": "UnionPay QR at the credit rate", "quickpass": "QuickPass at the credit rate"}
         where = "discounted merchant" if self.category in DISCOUNTED else "standard merchant"
-        return _round(amount * self.credit_rate), f"{kind}, {where} {_pct(self.credit_rate)}"
+        return _round(amount * self.credit_rate), f"{kind.get(instrument, 'credit')}, {where} {_pct(self.credit_rate)}"
+
+    def _debit(self, amount: Decimal) -> tuple[Decimal, str]:
+        """0.5% capped, but never above the credit-card fee at the same merchant."""
+        fee, rule = _round(amount * self.debit), f"debit {_pct(self.debit)}"
+        if fee > self.debit_cap:
+            fee, rule = self.debit_cap, f"debit {_pct(self.debit)} capped at {self.debit_cap}"
+        credit = _round(amount * self.credit_rate)
+        if credit < fee:
+            return credit, f"debit at the credit rate {_pct(self.credit_rate)} (never above a credit card)"
+        return fee, rule
 
 
 def parse_rate(text: str) -> Decimal:

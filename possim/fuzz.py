@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, Phase, find, settings
 from hypothesis.errors import NoSuchExample
 
 from pos_sim.policies import get_policy
-from pos_sim.testing import schedules
+from pos_sim.testing import schedules, wallet_schedules
 from possim.checker import Verdict
 from possim.coverage import tally
 from possim.money import format_amount
@@ -50,8 +50,11 @@ class FuzzResult:
 
 
 def fuzz(policy: str, examples: int, seed: int, progress: Callable[[int], None] | None = None,
-         max_transactions: int = 5, min_transactions: int = 1) -> FuzzResult:
-    """Run up to ``examples`` generated schedules; return the shrunk violation if one is found."""
+         max_transactions: int = 5, min_transactions: int = 1, wallet: bool = False) -> FuzzResult:
+    """Run up to ``examples`` generated schedules; return the shrunk violation if one is found.
+
+    ``wallet``: QR wallet payments in the mix (``pos_sim.testing.wallet_schedules``).
+    """
     out = FuzzResult(policy)
     searching = [True]
 
@@ -70,7 +73,8 @@ def fuzz(policy: str, examples: int, seed: int, progress: Callable[[int], None] 
     config = settings(max_examples=examples, database=None, deadline=None, phases=[Phase.generate, Phase.shrink],
                       suppress_health_check=list(HealthCheck))
     try:
-        strategy = schedules(max_transactions=max_transactions, min_transactions=min_transactions)
+        strategy = wallet_schedules(max_transactions=min(max_transactions, 3)) if wallet else \
+            schedules(max_transactions=max_transactions, min_transactions=min_transactions)
         schedule = find(strategy, violated, settings=config,
                         random=random.Random(seed))
     except NoSuchExample:
@@ -122,6 +126,12 @@ def _finding_sentence(f: dict[str, Any], verdict: Verdict) -> str:
         "phantom_approval": f"The terminal approved {txn} for {f['amount']}, but the host holds no money for it: "
                             "goods left the shop unpaid (a phantom approval).",
         "pending_reversal": f"The reversal of {txn} was never acknowledged and is still pending.",
+        "orphaned_wallet_charge": f"The wallet charged the customer {f['amount']} for {txn} (order {f['stan']}), but "
+                                  "the terminal's journal does not record the sale as approved: the customer's phone "
+                                  "says paid, the merchant's screen says failed.",
+        "double_wallet_charge": f"The wallet charged the order of {txn} more than once.",
+        "phantom_wallet_approval": f"The terminal approved {txn} for {f['amount']}, but the wallet charged nothing.",
+        "pending_cancel": f"The cancel of wallet order {f['stan']} ({txn}) was never answered and is still owed.",
     }.get(f["finding"], f"{f['finding']} on {txn}.")
 
 

@@ -28,7 +28,7 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, find, settings
 from hypothesis.errors import NoSuchExample
 
-from pos_sim.testing import schedules
+from pos_sim.testing import schedules, wallet_schedules
 from possim.coverage import tally
 from possim.fuzz import FuzzResult, fuzz, violations
 from possim.scenario import from_dict
@@ -54,6 +54,7 @@ class _Job:
     seed: int
     max_transactions: int
     min_transactions: int
+    wallet: bool = False
 
 
 def worker_seed(seed: int, index: int) -> int:
@@ -69,11 +70,11 @@ def shares(examples: int, workers: int) -> list[int]:
 
 def fuzz_parallel(policy: str, examples: int, seed: int, workers: int,
                   progress: Callable[[int], None] | None = None, max_transactions: int = 5,
-                  min_transactions: int = 1) -> FuzzResult:
+                  min_transactions: int = 1, wallet: bool = False) -> FuzzResult:
     """Like ``fuzz``, over ``workers`` processes; ``workers == 1`` is ``fuzz`` itself."""
     if workers <= 1:
-        return fuzz(policy, examples, seed, progress, max_transactions, min_transactions)
-    jobs = [_Job(i, policy, n, worker_seed(seed, i), max_transactions, min_transactions)
+        return fuzz(policy, examples, seed, progress, max_transactions, min_transactions, wallet=wallet)
+    jobs = [_Job(i, policy, n, worker_seed(seed, i), max_transactions, min_transactions, wallet)
             for i, n in enumerate(shares(examples, workers))]
     ctx = _context()
     stop, reports = ctx.Event(), ctx.Queue()
@@ -148,7 +149,9 @@ def _work(job: _Job, stop: Any, reports: Any) -> None:
 
     config = settings(max_examples=job.examples, database=None, deadline=None, phases=[Phase.generate],
                       suppress_health_check=list(HealthCheck))
-    strategy = schedules(max_transactions=job.max_transactions, min_transactions=job.min_transactions)
+    # The same strategies as ``fuzz`` draws from, so the parent's replay meets the same schedules.
+    strategy = wallet_schedules(max_transactions=min(job.max_transactions, 3)) if job.wallet else \
+        schedules(max_transactions=job.max_transactions, min_transactions=job.min_transactions)
     schedule: dict[str, Any] | None = None
     with contextlib.suppress(NoSuchExample, _Stopped):
         schedule = find(strategy, violated, settings=config, random=random.Random(job.seed))
@@ -157,7 +160,8 @@ def _work(job: _Job, stop: Any, reports: Any) -> None:
 
 def _shrink(out: FuzzResult, job: _Job, schedule: dict[str, Any]) -> None:
     """Shrink the worker's violation here by replaying its search; keep it unshrunk if the replay misses."""
-    replay = fuzz(job.policy, job.examples, job.seed, None, job.max_transactions, job.min_transactions)
+    replay = fuzz(job.policy, job.examples, job.seed, None, job.max_transactions, job.min_transactions,
+                  wallet=job.wallet)
     if replay.schedule is not None and replay.result is not None:
         out.schedule, out.result = replay.schedule, replay.result
         return

@@ -97,7 +97,7 @@ async def run_live(scenario: Scenario, policy: str, seed: int, wire: Wire, time_
     """
     scaled = scenario.scaled(time_scale)
     rig = Rig(scaled, policy, seed, LoopScheduler(asyncio.get_running_loop()), None, ledger_path, journal_path)
-    host_end = await wire.open_host(lambda d, o: rig.host_driver.receive(d, o), rig.trace.emit)  # type: ignore[union-attr]
+    host_end = await wire.open_host(rig.host_receive, rig.trace.emit)  # wallet frames to the wallet gateway
     term_end: TerminalEnd | None = None
     try:
         term_end = await wire.open_terminal(rig.terminal_config.tid, rig.to_terminal.send, rig.trace.emit)

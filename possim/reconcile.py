@@ -1,5 +1,11 @@
-"""End-of-day reconciliation: the terminal's batch against the host's settlement, with fees.
+"""End-of-day reconciliation, both ways a merchant meets it.
 
+:func:`check_statement` is the merchant's own: the acquirer's T+1 statement
+(:mod:`possim.statement`) against the merchant's records (the terminal's journal or a CSV of
+sales slips), matched by terminal, RRN, authorization code and amount, every difference
+said in plain words with what to do about it.
+
+:func:`reconcile` is the lab's view: the terminal's batch against the host's settlement, with fees.
 Like the checker it reads recorded facts only: the terminal journal (what the terminal
 will claim in its batch: approved sales) and the host ledger (what actually settles: net
 debits and captures per transaction key, reversals, holds), summed by the checker's
@@ -10,11 +16,23 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
-from possim.checker import Key, ledger_money
+from possim.checker import QR, Key, ledger_money, wallet_money
 from possim.fees import FeeSchedule
+from possim.statement import (
+    DEFAULT_EPOCH,
+    TIME_FORMAT,
+    ZERO,
+    StatementError,
+    StatementLine,
+    moment,
+    parse_money,
+    read_rows,
+)
 
 
 def _money(minor: int) -> Decimal:
@@ -90,6 +108,7 @@ def reconcile(journal: sqlite3.Connection, ledger: sqlite3.Connection, fees: Fee
                     "SELECT tid, stan, transmission, txn_id, status, kind, amount, completion_amount, instrument "
                     "FROM journal ORDER BY txn_id")}
     host = ledger_money(ledger)
+    _add_wallet(terminal, host, journal, ledger)
     claimed = {k: (v[4] if v[2] == "auth" else v[3]) for k, v in terminal.items() if v[1] == "approved"}
     settled = {k: net for k, (net, _) in host.items() if net > 0}
     rec = Reconciliation(len(claimed), _money(sum(claimed.values())), len(settled), _money(sum(settled.values())),
@@ -122,7 +141,8 @@ def _mismatches(rec: Reconciliation, terminal: dict[Key, Any], claimed: dict[Key
             status = terminal[key][1] if key in terminal else "never journaled"
             rec.customer_charged_without_sale += _money(theirs)
             rec.mismatches.append(Mismatch("orphaned_debit", key[1], txn, Decimal("0.00"), _money(theirs),
-                                           f"host settles a debit the terminal shows as {status}"))
+                                           f"host settles a debit the terminal shows as {status}: void or refund "
+                                           "it through the acquirer (error handling), the fee comes back with it"))
         elif mine != theirs:
             rec.mismatches.append(Mismatch("amount_differs", key[1], txn, _money(mine), _money(theirs),
                                            "terminal and host disagree on the amount"))
@@ -141,3 +161,185 @@ def _mismatches(rec: Reconciliation, terminal: dict[Key, Any], claimed: dict[Key
                 else "reversal for an original the host never received")
         rec.mismatches.append(Mismatch("reversal_without_original", stan, txn, Decimal("0.00"), Decimal("0.00"),
                                        note))
+
+
+# -- the merchant's records against the acquirer's statement ----------------------------------
+
+@dataclass(frozen=True, slots=True)
+class MerchantRecord:
+    """One sale as the merchant knows it: a journal row or a sales slip."""
+
+    tid: str
+    rrn: str
+    auth_code: str
+    amount: Decimal
+    at: datetime | None
+    status: str = "approved"  # a slip is an approved sale; a journal row may be anything
+    stan: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """A disagreement between statement and records, in plain words, with the remedy."""
+
+    kind: str  # charged_without_sale | missing_from_statement | amount_differs | auth_code_differs
+    tid: str
+    rrn: str
+    statement_amount: Decimal
+    merchant_amount: Decimal
+    what: str
+    remedy: str
+
+
+@dataclass
+class StatementCheck:
+    """The result of comparing one statement with the merchant's records."""
+
+    days: list[date]
+    matched: int = 0
+    differences: list[Difference] = field(default_factory=list)
+    adjustments: list[str] = field(default_factory=list)
+
+    @property
+    def agrees(self) -> bool:
+        return not self.differences
+
+    def text(self) -> list[str]:
+        days = ", ".join(str(d) for d in self.days) or "no date"
+        out = [f"statement of {days} against your records: {_count(self.matched, 'sale agrees', 'sales agree')}, "
+               f"{_count(len(self.differences), 'difference', 'differences')}"]
+        for number, d in enumerate(self.differences, start=1):
+            out += [f"{number}. {d.what}", f"   what to do: {d.remedy}"]
+        out += [f"adjustment: {a}" for a in self.adjustments]
+        out.append("statement and records agree" if self.agrees else "statement and records DISAGREE")
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"agrees": self.agrees, "days": [str(d) for d in self.days], "matched": self.matched,
+                "adjustments": self.adjustments,
+                "differences": [{"kind": d.kind, "terminal": d.tid, "rrn": d.rrn, "statement": str(d.statement_amount),
+                                 "merchant": str(d.merchant_amount), "what": d.what, "remedy": d.remedy}
+                                for d in self.differences]}
+
+
+def journal_records(journal: sqlite3.Connection, epoch: datetime = DEFAULT_EPOCH) -> list[MerchantRecord]:
+    """Every journaled sale, with what the terminal showed (an authorization counts by its completion)."""
+    rows = journal.execute("SELECT tid, rrn, auth_code, kind, amount, completion_amount, started_at, status, stan "
+                           "FROM journal ORDER BY txn_id")
+    return [MerchantRecord(tid, rrn or "", auth or "", _money(completion if kind == "auth" else amount),
+                           moment(started, epoch), status, stan)
+            for tid, rrn, auth, kind, amount, completion, started, status, stan in rows]
+
+
+def slip_records(path: str | Path) -> list[MerchantRecord]:
+    """Sales slips as CSV: columns terminal, rrn, auth_code, amount (date_time optional); one slip a row."""
+    records = []
+    for number, row in enumerate(read_rows(path, ("terminal", "rrn", "auth_code", "amount")), start=2):
+        try:
+            at = datetime.strptime(row["date_time"], TIME_FORMAT) if row.get("date_time") else None
+            amount = parse_money(row["amount"])
+            records.append(MerchantRecord(row["terminal"], row["rrn"], row["auth_code"], amount, at))
+        except ValueError as exc:
+            raise StatementError(f"{path}: line {number}: {exc}") from None
+    return records
+
+
+def check_statement(lines: list[StatementLine], records: list[MerchantRecord],
+                    days: list[date] | None = None) -> StatementCheck:
+    """Compare the statement's sales with the merchant's approved sales of the same days.
+
+    Sales are matched by terminal and RRN, a record without RRN by terminal, auth code and
+    amount. Adjustments are listed apart: they settle an earlier day's difference.
+    """
+    days = sorted(days if days is not None else {line.at.date() for line in lines})
+    check = StatementCheck(days)
+    mine = [r for r in records if r.status == "approved" and (not days or r.at is None or r.at.date() in days)]
+    others = [r for r in records if r.status != "approved"]
+    unmatched = list(mine)
+    for line in (line for line in lines if line.is_sale):
+        record = _match(line, unmatched)
+        if record is None:
+            check.differences.append(_charged_without_sale(line, others))
+            continue
+        unmatched.remove(record)
+        difference = _compare(line, record)
+        if difference is None:
+            check.matched += 1
+        else:
+            check.differences.append(difference)
+    check.differences.extend(_missing(record) for record in unmatched)
+    check.adjustments.extend(f"{line.at:%Y-%m-%d %H:%M} terminal {line.tid} RRN {line.rrn}: {line.adjustments} "
+                             f"({line.description}; fee {line.fee})" for line in lines if not line.is_sale)
+    return check
+
+
+def _match(line: StatementLine, records: list[MerchantRecord]) -> MerchantRecord | None:
+    by_rrn = [r for r in records if r.tid == line.tid and r.rrn and r.rrn == line.rrn]
+    if by_rrn:
+        return by_rrn[0]
+    return next((r for r in records if r.tid == line.tid and not r.rrn and r.auth_code == line.auth_code
+                 and r.amount == line.amount), None)
+
+
+def _where(line: StatementLine) -> str:
+    return (f"terminal {line.tid}, RRN {line.rrn}, auth code {line.auth_code or '-'}, card {line.card or '-'}, "
+            f"{line.at:%Y-%m-%d %H:%M:%S}")
+
+
+def _charged_without_sale(line: StatementLine, others: list[MerchantRecord]) -> Difference:
+    seen = next((r for r in others if r.tid == line.tid and r.amount == line.amount
+                 and (r.at is None or r.at.date() == line.at.date())), None)
+    shown = (f" Your terminal shows a sale of {seen.amount} as {seen.status} (STAN {seen.stan}): the customer was "
+             "told it failed, but the money was taken." if seen else "")
+    return Difference(
+        "charged_without_sale", line.tid, line.rrn, line.amount, ZERO,
+        f"Charged without a sale: the statement settles {line.amount} ({_where(line)}) and you have no approved "
+        f"sale for it.{shown}",
+        f"ask the acquirer for error handling (差错处理) of RRN {line.rrn} on terminal {line.tid}; do not pay the "
+        "customer back yourself. The acquirer refunds the card and the statement of the day it does so (the T+2 "
+        f"statement when you ask today) shows the refund as an adjustment of -{line.amount}, with the fee "
+        f"{line.fee} given back. (In possim: possim acquirer-errors --ledger LEDGER --rrn {line.rrn})")
+
+
+def _missing(record: MerchantRecord) -> Difference:
+    when = f", {record.at:%Y-%m-%d %H:%M:%S}" if record.at else ""
+    return Difference(
+        "missing_from_statement", record.tid, record.rrn, ZERO, record.amount,
+        f"Sale missing from the statement: your records show {record.amount} approved (terminal {record.tid}, "
+        f"RRN {record.rrn or '-'}, auth code {record.auth_code or '-'}{when}) and the statement has no such sale.",
+        "check the slip (approved, right day, right terminal). The acquirer may not have received the sale: a "
+        "completion advice (0220) or the settlement batch upload (0320) may still bring it, on a later "
+        "statement; if it does not, ask the acquirer with the slip: you handed over goods for money not settled.")
+
+
+def _compare(line: StatementLine, record: MerchantRecord) -> Difference | None:
+    if line.amount != record.amount:
+        return Difference(
+            "amount_differs", line.tid, line.rrn, line.amount, record.amount,
+            f"Amount differs: the statement settles {line.amount} and your slip says {record.amount} ({_where(line)}).",
+            "check the slip; if it is right, ask the acquirer for error handling (差错处理) with the slip: the "
+            f"difference of {line.amount - record.amount} is adjusted on a later statement.")
+    if record.auth_code and line.auth_code != record.auth_code:
+        return Difference(
+            "auth_code_differs", line.tid, line.rrn, line.amount, record.amount,
+            f"Authorization code differs: the statement has {line.auth_code or '-'} and your slip "
+            f"{record.auth_code} ({_where(line)}).",
+            "check the slip against the terminal's journal; if both say so, ask the acquirer which sale the RRN is.")
+    return None
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _add_wallet(terminal: dict[Key, Any], host: dict[Key, tuple[int, int]], journal: sqlite3.Connection,
+                ledger: sqlite3.Connection) -> None:
+    """Wallet payments join the batch and the settlement: the terminal's approved QR sales, the
+    wallet's net charges per order, keyed (terminal id, order number, "QR"), priced at the QR rate."""
+    tables = {name for (name,) in journal.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "wallet_journal" in tables:
+        for tid, order, txn, status, amount in journal.execute(
+                "SELECT tid, out_trade_no, txn_id, status, amount FROM wallet_journal ORDER BY txn_id"):
+            terminal[(tid, order, QR)] = (txn, status, "purchase", amount, amount, "qr_wallet")
+    for (tid, order), net in wallet_money(ledger).items():
+        host[(tid, order, QR)] = (net, 0)

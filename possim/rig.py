@@ -18,6 +18,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -35,10 +36,13 @@ from possim.money import parse_amount
 from possim.reconcile import Reconciliation, reconcile
 from possim.scenario import Scenario
 from possim.trace import Trace
+from possim.wallet_rig import QR_WALLET, WalletSide
+from protocol.events import CustomerPaysAgain
 from protocol.faults import FaultDecider, FaultPlan, FaultyLink
 from protocol.mac import MacKey
 from protocol.memory import MemoryTransport
 from protocol.ports import Link, Scheduler, Transport
+from protocol.transports import Origin
 
 
 @dataclass
@@ -147,8 +151,12 @@ class Rig:
                              keys is not None, self.terminal_config.epoch)
         self.terminal_driver = TerminalDriver(self.terminal, self.forger.tap(self.to_host), scheduler, self.journal,
                                               self.trace.emit, self._on_outcome)
-        self.to_terminal = FaultyLink("to_terminal", MemoryTransport(self.terminal_driver.receive), self.decider,
+        self.to_terminal = FaultyLink("to_terminal", MemoryTransport(self._terminal_receive), self.decider,
                                       scheduler, self.trace.emit)
+        self.wallet = WalletSide(scenario, policy, scheduler, self.journal.conn, self.journal.durable, self.ledger.conn,
+                                 self.terminal_config.tid, self.terminal_config.epoch, self.trace.emit, self.to_host,
+                                 self.rng, host_config.default_balance)
+        self.wallet.pay_again = self._pay_again
         self.host_driver: HostDriver | None = None
         self._retries: dict[int, float] = {}
         self._requests: dict[int, PaymentRequest] = {}
@@ -185,10 +193,20 @@ class Rig:
         self._to_host_inner.target = to_host
         if host_out is not None:
             self.host_driver = HostDriver(self.host, host_out, self.scheduler, self.trace.emit)
+            self.wallet.connect(host_out)
+
+    def host_receive(self, data: bytes, origin: Origin | None = None) -> None:
+        """A frame reached the acquirer: wallet frames go to the wallet gateway, card frames to the host."""
+        if not self.wallet.host_receive(data, origin):
+            self.host_driver.receive(data, origin)  # type: ignore[union-attr]
+
+    def _terminal_receive(self, data: bytes) -> None:
+        if not self.wallet.terminal_receive(data):
+            self.terminal_driver.receive(data)
 
     def memory(self) -> None:
         """Wire both sides in this process with the in-memory transport."""
-        self.connect(MemoryTransport(lambda d: self.host_driver.receive(d)), self.to_terminal)  # type: ignore[union-attr]
+        self.connect(MemoryTransport(self.host_receive), self.to_terminal)
 
     def schedule_payments(self) -> None:
         self.trace.emit("run_started", scenario=self.scenario.name, policy=self.policy, seed=self.seed,
@@ -204,10 +222,10 @@ class Rig:
             if customer_retries:
                 self._retries[request.txn_id] = retry_after
             self.scheduled_work += 1
-            self.scheduler.call_later(at - shift - self.scheduler.now(), lambda r=request: self._pay(r))
+            self.scheduler.call_later(at - shift - self.scheduler.now(), partial(self._pay, request))
         for loss in () if self._done else self.scenario.model.power_losses:
             self.scheduled_work += 1  # a boot still to come
-            self.scheduler.call_later(loss.at - self.scheduler.now(), self.terminal_driver.power_off)
+            self.scheduler.call_later(loss.at - self.scheduler.now(), self._power_off)
             self.scheduler.call_later(loss.at + loss.down_for - self.scheduler.now(), self._power_on)
 
     def _pay(self, request: PaymentRequest) -> None:
@@ -215,33 +233,52 @@ class Rig:
             self._deferred.append(request)
             return
         self.scheduled_work -= 1
-        self.terminal_driver.request_payment(request)
+        if request.instrument == QR_WALLET:
+            self.wallet.pay(request)
+        else:
+            self.terminal_driver.request_payment(request)
+
+    def _power_off(self) -> None:
+        self.terminal_driver.power_off()
+        self.wallet.power_off()
 
     def _power_on(self) -> None:
         self.scheduled_work -= 1
         self.terminal = self._new_terminal()
         self.terminal_driver.power_on(self.terminal)
+        self.wallet.power_on()
         deferred, self._deferred = self._deferred, []
         for request in deferred:
             self._pay(request)
 
     def _on_outcome(self, outcome: Outcome) -> None:
         if outcome.txn_id in self._retries and outcome.status in ("unknown", "failed"):
-            original = self._requests[outcome.txn_id]
-            self._next_id += 1
-            retry = PaymentRequest(self._next_id, original.intent, original.kind, original.amount, original.pan,
-                                   original.completion_amount, original.instrument)
-            self.trace.emit("customer_retries", tid=self.terminal_config.tid, txn=outcome.txn_id,
-                            retry_txn=retry.txn_id)
-            self.scheduled_work += 1
-            self.scheduler.call_later(self._retries.pop(outcome.txn_id), lambda: self._pay(retry))
+            self._pay_again(outcome.txn_id, self.wallet.retry_instrument(outcome.txn_id,
+                                                                         self._requests[outcome.txn_id].instrument))
+
+    def _pay_again(self, txn_id: int, instrument: str) -> None:
+        """Told the payment failed, the customer pays for the same basket again (by card or a rescan)."""
+        original = self._requests[txn_id]
+        self._next_id += 1
+        retry = PaymentRequest(self._next_id, original.intent, original.kind, original.amount, original.pan,
+                               original.completion_amount, instrument)
+        self._requests[retry.txn_id] = retry
+        self.wallet.inherit(retry.txn_id, txn_id)
+        if QR_WALLET not in (instrument, original.instrument):
+            self.trace.emit("customer_retries", tid=self.terminal_config.tid, txn=txn_id, retry_txn=retry.txn_id)
+        else:
+            self.trace.emit(CustomerPaysAgain(self.terminal_config.tid, txn_id, retry.txn_id, instrument))
+        self.scheduled_work += 1
+        delay = self._retries.pop(txn_id, self.wallet.specs[txn_id].retry_after)
+        self.scheduler.call_later(delay, lambda: self._pay(retry))
 
     def locally_quiet(self) -> bool:
         """Nothing left to do on this side: no payment due, terminal idle, no message held by the fault layer."""
         host_busy = self.host_driver.pending if self.host_driver else 0
         return (self.scheduled_work == 0 and self.forger.pending == 0 and self.terminal.idle
                 and self.to_host.in_flight == 0
-                and self.to_terminal.in_flight == 0 and host_busy == 0 and self.terminal_driver.timers_armed == 0)
+                and self.to_terminal.in_flight == 0 and host_busy == 0 and self.terminal_driver.timers_armed == 0
+                and self.wallet.quiet)
 
     def finish(self, quiescent: bool, transport: str, extra: Mapping[str, object] | None = None) -> RunResult:
         self.journal.commit()

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from acquirer_sim.config import CrashRule, HostConfig, Window
-from pos_sim.config import POLICIES, TerminalConfig
+from pos_sim.config import POLICIES, PROFILE_CARDS, PROFILE_DEFAULTS, PROFILES, TerminalConfig
 from pos_sim.records import Kind
 from pos_sim.terminal import PaymentRequest
 from possim.fees import Category, FeeSchedule, Instrument, parse_rate
@@ -25,6 +25,10 @@ from possim.money import format_amount, parse_amount
 from protocol.faults import Action, Direction, FaultPlan, ForgedMac, Forgery, ForgeryKind, LinkFaults, Partition, Rule
 from protocol.latency import Distribution, Latency
 from protocol.mti import KNOWN
+from protocol.wallet import KINDS as WALLET_KINDS
+from protocol.wallet import Provider
+
+QR = "qr_wallet"
 
 
 class ScenarioError(Exception):
@@ -149,8 +153,8 @@ class FaultModel(_Model):
     @field_validator("mti")
     @classmethod
     def _known_mti(cls, v: str) -> str:
-        if v not in KNOWN:
-            raise ValueError(f"unknown MTI {v!r} (known: {', '.join(sorted(KNOWN))})")
+        if v not in KNOWN and v not in WALLET_KINDS:
+            raise ValueError(f"unknown MTI {v!r} (known: {', '.join(sorted(KNOWN | WALLET_KINDS))})")
         return v
 
 
@@ -193,6 +197,8 @@ def _terminal(name: str) -> Any:
 
 
 class TerminalModel(_Model):
+    #: ``iso`` (possim's generic terminal) or ``cup`` (China UnionPay rules, CNY, UnionPay cards).
+    profile: Literal["iso", "cup"] = _terminal("profile")
     tid: Annotated[str, Field(pattern=r"^[ -~]{8}$")] = _terminal("tid")
     mid: Annotated[str, Field(pattern=r"^[ -~]{15}$")] = _terminal("mid")
     currency: Annotated[str, Field(pattern=r"^\d{3}$")] = _terminal("currency")
@@ -246,6 +252,13 @@ class HostModel(_Model):
     default_balance: Amount = format_amount(_host("default_balance"))
     #: Answer the 1st, 2nd... reversal received with these codes, crediting nothing.
     reversal_answers: tuple[Annotated[str, Field(pattern=r"^[0-9A-Z]{2}$")], ...] = ()
+    #: Card number -> the issuer's decline for it: 05, 13 (invalid amount), 14 (invalid card),
+    #: 51 (insufficient funds), 55 (wrong PIN).
+    decline_codes: dict[Annotated[str, Field(pattern=r"^\d{12,19}$")], Literal["05", "13", "14", "51", "55"]] = {}
+    #: CUP profile: windows in which the issuer does not answer; the host answers the terminal
+    #: ``issuer_timeout_code`` (98 or 68) and reverses towards the issuer itself.
+    issuer_timeouts: tuple[WindowModel, ...] = ()
+    issuer_timeout_code: Literal["98", "68"] = _host("issuer_timeout_code")
 
 
 class TransactionModel(_Model):
@@ -259,6 +272,44 @@ class TransactionModel(_Model):
     customer_retries: bool = False
     retry_after: Seconds = 20.0
     card_type: Instrument = default(PaymentRequest, "instrument")
+    #: QR wallet payments (card_type = "qr_wallet"): whose gateway, and how the customer behaves
+    #: once the code is scanned (docs/wallet.md).
+    provider: Provider | None = None  # default: alipay
+    confirm_after: Seconds | None = None  # default: 0, no password needed
+    gives_up: bool | None = None  # default: false
+    wallet_balance: Amount | None = None  # default: the host's default_balance
+    #: After a failed screen (with customer_retries) the customer pays again by this
+    #: instrument: a rescan ("qr_wallet") or a card; by default the same as before.
+    retry_with: Instrument | None = None
+
+
+class WalletTimingModel(_Model):
+    """One provider's timings (docs/wallet.md): the QR terminal's, and the gateway's auto-close."""
+
+    answer_timeout: Timeout = 10.0
+    query_interval: Seconds = 5.0
+    pay_limit: Seconds = 30.0
+    cancel_min: Seconds = 0.0
+    cancel_interval: Seconds = 2.0
+    cancel_attempts: Attempts = 10
+    query_attempts: Attempts = 60
+    auto_close: Timeout = 180.0
+
+
+def _provider_timing(provider: str) -> WalletTimingModel:
+    from acquirer_sim.wallet import AUTO_CLOSE
+    from pos_sim.wallet_policies import PROFILES
+
+    t = PROFILES[provider]
+    return WalletTimingModel(**{f.name: getattr(t, f.name) for f in dataclasses.fields(t)},
+                             auto_close=AUTO_CLOSE[provider])
+
+
+class WalletModel(_Model):
+    """``[wallet.alipay]`` / ``[wallet.wechat]``: override the documented timings (all scale with time)."""
+
+    alipay: WalletTimingModel = _provider_timing("alipay")
+    wechat: WalletTimingModel = _provider_timing("wechat")
 
 
 class MerchantModel(_Model):
@@ -284,6 +335,7 @@ class ScenarioModel(_Model):
     #: Every message carries a MAC under keys derived from the run's seed; false shows a run without.
     mac: bool = True
     forgeries: tuple[ForgeryModel, ...] = ()
+    wallet: WalletModel | None = None
     transactions: Annotated[tuple[TransactionModel, ...], AfterValidator(_not_empty)]
     expect: dict[str, Any] = {}
 
@@ -300,8 +352,26 @@ class Scenario:
     """A validated scenario, with builders for each component's configuration."""
 
     def __init__(self, model: ScenarioModel, path: Path | None = None) -> None:
-        self.model = model
+        #: As the file says; ``model`` is it with its profile's defaults filled in.
+        self.base = model
+        self.model = _profiled(model, model.terminal.profile)
         self.path = path
+
+    @property
+    def profile(self) -> str:
+        return self.model.terminal.profile
+
+    def with_profile(self, profile: str | None) -> Scenario:
+        """The same scenario under ``profile`` (the command line's ``--profile``): values the file
+        names stay, the others take the profile's defaults (currency, reversal tries, test card)."""
+        if profile is None or profile == self.profile:
+            return self
+        if profile not in PROFILES:
+            raise ScenarioError(f"unknown profile {profile!r} (choose from {', '.join(PROFILES)})")
+        terminal = self.base.terminal.model_copy(update={"profile": profile})
+        twin = Scenario(self.base.model_copy(update={"terminal": terminal}), self.path)
+        twin.base = self.base
+        return twin
 
     @property
     def name(self) -> str:
@@ -315,7 +385,13 @@ class Scenario:
         """The same scenario with every duration times ``factor``; ``ScenarioError`` if one leaves its range."""
         if factor == 1.0:
             return self
-        return from_dict(_scaled(self.model, factor), self.path)
+        model = self.model
+        if model.wallet is None and any(QR in (t.card_type, t.retry_with) for t in model.transactions):
+            model = model.model_copy(update={"wallet": WalletModel()})  # the wallet's timings scale too
+        return from_dict(_scaled(model, factor), self.path)
+
+    def wallet_timings(self) -> WalletModel:
+        return self.model.wallet or WalletModel()
 
     def terminal_config(self, policy: str) -> TerminalConfig:
         return TerminalConfig(policy=policy, **self.model.terminal.model_dump())
@@ -331,6 +407,10 @@ class Scenario:
             accounts={pan: parse_amount(b) for pan, b in h.accounts.items()},
             default_balance=parse_amount(h.default_balance),
             reversal_answers=h.reversal_answers,
+            profile=self.profile,
+            decline_codes=dict(h.decline_codes),
+            issuer_timeouts=tuple(Window(w.start, w.end) for w in h.issuer_timeouts),
+            issuer_timeout_code=h.issuer_timeout_code,
         )
 
     def fee_schedule(self) -> FeeSchedule:
@@ -346,6 +426,19 @@ class Scenario:
             partitions=tuple(Partition(p.start, p.end, p.direction) for p in m.partitions),
             forgeries=tuple(f.build() for f in m.forgeries),
         )
+
+
+def _profiled(model: ScenarioModel, profile: str) -> ScenarioModel:
+    """``model`` with ``profile``'s defaults where the file names no value of its own."""
+    if profile == "iso":
+        return model
+    terminal = model.terminal
+    defaults = {k: v for k, v in PROFILE_DEFAULTS[profile].items() if k not in terminal.model_fields_set}
+    card = PROFILE_CARDS[profile]
+    transactions = tuple(t if "pan" in t.model_fields_set else t.model_copy(update={"pan": card})
+                         for t in model.transactions)
+    return model.model_copy(update={"terminal": terminal.model_copy(update=defaults),
+                                    "transactions": transactions})
 
 
 def _scaled(model: BaseModel, f: float) -> dict[str, Any]:

@@ -93,7 +93,9 @@ def note(text: str, tr: Tr) -> str:
     """A reconciliation note in the reader's language (the one with a status in it is a pattern)."""
     prefix = "host settles a debit the terminal shows as "
     if text.startswith(prefix):
-        return tr("host settles a debit the terminal shows as {status}", status=tr(text.removeprefix(prefix)))
+        status, _, remedy = text.removeprefix(prefix).partition(": ")
+        said = tr("host settles a debit the terminal shows as {status}", status=tr(status))
+        return f"{said}: {tr(remedy)}" if remedy else said
     return tr(text)
 
 

@@ -241,6 +241,32 @@ class ReversalParked(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ReversalEscalated(Event):
+    """CUP profile: the reversal's tries ran out; the terminal hands the case to the acquirer
+    (shows "reversal failed, contact the acquirer") and sends no more."""
+
+    NAME: ClassVar[str] = "reversal_escalated"
+    SIDE: ClassVar[Side | None] = "terminal"
+    tid: str
+    stan: str
+    txn: int
+    attempts: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateTransmission(Event):
+    """CUP profile: the host answered 94 (a copy of a request it is still processing): the
+    terminal keeps waiting for the answer about the sale itself."""
+
+    NAME: ClassVar[str] = "duplicate_transmission"
+    SIDE: ClassVar[Side | None] = "terminal"
+    mti: str
+    stan: str
+    tid: str
+
+
+@dataclass(frozen=True, slots=True)
 class UnmatchedMessage(Event):
     """An answer for no exchange this terminal knows."""
 
@@ -447,6 +473,23 @@ class DuplicateAdvice(HostMessageEvent):
 class AdviceRejected(HostMessageEvent):
     NAME: ClassVar[str] = "advice_rejected"
     rc: str
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerRequested(HostMessageEvent):
+    """CUP profile: the original was sent on to the issuer; nothing is debited until it answers."""
+
+    NAME: ClassVar[str] = "issuer_requested"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerReversed(HostMessageEvent):
+    """CUP profile: the issuer timed out, or the terminal reversed first: the host reverses
+    towards the issuer itself and no money moves."""
+
+    NAME: ClassVar[str] = "issuer_reversed"
+    rc: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -692,6 +735,185 @@ class TcpNoRoute(RunEvent):
     tid: str | None = None
 
 
+# -- wallet payments (QR payment codes, protocol.wallet) ------------------------------------
+# ``order`` is the merchant order number (out_trade_no), the wallet's idempotency key; ``mti``
+# the wallet kind (QR_PAY, QR_QUERY_RESP...). Gateway events sit in the host column today;
+# ``PARTY`` says they belong to the wallet gateway, so a view can draw it as its own lifeline.
+
+
+@dataclass(frozen=True, slots=True)
+class WalletPaymentRequested(Event):
+    """The cashier scanned the customer's payment code: a wallet payment of ``amount`` starts."""
+
+    NAME: ClassVar[str] = "wallet_payment_requested"
+    tid: str
+    txn: int
+    intent: str
+    order: str
+    amount: int
+    provider: str
+    auth_code: str
+
+
+@dataclass(frozen=True, slots=True)
+class WalletOutcome(Event):
+    """What the QR terminal's screen shows, what its journal knows (``status``) and the last trade state."""
+
+    NAME: ClassVar[str] = "wallet_outcome"
+    tid: str
+    txn: int
+    order: str
+    status: str
+    display: str
+    trade_state: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WalletAnswerTimeout(Event):
+    """A wallet request (``mti``) got no answer in time."""
+
+    NAME: ClassVar[str] = "wallet_answer_timeout"
+    SIDE: ClassVar[Side | None] = "terminal"
+    tid: str
+    order: str
+    mti: str
+
+
+@dataclass(frozen=True, slots=True)
+class WalletCancelScheduled(Event):
+    """The terminal will cancel (撤销) the order at run time ``at``: never before the documented minimum."""
+
+    NAME: ClassVar[str] = "wallet_cancel_scheduled"
+    SIDE: ClassVar[Side | None] = "terminal"
+    tid: str
+    order: str
+    at: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class WalletCancelAcknowledged(Event):
+    """The gateway answered the cancel: ``action`` close (nothing was paid) or refund (it was)."""
+
+    NAME: ClassVar[str] = "wallet_cancel_acknowledged"
+    SIDE: ClassVar[Side | None] = "terminal"
+    tid: str
+    order: str
+    txn: int
+    action: str
+
+
+@dataclass(frozen=True, slots=True)
+class WalletLateAnswer(Event):
+    """An answer for no wallet request in flight (late, duplicated): logged, never applied."""
+
+    NAME: ClassVar[str] = "wallet_late_answer"
+    SIDE: ClassVar[Side | None] = "terminal"
+    tid: str
+    order: str
+    mti: str
+    trade_state: str
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerPaysAgain(Event):
+    """Told the payment failed, the customer pays again as ``retry_txn``, by ``instrument`` (QR or card)."""
+
+    NAME: ClassVar[str] = "customer_pays_again"
+    tid: str
+    txn: int
+    retry_txn: int
+    instrument: str
+
+
+@dataclass(frozen=True, slots=True)
+class WalletEvent(HostEvent):
+    """Base of the wallet gateway's events, about one order of terminal ``tid``."""
+
+    PARTY: ClassVar[str] = "wallet"
+    tid: str
+    order: str
+
+
+@dataclass(frozen=True, slots=True)
+class WalletTradeOpened(WalletEvent):
+    """A pay created the order; ``state`` is SUCCESS (no password), USERPAYING or PAYERROR."""
+
+    NAME: ClassVar[str] = "wallet_trade_opened"
+    amount: int
+    state: str
+    wallet: str
+
+
+@dataclass(frozen=True, slots=True)
+class WalletCharged(WalletEvent):
+    NAME: ClassVar[str] = "wallet_charged"
+    amount: int
+    wallet: str
+    trade_no: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WalletRefunded(WalletEvent):
+    """A paid order was cancelled (state REVOKED) or refunded: the money went back to the wallet."""
+
+    NAME: ClassVar[str] = "wallet_refunded"
+    amount: int
+    wallet: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class WalletTradeClosed(WalletEvent):
+    """An unpaid order closed: cancelled, closed by itself after a while, or a tombstone."""
+
+    NAME: ClassVar[str] = "wallet_trade_closed"
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class WalletCustomerConfirmed(WalletEvent):
+    """The customer confirmed on the phone (typed the password): the order is paid now."""
+
+    NAME: ClassVar[str] = "wallet_customer_confirmed"
+
+
+@dataclass(frozen=True, slots=True)
+class WalletConfirmRefused(WalletEvent):
+    """The customer confirmed too late: the order was already ``state`` (closed): nothing charged."""
+
+    NAME: ClassVar[str] = "wallet_confirm_refused"
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class WalletDuplicatePay(WalletEvent):
+    """A repeated pay for a known order number: answered with its state, never charged twice."""
+
+    NAME: ClassVar[str] = "wallet_duplicate_pay"
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class WalletPayRefused(WalletEvent):
+    """A pay for a closed order number, or one that differs from the order's amount or code."""
+
+    NAME: ClassVar[str] = "wallet_pay_refused"
+    state: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class WalletAnswered(WalletEvent):
+    """The gateway answered a request (``mti`` is the answer's kind) with the order's state."""
+
+    NAME: ClassVar[str] = "wallet_answered"
+    mti: str
+    state: str
+    code: str
+    action: str | None = None
+
+
 # -- registry and records -------------------------------------------------------------------
 
 #: Every concrete event class; the registry is built from this list (a test checks it is complete).
@@ -699,16 +921,19 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     MsgSent, MsgReceived, MalformedFrame,
     PaymentRequested, TxnOutcome, TimerStarted, TimerFired, RetryTimerFired, TerminalPowerLost,
     TerminalPowerRestored, TerminalDownDrop, TerminalRestored, ResponseTimeout, ReversalBeforeNextTransaction,
-    ReversalAcknowledged, ReversalRetryScheduled, ReversalParked, UnmatchedMessage, LateResponse,
-    DuplicateResponse, CustomerRetries, ResponseRejected,
+    ReversalAcknowledged, ReversalRetryScheduled, ReversalParked, ReversalEscalated, DuplicateTransmission,
+    UnmatchedMessage, LateResponse, DuplicateResponse, CustomerRetries, ResponseRejected,
     HostDownDrop, HostCrashed, HostRestarted, UnexpectedMessage, DuplicateOriginal, LateOriginalRefused,
     LedgerDebit, LedgerHold, LedgerDeclined, LedgerCapture, LedgerReversalCredited, LedgerReversalReleased,
     LedgerReversalNothingToReverse, LedgerReversalBeforeOriginal, DuplicateReversal, DuplicateAdvice,
     AdviceRejected, StatusAnswered, ReversalRefused, SecurityViolation, IdentityMismatch, FormatErrorAnswered,
-    RequestDropped, ReversalAmountMismatch,
+    RequestDropped, ReversalAmountMismatch, IssuerRequested, IssuerReversed,
     NetDropped, NetDelayed, NetDuplicated, NetReordered, ForgeryInjected, ForgeryMissed,
     RunStarted, RunFinished, LiveRun, MqttRun, TcpRun, MqttConnected, MqttDisconnected, MqttHandlerFailed,
     TcpConnectionDropped, TcpNoRoute,
+    WalletPaymentRequested, WalletOutcome, WalletAnswerTimeout, WalletCancelScheduled, WalletCancelAcknowledged,
+    WalletLateAnswer, CustomerPaysAgain, WalletTradeOpened, WalletCharged, WalletRefunded, WalletTradeClosed,
+    WalletCustomerConfirmed, WalletConfirmRefused, WalletDuplicatePay, WalletPayRefused, WalletAnswered,
 )
 
 #: Trace name -> event class.

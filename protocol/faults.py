@@ -18,10 +18,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from protocol.codec import peek_mti
 from protocol.events import NET_EVENTS, Event, NetDropped
 from protocol.latency import ZERO, Latency
 from protocol.ports import Scheduler, Transport
+from protocol.wallet import peek_kind
 
 Direction = Literal["to_host", "to_terminal"]
 DIRECTIONS: tuple[Direction, ...] = ("to_host", "to_terminal")
@@ -167,7 +167,7 @@ class FaultyLink:
 
     def send(self, data: bytes, meta: Mapping[str, object] | None = None) -> None:
         """Decide this message's fate, trace it, and schedule each surviving copy."""
-        mti = peek_mti(data)
+        mti = peek_kind(data)  # the MTI of a card frame, the kind of a wallet frame (QR_PAY...)
         decision = self.decider.decide(self.direction, mti, self.scheduler.now())
         keys = _keys(meta or {})
         if not decision.delays:

@@ -39,8 +39,10 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     M.PURCHASE: _FINANCIAL,
     M.ADVICE: (*_FINANCIAL, "original"),
     M.ADVICE_REPEAT: (*_FINANCIAL, "original"),
-    M.REVERSAL: (*_FINANCIAL, "original"),
-    M.REVERSAL_REPEAT: (*_FINANCIAL, "original"),
+    # A reversal names its original by field 90 (ISO) or, as CUP terminals do, by being a copy
+    # of it (same STAN and field 7): field 90 is optional.
+    M.REVERSAL: _FINANCIAL,
+    M.REVERSAL_REPEAT: _FINANCIAL,
     M.STATUS_QUERY: ("processing_code", "original"),
     **dict.fromkeys(M.RESPONSES, ("response_code",)),
 }

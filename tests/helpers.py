@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 from acquirer_sim.config import HostConfig
 from acquirer_sim.host import AcquirerHost, Reply
@@ -30,5 +31,5 @@ def new_terminal(policy: str = "reversal", **config: object) -> Terminal:
     return Terminal(TerminalConfig(policy=policy, **config))  # type: ignore[arg-type]
 
 
-def replies(actions: list[object]) -> list[Reply]:
+def replies(actions: Sequence[object]) -> list[Reply]:
     return [a for a in actions if isinstance(a, Reply)]

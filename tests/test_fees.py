@@ -42,3 +42,38 @@ def test_rates_parse_from_percent_strings() -> None:
     assert parse_rate("0.6%") == Decimal("0.006")
     with pytest.raises(ValueError):
         parse_rate("0.6")
+
+
+@pytest.mark.parametrize("category, instrument, fee", [
+    ("standard", "debit", "25.00"),
+    ("standard", "credit", "60.00"),
+    ("supermarket", "credit", "38.00"),
+    ("hospital", "credit", "0.00"),
+    ("standard", "qr_wallet", "38.00"),
+    ("standard", "unionpay_qr", "60.00"),
+    ("standard", "quickpass", "60.00"),      # QuickPass at the credit-card rate
+    ("supermarket", "debit", "25.00"),       # the cap is below the 0.38% credit fee (38.00)
+])
+def test_issue_fee_table_for_ten_thousand(category: str, instrument: str, fee: str) -> None:
+    assert FeeSchedule(category=category).fee(TEN_K, instrument)[0] == Decimal(fee)  # type: ignore[arg-type]
+
+
+def test_debit_at_a_supermarket_costs_no_more_than_a_credit_card() -> None:
+    fee, rule = FeeSchedule(category="supermarket").fee(Decimal("1000.00"), "debit")
+    assert fee == Decimal("3.80")
+    assert "never above a credit card" in rule
+
+
+@pytest.mark.parametrize("category", ["standard", "supermarket", "fuel", "wholesale", "hospital"])
+@pytest.mark.parametrize("amount", ["0.01", "1.25", "19.99", "999.99", "1000.00", "5000.00", "6578.94",
+                                    "6578.95", "10000.00", "99999.99"])
+def test_debit_never_costs_more_than_credit(category: str, amount: str) -> None:
+    s = FeeSchedule(category=category)  # type: ignore[arg-type]
+    assert s.fee(Decimal(amount), "debit")[0] <= s.fee(Decimal(amount), "credit")[0]
+
+
+@pytest.mark.parametrize("instrument", ["credit", "debit", "qr_wallet", "unionpay_qr", "quickpass"])
+def test_welfare_zeroes_every_instrument_and_says_so(instrument: str) -> None:
+    fee, rule = FeeSchedule(category="hospital").fee(TEN_K, instrument)
+    assert fee == Decimal("0.00")
+    assert rule == "public welfare 0% (every instrument)"

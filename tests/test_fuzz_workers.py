@@ -67,3 +67,12 @@ def test_fuzz_cli_refuses_zero_workers() -> None:
     done = subprocess.run([sys.executable, "-m", "possim", "fuzz", "--workers", "0"], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_two_workers_draw_wallet_schedules_when_asked() -> None:
+    """--wallet reaches the workers: their schedules hold QR wallet payments."""
+    found = fuzz_parallel("reversal", 12, 2, 2, wallet=True)
+    assert found.examples == 12 or found.schedule is not None
+    wallet_only = {"customer confirmed on the phone", "customer still paying (USERPAYING)",
+                   "customer paid again by QR or card"}
+    assert wallet_only & set(found.coverage)

@@ -6,6 +6,7 @@
 - ``fuzz``: generated fault schedules against a policy;
 - ``chaos``: a fleet of real processes killed at random, then judged;
 - ``views``: ``list``, ``demo``, ``replay``, ``reconcile``, and the report files of a run;
+- ``statement``: the merchant's statement, the acquirer's error handling, ``reconcile --statement``;
 - ``options``: the options several commands share, declared once; ``inputs``: checks on what the user
   names; ``errors``: how bad input becomes one line on stderr and exit code 2, never a traceback.
 """
@@ -23,6 +24,7 @@ from possim.cli.errors import InputError, guarded
 from possim.cli.fuzz import fuzz_command
 from possim.cli.processes import acquirer, broker, check_command, keys_command, terminal
 from possim.cli.run import run_command
+from possim.cli.statement import acquirer_errors_command, statement_command
 from possim.cli.views import demo, list_command, reconcile_command, replay_command
 
 __all__ = ["InputError", "cli", "main"]
@@ -35,7 +37,8 @@ def cli() -> None:
 
 
 for _command in (run_command, compare_command, fuzz_command, keys_command, broker, acquirer, terminal, check_command,
-                 replay_command, list_command, demo, reconcile_command, chaos_command):
+                 replay_command, list_command, demo, reconcile_command, chaos_command, statement_command,
+                 acquirer_errors_command):
     cli.add_command(_command)
 
 

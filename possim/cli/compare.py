@@ -33,19 +33,20 @@ def _policy_list(_ctx: click.Context, _param: click.Parameter, value: str) -> li
 @click.argument("scenario")
 @click.option("--policies", default=",".join(POLICIES), show_default=True, callback=_policy_list,
               help="Comma-separated policies to compare.")
+@opt.profile()
 @opt.seed()
 @click.option("--timelines/--no-timelines", default=True, help="Print each policy's timeline first.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False),
               help="Write all policies into one HTML report.")
 @lang_option()
-def compare_command(scenario: str, policies: list[str], seed: int | None, timelines: bool,
+def compare_command(scenario: str, policies: list[str], profile: str | None, seed: int | None, timelines: bool,
                     report_path: str | None, lang: str) -> None:
     """Run SCENARIO under each policy with the same faults and show the outcomes side by side.
 
     Exit code 0: every policy settled and met the file's [expect]; 1: one did not; 2: bad input.
     """
     inputs.writable(report_path)
-    sc = inputs.scenario(scenario)
+    sc = inputs.scenario(scenario).with_profile(profile)
     results: list[RunResult] = [simulate(sc, p, seed) for p in policies]
     con = console()
     tr = tr_for(results[0], lang)

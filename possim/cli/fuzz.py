@@ -23,9 +23,12 @@ from possim.cli.views import console
               help="Where to write the shrunk failing schedule.")
 @click.option("--max-transactions", default=5, show_default=True, type=click.IntRange(1, 50),
               help="Most payments in one generated schedule.")
+@click.option("--wallet", is_flag=True, help="Put QR wallet payments in the mix (faults on every wallet message, "
+              "customer confirmation delays, rescans).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Processes searching at once (coverage merged; the first violation is shrunk here).")
-def fuzz_command(policy: str, examples: int, seed: int, out: str, max_transactions: int, workers: int) -> None:
+def fuzz_command(policy: str, examples: int, seed: int, out: str, max_transactions: int, wallet: bool,
+                 workers: int) -> None:
     """Throw generated fault schedules at a policy; shrink the first violation into a scenario.
 
     Exit code 0: no violation found; 1: one found and written to --out; 2: bad input.
@@ -41,7 +44,7 @@ def fuzz_command(policy: str, examples: int, seed: int, out: str, max_transactio
                   console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("fuzz", total=examples)
         found = fuzz_parallel(policy, examples, seed, workers, lambda n: bar.update(task, completed=n),
-                              max_transactions)
+                              max_transactions, wallet=wallet)
     show.coverage(con, found.coverage, found.examples)
     if found.schedule is None or found.result is None:
         con.print(f"no violation in {found.examples} generated schedules under policy {policy}")

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
-from pos_sim.config import POLICIES
+from pos_sim.config import POLICIES, PROFILES
 from protocol import transports
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -48,6 +48,12 @@ def seed(text: str = "RNG seed (default: the scenario's).", default: int | None 
 def policy(text: str = "Recovery policy (default: the scenario's).", default: str | None = None) -> Callable[[F], F]:
     return click.option("--policy", type=click.Choice(POLICIES), default=default, show_default=default is not None,
                         help=text)
+
+
+def profile(text: str = "Terminal profile: iso (generic ISO 8583) or cup (China UnionPay rules: same-STAN "
+                         "reversal with a reason, 3 tries then escalation, CNY, UnionPay cards, settlement); "
+                         "default: the scenario's.") -> Callable[[F], F]:
+    return click.option("--profile", type=click.Choice(PROFILES), default=None, help=text)
 
 
 def as_json(text: str = "Print the result as one JSON object.") -> Callable[[F], F]:

@@ -182,6 +182,8 @@ def _process_transport() -> Callable[[F], F]:
               help=f"Where to listen for terminals with --transport tcp (default {inputs.DEFAULT_TCP}).")
 @opt.ledger("SQLite ledger file (kept across runs; reopened and recovered after a crash).")
 @click.option("--scenario", "scenario_path", help="Take host behaviour ([host]) from this scenario.")
+@opt.profile("Host profile: iso, or cup (the debit waits for the issuer, 94 for duplicates, issuer "
+             "timeouts); default: the scenario's, else iso.")
 @opt.time_scale("Scale the scenario's host durations.")
 @opt.qos()
 @click.option("--client-id", default="possim-acquirer", show_default=True,
@@ -192,8 +194,8 @@ def _process_transport() -> Callable[[F], F]:
               "answered 63) and log in to the broker with its host account.")
 @_tls_ca_option()
 def acquirer(transport: str, broker_url: str | None, listen_url: str | None, ledger_path: str | None,
-             scenario_path: str | None, time_scale: float, qos: int, client_id: str, stats_every: float,
-             keys_path: str | None, tls_ca: str | None) -> None:
+             scenario_path: str | None, profile: str | None, time_scale: float, qos: int, client_id: str,
+             stats_every: float, keys_path: str | None, tls_ca: str | None) -> None:
     """Serve as the acquirer host until SIGINT/SIGTERM; log every event as a JSON line on stderr."""
     import random
 
@@ -206,8 +208,8 @@ def acquirer(transport: str, broker_url: str | None, listen_url: str | None, led
     ring = _load_keys(keys_path)
     wire = _wire(transport, broker_url, listen_url, qos, client_id, ring, ring.host_username if ring else None,
                  tls_ca)
-    config = (inputs.scaled(inputs.scenario(scenario_path), time_scale).host_config() if scenario_path
-              else HostConfig())
+    config = (inputs.scaled(inputs.scenario(scenario_path).with_profile(profile), time_scale).host_config()
+              if scenario_path else HostConfig(profile=profile or "iso"))
     inputs.writable(ledger_path)
     log = live_logger("acquirer")
     with as_input_error(StoreError):  # a ledger left by a killed acquirer is recovered on open
@@ -239,6 +241,7 @@ def acquirer(transport: str, broker_url: str | None, listen_url: str | None, led
               help=f"The acquirer's TCP address with --transport tcp (default {inputs.DEFAULT_TCP}).")
 @click.option("--tid", required=True, help="Terminal id (field 41, 8 characters).")
 @opt.policy()
+@opt.profile()
 @opt.seed()
 @opt.journal("The terminal's SQLite journal; an existing one is resumed (recovery first, STAN carried on).")
 @opt.trace()
@@ -249,8 +252,9 @@ def acquirer(transport: str, broker_url: str | None, listen_url: str | None, led
               "right MAC, and log in to the broker with the terminal's account.")
 @_tls_ca_option()
 def terminal(scenario: str, transport: str, broker_url: str | None, connect_url: str | None, tid: str,
-             policy: str | None, seed: int | None, journal_path: str | None, trace_path: str | None,
-             time_scale: float, qos: int, log: bool, keys_path: str | None, tls_ca: str | None) -> None:
+             policy: str | None, profile: str | None, seed: int | None, journal_path: str | None,
+             trace_path: str | None, time_scale: float, qos: int, log: bool, keys_path: str | None,
+             tls_ca: str | None) -> None:
     """Drive one terminal through SCENARIO against an acquirer; print its summary.
 
     On an existing journal the terminal resumes where it stopped: a sale that was in flight
@@ -258,7 +262,7 @@ def terminal(scenario: str, transport: str, broker_url: str | None, connect_url:
     """
     from possim.realtime import drive_terminal
 
-    sc = inputs.scenario(scenario)
+    sc = inputs.scenario(scenario).with_profile(profile)
     inputs.tid(tid)
     inputs.writable(journal_path, trace_path)
     if journal_path and Path(journal_path).exists():

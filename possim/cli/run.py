@@ -21,6 +21,7 @@ from protocol.transports import TransportError
 @click.command("run")
 @click.argument("scenario")
 @opt.policy()
+@opt.profile()
 @opt.seed()
 @opt.trace()
 @opt.as_json("Print the summary as one JSON object.")
@@ -39,15 +40,15 @@ from protocol.transports import TransportError
               help="MQTT: the host withholds its PUBACK for the first N requests and reconnects, so the broker "
                    "redelivers them (QoS 1 duplicates).")
 @lang_option()
-def run_command(scenario: str, policy: str | None, seed: int | None, trace_path: str | None, as_json: bool,
-                check_determinism: bool, timeline: bool, ledger_path: str | None, journal_path: str | None,
-                transport: str, broker_url: str | None, qos: int, time_scale: float, report_path: str | None,
-                mermaid_path: str | None, force_redelivery: int, lang: str) -> None:
+def run_command(scenario: str, policy: str | None, profile: str | None, seed: int | None, trace_path: str | None,
+                as_json: bool, check_determinism: bool, timeline: bool, ledger_path: str | None,
+                journal_path: str | None, transport: str, broker_url: str | None, qos: int, time_scale: float,
+                report_path: str | None, mermaid_path: str | None, force_redelivery: int, lang: str) -> None:
     """Run SCENARIO (a file, or the name of a shipped one) and judge it: in memory or over MQTT or TCP.
 
     Exit code 0: the run settled and met the file's [expect]; 1: it did not; 2: bad input.
     """
-    sc = inputs.scenario(scenario)
+    sc = inputs.scenario(scenario).with_profile(profile)
     inputs.fresh(ledger_path, journal_path)
     inputs.writable(trace_path, report_path, mermaid_path, ledger_path, journal_path)
     if check_determinism:

@@ -136,9 +136,20 @@ def replay_command(trace_file: str, as_json: bool) -> None:
 @opt.policy("For a scenario: the recovery policy (default: the scenario's).")
 @opt.seed("For a scenario: the RNG seed (default: the scenario's).")
 @opt.as_json("Print the reconciliation as one JSON object.")
+@click.option("--statement", "statement_path", type=click.Path(dir_okay=False),
+              help="The acquirer's statement (CSV): compare it with SOURCE, the merchant's records "
+              "(a terminal journal, or sales slips as .csv).")
+@click.option("--date", "day", metavar="YYYY-MM-DD", help="With --statement: the business day to compare "
+              "(default: the days the statement lists).")
 @lang_option()
-def reconcile_command(source: str, policy: str | None, seed: int | None, as_json: bool, lang: str) -> None:
-    """End-of-day reconciliation with merchant fees, for a scenario (.toml) or a recorded trace (.jsonl)."""
+def reconcile_command(source: str, policy: str | None, seed: int | None, as_json: bool,
+                      statement_path: str | None, day: str | None, lang: str) -> None:
+    """End-of-day reconciliation with merchant fees, for a scenario (.toml) or a recorded trace (.jsonl);
+    with --statement, the acquirer's statement against the merchant's records."""
+    if statement_path:
+        from possim.cli.statement import reconcile_with_statement
+
+        reconcile_with_statement(source, statement_path, day, as_json)
     recon, title, currency = _reconciliation(source, policy, seed)
     if as_json:
         click.echo(json.dumps(recon.as_dict(), sort_keys=True))

@@ -1,0 +1,236 @@
+"""The wallet gateway behind the acquirer's QR gateway, as a sans-IO state machine.
+
+Inputs: ``receive(now, bytes)`` (a wallet request from a terminal), ``customer_confirms(now,
+key)`` (the customer typed the password on the phone) and ``expire(now, key)`` (an unpaid
+order's time is up). Outputs: ``WalletReply`` (bytes after a processing delay), ``Wake`` (call
+me back at ``at`` for this order: the customer's confirmation, the auto-close) and trace
+events. The gateway never reads a clock; its state is the wallet ledger.
+
+The customer is part of the model: each payment code belongs to a ``Customer`` who needs
+``confirm_after`` seconds to confirm on the phone (0: a small amount, no password; the order
+is paid at once) or ``gives_up`` and never confirms. Until then the order is USERPAYING.
+
+Rules kept here (the providers' documented behaviour, docs/wallet.md):
+1. Idempotent on the merchant order number: a repeated pay gets the order's state, never a
+   second charge; a pay reusing a number with another amount or code is refused.
+2. An unpaid order closes by itself ``auto_close`` seconds after it was created.
+3. Cancel (撤销): an unpaid order is closed (action ``close``) and a confirmation arriving
+   after it is refused; a paid order is refunded (action ``refund``, state REVOKED). Repeats
+   are one operation.
+4. A cancel or a query for an order the gateway never saw closes that number (a tombstone,
+   as the card host does for a reversal before its original): the late pay is refused.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from acquirer_sim.wallet_ledger import OrderKey, Trade, WalletLedger
+from protocol import events as ev
+from protocol import wallet as W
+from protocol.errors import ProtocolError
+from protocol.latency import Latency
+
+#: Seconds after which an unpaid order closes by itself, per provider (docs/wallet.md):
+#: WeChat revokes an unpaid micropay order 45 s after creation; Alipay closes an unpaid
+#: barcode trade after a default of 3 minutes.
+AUTO_CLOSE: dict[str, float] = {"alipay": 180.0, "wechat": 45.0}
+
+#: The gateway's answer times: a pay goes to the wallet's risk checks, the rest reads the order.
+PAY_LATENCY = Latency(value=0.3)
+QUICK_LATENCY = Latency(value=0.1)
+EPOCH = datetime(2026, 11, 25, 10, 0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    """Whose phone shows a payment code, and how they behave once it is scanned."""
+
+    wallet: str = "customer"
+    confirm_after: float = 0.0
+    gives_up: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """``customers`` by payment code; a code not listed belongs to a customer who pays at once."""
+
+    customers: dict[str, Customer] = field(default_factory=dict)
+    balances: dict[str, int] = field(default_factory=dict)
+    default_balance: int = 100_000_000
+    auto_close: dict[str, float] = field(default_factory=lambda: dict(AUTO_CLOSE))
+    processing: Latency = PAY_LATENCY
+    quick: Latency = QUICK_LATENCY
+    epoch: datetime = EPOCH
+
+
+@dataclass(frozen=True, slots=True)
+class WalletReply:
+    data: bytes
+    delay: float
+    mti: str
+    order: str
+    tid: str
+
+
+@dataclass(frozen=True, slots=True)
+class Wake:
+    """Call ``customer_confirms`` (``what='confirm'``) or ``expire`` for ``key`` at run time ``at``."""
+
+    at: float
+    key: OrderKey
+    what: str
+
+
+GatewayAction = WalletReply | Wake | ev.Event
+
+_CODE = {"SUCCESS": "10000", "USERPAYING": "10003", "NOTPAY": "10003"}
+
+
+class WalletGateway:
+    """Sans-IO wallet gateway. See the module docstring for its rules."""
+
+    def __init__(self, config: GatewayConfig, ledger: WalletLedger, rng: random.Random) -> None:
+        self.config = config
+        self.ledger = ledger
+        self.rng = rng
+        self._seq = ledger.conn.execute("SELECT COUNT(*) FROM wallet_trades").fetchone()[0]
+        for wallet, balance in config.balances.items():
+            ledger.open_wallet(wallet, balance)
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def receive(self, now: float, data: bytes) -> list[GatewayAction]:
+        try:
+            msg = W.decode(data)
+        except ProtocolError as exc:
+            return [ev.MalformedFrame("host", str(exc))]
+        if not isinstance(msg, W.WalletRequest):
+            return [ev.UnexpectedMessage(msg.wire_kind, msg.out_trade_no)]
+        handler = {"pay": self._pay, "query": self._query, "cancel": self._cancel, "refund": self._refund}[msg.kind]
+        return handler(now, msg)
+
+    def customer_confirms(self, now: float, key: OrderKey) -> list[GatewayAction]:
+        """The customer confirmed on the phone: paid if the order still waits, refused if it closed."""
+        trade = self.ledger.find(key)
+        if trade is None or trade.state != "USERPAYING":
+            return [ev.WalletConfirmRefused(*key, state=trade.state if trade else "UNKNOWN")]
+        assert trade.wallet is not None
+        if trade.amount > self.ledger.balance(trade.wallet):
+            self.ledger.transition(now, trade, "PAYERROR", close_reason="balance_not_enough")
+            return [ev.WalletConfirmRefused(*key, state="PAYERROR")]
+        self.ledger.transition(now, trade, "SUCCESS", "charge")
+        return [ev.WalletCustomerConfirmed(*key),
+                ev.WalletCharged(*key, amount=trade.amount, wallet=trade.wallet, trade_no=trade.trade_no)]
+
+    def expire(self, now: float, key: OrderKey) -> list[GatewayAction]:
+        """The order's time is up: an order still unpaid closes by itself."""
+        trade = self.ledger.find(key)
+        if trade is None or trade.state not in ("USERPAYING", "NOTPAY"):
+            return []
+        self.ledger.transition(now, trade, "CLOSED", close_reason="auto_close")
+        return [ev.WalletTradeClosed(*key, reason="auto_close")]
+
+    # -- requests -------------------------------------------------------------------------
+
+    def _pay(self, now: float, msg: W.WalletRequest) -> list[GatewayAction]:
+        key = (msg.tid, msg.out_trade_no)
+        trade = self.ledger.find(key)
+        if trade is not None:
+            return self._repeated_pay(msg, trade)
+        auth_code, amount = msg.auth_code or "", msg.amount or 0
+        customer = self.config.customers.get(auth_code, Customer())
+        self._seq += 1
+        trade_no = self._trade_no(now)
+        if amount > self.ledger.balance(customer.wallet):
+            self.ledger.create(now, key, msg.provider, auth_code, customer.wallet, amount, "PAYERROR", trade_no,
+                               "balance_not_enough")
+            return [ev.WalletTradeOpened(*key, amount=amount, state="PAYERROR", wallet=customer.wallet),
+                    *self._answer(msg, "40004", "PAYERROR", sub_code="ACQ.BUYER_BALANCE_NOT_ENOUGH")]
+        self.ledger.create(now, key, msg.provider, auth_code, customer.wallet, amount, "USERPAYING", trade_no)
+        opened: list[GatewayAction] = [ev.WalletTradeOpened(*key, amount=amount, wallet=customer.wallet,
+                                                             state="USERPAYING")]
+        if customer.confirm_after == 0 and not customer.gives_up:  # no password needed: paid at once
+            charged = self.customer_confirms(now, key)
+            trade = self.ledger.find(key)
+            assert trade is not None
+            return [*opened, *charged, *self._answer(msg, _CODE.get(trade.state, "40004"), trade.state,  # type: ignore[arg-type]
+                                                     amount=amount, trade_no=trade_no)]
+        wakes: list[GatewayAction] = [Wake(now + self.config.auto_close[msg.provider], key, "expire")]
+        if not customer.gives_up:
+            wakes.append(Wake(now + customer.confirm_after, key, "confirm"))
+        return [*opened, *wakes, *self._answer(msg, "10003", "USERPAYING", amount=amount, trade_no=trade_no)]
+
+    def _repeated_pay(self, msg: W.WalletRequest, trade: Trade) -> list[GatewayAction]:
+        """Rule 1 and rule 4: the order number decides; a repeat is answered, never charged."""
+        key = trade.key
+        state: W.TradeState = trade.state  # type: ignore[assignment]
+        if trade.auth_code is None:
+            return [ev.WalletPayRefused(*key, state=state, reason=trade.close_reason or "closed"),
+                    *self._answer(msg, "40004", state, sub_code="ACQ.TRADE_HAS_CLOSE")]
+        if (trade.auth_code, trade.amount) != (msg.auth_code, msg.amount):
+            return [ev.WalletPayRefused(*key, state=state, reason="order number reused for another payment"),
+                    *self._answer(msg, "40004", state, sub_code="ACQ.CONTEXT_INCONSISTENT")]
+        self.ledger.count_duplicate(key)
+        return [ev.WalletDuplicatePay(*key, state=state),
+                *self._answer(msg, _CODE.get(state, "40004"), state, amount=trade.amount,  # type: ignore[arg-type]
+                              trade_no=trade.trade_no)]
+
+    def _query(self, now: float, msg: W.WalletRequest) -> list[GatewayAction]:
+        key = (msg.tid, msg.out_trade_no)
+        trade = self.ledger.find(key)
+        if trade is None:
+            self.ledger.create(now, key, msg.provider, None, None, 0, "CLOSED", None, "query_not_found")
+            return [ev.WalletTradeClosed(*key, reason="query_not_found"),
+                    *self._answer(msg, "40004", "CLOSED", sub_code="ACQ.TRADE_NOT_EXIST")]
+        return self._answer(msg, "10000", trade.state, amount=trade.amount,  # type: ignore[arg-type]
+                            trade_no=trade.trade_no)
+
+    def _cancel(self, now: float, msg: W.WalletRequest) -> list[GatewayAction]:
+        key = (msg.tid, msg.out_trade_no)
+        trade = self.ledger.find(key)
+        if trade is None:
+            self.ledger.create(now, key, msg.provider, None, None, 0, "CLOSED", None, "cancel_before_pay")
+            return [ev.WalletTradeClosed(*key, reason="cancel_before_pay"),
+                    *self._answer(msg, "10000", "CLOSED", action="close")]
+        if trade.state in ("USERPAYING", "NOTPAY"):
+            self.ledger.transition(now, trade, "CLOSED", close_reason="cancelled")
+            return [ev.WalletTradeClosed(*key, reason="cancelled"), *self._answer(msg, "10000", "CLOSED",
+                                                                                  action="close")]
+        if trade.state == "SUCCESS":
+            assert trade.wallet is not None
+            self.ledger.transition(now, trade, "REVOKED", "refund", close_reason="cancelled_after_payment")
+            return [ev.WalletRefunded(*key, amount=trade.amount, wallet=trade.wallet, reason="cancel"),
+                    *self._answer(msg, "10000", "REVOKED", action="refund", amount=trade.amount)]
+        return self._answer(msg, "10000", trade.state, action="none")  # type: ignore[arg-type]
+
+    def _refund(self, now: float, msg: W.WalletRequest) -> list[GatewayAction]:
+        """A full refund of a paid order; a repeat is answered, never refunded twice."""
+        key = (msg.tid, msg.out_trade_no)
+        trade = self.ledger.find(key)
+        if trade is None or trade.state not in ("SUCCESS", "REVOKED") or msg.amount != trade.amount:
+            state: W.TradeState = trade.state if trade else "CLOSED"  # type: ignore[assignment]
+            return self._answer(msg, "40004", state, sub_code="ACQ.TRADE_STATUS_ERROR")
+        if trade.state == "SUCCESS":
+            assert trade.wallet is not None
+            self.ledger.transition(now, trade, "REVOKED", "refund", close_reason="refunded")
+            return [ev.WalletRefunded(*key, amount=trade.amount, wallet=trade.wallet, reason="refund"),
+                    *self._answer(msg, "10000", "REVOKED", amount=trade.amount)]
+        return self._answer(msg, "10000", "REVOKED", amount=trade.amount)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _answer(self, msg: W.WalletRequest, code: W.Code, state: W.TradeState, **fields: object) -> list[
+            GatewayAction]:
+        answer = msg.answer(code, state, **fields)
+        delay = (self.config.processing if msg.kind == "pay" else self.config.quick).sample(self.rng)
+        return [ev.WalletAnswered(msg.tid, msg.out_trade_no, mti=answer.wire_kind, state=state, code=code,
+                                  action=answer.action),
+                WalletReply(W.encode(answer), delay, answer.wire_kind, msg.out_trade_no, msg.tid)]
+
+    def _trade_no(self, now: float) -> str:
+        """The gateway's own trade number: date and a sequence, as the providers' look."""
+        day = (self.config.epoch + timedelta(seconds=now)).strftime("%Y%m%d")
+        return f"{day}2200{self._seq:010d}"

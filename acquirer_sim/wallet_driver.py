@@ -1,0 +1,60 @@
+"""Executes the wallet gateway's actions: answers after their delay, the customer's phone, auto-close.
+
+Every arrival is traced with its bytes (as the card host's driver does), so a recorded run
+can drive this driver again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+from acquirer_sim.wallet import GatewayAction, Wake, WalletGateway, WalletReply
+from protocol import wallet as W
+from protocol.events import Event, MsgReceived, MsgSent
+from protocol.ports import Link, Scheduler
+from protocol.transports import Origin
+
+
+class WalletGatewayDriver:
+    def __init__(self, gateway: WalletGateway, link: Link, scheduler: Scheduler,
+                 emit: Callable[[Event], None]) -> None:
+        self.gateway = gateway
+        self.link = link
+        self.scheduler = scheduler
+        self.emit = emit
+        self.pending = 0  # answers not yet sent
+        self.wakes = 0  # customer confirmations and auto-closes still to come
+
+    def receive(self, data: bytes, origin: Origin | None = None) -> None:
+        """``origin``: where the frame came from (a TCP connection), so the answer goes back there."""
+        self.emit(MsgReceived("host", **W.wire_fields(data), data=data.hex()))  # type: ignore[arg-type]
+        self._execute(self.gateway.receive(self.scheduler.now(), data), origin)
+
+    def _execute(self, actions: list[GatewayAction], origin: Origin | None = None) -> None:
+        for action in actions:
+            if isinstance(action, WalletReply):
+                self.pending += 1
+                self.scheduler.call_later(action.delay, partial(self._send, action, origin))
+            elif isinstance(action, Wake):
+                self.wakes += 1
+                self.scheduler.call_later(action.at - self.scheduler.now(), partial(self._wake, action))
+            else:
+                self.emit(action)
+
+    def _wake(self, wake: Wake) -> None:
+        self.wakes -= 1
+        now = self.scheduler.now()
+        if wake.what == "confirm":
+            self._execute(self.gateway.customer_confirms(now, wake.key))
+        else:
+            self._execute(self.gateway.expire(now, wake.key))
+
+    def _send(self, reply: WalletReply, origin: Origin | None = None) -> None:
+        self.pending -= 1
+        self.emit(MsgSent("host", reply.tid, reply.order, reply.mti))
+        # Wallet frames carry no MAC: an answer never binds a connection to a terminal id.
+        meta: dict[str, object] = {"tid": reply.tid, "stan": reply.order, "mti": reply.mti, "authenticated": False}
+        if origin is not None:
+            meta["origin"] = origin
+        self.link.send(reply.data, meta)

@@ -1,0 +1,256 @@
+"""The QR terminal: wallet payments by scanned payment code, as a sans-IO state machine.
+
+Inputs: ``request_payment(now, request)`` (the cashier scanned a code), ``receive(now,
+bytes)`` (a wallet answer) and ``timer_fired(now, name)``; each returns the actions for the
+driver (``Send``, ``StartTimer``, ``CancelTimer``, ``WriteWallet``, ``WalletResult`` and trace
+events). It never reads a clock.
+
+Each payment is one merchant order with its own timer (``wallet:<order>``) and at most one
+request in flight; several orders may be settling at once (a cancel still owed while the
+next customer pays). What to do when the answer is USERPAYING or does not come is the wallet
+policy's choice (``pos_sim.wallet_policies``).
+
+Rules kept here:
+1. The record (with the cancel armed, under the cancelling policies) is journaled before
+   the pay leaves.
+2. Every request for one payment (pay, queries, cancels, their repeats) carries the same
+   order number, so the gateway can never charge twice; each carries a fresh request id,
+   and only the answer to the request in flight is applied (a late or duplicated answer is
+   journaled and traced, never applied).
+3. No cancel before the provider's documented minimum after the order's creation.
+4. A cancel ends only on an answer: close (nothing was paid), refund (it was paid, now
+   refunded) or none (already final); a system error or silence is repeated with backoff.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from pos_sim.actions import CancelTimer, Send, StartTimer
+from pos_sim.records import UNSETTLED, ReversalState, SaleStatus
+from pos_sim.wallet_actions import WalletAction, WalletResult, WriteWallet
+from pos_sim.wallet_journal import WalletRecord
+from pos_sim.wallet_policies import PROFILES, WalletPolicy, WalletTiming, get_wallet_policy
+from protocol import events as ev
+from protocol import wallet as W
+from protocol.errors import ProtocolError
+
+TIMER_PREFIX = "wallet:"
+
+
+@dataclass(frozen=True, slots=True)
+class WalletPaymentRequest:
+    """A customer at the till shows a payment code: pay ``amount`` (minor units) by wallet."""
+
+    txn_id: int
+    intent: str
+    amount: int
+    auth_code: str
+    provider: W.Provider = "alipay"
+
+
+
+@dataclass(frozen=True, slots=True)
+class WalletTerminalConfig:
+    tid: str = "POS00001"
+    policy: str = "none"
+    epoch: datetime = datetime(2026, 11, 25, 10, 0, 0)
+    #: Per provider; a scenario may override them.
+    timings: dict[str, WalletTiming] | None = None
+
+    def timing(self, provider: str) -> WalletTiming:
+        return (self.timings or dict(PROFILES))[provider]
+
+
+@dataclass(slots=True)
+class _Order:
+    """What the machine keeps in memory about one order (the journal keeps the rest)."""
+
+    rec: WalletRecord
+    inflight: str | None = None  # the request id in flight
+    inflight_kind: str = ""
+    step: str | None = None  # "query" | "cancel" | "limit": what the timer does when no request is in flight
+    step_at: float = 0.0
+
+
+class WalletTerminal:
+    """Sans-IO QR terminal. See the module docstring for its rules."""
+
+    def __init__(self, config: WalletTerminalConfig) -> None:
+        self.config = config
+        self.policy: WalletPolicy = get_wallet_policy(config.policy)
+        self.orders: dict[str, _Order] = {}
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def request_payment(self, now: float, request: WalletPaymentRequest) -> list[WalletAction]:
+        rec = WalletRecord(txn_id=request.txn_id, intent=request.intent, out_trade_no=self.order_number(request),
+                           auth_code=request.auth_code, provider=request.provider, amount=request.amount,
+                           started_at=now)
+        if self.policy.arms_cancel:
+            rec.cancel = ReversalState.ARMED
+        self.orders[rec.out_trade_no] = _Order(rec)
+        return self._send(now, self.orders[rec.out_trade_no], "pay")
+
+    def receive(self, now: float, data: bytes) -> list[WalletAction]:
+        try:
+            msg = W.decode(data)
+        except ProtocolError as exc:
+            return [ev.MalformedFrame("terminal", str(exc))]
+        order = self.orders.get(msg.out_trade_no)
+        if not isinstance(msg, W.WalletResponse) or order is None or msg.tid != self.config.tid:
+            return [ev.UnmatchedMessage(msg.wire_kind, msg.out_trade_no, msg.tid)]
+        if msg.request_id != order.inflight:
+            order.rec.late_answers += 1
+            return [WriteWallet(order.rec.snapshot()),
+                    ev.WalletLateAnswer(msg.tid, msg.out_trade_no, msg.wire_kind, msg.trade_state)]
+        order.inflight = None
+        order.rec.trade_state = msg.trade_state
+        actions: list[WalletAction] = [CancelTimer(self._timer(order))]
+        if msg.kind == "cancel":
+            return actions + self._cancel_answered(now, order, msg)
+        return actions + self._state_answered(now, order, msg)
+
+    def timer_fired(self, now: float, name: str) -> list[WalletAction]:
+        order = self.orders.get(name.removeprefix(TIMER_PREFIX))
+        if order is None:
+            return []
+        if order.inflight is not None:
+            kind, order.inflight = order.inflight_kind, None
+            timeout: list[WalletAction] = [ev.WalletAnswerTimeout(self.config.tid, order.rec.out_trade_no,
+                                                            W.WIRE_KINDS[kind])]
+            if kind == "cancel":
+                return timeout + self._retry_cancel(now, order, "timeout")
+            return timeout + self._unanswered(now, order)
+        step, order.step = order.step, None
+        if step == "query":
+            return self._send(now, order, "query")
+        if step == "cancel":
+            return self._send(now, order, "cancel")
+        if step == "limit" and order.rec.status in UNSETTLED:
+            return self.policy.limit_reached(self, now, order.rec)
+        return []
+
+    def restore(self, now: float, records: list[WalletRecord]) -> list[WalletAction]:
+        """Power came back: owed cancels resume; unsettled payments get the policy's recovery."""
+        actions: list[WalletAction] = []
+        for rec in sorted(records, key=lambda r: r.txn_id):
+            self.orders[rec.out_trade_no] = _Order(rec)
+            if rec.cancel is ReversalState.PENDING:
+                actions += self.cancel(now, rec, "resumed after power loss")
+            elif rec.status in UNSETTLED:
+                actions += self.policy.restored(self, now, rec)
+        return actions
+
+    @property
+    def idle(self) -> bool:
+        """No request in flight and no step that will run by itself."""
+        return all(o.inflight is None and o.step is None for o in self.orders.values())
+
+    def order_number(self, request: WalletPaymentRequest) -> str:
+        """The merchant order number: date, terminal, transaction: unique per till, reused by every repeat."""
+        tid = "".join(c if c.isalnum() else "0" for c in self.config.tid)
+        return f"{self.config.epoch:%Y%m%d}{tid}{request.txn_id:08d}"
+
+    # -- the policy's vocabulary (pos_sim.wallet_policies.WalletOps) ------------------------
+
+    def timing(self, rec: WalletRecord) -> WalletTiming:
+        return self.config.timing(rec.provider)
+
+    def query_later(self, now: float, rec: WalletRecord, at: float) -> list[WalletAction]:
+        order = self.orders[rec.out_trade_no]
+        if rec.queries >= self.timing(rec).query_attempts:
+            return self.policy.queries_exhausted(self, now, rec)
+        rec.status = SaleStatus.UNKNOWN if rec.status is SaleStatus.PENDING else rec.status
+        return [WriteWallet(rec.snapshot()), *self._step(order, "query", at)]
+
+    def wait_until(self, now: float, rec: WalletRecord, at: float) -> list[WalletAction]:
+        return self._step(self.orders[rec.out_trade_no], "limit", at)
+
+    def cancel(self, now: float, rec: WalletRecord, reason: str) -> list[WalletAction]:
+        """Owe a cancel: journaled as pending, sent at once or at the documented minimum (rule 3)."""
+        rec.cancel = ReversalState.PENDING
+        at = max(now, rec.started_at + self.timing(rec).cancel_min)
+        return [WriteWallet(rec.snapshot()), ev.WalletCancelScheduled(self.config.tid, rec.out_trade_no, at, reason),
+                *self._step(self.orders[rec.out_trade_no], "cancel", at)]
+
+    def finish(self, now: float, rec: WalletRecord, status: SaleStatus, display: str) -> list[WalletAction]:
+        rec.status, rec.display, rec.finished_at = status, display, now
+        return [WriteWallet(rec.snapshot()), WalletResult(rec.txn_id, rec.intent, status, display),
+                ev.WalletOutcome(self.config.tid, rec.txn_id, rec.out_trade_no, str(status), display,
+                                 rec.trade_state)]
+
+    # -- answers --------------------------------------------------------------------------
+
+    def _state_answered(self, now: float, order: _Order, msg: W.WalletResponse) -> list[WalletAction]:
+        """An answer to a pay or a query: the order's state decides."""
+        rec, state = order.rec, msg.trade_state
+        if rec.status not in UNSETTLED:  # already told (a cancel is on its way): only journal what was learned
+            return [WriteWallet(rec.snapshot())]
+        if state == "SUCCESS":
+            _disarm(rec)
+            return self.finish(now, rec, SaleStatus.APPROVED,
+                               "APPROVED" if msg.kind == "pay" else "APPROVED (after query)")
+        if state in ("USERPAYING", "NOTPAY"):
+            return self.policy.user_paying(self, now, rec)
+        if msg.code == "20000":
+            return self._unanswered(now, order)
+        _disarm(rec)
+        if state == "PAYERROR" or msg.kind == "pay":
+            return self.finish(now, rec, SaleStatus.DECLINED, f"DECLINED ({msg.sub_code or state})")
+        return self.finish(now, rec, SaleStatus.FAILED, f"FAILED (wallet: {state.lower()})")
+
+    def _cancel_answered(self, now: float, order: _Order, msg: W.WalletResponse) -> list[WalletAction]:
+        rec = order.rec
+        if msg.code != "10000":
+            return self._retry_cancel(now, order, f"answered {msg.code}")
+        rec.cancel, rec.cancel_action = ReversalState.ACKED, msg.action
+        if rec.status in UNSETTLED or rec.status is SaleStatus.FAILED:
+            rec.status = SaleStatus.REVERSED if msg.trade_state == "REVOKED" else SaleStatus.FAILED
+        return [WriteWallet(rec.snapshot()),
+                ev.WalletCancelAcknowledged(self.config.tid, rec.out_trade_no, rec.txn_id, msg.action or "none")]
+
+    def _unanswered(self, now: float, order: _Order) -> list[WalletAction]:
+        if order.rec.status not in UNSETTLED:
+            return []
+        return self.policy.no_answer(self, now, order.rec)
+
+    def _retry_cancel(self, now: float, order: _Order, reason: str) -> list[WalletAction]:
+        rec, timing = order.rec, self.timing(order.rec)
+        if rec.cancels >= timing.cancel_attempts:
+            return [ev.ReversalParked(rec.txn_id, rec.cancels)]  # still pending: never forgotten
+        at = now + timing.cancel_backoff(rec.cancels)
+        return [ev.WalletCancelScheduled(self.config.tid, rec.out_trade_no, at, reason),
+                *self._step(order, "cancel", at)]
+
+    # -- requests -------------------------------------------------------------------------
+
+    def _send(self, now: float, order: _Order, kind: W.RequestKind) -> list[WalletAction]:
+        """Count the request, journal the record (before it leaves), send it, arm the answer timer."""
+        rec = order.rec
+        rec.requests += 1
+        if kind == "query":
+            rec.queries += 1
+        elif kind == "cancel":
+            rec.cancels += 1
+        request = W.WalletRequest(kind=kind, tid=self.config.tid, out_trade_no=rec.out_trade_no,
+                                  request_id=f"{rec.out_trade_no}-{rec.requests}", provider=rec.provider,  # type: ignore[arg-type]
+                                  auth_code=rec.auth_code if kind == "pay" else None,
+                                  amount=rec.amount if kind == "pay" else None)
+        order.inflight, order.inflight_kind = request.request_id, kind
+        return [WriteWallet(rec.snapshot()), Send(W.encode(request), request.wire_kind, rec.out_trade_no, rec.txn_id),
+                StartTimer(self._timer(order), now + self.timing(rec).answer_timeout)]
+
+    def _step(self, order: _Order, step: str, at: float) -> list[WalletAction]:
+        order.step, order.step_at = step, at
+        return [StartTimer(self._timer(order), at)]
+
+    def _timer(self, order: _Order) -> str:
+        return TIMER_PREFIX + order.rec.out_trade_no
+
+
+def _disarm(rec: WalletRecord) -> None:
+    """The order's fate is known: the armed cancel is not needed."""
+    if rec.cancel is ReversalState.ARMED:
+        rec.cancel = ReversalState.NONE

@@ -1,0 +1,242 @@
+"""The merchant's T+1 statement: what the acquirer settled for the merchant on one business day.
+
+The acquirer writes it from its ledger's ``entries`` (the book of record) and nothing else:
+the merchant's own records are compared with it afterwards (:func:`possim.reconcile.check_statement`).
+One line per settled sale, priced with the merchant's fees (:mod:`possim.fees`), and one line
+per adjustment booked that day on a sale of an earlier day: a reversal that arrived after
+the cut-off, or a refund of the acquirer's error handling (差错处理). A sale and its reversal
+on the same day cancel out and are not listed, as on a real statement.
+
+Columns (CSV): ``date_time, terminal, rrn, auth_code, card, amount, fee, net, adjustments,
+description``. For a sale, ``amount`` is the settled amount, ``fee`` the merchant discount fee
+and ``net = amount - fee``. For an adjustment, ``amount`` is 0.00, ``adjustments`` the money
+taken back from the merchant (negative) and ``fee`` the part of the sale's fee given back
+(negative): the merchant's remedy for a charge without a sale returns the fee with the money.
+``net = amount - fee + adjustments`` on every line.
+
+Business days run from midnight to midnight in the acquirer's local time. Ledger times are
+seconds since the run's epoch (the host's field 7 and RRN clock): 2026-11-25 10:00:00 for
+simulated runs (``HostConfig.epoch``); a ledger of real processes needs its own epoch.
+The acquirer knows a card's type from its BIN; possim's test cards have none, so the caller
+says which card is which (``card_types``, from the scenario), credit by default.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from acquirer_sim.config import HostConfig
+from possim.fees import FeeSchedule
+
+#: The clock of simulated runs: ledger time 0 is this moment.
+DEFAULT_EPOCH: datetime = HostConfig().epoch
+COLUMNS = ("date_time", "terminal", "rrn", "auth_code", "card", "amount", "fee", "net", "adjustments", "description")
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+ZERO = Decimal("0.00")
+_SIGN = {"debit": 1, "capture": 1, "credit": -1}  # a sale's own money; refunds are listed apart
+
+
+class StatementError(ValueError):
+    """A statement or slips file that cannot be read: one line for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class StatementLine:
+    """One line of the statement: a settled sale or an adjustment."""
+
+    at: datetime
+    tid: str
+    rrn: str
+    auth_code: str
+    card: str
+    amount: Decimal
+    fee: Decimal
+    net: Decimal
+    adjustments: Decimal
+    description: str
+
+    @property
+    def is_sale(self) -> bool:
+        return self.adjustments == ZERO
+
+    def row(self) -> list[str]:
+        return [self.at.strftime(TIME_FORMAT), self.tid, self.rrn, self.auth_code, self.card, str(self.amount),
+                str(self.fee), str(self.net), str(self.adjustments), self.description]
+
+
+@dataclass
+class Statement:
+    """The statement of one business day (issued the next day: T+1)."""
+
+    day: date
+    lines: list[StatementLine] = field(default_factory=list)
+
+    @property
+    def sales(self) -> list[StatementLine]:
+        return [line for line in self.lines if line.is_sale]
+
+    def total(self, column: str) -> Decimal:
+        return sum((getattr(line, column) for line in self.lines), ZERO)
+
+    def csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        writer.writerows(line.row() for line in self.lines)
+        return out.getvalue()
+
+    def summary(self) -> str:
+        """One line of totals for the console."""
+        return (f"statement of {self.day} (issued {self.day + timedelta(days=1)}): {len(self.sales)} sales "
+                f"{self.total('amount')}, fees {self.total('fee')}, adjustments {self.total('adjustments')}, "
+                f"net {self.total('net')}")
+
+
+def seconds(day: date, epoch: datetime = DEFAULT_EPOCH) -> tuple[float, float]:
+    """Ledger time of the start and the end of a business day."""
+    start = datetime.combine(day, time()) - epoch
+    return start.total_seconds(), (start + timedelta(days=1)).total_seconds()
+
+
+def moment(at: float, epoch: datetime = DEFAULT_EPOCH) -> datetime:
+    """The local date and time of a ledger (or journal) time, to the second."""
+    return (epoch + timedelta(seconds=at)).replace(microsecond=0)
+
+
+def business_days(ledger: sqlite3.Connection, epoch: datetime = DEFAULT_EPOCH) -> list[date]:
+    """The days on which the ledger booked money (debits, captures, credits, refunds), oldest first."""
+    rows = ledger.execute("SELECT at FROM entries WHERE kind IN ('debit', 'capture', 'credit', 'refund')")
+    return sorted({moment(at, epoch).date() for (at,) in rows})
+
+
+def mask(pan: str) -> str:
+    """The card number as slips and statements print it: first 6, last 4."""
+    return pan[:6] + "*" * max(len(pan) - 10, 0) + pan[-4:] if len(pan) > 10 else pan
+
+
+def build(ledger: sqlite3.Connection, day: date, fees: FeeSchedule, card_types: Mapping[str, str] | None = None,
+          epoch: datetime = DEFAULT_EPOCH, tids: Iterable[str] | None = None) -> Statement:
+    """The statement of ``day`` from the ledger: sales settled that day and adjustments booked that day."""
+    start, end = seconds(day, epoch)
+    wanted = set(tids) if tids is not None else None
+    prior: dict[tuple[str, str, str], int] = {}
+    first: dict[tuple[str, str, str], float] = {}
+    today: dict[tuple[str, str, str], list[tuple[float, str, int]]] = {}
+    facts: dict[tuple[str, str, str], tuple[str, str, str]] = {}
+    for at, tid, stan, tx, pan, kind, amount, rrn, auth in ledger.execute(
+            "SELECT e.at, e.tid, e.stan, e.transmission, e.pan, e.kind, e.amount, COALESCE(e.rrn, o.rrn, ''), "
+            "COALESCE(o.auth_code, '') FROM entries e LEFT JOIN originals o "
+            "ON o.tid = e.tid AND o.stan = e.stan AND o.transmission = e.transmission "
+            "WHERE e.at < ? ORDER BY e.id", (end,)):
+        key = (tid, stan, tx)
+        if wanted is not None and tid not in wanted:
+            continue
+        facts[key] = (pan, rrn, auth)
+        if kind in _SIGN:
+            first.setdefault(key, at)
+        if at < start:
+            prior[key] = prior.get(key, 0) + _SIGN.get(kind, -1 if kind == "refund" else 0) * amount
+        else:
+            today.setdefault(key, []).append((at, kind, amount))
+    types = card_types or {}
+    statement = Statement(day)
+    for key, moves in today.items():
+        pan, rrn, auth = facts[key]
+        pricing = _Pricing(fees, types.get(pan, "credit"), prior.get(key, 0))
+        sale_date = moment(first.get(key, moves[0][0]), epoch).date()
+        statement.lines.extend(pricing.lines(moves, key[0], rrn, auth, mask(pan), sale_date, epoch))
+    statement.lines.sort(key=lambda line: (line.at, line.tid, line.rrn))
+    return statement
+
+
+@dataclass
+class _Pricing:
+    """The money of one key through one day: its fee follows the net amount the merchant keeps."""
+
+    fees: FeeSchedule
+    instrument: str
+    base: int  # minor units settled for the key before this line
+
+    def fee(self, minor: int) -> Decimal:
+        return self.fees.fee(money(max(minor, 0)), self.instrument)[0]
+
+    def lines(self, moves: list[tuple[float, str, int]], tid: str, rrn: str, auth: str, card: str,
+              sale_date: date, epoch: datetime) -> list[StatementLine]:
+        out: list[StatementLine] = []
+        own = [(at, _SIGN[kind] * amount) for at, kind, amount in moves if kind in _SIGN]
+        change = sum(amount for _, amount in own)
+        if own and self.base == 0 and change > 0:
+            fee, rule = self.fees.fee(money(change), self.instrument)
+            amount = money(change)
+            out.append(StatementLine(moment(own[0][0], epoch), tid, rrn, auth, card, amount, fee, amount - fee, ZERO,
+                                     f"sale: {rule}"))
+            self.base = change
+        elif own and change:
+            out.append(self._adjust(own[-1][0], change, tid, rrn, auth, card, epoch,
+                                    f"reversal after the cut-off of the sale of {sale_date}, fee returned"))
+        why = f"refund by error handling (差错处理) of the sale of {sale_date}, fee returned"
+        out.extend(self._adjust(at, -minor, tid, rrn, auth, card, epoch, why)
+                   for at, kind, minor in moves if kind == "refund")
+        return out
+
+    def _adjust(self, at: float, change: int, tid: str, rrn: str, auth: str, card: str, epoch: datetime,
+                why: str) -> StatementLine:
+        fee = self.fee(self.base + change) - self.fee(self.base)
+        self.base += change
+        return StatementLine(moment(at, epoch), tid, rrn, auth, card, ZERO, fee, -fee + money(change),
+                             money(change), why)
+
+
+def read(path: str | Path) -> list[StatementLine]:
+    """A statement CSV as written by :meth:`Statement.csv`; :class:`StatementError` for anything else."""
+    rows = read_rows(path, ("date_time", "terminal", "rrn", "amount"))
+    lines = []
+    for number, row in enumerate(rows, start=2):
+        try:
+            amount, fee = parse_money(row.get("amount", "0")), parse_money(row.get("fee") or "0")
+            adjustments = parse_money(row.get("adjustments") or "0")
+            net = parse_money(row["net"]) if row.get("net") else amount - fee + adjustments
+            lines.append(StatementLine(datetime.strptime(row["date_time"], TIME_FORMAT), row["terminal"],
+                                       row["rrn"], row.get("auth_code", ""), row.get("card", ""), amount, fee, net,
+                                       adjustments, row.get("description", "")))
+        except ValueError as exc:
+            raise StatementError(f"{path}: line {number}: {exc}") from None
+    return lines
+
+
+def read_rows(path: str | Path, required: tuple[str, ...]) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header naming at least ``required``."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise StatementError(f"{path}: not a text file") from None
+    reader = csv.DictReader(io.StringIO(text))
+    header = [name.strip() for name in reader.fieldnames or []]
+    missing = [name for name in required if name not in header]
+    if missing:
+        raise StatementError(f"{path}: not a CSV with the columns {', '.join(required)} (missing {', '.join(missing)})")
+    reader.fieldnames = header
+    return [{k: (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+
+
+def parse_money(text: str) -> Decimal:
+    """'25.00' or '-25.00' -> Decimal, to the cent; ValueError for anything else."""
+    try:
+        value = Decimal(text.replace(",", ""))
+    except InvalidOperation:
+        raise ValueError(f"not an amount: {text!r}") from None
+    if not value.is_finite() or value != value.quantize(Decimal("0.01")):
+        raise ValueError(f"not an amount to the cent: {text!r}")
+    return value.quantize(Decimal("0.01"))
+
+
+def money(minor: int) -> Decimal:
+    """Minor units (cents, fen) as an amount."""
+    return (Decimal(minor) / 100).quantize(Decimal("0.01"))

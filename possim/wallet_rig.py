@@ -1,0 +1,139 @@
+"""The wallet side of a run: the QR terminal and the wallet gateway, beside the card pair.
+
+``possim.rig.Rig`` owns one ``WalletSide``. Wallet frames (JSON) and card frames (ISO 8583)
+share the terminal's link and the fault layer in both directions; ``is_wallet`` routes each
+arrival to its machine. The wallet journal lives in the card journal's database and the
+wallet ledger in the card ledger's, so the checker judges both from the same two files.
+
+The customer is data of the scenario's transaction (``card_type = "qr_wallet"``): which
+provider, how long they take to confirm on the phone, whether they give up, their balance,
+and, after a failed screen, whether they pay again and by what (``retry_with``).
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from collections.abc import Callable
+from datetime import datetime
+
+from acquirer_sim.wallet import Customer, GatewayConfig, WalletGateway
+from acquirer_sim.wallet_driver import WalletGatewayDriver
+from acquirer_sim.wallet_ledger import WalletLedger
+from pos_sim.records import SaleStatus
+from pos_sim.terminal import PaymentRequest
+from pos_sim.wallet_actions import WalletResult
+from pos_sim.wallet_driver import WalletTerminalDriver
+from pos_sim.wallet_journal import WalletJournal
+from pos_sim.wallet_policies import WalletTiming
+from pos_sim.wallet_terminal import WalletPaymentRequest, WalletTerminal, WalletTerminalConfig
+from possim.money import parse_amount
+from possim.scenario import Scenario, TransactionModel
+from protocol import wallet as W
+from protocol.events import Event
+from protocol.ports import Link, Scheduler
+from protocol.transports import Origin
+
+QR_WALLET = "qr_wallet"
+#: The first digits of a payment code, per provider (Alipay 25-30, WeChat 10-15).
+CODE_PREFIX = {"alipay": "28", "wechat": "13"}
+
+
+def auth_code(provider: str, txn_id: int) -> str:
+    """The payment code the customer's phone shows for transaction ``txn_id`` (18 digits)."""
+    return f"{CODE_PREFIX[provider]}{txn_id:016d}"
+
+
+class WalletSide:
+    """The QR terminal, its driver, the gateway and the customers of one run."""
+
+    def __init__(self, scenario: Scenario, policy: str, scheduler: Scheduler, journal: sqlite3.Connection,
+                 durable_journal: bool, ledger: sqlite3.Connection, tid: str, epoch: datetime,
+                 emit: Callable[[Event], None], to_host: Link, rng: random.Random, default_balance: int) -> None:
+        self.scheduler = scheduler
+        self.emit = emit
+        self.specs: dict[int, TransactionModel] = {}
+        txn_id = 0
+        for spec in scenario.model.transactions:
+            for _ in range(spec.count):
+                txn_id += 1
+                self.specs[txn_id] = spec
+        timings = scenario.wallet_timings()
+        providers = {"alipay": timings.alipay, "wechat": timings.wechat}
+        self.config = WalletTerminalConfig(tid=tid, policy=policy, epoch=epoch, timings={
+            name: WalletTiming(**t.model_dump(exclude={"auto_close"})) for name, t in providers.items()})
+        self.ledger = WalletLedger(ledger, default_balance)
+        gateway = GatewayConfig(default_balance=default_balance, epoch=epoch,
+                                auto_close={name: t.auto_close for name, t in providers.items()})
+        self.gateway = WalletGateway(gateway, self.ledger, rng)
+        self.journal = WalletJournal(journal, tid, durable_journal)
+        self.terminal = WalletTerminal(self.config)
+        self.driver = WalletTerminalDriver(self.terminal, to_host, scheduler, self.journal, emit, self._on_result)
+        self.gateway_driver: WalletGatewayDriver | None = None
+        #: Called with (failed txn id, instrument) when a customer pays again after a failed screen.
+        self.pay_again: Callable[[int, str], None] | None = None
+        self._retried: set[int] = set()
+
+    # -- wiring ---------------------------------------------------------------------------
+
+    def connect(self, host_out: Link) -> None:
+        self.gateway_driver = WalletGatewayDriver(self.gateway, host_out, self.scheduler, self.emit)
+
+    def host_receive(self, data: bytes, origin: Origin | None = None) -> bool:
+        """Hand a wallet frame to the gateway; False for a card frame (the card host's)."""
+        if not W.is_wallet(data) or self.gateway_driver is None:
+            return False
+        self.gateway_driver.receive(data, origin)
+        return True
+
+    def terminal_receive(self, data: bytes) -> bool:
+        """Hand a wallet frame to the QR terminal; False for a card frame."""
+        if not W.is_wallet(data):
+            return False
+        self.driver.receive(data)
+        return True
+
+    # -- customers ------------------------------------------------------------------------
+
+    def pay(self, request: PaymentRequest) -> None:
+        """The cashier scans the customer's code for this payment."""
+        spec = self.specs[request.txn_id]
+        provider: W.Provider = spec.provider or "alipay"
+        code = auth_code(provider, request.txn_id)
+        wallet = f"customer-{request.intent}"
+        if spec.wallet_balance is not None:
+            self.ledger.open_wallet(wallet, parse_amount(spec.wallet_balance))
+        self.gateway.config.customers[code] = Customer(wallet, spec.confirm_after or 0.0, bool(spec.gives_up))
+        self.driver.request_payment(WalletPaymentRequest(request.txn_id, request.intent, request.amount, code,
+                                                         provider))
+
+    def inherit(self, retry_txn: int, original_txn: int) -> None:
+        """A customer's second payment behaves like the first (same phone, same patience)."""
+        self.specs[retry_txn] = self.specs[original_txn]
+        self._retried |= {original_txn, retry_txn}  # a customer pays again once per basket
+
+    def retry_instrument(self, txn_id: int, instrument: str) -> str:
+        """By what the customer pays again after a failed screen: ``retry_with``, else the same."""
+        return self.specs[txn_id].retry_with or instrument
+
+    def _on_result(self, result: WalletResult) -> None:
+        spec = self.specs[result.txn_id]
+        if result.status is SaleStatus.APPROVED or not spec.customer_retries or result.txn_id in self._retried:
+            return
+        if self.pay_again is not None:
+            self._retried.add(result.txn_id)
+            self.pay_again(result.txn_id, self.retry_instrument(result.txn_id, QR_WALLET))
+
+    # -- power and quiescence -------------------------------------------------------------
+
+    def power_off(self) -> None:
+        self.driver.power_off()
+
+    def power_on(self) -> None:
+        self.terminal = WalletTerminal(self.config)
+        self.driver.power_on(self.terminal)
+
+    @property
+    def quiet(self) -> bool:
+        gateway_busy = self.gateway_driver is not None and (self.gateway_driver.pending or self.gateway_driver.wakes)
+        return not self.driver.busy and not gateway_busy

@@ -1,0 +1,164 @@
+"""The merchant's side of the money: T+1 statement, reconciliation against it, the acquirer's error handling."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from acquirer_sim import errors_handling as eh
+from acquirer_sim.ledger import Ledger, read_ledger
+from possim.checker import ledger_money
+from possim.cli import main
+from possim.fees import FeeSchedule
+from possim.reconcile import MerchantRecord, check_statement
+from possim.statement import COLUMNS, build, read
+from tests.conftest import SCENARIOS
+
+DAY = date(2026, 11, 25)
+KEY = ("POS00001", "000007", "1125100000")
+
+
+def possim(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """One in-process CLI call: exit code, stdout, stderr."""
+    with pytest.raises(SystemExit) as exited:
+        main(list(args))
+    out = capsys.readouterr()
+    return int(exited.value.code or 0), out.out, out.err
+
+
+def _sale(ledger: Ledger, now: float, key: tuple[str, str, str], amount: int, rrn: str) -> None:
+    ledger.record(now, key, "0200", "4000000000000002", amount, rrn, "A00007", "00", "debited", "debit", b"")
+
+
+def test_sale_then_refund_next_day_is_an_adjustment_with_the_fee_returned() -> None:
+    ledger = Ledger()
+    _sale(ledger, 0.0, KEY, 250_00, "329100000007")
+    assert eh.escalate(ledger, 86_400.0, KEY, eh.REVERSAL_FAILED)
+    assert not eh.escalate(ledger, 86_500.0, KEY, eh.REVERSAL_FAILED)  # a repeat keeps the first case
+    [result] = eh.run_error_handling(ledger, 86_400.0)
+    assert (result.outcome, result.amount, result.rrn) == ("refunded", 250_00, "329100000007")
+    assert eh.run_error_handling(ledger, 90_000.0) == []  # the case is closed: no second refund
+    assert ledger_money(ledger.conn)[KEY] == (0, 0)
+    assert ledger.find(KEY).state == "reversed"  # type: ignore[union-attr]  # a late reversal finds nothing
+    fees = FeeSchedule()
+    day1 = build(ledger.conn, DAY, fees)
+    assert [(str(x.amount), str(x.fee), str(x.net), str(x.adjustments)) for x in day1.lines] == \
+        [("250.00", "1.50", "248.50", "0.00")]
+    day2 = build(ledger.conn, date(2026, 11, 26), fees)
+    [refund] = day2.lines
+    assert (str(refund.amount), str(refund.fee), str(refund.net), str(refund.adjustments)) == \
+        ("0.00", "-1.50", "-248.50", "-250.00")
+    assert "差错处理" in refund.description
+
+
+def test_same_day_reversal_leaves_no_line_and_late_reversal_is_an_adjustment() -> None:
+    ledger = Ledger()
+    _sale(ledger, 0.0, KEY, 100_00, "329100000007")
+    late = ("POS00001", "000008", "1125100100")
+    _sale(ledger, 60.0, late, 40_00, "329100000008")
+    for key, at in ((KEY, 120.0), (late, 86_400.0 + 60)):
+        orig = ledger.find(key)
+        assert orig is not None
+        ledger.transition(at, orig, "reversed", [("credit", orig.amount)])
+    assert [x.rrn for x in build(ledger.conn, DAY, FeeSchedule()).lines] == ["329100000008"]
+    [adjust] = build(ledger.conn, date(2026, 11, 26), FeeSchedule()).lines
+    assert (adjust.rrn, str(adjust.adjustments), str(adjust.fee)) == ("329100000008", "-40.00", "-0.24")
+
+
+def test_a_case_without_money_closes_with_nothing_to_refund() -> None:
+    ledger = Ledger()
+    ledger.record(0.0, KEY, "0200", "4000000000000002", 500, None, None, "05", "declined", None, b"")
+    eh.escalate(ledger, 10.0, KEY, eh.SETTLEMENT, "settlement")
+    [result] = eh.run_error_handling(ledger, 20.0)
+    assert (result.outcome, result.amount) == ("nothing_to_refund", 0)
+    assert not build(ledger.conn, DAY, FeeSchedule()).lines
+    with pytest.raises(ValueError, match="unknown escalation source"):
+        eh.escalate(ledger, 10.0, KEY, "x", "phone")
+
+
+def _line(rrn: str, amount: str, auth: str = "A1") -> dict[str, str]:
+    return {"date_time": "2026-11-25 10:00:00", "terminal": "T1", "rrn": rrn, "auth_code": auth, "amount": amount}
+
+
+def test_check_statement_names_each_kind_of_difference(tmp_path: Path) -> None:
+    path = tmp_path / "s.csv"
+    rows = [_line("1", "10.00"), _line("2", "20.00"), _line("3", "30.00"), _line("4", "40.00", "B9")]
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(COLUMNS))
+        writer.writeheader()
+        writer.writerows(rows)
+    at = read(path)[0].at
+    records = [MerchantRecord("T1", rrn, auth, Decimal(amount), at)
+               for rrn, auth, amount in (("1", "A1", "10.00"), ("3", "A1", "33.00"), ("4", "A1", "40.00"),
+                                         ("5", "A5", "5.00"))]
+    check = check_statement(read(path), records)
+    assert check.matched == 1
+    kinds = {d.kind: d for d in check.differences}
+    assert set(kinds) == {"charged_without_sale", "amount_differs", "auth_code_differs", "missing_from_statement"}
+    assert "error handling" in kinds["charged_without_sale"].remedy
+    assert "T+2" in kinds["charged_without_sale"].remedy
+    assert "advice" in kinds["missing_from_statement"].remedy and "0320" in kinds["missing_from_statement"].remedy
+    assert "chargeback" not in " ".join(check.text())
+
+
+def test_statement_mismatch_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The shipped scenario: the T+1 statement lists the charge, reconcile names it with the remedy,
+    the error-handling run refunds it and the next day's statement shows the refund."""
+    ledger, journal, day1, day2 = (str(tmp_path / n) for n in ("L.db", "J.db", "day1.csv", "day2.csv"))
+    code, _, err = possim(capsys, "statement", str(SCENARIOS / "statement-mismatch.toml"), "--ledger-out", ledger,
+                          "--journal-out", journal, "--out", day1)
+    assert code == 0, err
+    sales = list(csv.DictReader(io.StringIO(Path(day1).read_text(encoding="utf-8"))))
+    assert [(r["amount"], r["fee"], r["net"]) for r in sales] == [("1000.00", "3.80", "996.20"),
+                                                                  ("250.00", "0.95", "249.05")]
+    orphan_rrn = sales[1]["rrn"]
+    code, out, _ = possim(capsys, "reconcile", journal, "--statement", day1)
+    assert code == 1
+    assert f"Charged without a sale: the statement settles 250.00 (terminal POS00001, RRN {orphan_rrn}" in out
+    assert "ask the acquirer for error handling (差错处理)" in out and "chargeback" not in out
+    code, out, _ = possim(capsys, "acquirer-errors", "--ledger", ledger, "--rrn", orphan_rrn)
+    assert code == 0 and "refunded 250.00 to the card" in out and "2026-11-26" in out
+    code, _, _ = possim(capsys, "statement", ledger, "--scenario", "statement-mismatch", "--out", day2)
+    assert code == 0
+    [refund] = list(csv.DictReader(io.StringIO(Path(day2).read_text(encoding="utf-8"))))
+    assert (refund["date_time"][:10], refund["rrn"], refund["adjustments"], refund["fee"], refund["net"]) == \
+        ("2026-11-26", orphan_rrn, "-250.00", "-0.95", "-249.05")
+    code, out, _ = possim(capsys, "reconcile", journal, "--statement", day2)
+    assert code == 0 and "-250.00" in out
+
+
+def test_escalated_journal_rows_become_refunds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ledger, journal = str(tmp_path / "L.db"), str(tmp_path / "J.db")
+    assert possim(capsys, "statement", "statement-mismatch", "--ledger-out", ledger, "--journal-out", journal)[0] == 0
+    with sqlite3.connect(journal) as conn:  # what a CUP terminal journals when its last reversal try failed
+        conn.execute("UPDATE journal SET reversal = 'escalated' WHERE status = 'unknown'")
+    conn.close()
+    code, out, _ = possim(capsys, "acquirer-errors", "--ledger", ledger, "--journal", journal, "--on", "2026-11-27")
+    assert code == 0 and "(reversal_failed): refunded 250.00" in out
+    conn = read_ledger(ledger)
+    assert sum(net for net, _ in ledger_money(conn).values()) == 1000_00
+    conn.close()
+
+
+@pytest.mark.parametrize("args, message", [
+    (("acquirer-errors", "--ledger", "{ledger}", "--rrn", "999"), "no single sale with this RRN"),
+    (("acquirer-errors", "--ledger", "{ledger}", "--key", "POS00001,000002"), "no such sale"),
+    (("acquirer-errors", "--ledger", "{ledger}", "--on", "tomorrow"), "a date is YYYY-MM-DD"),
+    (("reconcile", "{journal}", "--statement", "{journal}"), "not a text file"),
+    (("statement", "{journal}"), "not a possim ledger"),
+])
+def test_bad_input_is_one_line_and_changes_no_ledger(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     args: tuple[str, ...], message: str) -> None:
+    ledger, journal = str(tmp_path / "L.db"), str(tmp_path / "J.db")
+    assert possim(capsys, "statement", "statement-mismatch", "--ledger-out", ledger, "--journal-out", journal)[0] == 0
+    before = Path(ledger).read_bytes()
+    code, _, err = possim(capsys, *(a.format(ledger=ledger, journal=journal) for a in args))
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert Path(ledger).read_bytes() == before
