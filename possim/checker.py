@@ -90,6 +90,11 @@ class Verdict:
     findings: list[Finding] = field(default_factory=list)
     #: Ledger money of terminals without a journal (only when asked to judge the whole ledger).
     unjournaled: list[Finding] = field(default_factory=list)
+    #: Per terminal id: its transaction and damage counts (keys of ``MEASURES`` without the money).
+    per_terminal: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: Per terminal id: money at risk in minor units (charged without a sale, charged twice,
+    #: goods given on a phantom approval, held and never released): what ranks the worst terminals.
+    at_risk: dict[str, int] = field(default_factory=dict)
 
     @property
     def clean(self) -> bool:
@@ -111,19 +116,21 @@ class Verdict:
 _Row = tuple[str, str, str, int, str, str, int, int, str, str, int, str]
 
 
-def check(journals: sqlite3.Connection | Sequence[sqlite3.Connection], ledger: sqlite3.Connection,
-          *, whole_ledger: bool = False) -> Verdict:
+def check(journals: sqlite3.Connection | Sequence[sqlite3.Connection],
+          ledger: sqlite3.Connection | Sequence[sqlite3.Connection], *, whole_ledger: bool = False) -> Verdict:
     """Compare the terminal journals with the host ledger after the run reached quiescence.
 
-    ``journals`` is one journal connection or several (one per terminal process). With
-    ``whole_ledger`` the ledger keys of terminals without a journal are listed in
-    :attr:`Verdict.unjournaled`.
+    ``journals`` is one journal connection or several (one per terminal process). ``ledger``
+    is one ledger or the ledgers of host shards: shards own disjoint terminal ids, so their
+    keys never overlap and their money is simply read together. With ``whole_ledger`` the
+    ledger keys of terminals without a journal are listed in :attr:`Verdict.unjournaled`.
     """
     conns = [journals] if isinstance(journals, sqlite3.Connection) else list(journals)
+    ledgers = [ledger] if isinstance(ledger, sqlite3.Connection) else list(ledger)
     rows = [row for conn in conns for row in _journal_rows(conn)]
     tids = {tid for conn in conns for tid in _terminal_ids(conn)}
-    money = ledger_money(ledger)
-    owners = _owners(rows, _bookings(ledger))
+    money = {key: value for led in ledgers for key, value in ledger_money(led).items()}
+    owners = _owners(rows, {key: value for led in ledgers for key, value in _bookings(led).items()})
     tally = _Tally()
     for index, row in enumerate(rows):
         key = (row[0], row[1], row[2])
@@ -133,7 +140,7 @@ def check(journals: sqlite3.Connection | Sequence[sqlite3.Connection], ledger: s
             tally.judge_key(key, charged if key not in owners else 0, held)
         elif whole_ledger:
             tally.unjournaled.extend(_unjournaled(key, charged, held))
-    _judge_wallet(tally, [row for conn in conns for row in _wallet_rows(conn)], ledger, tids, whole_ledger)
+    _judge_wallet(tally, [row for conn in conns for row in _wallet_rows(conn)], ledgers, tids, whole_ledger)
     return tally.verdict()
 
 
@@ -149,6 +156,9 @@ class _Tally:
     charged_by_intent: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     agreed_by_intent: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     merchant_loss: int = 0
+    per_terminal: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+    at_risk: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    tid_of_intent: dict[str, str] = field(default_factory=dict)
 
     def judge_row(self, row: _Row, money: tuple[int, int]) -> None:
         """One journaled transaction against the money the ledger holds for its sale."""
@@ -158,7 +168,12 @@ class _Tally:
         self.counts["transactions"] += 1
         self.counts[status if status in self.counts else "unknown"] += 1
         self.counts["late_responses"] += late
+        mine = self.per_terminal[tid]
+        mine["transactions"] += 1
+        mine[status if status in self.counts else "unknown"] += 1
+        mine["late_responses"] += late
         intent = f"{tid}:{intent}"  # a basket belongs to one till: terminals number theirs alike
+        self.tid_of_intent[intent] = tid
         self.agreed_by_intent[intent] += due if status == "approved" else 0
         if charged:
             self.charged_by_intent[intent].append(charged)
@@ -170,6 +185,7 @@ class _Tally:
             self._find("orphaned_debits", Finding("orphaned_debit", txn_id, key, charged))
         if status == "approved" and not charged and not held:
             self.merchant_loss += amount
+            self.at_risk[tid] += amount
             self._find("phantom_approvals", Finding("phantom_approval", txn_id, key, amount))
         if charged > due:
             self._find("double_debits", Finding("double_debit", txn_id, key, charged))
@@ -181,6 +197,7 @@ class _Tally:
         self.counts[status if status in self.counts else "unknown"] += 1
         self.counts["late_responses"] += late
         self.agreed_by_intent[intent] += amount if status == "approved" else 0
+        self.tid_of_intent[intent] = key[0]
         if charged:
             self.charged_by_intent[intent].append(charged)
         if cancel == "pending":
@@ -197,20 +214,30 @@ class _Tally:
         """One ledger key of a judged terminal: money no journaled sale owns, a hold left open."""
         if unowned:
             self.charged_by_intent[f"unjournaled:{key}"].append(unowned)
+            self.tid_of_intent[f"unjournaled:{key}"] = key[0]
             self._find("orphaned_debits", Finding("orphaned_debit", None, key, unowned))
         if held:
+            self.at_risk[key[0]] += held
             self._find("open_holds", Finding("open_hold", None, key, held))
 
     def verdict(self) -> Verdict:
-        for charges in self.charged_by_intent.values():
+        customer_loss = 0
+        for intent, charges in self.charged_by_intent.items():
+            tid = self.tid_of_intent[intent]
             if len(charges) > 1:
                 self.counts["double_debits"] += len(charges) - 1
-        customer_loss = sum(max(0, sum(c) - self.agreed_by_intent.get(i, 0))
-                            for i, c in self.charged_by_intent.items())
-        return Verdict(self.counts, customer_loss, self.merchant_loss, self.findings, self.unjournaled)
+                self.per_terminal[tid]["double_debits"] += len(charges) - 1
+            lost = max(0, sum(charges) - self.agreed_by_intent.get(intent, 0))
+            customer_loss += lost
+            if lost:
+                self.at_risk[tid] += lost
+        per_terminal = {tid: dict(counts) for tid, counts in self.per_terminal.items()}
+        return Verdict(self.counts, customer_loss, self.merchant_loss, self.findings, self.unjournaled,
+                       per_terminal, dict(self.at_risk))
 
     def _find(self, count: str, finding: Finding) -> None:
         self.counts[count] += 1
+        self.per_terminal[finding.key[0]][count] += 1
         self.findings.append(finding)
 
 
@@ -222,7 +249,7 @@ QR = "QR"
 _OPEN_TRADES = ("USERPAYING", "NOTPAY")
 
 
-def _judge_wallet(tally: _Tally, rows: list[_WalletRow], ledger: sqlite3.Connection, tids: set[str],
+def _judge_wallet(tally: _Tally, rows: list[_WalletRow], ledgers: list[sqlite3.Connection], tids: set[str],
                   whole_ledger: bool) -> None:
     """Wallet payments against the wallet ledger, by the same rules as cards.
 
@@ -231,7 +258,7 @@ def _judge_wallet(tally: _Tally, rows: list[_WalletRow], ledger: sqlite3.Connect
     intent. A cancel still owed: pending reversal. An order still open at the end (the
     customer may yet confirm): money in flight, counted with the open holds.
     """
-    money = wallet_money(ledger)
+    money = {key: value for ledger in ledgers for key, value in wallet_money(ledger).items()}
     owned: set[tuple[str, str]] = set()
     for row in rows:
         tid, txn_id, intent, order, amount, status, cancel, late = row
@@ -246,7 +273,7 @@ def _judge_wallet(tally: _Tally, rows: list[_WalletRow], ledger: sqlite3.Connect
             tally.judge_key((*key, QR), charged, 0)
         elif whole_ledger:
             tally.unjournaled.extend(_unjournaled((*key, QR), charged, 0))
-    for tid, order, amount in _open_orders(ledger):
+    for tid, order, amount in (order for ledger in ledgers for order in _open_orders(ledger)):
         if not tids or tid in tids:
             tally.counts["open_holds"] += 1
             tally.findings.append(Finding("wallet_order_open", None, (tid, order, QR), amount))

@@ -320,6 +320,69 @@ class MerchantModel(_Model):
     debit_cap: Amount = str(default(FeeSchedule, "debit_cap"))
 
 
+#: The most terminals one scenario may hold (all groups together) and the most host shards.
+MAX_TERMINALS = 100_000
+MAX_HOSTS = 64
+
+
+def _tid_pattern(pattern: str) -> str:
+    """A terminal id pattern must yield 8 printable characters without MQTT wildcards for a number ``n``."""
+    try:
+        sample = pattern.format(n=1)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(f"terminal id pattern {pattern!r} must use only {{n}}, e.g. 'SHOP{{n:04d}}': {exc}") from None
+    if "{n" not in pattern:
+        raise ValueError(f"terminal id pattern {pattern!r} needs {{n}}, e.g. 'SHOP{{n:04d}}'")
+    _tid_ok(sample, pattern)
+    return pattern
+
+
+def _tid_ok(tid: str, pattern: str) -> None:
+    if len(tid) != 8 or not tid.isprintable() or any(c in tid for c in "+#/"):
+        raise ValueError(f"terminal id pattern {pattern!r} gives {tid!r}: a terminal id is 8 printable "
+                         "characters without + # /")
+
+
+class TerminalGroupModel(_Model):
+    """``[[terminals]]``: ``count`` terminals alike, each with its own id, STAN, journal and schedule.
+
+    Terminal ``n`` (``first`` .. ``first + count - 1``) is named ``tid.format(n=n)``. A group
+    without its own ``[[terminals.transactions]]`` runs the scenario's ``[[transactions]]``;
+    ``spread`` staggers the terminals: terminal number ``i`` of the group (from 0) starts its
+    schedule ``i * spread / count`` seconds later, so a chain's tills do not all pay at once.
+    ``network`` replaces the scenario's ``[network]`` for this group; partitions and targeted
+    faults of the scenario apply to every terminal (each counts its own nth message).
+    """
+
+    name: str = ""
+    count: Annotated[int, Field(ge=1, le=MAX_TERMINALS)] = 1
+    tid: Annotated[str, AfterValidator(_tid_pattern)] = "T{n:07d}"
+    first: Annotated[int, Field(ge=0, le=10**8)] = 1
+    mid: Annotated[str, Field(pattern=r"^[ -~]{15}$")] | None = None
+    category: Category | None = None
+    policy: PolicyName | None = None
+    network: NetworkModel | None = None
+    spread: Seconds = 0.0
+    transactions: tuple[TransactionModel, ...] = ()
+
+    def tids(self) -> list[str]:
+        return [self.tid.format(n=n) for n in range(self.first, self.first + self.count)]
+
+
+def _fleet(groups: tuple[TerminalGroupModel, ...]) -> tuple[TerminalGroupModel, ...]:
+    """Every terminal id of the fleet is 8 characters and unique across groups; the fleet has a bounded size."""
+    if sum(g.count for g in groups) > MAX_TERMINALS:
+        raise ValueError(f"at most {MAX_TERMINALS} terminals in all groups together")
+    seen: set[str] = set()
+    for g in groups:
+        for tid in g.tids():
+            _tid_ok(tid, g.tid)
+            if tid in seen:
+                raise ValueError(f"terminal id {tid!r} is in two groups (or twice in one)")
+            seen.add(tid)
+    return groups
+
+
 class ScenarioModel(_Model):
     title: str
     description: str
@@ -337,7 +400,17 @@ class ScenarioModel(_Model):
     forgeries: tuple[ForgeryModel, ...] = ()
     wallet: WalletModel | None = None
     transactions: Annotated[tuple[TransactionModel, ...], AfterValidator(_not_empty)]
+    #: A fleet: groups of terminals sharing the host(s); none means the one ``[terminal]``.
+    terminals: Annotated[tuple[TerminalGroupModel, ...], AfterValidator(_fleet)] = ()
+    #: Host shards: terminal ids are spread over this many hosts, each with its own ledger.
+    hosts: Annotated[int, Field(ge=1, le=MAX_HOSTS)] = 1
     expect: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _fleet_fits(self) -> ScenarioModel:
+        if self.terminals and self.power_losses:
+            raise ValueError("[[power_losses]] apply to the single [terminal]; a fleet ([[terminals]]) has none")
+        return self
 
     @field_validator("expect")
     @classmethod
@@ -372,6 +445,11 @@ class Scenario:
         twin = Scenario(self.base.model_copy(update={"terminal": terminal}), self.path)
         twin.base = self.base
         return twin
+
+    @property
+    def is_fleet(self) -> bool:
+        """Whether the scenario names terminal groups (``[[terminals]]``) rather than the one ``[terminal]``."""
+        return bool(self.model.terminals)
 
     @property
     def name(self) -> str:
@@ -413,15 +491,18 @@ class Scenario:
             issuer_timeout_code=h.issuer_timeout_code,
         )
 
-    def fee_schedule(self) -> FeeSchedule:
+    def fee_schedule(self, category: Category | None = None) -> FeeSchedule:
+        """The merchant's fees; ``category`` replaces the merchant's (a fleet group's own category)."""
         m = self.model.merchant
         rates = {k: parse_rate(v) for k, v in m.fees.items()}
-        return FeeSchedule(category=m.category, debit_cap=Decimal(m.debit_cap), **rates)
+        return FeeSchedule(category=category or m.category, debit_cap=Decimal(m.debit_cap), **rates)
 
-    def fault_plan(self) -> FaultPlan:
+    def fault_plan(self, network: NetworkModel | None = None) -> FaultPlan:
+        """The network's faults; ``network`` replaces the scenario's ``[network]`` (a fleet group's own)."""
         m = self.model
+        net = network or m.network
         return FaultPlan(
-            to_host=m.network.to_host.build(), to_terminal=m.network.to_terminal.build(),
+            to_host=net.to_host.build(), to_terminal=net.to_terminal.build(),
             rules=tuple(Rule(f.action, f.direction, f.mti, f.nth, f.delay) for f in m.faults),
             partitions=tuple(Partition(p.start, p.end, p.direction) for p in m.partitions),
             forgeries=tuple(f.build() for f in m.forgeries),

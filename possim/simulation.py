@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from possim.rig import Rig, RunResult, payment_plan
-from possim.scenario import Scenario
+from possim.scenario import Scenario, ScenarioError
 from possim.virtual_clock import VirtualClock
 from protocol.faults import FaultPlan
 
@@ -26,6 +26,10 @@ def horizon(scenario: Scenario) -> float:
     The horizon follows the schedule, so a long schedule (20,000 sales a minute apart) is
     never cut off silently; only a run that keeps busy a week after its last sale is.
     """
+    if scenario.is_fleet:
+        from possim.fleet import fleet_horizon
+
+        return fleet_horizon(scenario)
     m = scenario.model
     ends = [t.at + (t.count - 1) * t.every for t in m.transactions]
     ends += [p.at + p.down_for for p in m.power_losses] + [p.end for p in m.partitions]
@@ -36,7 +40,14 @@ def horizon(scenario: Scenario) -> float:
 def simulate(scenario: Scenario, policy: str | None = None, seed: int | None = None,
              plan: FaultPlan | None = None, ledger_path: str | Path | None = None,
              journal_path: str | Path | None = None) -> RunResult:
-    """Run a scenario to quiescence in virtual time and judge it."""
+    """Run a one-terminal scenario to quiescence in virtual time and judge it.
+
+    A fleet scenario (``[[terminals]]``) raises ``ScenarioError``: it is run by
+    :func:`possim.fleet.simulate_fleet`, never silently as its one ``[terminal]``.
+    """
+    if scenario.is_fleet:
+        raise ScenarioError(f"{scenario.name}: a fleet scenario ([[terminals]]): run it with possim run or "
+                            "possim compare")
     policy = policy or scenario.model.policy
     seed = scenario.model.seed if seed is None else seed
     clock = VirtualClock()

@@ -41,6 +41,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from protocol.ports import TraceSink
+from protocol.shards import request_filter
+from protocol.shards import request_topic as shard_request_topic
 from protocol.transports import Endpoint, Origin, TransportError
 
 ROOT = "possim/v1"
@@ -59,6 +61,8 @@ def responses_topic(tid: str) -> str:
 def topic_tid(topic: str) -> str | None:
     """The terminal id of a request topic (``possim/v1/term/{tid}/req``); ``None`` for any other topic."""
     parts = topic.split("/")
+    if len(parts) == 7 and parts[2] == "shard":  # a host shard's topic: possim/v1/shard/{k}/term/{tid}/req
+        parts = parts[:2] + parts[4:]
     if len(parts) == 5 and f"{parts[0]}/{parts[1]}" == ROOT and parts[2] == "term" and parts[4] == "req":
         return parts[3]
     return None
@@ -92,7 +96,7 @@ class MqttEndpoint:
         self.address, self.identifier, self.subscriptions = address, identifier, subscriptions
         self.on_message, self.qos = on_message, qos
         self.emit = emit or (lambda *a, **k: None)
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho has no annotations
         props.SessionExpiryInterval = session_expiry
         self.client = aiomqtt.Client(address.host, address.port, identifier=identifier,
                                      protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props,
@@ -111,12 +115,12 @@ class MqttEndpoint:
         # it, so a crash in between would lose a request the broker thinks was delivered.
         self.client._client.manual_ack_set(True)
 
-    async def start(self, timeout: float = 5.0) -> None:
+    async def start(self, connect_within: float = 5.0) -> None:
         """Connect for the first time; an unreachable broker raises ``TransportError``."""
         self._tasks = [asyncio.create_task(self._connection_loop(), name=f"mqtt[{self.identifier}].conn"),
                        asyncio.create_task(self._sender(), name=f"mqtt[{self.identifier}].send")]
         try:
-            await asyncio.wait_for(self.connected.wait(), timeout)
+            await asyncio.wait_for(self.connected.wait(), connect_within)
         except TimeoutError:
             await self.stop()
             raise TransportError(f"cannot reach MQTT broker at mqtt://{self.address.host}:{self.address.port}"
@@ -145,13 +149,13 @@ class MqttEndpoint:
     def force_reconnect(self) -> None:
         """Drop the TCP connection (a network cut); the loop reconnects and resumes the session."""
         sock = self.client._client.socket()
-        if sock is not None:
+        if isinstance(sock, socket.socket):  # paho types it as a SocketLike; plain and TLS sockets are both sockets
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
     def socket_nodelay(self) -> int:
         sock = self.client._client.socket()
-        return int(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)) if sock is not None else -1
+        return int(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)) if isinstance(sock, socket.socket) else -1
 
     async def _connection_loop(self) -> None:
         backoff = 0.05
@@ -240,6 +244,11 @@ class _TerminalEnd(_HostEnd):
         super().__init__(endpoint)
         self.topic = requests_topic(tid)
 
+    def to_shard(self, shards: int) -> _TerminalEnd:
+        """Publish to the request topic of the host shard that owns this terminal (K > 1)."""
+        self.topic = shard_request_topic(self.topic.split("/")[3], shards)
+        return self
+
     def send(self, data: bytes, meta: Mapping[str, object] | None = None) -> None:
         self.endpoint.publish(self.topic, data)
 
@@ -261,8 +270,8 @@ class Wire:
 
     async def open_host(self, on_request: Callable[[bytes, Origin], None], emit: TraceSink) -> _HostEnd:
         client_id = self.endpoint.client_id or f"possim-acquirer-{self._run}"
-        ep = MqttEndpoint(self.address, client_id, [ALL_REQUESTS], lambda t, d: on_request(d, Origin(topic_tid(t))),
-                          self.endpoint.qos, emit, **self._account())
+        ep = MqttEndpoint(self.address, client_id, [request_filter(self.endpoint.shard, self.endpoint.shards)],
+                          lambda t, d: on_request(d, Origin(topic_tid(t))), self.endpoint.qos, emit, **self._account())
         ep.hold_acks = self.endpoint.force_redelivery
         await ep.start()
         return _HostEnd(ep)
@@ -272,7 +281,7 @@ class Wire:
         ep = MqttEndpoint(self.address, client_id, [responses_topic(tid)], lambda _t, d: on_response(d),
                           self.endpoint.qos, emit, **self._account())
         await ep.start()
-        return _TerminalEnd(ep, tid)
+        return _TerminalEnd(ep, tid).to_shard(self.endpoint.shards)
 
     def _account(self) -> dict[str, Any]:
         """Username, password and TLS settings of the ``Endpoint`` as ``MqttEndpoint`` takes them."""

@@ -52,6 +52,8 @@ class Endpoint:
     ``username``/``password``: MQTT only, the broker account (``possim keys`` makes them).
     ``tls_ca``: MQTT only, connect with TLS and trust this CA file; ``tls_cert``/``tls_key``: a
     client certificate for brokers that require one.
+    ``shard``/``shards``: host shard ``shard`` of ``shards`` (:mod:`protocol.shards`): over MQTT a
+    host subscribes to its shard's requests only and a terminal publishes to its shard's topic.
     """
 
     url: str | None = None
@@ -63,6 +65,8 @@ class Endpoint:
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    shard: int = 0
+    shards: int = 1
 
 
 @dataclass(eq=False, slots=True)

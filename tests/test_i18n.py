@@ -41,6 +41,8 @@ def test_every_string_of_every_view_has_a_chinese_entry() -> None:
     Tr.missing.clear()
     con = Console(file=io.StringIO(), width=100)
     for path in sorted(SCENARIOS.glob("*.toml")):
+        if load(path).is_fleet:
+            continue  # a fleet has its own summary view (possim/fleet_view.py)
         results = [simulate(load(path), p) for p in POLICIES]
         tr = tr_for(results[0], "zh")
         render(results, "t", "zh")

@@ -10,7 +10,9 @@ from possim.scenario import load
 from possim.simulation import simulate
 from tests.conftest import SCENARIOS
 
-FILES = sorted(SCENARIOS.glob("*.toml")) + sorted(SCENARIOS.glob("regressions/*.toml"))
+#: One-terminal scenarios; fleets ([[terminals]]) are judged in tests/test_fleet.py.
+FILES = [p for p in sorted(SCENARIOS.glob("*.toml")) + sorted(SCENARIOS.glob("regressions/*.toml"))
+         if not load(p).is_fleet]
 REQUIRED = {"response-lost", "request-lost", "slow-host", "reversal-lost", "host-crash-after-debit",
             "duplicate-request", "reversal-overtakes-original", "confirmation-lost", "flaky-network",
             "customer-retries", "terminal-power-loss"}

@@ -5,6 +5,7 @@
 - ``processes``: ``keys``, ``broker``, ``acquirer``, ``terminal`` as separate processes, and ``check`` for their files;
 - ``fuzz``: generated fault schedules against a policy;
 - ``chaos``: a fleet of real processes killed at random, then judged;
+- ``load``: many terminals in one process against K host shards or a host under test, with percentiles;
 - ``views``: ``list``, ``demo``, ``replay``, ``reconcile``, and the report files of a run;
 - ``statement``: the merchant's statement, the acquirer's error handling, ``reconcile --statement``;
 - ``options``: the options several commands share, declared once; ``inputs``: checks on what the user
@@ -22,6 +23,7 @@ from possim.cli.chaos import chaos_command
 from possim.cli.compare import compare_command
 from possim.cli.errors import InputError, guarded
 from possim.cli.fuzz import fuzz_command
+from possim.cli.load import load_command
 from possim.cli.processes import acquirer, broker, check_command, keys_command, terminal
 from possim.cli.run import run_command
 from possim.cli.statement import acquirer_errors_command, statement_command
@@ -38,7 +40,7 @@ def cli() -> None:
 
 for _command in (run_command, compare_command, fuzz_command, keys_command, broker, acquirer, terminal, check_command,
                  replay_command, list_command, demo, reconcile_command, chaos_command, statement_command,
-                 acquirer_errors_command):
+                 acquirer_errors_command, load_command):
     cli.add_command(_command)
 
 

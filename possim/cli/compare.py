@@ -47,6 +47,10 @@ def compare_command(scenario: str, policies: list[str], profile: str | None, see
     """
     inputs.writable(report_path)
     sc = inputs.scenario(scenario).with_profile(profile)
+    if sc.is_fleet:
+        from possim.cli.fleet import compare_fleet
+
+        sys.exit(compare_fleet(sc, policies, seed, report_path))
     results: list[RunResult] = [simulate(sc, p, seed) for p in policies]
     con = console()
     tr = tr_for(results[0], lang)

@@ -80,19 +80,44 @@ def address(url: str) -> BrokerAddress:
         return BrokerAddress.parse(url)
 
 
-def wire(transport: str, broker_url: str | None, tcp_url: str | None, qos: int, client_id: str) -> Wire:
+def wire(transport: str, broker_url: str | None, tcp_url: str | None, qos: int, client_id: str,
+         shard: int = 0, shards: int = 1, port_offset: int = 0) -> Wire:
     """The transport a separate process uses: MQTT through ``--broker``, or TCP at ``--listen``/``--connect``.
 
     The client id is fixed per process, so a restarted process resumes its MQTT session.
+    With host shards, MQTT topics carry the shard (``shard``/``shards``) and over TCP host
+    shard k listens on the base port + k (``port_offset``).
     """
     if transport == "mqtt":
         if broker_url is None:
             raise InputError("--broker mqtt://HOST:PORT is needed with --transport mqtt")
         url = broker_url
     else:
-        url = tcp_url or DEFAULT_TCP
+        url = _offset(tcp_url or DEFAULT_TCP, port_offset)
     with as_input_error(TransportError):
-        return open_wire(transport, Endpoint(url, qos, client_id=client_id))
+        return open_wire(transport, Endpoint(url, qos, client_id=client_id, shard=shard, shards=shards))
+
+
+def _offset(url: str, offset: int) -> str:
+    if not offset:
+        return url
+    from protocol.tcp import parse_address
+
+    with as_input_error(TransportError):
+        host, port = parse_address(url)
+    if port + offset > 65535:
+        raise InputError(f"{url}: port {port} + shard {offset} is beyond 65535")
+    return f"tcp://{host}:{port + offset}"
+
+
+def shard(text: str | None) -> tuple[int, int]:
+    """``--shard k/K`` as (k, K); (0, 1) when not given."""
+    if text is None:
+        return 0, 1
+    from protocol.shards import parse_shard
+
+    with as_input_error(ValueError):
+        return parse_shard(text)
 
 
 #: Where ``possim acquirer --transport tcp`` listens and ``possim terminal`` connects by default.

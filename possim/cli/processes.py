@@ -158,14 +158,16 @@ def _tls_ca_option() -> Callable[[F], F]:
 
 
 def _wire(transport: str, broker_url: str | None, tcp_url: str | None, qos: int, client_id: str,
-          ring: KeyRing | None, username: str | None, tls_ca: str | None) -> Wire:
-    """``inputs.wire`` plus the broker account of ``username`` from the key file, and TLS."""
-    wire = inputs.wire(transport, broker_url, tcp_url, qos, client_id)
+          ring: KeyRing | None, username: str | None, tls_ca: str | None, shard: int = 0, shards: int = 1,
+          port_offset: int = 0) -> Wire:
+    """``inputs.wire`` plus the broker account of ``username`` from the key file, and TLS; host shards as
+    in :func:`possim.cli.inputs.wire`."""
+    wire = inputs.wire(transport, broker_url, tcp_url, qos, client_id, shard, shards, port_offset)
     if (ring is None and tls_ca is None) or transport != "mqtt":
         return wire
     password = ring.accounts().get(username or "") if ring is not None else None
     endpoint = Endpoint(broker_url, qos, client_id=client_id, username=username if ring else None,
-                        password=password, tls_ca=tls_ca)
+                        password=password, tls_ca=tls_ca, shard=shard, shards=shards)
     with as_input_error(TransportError):
         return open_wire(transport, endpoint)
 
@@ -193,9 +195,12 @@ def _process_transport() -> Callable[[F], F]:
 @_keys_option("Verify and add MACs with this key file's keys (a request with a missing or wrong MAC is "
               "answered 63) and log in to the broker with its host account.")
 @_tls_ca_option()
+@click.option("--shard", "shard_text", metavar="k/K",
+              help="Host shard k of K: serve only the terminal ids that map to k (MQTT: the shard's topic; "
+                   "TCP: the listen port + k). Give each shard its own --ledger and --client-id.")
 def acquirer(transport: str, broker_url: str | None, listen_url: str | None, ledger_path: str | None,
              scenario_path: str | None, profile: str | None, time_scale: float, qos: int, client_id: str,
-             stats_every: float, keys_path: str | None, tls_ca: str | None) -> None:
+             stats_every: float, keys_path: str | None, tls_ca: str | None, shard_text: str | None) -> None:
     """Serve as the acquirer host until SIGINT/SIGTERM; log every event as a JSON line on stderr."""
     import random
 
@@ -205,9 +210,10 @@ def acquirer(transport: str, broker_url: str | None, listen_url: str | None, led
     from possim.realtime import serve_acquirer
     from protocol.storage import StoreError
 
+    shard, shards = inputs.shard(shard_text)
     ring = _load_keys(keys_path)
     wire = _wire(transport, broker_url, listen_url, qos, client_id, ring, ring.host_username if ring else None,
-                 tls_ca)
+                 tls_ca, shard, shards, shard)
     config = (inputs.scaled(inputs.scenario(scenario_path).with_profile(profile), time_scale).host_config()
               if scenario_path else HostConfig(profile=profile or "iso"))
     inputs.writable(ledger_path)
@@ -251,10 +257,12 @@ def acquirer(transport: str, broker_url: str | None, listen_url: str | None, led
 @_keys_option("MAC every request with this terminal's key from the key file, refuse answers without the "
               "right MAC, and log in to the broker with the terminal's account.")
 @_tls_ca_option()
+@click.option("--shards", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="How many host shards serve the terminals: this terminal talks to the one its id maps to.")
 def terminal(scenario: str, transport: str, broker_url: str | None, connect_url: str | None, tid: str,
              policy: str | None, profile: str | None, seed: int | None, journal_path: str | None,
              trace_path: str | None, time_scale: float, qos: int, log: bool, keys_path: str | None,
-             tls_ca: str | None) -> None:
+             tls_ca: str | None, shards: int) -> None:
     """Drive one terminal through SCENARIO against an acquirer; print its summary.
 
     On an existing journal the terminal resumes where it stopped: a sale that was in flight
@@ -272,6 +280,8 @@ def terminal(scenario: str, transport: str, broker_url: str | None, connect_url:
         with as_input_error(StoreError):  # refuse a file that is not a journal before any work starts
             read_journal(journal_path).close()
     inputs.scaled(sc, time_scale)
+    from protocol.shards import shard_of
+
     ring = _load_keys(keys_path)
     mac_key = None
     if ring is not None:
@@ -279,7 +289,8 @@ def terminal(scenario: str, transport: str, broker_url: str | None, connect_url:
 
         with as_input_error(KeyFileError):
             mac_key = ring.mac_key(tid)
-    wire = _wire(transport, broker_url, connect_url, qos, f"possim-terminal-{tid.strip()}", ring, tid, tls_ca)
+    wire = _wire(transport, broker_url, connect_url, qos, f"possim-terminal-{tid.strip()}", ring, tid, tls_ca,
+                 shards=shards, port_offset=shard_of(tid, shards))
     with as_input_error(TransportError):
         result = asyncio.run(drive_terminal(sc, policy or sc.model.policy, sc.model.seed if seed is None else seed,
                                             wire, tid, time_scale, journal_path,
@@ -294,12 +305,15 @@ def terminal(scenario: str, transport: str, broker_url: str | None, connect_url:
 @click.command("check")
 @click.option("--journal", "journal_paths", multiple=True, required=True, metavar="FILE|FOLDER",
               help="A terminal's SQLite journal; repeat it for every terminal, or name a folder of journals.")
-@opt.ledger("The host's SQLite ledger (shared by every terminal).", required=True)
+@click.option("--ledger", "ledger_paths", multiple=True, required=True, metavar="FILE|FOLDER",
+              help="The host's SQLite ledger (shared by every terminal); with host shards repeat it for every "
+                   "shard, or name a folder of ledgers: their money is read together.")
 @click.option("--whole-ledger", is_flag=True,
               help="Also list the ledger's money for terminals whose journal was not given.")
 @opt.as_json("Print the verdict as one JSON object.")
-def check_command(journal_paths: tuple[str, ...], ledger_path: str, whole_ledger: bool, as_json: bool) -> None:
-    """Judge a run split over processes: every terminal's journal against the one ledger.
+def check_command(journal_paths: tuple[str, ...], ledger_paths: tuple[str, ...], whole_ledger: bool,
+                  as_json: bool) -> None:
+    """Judge a run split over processes: every terminal's journal against the ledger (or the shards' ledgers).
 
     Files left by a killed process are recovered on open. Exit 0 only when the money is
     right and nothing is still owed (no pending reversal, no open hold); 1 otherwise.
@@ -307,18 +321,21 @@ def check_command(journal_paths: tuple[str, ...], ledger_path: str, whole_ledger
     from acquirer_sim.ledger import read_ledger
     from pos_sim.journal import read_journal
     from possim.checker import check, open_journals
-    from protocol.storage import StoreError
+    from protocol.storage import SIDECARS, StoreError
 
-    conns: list[sqlite3.Connection] = []
+    journals: list[sqlite3.Connection] = []
+    ledgers: list[sqlite3.Connection] = []
     try:
         with as_input_error(StoreError):
             for path in journal_paths:
-                conns.extend(open_journals(path) if Path(path).is_dir() else [read_journal(path)])
-            ledger = read_ledger(ledger_path)
-        conns.append(ledger)
-        verdict = check(conns[:-1], ledger, whole_ledger=whole_ledger)
+                journals.extend(open_journals(path) if Path(path).is_dir() else [read_journal(path)])
+            for path in ledger_paths:
+                files = (sorted(f for f in Path(path).iterdir() if f.is_file() and not f.name.startswith(".")
+                                and not f.name.endswith(SIDECARS)) if Path(path).is_dir() else [Path(path)])
+                ledgers.extend(read_ledger(file) for file in files)
+        verdict = check(journals, ledgers, whole_ledger=whole_ledger)
     finally:
-        for conn in conns:
+        for conn in journals + ledgers:
             conn.close()
     _print_verdict(verdict, as_json)
     sys.exit(0 if verdict.settled else 1)

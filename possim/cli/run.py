@@ -10,7 +10,7 @@ import click
 
 from possim.cli import inputs
 from possim.cli import options as opt
-from possim.cli.errors import as_input_error
+from possim.cli.errors import InputError, as_input_error
 from possim.cli.views import lang_option, print_run, write_views
 from possim.expect import failed_expectations
 from possim.scenario import Scenario
@@ -40,15 +40,30 @@ from protocol.transports import TransportError
               help="MQTT: the host withholds its PUBACK for the first N requests and reconnects, so the broker "
                    "redelivers them (QoS 1 duplicates).")
 @lang_option()
+@click.option("--terminal", "terminal_id", metavar="TID",
+              help="Fleet scenarios: show this terminal's timeline (and its events in the report).")
 def run_command(scenario: str, policy: str | None, profile: str | None, seed: int | None, trace_path: str | None,
                 as_json: bool, check_determinism: bool, timeline: bool, ledger_path: str | None,
                 journal_path: str | None, transport: str, broker_url: str | None, qos: int, time_scale: float,
-                report_path: str | None, mermaid_path: str | None, force_redelivery: int, lang: str) -> None:
+                report_path: str | None, mermaid_path: str | None, force_redelivery: int, lang: str,
+                terminal_id: str | None) -> None:
     """Run SCENARIO (a file, or the name of a shipped one) and judge it: in memory or over MQTT or TCP.
+
+    A fleet scenario ([[terminals]]) prints the fleet's summary: totals, per policy and group,
+    the 10 worst terminals; --terminal TID adds one terminal's timeline.
 
     Exit code 0: the run settled and met the file's [expect]; 1: it did not; 2: bad input.
     """
     sc = inputs.scenario(scenario).with_profile(profile)
+    if sc.is_fleet:
+        from possim.cli.fleet import run_fleet
+
+        if transport != "memory" or ledger_path or journal_path or mermaid_path or check_determinism:
+            raise InputError("a fleet scenario runs in memory here (no --transport, --ledger, --journal, --mermaid, "
+                             "--check-determinism); drive a fleet over MQTT or TCP with possim load")
+        sys.exit(run_fleet(sc, policy, seed, as_json, trace_path, report_path, terminal_id))
+    if terminal_id:
+        raise InputError("--terminal is for fleet scenarios ([[terminals]])")
     inputs.fresh(ledger_path, journal_path)
     inputs.writable(trace_path, report_path, mermaid_path, ledger_path, journal_path)
     if check_determinism:

@@ -161,7 +161,8 @@ def reconcile_command(source: str, policy: str | None, seed: int | None, as_json
 def _reconciliation(source: str, policy: str | None, seed: int | None) -> tuple[Reconciliation, str, str]:
     if not source.endswith(".jsonl"):
         sc = inputs.scenario(source)
-        result = simulate(sc, policy, seed)
+        with as_input_error(ScenarioError):  # a fleet scenario is refused in one line
+            result = simulate(sc, policy, seed)
         assert result.reconciliation is not None
         return (result.reconciliation, f"{sc.name}, policy {result.policy}, seed {result.seed}",
                 sc.model.terminal.currency)

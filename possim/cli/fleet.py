@@ -1,0 +1,69 @@
+"""Fleet scenarios on the command line: ``run`` and ``compare`` of a scenario with ``[[terminals]]``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from possim import fleet_view
+from possim.cli import inputs
+from possim.cli.errors import InputError
+from possim.cli.views import console
+from possim.expect import failed_expectations
+from possim.fleet import FleetResult, simulate_fleet
+from possim.scenario import Scenario
+
+
+def run_fleet(sc: Scenario, policy: str | None, seed: int | None, as_json: bool, trace_path: str | None,
+              report_path: str | None, terminal_id: str | None) -> int:
+    """``possim run`` of a fleet: the summary first, one terminal's timeline on demand; returns the exit code."""
+    inputs.writable(trace_path, report_path)
+    tids = {tid for group in sc.model.terminals for tid in group.tids()}
+    if terminal_id is not None and terminal_id not in tids:
+        raise InputError(f"--terminal {terminal_id!r}: no such terminal in {sc.name}")
+    keep = bool(trace_path or terminal_id)  # the per-event trace only when something will show it
+    result = simulate_fleet(sc, policy, seed, trace=keep)
+    if trace_path and result.trace is not None:
+        result.trace.write(trace_path)
+    if report_path:
+        write_report([result], report_path, f"{sc.model.title}", terminal_id)
+    failures = failed_expectations(sc.model.expect, result.policy, result.verdict.summary())
+    if as_json:
+        click.echo(json.dumps({**result.summary(), "expectations_failed": failures, "fleet": result.fleet_json()},
+                              sort_keys=True))
+    else:
+        con = console()
+        con.print(f"[bold]{sc.model.title}[/]\n{sc.model.description.strip()}\n")
+        fleet_view.summary(con, result, failures)
+        if terminal_id:
+            fleet_view.timeline(con, result, terminal_id)
+        if report_path:
+            con.print(f"report written to {report_path}")
+    return 0 if result.quiescent and not failures else 1
+
+
+def compare_fleet(sc: Scenario, policies: list[str], seed: int | None, report_path: str | None) -> int:
+    """``possim compare`` of a fleet: every policy over the same fleet and faults, money at risk per policy."""
+    results = [simulate_fleet(sc, p, seed) for p in policies]
+    con = console()
+    con.print(f"[bold]{sc.model.title}[/]\n{sc.model.description.strip()}\n")
+    fleet_view.compare(con, results)
+    broken = []
+    for r in results:
+        failures = failed_expectations(sc.model.expect, r.policy, r.verdict.summary())
+        for failure in failures:
+            con.print(f"[bold red]policy {r.policy}: expectation failed:[/] {failure}")
+        if not r.quiescent:
+            con.print(f"[bold red]policy {r.policy}: run did not reach quiescence[/]")
+        if failures or not r.quiescent:
+            broken.append(r.policy)
+    if report_path:
+        write_report(results, report_path, f"{sc.model.title}: policies compared")
+        con.print(f"report written to {report_path}")
+    return 1 if broken else 0
+
+
+def write_report(results: list[FleetResult], path: str, title: str, detail: str | None = None) -> None:
+    Path(path).write_text(fleet_view.render(results, title, detail), encoding="utf-8")

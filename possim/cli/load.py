@@ -1,0 +1,134 @@
+"""``possim load``: many terminals in one process against possim's hosts or an ISO 8583 host under test."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from possim.cli import inputs
+from possim.cli import options as opt
+from possim.cli.errors import InputError, as_input_error
+from possim.load import MAX_DURATION, MAX_TERMINALS, LoadError, LoadPlan, LoadReport, check_target, run_load
+
+
+@click.command("load")
+@click.option("--terminals", default=100, show_default=True, type=click.IntRange(1, MAX_TERMINALS),
+              help="How many terminals (each its own id, STAN and journal).")
+@click.option("--rate", default=50.0, show_default=True, type=opt.FiniteFloatRange(0.1, 100_000),
+              help="Sales per second over the whole fleet.")
+@click.option("--duration", default=10.0, show_default=True, type=opt.FiniteFloatRange(0.1, MAX_DURATION),
+              help="Seconds during which sales start; the run then settles and stops by itself.")
+@opt.transport()
+@click.option("--hosts", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Host shards; each owns the terminal ids that hash to it (a topic or port per shard).")
+@click.option("--connect", "connect", metavar="HOST:PORT",
+              help="Drive an external ISO 8583 host under test over TCP (the verdict then comes from the journals).")
+@click.option("--allow-remote", is_flag=True, help="Allow --connect and --broker to name a non-loopback host.")
+@opt.policy("Recovery policy of every terminal.", default="reversal")
+@opt.seed(default=1)
+@opt.broker("MQTT broker URL (default: start a private Mosquitto).")
+@opt.qos()
+@click.option("--loss", default=0.0, show_default=True, type=opt.FiniteFloatRange(0, 0.5),
+              help="Fault layer: lose this share of messages in each direction.")
+@click.option("--timeout", default=30.0, show_default=True, type=opt.FiniteFloatRange(0.05, 300),
+              help="The terminals' response timeout in seconds (reversal, query and advice timers follow it).")
+@click.option("--progress/--no-progress", default=True, help="Show a live progress display on stderr.")
+@opt.as_json("Print the report as one JSON object.")
+def load_command(terminals: int, rate: float, duration: float, transport: str, hosts: int, connect: str | None,
+                 allow_remote: bool, policy: str, seed: int, broker_url: str | None, qos: int, loss: float,
+                 timeout: float, progress: bool, as_json: bool) -> None:
+    """Load a host with TERMINALS terminals at RATE sales per second for DURATION seconds, then judge.
+
+    Prints throughput, latency percentiles (HdrHistogram), timeouts, reversals and the
+    checker's verdict for the fleet. Exit 0 when nothing is orphaned, doubled, phantom or
+    still owed; 1 otherwise; 2 for bad input.
+    """
+    target = _target(connect, transport, allow_remote)
+    if broker_url is not None:
+        with as_input_error(LoadError):
+            check_target(inputs.address(broker_url).host, allow_remote)
+    plan = LoadPlan(terminals, rate, duration, transport, hosts, policy, seed, target, broker_url, qos, loss, timeout)
+    private = None
+    if transport == "mqtt" and broker_url is None:
+        from possim.broker import Broker, BrokerError
+
+        with as_input_error(BrokerError):
+            private = Broker().start()
+        plan = LoadPlan(terminals, rate, duration, transport, hosts, policy, seed, target, private.url, qos, loss,
+                        timeout)
+    try:
+        report = _run(plan, progress and not as_json)
+    finally:
+        if private:
+            private.close()
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), sort_keys=True))
+    else:
+        _print(Console(), report)
+    sys.exit(0 if report.ok else 1)
+
+
+def _target(connect: str | None, transport: str, allow_remote: bool) -> tuple[str, int] | None:
+    if connect is None:
+        return None
+    if transport != "tcp":
+        raise InputError("--connect drives an ISO 8583 host over TCP: add --transport tcp")
+    from protocol.tcp import parse_address
+    from protocol.transports import TransportError
+
+    with as_input_error(TransportError):
+        host, port = parse_address(connect)
+    with as_input_error(LoadError):
+        check_target(host, allow_remote)
+    return host, port
+
+
+def _run(plan: LoadPlan, live: bool) -> LoadReport:
+    from protocol.transports import TransportError
+
+    bar = Progress(TextColumn("[bold]load[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                   TimeElapsedColumn(), console=Console(stderr=True), transient=True, disable=not live)
+    task = bar.add_task("sales", total=plan.sales, info="")
+
+    def show(meter: Any, _plan: LoadPlan, now: float) -> None:
+        rate = meter.completed / now if now > 0 else 0.0
+        bar.update(task, completed=meter.completed,
+                   info=f"{rate:7.1f}/s  timeouts {meter.timeouts}  reversed {meter.outcomes.get('reversed', 0)}")
+
+    with bar, as_input_error(LoadError, TransportError):
+        return asyncio.run(run_load(plan, show if live else None))
+
+
+def _print(con: Console, report: LoadReport) -> None:
+    d = report.as_dict()
+    con.print(f"[bold]possim load[/]: {d['terminals']} terminals, {d['rate']:g} sales/s for {d['duration']:g} s over "
+              f"{d['transport']}, {d['hosts']} host(s), policy {d['policy']}")
+    table = Table(title="throughput and latency (HdrHistogram, request to outcome)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    lat = d["latency_ms"]
+    rows = [("sales started", d["sales_started"]), ("sales completed", d["sales_completed"]),
+            ("throughput (sales/s)", d["throughput"]), ("latency p50 (ms)", f"{lat['p50']:.2f}"),
+            ("latency p95 (ms)", f"{lat['p95']:.2f}"), ("latency p99 (ms)", f"{lat['p99']:.2f}"),
+            ("latency max (ms)", f"{lat['max']:.2f}"), ("timeouts", d["timeouts"]),
+            ("requests per host", " ".join(map(str, d["requests_per_host"]))), ("wall time (s)", d["wall_seconds"])]
+    for name, value in rows:
+        table.add_row(name, str(value))
+    con.print(table)
+    verdict = Table(title=f"checker verdict for the fleet (from {d['verdict_from']})")
+    verdict.add_column("measure")
+    verdict.add_column("value", justify="right")
+    for key in ("transactions", "approved", "declined", "failed", "unknown", "reversed", "orphaned_debits",
+                "double_debits", "phantom_approvals", "pending_reversals", "open_holds", "customer_loss"):
+        if key in d:
+            verdict.add_row(key.replace("_", " "), str(d[key]))
+    con.print(verdict)
+    con.print("[green]settled: nothing orphaned, doubled or owed[/]" if report.ok
+              else "[bold red]NOT settled: see the verdict[/]")

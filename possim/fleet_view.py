@@ -1,0 +1,194 @@
+"""What a fleet run shows: totals first, groups and policies, the worst terminals, one terminal on demand.
+
+A 500-terminal afternoon is 50,000 timeline rows, which nobody reads; the questions are
+"how much money is at risk, under which policy, at which tills". So the console and the
+HTML page lead with the fleet's totals, then per policy and per group when they differ,
+then the ten terminals with the most money at risk; one terminal's timeline is shown when
+asked for (``--terminal TID``), and the HTML page lists every terminal in a folded table.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from possim.checker import DAMAGE, MEASURES, harmful
+from possim.fleet import COUNTS, FleetResult, TerminalLine
+from possim.money import format_amount
+from possim.timeline import rows
+from protocol.events import Stamped
+
+#: The columns of the worst-terminals table.
+WORST = ("approved", "unknown", "reversed", *DAMAGE)
+
+
+def _cell(key: str, value: object) -> str:
+    return f"[bold red]{value}[/]" if harmful(key, value) else str(value)
+
+
+def summary(con: Console, result: FleetResult, failures: Sequence[str] = ()) -> None:
+    """The fleet's verdict: totals, per policy (when they differ), per group, the worst terminals."""
+    s = result.summary()
+    table = Table(title=f"fleet: {len(result.terminals)} terminals, {result.hosts} host(s), policy {result.policy}, "
+                        f"seed {result.seed}")
+    table.add_column("measure")
+    table.add_column("whole fleet", justify="right")
+    for key in MEASURES:
+        table.add_row(key.replace("_", " "), _cell(key, s[key]))
+    risk = s["money_at_risk"]
+    table.add_row("money at risk", f"[bold red]{risk}[/]" if risk != "0.00" else str(risk))
+    con.print(table)
+    policies = result.by_policy()
+    if len(policies) > 1:
+        _breakdown(con, "per policy", policies)
+    groups = result.groups()
+    if len(groups) > 1:
+        _breakdown(con, "per group", {f"{g['group']} ({g['policy']})": g for g in groups})
+    worst(con, result.worst())
+    for line in failures:
+        con.print(f"[bold red]expectation failed:[/] {line}")
+    if not result.quiescent:
+        con.print("[bold red]run did not reach quiescence within the horizon[/]")
+
+
+def _breakdown(con: Console, title: str, parts: dict[str, dict[str, Any]]) -> None:
+    table = Table(title=title)
+    table.add_column("")
+    for name in parts:
+        table.add_column(escape(name), justify="right")
+    for key in ("terminals", *COUNTS, "money_at_risk"):
+        table.add_row(key.replace("_", " "), *(_cell(key, part[key]) for part in parts.values()))
+    con.print(table)
+
+
+def worst(con: Console, lines: list[TerminalLine], title: str = "the 10 worst terminals (by money at risk)") -> None:
+    if not lines:
+        con.print("no terminal has money at risk or damage")
+        return
+    table = Table(title=title)
+    for col in ("terminal", "group", "policy", *WORST, "money at risk"):
+        table.add_column(col.replace("_", " "), justify="left" if col in ("terminal", "policy") else "right")
+    for line in lines:
+        table.add_row(line.tid, str(line.group + 1), line.policy,
+                      *(_cell(k, line.counts.get(k, 0)) for k in WORST), f"[bold red]{format_amount(line.at_risk)}[/]"
+                      if line.at_risk else "0.00")
+    con.print(table)
+
+
+def events_of(result: FleetResult, tid: str) -> list[Stamped]:
+    """One terminal's events (its messages both ways, its faults, the host's work on its keys)."""
+    if result.trace is None:
+        return []
+    return [s for s in result.trace.records if getattr(s.event, "tid", None) == tid]
+
+
+def timeline(con: Console, result: FleetResult, tid: str, limit: int = 400) -> None:
+    """The three-column timeline of one terminal of the fleet."""
+    table = Table(title=f"terminal {tid} of {result.scenario.name} - policy {result.policy}, seed {result.seed}",
+                  expand=True)
+    table.add_column("t (s)", justify="right", no_wrap=True)
+    table.add_column("terminal", ratio=3)
+    table.add_column("network", ratio=2, style="yellow")
+    table.add_column("host", ratio=3, style="cyan")
+    all_rows = rows(events_of(result, tid))
+    for t, term, net, host in all_rows[:limit]:
+        style = "bold red" if "LOST" in net + term or "TIMEOUT" in term or "CRASH" in host else None
+        table.add_row(f"{t:.3f}", escape(term), escape(net), escape(host), style=style)
+    con.print(table)
+    if len(all_rows) > limit:
+        con.print(f"... {len(all_rows) - limit} more events (write them all with --trace FILE)")
+
+
+def compare(con: Console, results: Sequence[FleetResult]) -> None:
+    """Policies side by side over the same fleet and faults, money at risk last."""
+    first = results[0]
+    table = Table(title=f"{first.scenario.name}: {len(first.terminals)} terminals, same faults, seed {first.seed}")
+    table.add_column("measure")
+    for r in results:
+        table.add_column(r.policy, justify="right")
+    summaries = [r.summary() for r in results]
+    for key in (*MEASURES, "money_at_risk"):
+        cells = [f"[bold red]{s[key]}[/]" if harmful(key, s[key]) or (key == "money_at_risk" and s[key] != "0.00")
+                 else f"[green]{s[key]}[/]" if key in DAMAGE else str(s[key]) for s in summaries]
+        table.add_row(key.replace("_", " "), *cells)
+    table.add_row("terminals at risk", *(str(sum(1 for line in r.terminals if line.at_risk)) for r in results))
+    con.print(table)
+
+
+# -- HTML ------------------------------------------------------------------------------------
+
+_STYLE = """body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;margin:.6em 0}
+td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}td:first-child,th:first-child{text-align:left}
+.bad{color:#b00;font-weight:bold}details{margin:.8em 0}summary{cursor:pointer;font-weight:bold}
+input{margin:.4em 0;padding:2px 6px}"""
+
+_FILTER = """<script>function flt(q){q=q.toUpperCase();for(const r of document.querySelectorAll('#all tbody tr'))
+r.style.display=r.cells[0].textContent.toUpperCase().includes(q)?'':'none'}</script>"""
+
+
+def _td(key: str, value: object) -> str:
+    bad = harmful(key, value) or (key == "money_at_risk" and value != "0.00")
+    return f"<td{' class=bad' if bad else ''}>{html.escape(str(value))}</td>"
+
+
+def _table(header: Sequence[str], body: list[list[tuple[str, object]]], ident: str = "") -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    lines = "".join("<tr>" + "".join(_td(k, v) for k, v in row) + "</tr>" for row in body)
+    return f"<table{f' id={ident}' if ident else ''}><thead><tr>{head}</tr></thead><tbody>{lines}</tbody></table>"
+
+
+def _section(result: FleetResult, detail: str | None) -> str:
+    s = result.summary()
+    keys = (*MEASURES, "money_at_risk")
+    parts = [f"<h2>policy {html.escape(result.policy)}: {len(result.terminals)} terminals, {result.hosts} host(s)</h2>",
+             _table(["measure", "whole fleet"], [[("", k.replace("_", " ")), (k, s[k])] for k in keys])]
+    groups = result.groups()
+    if len(groups) > 1:
+        parts.append("<h3>per group</h3>" + _table(
+            ["group", "policy", "terminals", *COUNTS, "money at risk"],
+            [[("", g["group"]), ("", g["policy"]), ("", g["terminals"]), *((k, g[k]) for k in COUNTS),
+              ("money_at_risk", g["money_at_risk"])] for g in groups]))
+    ranked = result.worst(len(result.terminals))
+    hurt = {t.tid for t in ranked}
+    parts.append("<h3>the 10 worst terminals</h3>" + _terminal_table(ranked[:10]))
+    parts.append(f"<details><summary>every terminal ({len(result.terminals)}), worst first</summary>"
+                 "<input placeholder='filter by terminal id' oninput='flt(this.value)'>"
+                 + _terminal_table(ranked + [t for t in result.terminals if t.tid not in hurt], "all") + "</details>")
+    if detail:
+        events = rows(events_of(result, detail))
+        parts.append(f"<details open><summary>terminal {html.escape(detail)}: {len(events)} events</summary>"
+                     + _table(["t (s)", "terminal", "network", "host"],
+                              [[("", f"{t:.3f}"), ("", a), ("", b), ("", c)] for t, a, b, c in events]) + "</details>")
+    return "\n".join(parts)
+
+
+def _terminal_table(lines: list[TerminalLine], ident: str = "") -> str:
+    return _table(["terminal", "group", "policy", *WORST, "money at risk"],
+                  [[("", t.tid), ("", t.group + 1), ("", t.policy), *((k, t.counts.get(k, 0)) for k in WORST),
+                    ("money_at_risk", format_amount(t.at_risk))] for t in lines], ident)
+
+
+def render(results: Sequence[FleetResult], title: str, detail: str | None = None) -> str:
+    """One self-contained HTML page: a comparison of money at risk, then each policy's fleet summary."""
+    top = ""
+    if len(results) > 1:
+        top = "<h2>money at risk per policy</h2>" + _table(
+            ["policy", "money at risk", "terminals at risk", "orphaned debits", "double debits",
+             "phantom approvals", "pending reversals"],
+            [[("", r.policy), ("money_at_risk", format_amount(r.money_at_risk)),
+              ("", sum(1 for t in r.terminals if t.at_risk)),
+              *((k, r.verdict.counts[k]) for k in ("orphaned_debits", "double_debits", "phantom_approvals",
+                                                   "pending_reversals"))] for r in results])
+    body = top + "".join(_section(r, detail) for r in results)
+    return (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+            f"<style>{_STYLE}</style>{_FILTER}</head><body><h1>{html.escape(title)}</h1>"
+            f"<p>{html.escape(results[0].scenario.model.description.strip())}</p>{body}</body></html>")
+
+
+def fleet_json(result: FleetResult) -> dict[str, Any]:
+    return result.fleet_json()

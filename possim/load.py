@@ -1,0 +1,399 @@
+"""``possim load``: many terminals in one process against one or K hosts, in real time, with percentiles.
+
+The terminals are a :class:`possim.fleet.Fleet` on the asyncio loop: the real terminal
+drivers, state machines, journals and fault layer, exactly as in a scenario run. Sales
+arrive at ``rate`` per second spread over ``terminals`` (terminal ``i`` pays every
+``terminals / rate`` seconds, starting at ``i / rate``) for ``duration`` seconds; then the
+run waits for the fleet to settle (reversals, queries) and stops by itself.
+
+Latency is measured per sale, from the customer's request to the terminal's outcome, into an
+HdrHistogram (microseconds, 3 significant digits). Over MQTT terminals share a few clients per
+host shard (one client publishes to many terminals' topics, as a terminal concentrator does),
+so a thousand terminals do not need a thousand MQTT sessions; over TCP each terminal has its
+own connection, because a connection belongs to the terminal of its first request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import time
+import uuid
+import zlib
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+from acquirer_sim.driver import HostDriver
+from pos_sim.actions import Outcome
+from possim.checker import Verdict
+from possim.fleet import Fleet, Member
+from possim.realtime import LoopScheduler, wait_quiet
+from possim.scenario import Scenario, from_dict
+from protocol import codec
+from protocol.errors import ProtocolError
+from protocol.events import Event, ResponseTimeout
+from protocol.memory import MemoryTransport
+from protocol.shards import request_filter, request_topic
+from protocol.transports import Origin
+
+#: Connections per host shard that the load generator's terminals share.
+CONNECTIONS = 4
+#: Bounds: a load run is finite in size and time.
+MAX_TERMINALS = 100_000
+MAX_DURATION = 3600.0
+
+
+class LoadError(Exception):
+    """A load run that cannot start (bad address, unreachable host); ``str()`` is one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadPlan:
+    terminals: int
+    rate: float
+    duration: float
+    transport: str = "memory"
+    hosts: int = 1
+    policy: str = "reversal"
+    seed: int = 1
+    connect: tuple[str, int] | None = None
+    broker_url: str | None = None
+    qos: int = 1
+    loss: float = 0.0
+    #: The terminals' response timeout; reversal, query and advice timers follow it.
+    timeout: float = 30.0
+
+    @property
+    def sales(self) -> int:
+        return max(1, round(self.rate * self.duration))
+
+    def scenario(self) -> Scenario:
+        """The load as a fleet scenario: one group, an ideal link unless ``loss`` is given, an instant host."""
+        per_terminal = max(1, -(-self.sales // self.terminals))
+        every = self.terminals / self.rate
+        width = max(4, len(str(self.terminals)))
+        link = {"loss": self.loss, "latency": {"dist": "constant", "value": 0.0}}
+        instant = {"dist": "constant", "value": 0.0}
+        return from_dict({
+            "title": f"load: {self.terminals} terminals at {self.rate:g}/s for {self.duration:g}s",
+            "description": "possim load", "seed": self.seed, "policy": self.policy, "hosts": self.hosts,
+            "network": {"to_host": link, "to_terminal": link},
+            "host": {"processing": instant, "quick": instant}, "terminal": self._timers(),
+            "transactions": [{"amount": "10.00", "count": per_terminal, "every": every}],
+            "terminals": [{"name": "load", "count": self.terminals, "tid": _pattern(width), "spread": every}],
+        })
+
+
+    def _timers(self) -> dict[str, float]:
+        t = self.timeout
+        return {"response_timeout": t, "reversal_timeout": t, "advice_timeout": t, "query_timeout": t / 3,
+                "query_interval": t / 6, "backoff_initial": t / 6, "backoff_max": 2 * t}
+
+    @property
+    def deadline(self) -> float:
+        """The whole run's bound: the sales, then time for every recovery to finish."""
+        return self.duration + 40 * self.timeout + 40 * self.timeout + 10.0
+
+
+def _pattern(width: int) -> str:
+    """A terminal id pattern of 8 characters for up to ``10 ** width`` terminals."""
+    return "LOAD"[: 8 - width] + "{n:0" + str(width) + "d}"
+
+
+@dataclass
+class LoadReport:
+    """What a load run measured."""
+
+    plan: LoadPlan
+    started: int
+    completed: int
+    wall_seconds: float
+    sale_seconds: float
+    histogram: HdrHistogram
+    outcomes: Counter[str]
+    timeouts: int
+    verdict: Verdict
+    settled: bool
+    journals_only: bool
+    per_host: list[int] = field(default_factory=list)
+
+    def percentiles(self) -> dict[str, float]:
+        """Latency in milliseconds: p50, p95, p99, max."""
+        h = self.histogram
+        if h.get_total_count() == 0:
+            return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
+        return {"p50": h.get_value_at_percentile(50) / 1000, "p95": h.get_value_at_percentile(95) / 1000,
+                "p99": h.get_value_at_percentile(99) / 1000, "max": h.get_max_value() / 1000}
+
+    def as_dict(self) -> dict[str, Any]:
+        counts = self.verdict.summary()
+        keys = (("transactions", "approved", "declined", "failed", "unknown", "reversed", "pending_reversals")
+                if self.journals_only else tuple(counts))
+        return {"terminals": self.plan.terminals, "rate": self.plan.rate, "duration": self.plan.duration,
+                "transport": self.plan.transport, "hosts": self.plan.hosts, "policy": self.plan.policy,
+                "sales_started": self.started, "sales_completed": self.completed,
+                "throughput": round(self.completed / self.sale_seconds, 1) if self.sale_seconds else 0.0,
+                "wall_seconds": round(self.wall_seconds, 2), "latency_ms": self.percentiles(),
+                "timeouts": self.timeouts, "outcomes": dict(self.outcomes), "settled": self.settled,
+                "verdict_from": "journals" if self.journals_only else "journals+ledgers",
+                "requests_per_host": self.per_host, **{k: counts[k] for k in keys}}
+
+    @property
+    def ok(self) -> bool:
+        v = self.verdict.counts
+        if self.journals_only:
+            return self.settled and v["pending_reversals"] == 0
+        return self.settled and self.verdict.settled
+
+
+class _Meter:
+    """Counts what the load run shows live and reports at the end."""
+
+    def __init__(self) -> None:
+        self.histogram = HdrHistogram(1, 3_600_000_000, 3)
+        self.outcomes: Counter[str] = Counter()
+        self.started = self.completed = self.timeouts = 0
+        self.last = 0.0  # run time of the last outcome: throughput is over the time sales took
+
+    def outcome(self, _member: Member, outcome: Outcome, started: float | None, now: float) -> None:
+        self.outcomes[outcome.status] += 1
+        self.last = now
+        if started is not None:
+            self.completed += 1
+            self.histogram.record_value(max(1, int((now - started) * 1_000_000)))
+
+    def event(self, event: Event) -> None:
+        if type(event) is ResponseTimeout:
+            self.timeouts += 1
+
+
+class _Guard:
+    """A host shard's request handler: one failing request is answered 96 and never stops the host."""
+
+    def __init__(self) -> None:
+        self.driver: HostDriver | None = None
+        self.handled = self.failed = 0
+        self.reply: Callable[[bytes, Mapping[str, object]], None] | None = None
+
+    def __call__(self, data: bytes, origin: Origin | None = None) -> None:
+        assert self.driver is not None
+        try:
+            self.driver.receive(data, origin)
+            self.handled += 1
+        except Exception:  # the point: no request may stop the host
+            self.failed += 1
+            with contextlib.suppress(ProtocolError):
+                msg = codec.decode(data)
+                self.driver.link.send(codec.encode(msg.response("96")), {"tid": msg.tid, "origin": origin})
+
+
+def check_target(host: str, allow_remote: bool) -> None:
+    """Loopback only unless the user says otherwise: a load run must not hit someone's host by accident."""
+    if allow_remote:
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        raise LoadError(f"{host} is not a loopback address; pass --allow-remote to load a remote host")
+
+
+async def run_load(plan: LoadPlan, progress: Callable[[_Meter, LoadPlan, float], None] | None = None) -> LoadReport:
+    """Run the load and judge the fleet; every connection is closed before returning."""
+    meter = _Meter()
+    loop = asyncio.get_running_loop()
+    sched = LoopScheduler(loop)
+    fleet = Fleet(plan.scenario(), plan.policy, plan.seed, sched,
+                  on_outcome=lambda m, o, s: meter.outcome(m, o, s, sched.now()), emit=meter.event)
+    closers: list[Callable[[], Any]] = []
+    guards = [_Guard() for _ in range(plan.hosts)]
+    began = time.perf_counter()
+    try:
+        ready = await _wire(plan, fleet, guards, closers)
+        sched.t0 = loop.time()
+        fleet.schedule_payments()
+        meter.started = plan.sales
+        reporter = asyncio.create_task(_report(meter, plan, sched, progress))
+        try:
+            settled = await wait_quiet(lambda: fleet.quiet() and ready(), lambda: meter.completed + meter.timeouts,
+                                       plan.deadline, grace=0.5)
+        finally:
+            reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporter
+        sale_seconds = meter.last
+    finally:
+        for close in reversed(closers):
+            await close()
+    journals_only = plan.connect is not None
+    fleet.journals.commit()
+    verdict = fleet.judge() if not journals_only else _journals_only(fleet)
+    fleet.close()
+    return LoadReport(plan, sum(fleet_sales(fleet)), meter.completed, time.perf_counter() - began,
+                      max(sale_seconds, 1e-9), meter.histogram, meter.outcomes, meter.timeouts, verdict, settled,
+                      journals_only, [g.handled for g in guards])
+
+
+def fleet_sales(fleet: Fleet) -> list[int]:
+    return [sum(t.count for t in m.seat.schedule) for m in fleet.members.values()]
+
+
+def _journals_only(fleet: Fleet) -> Verdict:
+    """Against an external host there is no ledger to read: judge the journals against an empty one."""
+    from acquirer_sim.ledger import Ledger
+    from possim.checker import check
+
+    empty = Ledger(":memory:")
+    try:
+        return check(fleet.journals, empty.conn)
+    finally:
+        empty.close()
+
+
+async def _report(meter: _Meter, plan: LoadPlan, sched: LoopScheduler,
+                  progress: Callable[[_Meter, LoadPlan, float], None] | None) -> None:
+    while progress is not None:
+        progress(meter, plan, sched.now())
+        await asyncio.sleep(0.25)
+
+
+async def _wire(plan: LoadPlan, fleet: Fleet, guards: list[_Guard], closers: list[Callable[[], Any]]
+                ) -> Callable[[], bool]:
+    """Connect hosts and terminals over the plan's transport; returns "every end is idle"."""
+    if plan.transport == "memory":
+        fleet.memory()
+        for guard, shard in zip(guards, fleet.hosts, strict=True):
+            guard.driver = shard.driver
+        for m in fleet.members.values():
+            m.outbound.target = MemoryTransport(guards[m.shard])
+        return lambda: True
+    if plan.transport == "tcp":
+        return await _wire_tcp(plan, fleet, guards, closers)
+    return await _wire_mqtt(plan, fleet, guards, closers)
+
+
+def _groups(fleet: Fleet, shard: int, n: int) -> list[list[Member]]:
+    members = [m for m in fleet.members.values() if m.shard == shard or fleet.shards == 1]
+    return [members[i::n] for i in range(n) if members[i::n]]
+
+
+async def _wire_tcp(plan: LoadPlan, fleet: Fleet, guards: list[_Guard], closers: list[Callable[[], Any]]
+                    ) -> Callable[[], bool]:
+    from protocol.tcp import TcpHost, TcpTerminalLink
+
+    ends: list[Any] = []
+    targets: list[tuple[str, int]] = []
+    if plan.connect is not None:
+        targets = [plan.connect] if plan.hosts == 1 else [(plan.connect[0], plan.connect[1] + k)
+                                                          for k in range(plan.hosts)]
+    else:
+        for k, guard in enumerate(guards):
+            server = TcpHost(guard)
+            port = await server.start("127.0.0.1", 0)
+            closers.append(server.stop)
+            guard.driver = fleet.attach(k, server)
+            targets.append(("127.0.0.1", port))
+    for k, (host, port) in enumerate(targets):
+        # one connection per terminal: a TCP connection belongs to the terminal of its first request
+        for m in (m for m in fleet.members.values() if m.shard == k):
+            link = TcpTerminalLink(host, port, m.inbound.send)
+            try:
+                await link.start()
+            except Exception as exc:
+                raise LoadError(f"cannot connect to tcp://{host}:{port}: {exc}") from None
+            closers.append(link.close)
+            ends.append(link)
+            m.outbound.target = link
+    return lambda: all(e.idle for e in ends)
+
+
+async def _wire_mqtt(plan: LoadPlan, fleet: Fleet, guards: list[_Guard], closers: list[Callable[[], Any]]
+                     ) -> Callable[[], bool]:
+    from protocol.mqtt import BrokerAddress, MqttEndpoint, responses_topic
+    from protocol.transports import TransportError
+
+    address = BrokerAddress.parse(plan.broker_url or "mqtt://127.0.0.1:1883")
+    run = uuid.uuid4().hex[:8]
+    endpoints: list[MqttEndpoint] = []
+
+    async def start(ep: MqttEndpoint) -> None:
+        try:
+            await ep.start()
+        except TransportError as exc:
+            raise LoadError(str(exc)) from None
+        closers.append(ep.stop)
+        endpoints.append(ep)
+
+    for k, guard in enumerate(guards):
+        ep = MqttEndpoint(address, f"possim-load-host-{run}-{k}", [request_filter(k, plan.hosts)],
+                          _to_guard(guard), plan.qos)
+        await start(ep)
+        publishers = [ep]
+        for i in range(1, CONNECTIONS):  # QoS 1 publishes wait for their PUBACK one by one: spread them
+            extra = MqttEndpoint(address, f"possim-load-host-{run}-{k}-pub{i}", [], _ignore, plan.qos)
+            await start(extra)
+            publishers.append(extra)
+        guard.driver = fleet.attach(k, _MqttReplies(publishers, responses_topic))
+    for k in range(plan.hosts):
+        for i, members in enumerate(_groups(fleet, k, CONNECTIONS)):
+            routes = {m.tid: m.inbound for m in members}
+            ep = MqttEndpoint(address, f"possim-load-term-{run}-{k}-{i}", [responses_topic(m.tid) for m in members],
+                              _topic_route(routes), plan.qos)
+            await start(ep)
+            for m in members:
+                m.outbound.target = _MqttRequests(ep, request_topic(m.tid, plan.hosts))
+    return lambda: all(ep.idle and ep.connected.is_set() for ep in endpoints)
+
+
+def _to_guard(guard: _Guard) -> Callable[[str, bytes], None]:
+    """Requests of a shard's topic filter, with the terminal id their topic vouches for."""
+    from protocol.mqtt import topic_tid
+
+    def deliver(topic: str, data: bytes) -> None:
+        guard(data, Origin(topic_tid(topic)))
+    return deliver
+
+
+def _topic_route(routes: Mapping[str, Any]) -> Callable[[str, bytes], None]:
+    """One client, many terminals: each answer goes to the terminal named in its topic."""
+    def deliver(topic: str, data: bytes) -> None:
+        target = routes.get(topic.split("/")[3])
+        if target is not None:
+            target.send(data)
+    return deliver
+
+
+def _ignore(_topic: str, _data: bytes) -> None:
+    """A publish-only client subscribes to nothing."""
+
+
+class _MqttReplies:
+    """A host shard's replies, published to the terminal's response topic through one of several clients.
+
+    A terminal's replies always take the same client (chosen by its id), so they keep their order.
+    """
+
+    def __init__(self, eps: list[Any], topic: Callable[[str], str]) -> None:
+        self.eps, self.topic = eps, topic
+
+    def send(self, data: bytes, meta: Mapping[str, object] | None = None) -> None:
+        tid = str((meta or {})["tid"])
+        self.eps[zlib.crc32(tid.encode()) % len(self.eps)].publish(self.topic(tid), data)
+
+
+class _MqttRequests:
+    """One terminal's requests through a shared client, to its shard's request topic."""
+
+    __slots__ = ("ep", "topic")
+
+    def __init__(self, ep: Any, topic: str) -> None:
+        self.ep, self.topic = ep, topic
+
+    def send(self, data: bytes) -> None:
+        self.ep.publish(self.topic, data)
