@@ -28,7 +28,8 @@ from protocol.framing import Deframer, frame
 from protocol.mqtt import NODELAY, BrokerAddress
 
 T = TypeVar("T")
-NOT_YET = "possim has one request in flight per terminal; fleets and `possim load` do not exist yet"
+NOT_YET = ("a possim terminal has one request in flight; `possim load` (new) drives many terminals at a fixed "
+           "rate, not a fixed number in flight, and this bench does not drive it yet")
 
 
 def _bounded(work: Coroutine[Any, Any, T], seconds: float) -> T | None:
