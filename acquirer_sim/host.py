@@ -29,6 +29,10 @@ committed and the answer sent. A status query meanwhile answers IN_PROGRESS; a r
 meanwhile cancels it (the host reverses towards the issuer when it answers). A copy of an
 original is answered 94 (duplicate transmission). In an issuer timeout window the answer is
 98 (or 68) and the host reverses towards the issuer itself: no money moves.
+
+Settlement (every profile): a 0500's batch totals are compared with the ledger's (answer 1
+balanced, 2 out of balance, in field 48 of the 0510); each 0320 of the batch upload names a
+sale, and a pre-authorization still held is captured then: its completion never got through.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from acquirer_sim.config import CrashRule, HostConfig
 from protocol import codec
 from protocol import events as ev
 from protocol import mti as M
+from protocol.cup import BatchTotals
 from protocol.errors import ProtocolError
 from protocol.mac import MacKey
 from protocol.messages import Key, Message
@@ -143,8 +148,12 @@ class AcquirerHost:
             return self._original(now, msg)
         if msg.mti in (M.REVERSAL, M.REVERSAL_REPEAT):
             return self._reversal(now, msg)
+        if msg.mti == M.SETTLEMENT:
+            return self._settlement(msg)
         if msg.original is None:
             return [ev.MalformedFrame("host", f"MTI {msg.mti} without field 90")]
+        if msg.mti == M.BATCH_UPLOAD:
+            return self._batch_upload(now, msg)
         if msg.mti in (M.ADVICE, M.ADVICE_REPEAT):
             return self._advice(now, msg)
         return self._query(now, msg)
@@ -321,6 +330,44 @@ class AcquirerHost:
         self.ledger.transition(now, orig, "captured", [("release", orig.amount), ("capture", amount)])
         self.ledger.record_advice(now, key, amount, "00")
         return [ev.LedgerCapture(*_f(msg), rrn=orig.rrn, amount=amount), self._reply(msg, "00")]
+
+    # -- settlement (0500) and batch upload (0320) ----------------------------------------
+
+    def _settlement(self, msg: Message) -> list[HostAction]:
+        """Compare the terminal's batch totals with the ledger's; answer 1 (balanced) or 2 (out of
+        balance) in field 48 of the 0510. Settlement moves no money: an upload may."""
+        theirs = BatchTotals.from_field48(msg.batch_totals or "")  # 62 digits: checked by the codec
+        amount, count = self.ledger.batch_totals(msg.tid)
+        balanced = (theirs.debit_amount, theirs.debit_count, theirs.credit_amount, theirs.credit_count) == (
+            amount, count, 0, 0)
+        answer = replace(theirs, answer="1" if balanced else "2")
+        return [ev.SettlementChecked(*_f(msg), terminal_amount=theirs.debit_amount, terminal_count=theirs.debit_count,
+                                     host_amount=amount, host_count=count, balanced=balanced),
+                self._reply(msg, "00", batch_totals=answer.to_field48())]
+
+    def _batch_upload(self, now: float, msg: Message) -> list[HostAction]:
+        """One sale the terminal approved, named by field 90. A pre-authorization still held whose
+        completion never got through online is captured now (the upload is its last chance)."""
+        assert msg.original is not None
+        key, amount = msg.original.key(msg.tid), msg.amount or 0
+        earlier = self.ledger.batch_upload_seen(key)
+        if earlier is not None:
+            return [ev.BatchUploadReceived(*_f(msg), orig_stan=key[1], amount=amount, outcome="repeat"),
+                    self._reply(msg, earlier)]
+        orig = self.ledger.find(key)
+        actions: list[HostAction] = []
+        if orig is None:
+            outcome, rc = "unknown", "25"
+        elif orig.state == "held" and amount <= orig.amount:
+            self.ledger.transition(now, orig, "captured", [("release", orig.amount), ("capture", amount)])
+            actions.append(ev.LedgerCapture(*_f(msg), rrn=orig.rrn, amount=amount))
+            outcome, rc = "captured", "00"
+        else:
+            outcome, rc = "matched", "00"
+        self.ledger.record_batch_upload(now, key, amount, outcome, rc)
+        rrn = orig.rrn if orig is not None else None
+        return [*actions, ev.BatchUploadReceived(*_f(msg), orig_stan=key[1], amount=amount, outcome=outcome, rrn=rrn),
+                self._reply(msg, rc)]
 
     def _query(self, now: float, msg: Message) -> list[HostAction]:
         assert msg.original is not None

@@ -7,7 +7,9 @@ answer again. ``closures`` holds keys that must never be debited later: a revers
 "not found" status answer that arrived before its original. ``escalations`` holds the cases
 handed to the acquirer's error handling (差错处理): a reversal the terminal gave up on, or a
 merchant's request; the error-handling run (:mod:`acquirer_sim.errors_handling`) refunds
-them with an entry of kind ``refund``.
+them with an entry of kind ``refund``. ``batch_uploads`` holds the sales a terminal uploaded
+at settlement (0320), keyed by the sale's key; ``captured`` ones are completions the host got
+only then (what settlement recovered).
 
 A ledger file gets the durable settings of :mod:`protocol.storage` (write-ahead log,
 fsync at every commit, busy timeout, directory fsync when created) and is recovered on
@@ -29,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from protocol.storage import BUSY_TIMEOUT_S, is_busy, is_memory, open_file, open_for_reading
+from protocol.storage import BUSY_TIMEOUT_S, empty_image, is_busy, is_memory, open_file, open_for_reading
 
 Key = tuple[str, str, str]
 
@@ -61,6 +63,10 @@ CREATE TABLE IF NOT EXISTS escalations (
     tid TEXT NOT NULL, stan TEXT NOT NULL, transmission TEXT NOT NULL, reason TEXT NOT NULL,
     source TEXT NOT NULL, reported_at REAL NOT NULL, outcome TEXT NOT NULL DEFAULT 'open',
     amount INTEGER NOT NULL DEFAULT 0, resolved_at REAL,
+    PRIMARY KEY (tid, stan, transmission));
+CREATE TABLE IF NOT EXISTS batch_uploads (
+    tid TEXT NOT NULL, stan TEXT NOT NULL, transmission TEXT NOT NULL, amount INTEGER NOT NULL,
+    outcome TEXT NOT NULL, response_code TEXT NOT NULL, received_at REAL NOT NULL,
     PRIMARY KEY (tid, stan, transmission));
 """
 
@@ -116,16 +122,8 @@ class LedgerBusyError(Exception):
         self.wait = LedgerWait(operation, seconds, attempts)
 
 
-def _empty_image() -> bytes:
-    """An empty ledger database as bytes: in-memory ledgers start from it (fuzzing opens thousands)."""
-    conn = sqlite3.connect(":memory:")
-    conn.executescript(SCHEMA)
-    image = conn.serialize()
-    conn.close()
-    return image
-
-
-_EMPTY = _empty_image()
+#: An empty ledger, deserialized by every in-memory one (fuzzing opens thousands).
+_EMPTY = empty_image(SCHEMA)
 
 
 def read_ledger(path: str | Path) -> sqlite3.Connection:
@@ -268,6 +266,26 @@ class Ledger:
     def record_advice(self, now: float, key: Key, amount: int, response_code: str) -> None:
         self._write("record_advice", "INSERT INTO advices VALUES (?, ?, ?, ?, ?, ?, 0)",
                     (*key, amount, response_code, now))
+
+    # -- settlement -------------------------------------------------------------------------
+
+    def batch_totals(self, tid: str) -> tuple[int, int]:
+        """The money terminal ``tid``'s sales took, as the host's ledger has it: (amount, count of sales)."""
+        rows = self.conn.execute(
+            "SELECT SUM(CASE kind WHEN 'debit' THEN amount WHEN 'capture' THEN amount "
+            "WHEN 'credit' THEN -amount WHEN 'refund' THEN -amount ELSE 0 END) AS net "
+            "FROM entries WHERE tid = ? GROUP BY stan, transmission HAVING net > 0", (tid,)).fetchall()
+        return sum(int(r[0]) for r in rows), len(rows)
+
+    def batch_upload_seen(self, key: Key) -> str | None:
+        """The answer given to an earlier upload of this sale, or None."""
+        row = self.conn.execute("SELECT response_code FROM batch_uploads WHERE tid=? AND stan=? AND transmission=?",
+                                key).fetchone()
+        return None if row is None else str(row[0])
+
+    def record_batch_upload(self, now: float, key: Key, amount: int, outcome: str, response_code: str) -> None:
+        self._write("record_batch_upload", "INSERT OR IGNORE INTO batch_uploads VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (*key, amount, outcome, response_code, now))
 
     # -- error handling (差错处理) ------------------------------------------------------------
 

@@ -61,6 +61,9 @@ class TerminalConfig:
     query_interval: float = 5.0
     advice_timeout: float = 30.0
     advice_attempts: int = 8
+    #: CUP profile: send a pre-authorization's completion as an advice (0220, 预授权完成通知,
+    #: stored and forwarded) instead of an online 0200; settlement's batch upload is its last chance.
+    completion_advice: bool = False
 
     def __post_init__(self) -> None:
         get_policy(self.policy)  # an unknown name fails here, not at the first timeout
@@ -75,6 +78,11 @@ class TerminalConfig:
     def cup(self) -> bool:
         """The China UnionPay terminal rules apply (see ``PROFILES``)."""
         return self.profile == "cup"
+
+    @property
+    def online_completion(self) -> bool:
+        """CUP: the completion is an online 0200 that is reversed when its answer does not come."""
+        return self.cup and not self.completion_advice
 
     @property
     def recovery(self) -> RecoveryPolicy:

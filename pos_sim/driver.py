@@ -65,6 +65,10 @@ class TerminalDriver:
                                    _mask(request.pan), request.pan, request.completion_amount, request.instrument))
         self.execute(self.terminal.request_payment(self.scheduler.now(), request))
 
+    def settle(self) -> None:
+        """End of the day: the terminal settles its batch (0500, and 0320 uploads if out of balance)."""
+        self.execute(self.terminal.settle(self.scheduler.now()))
+
     def receive(self, data: bytes) -> None:
         if self.down:
             self.emit(TerminalDownDrop(**_wire(data)))

@@ -23,12 +23,16 @@ if TYPE_CHECKING:
 
 
 class ExchangeKind(StrEnum):
-    """A customer's original, or recovery work: a reversal, a status query, a completion advice."""
+    """A customer's original, recovery work (a reversal, a status query, a completion advice), or
+the day's settlement and its batch upload."""
 
     ORIGINAL = "original"
     REVERSAL = "reversal"
     QUERY = "query"
     ADVICE = "advice"
+    #: End of day: batch totals (0500), and when they disagree one upload (0320) per approved sale.
+    SETTLEMENT = "settlement"
+    BATCH_UPLOAD = "batch_upload"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,10 @@ class ExchangeSpec:
     #: Sent once more before the next customer's transaction while still owed (CUP rule:
     #: a pending reversal precedes any online message).
     precedes_payments: bool = False
+    #: Journal the record before the request leaves; settlement and uploads leave it unchanged.
+    journals: bool = True
+    #: Trace events to record when the request leaves (settlement shows its totals).
+    sent: Callable[[Terminal, Message], list[Action]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from pos_sim.records import TxnRecord
-from protocol.storage import is_memory, open_file, open_for_reading
+from protocol.storage import empty_image, is_memory, open_file, open_for_reading
 
 COLUMNS = tuple(f.name for f in fields(TxnRecord))
 SCHEMA = f"""CREATE TABLE IF NOT EXISTS journal (
@@ -30,16 +30,8 @@ _SELECT = f"SELECT {', '.join(COLUMNS)} FROM journal ORDER BY txn_id"  # noqa: S
 _SELECT_TID = f"SELECT {', '.join(COLUMNS)} FROM journal WHERE tid = ? ORDER BY txn_id"  # noqa: S608
 
 
-def _empty_image() -> bytes:
-    """An empty journal as bytes: in-memory journals start from it (fuzzing opens thousands)."""
-    conn = sqlite3.connect(":memory:")
-    conn.executescript(SCHEMA)
-    image = conn.serialize()
-    conn.close()
-    return image
-
-
-_EMPTY = _empty_image()
+#: An empty journal, deserialized by every in-memory one (fuzzing opens thousands).
+_EMPTY = empty_image(SCHEMA)
 
 
 def read_journal(path: str | Path) -> sqlite3.Connection:

@@ -29,6 +29,10 @@ online message; after ``reversal_attempts`` tries it is escalated to the acquire
 failed, contact the acquirer") instead of being kept forever; a pre-authorization uses
 processing code 030000 and its completion is an online 0200 that is itself reversed when
 its answer does not come; a 94 (duplicate transmission) is not an answer about the sale.
+With ``completion_advice`` a CUP completion is an advice (0220) instead.
+
+Settlement (``settle``, every profile) runs after due recovery work: the batch totals (0500),
+and when the host says out of balance one upload (0320) per approved sale, then a final 0500.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from pos_sim.policies import resume_reversal
 from pos_sim.records import UNSETTLED, CompletionState, Kind, ReversalState, SaleStatus, TxnRecord
 from protocol import codec
 from protocol import events as ev
+from protocol.cup import BatchTotals
 from protocol.errors import ProtocolError
 from protocol.mac import MacKey
 from protocol.messages import Message, OriginalData
@@ -62,9 +67,11 @@ from protocol.mti import (
     ADVICE,
     ADVICE_REPEAT,
     AUTH,
+    BATCH_UPLOAD,
     PURCHASE,
     REVERSAL,
     REVERSAL_REPEAT,
+    SETTLEMENT,
     STATUS_QUERY,
     response_to,
 )
@@ -106,6 +113,20 @@ class Exchange:
     task: Task | None
 
 
+@dataclass(slots=True)
+class Settlement:
+    """The day's settlement under way: ``final`` once the batch was uploaded, ``uploads`` still unanswered."""
+
+    final: bool = False
+    uploads: int = 0
+
+
+#: What a settlement exchange stands for in the table's ``txn`` slot: the batch, not one sale
+#: (never journaled: settlement specs have ``journals=False``).
+_BATCH = TxnRecord(txn_id=0, intent="settlement", kind="purchase", mti=SETTLEMENT, stan="000000",
+                   transmission="0000000000", pan="", amount=0, completion_amount=0, started_at=0.0)
+
+
 class Terminal:
     """Sans-IO POS terminal. See the module docstring for its rules."""
 
@@ -122,6 +143,8 @@ class Terminal:
         self._by_stan: dict[tuple[str, str], tuple[ExchangeKind, TxnRecord]] = {}
         self._stan = config.stan_start - 1
         self._flushed_for: int | None = None
+        #: The settlement under way, if any (``settle``).
+        self.settlement: Settlement | None = None
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -198,6 +221,20 @@ class Terminal:
         if txn.completion is CompletionState.PENDING and self.policy.forwards_advices:
             self.tasks.append(Task(ExchangeKind.ADVICE, txn, now))
         return []
+
+    def settle(self, now: float) -> list[Action]:
+        """End of the day: send the batch totals (0500) once the line is free; ignored while one runs.
+
+        The batch is every sale the journal holds as approved and not reversed (a completed
+        pre-authorization counts its completion). Out of balance, each of them is uploaded (0320)
+        and the totals are sent once more; an upload is where a completion advice that never got
+        through online reaches the host.
+        """
+        if self.settlement is not None:
+            return []
+        self.settlement = Settlement()
+        self.tasks.append(Task(ExchangeKind.SETTLEMENT, _BATCH, now))
+        return self._pump(now)
 
     # -- queries for drivers and tests ----------------------------------------------------
 
@@ -280,7 +317,9 @@ class Terminal:
         msg = spec.build(self, now, txn)
         self.inflight = Exchange(kind, txn, msg, task)
         self._by_stan[(msg.stan, response_to(msg.mti))] = (kind, txn)
-        return [WriteJournal(txn.snapshot()), Send(codec.encode(msg, self.mac_key), msg.mti, msg.stan, txn.txn_id),
+        journal: list[Action] = [WriteJournal(txn.snapshot())] if spec.journals else []
+        announce = spec.sent(self, msg) if spec.sent is not None else []
+        return [*journal, *announce, Send(codec.encode(msg, self.mac_key), msg.mti, msg.stan, txn.txn_id),
                 StartTimer(RESPONSE_TIMER, now + spec.timeout(self.config))]
 
     # -- requests -------------------------------------------------------------------------
@@ -324,7 +363,7 @@ class Terminal:
         return self._message(now, STATUS_QUERY, processing_code="970000", original=_original(txn))
 
     def _build_advice(self, now: float, txn: TxnRecord) -> Message:
-        if self.config.cup:
+        if self.config.online_completion:
             return self._build_completion(now, txn)
         txn.completion_attempts += 1
         mti = ADVICE if txn.completion_attempts == 1 else ADVICE_REPEAT
@@ -343,6 +382,32 @@ class Terminal:
         txn.completion_stan, txn.completion_transmission = msg.stan, msg.transmission
         return msg
 
+    def _build_settlement(self, now: float, txn: TxnRecord) -> Message:
+        batch = self._batch()
+        totals = BatchTotals(debit_amount=sum(_batch_amount(r) for r in batch), debit_count=len(batch))
+        return self._message(now, SETTLEMENT, batch_totals=totals.to_field48())
+
+    def _settlement_sent(self, msg: Message) -> list[Action]:
+        totals = BatchTotals.from_field48(msg.batch_totals or "")
+        final = self.settlement is not None and self.settlement.final
+        return [ev.SettlementSent(msg.tid, msg.stan, totals.debit_amount, totals.debit_count, final)]
+
+    def _build_upload(self, now: float, txn: TxnRecord) -> Message:
+        """One approved sale as the batch upload carries it, naming the sale (or pre-auth) in field 90."""
+        return self._message(now, BATCH_UPLOAD, pan=txn.pan, processing_code="000000", amount=_batch_amount(txn),
+                             rrn=txn.rrn, auth_code=txn.auth_code, original=_original(txn))
+
+    def _batch(self) -> list[TxnRecord]:
+        """The day's sales: approved, not reversed or handed to the acquirer, completions that were not refused."""
+        out = []
+        for txn in sorted(self.records.values(), key=lambda r: r.txn_id):
+            if txn.status is not SaleStatus.APPROVED or txn.reversal in _NOT_IN_BATCH:
+                continue
+            if txn.kind == "auth" and txn.completion not in _COMPLETED:
+                continue
+            out.append(txn)
+        return out
+
     def _request_mti(self, kind: ExchangeKind, txn: TxnRecord) -> str:
         """The MTI of ``kind``'s request for ``txn`` (what its answer is matched on)."""
         if kind is ExchangeKind.ORIGINAL:
@@ -350,7 +415,7 @@ class Terminal:
         if kind is ExchangeKind.REVERSAL:
             return REVERSAL
         if kind is ExchangeKind.ADVICE:
-            return PURCHASE if self.config.cup else ADVICE
+            return PURCHASE if self.config.online_completion else ADVICE
         return STATUS_QUERY
 
     # -- answers --------------------------------------------------------------------------
@@ -395,6 +460,59 @@ class Terminal:
         txn.completion = CompletionState.ACKED if msg.approved else CompletionState.REJECTED
         return [WriteJournal(txn.snapshot())]
 
+    def _settlement_answered(self, now: float, ex: Exchange, msg: Message) -> list[Action]:
+        """Balanced (1), or out of balance (2): upload every sale of the batch, then settle once more."""
+        self._drop_task(ex.task)
+        state = self.settlement or Settlement()
+        try:
+            totals = BatchTotals.from_field48(msg.batch_totals or "")
+        except ProtocolError:
+            return self._settlement_failed(msg, f"answered {msg.response_code} without batch totals")
+        balanced = totals.answer == "1"
+        if balanced or state.final:
+            self.settlement = None
+            return [ev.SettlementAnswered(msg.tid, msg.stan, balanced, state.final)]
+        batch = self._batch()
+        state.final, state.uploads = True, len(batch)
+        self.tasks.extend(Task(ExchangeKind.BATCH_UPLOAD, txn, now) for txn in batch)
+        if not batch:
+            self.tasks.append(Task(ExchangeKind.SETTLEMENT, _BATCH, now))
+        return [ev.SettlementAnswered(msg.tid, msg.stan, False, False, len(batch))]
+
+    def _settlement_timed_out(self, now: float, ex: Exchange) -> list[Action]:
+        self._drop_task(ex.task)
+        return self._settlement_failed(ex.request, "no answer")
+
+    def _settlement_failed(self, msg: Message, reason: str) -> list[Action]:
+        """The batch stays open; a later ``settle`` tries again."""
+        self.settlement = None
+        return [ev.SettlementFailed(msg.tid, msg.stan, SETTLEMENT, reason)]
+
+    def _upload_answered(self, now: float, ex: Exchange, msg: Message) -> list[Action]:
+        """The host has the sale now; a completion it had not got is acknowledged by this answer."""
+        txn, actions = ex.txn, self._upload_done(now, ex)
+        if msg.approved and txn.completion in (CompletionState.LOST, CompletionState.PENDING):
+            self.tasks = [t for t in self.tasks if not (t.kind is ExchangeKind.ADVICE and t.txn is txn)]
+            txn.completion = CompletionState.ACKED
+            actions.insert(0, WriteJournal(txn.snapshot()))
+        elif not msg.approved:
+            actions.insert(0, ev.SettlementFailed(msg.tid, msg.stan, BATCH_UPLOAD, f"answered {msg.response_code}"))
+        return actions
+
+    def _upload_timed_out(self, now: float, ex: Exchange) -> list[Action]:
+        return [ev.SettlementFailed(ex.request.tid, ex.request.stan, BATCH_UPLOAD, "no answer"),
+                *self._upload_done(now, ex)]
+
+    def _upload_done(self, now: float, ex: Exchange) -> list[Action]:
+        """After the last upload, the final settlement."""
+        self._drop_task(ex.task)
+        state = self.settlement
+        if state is not None:
+            state.uploads -= 1
+            if state.uploads <= 0:
+                self.tasks.append(Task(ExchangeKind.SETTLEMENT, _BATCH, now))
+        return []
+
     def _approve(self, now: float, txn: TxnRecord, display: str) -> list[Action]:
         """An approved authorization still owes its completion advice."""
         actions = self.finish(now, txn, SaleStatus.APPROVED, display)
@@ -423,7 +541,7 @@ class Terminal:
         return self.policy.queries_exhausted(self, now, txn)
 
     def _advice_timed_out(self, now: float, ex: Exchange) -> list[Action]:
-        if self.config.cup:
+        if self.config.online_completion:
             return self._completion_timed_out(now, ex)
         return self._retry_advice(now, ex.txn, _task(ex))
 
@@ -513,7 +631,24 @@ EXCHANGES: Mapping[ExchangeKind, ExchangeSpec] = {spec.kind: spec for spec in (
     ExchangeSpec(ExchangeKind.ADVICE, priority=2, timeout=lambda c: c.advice_timeout,
                  build=Terminal._build_advice, answered=Terminal._advice_answered,
                  timed_out=Terminal._advice_timed_out, stan_of=lambda r: r.completion_stan),
+    ExchangeSpec(ExchangeKind.SETTLEMENT, priority=5, timeout=lambda c: c.response_timeout,
+                 build=Terminal._build_settlement, answered=Terminal._settlement_answered,
+                 timed_out=Terminal._settlement_timed_out, stan_of=lambda r: None, journals=False,
+                 sent=Terminal._settlement_sent),
+    ExchangeSpec(ExchangeKind.BATCH_UPLOAD, priority=4, timeout=lambda c: c.response_timeout,
+                 build=Terminal._build_upload, answered=Terminal._upload_answered,
+                 timed_out=Terminal._upload_timed_out, stan_of=lambda r: None, journals=False),
 )}
+
+#: Reversal states that keep a sale out of the day's batch: reversed, being reversed, with the acquirer.
+_NOT_IN_BATCH = frozenset({ReversalState.ACKED, ReversalState.PENDING, ReversalState.ESCALATED})
+#: Completion states of a pre-authorization that count as a sale: acknowledged, or still owed.
+_COMPLETED = frozenset({CompletionState.ACKED, CompletionState.LOST, CompletionState.PENDING})
+
+
+def _batch_amount(txn: TxnRecord) -> int:
+    """What a sale of the batch took: a pre-authorization's completion amount, a purchase's amount."""
+    return txn.completion_amount if txn.kind == "auth" else txn.amount
 
 
 def _priority(task: Task) -> tuple[int, float]:

@@ -26,6 +26,8 @@ Definitions (per transaction key = terminal id, STAN, transmission time):
   hid: the money stays with the acquirer until its error handling refunds it, so it is neither
   an orphaned debit nor a pending reversal (the customer's loss still shows until the refund).
 - open hold: an authorization hold neither captured nor released.
+- recovered by settlement: sales the host got only in a settlement's batch upload (0320), e.g.
+  a completion advice lost every time online and captured then. Shown only when above zero.
 - customer loss: per intent, what was charged beyond what the customer agreed to pay.
 - merchant loss: goods handed over on phantom approvals.
 
@@ -55,7 +57,7 @@ MEASURES = ("transactions", "approved", "declined", "failed", "unknown", "revers
             "customer_loss", "merchant_loss")
 #: Measures a summary holds only when they happened (CUP profile): runs without them keep the
 #: summaries they always had, and an ``[expect]`` of one that is absent reads 0.
-OPTIONAL = ("escalated",)
+OPTIONAL = ("escalated", "recovered_by_settlement")
 
 
 def shown_measures(summary: dict[str, Any]) -> tuple[str, ...]:
@@ -141,7 +143,16 @@ def check(journals: sqlite3.Connection | Sequence[sqlite3.Connection],
         elif whole_ledger:
             tally.unjournaled.extend(_unjournaled(key, charged, held))
     _judge_wallet(tally, [row for conn in conns for row in _wallet_rows(conn)], ledgers, tids, whole_ledger)
+    tally.counts["recovered_by_settlement"] = sum(_recovered_by_settlement(led, tids) for led in ledgers)
     return tally.verdict()
+
+
+def _recovered_by_settlement(ledger: sqlite3.Connection, tids: set[str]) -> int:
+    """Sales the host got only in a settlement's batch upload (a completion lost online, captured then)."""
+    if "batch_uploads" not in _tables(ledger):  # a ledger written before settlement existed
+        return 0
+    rows = ledger.execute("SELECT tid FROM batch_uploads WHERE outcome = 'captured'").fetchall()
+    return sum(1 for (tid,) in rows if not tids or tid in tids)
 
 
 @dataclass(slots=True)
@@ -150,7 +161,8 @@ class _Tally:
 
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         ("transactions", "approved", "declined", "failed", "unknown", "reversed", "orphaned_debits",
-         "double_debits", "phantom_approvals", "pending_reversals", "open_holds", "late_responses", "escalated"), 0))
+         "double_debits", "phantom_approvals", "pending_reversals", "open_holds", "late_responses", "escalated",
+         "recovered_by_settlement"), 0))
     findings: list[Finding] = field(default_factory=list)
     unjournaled: list[Finding] = field(default_factory=list)
     charged_by_intent: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))

@@ -137,8 +137,11 @@ async def run_tcp(scenario: Scenario, policy: str, seed: int, time_scale: float 
 async def drive_terminal(scenario: Scenario, policy: str, seed: int, wire: Wire, tid: str,
                          time_scale: float = 1.0, journal_path: str | Path | None = None,
                          settle: float = 1.0, live: TraceSink | None = None,
-                         mac_key: MacKey | None = None) -> RunResult:
+                         mac_key: MacKey | None = None, end_of_day: bool = False) -> RunResult:
     """Only the terminal (with the scenario's faults, both directions); the host is another process.
+
+    ``end_of_day``: no sales; the terminal, restored from its journal, settles its batch
+    (``possim settle``) and the run ends when the settlement is done.
 
     On an existing journal the terminal resumes: it is restored from the journal first (a
     sale in flight when the process died gets its recovery), its STAN carries on, and sales
@@ -162,7 +165,10 @@ async def drive_terminal(scenario: Scenario, policy: str, seed: int, wire: Wire,
     rig.connect(end, None)
     try:
         rig.resume()
-        rig.schedule_payments()
+        if end_of_day:
+            rig.terminal_driver.settle()
+        else:
+            rig.schedule_payments()
         quiescent = await wait_quiet(lambda: rig.locally_quiet() and end.idle, lambda: len(rig.trace.records),
                                      _deadline(scaled), grace=settle)
     finally:

@@ -223,6 +223,10 @@ class Rig:
                 self._retries[request.txn_id] = retry_after
             self.scheduled_work += 1
             self.scheduler.call_later(at - shift - self.scheduler.now(), partial(self._pay, request))
+        settlement = self.scenario.model.settlement
+        if settlement is not None:
+            self.scheduled_work += 1
+            self.scheduler.call_later(settlement.at - shift - self.scheduler.now(), self._settle)
         for loss in () if self._done else self.scenario.model.power_losses:
             self.scheduled_work += 1  # a boot still to come
             self.scheduler.call_later(loss.at - self.scheduler.now(), self._power_off)
@@ -237,6 +241,14 @@ class Rig:
             self.wallet.pay(request)
         else:
             self.terminal_driver.request_payment(request)
+
+    def _settle(self) -> None:
+        """End of the day; a terminal without power settles when it boots."""
+        if self.terminal_driver.down:
+            self.scheduler.call_later(1.0, self._settle)
+            return
+        self.scheduled_work -= 1
+        self.terminal_driver.settle()
 
     def _power_off(self) -> None:
         self.terminal_driver.power_off()

@@ -214,6 +214,7 @@ class TerminalModel(_Model):
     query_interval: Seconds = _terminal("query_interval")
     advice_timeout: Timeout = _terminal("advice_timeout")
     advice_attempts: Attempts = _terminal("advice_attempts")
+    completion_advice: bool = _terminal("completion_advice")
 
     @model_validator(mode="after")
     def _backoff_fits(self) -> TerminalModel:
@@ -224,6 +225,12 @@ class TerminalModel(_Model):
             raise ValueError("backoff_factor is too large for the number of attempts: backoff_factor ** attempts "
                              "overflows") from None
         return self
+
+
+class SettlementModel(_Model):
+    """End of the day: at ``at`` the terminal settles (0500 batch totals, 0320 uploads if out of balance)."""
+
+    at: Seconds
 
 
 class CrashModel(_Model):
@@ -398,6 +405,8 @@ class ScenarioModel(_Model):
     #: Every message carries a MAC under keys derived from the run's seed; false shows a run without.
     mac: bool = True
     forgeries: tuple[ForgeryModel, ...] = ()
+    #: End-of-day settlement; none: the run ends without one (as before settlement existed).
+    settlement: SettlementModel | None = None
     wallet: WalletModel | None = None
     transactions: Annotated[tuple[TransactionModel, ...], AfterValidator(_not_empty)]
     #: A fleet: groups of terminals sharing the host(s); none means the one ``[terminal]``.

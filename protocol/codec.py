@@ -65,6 +65,7 @@ _FIELDS: tuple[tuple[str, str, re.Pattern[str]], ...] = tuple(
 )
 _AMOUNT = re.compile(r"\d{12}")
 _ORIGINAL = re.compile(r"\d{42}")
+_BATCH_TOTALS = re.compile(r"\d{62}")
 _REQUIRED = ("7", "11", "41")
 #: ISO 8583 (1987) field 39 "security violation", the answer to a missing or wrong MAC. CUP
 #: hosts use "A0" for the same failure; a CUP profile can override it.
@@ -119,6 +120,11 @@ def encode(msg: Message, key: MacKey | None = None, dialect: str = "iso") -> byt
         o = msg.original
         doc["90"] = f"{o.mti}{o.stan}{o.transmission}" + "0" * 22
         _check("90", doc["90"], _ORIGINAL)
+    if msg.batch_totals is not None:  # settlement: field 48 holds the batch totals, not a status
+        _check("48", msg.batch_totals, _BATCH_TOTALS)
+        if msg.status is not None:
+            raise ProtocolError("field 48: a message carries a status or batch totals, not both")
+        doc["48"] = msg.batch_totals
     if msg.mti not in M.KNOWN:
         raise ProtocolError(f"MTI {msg.mti!r} is not a possim message")
     if key is not None:
@@ -213,6 +219,8 @@ def _message(doc: Mapping[str, str]) -> tuple[Message, str | None]:
     if missing:
         raise ProtocolError(f"MTI {mti}: missing field(s) {', '.join(missing)}")
     values: dict[str, object] = {}
+    if _BATCH_TOTALS.fullmatch(doc.get("48", "")):  # settlement: field 48 holds batch totals (digits)
+        values["batch_totals"] = doc.pop("48")
     for field, attr, pattern in _FIELDS:
         if field in doc:
             _check(field, doc[field], pattern)

@@ -50,12 +50,12 @@ from protocol.errors import ProtocolError
 from protocol.mac import MAC_LEN, MacKey
 from protocol.messages import Message, OriginalData
 
-#: Settlement and batch upload (CUP terminal flows) on top of possim's MTIs.
-SETTLEMENT = "0500"
-SETTLEMENT_RESPONSE = "0510"
-BATCH_UPLOAD = "0320"
-BATCH_UPLOAD_RESPONSE = "0330"
-MTIS = M.KNOWN | {SETTLEMENT, SETTLEMENT_RESPONSE, BATCH_UPLOAD, BATCH_UPLOAD_RESPONSE}
+#: Settlement and batch upload (CUP terminal flows), now among possim's own MTIs.
+SETTLEMENT = M.SETTLEMENT
+SETTLEMENT_RESPONSE = M.SETTLEMENT_RESPONSE
+BATCH_UPLOAD = M.BATCH_UPLOAD
+BATCH_UPLOAD_RESPONSE = M.BATCH_UPLOAD_RESPONSE
+MTIS = M.KNOWN
 
 
 def _bcd(max_len: int, len_type: int = 0, pad: str = "right") -> dict[str, Any]:
@@ -144,6 +144,7 @@ _FIELDS: tuple[tuple[str, str, re.Pattern[str]], ...] = tuple(
         ("39", "response_code", r"[0-9A-Z]{2}"),
         ("41", "tid", r"[ -~]{8}"),
         ("42", "mid", r"[ -~]{15}"),
+        ("48", "batch_totals", r"\d{62}"),
         ("49", "currency", r"\d{3}"),
         ("63", "status", r"[A-Z_]{1,32}"),
     )

@@ -255,6 +255,45 @@ class ReversalEscalated(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class SettlementSent(Event):
+    """End of day: the terminal sends its batch totals (0500); ``final`` after a batch upload."""
+
+    NAME: ClassVar[str] = "settlement_sent"
+    SIDE: ClassVar[Side | None] = "terminal"
+    tid: str
+    stan: str
+    debit_amount: int
+    debit_count: int
+    final: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementAnswered(Event):
+    """The host's 0510: ``balanced`` (answer 1) or out of balance (2); out of balance and not
+    ``final``, the terminal uploads its ``uploads`` approved sales (0320) and settles again."""
+
+    NAME: ClassVar[str] = "settlement_answered"
+    SIDE: ClassVar[Side | None] = "terminal"
+    tid: str
+    stan: str
+    balanced: bool
+    final: bool
+    uploads: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementFailed(Event):
+    """A settlement or batch-upload message got no usable answer: the batch stays open."""
+
+    NAME: ClassVar[str] = "settlement_failed"
+    SIDE: ClassVar[Side | None] = "terminal"
+    tid: str
+    stan: str
+    mti: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class DuplicateTransmission(Event):
     """CUP profile: the host answered 94 (a copy of a request it is still processing): the
     terminal keeps waiting for the answer about the sale itself."""
@@ -419,6 +458,30 @@ class LedgerCapture(HostMessageEvent):
     NAME: ClassVar[str] = "ledger_capture"
     rrn: str | None
     amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementChecked(HostMessageEvent):
+    """The host compared a terminal's batch totals (0500) with its ledger's."""
+
+    NAME: ClassVar[str] = "settlement_checked"
+    terminal_amount: int
+    terminal_count: int
+    host_amount: int
+    host_count: int
+    balanced: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BatchUploadReceived(HostMessageEvent):
+    """One sale of a batch upload (0320). ``outcome``: ``captured`` (a completion the host never
+    got online, captured now), ``matched`` (already in the ledger) or ``unknown``."""
+
+    NAME: ClassVar[str] = "batch_upload_received"
+    orig_stan: str
+    amount: int
+    outcome: str
+    rrn: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -922,6 +985,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     PaymentRequested, TxnOutcome, TimerStarted, TimerFired, RetryTimerFired, TerminalPowerLost,
     TerminalPowerRestored, TerminalDownDrop, TerminalRestored, ResponseTimeout, ReversalBeforeNextTransaction,
     ReversalAcknowledged, ReversalRetryScheduled, ReversalParked, ReversalEscalated, DuplicateTransmission,
+    SettlementSent, SettlementAnswered, SettlementFailed, SettlementChecked, BatchUploadReceived,
     UnmatchedMessage, LateResponse, DuplicateResponse, CustomerRetries, ResponseRejected,
     HostDownDrop, HostCrashed, HostRestarted, UnexpectedMessage, DuplicateOriginal, LateOriginalRefused,
     LedgerDebit, LedgerHold, LedgerDeclined, LedgerCapture, LedgerReversalCredited, LedgerReversalReleased,

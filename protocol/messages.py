@@ -48,6 +48,8 @@ class Message:
     status: str | None = None
     currency: str | None = None
     original: OriginalData | None = None
+    #: Field 48 of a settlement (0500/0510): the 62 digits of ``protocol.cup.BatchTotals``.
+    batch_totals: str | None = None
 
     @property
     def name(self) -> str:

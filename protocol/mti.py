@@ -4,6 +4,10 @@ The status query has no universal ISO 8583 message. possim uses the administrati
 class: 0600 (request) / 0610 (response), processing code 970000, with field 90 naming
 the original. Administrative messages never move money, so a host that does not know
 the query cannot mistake it for a financial request.
+
+Settlement at the end of the day: 0500 carries the terminal's batch totals in field 48
+(``protocol.cup.BatchTotals``) and the 0510 says balanced (1) or out of balance (2); out of
+balance, the terminal uploads each sale it approved as a 0320 (answered 0330) and settles again.
 """
 
 from __future__ import annotations
@@ -20,9 +24,15 @@ REVERSAL_REPEAT = "0401"
 REVERSAL_RESPONSE = "0410"
 STATUS_QUERY = "0600"
 STATUS_QUERY_RESPONSE = "0610"
+BATCH_UPLOAD = "0320"
+BATCH_UPLOAD_RESPONSE = "0330"
+SETTLEMENT = "0500"
+SETTLEMENT_RESPONSE = "0510"
 
-REQUESTS = frozenset({AUTH, PURCHASE, ADVICE, ADVICE_REPEAT, REVERSAL, REVERSAL_REPEAT, STATUS_QUERY})
-RESPONSES = frozenset({AUTH_RESPONSE, PURCHASE_RESPONSE, ADVICE_RESPONSE, REVERSAL_RESPONSE, STATUS_QUERY_RESPONSE})
+REQUESTS = frozenset({AUTH, PURCHASE, ADVICE, ADVICE_REPEAT, REVERSAL, REVERSAL_REPEAT, STATUS_QUERY,
+                      BATCH_UPLOAD, SETTLEMENT})
+RESPONSES = frozenset({AUTH_RESPONSE, PURCHASE_RESPONSE, ADVICE_RESPONSE, REVERSAL_RESPONSE, STATUS_QUERY_RESPONSE,
+                       BATCH_UPLOAD_RESPONSE, SETTLEMENT_RESPONSE})
 KNOWN = REQUESTS | RESPONSES
 
 #: Human names for timelines and traces.
@@ -39,6 +49,10 @@ NAMES = {
     REVERSAL_RESPONSE: "reversal response",
     STATUS_QUERY: "status query",
     STATUS_QUERY_RESPONSE: "status answer",
+    BATCH_UPLOAD: "batch upload",
+    BATCH_UPLOAD_RESPONSE: "batch upload response",
+    SETTLEMENT: "settlement",
+    SETTLEMENT_RESPONSE: "settlement response",
 }
 
 

@@ -44,11 +44,14 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     M.REVERSAL: _FINANCIAL,
     M.REVERSAL_REPEAT: _FINANCIAL,
     M.STATUS_QUERY: ("processing_code", "original"),
+    # Settlement: the batch totals in field 48; a batch upload is one approved sale, naming it in field 90.
+    M.SETTLEMENT: ("batch_totals",),
+    M.BATCH_UPLOAD: (*_FINANCIAL, "original"),
     **dict.fromkeys(M.RESPONSES, ("response_code",)),
 }
 #: ISO 8583 field numbers, for messages people can look up.
 FIELD_NUMBERS = {"pan": 2, "processing_code": 3, "amount": 4, "transmission": 7, "stan": 11, "local_time": 12,
-                 "local_date": 13, "response_code": 39, "tid": 41, "currency": 49, "original": 90}
+                 "local_date": 13, "response_code": 39, "tid": 41, "batch_totals": 48, "currency": 49, "original": 90}
 
 PROCESSING_CODES = {"000000": "purchase / authorization", "030000": "pre-authorization", "970000": "status query"}
 _FINANCIAL_CODES = frozenset({"000000", "030000"})
@@ -61,6 +64,7 @@ ALLOWED_CODES: dict[str, frozenset[str]] = {
     M.REVERSAL: _FINANCIAL_CODES,
     M.REVERSAL_REPEAT: _FINANCIAL_CODES,
     M.STATUS_QUERY: frozenset({"970000"}),
+    M.BATCH_UPLOAD: _FINANCIAL_CODES,
 }
 #: ISO 4217 numeric codes possim accepts in field 49.
 CURRENCIES = {"978": "EUR", "840": "USD", "156": "CNY", "826": "GBP", "392": "JPY", "036": "AUD", "124": "CAD",

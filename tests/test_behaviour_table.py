@@ -34,7 +34,8 @@ def test_table_covers_every_shipped_scenario() -> None:
 #: Scenarios added after the table was recorded (they have their own [expect]).
 NEW_SINCE_TABLE: set[str] = {"reversal-refused", "forged-reversal", "forged-approval", "statement-mismatch",
                               "reversal-escalated", "issuer-timeout", "qr-user-paying-timeout", "qr-cancel-race",
-                              "qr-network-drop", "card-failed-then-qr", "merchant-chain"}
+                              "qr-network-drop", "card-failed-then-qr", "merchant-chain",
+                              "settlement-recovers-advice"}
 
 
 def _regenerate() -> None:

@@ -18,7 +18,8 @@ from tests.layout import fold, geometry
 from tests.test_report import CHROME_ARGS, CHROMIUM
 
 VIEWPORTS = ((1366, 768), (1024, 768))
-NAMES = sorted(p.stem for p in SCENARIOS.glob("*.toml"))
+#: Single-terminal scenarios; a fleet has its own summary page (possim/fleet_view.py).
+NAMES = sorted(p.stem for p in SCENARIOS.glob("*.toml") if not load(p).is_fleet)
 
 
 @pytest.fixture(scope="module")

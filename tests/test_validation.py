@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from pos_sim.terminal import RESPONSE_TIMER
 from protocol import codec
 from protocol import mti as M
+from protocol.cup import BatchTotals
 from protocol.messages import Message, OriginalData
 from protocol.validation import (
     ALLOWED_CODES,
@@ -49,7 +50,7 @@ def valid_messages(draw: st.DrawFn) -> Message:
         "pan": pans, "processing_code": st.sampled_from(codes), "amount": st.integers(1, 10**12 - 1),
         "currency": st.sampled_from(sorted(CURRENCIES)), "original": originals, "local_time": times,
         "local_date": dates, "response_code": st.sampled_from(["00", "05", "30", "63", "A0"]),
-        "mid": st.just("MERCHANT0000001"),
+        "mid": st.just("MERCHANT0000001"), "batch_totals": st.just(BatchTotals(2500, 1).to_field48()),
     }
     fields = {a: draw(s) for a, s in optional.items() if a in REQUIRED[mti] or draw(st.booleans())}
     return Message(mti=mti, stan=draw(digits(6)), transmission=draw(date_times), tid=draw(st.sampled_from(

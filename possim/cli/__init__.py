@@ -2,7 +2,8 @@
 
 - ``run``: one scenario under one policy (memory, MQTT or TCP), judged against its [expect];
 - ``compare``: one scenario under several policies side by side;
-- ``processes``: ``keys``, ``broker``, ``acquirer``, ``terminal`` as separate processes, and ``check`` for their files;
+- ``processes``: ``keys``, ``broker``, ``acquirer``, ``terminal`` (and ``settle``, its end of day) as separate
+  processes, and ``check`` for their files;
 - ``fuzz``: generated fault schedules against a policy;
 - ``chaos``: a fleet of real processes killed at random, then judged;
 - ``load``: many terminals in one process against K host shards or a host under test, with percentiles;
@@ -24,7 +25,7 @@ from possim.cli.compare import compare_command
 from possim.cli.errors import InputError, guarded
 from possim.cli.fuzz import fuzz_command
 from possim.cli.load import load_command
-from possim.cli.processes import acquirer, broker, check_command, keys_command, terminal
+from possim.cli.processes import acquirer, broker, check_command, keys_command, settle_command, terminal
 from possim.cli.run import run_command
 from possim.cli.statement import acquirer_errors_command, statement_command
 from possim.cli.views import demo, list_command, reconcile_command, replay_command
@@ -40,7 +41,7 @@ def cli() -> None:
 
 for _command in (run_command, compare_command, fuzz_command, keys_command, broker, acquirer, terminal, check_command,
                  replay_command, list_command, demo, reconcile_command, chaos_command, statement_command,
-                 acquirer_errors_command, load_command):
+                 acquirer_errors_command, load_command, settle_command):
     cli.add_command(_command)
 
 

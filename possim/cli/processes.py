@@ -9,7 +9,7 @@ import re
 import signal
 import sqlite3
 import sys
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -24,6 +24,7 @@ from protocol.mac import DEFAULT_ALGORITHM as DEFAULT_MAC
 
 if TYPE_CHECKING:
     from possim.checker import Verdict
+    from protocol.events import Stamped
 from protocol.transports import NAMES as TRANSPORT_NAMES
 from protocol.transports import Endpoint, TransportError, Wire, open_wire
 
@@ -268,6 +269,15 @@ def terminal(scenario: str, transport: str, broker_url: str | None, connect_url:
     On an existing journal the terminal resumes where it stopped: a sale that was in flight
     gets its recovery first, and sales already journaled are not paid again.
     """
+    _drive(scenario, transport, broker_url, connect_url, tid, policy, profile, seed, journal_path, trace_path,
+           time_scale, qos, log, keys_path, tls_ca, shards, end_of_day=False)
+
+
+def _drive(scenario: str, transport: str, broker_url: str | None, connect_url: str | None, tid: str,
+           policy: str | None, profile: str | None, seed: int | None, journal_path: str | None,
+           trace_path: str | None, time_scale: float, qos: int, log: bool, keys_path: str | None,
+           tls_ca: str | None, shards: int, *, end_of_day: bool) -> None:
+    """``possim terminal`` and ``possim settle``: one terminal process against an acquirer."""
     from possim.realtime import drive_terminal
 
     sc = inputs.scenario(scenario).with_profile(profile)
@@ -294,12 +304,63 @@ def terminal(scenario: str, transport: str, broker_url: str | None, connect_url:
     with as_input_error(TransportError):
         result = asyncio.run(drive_terminal(sc, policy or sc.model.policy, sc.model.seed if seed is None else seed,
                                             wire, tid, time_scale, journal_path,
-                                            live=live_logger("terminal") if log else None, mac_key=mac_key))
+                                            live=live_logger("terminal") if log else None, mac_key=mac_key,
+                                            end_of_day=end_of_day))
     if trace_path:
         result.trace.write(trace_path)
     summary = result.verdict.summary()
-    click.echo(json.dumps({k: summary[k] for k in TERMINAL_SUMMARY} | {"quiescent": result.quiescent}))
+    out = {k: summary[k] for k in TERMINAL_SUMMARY} | {"quiescent": result.quiescent}
+    if end_of_day:
+        out["settlement"] = _settlement_outcome(result.trace.records)
+    click.echo(json.dumps(out))
     sys.exit(0 if result.quiescent else 1)
+
+
+def _settlement_outcome(records: Sequence[Stamped]) -> str:
+    """What the terminal's settlement came to: balanced, balanced after upload, out of balance, failed."""
+    from protocol import events as ev
+
+    answers = [s.event for s in records if isinstance(s.event, ev.SettlementAnswered)]
+    failed = any(isinstance(s.event, ev.SettlementFailed) and s.event.mti == "0500" for s in records)
+    if failed or not answers:
+        return "failed"
+    if answers[-1].balanced:
+        return "balanced after batch upload" if answers[-1].final else "balanced"
+    return "out of balance after batch upload"
+
+
+@click.command("settle")
+@click.argument("scenario")
+@_process_transport()
+@opt.broker("The MQTT broker the acquirer serves on (with --transport mqtt).")
+@click.option("--connect", "connect_url", metavar="tcp://HOST:PORT",
+              help=f"The acquirer's TCP address with --transport tcp (default {inputs.DEFAULT_TCP}).")
+@click.option("--tid", required=True, help="Terminal id (field 41, 8 characters).")
+@opt.policy()
+@opt.profile()
+@opt.seed()
+@opt.journal("The terminal's SQLite journal: its approved sales are the day's batch.")
+@opt.trace()
+@opt.time_scale()
+@opt.qos()
+@click.option("--log/--no-log", default=True, help="Log every event as a JSON line on stderr.")
+@_keys_option("MAC every request with this terminal's key from the key file and log in to the broker with "
+              "the terminal's account.")
+@_tls_ca_option()
+@click.option("--shards", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="How many host shards serve the terminals: this terminal talks to the one its id maps to.")
+def settle_command(scenario: str, transport: str, broker_url: str | None, connect_url: str | None, tid: str,
+                   policy: str | None, profile: str | None, seed: int | None, journal_path: str | None,
+                   trace_path: str | None, time_scale: float, qos: int, log: bool, keys_path: str | None,
+                   tls_ca: str | None, shards: int) -> None:
+    """End of day for one terminal: settle its journal's batch with a running acquirer.
+
+    The terminal (restored from --journal, owed recovery first) sends its batch totals (0500);
+    out of balance, it uploads each approved sale (0320) and settles again. Prints the summary
+    with what the settlement came to.
+    """
+    _drive(scenario, transport, broker_url, connect_url, tid, policy, profile, seed, journal_path, trace_path,
+           time_scale, qos, log, keys_path, tls_ca, shards, end_of_day=True)
 
 
 @click.command("check")
