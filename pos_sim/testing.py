@@ -265,6 +265,6 @@ def _wallet_schedule(parts: tuple[list[dict[str, Any]], ...]) -> dict[str, Any]:
     lost = [{"action": "drop", "direction": "to_terminal", "mti": "QR_PAY_RESP", "nth": n}
             for n, txn in enumerate(wallet, start=1) if txn["_lost"]]
     wallet = [_without_lost(t) for t in wallet]
-    schedule = _schedule((wallet + cards, parts_, [], powers, lost + wallet_rules + card_rules))
+    schedule = _schedule((wallet + cards, parts_, [], powers, lost + wallet_rules + card_rules, []))  # no forgeries
     schedule["transactions"] = sorted(schedule["transactions"], key=lambda t: t["at"])
     return schedule
