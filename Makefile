@@ -20,8 +20,8 @@ demo: $(STAMP)
 test: $(STAMP) mosquitto chromium
 	$(PY) -m pytest -q
 
-## bench: speed figures against baselines measured in the same run
-bench: $(STAMP)
+## bench: every speed goal beside a baseline measured in the same run (writes bench/results.json)
+bench: $(STAMP) mosquitto
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/bench.py
 

@@ -25,7 +25,7 @@ from protocol import mti as M
 from protocol.errors import ProtocolError
 from protocol.faults import Forgery
 from protocol.mac import DEFAULT_ALGORITHM, MacKey
-from protocol.messages import Message, OriginalData
+from protocol.messages import Key, Message, OriginalData
 from protocol.ports import Link, Scheduler
 
 #: The attacker's STANs: far from the terminal's, so its answers are never taken for the terminal's own.
@@ -54,6 +54,8 @@ class Forger:
     #: Scheduled time of each sale by transaction id (for predicting field 7 of a future sale).
     plan_times: Mapping[int, float] = field(default_factory=dict)
     sniffed: list[Message] = field(default_factory=list)
+    #: Keys of ``sniffed``: a repeat is recognised in constant time (a scan made long runs quadratic).
+    _sniffed_keys: set[Key] = field(default_factory=set)
     pending: int = 0
     _stan: int = ATTACKER_STAN
 
@@ -66,7 +68,8 @@ class Forger:
             msg = codec.decode(data)
         except ProtocolError:
             return
-        if msg.mti in (M.PURCHASE, M.AUTH) and all(m.key() != msg.key() for m in self.sniffed):
+        if msg.mti in (M.PURCHASE, M.AUTH) and msg.key() not in self._sniffed_keys:
+            self._sniffed_keys.add(msg.key())
             self.sniffed.append(msg)
 
     def schedule(self) -> None:

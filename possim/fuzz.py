@@ -17,6 +17,7 @@ from typing import Any
 import tomli_w
 from hypothesis import HealthCheck, Phase, find, settings
 from hypothesis.errors import NoSuchExample
+from hypothesis.strategies import SearchStrategy
 
 from pos_sim.policies import get_policy
 from pos_sim.testing import schedules, wallet_schedules
@@ -51,13 +52,26 @@ class FuzzResult:
     groups: tuple[str, ...] = ("card", "forgery")
 
 
+def strategy(max_transactions: int, min_transactions: int, wallet: bool) -> SearchStrategy[dict[str, Any]]:
+    """What the fuzzer draws: card payments with forgeries among the faults, or (``wallet``) QR
+    wallet payments in the mix. One place, so parallel workers draw exactly what ``fuzz`` does."""
+    if wallet:
+        return wallet_schedules(max_transactions=min(max_transactions, 3))
+    return schedules(max_transactions=max_transactions, min_transactions=min_transactions, forgeries=True)
+
+
+def groups_for(wallet: bool) -> tuple[str, ...]:
+    """The coverage groups (``possim.coverage.GROUPS``) that ``strategy`` can reach."""
+    return ("card", "wallet") if wallet else ("card", "forgery")
+
+
 def fuzz(policy: str, examples: int, seed: int, progress: Callable[[int], None] | None = None,
          max_transactions: int = 5, min_transactions: int = 1, wallet: bool = False) -> FuzzResult:
     """Run up to ``examples`` generated schedules; return the shrunk violation if one is found.
 
     ``wallet``: QR wallet payments in the mix (``pos_sim.testing.wallet_schedules``).
     """
-    out = FuzzResult(policy, groups=("card", "wallet") if wallet else ("card", "forgery"))
+    out = FuzzResult(policy, groups=groups_for(wallet))
     searching = [True]
 
     def violated(schedule: dict[str, Any]) -> bool:
@@ -75,9 +89,7 @@ def fuzz(policy: str, examples: int, seed: int, progress: Callable[[int], None] 
     config = settings(max_examples=examples, database=None, deadline=None, phases=[Phase.generate, Phase.shrink],
                       suppress_health_check=list(HealthCheck))
     try:
-        strategy = wallet_schedules(max_transactions=min(max_transactions, 3)) if wallet else \
-            schedules(max_transactions=max_transactions, min_transactions=min_transactions, forgeries=True)
-        schedule = find(strategy, violated, settings=config,
+        schedule = find(strategy(max_transactions, min_transactions, wallet), violated, settings=config,
                         random=random.Random(seed))
     except NoSuchExample:
         return out

@@ -35,12 +35,15 @@ class VirtualClock:
         return self._now
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Handle:
-        return self.call_at(self._now + max(0.0, delay), callback)
+        # Conditional expressions rather than max(): the same values (NaN included), and this
+        # runs for every message and timer of a run.
+        return self.call_at(self._now + (delay if delay > 0.0 else 0.0), callback)
 
     def call_at(self, at: float, callback: Callable[[], None]) -> Handle:
         self._seq += 1
         handle = Handle()
-        heapq.heappush(self._heap, (max(at, self._now), self._seq, callback, handle))
+        now = self._now
+        heapq.heappush(self._heap, (now if now > at else at, self._seq, callback, handle))
         return handle
 
     def run(self, horizon: float = float("inf"), max_steps: int = 5_000_000) -> bool:

@@ -1,4 +1,4 @@
-"""ISO 8583 wire format (pyiso8583, ASCII bitmap): ``Message`` <-> bytes.
+"""ISO 8583 wire format (ASCII bitmap; a fast path for possim's shapes, pyiso8583 as oracle): ``Message`` <-> bytes.
 
 What travels on every link, in memory, over MQTT or TCP, is exactly these bytes. Any
 frame that pyiso8583 cannot parse, or whose fields break possim's rules, raises
@@ -26,7 +26,6 @@ field 64 or 128 on the wire is ignored), so runs with keys off are byte-identica
 from __future__ import annotations
 
 import copy
-import functools
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING
 import iso8583
 from iso8583.specs import default_ascii
 
+from protocol import fast8583
 from protocol import mti as M
 from protocol.errors import ProtocolError
 from protocol.mac import MAC_LEN, MacKey
@@ -129,10 +129,7 @@ def encode(msg: Message, key: MacKey | None = None, dialect: str = "iso") -> byt
         raise ProtocolError(f"MTI {msg.mti!r} is not a possim message")
     if key is not None:
         doc[_mac_field(doc)] = "0" * _MAC_CHARS
-    try:
-        data = bytes(iso8583.encode(doc, SPEC)[0])
-    except iso8583.EncodeError as exc:
-        raise ProtocolError(str(exc)) from None
+    data = fast8583.pack(doc) or _pack_oracle(doc)
     if key is None:
         return data
     body = data[:-_MAC_CHARS]
@@ -145,14 +142,21 @@ def decode(data: bytes, keys: Keys | None = None, dialect: str = "iso") -> Messa
     With ``keys`` the frame must also carry the right MAC for the terminal in its field 41,
     else a ``MacError`` (see the module docstring) is raised.
 
-    Messages are immutable, so the parse of the same bytes is cached: a frame traced by
-    the driver and then handled by the state machine is parsed once. The MAC is checked on
-    every call.
+    Every frame is parsed (the fast path of ``protocol.fast8583``, or pyiso8583 for any frame
+    outside possim's shapes). Only the frame parsed just before is remembered, so a frame
+    traced by a driver (``wire_fields``) and then handled by its state machine is parsed once;
+    nothing else is cached, so a repeated run parses all its frames again. The MAC is checked
+    on every call.
     """
     if dialect != "iso":  # dialect hook: other wire formats live in protocol.dialects
         return _dialect(dialect).decode(data, keys)
     data = bytes(data)
-    msg, tag = _decode(data)
+    parsed = _last.get(data)
+    if parsed is None:
+        parsed = _decode(data)
+        _last.clear()
+        _last[data] = parsed
+    msg, tag = parsed
     if keys is not None:
         _verify(data, msg, tag, keys)
     return msg
@@ -181,12 +185,33 @@ def _verify(data: bytes, msg: Message, tag: str | None, keys: Keys) -> None:
         raise MacMismatchError(f"{where}: wrong MAC", msg)
 
 
-@functools.lru_cache(maxsize=4096)
-def _decode(data: bytes) -> tuple[Message, str | None]:
+#: The one frame remembered, with its parse (see ``decode``).
+_last: dict[bytes, tuple[Message, str | None]] = {}
+
+
+def _pack_oracle(doc: dict[str, str]) -> bytes:
+    """pyiso8583's encoding: the fallback for what the fast packer does not take, and its errors."""
+    try:
+        return bytes(iso8583.encode(doc, SPEC)[0])
+    except iso8583.EncodeError as exc:
+        raise ProtocolError(str(exc)) from None
+
+
+def _unpack_oracle(data: bytes) -> dict[str, str]:
+    """pyiso8583's decoding: the fallback for frames the fast unpacker does not take, and its errors."""
     try:
         doc, _ = iso8583.decode(bytearray(data), SPEC)
     except (iso8583.DecodeError, UnicodeDecodeError, ValueError) as exc:
         raise ProtocolError(f"malformed frame: {exc}") from None
+    return doc
+
+
+def _decode(data: bytes) -> tuple[Message, str | None]:
+    return _message(fast8583.unpack(data) or _unpack_oracle(data))
+
+
+def _message(doc: Mapping[str, str]) -> tuple[Message, str | None]:
+    """possim's rules over the parsed fields: the message and its MAC field, or ``ProtocolError``."""
     mti = doc.get("t", "")
     if mti not in M.KNOWN:
         raise ProtocolError(f"unknown MTI {mti!r}")

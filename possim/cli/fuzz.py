@@ -25,22 +25,26 @@ from possim.cli.views import console
               help="Most payments in one generated schedule.")
 @click.option("--wallet", is_flag=True, help="Put QR wallet payments in the mix (faults on every wallet message, "
               "customer confirmation delays, rescans).")
-def fuzz_command(policy: str, examples: int, seed: int, out: str, max_transactions: int, wallet: bool) -> None:
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Processes searching at once (coverage merged; the first violation is shrunk here).")
+def fuzz_command(policy: str, examples: int, seed: int, out: str, max_transactions: int, wallet: bool,
+                 workers: int) -> None:
     """Throw generated fault schedules at a policy; shrink the first violation into a scenario.
 
     Exit code 0: no violation found; 1: one found and written to --out; 2: bad input.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from possim.fuzz import fuzz, scenario_document, to_toml, violations
+    from possim.fuzz import scenario_document, to_toml, violations
+    from possim.fuzz_workers import fuzz_parallel
 
     inputs.writable(out)
     con = console()
     with Progress(TextColumn(f"fuzzing policy {policy}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("fuzz", total=examples)
-        found = fuzz(policy, examples, seed, lambda n: bar.update(task, completed=n), max_transactions,
-                     wallet=wallet)
+        found = fuzz_parallel(policy, examples, seed, workers, lambda n: bar.update(task, completed=n),
+                              max_transactions, wallet=wallet)
     show.coverage(con, found.coverage, found.examples, found.groups)
     if found.schedule is None or found.result is None:
         con.print(f"no violation in {found.examples} generated schedules under policy {policy}")
