@@ -8,6 +8,7 @@ values, huge counts, wrong strings, and broken TOML. The CLI runs in-process thr
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import tempfile
@@ -69,8 +70,9 @@ def mutated(draw: st.DrawFn) -> str:
         if draw(st.booleans()) and isinstance(parent, dict):
             del parent[path[-1]]
         else:
-            parent[path[-1]] = draw(st.sampled_from(NUMBERS) | st.sampled_from(STRINGS) | st.sampled_from(OTHER_TYPES)
-                                    | st.integers(-(2**70), 2**70) | st.floats())
+            value = draw(st.sampled_from(NUMBERS) | st.sampled_from(STRINGS) | st.sampled_from(OTHER_TYPES)
+                         | st.integers(-(2**70), 2**70) | st.floats())
+            parent[path[-1]] = copy.deepcopy(value)  # a shared {"a": 1} set into itself would be a cycle
     text = tomli_w.dumps(doc)
     if draw(st.integers(0, 9)) == 0:
         cut = draw(st.integers(0, len(text)))
