@@ -215,7 +215,7 @@ class _Guarded:
             return
         if msg.mti in M.REQUESTS and (origin is None or origin.tid in (None, msg.tid)):
             key = keys.get(msg.tid) if keys is not None else None
-            self.end.send(codec.encode(msg.response("96"), key),
+            self.end.send(codec.encode(msg.response("96"), key, codec.dialect_of(data)),
                           {"tid": msg.tid, "stan": msg.stan, "mti": msg.mti, "origin": origin})
 
 

@@ -139,7 +139,7 @@ def encode(msg: Message, key: MacKey | None = None, dialect: str = "iso") -> byt
     return body + key.compute(body).hex().upper().encode("ascii")
 
 
-def decode(data: bytes, keys: Keys | None = None, dialect: str = "iso") -> Message:
+def decode(data: bytes, keys: Keys | None = None, dialect: str | None = None) -> Message:
     """Decode one frame; anything malformed raises ``ProtocolError`` with a one-line reason.
 
     With ``keys`` the frame must also carry the right MAC for the terminal in its field 41,
@@ -147,15 +147,26 @@ def decode(data: bytes, keys: Keys | None = None, dialect: str = "iso") -> Messa
 
     Messages are immutable, so the parse of the same bytes is cached: a frame traced by
     the driver and then handled by the state machine is parsed once. The MAC is checked on
-    every call.
+    every call. Without ``dialect`` the bytes say which it is (``dialect_of``).
     """
-    if dialect != "iso":  # dialect hook: other wire formats live in protocol.dialects
-        return _dialect(dialect).decode(data, keys)
+    if dialect != "iso" and (dialect is not None or _CUP_FIRST <= data[:1] <= _CUP_LAST):  # dialect hook
+        return _dialect(dialect or "cup").decode(data, keys)
     data = bytes(data)
     msg, tag = _decode(data)
     if keys is not None:
         _verify(data, msg, tag, keys)
     return msg
+
+
+# -- dialect detection: what the first byte of a frame says ------------------------------------
+#: An ISO ASCII frame starts with an ASCII digit (0x30-0x39), a wallet frame with "{"; a CUP
+#: frame with the first byte of its 2-byte BCD MTI, 0x01..0x08 (0100..0800).
+_CUP_FIRST, _CUP_LAST = b"\x01", b"\x08"
+
+
+def dialect_of(data: bytes) -> str:
+    """The dialect a card frame is in, from its first byte: "cup" for a BCD MTI, else "iso"."""
+    return "cup" if _CUP_FIRST <= data[:1] <= _CUP_LAST else "iso"
 
 
 def _dialect(name: str) -> Dialect:
@@ -214,6 +225,8 @@ def _decode(data: bytes) -> tuple[Message, str | None]:
 
 def peek_mti(data: bytes) -> str:
     """The MTI of a frame without decoding it (fault rules match on it); '????' if unreadable."""
+    if _CUP_FIRST <= data[:1] <= _CUP_LAST:  # dialect hook: a BCD MTI
+        return _dialect("cup").peek_mti(data)
     head = data[:4]
     return head.decode("ascii") if len(head) == 4 and head.isdigit() else "????"
 
