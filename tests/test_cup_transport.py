@@ -3,15 +3,22 @@ layer, and over TCP framed with the TPDU and header; ISO runs keep their ASCII b
 
 from __future__ import annotations
 
+import asyncio
 import random
 
-from possim.rig import Rig
+import pytest
+
+from possim.realtime import run_tcp
+from possim.rig import Rig, RunResult
 from possim.scenario import load
+from possim.simulation import simulate
 from possim.virtual_clock import VirtualClock
 from protocol import codec, cup
+from protocol import events as ev
 from protocol.faults import FaultDecider, FaultPlan, Rule
+from protocol.framing import Tpdu
 from protocol.messages import Message
-from protocol.transports import Origin
+from protocol.transports import Endpoint, Origin, open_wire
 from protocol.wallet import peek_kind
 from tests.conftest import SCENARIOS
 
@@ -75,3 +82,95 @@ def test_targeted_fault_rules_hit_cup_frames() -> None:
     sale = codec.encode(SALE, dialect="cup")
     assert decider.decide("to_host", peek_kind(sale), 0.0).delays == ()
     assert decider.decide("to_host", peek_kind(sale), 0.0).delays != ()  # only the 1st 0200
+
+
+# -- TCP: the bytes on the socket are CUP frames ---------------------------------------------
+
+CUP_HEADER = bytes.fromhex("603100310000")
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> bytes:
+    """One whole frame off a raw socket: the 2-byte length and what it counts."""
+    head = await reader.readexactly(2)
+    return head + await reader.readexactly(int.from_bytes(head, "big"))
+
+
+@pytest.mark.asyncio
+async def test_cup_terminal_writes_length_tpdu_header_and_reads_the_swapped_answer() -> None:
+    """A raw TCP peer stands in for the host: it reads what a cup terminal link writes, byte for byte."""
+    got: asyncio.Queue[bytes] = asyncio.Queue()
+    answers: asyncio.Queue[bytes] = asyncio.Queue()
+    served = asyncio.Event()
+
+    async def host(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await got.put(await _read_frame(reader))
+        body = cup.encode(SALE.response("00", rrn="000000000001", auth_code="A12345"))
+        writer.write(len(body + b"x" * 11).to_bytes(2, "big") + bytes.fromhex("6000000003") + CUP_HEADER + body)
+        await writer.drain()
+        await reader.read()  # until the terminal closes
+        writer.close()
+        await writer.wait_closed()
+        served.set()
+
+    server = await asyncio.start_server(host, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    wire = open_wire("tcp", Endpoint(f"tcp://127.0.0.1:{port}", dialect="cup"))
+    link = await wire.open_terminal("TERM0001", answers.put_nowait, lambda *a, **k: None)
+    try:
+        link.send(codec.encode(SALE, dialect="cup"))
+        data = await asyncio.wait_for(got.get(), 10)
+        answer = await asyncio.wait_for(answers.get(), 10)
+    finally:
+        await link.close()
+        await asyncio.wait_for(served.wait(), 10)
+        server.close()
+        await server.wait_closed()
+    assert int.from_bytes(data[:2], "big") == len(data) - 2
+    assert Tpdu.from_bytes(data[2:7]) == Tpdu(destination=0x0003, source=0x0000)
+    assert data[7:13] == CUP_HEADER
+    assert data[13:15] == b"\x02\x00" and cup.decode(data[13:]) == SALE
+    assert cup.decode(answer).response_code == "00"  # TPDU and header stripped before the codec
+
+
+@pytest.mark.asyncio
+async def test_cup_host_answers_with_the_request_tpdu_swapped() -> None:
+    """A raw TCP peer stands in for the terminal, with TPDU addresses of its own."""
+    requests: asyncio.Queue[tuple[bytes, Origin]] = asyncio.Queue()
+    wire = open_wire("tcp", Endpoint("tcp://127.0.0.1:0", dialect="cup"))
+    host = await wire.open_host(lambda data, origin: requests.put_nowait((data, origin)), lambda *a, **k: None)
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(str(wire.describe()["port"])))
+    header = bytes.fromhex("603110310000")  # a test terminal's header
+    try:
+        body = cup.encode(SALE)
+        writer.write((11 + len(body)).to_bytes(2, "big") + bytes.fromhex("6000070005") + header + body)
+        data, origin = await asyncio.wait_for(requests.get(), 10)
+        assert data == body
+        host.send(cup.encode(SALE.response("00")), {"tid": SALE.tid, "origin": origin})
+        answer = await asyncio.wait_for(_read_frame(reader), 10)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+        await host.close()
+    assert Tpdu.from_bytes(answer[2:7]) == Tpdu(destination=0x0005, source=0x0007)
+    assert answer[7:13] == header
+    assert cup.decode(answer[13:]).mti == "0210"
+
+
+def _cup_frames(result: RunResult) -> list[bytes]:
+    return [bytes.fromhex(s.event.data) for s in result.trace.records
+            if isinstance(s.event, ev.MsgReceived) and isinstance(s.event.data, str)]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("name", ["reversal-lost", "response-lost", "reversal-escalated"])
+async def test_cup_scenarios_over_tcp_judge_as_in_memory(name: str) -> None:
+    scenario = load(SCENARIOS / f"{name}.toml").with_profile("cup")
+    result = await run_tcp(scenario, "reversal", 1, 0.05)
+    assert result.quiescent
+    frames = _cup_frames(result)
+    assert frames and all(codec.dialect_of(f) == "cup" for f in frames)
+    mem = simulate(scenario, "reversal").verdict.summary()
+    keys = ("orphaned_debits", "double_debits", "phantom_approvals", "pending_reversals", "open_holds",
+            "reversed", "transactions", "escalated")
+    tcp = result.verdict.summary()
+    assert {k: tcp.get(k) for k in keys} == {k: mem.get(k) for k in keys}
