@@ -174,3 +174,27 @@ async def test_cup_scenarios_over_tcp_judge_as_in_memory(name: str) -> None:
             "reversed", "transactions", "escalated")
     tcp = result.verdict.summary()
     assert {k: tcp.get(k) for k in keys} == {k: mem.get(k) for k in keys}
+
+
+@pytest.mark.asyncio
+async def test_cup_host_drops_a_connection_without_a_tpdu() -> None:
+    """Both ends must name the same dialect: an ISO frame on a CUP host is one clear log line."""
+    dropped: asyncio.Queue[str] = asyncio.Queue()
+
+    def emit(event: str, **fields: object) -> None:
+        if event == "tcp_connection_dropped":
+            dropped.put_nowait(str(fields["reason"]))
+
+    wire = open_wire("tcp", Endpoint("tcp://127.0.0.1:0", dialect="cup"))
+    host = await wire.open_host(lambda data, origin: None, emit)
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(str(wire.describe()["port"])))
+    try:
+        body = codec.encode(SALE)
+        writer.write(len(body).to_bytes(2, "big") + body)
+        reason = await asyncio.wait_for(dropped.get(), 10)
+        assert await reader.read() == b""  # the host closed the connection
+    finally:
+        writer.close()
+        await writer.wait_closed()
+        await host.close()
+    assert "not a CUP TPDU" in reason
