@@ -50,9 +50,14 @@ chaos: $(STAMP) mosquitto
 broker: $(STAMP) mosquitto
 	$(POSSIM) broker --port 1883
 
-## chromium: the headless browser the HTML report tests run in, from the system package manager
+## chromium: the headless browser the HTML report tests run in, and a Chinese font so the layout
+## test measures Chinese with real glyphs, from the system package manager
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
 		echo "installing chromium"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	@fc-list :lang=zh 2>/dev/null | grep -q . || { \
+		echo "installing fonts-noto-cjk"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq fonts-noto-cjk >/dev/null; }

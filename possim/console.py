@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from possim.checker import DAMAGE, MEASURES, harmful, shown_measures
+from possim.checker import DAMAGE, harmful, shown_measures
 from possim.i18n import N_, Tr
 from possim.lesson import point
 from possim.simulation import RunResult
@@ -26,7 +26,23 @@ MEASURE_NAMES = {"transactions": N_("transactions"), "approved": N_("approved"),
                  "orphaned_debits": N_("orphaned debits"), "double_debits": N_("double debits"),
                  "phantom_approvals": N_("phantom approvals"), "pending_reversals": N_("pending reversals"),
                  "open_holds": N_("open holds"), "late_responses": N_("late responses"),
-                 "customer_loss": N_("customer loss"), "merchant_loss": N_("merchant loss")}
+                 "customer_loss": N_("customer loss"), "merchant_loss": N_("merchant loss"),
+                 "escalated": N_("escalated to the acquirer"),
+                 "recovered_by_settlement": N_("recovered by settlement")}
+
+
+#: How a settled payment was paid, where the code is not a word (catalogue entries).
+INSTRUMENTS = {"qr_wallet": N_("wallet QR payment")}
+
+
+def instrument(code: str, tr: Tr) -> str:
+    """'credit', 'debit', 'qr_wallet'... in the reader's words."""
+    return tr(INSTRUMENTS.get(code, code))
+
+
+def alarm(key: str, value: object) -> bool:
+    """Shown in red: harm (``checker.harmful``), and an escalation, which is money still owed to a customer."""
+    return harmful(key, value) or (key == "escalated" and bool(value))
 
 
 def measure(key: str, tr: Tr) -> str:
@@ -82,7 +98,7 @@ def verdict(console: Console, result: RunResult, failures: Sequence[str] = (), t
     for key in shown_measures(s):
         value = s[key]
         shown = tr.money(value) if key.endswith("_loss") else str(value)
-        table.add_row(measure(key, tr), f"[bold red]{shown}[/]" if harmful(key, value) else shown)
+        table.add_row(measure(key, tr), f"[bold red]{shown}[/]" if alarm(key, value) else shown)
     console.print(table)
     for f in result.verdict.findings[:20]:
         console.print("  " + tr("finding: {finding}, txn {txn}, stan {stan}, {amount}",
@@ -101,12 +117,12 @@ def compare(console: Console, results: Sequence[RunResult], tr: Tr = _EN) -> Non
     for r in results:
         table.add_column(r.policy, justify="right")
     summaries: list[dict[str, Any]] = [r.verdict.summary() for r in results]
-    for key in MEASURES:
+    for key in shown_measures({k: v for s in summaries for k, v in s.items()}):
         cells = []
         for s in summaries:
-            v = s[key]
+            v = s.get(key, 0)
             shown = tr.money(v) if key.endswith("_loss") else str(v)
-            cells.append(f"[bold red]{shown}[/]" if harmful(key, v) else f"[green]{shown}[/]" if key in DAMAGE
+            cells.append(f"[bold red]{shown}[/]" if alarm(key, v) else f"[green]{shown}[/]" if key in DAMAGE
                          else shown)
         table.add_row(measure(key, tr), *cells)
     console.print(table)
@@ -159,8 +175,8 @@ def reconciliation(console: Console, rec: Any, title: str, tr: Tr = _EN) -> None
     console.print("  " + tr("customer: charged {amount} without a sale (orphaned debits)",
                             amount=tr.money(rec.customer_charged_without_sale)))
     console.print("  " + tr("merchant: goods given away on phantom approvals {goods}; fees paid on orphaned debits "
-                            "{fees} (returned when the sale is voided or refunded by the acquirer)", goods=tr.money(rec.merchant_goods_given_away),
-                            fees=tr.money(rec.fees_on_orphaned_debits)))
+                            "{fees} (returned when the sale is voided or refunded by the acquirer)",
+                            goods=tr.money(rec.merchant_goods_given_away), fees=tr.money(rec.fees_on_orphaned_debits)))
 
 
 def _fees(console: Console, rec: Any, tr: Tr) -> None:
@@ -168,7 +184,7 @@ def _fees(console: Console, rec: Any, tr: Tr) -> None:
     for col in ("STAN", N_("txn"), N_("card"), N_("amount"), N_("fee"), N_("rule")):
         fees.add_column(tr(col), justify="right" if col in ("amount", "fee") else "left")
     for line in rec.lines[:50]:
-        fees.add_row(line.stan, str(line.txn or "-"), tr(line.instrument), tr.money(line.amount),
+        fees.add_row(line.stan, str(line.txn or "-"), instrument(line.instrument, tr), tr.money(line.amount),
                      tr.money(line.fee), line.rule)
     if len(rec.lines) > 50:
         fees.add_row("...", tr("{n} more", n=len(rec.lines) - 50), "", "", "", "")

@@ -1,9 +1,9 @@
 """The trainer's demo: the key failure modes, narrated and paced in real time.
 
 Each act plays a shipped scenario event by event under the policy its narration speaks of
-(act 3, the lost reversal, needs a terminal that sends reversals), says what it cost in one
-plain headline, shows the same faults under every policy side by side, and ends with one
-sentence: what fixes it. The rows wrap to the terminal's width (100 columns and 80 too):
+(act 3, the lost reversal, needs a terminal that sends reversals; act 5 is a QR wallet
+payment), says what it cost in one plain headline, shows the same faults under every policy
+side by side, and ends with one sentence: what fixes it. The rows wrap to the terminal's width (100 columns and 80 too):
 nothing is cut. Worded in the reader's language.
 """
 
@@ -49,6 +49,11 @@ ACTS = (
     Act("customer-retries", "none", N_("Act 4 - the customer pays again"),
         N_("Told the payment failed, the customer pays a second time. Now they have paid twice."),
         N_("With recovery the first debit is credited back, or found approved, so nobody pays twice.")),
+    Act("qr-user-paying-timeout", "none", N_("Act 5 - the QR payment (付款码)"),
+        N_("The wallet answers 'user paying' while the customer types the password; this terminal gives up, "
+           "then the customer confirms and the wallet charges them."),
+        N_("Query the order by its order number while the customer is paying, and cancel (撤销) it at the limit: "
+           "the payment is found, or the order closes unpaid.")),
 )
 RECOVERY = ("reversal", "query", "query-then-reversal")
 

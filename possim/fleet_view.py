@@ -18,7 +18,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from possim.checker import DAMAGE, MEASURES, harmful
+from possim.console import measure
 from possim.fleet import COUNTS, FleetResult, TerminalLine
+from possim.i18n import N_, Tr, resolve
+from possim.lesson import story
 from possim.money import format_amount
 from possim.timeline import rows
 from protocol.events import Stamped
@@ -122,9 +125,12 @@ def compare(con: Console, results: Sequence[FleetResult]) -> None:
 
 # -- HTML ------------------------------------------------------------------------------------
 
-_STYLE = """body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;margin:.6em 0}
-td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}td:first-child,th:first-child{text-align:left}
+_STYLE = """body{font:14px "Liberation Sans",Arial,"Noto Sans CJK SC",sans-serif;margin:1.5em;color:#222}
+table{border-collapse:collapse;margin:.6em 0}
+td,th{border:1px solid #ccc;padding:2px 5px;text-align:right}th{font-size:12px;overflow-wrap:anywhere}
+td:first-child,th:first-child{text-align:left}
 .bad{color:#b00;font-weight:bold}details{margin:.8em 0}summary{cursor:pointer;font-weight:bold}
+.headline{font-size:19px;font-weight:700;margin:0 0 6px}.point{border:2px solid #b42318;padding:8px 12px}
 input{margin:.4em 0;padding:2px 6px}"""
 
 _FILTER = """<script>function flt(q){q=q.toUpperCase();for(const r of document.querySelectorAll('#all tbody tr'))
@@ -136,58 +142,95 @@ def _td(key: str, value: object) -> str:
     return f"<td{' class=bad' if bad else ''}>{html.escape(str(value))}</td>"
 
 
-def _table(header: Sequence[str], body: list[list[tuple[str, object]]], ident: str = "") -> str:
+def _table(header: Sequence[str], body: list[list[tuple[str, object]]], ident: str = "", cls: str = "") -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     lines = "".join("<tr>" + "".join(_td(k, v) for k, v in row) + "</tr>" for row in body)
-    return f"<table{f' id={ident}' if ident else ''}><thead><tr>{head}</tr></thead><tbody>{lines}</tbody></table>"
+    attrs = (f" id={ident}" if ident else "") + (f" class={cls}" if cls else "")
+    return f"<table{attrs}><thead><tr>{head}</tr></thead><tbody>{lines}</tbody></table>"
 
 
-def _section(result: FleetResult, detail: str | None) -> str:
+def _name(key: str, tr: Tr) -> str:
+    return tr(N_("money at risk")) if key == "money_at_risk" else measure(key, tr)
+
+
+def headline(result: FleetResult, tr: Tr) -> str:
+    """The point of a fleet run in one sentence: how many tills put how much money at risk."""
+    hurt = sum(1 for line in result.terminals if line.at_risk)
+    if not hurt:
+        return tr("Nobody lost money: all {total} terminals and the bank agree on every sale (policy {policy}).",
+                  total=len(result.terminals), policy=result.policy)
+    return tr("{hurt} of {total} terminals put {amount} of customers' and the merchant's money at risk under "
+              "policy {policy}.", hurt=hurt, total=len(result.terminals), amount=tr.money(result.money_at_risk),
+              policy=result.policy)
+
+
+def _section(result: FleetResult, detail: str | None, tr: Tr) -> str:
     s = result.summary()
     keys = (*MEASURES, "money_at_risk")
-    parts = [f"<h2>policy {html.escape(result.policy)}: {len(result.terminals)} terminals, {result.hosts} host(s)</h2>",
-             _table(["measure", "whole fleet"], [[("", k.replace("_", " ")), (k, s[k])] for k in keys])]
+    heading = tr("policy {policy}: {terminals} terminals, {hosts} host(s)", policy=result.policy,
+                 terminals=len(result.terminals), hosts=result.hosts)
+    parts = [f"<h2>{html.escape(heading)}</h2>",
+             _table([tr("measure"), tr("whole fleet")], [[("", _name(k, tr)), (k, s[k])] for k in keys])]
     groups = result.groups()
     if len(groups) > 1:
-        parts.append("<h3>per group</h3>" + _table(
-            ["group", "policy", "terminals", *COUNTS, "money at risk"],
+        parts.append(f"<h3>{html.escape(tr('per group'))}</h3>" + _table(
+            [tr("group"), tr("policy"), tr("terminals"), *(_name(k, tr) for k in COUNTS), _name("money_at_risk", tr)],
             [[("", g["group"]), ("", g["policy"]), ("", g["terminals"]), *((k, g[k]) for k in COUNTS),
               ("money_at_risk", g["money_at_risk"])] for g in groups]))
     ranked = result.worst(len(result.terminals))
     hurt = {t.tid for t in ranked}
-    parts.append("<h3>the 10 worst terminals</h3>" + _terminal_table(ranked[:10]))
-    parts.append(f"<details><summary>every terminal ({len(result.terminals)}), worst first</summary>"
-                 "<input placeholder='filter by terminal id' oninput='flt(this.value)'>"
-                 + _terminal_table(ranked + [t for t in result.terminals if t.tid not in hurt], "all") + "</details>")
+    every = tr("every terminal ({n}), worst first", n=len(result.terminals))
+    parts.append(f"<h3>{html.escape(tr('the 10 worst terminals'))}</h3>" + _terminal_table(ranked[:10], tr))
+    parts.append(f"<details><summary>{html.escape(every)}</summary>"
+                 f"<input placeholder='{html.escape(tr('filter by terminal id'))}' oninput='flt(this.value)'>"
+                 + _terminal_table(ranked + [t for t in result.terminals if t.tid not in hurt], tr, "all")
+                 + "</details>")
     if detail:
-        events = rows(events_of(result, detail))
-        parts.append(f"<details open><summary>terminal {html.escape(detail)}: {len(events)} events</summary>"
-                     + _table(["t (s)", "terminal", "network", "host"],
+        events = rows(events_of(result, detail), tr)
+        title = tr("terminal {tid}: {n} events", tid=detail, n=len(events))
+        parts.append(f"<details open><summary>{html.escape(title)}</summary>"
+                     + _table([tr("t (s)"), tr("terminal"), tr("network"), tr("host")],
                               [[("", f"{t:.3f}"), ("", a), ("", b), ("", c)] for t, a, b, c in events]) + "</details>")
     return "\n".join(parts)
 
 
-def _terminal_table(lines: list[TerminalLine], ident: str = "") -> str:
-    return _table(["terminal", "group", "policy", *WORST, "money at risk"],
+def _terminal_table(lines: list[TerminalLine], tr: Tr, ident: str = "") -> str:
+    return _table([tr("terminal"), tr("group"), tr("policy"), *(_name(k, tr) for k in WORST),
+                   _name("money_at_risk", tr)],
                   [[("", t.tid), ("", t.group + 1), ("", t.policy), *((k, t.counts.get(k, 0)) for k in WORST),
                     ("money_at_risk", format_amount(t.at_risk))] for t in lines], ident)
 
 
-def render(results: Sequence[FleetResult], title: str, detail: str | None = None) -> str:
-    """One self-contained HTML page: a comparison of money at risk, then each policy's fleet summary."""
+def _point(result: FleetResult, tr: Tr) -> str:
+    """The headline and the money, above the fold: what a trainer says first."""
+    s = result.summary()
+    money = _table([tr("measure"), tr("whole fleet")],
+                   [[("", _name(k, tr)), (k, s[k])] for k in ("money_at_risk", "orphaned_debits", "double_debits",
+                                                               "phantom_approvals", "customer_loss", "merchant_loss")],
+                   cls="money")
+    return f"<section class=point><p class=headline>{html.escape(headline(result, tr))}</p>{money}</section>"
+
+
+def render(results: Sequence[FleetResult], title: str, detail: str | None = None, lang: str | None = None) -> str:
+    """One self-contained HTML page: the point, a comparison of money at risk, then each policy's fleet summary."""
+    first = results[0]
+    tr = Tr(resolve(lang), first.scenario.model.terminal.currency)
+    heading, description = story(first.scenario, tr.lang)
+    title = title.replace(first.scenario.model.title, heading)
     top = ""
     if len(results) > 1:
-        top = "<h2>money at risk per policy</h2>" + _table(
-            ["policy", "money at risk", "terminals at risk", "orphaned debits", "double debits",
-             "phantom approvals", "pending reversals"],
+        top = f"<h2>{html.escape(tr('money at risk per policy'))}</h2>" + _table(
+            [tr("policy"), _name("money_at_risk", tr), tr("terminals at risk"),
+             *(_name(k, tr) for k in ("orphaned_debits", "double_debits", "phantom_approvals", "pending_reversals"))],
             [[("", r.policy), ("money_at_risk", format_amount(r.money_at_risk)),
               ("", sum(1 for t in r.terminals if t.at_risk)),
               *((k, r.verdict.counts[k]) for k in ("orphaned_debits", "double_debits", "phantom_approvals",
                                                    "pending_reversals"))] for r in results])
-    body = top + "".join(_section(r, detail) for r in results)
-    return (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
-            f"<style>{_STYLE}</style>{_FILTER}</head><body><h1>{html.escape(title)}</h1>"
-            f"<p>{html.escape(results[0].scenario.model.description.strip())}</p>{body}</body></html>")
+    body = top + "".join(_section(r, detail, tr) for r in results)
+    return (f"<!doctype html><html lang={tr.html_lang}><head><meta charset=utf-8>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>{html.escape(title)}</title><style>{_STYLE}</style>{_FILTER}</head><body>"
+            f"<h1>{html.escape(title)}</h1>{_point(first, tr)}<p>{html.escape(description)}</p>{body}</body></html>")
 
 
 def fleet_json(result: FleetResult) -> dict[str, Any]:

@@ -26,30 +26,54 @@ import unicodedata
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 
-from possim.checker import DAMAGE, MEASURES, harmful
+from possim.checker import DAMAGE, OPTIONAL, shown_measures
+from possim.console import alarm, instrument, measure
 from possim.i18n import N_, Tr
-from possim.lesson import Point, point, tr_for
-from possim.msc import HOST, HOST_DOWN, IN_FLIGHT, NETWORK, TERMINAL, TERMINAL_OFF, Arrow, Sequence, Step, build
+from possim.lesson import Point, point, story, tr_for
+from possim.msc import HOST, HOST_DOWN, IN_FLIGHT, NETWORK, TERMINAL, TERMINAL_OFF, WALLET, Arrow, Sequence, Step, build
+from possim.reconcile import Reconciliation
 from possim.rig import RunResult
 from possim.timeline import note
 from protocol import events as ev
 
 LINE, PAD, GAP_BAND, TOP = 15, 7, 20, 44
-X = {TERMINAL: 350, NETWORK: 555, HOST: 760}
 WIDTH = 1060
 TIME_END, FONT = 66, 12.0
-COLUMNS = {TERMINAL: (TIME_END + 6, X[TERMINAL] - 10), "middle": (X[TERMINAL] + 12, X[HOST] - 12),
-           HOST: (X[HOST] + 10, WIDTH - 4)}
 MAX_LINES = 3
 LONG_RUN = 150  # steps: beyond this the chart is folded away behind the summary
-COLOURS = {"financial": "#1f6feb", "reversal": "#d97706", "query": "#7c3aed", "advice": "#0d9488"}
+COLOURS = {"financial": "#1f6feb", "reversal": "#d97706", "query": "#7c3aed", "advice": "#0d9488",
+           "wallet": "#0a7f5a"}
+
+
+@dataclass(frozen=True)
+class Lanes:
+    """Where each lifeline stands and the text column each label owns (x from, x to).
+
+    Three lifelines (terminal | network | acquirer host) for card runs; a run with wallet
+    payments adds the wallet's, right of the host, and every column narrows to make room.
+    """
+
+    x: dict[str, float]
+    columns: dict[str, tuple[float, float]]
+
+    @classmethod
+    def of(cls, wallet: bool) -> Lanes:
+        if not wallet:
+            x = {TERMINAL: 350.0, NETWORK: 555.0, HOST: 760.0}
+            return cls(x, {TERMINAL: (TIME_END + 6, x[TERMINAL] - 10), "middle": (x[TERMINAL] + 12, x[HOST] - 12),
+                           HOST: (x[HOST] + 10, WIDTH - 4)})
+        x = {TERMINAL: 300.0, NETWORK: 460.0, HOST: 620.0, WALLET: 840.0}
+        return cls(x, {TERMINAL: (TIME_END + 6, x[TERMINAL] - 10), "middle": (x[TERMINAL] + 12, x[HOST] - 12),
+                       HOST: (x[HOST] + 10, x[WALLET] - 10), WALLET: (x[WALLET] + 10, WIDTH - 4)})
 LOST = "#b42318"
 MEASURE_NAMES = {"transactions": N_("transactions"), "approved": N_("approved"), "declined": N_("declined"),
                  "failed": N_("failed"), "unknown": N_("unknown"), "reversed": N_("reversed"),
                  "orphaned_debits": N_("orphaned debits"), "double_debits": N_("double debits"),
                  "phantom_approvals": N_("phantom approvals"), "pending_reversals": N_("pending reversals"),
                  "open_holds": N_("open holds"), "late_responses": N_("late responses"),
-                 "customer_loss": N_("customer loss"), "merchant_loss": N_("merchant loss")}
+                 "customer_loss": N_("customer loss"), "merchant_loss": N_("merchant loss"),
+                 "escalated": N_("escalated to the acquirer"),
+                 "recovered_by_settlement": N_("recovered by settlement")}
 
 CSS = """
 body{font-family:"Liberation Sans",Arial,"Noto Sans CJK SC","Microsoft YaHei",sans-serif;margin:16px 20px;
@@ -119,10 +143,12 @@ def render(results: Seq[RunResult], title: str, lang: str | None = None) -> str:
     """One page: the point, the story, then each run (chart, verdict, ledger, money); several runs side by side."""
     first = results[0]
     tr = tr_for(first, lang)
+    heading, description = story(first.scenario, tr.lang)
+    title = title.replace(first.scenario.model.title, heading)  # the scenario's title in the reader's language
     parts = [f"<h1>{_e(title)}</h1>", _point(point(first, tr), tr, first, len(results) > 1)]
     if len(results) > 1:
         parts.append(_comparison(results, tr))
-    parts.append(f"<p class='story'>{_e(first.scenario.model.description.strip())}</p>")
+    parts.append(f"<p class='story'>{_e(description)}</p>")
     parts.extend(_run_section(result, i, tr) for i, result in enumerate(results))
     words = {"step": tr("step {n} of {total}")}
     return (f"<!DOCTYPE html><html lang='{tr.html_lang}'><head><meta charset='utf-8'>"
@@ -145,7 +171,7 @@ def _point(p: Point, tr: Tr, result: RunResult, compared: bool) -> str:
 
 def _run_section(result: RunResult, index: int, tr: Tr) -> str:
     seq = build(result.trace.records, tr)
-    lanes = {TERMINAL: tr("terminal"), NETWORK: tr("network"), HOST: tr("host")}
+    lanes = {TERMINAL: tr("terminal"), NETWORK: tr("network"), HOST: tr("host"), WALLET: tr("wallet")}
     steps = [{"t": round(s.t, 3), "lane": lanes[s.lane], "text": s.text} for s in seq.steps] or \
         [{"t": 0, "lane": "-", "text": tr("nothing happened")}]
     start, prev, nxt, last = tr("start"), tr("previous"), tr("next"), tr("all")
@@ -153,7 +179,7 @@ def _run_section(result: RunResult, index: int, tr: Tr) -> str:
              f"<button class='prev'>&#x25C0; {_e(prev)}</button>"
              f"<button class='next'>{_e(nxt)} &#x25B6;</button>"
              f"<button class='last'>{_e(last)} &raquo;</button><span class='caption'></span></div>"
-             f"{_legend(tr)}{_svg(seq, tr, index)}"
+             f"{_legend(tr, seq.has_wallet)}{_svg(seq, tr, index)}"
              f"<script type='application/json' class='steps'>{_json(steps)}</script>")
     if len(seq.steps) > LONG_RUN:
         show_all = tr("Show the full sequence chart ({n} steps)", n=len(seq.steps))
@@ -204,11 +230,11 @@ class _Row:
     gap: float  # seconds of silence before the row (drawn in a band above it), 0 when short
 
 
-def _layout(seq: Sequence, tr: Tr) -> tuple[list[_Row], dict[int, list[str]], dict[int, list[str]]]:
+def _layout(seq: Sequence, tr: Tr, g: Lanes) -> tuple[list[_Row], dict[int, list[str]], dict[int, list[str]]]:
     """Each row's top and height, its lane text's lines and the middle text's lines (arrow, network, timeout)."""
-    own = {s.index: _wrap(s.text, _column_width(s.lane)) for s in seq.steps}
+    own = {s.index: _wrap(s.text, _column_width(s.lane, g)) for s in seq.steps}
     middle: dict[int, list[str]] = {}
-    width = COLUMNS["middle"][1] - COLUMNS["middle"][0]
+    width = g.columns["middle"][1] - g.columns["middle"][0]
     for s in seq.steps:
         if s.lane == NETWORK:
             middle[s.index] = own.pop(s.index)
@@ -230,31 +256,33 @@ def _layout(seq: Sequence, tr: Tr) -> tuple[list[_Row], dict[int, list[str]], di
 
 
 def _svg(seq: Sequence, tr: Tr, run: int) -> str:
-    rows, own, middle = _layout(seq, tr)
+    g = Lanes.of(seq.has_wallet)
+    rows, own, middle = _layout(seq, tr, g)
     height = int((rows[-1].top + rows[-1].height if rows else TOP) + 10)
     out = [f"<svg class='msc' xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {WIDTH} {height}' "
            f"role='img' aria-label='{_e(tr('message sequence chart'))}'>",
            "<defs>" + "".join(_marker(k, c) for k, c in {**COLOURS, "lost": LOST}.items()) + "</defs>"]
-    for lane, label in ((TERMINAL, tr("POS terminal")), (NETWORK, tr("network")), (HOST, tr("acquirer host"))):
+    names = {TERMINAL: tr("POS terminal"), NETWORK: tr("network"), HOST: tr("acquirer host"), WALLET: tr("wallet")}
+    for lane, x in g.x.items():
         dash = " stroke-dasharray='2 6'" if lane == NETWORK else ""
-        out.append(f"<text class='lane' x='{X[lane]}' y='20' text-anchor='middle'>{_e(label)}</text>"
-                   f"<line x1='{X[lane]}' y1='30' x2='{X[lane]}' y2='{height}' stroke='#8c959f'{dash}/>")
+        out.append(f"<text class='lane' x='{x:g}' y='20' text-anchor='middle'>{_e(names[lane])}</text>"
+                   f"<line x1='{x:g}' y1='30' x2='{x:g}' y2='{height}' stroke='#8c959f'{dash}/>")
     for s, r in zip(seq.steps, rows, strict=True):
         if r.gap:
             y = r.top - GAP_BAND / 2
             out.append(f"<g class='gap' data-step='{s.index}'><line x1='{TIME_END}' y1='{y}' x2='{WIDTH - 4}' "
-                       f"y2='{y}' stroke='#d0d7de' stroke-dasharray='3 5'/><text x='{X[HOST] + 10}' y='{y + 4}' "
+                       f"y2='{y}' stroke='#d0d7de' stroke-dasharray='3 5'/><text x='{g.x[HOST] + 10:g}' y='{y + 4}' "
                        f"fill='#57606a' font-style='italic'>{_e(_pass(tr, r.gap))}"
                        "</text></g>")
-    out.extend(_arrow(a, rows, middle, tr) for a in seq.arrows)
+    out.extend(_arrow(a, rows, middle, tr, g) for a in seq.arrows)
     for s, r in zip(seq.steps, rows, strict=True):
-        out.append(_step(s, r, own.get(s.index, []), middle.get(s.index) if s.lane == NETWORK else None, run))
+        out.append(_step(s, r, own.get(s.index, []), middle.get(s.index) if s.lane == NETWORK else None, run, g))
     for t in seq.timeouts:  # the timer's span on the terminal lifeline, labelled where it fires
         y1, y2, r = rows[t.start_step].top + 8, rows[t.end_step].top + 8, rows[t.end_step]
         label = tr("timeout {seconds} s", seconds=f"{t.seconds:g}")
-        text = _text(middle[t.end_step], COLUMNS["middle"][0], r.top, "start", LOST) \
+        text = _text(middle[t.end_step], g.columns["middle"][0], r.top, "start", LOST) \
             if middle.get(t.end_step) == [label] else ""
-        out.append(f"<g data-step='{t.end_step}' class='timeout'><rect x='{X[TERMINAL] - 6}' y='{y1}' width='12' "
+        out.append(f"<g data-step='{t.end_step}' class='timeout'><rect x='{g.x[TERMINAL] - 6:g}' y='{y1}' width='12' "
                    f"height='{max(4, y2 - y1)}' fill='#f04438' fill-opacity='.25' stroke='{LOST}'/>{text}</g>")
     out.append("</svg>")
     return "".join(out)
@@ -264,16 +292,16 @@ def _pass(tr: Tr, seconds: float) -> str:
     return tr("{seconds} s pass", seconds=f"{seconds:,.1f}")
 
 
-def _step(s: Step, r: _Row, lines: list[str], network: list[str] | None, run: int) -> str:
+def _step(s: Step, r: _Row, lines: list[str], network: list[str] | None, run: int, g: Lanes) -> str:
     colour = {"bad": LOST, "timeout": LOST, "good": "#1a7f37", "ledger": "#0550ae",
               "recovery": "#9a6700"}.get(s.style, "#1b1f24")
     time = f"<text x='4' y='{r.top + 12}' fill='#57606a'>{s.t:.3f}s</text>"
     if network is not None:
-        body = _text(network, COLUMNS["middle"][0], r.top, "start", colour, s.text)
+        body = _text(network, g.columns["middle"][0], r.top, "start", colour, s.text)
     elif s.lane == TERMINAL:
-        body = _text(lines, COLUMNS[TERMINAL][1], r.top, "end", colour, s.text)
+        body = _text(lines, g.columns[TERMINAL][1], r.top, "end", colour, s.text)
     else:
-        body = _text(lines, COLUMNS[HOST][0], r.top, "start", colour, s.text)
+        body = _text(lines, g.columns[s.lane if s.lane in g.columns else HOST][0], r.top, "start", colour, s.text)
     return f"<g data-step='{s.index}' id='run-{run}-step-{s.index}'>{time}{body}</g>"
 
 
@@ -289,25 +317,25 @@ def _arrow_text(a: Arrow, tr: Tr) -> str:
     return a.label + (tr(" (late)") if a.late else "")
 
 
-def _arrow(a: Arrow, rows: list[_Row], middle: dict[int, list[str]], tr: Tr) -> str:
+def _arrow(a: Arrow, rows: list[_Row], middle: dict[int, list[str]], tr: Tr, g: Lanes) -> str:
     """An arrow from the bottom of its sending row to its landing row, revealed when it lands or dies."""
     sent = rows[a.sent_step]
-    x1, y1 = X[a.frm], sent.top + sent.height - 3
+    x1, y1 = g.x[a.frm], sent.top + sent.height - 3
     end = a.end_step if a.end_step is not None else min(a.sent_step + 1, len(rows) - 1)
     y2 = max(rows[end].top + 8, y1 + 6)
-    label = "" if a.duplicate else _text(middle.get(a.sent_step, []), (COLUMNS["middle"][0] if a.frm == TERMINAL
-                                                                       else COLUMNS["middle"][1]), sent.top,
+    label = "" if a.duplicate else _text(middle.get(a.sent_step, []), (g.columns["middle"][0] if a.frm == TERMINAL
+                                                                       else g.columns["middle"][1]), sent.top,
                                          "start" if a.frm == TERMINAL else "end",
                                          LOST if a.lost else COLOURS[a.kind])
     title = f"<title>{_e(_arrow_text(a, tr))}{_e(tr(' (copy)') if a.duplicate else '')}</title>"
     if a.lost:
-        x2 = {TERMINAL_OFF: X[TERMINAL] + (8 if a.to == TERMINAL else -8), HOST_DOWN: X[HOST] - 8,
-              IN_FLIGHT: (X[a.frm] + X[a.to]) / 2}.get(a.lost, X[NETWORK])
+        x2 = {TERMINAL_OFF: g.x[TERMINAL] + (8 if a.to == TERMINAL else -8), HOST_DOWN: g.x[HOST] - 8,
+              IN_FLIGHT: (g.x[a.frm] + g.x[a.to]) / 2}.get(a.lost, g.x[NETWORK])
         cross = (f"<path d='M{x2 - 6},{y2 - 6} L{x2 + 6},{y2 + 6} M{x2 - 6},{y2 + 6} L{x2 + 6},{y2 - 6}' "
                  f"stroke='{LOST}' stroke-width='3'/>")
         return (f"<g data-step='{end}' class='arrow lost'>{title}<line x1='{x1}' y1='{y1}' x2='{x2}' y2='{y2}' "
                 f"stroke='{LOST}' stroke-width='2' stroke-dasharray='6 4'/>{cross}{label}</g>")
-    x2 = X[a.to]
+    x2 = g.x[a.to]
     colour = COLOURS[a.kind]
     dash = " stroke-dasharray='4 3'" if a.late or a.duplicate else ""
     return (f"<g data-step='{end}' class='arrow {a.kind}'>{title}"
@@ -320,16 +348,16 @@ def _marker(kind: str, colour: str) -> str:
             f"orient='auto-start-reverse'><path d='M0,0 L10,5 L0,10 z' fill='{colour}'/></marker>")
 
 
-def _legend(tr: Tr) -> str:
+def _legend(tr: Tr, wallet: bool = False) -> str:
     items = [(tr("purchase / authorization"), COLOURS["financial"]), (tr("reversal"), COLOURS["reversal"]),
              (tr("status query"), COLOURS["query"]), (tr("completion advice"), COLOURS["advice"]),
-             (tr("lost"), LOST)]
+             *([(tr("wallet payment (QR)"), COLOURS["wallet"])] if wallet else []), (tr("lost"), LOST)]
     return "<div class='legend'>" + "".join(f"<span><i style='background:{c}'></i>{_e(n)}</span>"
                                              for n, c in items) + "</div>"
 
 
-def _column_width(lane: str) -> float:
-    lo, hi = COLUMNS["middle" if lane == NETWORK else lane]
+def _column_width(lane: str, g: Lanes) -> float:
+    lo, hi = g.columns["middle" if lane == NETWORK else lane if lane in g.columns else HOST]
     return hi - lo
 
 
@@ -393,11 +421,11 @@ def _tokens(text: str) -> list[str]:
 def _verdict(result: RunResult, tr: Tr) -> str:
     s = result.verdict.summary()
     rows = []
-    for key in MEASURES:
+    for key in shown_measures(s):
         value = s[key]
         shown = tr.money(value) if key.endswith("_loss") else str(value)
-        cls = "bad" if harmful(key, value) else "ok" if key in DAMAGE else "num"
-        rows.append(f"<tr><th>{_e(tr(MEASURE_NAMES[key]))}</th><td class='num {cls}'>{_e(shown)}</td></tr>")
+        cls = "bad" if alarm(key, value) else "ok" if key in DAMAGE else "num"
+        rows.append(f"<tr><th>{_e(measure(key, tr))}</th><td class='num {cls}'>{_e(shown)}</td></tr>")
     return f"<table>{''.join(rows)}</table>"
 
 
@@ -431,20 +459,33 @@ def _money(result: RunResult, tr: Tr) -> str:
     mism = "".join(f"<li>{_e(tr(m.kind.replace('_', ' ')))} (STAN {m.stan}): {_e(note(m.note, tr))}</li>"
                    for m in rec.mismatches)
     return ("<table>" + "".join(f"<tr><th>{_e(k)}</th><td class='num'>{_e(v)}</td></tr>" for k, v in rows)
-            + "</table>" + (f"<ul>{mism}</ul>" if mism else f"<p>{_e(tr('Batch and settlement agree.'))}</p>"))
+            + "</table>" + (f"<ul>{mism}</ul>" if mism else f"<p>{_e(tr('Batch and settlement agree.'))}</p>")
+            + _fees(rec, tr))
+
+
+def _fees(rec: Reconciliation, tr: Tr) -> str:
+    """Each settled payment with its fee, wallet QR payments included (at their own rate)."""
+    if not rec.lines:
+        return ""
+    head = "".join(f"<th>{_e(tr(h))}</th>" for h in ("txn", "card", "amount", "fee", "rule"))
+    body = "".join(f"<tr><td>{line.txn or '-'}</td><td>{_e(instrument(line.instrument, tr))}</td>"
+                   f"<td class='num'>{_e(tr.money(line.amount))}</td><td class='num'>{_e(tr.money(line.fee))}</td>"
+                   f"<td>{_e(line.rule)}</td></tr>" for line in rec.lines[:50])
+    return f"<table class='fees'><tr>{head}</tr>{body}</table>"
 
 
 def _comparison(results: Seq[RunResult], tr: Tr) -> str:
-    keys = (*DAMAGE, "approved", "reversed", "customer_loss", "merchant_loss")
+    escalations = tuple(k for k in OPTIONAL if any(k in r.verdict.summary() for r in results))
+    keys = (*DAMAGE, *escalations, "approved", "reversed", "customer_loss", "merchant_loss")
     head = "".join(f"<th>{_e(r.policy)}</th>" for r in results)
     body = []
     for key in keys:
         cells = []
         for r in results:
-            v = r.verdict.summary()[key]
+            v = r.verdict.summary().get(key, 0)
             shown = tr.money(v) if key.endswith("_loss") else str(v)
-            cells.append(f"<td class='num {'bad' if harmful(key, v) else ''}'>{_e(shown)}</td>")
-        body.append(f"<tr><th>{_e(tr(MEASURE_NAMES[key]))}</th>{''.join(cells)}</tr>")
+            cells.append(f"<td class='num {'bad' if alarm(key, v) else ''}'>{_e(shown)}</td>")
+        body.append(f"<tr><th>{_e(measure(key, tr))}</th>{''.join(cells)}</tr>")
     return (f"<h2>{_e(tr('Same faults, seed {seed}: each policy', seed=results[0].seed))}</h2>"
             f"<table><tr><th></th>{head}</tr>" + "".join(body) + "</table>")
 

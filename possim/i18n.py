@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gettext
 import os
+import tomllib
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
@@ -84,6 +85,28 @@ class Tr:
     @property
     def html_lang(self) -> str:
         return "zh-CN" if self.lang == "zh" else "en"
+
+
+@cache
+def _scenario_texts(lang: str) -> dict[str, dict[str, str]]:
+    path = LOCALE_DIR / lang / "scenarios.toml"
+    if lang == "en" or not path.is_file():
+        return {}
+    with path.open("rb") as f:
+        return tomllib.load(f)
+
+
+def scenario_text(name: str, title: str, description: str, lang: str) -> tuple[str, str]:
+    """A scenario's title and description in ``lang`` (``locale/<lang>/scenarios.toml``, by file name).
+
+    Scenario files stay in English, the language their authors write; the translation is used only
+    while the scenario's English title is the one it was made from, so an edited scenario is never
+    described by a stale translation.
+    """
+    entry = _scenario_texts(lang).get(name)
+    if not entry or entry.get("en") != title:
+        return title, description
+    return entry["title"], "".join(entry["description"].strip().splitlines())  # Chinese lines join without spaces
 
 
 def translator(lang: str | None = None, currency: str = "978") -> Tr:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from possim.i18n import Tr
+from possim.i18n import Tr, scenario_text
 from possim.rig import RunResult
+from possim.scenario import Scenario
 from possim.timeline import screen
 from protocol import events as ev
 
@@ -54,19 +55,36 @@ def tr_for(result: RunResult, lang: str | None = None) -> Tr:
     return Tr(resolve(lang), result.scenario.model.terminal.currency)
 
 
+#: Findings about a wallet payment (QR): the key's second part is the merchant order number.
+WALLET_FINDINGS = frozenset({"orphaned_wallet_charge", "phantom_wallet_approval", "double_wallet_charge",
+                             "pending_cancel", "wallet_order_open"})
+
+
+def story(scenario: Scenario, lang: str) -> tuple[str, str]:
+    """The scenario's title and description in the reader's language (English when not translated)."""
+    model = scenario.model
+    return scenario_text(scenario.name, model.title, model.description.strip(), lang)
+
+
 def cases(result: RunResult, tr: Tr) -> list[Case]:
     """The damaged transactions, worst (largest amount) first."""
     found = []
     for f in result.verdict.findings:
-        rrn, t = _booking(result.trace.records, f.key[1])
+        wallet = f.finding in WALLET_FINDINGS
+        rrn, t = _charge(result.trace.records, f.key[1]) if wallet else _booking(result.trace.records, f.key[1])
         found.append(Case(f.finding, f.txn, f.key[0], f.key[1], rrn, t, f.amount,
-                          _screen(result.trace.records, f.txn, tr)))
+                          _screen(result.trace.records, f.txn, tr, wallet)))
     return sorted(found, key=lambda c: (-c.amount, c.t))
+
+
+def escalated(result: RunResult) -> int:
+    """Reversals the terminal handed to the acquirer (CUP profile): the money waits for its error handling."""
+    return int(result.verdict.counts.get("escalated", 0))
 
 
 def point(result: RunResult, tr: Tr) -> Point:
     found = cases(result, tr)
-    p = Point(_headline(result, tr, found), result.verdict.settled, cases=found)
+    p = Point(_headline(result, tr, found), result.verdict.settled and not escalated(result), cases=found)
     p.money = _money(result, tr)
     p.actions = _actions(result, tr, found)
     return p
@@ -74,16 +92,21 @@ def point(result: RunResult, tr: Tr) -> Point:
 
 def _headline(result: RunResult, tr: Tr, found: list[Case]) -> str:
     c = result.verdict.counts
-    orphans = [x for x in found if x.finding == "orphaned_debit"]
+    orphans = [x for x in found if x.finding in ("orphaned_debit", "orphaned_wallet_charge")]
     if c["double_debits"]:
         return tr("The customer paid twice: charged {amount} more than the purchase, because the terminal said "
                   "the first payment failed.", amount=tr.money(result.verdict.customer_loss))
+    if len(orphans) == 1 and orphans[0].finding == "orphaned_wallet_charge":
+        return tr("The customer's wallet was charged {amount} and the cashier's screen said {screen}.",
+                  amount=tr.money(orphans[0].amount), screen=orphans[0].screen)
     if len(orphans) == 1:
         return tr("The customer was charged {amount} and the terminal said {screen}.",
                   amount=tr.money(orphans[0].amount), screen=orphans[0].screen)
     if orphans:
         return tr("{n} customers were charged {amount} in all for sales the terminal reported as failed.",
                   n=len(orphans), amount=tr.money(sum(x.amount for x in orphans)))
+    if escalated(result):
+        return _escalated_headline(result, tr, found)
     if c["phantom_approvals"]:
         return tr("The terminal said APPROVED but the bank holds no money: the merchant gave away goods worth "
                   "{amount}.", amount=tr.money(result.verdict.merchant_loss))
@@ -98,6 +121,15 @@ def _headline(result: RunResult, tr: Tr, found: list[Case]) -> str:
         return tr("Nobody lost money: despite {n} timeout(s), the terminal and the bank agree on every sale.",
                   n=timeouts)
     return tr("Nobody lost money: the terminal and the bank agree on every sale.")
+
+
+def _escalated_headline(result: RunResult, tr: Tr, found: list[Case]) -> str:
+    """CUP profile: the reversal's tries ran out and the case went to the acquirer."""
+    tries = next((r.event.attempts for r in result.trace.records if isinstance(r.event, ev.ReversalEscalated)), 3)
+    amount = sum(x.amount for x in found if x.finding == "escalated")
+    return tr("The reversal failed {tries} times; the terminal asked the merchant to contact the acquirer; the "
+              "acquirer's error handling (差错处理) refunds the customer's {amount} on a later statement.",
+              tries=tries, amount=tr.money(amount))
 
 
 def _money(result: RunResult, tr: Tr) -> list[tuple[str, str]]:
@@ -116,18 +148,22 @@ def _money(result: RunResult, tr: Tr) -> list[tuple[str, str]]:
 
 def _actions(result: RunResult, tr: Tr, found: list[Case]) -> list[str]:
     c = result.verdict.counts
-    if result.verdict.settled:
+    if result.verdict.settled and not escalated(result):
         reversed_ = c["reversed"]
         return [tr("Nothing to do: the slips, the terminal's list and the bank statement agree."),
                 *([tr("The automatic reversal (冲正) gave the money back; the customer's statement may show the "
                       "charge and its reversal side by side.")] if reversed_ else [])]
     out = [tr("Check the slip and the terminal's transaction list against the bank statement (reconciliation).")]
-    out.extend(tr("Contact the acquirer with terminal id {tid}, RRN {rrn} and time t = {t} s (STAN {stan}, "
-                      "{amount}).", tid=case.tid, rrn=case.rrn or "-", t=f"{case.t:.3f}", stan=case.stan,
-                      amount=tr.money(case.amount)) for case in found[:3])
+    out.extend(_contact(case, tr) for case in found[:3])
     if len(found) > 3:
         out.append(tr("... and {n} more transactions: see the list below.", n=len(found) - 3))
-    if c["orphaned_debits"] or c["double_debits"]:
+    if any(x.finding in WALLET_FINDINGS for x in found):
+        out.append(tr("A wallet payment: look the order up by its order number; if the wallet was charged, cancel "
+                      "(撤销) or refund it through the acquirer's QR gateway, never by charging the customer again."))
+    if escalated(result):
+        out.append(tr("The terminal gave up the reversal and asked for the acquirer: its error handling (差错处理) "
+                      "refunds the customer; the next day's statement shows the charge, a later one the refund."))
+    if any(x.finding in ("orphaned_debit", "double_debit") for x in found):
         out.append(tr("Do not refund in cash and do not charge again: the acquirer's error handling returns the "
                       "money to the card; expect the refund within {days} working days.", days=REFUND_DAYS))
     if c["phantom_approvals"]:
@@ -141,6 +177,22 @@ def _actions(result: RunResult, tr: Tr, found: list[Case]) -> list[str]:
     return out
 
 
+def _contact(case: Case, tr: Tr) -> str:
+    if case.finding in WALLET_FINDINGS:
+        return tr("Contact the acquirer with terminal id {tid}, order number {order} and time t = {t} s ({amount}).",
+                  tid=case.tid, order=case.stan, t=f"{case.t:.3f}", amount=tr.money(case.amount))
+    return tr("Contact the acquirer with terminal id {tid}, RRN {rrn} and time t = {t} s (STAN {stan}, {amount}).",
+              tid=case.tid, rrn=case.rrn or "-", t=f"{case.t:.3f}", stan=case.stan, amount=tr.money(case.amount))
+
+
+def _charge(records: list[ev.Stamped], order: str) -> tuple[str, float]:
+    """The wallet's trade number and the time it charged order ``order`` (the first payment, if any)."""
+    for r in records:
+        if isinstance(r.event, ev.WalletCharged) and r.event.order == order:
+            return r.event.trade_no or "", r.t
+    return "", 0.0
+
+
 def _booking(records: list[ev.Stamped], stan: str) -> tuple[str, float]:
     """The RRN and time of the host's booking for ``stan`` (what the acquirer searches by)."""
     for r in records:
@@ -150,8 +202,10 @@ def _booking(records: list[ev.Stamped], stan: str) -> tuple[str, float]:
     return "", 0.0
 
 
-def _screen(records: list[ev.Stamped], txn: int | None, tr: Tr) -> str:
+def _screen(records: list[ev.Stamped], txn: int | None, tr: Tr, wallet: bool = False) -> str:
+    """What the cashier's screen said of ``txn`` (a card sale, or a wallet payment when ``wallet``)."""
     for r in records:
-        if isinstance(r.event, ev.TxnOutcome) and r.event.txn == txn:
-            return screen(r.event.display, tr)
+        e = r.event
+        if isinstance(e, ev.WalletOutcome if wallet else ev.TxnOutcome) and e.txn == txn:
+            return screen(e.display, tr)
     return tr("FAILED")

@@ -4,6 +4,10 @@ Shared by the Mermaid export and the HTML report. Each step is one trace event w
 showing; arrows know the step they left on and the step they landed (or died) on. A
 message that reaches a host which is down dies there: it is an arrow lost at the host
 (``HOST_DOWN``), as the chart's rule says of every lost message, never a delivery.
+
+Wallet payments have a lifeline of their own (``WALLET``): the wallet gateway's events and
+the wallet frames (QR_PAY, QR_QUERY...) that the acquirer's side hands to it. A wallet
+frame's arrow runs from the terminal to the wallet and back, across the acquirer host.
 """
 
 from __future__ import annotations
@@ -12,11 +16,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from possim.i18n import Tr
-from possim.timeline import lost_at_host, mti_name
+from possim.timeline import is_wallet, lost_at_host, mti_name
 from possim.timeline import row as timeline_row
 from protocol import events as ev
 
-TERMINAL, NETWORK, HOST = "terminal", "network", "host"
+TERMINAL, NETWORK, HOST, WALLET = "terminal", "network", "host", "wallet"
 #: Why an arrow died: the receiving side was off or down (drawn up to that side, ending in a cross).
 TERMINAL_OFF, HOST_DOWN, IN_FLIGHT = "terminal off", "host down", "still in flight"
 _EN = Tr("en")
@@ -65,8 +69,15 @@ class Sequence:
     arrows: list[Arrow] = field(default_factory=list)
     timeouts: list[Timeout] = field(default_factory=list)
 
+    @property
+    def has_wallet(self) -> bool:
+        """Whether the run drew on the wallet lifeline (a view adds the lane only then)."""
+        return any(s.lane == WALLET for s in self.steps) or any(WALLET in (a.frm, a.to) for a in self.arrows)
+
 
 def category(mti: str) -> str:
+    if mti.startswith("QR_"):
+        return "wallet"
     if mti.startswith("04"):
         return "reversal"
     if mti.startswith("06"):
@@ -91,14 +102,15 @@ def build(records: Iterable[ev.Stamped], tr: Tr = _EN) -> Sequence:
         if row is None:
             continue
         t, term, net, host = row
-        lane = TERMINAL if term else NETWORK if net else HOST
+        lane = TERMINAL if term else NETWORK if net else WALLET if is_wallet(e) else HOST
         step = Step(len(seq.steps), t, lane, term or net or host, _style(e), e)
         seq.steps.append(step)
         match e:
             case ev.MsgSent():
-                to = HOST if e.side == TERMINAL else TERMINAL
+                far = WALLET if category(e.mti) == "wallet" else HOST
+                frm, to = (TERMINAL, far) if e.side == TERMINAL else (far, TERMINAL)
                 label = f"{e.mti} {mti_name(e.mti, tr)} #{e.stan[-3:]}"
-                open_arrows.append(Arrow(e.side, to, e.mti, e.stan, label, step.index, t))
+                open_arrows.append(Arrow(frm, to, e.mti, e.stan, label, step.index, t))
             case ev.NetDropped():
                 _land(seq, open_arrows, _find(open_arrows, e.mti, e.stan), step, lost=e.reason)
             case ev.NetDuplicated():
@@ -107,7 +119,8 @@ def build(records: Iterable[ev.Stamped], tr: Tr = _EN) -> Sequence:
                     open_arrows.append(Arrow(arrow.frm, arrow.to, arrow.mti, arrow.stan, arrow.label + " (copy)",
                                              arrow.sent_step, arrow.sent_t, duplicate=True))
             case ev.MsgReceived():
-                _land(seq, open_arrows, _find(open_arrows, e.mti, e.stan, to=e.side), step)
+                to = TERMINAL if e.side == TERMINAL else WALLET if category(e.mti) == "wallet" else HOST
+                _land(seq, open_arrows, _find(open_arrows, e.mti, e.stan, to=to), step)
             case ev.TerminalDownDrop():
                 _land(seq, open_arrows, _find(open_arrows, e.mti, e.stan, to=TERMINAL), step, lost=TERMINAL_OFF)
             case ev.HostDownDrop():
@@ -148,13 +161,15 @@ def _find(arrows: list[Arrow], mti: str, stan: str | None, to: str | None = None
 
 def _style(e: ev.Event) -> str:
     match e:
-        case ev.NetDropped() | ev.HostCrashed() | ev.HostDownDrop() | ev.TerminalPowerLost() | ev.TerminalDownDrop():
+        case (ev.NetDropped() | ev.HostCrashed() | ev.HostDownDrop() | ev.TerminalPowerLost() | ev.TerminalDownDrop()
+              | ev.ReversalEscalated() | ev.ForgeryInjected()):
             return "bad"
-        case ev.TimerFired():
+        case ev.TimerFired() | ev.WalletAnswerTimeout():
             return "timeout"
-        case ev.TxnOutcome():
+        case ev.TxnOutcome() | ev.WalletOutcome():
             return "good" if e.status == "approved" else "bad"
-        case ev.LedgerMovement() | ev.LedgerCapture() | ev.LedgerDeclined() | ev.LedgerReversal():
+        case (ev.LedgerMovement() | ev.LedgerCapture() | ev.LedgerDeclined() | ev.LedgerReversal()
+              | ev.WalletCharged() | ev.WalletRefunded()):
             return "ledger"
     mti = getattr(e, "mti", None)
     if isinstance(mti, str) and mti.startswith(("04", "06")):

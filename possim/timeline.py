@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from possim.i18n import Tr
+from possim.i18n import N_, Tr
 from protocol import events as ev
+from protocol import wallet
 from protocol.mti import NAMES
 
 Row = tuple[float, str, str, str]
@@ -23,11 +24,27 @@ _EN = Tr("en")
 
 
 def mti_name(mti: str, tr: Tr) -> str:
-    """'0400' -> 'reversal' / '冲正' (the MTI names of ``protocol.mti`` are catalogue entries)."""
-    return tr(NAMES[mti]) if mti in NAMES else mti
+    """'0400' -> 'reversal' / '冲正'; 'QR_PAY' -> 'wallet pay (scanned code)' / '付款码支付'.
+
+    The MTI names of ``protocol.mti`` and the wallet kinds' names of ``protocol.wallet`` are
+    catalogue entries.
+    """
+    if mti in NAMES:
+        return tr(NAMES[mti])
+    return tr(wallet.NAMES[mti]) if mti in wallet.NAMES else mti
+
+
+def is_wallet(e: ev.Event) -> bool:
+    """Whether the event belongs to the wallet gateway's lifeline: its own events, and wallet
+    frames arriving at or leaving the acquirer's side (which hands them to the gateway)."""
+    if isinstance(e, ev.WalletEvent):
+        return True
+    return isinstance(e, ev.MsgSent | ev.MsgReceived) and e.side == "host" and e.mti in wallet.KINDS
 
 
 def _msg(e: ev.MsgSent | ev.MsgReceived, tr: Tr) -> str:
+    if e.mti in wallet.KINDS:  # a wallet frame: its key is the merchant order number
+        return tr("{mti} {name} order {order}", mti=e.mti, name=mti_name(e.mti, tr), order=e.stan or "-")
     rrn = tr(" rrn {rrn}", rrn=e.rrn) if e.rrn else ""
     return tr("{mti} {name} stan {stan}", mti=e.mti, name=mti_name(e.mti, tr), stan=e.stan or "-") + rrn
 
@@ -35,11 +52,32 @@ def _msg(e: ev.MsgSent | ev.MsgReceived, tr: Tr) -> str:
 def screen(display: str, tr: Tr) -> str:
     """What the cashier's screen said, in the reader's language (codes and host words kept)."""
     for prefix, msgid, key in (("DECLINED (", "DECLINED ({rc})", "rc"), ("FAILED (host: ", "FAILED (host: {status})",
-                                                                       "status")):
+                                                                       "status"),
+                               ("FAILED (wallet: ", "FAILED (wallet: {status})", "status")):
         if display.startswith(prefix) and display.endswith(")"):
             inner = display[len(prefix):-1]
             return tr(msgid, **{key: tr(inner) if key == "status" else inner})
     return tr(display)
+
+
+def trade_state(state: str | None, tr: Tr) -> str:
+    """A wallet trade state (WeChat's names, SUCCESS, USERPAYING...) in plain words."""
+    return tr(TRADE_STATES[state]) if state and state in TRADE_STATES else state or "-"
+
+
+#: The wallet's trade states in plain words (catalogue entries).
+TRADE_STATES = {"SUCCESS": N_("paid"), "USERPAYING": N_("customer still paying"), "NOTPAY": N_("not paid"),
+                "CLOSED": N_("closed"), "REVOKED": N_("cancelled and refunded"), "PAYERROR": N_("pay error")}
+#: The wallet providers by name (catalogue entries).
+PROVIDERS = {"alipay": N_("Alipay"), "wechat": N_("WeChat Pay")}
+#: Why the wallet closed an unpaid order, or refunded a paid one (catalogue entries).
+WALLET_REASONS = {"cancelled": N_("cancelled by the terminal"), "auto_close": N_("closed by itself after a while"),
+                  "cancel_before_pay": N_("cancelled before the customer paid"),
+                  "query_not_found": N_("queried, never paid: closed"), "cancel": N_("cancel (撤销) after payment"),
+                  "refund": N_("refund")}
+#: What the gateway's answer to a cancel did (catalogue entries).
+CANCEL_ACTIONS = {"close": N_("the unpaid order is closed"), "refund": N_("the payment goes back to the wallet"),
+                  "none": N_("nothing to undo")}
 
 
 def _terminal(e: ev.Event, tr: Tr) -> str | None:
@@ -79,6 +117,52 @@ def _terminal(e: ev.Event, tr: Tr) -> str | None:
             return tr("malformed frame")
         case ev.UnmatchedMessage():
             return tr("unmatched message")
+        case ev.ResponseRejected():
+            return tr("{mti} rejected (MAC missing or wrong): treated as no answer", mti=e.mti)
+        case ev.ReversalEscalated():
+            return tr("REVERSAL FAILED after {attempts} tries: handed to the acquirer", attempts=e.attempts)
+        case ev.DuplicateTransmission():
+            return tr("{mti} answered 94 (duplicate transmission): still waiting", mti=e.mti)
+    return _settlement(e, tr) or _wallet_terminal(e, tr)
+
+
+def _settlement(e: ev.Event, tr: Tr) -> str | None:
+    """End of day (结算): the batch totals, the host's answer, the batch upload."""
+    match e:
+        case ev.SettlementSent():
+            return tr("settlement: batch of {count} sale(s), {amount}", count=e.debit_count,
+                      amount=tr.money(e.debit_amount))
+        case ev.SettlementAnswered() if e.balanced:
+            return tr("settlement balanced: the batch is closed")
+        case ev.SettlementAnswered() if e.final:
+            return tr("settlement still out of balance after the upload")
+        case ev.SettlementAnswered():
+            return tr("out of balance: uploading {n} sale(s) (0320)", n=e.uploads)
+        case ev.SettlementFailed():
+            return tr("settlement {mti} failed: the batch stays open", mti=e.mti)
+    return None
+
+
+def _wallet_terminal(e: ev.Event, tr: Tr) -> str | None:
+    """The QR terminal's rows: the scan, its screen, its timeouts and its cancels (撤销)."""
+    match e:
+        case ev.WalletPaymentRequested():
+            return tr("customer's payment code scanned: {amount} by {provider} (txn {txn})",
+                      amount=tr.money(e.amount), provider=tr(PROVIDERS.get(e.provider, e.provider)), txn=e.txn)
+        case ev.WalletOutcome():
+            return tr("screen: {display} (journal: {status}, wallet: {state})", display=screen(e.display, tr),
+                      status=tr(e.status), state=trade_state(e.trade_state, tr))
+        case ev.WalletAnswerTimeout():
+            return tr("TIMEOUT: no answer to {mti}", mti=e.mti)
+        case ev.WalletCancelScheduled():
+            return tr("cancel (撤销) at {at}s ({reason})", at=f"{e.at:.1f}", reason=_reason(e.reason, tr))
+        case ev.WalletCancelAcknowledged():
+            return tr("cancel acknowledged: {action}", action=tr(CANCEL_ACTIONS.get(e.action, e.action)))
+        case ev.WalletLateAnswer():
+            return tr("late answer {mti} ({state}): logged, ignored", mti=e.mti, state=trade_state(e.trade_state, tr))
+        case ev.CustomerPaysAgain():
+            return tr("told it failed, the customer pays AGAIN by {instrument} (txn {txn})",
+                      instrument=tr(e.instrument), txn=e.retry_txn)
     return None
 
 
@@ -109,7 +193,16 @@ def _network(e: ev.Event, tr: Tr) -> str | None:
             return tr("~ {mti} duplicated (arrives after {delays})", mti=e.mti, delays=_delays(e))
         case ev.NetReordered():
             return tr("~ {mti} reordered (arrives after {delays})", mti=e.mti, delays=_delays(e))
+        case ev.ForgeryInjected():
+            return tr("! forged {kind} {mti} injected ({mac})", kind=tr(e.kind), mti=e.mti,
+                      mac=tr(FORGED_MACS.get(e.mac, e.mac)))
+        case ev.ForgeryMissed():
+            return tr("! forged {kind}: nothing to aim at yet", kind=tr(e.kind))
     return None
+
+
+#: How a forgery is signed (catalogue entries).
+FORGED_MACS = {"none": N_("no MAC"), "wrong": N_("wrong MAC"), "off": N_("the run uses no MACs")}
 
 
 def _delays(e: ev.NetTampered) -> str:
@@ -158,6 +251,70 @@ def _host(e: ev.Event, tr: Tr) -> str | None:
             return tr("repeat advice: already captured")
         case ev.ReversalRefused():
             return tr("reversal refused ({rc})", rc=e.rc)
+    return _host_checks(e, tr) or _wallet_gateway(e, tr)
+
+
+def _host_checks(e: ev.Event, tr: Tr) -> str | None:
+    """What the host refused and why (MAC, identity, fields), and the issuer's part (CUP profile)."""
+    match e:
+        case ev.SecurityViolation():
+            return (tr("MAC missing or wrong: answered {rc}, nothing changed", rc=e.rc) if e.answered
+                    else tr("MAC missing or wrong: nobody to answer, nothing changed"))
+        case ev.IdentityMismatch():
+            return tr("{mti} from {sender} claims terminal {tid}: dropped, nothing changed", mti=e.mti,
+                      sender=e.sender, tid=e.tid)
+        case ev.FormatErrorAnswered():
+            return tr("format error: answered {rc}, nothing changed", rc=e.rc)
+        case ev.RequestDropped():
+            return tr("{mti} from an unknown sender: dropped, nothing changed", mti=e.mti)
+        case ev.ReversalAmountMismatch():
+            return tr("reversal of {amount} for a sale of {original}: answered {rc}, nothing credited",
+                      amount=tr.money(e.amount), original=tr.money(e.original_amount), rc=e.rc)
+        case ev.IssuerRequested():
+            return tr("sent on to the issuer: nothing debited until it answers")
+        case ev.IssuerReversed():
+            return tr("issuer: {reason}; answered {rc}, no money moved", reason=tr(e.reason), rc=e.rc)
+        case ev.UnexpectedMessage():
+            return tr("unexpected {mti}: ignored", mti=e.mti)
+        case ev.SettlementChecked():
+            return tr("batch totals {terminal} against the ledger's {host}: {verdict}",
+                      terminal=tr.money(e.terminal_amount), host=tr.money(e.host_amount),
+                      verdict=tr("balanced") if e.balanced else tr("out of balance"))
+        case ev.BatchUploadReceived():
+            return tr("batch upload of STAN {stan}, {amount}: {outcome}", stan=e.orig_stan,
+                      amount=tr.money(e.amount), outcome=tr(UPLOAD_OUTCOMES.get(e.outcome, e.outcome)))
+    return None
+
+
+#: What the host made of one uploaded sale (catalogue entries).
+UPLOAD_OUTCOMES = {"captured": N_("captured now (never got online)"), "matched": N_("already in the ledger"),
+                   "unknown": N_("unknown to the ledger")}
+
+
+def _wallet_gateway(e: ev.Event, tr: Tr) -> str | None:
+    """The wallet gateway's rows: the order, the customer's phone, the money (drawn on the wallet lifeline)."""
+    match e:
+        case ev.WalletTradeOpened():
+            return tr("wallet: order of {amount} opened, {state}", amount=tr.money(e.amount),
+                      state=trade_state(e.state, tr))
+        case ev.WalletCustomerConfirmed():
+            return tr("wallet: the customer confirms on the phone")
+        case ev.WalletConfirmRefused():
+            return tr("wallet: confirmed too late, the order is {state}: nothing charged",
+                      state=trade_state(e.state, tr))
+        case ev.WalletCharged():
+            return tr("wallet: customer charged {amount}", amount=tr.money(e.amount))
+        case ev.WalletRefunded():
+            return tr("wallet: {amount} back to the customer ({reason})", amount=tr.money(e.amount),
+                      reason=tr(WALLET_REASONS.get(e.reason, e.reason)))
+        case ev.WalletTradeClosed():
+            return tr("wallet: order closed ({reason})", reason=tr(WALLET_REASONS.get(e.reason, e.reason)))
+        case ev.WalletDuplicatePay():
+            return tr("wallet: repeated pay answered {state}, never charged twice", state=trade_state(e.state, tr))
+        case ev.WalletPayRefused():
+            return tr("wallet: pay refused, the order is {state}", state=trade_state(e.state, tr))
+        case ev.WalletAnswered():
+            return tr("wallet answers: {state}", state=trade_state(e.state, tr))
     return None
 
 

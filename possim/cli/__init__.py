@@ -28,7 +28,7 @@ from possim.cli.load import load_command
 from possim.cli.processes import acquirer, broker, check_command, keys_command, settle_command, terminal
 from possim.cli.run import run_command
 from possim.cli.statement import acquirer_errors_command, statement_command
-from possim.cli.views import demo, list_command, reconcile_command, replay_command
+from possim.cli.views import demo, glossary_command, list_command, reconcile_command, replay_command
 
 __all__ = ["InputError", "cli", "main"]
 
@@ -40,8 +40,8 @@ def cli() -> None:
 
 
 for _command in (run_command, compare_command, fuzz_command, keys_command, broker, acquirer, terminal, check_command,
-                 replay_command, list_command, demo, reconcile_command, chaos_command, statement_command,
-                 acquirer_errors_command, load_command, settle_command):
+                 replay_command, list_command, demo, glossary_command, reconcile_command, chaos_command,
+                 statement_command, acquirer_errors_command, load_command, settle_command):
     cli.add_command(_command)
 
 

@@ -12,7 +12,7 @@ from pos_sim.config import POLICIES
 from possim import console as show
 from possim.cli import inputs
 from possim.cli import options as opt
-from possim.cli.views import console, lang_option
+from possim.cli.views import console, heading, lang_option
 from possim.expect import failed_expectations
 from possim.lesson import tr_for
 from possim.simulation import RunResult, simulate
@@ -54,7 +54,7 @@ def compare_command(scenario: str, policies: list[str], profile: str | None, see
     results: list[RunResult] = [simulate(sc, p, seed) for p in policies]
     con = console()
     tr = tr_for(results[0], lang)
-    con.print(f"[bold]{sc.model.title}[/]\n{sc.model.description.strip()}\n")
+    heading(con, sc, tr.lang)
     if timelines:
         for r in results:
             show.timeline(con, r, limit=60, tr=tr)

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from possim import console as show
 from possim import i18n
@@ -17,7 +18,7 @@ from possim.cli import inputs
 from possim.cli import options as opt
 from possim.cli.errors import InputError, as_input_error
 from possim.reconcile import Reconciliation
-from possim.scenario import ScenarioError, from_dict, load
+from possim.scenario import Scenario, ScenarioError, from_dict, load
 from possim.simulation import RunResult, simulate
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -44,7 +45,7 @@ def lang_option() -> Callable[[F], F]:
 
 def write_views(result: RunResult, report_path: str | None, mermaid_path: str | None, lang: str | None = None) -> None:
     """The HTML report and the Mermaid chart of one run, where asked for; each file written is named on stderr."""
-    from possim.lesson import tr_for
+    from possim.lesson import story, tr_for
 
     tr = tr_for(result, lang)
     if report_path:
@@ -55,9 +56,17 @@ def write_views(result: RunResult, report_path: str | None, mermaid_path: str | 
     if mermaid_path:
         from possim.mermaid import to_mermaid
 
-        title = tr("{title} (policy {policy})", title=result.scenario.model.title, policy=result.policy)
+        title = tr("{title} (policy {policy})", title=story(result.scenario, tr.lang)[0], policy=result.policy)
         Path(mermaid_path).write_text(to_mermaid(result.trace.records, title, tr), encoding="utf-8")
         click.echo(tr("Mermaid chart written to {path}", path=mermaid_path), err=True)
+
+
+def heading(con: Console, scenario: Scenario, lang: str) -> None:
+    """The scenario's title and what it teaches, in the reader's language."""
+    from possim.lesson import story
+
+    title, description = story(scenario, lang)
+    con.print(f"[bold]{escape(title)}[/]\n{escape(description)}\n")
 
 
 def print_run(result: RunResult, failures: list[str], timeline: bool, lang: str | None = None) -> None:
@@ -66,7 +75,7 @@ def print_run(result: RunResult, failures: list[str], timeline: bool, lang: str 
 
     tr = tr_for(result, lang)
     con = console()
-    con.print(f"[bold]{result.scenario.model.title}[/]\n{result.scenario.model.description.strip()}\n")
+    heading(con, result.scenario, tr.lang)
     show.lesson(con, result, tr)
     if timeline:
         show.timeline(con, result, tr=tr)
@@ -99,7 +108,8 @@ def list_command(scenario_dir: str | None) -> None:
 @click.option("--scenarios", "scenario_dir", type=click.Path(file_okay=False), help=_SCENARIO_DIR_HELP)
 @lang_option()
 def demo(pace: float, scenario_dir: str | None, lang: str) -> None:
-    """A narrated walk through the key failure modes: lost response, slow host, lost reversal, customer retries."""
+    """A narrated walk through the key failure modes: lost response, slow host, lost reversal, customer retries,
+    a QR payment given up while the customer was still paying."""
     from possim.demo import run_demo
 
     folder = _folder(scenario_dir)
@@ -107,6 +117,23 @@ def demo(pace: float, scenario_dir: str | None, lang: str) -> None:
         raise InputError(f"{folder}: no shipped scenarios here (use --scenarios DIR)")
     with as_input_error(ScenarioError):
         run_demo(console(), folder, pace, lang=lang)
+
+
+@click.command("glossary")
+@lang_option()
+def glossary_command(lang: str) -> None:
+    """The payment terms in English and Chinese (单边账, 冲正, 查询...), with what each means."""
+    from rich.table import Table
+
+    from possim.glossary import rows
+
+    tr = i18n.Tr(lang)
+    table = Table(title=tr("Glossary: payment terms in English and Chinese"))
+    for heading_ in ("English", "中文", tr("What it means here")):
+        table.add_column(heading_)
+    for english, chinese, meaning in rows(lang):
+        table.add_row(escape(english), chinese, escape(meaning))
+    console().print(table)
 
 
 @click.command("replay")
