@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(POSSIM) demo --pace 0.15
 
-## test: the whole suite (real SQLite, real ISO 8583 bytes, real Mosquitto once MQTT tests exist)
+## test: lint (ruff), types (mypy --strict), then the whole suite (real SQLite, ISO 8583 bytes, Mosquitto, Chromium)
 test: $(STAMP) mosquitto chromium
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
 ## bench: every speed goal beside a baseline measured in the same run (writes bench/results.json)

@@ -45,7 +45,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from acquirer_sim.config import CrashRule, HostConfig
-from protocol import codec
+from protocol import codec, dialects
 from protocol import events as ev
 from protocol import mti as M
 from protocol.cup import BatchTotals
@@ -389,8 +389,10 @@ class AcquirerHost:
         return Reply(self._encode(response), self._delay(True), response.mti, msg.stan, response.rrn, msg.tid)
 
     def _encode(self, response: Message) -> bytes:
-        """A response carries the MAC of the terminal it answers (when the host has keys)."""
-        return codec.encode(response, self.keys.get(response.tid) if self.keys is not None else None)
+        """A response carries the MAC of the terminal it answers (when the host has keys), in the
+        profile's dialect: a CUP host answers CUP bytes (requests are read in either, from the bytes)."""
+        key = self.keys.get(response.tid) if self.keys is not None else None
+        return codec.encode(response, key, dialects.for_profile(self.config.profile))
 
     def _captured(self, key: Key) -> int:
         row = self.ledger.conn.execute(

@@ -57,7 +57,7 @@ from pos_sim.exchanges import (
 )
 from pos_sim.policies import resume_reversal
 from pos_sim.records import UNSETTLED, CompletionState, Kind, ReversalState, SaleStatus, TxnRecord
-from protocol import codec
+from protocol import codec, dialects
 from protocol import events as ev
 from protocol.cup import BatchTotals
 from protocol.errors import ProtocolError
@@ -134,6 +134,9 @@ class Terminal:
         self.config = config
         #: This terminal's MAC key, shared only with the host; ``None`` runs without MACs.
         self.mac_key = mac_key
+        #: The wire dialect of its requests (a CUP terminal sends CUP bytes); answers are read in
+        #: whichever dialect they arrive (``codec.decode`` tells from the bytes).
+        self.dialect = dialects.for_profile(config.profile)
         self.policy = config.recovery
         self.waiting: deque[PaymentRequest] = deque()
         self.tasks: list[Task] = []
@@ -319,7 +322,7 @@ class Terminal:
         self._by_stan[(msg.stan, response_to(msg.mti))] = (kind, txn)
         journal: list[Action] = [WriteJournal(txn.snapshot())] if spec.journals else []
         announce = spec.sent(self, msg) if spec.sent is not None else []
-        return [*journal, *announce, Send(codec.encode(msg, self.mac_key), msg.mti, msg.stan, txn.txn_id),
+        return [*journal, *announce, Send(codec.encode(msg, self.mac_key, self.dialect), msg.mti, msg.stan, txn.txn_id),
                 StartTimer(RESPONSE_TIMER, now + spec.timeout(self.config))]
 
     # -- requests -------------------------------------------------------------------------

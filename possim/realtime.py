@@ -23,7 +23,7 @@ from possim.rig import Rig, RunResult
 from possim.scenario import Scenario, from_dict
 from possim.trace import named
 from possim.wallet_rig import acquirer_gateway
-from protocol import codec
+from protocol import codec, dialects
 from protocol import events as ev
 from protocol import mti as M
 from protocol import wallet as W
@@ -135,8 +135,10 @@ async def run_mqtt(scenario: Scenario, policy: str, seed: int, address: BrokerAd
 
 async def run_tcp(scenario: Scenario, policy: str, seed: int, time_scale: float = 1.0,
                   ledger_path: str | Path | None = None, journal_path: str | Path | None = None) -> RunResult:
-    """Terminal and host in this process over a real loopback TCP socket, ISO 8583 length-framed."""
-    return await run_live(scenario, policy, seed, open_wire("tcp"), time_scale, ledger_path, journal_path)
+    """Terminal and host in this process over a real loopback TCP socket, framed as the profile's
+    dialect is (``cup``: length, TPDU and header; ``iso``: length only)."""
+    wire = open_wire("tcp", Endpoint(dialect=dialects.for_profile(scenario.profile)))
+    return await run_live(scenario, policy, seed, wire, time_scale, ledger_path, journal_path)
 
 
 async def drive_terminal(scenario: Scenario, policy: str, seed: int, wire: Wire, tid: str,
@@ -227,7 +229,7 @@ class _Guarded:
             return
         if msg.mti in M.REQUESTS and (origin is None or origin.tid in (None, msg.tid)):
             key = keys.get(msg.tid) if keys is not None else None
-            self.end.send(codec.encode(msg.response("96"), key),
+            self.end.send(codec.encode(msg.response("96"), key, codec.dialect_of(data)),
                           {"tid": msg.tid, "stan": msg.stan, "mti": msg.mti, "origin": origin})
 
 

@@ -136,7 +136,7 @@ def encode(msg: Message, key: MacKey | None = None, dialect: str = "iso") -> byt
     return body + key.compute(body).hex().upper().encode("ascii")
 
 
-def decode(data: bytes, keys: Keys | None = None, dialect: str = "iso") -> Message:
+def decode(data: bytes, keys: Keys | None = None, dialect: str | None = None) -> Message:
     """Decode one frame; anything malformed raises ``ProtocolError`` with a one-line reason.
 
     With ``keys`` the frame must also carry the right MAC for the terminal in its field 41,
@@ -146,10 +146,10 @@ def decode(data: bytes, keys: Keys | None = None, dialect: str = "iso") -> Messa
     outside possim's shapes). Only the frame parsed just before is remembered, so a frame
     traced by a driver (``wire_fields``) and then handled by its state machine is parsed once;
     nothing else is cached, so a repeated run parses all its frames again. The MAC is checked
-    on every call.
+    on every call. Without ``dialect`` the bytes say which it is (``dialect_of``).
     """
-    if dialect != "iso":  # dialect hook: other wire formats live in protocol.dialects
-        return _dialect(dialect).decode(data, keys)
+    if dialect != "iso" and (dialect is not None or _CUP_FIRST <= data[:1] <= _CUP_LAST):  # dialect hook
+        return _dialect(dialect or "cup").decode(data, keys)
     data = bytes(data)
     parsed = _last.get(data)
     if parsed is None:
@@ -160,6 +160,17 @@ def decode(data: bytes, keys: Keys | None = None, dialect: str = "iso") -> Messa
     if keys is not None:
         _verify(data, msg, tag, keys)
     return msg
+
+
+# -- dialect detection: what the first byte of a frame says ------------------------------------
+#: An ISO ASCII frame starts with an ASCII digit (0x30-0x39), a wallet frame with "{"; a CUP
+#: frame with the first byte of its 2-byte BCD MTI, 0x01..0x08 (0100..0800).
+_CUP_FIRST, _CUP_LAST = b"\x01", b"\x08"
+
+
+def dialect_of(data: bytes) -> str:
+    """The dialect a card frame is in, from its first byte: "cup" for a BCD MTI, else "iso"."""
+    return "cup" if _CUP_FIRST <= data[:1] <= _CUP_LAST else "iso"
 
 
 def _dialect(name: str) -> Dialect:
@@ -220,7 +231,8 @@ def _message(doc: Mapping[str, str]) -> tuple[Message, str | None]:
         raise ProtocolError(f"MTI {mti}: missing field(s) {', '.join(missing)}")
     values: dict[str, object] = {}
     if _BATCH_TOTALS.fullmatch(doc.get("48", "")):  # settlement: field 48 holds batch totals (digits)
-        values["batch_totals"] = doc.pop("48")
+        values["batch_totals"] = doc["48"]
+        doc = {k: v for k, v in doc.items() if k != "48"}
     for field, attr, pattern in _FIELDS:
         if field in doc:
             _check(field, doc[field], pattern)
@@ -239,6 +251,8 @@ def _message(doc: Mapping[str, str]) -> tuple[Message, str | None]:
 
 def peek_mti(data: bytes) -> str:
     """The MTI of a frame without decoding it (fault rules match on it); '????' if unreadable."""
+    if _CUP_FIRST <= data[:1] <= _CUP_LAST:  # dialect hook: a BCD MTI
+        return _dialect("cup").peek_mti(data)
     head = data[:4]
     return head.decode("ascii") if len(head) == 4 and head.isdigit() else "????"
 

@@ -45,7 +45,7 @@ def _iso_encode(msg: Message, key: MacKey | None = None) -> bytes:
 
 
 def _iso_decode(data: bytes, keys: codec.Keys | None = None) -> Message:
-    return codec.decode(data, keys)
+    return codec.decode(data, keys, "iso")
 
 
 DIALECTS: dict[str, Dialect] = {
@@ -53,6 +53,16 @@ DIALECTS: dict[str, Dialect] = {
     "cup": Dialect("cup", cup.encode, cup.decode, cup.peek_mti, cup.wire_fields,
                    CupFraming(), CupFraming().reply()),
 }
+
+
+#: The dialect a terminal or host profile (``pos_sim.config.PROFILES``) speaks: a CUP terminal
+#: sends CUP bytes; possim's generic ISO terminal the ASCII ones.
+PROFILE_DIALECTS: dict[str, str] = {"iso": "iso", "cup": "cup"}
+
+
+def for_profile(profile: str) -> str:
+    """The dialect name of a profile; a profile with no dialect of its own speaks the default."""
+    return PROFILE_DIALECTS.get(profile, DEFAULT)
 
 
 def get(name: str = DEFAULT) -> Dialect:

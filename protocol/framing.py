@@ -168,3 +168,14 @@ class CupDeframer:
         self.last_tpdu = Tpdu.from_bytes(body[:TPDU_LEN])
         self.last_header = body[TPDU_LEN:prefix]
         return body[prefix:]
+
+
+def answer_framing(deframer: StreamDeframer | None, default: Framing) -> Framing:
+    """How a host frames an answer on a connection: after a CUP request, with that request's TPDU
+    (addresses swapped) and header, so the answer goes back to whoever the TPDU named; else ``default``.
+
+    A terminal keeps one TPDU on its connection, so the last request read there names it.
+    """
+    if isinstance(deframer, CupDeframer) and deframer.last_tpdu is not None:
+        return CupFraming(deframer.last_tpdu.reply(), deframer.last_header or CUP_HEADER)
+    return default

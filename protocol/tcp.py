@@ -1,5 +1,10 @@
 """The TCP transport: ISO 8583 frames with a 2-byte length header over a socket.
 
+The framing follows the endpoint's wire dialect (``Endpoint.dialect``, ``protocol.dialects``):
+``iso`` frames are a 2-byte length and the message; ``cup`` frames carry a 5-byte TPDU and a
+6-byte header after the length (``framing.CupFraming``), and the host answers each connection
+with the TPDU of its requests, addresses swapped (``framing.answer_framing``).
+
 The host listens; each terminal keeps one connection open, reconnecting with backoff if it
 drops, and keeps an outbox so nothing sent while disconnected is lost.
 
@@ -20,8 +25,9 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
+from protocol import dialects
 from protocol.errors import ProtocolError
-from protocol.framing import Deframer, frame
+from protocol.framing import Framing, LengthFraming, StreamDeframer, answer_framing
 from protocol.ports import TraceSink
 from protocol.transports import Endpoint, Origin, TransportError
 
@@ -35,10 +41,14 @@ def _nodelay(writer: asyncio.StreamWriter) -> None:
 class TcpHost:
     """The listening side; ``on_message(bytes, origin)`` gets every request, ``send`` answers on its connection."""
 
-    def __init__(self, on_message: Callable[[bytes, Origin], None], emit: Callable[..., None] | None = None) -> None:
+    def __init__(self, on_message: Callable[[bytes, Origin], None], emit: Callable[..., None] | None = None,
+                 framing: Framing | None = None) -> None:
         self.on_message = on_message
         self.emit = emit or (lambda *a, **k: None)
+        self.framing: Framing = framing or LengthFraming()
         self.writers: dict[str, asyncio.StreamWriter] = {}
+        #: Each open connection's deframer: an answer is framed after what its requests carried.
+        self._deframers: dict[asyncio.StreamWriter, StreamDeframer] = {}
         self.server: asyncio.Server | None = None
         self.received = self.sent = 0
         self._connections: set[asyncio.Task[None]] = set()
@@ -74,7 +84,7 @@ class TcpHost:
         if writer is None or writer.is_closing():
             self.emit("tcp_no_route", tid=meta.get("tid"))
             return
-        writer.write(frame(data))
+        writer.write(answer_framing(self._deframers.get(writer), self.framing).frame(data))
         self.sent += 1
 
     def _route(self, tid: str, origin: object, authenticated: bool) -> asyncio.StreamWriter | None:
@@ -97,7 +107,7 @@ class TcpHost:
         assert task is not None
         self._connections.add(task)
         task.add_done_callback(self._connections.discard)
-        deframer = Deframer()
+        deframer = self._deframers[writer] = self.framing.deframer()
         origin = Origin(None, writer)
         try:
             while chunk := await reader.read(65536):
@@ -107,6 +117,7 @@ class TcpHost:
         except (ConnectionError, ProtocolError) as exc:
             self.emit("tcp_connection_dropped", reason=str(exc))
         finally:
+            self._deframers.pop(writer, None)
             writer.close()
 
 
@@ -114,8 +125,9 @@ class TcpTerminalLink:
     """The terminal's connection: ``send(bytes)`` never blocks or fails; answers go to ``on_message``."""
 
     def __init__(self, host: str, port: int, on_message: Callable[[bytes], None],
-                 emit: Callable[..., None] | None = None) -> None:
+                 emit: Callable[..., None] | None = None, framing: Framing | None = None) -> None:
         self.host, self.port, self.on_message = host, port, on_message
+        self.framing: Framing = framing or LengthFraming()
         self.emit = emit or (lambda *a, **k: None)
         self.outbox: deque[bytes] = deque()
         self.connected = asyncio.Event()
@@ -123,11 +135,14 @@ class TcpTerminalLink:
         self._task: asyncio.Task[None] | None = None
         self.sent = self.received = 0
 
-    async def start(self, timeout: float = 5.0) -> None:
+    #: Seconds ``start`` waits for the first connection.
+    connect_timeout = 5.0
+
+    async def start(self) -> None:
         """Connect for the first time; a host that cannot be reached raises ``TransportError``."""
         self._task = asyncio.create_task(self._run(), name="tcp-terminal")
         try:
-            await asyncio.wait_for(self.connected.wait(), timeout)
+            await asyncio.wait_for(self.connected.wait(), self.connect_timeout)
         except TimeoutError:
             await self.stop()
             raise TransportError(f"cannot reach the host at tcp://{self.host}:{self.port}") from None
@@ -153,7 +168,7 @@ class TcpTerminalLink:
 
     def _flush(self) -> None:
         while self.outbox and self._writer is not None and not self._writer.is_closing():
-            self._writer.write(frame(self.outbox.popleft()))
+            self._writer.write(self.framing.frame(self.outbox.popleft()))
             self.sent += 1
 
     async def _run(self) -> None:
@@ -169,7 +184,7 @@ class TcpTerminalLink:
             self._writer, backoff = writer, 0.05
             self.connected.set()
             self._flush()
-            deframer = Deframer()
+            deframer = self.framing.deframer()
             try:
                 while chunk := await reader.read(65536):
                     for data in deframer.feed(chunk):
@@ -199,7 +214,8 @@ class Wire:
     """ISO 8583 over TCP: the host listens on ``Endpoint.url``; terminals connect to it.
 
     In a one-process run the host listens on a free loopback port and the terminals connect
-    to the port it got.
+    to the port it got. Frames follow ``Endpoint.dialect``: terminals frame with the dialect's
+    ``framing``, the host with its ``host_framing``.
     """
 
     name = "tcp"
@@ -207,9 +223,13 @@ class Wire:
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
         self.host, self.port = parse_address(endpoint.url or "tcp://127.0.0.1:0")
+        try:
+            self.dialect = dialects.get(endpoint.dialect)
+        except ValueError as exc:
+            raise TransportError(str(exc)) from None
 
     async def open_host(self, on_request: Callable[[bytes, Origin], None], emit: TraceSink) -> TcpHost:
-        server = TcpHost(on_request, emit)
+        server = TcpHost(on_request, emit, self.dialect.host_framing)
         try:
             self.port = await server.start(self.host, self.port)
         except OSError as exc:
@@ -218,9 +238,12 @@ class Wire:
 
     async def open_terminal(self, tid: str, on_response: Callable[[bytes], None], emit: TraceSink
                             ) -> TcpTerminalLink:
-        link = TcpTerminalLink(self.host, self.port, on_response, emit)
+        link = TcpTerminalLink(self.host, self.port, on_response, emit, self.dialect.framing)
         await link.start()
         return link
 
     def describe(self) -> dict[str, object]:
-        return {"port": self.port}
+        """The port, and the dialect when it is not the default (ISO traces stay as they were)."""
+        if self.dialect.name == dialects.DEFAULT:
+            return {"port": self.port}
+        return {"port": self.port, "dialect": self.dialect.name}

@@ -54,6 +54,8 @@ class Endpoint:
     client certificate for brokers that require one.
     ``shard``/``shards``: host shard ``shard`` of ``shards`` (:mod:`protocol.shards`): over MQTT a
     host subscribes to its shard's requests only and a terminal publishes to its shard's topic.
+    ``dialect``: the wire dialect (:mod:`protocol.dialects`, ``iso`` or ``cup``), which sets the
+    TCP framing (``cup``: length, TPDU and header); MQTT and memory carry the message bytes as they are.
     """
 
     url: str | None = None
@@ -67,6 +69,7 @@ class Endpoint:
     tls_key: str | None = None
     shard: int = 0
     shards: int = 1
+    dialect: str = "iso"
 
 
 @dataclass(eq=False, slots=True)

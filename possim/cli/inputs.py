@@ -81,12 +81,13 @@ def address(url: str) -> BrokerAddress:
 
 
 def wire(transport: str, broker_url: str | None, tcp_url: str | None, qos: int, client_id: str,
-         shard: int = 0, shards: int = 1, port_offset: int = 0) -> Wire:
+         shard: int = 0, shards: int = 1, port_offset: int = 0, dialect: str = "iso") -> Wire:
     """The transport a separate process uses: MQTT through ``--broker``, or TCP at ``--listen``/``--connect``.
 
     The client id is fixed per process, so a restarted process resumes its MQTT session.
     With host shards, MQTT topics carry the shard (``shard``/``shards``) and over TCP host
-    shard k listens on the base port + k (``port_offset``).
+    shard k listens on the base port + k (``port_offset``). ``dialect``: the profile's wire
+    dialect, which sets the TCP framing (``cup``: TPDU and header).
     """
     if transport == "mqtt":
         if broker_url is None:
@@ -95,7 +96,8 @@ def wire(transport: str, broker_url: str | None, tcp_url: str | None, qos: int, 
     else:
         url = _offset(tcp_url or DEFAULT_TCP, port_offset)
     with as_input_error(TransportError):
-        return open_wire(transport, Endpoint(url, qos, client_id=client_id, shard=shard, shards=shards))
+        return open_wire(transport, Endpoint(url, qos, client_id=client_id, shard=shard, shards=shards,
+                                             dialect=dialect))
 
 
 def _offset(url: str, offset: int) -> str:

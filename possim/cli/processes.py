@@ -160,15 +160,18 @@ def _tls_ca_option() -> Callable[[F], F]:
 
 def _wire(transport: str, broker_url: str | None, tcp_url: str | None, qos: int, client_id: str,
           ring: KeyRing | None, username: str | None, tls_ca: str | None, shard: int = 0, shards: int = 1,
-          port_offset: int = 0) -> Wire:
+          port_offset: int = 0, profile: str = "iso") -> Wire:
     """``inputs.wire`` plus the broker account of ``username`` from the key file, and TLS; host shards as
-    in :func:`possim.cli.inputs.wire`."""
-    wire = inputs.wire(transport, broker_url, tcp_url, qos, client_id, shard, shards, port_offset)
+    in :func:`possim.cli.inputs.wire`; the profile's wire dialect (``cup``: CUP frames over TCP)."""
+    from protocol.dialects import for_profile
+
+    dialect = for_profile(profile)
+    wire = inputs.wire(transport, broker_url, tcp_url, qos, client_id, shard, shards, port_offset, dialect)
     if (ring is None and tls_ca is None) or transport != "mqtt":
         return wire
     password = ring.accounts().get(username or "") if ring is not None else None
     endpoint = Endpoint(broker_url, qos, client_id=client_id, username=username if ring else None,
-                        password=password, tls_ca=tls_ca, shard=shard, shards=shards)
+                        password=password, tls_ca=tls_ca, shard=shard, shards=shards, dialect=dialect)
     with as_input_error(TransportError):
         return open_wire(transport, endpoint)
 
@@ -219,10 +222,10 @@ def acquirer(transport: str, broker_url: str | None, listen_url: str | None, led
 
     shard, shards = inputs.shard(shard_text)
     ring = _load_keys(keys_path)
-    wire = _wire(transport, broker_url, listen_url, qos, client_id, ring, ring.host_username if ring else None,
-                 tls_ca, shard, shards, shard)
     sc = inputs.scaled(inputs.scenario(scenario_path).with_profile(profile), time_scale) if scenario_path else None
     config = sc.host_config() if sc else HostConfig(profile=profile or "iso")
+    wire = _wire(transport, broker_url, listen_url, qos, client_id, ring, ring.host_username if ring else None,
+                 tls_ca, shard, shards, shard, config.profile)
     inputs.writable(ledger_path)
     log = live_logger("acquirer")
     with as_input_error(StoreError):  # a ledger left by a killed acquirer is recovered on open
@@ -308,7 +311,7 @@ def _drive(scenario: str, transport: str, broker_url: str | None, connect_url: s
         with as_input_error(KeyFileError):
             mac_key = ring.mac_key(tid)
     wire = _wire(transport, broker_url, connect_url, qos, f"possim-terminal-{tid.strip()}", ring, tid, tls_ca,
-                 shards=shards, port_offset=shard_of(tid, shards))
+                 shards=shards, port_offset=shard_of(tid, shards), profile=sc.profile)
     with as_input_error(TransportError):
         result = asyncio.run(drive_terminal(sc, policy or sc.model.policy, sc.model.seed if seed is None else seed,
                                             wire, tid, time_scale, journal_path,

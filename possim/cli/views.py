@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +28,10 @@ _SCENARIO_DIR_HELP = "Folder with the scenarios (default: the ones shipped with 
 
 def console() -> Console:
     """Colour on a terminal; plain, wide text when piped into a file or another program."""
-    return Console() if sys.stdout.isatty() else Console(width=140, no_color=True)
+    if sys.stdout.isatty():
+        return Console()
+    width = os.environ.get("COLUMNS", "")
+    return Console(width=int(width) if width.isdigit() and int(width) >= 40 else 140, no_color=True)
 
 
 def _language(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
