@@ -251,26 +251,36 @@ def acquirer(transport: str, broker_url: str | None, listen_url: str | None, led
     click.echo("acquirer stopped", err=True)
 
 
+def _terminal_process_options(journal_help: str, keys_help: str) -> Callable[[F], F]:
+    """The arguments and options of a terminal process (``terminal`` and ``settle``), declared once."""
+    decorators = [
+        click.argument("scenario"),
+        _process_transport(),
+        opt.broker("The MQTT broker the acquirer serves on (with --transport mqtt)."),
+        click.option("--connect", "connect_url", metavar="tcp://HOST:PORT",
+                     help=f"The acquirer's TCP address with --transport tcp (default {inputs.DEFAULT_TCP})."),
+        click.option("--tid", required=True, help="Terminal id (field 41, 8 characters)."),
+        opt.policy(), opt.profile(), opt.seed(), opt.journal(journal_help), opt.trace(), opt.time_scale(),
+        opt.qos(), click.option("--log/--no-log", default=True, help="Log every event as a JSON line on stderr."),
+        _keys_option(keys_help), _tls_ca_option(),
+        click.option("--shards", default=1, show_default=True, type=click.IntRange(1, 64),
+                     help="How many host shards serve the terminals: this terminal talks to the one its id "
+                          "maps to."),
+    ]
+
+    def apply(command: F) -> F:
+        for decorate in reversed(decorators):
+            command = decorate(command)
+        return command
+
+    return apply
+
+
 @click.command()
-@click.argument("scenario")
-@_process_transport()
-@opt.broker("The MQTT broker the acquirer serves on (with --transport mqtt).")
-@click.option("--connect", "connect_url", metavar="tcp://HOST:PORT",
-              help=f"The acquirer's TCP address with --transport tcp (default {inputs.DEFAULT_TCP}).")
-@click.option("--tid", required=True, help="Terminal id (field 41, 8 characters).")
-@opt.policy()
-@opt.profile()
-@opt.seed()
-@opt.journal("The terminal's SQLite journal; an existing one is resumed (recovery first, STAN carried on).")
-@opt.trace()
-@opt.time_scale()
-@opt.qos()
-@click.option("--log/--no-log", default=True, help="Log every event as a JSON line on stderr.")
-@_keys_option("MAC every request with this terminal's key from the key file, refuse answers without the "
-              "right MAC, and log in to the broker with the terminal's account.")
-@_tls_ca_option()
-@click.option("--shards", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="How many host shards serve the terminals: this terminal talks to the one its id maps to.")
+@_terminal_process_options(
+    "The terminal's SQLite journal; an existing one is resumed (recovery first, STAN carried on).",
+    "MAC every request with this terminal's key from the key file, refuse answers without the right MAC, "
+    "and log in to the broker with the terminal's account.")
 def terminal(scenario: str, transport: str, broker_url: str | None, connect_url: str | None, tid: str,
              policy: str | None, profile: str | None, seed: int | None, journal_path: str | None,
              trace_path: str | None, time_scale: float, qos: int, log: bool, keys_path: str | None,
@@ -341,25 +351,10 @@ def _settlement_outcome(records: Sequence[Stamped]) -> str:
 
 
 @click.command("settle")
-@click.argument("scenario")
-@_process_transport()
-@opt.broker("The MQTT broker the acquirer serves on (with --transport mqtt).")
-@click.option("--connect", "connect_url", metavar="tcp://HOST:PORT",
-              help=f"The acquirer's TCP address with --transport tcp (default {inputs.DEFAULT_TCP}).")
-@click.option("--tid", required=True, help="Terminal id (field 41, 8 characters).")
-@opt.policy()
-@opt.profile()
-@opt.seed()
-@opt.journal("The terminal's SQLite journal: its approved sales are the day's batch.")
-@opt.trace()
-@opt.time_scale()
-@opt.qos()
-@click.option("--log/--no-log", default=True, help="Log every event as a JSON line on stderr.")
-@_keys_option("MAC every request with this terminal's key from the key file and log in to the broker with "
-              "the terminal's account.")
-@_tls_ca_option()
-@click.option("--shards", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="How many host shards serve the terminals: this terminal talks to the one its id maps to.")
+@_terminal_process_options(
+    "The terminal's SQLite journal: its approved sales are the day's batch.",
+    "MAC every request with this terminal's key from the key file and log in to the broker with the "
+    "terminal's account.")
 def settle_command(scenario: str, transport: str, broker_url: str | None, connect_url: str | None, tid: str,
                    policy: str | None, profile: str | None, seed: int | None, journal_path: str | None,
                    trace_path: str | None, time_scale: float, qos: int, log: bool, keys_path: str | None,
