@@ -70,12 +70,17 @@ def lesson(console: Console, result: RunResult, tr: Tr = _EN, actions: bool = Tr
 def timeline(console: Console, result: RunResult, limit: int = 400, tr: Tr = _EN) -> None:
     title = tr("{scenario} - policy {policy}, seed {seed}", scenario=result.scenario.name, policy=result.policy,
                seed=result.seed)
+    trace_table(console, result.trace.records, title, limit, tr)
+
+
+def trace_table(console: Console, records: Sequence[Any], title: str, limit: int = 400, tr: Tr = _EN) -> None:
+    """Trace records as the three-column timeline (terminal, network, host), at most ``limit`` rows."""
     table = Table(title=title, show_lines=False, expand=True)
     table.add_column(tr("t (s)"), justify="right", no_wrap=True)
     table.add_column(tr("terminal"), ratio=3)
     table.add_column(tr("network"), ratio=2, style="yellow")
     table.add_column(tr("host"), ratio=3, style="cyan")
-    all_rows = rows(result.trace.records, tr)
+    all_rows = rows(records, tr)
     for t, term, net, host in all_rows[:limit]:
         table.add_row(f"{t:.3f}", escape(term), escape(net), escape(host), style=_style(term, net, host))
     console.print(table)

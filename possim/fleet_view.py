@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from possim.checker import DAMAGE, MEASURES, harmful
-from possim.console import measure
+from possim.console import measure, trace_table
 from possim.fleet import COUNTS, FleetResult, TerminalLine
 from possim.i18n import N_, Tr, resolve
 from possim.lesson import story
@@ -30,56 +30,66 @@ from protocol.events import Stamped
 WORST = ("approved", "unknown", "reversed", *DAMAGE)
 
 
-def _cell(key: str, value: object) -> str:
-    return f"[bold red]{value}[/]" if harmful(key, value) else str(value)
+_EN = Tr("en")
 
 
-def summary(con: Console, result: FleetResult, failures: Sequence[str] = ()) -> None:
+def _cell(key: str, value: object, tr: Tr = _EN) -> str:
+    shown = tr.money(str(value)) if key == "money_at_risk" or key.endswith("_loss") else str(value)
+    return f"[bold red]{escape(shown)}[/]" if harmful(key, value) or _at_risk(key, value) else escape(shown)
+
+
+def _at_risk(key: str, value: object) -> bool:
+    return key == "money_at_risk" and value not in ("0.00", 0)
+
+
+def summary(con: Console, result: FleetResult, failures: Sequence[str] = (), tr: Tr = _EN) -> None:
     """The fleet's verdict: totals, per policy (when they differ), per group, the worst terminals."""
     s = result.summary()
-    table = Table(title=f"fleet: {len(result.terminals)} terminals, {result.hosts} host(s), policy {result.policy}, "
-                        f"seed {result.seed}")
-    table.add_column("measure")
-    table.add_column("whole fleet", justify="right")
-    for key in MEASURES:
-        table.add_row(key.replace("_", " "), _cell(key, s[key]))
-    risk = s["money_at_risk"]
-    table.add_row("money at risk", f"[bold red]{risk}[/]" if risk != "0.00" else str(risk))
+    con.print("[bold]" + escape(tr("policy {policy}: {terminals} terminals, {hosts} host(s)", policy=result.policy,
+                                   terminals=len(result.terminals), hosts=result.hosts)
+                                + ", " + tr("seed {seed}", seed=result.seed)) + "[/]")
+    table = Table()
+    table.add_column(tr("measure"))
+    table.add_column(tr("whole fleet"), justify="right")
+    for key in (*MEASURES, "money_at_risk"):
+        table.add_row(_name(key, tr), _cell(key, s[key], tr))
     con.print(table)
     policies = result.by_policy()
     if len(policies) > 1:
-        _breakdown(con, "per policy", policies)
+        _breakdown(con, tr("per policy"), policies, tr)
     groups = result.groups()
     if len(groups) > 1:
-        _breakdown(con, "per group", {f"{g['group']} ({g['policy']})": g for g in groups})
-    worst(con, result.worst())
+        _breakdown(con, tr("per group"), {f"{g['group']} ({g['policy']})": g for g in groups}, tr)
+    worst(con, result.worst(), tr)
     for line in failures:
-        con.print(f"[bold red]expectation failed:[/] {line}")
+        con.print(f"[bold red]{escape(tr('expectation failed:'))}[/] {escape(line)}")
     if not result.quiescent:
-        con.print("[bold red]run did not reach quiescence within the horizon[/]")
+        con.print(f"[bold red]{escape(tr('run did not reach quiescence within the horizon'))}[/]")
 
 
-def _breakdown(con: Console, title: str, parts: dict[str, dict[str, Any]]) -> None:
+def _breakdown(con: Console, title: str, parts: dict[str, dict[str, Any]], tr: Tr) -> None:
     table = Table(title=title)
     table.add_column("")
     for name in parts:
         table.add_column(escape(name), justify="right")
     for key in ("terminals", *COUNTS, "money_at_risk"):
-        table.add_row(key.replace("_", " "), *(_cell(key, part[key]) for part in parts.values()))
+        table.add_row(_name(key, tr), *(_cell(key, part[key], tr) for part in parts.values()))
     con.print(table)
 
 
-def worst(con: Console, lines: list[TerminalLine], title: str = "the 10 worst terminals (by money at risk)") -> None:
+def worst(con: Console, lines: list[TerminalLine], tr: Tr = _EN) -> None:
+    """The terminals with the most money at risk, or one line saying there are none."""
     if not lines:
-        con.print("no terminal has money at risk or damage")
+        con.print(tr("no terminal has money at risk or damage"))
         return
-    table = Table(title=title)
-    for col in ("terminal", "group", "policy", *WORST, "money at risk"):
-        table.add_column(col.replace("_", " "), justify="left" if col in ("terminal", "policy") else "right")
+    table = Table(title=tr("the 10 worst terminals (by money at risk)"))
+    for col in ("terminal", "group", "policy", *WORST, "money_at_risk"):
+        table.add_column(tr(col) if col in ("terminal", "group", "policy") else _name(col, tr),
+                         justify="left" if col in ("terminal", "policy") else "right")
     for line in lines:
         table.add_row(line.tid, str(line.group + 1), line.policy,
-                      *(_cell(k, line.counts.get(k, 0)) for k in WORST), f"[bold red]{format_amount(line.at_risk)}[/]"
-                      if line.at_risk else "0.00")
+                      *(_cell(k, line.counts.get(k, 0), tr) for k in WORST),
+                      _cell("money_at_risk", format_amount(line.at_risk), tr))
     con.print(table)
 
 
@@ -90,36 +100,28 @@ def events_of(result: FleetResult, tid: str) -> list[Stamped]:
     return [s for s in result.trace.records if getattr(s.event, "tid", None) == tid]
 
 
-def timeline(con: Console, result: FleetResult, tid: str, limit: int = 400) -> None:
+def timeline(con: Console, result: FleetResult, tid: str, limit: int = 400, tr: Tr = _EN) -> None:
     """The three-column timeline of one terminal of the fleet."""
-    table = Table(title=f"terminal {tid} of {result.scenario.name} - policy {result.policy}, seed {result.seed}",
-                  expand=True)
-    table.add_column("t (s)", justify="right", no_wrap=True)
-    table.add_column("terminal", ratio=3)
-    table.add_column("network", ratio=2, style="yellow")
-    table.add_column("host", ratio=3, style="cyan")
-    all_rows = rows(events_of(result, tid))
-    for t, term, net, host in all_rows[:limit]:
-        style = "bold red" if "LOST" in net + term or "TIMEOUT" in term or "CRASH" in host else None
-        table.add_row(f"{t:.3f}", escape(term), escape(net), escape(host), style=style)
-    con.print(table)
-    if len(all_rows) > limit:
-        con.print(f"... {len(all_rows) - limit} more events (write them all with --trace FILE)")
+    title = tr("terminal {tid} of {scenario} - policy {policy}, seed {seed}", tid=tid, scenario=result.scenario.name,
+               policy=result.policy, seed=result.seed)
+    trace_table(con, events_of(result, tid), title, limit, tr)
 
 
-def compare(con: Console, results: Sequence[FleetResult]) -> None:
+def compare(con: Console, results: Sequence[FleetResult], tr: Tr = _EN) -> None:
     """Policies side by side over the same fleet and faults, money at risk last."""
     first = results[0]
-    table = Table(title=f"{first.scenario.name}: {len(first.terminals)} terminals, same faults, seed {first.seed}")
-    table.add_column("measure")
+    table = Table(title=tr("{scenario}: {terminals} terminals, same faults, seed {seed}", scenario=first.scenario.name,
+                           terminals=len(first.terminals), seed=first.seed))
+    table.add_column(tr("measure"))
     for r in results:
         table.add_column(r.policy, justify="right")
     summaries = [r.summary() for r in results]
     for key in (*MEASURES, "money_at_risk"):
-        cells = [f"[bold red]{s[key]}[/]" if harmful(key, s[key]) or (key == "money_at_risk" and s[key] != "0.00")
-                 else f"[green]{s[key]}[/]" if key in DAMAGE else str(s[key]) for s in summaries]
-        table.add_row(key.replace("_", " "), *cells)
-    table.add_row("terminals at risk", *(str(sum(1 for line in r.terminals if line.at_risk)) for r in results))
+        cells = [_cell(key, s[key], tr) if harmful(key, s[key]) or _at_risk(key, s[key])
+                 else f"[green]{_cell(key, s[key], tr)}[/]" if key in DAMAGE else _cell(key, s[key], tr)
+                 for s in summaries]
+        table.add_row(_name(key, tr), *cells)
+    table.add_row(tr("terminals at risk"), *(str(sum(1 for line in r.terminals if line.at_risk)) for r in results))
     con.print(table)
 
 

@@ -133,3 +133,25 @@ def test_long_run_opens_with_a_summary_and_folds_the_chart(tmp_path: Path) -> No
     page = render([simulate(load(SCENARIOS / "flaky-network.toml"), "none")], "t")
     assert page.index("class='summary'") < page.index("<details class='chart'>") < page.index("<svg")
     assert "href='#run-0-step-" in page
+
+
+def test_every_string_of_the_fleet_views_has_a_chinese_entry() -> None:
+    """A fleet run's console summary, comparison, worst tills and one till's timeline, in Chinese."""
+    from possim import fleet_view
+    from possim.fleet import simulate_fleet
+    from tests.test_fleet import SMALL
+
+    Tr.missing.clear()
+    out = io.StringIO()
+    con = Console(file=out, width=120)
+    sc = from_dict(SMALL)
+    results = [simulate_fleet(sc, p, trace=True) for p in ("none", "reversal")]
+    tr = Tr("zh", sc.model.terminal.currency)
+    fleet_view.summary(con, results[0], ["x"], tr)
+    fleet_view.compare(con, results, tr)
+    fleet_view.timeline(con, results[0], results[0].worst()[0].tid, tr=tr)
+    fleet_view.worst(con, [], tr)
+    fleet_view.render(results, "t", results[0].terminals[0].tid, "zh")
+    assert sorted(m for _, m in Tr.missing) == []
+    text = out.getvalue()
+    assert "全部终端" in text and "单边账" in text and "whole fleet" not in text

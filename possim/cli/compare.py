@@ -50,7 +50,7 @@ def compare_command(scenario: str, policies: list[str], profile: str | None, see
     if sc.is_fleet:
         from possim.cli.fleet import compare_fleet
 
-        sys.exit(compare_fleet(sc, policies, seed, report_path))
+        sys.exit(compare_fleet(sc, policies, seed, report_path, lang))
     results: list[RunResult] = [simulate(sc, p, seed) for p in policies]
     con = console()
     tr = tr_for(results[0], lang)

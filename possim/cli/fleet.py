@@ -6,18 +6,20 @@ import json
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from possim import fleet_view
 from possim.cli import inputs
 from possim.cli.errors import InputError
-from possim.cli.views import console
+from possim.cli.views import console, heading
 from possim.expect import failed_expectations
 from possim.fleet import FleetResult, simulate_fleet
+from possim.i18n import Tr, resolve
 from possim.scenario import Scenario
 
 
 def run_fleet(sc: Scenario, policy: str | None, seed: int | None, as_json: bool, trace_path: str | None,
-              report_path: str | None, terminal_id: str | None) -> int:
+              report_path: str | None, terminal_id: str | None, lang: str | None = None) -> int:
     """``possim run`` of a fleet: the summary first, one terminal's timeline on demand; returns the exit code."""
     inputs.writable(trace_path, report_path)
     tids = {tid for group in sc.model.terminals for tid in group.tids()}
@@ -28,42 +30,51 @@ def run_fleet(sc: Scenario, policy: str | None, seed: int | None, as_json: bool,
     if trace_path and result.trace is not None:
         result.trace.write(trace_path)
     if report_path:
-        write_report([result], report_path, f"{sc.model.title}", terminal_id)
+        write_report([result], report_path, f"{sc.model.title}", terminal_id, lang)
     failures = failed_expectations(sc.model.expect, result.policy, result.verdict.summary())
     if as_json:
         click.echo(json.dumps({**result.summary(), "expectations_failed": failures, "fleet": result.fleet_json()},
                               sort_keys=True))
     else:
-        con = console()
-        con.print(f"[bold]{sc.model.title}[/]\n{sc.model.description.strip()}\n")
-        fleet_view.summary(con, result, failures)
+        con, tr = console(), _tr(sc, lang)
+        heading(con, sc, tr.lang)
+        fleet_view.summary(con, result, failures, tr)
         if terminal_id:
-            fleet_view.timeline(con, result, terminal_id)
+            fleet_view.timeline(con, result, terminal_id, tr=tr)
         if report_path:
-            con.print(f"report written to {report_path}")
+            con.print(tr("report written to {path}", path=report_path))
     return 0 if result.quiescent and not failures else 1
 
 
-def compare_fleet(sc: Scenario, policies: list[str], seed: int | None, report_path: str | None) -> int:
+def compare_fleet(sc: Scenario, policies: list[str], seed: int | None, report_path: str | None,
+                  lang: str | None = None) -> int:
     """``possim compare`` of a fleet: every policy over the same fleet and faults, money at risk per policy."""
     results = [simulate_fleet(sc, p, seed) for p in policies]
-    con = console()
-    con.print(f"[bold]{sc.model.title}[/]\n{sc.model.description.strip()}\n")
-    fleet_view.compare(con, results)
+    con, tr = console(), _tr(sc, lang)
+    heading(con, sc, tr.lang)
+    fleet_view.compare(con, results, tr)
     broken = []
     for r in results:
         failures = failed_expectations(sc.model.expect, r.policy, r.verdict.summary())
         for failure in failures:
-            con.print(f"[bold red]policy {r.policy}: expectation failed:[/] {failure}")
+            con.print(f"[bold red]{escape(tr('policy {policy}:', policy=r.policy))} "
+                      f"{escape(tr('expectation failed:'))}[/] {escape(failure)}")
         if not r.quiescent:
-            con.print(f"[bold red]policy {r.policy}: run did not reach quiescence[/]")
+            con.print(f"[bold red]{escape(tr('policy {policy}:', policy=r.policy))} "
+                      f"{escape(tr('run did not reach quiescence within the horizon'))}[/]")
         if failures or not r.quiescent:
             broken.append(r.policy)
     if report_path:
-        write_report(results, report_path, f"{sc.model.title}: policies compared")
-        con.print(f"report written to {report_path}")
+        write_report(results, report_path, f"{sc.model.title}: " + tr("policies compared"), lang=lang)
+        con.print(tr("report written to {path}", path=report_path))
     return 1 if broken else 0
 
 
-def write_report(results: list[FleetResult], path: str, title: str, detail: str | None = None) -> None:
-    Path(path).write_text(fleet_view.render(results, title, detail), encoding="utf-8")
+def write_report(results: list[FleetResult], path: str, title: str, detail: str | None = None,
+                 lang: str | None = None) -> None:
+    Path(path).write_text(fleet_view.render(results, title, detail, lang), encoding="utf-8")
+
+
+def _tr(sc: Scenario, lang: str | None) -> Tr:
+    """The reader's words and the fleet's currency."""
+    return Tr(resolve(lang), sc.model.terminal.currency)

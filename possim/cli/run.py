@@ -61,7 +61,7 @@ def run_command(scenario: str, policy: str | None, profile: str | None, seed: in
         if transport != "memory" or ledger_path or journal_path or mermaid_path or check_determinism:
             raise InputError("a fleet scenario runs in memory here (no --transport, --ledger, --journal, --mermaid, "
                              "--check-determinism); drive a fleet over MQTT or TCP with possim load")
-        sys.exit(run_fleet(sc, policy, seed, as_json, trace_path, report_path, terminal_id))
+        sys.exit(run_fleet(sc, policy, seed, as_json, trace_path, report_path, terminal_id, lang))
     if terminal_id:
         raise InputError("--terminal is for fleet scenarios ([[terminals]])")
     inputs.fresh(ledger_path, journal_path)
