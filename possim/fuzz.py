@@ -1,9 +1,10 @@
 """Property-based fault injection: generate schedules, find a violation, shrink it, write it out.
 
-Schedules come from ``pos_sim.testing.schedules`` (explicit Hypothesis draws), run in
-virtual time, and are judged by the checker. ``hypothesis.find`` shrinks the first
-violation to a minimal schedule, which is written as a scenario that ``possim run``
-reproduces exactly.
+Schedules come from ``possim.fuzz_schedules`` (the space of ``pos_sim.testing.schedules``
+with forgeries, in fewer Hypothesis choices) or, with ``wallet``, from
+``pos_sim.testing.wallet_schedules``; they run in virtual time and are judged by the
+checker. ``hypothesis.find`` shrinks the first violation to a minimal schedule, which is
+written as a scenario that ``possim run`` reproduces exactly.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from hypothesis.errors import NoSuchExample
 from hypothesis.strategies import SearchStrategy
 
 from pos_sim.policies import get_policy
-from pos_sim.testing import schedules, wallet_schedules
+from pos_sim.testing import wallet_schedules
 from possim.checker import Verdict
 from possim.coverage import tally
+from possim.fuzz_schedules import card_schedules
 from possim.money import format_amount
 from possim.scenario import from_dict
 from possim.simulation import RunResult, simulate
@@ -57,7 +59,7 @@ def strategy(max_transactions: int, min_transactions: int, wallet: bool) -> Sear
     wallet payments in the mix. One place, so parallel workers draw exactly what ``fuzz`` does."""
     if wallet:
         return wallet_schedules(max_transactions=min(max_transactions, 3))
-    return schedules(max_transactions=max_transactions, min_transactions=min_transactions, forgeries=True)
+    return card_schedules(max_transactions, min_transactions)
 
 
 def groups_for(wallet: bool) -> tuple[str, ...]:

@@ -26,6 +26,7 @@ from pos_sim.terminal import PaymentRequest, Terminal
 from pos_sim.testing import schedules
 from possim.checker import check
 from possim.fuzz import fuzz, violations
+from possim.fuzz_schedules import card_schedules
 from possim.scenario import from_dict
 from possim.simulation import simulate
 from possim.trace import Trace
@@ -52,6 +53,36 @@ def test_the_property_runs_for_the_reversal_policy_at_least() -> None:
 def test_generated_schedules_are_valid_scenarios(schedule: dict) -> None:  # type: ignore[type-arg]
     scenario = from_dict(schedule)
     assert len(scenario.model.transactions) >= 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(card_schedules(max_transactions=5))
+def test_every_schedule_the_fuzzer_draws_is_a_valid_scenario(schedule: dict) -> None:  # type: ignore[type-arg]
+    """The fuzz loop draws compact choices and builds the dict itself: pydantic must accept every one."""
+    scenario = from_dict(schedule)
+    assert 1 <= len(scenario.model.transactions) <= 5
+
+
+def test_the_fuzzer_draws_every_kind_of_payment_fault_and_forgery() -> None:
+    drawn: list[dict] = []  # type: ignore[type-arg]
+
+    @settings(max_examples=400, database=None, deadline=None)
+    @given(card_schedules())
+    def collect(schedule: dict) -> None:  # type: ignore[type-arg]
+        drawn.append(schedule)
+
+    collect()
+    txns = [t for s in drawn for t in s["transactions"]]
+    assert {"purchase", "auth"} <= {t["kind"] for t in txns} and any("completion_amount" in t for t in txns)
+    assert any(t.get("customer_retries") for t in txns) and len({t["pan"] for t in txns}) == 3
+    rules = [r for s in drawn for r in s["faults"]]
+    assert {r["action"] for r in rules} == {"drop", "delay", "duplicate"}
+    assert all(("delay" in r) == (r["action"] != "drop") for r in rules)
+    assert {r["nth"] for r in rules} == {1, 2, 3}
+    forged = [f for s in drawn for f in s["forgeries"]]
+    assert {f["kind"] for f in forged} == {"reversal", "approval", "query"}
+    assert any(s["partitions"] for s in drawn) and any(s["power_losses"] for s in drawn)
+    assert any(s["host"]["crash_after_commit"] for s in drawn)
 
 
 class TerminalHostLink(RuleBasedStateMachine):
