@@ -67,16 +67,39 @@ def groups_for(wallet: bool) -> tuple[str, ...]:
     return ("card", "wallet") if wallet else ("card", "forgery")
 
 
+class Stopped(BaseException):
+    """Raised inside a search once a search beside it found a violation.
+
+    A ``BaseException``, so Hypothesis lets it through at once instead of treating it as
+    the property failing.
+    """
+
+
+@dataclass(frozen=True)
+class Beside:
+    """How a search shares its work with searches in other processes (``possim.fuzz_workers``):
+    ``stopped`` says, before each new example, whether another search already found a
+    violation; ``found`` is told the moment this one finds its first."""
+
+    stopped: Callable[[], bool]
+    found: Callable[[], None]
+
+
 def fuzz(policy: str, examples: int, seed: int, progress: Callable[[int], None] | None = None,
-         max_transactions: int = 5, min_transactions: int = 1, wallet: bool = False) -> FuzzResult:
+         max_transactions: int = 5, min_transactions: int = 1, wallet: bool = False,
+         beside: Beside | None = None) -> FuzzResult:
     """Run up to ``examples`` generated schedules; return the shrunk violation if one is found.
 
     ``wallet``: QR wallet payments in the mix (``pos_sim.testing.wallet_schedules``).
+    ``beside``: the search runs beside others; it ends early, with no violation, once
+    ``beside.stopped()`` says so.
     """
     out = FuzzResult(policy, groups=groups_for(wallet))
     searching = [True]
 
     def violated(schedule: dict[str, Any]) -> bool:
+        if searching[0] and beside is not None and beside.stopped():
+            raise Stopped
         result = simulate(from_dict(schedule), policy)
         if searching[0]:
             out.examples += 1
@@ -84,8 +107,10 @@ def fuzz(policy: str, examples: int, seed: int, progress: Callable[[int], None] 
             if progress:
                 progress(out.examples)
         bad = bool(violations(result))
-        if bad:
+        if bad and searching[0]:
             searching[0] = False
+            if beside is not None:
+                beside.found()
         return bad
 
     config = settings(max_examples=examples, database=None, deadline=None, phases=[Phase.generate, Phase.shrink],
@@ -93,7 +118,7 @@ def fuzz(policy: str, examples: int, seed: int, progress: Callable[[int], None] 
     try:
         schedule = find(strategy(max_transactions, min_transactions, wallet), violated, settings=config,
                         random=random.Random(seed))
-    except NoSuchExample:
+    except (NoSuchExample, Stopped):
         return out
     out.schedule = schedule
     out.result = simulate(from_dict(schedule), policy)
