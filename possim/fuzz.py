@@ -9,9 +9,11 @@ written as a scenario that ``possim run`` reproduces exactly.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +87,27 @@ class Beside:
     found: Callable[[], None]
 
 
+@contextlib.contextmanager
+def lighter_gc() -> Iterator[None]:
+    """Collect garbage less often while searching, and leave what exists at the start alone.
+
+    Why: a search keeps Hypothesis's record of every choice alive beside all the imported
+    code, and each run builds thousands of short-lived objects, so the cyclic collector kept
+    walking a large long-lived heap: 0.4-0.8 ms of every 5-6 ms example. Freezing the objects
+    alive at the start takes them out of its way (``gc.freeze``; forked workers inherit it),
+    and a higher first threshold runs it less often. Settings are restored on the way out.
+    """
+    thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()
+    gc.freeze()
+    gc.set_threshold(max(thresholds[0], 5000), *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        if not frozen:
+            gc.unfreeze()
+
+
 def fuzz(policy: str, examples: int, seed: int, progress: Callable[[int], None] | None = None,
          max_transactions: int = 5, min_transactions: int = 1, wallet: bool = False,
          beside: Beside | None = None) -> FuzzResult:
@@ -116,8 +139,9 @@ def fuzz(policy: str, examples: int, seed: int, progress: Callable[[int], None] 
     config = settings(max_examples=examples, database=None, deadline=None, phases=[Phase.generate, Phase.shrink],
                       suppress_health_check=list(HealthCheck))
     try:
-        schedule = find(strategy(max_transactions, min_transactions, wallet), violated, settings=config,
-                        random=random.Random(seed))
+        with lighter_gc():
+            schedule = find(strategy(max_transactions, min_transactions, wallet), violated, settings=config,
+                            random=random.Random(seed))
     except (NoSuchExample, Stopped):
         return out
     out.schedule = schedule

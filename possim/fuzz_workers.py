@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, Phase, find, settings
 from hypothesis.errors import NoSuchExample
 
 from possim.coverage import tally
-from possim.fuzz import Beside, FuzzResult, Stopped, fuzz, groups_for, violations
+from possim.fuzz import Beside, FuzzResult, Stopped, fuzz, groups_for, lighter_gc, violations
 from possim.fuzz import strategy as fuzz_strategy
 from possim.scenario import from_dict
 from possim.simulation import simulate
@@ -71,6 +71,20 @@ def fuzz_parallel(policy: str, examples: int, seed: int, workers: int,
         return fuzz(policy, examples, seed, progress, max_transactions, min_transactions, wallet=wallet)
     jobs = [_Job(i, policy, n, worker_seed(seed, i), max_transactions, min_transactions, wallet)
             for i, n in enumerate(shares(examples, workers))]
+    with lighter_gc():  # before the fork, so the workers inherit it
+        home, board = _search(jobs, progress)
+    out = FuzzResult(policy, examples=sum(board.counts.values()), coverage=home.coverage + board.coverage,
+                     groups=groups_for(wallet))
+    if home.schedule is not None:
+        out.schedule, out.result = home.schedule, home.result
+    elif board.found is not None:
+        index, schedule = board.found
+        _shrink(out, jobs[index], schedule)
+    return out
+
+
+def _search(jobs: list[_Job], progress: Callable[[int], None] | None) -> tuple[FuzzResult, _Board]:
+    """Start the workers 1.. , search worker 0's share here, then wait for the others' reports."""
     ctx = _context()
     stop, reports = ctx.Event(), ctx.Queue()
     procs = [ctx.Process(target=_work, args=(job, stop, reports), daemon=True)  # type: ignore[attr-defined]
@@ -87,14 +101,7 @@ def fuzz_parallel(policy: str, examples: int, seed: int, workers: int,
             proc.join(timeout=10)
             if proc.is_alive():
                 proc.kill()
-    out = FuzzResult(policy, examples=sum(board.counts.values()), coverage=home.coverage + board.coverage,
-                     groups=groups_for(wallet))
-    if home.schedule is not None:
-        out.schedule, out.result = home.schedule, home.result
-    elif board.found is not None:
-        index, schedule = board.found
-        _shrink(out, jobs[index], schedule)
-    return out
+    return home, board
 
 
 def _context() -> BaseContext:

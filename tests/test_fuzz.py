@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import random
 import subprocess
@@ -25,7 +26,7 @@ from pos_sim.policies import REGISTRY
 from pos_sim.terminal import PaymentRequest, Terminal
 from pos_sim.testing import schedules
 from possim.checker import check
-from possim.fuzz import fuzz, violations
+from possim.fuzz import fuzz, lighter_gc, violations
 from possim.fuzz_schedules import card_schedules
 from possim.scenario import from_dict
 from possim.simulation import simulate
@@ -183,6 +184,16 @@ def test_fuzz_cli_writes_a_scenario_that_replays_the_violation(tmp_path: Path) -
                             capture_output=True, text=True, timeout=120)
     assert replay.returncode == 0, replay.stdout  # its [expect] holds: the same violation
     assert json.loads(replay.stdout)["orphaned_debits"] == 1
+
+
+def test_the_search_leaves_the_garbage_collector_as_it_found_it() -> None:
+    before = (gc.get_threshold(), gc.get_freeze_count())
+    inside: list[tuple[tuple[int, int, int], int]] = []
+    with lighter_gc():
+        inside.append((gc.get_threshold(), gc.get_freeze_count()))
+    assert inside[0][0][0] >= 5000 and inside[0][1] > 0
+    fuzz("reversal", 5, seed=0)
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
 
 
 def test_fuzz_cli_bad_policy_exits_2() -> None:
