@@ -162,6 +162,18 @@ def test_fuzz_under_none_finds_and_shrinks_a_single_lost_response() -> None:
     assert violations(found.result) == ["orphaned_debits"]
 
 
+def test_fuzz_under_query_shrinks_a_host_crash_to_one_sale_and_the_crash_alone() -> None:
+    """An outage found behind a gate shrinks too: one purchase of 0.01, the host down after committing it."""
+    found = fuzz("query", 300, seed=1)
+    assert found.schedule is not None and found.result is not None
+    assert violations(found.result) == ["orphaned_debits"]
+    assert found.schedule["transactions"] == [{"at": 0.0, "kind": "purchase", "amount": "0.01",
+                                               "pan": "4000000000000002"}]
+    assert [c["mti"] for c in found.schedule["host"]["crash_after_commit"]] == ["0200"]
+    assert found.schedule["faults"] == found.schedule["partitions"] == found.schedule["power_losses"] == []
+    assert found.schedule["forgeries"] == []
+
+
 def test_fuzz_under_reversal_finds_nothing_and_reports_coverage() -> None:
     # 600 examples: a lost reversal needs a timeout and a rule on the 0400 in one schedule, which
     # 300 examples did not always draw (how often depends on what else the process imported).
