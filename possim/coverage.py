@@ -7,6 +7,7 @@ payments in the mix. Most situations are one trace event; a few need what follow
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
@@ -15,19 +16,26 @@ from possim.forgery import ATTACKER_STAN, FORGED_RRN
 from protocol import events as ev
 
 Test = Callable[[ev.Event], bool]
-RunTest = Callable[[Sequence[ev.Event]], bool]
+#: A test that needs what followed: the run's events and the index of the event it looks at.
+RunTest = Callable[[Sequence[ev.Event], int], bool]
+#: The event classes a situation looks at, and the test on one event of those classes.
+Match = tuple[tuple[type[ev.Event], ...], Test]
 
 #: The situation groups, in table order.
 GROUPS = ("card", "wallet", "forgery")
 
 
-def _lost(*mtis: str, answered: bool = False) -> Test:
+def _always(_: ev.Event) -> bool:
+    return True
+
+
+def _lost(*mtis: str, answered: bool = False) -> Match:
     """A message of one of ``mtis`` lost on the way (``answered``: one that carried the host's RRN)."""
-    return lambda e: isinstance(e, ev.NetDropped) and e.mti in mtis and (not answered or bool(e.rrn))
+    return (ev.NetDropped,), lambda e: isinstance(e, ev.NetDropped) and e.mti in mtis and (not answered or bool(e.rrn))
 
 
-def _is(*classes: type[ev.Event]) -> Test:
-    return lambda e: isinstance(e, classes)
+def _is(*classes: type[ev.Event]) -> Match:
+    return classes, _always
 
 
 def _attacker(e: ev.HostMessageEvent) -> bool:
@@ -35,30 +43,33 @@ def _attacker(e: ev.HostMessageEvent) -> bool:
     return e.stan.isdigit() and int(e.stan) > ATTACKER_STAN
 
 
-def _forged_refused(*mtis: str) -> Test:
+_REFUSALS = (ev.SecurityViolation, ev.ReversalAmountMismatch, ev.IdentityMismatch)
+
+
+def _forged_refused(*mtis: str) -> Match:
     """The host refused a forged request of ``mtis``: a wrong or missing MAC, another amount, another sender."""
-    refusals = (ev.SecurityViolation, ev.ReversalAmountMismatch, ev.IdentityMismatch)
-    return lambda e: isinstance(e, refusals) and e.mti in mtis and _attacker(e)
+    return _REFUSALS, lambda e: isinstance(e, _REFUSALS) and e.mti in mtis and _attacker(e)
 
 
-def _forged_applied(*classes: type[ev.HostMessageEvent]) -> Test:
-    return lambda e: isinstance(e, classes) and _attacker(e)
+def _forged_applied(*classes: type[ev.HostMessageEvent]) -> Match:
+    return classes, lambda e: isinstance(e, classes) and _attacker(e)
 
 
 def _forged_approval(accepted: bool) -> RunTest:
     """A forged approval reached the terminal; ``accepted``: its screen then said approved (no MAC to
     refuse it, and the sale still waiting for its answer), else it was refused or ignored."""
 
-    def test(events: Sequence[ev.Event]) -> bool:
-        return any(isinstance(e, ev.MsgReceived) and e.side == "terminal" and e.rrn == FORGED_RRN
-                   and _approved_next(events[i + 1:]) == accepted for i, e in enumerate(events))
+    def test(events: Sequence[ev.Event], i: int) -> bool:
+        e = events[i]
+        return (isinstance(e, ev.MsgReceived) and e.side == "terminal" and e.rrn == FORGED_RRN
+                and _approved_next(events, i + 1) == accepted)
 
     return test
 
 
-def _approved_next(events: Sequence[ev.Event]) -> bool:
+def _approved_next(events: Sequence[ev.Event], start: int) -> bool:
     """Whether the terminal approved a sale before the next arrival (what the arrival before made it do)."""
-    for e in events:
+    for e in itertools.islice(events, start, None):
         if isinstance(e, ev.MsgReceived):
             return False
         if isinstance(e, ev.TxnOutcome):
@@ -67,87 +78,118 @@ def _approved_next(events: Sequence[ev.Event]) -> bool:
 
 
 class Situation(NamedTuple):
+    """One failure situation: seen when an event of ``classes`` passes ``test`` (or ``run``, for the
+    few that need what followed the event)."""
+
     label: str
     group: str
-    test: Test | None = None
+    classes: tuple[type[ev.Event], ...]
+    test: Test = _always
     run: RunTest | None = None
 
+    def holds(self, events: Sequence[ev.Event], i: int) -> bool:
+        """Whether event ``i`` (one of ``classes``) shows this situation."""
+        return self.test(events[i]) if self.run is None else self.run(events, i)
+
     def seen(self, events: Sequence[ev.Event]) -> bool:
-        if self.run is not None:
-            return self.run(events)
-        test = self.test
-        assert test is not None
-        return any(test(e) for e in events)
+        """The definition, one situation over the whole run (``situations`` checks them all in one pass)."""
+        return any(isinstance(e, self.classes) and self.holds(events, i) for i, e in enumerate(events))
 
 
-#: (label, test on one trace event). Labels are what QA reads after a fuzz run.
-CARD: tuple[tuple[str, Test], ...] = (
-    ("request lost before the host", _lost("0200", "0100")),
-    ("response lost after host approval", _lost("0210", "0110", answered=True)),
-    ("reversal lost", _lost("0400", "0401")),
-    ("reversal answer lost", _lost("0410")),
-    ("status query or answer lost", _lost("0600", "0610")),
-    ("completion advice lost", _lost("0220", "0221")),
-    ("message delayed", _is(ev.NetDelayed)),
-    ("message lost in a partition", lambda e: isinstance(e, ev.NetDropped) and e.reason == "partition"),
-    ("duplicate original absorbed by the host", _is(ev.DuplicateOriginal)),
-    ("repeated reversal answered once", _is(ev.DuplicateReversal)),
-    ("repeated advice captured once", _is(ev.DuplicateAdvice)),
-    ("response timeout", _is(ev.TimerFired)),
-    ("late response after timeout", _is(ev.LateResponse)),
-    ("reversal before its original", _is(ev.LedgerReversalBeforeOriginal)),
-    ("late original refused", _is(ev.LateOriginalRefused)),
-    ("reversal credited a debit", _is(ev.LedgerReversalCredited)),
-    ("reversal released a hold", _is(ev.LedgerReversalReleased)),
-    ("status query answered APPROVED", lambda e: isinstance(e, ev.StatusAnswered) and e.status == "APPROVED"),
-    ("status query answered NOT_FOUND", lambda e: isinstance(e, ev.StatusAnswered) and e.status == "NOT_FOUND"),
-    ("host crash after commit", _is(ev.HostCrashed)),
-    ("message lost while the host was down", _is(ev.HostDownDrop)),
-    ("reversal retried with backoff", _is(ev.ReversalRetryScheduled)),
-    ("pending reversal sent before the next sale", _is(ev.ReversalBeforeNextTransaction)),
-    ("declined (funds, rules or issuer down)", _is(ev.LedgerDeclined)),
-    ("customer paid again after a failure", _is(ev.CustomerRetries)),
-    ("terminal power loss", _is(ev.TerminalPowerLost)),
-    ("answer lost while the terminal was off", _is(ev.TerminalDownDrop)),
-    ("recovery resumed from the journal after boot", lambda e: isinstance(e, ev.TerminalRestored) and e.records > 0),
+def _card(label: str, match: Match) -> Situation:
+    return Situation(label, "card", *match)
+
+
+def _wallet(label: str, match: Match) -> Situation:
+    return Situation(label, "wallet", *match)
+
+
+def _forgery(label: str, match: Match) -> Situation:
+    return Situation(label, "forgery", *match)
+
+
+#: Labels are what QA reads after a fuzz run.
+CARD: tuple[Situation, ...] = (
+    _card("request lost before the host", _lost("0200", "0100")),
+    _card("response lost after host approval", _lost("0210", "0110", answered=True)),
+    _card("reversal lost", _lost("0400", "0401")),
+    _card("reversal answer lost", _lost("0410")),
+    _card("status query or answer lost", _lost("0600", "0610")),
+    _card("completion advice lost", _lost("0220", "0221")),
+    _card("message delayed", _is(ev.NetDelayed)),
+    _card("message lost in a partition",
+          ((ev.NetDropped,), lambda e: isinstance(e, ev.NetDropped) and e.reason == "partition")),
+    _card("duplicate original absorbed by the host", _is(ev.DuplicateOriginal)),
+    _card("repeated reversal answered once", _is(ev.DuplicateReversal)),
+    _card("repeated advice captured once", _is(ev.DuplicateAdvice)),
+    _card("response timeout", _is(ev.TimerFired)),
+    _card("late response after timeout", _is(ev.LateResponse)),
+    _card("reversal before its original", _is(ev.LedgerReversalBeforeOriginal)),
+    _card("late original refused", _is(ev.LateOriginalRefused)),
+    _card("reversal credited a debit", _is(ev.LedgerReversalCredited)),
+    _card("reversal released a hold", _is(ev.LedgerReversalReleased)),
+    _card("status query answered APPROVED",
+          ((ev.StatusAnswered,), lambda e: isinstance(e, ev.StatusAnswered) and e.status == "APPROVED")),
+    _card("status query answered NOT_FOUND",
+          ((ev.StatusAnswered,), lambda e: isinstance(e, ev.StatusAnswered) and e.status == "NOT_FOUND")),
+    _card("host crash after commit", _is(ev.HostCrashed)),
+    _card("message lost while the host was down", _is(ev.HostDownDrop)),
+    _card("reversal retried with backoff", _is(ev.ReversalRetryScheduled)),
+    _card("pending reversal sent before the next sale", _is(ev.ReversalBeforeNextTransaction)),
+    _card("declined (funds, rules or issuer down)", _is(ev.LedgerDeclined)),
+    _card("customer paid again after a failure", _is(ev.CustomerRetries)),
+    _card("terminal power loss", _is(ev.TerminalPowerLost)),
+    _card("answer lost while the terminal was off", _is(ev.TerminalDownDrop)),
+    _card("recovery resumed from the journal after boot",
+          ((ev.TerminalRestored,), lambda e: isinstance(e, ev.TerminalRestored) and e.records > 0)),
 )
 
-WALLET: tuple[tuple[str, Test], ...] = (
-    ("wallet pay lost before the gateway", _lost("QR_PAY")),
-    ("wallet pay answer lost", _lost("QR_PAY_RESP")),
-    ("wallet query or answer lost", _lost("QR_QUERY", "QR_QUERY_RESP")),
-    ("wallet cancel or answer lost", _lost("QR_CANCEL", "QR_CANCEL_RESP")),
-    ("customer still paying (USERPAYING)", lambda e: isinstance(e, ev.WalletTradeOpened) and e.state == "USERPAYING"),
-    ("customer confirmed on the phone", _is(ev.WalletCustomerConfirmed)),
-    ("confirmation refused: order already closed", _is(ev.WalletConfirmRefused)),
-    ("unpaid wallet order closed by itself",
-     lambda e: isinstance(e, ev.WalletTradeClosed) and e.reason == "auto_close"),
-    ("wallet cancel refunded a paid order", lambda e: isinstance(e, ev.WalletRefunded) and e.reason == "cancel"),
-    ("wallet order closed before its pay arrived",
-     lambda e: isinstance(e, ev.WalletTradeClosed) and e.reason in ("cancel_before_pay", "query_not_found")),
-    ("repeated wallet pay answered, never charged twice", _is(ev.WalletDuplicatePay)),
-    ("customer paid again by QR or card", _is(ev.CustomerPaysAgain)),
+WALLET: tuple[Situation, ...] = (
+    _wallet("wallet pay lost before the gateway", _lost("QR_PAY")),
+    _wallet("wallet pay answer lost", _lost("QR_PAY_RESP")),
+    _wallet("wallet query or answer lost", _lost("QR_QUERY", "QR_QUERY_RESP")),
+    _wallet("wallet cancel or answer lost", _lost("QR_CANCEL", "QR_CANCEL_RESP")),
+    _wallet("customer still paying (USERPAYING)",
+            ((ev.WalletTradeOpened,), lambda e: isinstance(e, ev.WalletTradeOpened) and e.state == "USERPAYING")),
+    _wallet("customer confirmed on the phone", _is(ev.WalletCustomerConfirmed)),
+    _wallet("confirmation refused: order already closed", _is(ev.WalletConfirmRefused)),
+    _wallet("unpaid wallet order closed by itself",
+            ((ev.WalletTradeClosed,), lambda e: isinstance(e, ev.WalletTradeClosed) and e.reason == "auto_close")),
+    _wallet("wallet cancel refunded a paid order",
+            ((ev.WalletRefunded,), lambda e: isinstance(e, ev.WalletRefunded) and e.reason == "cancel")),
+    _wallet("wallet order closed before its pay arrived",
+            ((ev.WalletTradeClosed,), lambda e: isinstance(e, ev.WalletTradeClosed)
+             and e.reason in ("cancel_before_pay", "query_not_found"))),
+    _wallet("repeated wallet pay answered, never charged twice", _is(ev.WalletDuplicatePay)),
+    _wallet("customer paid again by QR or card", _is(ev.CustomerPaysAgain)),
 )
 
 FORGERY: tuple[Situation, ...] = (
-    Situation("forged reversal refused", "forgery", _forged_refused("0400", "0401")),
-    Situation("forged reversal accepted: money moved back", "forgery",
-              _forged_applied(ev.LedgerReversalCredited, ev.LedgerReversalReleased)),
-    Situation("forged approval ignored", "forgery", run=_forged_approval(accepted=False)),
-    Situation("forged approval accepted: goods left unpaid", "forgery", run=_forged_approval(accepted=True)),
-    Situation("forged query refused", "forgery", _forged_refused("0600")),
-    Situation("forged query answered", "forgery", _forged_applied(ev.StatusAnswered)),
-    Situation("MAC failure at the host (answered 63)", "forgery", _is(ev.SecurityViolation)),
-    Situation("MAC failure at the terminal (answer refused)", "forgery", _is(ev.ResponseRejected)),
-    Situation("forgery found nothing to aim at", "forgery", _is(ev.ForgeryMissed)),
+    _forgery("forged reversal refused", _forged_refused("0400", "0401")),
+    _forgery("forged reversal accepted: money moved back",
+             _forged_applied(ev.LedgerReversalCredited, ev.LedgerReversalReleased)),
+    Situation("forged approval ignored", "forgery", (ev.MsgReceived,), run=_forged_approval(accepted=False)),
+    Situation("forged approval accepted: goods left unpaid", "forgery", (ev.MsgReceived,),
+              run=_forged_approval(accepted=True)),
+    _forgery("forged query refused", _forged_refused("0600")),
+    _forgery("forged query answered", _forged_applied(ev.StatusAnswered)),
+    _forgery("MAC failure at the host (answered 63)", _is(ev.SecurityViolation)),
+    _forgery("MAC failure at the terminal (answer refused)", _is(ev.ResponseRejected)),
+    _forgery("forgery found nothing to aim at", _is(ev.ForgeryMissed)),
 )
 
 #: Every situation, in table order.
-SITUATIONS: tuple[Situation, ...] = (
-    *(Situation(label, "card", test) for label, test in CARD),
-    *(Situation(label, "wallet", test) for label, test in WALLET),
-    *FORGERY,
-)
+SITUATIONS: tuple[Situation, ...] = (*CARD, *WALLET, *FORGERY)
+
+#: The situations that look at events of one class, filled as classes first appear in a trace.
+_BY_CLASS: dict[type[ev.Event], tuple[Situation, ...]] = {}
+
+
+def _looking_at(cls: type[ev.Event]) -> tuple[Situation, ...]:
+    found = _BY_CLASS.get(cls)
+    if found is None:
+        found = _BY_CLASS[cls] = tuple(s for s in SITUATIONS if issubclass(cls, s.classes))
+    return found
 
 
 def labels(groups: Iterable[str] = GROUPS) -> list[str]:
@@ -157,9 +199,18 @@ def labels(groups: Iterable[str] = GROUPS) -> list[str]:
 
 
 def situations(records: Iterable[ev.Stamped]) -> set[str]:
-    """The situations one run went through (each counted once per run)."""
+    """The situations one run went through (each counted once per run).
+
+    One pass over the trace: each event is offered only to the situations that look at its
+    class, so the tally costs a few dictionary lookups per event, not one test per situation
+    per event (it runs after every fuzzed schedule)."""
     events = [stamped.event for stamped in records]
-    return {s.label for s in SITUATIONS if s.seen(events)}
+    seen: set[str] = set()
+    for i, e in enumerate(events):
+        for s in _looking_at(type(e)):
+            if s.label not in seen and s.holds(events, i):
+                seen.add(s.label)
+    return seen
 
 
 def tally(counter: Counter[str], records: Iterable[ev.Stamped]) -> None:

@@ -3,14 +3,17 @@
 Why: Hypothesis generation and the simulation are both pure Python on one core; fuzzing
 is embarrassingly parallel, so N processes try N times as many schedules per second.
 
-How: worker ``i`` runs its own generation-only search (``Phase.generate``) from the seed
-``seed + i * 2**32`` over its share of the examples and reports its progress, its
-coverage and the first violating schedule it meets. The first violation stops every
-worker (they stop before their next example and still report their coverage). The
-parent then shrinks it by replaying that worker's search with shrinking on (``fuzz``
-with the worker's seed and share: the same generator, so the same first violation);
-should the replay not meet it, the worker's schedule is returned unshrunk. One worker
-is ``possim.fuzz.fuzz`` itself, unchanged.
+How: worker ``i`` searches from the seed ``seed + i * 2**32`` over its share of the
+examples and reports its progress, its coverage and the first violating schedule it
+meets. Worker 0 is the parent itself: it searches its share with ``possim.fuzz.fuzz``
+while the other processes start (no process sits idle waiting, one fewer to start), and
+reads their reports between its examples. The others run a generation-only search
+(``Phase.generate``). The first violation stops every worker (they stop before their
+next example and still report their coverage). One found at home is shrunk at once; one
+found elsewhere is shrunk by replaying that worker's search here with shrinking on
+(``fuzz`` with the worker's seed and share: the same generator, so the same first
+violation); should the replay not meet it, the worker's schedule is returned unshrunk.
+One worker is ``possim.fuzz.fuzz`` itself, unchanged.
 """
 
 from __future__ import annotations
@@ -29,21 +32,13 @@ from hypothesis import HealthCheck, Phase, find, settings
 from hypothesis.errors import NoSuchExample
 
 from possim.coverage import tally
-from possim.fuzz import FuzzResult, fuzz, groups_for, violations
+from possim.fuzz import Beside, FuzzResult, Stopped, fuzz, groups_for, lighter_gc, violations
 from possim.fuzz import strategy as fuzz_strategy
 from possim.scenario import from_dict
 from possim.simulation import simulate
 
 #: How many examples a worker runs between progress reports.
 _REPORT_EVERY = 10
-
-
-class _Stopped(BaseException):
-    """Raised inside a worker's search once another worker found a violation.
-
-    A ``BaseException``, so Hypothesis lets it through at once instead of treating it as
-    the property failing.
-    """
 
 
 @dataclass(frozen=True)
@@ -76,23 +71,37 @@ def fuzz_parallel(policy: str, examples: int, seed: int, workers: int,
         return fuzz(policy, examples, seed, progress, max_transactions, min_transactions, wallet=wallet)
     jobs = [_Job(i, policy, n, worker_seed(seed, i), max_transactions, min_transactions, wallet)
             for i, n in enumerate(shares(examples, workers))]
+    with lighter_gc():  # before the fork, so the workers inherit it
+        home, board = _search(jobs, progress)
+    out = FuzzResult(policy, examples=sum(board.counts.values()), coverage=home.coverage + board.coverage,
+                     groups=groups_for(wallet))
+    if home.schedule is not None:
+        out.schedule, out.result = home.schedule, home.result
+    elif board.found is not None:
+        index, schedule = board.found
+        _shrink(out, jobs[index], schedule)
+    return out
+
+
+def _search(jobs: list[_Job], progress: Callable[[int], None] | None) -> tuple[FuzzResult, _Board]:
+    """Start the workers 1.. , search worker 0's share here, then wait for the others' reports."""
     ctx = _context()
     stop, reports = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_work, args=(job, stop, reports), daemon=True) for job in jobs]  # type: ignore[attr-defined]
+    procs = [ctx.Process(target=_work, args=(job, stop, reports), daemon=True)  # type: ignore[attr-defined]
+             for job in jobs[1:]]
     for proc in procs:
         proc.start()
+    board = _Board(len(jobs), progress)
     try:
-        counts, coverage, found = _collect(procs, stop, reports, progress)
+        home = _search_at_home(jobs[0], stop, reports, board)
+        board.count(0, home.examples)
+        board.wait(procs, reports)
     finally:
         for proc in procs:
             proc.join(timeout=10)
             if proc.is_alive():
                 proc.kill()
-    out = FuzzResult(policy, examples=sum(counts.values()), coverage=coverage, groups=groups_for(wallet))
-    if found is not None:
-        index, schedule = found
-        _shrink(out, jobs[index], schedule)
-    return out
+    return home, board
 
 
 def _context() -> BaseContext:
@@ -101,33 +110,61 @@ def _context() -> BaseContext:
     return multiprocessing.get_context(method)
 
 
-def _collect(procs: list[Any], stop: Any, reports: Any, progress: Callable[[int], None] | None
-             ) -> tuple[dict[int, int], Counter[str], tuple[int, dict[str, Any]] | None]:
-    """Read the workers' reports until each has finished; the first violation stops them all."""
-    counts: dict[int, int] = {}
-    coverage: Counter[str] = Counter()
-    found: tuple[int, dict[str, Any]] | None = None
-    done: set[int] = set()
-    while len(done) < len(procs):
-        try:
-            kind, index, count, *rest = reports.get(timeout=0.2)
-        except queue.Empty:
-            _check_alive(procs, done)
-            continue
-        counts[index] = count
+def _search_at_home(job: _Job, stop: Any, reports: Any, board: _Board) -> FuzzResult:
+    """Worker 0's share, searched here while the others start: its first violation stops them and
+    is shrunk at once; a violation reported by another worker stops it before its next example."""
+
+    def stopped() -> bool:
+        board.drain(reports)
+        return board.found is not None
+
+    return fuzz(job.policy, job.examples, job.seed, lambda n: board.count(0, n), job.max_transactions,
+                job.min_transactions, wallet=job.wallet, beside=Beside(stopped, stop.set))
+
+
+class _Board:
+    """The workers' reports as they come: examples per worker, merged coverage, the first violation."""
+
+    def __init__(self, workers: int, progress: Callable[[int], None] | None) -> None:
+        self.counts: dict[int, int] = dict.fromkeys(range(workers), 0)
+        self.coverage: Counter[str] = Counter()
+        self.found: tuple[int, dict[str, Any]] | None = None
+        self.done: set[int] = set()
+        self.progress = progress
+
+    def count(self, index: int, examples: int) -> None:
+        self.counts[index] = examples
+        if self.progress:
+            self.progress(sum(self.counts.values()))
+
+    def take(self, report: tuple[Any, ...]) -> None:
+        kind, index, examples, *rest = report
         if kind == "done":
-            done.add(index)
-            coverage.update(rest[0])
-            if rest[1] is not None and found is None:
-                found = (index, rest[1])
-                stop.set()
-        if progress:
-            progress(sum(counts.values()))
-    return counts, coverage, found
+            self.done.add(index)
+            self.coverage.update(rest[0])
+            if rest[1] is not None and self.found is None:
+                self.found = (index, rest[1])
+        self.count(index, examples)
+
+    def drain(self, reports: Any) -> None:
+        """Take every report already waiting, without blocking (called before each home example)."""
+        while True:
+            try:
+                self.take(reports.get_nowait())
+            except queue.Empty:
+                return
+
+    def wait(self, procs: list[Any], reports: Any) -> None:
+        """Read the other workers' reports until each has finished."""
+        while len(self.done) < len(procs):
+            try:
+                self.take(reports.get(timeout=0.2))
+            except queue.Empty:
+                _check_alive(procs, self.done)
 
 
 def _check_alive(procs: list[Any], done: set[int]) -> None:
-    for index, proc in enumerate(procs):
+    for index, proc in enumerate(procs, start=1):
         if index not in done and not proc.is_alive() and proc.exitcode != 0:
             raise RuntimeError(f"fuzz worker {index} died with exit code {proc.exitcode}")
 
@@ -139,7 +176,7 @@ def _work(job: _Job, stop: Any, reports: Any) -> None:
 
     def violated(schedule: dict[str, Any]) -> bool:
         if stop.is_set():
-            raise _Stopped
+            raise Stopped
         result = simulate(from_dict(schedule), job.policy)
         count[0] += 1
         tally(coverage, result.trace.records)
@@ -152,8 +189,10 @@ def _work(job: _Job, stop: Any, reports: Any) -> None:
     # The same strategies as ``fuzz`` draws from, so the parent's replay meets the same schedules.
     strategy = fuzz_strategy(job.max_transactions, job.min_transactions, job.wallet)
     schedule: dict[str, Any] | None = None
-    with contextlib.suppress(NoSuchExample, _Stopped):
+    with contextlib.suppress(NoSuchExample, Stopped):
         schedule = find(strategy, violated, settings=config, random=random.Random(job.seed))
+    if schedule is not None:
+        stop.set()  # the others stop before their next example
     reports.put(("done", job.index, count[0], coverage, schedule))
 
 

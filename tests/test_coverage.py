@@ -125,3 +125,32 @@ def test_the_readme_property_holds_with_wallets_and_forgeries(schedule: dict[str
     assert verdict.counts["orphaned_debits"] == 0
     assert verdict.counts["double_debits"] == 0
     assert verdict.counts["phantom_approvals"] == 0
+
+
+def _by_definition(records: Any) -> set[str]:
+    events = [r.event for r in records]
+    return {s.label for s in SITUATIONS if s.seen(events)}
+
+
+def test_the_one_pass_tally_sees_what_each_definition_sees_on_shipped_scenarios() -> None:
+    """``situations`` dispatches on event classes in one pass; it must agree with every
+    situation's own definition, including the forged approval the terminal accepted."""
+    runs = [load(path) for path in sorted(SCENARIOS.glob("*.toml"))]
+    runs.append(from_dict({**load(SCENARIOS / "forged-approval.toml").raw(), "mac": False}))
+    reached: set[str] = set()
+    for scenario in runs:
+        if scenario.is_fleet:
+            continue
+        records = simulate(scenario, "reversal").trace.records
+        seen = situations(records)
+        assert seen == _by_definition(records), scenario
+        reached |= seen
+    assert "forged approval accepted: goods left unpaid" in reached and len(reached) > 20
+
+
+@settings(max_examples=40, deadline=None)
+@given(schedules(max_transactions=3, wallet=True, forgeries=True))
+def test_the_one_pass_tally_agrees_with_the_definitions_on_generated_runs(schedule: dict[str, Any]) -> None:
+    for mac in (True, False):
+        records = simulate(from_dict({**schedule, "mac": mac}), "none").trace.records
+        assert situations(records) == _by_definition(records)

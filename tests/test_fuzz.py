@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import random
 import subprocess
@@ -25,7 +26,8 @@ from pos_sim.policies import REGISTRY
 from pos_sim.terminal import PaymentRequest, Terminal
 from pos_sim.testing import schedules
 from possim.checker import check
-from possim.fuzz import fuzz, violations
+from possim.fuzz import fuzz, lighter_gc, violations
+from possim.fuzz_schedules import card_schedules
 from possim.scenario import from_dict
 from possim.simulation import simulate
 from possim.trace import Trace
@@ -52,6 +54,36 @@ def test_the_property_runs_for_the_reversal_policy_at_least() -> None:
 def test_generated_schedules_are_valid_scenarios(schedule: dict) -> None:  # type: ignore[type-arg]
     scenario = from_dict(schedule)
     assert len(scenario.model.transactions) >= 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(card_schedules(max_transactions=5))
+def test_every_schedule_the_fuzzer_draws_is_a_valid_scenario(schedule: dict) -> None:  # type: ignore[type-arg]
+    """The fuzz loop draws compact choices and builds the dict itself: pydantic must accept every one."""
+    scenario = from_dict(schedule)
+    assert 1 <= len(scenario.model.transactions) <= 5
+
+
+def test_the_fuzzer_draws_every_kind_of_payment_fault_and_forgery() -> None:
+    drawn: list[dict] = []  # type: ignore[type-arg]
+
+    @settings(max_examples=400, database=None, deadline=None)
+    @given(card_schedules())
+    def collect(schedule: dict) -> None:  # type: ignore[type-arg]
+        drawn.append(schedule)
+
+    collect()
+    txns = [t for s in drawn for t in s["transactions"]]
+    assert {"purchase", "auth"} <= {t["kind"] for t in txns} and any("completion_amount" in t for t in txns)
+    assert any(t.get("customer_retries") for t in txns) and len({t["pan"] for t in txns}) == 3
+    rules = [r for s in drawn for r in s["faults"]]
+    assert {r["action"] for r in rules} == {"drop", "delay", "duplicate"}
+    assert all(("delay" in r) == (r["action"] != "drop") for r in rules)
+    assert {r["nth"] for r in rules} == {1, 2, 3}
+    forged = [f for s in drawn for f in s["forgeries"]]
+    assert {f["kind"] for f in forged} == {"reversal", "approval", "query"}
+    assert any(s["partitions"] for s in drawn) and any(s["power_losses"] for s in drawn)
+    assert any(s["host"]["crash_after_commit"] for s in drawn)
 
 
 class TerminalHostLink(RuleBasedStateMachine):
@@ -130,6 +162,18 @@ def test_fuzz_under_none_finds_and_shrinks_a_single_lost_response() -> None:
     assert violations(found.result) == ["orphaned_debits"]
 
 
+def test_fuzz_under_query_shrinks_a_host_crash_to_one_sale_and_the_crash_alone() -> None:
+    """An outage found behind a gate shrinks too: one purchase of 0.01, the host down after committing it."""
+    found = fuzz("query", 300, seed=1)
+    assert found.schedule is not None and found.result is not None
+    assert violations(found.result) == ["orphaned_debits"]
+    assert found.schedule["transactions"] == [{"at": 0.0, "kind": "purchase", "amount": "0.01",
+                                               "pan": "4000000000000002"}]
+    assert [c["mti"] for c in found.schedule["host"]["crash_after_commit"]] == ["0200"]
+    assert found.schedule["faults"] == found.schedule["partitions"] == found.schedule["power_losses"] == []
+    assert found.schedule["forgeries"] == []
+
+
 def test_fuzz_under_reversal_finds_nothing_and_reports_coverage() -> None:
     # 600 examples: a lost reversal needs a timeout and a rule on the 0400 in one schedule, which
     # 300 examples did not always draw (how often depends on what else the process imported).
@@ -152,6 +196,16 @@ def test_fuzz_cli_writes_a_scenario_that_replays_the_violation(tmp_path: Path) -
                             capture_output=True, text=True, timeout=120)
     assert replay.returncode == 0, replay.stdout  # its [expect] holds: the same violation
     assert json.loads(replay.stdout)["orphaned_debits"] == 1
+
+
+def test_the_search_leaves_the_garbage_collector_as_it_found_it() -> None:
+    before = (gc.get_threshold(), gc.get_freeze_count())
+    inside: list[tuple[tuple[int, int, int], int]] = []
+    with lighter_gc():
+        inside.append((gc.get_threshold(), gc.get_freeze_count()))
+    assert inside[0][0][0] >= 5000 and inside[0][1] > 0
+    fuzz("reversal", 5, seed=0)
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
 
 
 def test_fuzz_cli_bad_policy_exits_2() -> None:

@@ -50,6 +50,17 @@ def test_the_first_violation_stops_the_workers_and_is_shrunk_in_the_parent() -> 
     assert len(faults) == 1
 
 
+def test_a_violation_met_by_another_worker_is_replayed_and_shrunk_here() -> None:
+    """Worker 0 searches in the parent; with seed 13 its share of 4 holds no violation and worker 1's does."""
+    assert fuzz("none", 4, seed=worker_seed(13, 0)).schedule is None
+    assert fuzz("none", 4, seed=worker_seed(13, 1)).schedule is not None
+    found = fuzz_parallel("none", 8, 13, 2)
+    assert found.schedule is not None and found.result is not None
+    assert violations(found.result) == ["orphaned_debits"]
+    assert found.schedule["faults"] == [{"action": "drop", "direction": "to_terminal", "mti": "0210", "nth": 1}]
+    assert len(found.schedule["transactions"]) == 1
+
+
 def test_fuzz_cli_with_two_workers_writes_a_replayable_violation(tmp_path: Path) -> None:
     out = tmp_path / "found.toml"
     done = subprocess.run([sys.executable, "-m", "possim", "fuzz", "--policy", "none", "--workers", "2",
