@@ -20,8 +20,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from hypothesis.internal.conjecture.data import ConjectureData
-from hypothesis.internal.conjecture.utils import many
+try:
+    from hypothesis.internal.conjecture.data import ConjectureData
+    from hypothesis.internal.conjecture.utils import many
+
+    _IMPORTED = True
+except ImportError:  # another Hypothesis: card_schedules falls back to the public strategy
+    _IMPORTED = False
 from hypothesis.strategies import SearchStrategy
 
 from pos_sim.testing import CARDS, MAX_OUTAGE, RULE_TARGETS, _schedule, _transactions
@@ -128,6 +133,21 @@ class CardSchedules(SearchStrategy[dict[str, Any]]):
         return f"CardSchedules(max_transactions={self.max_transactions}, min_transactions={self.min_transactions})"
 
 
+#: The choice-sequence methods this module uses; Hypothesis keeps them internal, so they are
+#: checked once rather than trusted: another Hypothesis may rename them.
+_NEEDED = ("draw_integer", "start_span", "stop_span")
+
+
+def compact_available() -> bool:
+    """Whether the installed Hypothesis has the internals the compact strategy draws with."""
+    return _IMPORTED and all(callable(getattr(ConjectureData, name, None)) for name in _NEEDED)
+
+
 def card_schedules(max_transactions: int = 5, min_transactions: int = 1) -> SearchStrategy[dict[str, Any]]:
-    """What ``possim fuzz`` draws without ``--wallet``."""
-    return CardSchedules(max_transactions, min_transactions)
+    """What ``possim fuzz`` draws without ``--wallet``: the compact strategy, or the public one
+    (``pos_sim.testing.schedules``, same space, more draws) when Hypothesis's internals moved."""
+    if compact_available():
+        return CardSchedules(max_transactions, min_transactions)
+    from pos_sim.testing import schedules
+
+    return schedules(max_transactions=max_transactions, min_transactions=min_transactions, forgeries=True)

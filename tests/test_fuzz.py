@@ -86,6 +86,28 @@ def test_the_fuzzer_draws_every_kind_of_payment_fault_and_forgery() -> None:
     assert any(s["host"]["crash_after_commit"] for s in drawn)
 
 
+def test_the_compact_draws_work_with_the_installed_hypothesis_and_fall_back_without_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compact strategy draws with Hypothesis internals: with this Hypothesis they are there;
+    where they are not, fuzz draws the same space through the public strategy instead."""
+    from possim import fuzz_schedules
+
+    assert fuzz_schedules.compact_available()
+    assert isinstance(card_schedules(), fuzz_schedules.CardSchedules)
+    monkeypatch.setattr(fuzz_schedules, "compact_available", lambda: False)
+    fallback = card_schedules(max_transactions=3)
+    assert not isinstance(fallback, fuzz_schedules.CardSchedules)
+    drawn: list[dict] = []  # type: ignore[type-arg]
+
+    @settings(max_examples=30, database=None, deadline=None)
+    @given(fallback)
+    def collect(schedule: dict) -> None:  # type: ignore[type-arg]
+        drawn.append(schedule)
+
+    collect()
+    assert drawn and all(1 <= len(from_dict(s).model.transactions) <= 3 for s in drawn)
+
+
 class TerminalHostLink(RuleBasedStateMachine):
     """Terminal + host + faulty link driven step by step; the checker's invariants hold throughout."""
 
