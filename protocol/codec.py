@@ -204,13 +204,17 @@ def _mac_field(doc: Mapping[str, str]) -> str:
 
 def _verify(data: bytes, msg: Message, tag: str | None, keys: Keys) -> None:
     key = keys if isinstance(keys, MacKey) else keys.get(msg.tid)
-    where = f"MTI {msg.mti} from {msg.tid!r} STAN {msg.stan}"
     if key is None:
-        raise UnknownTerminalError(f"{where}: no MAC key for this terminal", msg)
+        raise UnknownTerminalError(f"{_where(msg)}: no MAC key for this terminal", msg)
     if tag is None:
-        raise MacMissingError(f"{where}: no MAC", msg)
+        raise MacMissingError(f"{_where(msg)}: no MAC", msg)
     if not (_MAC_HEX.fullmatch(tag) and key.verify(data[:-_MAC_CHARS], bytes.fromhex(tag))):
-        raise MacMismatchError(f"{where}: wrong MAC", msg)
+        raise MacMismatchError(f"{_where(msg)}: wrong MAC", msg)
+
+
+def _where(msg: Message) -> str:
+    """Who a refused frame claims to come from (only formatted when a frame is refused)."""
+    return f"MTI {msg.mti} from {msg.tid!r} STAN {msg.stan}"
 
 
 #: The one frame remembered, with its parse (see ``decode``).

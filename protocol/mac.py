@@ -134,7 +134,7 @@ ALGORITHMS: dict[str, Algorithm] = {
 
 def compute(key: MacKey, data: bytes) -> bytes:
     """The 8-byte MAC of ``data`` under ``key``."""
-    return ALGORITHMS[key.algorithm].fn(key._prepared, bytes(data))
+    return ALGORITHMS[key.algorithm].fn(key._prepared, data if type(data) is bytes else bytes(data))
 
 
 def verify(key: MacKey, data: bytes, tag: bytes) -> bool:
