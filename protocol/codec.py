@@ -4,6 +4,11 @@ What travels on every link, in memory, over MQTT or TCP, is exactly these bytes.
 frame that pyiso8583 cannot parse, or whose fields break possim's rules, raises
 ``ProtocolError`` and nothing else.
 
+Two paths, one result: a one-pass fast path (``_encode_fast``/``_decode_fast``, Message <->
+text for possim's own shapes) and the reference (fields checked one by one, packed by
+``protocol.fast8583`` or pyiso8583). The fast path steps aside on anything unusual, so the
+reference alone decides every error; property tests hold the two (and pyiso8583) together.
+
 Message authentication (``protocol.mac``). ``encode(msg, key)`` adds a MAC; ``decode(data,
 keys)`` verifies it. Without a key both behave exactly as they always did (same bytes, a
 field 64 or 128 on the wire is ignored), so runs with keys off are byte-identical.
@@ -27,7 +32,8 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 import iso8583
@@ -106,6 +112,17 @@ def encode(msg: Message, key: MacKey | None = None, dialect: str = "iso") -> byt
     """
     if dialect != "iso":  # dialect hook: other wire formats live in protocol.dialects
         return _dialect(dialect).encode(msg, key)
+    text = _encode_fast(msg, key is not None)
+    if text is None:
+        return _encode_reference(msg, key)
+    if key is None:
+        return text.encode("ascii")
+    body = text.encode("ascii")
+    return body + key.compute(body).hex().upper().encode("ascii")
+
+
+def _encode_reference(msg: Message, key: MacKey | None) -> bytes:
+    """The field-by-field encoding through ``fast8583``/pyiso8583: the fast path's reference and its errors."""
     doc: dict[str, str] = {"t": msg.mti}
     for field, attr, pattern in _FIELDS:
         value = getattr(msg, attr)
@@ -187,13 +204,17 @@ def _mac_field(doc: Mapping[str, str]) -> str:
 
 def _verify(data: bytes, msg: Message, tag: str | None, keys: Keys) -> None:
     key = keys if isinstance(keys, MacKey) else keys.get(msg.tid)
-    where = f"MTI {msg.mti} from {msg.tid!r} STAN {msg.stan}"
     if key is None:
-        raise UnknownTerminalError(f"{where}: no MAC key for this terminal", msg)
+        raise UnknownTerminalError(f"{_where(msg)}: no MAC key for this terminal", msg)
     if tag is None:
-        raise MacMissingError(f"{where}: no MAC", msg)
+        raise MacMissingError(f"{_where(msg)}: no MAC", msg)
     if not (_MAC_HEX.fullmatch(tag) and key.verify(data[:-_MAC_CHARS], bytes.fromhex(tag))):
-        raise MacMismatchError(f"{where}: wrong MAC", msg)
+        raise MacMismatchError(f"{_where(msg)}: wrong MAC", msg)
+
+
+def _where(msg: Message) -> str:
+    """Who a refused frame claims to come from (only formatted when a frame is refused)."""
+    return f"MTI {msg.mti} from {msg.tid!r} STAN {msg.stan}"
 
 
 #: The one frame remembered, with its parse (see ``decode``).
@@ -218,7 +239,7 @@ def _unpack_oracle(data: bytes) -> dict[str, str]:
 
 
 def _decode(data: bytes) -> tuple[Message, str | None]:
-    return _message(fast8583.unpack(data) or _unpack_oracle(data))
+    return _decode_fast(data) or _message(fast8583.unpack(data) or _unpack_oracle(data))
 
 
 def _message(doc: Mapping[str, str]) -> tuple[Message, str | None]:
@@ -272,3 +293,173 @@ def wire_fields(data: bytes) -> dict[str, object]:
 def _check(field: str, value: str, pattern: re.Pattern[str]) -> None:
     if not isinstance(value, str) or not pattern.fullmatch(value):
         raise ProtocolError(f"field {field}: invalid value {value!r}")
+
+
+# -- the fast path: Message <-> text in one pass over possim's fields ---------------------------
+# ``encode`` and ``decode`` first try these; where they return ``None`` (anything unusual: a
+# wrong value, an unknown shape, non-ASCII) the reference path above runs and decides, so the
+# bytes, the messages and every error's wording are the reference's. The fast path only ever
+# accepts what the reference accepts: over ASCII text ``str.isdigit`` is ``\d``, ``isalnum``
+# ``[0-9A-Za-z]`` and ``isprintable`` ``[ -~]``, and the other fields use the same patterns.
+# ``tests/test_fast8583.py`` checks both directions against the reference and pyiso8583.
+
+def _pattern(field: str) -> re.Pattern[str]:
+    return next(p for f, _, p in _FIELDS if f == field)
+
+
+def _field_48(value: str) -> object:
+    """A settlement's 62 digits of batch totals, or a status (``_wire_values`` keeps statuses of 62 digits out)."""
+    return (len(value) == 62 and value.isdigit()) or _STATUS.fullmatch(value)
+
+
+_STATUS = _pattern("48")
+#: Field -> (bitmap bit, Message attribute, length-prefix digits, min length, max length, check).
+#: The bit is that of the field's own bitmap (primary for 2-64, secondary for 65-128).
+_ISDIGIT, _ISALNUM, _ISPRINT = str.isdigit, str.isalnum, str.isprintable
+_WIRE: tuple[tuple[int, str, int, int, int, Callable[[str], object]], ...] = tuple(
+    (1 << (64 - (n - 64 if n > 64 else n)), attr, prefix, low, high, ok)
+    for n, attr, prefix, low, high, ok in (
+        (2, "pan", 2, 12, 19, _ISDIGIT),
+        (3, "processing_code", 0, 6, 6, _ISDIGIT),
+        (4, "amount", 0, 12, 12, _ISDIGIT),
+        (7, "transmission", 0, 10, 10, _ISDIGIT),
+        (11, "stan", 0, 6, 6, _ISDIGIT),
+        (12, "local_time", 0, 6, 6, _ISDIGIT),
+        (13, "local_date", 0, 4, 4, _ISDIGIT),
+        (37, "rrn", 0, 12, 12, _ISALNUM),
+        (38, "auth_code", 0, 6, 6, _pattern("38").fullmatch),
+        (39, "response_code", 0, 2, 2, _pattern("39").fullmatch),
+        (41, "tid", 0, 8, 8, _ISPRINT),
+        (42, "mid", 0, 15, 15, _ISPRINT),
+        (48, "status", 3, 1, 62, _field_48),
+        (49, "currency", 0, 3, 3, _ISDIGIT),
+        (90, "original", 0, 42, 42, _ISDIGIT),
+    )
+)
+#: Where field 48 sits in ``_WIRE`` (a status, or a settlement's batch totals), and field 90.
+_F48 = next(i for i, spec in enumerate(_WIRE) if spec[1] == "status")
+_SECONDARY_FROM = len(_WIRE) - 1
+_WIRE_PRIMARY, _WIRE_SECONDARY = _WIRE[:_SECONDARY_FROM], _WIRE[_SECONDARY_FROM:]
+_BIT1 = 1 << 63
+_MAC_BIT = 1  # field 64 of the primary bitmap, field 128 of the secondary
+_ATTRS = attrgetter(*(attr for _, attr, *_ in _WIRE), "batch_totals")
+_AMOUNT_LIMIT = 10**12
+
+
+def _wire_values(msg: Message) -> list[object] | None:
+    """The message's field values as wire text, in ``_WIRE`` order (``None`` = absent), or ``None`` if unusual."""
+    values: list[object] = list(_ATTRS(msg))
+    batch = values.pop()
+    amount = values[2]
+    if amount is not None:
+        if type(amount) is not int or not 0 <= amount < _AMOUNT_LIMIT:
+            return None
+        values[2] = f"{amount:012d}"
+    status = values[_F48]
+    if status is not None and not (type(status) is str and _STATUS.fullmatch(status)):
+        return None
+    if batch is not None:
+        if status is not None or type(batch) is not str or len(batch) != 62 or not batch.isdigit():
+            return None
+        values[_F48] = batch
+    o = values[-1]
+    if o is not None:
+        if type(o) is not OriginalData:
+            return None
+        values[-1] = f"{o.mti}{o.stan}{o.transmission}" + "0" * 22
+    return values
+
+
+def _encode_fast(msg: Message, mac: bool) -> str | None:
+    """The frame's text (MAC field left out but flagged in the bitmap), or ``None`` to use the reference."""
+    mti = msg.mti
+    values = _wire_values(msg)
+    if values is None or type(mti) is not str or mti not in M.KNOWN:
+        return None
+    parts: list[str] = []
+    primary = 0
+    for (bit, _, prefix, low, high, ok), value in zip(_WIRE_PRIMARY, values, strict=False):
+        if value is None:
+            continue
+        if type(value) is not str or not low <= len(value) <= high or not ok(value):
+            return None
+        if prefix:
+            parts.append(f"{len(value):0{prefix}d}")
+        parts.append(value)
+        primary |= bit
+    original = values[-1]
+    if original is None:
+        head = f"{mti}{primary | _MAC_BIT if mac else primary:016X}"
+    else:
+        if not (type(original) is str and len(original) == 42 and original.isdigit()):
+            return None
+        parts.append(original)
+        secondary = _WIRE[-1][0] | (_MAC_BIT if mac else 0)
+        head = f"{mti}{primary | _BIT1:016X}{secondary:016X}"
+    text = head + "".join(parts)
+    return text if text.isascii() else None
+
+
+def _decode_fast(data: bytes) -> tuple[Message, str | None] | None:
+    """The message and MAC field of a well-formed frame of possim's shapes, else ``None`` (the reference decides)."""
+    if not data.isascii():
+        return None
+    text = data.decode("ascii")
+    mti = text[:4]
+    try:
+        primary = int(text[4:20], 16)
+        secondary = int(text[20:36], 16) if primary & _BIT1 else 0
+    except ValueError:
+        return None
+    if primary & _BIT1:  # a secondary bitmap: possim's only holds fields 90 and 128, never with 64
+        if primary & _MAC_BIT or not secondary or secondary & ~_SECONDARY_BITS:
+            return None
+        idx, head, bits = 36, f"{primary:016X}{secondary:016X}", secondary
+    else:
+        idx, head, bits = 20, f"{primary:016X}", primary
+    if mti not in M.KNOWN or primary & ~_PRIMARY_BITS or text[4:idx] != head:
+        return None
+    values: dict[str, object] = {}
+    idx = _decode_fields(text, idx, primary, _WIRE_PRIMARY, values)
+    if idx >= 0 and secondary:
+        idx = _decode_fields(text, idx, secondary, _WIRE_SECONDARY, values)
+    tag = text[idx:idx + _MAC_CHARS] if bits & _MAC_BIT else None
+    if tag is not None:
+        idx += _MAC_CHARS
+    if idx != len(text) or "tid" not in values or "stan" not in values or "transmission" not in values:
+        return None
+    if "amount" in values:
+        values["amount"] = int(values["amount"])  # type: ignore[call-overload]
+    raw = values.get("original")
+    if raw is not None:
+        values["original"] = OriginalData(mti=raw[:4], stan=raw[4:10], transmission=raw[10:20])  # type: ignore[index]
+    return Message(mti=mti, **values), tag  # type: ignore[arg-type]
+
+
+_PRIMARY_BITS = _BIT1 | _MAC_BIT | sum(spec[0] for spec in _WIRE_PRIMARY)
+_SECONDARY_BITS = _MAC_BIT | _WIRE[-1][0]
+
+
+def _decode_fields(text: str, idx: int, bitmap: int, specs: tuple[tuple[int, str, int, int, int,
+                   Callable[[str], object]], ...], values: dict[str, object]) -> int:
+    """Fields of one bitmap (MAC field excluded) into ``values`` as text; the index after them, or -1 if unusual."""
+    for bit, attr, prefix, low, high, ok in specs:
+        if not bitmap & bit:
+            continue
+        if prefix:
+            length = text[idx:idx + prefix]
+            if not length.isdigit():
+                return -1
+            idx += prefix
+            size = int(length)
+        else:
+            size = high
+        end = idx + size
+        value = text[idx:end]
+        if len(value) != size:
+            return -1
+        idx = end
+        if not low <= size <= high or not ok(value):
+            return -1
+        values["batch_totals" if attr == "status" and size == 62 and value.isdigit() else attr] = value
+    return idx

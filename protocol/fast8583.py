@@ -5,6 +5,10 @@ much per message as the rest of a simulated purchase. possim's frames use a fixe
 set of fields of ``iso8583.specs.default_ascii``, so a straight-line packer for exactly
 those fields is several times cheaper.
 
+``protocol.codec`` first tries its own one-pass path (Message <-> text); this module packs
+and unpacks for its field-by-field reference path, which decides every frame or message the
+one-pass path steps aside from.
+
 pyiso8583 stays the oracle and the fallback: ``pack`` and ``unpack`` return ``None`` for
 anything outside the shapes they know (an unknown field, a wrong length, a lower-case or
 odd bitmap, non-ASCII bytes, trailing data), and the caller then asks pyiso8583, so every

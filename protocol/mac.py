@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import cmac
@@ -48,6 +49,9 @@ class MacKey:
 
     algorithm: str
     secret: bytes
+    #: The key schedule, prepared once per key (``Algorithm.prepare``): every message of a
+    #: terminal is MACed under the same key, and building the cipher costs more than using it.
+    _prepared: Any = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         spec = ALGORITHMS.get(self.algorithm)
@@ -56,10 +60,15 @@ class MacKey:
         if len(self.secret) not in spec.key_lengths:
             lengths = "/".join(str(n) for n in spec.key_lengths)
             raise ValueError(f"{self.algorithm} key must be {lengths} bytes, not {len(self.secret)}")
+        object.__setattr__(self, "_prepared", spec.prepare(self.secret))
 
     def __repr__(self) -> str:
         """Keys end up in tracebacks and debug prints; show only the algorithm and length."""
         return f"MacKey({self.algorithm!r}, <{len(self.secret)} bytes>)"
+
+    def __reduce__(self) -> tuple[type[MacKey], tuple[str, bytes]]:
+        """Copies and pickles (worker processes) carry the algorithm and secret; the schedule is rebuilt."""
+        return (MacKey, (self.algorithm, self.secret))
 
     def compute(self, data: bytes) -> bytes:
         return compute(self, data)
@@ -70,14 +79,23 @@ class MacKey:
 
 @dataclass(frozen=True, slots=True)
 class Algorithm:
-    """One registry entry: allowed key lengths and the function computing the 8-byte MAC."""
+    """One registry entry: allowed key lengths, the key's schedule and the function computing the 8-byte MAC.
+
+    ``prepare(secret)`` runs once per key; ``fn(prepared, data)`` once per message.
+    """
 
     key_lengths: tuple[int, ...]
-    fn: Callable[[bytes, bytes], bytes]
+    prepare: Callable[[bytes], Any]
+    fn: Callable[[Any, bytes], bytes]
 
 
-def _aes_cmac(secret: bytes, data: bytes) -> bytes:
-    c = cmac.CMAC(algorithms.AES(secret))
+def _aes_cmac_prepare(secret: bytes) -> cmac.CMAC:
+    """A CMAC context keyed and fed nothing: each message MACs a ``copy()`` (cheaper than a new context)."""
+    return cmac.CMAC(algorithms.AES(secret))
+
+
+def _aes_cmac(prepared: cmac.CMAC, data: bytes) -> bytes:
+    c = prepared.copy()
     c.update(data)
     return c.finalize()[:MAC_LEN]
 
@@ -88,29 +106,35 @@ def _pad_method_1(data: bytes) -> bytes:
     return data + b"\0" * rest if data else b"\0" * _DES_BLOCK
 
 
-def _retail_mac(secret: bytes, data: bytes) -> bytes:
+def _retail_prepare(secret: bytes) -> tuple[TripleDES, TripleDES]:
+    """The two DES keys of the retail MAC: K alone (as 3DES K||K||K) and K||K'||K."""
     k, k2 = secret[:8], secret[8:]
+    return TripleDES(k * 3), TripleDES(k + k2 + k)
+
+
+def _retail_mac(prepared: tuple[TripleDES, TripleDES], data: bytes) -> bytes:
+    single, double = prepared
     padded = _pad_method_1(data)
     head, last = padded[:-_DES_BLOCK], padded[-_DES_BLOCK:]
     chain = b"\0" * _DES_BLOCK
     if head:  # single-DES CBC under K (a 3DES key K||K||K is single DES) over all but the last block
-        enc = Cipher(TripleDES(k * 3), modes.CBC(chain)).encryptor()
+        enc = Cipher(single, modes.CBC(chain)).encryptor()
         chain = (enc.update(head) + enc.finalize())[-_DES_BLOCK:]
     block = bytes(a ^ b for a, b in zip(chain, last, strict=True))
     # Last block: E_K(D_K'(E_K(x))) is exactly two-key 3DES-EDE with K||K'||K.
-    final = Cipher(TripleDES(k + k2 + k), modes.ECB()).encryptor()  # noqa: S305 - one block, by definition of the algorithm
+    final = Cipher(double, modes.ECB()).encryptor()  # noqa: S305 - one block, by definition of the algorithm
     return final.update(block) + final.finalize()
 
 
 ALGORITHMS: dict[str, Algorithm] = {
-    "aes-cmac": Algorithm((16, 24, 32), _aes_cmac),
-    "x9.19": Algorithm((16,), _retail_mac),
+    "aes-cmac": Algorithm((16, 24, 32), _aes_cmac_prepare, _aes_cmac),
+    "x9.19": Algorithm((16,), _retail_prepare, _retail_mac),
 }
 
 
 def compute(key: MacKey, data: bytes) -> bytes:
     """The 8-byte MAC of ``data`` under ``key``."""
-    return ALGORITHMS[key.algorithm].fn(key.secret, bytes(data))
+    return ALGORITHMS[key.algorithm].fn(key._prepared, data if type(data) is bytes else bytes(data))
 
 
 def verify(key: MacKey, data: bytes, tag: bytes) -> bool:

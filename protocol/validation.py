@@ -27,6 +27,7 @@ host, not a format error), no I/O.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime
 
 from protocol import mti as M
@@ -79,8 +80,7 @@ def validate(msg: Message) -> str | None:
     """The first problem that makes ``msg`` unfit to act on, as one line; ``None`` if it is fine."""
     if msg.mti not in M.KNOWN:
         return f"MTI {msg.mti!r} is not a possim message"
-    for check in (_required, _numeric, _times, _pan, _processing_code, _amount, _currency, _original,
-                  _response_code):
+    for check in _CHECKS:
         problem = check(msg)
         if problem is not None:
             return problem
@@ -91,17 +91,47 @@ def luhn_ok(pan: str) -> bool:
     """The Luhn (mod 10) check every card number's last digit satisfies."""
     if not pan.isdigit() or not pan.isascii():
         return False
-    total = 0
-    for i, ch in enumerate(reversed(pan)):
-        d = int(ch) * (2 if i % 2 else 1)
-        total += d - 9 if d > 9 else d
+    # From the right: digits at even positions count as they are, the others doubled (minus 9 above 9).
+    backwards = pan[::-1]
+    total = sum(map(int, backwards[0::2])) + sum(map(_DOUBLED.__getitem__, backwards[1::2]))
     return total % 10 == 0
+
+
+#: A digit's contribution when the Luhn check doubles it.
+_DOUBLED = {str(d): 2 * d - 9 if 2 * d > 9 else 2 * d for d in range(10)}
 
 
 def real_date_time(value: str, layout: str) -> bool:
     """Whether ``value`` (all digits) is a real ``MMDDhhmmss``, ``hhmmss`` or ``MMDD``; 29 Feb always is."""
     if len(value) != len(layout) or not (value.isdigit() and value.isascii()):
         return False
+    check = _LAYOUTS.get(layout)
+    return check(value) if check is not None else _real_date_time_by_datetime(value, layout)
+
+
+#: Days per month in a leap year (there is no year in these fields, so 29 February is real).
+_DAYS = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _month_day(value: str) -> bool:
+    month = int(value[0:2])
+    return 1 <= month <= 12 and 1 <= int(value[2:4]) <= _DAYS[month]
+
+
+def _time(value: str) -> bool:
+    return int(value[0:2]) < 24 and int(value[2:4]) < 60 and int(value[4:6]) < 60
+
+
+#: The layouts possim's fields use, checked without building a datetime (ranges as ``datetime`` has them).
+_LAYOUTS: dict[str, Callable[[str], bool]] = {
+    "MMDDhhmmss": lambda v: _month_day(v) and _time(v[4:]),
+    "hhmmss": _time,
+    "MMDD": _month_day,
+}
+
+
+def _real_date_time_by_datetime(value: str, layout: str) -> bool:
+    """Any layout of MM, DD, hh, mm, ss (two digits each): what ``datetime`` accepts, in the year 2000."""
     parts = {layout[i:i + 2]: int(value[i:i + 2]) for i in range(0, len(layout), 2)}
     try:
         datetime(2000, parts.get("MM", 1), parts.get("DD", 1), parts.get("hh", 0), parts.get("mm", 0),
@@ -116,10 +146,13 @@ def _label(attr: str) -> str:
 
 
 def _required(msg: Message) -> str | None:
-    for attr in ("transmission", "stan", "tid", *REQUIRED[msg.mti]):
+    for attr in _ALL_REQUIRED[msg.mti]:
         if getattr(msg, attr) in (None, ""):
             return f"MTI {msg.mti}: missing {_label(attr)} ({attr.replace('_', ' ')})"
     return None
+
+
+_ALL_REQUIRED = {mti: ("transmission", "stan", "tid", *attrs) for mti, attrs in REQUIRED.items()}
 
 
 def _digits(value: object, n: int) -> bool:
@@ -127,7 +160,7 @@ def _digits(value: object, n: int) -> bool:
 
 
 def _numeric(msg: Message) -> str | None:
-    for attr, n in (("stan", 6), ("processing_code", 6), ("currency", 3)):
+    for attr, n in _NUMERIC:
         value = getattr(msg, attr)
         if value is not None and not _digits(value, n):
             return f"{_label(attr)}: {value!r} is not {n} digits"
@@ -136,9 +169,13 @@ def _numeric(msg: Message) -> str | None:
     return None
 
 
+_NUMERIC = (("stan", 6), ("processing_code", 6), ("currency", 3))
+_TIMES = (("transmission", "MMDDhhmmss", "date and time"), ("local_time", "hhmmss", "time"),
+          ("local_date", "MMDD", "date"))
+
+
 def _times(msg: Message) -> str | None:
-    for attr, layout, what in (("transmission", "MMDDhhmmss", "date and time"), ("local_time", "hhmmss", "time"),
-                               ("local_date", "MMDD", "date")):
+    for attr, layout, what in _TIMES:
         value = getattr(msg, attr)
         if value is not None and not (isinstance(value, str) and real_date_time(value, layout)):
             return f"{_label(attr)}: {value!r} is not a real {what} ({layout})"
@@ -207,3 +244,8 @@ def _response_code(msg: Message) -> str | None:
     if msg.mti in M.RESPONSES and not (isinstance(rc, str) and _RESPONSE_CODE.fullmatch(rc)):
         return f"field 39: response code {rc!r} is not 2 upper-case letters or digits"
     return None
+
+
+#: ``validate``'s checks, in the order of the module docstring (the first failing one is reported).
+_CHECKS: tuple[Callable[[Message], str | None], ...] = (
+    _required, _numeric, _times, _pan, _processing_code, _amount, _currency, _original, _response_code)

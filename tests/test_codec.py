@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -96,3 +97,16 @@ def test_response_mti_rules() -> None:
     assert M.response_to("0401") == "0410"
     assert M.response_to("0221") == "0230"
     assert M.response_to("0600") == "0610"
+
+
+@given(messages, st.sampled_from(["00", "05", "91"]), st.none() | st.text("0123456789AB", min_size=12, max_size=12))
+def test_response_is_dataclasses_replace(msg: Message, rc: str, rrn: str | None) -> None:
+    """``Message.response`` copies every field as ``dataclasses.replace`` would, and refuses the same mistakes."""
+    mti = M.response_to(msg.mti) if msg.mti in M.REQUESTS else None
+    if mti is None:
+        return
+    assert msg.response(rc, rrn=rrn) == replace(msg, mti=mti, response_code=rc, rrn=rrn)
+    with pytest.raises(TypeError):
+        msg.response(rc, mti="0210")
+    with pytest.raises(TypeError):
+        msg.response(rc, no_such_field="x")

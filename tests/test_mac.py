@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import pytest
+from cryptography.hazmat.primitives import cmac
+from cryptography.hazmat.primitives.ciphers import algorithms
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -30,13 +35,40 @@ def test_x919_published_vectors(data: bytes, mac: str) -> None:
     assert compute(X919_KEY, data).hex().upper() == mac
 
 
+_NIST_M = bytes.fromhex("6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51"
+                        "30c81c46a35ce411e5fbc1191a0a52eff69f2445df4f9b17ad2b417be66c3710")
+
+
 @pytest.mark.parametrize(("data", "tag"), [
-    # RFC 4493 section 4 examples 1 and 2 (full tags; field 64 keeps the leftmost 8 bytes)
+    # NIST SP 800-38B AES-128 examples = RFC 4493 section 4 examples 1 to 4 (0, 16, 40, 64 bytes;
+    # full tags; field 64 keeps the leftmost 8 bytes)
     (b"", "bb1d6929e95937287fa37d129b756746"),
-    (bytes.fromhex("6bc1bee22e409f96e93d7e117393172a"), "070a16b46b4d4144f79bdd9dd04a287c"),
+    (_NIST_M[:16], "070a16b46b4d4144f79bdd9dd04a287c"),
+    (_NIST_M[:40], "dfa66747de9ae63030ca32611497c827"),
+    (_NIST_M, "51f0bebf7e3b9d92fc49741779363cfe"),
 ])
 def test_aes_cmac_rfc4493_vectors_truncated(data: bytes, tag: str) -> None:
-    assert compute(RFC4493_KEY, data).hex() == tag[:16]
+    for _ in range(2):  # the key's prepared schedule is reused, never consumed
+        assert compute(RFC4493_KEY, data).hex() == tag[:16]
+
+
+@given(secret=st.sampled_from([bytes(range(16)), bytes(range(24)), bytes(range(32))]),
+       messages_=st.lists(st.binary(max_size=300), min_size=1, max_size=4))
+def test_aes_cmac_is_cryptographys_cmac_message_after_message(secret: bytes, messages_: list[bytes]) -> None:
+    """One key MACs many messages in turn; each MAC is a fresh ``cryptography`` CMAC's, truncated."""
+    key = MacKey("aes-cmac", secret)
+    for data in messages_:
+        fresh = cmac.CMAC(algorithms.AES(secret))
+        fresh.update(data)
+        assert compute(key, data) == fresh.finalize()[:8]
+
+
+@pytest.mark.parametrize("key", [RFC4493_KEY, X919_KEY])
+def test_copied_and_pickled_keys_mac_alike(key: MacKey) -> None:
+    """Keys cross process boundaries (worker pools) and get copied; equality ignores the prepared schedule."""
+    for other in (pickle.loads(pickle.dumps(key)), copy.deepcopy(key), copy.copy(key)):
+        assert other == key and hash(other) == hash(key)
+        assert compute(other, b"0200 purchase") == compute(key, b"0200 purchase")
 
 
 @pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))

@@ -20,6 +20,7 @@ from protocol.validation import (
     CURRENCIES,
     PROCESSING_CODES,
     REQUIRED,
+    _real_date_time_by_datetime,
     luhn_ok,
     real_date_time,
     validate,
@@ -145,6 +146,31 @@ def test_unknown_mti() -> None:
 ])
 def test_real_date_time(value: str, layout: str, ok: bool) -> None:
     assert real_date_time(value, layout) is ok
+
+
+@pytest.mark.parametrize("layout", ["MMDDhhmmss", "hhmmss", "MMDD"])
+@given(data=st.data())
+def test_real_date_time_is_what_datetime_accepts(layout: str, data: st.DataObject) -> None:
+    """The range checks per layout accept exactly the values ``datetime`` accepts in a leap year."""
+    pairs = [data.draw(st.integers(0, 99) | st.sampled_from([0, 1, 2, 4, 12, 13, 23, 24, 28, 29, 30, 31, 32, 59, 60]))
+             for _ in range(len(layout) // 2)]
+    value = "".join(f"{n:02d}" for n in pairs)
+    assert real_date_time(value, layout) is _real_date_time_by_datetime(value, layout)
+
+
+def test_every_month_and_day_is_judged_as_datetime_does() -> None:
+    for value in (f"{n:04d}" for n in range(10_000)):
+        assert real_date_time(value, "MMDD") is _real_date_time_by_datetime(value, "MMDD"), value
+        assert real_date_time(value + "235959", "MMDDhhmmss") is _real_date_time_by_datetime(value, "MMDD"), value
+
+
+@given(st.text("0123456789", max_size=20))
+def test_luhn_is_the_textbook_sum(pan: str) -> None:
+    total = 0
+    for i, ch in enumerate(reversed(pan)):
+        d = int(ch) * (2 if i % 2 else 1)
+        total += d - 9 if d > 9 else d
+    assert luhn_ok(pan) is (bool(pan) and total % 10 == 0)
 
 
 @pytest.mark.parametrize(("pan", "ok"), [("4000000000000002", True), ("4111111111111111", True),
