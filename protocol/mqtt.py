@@ -266,9 +266,20 @@ class MqttEndpoint:
         self._inbox.append(message)
 
     def _drain(self) -> None:
+        """Handle what arrived in one read. When that is several messages (many terminals), every
+        socket written to meanwhile is corked until all are handled, so their answers leave in
+        a few segments instead of one per message."""
         inbox, self._inbox = self._inbox, []
-        for message in inbox:
-            self._deliver(message)
+        if len(inbox) == 1 or _corked is not None:
+            for message in inbox:
+                self._deliver(message)
+            return
+        _begin_batch()
+        try:
+            for message in inbox:
+                self._deliver(message)
+        finally:
+            _end_batch()
 
     def _deliver(self, message: Any) -> None:
         self.received += 1
@@ -314,13 +325,38 @@ class MqttEndpoint:
         """Write what paho has queued; what the socket does not take now goes to aiomqtt's writer callback."""
         self._write_wanted = self._write_scheduled = False
         paho = self.client._client
-        if paho.socket() is None:
+        sock = paho.socket()
+        if sock is None:
             return
+        if _corked is not None and self not in _corked and isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+                _corked.append(self)
         paho.loop_write()
         if paho.want_write():  # paho believes a writer is registered (it called us): register one
             sock = paho.socket()
             if sock is not None:
                 self._register_write(paho, None, sock)
+
+
+#: Endpoints whose socket is corked while a batch of arrivals is handled (``None``: no batch).
+_corked: list[MqttEndpoint] | None = None
+
+
+def _begin_batch() -> None:
+    global _corked  # noqa: PLW0603  # one batch at a time on the one event loop thread
+    _corked = []
+
+
+def _end_batch() -> None:
+    """Uncork every socket written to during the batch: what they hold leaves now."""
+    global _corked
+    corked, _corked = _corked or [], None
+    for ep in corked:
+        sock = ep.client._client.socket()
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
 
 
 class _HostEnd:
