@@ -24,7 +24,7 @@ What this module takes care of, because aiomqtt 2.x and Mosquitto do not:
   whose PUBACK never came is sent again by paho (DUP set: a real duplicate the host's
   idempotency absorbs);
 - speed: while connected, a publish is written in the same loop iteration and a message that
-  arrives is handled in the next one, with no task or queue in between.
+  arrives is handled as soon as paho has read it, with no task or queue in between.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ class MqttEndpoint:
     """One MQTT client kept connected by a background task; ``publish`` never blocks or fails.
 
     While connected, a publish goes straight to paho and onto the socket in the same loop
-    iteration, and a message that arrives is handled in the iteration right after its read:
+    iteration, and a message that arrives is handled as soon as paho's read returns:
     no sender task, no queue between paho and the handler (a request/response round trip took
     about 17 loop iterations through aiomqtt's message queue and an outbox task). aiomqtt still
     owns the connection (connect, subscribe, disconnect, the socket's reader and writer).
@@ -144,6 +144,9 @@ class MqttEndpoint:
         paho.on_message = self._arrived
         paho.on_publish = self._acked
         paho.on_socket_register_write = self._want_write
+        self._reading = False
+        self._paho_read = paho.loop_read
+        paho.loop_read = self._read  # type: ignore[method-assign]  # aiomqtt's reader callback calls this
 
     async def start(self, connect_within: float = 5.0) -> None:
         """Connect for the first time; an unreachable broker raises ``TransportError``."""
@@ -159,7 +162,7 @@ class MqttEndpoint:
         # What the broker kept for this session may have arrived already: it is handled once the
         # caller has set itself up (the rest of its step), never before ``start`` returns.
         self._started = True
-        if self._inbox:
+        if self._inbox and self._ready():
             self._loop.call_soon(self._drain)
 
     def publish(self, topic: str, payload: bytes) -> None:
@@ -208,6 +211,8 @@ class MqttEndpoint:
                     self.emit("mqtt_connected", client=self.identifier)
                     backoff = 0.05
                     self._flush_outbox()
+                    if self._inbox and self._ready():  # what the broker sent as the session resumed
+                        self._drain()
                     async for _ in self.client.messages:  # none come this way (see _arrived): waits for a disconnect
                         pass
             except aiomqtt.MqttError as exc:
@@ -216,6 +221,9 @@ class MqttEndpoint:
                 if self.connected.is_set():  # a first connection that fails is reported by start()
                     self.emit("mqtt_disconnected", client=self.identifier, reason=str(exc))
                 self.connected.clear()
+                # Unhandled QoS 1 messages were never acknowledged: the broker sends them again on
+                # the next connection (under new message ids), so these copies are dropped.
+                self._inbox = [m for m in self._inbox if m.qos == 0]
                 await asyncio.sleep(backoff)
                 backoff = min(2.0, backoff * 2)
 
@@ -259,11 +267,29 @@ class MqttEndpoint:
         self._aiomqtt_on_publish(client, userdata, mid, *rest)
 
     def _arrived(self, _client: Any, _userdata: Any, message: Any) -> None:
-        """paho's ``on_message``, called inside its read (and its callback lock): handled right after."""
-        if not self._inbox and self._started:
+        """paho's ``on_message``, called inside its read (and its callback lock): handled right
+        after the read returns (``_read``), or in the next loop iteration if paho read elsewhere."""
+        if not self._inbox and self._ready() and not self._reading:
             assert self._loop is not None
             self._loop.call_soon(self._drain)
         self._inbox.append(message)
+
+    def _read(self, max_packets: int = 1) -> Any:
+        """paho's ``loop_read`` as aiomqtt's reader callback calls it, then what it read is handled,
+        outside paho's callback lock, so the answers are written in this same loop iteration."""
+        self._reading = True
+        try:
+            rc = self._paho_read(max_packets)
+        finally:
+            self._reading = False
+        if self._inbox and self._ready():
+            self._drain()
+        return rc
+
+    def _ready(self) -> bool:
+        """Messages are handled only once the caller has the endpoint (``start`` returned) and the
+        connection is complete (subscribed): a handler may publish, or drop the link (``hold_acks``)."""
+        return self._started and self.connected.is_set()
 
     def _drain(self) -> None:
         """Handle what arrived in one read. When that is several messages (many terminals), every
