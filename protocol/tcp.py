@@ -27,15 +27,62 @@ from urllib.parse import urlsplit
 
 from protocol import dialects
 from protocol.errors import ProtocolError
-from protocol.framing import Framing, LengthFraming, StreamDeframer, answer_framing
+from protocol.framing import Framing, LengthFraming, answer_framing
 from protocol.ports import TraceSink
 from protocol.transports import Endpoint, Origin, TransportError
 
 
-def _nodelay(writer: asyncio.StreamWriter) -> None:
-    sock = writer.get_extra_info("socket")
+def _nodelay(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
     if sock is not None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _Connection(asyncio.Protocol):
+    """One connection to the host. Frames are handed on inside ``data_received``, so the host's
+    answer is written in the very loop iteration its request was read in (a stream reader task
+    would add a wake-up per read)."""
+
+    def __init__(self, host: TcpHost) -> None:
+        self.host = host
+        self.deframer = host.framing.deframer()
+        self.origin = Origin(None, self)
+        self.transport: asyncio.Transport | None = None
+        self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        _nodelay(transport)
+        self.transport = transport
+        self.host.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        host = self.host
+        try:
+            for message in self.deframer.feed(data):
+                host.received += 1
+                host.on_message(message, self.origin)
+        except ProtocolError as exc:
+            host.emit("tcp_connection_dropped", reason=str(exc))
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            self.host.emit("tcp_connection_dropped", reason=str(exc))
+        self.host.connections.discard(self)
+        if not self.gone.done():
+            self.gone.set_result(None)
+
+    def is_closing(self) -> bool:
+        return self.transport is None or self.transport.is_closing()
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
 
 
 class TcpHost:
@@ -46,26 +93,27 @@ class TcpHost:
         self.on_message = on_message
         self.emit = emit or (lambda *a, **k: None)
         self.framing: Framing = framing or LengthFraming()
-        self.writers: dict[str, asyncio.StreamWriter] = {}
-        #: Each open connection's deframer: an answer is framed after what its requests carried.
-        self._deframers: dict[asyncio.StreamWriter, StreamDeframer] = {}
+        #: Each terminal's latest bound connection.
+        self.writers: dict[str, _Connection] = {}
+        self.connections: set[_Connection] = set()
         self.server: asyncio.Server | None = None
         self.received = self.sent = 0
-        self._connections: set[asyncio.Task[None]] = set()
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        self.server = await asyncio.start_server(self._serve, host, port)
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(lambda: _Connection(self), host, port)
         return int(self.server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
-        """Stop listening, close every connection and let each handler finish on its own."""
+        """Stop listening, close every connection and wait (briefly) until each is gone."""
         if self.server is None:
             return
         self.server.close()
-        for writer in list(self.writers.values()):
-            writer.close()
-        if self._connections:
-            await asyncio.wait(self._connections, timeout=2.0)
+        open_ones = list(self.connections)
+        for conn in open_ones:
+            conn.close()
+        if open_ones:
+            await asyncio.wait([c.gone for c in open_ones], timeout=2.0)
         with contextlib.suppress(Exception):
             await self.server.wait_closed()
 
@@ -80,49 +128,66 @@ class TcpHost:
     def send(self, data: bytes, meta: Mapping[str, object] | None = None) -> None:
         meta = meta or {}
         tid = str(meta.get("tid"))
-        writer = self._route(tid, meta.get("origin"), bool(meta.get("authenticated", True)))
-        if writer is None or writer.is_closing():
+        conn = self._route(tid, meta.get("origin"), bool(meta.get("authenticated", True)))
+        if conn is None or conn.is_closing():
             self.emit("tcp_no_route", tid=meta.get("tid"))
             return
-        writer.write(answer_framing(self._deframers.get(writer), self.framing).frame(data))
+        conn.write(answer_framing(conn.deframer, self.framing).frame(data))
         self.sent += 1
 
-    def _route(self, tid: str, origin: object, authenticated: bool) -> asyncio.StreamWriter | None:
+    def _route(self, tid: str, origin: object, authenticated: bool) -> _Connection | None:
         """The request's own connection (binding it to ``tid`` on its first authenticated reply);
         else, for an authenticated reply only, the terminal's latest bound connection."""
-        if isinstance(origin, Origin) and isinstance(origin.route, asyncio.StreamWriter):
-            writer = origin.route
+        if isinstance(origin, Origin) and isinstance(origin.route, _Connection):
+            conn = origin.route
             if authenticated and origin.tid is None:
                 origin.tid = tid  # bound for good: never rebound
-                self.writers[tid] = writer
-            if origin.tid in (None, tid) and not writer.is_closing():
-                return writer
+                self.writers[tid] = conn
+            if origin.tid in (None, tid) and not conn.is_closing():
+                return conn
             if not authenticated:
                 return None
         return self.writers.get(tid) if authenticated else None
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        _nodelay(writer)
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
-        task.add_done_callback(self._connections.discard)
-        deframer = self._deframers[writer] = self.framing.deframer()
-        origin = Origin(None, writer)
+
+class _LinkProtocol(asyncio.Protocol):
+    """The terminal's side of one connection: answers are handed on inside ``data_received``."""
+
+    def __init__(self, link: TcpTerminalLink) -> None:
+        self.link = link
+        self.deframer = link.framing.deframer()
+        self.transport: asyncio.Transport | None = None
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        _nodelay(transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        link = self.link
         try:
-            while chunk := await reader.read(65536):
-                for data in deframer.feed(chunk):
-                    self.received += 1
-                    self.on_message(data, origin)
-        except (ConnectionError, ProtocolError) as exc:
-            self.emit("tcp_connection_dropped", reason=str(exc))
-        finally:
-            self._deframers.pop(writer, None)
-            writer.close()
+            for message in self.deframer.feed(data):
+                link.received += 1
+                link.on_message(message)
+        except ProtocolError as exc:
+            link.emit("tcp_connection_dropped", reason=str(exc))
+            assert self.transport is not None
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            self.link.emit("tcp_connection_dropped", reason=str(exc))
+        if not self.lost.done():
+            self.lost.set_result(None)
 
 
 class TcpTerminalLink:
-    """The terminal's connection: ``send(bytes)`` never blocks or fails; answers go to ``on_message``."""
+    """The terminal's connection: ``send(bytes)`` never blocks or fails; answers go to ``on_message``.
+
+    While connected, ``send`` writes at once (TCP_NODELAY, no drain: a request is a few hundred
+    bytes); while disconnected, requests wait in ``outbox`` and go out on the next connection.
+    """
 
     def __init__(self, host: str, port: int, on_message: Callable[[bytes], None],
                  emit: Callable[..., None] | None = None, framing: Framing | None = None) -> None:
@@ -131,7 +196,7 @@ class TcpTerminalLink:
         self.emit = emit or (lambda *a, **k: None)
         self.outbox: deque[bytes] = deque()
         self.connected = asyncio.Event()
-        self._writer: asyncio.StreamWriter | None = None
+        self._transport: asyncio.Transport | None = None
         self._task: asyncio.Task[None] | None = None
         self.sent = self.received = 0
 
@@ -155,46 +220,47 @@ class TcpTerminalLink:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-        if self._writer:
-            self._writer.close()
+        if self._transport:
+            self._transport.close()
 
     @property
     def idle(self) -> bool:
         return not self.outbox and self.connected.is_set()
 
     def send(self, data: bytes, meta: Mapping[str, object] | None = None) -> None:
+        transport = self._transport
+        if not self.outbox and transport is not None and not transport.is_closing():
+            transport.write(self.framing.frame(data))
+            self.sent += 1
+            return
         self.outbox.append(data)
         self._flush()
 
     def _flush(self) -> None:
-        while self.outbox and self._writer is not None and not self._writer.is_closing():
-            self._writer.write(self.framing.frame(self.outbox.popleft()))
+        transport = self._transport
+        while self.outbox and transport is not None and not transport.is_closing():
+            transport.write(self.framing.frame(self.outbox.popleft()))
             self.sent += 1
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         backoff = 0.05
         while True:
             try:
-                reader, writer = await asyncio.open_connection(self.host, self.port)
+                transport, protocol = await loop.create_connection(lambda: _LinkProtocol(self), self.host, self.port)
             except OSError:
                 await asyncio.sleep(backoff)
                 backoff = min(2.0, backoff * 2)
                 continue
-            _nodelay(writer)
-            self._writer, backoff = writer, 0.05
+            self._transport, backoff = transport, 0.05
             self.connected.set()
             self._flush()
-            deframer = self.framing.deframer()
             try:
-                while chunk := await reader.read(65536):
-                    for data in deframer.feed(chunk):
-                        self.received += 1
-                        self.on_message(data)
-            except (ConnectionError, ProtocolError) as exc:
-                self.emit("tcp_connection_dropped", reason=str(exc))
-            self.connected.clear()
-            self._writer = None
-            writer.close()
+                await protocol.lost
+            finally:
+                self.connected.clear()
+                self._transport = None
+                transport.close()
 
 
 def parse_address(url: str) -> tuple[str, int]:

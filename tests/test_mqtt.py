@@ -163,6 +163,40 @@ async def test_persistent_session_gets_what_was_sent_while_offline(broker: Broke
     assert got == [b"m0", b"m1", b"m2"]
 
 
+@pytest.mark.asyncio
+async def test_publishes_cut_off_before_their_puback_arrive_after_the_reconnect(broker: Broker,
+                                                                               connect: Connect) -> None:
+    """A publish goes straight onto the socket while connected; the link dropped right after (no
+    PUBACK yet) must not lose it: it stays unacknowledged (the endpoint is not idle) until paho
+    sends it again on the next connection. Publishes made while down wait in the outbox."""
+    topic = f"possim/test/{uuid.uuid4().hex[:6]}"
+    got: list[bytes] = []
+    await connect("sub", [topic], lambda _t, d: got.append(d))
+    pub = await connect("pub")
+    queued: list[int] = []
+
+    def while_down() -> None:  # runs while the endpoint waits to reconnect
+        for i in range(5):
+            pub.publish(topic, f"b{i}".encode())
+        queued.append(len(pub.outbox))
+
+    def on_event(event: str, **_fields: object) -> None:
+        if event == "mqtt_disconnected":  # the loop sleeps its backoff next: call_soon runs before it ends
+            asyncio.get_running_loop().call_soon(while_down)
+
+    pub.emit = on_event
+    for i in range(20):
+        pub.publish(topic, f"a{i}".encode())
+    assert not pub.idle  # handed to paho, waiting for their PUBACKs
+    pub.force_reconnect()
+    await wait_until(lambda: bool(queued), lambda: "the cut was not noticed")
+    assert queued == [5]
+    await drained(pub)
+    want = [f"a{i}".encode() for i in range(20)] + [f"b{i}".encode() for i in range(5)]
+    await wait_until(lambda: set(got) >= set(want), lambda: f"{len(set(got))} of {len(want)} distinct messages")
+    assert pub.published == len(want) and set(got) == set(want)  # duplicates (DUP resends) allowed, losses not
+
+
 def test_mosquitto_as_root_can_read_its_state_folder(tmp_path: Path) -> None:
     """Mosquitto drops to user 'mosquitto' unless told otherwise; the persistence folder must stay usable."""
     state = tmp_path / "private"
