@@ -183,7 +183,7 @@ class AcquirerHost:
         if self.cup and msg.mti == M.PURCHASE and msg.original is not None:
             return self._advice(now, msg)  # CUP: a pre-auth completion is an online 0200 naming its pre-auth
         key = msg.key()
-        seen = self.ledger.find(key)
+        seen, closure = self.ledger.lookup(key)
         if seen is not None and self.cup:
             self.ledger.count_duplicate(key)
             return [ev.DuplicateOriginal(*_f(msg), rrn=seen.rrn, rc=DUPLICATE_TRANSMISSION),
@@ -197,7 +197,6 @@ class AcquirerHost:
             return [ev.DuplicateOriginal(*_f(msg), rrn=seen.rrn, rc=seen.response_code),
                     Reply(response, self._delay(True), M.response_to(msg.mti), msg.stan, seen.rrn, msg.tid)]
         self.counts[msg.mti] += 1
-        closure = self.ledger.closure(key)
         pan, amount = msg.pan or "", msg.amount or 0
         if self.cup and not closure:
             return self._ask_issuer(now, msg)
