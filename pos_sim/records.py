@@ -6,8 +6,9 @@ checker, which reads the journal's SQLite text, sees the same words as before.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import StrEnum
+from operator import attrgetter
 from typing import Literal
 
 Kind = Literal["purchase", "auth"]
@@ -93,8 +94,10 @@ class TxnRecord:
         self.completion = CompletionState(self.completion)
 
     def snapshot(self) -> TxnRecord:
-        """A frozen-in-time copy for the journal (the live record keeps changing)."""
-        twin = object.__new__(TxnRecord)
-        for name in self.__slots__:
-            object.__setattr__(twin, name, getattr(self, name))
-        return twin
+        """A frozen-in-time copy for the journal (the live record keeps changing): every field
+        read in one call and passed to the constructor, which is cheaper than setting slot by slot."""
+        return TxnRecord(*_FIELD_VALUES(self))
+
+
+#: A record's field values in the constructor's order.
+_FIELD_VALUES = attrgetter(*(f.name for f in fields(TxnRecord)))
