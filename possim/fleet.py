@@ -32,7 +32,7 @@ from possim.checker import MEASURES, Verdict, check
 from possim.money import format_amount, parse_amount
 from possim.scenario import Scenario, TransactionModel
 from possim.trace import Trace
-from possim.virtual_clock import VirtualClock
+from possim.virtual_clock import VirtualClock, run_uncollected
 from protocol.events import Event
 from protocol.faults import FaultDecider, FaultPlan, FaultyLink
 from protocol.memory import MemoryTransport
@@ -393,9 +393,10 @@ def simulate_fleet(scenario: Scenario, policy: str | None = None, seed: int | No
     """
     seed = scenario.model.seed if seed is None else seed
     clock = VirtualClock()
-    fleet = Fleet(scenario, policy, seed, clock, trace)
-    fleet.memory()
-    fleet.schedule_payments()
-    steps = 1_000_000 + 1_000 * sum(t.count for m in fleet.members.values() for t in m.seat.schedule)
-    quiescent = clock.run(horizon=fleet_horizon(scenario), max_steps=steps)
-    return fleet.finish(quiescent, "memory")
+    with run_uncollected():
+        fleet = Fleet(scenario, policy, seed, clock, trace)
+        fleet.memory()
+        fleet.schedule_payments()
+        steps = 1_000_000 + 1_000 * sum(t.count for m in fleet.members.values() for t in m.seat.schedule)
+        quiescent = clock.run(horizon=fleet_horizon(scenario), max_steps=steps)
+        return fleet.finish(quiescent, "memory")
