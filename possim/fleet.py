@@ -16,6 +16,7 @@ a trace is asked for (then it is complete, as for one terminal).
 from __future__ import annotations
 
 import random
+import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -26,7 +27,7 @@ from acquirer_sim.ledger import Ledger
 from pos_sim.actions import Outcome
 from pos_sim.config import TerminalConfig
 from pos_sim.driver import TerminalDriver
-from pos_sim.journal import Journal, fleet_database
+from pos_sim.journal import Journal, Row, fleet_database, write_rows
 from pos_sim.terminal import PaymentRequest, Terminal
 from possim.checker import MEASURES, Verdict, check
 from possim.money import format_amount, parse_amount
@@ -113,7 +114,7 @@ class Member:
         self.decider = FaultDecider(seat.plan, fleet.rng)
         self.outbound = _Deferred()
         self.to_host = FaultyLink("to_host", self.outbound, self.decider, fleet.scheduler, fleet.emit)
-        self.journal = Journal.shared(fleet.journals, seat.tid)
+        self.journal = Journal.shared(fleet.journal_db, seat.tid, fleet.unwritten)
         self.driver = TerminalDriver(Terminal(seat.config), self.to_host, fleet.scheduler, self.journal, fleet.emit,
                                      self._outcome)
         self.inbound = MemoryTransport(self.driver.receive)
@@ -189,7 +190,9 @@ class Fleet:
         #: Where events go: the trace when kept, else ``emit`` (a counter of a load run), else nowhere.
         self.emit: Callable[[Event], None] = self.trace.emit if self.trace else emit or _discard
         self.shards = scenario.model.hosts
-        self.journals = fleet_database()
+        #: The terminals' journals (rows held back in ``unwritten`` until read: ``journals``).
+        self.journal_db = fleet_database()
+        self.unwritten: dict[int, Row] = {}
         config = scenario.host_config()
         self.hosts = [Shard(ledger, AcquirerHost(config, ledger, self.rng))
                       for ledger in (Ledger(":memory:", default_balance=config.default_balance)
@@ -201,6 +204,12 @@ class Fleet:
         self.on_outcome = on_outcome
         self.scheduled = 0  # payments due (and customer retries) that have not started yet
         self._txn = 0
+
+    @property
+    def journals(self) -> sqlite3.Connection:
+        """The database of every terminal's journal, each record written so far in it."""
+        write_rows(self.journal_db, self.unwritten)
+        return self.journal_db
 
     def memory(self) -> None:
         """Hosts and terminals in this process, joined by the in-memory transport."""
