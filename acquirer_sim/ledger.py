@@ -185,18 +185,22 @@ class Ledger:
             "WHERE tid = ? AND stan = ? AND transmission = ?", key).fetchone()
         return None if row is None else Original(key, *row)
 
-    def lookup(self, key: Key) -> tuple[Original | None, str | None]:
-        """What the ledger knows of a key before a new original is booked under it: the original
-        answered under it (:meth:`find`) and why the key is closed (:meth:`closure`), in one query
-        (a round trip per purchase saved; an original and a closure may both exist)."""
+    def lookup(self, key: Key, pan: str) -> tuple[Original | None, str | None, int | None]:
+        """What the host reads before booking a new original, in one query (a round trip per sale
+        each saved): the original answered under ``key`` (:meth:`find`), why the key is closed
+        (:meth:`closure`) and the money ``pan`` has available (None for an account not yet opened:
+        :meth:`available` opens it)."""
         found: Original | None = None
         closure: str | None = None
-        for row in self.conn.execute(_LOOKUP, (*key, *key)):
-            if row[0] is None:
+        available: int | None = None
+        for row in self.conn.execute(_LOOKUP, (*key, *key, pan)):
+            if row[0] == 1:
+                found = Original(key, *row[1:9])
+            elif row[0] == 0:
                 closure = str(row[9])
             else:
-                found = Original(key, *row[1:9])
-        return found, closure
+                available = int(row[9])
+        return found, closure, available
 
     def count_duplicate(self, key: Key) -> None:
         self._write("count_duplicate",
@@ -396,11 +400,13 @@ class Ledger:
             self.on_wait(wait)
 
 
-#: The original and the closure of one key (:meth:`Ledger.lookup`): the first column tells them apart.
+#: The original, the closure and the account of one key (:meth:`Ledger.lookup`); the first column
+#: tells them apart.
 _LOOKUP = ("SELECT 1, mti, pan, amount, rrn, auth_code, response_code, state, response, NULL FROM originals "
            "WHERE tid = ? AND stan = ? AND transmission = ? UNION ALL "
-           "SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, reason FROM closures "
-           "WHERE tid = ? AND stan = ? AND transmission = ?")
+           "SELECT 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, reason FROM closures "
+           "WHERE tid = ? AND stan = ? AND transmission = ? UNION ALL "
+           "SELECT 2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, balance - held FROM accounts WHERE pan = ?")
 
 #: kind -> (balance change, held change) for an amount.
 _EFFECT: dict[str, Callable[[int], tuple[int, int]]] = {
