@@ -115,8 +115,8 @@ class Member:
         self.outbound = _Deferred()
         self.to_host = FaultyLink("to_host", self.outbound, self.decider, fleet.scheduler, fleet.emit)
         self.journal = Journal.shared(fleet.journal_db, seat.tid, fleet.unwritten)
-        self.driver = TerminalDriver(Terminal(seat.config), self.to_host, fleet.scheduler, self.journal, fleet.emit,
-                                     self._outcome)
+        self.driver = TerminalDriver(Terminal(seat.config), self.to_host, fleet.scheduler, self.journal,
+                                     fleet.driver_emit, self._outcome)
         self.inbound = MemoryTransport(self.driver.receive)
         self.to_terminal = FaultyLink("to_terminal", self.inbound, self.decider, fleet.scheduler, fleet.emit)
         self.pending: Iterator[tuple[float, PaymentRequest, TransactionModel]] = iter(())
@@ -189,6 +189,8 @@ class Fleet:
         self.trace = Trace(scheduler.now) if trace else None
         #: Where events go: the trace when kept, else ``emit`` (a counter of a load run), else nowhere.
         self.emit: Callable[[Event], None] = self.trace.emit if self.trace else emit or _discard
+        #: The drivers' emit: None when nothing is recorded, so they do not describe every message.
+        self.driver_emit = None if self.emit is _discard else self.emit
         self.shards = scenario.model.hosts
         #: The terminals' journals (rows held back in ``unwritten`` until read: ``journals``).
         self.journal_db = fleet_database()
@@ -215,13 +217,13 @@ class Fleet:
         """Hosts and terminals in this process, joined by the in-memory transport."""
         router = _Router(self.members)
         for shard in self.hosts:
-            shard.driver = HostDriver(shard.host, router, self.scheduler, self.emit)
+            shard.driver = HostDriver(shard.host, router, self.scheduler, self.driver_emit)
         for member in self.members.values():
             member.outbound.target = MemoryTransport(self.hosts[member.shard].driver.receive)  # type: ignore[union-attr]
 
     def attach(self, shard: int, host_out: Link) -> HostDriver:
         """A host shard whose replies leave through ``host_out`` (a real transport's host end)."""
-        driver = HostDriver(self.hosts[shard].host, host_out, self.scheduler, self.emit)
+        driver = HostDriver(self.hosts[shard].host, host_out, self.scheduler, self.driver_emit)
         self.hosts[shard].driver = driver
         return driver
 
