@@ -37,9 +37,13 @@ class VirtualClock:
         return self._now
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Handle:
-        # Conditional expressions rather than max(): the same values (NaN included), and this
-        # runs for every message and timer of a run.
-        return self.call_at(self._now + (delay if delay > 0.0 else 0.0), callback)
+        # call_at's body inlined, and a conditional expression rather than max() (the same values,
+        # NaN included): every message and timer of a run passes here. ``now + delay`` with
+        # ``delay >= 0`` is never before ``now``, so call_at's clamp has nothing to do.
+        self._seq += 1
+        handle = Handle()
+        heapq.heappush(self._heap, (self._now + (delay if delay > 0.0 else 0.0), self._seq, callback, handle))
+        return handle
 
     def call_at(self, at: float, callback: Callable[[], None]) -> Handle:
         self._seq += 1
