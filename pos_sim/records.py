@@ -89,9 +89,12 @@ class TxnRecord:
 
     def __post_init__(self) -> None:
         """A record read back from the journal carries plain strings: make them states again."""
-        self.status = SaleStatus(self.status)
-        self.reversal = ReversalState(self.reversal)
-        self.completion = CompletionState(self.completion)
+        if type(self.status) is not SaleStatus:  # a snapshot's fields are states already
+            self.status = SaleStatus(self.status)
+        if type(self.reversal) is not ReversalState:
+            self.reversal = ReversalState(self.reversal)
+        if type(self.completion) is not CompletionState:
+            self.completion = CompletionState(self.completion)
 
     def snapshot(self) -> TxnRecord:
         """A frozen-in-time copy for the journal (the live record keeps changing): every field
