@@ -20,17 +20,25 @@ from protocol.ports import Link, Scheduler
 from protocol.transports import Origin
 
 
+def _discard(_event: Event) -> None:
+    """The emit of a driver whose run records no events."""
+
+
 class HostDriver:
-    def __init__(self, host: AcquirerHost, link: Link, scheduler: Scheduler, emit: Callable[[Event], None]) -> None:
+    def __init__(self, host: AcquirerHost, link: Link, scheduler: Scheduler,
+                 emit: Callable[[Event], None] | None) -> None:
+        """``emit`` None: the run records no events, so arrivals and sends are not even described."""
         self.host = host
         self.link = link
         self.scheduler = scheduler
-        self.emit = emit
+        self.emit: Callable[[Event], None] = emit or _discard
+        self.tracing = emit is not None
         self.pending = 0
 
     def receive(self, data: bytes, origin: Origin | None = None) -> None:
-        wire: dict[str, Any] = codec.wire_fields(data)
-        self.emit(MsgReceived("host", **wire, data=data.hex()))
+        if self.tracing:
+            wire: dict[str, Any] = codec.wire_fields(data)
+            self.emit(MsgReceived("host", **wire, data=data.hex()))
         self._execute(self.host.receive(self.scheduler.now(), data, origin.tid if origin is not None else None), origin)
 
     def _execute(self, actions: list[HostAction], origin: Origin | None) -> None:
@@ -53,7 +61,8 @@ class HostDriver:
 
     def _send(self, reply: Reply, origin: Origin | None) -> None:
         self.pending -= 1
-        self.emit(MsgSent("host", reply.tid, reply.stan, reply.mti, rrn=reply.rrn or None))
+        if self.tracing:
+            self.emit(MsgSent("host", reply.tid, reply.stan, reply.mti, rrn=reply.rrn or None))
         meta: dict[str, object] = {"tid": reply.tid, "stan": reply.stan, "mti": reply.mti,
                                    "authenticated": reply.authenticated}
         if origin is not None:

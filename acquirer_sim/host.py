@@ -183,7 +183,7 @@ class AcquirerHost:
         if self.cup and msg.mti == M.PURCHASE and msg.original is not None:
             return self._advice(now, msg)  # CUP: a pre-auth completion is an online 0200 naming its pre-auth
         key = msg.key()
-        seen = self.ledger.find(key)
+        seen, closure, available = self.ledger.lookup(key, msg.pan or "")
         if seen is not None and self.cup:
             self.ledger.count_duplicate(key)
             return [ev.DuplicateOriginal(*_f(msg), rrn=seen.rrn, rc=DUPLICATE_TRANSMISSION),
@@ -197,11 +197,10 @@ class AcquirerHost:
             return [ev.DuplicateOriginal(*_f(msg), rrn=seen.rrn, rc=seen.response_code),
                     Reply(response, self._delay(True), M.response_to(msg.mti), msg.stan, seen.rrn, msg.tid)]
         self.counts[msg.mti] += 1
-        closure = self.ledger.closure(key)
         pan, amount = msg.pan or "", msg.amount or 0
         if self.cup and not closure:
             return self._ask_issuer(now, msg)
-        rc = "12" if closure else self._decide(now, pan, amount)
+        rc = "12" if closure else self._decide(now, pan, amount, available)
         rrn, auth = self._ids(now) if rc == "00" else (None, None)
         movement = ("hold" if msg.mti == M.AUTH else "debit") if rc == "00" else None
         state = {"hold": "held", "debit": "debited", None: "refused" if closure else "declined"}[movement]
@@ -258,7 +257,9 @@ class AcquirerHost:
         data = self._encode(msg.response(rc, rrn=rrn, auth_code=auth))
         return Reply(data, self._delay(True) if quick else 0.0, M.response_to(msg.mti), msg.stan, rrn, msg.tid)
 
-    def _decide(self, now: float, pan: str, amount: int) -> str:
+    def _decide(self, now: float, pan: str, amount: int, available: int | None = None) -> str:
+        """The answer to a sale; ``available``: the card's money as just read, None to read it here
+        (an account not yet opened is opened then)."""
         if any(now in w for w in self.config.issuer_unavailable):
             return "91"
         if pan in self.config.decline_codes:
@@ -266,7 +267,7 @@ class AcquirerHost:
         over = self.config.decline_over
         if pan in self.config.decline_pans or (over is not None and amount > over):
             return "05"
-        if amount > self.ledger.available(pan):
+        if amount > (self.ledger.available(pan) if available is None else available):
             return "51"
         return "00"
 

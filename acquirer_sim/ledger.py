@@ -185,6 +185,23 @@ class Ledger:
             "WHERE tid = ? AND stan = ? AND transmission = ?", key).fetchone()
         return None if row is None else Original(key, *row)
 
+    def lookup(self, key: Key, pan: str) -> tuple[Original | None, str | None, int | None]:
+        """What the host reads before booking a new original, in one query (a round trip per sale
+        each saved): the original answered under ``key`` (:meth:`find`), why the key is closed
+        (:meth:`closure`) and the money ``pan`` has available (None for an account not yet opened:
+        :meth:`available` opens it)."""
+        found: Original | None = None
+        closure: str | None = None
+        available: int | None = None
+        for row in self.conn.execute(_LOOKUP, (*key, *key, pan)):
+            if row[0] == 1:
+                found = Original(key, *row[1:9])
+            elif row[0] == 0:
+                closure = str(row[9])
+            else:
+                available = int(row[9])
+        return found, closure, available
+
     def count_duplicate(self, key: Key) -> None:
         self._write("count_duplicate",
                     "UPDATE originals SET duplicates = duplicates + 1 WHERE tid=? AND stan=? AND transmission=?", key)
@@ -328,10 +345,10 @@ class Ledger:
 
     def _move(self, now: float, key: Key, pan: str, kind: str, amount: int, rrn: str | None) -> None:
         delta_balance, delta_held = _EFFECT[kind](amount)
-        self.conn.execute("INSERT OR IGNORE INTO accounts (pan, balance, held) VALUES (?, ?, 0)",
-                          (pan, self.default_balance))
-        self.conn.execute("UPDATE accounts SET balance = balance + ?, held = held + ? WHERE pan = ?",
-                          (delta_balance, delta_held, pan))
+        # An account seen for the first time opens with the default balance, then moves: one upsert.
+        self.conn.execute("INSERT INTO accounts (pan, balance, held) VALUES (?, ?, ?) ON CONFLICT (pan) "
+                          "DO UPDATE SET balance = balance + ?, held = held + ?",
+                          (pan, self.default_balance + delta_balance, delta_held, delta_balance, delta_held))
         self.conn.execute("INSERT INTO entries (at, tid, stan, transmission, pan, kind, amount, rrn) "
                           "VALUES (?,?,?,?,?,?,?,?)", (now, *key, pan, kind, amount, rrn))
 
@@ -382,6 +399,14 @@ class Ledger:
         if self.on_wait is not None and (wait.attempts > 1 or wait.seconds >= REPORT_WAIT_S):
             self.on_wait(wait)
 
+
+#: The original, the closure and the account of one key (:meth:`Ledger.lookup`); the first column
+#: tells them apart.
+_LOOKUP = ("SELECT 1, mti, pan, amount, rrn, auth_code, response_code, state, response, NULL FROM originals "
+           "WHERE tid = ? AND stan = ? AND transmission = ? UNION ALL "
+           "SELECT 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, reason FROM closures "
+           "WHERE tid = ? AND stan = ? AND transmission = ? UNION ALL "
+           "SELECT 2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, balance - held FROM accounts WHERE pan = ?")
 
 #: kind -> (balance change, held change) for an amount.
 _EFFECT: dict[str, Callable[[int], tuple[int, int]]] = {

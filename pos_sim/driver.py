@@ -33,14 +33,21 @@ from protocol.ports import Cancellable, Link, Scheduler
 Emit = Callable[[Event], None]
 
 
+def _discard(_event: Event) -> None:
+    """The emit of a driver whose run records no events."""
+
+
 class TerminalDriver:
     def __init__(self, terminal: Terminal, link: Link, scheduler: Scheduler, journal: Journal,
-                 emit: Emit, on_outcome: Callable[[Outcome], None] | None = None) -> None:
+                 emit: Emit | None, on_outcome: Callable[[Outcome], None] | None = None) -> None:
+        """``emit`` None: the run records no events (a fleet without a trace), so the driver does
+        not build its own (arrivals, sends, timers, outcomes); the terminal's are dropped."""
         self.terminal = terminal
         self.link = link
         self.scheduler = scheduler
         self.journal = journal
-        self.emit = emit
+        self.emit: Emit = emit or _discard
+        self.tracing = emit is not None
         self.on_outcome = on_outcome
         self._timers: dict[str, Cancellable] = {}
         self.tid = terminal.config.tid
@@ -61,8 +68,10 @@ class TerminalDriver:
         self.execute(terminal.restore(self.scheduler.now(), self.journal.load()))
 
     def request_payment(self, request: PaymentRequest) -> None:
-        self.emit(PaymentRequested(self.tid, request.txn_id, request.intent, request.kind, request.amount,
-                                   _mask(request.pan), request.pan, request.completion_amount, request.instrument))
+        if self.tracing:
+            self.emit(PaymentRequested(self.tid, request.txn_id, request.intent, request.kind, request.amount,
+                                       _mask(request.pan), request.pan, request.completion_amount,
+                                       request.instrument))
         self.execute(self.terminal.request_payment(self.scheduler.now(), request))
 
     def settle(self) -> None:
@@ -73,7 +82,8 @@ class TerminalDriver:
         if self.down:
             self.emit(TerminalDownDrop(**_wire(data)))
             return
-        self.emit(MsgReceived("terminal", **_wire(data), data=data.hex()))
+        if self.tracing:
+            self.emit(MsgReceived("terminal", **_wire(data), data=data.hex()))
         self.execute(self.terminal.receive(self.scheduler.now(), data))
 
     def fire_timer(self, name: str) -> None:
@@ -87,7 +97,8 @@ class TerminalDriver:
             if isinstance(action, Send):
                 if self.journal.durable:  # a restarted terminal process carries on after the last STAN sent
                     self.journal.save_stan(action.stan)
-                self.emit(MsgSent("terminal", self.tid, action.stan, action.mti, txn=action.txn_id))
+                if self.tracing:
+                    self.emit(MsgSent("terminal", self.tid, action.stan, action.mti, txn=action.txn_id))
                 self.link.send(action.data, {"tid": self.tid, "stan": action.stan, "mti": action.mti,
                                              "txn": action.txn_id})
             elif isinstance(action, StartTimer):
@@ -97,7 +108,8 @@ class TerminalDriver:
             elif isinstance(action, WriteJournal):
                 self.journal.write(action.record)
             elif isinstance(action, Outcome):
-                self.emit(TxnOutcome(self.tid, action.txn_id, action.status, action.display))
+                if self.tracing:
+                    self.emit(TxnOutcome(self.tid, action.txn_id, action.status, action.display))
                 if self.on_outcome:
                     self.on_outcome(action)
             elif isinstance(action, Event):
@@ -105,7 +117,7 @@ class TerminalDriver:
 
     def _start_timer(self, name: str, at: float) -> None:
         self._cancel(name)
-        if name == RESPONSE_TIMER:
+        if name == RESPONSE_TIMER and self.tracing:
             self.emit(TimerStarted(self.tid, name, round(at, 6)))
         self._timers[name] = self.scheduler.call_later(at - self.scheduler.now(), lambda: self.fire_timer(name))
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import fields
+from operator import attrgetter
 from pathlib import Path
 
 from pos_sim.records import TxnRecord
@@ -26,6 +27,8 @@ SCHEMA = f"""CREATE TABLE IF NOT EXISTS journal (
 CREATE TABLE IF NOT EXISTS terminals (tid TEXT PRIMARY KEY, last_stan TEXT)"""
 # The column names come from TxnRecord's fields, never from input.
 _INSERT = f"INSERT OR REPLACE INTO journal (tid, {', '.join(COLUMNS)}) VALUES (?, {', '.join('?' * len(COLUMNS))})"  # noqa: S608
+#: A record's values in column order, read in one call (the journal is written twice per sale).
+_VALUES = attrgetter(*COLUMNS)
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM journal ORDER BY txn_id"  # noqa: S608
 _SELECT_TID = f"SELECT {', '.join(COLUMNS)} FROM journal WHERE tid = ? ORDER BY txn_id"  # noqa: S608
 
@@ -56,8 +59,30 @@ def fleet_database() -> sqlite3.Connection:
     return conn
 
 
+#: A journal row as written: the terminal id, then the record's values in column order.
+Row = tuple[object, ...]
+
+#: How many rows an in-memory journal holds back at most before writing them (see ``Journal.write``).
+UNWRITTEN_MAX = 1024
+
+
+def write_rows(conn: sqlite3.Connection, unwritten: dict[int, Row]) -> None:
+    """Write the rows held back, in one ``executemany``, and forget them."""
+    if unwritten:
+        conn.executemany(_INSERT, unwritten.values())
+        unwritten.clear()
+
+
 class Journal:
-    """Write-through store of the terminal's records; ``tid`` names the terminal it belongs to."""
+    """The terminal's store of its records; ``tid`` names the terminal it belongs to.
+
+    A journal file writes every record at once (it must survive the terminal losing power).
+    An in-memory journal, which nothing outside this process can read, holds the latest row of
+    each transaction back until the database is read (``conn``, ``load``, ``commit``) or
+    :data:`UNWRITTEN_MAX` rows wait: a sale's two writes (before the request leaves, after the
+    answer) then cost one row, written with many others in one statement. Every read sees
+    every record written, as before.
+    """
 
     #: Whether other terminals' rows share this database (a fleet in memory): reads filter by ``tid``.
     shared_db = False
@@ -67,44 +92,68 @@ class Journal:
         # an in-memory journal commits at the end of the run.
         self.durable = not is_memory(path)
         if not self.durable:
-            self.conn = sqlite3.connect(":memory:", isolation_level="DEFERRED")
-            self.conn.deserialize(_EMPTY)
+            self._conn = sqlite3.connect(":memory:", isolation_level="DEFERRED")
+            self._conn.deserialize(_EMPTY)
         else:
-            self.conn = open_file(path, SCHEMA, "journal", "journal")
+            self._conn = open_file(path, SCHEMA, "journal", "journal")
         self.tid = tid
+        self._unwritten: dict[int, Row] = {}
         if tid:
-            self.conn.execute("INSERT OR IGNORE INTO terminals (tid) VALUES (?)", (tid,))
+            self._conn.execute("INSERT OR IGNORE INTO terminals (tid) VALUES (?)", (tid,))
 
     @classmethod
-    def shared(cls, conn: sqlite3.Connection, tid: str) -> Journal:
-        """Terminal ``tid``'s journal inside a fleet's database from :func:`fleet_database` (in memory)."""
+    def shared(cls, conn: sqlite3.Connection, tid: str, unwritten: dict[int, Row] | None = None) -> Journal:
+        """Terminal ``tid``'s journal inside a fleet's database from :func:`fleet_database` (in memory).
+
+        ``unwritten``: the rows held back, shared by every journal of the fleet, so the fleet
+        writes them all (:func:`write_rows`) before it reads its database.
+        """
         journal = cls.__new__(cls)
-        journal.durable, journal.conn, journal.tid, journal.shared_db = False, conn, tid, True
+        journal.durable, journal._conn, journal.tid, journal.shared_db = False, conn, tid, True
+        journal._unwritten = {} if unwritten is None else unwritten
         conn.execute("INSERT OR IGNORE INTO terminals (tid) VALUES (?)", (tid,))
         return journal
 
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The journal's database, every record written so far in it."""
+        self.flush()
+        return self._conn
+
     def write(self, record: TxnRecord) -> None:
-        self.conn.execute(_INSERT, (self.tid, *(getattr(record, c) for c in COLUMNS)))
+        row = (self.tid, *_VALUES(record))
+        if self.durable:
+            self._conn.execute(_INSERT, row)
+            return
+        self._unwritten[record.txn_id] = row
+        if len(self._unwritten) >= UNWRITTEN_MAX:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the rows held back (an in-memory journal's; a file's are never held)."""
+        write_rows(self._conn, self._unwritten)
 
     def load(self) -> list[TxnRecord]:
         """Every record as last written: what a terminal finds in its journal after a power loss."""
-        cursor = self.conn.execute(_SELECT_TID, (self.tid,)) if self.shared_db else self.conn.execute(_SELECT)
+        conn = self.conn
+        cursor = conn.execute(_SELECT_TID, (self.tid,)) if self.shared_db else conn.execute(_SELECT)
         rows = cursor.fetchall()
         return [TxnRecord(**dict(zip(COLUMNS, row, strict=True))) for row in rows]
 
     def save_stan(self, stan: str) -> None:
         """Remember ``stan`` as this terminal's last used STAN: call it before the message leaves."""
-        self.conn.execute("INSERT INTO terminals (tid, last_stan) VALUES (?, ?) "
-                          "ON CONFLICT (tid) DO UPDATE SET last_stan = excluded.last_stan", (self.tid, stan))
+        self._conn.execute("INSERT INTO terminals (tid, last_stan) VALUES (?, ?) "
+                           "ON CONFLICT (tid) DO UPDATE SET last_stan = excluded.last_stan", (self.tid, stan))
 
     def last_stan(self) -> str | None:
         """The last STAN this terminal id saved, or None for a terminal that never sent."""
-        row = self.conn.execute("SELECT last_stan FROM terminals WHERE tid = ?", (self.tid,)).fetchone()
+        row = self._conn.execute("SELECT last_stan FROM terminals WHERE tid = ?", (self.tid,)).fetchone()
         return None if row is None or row[0] is None else str(row[0])
 
     def commit(self) -> None:
         self.conn.commit()
 
     def close(self) -> None:
-        self.conn.commit()
-        self.conn.close()
+        conn = self.conn
+        conn.commit()
+        conn.close()

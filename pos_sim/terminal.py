@@ -148,6 +148,9 @@ class Terminal:
         self._flushed_for: int | None = None
         #: The settlement under way, if any (``settle``).
         self.settlement: Settlement | None = None
+        #: The instant last formatted by ``_clock``, and its text.
+        self._stamped_at: float | None = None
+        self._stamp = ""
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -615,8 +618,19 @@ class Terminal:
         return f"{self._stan:06d}"
 
     def _clock(self, now: float, fmt: str) -> str:
-        return (self.config.epoch + timedelta(seconds=now)).strftime(fmt)
+        """``now`` as wall-clock text in ``fmt``. Field 7 (MMDDhhmmss), field 13 (MMDD) and
+        field 12 (hhmmss) are cut from one formatting per instant: a sale asks for all three."""
+        cut = _CUTS.get(fmt)
+        if cut is None:
+            return (self.config.epoch + timedelta(seconds=now)).strftime(fmt)
+        if now != self._stamped_at:
+            self._stamped_at = now
+            self._stamp = (self.config.epoch + timedelta(seconds=now)).strftime("%m%d%H%M%S")
+        return self._stamp[cut]
 
+
+#: The formats :meth:`Terminal._clock` cuts from its one ``%m%d%H%M%S`` text.
+_CUTS = {"%m%d%H%M%S": slice(0, 10), "%m%d": slice(0, 4), "%H%M%S": slice(4, 10)}
 
 #: One entry per kind of exchange. Originals are started by customers, not as recovery
 #: work, so their priority only says they wait behind it.

@@ -43,7 +43,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from possim.money import format_amount
 from protocol.storage import SIDECARS, StoreError, open_for_reading
@@ -116,6 +116,8 @@ class Verdict:
 
 #: One journal row as the checker reads it.
 _Row = tuple[str, str, str, int, str, str, int, int, str, str, int, str]
+#: The value of a per-key table (money, booking).
+_V = TypeVar("_V")
 
 
 def check(journals: sqlite3.Connection | Sequence[sqlite3.Connection],
@@ -131,8 +133,8 @@ def check(journals: sqlite3.Connection | Sequence[sqlite3.Connection],
     ledgers = [ledger] if isinstance(ledger, sqlite3.Connection) else list(ledger)
     rows = [row for conn in conns for row in _journal_rows(conn)]
     tids = {tid for conn in conns for tid in _terminal_ids(conn)}
-    money = {key: value for led in ledgers for key, value in ledger_money(led).items()}
-    owners = _owners(rows, {key: value for led in ledgers for key, value in _bookings(led).items()})
+    money = _merged([ledger_money(led) for led in ledgers])
+    owners = _owners(rows, _merged([_bookings(led) for led in ledgers]))
     tally = _Tally()
     for index, row in enumerate(rows):
         key = (row[0], row[1], row[2])
@@ -145,6 +147,13 @@ def check(journals: sqlite3.Connection | Sequence[sqlite3.Connection],
     _judge_wallet(tally, [row for conn in conns for row in _wallet_rows(conn)], ledgers, tids, whole_ledger)
     tally.counts["recovered_by_settlement"] = sum(_recovered_by_settlement(led, tids) for led in ledgers)
     return tally.verdict()
+
+
+def _merged(parts: list[dict[Key, _V]]) -> dict[Key, _V]:
+    """The per-key tables of several ledgers as one (shards own disjoint keys); one table as it is."""
+    if len(parts) == 1:
+        return parts[0]
+    return {key: value for part in parts for key, value in part.items()}
 
 
 def _recovered_by_settlement(ledger: sqlite3.Connection, tids: set[str]) -> int:

@@ -16,6 +16,7 @@ a trace is asked for (then it is complete, as for one terminal).
 from __future__ import annotations
 
 import random
+import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -26,13 +27,13 @@ from acquirer_sim.ledger import Ledger
 from pos_sim.actions import Outcome
 from pos_sim.config import TerminalConfig
 from pos_sim.driver import TerminalDriver
-from pos_sim.journal import Journal, fleet_database
+from pos_sim.journal import Journal, Row, fleet_database, write_rows
 from pos_sim.terminal import PaymentRequest, Terminal
 from possim.checker import MEASURES, Verdict, check
 from possim.money import format_amount, parse_amount
 from possim.scenario import Scenario, TransactionModel
 from possim.trace import Trace
-from possim.virtual_clock import VirtualClock
+from possim.virtual_clock import VirtualClock, run_uncollected
 from protocol.events import Event
 from protocol.faults import FaultDecider, FaultPlan, FaultyLink
 from protocol.memory import MemoryTransport
@@ -113,9 +114,9 @@ class Member:
         self.decider = FaultDecider(seat.plan, fleet.rng)
         self.outbound = _Deferred()
         self.to_host = FaultyLink("to_host", self.outbound, self.decider, fleet.scheduler, fleet.emit)
-        self.journal = Journal.shared(fleet.journals, seat.tid)
-        self.driver = TerminalDriver(Terminal(seat.config), self.to_host, fleet.scheduler, self.journal, fleet.emit,
-                                     self._outcome)
+        self.journal = Journal.shared(fleet.journal_db, seat.tid, fleet.unwritten)
+        self.driver = TerminalDriver(Terminal(seat.config), self.to_host, fleet.scheduler, self.journal,
+                                     fleet.driver_emit, self._outcome)
         self.inbound = MemoryTransport(self.driver.receive)
         self.to_terminal = FaultyLink("to_terminal", self.inbound, self.decider, fleet.scheduler, fleet.emit)
         self.pending: Iterator[tuple[float, PaymentRequest, TransactionModel]] = iter(())
@@ -188,8 +189,12 @@ class Fleet:
         self.trace = Trace(scheduler.now) if trace else None
         #: Where events go: the trace when kept, else ``emit`` (a counter of a load run), else nowhere.
         self.emit: Callable[[Event], None] = self.trace.emit if self.trace else emit or _discard
+        #: The drivers' emit: None when nothing is recorded, so they do not describe every message.
+        self.driver_emit = None if self.emit is _discard else self.emit
         self.shards = scenario.model.hosts
-        self.journals = fleet_database()
+        #: The terminals' journals (rows held back in ``unwritten`` until read: ``journals``).
+        self.journal_db = fleet_database()
+        self.unwritten: dict[int, Row] = {}
         config = scenario.host_config()
         self.hosts = [Shard(ledger, AcquirerHost(config, ledger, self.rng))
                       for ledger in (Ledger(":memory:", default_balance=config.default_balance)
@@ -202,17 +207,23 @@ class Fleet:
         self.scheduled = 0  # payments due (and customer retries) that have not started yet
         self._txn = 0
 
+    @property
+    def journals(self) -> sqlite3.Connection:
+        """The database of every terminal's journal, each record written so far in it."""
+        write_rows(self.journal_db, self.unwritten)
+        return self.journal_db
+
     def memory(self) -> None:
         """Hosts and terminals in this process, joined by the in-memory transport."""
         router = _Router(self.members)
         for shard in self.hosts:
-            shard.driver = HostDriver(shard.host, router, self.scheduler, self.emit)
+            shard.driver = HostDriver(shard.host, router, self.scheduler, self.driver_emit)
         for member in self.members.values():
             member.outbound.target = MemoryTransport(self.hosts[member.shard].driver.receive)  # type: ignore[union-attr]
 
     def attach(self, shard: int, host_out: Link) -> HostDriver:
         """A host shard whose replies leave through ``host_out`` (a real transport's host end)."""
-        driver = HostDriver(self.hosts[shard].host, host_out, self.scheduler, self.emit)
+        driver = HostDriver(self.hosts[shard].host, host_out, self.scheduler, self.driver_emit)
         self.hosts[shard].driver = driver
         return driver
 
@@ -393,9 +404,10 @@ def simulate_fleet(scenario: Scenario, policy: str | None = None, seed: int | No
     """
     seed = scenario.model.seed if seed is None else seed
     clock = VirtualClock()
-    fleet = Fleet(scenario, policy, seed, clock, trace)
-    fleet.memory()
-    fleet.schedule_payments()
-    steps = 1_000_000 + 1_000 * sum(t.count for m in fleet.members.values() for t in m.seat.schedule)
-    quiescent = clock.run(horizon=fleet_horizon(scenario), max_steps=steps)
-    return fleet.finish(quiescent, "memory")
+    with run_uncollected():
+        fleet = Fleet(scenario, policy, seed, clock, trace)
+        fleet.memory()
+        fleet.schedule_payments()
+        steps = 1_000_000 + 1_000 * sum(t.count for m in fleet.members.values() for t in m.seat.schedule)
+        quiescent = clock.run(horizon=fleet_horizon(scenario), max_steps=steps)
+        return fleet.finish(quiescent, "memory")

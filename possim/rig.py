@@ -149,7 +149,9 @@ class Rig:
         self.to_host = FaultyLink("to_host", self._to_host_inner, self.decider, scheduler, self.trace.emit)
         self.forger = Forger(plan.forgeries, self.to_host, _Later(self), scheduler, self.trace.emit, seed,
                              keys is not None, self.terminal_config.epoch)
-        self.terminal_driver = TerminalDriver(self.terminal, self.forger.tap(self.to_host), scheduler, self.journal,
+        # The attacker reads the terminal's requests only when it has forgeries to build from them.
+        terminal_link = self.forger.tap(self.to_host) if plan.forgeries else self.to_host
+        self.terminal_driver = TerminalDriver(self.terminal, terminal_link, scheduler, self.journal,
                                               self.trace.emit, self._on_outcome)
         self.to_terminal = FaultyLink("to_terminal", MemoryTransport(self._terminal_receive), self.decider,
                                       scheduler, self.trace.emit)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from possim.rig import Rig, RunResult, payment_plan
 from possim.scenario import Scenario, ScenarioError
-from possim.virtual_clock import VirtualClock
+from possim.virtual_clock import VirtualClock, run_uncollected
 from protocol.faults import FaultPlan
 
 __all__ = ["HORIZON", "RunResult", "horizon", "payment_plan", "simulate"]
@@ -51,9 +51,10 @@ def simulate(scenario: Scenario, policy: str | None = None, seed: int | None = N
     policy = policy or scenario.model.policy
     seed = scenario.model.seed if seed is None else seed
     clock = VirtualClock()
-    rig = Rig(scenario, policy, seed, clock, plan, ledger_path, journal_path)
-    rig.memory()
-    rig.schedule_payments()
-    steps = 1_000_000 + 1_000 * sum(t.count for t in scenario.model.transactions)
-    quiescent = clock.run(horizon=horizon(scenario), max_steps=steps)
-    return rig.finish(quiescent, "memory")
+    with run_uncollected():
+        rig = Rig(scenario, policy, seed, clock, plan, ledger_path, journal_path)
+        rig.memory()
+        rig.schedule_payments()
+        steps = 1_000_000 + 1_000 * sum(t.count for t in scenario.model.transactions)
+        quiescent = clock.run(horizon=horizon(scenario), max_steps=steps)
+        return rig.finish(quiescent, "memory")

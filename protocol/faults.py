@@ -126,13 +126,13 @@ class FaultDecider:
         self.counts: Counter[tuple[str, str]] = Counter()
 
     def decide(self, direction: Direction, mti: str, now: float) -> Decision:
-        self.counts[(direction, mti)] += 1
-        nth = self.counts[(direction, mti)]
-        if any(p.blocks(direction, now) for p in self.plan.partitions):
+        counts, plan = self.counts, self.plan
+        nth = counts[(direction, mti)] = counts[(direction, mti)] + 1
+        if plan.partitions and any(p.blocks(direction, now) for p in plan.partitions):
             return Decision((), "partition", nth)
-        faults = self.plan.link(direction)
+        faults = plan.to_host if direction == "to_host" else plan.to_terminal
         base = faults.latency.sample(self.rng)
-        for rule in self.plan.rules:
+        for rule in plan.rules:
             if rule.direction == direction and rule.mti == mti and rule.nth == nth:
                 return _apply_rule(rule, base, nth)
         if faults.loss and self.rng.random() < faults.loss:
@@ -169,12 +169,12 @@ class FaultyLink:
         """Decide this message's fate, trace it, and schedule each surviving copy."""
         mti = peek_kind(data)  # the MTI of a card frame, the kind of a wallet frame (QR_PAY...)
         decision = self.decider.decide(self.direction, mti, self.scheduler.now())
-        keys = _keys(meta or {})
         if not decision.delays:
-            self.trace(NetDropped(self.direction, mti, decision.nth, decision.reason, **keys))
+            self.trace(NetDropped(self.direction, mti, decision.nth, decision.reason, **_keys(meta or {})))
             return
-        if decision.reason != "deliver":
-            self.trace(NET_EVENTS[decision.reason](self.direction, mti, decision.nth, decision.reason, **keys,
+        if decision.reason != "deliver":  # the sender's keys are traced only for a fault (most messages have none)
+            self.trace(NET_EVENTS[decision.reason](self.direction, mti, decision.nth, decision.reason,
+                                                   **_keys(meta or {}),
                                                    delays=tuple(round(d, 6) for d in decision.delays)))
         for delay in decision.delays:
             self.in_flight += 1

@@ -83,6 +83,16 @@ def test_the_trace_is_kept_only_when_asked_for_and_then_complete() -> None:
     assert len(sent) == traced.verdict.counts["transactions"]
 
 
+def test_a_fleet_without_a_trace_reaches_the_same_verdict_as_with_one() -> None:
+    """Untraced drivers skip describing messages; what they do and what is journaled stays the same."""
+    bare, traced = simulate_fleet(from_dict(SMALL)), simulate_fleet(from_dict(SMALL), trace=True)
+    assert bare.verdict.summary() == traced.verdict.summary()
+    assert bare.verdict.findings == traced.verdict.findings
+    assert [(line.tid, dict(line.counts)) for line in bare.terminals] == \
+        [(line.tid, dict(line.counts)) for line in traced.terminals]
+    assert bare.verdict.counts["transactions"] > bare.verdict.counts["approved"] > 0  # the loss did something
+
+
 def test_the_horizon_follows_the_latest_terminal() -> None:
     data = json.loads(json.dumps(SMALL))
     data["terminals"][0]["spread"] = 50_000

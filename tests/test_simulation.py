@@ -15,3 +15,26 @@ def test_a_schedule_longer_than_a_week_runs_to_its_end() -> None:
     assert result.quiescent
     assert result.verdict.counts["transactions"] == 200
     assert result.verdict.counts["approved"] == 200
+
+
+def test_a_run_pauses_the_cyclic_collector_and_restores_it() -> None:
+    import gc
+
+    import pytest
+
+    from possim.virtual_clock import run_uncollected
+
+    assert gc.isenabled()
+    with run_uncollected():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), run_uncollected():
+        raise RuntimeError("a run that fails")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with run_uncollected():
+            pass
+        assert not gc.isenabled()  # a caller that turned it off keeps it off
+    finally:
+        gc.enable()
