@@ -396,11 +396,12 @@ def _sum(lines: list[TerminalLine]) -> dict[str, Any]:
 
 
 def simulate_fleet(scenario: Scenario, policy: str | None = None, seed: int | None = None,
-                   trace: bool = False) -> FleetResult:
+                   trace: bool = False, before_close: Callable[[Fleet], None] | None = None) -> FleetResult:
     """Run a fleet scenario to quiescence in virtual time and judge every terminal and the whole.
 
     ``policy`` replaces every group's policy (``possim compare`` and ``run --policy``);
     ``None`` keeps each group's own. ``trace`` keeps every event (for a timeline or report).
+    ``before_close`` reads the journals and ledgers once the run is over (a reconciliation).
     """
     seed = scenario.model.seed if seed is None else seed
     clock = VirtualClock()
@@ -410,4 +411,6 @@ def simulate_fleet(scenario: Scenario, policy: str | None = None, seed: int | No
         fleet.schedule_payments()
         steps = 1_000_000 + 1_000 * sum(t.count for m in fleet.members.values() for t in m.seat.schedule)
         quiescent = clock.run(horizon=fleet_horizon(scenario), max_steps=steps)
+        if before_close is not None:
+            before_close(fleet)
         return fleet.finish(quiescent, "memory")

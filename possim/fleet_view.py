@@ -20,6 +20,7 @@ from rich.table import Table
 from possim.checker import DAMAGE, MEASURES, harmful
 from possim.console import measure, trace_table
 from possim.fleet import COUNTS, FleetResult, TerminalLine
+from possim.fleet_reconcile import FleetReconciliation
 from possim.i18n import N_, Tr, resolve
 from possim.lesson import story
 from possim.money import format_amount
@@ -237,3 +238,54 @@ def render(results: Sequence[FleetResult], title: str, detail: str | None = None
 
 def fleet_json(result: FleetResult) -> dict[str, Any]:
     return result.fleet_json()
+
+
+# -- end-of-day reconciliation of a fleet -----------------------------------------------------
+
+def reconciliation(con: Console, rec: FleetReconciliation, tr: Tr = _EN, limit: int = 10) -> None:
+    """对账 for a fleet: balanced or not, the totals of the fleet and of each group, then the
+    terminals that do not balance, the most money first (every line: ``--json``)."""
+    whole, result = rec.whole, rec.result
+    diff = whole.settled_total - whole.batch_total
+    if rec.balanced and not diff:
+        con.print(f"[bold green]{escape(tr('Balanced: the terminal batch and the bank settlement agree.'))}[/]")
+    else:
+        text = tr("NOT balanced: the bank settles {amount} more than the terminal batch.", amount=tr.money(diff))
+        con.print(f"[bold red]{escape(text)}[/]")
+    con.print("[bold]" + escape(tr("End-of-day reconciliation")) + "[/] - " + escape(
+        tr("policy {policy}: {terminals} terminals, {hosts} host(s)", policy=result.policy,
+           terminals=len(result.terminals), hosts=result.hosts) + ", " + tr("seed {seed}", seed=result.seed)))
+    table = Table()
+    table.add_column("")
+    for col in ("terminal batch (approved sales)", "bank settlement (net debits)", "difference", "fees",
+                "merchant net", "charged without a sale", "goods given away"):
+        table.add_column(tr(col), justify="right")
+    for name, part in [(tr("whole fleet"), whole), *rec.groups.items()]:
+        gap = part.settled_total - part.batch_total
+        table.add_row(escape(name), f"{part.batch_count} / {tr.money(part.batch_total)}",
+                      f"{part.settled_count} / {tr.money(part.settled_total)}", _red(tr.money(gap), bool(gap)),
+                      tr.money(part.fees_total), tr.money(part.merchant_net),
+                      _red(tr.money(part.customer_charged_without_sale), bool(part.customer_charged_without_sale)),
+                      _red(tr.money(part.merchant_goods_given_away), bool(part.merchant_goods_given_away)))
+    con.print(table)
+    if rec.reversals_without_original:
+        con.print(tr("reversals without an original: {n} (they move no money)", n=rec.reversals_without_original))
+    unbalanced = rec.terminals()
+    if not unbalanced:
+        con.print(tr("every terminal balances"))
+        return
+    worst = Table(title=tr("terminals that do not balance: {n} (the {shown} with the most money first)",
+                           n=len(unbalanced), shown=min(limit, len(unbalanced))))
+    for col in ("terminal", "group", "mismatches", "charged without a sale", "goods given away"):
+        worst.add_column(tr(col), justify="right" if col in ("mismatches",) or "without" in col or "goods" in col
+                         else "left")
+    for t in unbalanced[:limit]:
+        worst.add_row(t.tid, escape(t.group), str(t.mismatches), _red(tr.money(t.customer_charged_without_sale),
+                                                                      bool(t.customer_charged_without_sale)),
+                      _red(tr.money(t.merchant_goods_given_away), bool(t.merchant_goods_given_away)))
+    con.print(worst)
+    con.print(tr("every sale, fee and mismatch: --json"))
+
+
+def _red(text: str, alarm: bool) -> str:
+    return f"[bold red]{escape(text)}[/]" if alarm else escape(text)

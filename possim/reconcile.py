@@ -15,6 +15,7 @@ debits and captures per transaction key, reversals, holds), summed by the checke
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -49,6 +50,7 @@ class Line:
     amount: Decimal
     fee: Decimal
     rule: str
+    tid: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,7 @@ class Mismatch:
     terminal_amount: Decimal
     host_amount: Decimal
     note: str
+    tid: str = ""
 
 
 @dataclass
@@ -95,20 +98,27 @@ class Reconciliation:
             "timeout_cost": {"customer_charged_without_sale": s(self.customer_charged_without_sale),
                              "merchant_goods_given_away": s(self.merchant_goods_given_away),
                              "fees_on_orphaned_debits": s(self.fees_on_orphaned_debits)},
-            "mismatches": [{"kind": m.kind, "stan": m.stan, "txn": m.txn, "terminal": s(m.terminal_amount),
-                            "host": s(m.host_amount), "note": m.note} for m in self.mismatches],
-            "lines": [{"stan": line.stan, "txn": line.txn, "instrument": line.instrument, "amount": s(line.amount),
-                       "fee": s(line.fee), "rule": line.rule} for line in self.lines],
+            "mismatches": [{"kind": m.kind, "tid": m.tid, "stan": m.stan, "txn": m.txn,
+                            "terminal": s(m.terminal_amount), "host": s(m.host_amount), "note": m.note}
+                           for m in self.mismatches],
+            "lines": [{"tid": line.tid, "stan": line.stan, "txn": line.txn, "instrument": line.instrument,
+                       "amount": s(line.amount), "fee": s(line.fee), "rule": line.rule} for line in self.lines],
         }
 
 
-def reconcile(journal: sqlite3.Connection, ledger: sqlite3.Connection, fees: FeeSchedule) -> Reconciliation:
+def reconcile(journal: sqlite3.Connection, ledger: sqlite3.Connection, fees: FeeSchedule,
+              tids: Collection[str] | None = None) -> Reconciliation:
+    """The batch against the settlement; ``tids``: only these terminals (a fleet's group on one host shard)."""
     terminal = {(tid, stan, tx): (txn, status, kind, amount, completion, instrument)
                 for tid, stan, tx, txn, status, kind, amount, completion, instrument in journal.execute(
                     "SELECT tid, stan, transmission, txn_id, status, kind, amount, completion_amount, instrument "
                     "FROM journal ORDER BY txn_id")}
     host = ledger_money(ledger)
     _add_wallet(terminal, host, journal, ledger)
+    if tids is not None:
+        wanted = set(tids)
+        terminal = {k: v for k, v in terminal.items() if k[0] in wanted}
+        host = {k: v for k, v in host.items() if k[0] in wanted}
     claimed = {k: (v[4] if v[2] == "auth" else v[3]) for k, v in terminal.items() if v[1] == "approved"}
     settled = {k: net for k, (net, _) in host.items() if net > 0}
     rec = Reconciliation(len(claimed), _money(sum(claimed.values())), len(settled), _money(sum(settled.values())),
@@ -117,16 +127,31 @@ def reconcile(journal: sqlite3.Connection, ledger: sqlite3.Connection, fees: Fee
         txn = terminal.get(key)
         instrument = txn[5] if txn else "credit"
         fee, rule = fees.fee(_money(settled[key]), instrument)
-        rec.lines.append(Line(key[1], txn[0] if txn else None, instrument, _money(settled[key]), fee, rule))
+        rec.lines.append(Line(key[1], txn[0] if txn else None, instrument, _money(settled[key]), fee, rule, key[0]))
         rec.fees_total += fee
         if key not in claimed:
             rec.fees_on_orphaned_debits += fee
-    _mismatches(rec, terminal, claimed, settled, host, ledger)
+    _mismatches(rec, terminal, claimed, settled, host, ledger, tids)
     return rec
 
 
+def combine(parts: Sequence[Reconciliation]) -> Reconciliation:
+    """Several reconciliations (a fleet's groups and host shards) as one: totals summed, lists joined."""
+    zero = Decimal("0.00")
+    out = Reconciliation(sum(p.batch_count for p in parts), sum((p.batch_total for p in parts), zero),
+                         sum(p.settled_count for p in parts), sum((p.settled_total for p in parts), zero),
+                         sum((p.fees_total for p in parts), zero))
+    for p in parts:
+        out.lines.extend(p.lines)
+        out.mismatches.extend(p.mismatches)
+        out.customer_charged_without_sale += p.customer_charged_without_sale
+        out.merchant_goods_given_away += p.merchant_goods_given_away
+        out.fees_on_orphaned_debits += p.fees_on_orphaned_debits
+    return out
+
+
 def _mismatches(rec: Reconciliation, terminal: dict[Key, Any], claimed: dict[Key, int], settled: dict[Key, int],
-                host: dict[Key, tuple[int, int]], ledger: sqlite3.Connection) -> None:
+                host: dict[Key, tuple[int, int]], ledger: sqlite3.Connection, tids: Collection[str] | None) -> None:
     for key in sorted(set(claimed) | set(settled), key=lambda k: k[1]):
         txn = terminal[key][0] if key in terminal else None
         mine, theirs = claimed.get(key, 0), settled.get(key, 0)
@@ -136,31 +161,34 @@ def _mismatches(rec: Reconciliation, terminal: dict[Key, Any], claimed: dict[Key
                 continue  # reported below as a hold never completed
             rec.merchant_goods_given_away += _money(mine)
             rec.mismatches.append(Mismatch("phantom_approval", key[1], txn, _money(mine), Decimal("0.00"),
-                                           "terminal approved, host settles nothing: goods given away"))
+                                           "terminal approved, host settles nothing: goods given away", key[0]))
         elif theirs and not mine:
             status = terminal[key][1] if key in terminal else "never journaled"
             rec.customer_charged_without_sale += _money(theirs)
             rec.mismatches.append(Mismatch("orphaned_debit", key[1], txn, Decimal("0.00"), _money(theirs),
                                            f"host settles a debit the terminal shows as {status}: void or refund "
-                                           "it through the acquirer (error handling), the fee comes back with it"))
+                                           "it through the acquirer (error handling), the fee comes back with it",
+                                           key[0]))
         elif mine != theirs:
             rec.mismatches.append(Mismatch("amount_differs", key[1], txn, _money(mine), _money(theirs),
-                                           "terminal and host disagree on the amount"))
+                                           "terminal and host disagree on the amount", key[0]))
     for key, (_, held) in sorted(host.items(), key=lambda kv: kv[0][1]):
         if held:
             txn = terminal[key][0] if key in terminal else None
             rec.mismatches.append(Mismatch("hold_never_completed", key[1], txn,
                                            _money(claimed.get(key, 0)), _money(held),
-                                           "authorization hold still open: never captured nor released"))
+                                           "authorization hold still open: never captured nor released", key[0]))
     for tid, stan, tx in ledger.execute(
             "SELECT tid, stan, transmission FROM reversals WHERE outcome = 'before_original' ORDER BY received_at"):
+        if tids is not None and tid not in tids:
+            continue
         original = ledger.execute("SELECT state FROM originals WHERE tid=? AND stan=? AND transmission=?",
                                   (tid, stan, tx)).fetchone()
         txn = terminal.get((tid, stan, tx), (None,))[0]
         note = ("reversal arrived before its original, which was then refused" if original
                 else "reversal for an original the host never received")
         rec.mismatches.append(Mismatch("reversal_without_original", stan, txn, Decimal("0.00"), Decimal("0.00"),
-                                       note))
+                                       note, tid))
 
 
 # -- the merchant's records against the acquirer's statement ----------------------------------
