@@ -67,6 +67,8 @@ class LoadPlan:
     loss: float = 0.0
     #: The terminals' response timeout; reversal, query and advice timers follow it.
     timeout: float = 30.0
+    #: iso or cup: the terminals' and hosts' rules and wire (CUP bytes, TPDU framing over TCP).
+    profile: str = "iso"
 
     @property
     def sales(self) -> int:
@@ -83,7 +85,7 @@ class LoadPlan:
             "title": f"load: {self.terminals} terminals at {self.rate:g}/s for {self.duration:g}s",
             "description": "possim load", "seed": self.seed, "policy": self.policy, "hosts": self.hosts,
             "network": {"to_host": link, "to_terminal": link},
-            "host": {"processing": instant, "quick": instant}, "terminal": self._timers(),
+            "host": {"processing": instant, "quick": instant}, "terminal": {**self._timers(), "profile": self.profile},
             "transactions": [{"amount": "10.00", "count": per_terminal, "every": every}],
             "terminals": [{"name": "load", "count": self.terminals, "tid": _pattern(width), "spread": every}],
         })
@@ -136,7 +138,7 @@ class LoadReport:
                 if self.journals_only else tuple(counts))
         return {"terminals": self.plan.terminals, "rate": self.plan.rate, "duration": self.plan.duration,
                 "transport": self.plan.transport, "hosts": self.plan.hosts, "policy": self.plan.policy,
-                "sales_started": self.started, "sales_completed": self.completed,
+                "profile": self.plan.profile, "sales_started": self.started, "sales_completed": self.completed,
                 "throughput": round(self.completed / self.sale_seconds, 1) if self.sale_seconds else 0.0,
                 "wall_seconds": round(self.wall_seconds, 2), "latency_ms": self.percentiles(),
                 "timeouts": self.timeouts, "outcomes": dict(self.outcomes), "settled": self.settled,
@@ -285,8 +287,10 @@ def _groups(fleet: Fleet, shard: int, n: int) -> list[list[Member]]:
 
 async def _wire_tcp(plan: LoadPlan, fleet: Fleet, guards: list[_Guard], closers: list[Callable[[], Any]]
                     ) -> Callable[[], bool]:
+    from protocol import dialects
     from protocol.tcp import TcpHost, TcpTerminalLink
 
+    wire = dialects.get(dialects.for_profile(plan.profile))
     ends: list[Any] = []
     targets: list[tuple[str, int]] = []
     if plan.connect is not None:
@@ -294,7 +298,7 @@ async def _wire_tcp(plan: LoadPlan, fleet: Fleet, guards: list[_Guard], closers:
                                                           for k in range(plan.hosts)]
     else:
         for k, guard in enumerate(guards):
-            server = TcpHost(guard)
+            server = TcpHost(guard, framing=wire.host_framing)
             port = await server.start("127.0.0.1", 0)
             closers.append(server.stop)
             guard.driver = fleet.attach(k, server)
@@ -302,7 +306,7 @@ async def _wire_tcp(plan: LoadPlan, fleet: Fleet, guards: list[_Guard], closers:
     for k, (host, port) in enumerate(targets):
         # one connection per terminal: a TCP connection belongs to the terminal of its first request
         for m in (m for m in fleet.members.values() if m.shard == k):
-            link = TcpTerminalLink(host, port, m.inbound.send)
+            link = TcpTerminalLink(host, port, m.inbound.send, framing=wire.framing)
             try:
                 await link.start()
             except Exception as exc:

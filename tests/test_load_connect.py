@@ -18,18 +18,20 @@ from tests.procs import query
 
 
 @pytest.mark.asyncio
-async def test_load_drives_an_external_host_and_judges_from_the_journals(tmp_path: Path) -> None:
+@pytest.mark.parametrize("profile", ["iso", "cup"])
+async def test_load_drives_an_external_host_and_judges_from_the_journals(tmp_path: Path, profile: str) -> None:
+    """Under cup both sides speak CUP bytes with TPDU framing: a framing mismatch would answer nothing."""
     ledger = tmp_path / "ledger.db"
     port = free_port()
     async with running("acquirer", "--transport", "tcp", "--listen", f"tcp://127.0.0.1:{port}",
-                       "--ledger", str(ledger)) as acquirer:
+                       "--ledger", str(ledger), "--profile", profile) as acquirer:
         await acquirer.ready("acquirer_ready")
         done = await run("load", "--transport", "tcp", "--connect", f"127.0.0.1:{port}", "--terminals", "20",
-                         "--rate", "40", "--duration", "1", "--json", "--no-progress")
+                         "--rate", "40", "--duration", "1", "--json", "--no-progress", "--profile", profile)
         assert await acquirer.stop() == 0
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["verdict_from"] == "journals" and report["settled"] is True
+    assert report["verdict_from"] == "journals" and report["settled"] is True and report["profile"] == profile
     assert report["sales_started"] == report["sales_completed"] == report["approved"] == 40
     assert report["latency_ms"]["p50"] <= report["latency_ms"]["p99"] <= report["latency_ms"]["max"]
     assert query(ledger, "SELECT state, count(*) FROM originals GROUP BY state") == [("debited", 40)]

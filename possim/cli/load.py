@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -39,11 +40,13 @@ from possim.load import MAX_DURATION, MAX_TERMINALS, LoadError, LoadPlan, LoadRe
               help="Fault layer: lose this share of messages in each direction.")
 @click.option("--timeout", default=30.0, show_default=True, type=opt.FiniteFloatRange(0.05, 300),
               help="The terminals' response timeout in seconds (reversal, query and advice timers follow it).")
+@opt.profile("Terminal and host profile: iso (generic ISO 8583, length framing) or cup (China UnionPay "
+             "rules and bytes: TPDU and header framing over TCP, CNY, same-STAN reversals).  [default: iso]")
 @click.option("--progress/--no-progress", default=True, help="Show a live progress display on stderr.")
 @opt.as_json("Print the report as one JSON object.")
 def load_command(terminals: int, rate: float, duration: float, transport: str, hosts: int, connect: str | None,
                  allow_remote: bool, policy: str, seed: int, broker_url: str | None, qos: int, loss: float,
-                 timeout: float, progress: bool, as_json: bool) -> None:
+                 timeout: float, profile: str | None, progress: bool, as_json: bool) -> None:
     """Load a host with TERMINALS terminals at RATE sales per second for DURATION seconds, then judge.
 
     Prints throughput, latency percentiles (HdrHistogram), timeouts, reversals and the
@@ -54,15 +57,15 @@ def load_command(terminals: int, rate: float, duration: float, transport: str, h
     if broker_url is not None:
         with as_input_error(LoadError):
             check_target(inputs.address(broker_url).host, allow_remote)
-    plan = LoadPlan(terminals, rate, duration, transport, hosts, policy, seed, target, broker_url, qos, loss, timeout)
+    plan = LoadPlan(terminals, rate, duration, transport, hosts, policy, seed, target, broker_url, qos, loss, timeout,
+                    profile or "iso")
     private = None
     if transport == "mqtt" and broker_url is None:
         from possim.broker import Broker, BrokerError
 
         with as_input_error(BrokerError):
             private = Broker().start()
-        plan = LoadPlan(terminals, rate, duration, transport, hosts, policy, seed, target, private.url, qos, loss,
-                        timeout)
+        plan = replace(plan, broker_url=private.url)
     try:
         report = _run(plan, progress and not as_json)
     finally:
@@ -109,7 +112,7 @@ def _run(plan: LoadPlan, live: bool) -> LoadReport:
 def _print(con: Console, report: LoadReport) -> None:
     d = report.as_dict()
     con.print(f"[bold]possim load[/]: {d['terminals']} terminals, {d['rate']:g} sales/s for {d['duration']:g} s over "
-              f"{d['transport']}, {d['hosts']} host(s), policy {d['policy']}")
+              f"{d['transport']}, {d['hosts']} host(s), policy {d['policy']}, profile {d['profile']}")
     table = Table(title="throughput and latency (HdrHistogram, request to outcome)")
     table.add_column("measure")
     table.add_column("value", justify="right")
