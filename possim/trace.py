@@ -30,12 +30,17 @@ class Trace:
         #: Also hand every event to this as ``(name, **fields)`` (live structlog output of
         #: long-running processes); message bytes are left out.
         self.sink: Callable[..., None] | None = None
+        #: The last clock reading and its rounding to the microsecond (the stamp).
+        self._raw, self._t = float("nan"), 0.0
 
     def emit(self, event: Event | str, **fields: Any) -> None:
         """Record ``event``. A name with fields is accepted for producers that log by name (the
         transports); it must be a registered event with its declared fields."""
         typed = event if isinstance(event, Event) else from_fields(event, fields)
-        stamped = Stamped(round(self.clock(), 6), typed)
+        now = self.clock()
+        if now != self._raw:  # most events share their instant with the one before: rounded once
+            self._raw, self._t = now, round(now, 6)
+        stamped = Stamped(self._t, typed)
         self.records.append(stamped)
         if self.sink is not None:
             self.sink(typed.NAME, t=stamped.t, **_live_fields(typed))

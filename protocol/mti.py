@@ -57,6 +57,18 @@ NAMES = {
 
 
 def response_to(mti: str) -> str:
-    """The response MTI for a request: third digit + 1, repeat flag cleared (0401 -> 0410)."""
+    """The response MTI for a request: third digit + 1, repeat flag cleared (0401 -> 0410).
+
+    Every request and its answer pass here: possim's own MTIs are read from a table built once
+    at import (a constant, like ``NAMES``); any other text is computed (and raises as before)."""
+    got = _RESPONSES.get(mti)
+    return got if got is not None else _response_to(mti)
+
+
+def _response_to(mti: str) -> str:
     base = mti[:3] + "0"
     return base[:2] + str(int(base[2]) + 1) + "0"
+
+
+#: ``response_to`` of every MTI possim knows.
+_RESPONSES: dict[str, str] = {mti: _response_to(mti) for mti in KNOWN}

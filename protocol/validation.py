@@ -109,22 +109,30 @@ def real_date_time(value: str, layout: str) -> bool:
     return check(value) if check is not None else _real_date_time_by_datetime(value, layout)
 
 
-#: Days per month in a leap year (there is no year in these fields, so 29 February is real).
-_DAYS = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+#: The last day of each month (``"01"``..``"12"``) in a leap year, as two digits (there is no year in
+#: these fields, so 29 February is real). The checks below compare two-digit texts, already known
+#: to be ASCII digits, as text: "07" < "24" as 7 < 24, without converting each to an int.
+_LAST_DAY = {f"{m:02d}": f"{d:02d}" for m, d in enumerate((31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31), 1)}
 
 
 def _month_day(value: str) -> bool:
-    month = int(value[0:2])
-    return 1 <= month <= 12 and 1 <= int(value[2:4]) <= _DAYS[month]
+    last = _LAST_DAY.get(value[0:2])
+    return last is not None and "01" <= value[2:4] <= last
 
 
 def _time(value: str) -> bool:
-    return int(value[0:2]) < 24 and int(value[2:4]) < 60 and int(value[4:6]) < 60
+    return value[0:2] < "24" and value[2:4] < "60" and value[4:6] < "60"
+
+
+def _date_time(value: str) -> bool:
+    last = _LAST_DAY.get(value[0:2])
+    return (last is not None and "01" <= value[2:4] <= last
+            and value[4:6] < "24" and value[6:8] < "60" and value[8:10] < "60")
 
 
 #: The layouts possim's fields use, checked without building a datetime (ranges as ``datetime`` has them).
 _LAYOUTS: dict[str, Callable[[str], bool]] = {
-    "MMDDhhmmss": lambda v: _month_day(v) and _time(v[4:]),
+    "MMDDhhmmss": _date_time,
     "hhmmss": _time,
     "MMDD": _month_day,
 }

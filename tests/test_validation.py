@@ -218,3 +218,19 @@ def _complete(msg: Message, keep: str) -> Message:
 
 def _name(code: str) -> str:
     return PROCESSING_CODES[code]
+
+
+def test_date_and_time_checks_agree_with_datetime_for_every_value() -> None:
+    """The text comparisons of ``real_date_time`` accept exactly what ``datetime`` does (year 2000,
+    so 29 February is real): every MMDD and hhmmss, and MMDDhhmmss around every boundary."""
+    from itertools import product
+
+    from protocol.validation import _real_date_time_by_datetime, real_date_time
+
+    two = [f"{i:02d}" for i in range(100)]
+    for layout, values in (("MMDD", product(two, two)), ("hhmmss", product(two, two, two)),
+                           ("MMDDhhmmss", product(two[:14], two[:33], ("00", "23", "24", "99"), ("00", "59", "60"),
+                                                  ("00", "59", "60", "99")))):
+        for parts in values:
+            value = "".join(parts)
+            assert real_date_time(value, layout) == _real_date_time_by_datetime(value, layout), (value, layout)
