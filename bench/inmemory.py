@@ -62,7 +62,7 @@ def run(rows: list[Row], quick: bool) -> float:
                      "memory": lambda: simulate(scenario, "reversal")}, 3 if quick else 5)
     ceiling, fast, memory = n / t["ceiling"], n / t["codec"], count / t["memory"]
     rows.append(Row("possim codec alone, per purchase (0200 + 0210 encoded and decoded)", fast, "purchases/s",
-                    ceiling, "pyiso8583 alone, same frames", note="informative: the fast path of protocol/fast8583.py"))
+                    ceiling, "pyiso8583 alone, same frames", note="informative: protocol/codec.py one pass"))
     rows.append(Row(f"in memory, {count:,} purchases of one terminal, policy reversal", memory, "purchases/s",
                     ceiling, "pyiso8583 codec ceiling per purchase, same frames", ">= 0.7 x ceiling (aim 1.0)",
                     memory / ceiling >= 0.7))
