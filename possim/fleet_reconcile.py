@@ -110,4 +110,5 @@ def reconcile_fleet(scenario: Scenario, policy: str | None = None, seed: int | N
 
     result = simulate_fleet(scenario, policy, seed, before_close=read)
     groups = {group_name(scenario, index): combine(recs) for index, recs in sorted(parts.items())}
-    return FleetReconciliation(combine(list(groups.values())), groups, result, group_of)
+    whole = combine([rec for _, recs in sorted(parts.items()) for rec in recs])
+    return FleetReconciliation(whole, groups, result, group_of)

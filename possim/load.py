@@ -306,7 +306,7 @@ async def _wire_tcp(plan: LoadPlan, fleet: Fleet, guards: list[_Guard], closers:
     for k, (host, port) in enumerate(targets):
         # one connection per terminal: a TCP connection belongs to the terminal of its first request
         for m in (m for m in fleet.members.values() if m.shard == k):
-            link = TcpTerminalLink(host, port, m.inbound.send, framing=wire.framing)
+            link = TcpTerminalLink(host, port, m.to_terminal.send, framing=wire.framing)
             try:
                 await link.start()
             except Exception as exc:
@@ -346,7 +346,7 @@ async def _wire_mqtt(plan: LoadPlan, fleet: Fleet, guards: list[_Guard], closers
         guard.driver = fleet.attach(k, _MqttReplies(publishers, responses_topic))
     for k in range(plan.hosts):
         for i, members in enumerate(_groups(fleet, k, CONNECTIONS)):
-            routes = {m.tid: m.inbound for m in members}
+            routes = {m.tid: m.to_terminal for m in members}
             ep = MqttEndpoint(address, f"possim-load-term-{run}-{k}-{i}", [responses_topic(m.tid) for m in members],
                               _topic_route(routes), plan.qos)
             await start(ep)

@@ -380,6 +380,10 @@ def _fleet(groups: tuple[TerminalGroupModel, ...]) -> tuple[TerminalGroupModel, 
     """Every terminal id of the fleet is 8 characters and unique across groups; the fleet has a bounded size."""
     if sum(g.count for g in groups) > MAX_TERMINALS:
         raise ValueError(f"at most {MAX_TERMINALS} terminals in all groups together")
+    names = [g.name for g in groups if g.name]
+    if len(names) != len(set(names)):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"two groups are named {twice[0]!r}: each group needs its own name (or none)")
     seen: set[str] = set()
     for g in groups:
         for tid in g.tids():

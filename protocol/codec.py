@@ -229,12 +229,17 @@ def _pack_oracle(doc: dict[str, str]) -> bytes:
         raise ProtocolError(str(exc)) from None
 
 
+#: What pyiso8583 raises on a hostile frame; each becomes ``ProtocolError``. KeyError: a secondary
+#: bitmap whose bit 65 is set sends it looking for fields past 128, which no spec here has.
+DECODE_ERRORS = (iso8583.DecodeError, UnicodeDecodeError, ValueError, KeyError, IndexError, TypeError)
+
+
 def _unpack_oracle(data: bytes) -> dict[str, str]:
     """pyiso8583's decoding: the fallback for frames the fast unpacker does not take, and its errors."""
     try:
         doc, _ = iso8583.decode(bytearray(data), SPEC)
-    except (iso8583.DecodeError, UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolError(f"malformed frame: {exc}") from None
+    except DECODE_ERRORS as exc:
+        raise ProtocolError(f"malformed frame: {exc!r}") from None
     return doc
 
 

@@ -45,7 +45,7 @@ import iso8583
 from iso8583.specs import default
 
 from protocol import mti as M
-from protocol.codec import Keys, MacMismatchError, MacMissingError, UnknownTerminalError
+from protocol.codec import DECODE_ERRORS, Keys, MacMismatchError, MacMissingError, UnknownTerminalError
 from protocol.errors import ProtocolError
 from protocol.mac import MAC_LEN, MacKey
 from protocol.messages import Message, OriginalData
@@ -153,7 +153,6 @@ _AMOUNT = re.compile(r"\d{12}")
 _ORIGINAL = re.compile(r"\d{42}")
 _REQUIRED = ("7", "11", "41")
 _MAC_FIELDS = ("64", "128")
-_DECODE_ERRORS = (iso8583.DecodeError, UnicodeDecodeError, ValueError, KeyError, IndexError, TypeError)
 
 
 def encode_fields(fields: Mapping[str, str]) -> bytes:
@@ -169,7 +168,7 @@ def decode_fields(data: bytes) -> dict[str, str]:
     """Unpack one CUP message (from the MTI on) into raw field strings; bad bytes raise ``ProtocolError``."""
     try:
         doc, _ = iso8583.decode(bytearray(data), SPEC)
-    except _DECODE_ERRORS as exc:
+    except DECODE_ERRORS as exc:
         raise ProtocolError(f"malformed CUP frame: {exc}") from None
     doc.pop("p", None)
     doc.pop("1", None)

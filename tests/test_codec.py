@@ -85,6 +85,9 @@ def test_reversal_carries_original_data_elements_in_field_90() -> None:
     (b"9999", "malformed"),
     (b"0800" + b"0020000000000000" + b"000001", "unknown MTI"),
     (b"0200" + b"0020000000000000" + b"000001", "missing field"),
+    # bit 65 of the secondary bitmap set: pyiso8583 looks for fields past 128 (a KeyError once escaped)
+    (b"0200" + b"8000000000000000" + b"8000000000000000" + b"0" + b"8" * 16, "malformed"),
+    (b"0200" + b"b000000000000000" + b"8000000000000000" + b"0" + b"8" * 16, "malformed"),
 ])
 def test_bad_frames_have_a_one_line_reason(raw: bytes, reason: str) -> None:
     with pytest.raises(ProtocolError, match=reason) as info:
@@ -110,3 +113,12 @@ def test_response_is_dataclasses_replace(msg: Message, rc: str, rrn: str | None)
         msg.response(rc, mti="0210")
     with pytest.raises(TypeError):
         msg.response(rc, no_such_field="x")
+
+
+def test_a_host_drops_a_frame_whose_secondary_bitmap_names_fields_past_128() -> None:
+    """Hostile bytes reach the host as a refusal it logs, never as an exception out of ``receive``."""
+    from tests.helpers import new_host
+
+    frame = b"0200" + b"8000000000000000" + b"8000000000000000" + b"0" + b"8" * 16
+    actions = new_host().receive(0.0, frame)
+    assert actions and all(type(a).__name__ != "Send" for a in actions)

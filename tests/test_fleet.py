@@ -104,6 +104,7 @@ def test_the_horizon_follows_the_latest_terminal() -> None:
     ({"tid": "SHOP"}, "needs {n}"),
     ({"tid": "S/{n:06d}"}, "without + # /"),
     ({"count": 0}, "greater than or equal to 1"),
+    ({"name": "kiosks"}, "two groups are named 'kiosks'"),
 ])
 def test_bad_groups_are_refused_in_one_line(change: dict[str, Any], message: str) -> None:
     data = json.loads(json.dumps(SMALL))

@@ -82,3 +82,15 @@ def _toml(data: dict[str, Any]) -> str:
     import tomli_w
 
     return tomli_w.dumps(data)
+
+
+def test_every_part_counts_in_the_fleet_even_groups_without_a_name() -> None:
+    """Unnamed groups get distinct display names; the fleet is summed from every (group, shard) part."""
+    data = _small()
+    for group in data["terminals"]:
+        group.pop("name", None)
+    rec = reconcile_fleet(from_dict(data), "none")
+    assert len(rec.groups) == 2
+    assert rec.whole.batch_count == sum(g.batch_count for g in rec.groups.values())
+    assert rec.whole.settled_count == sum(g.settled_count for g in rec.groups.values())
+    assert rec.whole.settled_count >= len(rec.result.terminals)

@@ -37,6 +37,19 @@ def test_a_lossy_load_under_reversal_reverses_and_stays_clean() -> None:
     assert (r["orphaned_debits"], r["double_debits"], r["pending_reversals"]) == (0, 0, 0)
 
 
+def test_loss_hits_answers_too_over_every_transport() -> None:
+    """--loss loses messages in each direction: without recovery a lost answer is an orphaned debit,
+    over TCP as in memory (answers from a real socket pass the terminals' fault layer too)."""
+    args = ("--terminals", "20", "--rate", "20", "--duration", "3", "--loss", "0.2", "--policy", "none",
+            "--timeout", "2")  # generous: on a busy machine only a lost answer, not a slow one, times out
+    got = {}
+    for transport in ("memory", "tcp"):
+        out = possim("load", "--no-progress", "--json", "--transport", transport, *args)
+        assert out.returncode == 1, out.stdout + out.stderr  # orphaned debits: the run is not clean
+        got[transport] = json.loads(out.stdout)
+    assert got["memory"]["orphaned_debits"] > 0 and got["tcp"]["orphaned_debits"] > 0
+
+
 def test_a_small_load_over_mqtt_with_two_shards(broker: Broker) -> None:
     r = _load("--terminals", "10", "--rate", "20", "--duration", "1", "--transport", "mqtt", "--hosts", "2",
               "--broker", broker.url)
