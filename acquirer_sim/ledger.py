@@ -31,7 +31,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from protocol.storage import BUSY_TIMEOUT_S, empty_image, is_busy, is_memory, open_file, open_for_reading
+from protocol.storage import (
+    BUSY_TIMEOUT_S,
+    empty_image,
+    is_busy,
+    is_memory,
+    open_file,
+    open_for_reading,
+    transaction,
+)
 
 Key = tuple[str, str, str]
 
@@ -379,19 +387,16 @@ class Ledger:
             return
 
     def _transaction(self, begin: str, work: Callable[[], object]) -> float:
-        """BEGIN ... COMMIT, or ROLLBACK on error (the connection itself runs in autocommit mode).
+        """``storage.transaction``; returns the monotonic time at which BEGIN returned: in a
+        file, when the lock was ours."""
+        locked_at = 0.0
 
-        Returns the monotonic time at which BEGIN returned: in a file, when the lock was ours.
-        """
-        self.conn.execute(begin)
-        locked_at = time.monotonic() if self.durable else 0.0
-        try:
+        def timed() -> None:
+            nonlocal locked_at
+            locked_at = time.monotonic() if self.durable else 0.0
             work()
-            self.conn.execute("COMMIT")
-        except BaseException:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
-            raise
+
+        transaction(self.conn, begin, timed)
         return locked_at
 
     def _report(self, wait: LedgerWait) -> None:

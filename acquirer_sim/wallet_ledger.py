@@ -20,6 +20,8 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from protocol.storage import transaction
+
 #: A wallet order's key: terminal id, merchant order number.
 OrderKey = tuple[str, str]
 
@@ -122,14 +124,7 @@ class WalletLedger:
                           "VALUES (?,?,?,?,?,?)", (now, *trade.key, trade.wallet, kind, trade.amount))
 
     def _atomic(self, work: Callable[[], None]) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            work()
-            self.conn.execute("COMMIT")
-        except BaseException:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
-            raise
+        transaction(self.conn, "BEGIN IMMEDIATE", work)
 
 
 def net_wallet_money(conn: sqlite3.Connection) -> dict[OrderKey, int]:

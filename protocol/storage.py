@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 MEMORY = ":memory:"
@@ -118,6 +119,22 @@ def is_busy(exc: sqlite3.Error) -> bool:
     """Whether SQLite refused because another connection holds a lock (worth retrying)."""
     return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) \
         or "locked" in str(exc)
+
+
+def transaction(conn: sqlite3.Connection, begin: str, work: Callable[[], object]) -> None:
+    """``begin`` (BEGIN or BEGIN IMMEDIATE), ``work``, COMMIT; ROLLBACK if anything fails.
+
+    The connections here run in autocommit mode, so a state change that takes several
+    statements is one transaction only when it is wrapped in this.
+    """
+    conn.execute(begin)
+    try:
+        work()
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _connect_uri(file: Path, mode: str) -> sqlite3.Connection:
