@@ -151,14 +151,20 @@ def coverage(console: Console, counts: Any, examples: int, groups: Any = None) -
     console.print(table)
 
 
-def reconciliation(console: Console, rec: Any, title: str, tr: Tr = _EN) -> None:
-    """The end-of-day view (对账): batch against settlement, mismatches, fees, and what timeouts cost."""
+def balance_headline(console: Console, rec: Any, tr: Tr = _EN) -> None:
+    """The first line of an end of day: balanced (green), or how much more the bank settles (red)."""
     diff = rec.settled_total - rec.batch_total
     if diff or not rec.balanced:
         text = tr("NOT balanced: the bank settles {amount} more than the terminal batch.", amount=tr.money(diff))
         console.print(f"[bold red]{escape(text)}[/]")
     else:
         console.print(f"[bold green]{escape(tr('Balanced: the terminal batch and the bank settlement agree.'))}[/]")
+
+
+def reconciliation(console: Console, rec: Any, title: str, tr: Tr = _EN) -> None:
+    """The end-of-day view (对账): batch against settlement, mismatches, fees, and what timeouts cost."""
+    diff = rec.settled_total - rec.batch_total
+    balance_headline(console, rec, tr)
     console.print(f"[bold]{escape(tr('End-of-day reconciliation'))}[/] - {escape(title)}")
     totals = Table(show_header=True)
     totals.add_column("")

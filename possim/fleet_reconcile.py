@@ -18,8 +18,8 @@ from typing import Any
 from possim.fleet import Fleet, FleetResult, group_name, simulate_fleet
 from possim.reconcile import Reconciliation, combine, reconcile
 from possim.scenario import Scenario
+from possim.statement import ZERO
 
-ZERO = Decimal("0.00")
 #: The one kind of mismatch that moves no money (a reversal whose original never counted).
 NO_MONEY = "reversal_without_original"
 

@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from possim.checker import DAMAGE, MEASURES, harmful
-from possim.console import measure, trace_table
+from possim.console import balance_headline, measure, trace_table
 from possim.fleet import COUNTS, FleetResult, TerminalLine
 from possim.fleet_reconcile import FleetReconciliation
 from possim.i18n import N_, Tr, resolve
@@ -246,12 +246,7 @@ def reconciliation(con: Console, rec: FleetReconciliation, tr: Tr = _EN, limit: 
     """对账 for a fleet: balanced or not, the totals of the fleet and of each group, then the
     terminals that do not balance, the most money first (every line: ``--json``)."""
     whole, result = rec.whole, rec.result
-    diff = whole.settled_total - whole.batch_total
-    if rec.balanced and not diff:
-        con.print(f"[bold green]{escape(tr('Balanced: the terminal batch and the bank settlement agree.'))}[/]")
-    else:
-        text = tr("NOT balanced: the bank settles {amount} more than the terminal batch.", amount=tr.money(diff))
-        con.print(f"[bold red]{escape(text)}[/]")
+    balance_headline(con, whole, tr)
     con.print("[bold]" + escape(tr("End-of-day reconciliation")) + "[/] - " + escape(
         tr("policy {policy}: {terminals} terminals, {hosts} host(s)", policy=result.policy,
            terminals=len(result.terminals), hosts=result.hosts) + ", " + tr("seed {seed}", seed=result.seed)))

@@ -137,10 +137,9 @@ def reconcile(journal: sqlite3.Connection, ledger: sqlite3.Connection, fees: Fee
 
 def combine(parts: Sequence[Reconciliation]) -> Reconciliation:
     """Several reconciliations (a fleet's groups and host shards) as one: totals summed, lists joined."""
-    zero = Decimal("0.00")
-    out = Reconciliation(sum(p.batch_count for p in parts), sum((p.batch_total for p in parts), zero),
-                         sum(p.settled_count for p in parts), sum((p.settled_total for p in parts), zero),
-                         sum((p.fees_total for p in parts), zero))
+    out = Reconciliation(sum(p.batch_count for p in parts), sum((p.batch_total for p in parts), ZERO),
+                         sum(p.settled_count for p in parts), sum((p.settled_total for p in parts), ZERO),
+                         sum((p.fees_total for p in parts), ZERO))
     for p in parts:
         out.lines.extend(p.lines)
         out.mismatches.extend(p.mismatches)

@@ -70,6 +70,21 @@ def compare_fleet(sc: Scenario, policies: list[str], seed: int | None, report_pa
     return 1 if broken else 0
 
 
+def reconcile_fleet_command(sc: Scenario, policy: str | None, seed: int | None, as_json: bool,
+                            lang: str | None = None) -> int:
+    """``possim reconcile`` of a fleet: the fleet, each group, the terminals that do not balance; exit 1 when any."""
+    from possim.fleet_reconcile import reconcile_fleet
+
+    rec = reconcile_fleet(sc, policy, seed)
+    if as_json:
+        click.echo(json.dumps(rec.as_dict(), sort_keys=True))
+    else:
+        con, tr = console(), _tr(sc, lang)
+        heading(con, sc, tr.lang)
+        fleet_view.reconciliation(con, rec, tr)
+    return 0 if rec.balanced else 1
+
+
 def write_report(results: list[FleetResult], path: str, title: str, detail: str | None = None,
                  lang: str | None = None) -> None:
     Path(path).write_text(fleet_view.render(results, title, detail, lang), encoding="utf-8")

@@ -182,28 +182,15 @@ def reconcile_command(source: str, policy: str | None, seed: int | None, as_json
 
         reconcile_with_statement(source, statement_path, day, as_json)
     if not source.endswith(".jsonl") and (sc := inputs.scenario(source)).is_fleet:
-        sys.exit(_fleet_reconciliation(sc, policy, seed, as_json, lang))
+        from possim.cli.fleet import reconcile_fleet_command
+
+        sys.exit(reconcile_fleet_command(sc, policy, seed, as_json, lang))
     recon, title, currency = _reconciliation(source, policy, seed)
     if as_json:
         click.echo(json.dumps(recon.as_dict(), sort_keys=True))
     else:
         show.reconciliation(console(), recon, title, i18n.Tr(lang, currency))
     sys.exit(0 if recon.balanced else 1)
-
-
-def _fleet_reconciliation(sc: Scenario, policy: str | None, seed: int | None, as_json: bool, lang: str) -> int:
-    """A fleet's end of day: the fleet, each group, the terminals that do not balance; exit 1 when any."""
-    from possim import fleet_view
-    from possim.fleet_reconcile import reconcile_fleet
-
-    rec = reconcile_fleet(sc, policy, seed)
-    if as_json:
-        click.echo(json.dumps(rec.as_dict(), sort_keys=True))
-    else:
-        con, tr = console(), i18n.Tr(lang, sc.model.terminal.currency)
-        heading(con, sc, tr.lang)
-        fleet_view.reconciliation(con, rec, tr)
-    return 0 if rec.balanced else 1
 
 
 def _reconciliation(source: str, policy: str | None, seed: int | None) -> tuple[Reconciliation, str, str]:
