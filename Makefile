@@ -4,13 +4,25 @@ PY := $(VENV)/bin/python
 POSSIM := $(VENV)/bin/possim
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench fuzz chaos broker mosquitto chromium clean
+.PHONY: demo test bench fuzz chaos broker mosquitto chromium clean lock
 
-$(STAMP): pyproject.toml
+# constraints.txt pins every version installed, pip and the build backend included, so a new machine
+# gets what the suite was run with; `make lock` refreshes it.
+PIN := -c constraints.txt
+
+$(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q $(PIN) pip setuptools
+	$(PY) -m pip install -q $(PIN) --no-build-isolation -e '.[dev]'
 	touch $(STAMP)
+
+## lock: re-resolve every dependency (dev and bench extras) in a new virtualenv and rewrite constraints.txt
+lock:
+	rm -rf .lock-venv && python3 -m venv .lock-venv
+	.lock-venv/bin/pip install -q --upgrade pip setuptools
+	.lock-venv/bin/pip install -q '.[dev,bench]'
+	{ sed -n '1,2p' constraints.txt; .lock-venv/bin/pip freeze --all --exclude possim; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt && rm -rf .lock-venv build
 
 ## demo: response-lost under every policy side by side, then the key failure modes, narrated (in memory)
 demo: $(STAMP)
@@ -24,7 +36,7 @@ test: $(STAMP) mosquitto chromium
 
 ## bench: every speed goal beside a baseline measured in the same run (writes bench/results.json)
 bench: $(STAMP) mosquitto
-	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m pip install -q $(PIN) --no-build-isolation -e '.[bench]'
 	$(PY) bench/bench.py
 
 ## mosquitto: install the broker from the system package manager when it is missing

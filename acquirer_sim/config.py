@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from protocol.latency import Latency
+from possim.protocol.latency import Latency
 
 
 @dataclass(frozen=True, slots=True)

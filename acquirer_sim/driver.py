@@ -13,11 +13,11 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from acquirer_sim.host import AcquirerHost, AwaitIssuer, Crashed, HostAction, Reply
-from protocol import codec
-from protocol.events import Event, HostRestarted, MsgReceived, MsgSent
-from protocol.ports import Link, Scheduler
-from protocol.transports import Origin
+from possim.acquirer_sim.host import AcquirerHost, AwaitIssuer, Crashed, HostAction, Reply
+from possim.protocol import codec
+from possim.protocol.events import Event, HostRestarted, MsgReceived, MsgSent
+from possim.protocol.ports import Link, Scheduler
+from possim.protocol.transports import Origin
 
 
 def _discard(_event: Event) -> None:

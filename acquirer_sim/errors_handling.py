@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from acquirer_sim.ledger import Escalation, Key, Ledger
+    from possim.acquirer_sim.ledger import Escalation, Key, Ledger
 
 #: Why a case reached error handling.
 REVERSAL_FAILED = "reversal_failed"    # the terminal escalated after its last reversal try

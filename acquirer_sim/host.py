@@ -44,18 +44,18 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from acquirer_sim.config import CrashRule, HostConfig
-from protocol import codec, dialects
-from protocol import events as ev
-from protocol import mti as M
-from protocol.cup import BatchTotals
-from protocol.errors import ProtocolError
-from protocol.mac import MacKey
-from protocol.messages import Key, Message
-from protocol.validation import validate
+from possim.acquirer_sim.config import CrashRule, HostConfig
+from possim.protocol import codec, dialects
+from possim.protocol import events as ev
+from possim.protocol import mti as M
+from possim.protocol.cup import BatchTotals
+from possim.protocol.errors import ProtocolError
+from possim.protocol.mac import MacKey
+from possim.protocol.messages import Key, Message
+from possim.protocol.validation import validate
 
 if TYPE_CHECKING:  # the ledger is injected: the host never opens files or reads clocks itself
-    from acquirer_sim.ledger import Ledger, Original
+    from possim.acquirer_sim.ledger import Ledger, Original
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from protocol.storage import (
+from possim.protocol.storage import (
     BUSY_TIMEOUT_S,
     empty_image,
     is_busy,

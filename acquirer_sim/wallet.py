@@ -27,11 +27,11 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from acquirer_sim.wallet_ledger import OrderKey, Trade, WalletLedger
-from protocol import events as ev
-from protocol import wallet as W
-from protocol.errors import ProtocolError
-from protocol.latency import Latency
+from possim.acquirer_sim.wallet_ledger import OrderKey, Trade, WalletLedger
+from possim.protocol import events as ev
+from possim.protocol import wallet as W
+from possim.protocol.errors import ProtocolError
+from possim.protocol.latency import Latency
 
 #: Seconds after which an unpaid order closes by itself, per provider (docs/wallet.md):
 #: WeChat revokes an unpaid micropay order 45 s after creation; Alipay closes an unpaid

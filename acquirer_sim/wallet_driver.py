@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-from acquirer_sim.wallet import GatewayAction, Wake, WalletGateway, WalletReply
-from protocol import wallet as W
-from protocol.events import Event, MsgReceived, MsgSent, WalletGatewayWake
-from protocol.ports import Link, Scheduler
-from protocol.transports import Origin
+from possim.acquirer_sim.wallet import GatewayAction, Wake, WalletGateway, WalletReply
+from possim.protocol import wallet as W
+from possim.protocol.events import Event, MsgReceived, MsgSent, WalletGatewayWake
+from possim.protocol.ports import Link, Scheduler
+from possim.protocol.transports import Origin
 
 
 class WalletGatewayDriver:

@@ -20,7 +20,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from protocol.storage import transaction
+from possim.protocol.storage import transaction
 
 #: A wallet order's key: terminal id, merchant order number.
 OrderKey = tuple[str, str]

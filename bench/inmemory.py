@@ -10,10 +10,10 @@ from typing import Any
 import iso8583
 from common import ROOT, Row, interleaved, purchases, timed
 
+from possim.protocol import codec
+from possim.protocol import events as ev
 from possim.scenario import load
 from possim.simulation import simulate
-from protocol import codec
-from protocol import events as ev
 
 
 def exchanged_frames() -> tuple[bytes, bytes]:

@@ -26,10 +26,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from possim.broker import Broker
+from possim.protocol import events as ev
+from possim.protocol.framing import Deframer, frame
+from possim.protocol.mqtt import NODELAY, BrokerAddress
 from possim.realtime import run_mqtt, run_tcp
-from protocol import events as ev
-from protocol.framing import Deframer, frame
-from protocol.mqtt import NODELAY, BrokerAddress
 
 T = TypeVar("T")
 #: Requests in flight for the concurrent rows: terminals in possim's fleet, outstanding requests in the baselines.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pos_sim.records import SaleStatus, TxnRecord
-from protocol.events import Event
+from possim.pos_sim.records import SaleStatus, TxnRecord
+from possim.protocol.events import Event
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
-from pos_sim.policies import POLICY_NAMES, RecoveryPolicy, get_policy
+from possim.pos_sim.policies import POLICY_NAMES, RecoveryPolicy, get_policy
 
 #: The policy names; an alias of ``pos_sim.policies.POLICY_NAMES`` kept for older imports.
 POLICIES: tuple[str, ...] = POLICY_NAMES

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pos_sim.actions import Action, CancelTimer, Outcome, Send, StartTimer, WriteJournal
-from pos_sim.journal import Journal
-from pos_sim.terminal import RESPONSE_TIMER, PaymentRequest, Terminal
-from protocol import codec
-from protocol.events import (
+from possim.pos_sim.actions import Action, CancelTimer, Outcome, Send, StartTimer, WriteJournal
+from possim.pos_sim.journal import Journal
+from possim.pos_sim.terminal import RESPONSE_TIMER, PaymentRequest, Terminal
+from possim.protocol import codec
+from possim.protocol.events import (
     Event,
     MsgReceived,
     MsgSent,
@@ -28,7 +28,7 @@ from protocol.events import (
     TimerStarted,
     TxnOutcome,
 )
-from protocol.ports import Cancellable, Link, Scheduler
+from possim.protocol.ports import Cancellable, Link, Scheduler
 
 Emit = Callable[[Event], None]
 

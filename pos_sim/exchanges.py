@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from pos_sim.actions import Action
-from pos_sim.config import TerminalConfig
-from pos_sim.records import TxnRecord
-from protocol.messages import Message
+from possim.pos_sim.actions import Action
+from possim.pos_sim.config import TerminalConfig
+from possim.pos_sim.records import TxnRecord
+from possim.protocol.messages import Message
 
 if TYPE_CHECKING:
-    from pos_sim.terminal import Exchange, Terminal
+    from possim.pos_sim.terminal import Exchange, Terminal
 
 
 class ExchangeKind(StrEnum):

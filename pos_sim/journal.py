@@ -18,8 +18,8 @@ from dataclasses import fields
 from operator import attrgetter
 from pathlib import Path
 
-from pos_sim.records import TxnRecord
-from protocol.storage import empty_image, is_memory, open_file, open_for_reading
+from possim.pos_sim.records import TxnRecord
+from possim.protocol.storage import empty_image, is_memory, open_file, open_for_reading
 
 COLUMNS = tuple(f.name for f in fields(TxnRecord))
 SCHEMA = f"""CREATE TABLE IF NOT EXISTS journal (

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from pos_sim.actions import Action
-from pos_sim.records import ReversalState, SaleStatus, TxnRecord
+from possim.pos_sim.actions import Action
+from possim.pos_sim.records import ReversalState, SaleStatus, TxnRecord
 
 TIMEOUT_FAILED = "TIMEOUT - PAYMENT FAILED"
 

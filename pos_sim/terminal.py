@@ -43,9 +43,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from pos_sim.actions import Action, CancelTimer, Outcome, Send, StartTimer, WriteJournal
-from pos_sim.config import TerminalConfig
-from pos_sim.exchanges import (
+from possim.pos_sim.actions import Action, CancelTimer, Outcome, Send, StartTimer, WriteJournal
+from possim.pos_sim.config import TerminalConfig
+from possim.pos_sim.exchanges import (
     ADVICE_RETRYABLE,
     DUPLICATE_TRANSMISSION,
     ESCALATED_DISPLAY,
@@ -55,15 +55,15 @@ from pos_sim.exchanges import (
     ExchangeSpec,
     reversal_closes,
 )
-from pos_sim.policies import resume_reversal
-from pos_sim.records import UNSETTLED, CompletionState, Kind, ReversalState, SaleStatus, TxnRecord
-from protocol import codec, dialects
-from protocol import events as ev
-from protocol.cup import BatchTotals
-from protocol.errors import ProtocolError
-from protocol.mac import MacKey
-from protocol.messages import Message, OriginalData
-from protocol.mti import (
+from possim.pos_sim.policies import resume_reversal
+from possim.pos_sim.records import UNSETTLED, CompletionState, Kind, ReversalState, SaleStatus, TxnRecord
+from possim.protocol import codec, dialects
+from possim.protocol import events as ev
+from possim.protocol.cup import BatchTotals
+from possim.protocol.errors import ProtocolError
+from possim.protocol.mac import MacKey
+from possim.protocol.messages import Message, OriginalData
+from possim.protocol.mti import (
     ADVICE,
     ADVICE_REPEAT,
     AUTH,

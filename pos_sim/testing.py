@@ -9,7 +9,7 @@ violation is a protocol failure, not an endless outage.
 Example (copy into a test file)::
 
     from hypothesis import given
-    from pos_sim.testing import schedules
+    from possim.pos_sim.testing import schedules
     from possim.scenario import from_dict
     from possim.simulation import simulate
 

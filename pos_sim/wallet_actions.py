@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pos_sim.actions import CancelTimer, Send, StartTimer
-from pos_sim.records import SaleStatus
-from pos_sim.wallet_journal import WalletRecord
-from protocol.events import Event
+from possim.pos_sim.actions import CancelTimer, Send, StartTimer
+from possim.pos_sim.records import SaleStatus
+from possim.pos_sim.wallet_journal import WalletRecord
+from possim.protocol.events import Event
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,13 +9,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-from pos_sim.actions import CancelTimer, Send, StartTimer
-from pos_sim.wallet_actions import WalletAction, WalletResult, WriteWallet
-from pos_sim.wallet_journal import WalletJournal
-from pos_sim.wallet_terminal import WalletPaymentRequest, WalletTerminal
-from protocol import wallet as W
-from protocol.events import Event, MsgReceived, MsgSent, TerminalDownDrop, WalletPaymentRequested, WalletTimerFired
-from protocol.ports import Cancellable, Link, Scheduler
+from possim.pos_sim.actions import CancelTimer, Send, StartTimer
+from possim.pos_sim.wallet_actions import WalletAction, WalletResult, WriteWallet
+from possim.pos_sim.wallet_journal import WalletJournal
+from possim.pos_sim.wallet_terminal import WalletPaymentRequest, WalletTerminal
+from possim.protocol import wallet as W
+from possim.protocol.events import (
+    Event,
+    MsgReceived,
+    MsgSent,
+    TerminalDownDrop,
+    WalletPaymentRequested,
+    WalletTimerFired,
+)
+from possim.protocol.ports import Cancellable, Link, Scheduler
 
 Emit = Callable[[Event], None]
 

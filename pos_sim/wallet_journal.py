@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass, fields
 
-from pos_sim.records import ReversalState, SaleStatus
+from possim.pos_sim.records import ReversalState, SaleStatus
 
 
 @dataclass(slots=True)

@@ -24,10 +24,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from pos_sim.policies import POLICY_NAMES
-from pos_sim.records import ReversalState, SaleStatus
-from pos_sim.wallet_actions import WalletAction
-from pos_sim.wallet_journal import WalletRecord
+from possim.pos_sim.policies import POLICY_NAMES
+from possim.pos_sim.records import ReversalState, SaleStatus
+from possim.pos_sim.wallet_actions import WalletAction
+from possim.pos_sim.wallet_journal import WalletRecord
 
 USER_PAYING_FAILED = "USER PAYING - PAYMENT FAILED"
 TIMEOUT_FAILED = "TIMEOUT - PAYMENT FAILED"

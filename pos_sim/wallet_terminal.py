@@ -27,14 +27,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from pos_sim.actions import CancelTimer, Send, StartTimer
-from pos_sim.records import UNSETTLED, ReversalState, SaleStatus
-from pos_sim.wallet_actions import WalletAction, WalletResult, WriteWallet
-from pos_sim.wallet_journal import WalletRecord
-from pos_sim.wallet_policies import PROFILES, WalletPolicy, WalletTiming, get_wallet_policy
-from protocol import events as ev
-from protocol import wallet as W
-from protocol.errors import ProtocolError
+from possim.pos_sim.actions import CancelTimer, Send, StartTimer
+from possim.pos_sim.records import UNSETTLED, ReversalState, SaleStatus
+from possim.pos_sim.wallet_actions import WalletAction, WalletResult, WriteWallet
+from possim.pos_sim.wallet_journal import WalletRecord
+from possim.pos_sim.wallet_policies import PROFILES, WalletPolicy, WalletTiming, get_wallet_policy
+from possim.protocol import events as ev
+from possim.protocol import wallet as W
+from possim.protocol.errors import ProtocolError
 
 TIMER_PREFIX = "wallet:"
 

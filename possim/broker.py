@@ -38,7 +38,7 @@ from importlib import resources
 from pathlib import Path
 
 from possim.keys import HOST_USERNAME
-from protocol.mqtt import ROOT
+from possim.protocol.mqtt import ROOT
 
 
 class BrokerError(RuntimeError):

@@ -225,9 +225,9 @@ def _settle(acquirer: _Process, terminals: list[_Process], timeout: float, progr
 
 def judge(ledger: Path, journals: list[Path]) -> dict[str, Any]:
     """The checker's verdict over every terminal's journal against the one shared ledger (as ``possim check``)."""
-    from acquirer_sim.ledger import read_ledger
-    from pos_sim.journal import read_journal
+    from possim.acquirer_sim.ledger import read_ledger
     from possim.checker import check
+    from possim.pos_sim.journal import read_journal
 
     conns = [read_journal(path) for path in journals if path.exists()]
     ledger_conn = read_ledger(ledger)

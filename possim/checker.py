@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from possim.money import format_amount
-from protocol.storage import SIDECARS, StoreError, open_for_reading
+from possim.protocol.storage import SIDECARS, StoreError, open_for_reading
 
 Key = tuple[str, str, str]
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
 from possim.forgery import ATTACKER_STAN, FORGED_RRN
-from protocol import events as ev
+from possim.protocol import events as ev
 
 Test = Callable[[ev.Event], bool]
 #: A test that needs what followed: the run's events and the index of the event it looks at.

@@ -20,10 +20,10 @@ from rich.table import Table
 from possim import console as show
 from possim.i18n import N_, Tr
 from possim.lesson import tr_for
+from possim.protocol.events import Stamped
 from possim.scenario import load
 from possim.simulation import simulate
 from possim.timeline import rows
-from protocol.events import Stamped
 
 
 @dataclass(frozen=True)

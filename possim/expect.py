@@ -14,8 +14,8 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from pos_sim.policies import POLICY_NAMES
 from possim.checker import MEASURES, OPTIONAL
+from possim.pos_sim.policies import POLICY_NAMES
 
 _CMP = re.compile(r"^\s*(>=|<=|==|!=|>|<)?\s*(-?\d+(?:\.\d+)?)\s*$")
 _OPS = {">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne,

@@ -21,24 +21,24 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from acquirer_sim.driver import HostDriver
-from acquirer_sim.host import AcquirerHost
-from acquirer_sim.ledger import Ledger
-from pos_sim.actions import Outcome
-from pos_sim.config import TerminalConfig
-from pos_sim.driver import TerminalDriver
-from pos_sim.journal import Journal, Row, fleet_database, write_rows
-from pos_sim.terminal import PaymentRequest, Terminal
+from possim.acquirer_sim.driver import HostDriver
+from possim.acquirer_sim.host import AcquirerHost
+from possim.acquirer_sim.ledger import Ledger
 from possim.checker import MEASURES, Verdict, check
 from possim.money import format_amount, parse_amount
+from possim.pos_sim.actions import Outcome
+from possim.pos_sim.config import TerminalConfig
+from possim.pos_sim.driver import TerminalDriver
+from possim.pos_sim.journal import Journal, Row, fleet_database, write_rows
+from possim.pos_sim.terminal import PaymentRequest, Terminal
+from possim.protocol.events import Event
+from possim.protocol.faults import FaultDecider, FaultPlan, FaultyLink
+from possim.protocol.memory import MemoryTransport
+from possim.protocol.ports import Link, Scheduler, Transport
+from possim.protocol.shards import shard_of
 from possim.scenario import Scenario, TransactionModel
 from possim.trace import Trace
 from possim.virtual_clock import VirtualClock, run_uncollected
-from protocol.events import Event
-from protocol.faults import FaultDecider, FaultPlan, FaultyLink
-from protocol.memory import MemoryTransport
-from protocol.ports import Link, Scheduler, Transport
-from protocol.shards import shard_of
 
 #: How long after its last scheduled event a fleet run that has not gone quiet is cut off.
 HORIZON = 7 * 24 * 3600.0

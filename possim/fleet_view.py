@@ -24,8 +24,8 @@ from possim.fleet_reconcile import FleetReconciliation
 from possim.i18n import N_, Tr, resolve
 from possim.lesson import story
 from possim.money import format_amount
+from possim.protocol.events import Stamped
 from possim.timeline import rows
-from protocol.events import Stamped
 
 #: The columns of the worst-terminals table.
 WORST = ("approved", "unknown", "reversed", *DAMAGE)

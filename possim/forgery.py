@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
-from protocol import codec
-from protocol import events as ev
-from protocol import mti as M
-from protocol.errors import ProtocolError
-from protocol.faults import Forgery
-from protocol.mac import DEFAULT_ALGORITHM, MacKey
-from protocol.messages import Key, Message, OriginalData
-from protocol.ports import Link, Scheduler
+from possim.protocol import codec
+from possim.protocol import events as ev
+from possim.protocol import mti as M
+from possim.protocol.errors import ProtocolError
+from possim.protocol.faults import Forgery
+from possim.protocol.mac import DEFAULT_ALGORITHM, MacKey
+from possim.protocol.messages import Key, Message, OriginalData
+from possim.protocol.ports import Link, Scheduler
 
 #: The attacker's STANs: far from the terminal's, so its answers are never taken for the terminal's own.
 ATTACKER_STAN = 900_000

@@ -22,15 +22,15 @@ from hypothesis import HealthCheck, Phase, find, settings
 from hypothesis.errors import NoSuchExample
 from hypothesis.strategies import SearchStrategy
 
-from pos_sim.policies import get_policy
-from pos_sim.testing import wallet_schedules
 from possim.checker import Verdict
 from possim.coverage import tally
 from possim.fuzz_schedules import card_schedules
 from possim.money import format_amount
+from possim.pos_sim.policies import get_policy
+from possim.pos_sim.testing import wallet_schedules
+from possim.protocol.faults import Forgery, Rule
 from possim.scenario import from_dict
 from possim.simulation import RunResult, simulate
-from protocol.faults import Forgery, Rule
 
 
 def violations(result: RunResult) -> list[str]:

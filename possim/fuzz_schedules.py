@@ -29,7 +29,7 @@ except ImportError:  # another Hypothesis: card_schedules falls back to the publ
     _IMPORTED = False
 from hypothesis.strategies import SearchStrategy
 
-from pos_sim.testing import CARDS, MAX_OUTAGE, RULE_TARGETS, _schedule, _transactions
+from possim.pos_sim.testing import CARDS, MAX_OUTAGE, RULE_TARGETS, _schedule, _transactions
 
 T = TypeVar("T")
 
@@ -148,6 +148,6 @@ def card_schedules(max_transactions: int = 5, min_transactions: int = 1) -> Sear
     (``pos_sim.testing.schedules``, same space, more draws) when Hypothesis's internals moved."""
     if compact_available():
         return CardSchedules(max_transactions, min_transactions)
-    from pos_sim.testing import schedules
+    from possim.pos_sim.testing import schedules
 
     return schedules(max_transactions=max_transactions, min_transactions=min_transactions, forgeries=True)

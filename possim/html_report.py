@@ -31,10 +31,10 @@ from possim.console import alarm, instrument, measure
 from possim.i18n import N_, Tr
 from possim.lesson import Point, point, story, tr_for
 from possim.msc import HOST, HOST_DOWN, IN_FLIGHT, NETWORK, TERMINAL, TERMINAL_OFF, WALLET, Arrow, Sequence, Step, build
+from possim.protocol import events as ev
 from possim.reconcile import Reconciliation
 from possim.rig import RunResult
 from possim.timeline import note
-from protocol import events as ev
 
 LINE, PAD, GAP_BAND, TOP = 15, 7, 20, 44
 WIDTH = 1060

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from protocol.mac import ALGORITHMS, DEFAULT_ALGORITHM, MacKey, compute
+from possim.protocol.mac import ALGORITHMS, DEFAULT_ALGORITHM, MacKey, compute
 
 FORMAT = "possim-keys/1"
 HOST_USERNAME = "possim-host"

@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from possim.i18n import Tr, scenario_text
+from possim.protocol import events as ev
 from possim.rig import RunResult
 from possim.scenario import Scenario
 from possim.timeline import screen
-from protocol import events as ev
 
 #: Working days an acquirer's error handling (差错处理) usually takes to return an orphaned debit.
 REFUND_DAYS = 7

@@ -28,18 +28,18 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from acquirer_sim.driver import HostDriver
-from pos_sim.actions import Outcome
+from possim.acquirer_sim.driver import HostDriver
 from possim.checker import Verdict
 from possim.fleet import Fleet, Member
+from possim.pos_sim.actions import Outcome
+from possim.protocol import codec
+from possim.protocol.errors import ProtocolError
+from possim.protocol.events import Event, ResponseTimeout
+from possim.protocol.memory import MemoryTransport
+from possim.protocol.shards import request_filter, request_topic
+from possim.protocol.transports import Origin
 from possim.realtime import LoopScheduler, wait_quiet
 from possim.scenario import Scenario, from_dict
-from protocol import codec
-from protocol.errors import ProtocolError
-from protocol.events import Event, ResponseTimeout
-from protocol.memory import MemoryTransport
-from protocol.shards import request_filter, request_topic
-from protocol.transports import Origin
 
 #: Connections per host shard that the load generator's terminals share.
 CONNECTIONS = 4
@@ -248,7 +248,7 @@ def fleet_sales(fleet: Fleet) -> list[int]:
 
 def _journals_only(fleet: Fleet) -> Verdict:
     """Against an external host there is no ledger to read: judge the journals against an empty one."""
-    from acquirer_sim.ledger import Ledger
+    from possim.acquirer_sim.ledger import Ledger
     from possim.checker import check
 
     empty = Ledger(":memory:")
@@ -287,8 +287,8 @@ def _groups(fleet: Fleet, shard: int, n: int) -> list[list[Member]]:
 
 async def _wire_tcp(plan: LoadPlan, fleet: Fleet, guards: list[_Guard], closers: list[Callable[[], Any]]
                     ) -> Callable[[], bool]:
-    from protocol import dialects
-    from protocol.tcp import TcpHost, TcpTerminalLink
+    from possim.protocol import dialects
+    from possim.protocol.tcp import TcpHost, TcpTerminalLink
 
     wire = dialects.get(dialects.for_profile(plan.profile))
     ends: list[Any] = []
@@ -319,8 +319,8 @@ async def _wire_tcp(plan: LoadPlan, fleet: Fleet, guards: list[_Guard], closers:
 
 async def _wire_mqtt(plan: LoadPlan, fleet: Fleet, guards: list[_Guard], closers: list[Callable[[], Any]]
                      ) -> Callable[[], bool]:
-    from protocol.mqtt import BrokerAddress, MqttEndpoint, responses_topic
-    from protocol.transports import TransportError
+    from possim.protocol.mqtt import BrokerAddress, MqttEndpoint, responses_topic
+    from possim.protocol.transports import TransportError
 
     address = BrokerAddress.parse(plan.broker_url or "mqtt://127.0.0.1:1883")
     run = uuid.uuid4().hex[:8]
@@ -357,7 +357,7 @@ async def _wire_mqtt(plan: LoadPlan, fleet: Fleet, guards: list[_Guard], closers
 
 def _to_guard(guard: _Guard) -> Callable[[str, bytes], None]:
     """Requests of a shard's topic filter, with the terminal id their topic vouches for."""
-    from protocol.mqtt import topic_tid
+    from possim.protocol.mqtt import topic_tid
 
     def deliver(topic: str, data: bytes) -> None:
         guard(data, Origin(topic_tid(topic)))

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from possim.i18n import Tr
 from possim.msc import HOST, TERMINAL, WALLET, Arrow, build
-from protocol.events import Stamped
+from possim.protocol.events import Stamped
 
 _WHO = {TERMINAL: "T", HOST: "H", WALLET: "W"}
 

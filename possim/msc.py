@@ -16,9 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from possim.i18n import Tr
+from possim.protocol import events as ev
 from possim.timeline import is_wallet, lost_at_host, mti_name
 from possim.timeline import row as timeline_row
-from protocol import events as ev
 
 TERMINAL, NETWORK, HOST, WALLET = "terminal", "network", "host", "wallet"
 #: Why an arrow died: the receiving side was off or down (drawn up to that side, ending in a cross).

@@ -15,23 +15,23 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from acquirer_sim.driver import HostDriver
-from acquirer_sim.host import AcquirerHost
-from acquirer_sim.wallet import WalletGateway
-from acquirer_sim.wallet_driver import WalletGatewayDriver
+from possim.acquirer_sim.driver import HostDriver
+from possim.acquirer_sim.host import AcquirerHost
+from possim.acquirer_sim.wallet import WalletGateway
+from possim.acquirer_sim.wallet_driver import WalletGatewayDriver
+from possim.protocol import codec, dialects
+from possim.protocol import events as ev
+from possim.protocol import mti as M
+from possim.protocol import wallet as W
+from possim.protocol.errors import ProtocolError
+from possim.protocol.mac import MacKey
+from possim.protocol.mqtt import BrokerAddress
+from possim.protocol.ports import TraceSink
+from possim.protocol.transports import Endpoint, HostEnd, Origin, TerminalEnd, Wire, open_wire
 from possim.rig import Rig, RunResult
 from possim.scenario import Scenario, from_dict
 from possim.trace import named
 from possim.wallet_rig import acquirer_gateway
-from protocol import codec, dialects
-from protocol import events as ev
-from protocol import mti as M
-from protocol import wallet as W
-from protocol.errors import ProtocolError
-from protocol.mac import MacKey
-from protocol.mqtt import BrokerAddress
-from protocol.ports import TraceSink
-from protocol.transports import Endpoint, HostEnd, Origin, TerminalEnd, Wire, open_wire
 
 
 class LoopScheduler:

@@ -24,22 +24,22 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from acquirer_sim.config import HostConfig
-from acquirer_sim.driver import HostDriver
-from acquirer_sim.host import AcquirerHost
-from acquirer_sim.ledger import Ledger
-from pos_sim.driver import TerminalDriver
-from pos_sim.journal import Journal
-from pos_sim.terminal import PaymentRequest, Terminal
+from possim.acquirer_sim.config import HostConfig
+from possim.acquirer_sim.driver import HostDriver
+from possim.acquirer_sim.host import AcquirerHost
+from possim.acquirer_sim.ledger import Ledger
 from possim.checker import Verdict, check
+from possim.pos_sim.driver import TerminalDriver
+from possim.pos_sim.journal import Journal
+from possim.pos_sim.terminal import PaymentRequest, Terminal
+from possim.protocol import events as ev
+from possim.protocol.mac import MacKey
 from possim.reconcile import Reconciliation, reconcile
 from possim.rig import run_keys
 from possim.scenario import Scenario, ScenarioError, from_dict
 from possim.trace import Trace
 from possim.virtual_clock import Handle, VirtualClock
 from possim.wallet_rig import QR_WALLET, WalletSide
-from protocol import events as ev
-from protocol.mac import MacKey
 
 #: The first event of a recorded real-time run, per transport.
 REAL_TIME_HEADERS = (ev.LiveRun.NAME, ev.MqttRun.NAME, ev.TcpRun.NAME)

@@ -22,27 +22,27 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
-from acquirer_sim.driver import HostDriver
-from acquirer_sim.host import AcquirerHost
-from acquirer_sim.ledger import Ledger
-from pos_sim.actions import Outcome
-from pos_sim.driver import TerminalDriver
-from pos_sim.journal import Journal
-from pos_sim.terminal import PaymentRequest, Terminal
 from possim import keys as keyfile
+from possim.acquirer_sim.driver import HostDriver
+from possim.acquirer_sim.host import AcquirerHost
+from possim.acquirer_sim.ledger import Ledger
 from possim.checker import Verdict, check
 from possim.forgery import Forger
 from possim.money import parse_amount
+from possim.pos_sim.actions import Outcome
+from possim.pos_sim.driver import TerminalDriver
+from possim.pos_sim.journal import Journal
+from possim.pos_sim.terminal import PaymentRequest, Terminal
+from possim.protocol.events import CustomerPaysAgain
+from possim.protocol.faults import FaultDecider, FaultPlan, FaultyLink
+from possim.protocol.mac import MacKey
+from possim.protocol.memory import MemoryTransport
+from possim.protocol.ports import Link, Scheduler, Transport
+from possim.protocol.transports import Origin
 from possim.reconcile import Reconciliation, reconcile
 from possim.scenario import Scenario
 from possim.trace import Trace
 from possim.wallet_rig import QR_WALLET, WalletSide
-from protocol.events import CustomerPaysAgain
-from protocol.faults import FaultDecider, FaultPlan, FaultyLink
-from protocol.mac import MacKey
-from protocol.memory import MemoryTransport
-from protocol.ports import Link, Scheduler, Transport
-from protocol.transports import Origin
 
 
 @dataclass

@@ -16,17 +16,27 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from acquirer_sim.config import CrashRule, HostConfig, Window
-from pos_sim.config import POLICIES, PROFILE_CARDS, PROFILE_DEFAULTS, PROFILES, TerminalConfig
-from pos_sim.records import Kind
-from pos_sim.terminal import PaymentRequest
+from possim.acquirer_sim.config import CrashRule, HostConfig, Window
 from possim.fees import Category, FeeSchedule, Instrument, parse_rate
 from possim.money import format_amount, parse_amount
-from protocol.faults import Action, Direction, FaultPlan, ForgedMac, Forgery, ForgeryKind, LinkFaults, Partition, Rule
-from protocol.latency import Distribution, Latency
-from protocol.mti import KNOWN
-from protocol.wallet import KINDS as WALLET_KINDS
-from protocol.wallet import Provider
+from possim.pos_sim.config import POLICIES, PROFILE_CARDS, PROFILE_DEFAULTS, PROFILES, TerminalConfig
+from possim.pos_sim.records import Kind
+from possim.pos_sim.terminal import PaymentRequest
+from possim.protocol.faults import (
+    Action,
+    Direction,
+    FaultPlan,
+    ForgedMac,
+    Forgery,
+    ForgeryKind,
+    LinkFaults,
+    Partition,
+    Rule,
+)
+from possim.protocol.latency import Distribution, Latency
+from possim.protocol.mti import KNOWN
+from possim.protocol.wallet import KINDS as WALLET_KINDS
+from possim.protocol.wallet import Provider
 
 QR = "qr_wallet"
 
@@ -304,8 +314,8 @@ class WalletTimingModel(_Model):
 
 
 def _provider_timing(provider: str) -> WalletTimingModel:
-    from acquirer_sim.wallet import AUTO_CLOSE
-    from pos_sim.wallet_policies import PROFILES
+    from possim.acquirer_sim.wallet import AUTO_CLOSE
+    from possim.pos_sim.wallet_policies import PROFILES
 
     t = PROFILES[provider]
     return WalletTimingModel(**{f.name: getattr(t, f.name) for f in dataclasses.fields(t)},

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from possim.protocol.faults import FaultPlan
 from possim.rig import Rig, RunResult, payment_plan
 from possim.scenario import Scenario, ScenarioError
 from possim.virtual_clock import VirtualClock, run_uncollected
-from protocol.faults import FaultPlan
 
 __all__ = ["HORIZON", "RunResult", "horizon", "payment_plan", "simulate"]
 

@@ -32,7 +32,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from acquirer_sim.config import HostConfig
+from possim.acquirer_sim.config import HostConfig
 from possim.fees import FeeSchedule
 
 #: The clock of simulated runs: ledger time 0 is this moment.

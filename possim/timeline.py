@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from possim.i18n import N_, Tr
-from protocol import events as ev
-from protocol import wallet
-from protocol.mti import NAMES
+from possim.protocol import events as ev
+from possim.protocol import wallet
+from possim.protocol.mti import NAMES
 
 Row = tuple[float, str, str, str]
 _EN = Tr("en")

@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from protocol.events import Event, Stamped, fields_of, from_fields, to_record
+from possim.protocol.events import Event, Stamped, fields_of, from_fields, to_record
 
 _RENDER = structlog.processors.JSONRenderer(sort_keys=True)
 

@@ -17,22 +17,22 @@ import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 
-from acquirer_sim.wallet import AUTO_CLOSE, Customer, GatewayConfig, WalletGateway
-from acquirer_sim.wallet_driver import WalletGatewayDriver
-from acquirer_sim.wallet_ledger import WalletLedger
-from pos_sim.records import SaleStatus
-from pos_sim.terminal import PaymentRequest
-from pos_sim.wallet_actions import WalletResult
-from pos_sim.wallet_driver import WalletTerminalDriver
-from pos_sim.wallet_journal import WalletJournal
-from pos_sim.wallet_policies import WalletTiming
-from pos_sim.wallet_terminal import WalletPaymentRequest, WalletTerminal, WalletTerminalConfig
+from possim.acquirer_sim.wallet import AUTO_CLOSE, Customer, GatewayConfig, WalletGateway
+from possim.acquirer_sim.wallet_driver import WalletGatewayDriver
+from possim.acquirer_sim.wallet_ledger import WalletLedger
 from possim.money import parse_amount
+from possim.pos_sim.records import SaleStatus
+from possim.pos_sim.terminal import PaymentRequest
+from possim.pos_sim.wallet_actions import WalletResult
+from possim.pos_sim.wallet_driver import WalletTerminalDriver
+from possim.pos_sim.wallet_journal import WalletJournal
+from possim.pos_sim.wallet_policies import WalletTiming
+from possim.pos_sim.wallet_terminal import WalletPaymentRequest, WalletTerminal, WalletTerminalConfig
+from possim.protocol import wallet as W
+from possim.protocol.events import Event
+from possim.protocol.ports import Link, Scheduler
+from possim.protocol.transports import Origin
 from possim.scenario import Scenario, TransactionModel
-from protocol import wallet as W
-from protocol.events import Event
-from protocol.ports import Link, Scheduler
-from protocol.transports import Origin
 
 QR_WALLET = "qr_wallet"
 #: The first digits of a payment code, per provider (Alipay 25-30, WeChat 10-15).

@@ -39,14 +39,14 @@ from typing import TYPE_CHECKING
 import iso8583
 from iso8583.specs import default_ascii
 
-from protocol import fast8583
-from protocol import mti as M
-from protocol.errors import ProtocolError
-from protocol.mac import MAC_LEN, MacKey
-from protocol.messages import Message, OriginalData
+from possim.protocol import fast8583
+from possim.protocol import mti as M
+from possim.protocol.errors import ProtocolError
+from possim.protocol.mac import MAC_LEN, MacKey
+from possim.protocol.messages import Message, OriginalData
 
 if TYPE_CHECKING:
-    from protocol.dialects import Dialect
+    from possim.protocol.dialects import Dialect
 
 SPEC = copy.deepcopy(default_ascii)
 
@@ -192,7 +192,7 @@ def dialect_of(data: bytes) -> str:
 
 def _dialect(name: str) -> Dialect:
     """The registry imports this module, so it is looked up at call time."""
-    from protocol import dialects
+    from possim.protocol import dialects
 
     return dialects.get(name)
 

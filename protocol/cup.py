@@ -44,11 +44,11 @@ from typing import Any
 import iso8583
 from iso8583.specs import default
 
-from protocol import mti as M
-from protocol.codec import DECODE_ERRORS, Keys, MacMismatchError, MacMissingError, UnknownTerminalError
-from protocol.errors import ProtocolError
-from protocol.mac import MAC_LEN, MacKey
-from protocol.messages import Message, OriginalData
+from possim.protocol import mti as M
+from possim.protocol.codec import DECODE_ERRORS, Keys, MacMismatchError, MacMissingError, UnknownTerminalError
+from possim.protocol.errors import ProtocolError
+from possim.protocol.mac import MAC_LEN, MacKey
+from possim.protocol.messages import Message, OriginalData
 
 #: Settlement and batch upload (CUP terminal flows), now among possim's own MTIs.
 SETTLEMENT = M.SETTLEMENT

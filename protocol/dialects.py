@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from protocol import codec, cup
-from protocol.framing import CupFraming, Framing, LengthFraming
-from protocol.mac import MacKey
-from protocol.messages import Message
+from possim.protocol import codec, cup
+from possim.protocol.framing import CupFraming, Framing, LengthFraming
+from possim.protocol.mac import MacKey
+from possim.protocol.messages import Message
 
 DEFAULT = "iso"
 

@@ -18,10 +18,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from protocol.events import NET_EVENTS, Event, NetDropped
-from protocol.latency import ZERO, Latency
-from protocol.ports import Scheduler, Transport
-from protocol.wallet import peek_kind
+from possim.protocol.events import NET_EVENTS, Event, NetDropped
+from possim.protocol.latency import ZERO, Latency
+from possim.protocol.ports import Scheduler, Transport
+from possim.protocol.wallet import peek_kind
 
 Direction = Literal["to_host", "to_terminal"]
 DIRECTIONS: tuple[Direction, ...] = ("to_host", "to_terminal")

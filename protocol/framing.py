@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from protocol.errors import ProtocolError
+from possim.protocol.errors import ProtocolError
 
 HEADER = 2
 MAX_FRAME = 0xFFFF

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from protocol.ports import TraceSink
-from protocol.transports import Endpoint, Origin
+from possim.protocol.ports import TraceSink
+from possim.protocol.transports import Endpoint, Origin
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 from operator import attrgetter
 
-from protocol import mti as M
+from possim.protocol import mti as M
 
 #: The host's idempotency key of a financial request: terminal id, STAN, transmission time.
 Key = tuple[str, str, str]

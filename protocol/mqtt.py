@@ -45,10 +45,10 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from protocol.ports import TraceSink
-from protocol.shards import request_filter
-from protocol.shards import request_topic as shard_request_topic
-from protocol.transports import Endpoint, Origin, TransportError
+from possim.protocol.ports import TraceSink
+from possim.protocol.shards import request_filter
+from possim.protocol.shards import request_topic as shard_request_topic
+from possim.protocol.transports import Endpoint, Origin, TransportError
 
 ROOT = "possim/v1"
 ALL_REQUESTS = f"{ROOT}/term/+/req"

@@ -25,11 +25,11 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
-from protocol import dialects
-from protocol.errors import ProtocolError
-from protocol.framing import Framing, LengthFraming, answer_framing
-from protocol.ports import TraceSink
-from protocol.transports import Endpoint, Origin, TransportError
+from possim.protocol import dialects
+from possim.protocol.errors import ProtocolError
+from possim.protocol.framing import Framing, LengthFraming, answer_framing
+from possim.protocol.ports import TraceSink
+from possim.protocol.transports import Endpoint, Origin, TransportError
 
 
 def _nodelay(transport: asyncio.BaseTransport) -> None:

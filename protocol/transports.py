@@ -26,13 +26,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from protocol.ports import TraceSink
+from possim.protocol.ports import TraceSink
 
 #: name -> module holding its ``Wire`` class (imported on first use: MQTT pulls in aiomqtt).
 WIRES: dict[str, str] = {
-    "memory": "protocol.memory",
-    "mqtt": "protocol.mqtt",
-    "tcp": "protocol.tcp",
+    "memory": "possim.protocol.memory",
+    "mqtt": "possim.protocol.mqtt",
+    "tcp": "possim.protocol.tcp",
 }
 NAMES: tuple[str, ...] = tuple(WIRES)
 

@@ -30,8 +30,8 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 
-from protocol import mti as M
-from protocol.messages import Message, OriginalData
+from possim.protocol import mti as M
+from possim.protocol.messages import Message, OriginalData
 
 _FINANCIAL = ("pan", "processing_code", "amount", "currency")
 #: Fields each MTI must carry (Message attribute names), besides transmission, stan and tid.

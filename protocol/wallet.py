@@ -28,8 +28,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from protocol import codec
-from protocol.errors import ProtocolError
+from possim.protocol import codec
+from possim.protocol.errors import ProtocolError
 
 RequestKind = Literal["pay", "query", "cancel", "refund"]
 Provider = Literal["alipay", "wechat"]

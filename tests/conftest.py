@@ -13,7 +13,7 @@ import pytest_asyncio
 from hypothesis import HealthCheck, settings
 
 from possim.broker import Broker
-from protocol.mqtt import BrokerAddress, MqttEndpoint
+from possim.protocol.mqtt import BrokerAddress, MqttEndpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "scenarios"

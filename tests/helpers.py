@@ -5,12 +5,12 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from acquirer_sim.config import HostConfig
-from acquirer_sim.host import AcquirerHost, Reply
-from acquirer_sim.ledger import Ledger
-from pos_sim.actions import Action, Send
-from pos_sim.config import TerminalConfig
-from pos_sim.terminal import PaymentRequest, Terminal
+from possim.acquirer_sim.config import HostConfig
+from possim.acquirer_sim.host import AcquirerHost, Reply
+from possim.acquirer_sim.ledger import Ledger
+from possim.pos_sim.actions import Action, Send
+from possim.pos_sim.config import TerminalConfig
+from possim.pos_sim.terminal import PaymentRequest, Terminal
 
 
 def purchase(txn_id: int = 1, amount: int = 2500, kind: str = "purchase") -> PaymentRequest:

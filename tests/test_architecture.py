@@ -15,20 +15,32 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("protocol", "pos_sim", "acquirer_sim", "possim")
+#: The folders of the sans-IO core; they install as ``possim.protocol``, ``possim.pos_sim``, ``possim.acquirer_sim``.
+CORE = ("protocol", "pos_sim", "acquirer_sim")
 #: What a pure module must never reach: clocks, sockets, threads, the event loop, logging sinks.
 IO = frozenset({"asyncio", "socket", "time", "threading", "selectors", "structlog", "aiomqtt", "paho", "subprocess"})
 #: Modules allowed to do I/O: transports, drivers' hosts, the CLI and the views. Everything else
 #: under protocol/, pos_sim/ and acquirer_sim/ is pure, and so is the checker.
-ADAPTERS = frozenset({"protocol.mqtt", "protocol.tcp", "protocol.transports",
+ADAPTERS = frozenset({"possim.protocol.mqtt", "possim.protocol.tcp", "possim.protocol.transports",
                       # storage: SQLite files, fsync, waiting for a lock (the state machines get them injected)
-                      "protocol.storage", "acquirer_sim.ledger", "pos_sim.journal"})
+                      "possim.protocol.storage", "possim.acquirer_sim.ledger", "possim.pos_sim.journal"})
 EXTRA_PURE = ("possim.checker",)
 
 
 def _module_name(path: Path) -> str:
+    """The installed name of a source file: ``protocol/codec.py`` is ``possim.protocol.codec``."""
     parts = path.relative_to(ROOT).with_suffix("").parts
+    if parts[0] in CORE or parts[0] == "scenarios":
+        parts = ("possim", *parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _layer(name: str) -> str:
+    """``possim.pos_sim.terminal`` -> ``pos_sim``; ``possim.rig`` -> ``possim``; ``asyncio.x`` -> ``asyncio``."""
+    parts = name.split(".")
+    if parts[0] == "possim" and len(parts) > 1 and parts[1] in CORE:
+        return parts[1]
+    return parts[0]
 
 
 def _path(module: str) -> Path | None:
@@ -73,13 +85,13 @@ def _reach(module: str) -> set[str]:
             if name in seen:
                 continue
             seen.add(name)
-            if name.split(".")[0] in PACKAGES and _path(name) is not None:
+            if name.split(".")[0] == "possim" and _path(name) is not None:
                 todo.append(name)
     return seen
 
 
 def _pure_modules() -> list[str]:
-    found = [_module_name(p) for pkg in ("protocol", "pos_sim", "acquirer_sim") for p in (ROOT / pkg).rglob("*.py")]
+    found = [_module_name(p) for pkg in CORE for p in (ROOT / pkg).rglob("*.py")]
     return sorted({m for m in found if m not in ADAPTERS} | set(EXTRA_PURE))
 
 
@@ -87,9 +99,9 @@ PURE = _pure_modules()
 
 
 def test_the_core_modules_are_all_covered() -> None:
-    named = {"protocol.messages", "protocol.codec", "protocol.mti", "protocol.faults", "protocol.latency",
-             "protocol.framing", "pos_sim.terminal", "acquirer_sim.host", "pos_sim.actions", "pos_sim.records",
-             "possim.checker"}
+    named = {f"possim.{m}" for m in ("protocol.messages", "protocol.codec", "protocol.mti", "protocol.faults",
+                                     "protocol.latency", "protocol.framing", "pos_sim.terminal", "acquirer_sim.host",
+                                     "pos_sim.actions", "pos_sim.records", "checker")}
     assert named <= set(PURE)
 
 
@@ -102,6 +114,20 @@ def test_pure_module_does_no_io(module: str) -> None:
 @pytest.mark.parametrize(("side", "other"), [("pos_sim", "acquirer_sim"), ("acquirer_sim", "pos_sim")])
 def test_the_two_sides_never_import_each_other(side: str, other: str) -> None:
     for path in (ROOT / side).rglob("*.py"):
-        reached = {name.split(".")[0] for name in _reach(_module_name(path))}
+        reached = {_layer(name) for name in _reach(_module_name(path))}
         assert other not in reached, f"{_module_name(path)} reaches {other}"
         assert "possim" not in reached, f"{_module_name(path)} reaches the orchestration layer"
+
+
+def test_nothing_imports_the_core_by_a_name_possim_does_not_own() -> None:
+    """A user's own ``protocol/`` or ``scenarios/`` package must not shadow possim's (or be shadowed by it)."""
+    sources = [p for top in (*CORE, "possim", "scenarios", "tests", "bench") for p in (ROOT / top).rglob("*.py")]
+    bare = {*CORE, "scenarios"}
+    for path in sources:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+                     else [])
+            for name in names:
+                assert name.split(".")[0] not in bare, f"{path.relative_to(ROOT)}:{node.lineno} imports {name}"

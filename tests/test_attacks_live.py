@@ -23,19 +23,19 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from acquirer_sim.config import HostConfig
-from acquirer_sim.host import AcquirerHost
-from acquirer_sim.ledger import Ledger
 from possim import keys
+from possim.acquirer_sim.config import HostConfig
+from possim.acquirer_sim.host import AcquirerHost
+from possim.acquirer_sim.ledger import Ledger
 from possim.broker import free_port
 from possim.forgery import attacker_key
+from possim.protocol import codec
+from possim.protocol.framing import Deframer
+from possim.protocol.latency import ZERO
+from possim.protocol.messages import Message, OriginalData
+from possim.protocol.mqtt import requests_topic, responses_topic
+from possim.protocol.transports import Endpoint, open_wire
 from possim.realtime import serve_acquirer
-from protocol import codec
-from protocol.framing import Deframer
-from protocol.latency import ZERO
-from protocol.messages import Message, OriginalData
-from protocol.mqtt import requests_topic, responses_topic
-from protocol.transports import Endpoint, open_wire
 from tests import processes
 from tests.waiting import wait_until
 

@@ -39,7 +39,7 @@ NEW_SINCE_TABLE: set[str] = {"reversal-refused", "forged-reversal", "forged-appr
 
 
 def _regenerate() -> None:
-    from pos_sim.config import POLICIES
+    from possim.pos_sim.config import POLICIES
 
     table = {f"{p.stem}/{pol}": simulate(load(p), pol).summary()
              for p in sorted(SCENARIOS.glob("*.toml")) for pol in POLICIES}

@@ -22,7 +22,7 @@ import pytest
 
 from possim import keys
 from possim.broker import Broker, BrokerError, acl_text
-from protocol.mqtt import ALL_REQUESTS, requests_topic, responses_topic
+from possim.protocol.mqtt import ALL_REQUESTS, requests_topic, responses_topic
 
 VICTIM, ATTACKER = "POS00002", "POS00001"
 RING = keys.derive(20261125, [ATTACKER, VICTIM])

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from acquirer_sim.ledger import SCHEMA as LEDGER_SCHEMA
-from pos_sim.journal import Journal
-from pos_sim.records import TxnRecord
+from possim.acquirer_sim.ledger import SCHEMA as LEDGER_SCHEMA
 from possim.checker import check, open_journals
-from protocol.storage import StoreError
+from possim.pos_sim.journal import Journal
+from possim.pos_sim.records import TxnRecord
+from possim.protocol.storage import StoreError
 
 
 def ledger(*entries: tuple[str, str, int]) -> sqlite3.Connection:

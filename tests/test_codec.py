@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol import codec
-from protocol import mti as M
-from protocol.errors import ProtocolError
-from protocol.messages import Message, OriginalData
+from possim.protocol import codec
+from possim.protocol import mti as M
+from possim.protocol.errors import ProtocolError
+from possim.protocol.messages import Message, OriginalData
 
 digits = lambda n: st.text("0123456789", min_size=n, max_size=n)  # noqa: E731
 printable8 = st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=8, max_size=8)

@@ -11,9 +11,9 @@ from typing import Any
 
 from hypothesis import given, settings
 
-from pos_sim.testing import schedules
 from possim.coverage import FORGERY, GROUPS, SITUATIONS, labels, situations
 from possim.fuzz import fuzz
+from possim.pos_sim.testing import schedules
 from possim.scenario import from_dict, load
 from possim.simulation import simulate
 from tests.conftest import ROOT, SCENARIOS

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from acquirer_sim.config import Window
-from acquirer_sim.host import AcquirerHost, AwaitIssuer
-from protocol import codec
+from possim.acquirer_sim.config import Window
+from possim.acquirer_sim.host import AcquirerHost, AwaitIssuer
+from possim.protocol import codec
 from tests.helpers import new_host, replies
 from tests.test_host import control, entries, purchase_bytes
 

@@ -3,12 +3,12 @@ before every online message, pre-authorization 030000 and its online completion.
 
 from __future__ import annotations
 
-from pos_sim.actions import Outcome, WriteJournal
-from pos_sim.exchanges import ESCALATED_DISPLAY
-from pos_sim.records import ReversalState
-from pos_sim.terminal import Terminal
-from protocol import codec
-from protocol import events as ev
+from possim.pos_sim.actions import Outcome, WriteJournal
+from possim.pos_sim.exchanges import ESCALATED_DISPLAY
+from possim.pos_sim.records import ReversalState
+from possim.pos_sim.terminal import Terminal
+from possim.protocol import codec
+from possim.protocol import events as ev
 from tests.helpers import new_host, purchase, replies, sends
 from tests.helpers import new_terminal as _new_terminal
 

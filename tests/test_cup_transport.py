@@ -8,18 +8,18 @@ import random
 
 import pytest
 
+from possim.protocol import codec, cup
+from possim.protocol import events as ev
+from possim.protocol.faults import FaultDecider, FaultPlan, Rule
+from possim.protocol.framing import Tpdu
+from possim.protocol.messages import Message
+from possim.protocol.transports import Endpoint, Origin, open_wire
+from possim.protocol.wallet import peek_kind
 from possim.realtime import run_tcp
 from possim.rig import Rig, RunResult
 from possim.scenario import load
 from possim.simulation import simulate
 from possim.virtual_clock import VirtualClock
-from protocol import codec, cup
-from protocol import events as ev
-from protocol.faults import FaultDecider, FaultPlan, Rule
-from protocol.framing import Tpdu
-from protocol.messages import Message
-from protocol.transports import Endpoint, Origin, open_wire
-from protocol.wallet import peek_kind
 from tests.conftest import SCENARIOS
 
 SALE = Message(mti="0200", pan="6212345678901232", processing_code="000000", amount=12345,

@@ -16,12 +16,12 @@ from hypothesis import strategies as st
 from py8583 import py8583spec
 from py8583.py8583 import DT, Iso8583
 
-from protocol import codec, cup, dialects
-from protocol import mti as M
-from protocol.errors import ProtocolError
-from protocol.framing import CupFraming, Deframer, LengthFraming, Tpdu
-from protocol.mac import MacKey
-from protocol.messages import Message, OriginalData
+from possim.protocol import codec, cup, dialects
+from possim.protocol import mti as M
+from possim.protocol.errors import ProtocolError
+from possim.protocol.framing import CupFraming, Deframer, LengthFraming, Tpdu
+from possim.protocol.mac import MacKey
+from possim.protocol.messages import Message, OriginalData
 
 KEY = MacKey("x9.19", bytes.fromhex("0123456789ABCDEFFEDCBA9876543210"))
 

@@ -10,10 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from pos_sim.config import TerminalConfig
-from pos_sim.driver import TerminalDriver
-from pos_sim.journal import Journal
-from pos_sim.terminal import PaymentRequest, Terminal
+from possim.pos_sim.config import TerminalConfig
+from possim.pos_sim.driver import TerminalDriver
+from possim.pos_sim.journal import Journal
+from possim.pos_sim.terminal import PaymentRequest, Terminal
+from possim.protocol import events as ev
+from possim.protocol.faults import FaultDecider, FaultPlan, FaultyLink
+from possim.protocol.memory import MemoryTransport
 from possim.realtime import run_tcp
 from possim.replay import Rerun, load_trace, replay
 from possim.scenario import load
@@ -21,9 +24,6 @@ from possim.simulation import simulate
 from possim.timeline import rows
 from possim.trace import Trace
 from possim.virtual_clock import VirtualClock
-from protocol import events as ev
-from protocol.faults import FaultDecider, FaultPlan, FaultyLink
-from protocol.memory import MemoryTransport
 from tests.conftest import ROOT, SCENARIOS
 
 

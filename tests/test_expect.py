@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from pos_sim.policies import POLICY_NAMES
 from possim.expect import expectations_for, failed_expectations, validate_expect
+from possim.pos_sim.policies import POLICY_NAMES
 from possim.scenario import ScenarioError, from_dict
 from possim.simulation import simulate
 

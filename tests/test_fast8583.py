@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol import codec, fast8583
-from protocol.errors import ProtocolError
-from protocol.mac import MacKey
-from protocol.messages import Message, OriginalData
+from possim.protocol import codec, fast8583
+from possim.protocol.errors import ProtocolError
+from possim.protocol.mac import MacKey
+from possim.protocol.messages import Message, OriginalData
 from tests.test_codec import messages
 
 KEY = MacKey("aes-cmac", bytes(range(16)))

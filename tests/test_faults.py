@@ -7,8 +7,8 @@ import statistics
 
 import pytest
 
-from protocol.faults import FaultDecider, FaultPlan, LinkFaults, Partition, Rule
-from protocol.latency import Latency
+from possim.protocol.faults import FaultDecider, FaultPlan, LinkFaults, Partition, Rule
+from possim.protocol.latency import Latency
 
 
 def test_rule_hits_exactly_the_nth_message_of_its_mti_and_direction() -> None:

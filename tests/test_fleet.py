@@ -10,9 +10,9 @@ import tomli_w
 
 from possim.expect import failed_expectations
 from possim.fleet import simulate_fleet
+from possim.protocol.shards import request_filter, request_topic, shard_of
 from possim.scenario import ScenarioError, from_dict, load
 from possim.simulation import horizon, simulate
-from protocol.shards import request_filter, request_topic, shard_of
 from tests.conftest import SCENARIOS
 from tests.test_cli import possim
 

@@ -12,17 +12,17 @@ from typing import Any
 
 import pytest
 
-from acquirer_sim.config import HostConfig
-from acquirer_sim.host import AcquirerHost, Reply
-from acquirer_sim.ledger import Ledger
-from pos_sim.terminal import RESPONSE_TIMER, PaymentRequest
 from possim import keys
+from possim.acquirer_sim.config import HostConfig
+from possim.acquirer_sim.host import AcquirerHost, Reply
+from possim.acquirer_sim.ledger import Ledger
 from possim.forgery import attacker_key
+from possim.pos_sim.terminal import RESPONSE_TIMER, PaymentRequest
+from possim.protocol import codec
+from possim.protocol import events as ev
+from possim.protocol.messages import Message, OriginalData
 from possim.scenario import from_dict, load
 from possim.simulation import simulate
-from protocol import codec
-from protocol import events as ev
-from protocol.messages import Message, OriginalData
 from tests.helpers import new_terminal
 
 VICTIM, ATTACKER = "POS00002", "POS00001"

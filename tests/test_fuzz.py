@@ -15,25 +15,25 @@ from hypothesis import given, note, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from acquirer_sim.config import HostConfig
-from acquirer_sim.driver import HostDriver
-from acquirer_sim.host import AcquirerHost
-from acquirer_sim.ledger import Ledger
-from pos_sim.config import TerminalConfig
-from pos_sim.driver import TerminalDriver
-from pos_sim.journal import Journal
-from pos_sim.policies import REGISTRY
-from pos_sim.terminal import PaymentRequest, Terminal
-from pos_sim.testing import schedules
+from possim.acquirer_sim.config import HostConfig
+from possim.acquirer_sim.driver import HostDriver
+from possim.acquirer_sim.host import AcquirerHost
+from possim.acquirer_sim.ledger import Ledger
 from possim.checker import check
 from possim.fuzz import fuzz, lighter_gc, violations
 from possim.fuzz_schedules import card_schedules
+from possim.pos_sim.config import TerminalConfig
+from possim.pos_sim.driver import TerminalDriver
+from possim.pos_sim.journal import Journal
+from possim.pos_sim.policies import REGISTRY
+from possim.pos_sim.terminal import PaymentRequest, Terminal
+from possim.pos_sim.testing import schedules
+from possim.protocol.faults import FaultDecider, FaultPlan, FaultyLink, Rule
+from possim.protocol.memory import MemoryTransport
 from possim.scenario import from_dict
 from possim.simulation import simulate
 from possim.trace import Trace
 from possim.virtual_clock import VirtualClock
-from protocol.faults import FaultDecider, FaultPlan, FaultyLink, Rule
-from protocol.memory import MemoryTransport
 
 #: Policies that journal a reversal before every original: they promise to leave no damage.
 RECOVERING = [name for name, policy in REGISTRY.items() if policy.arms_reversal]

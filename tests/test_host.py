@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from acquirer_sim.config import CrashRule, Window
-from acquirer_sim.host import Crashed
-from protocol import codec
-from protocol.messages import Message, OriginalData
+from possim.acquirer_sim.config import CrashRule, Window
+from possim.acquirer_sim.host import Crashed
+from possim.protocol import codec
+from possim.protocol.messages import Message, OriginalData
 from tests.helpers import new_host, replies
 
 ORIG = OriginalData("0200", "000001", "1125100000")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from acquirer_sim.ledger import Ledger
-from pos_sim.journal import UNWRITTEN_MAX, Journal, fleet_database, write_rows
-from pos_sim.records import SaleStatus, TxnRecord
+from possim.acquirer_sim.ledger import Ledger
+from possim.pos_sim.journal import UNWRITTEN_MAX, Journal, fleet_database, write_rows
+from possim.pos_sim.records import SaleStatus, TxnRecord
 
 
 def record(txn_id: int, status: SaleStatus = SaleStatus.PENDING) -> TxnRecord:

@@ -10,8 +10,8 @@ import pytest
 
 from possim import keys
 from possim.keys import KeyFileError
-from protocol import codec
-from protocol.messages import Message
+from possim.protocol import codec
+from possim.protocol.messages import Message
 
 TIDS = ["POS00001", "POS00002"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from acquirer_sim.ledger import Ledger
+from possim.acquirer_sim.ledger import Ledger
 
 KEY = ("T1", "000001", "1125100000")
 PAN = "4111111111111111"

@@ -11,11 +11,11 @@ from cryptography.hazmat.primitives.ciphers import algorithms
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol import codec
-from protocol import mti as M
-from protocol.errors import ProtocolError
-from protocol.mac import ALGORITHMS, MacKey, compute, verify
-from protocol.messages import Message, OriginalData
+from possim.protocol import codec
+from possim.protocol import mti as M
+from possim.protocol.errors import ProtocolError
+from possim.protocol.mac import ALGORITHMS, MacKey, compute, verify
+from possim.protocol.messages import Message, OriginalData
 from tests.test_codec import messages
 
 X919_KEY = MacKey("x9.19", bytes.fromhex("0123456789ABCDEFFEDCBA9876543210"))

@@ -17,16 +17,16 @@ from typing import Any
 
 import pytest
 
-from acquirer_sim.config import HostConfig
-from acquirer_sim.host import AcquirerHost
-from acquirer_sim.ledger import Ledger
 from possim import keys
+from possim.acquirer_sim.config import HostConfig
+from possim.acquirer_sim.host import AcquirerHost
+from possim.acquirer_sim.ledger import Ledger
+from possim.protocol import codec
+from possim.protocol.framing import Deframer
+from possim.protocol.latency import ZERO
+from possim.protocol.messages import Message
+from possim.protocol.transports import Endpoint, open_wire
 from possim.realtime import serve_acquirer
-from protocol import codec
-from protocol.framing import Deframer
-from protocol.latency import ZERO
-from protocol.messages import Message
-from protocol.transports import Endpoint, open_wire
 from tests.waiting import wait_until
 
 TID = "POS00001"

@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 
 from possim.broker import Broker, free_port, render_config
+from possim.protocol import codec
+from possim.protocol.messages import Message
+from possim.protocol.mqtt import BrokerAddress, MqttEndpoint, TransportError, requests_topic
 from possim.realtime import run_mqtt
 from possim.replay import replay
 from possim.rig import Rig, RunResult
 from possim.scenario import from_dict, load
 from possim.simulation import simulate
-from protocol import codec
-from protocol.messages import Message
-from protocol.mqtt import BrokerAddress, MqttEndpoint, TransportError, requests_topic
 from tests import processes
 from tests.conftest import SCENARIOS, Connect
 from tests.waiting import wait_until

@@ -16,7 +16,7 @@ import pytest
 import tomli_w
 
 from possim.broker import Broker
-from protocol.validation import luhn_ok
+from possim.protocol.validation import luhn_ok
 from tests.conftest import SCENARIOS
 from tests.procs import check, fleet, query, wait_for
 
@@ -78,9 +78,9 @@ def _card(n: int) -> str:
 
 def _queued_requests() -> list[tuple[str, bytes]]:
     """3,000 distinct, valid purchases (ten terminals, distinct STANs): (topic, ISO 8583 bytes)."""
-    from protocol import codec
-    from protocol.messages import Message
-    from protocol.mqtt import requests_topic
+    from possim.protocol import codec
+    from possim.protocol.messages import Message
+    from possim.protocol.mqtt import requests_topic
 
     out = []
     for n in range(QUEUED):
@@ -97,7 +97,7 @@ async def _publish_qos1(url: str, requests: list[tuple[str, bytes]]) -> None:
 
     import aiomqtt
 
-    from protocol.mqtt import BrokerAddress
+    from possim.protocol.mqtt import BrokerAddress
 
     address = BrokerAddress.parse(url)
     async with aiomqtt.Client(address.host, address.port, identifier="proc-queue-publisher") as client:

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from possim.broker import Broker
+from possim.protocol import events as ev
+from possim.protocol.mqtt import BrokerAddress
 from possim.realtime import run_mqtt, run_tcp
 from possim.replay import load_trace, replay
 from possim.scenario import load
 from possim.trace import Trace
-from protocol import events as ev
-from protocol.mqtt import BrokerAddress
 from tests.conftest import ROOT, SCENARIOS
 
 COUNTS = ("transactions", "approved", "declined", "failed", "unknown", "reversed", "orphaned_debits",
@@ -57,7 +57,7 @@ def test_a_recorded_forged_reversal_replays_as_refused(tmp_path: Path) -> None:
 
 def test_the_replay_holds_the_run_keys_so_a_forgery_is_refused_again(tmp_path: Path) -> None:
     """The replayed host answers the recorded forgery with a security violation, not a credit."""
-    from pos_sim.terminal import Terminal
+    from possim.pos_sim.terminal import Terminal
     from possim.replay import Rerun
     from possim.rig import run_keys
 

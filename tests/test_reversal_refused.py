@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-import pos_sim.terminal
-from pos_sim.policies import POLICY_NAMES
 from possim.expect import failed_expectations
+from possim.pos_sim import terminal
+from possim.pos_sim.policies import POLICY_NAMES
+from possim.protocol import codec
+from possim.protocol import events as ev
+from possim.protocol.messages import Message, OriginalData
 from possim.scenario import load
 from possim.simulation import simulate
-from protocol import codec
-from protocol import events as ev
-from protocol.messages import Message, OriginalData
 from tests.conftest import SCENARIOS
 from tests.helpers import new_host, replies
 
@@ -56,6 +56,6 @@ def test_the_terminal_repeats_until_the_host_answers_00() -> None:
 def test_under_the_old_rule_the_sale_shows_reversed_while_the_money_stays_debited(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """What the scenario guards against: any answer but 91/96 taken as 'reversed'."""
-    monkeypatch.setattr(pos_sim.terminal, "reversal_closes", lambda code: code not in {"91", "96"})
+    monkeypatch.setattr(terminal, "reversal_closes", lambda code: code not in {"91", "96"})
     s = simulate(load(SCENARIO), "reversal").verdict.summary()
     assert (s["reversed"], s["orphaned_debits"], s["customer_loss"]) == (1, 1, "40.00")

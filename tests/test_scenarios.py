@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pos_sim.config import POLICIES
 from possim.expect import failed_expectations
+from possim.pos_sim.config import POLICIES
 from possim.scenario import load
 from possim.simulation import simulate
 from tests.conftest import SCENARIOS

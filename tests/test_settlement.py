@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pos_sim.actions import Action, Send
-from pos_sim.records import CompletionState
-from pos_sim.terminal import Terminal
+from possim.pos_sim.actions import Action, Send
+from possim.pos_sim.records import CompletionState
+from possim.pos_sim.terminal import Terminal
+from possim.protocol import codec, cup
+from possim.protocol import events as ev
+from possim.protocol import mti as M
+from possim.protocol.cup import BatchTotals
+from possim.protocol.messages import Message
 from possim.scenario import from_dict, load
 from possim.simulation import simulate
-from protocol import codec, cup
-from protocol import events as ev
-from protocol import mti as M
-from protocol.cup import BatchTotals
-from protocol.messages import Message
 from tests.conftest import SCENARIOS
 from tests.helpers import new_host, new_terminal, purchase, replies, sends
 

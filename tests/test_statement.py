@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from acquirer_sim import errors_handling as eh
-from acquirer_sim.ledger import Ledger, read_ledger
+from possim.acquirer_sim import errors_handling as eh
+from possim.acquirer_sim.ledger import Ledger, read_ledger
 from possim.checker import ledger_money
 from possim.cli import main
 from possim.fees import FeeSchedule

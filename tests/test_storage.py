@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from acquirer_sim.ledger import Ledger, LedgerBusyError, LedgerWait, read_ledger
-from pos_sim.journal import Journal, read_journal
-from pos_sim.records import TxnRecord
-from protocol.storage import StoreError
+from possim.acquirer_sim.ledger import Ledger, LedgerBusyError, LedgerWait, read_ledger
+from possim.pos_sim.journal import Journal, read_journal
+from possim.pos_sim.records import TxnRecord
+from possim.protocol.storage import StoreError
 
 ROOT = Path(__file__).resolve().parent.parent
 PAN = "4000000000000002"
@@ -74,7 +74,7 @@ def record(txn_id: int, status: str = "approved") -> TxnRecord:
 # A child that commits three sales, then starts a big transaction, says "writing" and waits to be killed.
 LEDGER_WRITER = """
 import sys
-from acquirer_sim.ledger import Ledger
+from possim.acquirer_sim.ledger import Ledger
 ledger = Ledger(sys.argv[1], default_balance=100_000)
 for n in range(1, 4):
     ledger.record(1.0, ("POS00001", f"{n:06d}", "1125100000"), "0200", "4000000000000002", 2500, "r", "a",
@@ -239,8 +239,8 @@ def _ledger_file(folder: Path) -> Path:
 # A terminal that journals three sales and a STAN, then dies in the middle of a transaction.
 JOURNAL_WRITER = """
 import sys
-from pos_sim.journal import Journal
-from pos_sim.records import TxnRecord
+from possim.pos_sim.journal import Journal
+from possim.pos_sim.records import TxnRecord
 journal = Journal(sys.argv[1], tid="POS00001")
 def record(n, status):
     return TxnRecord(txn_id=n, intent=f"b{n}", kind="purchase", mti="0200", stan=f"{n:06d}",

@@ -8,12 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from possim.protocol.errors import ProtocolError
+from possim.protocol.framing import Deframer, frame
 from possim.realtime import run_tcp
 from possim.replay import replay
 from possim.scenario import load
 from possim.simulation import simulate
-from protocol.errors import ProtocolError
-from protocol.framing import Deframer, frame
 from tests.conftest import SCENARIOS
 
 COUNTS = ("orphaned_debits", "double_debits", "phantom_approvals", "pending_reversals", "open_holds")

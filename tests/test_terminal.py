@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from pos_sim.actions import Action, CancelTimer, Outcome, Send, StartTimer, WriteJournal
-from pos_sim.exchanges import REVERSAL_ANSWERS
-from pos_sim.terminal import Terminal
-from protocol import codec
-from protocol import events as ev
+from possim.pos_sim.actions import Action, CancelTimer, Outcome, Send, StartTimer, WriteJournal
+from possim.pos_sim.exchanges import REVERSAL_ANSWERS
+from possim.pos_sim.terminal import Terminal
+from possim.protocol import codec
+from possim.protocol import events as ev
 from tests.helpers import new_host, new_terminal, purchase, replies, sends
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,7 +143,7 @@ def test_a_reversal_refused_until_attempts_run_out_stays_pending() -> None:
 
 def test_power_loss_after_sending_reverses_from_the_journal_on_boot() -> None:
     """Only the journal survives: the armed reversal record is enough to reverse after boot."""
-    from pos_sim.journal import Journal
+    from possim.pos_sim.journal import Journal
 
     journal = Journal(tid="POS00001")
     term, host = new_terminal("reversal"), new_host()
@@ -161,7 +161,7 @@ def test_power_loss_after_sending_reverses_from_the_journal_on_boot() -> None:
 
 
 def test_power_loss_without_recovery_leaves_the_fate_unknown() -> None:
-    from pos_sim.journal import Journal
+    from possim.pos_sim.journal import Journal
 
     journal = Journal(tid="POS00001")
     for action in new_terminal("none").request_payment(0.0, purchase()):

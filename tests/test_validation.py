@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pos_sim.terminal import RESPONSE_TIMER
-from protocol import codec
-from protocol import mti as M
-from protocol.cup import BatchTotals
-from protocol.messages import Message, OriginalData
-from protocol.validation import (
+from possim.pos_sim.terminal import RESPONSE_TIMER
+from possim.protocol import codec
+from possim.protocol import mti as M
+from possim.protocol.cup import BatchTotals
+from possim.protocol.messages import Message, OriginalData
+from possim.protocol.validation import (
     ALLOWED_CODES,
     CURRENCIES,
     PROCESSING_CODES,
@@ -225,7 +225,7 @@ def test_date_and_time_checks_agree_with_datetime_for_every_value() -> None:
     so 29 February is real): every MMDD and hhmmss, and MMDDhhmmss around every boundary."""
     from itertools import product
 
-    from protocol.validation import _real_date_time_by_datetime, real_date_time
+    from possim.protocol.validation import _real_date_time_by_datetime, real_date_time
 
     two = [f"{i:02d}" for i in range(100)]
     for layout, values in (("MMDD", product(two, two)), ("hhmmss", product(two, two, two)),

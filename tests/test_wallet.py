@@ -8,22 +8,22 @@ import sqlite3
 
 import pytest
 
-from acquirer_sim.ledger import Ledger
-from acquirer_sim.wallet import Customer, GatewayConfig, Wake, WalletGateway, WalletReply
-from acquirer_sim.wallet_ledger import WalletLedger
-from pos_sim.actions import Send, StartTimer
-from pos_sim.policies import POLICY_NAMES
-from pos_sim.records import ReversalState, SaleStatus
-from pos_sim.wallet_actions import WalletResult, WriteWallet
-from pos_sim.wallet_policies import PROFILES, WALLET_REGISTRY
-from pos_sim.wallet_terminal import WalletPaymentRequest, WalletTerminal, WalletTerminalConfig
+from possim.acquirer_sim.ledger import Ledger
+from possim.acquirer_sim.wallet import Customer, GatewayConfig, Wake, WalletGateway, WalletReply
+from possim.acquirer_sim.wallet_ledger import WalletLedger
 from possim.checker import check
+from possim.pos_sim.actions import Send, StartTimer
+from possim.pos_sim.policies import POLICY_NAMES
+from possim.pos_sim.records import ReversalState, SaleStatus
+from possim.pos_sim.wallet_actions import WalletResult, WriteWallet
+from possim.pos_sim.wallet_policies import PROFILES, WALLET_REGISTRY
+from possim.pos_sim.wallet_terminal import WalletPaymentRequest, WalletTerminal, WalletTerminalConfig
+from possim.protocol import events as ev
+from possim.protocol import wallet as W
+from possim.protocol.errors import ProtocolError
+from possim.protocol.faults import FaultDecider, FaultPlan, Rule
 from possim.scenario import from_dict, load
 from possim.simulation import simulate
-from protocol import events as ev
-from protocol import wallet as W
-from protocol.errors import ProtocolError
-from protocol.faults import FaultDecider, FaultPlan, Rule
 from tests.conftest import SCENARIOS
 
 TID = "POS00001"

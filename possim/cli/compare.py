@@ -8,13 +8,13 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from pos_sim.config import POLICIES
 from possim import console as show
 from possim.cli import inputs
 from possim.cli import options as opt
 from possim.cli.views import console, heading, lang_option
 from possim.expect import failed_expectations
 from possim.lesson import tr_for
+from possim.pos_sim.config import POLICIES
 from possim.simulation import RunResult, simulate
 
 

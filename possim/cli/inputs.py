@@ -11,12 +11,12 @@ from importlib.resources import files
 from pathlib import Path
 
 from possim.cli.errors import InputError, as_input_error
+from possim.protocol.mqtt import BrokerAddress
+from possim.protocol.transports import Endpoint, TransportError, Wire, open_wire
 from possim.scenario import Scenario, ScenarioError, load
-from protocol.mqtt import BrokerAddress
-from protocol.transports import Endpoint, TransportError, Wire, open_wire
 
 #: The package that carries the shipped scenario files (the project's ``scenarios/`` folder).
-SHIPPED = "scenarios"
+SHIPPED = "possim.scenarios"
 
 
 def shipped_folder() -> Path:
@@ -103,7 +103,7 @@ def wire(transport: str, broker_url: str | None, tcp_url: str | None, qos: int, 
 def _offset(url: str, offset: int) -> str:
     if not offset:
         return url
-    from protocol.tcp import parse_address
+    from possim.protocol.tcp import parse_address
 
     with as_input_error(TransportError):
         host, port = parse_address(url)
@@ -116,7 +116,7 @@ def shard(text: str | None) -> tuple[int, int]:
     """``--shard k/K`` as (k, K); (0, 1) when not given."""
     if text is None:
         return 0, 1
-    from protocol.shards import parse_shard
+    from possim.protocol.shards import parse_shard
 
     with as_input_error(ValueError):
         return parse_shard(text)

@@ -83,8 +83,8 @@ def _target(connect: str | None, transport: str, allow_remote: bool) -> tuple[st
         return None
     if transport != "tcp":
         raise InputError("--connect drives an ISO 8583 host over TCP: add --transport tcp")
-    from protocol.tcp import parse_address
-    from protocol.transports import TransportError
+    from possim.protocol.tcp import parse_address
+    from possim.protocol.transports import TransportError
 
     with as_input_error(TransportError):
         host, port = parse_address(connect)
@@ -94,7 +94,7 @@ def _target(connect: str | None, transport: str, allow_remote: bool) -> tuple[st
 
 
 def _run(plan: LoadPlan, live: bool) -> LoadReport:
-    from protocol.transports import TransportError
+    from possim.protocol.transports import TransportError
 
     bar = Progress(TextColumn("[bold]load[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                    TimeElapsedColumn(), console=Console(stderr=True), transient=True, disable=not live)

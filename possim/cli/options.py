@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 
 import click
 
-from pos_sim.config import POLICIES, PROFILES
-from protocol import transports
+from possim.pos_sim.config import POLICIES, PROFILES
+from possim.protocol import transports
 
 F = TypeVar("F", bound=Callable[..., Any])
 

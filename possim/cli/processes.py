@@ -19,14 +19,14 @@ from possim.cli import inputs
 from possim.cli import options as opt
 from possim.cli.errors import InputError, as_input_error
 from possim.keys import HOST_USERNAME, KeyRing
-from protocol.mac import ALGORITHMS as MAC_ALGORITHMS
-from protocol.mac import DEFAULT_ALGORITHM as DEFAULT_MAC
+from possim.protocol.mac import ALGORITHMS as MAC_ALGORITHMS
+from possim.protocol.mac import DEFAULT_ALGORITHM as DEFAULT_MAC
 
 if TYPE_CHECKING:
     from possim.checker import Verdict
-    from protocol.events import Stamped
-from protocol.transports import NAMES as TRANSPORT_NAMES
-from protocol.transports import Endpoint, TransportError, Wire, open_wire
+    from possim.protocol.events import Stamped
+from possim.protocol.transports import NAMES as TRANSPORT_NAMES
+from possim.protocol.transports import Endpoint, TransportError, Wire, open_wire
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,7 +40,7 @@ _CARD = re.compile(r"\d{13,19}")
 
 def _masked(value: Any) -> Any:
     """``value`` with every card number in it (as a value, a key, nested) masked."""
-    from acquirer_sim.host import mask_pan
+    from possim.acquirer_sim.host import mask_pan
 
     if isinstance(value, str):
         return mask_pan(value) if _CARD.fullmatch(value) else value
@@ -163,7 +163,7 @@ def _wire(transport: str, broker_url: str | None, tcp_url: str | None, qos: int,
           port_offset: int = 0, profile: str = "iso") -> Wire:
     """``inputs.wire`` plus the broker account of ``username`` from the key file, and TLS; host shards as
     in :func:`possim.cli.inputs.wire`; the profile's wire dialect (``cup``: CUP frames over TCP)."""
-    from protocol.dialects import for_profile
+    from possim.protocol.dialects import for_profile
 
     dialect = for_profile(profile)
     wire = inputs.wire(transport, broker_url, tcp_url, qos, client_id, shard, shards, port_offset, dialect)
@@ -213,12 +213,12 @@ def acquirer(transport: str, broker_url: str | None, listen_url: str | None, led
     import random
     from datetime import datetime
 
-    from acquirer_sim.config import HostConfig
-    from acquirer_sim.host import AcquirerHost
-    from acquirer_sim.ledger import Ledger
+    from possim.acquirer_sim.config import HostConfig
+    from possim.acquirer_sim.host import AcquirerHost
+    from possim.acquirer_sim.ledger import Ledger
+    from possim.protocol.storage import StoreError
     from possim.realtime import serve_acquirer
     from possim.wallet_rig import acquirer_gateway
-    from protocol.storage import StoreError
 
     shard, shards = inputs.shard(shard_text)
     ring = _load_keys(keys_path)
@@ -305,13 +305,13 @@ def _drive(scenario: str, transport: str, broker_url: str | None, connect_url: s
     inputs.tid(tid)
     inputs.writable(journal_path, trace_path)
     if journal_path and Path(journal_path).exists():
-        from pos_sim.journal import read_journal
-        from protocol.storage import StoreError
+        from possim.pos_sim.journal import read_journal
+        from possim.protocol.storage import StoreError
 
         with as_input_error(StoreError):  # refuse a file that is not a journal before any work starts
             read_journal(journal_path).close()
     inputs.scaled(sc, time_scale)
-    from protocol.shards import shard_of
+    from possim.protocol.shards import shard_of
 
     ring = _load_keys(keys_path)
     mac_key = None
@@ -339,7 +339,7 @@ def _drive(scenario: str, transport: str, broker_url: str | None, connect_url: s
 
 def _settlement_outcome(records: Sequence[Stamped]) -> str:
     """What the terminal's settlement came to: balanced, balanced after upload, out of balance, failed."""
-    from protocol import events as ev
+    from possim.protocol import events as ev
 
     answers = [s.event for s in records if isinstance(s.event, ev.SettlementAnswered)]
     failed = any(isinstance(s.event, ev.SettlementFailed) and s.event.mti == "0500" for s in records)
@@ -385,10 +385,10 @@ def check_command(journal_paths: tuple[str, ...], ledger_paths: tuple[str, ...],
     Files left by a killed process are recovered on open. Exit 0 only when the money is
     right and nothing is still owed (no pending reversal, no open hold); 1 otherwise.
     """
-    from acquirer_sim.ledger import read_ledger
-    from pos_sim.journal import read_journal
+    from possim.acquirer_sim.ledger import read_ledger
     from possim.checker import check, open_journals
-    from protocol.storage import SIDECARS, StoreError
+    from possim.pos_sim.journal import read_journal
+    from possim.protocol.storage import SIDECARS, StoreError
 
     journals: list[sqlite3.Connection] = []
     ledgers: list[sqlite3.Connection] = []

@@ -13,9 +13,9 @@ from possim.cli import options as opt
 from possim.cli.errors import InputError, as_input_error
 from possim.cli.views import lang_option, print_run, write_views
 from possim.expect import failed_expectations
+from possim.protocol.transports import TransportError
 from possim.scenario import Scenario
 from possim.simulation import RunResult, simulate
-from protocol.transports import TransportError
 
 
 @click.command("run")

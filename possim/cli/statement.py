@@ -19,18 +19,18 @@ from pathlib import Path
 
 import click
 
-from acquirer_sim import errors_handling as eh
-from acquirer_sim.ledger import Key, Ledger, read_ledger
-from pos_sim.journal import read_journal
 from possim import statement as st
+from possim.acquirer_sim import errors_handling as eh
+from possim.acquirer_sim.ledger import Key, Ledger, read_ledger
 from possim.cli import inputs
 from possim.cli import options as opt
 from possim.cli.errors import InputError, as_input_error
 from possim.fees import FeeSchedule
+from possim.pos_sim.journal import read_journal
+from possim.protocol.storage import StoreError
 from possim.reconcile import MerchantRecord, check_statement, journal_records, slip_records
 from possim.scenario import Scenario
 from possim.simulation import simulate
-from protocol.storage import StoreError
 
 #: When the acquirer's error-handling run books its refunds, unless told otherwise.
 RUN_AT = time(9, 0)
