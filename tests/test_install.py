@@ -5,7 +5,7 @@ installed with ``pip install --no-deps`` into a new virtualenv. Its dependencies
 downloaded: one ``.pth`` line makes the development environment's site-packages visible
 *after* the new one. A ``.pth`` line only adds a folder to ``sys.path``; the ``.pth`` files
 inside it (the editable install of this checkout) are not run, so ``possim`` and the
-``scenarios`` package can only come from the wheel. ``PYTHONPATH`` is removed and every
+``possim.scenarios`` package can only come from the wheel. ``PYTHONPATH`` is removed and every
 command runs in an empty temporary folder.
 """
 
@@ -62,17 +62,17 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
 def test_the_wheel_carries_the_shipped_scenarios(installed: tuple[Path, dict[str, str]]) -> None:
     wheel = next((installed[0].parent.parent / "dist").glob("possim-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    shipped = {f"scenarios/{p.relative_to(ROOT / 'scenarios')}" for p in (ROOT / "scenarios").rglob("*")
+    shipped = {f"possim/scenarios/{p.relative_to(ROOT / 'scenarios')}" for p in (ROOT / "scenarios").rglob("*")
                if p.is_file() and "__pycache__" not in p.parts}
     assert shipped <= names, shipped - names
-    assert "scenarios/regressions/README.md" in names and "possim/data/mosquitto.conf" in names
-    assert not any(n.startswith("tests/") for n in names)
+    assert "possim/scenarios/regressions/README.md" in names and "possim/data/mosquitto.conf" in names
+    assert {n.split("/")[0] for n in names} == {"possim", "possim-0.1.0.dist-info"}, "only names possim owns"
 
 
 def test_installed_possim_runs_shipped_scenarios_from_any_folder(installed: tuple[Path, dict[str, str]],
                                                                    tmp_path: Path) -> None:
     bin_dir, env = installed
-    where = _run(bin_dir / "python", "-c", "import possim, scenarios; print(possim.__file__, scenarios.__file__)",
+    where = _run(bin_dir / "python", "-c", "import possim.scenarios as s, possim; print(possim.__file__, s.__file__)",
                  cwd=tmp_path, env=env)
     assert str(bin_dir.parent) in where.stdout and str(ROOT) not in where.stdout, where.stdout + where.stderr
     listed = _run(bin_dir / "possim", "list", cwd=tmp_path, env=env)
