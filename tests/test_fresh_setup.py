@@ -23,13 +23,14 @@ from tests.conftest import ROOT
 SOURCES = ("pyproject.toml", "README.md", "constraints.txt", "possim", "pos_sim", "acquirer_sim", "protocol",
            "scenarios", "tests")
 #: The fast part: the codec against pyiso8583, the shape of the code, the catalogues.
-FAST = ("tests/test_codec.py", "tests/test_architecture.py", "tests/test_i18n.py::test_compiled_catalogues_match_their_po_sources")
+FAST = ("tests/test_codec.py", "tests/test_architecture.py",
+        "tests/test_i18n.py::test_compiled_catalogues_match_their_po_sources")
 
 
 def _pins() -> dict[str, str]:
     pins = {}
-    for line in (ROOT / "constraints.txt").read_text().splitlines():
-        line = line.split("#")[0].strip()
+    for raw in (ROOT / "constraints.txt").read_text().splitlines():
+        line = raw.split("#")[0].strip()
         if line:
             name, version = line.split("==")
             pins[_canonical(name)] = version
