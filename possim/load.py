@@ -56,6 +56,9 @@ MAX_TERMINALS = 100_000
 MAX_DURATION = 3600.0
 #: Seconds a broker or an external host may stay unreachable before the run is stopped as lost.
 LOST_AFTER = 5.0
+#: What a lost peer is called: English templates (the CLI translates them) filled with its URL and LOST_AFTER.
+BROKER_GONE = "broker at {url} is gone (no connection for {seconds} s)"
+HOST_GONE = "host at {url} stopped answering (no connection for {seconds} s)"
 
 
 class LoadError(Exception):
@@ -135,6 +138,8 @@ class LoadReport:
     per_host: list[int] = field(default_factory=list)
     #: Why the run ended before settling: its broker or host was lost, or it was interrupted.
     stopped: str | None = None
+    #: A lost peer as (template, url), for a caller that words ``stopped`` in another language.
+    lost: tuple[str, str] | None = None
 
     def percentiles(self) -> dict[str, float]:
         """Latency in milliseconds: p50, p95, p99, max."""
@@ -227,7 +232,8 @@ def check_target(host: str, allow_remote: bool) -> None:
 class _Peer:
     """A broker or host the run depends on: lost when ``up`` stays false for ``LOST_AFTER`` seconds."""
 
-    lost: str  # what the run says when it is lost
+    template: str  # BROKER_GONE or HOST_GONE
+    url: str
     up: Callable[[], bool]
 
 
@@ -258,6 +264,7 @@ async def run_load(plan: LoadPlan, progress: Callable[[_Meter, LoadPlan, float],
     began = time.perf_counter()
     wiring = _Wiring(lambda: True)
     stopped: str | None = None
+    lost: tuple[str, str] | None = None
     try:
         wiring = await _wire(plan, fleet, guards, closers)
         sched.t0 = loop.time()
@@ -265,7 +272,7 @@ async def run_load(plan: LoadPlan, progress: Callable[[_Meter, LoadPlan, float],
         meter.started = plan.sales
         reporter = asyncio.create_task(_report(meter, plan, sched, progress))
         try:
-            settled, stopped = await _until_done(plan, fleet, meter, wiring, stop)
+            settled, stopped, lost = await _until_done(plan, fleet, meter, wiring, stop)
         finally:
             reporter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -284,12 +291,15 @@ async def run_load(plan: LoadPlan, progress: Callable[[_Meter, LoadPlan, float],
     per_host = wiring.sent() if wiring.sent is not None else [g.handled for g in guards]
     return LoadReport(plan, started, meter.completed, time.perf_counter() - began,
                       max(sale_seconds, 1e-9), meter.histogram, meter.outcomes, meter.timeouts, verdict, settled,
-                      journals_only, per_host, stopped)
+                      journals_only, per_host, stopped, lost)
 
 
 async def _until_done(plan: LoadPlan, fleet: Fleet, meter: _Meter, wiring: _Wiring,
-                      stop: asyncio.Event | None) -> tuple[bool, str | None]:
-    """Settled (or the deadline), a lost peer, or ``stop``: whichever comes first; (settled, why stopped)."""
+                      stop: asyncio.Event | None) -> tuple[bool, str | None, tuple[str, str] | None]:
+    """Settled (or the deadline), a lost peer, or ``stop``: whichever comes first.
+
+    Returns (settled, why it stopped early, the lost peer's (template, url)).
+    """
     quiet = asyncio.create_task(wait_quiet(lambda: fleet.quiet() and wiring.ready(),
                                            lambda: meter.completed + meter.timeouts, plan.deadline, grace=0.5))
     watch = asyncio.create_task(_watch(wiring.peers))
@@ -302,14 +312,15 @@ async def _until_done(plan: LoadPlan, fleet: Fleet, meter: _Meter, wiring: _Wiri
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     if quiet.done() and not quiet.cancelled():
-        return quiet.result(), None
+        return quiet.result(), None, None
     if watch.done() and not watch.cancelled():
-        return False, watch.result()
-    return False, "interrupted"
+        template, url = watch.result()
+        return False, template.format(url=url, seconds=f"{LOST_AFTER:g}"), (template, url)
+    return False, "interrupted", None
 
 
-async def _watch(peers: list[_Peer]) -> str:
-    """Returns what was lost once a peer has been unreachable for ``LOST_AFTER`` seconds."""
+async def _watch(peers: list[_Peer]) -> tuple[str, str]:
+    """Returns the peer lost, (template, url), once it has been unreachable for ``LOST_AFTER`` seconds."""
     loop = asyncio.get_running_loop()
     down_since: dict[int, float] = {}
     while True:
@@ -319,7 +330,7 @@ async def _watch(peers: list[_Peer]) -> str:
             if peer.up():
                 down_since.pop(i, None)
             elif now - down_since.setdefault(i, now) >= LOST_AFTER:
-                return peer.lost
+                return peer.template, peer.url
 
 
 def fleet_sales(fleet: Fleet) -> list[int]:
@@ -396,8 +407,8 @@ async def _wire_tcp(plan: LoadPlan, fleet: Fleet, guards: list[_Guard], closers:
             ends.append(link)
             by_target[k].append(link)
             m.outbound.target = link
-    peers = [_Peer(f"host at tcp://{host}:{port} stopped answering (no connection for {LOST_AFTER:g} s)",
-                   _all_connected(links)) for (host, port), links in zip(targets, by_target, strict=True)]
+    peers = [_Peer(HOST_GONE, f"tcp://{host}:{port}", _all_connected(links))
+             for (host, port), links in zip(targets, by_target, strict=True)]
     sent = (lambda: [sum(link.sent for link in links) for links in by_target]) if plan.connect is not None else None
     return _Wiring(lambda: all(e.idle for e in ends), peers, sent)
 
@@ -440,10 +451,10 @@ async def _wire_mqtt(plan: LoadPlan, fleet: Fleet, guards: list[_Guard], closers
             await start(ep)
             for m in members:
                 m.outbound.target = _MqttRequests(ep, request_topic(m.tid, plan.hosts))
-    lost = f"broker at mqtt://{address.host}:{address.port} is gone (no connection for {LOST_AFTER:g} s)"
     ids = [ep.identifier for ep in endpoints]
-    return _Wiring(lambda: all(ep.idle and ep.connected.is_set() for ep in endpoints),
-                   [_Peer(lost, _all_connected(endpoints))], after=[lambda: end_sessions(address, ids)])
+    broker = _Peer(BROKER_GONE, f"mqtt://{address.host}:{address.port}", _all_connected(endpoints))
+    return _Wiring(lambda: all(ep.idle and ep.connected.is_set() for ep in endpoints), [broker],
+                   after=[lambda: end_sessions(address, ids)])
 
 
 def _host_id(shard: int, i: int) -> str:

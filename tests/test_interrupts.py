@@ -148,7 +148,7 @@ def test_the_new_views_have_every_string_in_chinese() -> None:
     from collections import Counter
 
     from possim.cli.load import _print
-    from possim.load import LoadPlan, run_load
+    from possim.load import BROKER_GONE, HOST_GONE, LoadPlan, run_load
 
     Tr.missing.clear()
     zh = Tr("zh")
@@ -156,6 +156,9 @@ def test_the_new_views_have_every_string_in_chinese() -> None:
     report.stopped = "interrupted"
     con = Console(file=io.StringIO(), width=120)
     _print(con, report, zh)
+    report.stopped, report.lost = "lost", (BROKER_GONE, "mqtt://127.0.0.1:1883")
+    _print(con, report, zh)
+    zh(HOST_GONE, url="tcp://127.0.0.1:8583", seconds=5)
     chaos = ChaosReport(Counter(acquirer=1), {"transactions": 2, "orphaned_debits": 0}, 1.0, interrupted=True)
     buf = io.StringIO()
     print_table(chaos, buf, zh)
@@ -168,4 +171,5 @@ def test_the_new_views_have_every_string_in_chinese() -> None:
                             ("every terminal settled", {}), ("acquirer", {}), ("terminal", {}), ("none", {})):
         zh(message, **values)
     assert sorted(m for _, m in Tr.missing) == []
-    assert "单边账" in buf.getvalue() and "已中断" in con.file.getvalue()  # type: ignore[attr-defined]
+    shown = con.file.getvalue()  # type: ignore[attr-defined]
+    assert "单边账" in buf.getvalue() and "已中断" in shown and "消息代理 mqtt://127.0.0.1:1883 已失联" in shown

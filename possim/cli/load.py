@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from possim import load as lib
 from possim.cli import inputs
 from possim.cli import options as opt
 from possim.cli.errors import ABORTED, InputError, as_input_error
@@ -81,8 +82,8 @@ def load_command(terminals: int, rate: float, duration: float, transport: str, h
     finally:
         if private:
             private.close()
-    if report.stopped not in (None, INTERRUPTED):
-        click.echo(f"possim: {report.stopped}", err=True)
+    if report.lost is not None:
+        click.echo(f"possim: {_why(report, tr)}", err=True)
     if as_json:
         click.echo(json.dumps(report.as_dict(), sort_keys=True))
     else:
@@ -146,7 +147,7 @@ def _print(con: Console, report: LoadReport, tr: Tr | None = None) -> None:
                  policy=d["policy"], profile=d["profile"]))
     if report.stopped is not None:
         con.print(tr("[bold red]stopped early[/] ({why}): the figures below are what ran until then",
-                     why=tr(report.stopped) if report.stopped == INTERRUPTED else report.stopped))
+                     why=_why(report, tr)))
     table = Table(title=tr("throughput and latency (HdrHistogram, request to outcome)"))
     table.add_column(tr("measure"))
     table.add_column(tr("value"), justify="right")
@@ -171,3 +172,11 @@ def _print(con: Console, report: LoadReport, tr: Tr | None = None) -> None:
     con.print(verdict)
     con.print(tr("[green]settled: nothing orphaned, doubled or owed[/]") if report.ok
               else tr("[bold red]NOT settled: see the verdict[/]"))
+
+
+def _why(report: LoadReport, tr: Tr) -> str:
+    """Why the run stopped early, in the reader's language."""
+    if report.lost is not None:
+        template, url = report.lost
+        return tr(template, url=url, seconds=f"{lib.LOST_AFTER:g}")
+    return tr(report.stopped or "")
