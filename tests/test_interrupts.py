@@ -173,3 +173,12 @@ def test_the_new_views_have_every_string_in_chinese() -> None:
     assert sorted(m for _, m in Tr.missing) == []
     shown = con.file.getvalue()  # type: ignore[attr-defined]
     assert "单边账" in buf.getvalue() and "已中断" in shown and "消息代理 mqtt://127.0.0.1:1883 已失联" in shown
+
+
+def test_chaos_json_is_one_object_with_the_kills_and_the_verdict() -> None:
+    out = possim("chaos", "--terminals", "1", "--acquirer-kills", "1", "--terminal-kills", "0", "--broker-kills", "0",
+                 "--sales", "2", "--json")
+    assert out.returncode == 0, out.stdout + out.stderr
+    report = json.loads(out.stdout)
+    assert report["kills"] == {"acquirer": 1, "terminal": 0, "broker": 0}
+    assert report["transactions"] == 2 and report["clean"] is True and report["interrupted"] is False
