@@ -13,7 +13,7 @@ import os
 import re
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -105,9 +105,9 @@ async def _loading(*args: str) -> AsyncIterator[_Load]:
         await load.stdout()
 
 
-async def _lost(load: _Load, kill: object) -> tuple[int, str, str]:
+async def _lost(load: _Load, kill: Callable[[], None]) -> tuple[int, str, str]:
+    """Kill the peer once load said its sales started; then load's exit code, stdout and stderr."""
     await load.process.wait_for_line(lambda line: STARTED in line, "sales started")
-    assert callable(kill)
     kill()
     code = await load.process.wait()  # fails the test after EXIT_TIMEOUT (60 s)
     return code, await load.stdout(), load.process.log
