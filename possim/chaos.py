@@ -9,7 +9,8 @@ one shared ledger.
 
 Kills are spread over the run by one seeded RNG, so a chaos run is reproducible in what it
 does (not in when the operating system schedules it). Everything binds to loopback and the
-run stops by itself: each phase has a deadline.
+run stops by itself: each phase has a deadline. Ctrl-C stops every process and judges what
+the run wrote so far (``interrupted``).
 """
 
 from __future__ import annotations
@@ -68,12 +69,18 @@ class ChaosReport:
     kills: Counter[str] = field(default_factory=Counter)
     summary: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    #: Stopped by Ctrl-C: the summary judges the journals and ledger as they were left.
+    interrupted: bool = False
 
     @property
     def clean(self) -> bool:
         s = self.summary
         return all(s.get(k, 1) == 0 for k in ("orphaned_debits", "double_debits", "phantom_approvals",
                                                "pending_reversals"))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kills": {k: self.kills[k] for k in ("acquirer", "terminal", "broker")}, **self.summary,
+                "seconds": round(self.seconds, 1), "interrupted": self.interrupted, "clean": self.clean}
 
     def rows(self) -> list[tuple[str, object]]:
         s = self.summary
@@ -161,28 +168,39 @@ def _fleet(folder: Path, plan: ChaosPlan) -> Iterator[tuple[Broker, _Process, li
         broker.close()
 
 
-def run_chaos(folder: Path, plan: ChaosPlan, progress: Callable[[str], None] = lambda _: None) -> ChaosReport:
-    """Run the fleet, kill at random, let it settle, judge it. ``folder`` keeps every file for a post-mortem."""
+def run_chaos(folder: Path, plan: ChaosPlan, progress: Callable[..., None] = lambda *_, **__: None) -> ChaosReport:
+    """Run the fleet, kill at random, let it settle, judge it. ``folder`` keeps every file for a post-mortem.
+
+    ``progress(message, **values)`` hears of each kill (``message`` is an English template
+    for ``str.format``, so a caller may translate it first). Ctrl-C (``KeyboardInterrupt``)
+    stops every process and judges what was written until then.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(plan.seed)
     report = ChaosReport()
     started = time.monotonic()
-    with _fleet(folder, plan) as (broker, acquirer, terminals):
-        acquirer.start()
-        acquirer.wait_for("mqtt_connected")
-        for term in terminals:
-            term.start()
-        kinds = ["acquirer"] * plan.acquirer_kills + ["terminal"] * plan.terminal_kills + \
-            ["broker"] * plan.broker_kills
-        rng.shuffle(kinds)
-        for n, kind in enumerate(kinds, 1):
-            time.sleep(rng.uniform(0.05, 0.6))  # the random moment of the next kill (not a synchronization)
-            _kill_and_restart(kind, rng, broker, acquirer, terminals)
-            report.kills[kind] += 1
-            progress(f"kill {n}/{len(kinds)}: {kind}")
-        _settle(acquirer, terminals, plan.settle_timeout, progress)
-        acquirer.stop()
-        report.summary = judge(folder / "ledger.db", [folder / f"{t.name}.db" for t in terminals])
+    terminals: list[_Process] = []
+    try:
+        with _fleet(folder, plan) as (broker, acquirer, terminals):
+            acquirer.start()
+            acquirer.wait_for("mqtt_connected")
+            for term in terminals:
+                term.start()
+            kinds = ["acquirer"] * plan.acquirer_kills + ["terminal"] * plan.terminal_kills + \
+                ["broker"] * plan.broker_kills
+            rng.shuffle(kinds)
+            for n, kind in enumerate(kinds, 1):
+                time.sleep(rng.uniform(0.05, 0.6))  # the random moment of the next kill (not a synchronization)
+                _kill_and_restart(kind, rng, broker, acquirer, terminals)
+                report.kills[kind] += 1
+                progress("kill {n}/{total}: {kind}", n=n, total=len(kinds), kind=kind)
+            _settle(acquirer, terminals, plan.settle_timeout, progress)
+            acquirer.stop()
+    except KeyboardInterrupt:
+        report.interrupted = True  # _fleet has stopped every process on the way out
+    ledger = folder / "ledger.db"
+    if ledger.exists():
+        report.summary = judge(ledger, [folder / f"{t.name}.db" for t in terminals])
     report.seconds = time.monotonic() - started
     return report
 
@@ -203,7 +221,7 @@ def _kill_and_restart(kind: str, rng: random.Random, broker: Broker, acquirer: _
         victim.start()
 
 
-def _settle(acquirer: _Process, terminals: list[_Process], timeout: float, progress: Callable[[str], None]) -> None:
+def _settle(acquirer: _Process, terminals: list[_Process], timeout: float, progress: Callable[..., None]) -> None:
     """Every terminal runs until it has nothing left to do (exit 0); one that ends otherwise is restarted."""
     deadline = time.monotonic() + timeout
     pending = list(terminals)
@@ -239,7 +257,9 @@ def judge(ledger: Path, journals: list[Path]) -> dict[str, Any]:
     return {**verdict.counts, "settled": verdict.settled}
 
 
-def print_table(report: ChaosReport, out: IO[str]) -> None:
-    """The chaos table, one measure a line."""
+def print_table(report: ChaosReport, out: IO[str], tr: Callable[[str], str] = str) -> None:
+    """The chaos table, one measure a line (``tr`` translates the labels)."""
+    if report.interrupted:
+        out.write(tr("chaos interrupted: the kills so far, and the money as the processes left it") + "\n")
     for label, value in report.rows():
-        out.write(f"{label:>20}: {value}\n")
+        out.write(f"{tr(label):>20}: {value}\n")

@@ -60,24 +60,47 @@ RECOVERY = ("reversal", "query", "query-then-reversal")
 
 def run_demo(console: Console, scenarios: Path, pace: float, sleep: Callable[[float], None] = time.sleep,
              lang: str | None = None) -> None:
+    """Every act in turn. Ctrl-C (``KeyboardInterrupt``, raised again) ends it with which acts were played."""
     tr = Tr(lang or "en")
     console.print(f"[bold]{tr('possim: why a failed payment can still take the customer money')}[/]\n")
-    for act in ACTS:
-        scenario = load(scenarios / f"{act.scenario}.toml")
-        console.rule(f"[bold]{tr(act.title)}[/]")
-        played = simulate(scenario, act.policy)
-        tr = tr_for(played, tr.lang)
-        console.print(tr("Playing {scenario} under policy {policy}.", scenario=act.scenario, policy=act.policy))
-        console.print(f"[italic]{tr(act.setup)}[/]\n")
-        _paced(console, played.trace.records, pace, sleep, tr)
-        console.print()
-        show.lesson(console, played, tr, actions=False)
-        others = {p: played if p == act.policy else simulate(scenario, p) for p in ("none", *RECOVERY)}
-        show.compare(console, list(others.values()), tr)
-        console.print(f"[bold]{tr(act.fix)}[/]\n")
-        sleep(pace * 3)
+    played: list[Act] = []
+    try:
+        for act in ACTS:
+            _act(console, scenarios, act, pace, sleep, tr)
+            played.append(act)
+    except KeyboardInterrupt:
+        _stopped(console, played, tr)
+        raise
     console.rule(f"[bold]{tr('end of demo')}[/]")
     console.print(tr("Replay any act yourself: possim run <name> --policy none --report act.html"))
+
+
+def _stopped(console: Console, played: list[Act], tr: Tr) -> None:
+    """What a trainer who stopped the demo has shown, and where it stopped."""
+    console.print()
+    console.rule(f"[bold]{tr('demo stopped')}[/]")
+    shown = ", ".join(tr(act.title) for act in played) or tr("none")
+    console.print(tr("Acts played to the end: {acts}", acts=shown))
+    if len(played) < len(ACTS):
+        console.print(tr("Stopped during: {act}", act=tr(ACTS[len(played)].title)))
+    console.print(tr("Replay any act yourself: possim run <name> --policy none --report act.html"))
+
+
+def _act(console: Console, scenarios: Path, act: Act, pace: float, sleep: Callable[[float], None], tr: Tr) -> None:
+    """One act: the scenario played and narrated, its cost, every policy side by side, the fix."""
+    scenario = load(scenarios / f"{act.scenario}.toml")
+    console.rule(f"[bold]{tr(act.title)}[/]")
+    played = simulate(scenario, act.policy)
+    tr = tr_for(played, tr.lang)
+    console.print(tr("Playing {scenario} under policy {policy}.", scenario=act.scenario, policy=act.policy))
+    console.print(f"[italic]{tr(act.setup)}[/]\n")
+    _paced(console, played.trace.records, pace, sleep, tr)
+    console.print()
+    show.lesson(console, played, tr, actions=False)
+    others = {p: played if p == act.policy else simulate(scenario, p) for p in ("none", *RECOVERY)}
+    show.compare(console, list(others.values()), tr)
+    console.print(f"[bold]{tr(act.fix)}[/]\n")
+    sleep(pace * 3)
 
 
 def _paced(console: Console, records: list[Stamped], pace: float, sleep: Callable[[float], None], tr: Tr) -> None:

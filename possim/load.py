@@ -11,6 +11,15 @@ HdrHistogram (microseconds, 3 significant digits). Over MQTT terminals share a f
 host shard (one client publishes to many terminals' topics, as a terminal concentrator does),
 so a thousand terminals do not need a thousand MQTT sessions; over TCP each terminal has its
 own connection, because a connection belongs to the terminal of its first request.
+
+A load run leaves nothing behind on a broker it shares: its MQTT clients have fixed ids
+(``possim-load-...``, from the shard and the terminal ids they serve), every session is
+cleared before the run (a killed earlier run's) and ended after it, so the broker holds no
+session and no queued message of possim's however many runs it serves.
+
+A run that loses its peer says so and stops: a broker or an external host that stays
+unreachable for ``LOST_AFTER`` seconds ends the run with what it measured so far, as does
+``stop`` (Ctrl-C in the CLI).
 """
 
 from __future__ import annotations
@@ -19,7 +28,6 @@ import asyncio
 import contextlib
 import ipaddress
 import time
-import uuid
 import zlib
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -46,6 +54,11 @@ CONNECTIONS = 4
 #: Bounds: a load run is finite in size and time.
 MAX_TERMINALS = 100_000
 MAX_DURATION = 3600.0
+#: Seconds a broker or an external host may stay unreachable before the run is stopped as lost.
+LOST_AFTER = 5.0
+#: What a lost peer is called: English templates (the CLI translates them) filled with its URL and LOST_AFTER.
+BROKER_GONE = "broker at {url} is gone (no connection for {seconds} s)"
+HOST_GONE = "host at {url} stopped answering (no connection for {seconds} s)"
 
 
 class LoadError(Exception):
@@ -123,6 +136,10 @@ class LoadReport:
     settled: bool
     journals_only: bool
     per_host: list[int] = field(default_factory=list)
+    #: Why the run ended before settling: its broker or host was lost, or it was interrupted.
+    stopped: str | None = None
+    #: A lost peer as (template, url), for a caller that words ``stopped`` in another language.
+    lost: tuple[str, str] | None = None
 
     def percentiles(self) -> dict[str, float]:
         """Latency in milliseconds: p50, p95, p99, max."""
@@ -143,10 +160,15 @@ class LoadReport:
                 "wall_seconds": round(self.wall_seconds, 2), "latency_ms": self.percentiles(),
                 "timeouts": self.timeouts, "outcomes": dict(self.outcomes), "settled": self.settled,
                 "verdict_from": "journals" if self.journals_only else "journals+ledgers",
-                "requests_per_host": self.per_host, **{k: counts[k] for k in keys}}
+                # against an external host: the requests sent to it (its own count is not ours to read)
+                "requests_per_host": self.per_host,
+                "requests_counted": "sent" if self.journals_only else "handled",
+                "stopped": self.stopped, **{k: counts[k] for k in keys}}
 
     @property
     def ok(self) -> bool:
+        if self.stopped is not None:
+            return False
         v = self.verdict.counts
         if self.journals_only:
             return self.settled and v["pending_reversals"] == 0
@@ -206,8 +228,32 @@ def check_target(host: str, allow_remote: bool) -> None:
         raise LoadError(f"{host} is not a loopback address; pass --allow-remote to load a remote host")
 
 
-async def run_load(plan: LoadPlan, progress: Callable[[_Meter, LoadPlan, float], None] | None = None) -> LoadReport:
-    """Run the load and judge the fleet; every connection is closed before returning."""
+@dataclass
+class _Peer:
+    """A broker or host the run depends on: lost when ``up`` stays false for ``LOST_AFTER`` seconds."""
+
+    template: str  # BROKER_GONE or HOST_GONE
+    url: str
+    up: Callable[[], bool]
+
+
+@dataclass
+class _Wiring:
+    """What ``_wire`` set up: "every end is idle", the peers to watch, what to run after the last close."""
+
+    ready: Callable[[], bool]
+    peers: list[_Peer] = field(default_factory=list)
+    sent: Callable[[], list[int]] | None = None
+    after: list[Callable[[], Any]] = field(default_factory=list)
+
+
+async def run_load(plan: LoadPlan, progress: Callable[[_Meter, LoadPlan, float], None] | None = None,
+                   stop: asyncio.Event | None = None) -> LoadReport:
+    """Run the load and judge the fleet; every connection is closed before returning.
+
+    The run ends early, with what it measured so far, when ``stop`` is set (``stopped`` =
+    "interrupted") or a peer is lost (``stopped`` says which).
+    """
     meter = _Meter()
     loop = asyncio.get_running_loop()
     sched = LoopScheduler(loop)
@@ -216,15 +262,17 @@ async def run_load(plan: LoadPlan, progress: Callable[[_Meter, LoadPlan, float],
     closers: list[Callable[[], Any]] = []
     guards = [_Guard() for _ in range(plan.hosts)]
     began = time.perf_counter()
+    wiring = _Wiring(lambda: True)
+    stopped: str | None = None
+    lost: tuple[str, str] | None = None
     try:
-        ready = await _wire(plan, fleet, guards, closers)
+        wiring = await _wire(plan, fleet, guards, closers)
         sched.t0 = loop.time()
         fleet.schedule_payments()
         meter.started = plan.sales
         reporter = asyncio.create_task(_report(meter, plan, sched, progress))
         try:
-            settled = await wait_quiet(lambda: fleet.quiet() and ready(), lambda: meter.completed + meter.timeouts,
-                                       plan.deadline, grace=0.5)
+            settled, stopped, lost = await _until_done(plan, fleet, meter, wiring, stop)
         finally:
             reporter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -233,13 +281,56 @@ async def run_load(plan: LoadPlan, progress: Callable[[_Meter, LoadPlan, float],
     finally:
         for close in reversed(closers):
             await close()
+        for after in wiring.after:
+            await after()
     journals_only = plan.connect is not None
     fleet.journals.commit()
     verdict = fleet.judge() if not journals_only else _journals_only(fleet)
     fleet.close()
-    return LoadReport(plan, sum(fleet_sales(fleet)), meter.completed, time.perf_counter() - began,
+    started = sum(fleet_sales(fleet)) if stopped is None else verdict.counts["transactions"]
+    per_host = wiring.sent() if wiring.sent is not None else [g.handled for g in guards]
+    return LoadReport(plan, started, meter.completed, time.perf_counter() - began,
                       max(sale_seconds, 1e-9), meter.histogram, meter.outcomes, meter.timeouts, verdict, settled,
-                      journals_only, [g.handled for g in guards])
+                      journals_only, per_host, stopped, lost)
+
+
+async def _until_done(plan: LoadPlan, fleet: Fleet, meter: _Meter, wiring: _Wiring,
+                      stop: asyncio.Event | None) -> tuple[bool, str | None, tuple[str, str] | None]:
+    """Settled (or the deadline), a lost peer, or ``stop``: whichever comes first.
+
+    Returns (settled, why it stopped early, the lost peer's (template, url)).
+    """
+    quiet = asyncio.create_task(wait_quiet(lambda: fleet.quiet() and wiring.ready(),
+                                           lambda: meter.completed + meter.timeouts, plan.deadline, grace=0.5))
+    watch = asyncio.create_task(_watch(wiring.peers))
+    asked = asyncio.create_task((stop or asyncio.Event()).wait())
+    tasks = {quiet, watch, asked}
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    if quiet.done() and not quiet.cancelled():
+        return quiet.result(), None, None
+    if watch.done() and not watch.cancelled():
+        template, url = watch.result()
+        return False, template.format(url=url, seconds=f"{LOST_AFTER:g}"), (template, url)
+    return False, "interrupted", None
+
+
+async def _watch(peers: list[_Peer]) -> tuple[str, str]:
+    """Returns the peer lost, (template, url), once it has been unreachable for ``LOST_AFTER`` seconds."""
+    loop = asyncio.get_running_loop()
+    down_since: dict[int, float] = {}
+    while True:
+        await asyncio.sleep(0.1)
+        now = loop.time()
+        for i, peer in enumerate(peers):
+            if peer.up():
+                down_since.pop(i, None)
+            elif now - down_since.setdefault(i, now) >= LOST_AFTER:
+                return peer.template, peer.url
 
 
 def fleet_sales(fleet: Fleet) -> list[int]:
@@ -266,15 +357,15 @@ async def _report(meter: _Meter, plan: LoadPlan, sched: LoopScheduler,
 
 
 async def _wire(plan: LoadPlan, fleet: Fleet, guards: list[_Guard], closers: list[Callable[[], Any]]
-                ) -> Callable[[], bool]:
-    """Connect hosts and terminals over the plan's transport; returns "every end is idle"."""
+                ) -> _Wiring:
+    """Connect hosts and terminals over the plan's transport."""
     if plan.transport == "memory":
         fleet.memory()
         for guard, shard in zip(guards, fleet.hosts, strict=True):
             guard.driver = shard.driver
         for m in fleet.members.values():
             m.outbound.target = MemoryTransport(guards[m.shard])
-        return lambda: True
+        return _Wiring(lambda: True)
     if plan.transport == "tcp":
         return await _wire_tcp(plan, fleet, guards, closers)
     return await _wire_mqtt(plan, fleet, guards, closers)
@@ -286,7 +377,7 @@ def _groups(fleet: Fleet, shard: int, n: int) -> list[list[Member]]:
 
 
 async def _wire_tcp(plan: LoadPlan, fleet: Fleet, guards: list[_Guard], closers: list[Callable[[], Any]]
-                    ) -> Callable[[], bool]:
+                    ) -> _Wiring:
     from possim.protocol import dialects
     from possim.protocol.tcp import TcpHost, TcpTerminalLink
 
@@ -303,6 +394,7 @@ async def _wire_tcp(plan: LoadPlan, fleet: Fleet, guards: list[_Guard], closers:
             closers.append(server.stop)
             guard.driver = fleet.attach(k, server)
             targets.append(("127.0.0.1", port))
+    by_target: list[list[Any]] = [[] for _ in targets]
     for k, (host, port) in enumerate(targets):
         # one connection per terminal: a TCP connection belongs to the terminal of its first request
         for m in (m for m in fleet.members.values() if m.shard == k):
@@ -313,18 +405,26 @@ async def _wire_tcp(plan: LoadPlan, fleet: Fleet, guards: list[_Guard], closers:
                 raise LoadError(f"cannot connect to tcp://{host}:{port}: {exc}") from None
             closers.append(link.close)
             ends.append(link)
+            by_target[k].append(link)
             m.outbound.target = link
-    return lambda: all(e.idle for e in ends)
+    peers = [_Peer(HOST_GONE, f"tcp://{host}:{port}", _all_connected(links))
+             for (host, port), links in zip(targets, by_target, strict=True)]
+    sent = (lambda: [sum(link.sent for link in links) for links in by_target]) if plan.connect is not None else None
+    return _Wiring(lambda: all(e.idle for e in ends), peers, sent)
+
+
+def _all_connected(ends: list[Any]) -> Callable[[], bool]:
+    return lambda: all(e.connected.is_set() for e in ends)
 
 
 async def _wire_mqtt(plan: LoadPlan, fleet: Fleet, guards: list[_Guard], closers: list[Callable[[], Any]]
-                     ) -> Callable[[], bool]:
+                     ) -> _Wiring:
     from possim.protocol.mqtt import BrokerAddress, MqttEndpoint, responses_topic
     from possim.protocol.transports import TransportError
 
     address = BrokerAddress.parse(plan.broker_url or "mqtt://127.0.0.1:1883")
-    run = uuid.uuid4().hex[:8]
     endpoints: list[MqttEndpoint] = []
+    await end_sessions(address, client_ids(plan, fleet))  # a killed earlier run's, which would resume
 
     async def start(ep: MqttEndpoint) -> None:
         try:
@@ -335,24 +435,61 @@ async def _wire_mqtt(plan: LoadPlan, fleet: Fleet, guards: list[_Guard], closers
         endpoints.append(ep)
 
     for k, guard in enumerate(guards):
-        ep = MqttEndpoint(address, f"possim-load-host-{run}-{k}", [request_filter(k, plan.hosts)],
-                          _to_guard(guard), plan.qos)
+        ep = MqttEndpoint(address, _host_id(k, 0), [request_filter(k, plan.hosts)], _to_guard(guard), plan.qos)
         await start(ep)
         publishers = [ep]
         for i in range(1, CONNECTIONS):  # QoS 1 publishes wait for their PUBACK one by one: spread them
-            extra = MqttEndpoint(address, f"possim-load-host-{run}-{k}-pub{i}", [], _ignore, plan.qos)
+            extra = MqttEndpoint(address, _host_id(k, i), [], _ignore, plan.qos)
             await start(extra)
             publishers.append(extra)
         guard.driver = fleet.attach(k, _MqttReplies(publishers, responses_topic))
     for k in range(plan.hosts):
-        for i, members in enumerate(_groups(fleet, k, CONNECTIONS)):
+        for members in _groups(fleet, k, CONNECTIONS):
             routes = {m.tid: m.to_terminal for m in members}
-            ep = MqttEndpoint(address, f"possim-load-term-{run}-{k}-{i}", [responses_topic(m.tid) for m in members],
+            ep = MqttEndpoint(address, _terminal_id(members), [responses_topic(m.tid) for m in members],
                               _topic_route(routes), plan.qos)
             await start(ep)
             for m in members:
                 m.outbound.target = _MqttRequests(ep, request_topic(m.tid, plan.hosts))
-    return lambda: all(ep.idle and ep.connected.is_set() for ep in endpoints)
+    ids = [ep.identifier for ep in endpoints]
+    broker = _Peer(BROKER_GONE, f"mqtt://{address.host}:{address.port}", _all_connected(endpoints))
+    return _Wiring(lambda: all(ep.idle and ep.connected.is_set() for ep in endpoints), [broker],
+                   after=[lambda: end_sessions(address, ids)])
+
+
+def _host_id(shard: int, i: int) -> str:
+    return f"possim-load-host-{shard}-{i}"
+
+
+def _terminal_id(members: list[Member]) -> str:
+    """A shared terminal client is named after the first terminal it serves: the same every run."""
+    return f"possim-load-term-{members[0].tid}"
+
+
+def client_ids(plan: LoadPlan, fleet: Fleet) -> list[str]:
+    """The MQTT client ids a run of ``plan`` uses: fixed by the plan, so runs reuse them."""
+    hosts = [_host_id(k, i) for k in range(plan.hosts) for i in range(CONNECTIONS)]
+    return hosts + [_terminal_id(g) for k in range(plan.hosts) for g in _groups(fleet, k, CONNECTIONS)]
+
+
+async def end_sessions(address: Any, ids: list[str], connect_within: float = 5.0) -> None:
+    """End the broker's sessions of ``ids``, with their queued messages: each id connects with
+    Clean Start and a session expiry of 0, then disconnects. A broker that cannot be reached
+    keeps them until the next run with these ids clears them."""
+    import aiomqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    async def end(ident: str) -> None:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho has no annotations
+        props.SessionExpiryInterval = 0
+        client = aiomqtt.Client(address.host, address.port, identifier=ident, protocol=aiomqtt.ProtocolVersion.V5,
+                                clean_start=True, properties=props, timeout=connect_within)
+        with contextlib.suppress(aiomqtt.MqttError, OSError):
+            async with client:
+                pass
+
+    await asyncio.gather(*(end(ident) for ident in ids))
 
 
 def _to_guard(guard: _Guard) -> Callable[[str, bytes], None]:

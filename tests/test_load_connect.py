@@ -33,6 +33,7 @@ async def test_load_drives_an_external_host_and_judges_from_the_journals(tmp_pat
     report = json.loads(done.stdout)
     assert report["verdict_from"] == "journals" and report["settled"] is True and report["profile"] == profile
     assert report["sales_started"] == report["sales_completed"] == report["approved"] == 40
+    assert report["requests_counted"] == "sent" and report["requests_per_host"][0] >= 40  # what the host got
     assert report["latency_ms"]["p50"] <= report["latency_ms"]["p99"] <= report["latency_ms"]["max"]
     assert query(ledger, "SELECT state, count(*) FROM originals GROUP BY state") == [("debited", 40)]
     assert len(query(ledger, "SELECT DISTINCT tid FROM originals")) == 20

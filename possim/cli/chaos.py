@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 from pathlib import Path
 
 import click
 
-from possim.cli.errors import as_input_error
+from possim.cli import options as opt
+from possim.cli.errors import ABORTED, as_input_error
+from possim.cli.views import lang_option
+from possim.i18n import Tr
 
 
 @click.command("chaos")
@@ -27,23 +31,35 @@ from possim.cli.errors import as_input_error
               help="Keep ledger, journals and logs here (default: a temporary folder, removed afterwards).")
 @click.option("--settle-timeout", default=300.0, show_default=True, type=click.FloatRange(1, 3600),
               help="Seconds the fleet may take to finish its work after the last kill.")
+@opt.as_json("Print the kills and the checker's counts as one JSON object.")
+@lang_option()
 def chaos_command(terminals: int, acquirer_kills: int, terminal_kills: int, broker_kills: int, sales: int,
-                  seed: int, folder: str | None, settle_timeout: float) -> None:
+                  seed: int, folder: str | None, settle_timeout: float, as_json: bool, lang: str) -> None:
     """Kill the acquirer, terminals and broker at random under `reversal`, let it settle, judge the money.
 
-    Everything runs on loopback and stops by itself. Exit 0 when the checker finds no
-    orphaned, double or phantom money and no reversal still pending; 1 otherwise.
+    Everything runs on loopback and stops by itself; Ctrl-C stops it and judges what ran.
+    Exit 0 when the checker finds no orphaned, double or phantom money and no reversal still
+    pending; 1 otherwise; 130 when interrupted.
     """
     from possim.broker import BrokerError
     from possim.chaos import ChaosError, ChaosPlan, print_table, run_chaos
+
+    tr = Tr(lang)
+
+    def progress(message: str, **values: object) -> None:
+        words = {k: tr(str(v)) if k == "kind" else v for k, v in values.items()}
+        click.echo(tr(message, **words), err=True)
 
     plan = ChaosPlan(terminals, acquirer_kills, terminal_kills, broker_kills, seed, sales, settle_timeout)
     with tempfile.TemporaryDirectory(prefix="possim-chaos-") as scratch, as_input_error(BrokerError):
         where = Path(folder) if folder else Path(scratch)
         try:
-            report = run_chaos(where, plan, lambda line: click.echo(line, err=True))
+            report = run_chaos(where, plan, progress)
         except ChaosError as exc:
             click.echo(f"possim: chaos run failed: {exc}", err=True)
             sys.exit(1)
-    print_table(report, sys.stdout)
-    sys.exit(0 if report.clean else 1)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), sort_keys=True))
+    else:
+        print_table(report, sys.stdout, tr)
+    sys.exit(ABORTED if report.interrupted else 0 if report.clean else 1)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -11,11 +14,16 @@ from rich.console import Console
 from possim import console as show
 from possim.cli import inputs
 from possim.cli import options as opt
+from possim.cli.errors import ABORTED
 from possim.cli.views import console, heading, lang_option
 from possim.expect import failed_expectations
+from possim.i18n import Tr
 from possim.lesson import tr_for
 from possim.pos_sim.config import POLICIES
+from possim.scenario import Scenario
 from possim.simulation import RunResult, simulate
+
+R = TypeVar("R", bound=Any)
 
 
 def _policy_list(_ctx: click.Context, _param: click.Parameter, value: str) -> list[str]:
@@ -38,20 +46,76 @@ def _policy_list(_ctx: click.Context, _param: click.Parameter, value: str) -> li
 @click.option("--timelines/--no-timelines", default=True, help="Print each policy's timeline first.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False),
               help="Write all policies into one HTML report.")
+@opt.as_json("Print every policy's summary as one JSON object.")
 @lang_option()
 def compare_command(scenario: str, policies: list[str], profile: str | None, seed: int | None, timelines: bool,
-                    report_path: str | None, lang: str) -> None:
+                    report_path: str | None, as_json: bool, lang: str) -> None:
     """Run SCENARIO under each policy with the same faults and show the outcomes side by side.
 
-    Exit code 0: every policy settled and met the file's [expect]; 1: one did not; 2: bad input.
+    Ctrl-C shows the policies that finished. Exit code 0: every policy settled and met the
+    file's [expect]; 1: one did not; 2: bad input; 130: interrupted.
     """
     inputs.writable(report_path)
     sc = inputs.scenario(scenario).with_profile(profile)
+    tr = Tr(lang)
     if sc.is_fleet:
         from possim.cli.fleet import compare_fleet
+        from possim.fleet import simulate_fleet
 
-        sys.exit(compare_fleet(sc, policies, seed, report_path, lang))
-    results: list[RunResult] = [simulate(sc, p, seed) for p in policies]
+        fleets, stopped = _each(policies, lambda p: simulate_fleet(sc, p, seed), tr)
+        if as_json:
+            _json(sc, fleets, policies, stopped)
+        code = compare_fleet(sc, policies, seed, report_path, lang, fleets) if fleets else 0
+        _interrupted(tr, fleets, policies, stopped)
+        sys.exit(code)
+    results, stopped = _each(policies, lambda p: simulate(sc, p, seed), tr)
+    if as_json:
+        _json(sc, results, policies, stopped)
+    if not results:
+        _interrupted(tr, results, policies, stopped)
+    broken = _show(sc, results, timelines, report_path, lang)
+    _interrupted(tr, results, policies, stopped)
+    sys.exit(1 if broken else 0)
+
+
+def _each(policies: list[str], play: Callable[[str], R], tr: Tr) -> tuple[list[R], bool]:
+    """Each policy in turn, a line on stderr as each finishes; Ctrl-C keeps the ones that did (True)."""
+    done: list[R] = []
+    try:
+        for n, policy in enumerate(policies, 1):
+            done.append(play(policy))
+            click.echo(tr("possim compare: policy {policy} done ({n} of {total})", policy=policy, n=n,
+                          total=len(policies)), err=True)
+    except KeyboardInterrupt:
+        return done, True
+    return done, False
+
+
+def _json(sc: Scenario, results: list[Any], policies: list[str], stopped: bool) -> None:
+    """One object: each finished policy's summary and the expectations it failed; exit as the view would."""
+    out = {}
+    broken = False
+    for r in results:
+        failures = failed_expectations(sc.model.expect, r.policy, r.verdict.summary())
+        out[r.policy] = {**r.summary(), "expectations_failed": failures}
+        broken = broken or bool(failures) or not r.quiescent
+    click.echo(json.dumps({"scenario": sc.name, "policies": out, "interrupted": stopped,
+                           "not_run": policies[len(results):]}, sort_keys=True))
+    sys.exit(ABORTED if stopped else 1 if broken else 0)
+
+
+def _interrupted(tr: Tr, results: list[Any], policies: list[str], stopped: bool) -> None:
+    """After Ctrl-C: say which policies ran (shown above) and which did not, then exit 130."""
+    if not stopped:
+        return
+    ran = ", ".join(r.policy for r in results) or tr("none")
+    click.echo(tr("compare interrupted: policies run: {ran}; not run: {rest}", ran=ran,
+                  rest=", ".join(policies[len(results):])))
+    sys.exit(ABORTED)
+
+
+def _show(sc: Scenario, results: list[RunResult], timelines: bool, report_path: str | None, lang: str) -> bool:
+    """The side-by-side view; True when a policy breaks its [expect] or never settles."""
     con = console()
     tr = tr_for(results[0], lang)
     heading(con, sc, tr.lang)
@@ -66,7 +130,7 @@ def compare_command(scenario: str, policies: list[str], profile: str | None, see
         title = tr("{title}: policies compared", title=sc.model.title)
         Path(report_path).write_text(render(results, title, lang), encoding="utf-8")
         con.print(tr("report written to {path}", path=report_path))
-    sys.exit(1 if broken else 0)
+    return bool(broken)
 
 
 def _judged(con: Console, result: RunResult) -> bool:

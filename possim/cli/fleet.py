@@ -47,9 +47,10 @@ def run_fleet(sc: Scenario, policy: str | None, seed: int | None, as_json: bool,
 
 
 def compare_fleet(sc: Scenario, policies: list[str], seed: int | None, report_path: str | None,
-                  lang: str | None = None) -> int:
-    """``possim compare`` of a fleet: every policy over the same fleet and faults, money at risk per policy."""
-    results = [simulate_fleet(sc, p, seed) for p in policies]
+                  lang: str | None = None, results: list[FleetResult] | None = None) -> int:
+    """``possim compare`` of a fleet: every policy over the same fleet and faults, money at risk per policy
+    (``results``: the runs already made, when the caller made them)."""
+    results = results if results is not None else [simulate_fleet(sc, p, seed) for p in policies]
     con, tr = console(), _tr(sc, lang)
     heading(con, sc, tr.lang)
     fleet_view.compare(con, results, tr)

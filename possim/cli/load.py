@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 from dataclasses import replace
 from typing import Any
@@ -13,10 +14,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from possim import load as lib
 from possim.cli import inputs
 from possim.cli import options as opt
-from possim.cli.errors import InputError, as_input_error
+from possim.cli.errors import ABORTED, InputError, as_input_error
+from possim.cli.views import lang_option
+from possim.i18n import Tr
 from possim.load import MAX_DURATION, MAX_TERMINALS, LoadError, LoadPlan, LoadReport, check_target, run_load
+
+INTERRUPTED = "interrupted"
 
 
 @click.command("load")
@@ -26,14 +32,15 @@ from possim.load import MAX_DURATION, MAX_TERMINALS, LoadError, LoadPlan, LoadRe
               help="Sales per second over the whole fleet.")
 @click.option("--duration", default=10.0, show_default=True, type=opt.FiniteFloatRange(0.1, MAX_DURATION),
               help="Seconds during which sales start; the run then settles and stops by itself.")
-@opt.transport()
+@opt.transport("memory (in-process, no sockets), mqtt (a real broker) or tcp (loopback sockets, ISO 8583 "
+               "framing); every transport runs in real time.")
 @click.option("--hosts", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Host shards; each owns the terminal ids that hash to it (a topic or port per shard).")
 @click.option("--connect", "connect", metavar="HOST:PORT",
               help="Drive an external ISO 8583 host under test over TCP (the verdict then comes from the journals).")
 @click.option("--allow-remote", is_flag=True, help="Allow --connect and --broker to name a non-loopback host.")
 @opt.policy("Recovery policy of every terminal.", default="reversal")
-@opt.seed(default=1)
+@opt.seed("Seed of the run's randomness: which messages --loss drops and the hosts' decisions.", default=1)
 @opt.broker("MQTT broker URL (default: start a private Mosquitto).")
 @opt.qos()
 @click.option("--loss", default=0.0, show_default=True, type=opt.FiniteFloatRange(0, 0.5),
@@ -44,14 +51,17 @@ from possim.load import MAX_DURATION, MAX_TERMINALS, LoadError, LoadPlan, LoadRe
              "rules and bytes: TPDU and header framing over TCP, CNY, same-STAN reversals).  [default: iso]")
 @click.option("--progress/--no-progress", default=True, help="Show a live progress display on stderr.")
 @opt.as_json("Print the report as one JSON object.")
+@lang_option()
 def load_command(terminals: int, rate: float, duration: float, transport: str, hosts: int, connect: str | None,
                  allow_remote: bool, policy: str, seed: int, broker_url: str | None, qos: int, loss: float,
-                 timeout: float, profile: str | None, progress: bool, as_json: bool) -> None:
+                 timeout: float, profile: str | None, progress: bool, as_json: bool, lang: str) -> None:
     """Load a host with TERMINALS terminals at RATE sales per second for DURATION seconds, then judge.
 
     Prints throughput, latency percentiles (HdrHistogram), timeouts, reversals and the
-    checker's verdict for the fleet. Exit 0 when nothing is orphaned, doubled, phantom or
-    still owed; 1 otherwise; 2 for bad input.
+    checker's verdict for the fleet. A broker or host that stays unreachable for a few
+    seconds, or Ctrl-C, ends the run with the summary of what ran. Exit 0 when nothing is
+    orphaned, doubled, phantom or still owed; 1 otherwise (or the broker or host was lost);
+    2 for bad input; 130 on Ctrl-C.
     """
     target = _target(connect, transport, allow_remote)
     if broker_url is not None:
@@ -66,16 +76,19 @@ def load_command(terminals: int, rate: float, duration: float, transport: str, h
         with as_input_error(BrokerError):
             private = Broker().start()
         plan = replace(plan, broker_url=private.url)
+    tr = Tr(lang)
     try:
-        report = _run(plan, progress and not as_json)
+        report = _run(plan, progress and not as_json, tr)
     finally:
         if private:
             private.close()
+    if report.lost is not None:
+        click.echo(f"possim: {_why(report, tr)}", err=True)
     if as_json:
         click.echo(json.dumps(report.as_dict(), sort_keys=True))
     else:
-        _print(Console(), report)
-    sys.exit(0 if report.ok else 1)
+        _print(Console(), report, tr)
+    sys.exit(ABORTED if report.stopped == INTERRUPTED else 0 if report.ok else 1)
 
 
 def _target(connect: str | None, transport: str, allow_remote: bool) -> tuple[str, int] | None:
@@ -93,45 +106,77 @@ def _target(connect: str | None, transport: str, allow_remote: bool) -> tuple[st
     return host, port
 
 
-def _run(plan: LoadPlan, live: bool) -> LoadReport:
+def _run(plan: LoadPlan, live: bool, tr: Tr) -> LoadReport:
+    """The run on its own loop; Ctrl-C ends it with what it measured (the report says "interrupted")."""
     from possim.protocol.transports import TransportError
 
     bar = Progress(TextColumn("[bold]load[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                    TimeElapsedColumn(), console=Console(stderr=True), transient=True, disable=not live)
     task = bar.add_task("sales", total=plan.sales, info="")
+    began: list[bool] = []
 
     def show(meter: Any, _plan: LoadPlan, now: float) -> None:
+        if not began:  # the first call: every terminal is connected and the sales are scheduled
+            began.append(True)
+            click.echo(tr("possim load: {n} terminals connected, sales started", n=plan.terminals), err=True)
+        if not live:
+            return
         rate = meter.completed / now if now > 0 else 0.0
         bar.update(task, completed=meter.completed,
                    info=f"{rate:7.1f}/s  timeouts {meter.timeouts}  reversed {meter.outcomes.get('reversed', 0)}")
 
+    async def interruptible() -> LoadReport:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        try:
+            return await run_load(plan, show, stop)
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+
     with bar, as_input_error(LoadError, TransportError):
-        return asyncio.run(run_load(plan, show if live else None))
+        return asyncio.run(interruptible())
 
 
-def _print(con: Console, report: LoadReport) -> None:
+def _print(con: Console, report: LoadReport, tr: Tr | None = None) -> None:
+    tr = tr or Tr()
     d = report.as_dict()
-    con.print(f"[bold]possim load[/]: {d['terminals']} terminals, {d['rate']:g} sales/s for {d['duration']:g} s over "
-              f"{d['transport']}, {d['hosts']} host(s), policy {d['policy']}, profile {d['profile']}")
-    table = Table(title="throughput and latency (HdrHistogram, request to outcome)")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
+    con.print(tr("[bold]possim load[/]: {terminals} terminals, {rate} sales/s for {duration} s over {transport}, "
+                 "{hosts} host(s), policy {policy}, profile {profile}", terminals=d["terminals"],
+                 rate=f"{d['rate']:g}", duration=f"{d['duration']:g}", transport=d["transport"], hosts=d["hosts"],
+                 policy=d["policy"], profile=d["profile"]))
+    if report.stopped is not None:
+        con.print(tr("[bold red]stopped early[/] ({why}): the figures below are what ran until then",
+                     why=_why(report, tr)))
+    table = Table(title=tr("throughput and latency (HdrHistogram, request to outcome)"))
+    table.add_column(tr("measure"))
+    table.add_column(tr("value"), justify="right")
     lat = d["latency_ms"]
-    rows = [("sales started", d["sales_started"]), ("sales completed", d["sales_completed"]),
-            ("throughput (sales/s)", d["throughput"]), ("latency p50 (ms)", f"{lat['p50']:.2f}"),
-            ("latency p95 (ms)", f"{lat['p95']:.2f}"), ("latency p99 (ms)", f"{lat['p99']:.2f}"),
-            ("latency max (ms)", f"{lat['max']:.2f}"), ("timeouts", d["timeouts"]),
-            ("requests per host", " ".join(map(str, d["requests_per_host"]))), ("wall time (s)", d["wall_seconds"])]
+    per_host = tr("requests sent per host") if d["requests_counted"] == "sent" else tr("requests per host")
+    rows = [(tr("sales started"), d["sales_started"]), (tr("sales completed"), d["sales_completed"]),
+            (tr("throughput (sales/s)"), d["throughput"]), (tr("latency p50 (ms)"), f"{lat['p50']:.2f}"),
+            (tr("latency p95 (ms)"), f"{lat['p95']:.2f}"), (tr("latency p99 (ms)"), f"{lat['p99']:.2f}"),
+            (tr("latency max (ms)"), f"{lat['max']:.2f}"), (tr("timeouts"), d["timeouts"]),
+            (per_host, " ".join(map(str, d["requests_per_host"]))), (tr("wall time (s)"), d["wall_seconds"])]
     for name, value in rows:
         table.add_row(name, str(value))
     con.print(table)
-    verdict = Table(title=f"checker verdict for the fleet (from {d['verdict_from']})")
-    verdict.add_column("measure")
-    verdict.add_column("value", justify="right")
+    source = tr("journals") if d["verdict_from"] == "journals" else tr("journals and ledgers")
+    verdict = Table(title=tr("checker verdict for the fleet (from {source})", source=source))
+    verdict.add_column(tr("measure"))
+    verdict.add_column(tr("value"), justify="right")
     for key in ("transactions", "approved", "declined", "failed", "unknown", "reversed", "orphaned_debits",
                 "double_debits", "phantom_approvals", "pending_reversals", "open_holds", "customer_loss"):
         if key in d:
-            verdict.add_row(key.replace("_", " "), str(d[key]))
+            verdict.add_row(tr(key.replace("_", " ")), str(d[key]))
     con.print(verdict)
-    con.print("[green]settled: nothing orphaned, doubled or owed[/]" if report.ok
-              else "[bold red]NOT settled: see the verdict[/]")
+    con.print(tr("[green]settled: nothing orphaned, doubled or owed[/]") if report.ok
+              else tr("[bold red]NOT settled: see the verdict[/]"))
+
+
+def _why(report: LoadReport, tr: Tr) -> str:
+    """Why the run stopped early, in the reader's language."""
+    if report.lost is not None:
+        template, url = report.lost
+        return tr(template, url=url, seconds=f"{lib.LOST_AFTER:g}")
+    return tr(report.stopped or "")

@@ -75,9 +75,10 @@ def time_scale(text: str = "Multiply every duration of the scenario (real transp
                         show_default=True, help=text)
 
 
-def transport() -> Callable[[F], F]:
+def transport(text: str = "memory (virtual time), mqtt (real broker) or tcp (loopback socket, ISO 8583 framing).",
+              ) -> Callable[[F], F]:
     return click.option("--transport", type=click.Choice(TRANSPORTS), default="memory", show_default=True,
-                        help="memory (virtual time), mqtt (real broker) or tcp (loopback socket, ISO 8583 framing).")
+                        help=text)
 
 
 def ledger(text: str, required: bool = False) -> Callable[[F], F]:

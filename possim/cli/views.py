@@ -113,14 +113,18 @@ def list_command(scenario_dir: str | None) -> None:
 @lang_option()
 def demo(pace: float, scenario_dir: str | None, lang: str) -> None:
     """A narrated walk through the key failure modes: lost response, slow host, lost reversal, customer retries,
-    a QR payment given up while the customer was still paying."""
+    a QR payment given up while the customer was still paying. Ctrl-C ends it with the acts played (exit 130)."""
+    from possim.cli.errors import ABORTED
     from possim.demo import run_demo
 
     folder = _folder(scenario_dir)
     if not (folder / "response-lost.toml").is_file():
         raise InputError(f"{folder}: no shipped scenarios here (use --scenarios DIR)")
-    with as_input_error(ScenarioError):
-        run_demo(console(), folder, pace, lang=lang)
+    try:
+        with as_input_error(ScenarioError):
+            run_demo(console(), folder, pace, lang=lang)
+    except KeyboardInterrupt:
+        sys.exit(ABORTED)
 
 
 @click.command("glossary")
