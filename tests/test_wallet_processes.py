@@ -4,17 +4,23 @@ ledger file, ``possim terminal`` runs QR payments, ``possim check`` judges journ
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import struct
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from possim import keys
 from possim.broker import free_port
 from possim.protocol import wallet as W
+from possim.protocol.mqtt import requests_topic
+from tests import processes
 from tests.conftest import SCENARIOS
 from tests.procs import POSSIM, check, fleet, query
+from tests.test_attacks_live import _attacker
 
 SCALE = "0.1"
 
@@ -183,3 +189,57 @@ def test_wallet_attacks_on_a_secured_acquirer_over_tcp_move_nothing(tmp_path: Pa
     code, verdict, err = check(journal, ledger)
     assert code == 0, (verdict, err)
     assert (verdict["approved"], verdict["customer_loss"], verdict["merchant_loss"]) == (2, "0.00", "0.00")
+
+
+@pytest.mark.asyncio
+async def test_an_mqtt_account_on_its_own_topic_cannot_touch_another_terminals_wallet_orders(tmp_path: Path) -> None:
+    """A real terminal account (the attacker's) publishing on its own request topic, behind the broker's
+    ACL: naming the victim is dropped (the topic vouches for the attacker), naming itself reaches only
+    its own orders. The victim's paid order keeps its money and its next sale is approved."""
+    key_file, ledger, journal = tmp_path / "keys.json", tmp_path / "ledger.db", tmp_path / "journal.db"
+    made = await processes.run("keys", "--out", str(key_file), "--terminal", ATTACKER, "--terminal", VICTIM)
+    assert made.returncode == 0, made.stderr
+    ring = keys.load(key_file)
+    port = free_port()
+    url = f"mqtt://127.0.0.1:{port}"
+    sales = []
+    for count in (1, 2):
+        sales.append(tmp_path / f"qr-sales-{count}.toml")
+        sales[-1].write_text(QR_SALE.format(count=count), encoding="utf-8")
+    terminal = ("--broker", url, "--tid", VICTIM, "--policy", "reversal", "--journal", str(journal), "--keys",
+                str(key_file), "--time-scale", SCALE)
+    async with processes.running("broker", "--port", str(port), "--state-dir", str(tmp_path / "b"), "--keys",
+                                 str(key_file)) as broker:
+        await broker.wait_for_line(lambda line: line.startswith("mosquitto listening on"), "the broker's banner")
+        async with processes.running("acquirer", "--broker", url, "--ledger", str(ledger), "--keys",
+                                     str(key_file)) as acquirer:
+            await acquirer.ready()
+            first = await processes.run("terminal", str(sales[0]), *terminal)
+            assert first.returncode == 0 and json.loads(first.stdout)["approved"] == 1, first.stderr
+            [(paid,)] = query(journal, "SELECT out_trade_no FROM wallet_journal")
+            publish = _attacker(port, ring.accounts()[ATTACKER])
+            own_key = ring.mac_key(ATTACKER)
+            for kind, amount in (("cancel", None), ("refund", 8800)):  # (a), signed with its own real key
+                msg = W.WalletRequest(kind=kind, tid=VICTIM, out_trade_no=paid,  # type: ignore[arg-type]
+                                      request_id="x-1", amount=amount)
+                await publish(requests_topic(ATTACKER), W.encode(msg, own_key))
+            ghost = W.WalletRequest(kind="pay", tid=GHOST, out_trade_no="GHOST-ORDER", request_id="x-2",
+                                    auth_code="280000000000000009", amount=99900)
+            await publish(requests_topic(ATTACKER), W.encode(ghost, own_key))  # (c)
+            # the marker, after them on the same topic: its own id and key, the victim's order number
+            mine = W.WalletRequest(kind="cancel", tid=ATTACKER, out_trade_no=paid, request_id="x-3")
+            await publish(requests_topic(ATTACKER), W.encode(mine, own_key))
+            await acquirer.wait_for_line(processes.is_event("wallet_answered", tid=ATTACKER, code="40004"),
+                                         "the marker's refusal")
+            mismatches = [x for x in acquirer.lines if processes.is_event("identity_mismatch", sender=ATTACKER)(x)]
+            assert len(mismatches) == 3, acquirer.log
+            second = await processes.run("terminal", str(sales[1]), *terminal)  # the victim resumes: its next sale
+            assert second.returncode == 0 and json.loads(second.stdout)["approved"] == 2, second.stderr
+            assert await acquirer.stop(signal.SIGTERM) == 0, acquirer.log
+        await broker.stop(signal.SIGTERM)
+    [(later,)] = query(journal, "SELECT out_trade_no FROM wallet_journal WHERE txn_id = 2")
+    entries = query(ledger, "SELECT tid, out_trade_no, kind, amount FROM wallet_entries ORDER BY id")
+    assert entries == [(VICTIM, paid, "charge", 8800), (VICTIM, later, "charge", 8800)]
+    assert query(ledger, "SELECT COUNT(*) FROM wallet_trades WHERE tid <> ?", VICTIM) == [(0,)]
+    code, verdict, err = check(journal, ledger)
+    assert code == 0 and verdict["approved"] == 2, (verdict, err)
