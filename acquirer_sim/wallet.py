@@ -1,6 +1,7 @@
 """The wallet gateway behind the acquirer's QR gateway, as a sans-IO state machine.
 
-Inputs: ``receive(now, bytes)`` (a wallet request from a terminal), ``customer_confirms(now,
+Inputs: ``receive(now, bytes, sender)`` (a wallet request from a terminal; ``sender`` is the
+terminal id the transport vouches for, if any), ``customer_confirms(now,
 key)`` (the customer typed the password on the phone) and ``expire(now, key)`` (an unpaid
 order's time is up). Outputs: ``WalletReply`` (bytes after a processing delay), ``Wake`` (call
 me back at ``at`` for this order: the customer's confirmation, the auto-close) and trace
@@ -19,11 +20,23 @@ Rules kept here (the providers' documented behaviour, docs/wallet.md):
    are one operation.
 4. A cancel or a query for an order the gateway never saw closes that number (a tombstone,
    as the card host does for a reversal before its original): the late pay is refused.
+5. Nobody acts for another terminal (``keys``: every terminal's MAC key, from the key file
+   card MACs use). A request whose ``sign`` is missing or wrong, or that names a terminal
+   without a key, is answered 40002 (``isv.invalid-signature`` / ``isv.invalid-app-id``)
+   without a ``sign`` and changes nothing: a signed answer to an unauthenticated request
+   would be a signing oracle (its order number and request id are the sender's choice). A
+   request whose ``tid`` is not the terminal the transport vouches for is dropped unanswered
+   (an answer would reach the impersonated terminal). Orders are keyed by terminal id and
+   order number, so a terminal reaches only its own orders; a query, cancel or refund naming
+   an order number another terminal uses is answered ``ACQ.TRADE_NOT_EXIST`` and records
+   nothing (no tombstone). Answers carry the ``sign`` of the terminal they answer. Without
+   keys nothing is verified and nothing signed, as before keys existed.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -32,6 +45,7 @@ from possim.protocol import events as ev
 from possim.protocol import wallet as W
 from possim.protocol.errors import ProtocolError
 from possim.protocol.latency import Latency
+from possim.protocol.mac import MacKey
 
 #: Seconds after which an unpaid order closes by itself, per provider (docs/wallet.md):
 #: WeChat revokes an unpaid micropay order 45 s after creation; Alipay closes an unpaid
@@ -73,6 +87,8 @@ class WalletReply:
     mti: str
     order: str
     tid: str
+    #: The request's ``sign`` proved its sender (keys in use): a TCP connection may be bound to ``tid``.
+    authenticated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,21 +108,29 @@ _CODE = {"SUCCESS": "10000", "USERPAYING": "10003", "NOTPAY": "10003"}
 class WalletGateway:
     """Sans-IO wallet gateway. See the module docstring for its rules."""
 
-    def __init__(self, config: GatewayConfig, ledger: WalletLedger, rng: random.Random) -> None:
+    def __init__(self, config: GatewayConfig, ledger: WalletLedger, rng: random.Random,
+                 keys: Mapping[str, MacKey] | None = None) -> None:
         self.config = config
         self.ledger = ledger
         self.rng = rng
+        #: Every terminal's MAC key by terminal id; ``None``: nothing verified, nothing signed (rule 5).
+        self.keys = keys
         self._seq = ledger.conn.execute("SELECT COUNT(*) FROM wallet_trades").fetchone()[0]
         for wallet, balance in config.balances.items():
             ledger.open_wallet(wallet, balance)
 
     # -- inputs ---------------------------------------------------------------------------
 
-    def receive(self, now: float, data: bytes) -> list[GatewayAction]:
+    def receive(self, now: float, data: bytes, sender: str | None = None) -> list[GatewayAction]:
+        """Handle one request. ``sender``: the terminal id the transport vouches for, if any (rule 5)."""
         try:
-            msg = W.decode(data)
+            msg = W.decode(data, self.keys)
+        except W.SignError as exc:
+            return self._unauthenticated(exc, sender)
         except ProtocolError as exc:
             return [ev.MalformedFrame("host", str(exc))]
+        if sender is not None and msg.tid != sender:
+            return [ev.IdentityMismatch(msg.tid, msg.out_trade_no, msg.wire_kind, sender=sender)]
         if not isinstance(msg, W.WalletRequest):
             return [ev.UnexpectedMessage(msg.wire_kind, msg.out_trade_no)]
         handler = {"pay": self._pay, "query": self._query, "cancel": self._cancel, "refund": self._refund}[msg.kind]
@@ -132,6 +156,21 @@ class WalletGateway:
             return []
         self.ledger.transition(now, trade, "CLOSED", close_reason="auto_close")
         return [ev.WalletTradeClosed(*key, reason="auto_close")]
+
+    def _unauthenticated(self, exc: W.SignError, sender: str | None) -> list[GatewayAction]:
+        """A request that proves nothing (rule 5): refused without a ``sign``, nothing changed."""
+        msg = exc.message
+        if sender is not None and msg.tid != sender:
+            return [ev.IdentityMismatch(msg.tid, msg.out_trade_no, msg.wire_kind, sender=sender)]
+        answerable = isinstance(msg, W.WalletRequest)
+        event = ev.SecurityViolation(msg.tid, msg.out_trade_no, msg.wire_kind, reason=str(exc), rc="40002",
+                                     answered=answerable)
+        if not isinstance(msg, W.WalletRequest):
+            return [event]
+        sub_code = W.UNKNOWN_TERMINAL if isinstance(exc, W.UnknownTerminalError) else W.INVALID_SIGNATURE
+        answer = msg.answer("40002", "CLOSED", sub_code=sub_code)
+        return [event, WalletReply(W.encode(answer), self.config.quick.sample(self.rng), answer.wire_kind,
+                                   msg.out_trade_no, msg.tid)]
 
     # -- requests -------------------------------------------------------------------------
 
@@ -181,6 +220,8 @@ class WalletGateway:
     def _query(self, now: float, msg: W.WalletRequest) -> list[GatewayAction]:
         key = (msg.tid, msg.out_trade_no)
         trade = self.ledger.find(key)
+        if trade is None and self.ledger.used_by_another(key):
+            return self._not_yours(msg)
         if trade is None:
             self.ledger.create(now, key, msg.provider, None, None, 0, "CLOSED", None, "query_not_found")
             return [ev.WalletTradeClosed(*key, reason="query_not_found"),
@@ -191,6 +232,8 @@ class WalletGateway:
     def _cancel(self, now: float, msg: W.WalletRequest) -> list[GatewayAction]:
         key = (msg.tid, msg.out_trade_no)
         trade = self.ledger.find(key)
+        if trade is None and self.ledger.used_by_another(key):
+            return self._not_yours(msg)
         if trade is None:
             self.ledger.create(now, key, msg.provider, None, None, 0, "CLOSED", None, "cancel_before_pay")
             return [ev.WalletTradeClosed(*key, reason="cancel_before_pay"),
@@ -210,6 +253,8 @@ class WalletGateway:
         """A full refund of a paid order; a repeat is answered, never refunded twice."""
         key = (msg.tid, msg.out_trade_no)
         trade = self.ledger.find(key)
+        if trade is None and self.ledger.used_by_another(key):
+            return self._not_yours(msg)
         if trade is None or trade.state not in ("SUCCESS", "REVOKED") or msg.amount != trade.amount:
             state: W.TradeState = trade.state if trade else "CLOSED"  # type: ignore[assignment]
             return self._answer(msg, "40004", state, sub_code="ACQ.TRADE_STATUS_ERROR")
@@ -220,15 +265,23 @@ class WalletGateway:
                     *self._answer(msg, "10000", "REVOKED", amount=trade.amount)]
         return self._answer(msg, "10000", "REVOKED", amount=trade.amount)
 
+    def _not_yours(self, msg: W.WalletRequest) -> list[GatewayAction]:
+        """Another terminal's order number: as if it did not exist (the providers' answer for an order
+        outside the caller's account), and nothing recorded, so its owner's order is untouched."""
+        return self._answer(msg, "40004", "CLOSED", sub_code=W.TRADE_NOT_EXIST)
+
     # -- helpers --------------------------------------------------------------------------
 
     def _answer(self, msg: W.WalletRequest, code: W.Code, state: W.TradeState, **fields: object) -> list[
             GatewayAction]:
+        """The answer to an authenticated request, signed with its terminal's key when keys are in use."""
         answer = msg.answer(code, state, **fields)
         delay = (self.config.processing if msg.kind == "pay" else self.config.quick).sample(self.rng)
+        key = self.keys.get(msg.tid) if self.keys is not None else None
         return [ev.WalletAnswered(msg.tid, msg.out_trade_no, mti=answer.wire_kind, state=state, code=code,
                                   action=answer.action),
-                WalletReply(W.encode(answer), delay, answer.wire_kind, msg.out_trade_no, msg.tid)]
+                WalletReply(W.encode(answer, key), delay, answer.wire_kind, msg.out_trade_no, msg.tid,
+                            authenticated=key is not None)]
 
     def _trade_no(self, now: float) -> str:
         """The gateway's own trade number: date and a sequence, as the providers' look."""

@@ -1,7 +1,10 @@
 """Executes the wallet gateway's actions: answers after their delay, the customer's phone, auto-close.
 
 Every arrival is traced with its bytes (as the card host's driver does), so a recorded run
-can drive this driver again.
+can drive this driver again. ``origin`` is what the transport says about who sent the bytes
+(``protocol.transports.Origin``): its terminal id goes to the gateway, which refuses a request
+naming another terminal; the origin itself rides along with the answer (``meta["origin"]``),
+so the transport answers only where the request came from.
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ class WalletGatewayDriver:
         self.wakes = 0  # customer confirmations and auto-closes still to come
 
     def receive(self, data: bytes, origin: Origin | None = None) -> None:
-        """``origin``: where the frame came from (a TCP connection), so the answer goes back there."""
+        """``origin``: who the transport says sent the frame (its ``tid``) and where (a TCP connection),
+        so the answer goes back there."""
         self.emit(MsgReceived("host", **W.wire_fields(data), data=data.hex()))  # type: ignore[arg-type]
-        self._execute(self.gateway.receive(self.scheduler.now(), data), origin)
+        sender = origin.tid if origin is not None else None
+        self._execute(self.gateway.receive(self.scheduler.now(), data, sender), origin)
 
     def _execute(self, actions: list[GatewayAction], origin: Origin | None = None) -> None:
         for action in actions:
@@ -58,8 +63,9 @@ class WalletGatewayDriver:
     def _send(self, reply: WalletReply, origin: Origin | None = None) -> None:
         self.pending -= 1
         self.emit(MsgSent("host", reply.tid, reply.order, reply.mti))
-        # Wallet frames carry no MAC: an answer never binds a connection to a terminal id.
-        meta: dict[str, object] = {"tid": reply.tid, "stan": reply.order, "mti": reply.mti, "authenticated": False}
+        # Only the answer to a request whose sign proved its sender binds a TCP connection to its tid.
+        meta: dict[str, object] = {"tid": reply.tid, "stan": reply.order, "mti": reply.mti,
+                                   "authenticated": reply.authenticated}
         if origin is not None:
             meta["origin"] = origin
         self.link.send(reply.data, meta)

@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS wallet_trades (
     amount INTEGER NOT NULL, state TEXT NOT NULL, trade_no TEXT, created_at REAL NOT NULL,
     updated_at REAL NOT NULL, close_reason TEXT, duplicates INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (tid, out_trade_no));
+CREATE INDEX IF NOT EXISTS wallet_trades_order ON wallet_trades (out_trade_no);
 CREATE TABLE IF NOT EXISTS wallet_entries (
     id INTEGER PRIMARY KEY, at REAL NOT NULL, tid TEXT NOT NULL, out_trade_no TEXT NOT NULL,
     wallet TEXT NOT NULL, kind TEXT NOT NULL, amount INTEGER NOT NULL);
@@ -84,6 +85,14 @@ class WalletLedger:
             "SELECT provider, auth_code, wallet, amount, state, trade_no, created_at, close_reason "
             "FROM wallet_trades WHERE tid = ? AND out_trade_no = ?", key).fetchone()
         return None if row is None else Trade(key, *row)
+
+    def used_by_another(self, key: OrderKey) -> bool:
+        """Whether another terminal than ``key``'s has an order with this order number (a paid or unpaid
+        one; its tombstones do not count, so nobody can block another's cancel by closing numbers first)."""
+        row = self.conn.execute("SELECT 1 FROM wallet_trades WHERE out_trade_no = ? AND tid <> ? "
+                                "AND auth_code IS NOT NULL LIMIT 1",
+                                (key[1], key[0])).fetchone()
+        return row is not None
 
     def create(self, now: float, key: OrderKey, provider: str, auth_code: str | None, wallet: str | None,
                amount: int, state: str, trade_no: str | None, close_reason: str | None = None) -> None:

@@ -7,6 +7,7 @@ its JSON frames, the same scheduler runs its timers (one per order).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 
 from possim.pos_sim.actions import CancelTimer, Send, StartTimer
@@ -41,7 +42,11 @@ class WalletTerminalDriver:
         self._timers: dict[str, Cancellable] = {}
 
     def request_payment(self, request: WalletPaymentRequest) -> None:
-        order = self.terminal.order_number(request)
+        """A scanned code: its order number is drawn once, here (a replay passes the recorded one), and traced."""
+        if request.out_trade_no is None:
+            request = replace(request, out_trade_no=self.terminal.new_order_number(request.txn_id))
+        order = request.out_trade_no
+        assert order is not None
         self.emit(WalletPaymentRequested(self.tid, request.txn_id, request.intent, order, request.amount,
                                          request.provider, request.auth_code))
         self.execute(self.terminal.request_payment(self.scheduler.now(), request))

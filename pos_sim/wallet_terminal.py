@@ -20,10 +20,20 @@ Rules kept here:
 3. No cancel before the provider's documented minimum after the order's creation.
 4. A cancel ends only on an answer: close (nothing was paid), refund (it was paid, now
    refunded) or none (already final); a system error or silence is repeated with backoff.
+5. With a MAC key every request carries a ``sign`` and an answer whose ``sign`` is missing or
+   wrong is no answer at all (``response_rejected``): its timer runs on and the policy acts
+   as after silence, so a forged SUCCESS never shows APPROVED. So is a refusal saying the
+   gateway could not verify the request (code 40002): it is unsigned and proves nothing.
+   An answer applies only to the request in flight: same request id and same kind.
+6. Order numbers are date, terminal id, transaction number and ten random characters drawn
+   from ``nonces`` (a seeded ``random.Random`` in a simulation, so a run repeats for its seed;
+   ``secrets.SystemRandom`` in a terminal process): readable by a cashier, unguessable by a
+   stranger who saw the previous ones.
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -35,8 +45,12 @@ from possim.pos_sim.wallet_policies import PROFILES, WalletPolicy, WalletTiming,
 from possim.protocol import events as ev
 from possim.protocol import wallet as W
 from possim.protocol.errors import ProtocolError
+from possim.protocol.mac import MacKey
 
 TIMER_PREFIX = "wallet:"
+#: The random part of an order number: Crockford's base 32 (no I, L, O, U), ten characters, 50 bits.
+ORDER_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+ORDER_RANDOM_CHARS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +62,9 @@ class WalletPaymentRequest:
     amount: int
     auth_code: str
     provider: W.Provider = "alipay"
-
+    #: The merchant order number, drawn by the driver (``WalletTerminal.new_order_number``) or, in
+    #: a replay, the recorded one.
+    out_trade_no: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,15 +93,21 @@ class _Order:
 class WalletTerminal:
     """Sans-IO QR terminal. See the module docstring for its rules."""
 
-    def __init__(self, config: WalletTerminalConfig) -> None:
+    def __init__(self, config: WalletTerminalConfig, mac_key: MacKey | None = None,
+                 nonces: random.Random | None = None) -> None:
         self.config = config
+        #: This terminal's MAC key, shared only with the gateway; ``None`` runs without signs.
+        self.mac_key = mac_key
+        #: Where the random part of order numbers comes from (rule 6).
+        self.nonces = nonces if nonces is not None else random.SystemRandom()
         self.policy: WalletPolicy = get_wallet_policy(config.policy)
         self.orders: dict[str, _Order] = {}
 
     # -- inputs ---------------------------------------------------------------------------
 
     def request_payment(self, now: float, request: WalletPaymentRequest) -> list[WalletAction]:
-        rec = WalletRecord(txn_id=request.txn_id, intent=request.intent, out_trade_no=self.order_number(request),
+        order_number = request.out_trade_no or self.new_order_number(request.txn_id)
+        rec = WalletRecord(txn_id=request.txn_id, intent=request.intent, out_trade_no=order_number,
                            auth_code=request.auth_code, provider=request.provider, amount=request.amount,
                            started_at=now)
         if self.policy.arms_cancel:
@@ -95,13 +117,18 @@ class WalletTerminal:
 
     def receive(self, now: float, data: bytes) -> list[WalletAction]:
         try:
-            msg = W.decode(data)
+            msg = W.decode(data, self.mac_key)
+        except W.SignError as exc:
+            return [ev.ResponseRejected(exc.message.wire_kind, exc.message.out_trade_no, exc.message.tid, str(exc))]
         except ProtocolError as exc:
             return [ev.MalformedFrame("terminal", str(exc))]
         order = self.orders.get(msg.out_trade_no)
         if not isinstance(msg, W.WalletResponse) or order is None or msg.tid != self.config.tid:
             return [ev.UnmatchedMessage(msg.wire_kind, msg.out_trade_no, msg.tid)]
-        if msg.request_id != order.inflight:
+        if msg.code == "40002":  # unsigned: the gateway could not verify the request, or someone says so
+            return [ev.ResponseRejected(msg.wire_kind, msg.out_trade_no, msg.tid,
+                                        f"refused as unverifiable ({msg.sub_code}): treated as no answer")]
+        if msg.request_id != order.inflight or msg.kind != order.inflight_kind:
             order.rec.late_answers += 1
             return [WriteWallet(order.rec.snapshot()),
                     ev.WalletLateAnswer(msg.tid, msg.out_trade_no, msg.wire_kind, msg.trade_state)]
@@ -148,10 +175,12 @@ class WalletTerminal:
         """No request in flight and no step that will run by itself."""
         return all(o.inflight is None and o.step is None for o in self.orders.values())
 
-    def order_number(self, request: WalletPaymentRequest) -> str:
-        """The merchant order number: date, terminal, transaction: unique per till, reused by every repeat."""
+    def new_order_number(self, txn_id: int) -> str:
+        """A new merchant order number (rule 6), reused by every repeat of its payment: 32 characters,
+        WeChat Pay's limit for ``out_trade_no``."""
         tid = "".join(c if c.isalnum() else "0" for c in self.config.tid)
-        return f"{self.config.epoch:%Y%m%d}{tid}{request.txn_id:08d}"
+        nonce = "".join(self.nonces.choice(ORDER_ALPHABET) for _ in range(ORDER_RANDOM_CHARS))
+        return f"{self.config.epoch:%Y%m%d}{tid}{txn_id:06d}{nonce}"
 
     # -- the policy's vocabulary (pos_sim.wallet_policies.WalletOps) ------------------------
 
@@ -239,7 +268,8 @@ class WalletTerminal:
                                   auth_code=rec.auth_code if kind == "pay" else None,
                                   amount=rec.amount if kind == "pay" else None)
         order.inflight, order.inflight_kind = request.request_id, kind
-        return [WriteWallet(rec.snapshot()), Send(W.encode(request), request.wire_kind, rec.out_trade_no, rec.txn_id),
+        return [WriteWallet(rec.snapshot()),
+                Send(W.encode(request, self.mac_key), request.wire_kind, rec.out_trade_no, rec.txn_id),
                 StartTimer(self._timer(order), now + self.timing(rec).answer_timeout)]
 
     def _step(self, order: _Order, step: str, at: float) -> list[WalletAction]:

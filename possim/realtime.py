@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -166,7 +167,8 @@ async def drive_terminal(scenario: Scenario, policy: str, seed: int, wire: Wire,
     data["terminal"] = {**data["terminal"], "tid": tid}
     scaled = from_dict(data, scenario.path)
     rig = Rig(scaled, policy, seed, LoopScheduler(asyncio.get_running_loop()), None, None, journal_path,
-              epoch=datetime.now().replace(microsecond=0), keys={tid: mac_key} if mac_key is not None else None)
+              epoch=datetime.now().replace(microsecond=0), keys={tid: mac_key} if mac_key is not None else None,
+              order_nonces=secrets.SystemRandom())  # a stranger must not guess the next order number
     rig.trace.sink = live
     end = await wire.open_terminal(tid, rig.to_terminal.send, rig.trace.emit)
     rig.connect(end, None)
@@ -241,8 +243,9 @@ async def serve_acquirer(wire: Wire, host: AcquirerHost, emit: TraceSink, stop: 
     the requests that arrived while it was down; over TCP it listens on the wire's address.
     Every ``stats_every`` seconds it logs how many requests it handled and how many failed.
 
-    Wallet frames go to ``gateway`` (``possim.wallet_rig.acquirer_gateway``), over the same
-    ledger database as the card host; without one, a gateway whose customers pay at once.
+    Wallet frames go to ``gateway`` (``possim.wallet_rig.acquirer_gateway``, which verifies them
+    with the same keys as the host), over the same ledger database as the card host; without one,
+    a gateway whose customers pay at once, with the host's keys.
     """
     sched = LoopScheduler(asyncio.get_running_loop())
     stats = HostStats()
@@ -251,7 +254,7 @@ async def serve_acquirer(wire: Wire, host: AcquirerHost, emit: TraceSink, stop: 
     driver = HostDriver(host, end, sched, named(emit))
     if gateway is None:
         gateway = acquirer_gateway(None, host.ledger.conn, host.config.default_balance, host.config.epoch,
-                                   random.Random())
+                                   random.Random(), host.keys)
     wallet = WalletGatewayDriver(gateway, end, sched, named(emit))
     guarded = _Guarded(driver, wallet, end, emit, stats)
     emit("acquirer_ready", transport=wire.name, **wire.describe())

@@ -160,7 +160,7 @@ class Rerun:
         if self.scenario is not None:
             self.wallet = WalletSide(self.scenario, config.policy, frozen, self.journal.conn, self.journal.durable,
                                      self.ledger.conn, config.tid, config.epoch, self.trace.emit, _Silent(),
-                                     random.Random(0), self.host_config.default_balance)
+                                     random.Random(0), self.host_config.default_balance, self.keys)
             self.wallet.connect(_Silent())
 
     def feed(self, records: Iterable[ev.Stamped]) -> None:
@@ -199,7 +199,7 @@ class Rerun:
         match e:
             case ev.WalletPaymentRequested():
                 request = PaymentRequest(e.txn, e.intent, "purchase", e.amount, "", None, QR_WALLET)
-                return partial(wallet.pay, request)
+                return partial(wallet.pay, request, e.order)
             case ev.CustomerPaysAgain() | ev.CustomerRetries():
                 return partial(wallet.inherit, e.retry_txn, e.txn)
             case ev.WalletTimerFired():

@@ -8,7 +8,10 @@ publish, after receive), so a scenario's faults mean the same on every transport
 MACs: a scenario run makes its own keys, derived from the run's seed (``possim.keys.derive``),
 so every message is MACed and a run still repeats byte for byte. ``mac = false`` in a scenario
 turns them off (to show what a forgery does without them). Separate processes pass the keys of
-a key file instead, or none.
+a key file instead, or none. Wallet messages carry the same keys' ``sign``.
+
+Wallet order numbers take their random part from a ``random.Random`` seeded from the run's
+seed, so a run repeats; a terminal process passes ``secrets.SystemRandom`` (``order_nonces``).
 """
 
 from __future__ import annotations
@@ -123,7 +126,8 @@ class Rig:
     def __init__(self, scenario: Scenario, policy: str, seed: int, scheduler: Scheduler,
                  plan: FaultPlan | None = None, ledger_path: str | Path | None = None,
                  journal_path: str | Path | None = None,
-                 epoch: datetime | None = None, keys: Keys = SCENARIO_KEYS) -> None:
+                 epoch: datetime | None = None, keys: Keys = SCENARIO_KEYS,
+                 order_nonces: random.Random | None = None) -> None:
         self.scenario, self.policy, self.seed, self.scheduler = scenario, policy, seed, scheduler
         self.trace = Trace(scheduler.now)
         self.rng = random.Random(seed)
@@ -157,7 +161,8 @@ class Rig:
                                       scheduler, self.trace.emit)
         self.wallet = WalletSide(scenario, policy, scheduler, self.journal.conn, self.journal.durable, self.ledger.conn,
                                  self.terminal_config.tid, self.terminal_config.epoch, self.trace.emit, self.to_host,
-                                 self.rng, host_config.default_balance)
+                                 self.rng, host_config.default_balance, keys,
+                                 order_nonces or random.Random(f"possim wallet order numbers {seed}"))
         self.wallet.pay_again = self._pay_again
         self.host_driver: HostDriver | None = None
         self._retries: dict[int, float] = {}

@@ -8,13 +8,19 @@ wallet ledger in the card ledger's, so the checker judges both from the same two
 The customer is data of the scenario's transaction (``card_type = "qr_wallet"``): which
 provider, how long they take to confirm on the phone, whether they give up, their balance,
 and, after a failed screen, whether they pay again and by what (``retry_with``).
+
+Keys: the wallet messages carry the ``sign`` of the same per-terminal MAC keys as the card
+messages (``keys``, the host's view of every terminal's key): the QR terminal signs with its
+own, the gateway verifies with the terminal's and signs its answers. ``nonces`` is where the
+random part of order numbers comes from: a ``random.Random`` seeded from the run's seed in a
+simulation, ``secrets.SystemRandom`` in a terminal process.
 """
 
 from __future__ import annotations
 
 import random
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from possim.acquirer_sim.wallet import AUTO_CLOSE, Customer, GatewayConfig, WalletGateway
@@ -30,6 +36,7 @@ from possim.pos_sim.wallet_policies import WalletTiming
 from possim.pos_sim.wallet_terminal import WalletPaymentRequest, WalletTerminal, WalletTerminalConfig
 from possim.protocol import wallet as W
 from possim.protocol.events import Event
+from possim.protocol.mac import MacKey
 from possim.protocol.ports import Link, Scheduler
 from possim.protocol.transports import Origin
 from possim.scenario import Scenario, TransactionModel
@@ -50,7 +57,7 @@ def customer_of(spec: TransactionModel, intent: str) -> Customer:
 
 
 def acquirer_gateway(scenario: Scenario | None, ledger: sqlite3.Connection, default_balance: int,
-                     epoch: datetime, rng: random.Random) -> WalletGateway:
+                     epoch: datetime, rng: random.Random, keys: Mapping[str, MacKey] | None = None) -> WalletGateway:
     """The wallet gateway of an acquirer process, over the acquirer's ledger database.
 
     In one process the rig registers each customer when their code is scanned; an acquirer
@@ -59,6 +66,7 @@ def acquirer_gateway(scenario: Scenario | None, ledger: sqlite3.Connection, defa
     will scan (``auth_code``: provider and transaction number). A customer who pays again
     after a failed screen gets a transaction number decided at run time: the gateway takes
     that rescan as a customer who pays at once. Without a scenario every customer pays at once.
+    ``keys``: every terminal's MAC key (the key file's), so requests are verified and answers signed.
     """
     customers: dict[str, Customer] = {}
     balances: dict[str, int] = {}
@@ -78,7 +86,7 @@ def acquirer_gateway(scenario: Scenario | None, ledger: sqlite3.Connection, defa
                 balances[customer.wallet] = parse_amount(spec.wallet_balance)
     config = GatewayConfig(customers=customers, balances=balances, default_balance=default_balance,
                            auto_close=auto_close, epoch=epoch)
-    return WalletGateway(config, WalletLedger(ledger, default_balance), rng)
+    return WalletGateway(config, WalletLedger(ledger, default_balance), rng, keys)
 
 
 class WalletSide:
@@ -86,8 +94,11 @@ class WalletSide:
 
     def __init__(self, scenario: Scenario, policy: str, scheduler: Scheduler, journal: sqlite3.Connection,
                  durable_journal: bool, ledger: sqlite3.Connection, tid: str, epoch: datetime,
-                 emit: Callable[[Event], None], to_host: Link, rng: random.Random, default_balance: int) -> None:
+                 emit: Callable[[Event], None], to_host: Link, rng: random.Random, default_balance: int,
+                 keys: Mapping[str, MacKey] | None = None, nonces: random.Random | None = None) -> None:
         self.scheduler = scheduler
+        self.mac_key = keys.get(tid) if keys is not None else None
+        self.nonces = nonces
         self.emit = emit
         self.specs: dict[int, TransactionModel] = {}
         txn_id = 0
@@ -102,9 +113,9 @@ class WalletSide:
         self.ledger = WalletLedger(ledger, default_balance)
         gateway = GatewayConfig(default_balance=default_balance, epoch=epoch,
                                 auto_close={name: t.auto_close for name, t in providers.items()})
-        self.gateway = WalletGateway(gateway, self.ledger, rng)
+        self.gateway = WalletGateway(gateway, self.ledger, rng, keys)
         self.journal = WalletJournal(journal, tid, durable_journal)
-        self.terminal = WalletTerminal(self.config)
+        self.terminal = self._new_terminal()
         self.driver = WalletTerminalDriver(self.terminal, to_host, scheduler, self.journal, emit, self._on_result)
         self.gateway_driver: WalletGatewayDriver | None = None
         #: Called with (failed txn id, instrument) when a customer pays again after a failed screen.
@@ -132,8 +143,8 @@ class WalletSide:
 
     # -- customers ------------------------------------------------------------------------
 
-    def pay(self, request: PaymentRequest) -> None:
-        """The cashier scans the customer's code for this payment."""
+    def pay(self, request: PaymentRequest, order: str | None = None) -> None:
+        """The cashier scans the customer's code for this payment; ``order``: its recorded order number (replay)."""
         spec = self.specs[request.txn_id]
         provider: W.Provider = spec.provider or "alipay"
         code = auth_code(provider, request.txn_id)
@@ -142,7 +153,7 @@ class WalletSide:
             self.ledger.open_wallet(customer.wallet, parse_amount(spec.wallet_balance))
         self.gateway.config.customers[code] = customer
         self.driver.request_payment(WalletPaymentRequest(request.txn_id, request.intent, request.amount, code,
-                                                         provider))
+                                                         provider, order))
 
     def inherit(self, retry_txn: int, original_txn: int) -> None:
         """A customer's second payment behaves like the first (same phone, same patience)."""
@@ -167,8 +178,11 @@ class WalletSide:
         self.driver.power_off()
 
     def power_on(self) -> None:
-        self.terminal = WalletTerminal(self.config)
+        self.terminal = self._new_terminal()
         self.driver.power_on(self.terminal)
+
+    def _new_terminal(self) -> WalletTerminal:
+        return WalletTerminal(self.config, self.mac_key, self.nonces)
 
     @property
     def quiet(self) -> bool:

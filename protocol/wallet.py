@@ -18,6 +18,17 @@ frame for the fault layer and the logs: a wallet kind (``QR_PAY``, ``QR_PAY_RESP
 JSON frame, the MTI for an ISO 8583 one. Parsing is strict: bad JSON, a missing or unknown
 field, a wrong type or value raises ``ProtocolError``, as a bad ISO 8583 frame does.
 
+Authentication (``sign``), as the gateways sign their parameters (Alipay's ``sign``, WeChat
+Pay's ``sign``): ``encode(msg, key)`` adds a ``sign`` field holding the terminal's MAC
+(``protocol.mac``, the key of the same key file card MACs use, 8 bytes as 16 upper-case hex
+digits) over the message's canonical JSON without the ``sign`` field (keys sorted, compact,
+ASCII: exactly what ``encode`` writes). ``decode(data, keys)`` recomputes it over the canonical
+form of what it parsed, so the MAC covers every field the receiver acts on. A card frame's MAC
+input starts with its MTI, a wallet's with ``{``: a MAC of one never verifies as the other's.
+Without keys both behave as before (no ``sign`` written, one on the wire ignored). Failures are
+``SignError`` subclasses of ``ProtocolError`` with the unauthenticated ``message`` attached, as
+``codec.MacError`` is for cards.
+
 Pure: no clock, no I/O.
 """
 
@@ -25,17 +36,20 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from possim.protocol import codec
 from possim.protocol.errors import ProtocolError
+from possim.protocol.mac import MAC_LEN, MacKey
 
 RequestKind = Literal["pay", "query", "cancel", "refund"]
 Provider = Literal["alipay", "wechat"]
 TradeState = Literal["SUCCESS", "USERPAYING", "NOTPAY", "CLOSED", "REVOKED", "PAYERROR"]
-#: Alipay's gateway codes: success, waiting for the user, business failure, unknown (system error).
-Code = Literal["10000", "10003", "40004", "20000"]
+#: Alipay's gateway codes: success, waiting for the user, business failure, unknown (system error),
+#: invalid arguments (the request's ``sign`` or terminal could not be verified: nothing was done).
+Code = Literal["10000", "10003", "40004", "20000", "40002"]
 CancelAction = Literal["close", "refund", "none"]
 
 REQUEST_KINDS: tuple[RequestKind, ...] = get_args(RequestKind)
@@ -64,7 +78,17 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,80}")
 _AUTH_CODE = re.compile(r"\d{16,24}")
 _AMOUNT = re.compile(r"\d{1,10}\.\d{2}")
 _TRADE_NO = re.compile(r"[A-Za-z0-9]{1,64}")
-_SUB_CODE = re.compile(r"[A-Z0-9_.]{1,64}")
+_SUB_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_SIGN = re.compile(f"[0-9A-F]{{{2 * MAC_LEN}}}")
+
+#: The refusals of a request the gateway cannot authenticate (Alipay's code 40002 sub codes).
+INVALID_SIGNATURE = "isv.invalid-signature"
+UNKNOWN_TERMINAL = "isv.invalid-app-id"
+#: The answer to a request for an order the sender does not own (or nobody has).
+TRADE_NOT_EXIST = "ACQ.TRADE_NOT_EXIST"
+
+#: What ``decode`` verifies against: one terminal's key, or every terminal's keys by ``tid``.
+Keys = MacKey | Mapping[str, MacKey]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,8 +141,40 @@ def is_wallet(data: bytes) -> bool:
     return data[:1] == b"{"
 
 
-def encode(msg: WalletMessage) -> bytes:
-    """The JSON bytes of a message (compact, keys sorted, so a run's bytes repeat exactly)."""
+class SignError(ProtocolError):
+    """The frame parses but its ``sign`` does not prove who built it; ``message`` is unauthenticated."""
+
+    def __init__(self, reason: str, message: WalletMessage) -> None:
+        super().__init__(reason)
+        self.message = message
+
+
+class SignMissingError(SignError):
+    """Keys are in use but the frame carries no ``sign``."""
+
+
+class SignMismatchError(SignError):
+    """The ``sign`` is there but is not the MAC of the message under its terminal's key."""
+
+
+class UnknownTerminalError(SignError):
+    """No key for the frame's ``tid``: it cannot be verified, nor answered with a ``sign``."""
+
+
+def encode(msg: WalletMessage, key: MacKey | None = None) -> bytes:
+    """The JSON bytes of a message (compact, keys sorted, so a run's bytes repeat exactly), signed with ``key``."""
+    body = _body(msg)
+    if key is not None:
+        body["sign"] = key.compute(_canonical(body)).hex().upper()
+    return _canonical(body)
+
+
+def _canonical(body: Mapping[str, Any]) -> bytes:
+    """The one byte form of a message: what is sent, and what a ``sign`` is computed over."""
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def _body(msg: WalletMessage) -> dict[str, Any]:
     body: dict[str, Any] = {"msg": msg.wire_kind, "tid": msg.tid, "out_trade_no": msg.out_trade_no,
                             "request_id": msg.request_id}
     if isinstance(msg, WalletRequest):
@@ -134,12 +190,26 @@ def encode(msg: WalletMessage) -> bytes:
         for name in ("trade_no", "action", "sub_code"):
             if getattr(msg, name) is not None:
                 body[name] = getattr(msg, name)
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    return body
 
 
-def decode(data: bytes) -> WalletMessage:
-    """Parse a wallet frame; anything but a well-formed wallet message raises ``ProtocolError``."""
+def decode(data: bytes, keys: Keys | None = None) -> WalletMessage:
+    """Parse a wallet frame; anything but a well-formed wallet message raises ``ProtocolError``.
+
+    With ``keys`` the frame must also carry the right ``sign`` for its ``tid``, else a
+    ``SignError`` (with the parsed, unauthenticated message) is raised.
+    """
     body = _object(data)
+    sign = body.pop("sign", None)
+    if sign is not None and (not isinstance(sign, str) or not _SIGN.fullmatch(sign)):
+        raise ProtocolError(f"wallet frame: field sign: invalid value {sign!r}")
+    msg = _message(body)
+    if keys is not None:
+        _verify(msg, body, sign, keys)
+    return msg
+
+
+def _message(body: dict[str, Any]) -> WalletMessage:
     kind = body.get("msg")
     request = {v: k for k, v in WIRE_KINDS.items()}
     answer = {v: k for k, v in ANSWER_KINDS.items()}
@@ -148,6 +218,17 @@ def decode(data: bytes) -> WalletMessage:
     if kind in answer:
         return _response(body, answer[kind])
     raise ProtocolError(f"wallet frame: unknown msg {kind!r}")
+
+
+def _verify(msg: WalletMessage, body: dict[str, Any], sign: str | None, keys: Keys) -> None:
+    """The ``sign`` must be the MAC of the canonical body under the key of the terminal it names."""
+    key = keys if isinstance(keys, MacKey) else keys.get(msg.tid)
+    if key is None:
+        raise UnknownTerminalError(f"wallet frame: no key for terminal {msg.tid!r}", msg)
+    if sign is None:
+        raise SignMissingError("wallet frame: no sign", msg)
+    if not key.verify(_canonical(body), bytes.fromhex(sign)):
+        raise SignMismatchError("wallet frame: sign is not the terminal's", msg)
 
 
 _REQUEST_FIELDS = {"pay": {"auth_code", "total_amount"}, "query": set(), "cancel": set(), "refund": {"total_amount"}}

@@ -234,7 +234,7 @@ def acquirer(transport: str, broker_url: str | None, listen_url: str | None, led
                                               attempts=w.attempts))
     host = AcquirerHost(config, ledger, random.Random(), ring.mac_keys() if ring else None)
     gateway = acquirer_gateway(sc, ledger.conn, config.default_balance, datetime.now().replace(microsecond=0),
-                               random.Random())
+                               random.Random(), ring.mac_keys() if ring else None)
 
     async def serve() -> None:
         stop = asyncio.Event()
