@@ -17,8 +17,9 @@ Rules kept here:
    whose field 41 is not the terminal the transport vouches for (``sender``: the MQTT topic's
    id, the id a TCP connection is bound to) is dropped unanswered. So only a terminal itself
    can debit, reverse, query or close one of its keys.
-6. Field checks (``protocol.validation``) before anything else: a request that fails them is
-   answered 30 (format error) when its sender is identified, else dropped with an event; a
+6. Field checks (``protocol.validation``) before anything else: a request that fails them, or
+   that the codec cannot even decode (a missing field 7, a malformed field), is answered 30
+   (format error) when it still names a request and a terminal, else dropped with an event; a
    reversal whose amount is not its original's is answered 13 and credits nothing. Either
    way nothing is written to the ledger.
 7. A key is one sale: an original under a key already booked for another amount, card or MTI
@@ -54,7 +55,7 @@ from possim.protocol.cup import BatchTotals
 from possim.protocol.errors import ProtocolError
 from possim.protocol.mac import MacKey
 from possim.protocol.messages import Key, Message
-from possim.protocol.validation import validate
+from possim.protocol.validation import identify, validate
 
 if TYPE_CHECKING:  # the ledger is injected: the host never opens files or reads clocks itself
     from possim.acquirer_sim.ledger import Ledger, Original
@@ -102,7 +103,7 @@ _REVERSAL: dict[str, type[ev.LedgerReversal]] = {
 
 #: ISO 8583 "invalid amount": the answer to a reversal whose field 4 is not its original's amount.
 AMOUNT_MISMATCH = "13"
-#: ISO 8583 "format error": the answer to a request that fails the field checks.
+#: ISO 8583 "format error": the answer to a request that fails decoding or the field checks.
 FORMAT_ERROR = "30"
 
 #: status query answers (field 48) by ledger state.
@@ -136,8 +137,8 @@ class AcquirerHost:
             msg = codec.decode(data, self.keys)
         except codec.MacError as exc:
             return self._security(exc, sender)
-        except ProtocolError as exc:  # no trustworthy field 41: nobody to answer
-            return [ev.MalformedFrame("host", str(exc))]
+        except ProtocolError as exc:  # not decodable: answer 30 if the frame still names its sender
+            return self._undecodable(now, data, str(exc), sender)
         if sender is not None and msg.tid != sender:
             return [ev.IdentityMismatch(*_f(msg), sender=sender)]
         if msg.mti not in M.REQUESTS:
@@ -146,6 +147,30 @@ class AcquirerHost:
         if problem is not None:
             return [ev.FormatErrorAnswered(*_f(msg), reason=problem), self._reply(msg, FORMAT_ERROR)]
         return self._request(now, msg)
+
+    def _undecodable(self, now: float, data: bytes, reason: str, sender: str | None) -> list[HostAction]:
+        """A frame the codec refuses (a missing field 7, a field that breaks its format).
+
+        When it still names a request and a terminal (``validation.identify``) it is answered 30
+        (format error), so the sender is not left to its own timeout; nothing is booked either way.
+        The answer goes back only where the frame came from (``authenticated=False``: a frame the
+        host could not read proves nobody, and binds no TCP connection). With MAC keys the answer
+        carries the MAC of the terminal the frame names, as every answer of a host with keys does;
+        a frame naming a terminal without a key is dropped, as a frame with a wrong MAC from such
+        a terminal is (``_security``): a real host cannot MAC an answer for a terminal it has no
+        key for, and a terminal with keys would discard an answer without a MAC. Garbage that names
+        nobody is dropped with a ``malformed_frame`` event.
+        """
+        msg = identify(data, self._transmission(now))
+        if msg is None:
+            return [ev.MalformedFrame("host", reason)]
+        if sender is not None and msg.tid != sender:
+            return [ev.IdentityMismatch(*_f(msg), sender=sender)]
+        if self.keys is not None and msg.tid not in self.keys:
+            return [ev.RequestDropped(msg.mti, f"{reason}; no MAC key for terminal {msg.tid!r}: cannot answer",
+                                      tid=msg.tid, stan=msg.stan)]
+        return [ev.FormatErrorAnswered(*_f(msg), reason=reason),
+                replace(self._reply(msg, FORMAT_ERROR), authenticated=False)]
 
     def _request(self, now: float, msg: Message) -> list[HostAction]:
         if msg.mti in (M.PURCHASE, M.AUTH):
@@ -423,6 +448,10 @@ class AcquirerHost:
             "SELECT COALESCE(SUM(amount), 0) FROM entries WHERE tid=? AND stan=? AND transmission=? AND kind='capture'",
             key).fetchone()
         return int(row[0])
+
+    def _transmission(self, now: float) -> str:
+        """``now`` as the host's own field 7 (MMDDhhmmss), for an answer to a request without one."""
+        return (self.config.epoch + timedelta(seconds=now)).strftime("%m%d%H%M%S")
 
     def _delay(self, quick: bool) -> float:
         return (self.config.quick if quick else self.config.processing).sample(self.rng)

@@ -1,4 +1,5 @@
-"""An answer must answer *this* request; a key must name one sale.
+"""An answer must answer *this* request; a key must name one sale; a frame the host cannot decode
+still gets a 30 when it names its sender.
 
 Real ISO 8583 (and CUP) bytes with MACs, the real terminal and host state machines, ledger and
 journals in SQLite files; the checker judges from those files only.
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import iso8583
 import pytest
 
 from possim import keys
@@ -22,7 +24,7 @@ from possim.pos_sim.actions import Action, Outcome, WriteJournal
 from possim.pos_sim.config import TerminalConfig
 from possim.pos_sim.journal import Journal
 from possim.pos_sim.terminal import Terminal
-from possim.protocol import codec
+from possim.protocol import codec, cup
 from possim.protocol import events as ev
 from possim.protocol.messages import Message
 from tests.helpers import purchase, sends
@@ -201,3 +203,64 @@ def test_a_true_duplicate_still_gets_the_first_answer_and_one_debit(tmp_path: Pa
     assert debits(host) == [("debit", "000001", 3000)]
     assert host.ledger.conn.execute("SELECT duplicates FROM originals").fetchall() == [(1,)]
     assert verdict([till], host).settled
+
+
+# -- the host: a frame it cannot decode --------------------------------------------------------------
+
+FIELDS = {"t": "0200", "2": "4000000000000002", "3": "000000", "4": "000000002500", "7": "1125100000",
+          "11": "000042", "41": TID, "42": "MERCHANT0000001", "49": "978"}
+
+
+def iso_frame(**changes: str | None) -> bytes:
+    """Real ASCII ISO 8583 bytes with fields changed or (None) left out: what another tool sends."""
+    doc = {k: v for k, v in {**FIELDS, **changes}.items() if v is not None}
+    return bytes(iso8583.encode(doc, codec.SPEC)[0])
+
+
+def cup_frame(**changes: str | None) -> bytes:
+    doc = {k: v for k, v in {**FIELDS, "49": "156", **changes}.items() if v is not None}
+    return cup.encode_fields(doc)
+
+
+@pytest.mark.parametrize("mti", ["0200", "0100"])
+@pytest.mark.parametrize("profile", PROFILES)
+def test_a_request_without_field_7_is_answered_30_under_the_terminals_mac(mti: str, profile: str) -> None:
+    host = AcquirerHost(HostConfig(profile=profile), Ledger(), random.Random(0), RING.mac_keys())  # type: ignore[arg-type]
+    frame = (cup_frame if profile == "cup" else iso_frame)(t=mti, **{"7": None})
+    with pytest.raises(codec.ProtocolError, match="missing field"):
+        codec.decode(frame)
+    actions = host.receive(5.0, frame)
+    [event] = [a for a in actions if isinstance(a, ev.Event)]
+    assert isinstance(event, ev.FormatErrorAnswered) and (event.tid, event.stan, event.mti) == (TID, "000042", mti)
+    [reply] = [a for a in actions if isinstance(a, Reply)]
+    assert not reply.authenticated  # an unreadable frame proves nobody: answered only where it came from
+    answer = codec.decode(reply.data, KEY)  # the MAC of the terminal it names
+    assert codec.dialect_of(reply.data) == profile
+    assert (answer.mti, answer.stan, answer.tid, answer.response_code) == (
+        str(int(mti) + 10).zfill(4), "000042", TID, "30")
+    assert answer.transmission == "1125100005" and answer.amount == 2500  # the host's own field 7; field 4 echoed
+    assert host.ledger.conn.execute("SELECT COUNT(*) FROM originals").fetchone()[0] == 0
+
+
+def test_a_malformed_field_is_answered_30_without_echoing_it() -> None:
+    host = AcquirerHost(HostConfig(), Ledger(), random.Random(0))
+    actions = host.receive(0.0, iso_frame(**{"4": "00000000AB00"}))
+    [reply] = [a for a in actions if isinstance(a, Reply)]
+    answer = codec.decode(reply.data)
+    assert (answer.response_code, answer.transmission, answer.amount) == ("30", "1125100000", None)
+    assert "field 4" in next(a for a in actions if isinstance(a, ev.FormatErrorAnswered)).reason
+
+
+@pytest.mark.parametrize(("frame", "keys_", "sender", "event"), [
+    (b"\x00\x01junk", None, None, "malformed_frame"),
+    (iso_frame(t="0210", **{"7": None}), None, None, "malformed_frame"),  # an answer: nobody asked
+    (iso_frame(**{"7": None, "41": "POS\x010001"}), None, None, "malformed_frame"),  # no readable terminal id
+    (iso_frame(**{"7": None, "41": "POS00009"}), RING.mac_keys(), None, "request_dropped"),  # no key to MAC with
+    (iso_frame(**{"7": None}), None, "POS00002", "identity_mismatch"),  # the connection is another terminal's
+])
+def test_what_names_nobody_answerable_is_dropped_with_an_event(frame: bytes, keys_: object, sender: str | None,
+                                                                event: str) -> None:
+    host = AcquirerHost(HostConfig(), Ledger(), random.Random(0), keys_)  # type: ignore[arg-type]
+    actions = host.receive(0.0, frame, sender)
+    assert [a.event for a in actions if isinstance(a, ev.Event)] == [event]
+    assert not [a for a in actions if isinstance(a, Reply)]
