@@ -27,6 +27,9 @@ from possim.pos_sim.terminal import Terminal
 from possim.protocol import codec, cup
 from possim.protocol import events as ev
 from possim.protocol.messages import Message
+from possim.scenario import load
+from possim.simulation import simulate
+from tests.conftest import SCENARIOS
 from tests.helpers import purchase, sends
 
 TID = "POS00001"
@@ -151,6 +154,18 @@ def test_an_advice_answer_naming_another_rrn_is_ignored() -> None:
     assert term.records[1].completion == "pending"
     term.receive(1.5, codec.encode(advice.response("00"), KEY))
     assert term.records[1].completion == "acked"
+
+
+@pytest.mark.parametrize("policy", ["reversal", "query-then-reversal"])
+def test_possims_own_host_always_answers_this_request(policy: str) -> None:
+    """Every answer kind of possim's host (both profiles, every scenario's faults) echoes field 7,
+    field 4 and the RRN the check compares: not one answer of a scenario run is refused."""
+    for path in sorted(SCENARIOS.glob("*.toml")):
+        scenario = load(path)
+        if scenario.is_fleet:
+            continue
+        records = simulate(scenario, policy).trace.records
+        assert [s.event for s in records if isinstance(s.event, ev.ResponseMismatch)] == [], path.stem
 
 
 # -- the host: a key is one sale --------------------------------------------------------------------
