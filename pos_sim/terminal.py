@@ -604,6 +604,8 @@ class Terminal:
         if known is None or msg.tid != self.config.tid:
             return [ev.UnmatchedMessage(*_ids(msg))]
         kind, txn = known
+        if kind is ExchangeKind.ORIGINAL and msg.transmission != txn.transmission:  # a sale from before a STAN wrap
+            return [ev.UnmatchedMessage(*_ids(msg))]
         ids, status, rc = _ids(msg), str(txn.status), msg.response_code
         if kind is ExchangeKind.ORIGINAL and txn.status is not SaleStatus.PENDING:
             txn.late_responses += 1

@@ -23,6 +23,7 @@ from possim.checker import Verdict, check
 from possim.pos_sim.actions import Action, Outcome, WriteJournal
 from possim.pos_sim.config import TerminalConfig
 from possim.pos_sim.journal import Journal
+from possim.pos_sim.records import SaleStatus, TxnRecord
 from possim.pos_sim.terminal import Terminal
 from possim.protocol import codec, cup
 from possim.protocol import events as ev
@@ -154,6 +155,27 @@ def test_an_advice_answer_naming_another_rrn_is_ignored() -> None:
     assert term.records[1].completion == "pending"
     term.receive(1.5, codec.encode(advice.response("00"), KEY))
     assert term.records[1].completion == "acked"
+
+
+def test_a_late_answer_from_before_a_stan_wrap_is_not_journaled_as_a_later_sales() -> None:
+    """The journal holds sale 1 with STAN 000001 from the last round; the STAN wraps past 999999 and
+    sale 3 gets 000001 again. Sale 1's 0210, arriving late, is nobody's answer: not sale 3's late one."""
+    before = TxnRecord(txn_id=1, intent="basket-1", kind="purchase", mti="0200", stan="000001",
+                       transmission="1124090000", pan="4000000000000002", amount=3000, completion_amount=3000,
+                       started_at=0.0, status=SaleStatus.APPROVED)
+    term = Terminal(TerminalConfig(policy="reversal", stan_start=999_999), KEY)
+    term.restore(0.0, [before])
+    stans = []
+    for txn, at in ((2, 10.0), (3, 20.0)):
+        sale = codec.decode(sends(term.request_payment(at, purchase(txn, 1000 * txn)))[0].data)
+        term.receive(at + 0.5, codec.encode(sale.response("00", rrn=f"32910000000{txn}", auth_code="A00001"), KEY))
+        stans.append(sale.stan)
+    assert stans == ["999999", "000001"] and term.records[3].status == "approved"
+    late = Message(mti="0210", stan="000001", transmission="1124090000", tid=TID, pan="4000000000000002",
+                   amount=3000, rrn="329100000001", response_code="00")
+    actions = term.receive(30.0, codec.encode(late, KEY))
+    assert [type(a) for a in actions] == [ev.UnmatchedMessage]
+    assert term.records[3].late_responses == 0
 
 
 @pytest.mark.parametrize("policy", ["reversal", "query-then-reversal"])
