@@ -17,10 +17,13 @@ Rules kept here:
    whose field 41 is not the terminal the transport vouches for (``sender``: the MQTT topic's
    id, the id a TCP connection is bound to) is dropped unanswered. So only a terminal itself
    can debit, reverse, query or close one of its keys.
-6. Field checks (``protocol.validation``) before anything else: a request that fails them is
-   answered 30 (format error) when its sender is identified, else dropped with an event; a
+6. Field checks (``protocol.validation``) before anything else: a request that fails them, or
+   that the codec cannot even decode (a missing field 7, a malformed field), is answered 30
+   (format error) when it still names a request and a terminal, else dropped with an event; a
    reversal whose amount is not its original's is answered 13 and credits nothing. Either
    way nothing is written to the ledger.
+7. A key is one sale: an original under a key already booked for another amount, card or MTI
+   is answered 94 (30 under ``cup``), never with the stored answer, and books nothing.
 
 Under the ``cup`` profile (``HostConfig.profile``) the acquirer waits for the issuer: an
 original is recorded ``in_progress`` on arrival and the host returns ``AwaitIssuer``; its
@@ -52,7 +55,7 @@ from possim.protocol.cup import BatchTotals
 from possim.protocol.errors import ProtocolError
 from possim.protocol.mac import MacKey
 from possim.protocol.messages import Key, Message
-from possim.protocol.validation import validate
+from possim.protocol.validation import identify, validate
 
 if TYPE_CHECKING:  # the ledger is injected: the host never opens files or reads clocks itself
     from possim.acquirer_sim.ledger import Ledger, Original
@@ -100,6 +103,8 @@ _REVERSAL: dict[str, type[ev.LedgerReversal]] = {
 
 #: ISO 8583 "invalid amount": the answer to a reversal whose field 4 is not its original's amount.
 AMOUNT_MISMATCH = "13"
+#: ISO 8583 "format error": the answer to a request that fails decoding or the field checks.
+FORMAT_ERROR = "30"
 
 #: status query answers (field 48) by ledger state.
 _STATUS = {"debited": "APPROVED", "held": "APPROVED", "captured": "APPROVED", "declined": "DECLINED",
@@ -132,16 +137,40 @@ class AcquirerHost:
             msg = codec.decode(data, self.keys)
         except codec.MacError as exc:
             return self._security(exc, sender)
-        except ProtocolError as exc:  # no trustworthy field 41: nobody to answer
-            return [ev.MalformedFrame("host", str(exc))]
+        except ProtocolError as exc:  # not decodable: answer 30 if the frame still names its sender
+            return self._undecodable(now, data, str(exc), sender)
         if sender is not None and msg.tid != sender:
             return [ev.IdentityMismatch(*_f(msg), sender=sender)]
         if msg.mti not in M.REQUESTS:
             return [ev.UnexpectedMessage(msg.mti, msg.stan)]
         problem = validate(msg)
         if problem is not None:
-            return [ev.FormatErrorAnswered(*_f(msg), reason=problem), self._reply(msg, "30")]
+            return [ev.FormatErrorAnswered(*_f(msg), reason=problem), self._reply(msg, FORMAT_ERROR)]
         return self._request(now, msg)
+
+    def _undecodable(self, now: float, data: bytes, reason: str, sender: str | None) -> list[HostAction]:
+        """A frame the codec refuses (a missing field 7, a field that breaks its format).
+
+        When it still names a request and a terminal (``validation.identify``) it is answered 30
+        (format error), so the sender is not left to its own timeout; nothing is booked either way.
+        The answer goes back only where the frame came from (``authenticated=False``: a frame the
+        host could not read proves nobody, and binds no TCP connection). With MAC keys the answer
+        carries the MAC of the terminal the frame names, as every answer of a host with keys does;
+        a frame naming a terminal without a key is dropped, as a frame with a wrong MAC from such
+        a terminal is (``_security``): a real host cannot MAC an answer for a terminal it has no
+        key for, and a terminal with keys would discard an answer without a MAC. Garbage that names
+        nobody is dropped with a ``malformed_frame`` event.
+        """
+        msg = identify(data, self._transmission(now))
+        if msg is None:
+            return [ev.MalformedFrame("host", reason)]
+        if sender is not None and msg.tid != sender:
+            return [ev.IdentityMismatch(*_f(msg), sender=sender)]
+        if self.keys is not None and msg.tid not in self.keys:
+            return [ev.RequestDropped(msg.mti, f"{reason}; no MAC key for terminal {msg.tid!r}: cannot answer",
+                                      tid=msg.tid, stan=msg.stan)]
+        return [ev.FormatErrorAnswered(*_f(msg), reason=reason),
+                replace(self._reply(msg, FORMAT_ERROR), authenticated=False)]
 
     def _request(self, now: float, msg: Message) -> list[HostAction]:
         if msg.mti in (M.PURCHASE, M.AUTH):
@@ -184,6 +213,9 @@ class AcquirerHost:
             return self._advice(now, msg)  # CUP: a pre-auth completion is an online 0200 naming its pre-auth
         key = msg.key()
         seen, closure, available = self.ledger.lookup(key, msg.pan or "")
+        conflict = _conflict(seen, msg) if seen is not None else None
+        if seen is not None and conflict is not None:
+            return self._key_conflict(msg, seen, conflict)
         if seen is not None and self.cup:
             self.ledger.count_duplicate(key)
             return [ev.DuplicateOriginal(*_f(msg), rrn=seen.rrn, rc=DUPLICATE_TRANSMISSION),
@@ -217,6 +249,22 @@ class AcquirerHost:
             return [*actions, ev.HostCrashed(*_f(msg), until=self.down_until), Crashed(self.down_until)]
         assert response is not None
         return [*actions, Reply(response, self._delay(False), M.response_to(msg.mti), msg.stan, rrn, msg.tid)]
+
+    def _key_conflict(self, msg: Message, seen: Original, reason: str) -> list[HostAction]:
+        """Rule 1's key names another sale: refused, never answered with that sale's approval.
+
+        The key (terminal id, STAN, field 7) repeats when a terminal lost its journal and its
+        clock was set back: a new sale of 500.00 would otherwise get the stored approval of 30.00
+        and show APPROVED with nothing debited. 94 (duplicate transmission) says what happened:
+        the key was already used; possim's ISO terminal shows it as a decline. Under ``cup`` the
+        answer is 30: a CUP terminal takes 94 as "a copy still in progress, keep waiting", would
+        time out and reverse the key, and that reversal names the other sale. Nothing is booked
+        and the other sale's row is left as it was (this is no repeat of it).
+        """
+        rc = FORMAT_ERROR if self.cup else DUPLICATE_TRANSMISSION
+        event = ev.DuplicateKeyConflict(*_f(msg), reason=reason, amount=msg.amount or 0, original_amount=seen.amount,
+                                        pan=mask_pan(msg.pan or ""), rc=rc)
+        return [event, self._reply(msg, rc)]
 
     # -- CUP: the issuer's answer commits ---------------------------------------------------
 
@@ -401,6 +449,10 @@ class AcquirerHost:
             key).fetchone()
         return int(row[0])
 
+    def _transmission(self, now: float) -> str:
+        """``now`` as the host's own field 7 (MMDDhhmmss), for an answer to a request without one."""
+        return (self.config.epoch + timedelta(seconds=now)).strftime("%m%d%H%M%S")
+
     def _delay(self, quick: bool) -> float:
         return (self.config.quick if quick else self.config.processing).sample(self.rng)
 
@@ -409,6 +461,24 @@ class AcquirerHost:
         self._seq += 1
         t = self.config.epoch + timedelta(seconds=now)
         return f"{t.timetuple().tm_yday:03d}{t.hour:02d}{self._seq % 10**7:07d}", f"A{self._seq % 10**5:05d}"
+
+
+def _conflict(seen: Original, msg: Message) -> str | None:
+    """How an original under an already used key differs from the sale booked under it (another
+    MTI, amount or card), or None for a true repeat, which gets the stored answer."""
+    if msg.mti != seen.mti:
+        return f"MTI {msg.mti} != {seen.mti}"
+    amount = msg.amount or 0
+    if amount != seen.amount:
+        return f"amount {_money(amount)} != {_money(seen.amount)}"
+    if (msg.pan or "") != seen.pan:
+        return f"card {mask_pan(msg.pan or '')} != {mask_pan(seen.pan)}"
+    return None
+
+
+def _money(minor: int) -> str:
+    """Minor units as people read them (2500 -> "25.00")."""
+    return f"{minor // 100}.{minor % 100:02d}"
 
 
 def _f(msg: Message) -> tuple[str, str, str]:

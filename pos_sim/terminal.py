@@ -15,6 +15,10 @@ Rules kept here:
 1. A reversal record is journaled *before* the original it may cancel is sent.
 2. A response is accepted only for the exchange in flight (MTI, STAN and terminal id
    match); anything else is a late or duplicate answer: journaled, traced, never applied.
+   And only if it answers *this* request: field 7, the amount (field 4) and a known RRN
+   (field 37) agree where the answer carries them (``_mismatch``). A STAN repeats, so a
+   genuine answer to an earlier request with the same STAN is traced
+   (``response_mismatch``) and ignored; the exchange stays in flight and times out.
 3. A timed-out transaction whose fate is unknown is recorded as ``unknown``, not failed.
 4. A reversal ends only on an answer that means the money is back or was never taken
    (``pos_sim.exchanges.REVERSAL_ANSWERS``); any other answer is retried like a timeout.
@@ -171,6 +175,9 @@ class Terminal:
         ex = self.inflight
         if ex and msg.mti == response_to(ex.request.mti) and msg.stan == ex.request.stan \
                 and msg.tid == self.config.tid:
+            mismatch = _mismatch(ex, msg)
+            if mismatch is not None:  # another request's answer under a repeated STAN: the timer runs on
+                return [ev.ResponseMismatch(*_ids(msg), reason=mismatch, txn=ex.txn.txn_id or None)]
             if self.config.cup and msg.response_code == DUPLICATE_TRANSMISSION:
                 return [ev.DuplicateTransmission(*_ids(msg))]
             self.inflight = None
@@ -597,6 +604,8 @@ class Terminal:
         if known is None or msg.tid != self.config.tid:
             return [ev.UnmatchedMessage(*_ids(msg))]
         kind, txn = known
+        if kind is ExchangeKind.ORIGINAL and msg.transmission != txn.transmission:  # a sale from before a STAN wrap
+            return [ev.UnmatchedMessage(*_ids(msg))]
         ids, status, rc = _ids(msg), str(txn.status), msg.response_code
         if kind is ExchangeKind.ORIGINAL and txn.status is not SaleStatus.PENDING:
             txn.late_responses += 1
@@ -686,6 +695,41 @@ def _disarm(txn: TxnRecord) -> None:
 
 def _original(txn: TxnRecord) -> OriginalData:
     return OriginalData(mti=txn.mti, stan=txn.stan, transmission=txn.transmission)
+
+
+def _mismatch(ex: Exchange, msg: Message) -> str | None:
+    """Why ``msg``, which has the MTI, STAN and terminal id of the exchange in flight, does not
+    answer *this* request; None when it does.
+
+    MTI + STAN + terminal id is not enough: a STAN repeats (a journal lost, a terminal restarted
+    at its first STAN, a wrap past 999999), and a genuine answer to the earlier request, MAC and
+    all, would then pass as this one's. Hosts echo field 7 and field 4 (possim's host echoes
+    every field of the request, in both dialects; a CUP terminal checks the amount of every
+    answer too), so an answer must carry this request's field 7, and its amount where it carries
+    one: the request's, or for a status answer the amount of the sale it reports on. Field 37 is
+    compared where the terminal already knows the RRN and sends it (advices, batch uploads: their
+    answers echo it); a CUP online completion (0200) is a financial request of its own, which a
+    host may answer with a new RRN. A field the answer leaves out is not compared.
+    """
+    req = ex.request
+    if msg.transmission != req.transmission:
+        return f"field 7 {msg.transmission} != {req.transmission}"
+    expected = req.amount if req.amount is not None else ex.txn.amount if ex.kind is ExchangeKind.QUERY else None
+    if msg.amount is not None and expected is not None and msg.amount != expected:
+        return f"amount {_money(msg.amount)} != {_money(expected)}"
+    known = req.rrn if req.mti not in _OWN_RRN else None
+    if msg.rrn and known and msg.rrn != known:
+        return f"field 37 {msg.rrn} != {known}"
+    return None
+
+
+#: Requests whose answer carries an RRN of its own (the host assigns one to each financial request).
+_OWN_RRN = frozenset({AUTH, PURCHASE})
+
+
+def _money(minor: int) -> str:
+    """Minor units as the decimal text people read (2500 -> "25.00")."""
+    return f"{minor // 100}.{minor % 100:02d}"
 
 
 def _ids(msg: Message) -> tuple[str, str, str]:

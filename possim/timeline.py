@@ -119,6 +119,9 @@ def _terminal(e: ev.Event, tr: Tr) -> str | None:
             return tr("unmatched message")
         case ev.ResponseRejected():
             return tr("{mti} rejected (MAC missing or wrong): treated as no answer", mti=e.mti)
+        case ev.ResponseMismatch():
+            return tr("{mti} answers another request ({reason}): ignored, still waiting", mti=e.mti,
+                      reason=e.reason)
         case ev.ReversalEscalated():
             return tr("REVERSAL FAILED after {attempts} tries: handed to the acquirer", attempts=e.attempts)
         case ev.DuplicateTransmission():
@@ -265,6 +268,9 @@ def _host_checks(e: ev.Event, tr: Tr) -> str | None:
                       sender=e.sender, tid=e.tid)
         case ev.FormatErrorAnswered():
             return tr("format error: answered {rc}, nothing changed", rc=e.rc)
+        case ev.DuplicateKeyConflict():
+            return tr("key already used by a sale of {original}, this one is {amount}: answered {rc}, nothing booked",
+                      original=tr.money(e.original_amount), amount=tr.money(e.amount), rc=e.rc)
         case ev.RequestDropped():
             return tr("{mti} from an unknown sender: dropped, nothing changed", mti=e.mti)
         case ev.ReversalAmountMismatch():

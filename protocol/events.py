@@ -356,6 +356,22 @@ class ResponseRejected(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ResponseMismatch(Event):
+    """An answer with the in-flight exchange's MTI, STAN and terminal id that does not answer
+    *this* request: its field 7, amount (field 4) or RRN (field 37) is another request's. A STAN
+    repeats (a lost journal, a wrap past 999999), so a replayed answer to an earlier sale would
+    otherwise pass as this one's. Logged and ignored: the exchange stays in flight and times out."""
+
+    NAME: ClassVar[str] = "response_mismatch"
+    SIDE: ClassVar[Side | None] = "terminal"
+    mti: str
+    stan: str
+    tid: str
+    reason: str
+    txn: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CustomerRetries(Event):
     """Told the payment failed, the customer pays again as ``retry_txn``."""
 
@@ -592,6 +608,20 @@ class FormatErrorAnswered(HostMessageEvent):
     NAME: ClassVar[str] = "format_error_answered"
     reason: str
     rc: str = "30"
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateKeyConflict(HostMessageEvent):
+    """A financial request under a key (terminal id, STAN, field 7) the ledger already holds for a
+    different sale (another amount or card): answered ``rc`` (94, or 30 under ``cup``), never with
+    the stored answer, and nothing booked. ``pan`` is masked."""
+
+    NAME: ClassVar[str] = "duplicate_key_conflict"
+    reason: str
+    amount: int
+    original_amount: int
+    pan: str
+    rc: str = "94"
 
 
 @dataclass(frozen=True, slots=True)
@@ -1018,6 +1048,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     WalletLateAnswer, WalletTimerFired, CustomerPaysAgain, WalletTradeOpened, WalletCharged, WalletRefunded,
     WalletTradeClosed, WalletCustomerConfirmed, WalletConfirmRefused, WalletDuplicatePay, WalletPayRefused,
     WalletGatewayWake, WalletAnswered,
+    ResponseMismatch, DuplicateKeyConflict,
 )
 
 #: Trace name -> event class.

@@ -22,15 +22,23 @@ Checks, in order (the first failing one is reported):
 
 Pure function: no clock (a transmission time far from "now" is a policy question for the
 host, not a format error), no I/O.
+
+``identify`` is for frames the codec refuses outright (a request without field 7, a field
+that breaks its format): which request, from which terminal, it still names, so a host can
+answer 30 instead of leaving the sender to its own timeout.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
+import iso8583
+
+from possim.protocol import codec, cup
 from possim.protocol import mti as M
+from possim.protocol.errors import ProtocolError
 from possim.protocol.messages import Message, OriginalData
 
 _FINANCIAL = ("pan", "processing_code", "amount", "currency")
@@ -233,7 +241,10 @@ def _currency(msg: Message) -> str | None:
 
 
 def _original(msg: Message) -> str | None:
-    o = msg.original
+    return _original_problem(msg.original)
+
+
+def _original_problem(o: object) -> str | None:
     if o is None:
         return None
     if not isinstance(o, OriginalData):
@@ -257,3 +268,63 @@ def _response_code(msg: Message) -> str | None:
 #: ``validate``'s checks, in the order of the module docstring (the first failing one is reported).
 _CHECKS: tuple[Callable[[Message], str | None], ...] = (
     _required, _numeric, _times, _pan, _processing_code, _amount, _currency, _original, _response_code)
+
+
+# -- frames the codec refuses: who sent them, if anyone can tell ----------------------------------
+
+#: (field, Message attribute, pattern) of the fields ``identify`` echoes when they read well; the
+#: patterns are the codec's own, so an echoed value always encodes.
+_ECHO: tuple[tuple[str, str, re.Pattern[str]], ...] = tuple(
+    (f, a, re.compile(p)) for f, a, p in (
+        ("2", "pan", r"\d{12,19}"), ("3", "processing_code", r"\d{6}"), ("7", "transmission", r"\d{10}"),
+        ("11", "stan", r"\d{6}"), ("12", "local_time", r"\d{6}"), ("13", "local_date", r"\d{4}"),
+        ("37", "rrn", r"[0-9A-Za-z]{12}"), ("38", "auth_code", r"[0-9A-Za-z ]{6}"), ("42", "mid", r"[ -~]{15}"),
+        ("49", "currency", r"\d{3}"), ("4", "amount", r"\d{12}"), ("90", "original", r"\d{42}")))
+#: The STAN an answer carries when the request's field 11 is missing or unreadable.
+NO_STAN = "000000"
+
+
+def identify(data: bytes, transmission: str) -> Message | None:
+    """The request a frame that failed decoding still names, for a 30 (format error) answer; None
+    when it names nobody: the bytes do not parse into fields at all, the MTI is not a request
+    possim answers, or field 41 is not 8 printable characters.
+
+    Every field that reads well (the codec's own patterns) is kept, to be echoed as hosts do; a
+    missing or unreadable field 11 becomes ``NO_STAN`` and a missing or unreadable field 7 becomes
+    ``transmission`` (the host's own transmission time: an answer always carries field 7). Field
+    90 is kept only when it is real original data, so the answer encodes whatever the request held.
+    """
+    fields = _raw_fields(data)
+    if fields is None:
+        return None
+    mti, tid = fields.get("t"), fields.get("41")
+    if mti not in M.REQUESTS or not (isinstance(tid, str) and _TID.fullmatch(tid)):
+        return None
+    values: dict[str, object] = {"stan": NO_STAN, "transmission": transmission}
+    for field, attr, pattern in _ECHO:
+        value = fields.get(field)
+        if isinstance(value, str) and pattern.fullmatch(value):
+            values[attr] = value
+    if "amount" in values:
+        values["amount"] = int(str(values["amount"]))
+    raw = values.pop("original", None)
+    if isinstance(raw, str):
+        original = OriginalData(mti=raw[:4], stan=raw[4:10], transmission=raw[10:20])
+        if _original_problem(original) is None:
+            values["original"] = original
+    return Message(mti=mti, tid=tid, **values)  # type: ignore[arg-type]
+
+
+def _raw_fields(data: bytes) -> Mapping[str, object] | None:
+    """The frame's fields as its dialect's layout reads them, before any of possim's rules; None if
+    the bytes do not even split into fields (a bad bitmap, a wrong length, a truncated frame)."""
+    if codec.dialect_of(data) == "cup":
+        try:
+            return cup.decode_fields(data)
+        except ProtocolError:
+            return None
+    try:
+        doc, _ = iso8583.decode(bytearray(data), codec.SPEC)
+    except codec.DECODE_ERRORS:
+        return None
+    return doc

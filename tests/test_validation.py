@@ -6,12 +6,13 @@ import re
 from dataclasses import replace
 from typing import Any
 
+import iso8583
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from possim.pos_sim.terminal import RESPONSE_TIMER
-from possim.protocol import codec
+from possim.protocol import codec, cup
 from possim.protocol import mti as M
 from possim.protocol.cup import BatchTotals
 from possim.protocol.messages import Message, OriginalData
@@ -21,6 +22,7 @@ from possim.protocol.validation import (
     PROCESSING_CODES,
     REQUIRED,
     _real_date_time_by_datetime,
+    identify,
     luhn_ok,
     real_date_time,
     validate,
@@ -62,6 +64,42 @@ def valid_messages(draw: st.DrawFn) -> Message:
 def test_valid_messages_pass_and_survive_the_wire(msg: Message) -> None:
     assert validate(msg) is None
     assert validate(codec.decode(codec.encode(msg))) is None
+
+
+def _without_field_7(msg: Message, dialect: str) -> bytes:
+    """``msg``'s bytes in ``dialect`` with field 7 taken out: what a tool that never sends it puts on the wire."""
+    if dialect == "cup":
+        fields = cup.decode_fields(cup.encode(msg))
+        del fields["7"]
+        return cup.encode_fields(fields)
+    doc, _ = iso8583.decode(bytearray(codec.encode(msg)), codec.SPEC)
+    del doc["7"], doc["p"]
+    doc.pop("1", None)
+    return bytes(iso8583.encode(doc, codec.SPEC)[0])
+
+
+@given(valid_messages(), st.sampled_from(["iso", "cup"]))
+def test_a_request_without_field_7_is_still_identified_by_what_reads(msg: Message, dialect: str) -> None:
+    data = _without_field_7(msg, dialect)
+    with pytest.raises(codec.ProtocolError):
+        codec.decode(data)
+    got = identify(data, "1207093000")
+    if msg.mti not in M.REQUESTS:
+        assert got is None  # an answer is nobody's request
+        return
+    assert got is not None
+    assert (got.mti, got.tid, got.stan, got.transmission) == (msg.mti, msg.tid, msg.stan, "1207093000")
+    assert (got.pan, got.amount, got.processing_code, got.original) == (msg.pan, msg.amount, msg.processing_code,
+                                                                        msg.original)
+    assert codec.decode(codec.encode(got.response("30"), dialect=dialect)).response_code == "30"
+
+
+def test_frames_that_name_nobody_are_not_identified() -> None:
+    good = codec.encode(Message(mti="0200", stan="000001", transmission="1125100000", tid="POS00001", amount=1))
+    assert identify(b"", "1125100000") is None
+    assert identify(good[:-3], "1125100000") is None  # truncated: the fields do not split
+    assert identify(good.replace(b"POS00001", b"POS\x010001"), "1125100000") is None  # field 41 unreadable
+    assert identify(good, "1125100000") is not None
 
 
 #: (mutation name, field to set, value, expected start of the one-line reason)
