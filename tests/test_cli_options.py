@@ -29,8 +29,7 @@ NO_LANG = {
     "acquirer": "JSON event lines (structlog) only, read by programs and log tools",
 }
 #: Options of the commands whose own change brings them: strict, so each mark goes once the option is there.
-ELSEWHERE = {("chaos", "json"), ("chaos", "lang"), ("compare", "json"), ("fuzz", "json"), ("fuzz", "lang"),
-             ("load", "lang")}
+ELSEWHERE = {("fuzz", "json"), ("fuzz", "lang")}
 
 
 def _options(command: click.Command) -> set[str]:
