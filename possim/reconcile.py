@@ -15,7 +15,7 @@ debits and captures per transaction key, reversals, holds), summed by the checke
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -24,6 +24,7 @@ from typing import Any
 
 from possim.checker import QR, Key, ledger_money, wallet_money
 from possim.fees import FeeSchedule
+from possim.i18n import N_
 from possim.statement import (
     DEFAULT_EPOCH,
     TIME_FORMAT,
@@ -205,6 +206,17 @@ class MerchantRecord:
     stan: str = ""
 
 
+#: Words to translate: a message id and its values; a value that is itself a ``Words`` is translated too.
+Words = tuple[str, dict[str, Any]]
+
+
+def say(words: Words, tr: Callable[..., str] | None = None) -> str:
+    """``words`` in the reader's language (``tr``, an :class:`possim.i18n.Tr`), English without one."""
+    text, values = words
+    values = {k: say(v, tr) if isinstance(v, tuple) else v for k, v in values.items()}
+    return tr(text, **values) if tr is not None else text.format(**values)
+
+
 @dataclass(frozen=True, slots=True)
 class Difference:
     """A disagreement between statement and records, in plain words, with the remedy."""
@@ -214,8 +226,16 @@ class Difference:
     rrn: str
     statement_amount: Decimal
     merchant_amount: Decimal
-    what: str
-    remedy: str
+    what_words: Words
+    remedy_words: Words
+
+    @property
+    def what(self) -> str:
+        return say(self.what_words)
+
+    @property
+    def remedy(self) -> str:
+        return say(self.remedy_words)
 
 
 @dataclass
@@ -225,20 +245,28 @@ class StatementCheck:
     days: list[date]
     matched: int = 0
     differences: list[Difference] = field(default_factory=list)
-    adjustments: list[str] = field(default_factory=list)
+    adjustment_words: list[Words] = field(default_factory=list)
 
     @property
     def agrees(self) -> bool:
         return not self.differences
 
-    def text(self) -> list[str]:
-        days = ", ".join(str(d) for d in self.days) or "no date"
-        out = [f"statement of {days} against your records: {_count(self.matched, 'sale agrees', 'sales agree')}, "
-               f"{_count(len(self.differences), 'difference', 'differences')}"]
+    @property
+    def adjustments(self) -> list[str]:
+        return [say(a) for a in self.adjustment_words]
+
+    def text(self, tr: Callable[..., str] | None = None) -> list[str]:
+        """The check for people, in ``tr``'s language (English without one)."""
+        days = ", ".join(str(d) for d in self.days) or say((N_("no date"), {}), tr)
+        out = [say((N_("statement of {days} against your records: {agree}, {differ}"), {
+            "days": days, "agree": _count(self.matched, N_("{n} sale agrees"), N_("{n} sales agree")),
+            "differ": _count(len(self.differences), N_("{n} difference"), N_("{n} differences"))}), tr)]
         for number, d in enumerate(self.differences, start=1):
-            out += [f"{number}. {d.what}", f"   what to do: {d.remedy}"]
-        out += [f"adjustment: {a}" for a in self.adjustments]
-        out.append("statement and records agree" if self.agrees else "statement and records DISAGREE")
+            out += [f"{number}. {say(d.what_words, tr)}",
+                    "   " + say((N_("what to do: {remedy}"), {"remedy": d.remedy_words}), tr)]
+        out += [say((N_("adjustment: {what}"), {"what": a}), tr) for a in self.adjustment_words]
+        out.append(say((N_("statement and records agree") if self.agrees
+                        else N_("statement and records DISAGREE"), {}), tr))
         return out
 
     def as_dict(self) -> dict[str, Any]:
@@ -295,8 +323,10 @@ def check_statement(lines: list[StatementLine], records: list[MerchantRecord],
         else:
             check.differences.append(difference)
     check.differences.extend(_missing(record) for record in unmatched)
-    check.adjustments.extend(f"{line.at:%Y-%m-%d %H:%M} terminal {line.tid} RRN {line.rrn}: {line.adjustments} "
-                             f"({line.description}; fee {line.fee})" for line in lines if not line.is_sale)
+    check.adjustment_words.extend(
+        (N_("{at} terminal {tid} RRN {rrn}: {amount} ({description}; fee {fee})"),
+         {"at": f"{line.at:%Y-%m-%d %H:%M}", "tid": line.tid, "rrn": line.rrn, "amount": line.adjustments,
+          "description": line.description, "fee": line.fee}) for line in lines if not line.is_sale)
     return check
 
 
@@ -308,55 +338,66 @@ def _match(line: StatementLine, records: list[MerchantRecord]) -> MerchantRecord
                  and r.amount == line.amount), None)
 
 
-def _where(line: StatementLine) -> str:
-    return (f"terminal {line.tid}, RRN {line.rrn}, auth code {line.auth_code or '-'}, card {line.card or '-'}, "
-            f"{line.at:%Y-%m-%d %H:%M:%S}")
+def _where(line: StatementLine) -> Words:
+    return (N_("terminal {tid}, RRN {rrn}, auth code {auth}, card {card}, {at}"),
+            {"tid": line.tid, "rrn": line.rrn, "auth": line.auth_code or "-", "card": line.card or "-",
+             "at": f"{line.at:%Y-%m-%d %H:%M:%S}"})
 
 
 def _charged_without_sale(line: StatementLine, others: list[MerchantRecord]) -> Difference:
     seen = next((r for r in others if r.tid == line.tid and r.amount == line.amount
                  and (r.at is None or r.at.date() == line.at.date())), None)
-    shown = (f" Your terminal shows a sale of {seen.amount} as {seen.status} (STAN {seen.stan}): the customer was "
-             "told it failed, but the money was taken." if seen else "")
+    values: dict[str, Any] = {"amount": line.amount, "where": _where(line)}
+    what = N_("Charged without a sale: the statement settles {amount} ({where}) and you have no approved sale for it.")
+    if seen:
+        what = N_("Charged without a sale: the statement settles {amount} ({where}) and you have no approved sale "
+                  "for it. Your terminal shows a sale of {seen} as {status} (STAN {stan}): the customer was told it "
+                  "failed, but the money was taken.")
+        values |= {"seen": seen.amount, "status": seen.status, "stan": seen.stan}
     return Difference(
-        "charged_without_sale", line.tid, line.rrn, line.amount, ZERO,
-        f"Charged without a sale: the statement settles {line.amount} ({_where(line)}) and you have no approved "
-        f"sale for it.{shown}",
-        f"ask the acquirer for error handling (差错处理) of RRN {line.rrn} on terminal {line.tid}; do not pay the "
-        "customer back yourself. The acquirer refunds the card and the statement of the day it does so (the T+2 "
-        f"statement when you ask today) shows the refund as an adjustment of -{line.amount}, with the fee "
-        f"{line.fee} given back. (In possim: possim acquirer-errors --ledger LEDGER --rrn {line.rrn})")
+        "charged_without_sale", line.tid, line.rrn, line.amount, ZERO, (what, values),
+        (N_("ask the acquirer for error handling (差错处理) of RRN {rrn} on terminal {tid}; do not pay the customer "
+            "back yourself. The acquirer refunds the card and the statement of the day it does so (the T+2 statement "
+            "when you ask today) shows the refund as an adjustment of -{amount}, with the fee {fee} given back. "
+            "(In possim: possim acquirer-errors --ledger LEDGER --rrn {rrn})"),
+         {"rrn": line.rrn, "tid": line.tid, "amount": line.amount, "fee": line.fee}))
 
 
 def _missing(record: MerchantRecord) -> Difference:
     when = f", {record.at:%Y-%m-%d %H:%M:%S}" if record.at else ""
     return Difference(
         "missing_from_statement", record.tid, record.rrn, ZERO, record.amount,
-        f"Sale missing from the statement: your records show {record.amount} approved (terminal {record.tid}, "
-        f"RRN {record.rrn or '-'}, auth code {record.auth_code or '-'}{when}) and the statement has no such sale.",
-        "check the slip (approved, right day, right terminal). The acquirer may not have received the sale: a "
-        "completion advice (0220) or the settlement batch upload (0320) may still bring it, on a later "
-        "statement; if it does not, ask the acquirer with the slip: you handed over goods for money not settled.")
+        (N_("Sale missing from the statement: your records show {amount} approved (terminal {tid}, RRN {rrn}, auth "
+            "code {auth}{when}) and the statement has no such sale."),
+         {"amount": record.amount, "tid": record.tid, "rrn": record.rrn or "-", "auth": record.auth_code or "-",
+          "when": when}),
+        (N_("check the slip (approved, right day, right terminal). The acquirer may not have received the sale: a "
+            "completion advice (0220) or the settlement batch upload (0320) may still bring it, on a later "
+            "statement; if it does not, ask the acquirer with the slip: you handed over goods for money not "
+            "settled."), {}))
 
 
 def _compare(line: StatementLine, record: MerchantRecord) -> Difference | None:
     if line.amount != record.amount:
         return Difference(
             "amount_differs", line.tid, line.rrn, line.amount, record.amount,
-            f"Amount differs: the statement settles {line.amount} and your slip says {record.amount} ({_where(line)}).",
-            "check the slip; if it is right, ask the acquirer for error handling (差错处理) with the slip: the "
-            f"difference of {line.amount - record.amount} is adjusted on a later statement.")
+            (N_("Amount differs: the statement settles {amount} and your slip says {slip} ({where})."),
+             {"amount": line.amount, "slip": record.amount, "where": _where(line)}),
+            (N_("check the slip; if it is right, ask the acquirer for error handling (差错处理) with the slip: the "
+                "difference of {difference} is adjusted on a later statement."),
+             {"difference": line.amount - record.amount}))
     if record.auth_code and line.auth_code != record.auth_code:
         return Difference(
             "auth_code_differs", line.tid, line.rrn, line.amount, record.amount,
-            f"Authorization code differs: the statement has {line.auth_code or '-'} and your slip "
-            f"{record.auth_code} ({_where(line)}).",
-            "check the slip against the terminal's journal; if both say so, ask the acquirer which sale the RRN is.")
+            (N_("Authorization code differs: the statement has {statement} and your slip {slip} ({where})."),
+             {"statement": line.auth_code or "-", "slip": record.auth_code, "where": _where(line)}),
+            (N_("check the slip against the terminal's journal; if both say so, ask the acquirer which sale the RRN "
+                "is."), {}))
     return None
 
 
-def _count(n: int, one: str, many: str) -> str:
-    return f"{n} {one if n == 1 else many}"
+def _count(n: int, one: str, many: str) -> Words:
+    return (one if n == 1 else many, {"n": n})
 
 
 def _add_wallet(terminal: dict[Key, Any], host: dict[Key, tuple[int, int]], journal: sqlite3.Connection,

@@ -579,12 +579,15 @@ def scale_durations(raw: dict[str, Any], f: float) -> dict[str, Any]:
 
 
 def load(path: str | Path) -> Scenario:
-    """Read and validate a scenario file; every problem becomes one ``ScenarioError`` line."""
-    path = Path(path)
+    """Read and validate a scenario file, or a shipped one by name ("response-lost"); every problem
+    becomes one ``ScenarioError`` line."""
+    from possim import shipped
+
+    given, path = path, shipped.resolve(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ScenarioError(f"{path}: no such scenario file") from None
+        raise ScenarioError(shipped.missing(given)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError(f"{path}: cannot read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:

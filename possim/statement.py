@@ -26,14 +26,16 @@ from __future__ import annotations
 import csv
 import io
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 
 from possim.acquirer_sim.config import HostConfig
 from possim.fees import FeeSchedule
+from possim.i18n import N_
 
 #: The clock of simulated runs: ledger time 0 is this moment.
 DEFAULT_EPOCH: datetime = HostConfig().epoch
@@ -92,11 +94,20 @@ class Statement:
         writer.writerows(line.row() for line in self.lines)
         return out.getvalue()
 
-    def summary(self) -> str:
-        """One line of totals for the console."""
-        return (f"statement of {self.day} (issued {self.day + timedelta(days=1)}): {len(self.sales)} sales "
-                f"{self.total('amount')}, fees {self.total('fee')}, adjustments {self.total('adjustments')}, "
-                f"net {self.total('net')}")
+    def summary(self, tr: Callable[..., str] | None = None) -> str:
+        """One line of totals for the console, in ``tr``'s language (an ``i18n.Tr``; English without one)."""
+        text = N_("statement of {day} (issued {issued}): {sales} sales {amount}, fees {fees}, adjustments "
+                  "{adjustments}, net {net}")
+        values = {"day": self.day, "issued": self.day + timedelta(days=1), "sales": len(self.sales),
+                  "amount": self.total("amount"), "fees": self.total("fee"),
+                  "adjustments": self.total("adjustments"), "net": self.total("net")}
+        return tr(text, **values) if tr is not None else text.format(**values)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The statement as data: its day, the day it is issued, the totals and every line by column."""
+        return {"day": str(self.day), "issued": str(self.day + timedelta(days=1)), "sales": len(self.sales),
+                "totals": {c: str(self.total(c)) for c in ("amount", "fee", "net", "adjustments")},
+                "lines": [dict(zip(COLUMNS, line.row(), strict=True)) for line in self.lines]}
 
 
 def seconds(day: date, epoch: datetime = DEFAULT_EPOCH) -> tuple[float, float]:

@@ -6,17 +6,21 @@ downloaded: one ``.pth`` line makes the development environment's site-packages 
 *after* the new one. A ``.pth`` line only adds a folder to ``sys.path``; the ``.pth`` files
 inside it (the editable install of this checkout) are not run, so ``possim`` and the
 ``possim.scenarios`` package can only come from the wheel. ``PYTHONPATH`` is removed and every
-command runs in an empty temporary folder.
+command runs in a temporary folder: an empty one, or a user's project whose own ``protocol`` and
+``scenarios`` packages must not collide with possim's.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,6 +28,19 @@ import pytest
 from tests.conftest import ROOT
 
 SOURCES = ("pyproject.toml", "README.md", "possim", "pos_sim", "acquirer_sim", "protocol", "scenarios")
+#: Lines of pip's and setuptools' output that mention a warning but come from this machine, not from
+#: possim's configuration: bytecode compiling switched off by PYTHONDONTWRITEBYTECODE, and pip's own
+#: index settings ("Location 'file:///opt/...' is ignored").
+NOT_OURS = ("byte-compiling is disabled", "Location '")
+
+
+@dataclass(frozen=True)
+class Installed:
+    bin: Path
+    env: dict[str, str]
+    wheel: Path
+    #: everything pip printed while building the wheel (verbose: setuptools' own lines) and installing it
+    output: str
 
 
 def _run(*args: str | Path, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -31,8 +48,8 @@ def _run(*args: str | Path, cwd: Path, env: dict[str, str]) -> subprocess.Comple
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    """(the new virtualenv's bin folder, an environment without PYTHONPATH)."""
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    """possim built into a wheel from a copy of the sources and installed into a new virtualenv (once: slow)."""
     base = tmp_path_factory.mktemp("install")
     src = base / "src"
     for name in SOURCES:
@@ -42,7 +59,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
             src.mkdir(exist_ok=True)
             shutil.copy2(ROOT / name, src / name)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    built = _run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+    built = _run(sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--no-build-isolation", "--no-index",
                  "-w", base / "dist", src, cwd=base, env=env)
     assert built.returncode == 0, built.stderr
     venv = base / "venv"
@@ -53,25 +70,31 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
                         cwd=base, env=env).stdout.strip())
     (purelib / "possim-test-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     wheel = next((base / "dist").glob("possim-*.whl"))
-    installed = _run(sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", "--no-index",
-                     wheel, cwd=base, env=env)
-    assert installed.returncode == 0, installed.stderr
-    return venv / "bin", env
+    done = _run(sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", wheel,
+                cwd=base, env=env)
+    assert done.returncode == 0, done.stderr
+    return Installed(venv / "bin", env, wheel, "\n".join((built.stdout, built.stderr, done.stdout, done.stderr)))
 
 
-def test_the_wheel_carries_the_shipped_scenarios(installed: tuple[Path, dict[str, str]]) -> None:
-    wheel = next((installed[0].parent.parent / "dist").glob("possim-*.whl"))
-    names = set(zipfile.ZipFile(wheel).namelist())
+def test_the_wheel_carries_the_shipped_scenarios_and_translations(installed: Installed) -> None:
+    names = set(zipfile.ZipFile(installed.wheel).namelist())
     shipped = {f"possim/scenarios/{p.relative_to(ROOT / 'scenarios')}" for p in (ROOT / "scenarios").rglob("*")
                if p.is_file() and "__pycache__" not in p.parts}
     assert shipped <= names, shipped - names
-    assert "possim/scenarios/regressions/README.md" in names and "possim/data/mosquitto.conf" in names
-    assert {n.split("/")[0] for n in names} == {"possim", "possim-0.1.0.dist-info"}, "only names possim owns"
+    assert {"possim/scenarios/regressions/README.md", "possim/data/mosquitto.conf", "possim/locale/zh/scenarios.toml",
+            "possim/locale/zh/LC_MESSAGES/possim.mo"} <= names
+    # only possim's own name at the top: a user's protocol/ or scenarios/ package never collides
+    assert {n.split("/")[0] for n in names} == {"possim", "possim-0.1.0.dist-info"}
 
 
-def test_installed_possim_runs_shipped_scenarios_from_any_folder(installed: tuple[Path, dict[str, str]],
-                                                                   tmp_path: Path) -> None:
-    bin_dir, env = installed
+def test_building_and_installing_warn_of_nothing_in_possims_configuration(installed: Installed) -> None:
+    warnings = [line for line in installed.output.splitlines()
+                if re.search(r"warn|deprecat", line, re.IGNORECASE) and not any(n in line for n in NOT_OURS)]
+    assert warnings == []
+
+
+def test_installed_possim_runs_shipped_scenarios_from_any_folder(installed: Installed, tmp_path: Path) -> None:
+    bin_dir, env = installed.bin, installed.env
     where = _run(bin_dir / "python", "-c", "import possim.scenarios as s, possim; print(possim.__file__, s.__file__)",
                  cwd=tmp_path, env=env)
     assert str(bin_dir.parent) in where.stdout and str(ROOT) not in where.stdout, where.stdout + where.stderr
@@ -88,3 +111,52 @@ def test_installed_possim_runs_shipped_scenarios_from_any_folder(installed: tupl
     assert compared.returncode == 0, compared.stdout + compared.stderr
     assert all(policy in compared.stdout for policy in ("none", "reversal", "query", "query-then-reversal"))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_installed_possim_speaks_chinese(installed: Installed, tmp_path: Path) -> None:
+    """The Chinese scenario titles are package data: an installed possim shows them."""
+    with (ROOT / "possim" / "locale" / "zh" / "scenarios.toml").open("rb") as f:
+        title = tomllib.load(f)["response-lost"]["title"]
+    ran = _run(installed.bin / "possim", "run", "response-lost", "--lang", "zh", "--no-timeline",
+               cwd=tmp_path, env=installed.env)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert title in ran.stdout and "单边账" in ran.stdout
+
+
+#: A user's project with packages named as possim's own folders are in a checkout: possim must not import them.
+USER_CONFTEST = """\
+import protocol
+import scenarios
+
+assert protocol.MINE and scenarios.MINE
+"""
+USER_TEST = """\
+import protocol
+
+from possim.scenario import load
+from possim.simulation import simulate
+
+
+def test_my_protocol_and_possims_scenario_side_by_side():
+    assert protocol.MINE
+    result = simulate(load("response-lost"), "reversal")
+    assert result.verdict.counts["orphaned_debits"] == 0
+    assert simulate(load("response-lost"), "none").verdict.counts["orphaned_debits"] == 1
+"""
+
+
+def test_a_users_own_protocol_and_scenarios_packages_do_not_collide(installed: Installed, tmp_path: Path) -> None:
+    for package in ("protocol", "scenarios"):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("MINE = True\n")  # no latency.py, no messages.py
+    (tmp_path / "scenarios" / "mine.toml").write_text("title = 'mine'\n")
+    (tmp_path / "conftest.py").write_text(USER_CONFTEST)
+    (tmp_path / "test_mine.py").write_text(USER_TEST)
+    tested = _run(installed.bin / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_mine.py",
+                  cwd=tmp_path, env=installed.env)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "1 passed" in tested.stdout
+    listed = _run(installed.bin / "python", "-m", "possim", "list", cwd=tmp_path, env=installed.env)
+    assert listed.returncode == 0, listed.stderr
+    assert {line.split()[0] for line in listed.stdout.splitlines()} == {p.stem for p in
+                                                                        (ROOT / "scenarios").glob("*.toml")}

@@ -7,35 +7,25 @@ never leaves a half-written ledger or journal behind.
 from __future__ import annotations
 
 import sqlite3
-from importlib.resources import files
 from pathlib import Path
 
+from possim import shipped
 from possim.cli.errors import InputError, as_input_error
 from possim.protocol.mqtt import BrokerAddress
 from possim.protocol.transports import Endpoint, TransportError, Wire, open_wire
 from possim.scenario import Scenario, ScenarioError, load
 
-#: The package that carries the shipped scenario files (the project's ``scenarios/`` folder).
-SHIPPED = "possim.scenarios"
-
 
 def shipped_folder() -> Path:
-    """The shipped scenarios, wherever possim is installed: package data, found through importlib."""
-    folder = files(SHIPPED)
-    if not isinstance(folder, Path):
-        raise InputError(f"the shipped scenarios are not on the file system ({folder}); use --scenarios DIR")
-    return folder
+    """The shipped scenarios, wherever possim is installed (``possim.shipped``)."""
+    with as_input_error(shipped.NotOnDiskError):
+        return shipped.folder()
 
 
 def scenario(name_or_path: str) -> Scenario:
     """A scenario file, or the name of a shipped one ("response-lost")."""
-    path = Path(name_or_path)
-    if not path.exists() and path.suffix != ".toml" and len(path.parts) == 1:
-        shipped = shipped_folder() / f"{name_or_path}.toml"
-        if shipped.is_file():
-            path = shipped
     with as_input_error(ScenarioError):
-        return load(path)
+        return load(name_or_path)
 
 
 def scaled(sc: Scenario, factor: float) -> Scenario:

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
+from possim import i18n
 from possim.pos_sim.config import POLICIES, PROFILES
 from possim.protocol import transports
 
@@ -91,3 +92,16 @@ def journal(text: str, required: bool = False) -> Callable[[F], F]:
 
 def trace(text: str = "Write the JSON-lines trace here.") -> Callable[[F], F]:
     return click.option("--trace", "trace_path", type=click.Path(dir_okay=False), help=text)
+
+
+def _language(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
+    try:
+        return i18n.resolve(value)
+    except i18n.LanguageError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def lang() -> Callable[[F], F]:
+    """``--lang zh|en`` for every command that prints for people; ``POSSIM_LANG`` is the default, else English."""
+    return click.option("--lang", type=click.Choice(i18n.LANGS), default=None, callback=_language,
+                        help="Language of what is printed for people: zh or en (default: $POSSIM_LANG, else en).")

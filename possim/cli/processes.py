@@ -80,7 +80,10 @@ def live_logger(component: str) -> Callable[..., None]:
 @click.option("--algorithm", type=click.Choice(sorted(MAC_ALGORITHMS)), default=DEFAULT_MAC, show_default=True,
               help="MAC algorithm: AES-CMAC (recommended) or the X9.19 retail MAC of CUP terminals.")
 @click.option("--force", is_flag=True, help="Replace an existing key file.")
-def keys_command(out_path: str, tids: tuple[str, ...], count: int | None, algorithm: str, force: bool) -> None:
+@opt.as_json("Print the key file written and each terminal's key check value as one JSON object.")
+@opt.lang()
+def keys_command(out_path: str, tids: tuple[str, ...], count: int | None, algorithm: str, force: bool,
+                 as_json: bool, lang: str) -> None:
     """Create a key file: a MAC key and a broker password per terminal, and the host's account.
 
     Prints each terminal's key check value (never a secret): two sides holding the same key
@@ -93,9 +96,25 @@ def keys_command(out_path: str, tids: tuple[str, ...], count: int | None, algori
     names = list(tids) if tids else keys.default_tids(count or 0)
     with as_input_error(keys.KeyFileError):
         ring = keys.create_key_file(Path(out_path), names, algorithm, force=force)
-    click.echo(f"wrote {out_path} (mode 0600): keep it secret, whoever reads it can forge any terminal")
-    for line in ring.summary():
-        click.echo(line)
+    _print_keys(ring, out_path, as_json, lang)
+
+
+def _print_keys(ring: KeyRing, out_path: str, as_json: bool, lang: str) -> None:
+    """What ``possim keys`` wrote: never a secret, only the key check values two sides can compare."""
+    from possim.i18n import Tr
+    from possim.keys import check_value
+
+    values = {tid: check_value(t.mac_key) for tid, t in sorted(ring.terminals.items())}
+    if as_json:
+        click.echo(json.dumps({"file": out_path, "host_username": ring.host_username, "algorithm": ring.algorithm,
+                               "key_check_values": values}, sort_keys=True))
+        return
+    tr = Tr(lang)
+    click.echo(tr("wrote {path} (mode 0600): keep it secret, whoever reads it can forge any terminal", path=out_path))
+    click.echo(tr("host account {user}, MAC algorithm {algorithm}", user=ring.host_username,
+                  algorithm=ring.algorithm))
+    for tid, value in values.items():
+        click.echo(tr("terminal {tid}: key check value {value}", tid=tid, value=value))
 
 
 def _load_keys(path: str | None) -> KeyRing | None:
@@ -266,6 +285,9 @@ def _terminal_process_options(journal_help: str, keys_help: str) -> Callable[[F]
         click.option("--shards", default=1, show_default=True, type=click.IntRange(1, 64),
                      help="How many host shards serve the terminals: this terminal talks to the one its id "
                           "maps to."),
+        click.option("--json/--text", "as_json", default=True, show_default=True,
+                     help="Print the summary as one JSON line (for another process to read) or as text for people."),
+        opt.lang(),
     ]
 
     def apply(command: F) -> F:
@@ -284,21 +306,22 @@ def _terminal_process_options(journal_help: str, keys_help: str) -> Callable[[F]
 def terminal(scenario: str, transport: str, broker_url: str | None, connect_url: str | None, tid: str,
              policy: str | None, profile: str | None, seed: int | None, journal_path: str | None,
              trace_path: str | None, time_scale: float, qos: int, log: bool, keys_path: str | None,
-             tls_ca: str | None, shards: int) -> None:
+             tls_ca: str | None, shards: int, as_json: bool, lang: str) -> None:
     """Drive one terminal through SCENARIO against an acquirer; print its summary.
 
     On an existing journal the terminal resumes where it stopped: a sale that was in flight
     gets its recovery first, and sales already journaled are not paid again.
     """
     _drive(scenario, transport, broker_url, connect_url, tid, policy, profile, seed, journal_path, trace_path,
-           time_scale, qos, log, keys_path, tls_ca, shards, end_of_day=False)
+           time_scale, qos, log, keys_path, tls_ca, shards, end_of_day=False, printed=(as_json, lang))
 
 
 def _drive(scenario: str, transport: str, broker_url: str | None, connect_url: str | None, tid: str,
            policy: str | None, profile: str | None, seed: int | None, journal_path: str | None,
            trace_path: str | None, time_scale: float, qos: int, log: bool, keys_path: str | None,
-           tls_ca: str | None, shards: int, *, end_of_day: bool) -> None:
-    """``possim terminal`` and ``possim settle``: one terminal process against an acquirer."""
+           tls_ca: str | None, shards: int, *, end_of_day: bool, printed: tuple[bool, str] = (True, "en")) -> None:
+    """``possim terminal`` and ``possim settle``: one terminal process against an acquirer; ``printed``: whether
+    the summary is one JSON line, and the language of the text otherwise."""
     from possim.realtime import drive_terminal
 
     sc = inputs.scenario(scenario).with_profile(profile)
@@ -333,8 +356,22 @@ def _drive(scenario: str, transport: str, broker_url: str | None, connect_url: s
     out = {k: summary[k] for k in TERMINAL_SUMMARY} | {"quiescent": result.quiescent}
     if end_of_day:
         out["settlement"] = _settlement_outcome(result.trace.records)
-    click.echo(json.dumps(out))
+    _print_summary(out, *printed)
     sys.exit(0 if result.quiescent else 1)
+
+
+def _print_summary(out: dict[str, Any], as_json: bool, lang: str) -> None:
+    if as_json:
+        click.echo(json.dumps(out))
+        return
+    from possim.console import measure
+    from possim.i18n import Tr
+
+    tr = Tr(lang)
+    for key, value in out.items():
+        shown = tr(value) if isinstance(value, str) else tr("yes") if value is True else \
+            tr("no") if value is False else value
+        click.echo(f"{measure(key, tr):>20}: {shown}")
 
 
 def _settlement_outcome(records: Sequence[Stamped]) -> str:
@@ -358,7 +395,7 @@ def _settlement_outcome(records: Sequence[Stamped]) -> str:
 def settle_command(scenario: str, transport: str, broker_url: str | None, connect_url: str | None, tid: str,
                    policy: str | None, profile: str | None, seed: int | None, journal_path: str | None,
                    trace_path: str | None, time_scale: float, qos: int, log: bool, keys_path: str | None,
-                   tls_ca: str | None, shards: int) -> None:
+                   tls_ca: str | None, shards: int, as_json: bool, lang: str) -> None:
     """End of day for one terminal: settle its journal's batch with a running acquirer.
 
     The terminal (restored from --journal, owed recovery first) sends its batch totals (0500);
@@ -366,7 +403,7 @@ def settle_command(scenario: str, transport: str, broker_url: str | None, connec
     with what the settlement came to.
     """
     _drive(scenario, transport, broker_url, connect_url, tid, policy, profile, seed, journal_path, trace_path,
-           time_scale, qos, log, keys_path, tls_ca, shards, end_of_day=True)
+           time_scale, qos, log, keys_path, tls_ca, shards, end_of_day=True, printed=(as_json, lang))
 
 
 @click.command("check")
@@ -378,8 +415,9 @@ def settle_command(scenario: str, transport: str, broker_url: str | None, connec
 @click.option("--whole-ledger", is_flag=True,
               help="Also list the ledger's money for terminals whose journal was not given.")
 @opt.as_json("Print the verdict as one JSON object.")
+@opt.lang()
 def check_command(journal_paths: tuple[str, ...], ledger_paths: tuple[str, ...], whole_ledger: bool,
-                  as_json: bool) -> None:
+                  as_json: bool, lang: str) -> None:
     """Judge a run split over processes: every terminal's journal against the ledger (or the shards' ledgers).
 
     Files left by a killed process are recovered on open. Exit 0 only when the money is
@@ -404,20 +442,25 @@ def check_command(journal_paths: tuple[str, ...], ledger_paths: tuple[str, ...],
     finally:
         for conn in journals + ledgers:
             conn.close()
-    _print_verdict(verdict, as_json)
+    _print_verdict(verdict, as_json, lang)
     sys.exit(0 if verdict.settled else 1)
 
 
-def _print_verdict(verdict: Verdict, as_json: bool) -> None:
+def _print_verdict(verdict: Verdict, as_json: bool, lang: str = "en") -> None:
     summary = verdict.summary()
     if as_json:
         click.echo(json.dumps({**summary, "settled": verdict.settled,
                                "unjournaled": [f.as_dict() for f in verdict.unjournaled]}, sort_keys=True))
         return
+    from possim.console import measure
+    from possim.i18n import Tr
+
+    tr = Tr(lang)
     for key, value in summary.items():
-        click.echo(f"{key.replace('_', ' '):>20}: {value}")
+        click.echo(f"{measure(key, tr):>20}: {value}")
     for f in verdict.findings:
-        click.echo(f"  finding: {f.finding} terminal {f.key[0]} txn {f.txn} stan {f.key[1]} "
-                   f"amount {f.as_dict()['amount']}")
+        click.echo("  " + tr("finding: {finding} terminal {tid} txn {txn} stan {stan} amount {amount}",
+                             finding=f.finding, tid=f.key[0], txn=f.txn, stan=f.key[1], amount=f.as_dict()["amount"]))
     for f in verdict.unjournaled:
-        click.echo(f"  no journal given: terminal {f.key[0]} stan {f.key[1]} amount {f.as_dict()['amount']}")
+        click.echo("  " + tr("no journal given: terminal {tid} stan {stan} amount {amount}", tid=f.key[0],
+                             stan=f.key[1], amount=f.as_dict()["amount"]))

@@ -26,6 +26,7 @@ from possim.cli import inputs
 from possim.cli import options as opt
 from possim.cli.errors import InputError, as_input_error
 from possim.fees import FeeSchedule
+from possim.i18n import N_, Tr
 from possim.pos_sim.journal import read_journal
 from possim.protocol.storage import StoreError
 from possim.reconcile import MerchantRecord, check_statement, journal_records, slip_records
@@ -63,9 +64,15 @@ def _merchant(sc: Scenario | None) -> tuple[FeeSchedule, dict[str, str]]:
 @click.option("--ledger-out", type=click.Path(dir_okay=False), help="For a scenario: keep the run's ledger here.")
 @click.option("--journal-out", type=click.Path(dir_okay=False), help="For a scenario: keep the run's journal here.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the CSV here (default: standard output).")
+@opt.as_json("Print the statement (day, totals, every line) as one JSON object instead of the CSV.")
+@opt.lang()
 def statement_command(source: str, day: str | None, scenario_name: str | None, policy: str | None,
-                      seed: int | None, ledger_out: str | None, journal_out: str | None, out: str | None) -> None:
-    """The acquirer's T+1 statement (CSV) of a ledger file or of a scenario run (a name or a .toml)."""
+                      seed: int | None, ledger_out: str | None, journal_out: str | None, out: str | None,
+                      as_json: bool, lang: str) -> None:
+    """The acquirer's T+1 statement (CSV) of a ledger file or of a scenario run (a name or a .toml).
+
+    The CSV goes to --out, else to standard output; with --json standard output carries the
+    statement as JSON (and --out, when given, still gets the CSV)."""
     wanted = _day(day)
     inputs.writable(out, ledger_out, journal_out)
     is_ledger = Path(source).is_file() and not source.endswith(".toml")
@@ -82,9 +89,12 @@ def statement_command(source: str, day: str | None, scenario_name: str | None, p
             statement = _build(ledger_path, wanted, sc)
     if out:
         Path(out).write_text(statement.csv(), encoding="utf-8")
-    else:
+    if as_json:
+        click.echo(json.dumps(statement.as_dict(), sort_keys=True, ensure_ascii=False))
+        return
+    if not out:
         click.echo(statement.csv(), nl=False)
-    click.echo(statement.summary(), err=True)
+    click.echo(statement.summary(Tr(lang)), err=True)
 
 
 def _build(ledger_path: str, wanted: date | None, sc: Scenario | None) -> st.Statement:
@@ -110,8 +120,9 @@ def _build(ledger_path: str, wanted: date | None, sc: Scenario | None) -> st.Sta
 @click.option("--on", "on_day", metavar="YYYY-MM-DD",
               help="Day of the run, refunds booked at 09:00 (default: the day after the ledger's latest day).")
 @opt.as_json("Print the cases handled as one JSON object.")
+@opt.lang()
 def acquirer_errors_command(ledger_path: str, keys: tuple[str, ...], rrns: tuple[str, ...],
-                            journal_path: str | None, on_day: str | None, as_json: bool) -> None:
+                            journal_path: str | None, on_day: str | None, as_json: bool, lang: str) -> None:
     """The acquirer's error-handling run (差错处理): refund every escalated case; the day's statement shows it."""
     day = _day(on_day)
     inputs.database(ledger_path, "entries", "ledger")
@@ -127,7 +138,7 @@ def acquirer_errors_command(ledger_path: str, keys: tuple[str, ...], rrns: tuple
         results = eh.run_error_handling(ledger, now)
     finally:
         ledger.close()
-    _report(results, run_day, as_json)
+    _report(results, run_day, as_json, Tr(lang))
 
 
 def _cases(ledger: Ledger, keys: tuple[str, ...], rrns: tuple[str, ...]) -> list[tuple[Key, str, str]]:
@@ -157,25 +168,35 @@ def _escalated(journal_path: str) -> list[Key]:
     return [(tid, stan, tx) for tid, stan, tx in rows]
 
 
-def _report(results: list[eh.CaseResult], run_day: date, as_json: bool) -> None:
+#: What error handling did with a case, for people.
+OUTCOMES = {"refunded": N_("refunded {amount} to the card"), "released": N_("released a hold of {amount}"),
+            "nothing_to_refund": N_("nothing to refund (the money was already returned or never taken)")}
+
+
+def _report(results: list[eh.CaseResult], run_day: date, as_json: bool, tr: Tr) -> None:
     if as_json:
         click.echo(json.dumps({"run_on": str(run_day), "cases": [
             {"tid": r.tid, "stan": r.stan, "rrn": r.rrn, "outcome": r.outcome, "amount": str(st.money(r.amount)),
              "reason": r.reason} for r in results]}, sort_keys=True))
         return
     if not results:
-        click.echo(f"error handling on {run_day}: no open case")
+        click.echo(tr("error handling on {day}: no open case", day=run_day))
     for r in results:
-        what = {"refunded": f"refunded {st.money(r.amount)} to the card",
-                "released": f"released a hold of {st.money(r.amount)}",
-                "nothing_to_refund": "nothing to refund (the money was already returned or never taken)"}[r.outcome]
-        click.echo(f"error handling on {run_day}: terminal {r.tid} STAN {r.stan} RRN {r.rrn or '-'} ({r.reason}): "
-                   f"{what}")
+        click.echo(tr("error handling on {day}: terminal {tid} STAN {stan} RRN {rrn} ({reason}): {what}", day=run_day,
+                      tid=r.tid, stan=r.stan, rrn=r.rrn or "-", reason=_reason(r.reason, tr),
+                      what=tr(OUTCOMES[r.outcome], amount=st.money(r.amount))))
     if any(r.outcome == "refunded" for r in results):
-        click.echo(f"the statement of {run_day} shows the refunds as adjustments", err=True)
+        click.echo(tr("the statement of {day} shows the refunds as adjustments", day=run_day), err=True)
 
 
-def reconcile_with_statement(records_source: str, statement_path: str, day: str | None, as_json: bool) -> None:
+def _reason(reason: str, tr: Tr) -> str:
+    """``reversal_failed`` or ``reversal_failed:98`` (with the last field 39) in the reader's words."""
+    code, colon, detail = reason.partition(":")
+    return tr(code) + colon + detail
+
+
+def reconcile_with_statement(records_source: str, statement_path: str, day: str | None, as_json: bool,
+                             lang: str = "en") -> None:
     """``possim reconcile RECORDS --statement FILE``: exit 0 when they agree, 1 when they differ."""
     wanted = _day(day)
     with as_input_error(st.StatementError, StoreError):
@@ -185,7 +206,7 @@ def reconcile_with_statement(records_source: str, statement_path: str, day: str 
     if as_json:
         click.echo(json.dumps(check.as_dict(), sort_keys=True, ensure_ascii=False))
     else:
-        for line in check.text():
+        for line in check.text(Tr(lang)):
             click.echo(line)
     sys.exit(0 if check.agrees else 1)
 

@@ -34,17 +34,8 @@ def console() -> Console:
     return Console(width=int(width) if width.isdigit() and int(width) >= 40 else 140, no_color=True)
 
 
-def _language(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
-    try:
-        return i18n.resolve(value)
-    except i18n.LanguageError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-def lang_option() -> Callable[[F], F]:
-    """``--lang zh|en`` for every view; ``POSSIM_LANG`` is the default, English when unset."""
-    return click.option("--lang", type=click.Choice(i18n.LANGS), default=None, callback=_language,
-                        help="Language of the views: zh or en (default: $POSSIM_LANG, else en).")
+#: ``--lang zh|en``, declared with the other shared options.
+lang_option = opt.lang
 
 
 def write_views(result: RunResult, report_path: str | None, mermaid_path: str | None, lang: str | None = None) -> None:
@@ -92,18 +83,30 @@ def _folder(scenario_dir: str | None) -> Path:
 
 @click.command("list")
 @click.option("--scenarios", "scenario_dir", type=click.Path(file_okay=False), help=_SCENARIO_DIR_HELP)
-def list_command(scenario_dir: str | None) -> None:
+@opt.as_json("Print the scenarios as one JSON object: name -> title, description, fleet (or the error).")
+@lang_option()
+def list_command(scenario_dir: str | None, as_json: bool, lang: str) -> None:
     """The shipped scenarios, by name, with what each teaches."""
     folder = _folder(scenario_dir)
     files = sorted(folder.glob("*.toml"))
     if not files:
         raise InputError(f"{folder}: no scenario files here")
+    listed: dict[str, dict[str, Any]] = {}
     for path in files:
         try:
-            title = load(path).model.title
+            sc = load(path)
         except ScenarioError as exc:
-            title = f"(invalid: {exc})"
-        click.echo(f"{path.stem:<30} {title}")
+            listed[path.stem] = {"error": str(exc)}
+            continue
+        title, description = i18n.scenario_text(path.stem, sc.model.title, sc.model.description.strip(), lang)
+        listed[path.stem] = {"title": title, "description": description, "fleet": sc.is_fleet}
+    if as_json:
+        click.echo(json.dumps(listed, sort_keys=True, ensure_ascii=False))
+        return
+    tr = i18n.Tr(lang)
+    for name, entry in listed.items():
+        title = entry.get("title") or tr("(invalid: {error})", error=entry["error"])
+        click.echo(f"{name:<30} {title}")
 
 
 @click.command()
@@ -129,12 +132,17 @@ def demo(pace: float, scenario_dir: str | None, lang: str) -> None:
 
 @click.command("glossary")
 @lang_option()
-def glossary_command(lang: str) -> None:
+@opt.as_json("Print the terms as one JSON object: a list of english, chinese and meaning (in --lang).")
+def glossary_command(lang: str, as_json: bool) -> None:
     """The payment terms in English and Chinese (单边账, 冲正, 查询...), with what each means."""
     from rich.table import Table
 
     from possim.glossary import rows
 
+    if as_json:
+        click.echo(json.dumps({"terms": [{"english": e, "chinese": c, "meaning": m} for e, c, m in rows(lang)]},
+                              ensure_ascii=False))
+        return
     tr = i18n.Tr(lang)
     table = Table(title=tr("Glossary: payment terms in English and Chinese"))
     for heading_ in ("English", "中文", tr("What it means here")):
@@ -147,7 +155,8 @@ def glossary_command(lang: str) -> None:
 @click.command("replay")
 @click.argument("trace_file", type=click.Path(dir_okay=False))
 @opt.as_json("Print the replayed summary as one JSON object.")
-def replay_command(trace_file: str, as_json: bool) -> None:
+@lang_option()
+def replay_command(trace_file: str, as_json: bool, lang: str) -> None:
     """Re-execute a trace recorded over MQTT or TCP in virtual time and compare the verdicts."""
     from possim.replay import ReplayError, replay
 
@@ -159,10 +168,13 @@ def replay_command(trace_file: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({**summary, "matches_recording": same}, sort_keys=True))
     else:
+        tr = i18n.Tr(lang)
         for key, value in summary.items():
-            was = f"   (recorded: {recorded.get(key)})" if recorded and recorded.get(key) != value else ""
-            click.echo(f"{key.replace('_', ' '):>20}: {value}{was}")
-        click.echo("replay verdict matches the recording" if same else "replay verdict DIFFERS from the recording")
+            was = tr("   (recorded: {value})", value=recorded.get(key)) \
+                if recorded and recorded.get(key) != value else ""
+            click.echo(f"{show.measure(key, tr):>20}: {value}{was}")
+        click.echo(tr("replay verdict matches the recording") if same else
+                   tr("replay verdict DIFFERS from the recording"))
     sys.exit(0 if same else 1)
 
 
@@ -184,7 +196,7 @@ def reconcile_command(source: str, policy: str | None, seed: int | None, as_json
     if statement_path:
         from possim.cli.statement import reconcile_with_statement
 
-        reconcile_with_statement(source, statement_path, day, as_json)
+        reconcile_with_statement(source, statement_path, day, as_json, lang)
     if not source.endswith(".jsonl") and (sc := inputs.scenario(source)).is_fleet:
         from possim.cli.fleet import reconcile_fleet_command
 
