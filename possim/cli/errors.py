@@ -7,6 +7,8 @@ from contextlib import contextmanager
 
 import click
 
+from possim.protocol.storage import StoreError
+
 #: Exit codes: 0 the run met its expectations, 1 it did not (or did not settle), 2 bad input.
 BAD_INPUT = 2
 ABORTED = 130
@@ -29,7 +31,7 @@ def guarded(command: Callable[[], object]) -> int:
     """Run ``command``; map every way input can be wrong to one ``possim: error:`` line and an exit code."""
     try:
         command()
-    except InputError as exc:
+    except (InputError, StoreError) as exc:  # StoreError: a ledger or journal file that cannot be used
         return _fail(str(exc))
     except click.UsageError as exc:
         return _fail(exc.format_message())
