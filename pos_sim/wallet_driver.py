@@ -23,6 +23,7 @@ from possim.protocol.events import (
     WalletTimerFired,
 )
 from possim.protocol.ports import Cancellable, Link, Scheduler
+from possim.protocol.storage import WriteError
 
 Emit = Callable[[Event], None]
 
@@ -39,14 +40,20 @@ class WalletTerminalDriver:
         self.tid = terminal.config.tid
         self.down = False
         self._timers: dict[str, Cancellable] = {}
+        #: Why the terminal stopped for good: its journal refused a write (as ``TerminalDriver.failure``).
+        self.failure: WriteError | None = None
 
     def request_payment(self, request: WalletPaymentRequest) -> None:
+        if self.failure is not None:
+            return
         order = self.terminal.order_number(request)
         self.emit(WalletPaymentRequested(self.tid, request.txn_id, request.intent, order, request.amount,
                                          request.provider, request.auth_code))
         self.execute(self.terminal.request_payment(self.scheduler.now(), request))
 
     def receive(self, data: bytes) -> None:
+        if self.failure is not None:
+            return
         wire = W.wire_fields(data)
         if self.down:
             self.emit(TerminalDownDrop(**wire))  # type: ignore[arg-type]
@@ -66,6 +73,8 @@ class WalletTerminalDriver:
         self.down = True
 
     def power_on(self, terminal: WalletTerminal) -> None:
+        if self.failure is not None:
+            return
         self.terminal = terminal
         self.down = False
         self.execute(terminal.restore(self.scheduler.now(), self.journal.load()))
@@ -76,6 +85,17 @@ class WalletTerminalDriver:
         return bool(self._timers) or not self.terminal.idle
 
     def execute(self, actions: list[WalletAction]) -> None:
+        """As ``TerminalDriver.execute``: a journal write that fails stops the terminal before its send."""
+        if self.failure is not None:
+            return
+        try:
+            self._execute(actions)
+        except WriteError as exc:
+            self.failure = WriteError(f"{exc}; the terminal stopped and sent nothing after it")
+            for name in list(self._timers):
+                self._cancel(name)
+
+    def _execute(self, actions: list[WalletAction]) -> None:
         for action in actions:
             if isinstance(action, Send):
                 self.emit(MsgSent("terminal", self.tid, action.stan, action.mti, txn=action.txn_id))

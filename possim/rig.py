@@ -38,6 +38,7 @@ from possim.protocol.faults import FaultDecider, FaultPlan, FaultyLink
 from possim.protocol.mac import MacKey
 from possim.protocol.memory import MemoryTransport
 from possim.protocol.ports import Link, Scheduler, Transport
+from possim.protocol.storage import StoreError
 from possim.protocol.transports import Origin
 from possim.reconcile import Reconciliation, reconcile
 from possim.scenario import Scenario
@@ -207,6 +208,8 @@ class Rig:
             self.host_driver.receive(data, origin)  # type: ignore[union-attr]
 
     def _terminal_receive(self, data: bytes) -> None:
+        if self.failure is not None:
+            return
         if not self.wallet.terminal_receive(data):
             self.terminal_driver.receive(data)
 
@@ -239,6 +242,9 @@ class Rig:
             self.scheduler.call_later(loss.at + loss.down_for - self.scheduler.now(), self._power_on)
 
     def _pay(self, request: PaymentRequest) -> None:
+        if self.failure is not None:  # the terminal stopped: no sale is taken any more
+            self.scheduled_work -= 1
+            return
         if self.terminal_driver.down:  # the customer waits for the terminal to boot
             self._deferred.append(request)
             return
@@ -290,8 +296,18 @@ class Rig:
         delay = self._retries.pop(txn_id, self.wallet.specs[txn_id].retry_after)
         self.scheduler.call_later(delay, lambda: self._pay(retry))
 
+    @property
+    def failure(self) -> StoreError | None:
+        """Why the run stopped early: the terminal's journal refused a write (a full disk)."""
+        return self.terminal_driver.failure or self.wallet.driver.failure
+
     def locally_quiet(self) -> bool:
-        """Nothing left to do on this side: no payment due, terminal idle, no message held by the fault layer."""
+        """Nothing left to do on this side: no payment due, terminal idle, no message held by the fault layer.
+
+        A terminal stopped by its journal has nothing left to do either: the run ends and says why.
+        """
+        if self.failure is not None:
+            return True
         host_busy = self.host_driver.pending if self.host_driver else 0
         return (self.scheduled_work == 0 and self.forger.pending == 0 and self.terminal.idle
                 and self.to_host.in_flight == 0
@@ -299,6 +315,11 @@ class Rig:
                 and self.wallet.quiet)
 
     def finish(self, quiescent: bool, transport: str, extra: Mapping[str, object] | None = None) -> RunResult:
+        """Judge the run; a run stopped by its journal is not judged: ``failure`` is raised, files closed."""
+        if self.failure is not None:
+            self.journal.close()
+            self.ledger.close()
+            raise self.failure
         self.journal.commit()
         verdict = check(self.journal.conn, self.ledger.conn)
         self.trace.emit("run_finished", quiescent=quiescent, **verdict.summary(), **(extra or {}))

@@ -46,6 +46,10 @@ class StoreError(Exception):
     """A database file that cannot be used: the message is one line naming the file."""
 
 
+class WriteError(StoreError):
+    """An open file refused a write (a full disk): whatever was to follow the write must not happen."""
+
+
 def is_memory(path: str | Path) -> bool:
     return str(path) == MEMORY
 
@@ -192,6 +196,13 @@ def failure(exc: sqlite3.Error, path: str | Path, what: str) -> StoreError:
     if code == _FULL or disk_full(path):
         return StoreError(f"{path}: cannot write the {what}: the disk is full")
     return StoreError(f"{path}: not a possim {what}: {exc}")
+
+
+def write_failure(exc: sqlite3.Error, path: str | Path, what: str) -> WriteError:
+    """One line for a write that failed on an open file: a full disk said as such."""
+    if getattr(exc, "sqlite_errorcode", 0) & 0xFF == _FULL or disk_full(path):
+        return WriteError(f"{path}: cannot write the {what}: the disk is full")
+    return WriteError(f"{path}: cannot write the {what}: {exc}")
 
 
 def disk_full(path: str | Path) -> bool:
