@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -38,7 +39,7 @@ from possim.protocol.faults import FaultDecider, FaultPlan, FaultyLink
 from possim.protocol.mac import MacKey
 from possim.protocol.memory import MemoryTransport
 from possim.protocol.ports import Link, Scheduler, Transport
-from possim.protocol.storage import StoreError
+from possim.protocol.storage import StoreError, WriteError, write_failure
 from possim.protocol.transports import Origin
 from possim.reconcile import Reconciliation, reconcile
 from possim.scenario import Scenario
@@ -129,7 +130,9 @@ class Rig:
         self.trace = Trace(scheduler.now)
         self.rng = random.Random(seed)
         host_config = scenario.host_config()
-        self.ledger = Ledger(ledger_path or ":memory:", default_balance=host_config.default_balance)
+        self.ledger_path = str(ledger_path or ":memory:")
+        self.ledger = Ledger(self.ledger_path, default_balance=host_config.default_balance)
+        self._host_failure: WriteError | None = None
         self.terminal_config = scenario.terminal_config(policy)
         if epoch is not None:  # real processes: field 7 and the RRN follow the wall clock
             self.terminal_config = replace(self.terminal_config, epoch=epoch)
@@ -203,9 +206,20 @@ class Rig:
             self.wallet.connect(host_out)
 
     def host_receive(self, data: bytes, origin: Origin | None = None) -> None:
-        """A frame reached the acquirer: wallet frames go to the wallet gateway, card frames to the host."""
-        if not self.wallet.host_receive(data, origin):
-            self.host_driver.receive(data, origin)  # type: ignore[union-attr]
+        """A frame reached the acquirer: wallet frames go to the wallet gateway, card frames to the host.
+
+        A ledger file that refuses a write (a full disk) stops the run: the transaction was
+        rolled back, and a run that cannot keep its money is not judged.
+        """
+        if self.failure is not None:
+            return
+        try:
+            if not self.wallet.host_receive(data, origin):
+                self.host_driver.receive(data, origin)  # type: ignore[union-attr]
+        except sqlite3.Error as exc:
+            if not self.ledger.durable:
+                raise
+            self._host_failure = WriteError(f"{write_failure(exc, self.ledger_path, 'ledger')}; the run stopped")
 
     def _terminal_receive(self, data: bytes) -> None:
         if self.failure is not None:
@@ -299,7 +313,7 @@ class Rig:
     @property
     def failure(self) -> StoreError | None:
         """Why the run stopped early: the terminal's journal refused a write (a full disk)."""
-        return self.terminal_driver.failure or self.wallet.driver.failure
+        return self.terminal_driver.failure or self.wallet.driver.failure or self._host_failure
 
     def locally_quiet(self) -> bool:
         """Nothing left to do on this side: no payment due, terminal idle, no message held by the fault layer.

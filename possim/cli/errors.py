@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -35,6 +36,10 @@ def guarded(command: Callable[[], object]) -> int:
         return _fail(str(exc))
     except click.UsageError as exc:
         return _fail(exc.format_message())
+    except sqlite3.Error as exc:
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_FULL:
+            raise
+        return _fail(f"the disk is full: {exc}")  # a write no caller could name the file of
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         return _fail(f"{where}{exc.strerror or exc}")
