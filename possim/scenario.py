@@ -620,7 +620,7 @@ def problems(exc: ValidationError) -> list[str]:
             unknown.append(f"{where}: unknown key{_suggestion(loc)}")
         else:
             msg = "required" if err["type"] == "missing" else err["msg"].removeprefix("Value error, ")
-            other.append(f"{where}: {msg}")
+            other.append(msg if msg.startswith(f"{where}.") else f"{where}: {msg}")  # "expect.x: ..." says where
     return unknown + other
 
 
