@@ -7,7 +7,7 @@ negative amount in a scenario, an impossible ``[expect]``. The command runs as a
 
 A full disk cannot be made portably from outside the process, so those cases drive
 ``possim.cli.main`` in this process with SQLite's own limit (``PRAGMA max_page_count``) on
-the journal's connection: SQLite then fails exactly as on a full disk (SQLITE_FULL).
+the journal's or the ledger's connection: SQLite then fails exactly as on a full disk (SQLITE_FULL).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from possim.acquirer_sim import ledger as ledger_module
 from possim.checker import Finding
 from possim.cli import main
 from possim.console import finding_line
@@ -191,10 +192,9 @@ def _run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int,
     return int(exited.value.code or 0), out.out, out.err.splitlines()
 
 
-@pytest.fixture
-def journal_cannot_grow(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every journal file opened from now on holds no page beyond those it has at open (SQLITE_FULL after)."""
-    real_open = journal_module.open_file
+def _cannot_grow(monkeypatch: pytest.MonkeyPatch, module: Any) -> None:
+    """Every file ``module`` opens from now on holds no page beyond those it has at open (SQLITE_FULL after)."""
+    real_open = module.open_file
 
     def capped(*args: Any, **kwargs: Any) -> sqlite3.Connection:
         conn = real_open(*args, **kwargs)
@@ -202,16 +202,28 @@ def journal_cannot_grow(monkeypatch: pytest.MonkeyPatch) -> None:
         conn.execute(f"PRAGMA max_page_count = {pages}")
         return conn
 
-    monkeypatch.setattr(journal_module, "open_file", capped)
+    monkeypatch.setattr(module, "open_file", capped)
 
 
-def test_a_journal_on_a_full_disk_is_one_line_and_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def journal_cannot_grow(monkeypatch: pytest.MonkeyPatch) -> None:
+    _cannot_grow(monkeypatch, journal_module)
+
+
+@pytest.fixture
+def ledger_cannot_grow(monkeypatch: pytest.MonkeyPatch) -> None:
+    _cannot_grow(monkeypatch, ledger_module)
+
+
+@pytest.mark.parametrize("option, what", [("--journal", "journal"), ("--ledger", "ledger")])
+def test_a_file_on_a_full_disk_is_one_line_and_leaves_no_file(
+        option: str, what: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(storage, "FILE_PRAGMAS", (*storage.FILE_PRAGMAS, "PRAGMA max_page_count = 1"))
-    journal = tmp_path / "j.db"
-    code, out, err = _run_main([*RUN, "--journal", str(journal)], capsys)
+    path = tmp_path / "f.db"
+    code, out, err = _run_main([*RUN, option, str(path)], capsys)
     assert code == 2 and out == ""
-    assert err == [f"possim: error: {journal}: cannot write the journal: the disk is full"]
+    assert err == [f"possim: error: {path}: cannot write the {what}: the disk is full"]
     assert list(tmp_path.iterdir()) == []
 
 
@@ -236,6 +248,17 @@ def test_a_terminal_whose_journal_fills_stops_sending_says_why_and_exits_2(
         received = {stan for (stan,) in lg.execute("SELECT stan FROM originals")}
     assert 0 < len(journaled) < SALES
     assert received <= journaled, f"the host got requests the journal never held: {sorted(received - journaled)}"
+
+
+@pytest.mark.parametrize("transport", [["--transport", "memory"], ["--transport", "tcp"]])
+@pytest.mark.usefixtures("ledger_cannot_grow")
+def test_a_run_whose_ledger_fills_stops_says_why_and_exits_2(
+        transport: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "many.toml").write_text(MANY)
+    ledger = tmp_path / "l.db"
+    code, out, err = _run_main(["run", str(tmp_path / "many.toml"), *transport, "--ledger", str(ledger)], capsys)
+    assert code == 2 and out == ""
+    assert err == [f"possim: error: {ledger}: cannot write the ledger: the disk is full; the run stopped"]
 
 
 # A finding for money no journal row owns names the request, not "txn None".
