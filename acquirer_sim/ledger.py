@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from possim.acquirer_sim.wallet_ledger import SCHEMA as WALLET_SCHEMA
 from possim.protocol.storage import (
     BUSY_TIMEOUT_S,
     empty_image,
@@ -156,7 +157,8 @@ class Ledger:
                  sleep: Callable[[float], None] = time.sleep, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
         self.durable = not is_memory(path)
         if self.durable:
-            self.conn = open_file(path, SCHEMA, "entries", "ledger", busy_timeout)
+            # the wallet tables too, so a file that cannot hold them all (a full disk) is never left behind
+            self.conn = open_file(path, f"{SCHEMA};\n{WALLET_SCHEMA}", "entries", "ledger", busy_timeout)
         else:
             self.conn = sqlite3.connect(":memory:", isolation_level=None)
             self.conn.deserialize(_EMPTY)

@@ -29,6 +29,7 @@ from possim.protocol.events import (
     TxnOutcome,
 )
 from possim.protocol.ports import Cancellable, Link, Scheduler
+from possim.protocol.storage import WriteError
 
 Emit = Callable[[Event], None]
 
@@ -52,6 +53,8 @@ class TerminalDriver:
         self._timers: dict[str, Cancellable] = {}
         self.tid = terminal.config.tid
         self.down = False
+        #: Why the terminal stopped for good: its journal refused a write (see :meth:`execute`).
+        self.failure: WriteError | None = None
 
     def power_off(self) -> None:
         """The terminal loses power: timers and memory are gone; only the journal survives."""
@@ -62,12 +65,16 @@ class TerminalDriver:
 
     def power_on(self, terminal: Terminal) -> None:
         """A fresh terminal boots and rebuilds its recovery work from the journal."""
+        if self.failure is not None:
+            return
         self.terminal = terminal
         self.down = False
         self.emit(TerminalPowerRestored(self.tid))
         self.execute(terminal.restore(self.scheduler.now(), self.journal.load()))
 
     def request_payment(self, request: PaymentRequest) -> None:
+        if self.failure is not None:  # a stopped terminal takes no payment
+            return
         if self.tracing:
             self.emit(PaymentRequested(self.tid, request.txn_id, request.intent, request.kind, request.amount,
                                        _mask(request.pan), request.pan, request.completion_amount,
@@ -76,9 +83,13 @@ class TerminalDriver:
 
     def settle(self) -> None:
         """End of the day: the terminal settles its batch (0500, and 0320 uploads if out of balance)."""
+        if self.failure is not None:
+            return
         self.execute(self.terminal.settle(self.scheduler.now()))
 
     def receive(self, data: bytes) -> None:
+        if self.failure is not None:
+            return
         if self.down:
             self.emit(TerminalDownDrop(**_wire(data)))
             return
@@ -93,6 +104,23 @@ class TerminalDriver:
         self.execute(self.terminal.timer_fired(self.scheduler.now(), name))
 
     def execute(self, actions: list[Action]) -> None:
+        """Carry out the terminal's actions in order.
+
+        The terminal puts every ``WriteJournal`` before the ``Send`` it covers. If the journal
+        refuses a write (a full disk), the actions after it are not carried out, so that message
+        never leaves; the terminal stops for good (timers cancelled, arrivals and payments
+        ignored) and ``failure`` says why, for the run to end and report it.
+        """
+        if self.failure is not None:
+            return
+        try:
+            self._execute(actions)
+        except WriteError as exc:
+            self.failure = WriteError(f"{exc}; the terminal stopped and sent nothing after it")
+            for name in list(self._timers):
+                self._cancel(name)
+
+    def _execute(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Send):
                 if self.journal.durable:  # a restarted terminal process carries on after the last STAN sent

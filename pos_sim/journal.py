@@ -19,7 +19,8 @@ from operator import attrgetter
 from pathlib import Path
 
 from possim.pos_sim.records import TxnRecord
-from possim.protocol.storage import empty_image, is_memory, open_file, open_for_reading
+from possim.pos_sim.wallet_journal import SCHEMA as WALLET_SCHEMA
+from possim.protocol.storage import empty_image, is_memory, open_file, open_for_reading, write_failure
 
 COLUMNS = tuple(f.name for f in fields(TxnRecord))
 SCHEMA = f"""CREATE TABLE IF NOT EXISTS journal (
@@ -95,11 +96,13 @@ class Journal:
             self._conn = sqlite3.connect(":memory:", isolation_level="DEFERRED")
             self._conn.deserialize(_EMPTY)
         else:
-            self._conn = open_file(path, SCHEMA, "journal", "journal")
+            # the wallet table too, so a file that cannot hold both (a full disk) is never left behind
+            self._conn = open_file(path, f"{SCHEMA};\n{WALLET_SCHEMA}", "journal", "journal")
         self.tid = tid
+        self.path = str(path)
         self._unwritten: dict[int, Row] = {}
         if tid:
-            self._conn.execute("INSERT OR IGNORE INTO terminals (tid) VALUES (?)", (tid,))
+            self._execute("INSERT OR IGNORE INTO terminals (tid) VALUES (?)", (tid,))
 
     @classmethod
     def shared(cls, conn: sqlite3.Connection, tid: str, unwritten: dict[int, Row] | None = None) -> Journal:
@@ -110,6 +113,7 @@ class Journal:
         """
         journal = cls.__new__(cls)
         journal.durable, journal._conn, journal.tid, journal.shared_db = False, conn, tid, True
+        journal.path = ":memory:"
         journal._unwritten = {} if unwritten is None else unwritten
         conn.execute("INSERT OR IGNORE INTO terminals (tid) VALUES (?)", (tid,))
         return journal
@@ -123,7 +127,7 @@ class Journal:
     def write(self, record: TxnRecord) -> None:
         row = (self.tid, *_VALUES(record))
         if self.durable:
-            self._conn.execute(_INSERT, row)
+            self._execute(_INSERT, row)
             return
         self._unwritten[record.txn_id] = row
         if len(self._unwritten) >= UNWRITTEN_MAX:
@@ -142,8 +146,17 @@ class Journal:
 
     def save_stan(self, stan: str) -> None:
         """Remember ``stan`` as this terminal's last used STAN: call it before the message leaves."""
-        self._conn.execute("INSERT INTO terminals (tid, last_stan) VALUES (?, ?) "
-                           "ON CONFLICT (tid) DO UPDATE SET last_stan = excluded.last_stan", (self.tid, stan))
+        self._execute("INSERT INTO terminals (tid, last_stan) VALUES (?, ?) "
+                      "ON CONFLICT (tid) DO UPDATE SET last_stan = excluded.last_stan", (self.tid, stan))
+
+    def _execute(self, sql: str, values: tuple[object, ...]) -> None:
+        """One write; on a journal file a failure (a full disk) is a :class:`WriteError` naming it."""
+        try:
+            self._conn.execute(sql, values)
+        except sqlite3.Error as exc:
+            if not self.durable:
+                raise
+            raise write_failure(exc, self.path, "journal") from None
 
     def last_stan(self) -> str | None:
         """The last STAN this terminal id saved, or None for a terminal that never sent."""

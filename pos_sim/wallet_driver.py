@@ -24,6 +24,7 @@ from possim.protocol.events import (
     WalletTimerFired,
 )
 from possim.protocol.ports import Cancellable, Link, Scheduler
+from possim.protocol.storage import WriteError
 
 Emit = Callable[[Event], None]
 
@@ -40,9 +41,13 @@ class WalletTerminalDriver:
         self.tid = terminal.config.tid
         self.down = False
         self._timers: dict[str, Cancellable] = {}
+        #: Why the terminal stopped for good: its journal refused a write (as ``TerminalDriver.failure``).
+        self.failure: WriteError | None = None
 
     def request_payment(self, request: WalletPaymentRequest) -> None:
         """A scanned code: its order number is drawn once, here (a replay passes the recorded one), and traced."""
+        if self.failure is not None:
+            return
         if request.out_trade_no is None:
             request = replace(request, out_trade_no=self.terminal.new_order_number(request.txn_id))
         order = request.out_trade_no
@@ -52,6 +57,8 @@ class WalletTerminalDriver:
         self.execute(self.terminal.request_payment(self.scheduler.now(), request))
 
     def receive(self, data: bytes) -> None:
+        if self.failure is not None:
+            return
         wire = W.wire_fields(data)
         if self.down:
             self.emit(TerminalDownDrop(**wire))  # type: ignore[arg-type]
@@ -71,6 +78,8 @@ class WalletTerminalDriver:
         self.down = True
 
     def power_on(self, terminal: WalletTerminal) -> None:
+        if self.failure is not None:
+            return
         self.terminal = terminal
         self.down = False
         self.execute(terminal.restore(self.scheduler.now(), self.journal.load()))
@@ -81,6 +90,17 @@ class WalletTerminalDriver:
         return bool(self._timers) or not self.terminal.idle
 
     def execute(self, actions: list[WalletAction]) -> None:
+        """As ``TerminalDriver.execute``: a journal write that fails stops the terminal before its send."""
+        if self.failure is not None:
+            return
+        try:
+            self._execute(actions)
+        except WriteError as exc:
+            self.failure = WriteError(f"{exc}; the terminal stopped and sent nothing after it")
+            for name in list(self._timers):
+                self._cancel(name)
+
+    def _execute(self, actions: list[WalletAction]) -> None:
         for action in actions:
             if isinstance(action, Send):
                 self.emit(MsgSent("terminal", self.tid, action.stan, action.mti, txn=action.txn_id))

@@ -13,6 +13,7 @@ import sqlite3
 from dataclasses import dataclass, fields
 
 from possim.pos_sim.records import ReversalState, SaleStatus
+from possim.protocol.storage import write_failure
 
 
 @dataclass(slots=True)
@@ -71,14 +72,24 @@ class WalletJournal:
         self.conn = conn
         self.tid = tid
         self.durable = durable
-        conn.execute(SCHEMA)
-        if durable:
-            conn.commit()
+        self._write(SCHEMA, ())
 
     def write(self, record: WalletRecord) -> None:
-        self.conn.execute(_INSERT, (self.tid, *(getattr(record, c) for c in COLUMNS)))
-        if self.durable:  # a journal file commits every write: it must survive a power loss
-            self.conn.commit()
+        self._write(_INSERT, (self.tid, *(getattr(record, c) for c in COLUMNS)))
+
+    def _write(self, sql: str, values: tuple[object, ...]) -> None:
+        """One write, committed at once in a journal file (it must survive a power loss); a file
+        that refuses it (a full disk) raises :class:`WriteError` naming the file."""
+        try:
+            self.conn.execute(sql, values)
+            if self.durable:
+                self.conn.commit()
+        except sqlite3.Error as exc:
+            if not self.durable:
+                raise
+            path = next((file for _, name, file in self.conn.execute("PRAGMA database_list") if name == "main"),
+                        "journal")
+            raise write_failure(exc, path, "journal") from None
 
     def load(self) -> list[WalletRecord]:
         rows = self.conn.execute(_SELECT).fetchall()

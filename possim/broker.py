@@ -25,6 +25,7 @@ TLS context trusting the broker's certificate; possim's own ``mqtt://`` URLs sta
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -56,6 +57,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> None:
+    """Raise ``BrokerError`` if something already listens on ``host:port``.
+
+    ``SO_REUSEADDR`` as Mosquitto sets it: a port left in TIME_WAIT by a stopped broker is
+    free for a restart, a port with a listener is not.
+    """
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise BrokerError(f"port {port} on {host} is already in use") from None
+            raise BrokerError(f"cannot listen on port {port} on {host}: {exc.strerror or exc}") from None
 
 
 def find_mosquitto_passwd() -> str:
@@ -164,12 +181,18 @@ class Broker:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 10.0) -> Broker:
+        """Start Mosquitto and wait until it listens; ``BrokerError`` if it cannot.
+
+        The port is tried first: on a port another process listens on, Mosquitto would exit
+        while the readiness probe below connected to that other process and took it for ours.
+        """
+        port_free(self.port)
         with Path(self.log_path).open("ab") as log:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen([find_mosquitto(), "-c", str(self.config)], stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise BrokerError(f"mosquitto exited with {self.proc.returncode}: {self._log_tail()}")
+                raise BrokerError(f"mosquitto exited with {self.proc.returncode}: {self.log_tail()}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), 0.2).close()
                 return self
@@ -198,7 +221,7 @@ class Broker:
         self.stop()
         self.start()
 
-    def _log_tail(self) -> str:
+    def log_tail(self) -> str:
         try:
             lines = self.log_path.read_text(errors="replace").strip().splitlines()
         except OSError:

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from possim.checker import DAMAGE, harmful, shown_measures
+from possim.checker import DAMAGE, Finding, harmful, shown_measures
 from possim.i18n import N_, Tr
 from possim.lesson import point
 from possim.simulation import RunResult
@@ -106,13 +106,29 @@ def verdict(console: Console, result: RunResult, failures: Sequence[str] = (), t
         table.add_row(measure(key, tr), f"[bold red]{shown}[/]" if alarm(key, value) else shown)
     console.print(table)
     for f in result.verdict.findings[:20]:
-        console.print("  " + tr("finding: {finding}, txn {txn}, stan {stan}, {amount}",
-                                finding=tr(f.finding.replace("_", " ")), txn=f.txn, stan=f.key[1],
-                                amount=tr.money(f.amount)))
+        console.print("  " + finding_line(f, tr))
     for line in failures:
         console.print(f"[bold red]{escape(tr('expectation failed:'))}[/] {escape(line)}")
     if not result.quiescent:
         console.print(f"[bold red]{escape(tr('run did not reach quiescence within the horizon'))}[/]")
+
+
+def finding_line(f: Finding, tr: Tr = _EN) -> str:
+    """One finding in the reader's words. Money the ledger holds for no journaled sale has no
+    transaction number: it is named by what the request itself carried, its STAN and the time it
+    was sent (field 7)."""
+    finding, amount = tr(f.finding.replace("_", " ")), tr.money(f.amount)
+    if f.txn is not None:
+        return tr("finding: {finding}, txn {txn}, stan {stan}, {amount}", finding=finding, txn=f.txn,
+                  stan=f.key[1], amount=amount)
+    return tr("finding: {finding}, no journal row, stan {stan} sent {sent}, {amount}", finding=finding,
+              stan=f.key[1], sent=sent_at(f.key[2]), amount=amount)
+
+
+def sent_at(transmission: str) -> str:
+    """Field 7 (MMDDhhmmss) as ``MM-DD hh:mm:ss``; any other key part as it is."""
+    t = transmission
+    return f"{t[0:2]}-{t[2:4]} {t[4:6]}:{t[6:8]}:{t[8:10]}" if len(t) == 10 and t.isdigit() else t
 
 
 def compare(console: Console, results: Sequence[RunResult], tr: Tr = _EN) -> None:

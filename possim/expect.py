@@ -38,9 +38,17 @@ def _validate_one(where: str, measure: str, value: Any, also: str) -> None:
     """A policy's sub-table holds measures only: policies do not nest."""
     if measure not in MEASURES + OPTIONAL:
         raise ValueError(f"unknown expectation {where!r} (known: {', '.join(MEASURES + OPTIONAL)}{also})")
-    if isinstance(value, bool) or not isinstance(value, int | str) or \
-            (isinstance(value, str) and not _CMP.match(value)):
+    match = None if isinstance(value, bool) or not isinstance(value, int | str) else _CMP.match(str(value))
+    if match is None:
         raise ValueError(f"expect.{where}: {value!r} is not a number or a comparison like '>= 1'")
+    number = Decimal(match.group(2))
+    if number < 0:
+        raise ValueError(f"expect.{where}: {value!r} is negative; counts and money are never below zero")
+    if measure.endswith("_loss"):
+        if number != number.quantize(Decimal("0.01")):
+            raise ValueError(f"expect.{where}: {value!r} is not an amount with at most two decimals")
+    elif number != number.to_integral_value():
+        raise ValueError(f"expect.{where}: {value!r} is not a whole number ({measure} is a count)")
 
 
 def expectations_for(expect: dict[str, Any], policy: str) -> dict[str, Any]:

@@ -162,7 +162,10 @@ def write(path: Path, ring: KeyRing, force: bool = False) -> Path:
         raise KeyFileError(f"{path}: already exists (use --force to replace it)")
     if not path.parent.is_dir():
         raise KeyFileError(f"{path}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".possim-keys-", dir=path.parent)  # mkstemp creates it 0600
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".possim-keys-", dir=path.parent)  # mkstemp creates it 0600
+    except OSError as exc:  # the temporary name means nothing to the user: name the file asked for
+        raise KeyFileError(f"{path}: cannot write in folder {path.parent}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(ring.to_json())
@@ -170,6 +173,9 @@ def write(path: Path, ring: KeyRing, force: bool = False) -> Path:
             os.fsync(f.fileno())
         Path(tmp).chmod(0o600)
         Path(tmp).replace(path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise KeyFileError(f"{path}: cannot write: {exc.strerror or exc}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -16,8 +16,10 @@ def parse_amount(text: str | int | float) -> int:
         value = Decimal(str(text))
     except InvalidOperation:
         raise ValueError(f"not an amount: {text!r}") from None
-    if not value.is_finite() or value < 0:
-        raise ValueError(f"not an amount with at most two decimals: {text!r}")
+    if not value.is_finite():
+        raise ValueError(f"not an amount: {text!r}")
+    if value < 0:
+        raise ValueError(f"{text!r} is negative: an amount is never below zero")
     if value > _LIMIT:
         raise ValueError(f"amount {text!r} is beyond {_LIMIT} (ISO 8583 field 4: 12 digits of minor units)")
     if value != value.quantize(Decimal("0.01")):

@@ -83,8 +83,10 @@ async def _settle(rig: Rig, deadline: float, ready: Callable[[], bool], delivere
     def local() -> bool:
         return rig.locally_quiet() and ready()
 
-    return await wait_quiet(lambda: local() and delivered(), lambda: len(rig.trace.records), deadline,
-                            locally_quiet=local)
+    def quiet() -> bool:  # a terminal stopped by its journal ends the run at once
+        return rig.failure is not None or (local() and delivered())
+
+    return await wait_quiet(quiet, lambda: len(rig.trace.records), deadline, locally_quiet=local)
 
 
 def _deadline(scenario: Scenario) -> float:
@@ -178,8 +180,8 @@ async def drive_terminal(scenario: Scenario, policy: str, seed: int, wire: Wire,
             rig.terminal_driver.settle()
         else:
             rig.schedule_payments()
-        quiescent = await wait_quiet(lambda: rig.locally_quiet() and end.idle, lambda: len(rig.trace.records),
-                                     _deadline(scaled), grace=settle)
+        quiescent = await wait_quiet(lambda: rig.failure is not None or (rig.locally_quiet() and end.idle),
+                                     lambda: len(rig.trace.records), _deadline(scaled), grace=settle)
     finally:
         await end.close()
     return rig.finish(quiescent, wire.name)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -41,6 +42,7 @@ from possim.protocol.faults import FaultDecider, FaultPlan, FaultyLink
 from possim.protocol.mac import MacKey
 from possim.protocol.memory import MemoryTransport
 from possim.protocol.ports import Link, Scheduler, Transport
+from possim.protocol.storage import StoreError, WriteError, write_failure
 from possim.protocol.transports import Origin
 from possim.reconcile import Reconciliation, reconcile
 from possim.scenario import Scenario
@@ -132,7 +134,9 @@ class Rig:
         self.trace = Trace(scheduler.now)
         self.rng = random.Random(seed)
         host_config = scenario.host_config()
-        self.ledger = Ledger(ledger_path or ":memory:", default_balance=host_config.default_balance)
+        self.ledger_path = str(ledger_path or ":memory:")
+        self.ledger = Ledger(self.ledger_path, default_balance=host_config.default_balance)
+        self._host_failure: WriteError | None = None
         self.terminal_config = scenario.terminal_config(policy)
         if epoch is not None:  # real processes: field 7 and the RRN follow the wall clock
             self.terminal_config = replace(self.terminal_config, epoch=epoch)
@@ -207,11 +211,24 @@ class Rig:
             self.wallet.connect(host_out)
 
     def host_receive(self, data: bytes, origin: Origin | None = None) -> None:
-        """A frame reached the acquirer: wallet frames go to the wallet gateway, card frames to the host."""
-        if not self.wallet.host_receive(data, origin):
-            self.host_driver.receive(data, origin)  # type: ignore[union-attr]
+        """A frame reached the acquirer: wallet frames go to the wallet gateway, card frames to the host.
+
+        A ledger file that refuses a write (a full disk) stops the run: the transaction was
+        rolled back, and a run that cannot keep its money is not judged.
+        """
+        if self.failure is not None:
+            return
+        try:
+            if not self.wallet.host_receive(data, origin):
+                self.host_driver.receive(data, origin)  # type: ignore[union-attr]
+        except sqlite3.Error as exc:
+            if not self.ledger.durable:
+                raise
+            self._host_failure = WriteError(f"{write_failure(exc, self.ledger_path, 'ledger')}; the run stopped")
 
     def _terminal_receive(self, data: bytes) -> None:
+        if self.failure is not None:
+            return
         if not self.wallet.terminal_receive(data):
             self.terminal_driver.receive(data)
 
@@ -244,6 +261,9 @@ class Rig:
             self.scheduler.call_later(loss.at + loss.down_for - self.scheduler.now(), self._power_on)
 
     def _pay(self, request: PaymentRequest) -> None:
+        if self.failure is not None:  # the terminal stopped: no sale is taken any more
+            self.scheduled_work -= 1
+            return
         if self.terminal_driver.down:  # the customer waits for the terminal to boot
             self._deferred.append(request)
             return
@@ -295,8 +315,18 @@ class Rig:
         delay = self._retries.pop(txn_id, self.wallet.specs[txn_id].retry_after)
         self.scheduler.call_later(delay, lambda: self._pay(retry))
 
+    @property
+    def failure(self) -> StoreError | None:
+        """Why the run stopped early: the terminal's journal refused a write (a full disk)."""
+        return self.terminal_driver.failure or self.wallet.driver.failure or self._host_failure
+
     def locally_quiet(self) -> bool:
-        """Nothing left to do on this side: no payment due, terminal idle, no message held by the fault layer."""
+        """Nothing left to do on this side: no payment due, terminal idle, no message held by the fault layer.
+
+        A terminal stopped by its journal has nothing left to do either: the run ends and says why.
+        """
+        if self.failure is not None:
+            return True
         host_busy = self.host_driver.pending if self.host_driver else 0
         return (self.scheduled_work == 0 and self.forger.pending == 0 and self.terminal.idle
                 and self.to_host.in_flight == 0
@@ -304,6 +334,11 @@ class Rig:
                 and self.wallet.quiet)
 
     def finish(self, quiescent: bool, transport: str, extra: Mapping[str, object] | None = None) -> RunResult:
+        """Judge the run; a run stopped by its journal is not judged: ``failure`` is raised, files closed."""
+        if self.failure is not None:
+            self.journal.close()
+            self.ledger.close()
+            raise self.failure
         self.journal.commit()
         verdict = check(self.journal.conn, self.ledger.conn)
         self.trace.emit("run_finished", quiescent=quiescent, **verdict.summary(), **(extra or {}))

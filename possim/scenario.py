@@ -9,8 +9,9 @@ here: each model reads them from the core dataclass it builds (``TerminalConfig`
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import tomllib
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -64,8 +65,14 @@ def _amount(text: str) -> str:
 
 
 def _positive_amount(text: str) -> str:
-    if parse_amount(text) <= 0:
-        raise ValueError("amount must be greater than zero")
+    """Said before the format: "-5.00" is refused for its sign, not for its decimals."""
+    try:
+        value: Decimal | None = Decimal(text)
+    except InvalidOperation:
+        value = None
+    if value is not None and value.is_finite() and value <= 0:
+        raise ValueError(f"{text!r}: negative and zero amounts are not allowed (an amount is greater than zero)")
+    parse_amount(text)
     return text
 
 
@@ -599,11 +606,60 @@ def from_dict(raw: dict[str, Any], path: Path | None = None) -> Scenario:
     try:
         return Scenario(ScenarioModel.model_validate(raw), path)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
-        raise ScenarioError(f"{path or 'scenario'}: {where}: {msg}{more}") from None
+        raise ScenarioError(f"{path or 'scenario'}: {'; '.join(problems(exc))}") from None
+
+
+def problems(exc: ValidationError) -> list[str]:
+    """Every problem of a scenario, each as ``key.path: what is wrong``; unknown keys first.
+
+    An unknown key is usually a typo, and the same typo also makes the intended key
+    "required": the unknown key, with the name it was probably meant to be, explains both.
+    """
+    unknown, other = [], []
+    for err in exc.errors():
+        loc = err["loc"]
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            unknown.append(f"{where}: unknown key{_suggestion(loc)}")
+        else:
+            msg = "required" if err["type"] == "missing" else err["msg"].removeprefix("Value error, ")
+            other.append(msg if msg.startswith(f"{where}.") else f"{where}: {msg}")  # "expect.x: ..." says where
+    return unknown + other
+
+
+def _suggestion(loc: tuple[int | str, ...]) -> str:
+    """" (did you mean 'amount'?)" for a key close to one its table knows, else the keys it knows."""
+    model = _model_at(loc[:-1])
+    if model is None:
+        return ""
+    known = list(model.model_fields)
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model of the table at ``loc`` in a scenario (list indexes skipped), or None if it is not one."""
+    model: type[BaseModel] = ScenarioModel
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        inner = _model_in(field.annotation) if field is not None else None
+        if inner is None:
+            return None
+        model = inner
+    return model
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model an annotation holds: itself, or inside ``X | None``, ``tuple[X, ...]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def check_policy(policy: str) -> str:

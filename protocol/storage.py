@@ -46,6 +46,10 @@ class StoreError(Exception):
     """A database file that cannot be used: the message is one line naming the file."""
 
 
+class WriteError(StoreError):
+    """An open file refused a write (a full disk): whatever was to follow the write must not happen."""
+
+
 def is_memory(path: str | Path) -> bool:
     return str(path) == MEMORY
 
@@ -54,9 +58,10 @@ def open_file(path: str | Path, schema: str, table: str, what: str,
               busy_timeout: float = BUSY_TIMEOUT_S) -> sqlite3.Connection:
     """Open (or create) a database file for writing, recovered, with the durable settings.
 
-    An existing non-empty file must already hold ``table``: a file of another kind is
-    refused with :class:`StoreError` and left untouched. The connection runs in
-    autocommit mode; callers open their own transactions.
+    An existing non-empty file must already hold ``table`` and pass ``PRAGMA quick_check``:
+    a file of another kind, or a damaged one, is refused with :class:`StoreError` and left
+    untouched. A file this call created and then could not set up (a full disk) is removed
+    again. The connection runs in autocommit mode; callers open their own transactions.
     """
     file = Path(path)
     created = not file.exists()
@@ -67,14 +72,17 @@ def open_file(path: str | Path, schema: str, table: str, what: str,
     try:
         if not created and file.stat().st_size:
             _require_table(conn, table, path, what)
+            _require_intact(conn, path, what)
         for pragma in FILE_PRAGMAS:
             conn.execute(pragma)
         conn.executescript(schema)  # CREATE ... IF NOT EXISTS: takes no lock when the tables exist
     except sqlite3.Error as exc:
         conn.close()
+        if created:
+            _remove(file)
         if is_busy(exc):
             raise StoreError(f"{path}: locked by another process for more than {busy_timeout:g} s") from None
-        raise StoreError(f"{path}: not a possim {what}: {exc}") from None
+        raise failure(exc, path, what) from None
     except StoreError:
         conn.close()
         raise
@@ -99,6 +107,7 @@ def open_for_reading(path: str | Path, table: str, what: str) -> sqlite3.Connect
         conn = _connect_uri(file, "ro")  # SQLite refused read-write: reading may still work
     try:
         _require_table(conn, table, path, what)
+        _require_intact(conn, path, what)
     except StoreError:
         conn.close()
         raise
@@ -153,9 +162,61 @@ def _require_table(conn: sqlite3.Connection, table: str, path: str | Path, what:
         if "readonly" in str(exc):
             raise StoreError(f"{path}: left mid-commit by a killed process, and not writable here, "
                              "so it cannot be recovered") from None
-        raise StoreError(f"{path}: not a possim {what}: {exc}") from None
+        raise failure(exc, path, what) from None
     if found is None:
         raise StoreError(f"{path}: not a possim {what}: it has no {table} table")
+
+
+def _require_intact(conn: sqlite3.Connection, path: str | Path, what: str) -> None:
+    """``PRAGMA quick_check``: a damaged page is found before the file is served or judged.
+
+    The quick check reads every page once but skips the index cross-checks of
+    ``integrity_check``: it costs one pass over the file, on open only.
+    """
+    try:
+        rows = conn.execute("PRAGMA quick_check(1)").fetchall()
+    except sqlite3.Error as exc:
+        raise failure(exc, path, what) from None
+    if rows != [("ok",)]:
+        detail = " ".join(str(rows[0][0]).split()) if rows else "no answer"
+        raise StoreError(f"{path}: corrupted {what} ({detail}); possim will not use it")
+
+
+#: SQLite's primary result codes for the failures named to the user (the extended codes add high bits).
+_FULL, _CORRUPT, _NOTADB = sqlite3.SQLITE_FULL, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB
+
+
+def failure(exc: sqlite3.Error, path: str | Path, what: str) -> StoreError:
+    """One line naming ``path`` and what went wrong: a full disk, a damaged file, not a database at all."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    if code == _NOTADB:
+        return StoreError(f"{path}: not a possim {what}: not a SQLite database")
+    if code == _CORRUPT:
+        return StoreError(f"{path}: corrupted {what} ({exc}); possim will not use it")
+    if code == _FULL or disk_full(path):
+        return StoreError(f"{path}: cannot write the {what}: the disk is full")
+    return StoreError(f"{path}: not a possim {what}: {exc}")
+
+
+def write_failure(exc: sqlite3.Error, path: str | Path, what: str) -> WriteError:
+    """One line for a write that failed on an open file: a full disk said as such."""
+    if getattr(exc, "sqlite_errorcode", 0) & 0xFF == _FULL or disk_full(path):
+        return WriteError(f"{path}: cannot write the {what}: the disk is full")
+    return WriteError(f"{path}: cannot write the {what}: {exc}")
+
+
+def disk_full(path: str | Path) -> bool:
+    """Whether the file system holding ``path`` has no block left (SQLite may say "disk I/O error" then)."""
+    try:
+        return os.statvfs(Path(path).resolve().parent).f_bavail == 0
+    except OSError:
+        return False
+
+
+def _remove(file: Path) -> None:
+    """Remove a database file this process just created, and SQLite's files beside it."""
+    for name in (file, *(file.with_name(file.name + s) for s in SIDECARS)):
+        name.unlink(missing_ok=True)
 
 
 def empty_image(schema: str) -> bytes:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import click
+
+from possim.protocol.storage import StoreError
 
 #: Exit codes: 0 the run met its expectations, 1 it did not (or did not settle), 2 bad input.
 BAD_INPUT = 2
@@ -29,10 +32,14 @@ def guarded(command: Callable[[], object]) -> int:
     """Run ``command``; map every way input can be wrong to one ``possim: error:`` line and an exit code."""
     try:
         command()
-    except InputError as exc:
+    except (InputError, StoreError) as exc:  # StoreError: a ledger or journal file that cannot be used
         return _fail(str(exc))
     except click.UsageError as exc:
         return _fail(exc.format_message())
+    except sqlite3.Error as exc:
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_FULL:
+            raise
+        return _fail(f"the disk is full: {exc}")  # a write no caller could name the file of
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         return _fail(f"{where}{exc.strerror or exc}")

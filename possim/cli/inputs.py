@@ -6,6 +6,7 @@ never leaves a half-written ledger or journal behind.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -35,15 +36,33 @@ def scaled(sc: Scenario, factor: float) -> Scenario:
 
 
 def writable(*paths: str | None) -> None:
-    """Refuse output paths that cannot be written before any work starts."""
+    """Refuse output paths that cannot be written before any work starts.
+
+    A path that does not exist yet is created and removed again at once: only that proves a
+    file can be made there (root passes every permission check, yet not on ``/proc`` or a
+    read-only mount), and it leaves nothing behind.
+    """
     for p in paths:
         if p is None:
             continue
         parent = Path(p).resolve().parent
+        if parent.exists() and not parent.is_dir():
+            raise InputError(f"{p}: {parent} is a file, not a folder")
         if not parent.is_dir():
             raise InputError(f"{p}: folder {parent} does not exist")
         if Path(p).is_dir():
             raise InputError(f"{p}: is a folder, not a file")
+        if not Path(p).exists():
+            _probe(Path(p), parent)
+
+
+def _probe(path: Path, parent: Path) -> None:
+    """Create ``path`` and remove it, or say in one line why a file cannot be made in ``parent``."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot create a file in folder {parent}: {exc.strerror or exc}") from None
+    path.unlink()
 
 
 def fresh(*paths: str | None) -> None:

@@ -157,16 +157,24 @@ def broker(port: int, state_dir: str | None, keys_path: str | None, tls_cert: st
     with as_input_error(BrokerError):
         accounts = ring.accounts() if ring else None
         b = Broker(port, Path(state_dir) if state_dir else None, accounts=accounts,
-                   host_username=ring.host_username if ring else HOST_USERNAME, tls=tls).start()
+                   host_username=ring.host_username if ring else HOST_USERNAME, tls=tls)
+        try:
+            b.start()
+        except BrokerError:
+            b.close()  # the state folder it made for nothing
+            raise
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # before the banner: it is the readiness line
     click.echo(f"mosquitto listening on {b.url} (config {b.config}); Ctrl-C to stop", err=True)
     try:
         assert b.proc is not None
-        b.proc.wait()
+        code = b.proc.wait()
     except KeyboardInterrupt:
-        pass
+        code = 0
     finally:
         b.stop()
+    if code > 0:  # Mosquitto stopped on its own (a signal it got from us or Ctrl-C is negative or 0)
+        click.echo(f"possim: error: mosquitto exited with {code}: {b.log_tail()}", err=True)
+        sys.exit(1)
 
 
 PROCESS_TRANSPORTS = tuple(name for name in TRANSPORT_NAMES if name != "memory")
@@ -458,9 +466,13 @@ def _print_verdict(verdict: Verdict, as_json: bool, lang: str = "en") -> None:
     tr = Tr(lang)
     for key, value in summary.items():
         click.echo(f"{measure(key, tr):>20}: {value}")
+    from possim.console import sent_at
+
     for f in verdict.findings:
-        click.echo("  " + tr("finding: {finding} terminal {tid} txn {txn} stan {stan} amount {amount}",
-                             finding=f.finding, tid=f.key[0], txn=f.txn, stan=f.key[1], amount=f.as_dict()["amount"]))
+        txn = (tr("txn {txn}", txn=f.txn) if f.txn is not None
+               else tr("no journal row, sent {at},", at=sent_at(f.key[2])))
+        click.echo("  " + tr("finding: {finding} terminal {tid} {txn} stan {stan} amount {amount}",
+                             finding=f.finding, tid=f.key[0], txn=txn, stan=f.key[1], amount=f.as_dict()["amount"]))
     for f in verdict.unjournaled:
         click.echo("  " + tr("no journal given: terminal {tid} stan {stan} amount {amount}", tid=f.key[0],
                              stan=f.key[1], amount=f.as_dict()["amount"]))
