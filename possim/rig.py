@@ -26,7 +26,7 @@ from possim import keys as keyfile
 from possim.acquirer_sim.driver import HostDriver
 from possim.acquirer_sim.host import AcquirerHost
 from possim.acquirer_sim.ledger import Ledger
-from possim.checker import Verdict, check
+from possim.checker import Verdict, check, outcomes
 from possim.forgery import Forger
 from possim.money import parse_amount
 from possim.pos_sim.actions import Outcome
@@ -63,6 +63,23 @@ class RunResult:
         return {"scenario": self.scenario.name, "policy": self.policy, "seed": self.seed,
                 "transport": self.transport, **self.verdict.summary(), "quiescent": self.quiescent,
                 "virtual_seconds": round(self.end_time, 3)}
+
+
+@dataclass
+class TerminalRun:
+    """A terminal process's run (``possim terminal``): its own outcomes only, from its journal.
+
+    The host is another process with the ledger; judging money is ``possim check``'s work.
+    """
+
+    scenario: Scenario
+    policy: str
+    seed: int
+    trace: Trace
+    outcomes: dict[str, int]
+    quiescent: bool
+    end_time: float
+    transport: str
 
 
 def payment_plan(scenario: Scenario) -> list[tuple[float, PaymentRequest, bool, float]]:
@@ -308,3 +325,18 @@ class Rig:
         self.journal.close()
         self.ledger.close()
         return result
+
+    def finish_terminal(self, quiescent: bool, transport: str) -> TerminalRun:
+        """The end of a terminal process's run: log and return what its journal says, nothing more.
+
+        Its ledger here is an empty stand-in (the host's is in another process), so no
+        verdict on money is made or logged: every approval would read as a phantom.
+        """
+        self.journal.commit()
+        own = outcomes(self.journal.conn)
+        self.trace.emit("run_finished", quiescent=quiescent, **own)
+        run = TerminalRun(self.scenario, self.policy, self.seed, self.trace, own, quiescent, self.scheduler.now(),
+                          transport)
+        self.journal.close()
+        self.ledger.close()
+        return run
