@@ -140,10 +140,10 @@ class Rig:
     def __init__(self, scenario: Scenario, policy: str, seed: int, scheduler: Scheduler,
                  plan: FaultPlan | None = None, ledger_path: str | Path | None = None,
                  journal_path: str | Path | None = None,
-                 epoch: datetime | None = None, keys: Keys = SCENARIO_KEYS) -> None:
+                 epoch: datetime | None = None, keys: Keys = SCENARIO_KEYS, rng: random.Random | None = None) -> None:
         self.scenario, self.policy, self.seed, self.scheduler = scenario, policy, seed, scheduler
         self.trace = Trace(scheduler.now)
-        self.rng = random.Random(seed)
+        self.rng = rng if rng is not None else random.Random(seed)  # a test's own (Hypothesis) randomness
         host_config = scenario.host_config()
         self.ledger = Ledger(ledger_path or ":memory:", default_balance=host_config.default_balance)
         self.terminal_config = scenario.terminal_config(policy)
