@@ -14,6 +14,10 @@ found elsewhere is shrunk by replaying that worker's search here with shrinking 
 (``fuzz`` with the worker's seed and share: the same generator, so the same first
 violation); should the replay not meet it, the worker's schedule is returned unshrunk.
 One worker is ``possim.fuzz.fuzz`` itself, unchanged.
+
+Ctrl-C: the workers ignore SIGINT (a terminal sends it to the whole process group); the
+parent stops them as it stops them for a violation, collects their counts and coverage,
+and returns what ran, with the first violation met (unshrunk when a worker met it).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import contextlib
 import multiprocessing
 import queue
 import random
+import signal
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,12 +79,15 @@ def fuzz_parallel(policy: str, examples: int, seed: int, workers: int,
     with lighter_gc():  # before the fork, so the workers inherit it
         home, board = _search(jobs, progress)
     out = FuzzResult(policy, examples=sum(board.counts.values()), coverage=home.coverage + board.coverage,
-                     groups=groups_for(wallet))
+                     groups=groups_for(wallet), interrupted=board.interrupted)
     if home.schedule is not None:
         out.schedule, out.result = home.schedule, home.result
     elif board.found is not None:
         index, schedule = board.found
-        _shrink(out, jobs[index], schedule)
+        if out.interrupted:  # no replay to shrink it: what ran is reported now
+            out.schedule, out.result = schedule, simulate(from_dict(schedule), policy)
+        else:
+            _shrink(out, jobs[index], schedule)
     return out
 
 
@@ -95,7 +103,15 @@ def _search(jobs: list[_Job], progress: Callable[[int], None] | None) -> tuple[F
     try:
         home = _search_at_home(jobs[0], stop, reports, board)
         board.count(0, home.examples)
-        board.wait(procs, reports)
+        board.interrupted = home.interrupted
+        if home.interrupted:
+            stop.set()
+        try:
+            board.wait(procs, reports)
+        except KeyboardInterrupt:  # while waiting for the others: stop them, still collect what they did
+            board.interrupted = True
+            stop.set()
+            board.wait(procs, reports)
     finally:
         for proc in procs:
             proc.join(timeout=10)
@@ -131,6 +147,7 @@ class _Board:
         self.found: tuple[int, dict[str, Any]] | None = None
         self.done: set[int] = set()
         self.progress = progress
+        self.interrupted = False
 
     def count(self, index: int, examples: int) -> None:
         self.counts[index] = examples
@@ -171,6 +188,7 @@ def _check_alive(procs: list[Any], done: set[int]) -> None:
 
 def _work(job: _Job, stop: Any, reports: Any) -> None:
     """One worker's search: generation only, its coverage and first violation reported to the parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
     coverage: Counter[str] = Counter()
     count = [0]
 
