@@ -203,13 +203,14 @@ def fixed_expectations(policy: str) -> dict[str, Any]:
 def scenario_document(schedule: dict[str, Any], result: RunResult) -> dict[str, Any]:
     """The shrunk schedule as a scenario: explained, and expecting the invariants it broke to hold.
 
-    The ``[expect]`` says what a fixed policy does (every invariant the fuzzer checks), never
-    the damage found: ``possim run`` on it exits 1 while the bug exists and 0 once it is fixed,
-    so it can be kept as a regression test.
+    The ``[expect.<policy>]`` table says what the policy does once fixed (every invariant the
+    fuzzer checks), never the damage found: ``possim run`` on it exits 1 while the bug exists
+    and 0 once it is fixed, so it can be kept as a regression test. It holds the policy it was
+    found under only: ``none`` is meant to fail, and other policies are not judged by it.
     """
     doc = {**schedule, "title": f"Minimal failing schedule under policy {result.policy}",
            "description": explain(schedule, result), "policy": result.policy,
-           "expect": fixed_expectations(result.policy)}
+           "expect": {result.policy: fixed_expectations(result.policy)}}
     return {k: v for k, v in doc.items() if v not in ([], {})} | {"host": _compact(schedule.get("host", {}))}
 
 
