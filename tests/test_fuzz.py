@@ -370,3 +370,26 @@ def test_the_search_leaves_the_garbage_collector_as_it_found_it() -> None:
 def test_fuzz_cli_bad_policy_exits_2() -> None:
     done = subprocess.run([sys.executable, "-m", "possim", "fuzz", "--policy", "hope"], capture_output=True, text=True)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_ctrl_c_while_shrinking_keeps_the_violation_met_so_far(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real SIGINT to this process a few runs after the first violation (the shrinker is at work):
+    the search ends interrupted, with the smallest violating schedule met so far."""
+    import possim.fuzz as fuzz_module
+
+    real = fuzz_module.simulate
+    runs_after: list[int] = []
+
+    def simulate_then_interrupt(*args: Any, **kwargs: Any) -> Any:
+        result = real(*args, **kwargs)
+        if runs_after or violations(result):
+            runs_after.append(1)
+            if len(runs_after) == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+        return result
+
+    monkeypatch.setattr(fuzz_module, "simulate", simulate_then_interrupt)
+    found = fuzz("none", 500, seed=0)
+    assert found.interrupted and found.schedule is not None and found.result is not None
+    assert violations(found.result) == ["orphaned_debits"]
+    assert found.examples >= 1
