@@ -81,11 +81,20 @@ def storage_home() -> Path:
     return Path(cache) / "possim" / "hypothesis"
 
 
-def use_storage_home() -> Path:
-    """Point Hypothesis at :func:`storage_home` for this process (``possim fuzz`` calls it first)."""
+@contextlib.contextmanager
+def storage_at_home() -> Iterator[Path]:
+    """Hypothesis keeps its files in :func:`storage_home` while ``possim fuzz`` searches; the
+    folder it used before is restored after, so a process that runs the command in-process (a
+    test suite calling ``possim.cli.main``) keeps its own."""
+    from hypothesis import configuration
+
+    before = getattr(configuration, "__hypothesis_home_directory", None)
     home = storage_home()
     set_hypothesis_home_dir(home)
-    return home
+    try:
+        yield home
+    finally:
+        set_hypothesis_home_dir(before)
 
 
 def strategy(max_transactions: int, min_transactions: int, wallet: bool) -> SearchStrategy[dict[str, Any]]:

@@ -393,3 +393,20 @@ def test_ctrl_c_while_shrinking_keeps_the_violation_met_so_far(monkeypatch: pyte
     assert found.interrupted and found.schedule is not None and found.result is not None
     assert violations(found.result) == ["orphaned_debits"]
     assert found.examples >= 1
+
+
+def test_fuzz_run_in_process_gives_hypothesis_its_folder_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A suite that calls the command in-process (``possim.cli.main``) keeps its own Hypothesis folder."""
+    from hypothesis import configuration
+
+    from possim.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("POSSIM_HYPOTHESIS_DIR", str(tmp_path / "cache"))
+    before = getattr(configuration, "__hypothesis_home_directory", None)
+    with pytest.raises(SystemExit) as exited:
+        main(["fuzz", "--policy", "none", "--examples", "20", "--json"])
+    assert exited.value.code == 1 and json.loads(capsys.readouterr().out)["violations"] == ["orphaned_debits"]
+    assert getattr(configuration, "__hypothesis_home_directory", None) == before
+    assert not (tmp_path / ".hypothesis").exists()

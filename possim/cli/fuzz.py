@@ -48,13 +48,13 @@ def fuzz_command(policy: str, examples: int, seed: int, out: str, max_transactio
 
     Exit code 0: no violation found; 1: one found and written to --out; 2: bad input; 130: stopped by Ctrl-C.
     """
-    from possim.fuzz import use_storage_home
+    from possim.fuzz import storage_at_home
 
     inputs.writable(out)
-    use_storage_home()
     tr = Tr(lang)
-    found = _search(policy, examples, seed, workers, max_transactions, wallet, tr)
-    document = _write(found, out)
+    with storage_at_home():
+        found = _search(policy, examples, seed, workers, max_transactions, wallet, tr)
+        document = _write(found, out)
     if as_json:
         click.echo(json.dumps(_as_json(found, seed, examples, out if document else None, document), sort_keys=True))
     else:
