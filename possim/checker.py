@@ -25,11 +25,20 @@ Definitions (per transaction key = terminal id, STAN, transmission time):
   acquirer ("reversal failed, contact the acquirer"). Its own measure, not damage the terminal
   hid: the money stays with the acquirer until its error handling refunds it, so it is neither
   an orphaned debit nor a pending reversal (the customer's loss still shows until the refund).
-- open hold: an authorization hold neither captured nor released.
+- open hold: an authorization hold neither captured nor released (or a wallet order the
+  customer may still pay). Its money is money at risk: ``money_on_hold`` sums it.
 - recovered by settlement: sales the host got only in a settlement's batch upload (0320), e.g.
   a completion advice lost every time online and captured then. Shown only when above zero.
 - customer loss: per intent, what was charged beyond what the customer agreed to pay.
 - merchant loss: goods handed over on phantom approvals.
+- money on hold: what open holds keep blocked on customers' cards (and open wallet orders may
+  still take): neither a loss nor settled.
+
+Each journal is one life of a terminal: a terminal restarted on a fresh journal, or a scenario
+run twice under one terminal id, numbers its baskets from 1 again. Baskets (intents) are
+therefore judged within the journal that names them, never across journals; ledger money
+goes to the life whose request it answers, by its key (STAN and field 7) and the booked card
+and amount.
 
 The money of a key belongs to one journal row: the first whose card and amount match the
 sale the ledger booked under that key (the first row with the key when the ledger has no
@@ -57,7 +66,9 @@ MEASURES = ("transactions", "approved", "declined", "failed", "unknown", "revers
             "customer_loss", "merchant_loss")
 #: Measures a summary holds only when they happened (CUP profile): runs without them keep the
 #: summaries they always had, and an ``[expect]`` of one that is absent reads 0.
-OPTIONAL = ("escalated", "recovered_by_settlement")
+OPTIONAL = ("escalated", "recovered_by_settlement", "money_on_hold")
+#: Measures that are money (decimal strings in a summary).
+MONEY = ("customer_loss", "merchant_loss", "money_on_hold")
 
 
 def shown_measures(summary: dict[str, Any]) -> tuple[str, ...]:
@@ -67,7 +78,7 @@ def shown_measures(summary: dict[str, Any]) -> tuple[str, ...]:
 
 def harmful(measure: str, value: object) -> bool:
     """Whether a summary value means someone was hurt: any damage count, any money lost."""
-    if measure.endswith("_loss"):
+    if measure in MONEY:
         return value != "0.00"
     return measure in DAMAGE and bool(value)
 
@@ -97,6 +108,8 @@ class Verdict:
     #: Per terminal id: money at risk in minor units (charged without a sale, charged twice,
     #: goods given on a phantom approval, held and never released): what ranks the worst terminals.
     at_risk: dict[str, int] = field(default_factory=dict)
+    #: Money blocked by open holds (and open wallet orders), in minor units: at risk, not yet lost.
+    on_hold: int = 0
 
     @property
     def clean(self) -> bool:
@@ -105,12 +118,16 @@ class Verdict:
 
     @property
     def settled(self) -> bool:
-        """Clean and nothing still owed: no pending reversal, no open hold (what ``possim check`` requires)."""
-        return not any(self.counts[k] for k in DAMAGE)
+        """Clean and nothing still owed (what ``possim check`` requires): no pending reversal, no open
+        hold, and no money still lost or at risk; an escalated case whose money the acquirer's error
+        handling has not yet refunded still shows as customer loss, so it is not settled either."""
+        return not any(self.counts[k] for k in DAMAGE) and not (self.customer_loss or self.merchant_loss
+                                                                 or self.on_hold)
 
     def summary(self) -> dict[str, Any]:
         counts = {k: v for k, v in self.counts.items() if v or k not in OPTIONAL}
-        return {**counts, "customer_loss": format_amount(self.customer_loss),
+        held = {"money_on_hold": format_amount(self.on_hold)} if self.on_hold else {}
+        return {**counts, **held, "customer_loss": format_amount(self.customer_loss),
                 "merchant_loss": format_amount(self.merchant_loss)}
 
 
@@ -131,22 +148,55 @@ def check(journals: sqlite3.Connection | Sequence[sqlite3.Connection],
     """
     conns = [journals] if isinstance(journals, sqlite3.Connection) else list(journals)
     ledgers = [ledger] if isinstance(ledger, sqlite3.Connection) else list(ledger)
-    rows = [row for conn in conns for row in _journal_rows(conn)]
+    lives = [(life, row) for life, conn in enumerate(conns) for row in _journal_rows(conn)]
+    rows = [row for _, row in lives]
     tids = {tid for conn in conns for tid in _terminal_ids(conn)}
     money = _merged([ledger_money(led) for led in ledgers])
     owners = _owners(rows, _merged([_bookings(led) for led in ledgers]))
     tally = _Tally()
-    for index, row in enumerate(rows):
+    for index, (life, row) in enumerate(lives):
         key = (row[0], row[1], row[2])
-        tally.judge_row(row, money.get(key, (0, 0)) if owners.get(key) == index else (0, 0))
+        tally.judge_row(row, money.get(key, (0, 0)) if owners.get(key) == index else (0, 0), life)
     for key, (charged, held) in money.items():
         if not tids or key[0] in tids:
             tally.judge_key(key, charged if key not in owners else 0, held)
         elif whole_ledger:
             tally.unjournaled.extend(_unjournaled(key, charged, held))
-    _judge_wallet(tally, [row for conn in conns for row in _wallet_rows(conn)], ledgers, tids, whole_ledger)
+    _judge_wallet(tally, [(life, row) for life, conn in enumerate(conns) for row in _wallet_rows(conn)], ledgers,
+                  tids, whole_ledger)
     tally.counts["recovered_by_settlement"] = sum(_recovered_by_settlement(led, tids) for led in ledgers)
     return tally.verdict()
+
+
+#: What a terminal knows of its own sales from its journal alone (``outcomes``).
+OUTCOMES = ("transactions", "approved", "declined", "failed", "unknown", "reversed", "pending_reversals",
+            "late_responses")
+
+
+def outcomes(journal: sqlite3.Connection) -> dict[str, int]:
+    """A terminal's own outcomes, from its journal alone: no ledger, so no verdict on money.
+
+    Why: a terminal process has no ledger to judge by; judged against none, every approval
+    would read as a phantom. It reports what it told the cashier and what it still owes the
+    host (pending reversals and cancels); ``escalated`` only when a case was handed on.
+    """
+    counts = dict.fromkeys((*OUTCOMES, "escalated"), 0)
+    for row in _journal_rows(journal):
+        status, reversal, late = row[8], row[9], row[10]
+        _outcome(counts, status, late, pending=reversal == "pending")
+        counts["escalated"] += reversal == "escalated"
+    for _tid, _txn, _intent, _order, _amount, status, cancel, late in _wallet_rows(journal):
+        _outcome(counts, status, late, pending=cancel == "pending")
+    if not counts["escalated"]:
+        del counts["escalated"]
+    return counts
+
+
+def _outcome(counts: dict[str, int], status: str, late: int, *, pending: bool) -> None:
+    counts["transactions"] += 1
+    counts[status if status in OUTCOMES[1:6] else "unknown"] += 1
+    counts["late_responses"] += late
+    counts["pending_reversals"] += pending
 
 
 def _merged(parts: list[dict[Key, _V]]) -> dict[Key, _V]:
@@ -177,12 +227,14 @@ class _Tally:
     charged_by_intent: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     agreed_by_intent: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     merchant_loss: int = 0
+    on_hold: int = 0
     per_terminal: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
     at_risk: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     tid_of_intent: dict[str, str] = field(default_factory=dict)
 
-    def judge_row(self, row: _Row, money: tuple[int, int]) -> None:
-        """One journaled transaction against the money the ledger holds for its sale."""
+    def judge_row(self, row: _Row, money: tuple[int, int], life: int = 0) -> None:
+        """One journaled transaction against the money the ledger holds for its sale; ``life``: which
+        journal it came from (baskets are numbered per journal)."""
         tid, stan, tx, txn_id, intent, kind, amount, completion, status, reversal, late, _ = row
         key, (charged, held) = (tid, stan, tx), money
         due = completion if kind == "auth" else amount
@@ -193,7 +245,7 @@ class _Tally:
         mine["transactions"] += 1
         mine[status if status in self.counts else "unknown"] += 1
         mine["late_responses"] += late
-        intent = f"{tid}:{intent}"  # a basket belongs to one till: terminals number theirs alike
+        intent = _basket(life, tid, intent)
         self.tid_of_intent[intent] = tid
         self.agreed_by_intent[intent] += due if status == "approved" else 0
         if charged:
@@ -239,6 +291,7 @@ class _Tally:
             self._find("orphaned_debits", Finding("orphaned_debit", None, key, unowned))
         if held:
             self.at_risk[key[0]] += held
+            self.on_hold += held
             self._find("open_holds", Finding("open_hold", None, key, held))
 
     def verdict(self) -> Verdict:
@@ -254,7 +307,7 @@ class _Tally:
                 self.at_risk[tid] += lost
         per_terminal = {tid: dict(counts) for tid, counts in self.per_terminal.items()}
         return Verdict(self.counts, customer_loss, self.merchant_loss, self.findings, self.unjournaled,
-                       per_terminal, dict(self.at_risk))
+                       per_terminal, dict(self.at_risk), self.on_hold)
 
     def _find(self, count: str, finding: Finding) -> None:
         self.counts[count] += 1
@@ -270,7 +323,13 @@ QR = "QR"
 _OPEN_TRADES = ("USERPAYING", "NOTPAY")
 
 
-def _judge_wallet(tally: _Tally, rows: list[_WalletRow], ledgers: list[sqlite3.Connection], tids: set[str],
+def _basket(life: int, tid: str, intent: str) -> str:
+    """A basket's name across journals: one till's, in one life of it (journal), since terminals
+    number their baskets alike and a terminal on a fresh journal numbers them from 1 again."""
+    return f"{life}:{tid}:{intent}"
+
+
+def _judge_wallet(tally: _Tally, rows: list[tuple[int, _WalletRow]], ledgers: list[sqlite3.Connection], tids: set[str],
                   whole_ledger: bool) -> None:
     """Wallet payments against the wallet ledger, by the same rules as cards.
 
@@ -281,11 +340,11 @@ def _judge_wallet(tally: _Tally, rows: list[_WalletRow], ledgers: list[sqlite3.C
     """
     money = {key: value for ledger in ledgers for key, value in wallet_money(ledger).items()}
     owned: set[tuple[str, str]] = set()
-    for row in rows:
+    for life, row in rows:
         tid, txn_id, intent, order, amount, status, cancel, late = row
         key = (tid, order)
         owned.add(key)
-        tally.judge_wallet_row(txn_id, f"{tid}:{intent}", (tid, order, QR), amount, status, cancel, late,
+        tally.judge_wallet_row(txn_id, _basket(life, tid, intent), (tid, order, QR), amount, status, cancel, late,
                                money.get(key, 0))
     for key, charged in money.items():
         if key in owned or not charged:
@@ -297,6 +356,7 @@ def _judge_wallet(tally: _Tally, rows: list[_WalletRow], ledgers: list[sqlite3.C
     for tid, order, amount in (order for ledger in ledgers for order in _open_orders(ledger)):
         if not tids or tid in tids:
             tally.counts["open_holds"] += 1
+            tally.on_hold += amount
             tally.findings.append(Finding("wallet_order_open", None, (tid, order, QR), amount))
 
 

@@ -149,21 +149,22 @@ def compare(console: Console, results: Sequence[RunResult], tr: Tr = _EN) -> Non
     console.print(table)
 
 
-def coverage(console: Console, counts: Any, examples: int, groups: Any = None) -> None:
+def coverage(console: Console, counts: Any, examples: int, groups: Any = None, tr: Tr = _EN) -> None:
     """How often each failure situation was exercised, in domain words; zeros stand out.
 
     ``groups``: the situation groups the batch drew from (``possim.coverage.GROUPS``; all by default).
     """
     from possim.coverage import GROUPS, labels
 
-    table = Table(title=f"fault coverage over {examples} schedules (runs that went through each situation)")
-    table.add_column("situation")
-    table.add_column("runs", justify="right")
-    table.add_column("share", justify="right")
+    table = Table(title=tr("fault coverage over {examples} schedules (runs that went through each situation)",
+                           examples=examples))
+    table.add_column(tr("situation"))
+    table.add_column(tr("runs"), justify="right")
+    table.add_column(tr("share"), justify="right")
     for label in labels(GROUPS if groups is None else groups):
         n = counts.get(label, 0)
         share = f"{100 * n / examples:.1f}%" if examples else "-"
-        table.add_row(label, str(n) if n else "[bold red]0[/]", share)
+        table.add_row(escape(tr(label)), str(n) if n else "[bold red]0[/]", share)
     console.print(table)
 
 

@@ -4,21 +4,30 @@ Schedules come from ``possim.fuzz_schedules`` (the space of ``pos_sim.testing.sc
 with forgeries, in fewer Hypothesis choices) or, with ``wallet``, from
 ``pos_sim.testing.wallet_schedules``; they run in virtual time and are judged by the
 checker. ``hypothesis.find`` shrinks the first violation to a minimal schedule, which is
-written as a scenario that ``possim run`` reproduces exactly.
+written as a scenario that ``possim run`` reproduces exactly. Its ``[expect]`` holds the
+invariants the fuzzer checks (no orphaned or double debit, no phantom approval, no customer
+loss...), so the scenario is a regression test: ``possim run`` fails on it while the bug is
+there and passes once it is fixed.
+
+Hypothesis keeps files of its own (a cache of constants, its example database); possim keeps
+them in a cache folder (:func:`storage_home`), never in the folder it is run from.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import random
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import tomli_w
 from hypothesis import HealthCheck, Phase, find, settings
+from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.errors import NoSuchExample
 from hypothesis.strategies import SearchStrategy
 
@@ -54,6 +63,38 @@ class FuzzResult:
     result: RunResult | None = None
     #: The situation groups (``possim.coverage.GROUPS``) the drawn schedules can reach.
     groups: tuple[str, ...] = ("card", "forgery")
+    #: Stopped by Ctrl-C: ``examples`` is what ran; ``schedule`` the smallest violation met so far, if any.
+    interrupted: bool = False
+
+
+def storage_home() -> Path:
+    """Where Hypothesis keeps its files for possim: ``$POSSIM_HYPOTHESIS_DIR``, else Hypothesis's own
+    ``$HYPOTHESIS_STORAGE_DIRECTORY``, else ``$XDG_CACHE_HOME/possim/hypothesis`` (``~/.cache`` when unset).
+
+    Why: Hypothesis writes ``.hypothesis/`` into the current folder by default, so ``possim fuzz``
+    run anywhere (a home folder, a project) would leave it there.
+    """
+    for name in ("POSSIM_HYPOTHESIS_DIR", "HYPOTHESIS_STORAGE_DIRECTORY"):
+        if os.environ.get(name):
+            return Path(os.environ[name])
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "possim" / "hypothesis"
+
+
+@contextlib.contextmanager
+def storage_at_home() -> Iterator[Path]:
+    """Hypothesis keeps its files in :func:`storage_home` while ``possim fuzz`` searches; the
+    folder it used before is restored after, so a process that runs the command in-process (a
+    test suite calling ``possim.cli.main``) keeps its own."""
+    from hypothesis import configuration
+
+    before = getattr(configuration, "__hypothesis_home_directory", None)
+    home = storage_home()
+    set_hypothesis_home_dir(home)
+    try:
+        yield home
+    finally:
+        set_hypothesis_home_dir(before)
 
 
 def strategy(max_transactions: int, min_transactions: int, wallet: bool) -> SearchStrategy[dict[str, Any]]:
@@ -115,10 +156,12 @@ def fuzz(policy: str, examples: int, seed: int, progress: Callable[[int], None] 
 
     ``wallet``: QR wallet payments in the mix (``pos_sim.testing.wallet_schedules``).
     ``beside``: the search runs beside others; it ends early, with no violation, once
-    ``beside.stopped()`` says so.
+    ``beside.stopped()`` says so. Ctrl-C (``KeyboardInterrupt``) ends it too, with
+    ``interrupted`` set and the smallest violating schedule met so far, if any.
     """
     out = FuzzResult(policy, groups=groups_for(wallet))
     searching = [True]
+    failing: list[dict[str, Any]] = []  # the last violating schedule met: the smallest so far while shrinking
 
     def violated(schedule: dict[str, Any]) -> bool:
         if searching[0] and beside is not None and beside.stopped():
@@ -130,6 +173,8 @@ def fuzz(policy: str, examples: int, seed: int, progress: Callable[[int], None] 
             if progress:
                 progress(out.examples)
         bad = bool(violations(result))
+        if bad:
+            failing[:] = [schedule]
         if bad and searching[0]:
             searching[0] = False
             if beside is not None:
@@ -144,23 +189,52 @@ def fuzz(policy: str, examples: int, seed: int, progress: Callable[[int], None] 
                             random=random.Random(seed))
     except (NoSuchExample, Stopped):
         return out
+    except KeyboardInterrupt:
+        out.interrupted = True
+        if not failing:
+            return out
+        schedule = failing[0]
     out.schedule = schedule
     out.result = simulate(from_dict(schedule), policy)
     return out
 
 
+def fixed_expectations(policy: str) -> dict[str, Any]:
+    """What a policy that keeps the fuzzer's invariants leaves behind: no orphaned or double debit,
+    no phantom approval, no customer loss, and (for a policy that arms a reversal before every
+    original) no reversal still pending."""
+    expect: dict[str, Any] = {"orphaned_debits": 0, "double_debits": 0, "phantom_approvals": 0}
+    if get_policy(policy).arms_reversal:
+        expect["pending_reversals"] = 0
+    return expect | {"customer_loss": "0.00"}
+
+
 def scenario_document(schedule: dict[str, Any], result: RunResult) -> dict[str, Any]:
-    """The shrunk schedule as a scenario: explained, and expecting exactly the violation found."""
-    s = result.verdict.summary()
-    expect = {k: s[k] for k in ("orphaned_debits", "double_debits", "phantom_approvals", "pending_reversals")}
-    expect["customer_loss"] = s["customer_loss"]
+    """The shrunk schedule as a scenario: explained, and expecting the invariants it broke to hold.
+
+    The ``[expect.<policy>]`` table says what the policy does once fixed (every invariant the
+    fuzzer checks), never the damage found: ``possim run`` on it exits 1 while the bug exists
+    and 0 once it is fixed, so it can be kept as a regression test. It holds the policy it was
+    found under only: ``none`` is meant to fail, and other policies are not judged by it.
+    """
     doc = {**schedule, "title": f"Minimal failing schedule under policy {result.policy}",
-           "description": explain(schedule, result), "policy": result.policy, "expect": {result.policy: expect}}
+           "description": explain(schedule, result), "policy": result.policy,
+           "expect": {result.policy: fixed_expectations(result.policy)}}
     return {k: v for k, v in doc.items() if v not in ([], {})} | {"host": _compact(schedule.get("host", {}))}
 
 
 def to_toml(document: dict[str, Any]) -> str:
     return tomli_w.dumps(document, multiline_strings=True)
+
+
+def broken(result: RunResult) -> str:
+    """The invariants a run broke, with what the checker counted: ``orphaned_debits = 1, customer_loss = 25.00``."""
+    summary = result.verdict.summary()
+    parts = [f"{name} = {summary[name]}" for name in violations(result) if name in summary]
+    parts += ["no quiescence"] if not result.quiescent else []
+    if result.verdict.customer_loss:
+        parts.append(f"customer_loss = {summary['customer_loss']}")
+    return ", ".join(parts)
 
 
 def explain(schedule: dict[str, Any], result: RunResult) -> str:

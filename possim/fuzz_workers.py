@@ -14,6 +14,10 @@ found elsewhere is shrunk by replaying that worker's search here with shrinking 
 (``fuzz`` with the worker's seed and share: the same generator, so the same first
 violation); should the replay not meet it, the worker's schedule is returned unshrunk.
 One worker is ``possim.fuzz.fuzz`` itself, unchanged.
+
+Ctrl-C: the workers ignore SIGINT (a terminal sends it to the whole process group); the
+parent stops them as it stops them for a violation, collects their counts and coverage,
+and returns what ran, with the first violation met (unshrunk when a worker met it).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import contextlib
 import multiprocessing
 import queue
 import random
+import signal
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,12 +80,15 @@ def fuzz_parallel(policy: str, examples: int, seed: int, workers: int,
     with lighter_gc():  # before the fork, so the workers inherit it
         home, board = _search(jobs, progress)
     out = FuzzResult(policy, examples=sum(board.counts.values()), coverage=home.coverage + board.coverage,
-                     groups=groups_for(wallet))
+                     groups=groups_for(wallet), interrupted=board.interrupted)
     if home.schedule is not None:
         out.schedule, out.result = home.schedule, home.result
     elif board.found is not None:
         index, schedule = board.found
-        _shrink(out, jobs[index], schedule)
+        if out.interrupted:  # no replay to shrink it: what ran is reported now
+            out.schedule, out.result = schedule, simulate(from_dict(schedule), policy)
+        else:
+            _shrink(out, jobs[index], schedule)
     return out
 
 
@@ -92,16 +101,44 @@ def _search(jobs: list[_Job], progress: Callable[[int], None] | None) -> tuple[F
     for proc in procs:
         proc.start()
     board = _Board(len(jobs), progress)
+    previous = _on_ctrl_c(board, stop)
     try:
         home = _search_at_home(jobs[0], stop, reports, board)
         board.count(0, home.examples)
-        board.wait(procs, reports)
+        board.interrupted = board.interrupted or home.interrupted
+        if home.interrupted:
+            stop.set()
+        try:
+            board.wait(procs, reports)
+        except KeyboardInterrupt:  # while waiting for the others: stop them, still collect what they did
+            board.interrupted = True
+            stop.set()
+            board.wait(procs, reports)
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
         for proc in procs:
             proc.join(timeout=10)
             if proc.is_alive():
                 proc.kill()
     return home, board
+
+
+def _on_ctrl_c(board: _Board, stop: Any) -> Any:
+    """Ctrl-C in the parent: stop the workers, and interrupt the search here, but never in the middle
+    of reading the report queue (an interrupted read can leave its lock held or lose a report, and the
+    parent would then wait for the workers' last reports forever). Returns the handler it replaced
+    (``None`` off the main thread, where no handler can be set)."""
+
+    def handle(_signum: int, _frame: Any) -> None:
+        board.interrupted = True
+        stop.set()
+        if not board.reading:
+            raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, handle)
 
 
 def _context() -> BaseContext:
@@ -116,7 +153,7 @@ def _search_at_home(job: _Job, stop: Any, reports: Any, board: _Board) -> FuzzRe
 
     def stopped() -> bool:
         board.drain(reports)
-        return board.found is not None
+        return board.found is not None or board.interrupted
 
     return fuzz(job.policy, job.examples, job.seed, lambda n: board.count(0, n), job.max_transactions,
                 job.min_transactions, wallet=job.wallet, beside=Beside(stopped, stop.set))
@@ -131,6 +168,9 @@ class _Board:
         self.found: tuple[int, dict[str, Any]] | None = None
         self.done: set[int] = set()
         self.progress = progress
+        self.interrupted = False
+        #: Reading the report queue: a Ctrl-C then only sets ``interrupted`` (see ``_on_ctrl_c``).
+        self.reading = False
 
     def count(self, index: int, examples: int) -> None:
         self.counts[index] = examples
@@ -150,7 +190,7 @@ class _Board:
         """Take every report already waiting, without blocking (called before each home example)."""
         while True:
             try:
-                self.take(reports.get_nowait())
+                self.take(self._read(reports, None))
             except queue.Empty:
                 return
 
@@ -158,9 +198,17 @@ class _Board:
         """Read the other workers' reports until each has finished."""
         while len(self.done) < len(procs):
             try:
-                self.take(reports.get(timeout=0.2))
+                self.take(self._read(reports, 0.2))
             except queue.Empty:
                 _check_alive(procs, self.done)
+
+    def _read(self, reports: Any, timeout: float | None) -> Any:
+        """One report (``timeout`` None: only one already waiting); Ctrl-C waits until the read is over."""
+        self.reading = True
+        try:
+            return reports.get_nowait() if timeout is None else reports.get(timeout=timeout)
+        finally:
+            self.reading = False
 
 
 def _check_alive(procs: list[Any], done: set[int]) -> None:
@@ -171,6 +219,7 @@ def _check_alive(procs: list[Any], done: set[int]) -> None:
 
 def _work(job: _Job, stop: Any, reports: Any) -> None:
     """One worker's search: generation only, its coverage and first violation reported to the parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
     coverage: Counter[str] = Counter()
     count = [0]
 

@@ -29,7 +29,7 @@ from possim.protocol.mac import MacKey
 from possim.protocol.mqtt import BrokerAddress
 from possim.protocol.ports import TraceSink
 from possim.protocol.transports import Endpoint, HostEnd, Origin, TerminalEnd, Wire, open_wire
-from possim.rig import Rig, RunResult
+from possim.rig import Rig, RunResult, TerminalRun
 from possim.scenario import Scenario, from_dict
 from possim.trace import named
 from possim.wallet_rig import acquirer_gateway
@@ -147,7 +147,7 @@ async def run_tcp(scenario: Scenario, policy: str, seed: int, time_scale: float 
 async def drive_terminal(scenario: Scenario, policy: str, seed: int, wire: Wire, tid: str,
                          time_scale: float = 1.0, journal_path: str | Path | None = None,
                          settle: float = 1.0, live: TraceSink | None = None,
-                         mac_key: MacKey | None = None, end_of_day: bool = False) -> RunResult:
+                         mac_key: MacKey | None = None, end_of_day: bool = False) -> TerminalRun:
     """Only the terminal (with the scenario's faults, both directions); the host is another process.
 
     ``end_of_day``: no sales; the terminal, restored from its journal, settles its batch
@@ -159,8 +159,9 @@ async def drive_terminal(scenario: Scenario, policy: str, seed: int, wire: Wire,
     terminal id used again never repeats an idempotency key.
 
     The run ends when the terminal has nothing left to do and no answer came for ``settle``
-    seconds. Its verdict here counts only the terminal's side; judge the whole with
-    ``possim check`` against the host's ledger file.
+    seconds. It reports (and logs in ``run_finished``) only the terminal's own outcomes, from
+    its journal: it has no ledger to judge money by; judge the whole with ``possim check``
+    against the host's ledger file.
 
     ``mac_key``: the terminal's key from a key file (the acquirer holds the same); without
     one the terminal sends no MACs, as an acquirer without keys expects.
@@ -184,7 +185,7 @@ async def drive_terminal(scenario: Scenario, policy: str, seed: int, wire: Wire,
                                      lambda: len(rig.trace.records), _deadline(scaled), grace=settle)
     finally:
         await end.close()
-    return rig.finish(quiescent, wire.name)
+    return rig.finish_terminal(quiescent, wire.name)
 
 
 @dataclass

@@ -30,7 +30,7 @@ from possim import keys as keyfile
 from possim.acquirer_sim.driver import HostDriver
 from possim.acquirer_sim.host import AcquirerHost
 from possim.acquirer_sim.ledger import Ledger
-from possim.checker import Verdict, check
+from possim.checker import Verdict, check, outcomes
 from possim.forgery import Forger
 from possim.money import parse_amount
 from possim.pos_sim.actions import Outcome
@@ -68,6 +68,23 @@ class RunResult:
         return {"scenario": self.scenario.name, "policy": self.policy, "seed": self.seed,
                 "transport": self.transport, **self.verdict.summary(), "quiescent": self.quiescent,
                 "virtual_seconds": round(self.end_time, 3)}
+
+
+@dataclass
+class TerminalRun:
+    """A terminal process's run (``possim terminal``): its own outcomes only, from its journal.
+
+    The host is another process with the ledger; judging money is ``possim check``'s work.
+    """
+
+    scenario: Scenario
+    policy: str
+    seed: int
+    trace: Trace
+    outcomes: dict[str, int]
+    quiescent: bool
+    end_time: float
+    transport: str
 
 
 def payment_plan(scenario: Scenario) -> list[tuple[float, PaymentRequest, bool, float]]:
@@ -129,10 +146,10 @@ class Rig:
                  plan: FaultPlan | None = None, ledger_path: str | Path | None = None,
                  journal_path: str | Path | None = None,
                  epoch: datetime | None = None, keys: Keys = SCENARIO_KEYS,
-                 order_nonces: random.Random | None = None) -> None:
+                 order_nonces: random.Random | None = None, rng: random.Random | None = None) -> None:
         self.scenario, self.policy, self.seed, self.scheduler = scenario, policy, seed, scheduler
         self.trace = Trace(scheduler.now)
-        self.rng = random.Random(seed)
+        self.rng = rng if rng is not None else random.Random(seed)  # a test's own (Hypothesis) randomness
         host_config = scenario.host_config()
         self.ledger_path = str(ledger_path or ":memory:")
         self.ledger = Ledger(self.ledger_path, default_balance=host_config.default_balance)
@@ -348,3 +365,18 @@ class Rig:
         self.journal.close()
         self.ledger.close()
         return result
+
+    def finish_terminal(self, quiescent: bool, transport: str) -> TerminalRun:
+        """The end of a terminal process's run: log and return what its journal says, nothing more.
+
+        Its ledger here is an empty stand-in (the host's is in another process), so no
+        verdict on money is made or logged: every approval would read as a phantom.
+        """
+        self.journal.commit()
+        own = outcomes(self.journal.conn)
+        self.trace.emit("run_finished", quiescent=quiescent, **own)
+        run = TerminalRun(self.scenario, self.policy, self.seed, self.trace, own, quiescent, self.scheduler.now(),
+                          transport)
+        self.journal.close()
+        self.ledger.close()
+        return run

@@ -6,6 +6,7 @@ a scenario with 30-second timeouts runs in milliseconds and repeats byte for byt
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 from possim.protocol.faults import FaultPlan
@@ -39,8 +40,12 @@ def horizon(scenario: Scenario) -> float:
 
 def simulate(scenario: Scenario, policy: str | None = None, seed: int | None = None,
              plan: FaultPlan | None = None, ledger_path: str | Path | None = None,
-             journal_path: str | Path | None = None) -> RunResult:
+             journal_path: str | Path | None = None, rng: random.Random | None = None) -> RunResult:
     """Run a one-terminal scenario to quiescence in virtual time and judge it.
+
+    ``rng``: where the run's random choices come from (link loss and latency, host timings)
+    instead of ``random.Random(seed)``. A Hypothesis test passes ``st.randoms()`` here, so the
+    random faults of ``[network.*]`` tables (``pos_sim.testing.link_faults``) shrink with the rest.
 
     A fleet scenario (``[[terminals]]``) raises ``ScenarioError``: it is run by
     :func:`possim.fleet.simulate_fleet`, never silently as its one ``[terminal]``.
@@ -52,7 +57,7 @@ def simulate(scenario: Scenario, policy: str | None = None, seed: int | None = N
     seed = scenario.model.seed if seed is None else seed
     clock = VirtualClock()
     with run_uncollected():
-        rig = Rig(scenario, policy, seed, clock, plan, ledger_path, journal_path)
+        rig = Rig(scenario, policy, seed, clock, plan, ledger_path, journal_path, rng=rng)
         rig.memory()
         rig.schedule_payments()
         steps = 1_000_000 + 1_000 * sum(t.count for t in scenario.model.transactions)

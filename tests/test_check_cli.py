@@ -64,3 +64,38 @@ def test_check_refuses_a_file_that_is_not_a_journal(tmp_path: Path) -> None:
     done = _possim("check", "--journal", str(bogus), "--ledger", str(bogus))
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_check_exits_1_while_escalated_money_awaits_the_acquirers_refund(tmp_path: Path) -> None:
+    """CUP: the reversal's tries ran out and the case went to the acquirer; until its error handling
+    refunds the 25.00 the customer is out of pocket, so the run is not settled."""
+    journal, ledger = tmp_path / "J.db", tmp_path / "L.db"
+    run = _possim("run", "reversal-escalated", "--profile", "cup", "--journal", str(journal), "--ledger", str(ledger),
+                  "--json")
+    assert run.returncode == 0, run.stderr
+    owed = _possim("check", "--journal", str(journal), "--ledger", str(ledger), "--json")
+    verdict = json.loads(owed.stdout)
+    assert (verdict["escalated"], verdict["customer_loss"], verdict["settled"]) == (1, "25.00", False)
+    assert owed.returncode == 1
+    refund = _possim("acquirer-errors", "--journal", str(journal), "--ledger", str(ledger))
+    assert refund.returncode == 0, refund.stderr
+    done = _possim("check", "--journal", str(journal), "--ledger", str(ledger), "--json")
+    assert json.loads(done.stdout)["customer_loss"] == "0.00" and done.returncode == 0, done.stdout
+
+
+def test_check_counts_an_open_hold_as_money_at_risk(tmp_path: Path) -> None:
+    """The completion advice is lost under policy none: 100.00 stays blocked on the card."""
+    journal, ledger = tmp_path / "j.db", tmp_path / "l.db"
+    _possim("run", "confirmation-lost", "--policy", "none", "--journal", str(journal), "--ledger", str(ledger))
+    done = _possim("check", "--journal", str(journal), "--ledger", str(ledger), "--json")
+    verdict = json.loads(done.stdout)
+    assert (verdict["open_holds"], verdict["money_on_hold"], verdict["merchant_loss"]) == (1, "100.00", "0.00")
+    assert done.returncode == 1 and verdict["settled"] is False
+    text = _possim("check", "--journal", str(journal), "--ledger", str(ledger))
+    assert "money on hold: 100.00" in text.stdout
+    recovered = tmp_path / "r"
+    recovered.mkdir()
+    _possim("run", "confirmation-lost", "--policy", "reversal", "--journal", str(recovered / "j.db"),
+            "--ledger", str(recovered / "l.db"))
+    clean = _possim("check", "--journal", str(recovered / "j.db"), "--ledger", str(recovered / "l.db"), "--json")
+    assert json.loads(clean.stdout)["money_on_hold"] == "0.00" and clean.returncode == 0, clean.stdout

@@ -185,3 +185,81 @@ def test_terminals_numbering_their_baskets_alike_are_not_double_debits() -> None
         journals.append(j.conn)
     v = check(journals, shared)
     assert v.counts["double_debits"] == 0 and v.customer_loss == 0 and v.settled
+
+
+def _life(path: Path, tid: str, transmission: str) -> Path:
+    """One life of a terminal on its own journal file: baskets 1-3, STANs from 000001, all approved."""
+    j = Journal(path, tid=tid)
+    for n in (1, 2, 3):
+        j.write(TxnRecord(txn_id=n, intent=f"basket-{n}", kind="purchase", mti="0200", stan=f"{n:06d}",
+                          transmission=transmission, pan="4000000000000002", amount=2500, completion_amount=2500,
+                          started_at=0.0, status="approved"))
+    j.close()
+    return path
+
+
+def test_two_lives_of_one_terminal_are_judged_apart_on_their_baskets(tmp_path: Path) -> None:
+    """A terminal restarted on a fresh journal numbers its baskets (and STANs) from 1 again: six
+    sales, each debited once under its own key (field 7 tells the lives apart), are no double debit."""
+    from possim.acquirer_sim.ledger import read_ledger
+    from possim.pos_sim.journal import read_journal
+
+    first = _life(tmp_path / "first.db", "POS00001", "1125100000")
+    second = _life(tmp_path / "second.db", "POS00001", "1125110000")
+    path = tmp_path / "ledger.db"
+    with sqlite3.connect(path) as shared:
+        shared.executescript(LEDGER_SCHEMA)
+        for tx in ("1125100000", "1125110000"):
+            for n in (1, 2, 3):
+                shared.execute("INSERT INTO entries (at, tid, stan, transmission, pan, kind, amount) "
+                               "VALUES (0,'POS00001',?,?,'4000000000000002','debit',2500)", (f"{n:06d}", tx))
+    shared.close()
+    ledger_conn = read_ledger(path)
+    conns = [read_journal(first), read_journal(second)]
+    try:
+        v = check(conns, ledger_conn)
+    finally:
+        for conn in [*conns, ledger_conn]:
+            conn.close()
+    assert v.counts["approved"] == 6 and v.counts["double_debits"] == 0 and v.customer_loss == 0 and v.settled
+
+
+def test_a_second_debit_within_one_life_is_still_a_double_debit() -> None:
+    """Judging per life keeps the real finding: one basket charged under two keys of the same journal."""
+    j = Journal(":memory:", tid="POS00001")
+    for n in (1, 2):
+        j.write(TxnRecord(txn_id=n, intent="basket-1", kind="purchase", mti="0200", stan=f"{n:06d}",
+                          transmission="1125100000", pan="4000000000000002", amount=2500, completion_amount=2500,
+                          started_at=0.0, status="approved" if n == 2 else "unknown"))
+    v = check(j.conn, ledger(("000001", "debit", 2500), ("000002", "debit", 2500)))
+    assert v.counts["double_debits"] == 1 and v.customer_loss == 2500 and not v.settled
+
+
+def test_an_open_hold_is_money_at_risk_and_unsettled() -> None:
+    v = check(journal((1, "000001", "approved", "b1")), ledger(("000001", "hold", 2500)))
+    assert v.on_hold == 2500 and v.merchant_loss == 0 and not v.settled
+    assert v.summary()["money_on_hold"] == "25.00"
+    assert "money_on_hold" not in check(journal(), ledger()).summary()  # shown only when something is held
+
+
+def test_an_escalated_case_not_yet_refunded_leaves_the_run_unsettled() -> None:
+    j = Journal(":memory:", tid="POS00001")
+    j.write(TxnRecord(txn_id=1, intent="b1", kind="purchase", mti="0200", stan="000001", transmission="1125100000",
+                      pan="4000000000000002", amount=2500, completion_amount=2500, started_at=0.0, status="failed",
+                      reversal="escalated"))
+    owed = check(j.conn, ledger(("000001", "debit", 2500)))
+    assert owed.counts["escalated"] == 1 and owed.customer_loss == 2500 and not owed.settled
+    refunded = check(j.conn, ledger(("000001", "debit", 2500), ("000001", "refund", 2500)))
+    assert refunded.counts["escalated"] == 1 and refunded.customer_loss == 0 and refunded.settled
+
+
+def test_a_terminal_reports_its_own_outcomes_from_its_journal_alone() -> None:
+    from possim.checker import outcomes
+
+    j = Journal(":memory:", tid="POS00001")
+    for n, status, reversal in ((1, "approved", "none"), (2, "unknown", "pending"), (3, "reversed", "acked")):
+        j.write(TxnRecord(txn_id=n, intent=f"b{n}", kind="purchase", mti="0200", stan=f"{n:06d}",
+                          transmission="1125100000", pan="4000000000000002", amount=2500, completion_amount=2500,
+                          started_at=0.0, status=status, reversal=reversal))
+    assert outcomes(j.conn) == {"transactions": 3, "approved": 1, "declined": 0, "failed": 0, "unknown": 1,
+                                "reversed": 1, "pending_reversals": 1, "late_responses": 0}

