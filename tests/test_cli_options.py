@@ -28,8 +28,6 @@ NO_LANG = {
     "broker": "Mosquitto's readiness line only",
     "acquirer": "JSON event lines (structlog) only, read by programs and log tools",
 }
-#: Options of the commands whose own change brings them: strict, so each mark goes once the option is there.
-ELSEWHERE = {("fuzz", "json"), ("fuzz", "lang")}
 
 
 def _options(command: click.Command) -> set[str]:
@@ -42,9 +40,7 @@ def _cases() -> list[object]:
         for kind, flag, exempt in (("json", "--json", NO_JSON), ("lang", "--lang", NO_LANG)):
             if name in exempt:
                 continue
-            marks = [pytest.mark.xfail(strict=True, reason="comes with that command's own change")] \
-                if (name, kind) in ELSEWHERE else []
-            cases.append(pytest.param(name, flag, id=f"{name}-{kind}", marks=marks))
+            cases.append(pytest.param(name, flag, id=f"{name}-{kind}"))
     return cases
 
 
@@ -54,7 +50,7 @@ def test_every_command_has_the_option(name: str, flag: str) -> None:
 
 
 def test_the_exceptions_name_real_commands() -> None:
-    assert set(NO_JSON) | set(NO_LANG) | {name for name, _ in ELSEWHERE} <= set(cli.commands)
+    assert set(NO_JSON) | set(NO_LANG) <= set(cli.commands)
 
 
 def _invoke(*args: str) -> tuple[int, str]:
