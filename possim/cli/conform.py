@@ -108,7 +108,7 @@ async def _run(target: lib.Target) -> list[lib.CaseResult]:
 def _print(con: Console, results: list[lib.CaseResult], host_url: str, profile: str, tr: Tr) -> None:
     table = Table(title=tr("possim conform: {host} (profile {profile})", host=host_url, profile=profile))
     table.add_column(tr("case"))
-    table.add_column(tr("rule"))
+    table.add_column(tr("conformance rule"))
     table.add_column(tr("verdict"))
     table.add_column(tr("evidence"), overflow="fold")
     for r in results:
@@ -166,7 +166,8 @@ def html_report(results: list[lib.CaseResult], host_url: str, profile: str, tr: 
             "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
             "padding:4px 8px;vertical-align:top}tr.pass td:nth-child(3){color:#070}tr.fail td:nth-child(3)"
             "{color:#b00;font-weight:bold}tr.not-run td:nth-child(3){color:#a60}code{font-size:90%}"
-            f"</style></head><body><h1>{title}</h1><table><tr><th>{e(tr('case'))}</th><th>{e(tr('rule'))}</th>"
+            f"</style></head><body><h1>{title}</h1><table><tr><th>{e(tr('case'))}</th>"
+            f"<th>{e(tr('conformance rule'))}</th>"
             f"<th>{e(tr('verdict'))}</th><th>{e(tr('evidence'))}</th></tr>{rows}</table>{sections}</body></html>\n")
 
 
