@@ -629,7 +629,10 @@ async def run_case(case: Case, target: Target, builder: Builder) -> CaseResult:
     if case.needs_keys and target.key is None:
         return CaseResult(case, Verdict(NOT_RUN, NO_KEYS), rec)
     session = _Session(target, rec)
-    await session.open()
+    try:
+        await session.open()
+    except ConformError as exc:  # the host answered the probe and has gone since: that is its verdict
+        return CaseResult(case, _fail(str(exc)), rec)
     try:
         for step in case.steps:
             await _step(step, session, builder, target, rec)

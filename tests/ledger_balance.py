@@ -10,6 +10,6 @@ from contextlib import closing
 
 from possim.acquirer_sim.config import HostConfig
 
-with closing(sqlite3.connect(sys.argv[1])) as conn:
+with closing(sqlite3.connect(sys.argv[1], timeout=10)) as conn:
     row = conn.execute("SELECT balance FROM accounts WHERE pan = ?", (sys.argv[2],)).fetchone()
 print(row[0] if row else HostConfig().default_balance)

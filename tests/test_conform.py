@@ -7,6 +7,7 @@ rule it breaks. The JUnit file CI would read is parsed back here as CI would rea
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from pathlib import Path
@@ -107,6 +108,31 @@ async def test_without_keys_the_mac_case_is_not_run_and_says_why_in_chinese(tmp_
     assert done.returncode == 0, done.stdout + done.stderr
     assert "未运行" in done.stdout and "--keys" in done.stdout
     assert "通过" in done.stdout and "Traceback" not in done.stderr
+
+
+@pytest.mark.asyncio
+async def test_a_host_that_never_answers_fails_every_case_within_the_timeouts() -> None:
+    """Every wait is bounded: a silent host costs at most the timeout per awaited answer, and fails."""
+    received: list[bytes] = []
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            received.append(data)
+        writer.close()
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        done = await run("conform", "--host", f"tcp://127.0.0.1:{port}", "--timeout", "0.2", "--json")
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert done.returncode == 1, done.stdout + done.stderr
+    doc = json.loads(done.stdout)
+    ran = [c for c in doc["cases"] if c["verdict"] != lib.NOT_RUN]
+    assert len(ran) == len(lib.CASES) - 1 and all(c["verdict"] == lib.FAIL for c in ran)
+    assert all("no answer within 0.2 s" in c["evidence"] for c in ran)
+    assert received  # the requests did reach it
 
 
 @pytest.mark.asyncio
