@@ -180,3 +180,22 @@ def test_every_card_number_passes_luhn() -> None:
     pan = lib.luhn_pan("491234567890123")
     digits = [int(c) for c in reversed(pan)]
     assert sum(d if i % 2 == 0 else (2 * d - 9 if 2 * d > 9 else 2 * d) for i, d in enumerate(digits)) % 10 == 0
+
+
+def test_every_string_of_the_conform_views_has_a_chinese_entry() -> None:
+    from rich.console import Console
+
+    from possim.cli.conform import _print, html_report
+    from possim.i18n import Tr
+
+    Tr.missing.clear()
+    statuses = (lib.PASS, lib.FAIL, lib.NOT_RUN)
+    wire = [lib.Wire("sent", 0.0, "sale", "0200", {"11": "000001"}, "00"),
+            lib.Wire("received", 0.1, "sale", "0210", {"39": "00"}, "00")]
+    results = [lib.CaseResult(case, lib.Verdict(statuses[i % 3], lib.NO_KEYS), lib.Record(wire=wire if i else []))
+               for i, case in enumerate(lib.CASES)]
+    console = Console(record=True, width=200)
+    _print(console, results, "tcp://127.0.0.1:1", "iso", Tr("zh"))
+    page = html_report(results, "tcp://127.0.0.1:1", "iso", Tr("zh"))
+    assert Tr.missing == set()
+    assert "未运行" in console.export_text() and "没有报文" in page and "收到" in page
