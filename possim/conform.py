@@ -529,8 +529,7 @@ class _Session:
         key = self.target.key if mac != "missing" else None
         data = self.dialect.encode(msg, key)
         if mac == "wrong":
-            data = data[:-1] + (b"0" if data[-1:] != b"0" else b"1") if self.dialect.name == "iso" \
-                else data[:-1] + bytes([data[-1] ^ 1])
+            data = _spoil_mac(data, self.dialect.name)
         self.rec.sent[name] = msg
         self.waiting.append((name, M.response_to(msg.mti), msg.stan))
         self.rec.wire.append(Wire("sent", self._now(), name, msg.mti, _fields(msg), data.hex(),
@@ -585,6 +584,14 @@ class _Session:
         if note is not None:
             self.rec.problems[step[0]] = note
         self.arrived.set()
+
+
+def _spoil_mac(data: bytes, dialect: str) -> bytes:
+    """The frame with its MAC's last digit changed and still well formed: hex text under ``iso``
+    (``codec``), binary under ``cup``. Only the MAC is wrong, so only the MAC check can refuse it."""
+    if dialect == "iso":
+        return data[:-1] + (b"1" if data[-1:] == b"0" else b"0")
+    return data[:-1] + bytes([data[-1] ^ 1])
 
 
 def _why(exc: BaseException) -> str:
@@ -668,16 +675,20 @@ async def run_all(target: Target, cases: tuple[Case, ...] = CASES,
     """Every case in turn, each with its own card number; the STANs of a run never repeat."""
     stans = _stans()
     run_id = random.SystemRandom().randrange(10**8)
-    clock = lambda: datetime.now(UTC)  # noqa: E731 - the one clock of a run
     results = []
     for index, case in enumerate(cases):
         pan = luhn_pan(f"{target.profile.pan_prefix}{run_id:08d}{index:02d}0000"[:15])
-        builder = Builder(target.profile, target.tid, pan, stans, clock)
+        builder = Builder(target.profile, target.tid, pan, stans, _utc_now)
         result = await run_case(case, target, builder)
         results.append(result)
         if on_result is not None:
             on_result(result)
     return results
+
+
+def _utc_now() -> datetime:
+    """The clock of a run: field 7 is UTC (ISO 8583 transmission date and time)."""
+    return datetime.now(UTC)
 
 
 async def probe(target: Target) -> None:
