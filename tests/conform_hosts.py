@@ -13,7 +13,6 @@ import contextlib
 import random
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any
 
 from possim.acquirer_sim.config import HostConfig
 from possim.acquirer_sim.host import AcquirerHost, HostAction
@@ -63,11 +62,19 @@ class LateOriginalHost(_Rebooking):
 
 
 class UnknownReversalHost(AcquirerHost):
-    """Breaks rule 2: a reversal of an original it never saw is answered 00 (it still closes the key)."""
+    """Breaks rule 2: a reversal of an original it never saw is credited and answered 00 (the key is
+    still closed, so the late original is refused: only the answer and the money are wrong)."""
 
-    def _reverse(self, now: float, key: Any, orig: Original | None) -> tuple[str, str]:
-        outcome, rc = super()._reverse(now, key, orig)
-        return (outcome, "00") if orig is None else (outcome, rc)
+    def _reversal(self, now: float, msg: Message) -> list[HostAction]:
+        key = msg.original.key(msg.tid) if msg.original is not None else msg.key()
+        if self.ledger.find(key) is None and self.ledger.reversal_seen(key) is None:
+            self.ledger.close_key(now, key, "reversal_before_original")
+            self.ledger.record_reversal(now, key, "credited", "00")
+            self.ledger.available(msg.pan or "")  # opens the account of a card not seen before
+            self.ledger._write("credit_unknown", "UPDATE accounts SET balance = balance + ? WHERE pan = ?",
+                               (msg.amount or 0, msg.pan or ""))
+            return [self._reply(msg, "00")]
+        return super()._reversal(now, msg)
 
 
 class MacBlindHost(AcquirerHost):
