@@ -199,3 +199,13 @@ def test_every_string_of_the_conform_views_has_a_chinese_entry() -> None:
     page = html_report(results, "tcp://127.0.0.1:1", "iso", Tr("zh"))
     assert Tr.missing == set()
     assert "未运行" in console.export_text() and "没有报文" in page and "收到" in page
+
+
+@pytest.mark.asyncio
+async def test_a_balance_command_that_prints_no_balance_is_bad_input(tmp_path: Path) -> None:
+    done = await run("conform", "--host", "tcp://127.0.0.1:1", "--balance-command", "true")
+    assert done.returncode == 2 and "{card}" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    async with serving("plain", tmp_path / "ledger.db") as port:
+        done = await run("conform", "--host", f"tcp://127.0.0.1:{port}", "--balance-command", "true {card}")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "printed no balance" in done.stderr and len(done.stderr.strip().splitlines()) == 1
