@@ -22,6 +22,7 @@ import click
 
 from possim.cli.chaos import chaos_command
 from possim.cli.compare import compare_command
+from possim.cli.conform import conform_command
 from possim.cli.errors import InputError, guarded
 from possim.cli.fuzz import fuzz_command
 from possim.cli.load import load_command
@@ -41,7 +42,7 @@ def cli() -> None:
 
 for _command in (run_command, compare_command, fuzz_command, keys_command, broker, acquirer, terminal, check_command,
                  replay_command, list_command, demo, glossary_command, reconcile_command, chaos_command,
-                 statement_command, acquirer_errors_command, load_command, settle_command):
+                 statement_command, acquirer_errors_command, load_command, settle_command, conform_command):
     cli.add_command(_command)
 
 
