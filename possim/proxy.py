@@ -267,7 +267,7 @@ class Proxy:
         wire = read_message(body, self.profile)
         self.messages += 1
         if wire is None:
-            reason = f"not a {self.profile} ISO 8583 message; forwarded untouched"
+            reason = f"cannot decode as {self.profile} ISO 8583; forwarded untouched"
             self.trace.emit(ev.MalformedFrame(receiver, reason))
             self.trace.emit(ev.MsgReceived(receiver, "????", malformed=True, data=body.hex()))
             self._write(writer, body)

@@ -4,6 +4,7 @@ process ending; the verdicts are read from the files and outputs the processes l
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -14,11 +15,14 @@ from pathlib import Path
 import pytest
 
 from possim.broker import free_port
-from possim.protocol import cup
+from possim.protocol import codec, cup
 from possim.protocol import events as ev
-from possim.protocol.framing import CupDeframer, CupFraming, Tpdu
+from possim.protocol.framing import CupDeframer, CupFraming, Deframer, Tpdu, frame
 from possim.protocol.messages import Message
+from possim.realtime import run_tcp
 from possim.replay import load_trace
+from possim.scenario import load
+from tests.conftest import SCENARIOS
 from tests.procs import POSSIM, Proc, check, fleet, wait_for
 
 SALE_SCENARIO = """
@@ -187,3 +191,53 @@ def test_a_remote_upstream_is_refused_without_allow_remote(tmp_path: Path) -> No
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "--upstream" in lines[0] and "--allow-remote" in lines[0], out.stderr
+
+
+def test_an_undecodable_frame_passes_untouched_and_a_delayed_answer_still_arrives(tmp_path: Path) -> None:
+    """Garbage in a valid length frame reaches the host as it was sent (the host logs it); the 0210 the
+    fault file delays is traced as delayed and then delivered."""
+    (tmp_path / "delay.toml").write_text('[[faults]]\naction = "delay"\ndirection = "to_terminal"\nmti = "0210"\n'
+                                         "delay = 0.2\n", encoding="utf-8")
+    host_port, proxy_port = free_port(), free_port()
+    trace = tmp_path / "proxy.jsonl"
+    sale = Message(mti="0200", pan="4000000000000002", processing_code="000000", amount=2500,
+                   transmission="0612103015", stan="000043", tid="TERM0002", mid="MERCHANT0000001", currency="978")
+    with fleet() as make:
+        acquirer = make("acquirer", ["acquirer", "--transport", "tcp", "--listen", f"tcp://127.0.0.1:{host_port}",
+                                     "--ledger", str(tmp_path / "L.db")], tmp_path / "acquirer.log").start()
+        acquirer.wait_event("acquirer_ready")
+        proxy = make("proxy", ["proxy", "--listen", f"tcp://127.0.0.1:{proxy_port}", "--upstream",
+                               f"tcp://127.0.0.1:{host_port}", "--faults", str(tmp_path / "delay.toml"),
+                               "--trace", str(trace), "--json"], tmp_path / "proxy.log").start()
+        _ready(proxy)
+        deframer = Deframer()
+        with socket.create_connection(("127.0.0.1", proxy_port), timeout=60) as sock:
+            sock.sendall(frame(b"\x07\xffnot ISO 8583 at all"))
+            acquirer.wait_event("malformed_frame")
+            sock.sendall(frame(codec.encode(sale)))
+            answers: list[bytes] = []
+            while not answers:
+                chunk = sock.recv(65536)
+                assert chunk, "the proxy closed the connection before the answer"
+                answers = deframer.feed(chunk)
+        code, verdict = _stopped(proxy)
+        assert acquirer.stop() == 0
+    assert (codec.decode(answers[0]).mti, codec.decode(answers[0]).stan) == ("0210", "000043")
+    assert code == 0 and (verdict["malformed"], verdict["messages"]) == (1, 3)
+    events = [s.event for s in load_trace(trace)]
+    assert [e.reason for e in events if isinstance(e, ev.MalformedFrame)] == [
+        "cannot decode as iso ISO 8583; forwarded untouched"]
+    delayed = [e for e in events if isinstance(e, ev.NetDelayed)]
+    assert [(d.mti, d.stan, d.delays) for d in delayed] == [("0210", "000043", (0.2,))]
+    arrived = [i for i, e in enumerate(events) if isinstance(e, ev.MsgReceived) and e.side == "terminal"]
+    assert len(arrived) == 1 and arrived[0] > events.index(delayed[0])
+
+
+def test_replay_draws_a_recorded_real_time_run_as_html(tmp_path: Path) -> None:
+    result = asyncio.run(run_tcp(load(SCENARIOS / "response-lost.toml"), "reversal", 1, 0.05))
+    assert result.quiescent
+    result.trace.write(tmp_path / "run.jsonl")
+    out = _possim("replay", str(tmp_path / "run.jsonl"), "--report", str(tmp_path / "run.html"))
+    assert out.returncode == 0, out.stderr
+    page = (tmp_path / "run.html").read_text(encoding="utf-8")
+    assert "<svg" in page and "0210" in page and "orphaned debits" in page
