@@ -15,13 +15,17 @@ from pathlib import Path
 import pytest
 
 from possim.broker import free_port
+from possim.cli import main
+from possim.i18n import Tr
 from possim.protocol import codec, cup
 from possim.protocol import events as ev
 from possim.protocol.framing import CupDeframer, CupFraming, Deframer, Tpdu, frame
 from possim.protocol.messages import Message
+from possim.proxy import wire_verdict
 from possim.realtime import run_tcp
 from possim.replay import load_trace
 from possim.scenario import load
+from possim.trace import Trace
 from tests.conftest import SCENARIOS
 from tests.procs import POSSIM, Proc, check, fleet, wait_for
 
@@ -241,3 +245,29 @@ def test_replay_draws_a_recorded_real_time_run_as_html(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     page = (tmp_path / "run.html").read_text(encoding="utf-8")
     assert "<svg" in page and "0210" in page and "orphaned debits" in page
+
+
+def test_a_lost_approval_never_reversed_is_at_risk_and_every_view_speaks_chinese(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The verdict from hand-made records of real bytes; ``possim replay`` of them in Chinese, with the
+    HTML page, asks the catalogue for nothing it lacks."""
+    sale = Message(mti="0200", pan="4000000000000002", processing_code="000000", amount=2500,
+                   transmission="0612103015", stan="000007", tid="TERM0003", mid="MERCHANT0000001", currency="978")
+    trace = Trace(lambda: 1.0)
+    trace.emit(ev.ProxyRun("tcp://127.0.0.1:1", "tcp://127.0.0.1:2", "iso", 1, {}))
+    trace.emit(ev.MsgSent("terminal", sale.tid, sale.stan, "0200"))
+    trace.emit(ev.MsgReceived("host", "0200", sale.tid, sale.stan, data=codec.encode(sale).hex()))
+    trace.emit(ev.MsgSent("host", sale.tid, sale.stan, "0210"))
+    trace.emit(ev.NetDropped("to_terminal", "0210", 1, "rule_drop", sale.tid, sale.stan))
+    verdict = wire_verdict(trace.records)
+    assert (verdict.answers_lost, verdict.reversals, verdict.sales_at_risk) == (1, 0, (("TERM0003", "000007"),))
+    trace.emit(ev.RunFinished(quiescent=True, summary=verdict.summary()))
+    trace.write(tmp_path / "t.jsonl")
+    before = {m for m in Tr.missing if m[0] == "zh"}
+    with pytest.raises(SystemExit) as exited:
+        main(["replay", str(tmp_path / "t.jsonl"), "--lang", "zh", "--report", str(tmp_path / "t.html")])
+    assert exited.value.code == 0
+    assert {m for m in Tr.missing if m[0] == "zh"} == before
+    out = capsys.readouterr().out
+    assert "终端 TERM0003 流水号 000007" in out and "线路结论与记录一致" in out
+    assert "<html lang='zh-CN'>" in (tmp_path / "t.html").read_text(encoding="utf-8")
