@@ -158,6 +158,19 @@ def render(results: Seq[RunResult], title: str, lang: str | None = None) -> str:
             f"<script>{JS}</script></body></html>")
 
 
+def render_trace(records: Seq[ev.Stamped], title: str, rows: Seq[tuple[str, str]], lang: str | None = None) -> str:
+    """One page for a trace file alone (no scenario to re-run, as from ``possim proxy``): the
+    message sequence chart of its events and ``rows`` (label, value: the verdict read from it)."""
+    tr = Tr(lang or "en")
+    table = "".join(f"<tr><th>{_e(k)}</th><td class='num'>{_e(v)}</td></tr>" for k, v in rows)
+    return (f"<!DOCTYPE html><html lang='{tr.html_lang}'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>{_e(title)}</title><style>{CSS}</style></head><body><h1>{_e(title)}</h1>"
+            f"<table>{table}</table><section class='run' tabindex='0' id='run-0'>{_chart(build(records, tr), tr, 0)}"
+            f"</section><script type='application/json' id='words'>{_json({'step': tr('step {n} of {total}')})}"
+            f"</script><script>{JS}</script></body></html>")
+
+
 def _point(p: Point, tr: Tr, result: RunResult, compared: bool) -> str:
     """The headline, the money and the remedy: what a merchant must take home from this run."""
     who = tr("Policy {policy}:", policy=result.policy) if compared else ""
@@ -171,16 +184,7 @@ def _point(p: Point, tr: Tr, result: RunResult, compared: bool) -> str:
 
 def _run_section(result: RunResult, index: int, tr: Tr) -> str:
     seq = build(result.trace.records, tr)
-    lanes = {TERMINAL: tr("terminal"), NETWORK: tr("network"), HOST: tr("host"), WALLET: tr("wallet")}
-    steps = [{"t": round(s.t, 3), "lane": lanes[s.lane], "text": s.text} for s in seq.steps] or \
-        [{"t": 0, "lane": "-", "text": tr("nothing happened")}]
-    start, prev, nxt, last = tr("start"), tr("previous"), tr("next"), tr("all")
-    chart = (f"<div class='controls'><button class='first'>&laquo; {_e(start)}</button>"
-             f"<button class='prev'>&#x25C0; {_e(prev)}</button>"
-             f"<button class='next'>{_e(nxt)} &#x25B6;</button>"
-             f"<button class='last'>{_e(last)} &raquo;</button><span class='caption'></span></div>"
-             f"{_legend(tr, seq.has_wallet)}{_svg(seq, tr, index)}"
-             f"<script type='application/json' class='steps'>{_json(steps)}</script>")
+    chart = _chart(seq, tr, index)
     if len(seq.steps) > LONG_RUN:
         show_all = tr("Show the full sequence chart ({n} steps)", n=len(seq.steps))
         chart = (_summary(result, seq, tr, index) + f"<details class='chart'><summary>{_e(show_all)}</summary>"
@@ -191,6 +195,20 @@ def _run_section(result: RunResult, index: int, tr: Tr) -> str:
             f"<h2>{_e(tr('Checker verdict'))}</h2>{_verdict(result, tr)}"
             f"<h2>{_e(tr('Card accounts at the bank'))}</h2>{_ledger(result, tr)}"
             f"<h2>{_e(tr('Reconciliation'))}</h2>{_money(result, tr)}</section>")
+
+
+def _chart(seq: Sequence, tr: Tr, index: int) -> str:
+    """The step-through controls, the legend, the chart and its steps (for the script)."""
+    lanes = {TERMINAL: tr("terminal"), NETWORK: tr("network"), HOST: tr("host"), WALLET: tr("wallet")}
+    steps = [{"t": round(s.t, 3), "lane": lanes[s.lane], "text": s.text} for s in seq.steps] or \
+        [{"t": 0, "lane": "-", "text": tr("nothing happened")}]
+    start, prev, nxt, last = tr("start"), tr("previous"), tr("next"), tr("all")
+    return (f"<div class='controls'><button class='first'>&laquo; {_e(start)}</button>"
+            f"<button class='prev'>&#x25C0; {_e(prev)}</button>"
+            f"<button class='next'>{_e(nxt)} &#x25B6;</button>"
+            f"<button class='last'>{_e(last)} &raquo;</button><span class='caption'></span></div>"
+            f"{_legend(tr, seq.has_wallet)}{_svg(seq, tr, index)}"
+            f"<script type='application/json' class='steps'>{_json(steps)}</script>")
 
 
 def _summary(result: RunResult, seq: Sequence, tr: Tr, index: int) -> str:

@@ -792,6 +792,19 @@ class TcpRun(RunEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class ProxyRun(RunEvent):
+    """A trace recorded by ``possim proxy`` between someone's own terminal and host: no scenario, only
+    the wire. ``faults`` is the fault file's content; ``profile`` the framing (iso, cup)."""
+
+    NAME: ClassVar[str] = "proxy_run"
+    listen: str
+    upstream: str
+    profile: str
+    seed: int
+    faults: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class MqttConnected(RunEvent):
     NAME: ClassVar[str] = "mqtt_connected"
     client: str
@@ -1042,7 +1055,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     AdviceRejected, StatusAnswered, ReversalRefused, SecurityViolation, IdentityMismatch, FormatErrorAnswered,
     RequestDropped, ReversalAmountMismatch, IssuerRequested, IssuerReversed,
     NetDropped, NetDelayed, NetDuplicated, NetReordered, ForgeryInjected, ForgeryMissed,
-    RunStarted, RunFinished, LiveRun, MqttRun, TcpRun, MqttConnected, MqttDisconnected, MqttHandlerFailed,
+    RunStarted, RunFinished, LiveRun, MqttRun, TcpRun, ProxyRun, MqttConnected, MqttDisconnected, MqttHandlerFailed,
     TcpConnectionDropped, TcpNoRoute,
     WalletPaymentRequested, WalletOutcome, WalletAnswerTimeout, WalletCancelScheduled, WalletCancelAcknowledged,
     WalletLateAnswer, WalletTimerFired, CustomerPaysAgain, WalletTradeOpened, WalletCharged, WalletRefunded,

@@ -27,6 +27,7 @@ from possim.cli.errors import InputError, guarded
 from possim.cli.fuzz import fuzz_command
 from possim.cli.load import load_command
 from possim.cli.processes import acquirer, broker, check_command, keys_command, settle_command, terminal
+from possim.cli.proxy import proxy_command
 from possim.cli.run import run_command
 from possim.cli.statement import acquirer_errors_command, statement_command
 from possim.cli.views import demo, glossary_command, list_command, reconcile_command, replay_command
@@ -44,6 +45,7 @@ for _command in (run_command, compare_command, fuzz_command, keys_command, broke
                  replay_command, list_command, demo, glossary_command, reconcile_command, chaos_command,
                  statement_command, acquirer_errors_command, load_command, settle_command, conform_command):
     cli.add_command(_command)
+cli.add_command(proxy_command)
 
 
 def main(args: Sequence[str] | None = None) -> None:

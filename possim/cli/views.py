@@ -155,13 +155,31 @@ def glossary_command(lang: str, as_json: bool) -> None:
 @click.command("replay")
 @click.argument("trace_file", type=click.Path(dir_okay=False))
 @opt.as_json("Print the replayed summary as one JSON object.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False),
+              help="Also write the trace's message sequence chart and the verdict as an HTML page.")
 @lang_option()
-def replay_command(trace_file: str, as_json: bool, lang: str) -> None:
-    """Re-execute a trace recorded over MQTT or TCP in virtual time and compare the verdicts."""
-    from possim.replay import ReplayError, replay
+def replay_command(trace_file: str, as_json: bool, report_path: str | None, lang: str) -> None:
+    """Re-execute a trace recorded over MQTT or TCP in virtual time and compare the verdicts;
+    a trace of ``possim proxy`` is judged again from its events (the verdict from the wire)."""
+    from possim.proxy import is_proxy_trace
+    from possim.replay import ReplayError, load_trace, replay
 
+    inputs.writable(report_path)
+    with as_input_error(ReplayError):
+        records = load_trace(trace_file)
+    if is_proxy_trace(records):
+        from possim.cli.proxy import replay_proxy_trace
+
+        sys.exit(replay_proxy_trace(records, trace_file, as_json, lang, report_path))
     with as_input_error(ReplayError):
         verdict, recorded = replay(trace_file)
+    if report_path:
+        from possim.html_report import render_trace
+
+        tr_ = i18n.Tr(lang)
+        rows = [(show.measure(k, tr_), str(v)) for k, v in verdict.summary().items()]
+        Path(report_path).write_text(render_trace(records, trace_file, rows, lang), encoding="utf-8")
+        click.echo(tr_("report written to {path}", path=report_path), err=True)
     summary = verdict.summary()
     keys = [k for k in summary if recorded is not None and k in recorded]
     same = recorded is not None and all(summary[k] == recorded[k] for k in keys)
