@@ -12,6 +12,7 @@ command runs in a temporary folder: an empty one, or a user's project whose own 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -160,3 +161,88 @@ def test_a_users_own_protocol_and_scenarios_packages_do_not_collide(installed: I
     assert listed.returncode == 0, listed.stderr
     assert {line.split()[0] for line in listed.stdout.splitlines()} == {p.stem for p in
                                                                         (ROOT / "scenarios").glob("*.toml")}
+
+
+#: A QA engineer's own suite in an empty folder: possim's plugin fixture (a real acquirer process, set by
+#: the plugin's marker) against a tiny ISO 8583 client, and possim's strategies against a terminal that
+#: never reverses. Every acquirer's pid goes to $POSSIM_PIDS, so the test can see that each one ended.
+USER_PLUGIN_TEST = """\
+import os
+import socket
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import possim
+from possim.protocol import codec
+from possim.protocol.framing import Deframer, frame
+from possim.protocol.messages import Message
+
+STANS = iter(range(1, 1_000_000))
+
+
+@pytest.mark.possim_acquirer(profile="iso")
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(amount=st.integers(1, 100_000))
+def test_my_client_gets_its_sale_approved_and_booked(possim_acquirer, amount):
+    with open(os.environ["POSSIM_PIDS"], "a") as pids:
+        pids.write(f"{possim_acquirer.process.pid}\\n")
+    sale = Message(mti="0200", stan=f"{next(STANS):06d}", transmission="1207101500", tid="QATERM01",
+                   pan="4000000000000002", processing_code="000000", amount=amount, currency="978")
+    with socket.create_connection(possim_acquirer.address, timeout=60) as s:
+        s.sendall(frame(codec.encode(sale)))
+        deframer, answers = Deframer(), []
+        while not answers:
+            answers = deframer.feed(s.recv(4096))
+    answer = codec.decode(answers[0])
+    assert (answer.mti, answer.stan, answer.response_code) == ("0210", sale.stan, "00")
+    assert possim_acquirer.debits()[-1].amount == amount
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(possim.schedules(max_transactions=3))
+def test_a_terminal_that_never_reverses_loses_no_money(schedule):
+    assert possim.simulate(schedule, "none").verdict.counts["orphaned_debits"] == 0
+"""
+
+
+def test_a_users_suite_gets_possims_fixtures_and_strategies_from_the_installed_plugin(
+        installed: Installed, tmp_path: Path) -> None:
+    """Plain ``python -m pytest`` in an empty folder: the entry point brings the fixtures, the acquirers
+    are real processes that end with the test, and a failing schedule prints as a scenario file."""
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "test_my_terminal.py").write_text(USER_PLUGIN_TEST)
+    pids = tmp_path / "pids"
+    env = {**installed.env, "POSSIM_PIDS": str(pids)}
+    tested = _run(installed.bin / "python", "-m", "pytest", "-p", "no:cacheprovider", "-o", "addopts=",
+                  "--strict-markers", f"--basetemp={tmp_path / 'basetemp'}", "test_my_terminal.py",
+                  cwd=suite, env=env)
+    out = tested.stdout + tested.stderr
+    assert tested.returncode == 1, out
+    assert "1 failed, 1 passed" in out, out
+    assert "_schedule(" not in out, out
+    found = _printed_scenario(out)
+    assert "[terminal]" in found and ("[[transactions]]" in found or "transactions = [" in found), out
+    saved = tmp_path / "found.toml"
+    saved.write_text(found)
+    replayed = _run(installed.bin / "possim", "run", saved, "--policy", "none", "--json", cwd=suite, env=env)
+    assert json.loads(replayed.stdout)["orphaned_debits"] >= 1, replayed.stdout + replayed.stderr
+    started = {int(p) for p in pids.read_text().split()}
+    assert len(started) == 1  # one acquirer for the test, shared by its examples
+    for pid in started:  # stopped and reaped by the fixture, not left behind by the pytest that started it
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    ledgers = list((tmp_path / "basetemp").rglob("ledger.db"))
+    assert len(ledgers) == 1
+    assert list(suite.iterdir()) == [suite / "test_my_terminal.py"]
+
+
+def _printed_scenario(pytest_output: str) -> str:
+    """The TOML of the shrunk schedule as pytest showed it (on its ``E`` lines): from the line Hypothesis's
+    example starts with to the end of the example."""
+    lines = [line[8:] if line.startswith("E       ") else line for line in pytest_output.splitlines()]
+    # the last one: pytest's traceback also shows the argument, cut short, before the assertion's lines
+    start = max(n for n, line in enumerate(lines) if line.startswith("# a possim scenario"))
+    end = next(n for n in range(start, len(lines)) if lines[n].strip() in (",", ")"))
+    return "\n".join(lines[start:end]) + "\n"
