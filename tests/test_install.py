@@ -16,11 +16,13 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import sysconfig
 import tomllib
 import zipfile
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,79 +165,58 @@ def test_a_users_own_protocol_and_scenarios_packages_do_not_collide(installed: I
                                                                         (ROOT / "scenarios").glob("*.toml")}
 
 
-#: A QA engineer's own suite in an empty folder: possim's plugin fixture (a real acquirer process, set by
-#: the plugin's marker) against a tiny ISO 8583 client, and possim's strategies against a terminal that
-#: never reverses. Every acquirer's pid goes to $POSSIM_PIDS, so the test can see that each one ended.
-USER_PLUGIN_TEST = """\
-import os
-import socket
-
-import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
-
-import possim
-from possim.protocol import codec
-from possim.protocol.framing import Deframer, frame
-from possim.protocol.messages import Message
-
-STANS = iter(range(1, 1_000_000))
+#: The examples of docs/pytest.md, as a QA engineer copies them into an empty folder: a property test of
+#: their own client against possim's plugin fixture, and possim's strategies against a terminal that
+#: never reverses.
+GUIDE = ROOT / "docs" / "pytest.md"
 
 
-@pytest.mark.possim_acquirer(profile="iso")
-@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(amount=st.integers(1, 100_000))
-def test_my_client_gets_its_sale_approved_and_booked(possim_acquirer, amount):
-    with open(os.environ["POSSIM_PIDS"], "a") as pids:
-        pids.write(f"{possim_acquirer.process.pid}\\n")
-    sale = Message(mti="0200", stan=f"{next(STANS):06d}", transmission="1207101500", tid="QATERM01",
-                   pan="4000000000000002", processing_code="000000", amount=amount, currency="978")
-    with socket.create_connection(possim_acquirer.address, timeout=60) as s:
-        s.sendall(frame(codec.encode(sale)))
-        deframer, answers = Deframer(), []
-        while not answers:
-            answers = deframer.feed(s.recv(4096))
-    answer = codec.decode(answers[0])
-    assert (answer.mti, answer.stan, answer.response_code) == ("0210", sale.stan, "00")
-    assert possim_acquirer.debits()[-1].amount == amount
+def _python_blocks(path: Path) -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```", path.read_text(encoding="utf-8"), flags=re.DOTALL | re.MULTILINE)
 
 
-@settings(max_examples=300, deadline=None, derandomize=True, database=None)
-@given(possim.schedules(max_transactions=3))
-def test_a_terminal_that_never_reverses_loses_no_money(schedule):
-    assert possim.simulate(schedule, "none").verdict.counts["orphaned_debits"] == 0
-"""
+def _running(marker: str) -> list[int]:
+    """The pids of processes whose command line names ``marker`` (a folder only this test's processes use)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes()
+        except OSError:  # not a process, or one that ended meanwhile
+            continue
+        if proc.name.isdigit() and marker.encode() in argv:
+            found.append(int(proc.name))
+    return found
 
 
 def test_a_users_suite_gets_possims_fixtures_and_strategies_from_the_installed_plugin(
         installed: Installed, tmp_path: Path) -> None:
-    """Plain ``python -m pytest`` in an empty folder: the entry point brings the fixtures, the acquirers
-    are real processes that end with the test, and a failing schedule prints as a scenario file."""
+    """Plain ``python -m pytest`` in an empty folder runs docs/pytest.md's examples as written: the entry
+    point brings the fixtures, the acquirer is a real process that ends with its test, and the failing
+    schedule prints as a scenario file that ``possim run`` replays to the same loss."""
+    client, schedules = _python_blocks(GUIDE)[:2]
     suite = tmp_path / "suite"
     suite.mkdir()
-    (suite / "test_my_terminal.py").write_text(USER_PLUGIN_TEST)
-    pids = tmp_path / "pids"
-    env = {**installed.env, "POSSIM_PIDS": str(pids)}
+    (suite / "test_my_client.py").write_text(client)
+    (suite / "test_my_schedules.py").write_text(schedules)
+    basetemp = tmp_path / "basetemp"
     tested = _run(installed.bin / "python", "-m", "pytest", "-p", "no:cacheprovider", "-o", "addopts=",
-                  "--strict-markers", f"--basetemp={tmp_path / 'basetemp'}", "test_my_terminal.py",
-                  cwd=suite, env=env)
+                  "--strict-markers", "--hypothesis-seed=0", f"--basetemp={basetemp}", cwd=suite, env=installed.env)
     out = tested.stdout + tested.stderr
     assert tested.returncode == 1, out
+    assert "test_my_client.py ." in out and "test_my_schedules.py F" in out, out
     assert "1 failed, 1 passed" in out, out
     assert "_schedule(" not in out, out
     found = _printed_scenario(out)
     assert "[terminal]" in found and ("[[transactions]]" in found or "transactions = [" in found), out
     saved = tmp_path / "found.toml"
     saved.write_text(found)
-    replayed = _run(installed.bin / "possim", "run", saved, "--policy", "none", "--json", cwd=suite, env=env)
+    replayed = _run(installed.bin / "possim", "run", saved, "--policy", "none", "--json", cwd=suite, env=installed.env)
     assert json.loads(replayed.stdout)["orphaned_debits"] >= 1, replayed.stdout + replayed.stderr
-    started = {int(p) for p in pids.read_text().split()}
-    assert len(started) == 1  # one acquirer for the test, shared by its examples
-    for pid in started:  # stopped and reaped by the fixture, not left behind by the pytest that started it
-        with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)
-    ledgers = list((tmp_path / "basetemp").rglob("ledger.db"))
+    ledgers = list(basetemp.rglob("ledger.db"))  # the acquirer the client test talked to, and its bookings
     assert len(ledgers) == 1
-    assert list(suite.iterdir()) == [suite / "test_my_terminal.py"]
+    with closing(sqlite3.connect(ledgers[0])) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM entries WHERE kind = 'debit'").fetchone()[0] >= 1
+    assert _running(str(basetemp)) == []  # stopped and reaped by the fixture, not left behind by pytest
 
 
 def _printed_scenario(pytest_output: str) -> str:
