@@ -13,28 +13,29 @@ from pathlib import Path
 
 import pytest
 
-from possim import pytest_plugin
+from possim import keys, pytest_plugin
 from possim.acquirer_sim.config import HostConfig
 from possim.protocol import codec
 from possim.protocol.framing import Deframer, frame
+from possim.protocol.mac import MacKey
 from possim.protocol.messages import Message
 from possim.pytest_plugin import Acquirer
 
 CARD = "4000000000000002"
 
 
-def _sale(acquirer: Acquirer, stan: str, amount: int) -> Message:
-    """A 0200 sent the way a terminal's own client would; its 0210."""
-    sale = Message(mti="0200", stan=stan, transmission="1207101500", tid="QATERM01", pan=CARD,
+def _sale(acquirer: Acquirer, stan: str, amount: int, tid: str = "QATERM01", key: MacKey | None = None) -> Message:
+    """A 0200 sent the way a terminal's own client would (MACed with ``key``); its 0210."""
+    sale = Message(mti="0200", stan=stan, transmission="1207101500", tid=tid, pan=CARD,
                    processing_code="000000", amount=amount, currency="978")
     with socket.create_connection(acquirer.address, timeout=60) as s:
-        s.sendall(frame(codec.encode(sale)))
+        s.sendall(frame(codec.encode(sale, key)))
         deframer, answers = Deframer(), []
         while not answers:
             chunk = s.recv(4096)
             assert chunk, "the acquirer closed the connection without answering"
             answers = deframer.feed(chunk)
-    return codec.decode(answers[0])
+    return codec.decode(answers[0], {tid: key} if key else None)
 
 
 def test_the_plugin_is_loaded_by_its_entry_point(request: pytest.FixtureRequest) -> None:
@@ -70,6 +71,16 @@ def test_the_factory_starts_separate_acquirers_and_stops_them(
     assert first.stop() == 0  # and again: nothing left to stop
     with pytest.raises(ProcessLookupError):
         os.kill(first.process.pid, 0)
+
+
+def test_the_factory_gives_an_acquirer_the_keys_it_is_asked_for(
+        possim_acquirer_factory: Callable[..., Acquirer], tmp_path: Path) -> None:
+    ring = keys.generate(["QATERM01"])
+    keys.write(tmp_path / "keys.json", ring)
+    acquirer = possim_acquirer_factory(keys=tmp_path / "keys.json")
+    assert _sale(acquirer, "000001", 700).response_code == "63"  # no MAC: a security violation, nothing booked
+    assert _sale(acquirer, "000002", 700, key=ring.mac_key("QATERM01")).response_code == "00"
+    assert [d.stan for d in acquirer.debits()] == ["000002"]
 
 
 def test_an_acquirer_that_cannot_start_fails_with_its_own_words(
