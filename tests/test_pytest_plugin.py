@@ -93,3 +93,24 @@ def test_possim_broker_accepts_connections(possim_broker: str) -> None:
     assert possim_broker.startswith("mqtt://127.0.0.1:")
     with socket.create_connection(("127.0.0.1", int(possim_broker.rsplit(":", 1)[1])), timeout=30):
         pass
+
+
+def test_an_acquirer_not_ready_in_time_is_stopped_and_named(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """The readiness wait is bounded (``--possim-ready-timeout``, 60 s unless set); a process that misses
+    it is not left running. A bound of 0 s cannot be met by any interpreter's start."""
+    assert pytest_plugin._timeout(request.config) == pytest_plugin.READY_TIMEOUT
+    with pytest.raises(RuntimeError, match="was not ready within 0s"):
+        pytest_plugin.start_acquirer(tmp_path, timeout=0)
+    assert _naming(tmp_path) == []
+
+
+def _naming(folder: Path) -> list[str]:
+    """The processes whose command line names ``folder`` (only the acquirer started in it would)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if str(folder).encode() in cmdline.read_bytes():
+                found.append(cmdline.parent.name)
+        except OSError:  # a process that ended meanwhile
+            continue
+    return found
