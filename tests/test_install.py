@@ -12,14 +12,17 @@ command runs in a temporary folder: an empty one, or a user's project whose own 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import sysconfig
 import tomllib
 import zipfile
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,3 +163,67 @@ def test_a_users_own_protocol_and_scenarios_packages_do_not_collide(installed: I
     assert listed.returncode == 0, listed.stderr
     assert {line.split()[0] for line in listed.stdout.splitlines()} == {p.stem for p in
                                                                         (ROOT / "scenarios").glob("*.toml")}
+
+
+#: The examples of docs/pytest.md, as a QA engineer copies them into an empty folder: a property test of
+#: their own client against possim's plugin fixture, and possim's strategies against a terminal that
+#: never reverses.
+GUIDE = ROOT / "docs" / "pytest.md"
+
+
+def _python_blocks(path: Path) -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```", path.read_text(encoding="utf-8"), flags=re.DOTALL | re.MULTILINE)
+
+
+def _running(marker: str) -> list[int]:
+    """The pids of processes whose command line names ``marker`` (a folder only this test's processes use)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes()
+        except OSError:  # not a process, or one that ended meanwhile
+            continue
+        if proc.name.isdigit() and marker.encode() in argv:
+            found.append(int(proc.name))
+    return found
+
+
+def test_a_users_suite_gets_possims_fixtures_and_strategies_from_the_installed_plugin(
+        installed: Installed, tmp_path: Path) -> None:
+    """Plain ``python -m pytest`` in an empty folder runs docs/pytest.md's examples as written: the entry
+    point brings the fixtures, the acquirer is a real process that ends with its test, and the failing
+    schedule prints as a scenario file that ``possim run`` replays to the same loss."""
+    client, schedules = _python_blocks(GUIDE)[:2]
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "test_my_client.py").write_text(client)
+    (suite / "test_my_schedules.py").write_text(schedules)
+    basetemp = tmp_path / "basetemp"
+    tested = _run(installed.bin / "python", "-m", "pytest", "-p", "no:cacheprovider", "-o", "addopts=",
+                  "--strict-markers", "--hypothesis-seed=0", f"--basetemp={basetemp}", cwd=suite, env=installed.env)
+    out = tested.stdout + tested.stderr
+    assert tested.returncode == 1, out
+    assert "test_my_client.py ." in out and "test_my_schedules.py F" in out, out
+    assert "1 failed, 1 passed" in out, out
+    assert "_schedule(" not in out, out
+    found = _printed_scenario(out)
+    assert "[terminal]" in found and ("[[transactions]]" in found or "transactions = [" in found), out
+    saved = tmp_path / "found.toml"
+    saved.write_text(found)
+    replayed = _run(installed.bin / "possim", "run", saved, "--policy", "none", "--json", cwd=suite, env=installed.env)
+    assert json.loads(replayed.stdout)["orphaned_debits"] >= 1, replayed.stdout + replayed.stderr
+    ledgers = list(basetemp.rglob("ledger.db"))  # the acquirer the client test talked to, and its bookings
+    assert len(ledgers) == 1
+    with closing(sqlite3.connect(ledgers[0])) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM entries WHERE kind = 'debit'").fetchone()[0] >= 1
+    assert _running(str(basetemp)) == []  # stopped and reaped by the fixture, not left behind by pytest
+
+
+def _printed_scenario(pytest_output: str) -> str:
+    """The TOML of the shrunk schedule as pytest showed it (on its ``E`` lines): from the line Hypothesis's
+    example starts with to the end of the example."""
+    lines = [line[8:] if line.startswith("E       ") else line for line in pytest_output.splitlines()]
+    # the last one: pytest's traceback also shows the argument, cut short, before the assertion's lines
+    start = max(n for n, line in enumerate(lines) if line.startswith("# a possim scenario"))
+    end = next(n for n in range(start, len(lines)) if lines[n].strip() in (",", ")"))
+    return "\n".join(lines[start:end]) + "\n"
