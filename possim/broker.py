@@ -6,8 +6,9 @@ when running as root, the config says ``user root``.
 
 Two modes:
 
-- anonymous (the default): anyone on loopback may publish and subscribe anything. A lab
-  broker for scenario runs and tests, where nothing is secret.
+- anonymous (this class's default): anyone on loopback may publish and subscribe anything.
+  A lab broker for scenario runs, ``possim load`` and tests, where nothing is secret;
+  ``possim broker`` runs one only when told ``--insecure``.
 - secured (``accounts``): anonymous clients are refused, every client logs in, and an ACL
   gives each terminal (username = its terminal id) only its own two topics: it may publish
   to ``possim/v1/term/{tid}/req`` and read ``possim/v1/term/{tid}/resp``, nothing else (so
