@@ -12,7 +12,8 @@ Two modes:
 - secured (``accounts``): anonymous clients are refused, every client logs in, and an ACL
   gives each terminal (username = its terminal id) only its own two topics: it may publish
   to ``possim/v1/term/{tid}/req`` and read ``possim/v1/term/{tid}/resp``, nothing else (so
-  no ``#``, no other terminal's requests or responses). The host account reads every
+  no ``#``, no other terminal's requests or responses; with host shards, its request topic
+  under ``possim/v1/shard/{k}/``). The host account reads every
   request topic and writes every response topic. The broker enforces this itself, so a
   terminal that is taken over still cannot forge another terminal's traffic nor read its
   card numbers. The password file is hashed by ``mosquitto_passwd -U`` (PBKDF2-SHA512),
@@ -118,12 +119,15 @@ def acl_text(host_username: str = HOST_USERNAME) -> str:
         "# possim broker ACL (written by possim; rewritten on every start).",
         "# Patterns apply to every account; %u is the username, which for a terminal is its id.",
         f"pattern write {term}/%u/req",
+        f"pattern write {ROOT}/shard/+/term/%u/req",
         f"pattern read {term}/%u/resp",
         "",
-        "# The host (and each of its shards) reads every request and answers every terminal.",
+        "# The host reads every request and answers every terminal; host shard k reads its shard's requests.",
+        f"user {host_username}", f"topic read {term}/+/req", f"topic write {term}/+/resp", "",
     ]
-    for user in host_accounts(host_username):
-        lines += [f"user {user}", f"topic read {term}/+/req", f"topic write {term}/+/resp", ""]
+    for k in range(HOST_SHARDS):
+        lines += [f"user {host_account(host_username, k, HOST_SHARDS)}", f"topic read {ROOT}/shard/{k}/term/+/req",
+                  f"topic write {term}/+/resp", ""]
     return "\n".join(lines)
 
 

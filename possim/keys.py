@@ -87,6 +87,12 @@ class KeyRing:
         """Broker accounts, username -> password: the host's and one per terminal."""
         return {self.host_username: self.host_password, **{tid: t.password for tid, t in self.terminals.items()}}
 
+    def password_of(self, username: str) -> str | None:
+        """The broker password of ``username``: a terminal's, the host's, or a host shard's (the host's)."""
+        if username in {host_account(self.host_username, k, HOST_SHARDS) for k in range(HOST_SHARDS)}:
+            return self.host_password
+        return self.accounts().get(username)
+
     def to_json(self) -> str:
         doc = {
             "format": FORMAT,

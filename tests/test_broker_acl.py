@@ -108,6 +108,18 @@ async def test_publish_to_another_terminals_request_topic_never_reaches_the_host
 
 
 @pytest.mark.asyncio
+async def test_publish_to_another_terminals_shard_request_topic_never_reaches_the_shard(secured: Broker) -> None:
+    """With host shards a terminal publishes under ``shard/{k}/``: still only on its own request topic."""
+    shard, topic = keys.host_account(RING.host_username, 1, 2), "possim/v1/shard/1/term/{}/req"
+    async with account(secured, shard, "possim/v1/shard/1/term/+/req") as host:
+        await attempt_publish(secured, ATTACKER, topic.format(VICTIM), b"forged 0400 naming POS00002")
+        async with account(secured, VICTIM) as victim:
+            await victim.publish(topic.format(VICTIM), b"marker", qos=1)
+        got = await first_message(host)
+    assert (str(got.topic), got.payload) == (topic.format(VICTIM), b"marker")
+
+
+@pytest.mark.asyncio
 async def test_publish_to_another_terminals_response_topic_never_reaches_it(secured: Broker) -> None:
     """A forged 0210 approval from another terminal's account is refused by the broker itself."""
     async with account(secured, VICTIM, responses_topic(VICTIM)) as victim:

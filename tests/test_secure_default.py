@@ -182,3 +182,26 @@ def test_chaos_runs_secured_by_default_and_loses_no_money(key_file: Path, tmp_pa
     assert "insecure_mode" not in (folder / "acquirer.log").read_text()
     assert sorted(keys.load(folder / "keys.json").terminals) == ["CHAOS001", "CHAOS002"]
     assert not key_file.exists()
+
+
+def test_host_shards_have_their_own_accounts_and_do_not_throw_each_other_off(
+        key_file: Path, tmp_path: Path, proc: Callable[[str, list[str], Path], Proc]) -> None:
+    """Two shards of the host on one secured broker: each logs in with its shard account and keeps its session."""
+    from possim.protocol.shards import shard_of
+
+    _, url = _broker(proc, tmp_path)
+    tids = {shard_of(tid, 2): tid for tid in keys.default_tids(10)}
+    shards = [proc(f"shard{k}", ["acquirer", "--broker", url, "--shard", f"{k}/2",
+                                 "--ledger", str(tmp_path / f"shard{k}.db")], tmp_path / f"shard{k}.log").start()
+              for k in (0, 1)]
+    for k, shard in enumerate(shards):
+        assert shard.wait_event("acquirer_ready")["username"] == keys.host_account(keys.HOST_USERNAME, k, 2)
+    terminals = [proc(tids[k], ["terminal", str(_scenario(tmp_path, 3)), "--broker", url, "--tid", tids[k],
+                                "--shards", "2"], tmp_path / f"t{k}.log").start() for k in (0, 1)]
+    for term in terminals:
+        code, out = term.finish(120)
+        assert code == 0 and json.loads(out)["approved"] == 3, term.tail()
+    for k, shard in enumerate(shards):
+        answered = [e for e in shard.events() if e.get("event") == "msg_received" and e.get("side") == "host"]
+        assert {e["tid"] for e in answered} == {tids[k]}
+        assert not shard.logged("mqtt_disconnected"), shard.tail()

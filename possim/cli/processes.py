@@ -194,7 +194,7 @@ def _wire(transport: str, broker_url: str | None, tcp_url: str | None, qos: int,
     wire = inputs.wire(transport, broker_url, tcp_url, qos, client_id, shard, shards, port_offset, dialect)
     if (ring is None and tls_ca is None) or transport != "mqtt":
         return wire
-    password = ring.accounts().get(username or "") if ring is not None else None
+    password = ring.password_of(username or "") if ring is not None else None
     endpoint = Endpoint(broker_url, qos, client_id=client_id, username=username if ring else None,
                         password=password, tls_ca=tls_ca, shard=shard, shards=shards, dialect=dialect)
     with as_input_error(TransportError):
