@@ -205,3 +205,12 @@ def test_host_shards_have_their_own_accounts_and_do_not_throw_each_other_off(
         answered = [e for e in shard.events() if e.get("event") == "msg_received" and e.get("side") == "host"]
         assert {e["tid"] for e in answered} == {tids[k]}
         assert not shard.logged("mqtt_disconnected"), shard.tail()
+
+
+def test_keys_and_insecure_typed_together_contradict(key_file: Path, tmp_path: Path) -> None:
+    keys.create_key_file(key_file, ["POS00001"])
+    done = subprocess.run([*POSSIM, "acquirer", "--keys", str(key_file), "--insecure", "--broker", "mqtt://127.0.0.1:1",
+                           "--ledger", str(tmp_path / "ledger.db")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr == "possim: error: --keys and --insecure contradict each other: give one\n"
+    assert not (tmp_path / "ledger.db").exists()

@@ -9,7 +9,8 @@ it is refused with one line saying how to add it: keys are a secret shared by th
 and the host, so a terminal never adds itself behind the host's back.
 
 ``--insecure`` (or ``POSSIM_INSECURE=1`` in the environment) without ``--keys`` runs as
-before: an anonymous broker, no MACs. The acquirer then logs ``insecure_mode``.
+before: an anonymous broker, no MACs. The acquirer then logs ``insecure_mode``. ``--keys``
+wins over ``POSSIM_INSECURE``; typed together with ``--insecure`` it is an input error.
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ def default_path() -> Path:
     return Path(os.environ.get(KEYS_ENV) or DEFAULT_KEY_FILE)
 
 
-def _remember_insecure(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+def _remember_insecure(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
     ctx.meta[_META] = bool(value)
+    ctx.meta[_META + ".typed"] = bool(value) and param.name is not None and \
+        ctx.get_parameter_source(param.name) == click.core.ParameterSource.COMMANDLINE
     return bool(value)
 
 
@@ -77,6 +80,9 @@ def resolve(path: str | None, tids: Iterable[str] = ()) -> KeyRing | None:
 
     if path is None and insecure():
         return None
+    ctx = click.get_current_context(silent=True)
+    if path is not None and ctx is not None and ctx.meta.get(_META + ".typed"):
+        raise InputError("--keys and --insecure contradict each other: give one")  # POSSIM_INSECURE yields to --keys
     with as_input_error(keys.KeyFileError):
         if path is not None:
             file, ring = Path(path), keys.load(Path(path))
