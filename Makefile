@@ -60,7 +60,8 @@ fuzz: $(STAMP)
 chaos: $(STAMP) mosquitto
 	$(POSSIM) chaos
 
-## broker: Mosquitto on 127.0.0.1:1883 with possim's configuration, in the foreground
+## broker: Mosquitto on 127.0.0.1:1883 with possim's configuration, in the foreground, secured by the
+## key file ./possim-keys.json (created when missing; `possim broker --insecure` for an anonymous one)
 broker: $(STAMP) mosquitto
 	$(POSSIM) broker --port 1883
 

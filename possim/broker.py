@@ -6,16 +6,22 @@ when running as root, the config says ``user root``.
 
 Two modes:
 
-- anonymous (the default): anyone on loopback may publish and subscribe anything. A lab
-  broker for scenario runs and tests, where nothing is secret.
+- anonymous (this class's default): anyone on loopback may publish and subscribe anything.
+  A lab broker for scenario runs, ``possim load`` and tests, where nothing is secret;
+  ``possim broker`` runs one only when told ``--insecure``.
 - secured (``accounts``): anonymous clients are refused, every client logs in, and an ACL
   gives each terminal (username = its terminal id) only its own two topics: it may publish
   to ``possim/v1/term/{tid}/req`` and read ``possim/v1/term/{tid}/resp``, nothing else (so
-  no ``#``, no other terminal's requests or responses). The host account reads every
+  no ``#``, no other terminal's requests or responses; with host shards, its request topic
+  under ``possim/v1/shard/{k}/``). The host account reads every
   request topic and writes every response topic. The broker enforces this itself, so a
   terminal that is taken over still cannot forge another terminal's traffic nor read its
   card numbers. The password file is hashed by ``mosquitto_passwd -U`` (PBKDF2-SHA512),
   mode 0600; both files live in the state folder and are rewritten on every start.
+  Every client id is its account's name (``use_username_as_clientid``): a terminal account
+  can neither take over the acquirer's session nor another terminal's, whatever client id it
+  asks for. The host has one account per shard (``possim.keys.host_account``), all with the
+  host's password, so host shards never take over each other's session.
 
 TLS on the listener is an option (``tls=TlsFiles(certfile, keyfile, cafile)``): PEM files,
 TLS 1.2 or newer; with ``cafile`` clients must present a certificate signed by it. The
@@ -38,7 +44,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from possim.keys import HOST_USERNAME
+from possim.keys import HOST_SHARDS, HOST_USERNAME, host_account
 from possim.protocol.mqtt import ROOT
 
 
@@ -101,21 +107,28 @@ class TlsFiles:
         return "\n".join(lines)
 
 
+def host_accounts(host_username: str = HOST_USERNAME) -> list[str]:
+    """The host's account and one per host shard (``possim acquirer --shard k/K``)."""
+    return [host_username, *(host_account(host_username, k, HOST_SHARDS) for k in range(HOST_SHARDS))]
+
+
 def acl_text(host_username: str = HOST_USERNAME) -> str:
     """The ACL: each account its own topics by username (= terminal id); the host every terminal's."""
     term = f"{ROOT}/term"
-    return "\n".join([
+    lines = [
         "# possim broker ACL (written by possim; rewritten on every start).",
         "# Patterns apply to every account; %u is the username, which for a terminal is its id.",
         f"pattern write {term}/%u/req",
+        f"pattern write {ROOT}/shard/+/term/%u/req",
         f"pattern read {term}/%u/resp",
         "",
-        "# The host reads every request and answers every terminal.",
-        f"user {host_username}",
-        f"topic read {term}/+/req",
-        f"topic write {term}/+/resp",
-        "",
-    ])
+        "# The host reads every request and answers every terminal; host shard k reads its shard's requests.",
+        f"user {host_username}", f"topic read {term}/+/req", f"topic write {term}/+/resp", "",
+    ]
+    for k in range(HOST_SHARDS):
+        lines += [f"user {host_account(host_username, k, HOST_SHARDS)}", f"topic read {ROOT}/shard/{k}/term/+/req",
+                  f"topic write {term}/+/resp", ""]
+    return "\n".join(lines)
 
 
 def write_password_file(path: Path, accounts: Mapping[str, str]) -> None:
@@ -165,10 +178,13 @@ class Broker:
         if accounts is not None:
             if host_username not in accounts:
                 raise BrokerError(f"no password for the host account {host_username!r}")
-            write_password_file(self.password_file, accounts)
+            shards = dict.fromkeys(host_accounts(host_username), accounts[host_username])
+            write_password_file(self.password_file, {**shards, **accounts})
             self.acl_file.write_text(acl_text(host_username), encoding="utf-8")
             self.acl_file.chmod(0o644)
-            security = f"allow_anonymous false\npassword_file {self.password_file}\nacl_file {self.acl_file}"
+            security = (f"allow_anonymous false\npassword_file {self.password_file}\nacl_file {self.acl_file}\n"
+                        "# A client id is its account's name: nobody takes over another account's session.\n"
+                        "use_username_as_clientid true")
         self.tls = tls
         tls_lines = tls.config_lines() if tls is not None else ""
         self.config.write_text(render_config(self.port, self.state_dir, security, tls_lines), encoding="utf-8")

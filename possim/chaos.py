@@ -11,6 +11,11 @@ Kills are spread over the run by one seeded RNG, so a chaos run is reproducible 
 does (not in when the operating system schedules it). Everything binds to loopback and the
 run stops by itself: each phase has a deadline. Ctrl-C stops every process and judges what
 the run wrote so far (``interrupted``).
+
+The fleet is secured as ``possim broker``/``acquirer``/``terminal`` are by default: a fresh
+key file in the run's folder (``keys.json``, mode 0600) for its terminals, a broker with
+accounts and the ACL, MACs on every message. ``ChaosPlan(insecure=True)`` runs it anonymous
+and without MACs, as ``--insecure`` does.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import IO, Any
 
 import tomli_w
 
+from possim import keys
 from possim.broker import Broker
 
 #: Each terminal's day: quick sales, a short timeout, reversals retried long enough to outlast
@@ -60,6 +66,8 @@ class ChaosPlan:
     seed: int = 1
     sales: int = 12
     settle_timeout: float = 300.0
+    #: An anonymous broker and no MACs (``possim chaos --insecure``).
+    insecure: bool = False
 
 
 @dataclass
@@ -152,14 +160,21 @@ def _fleet(folder: Path, plan: ChaosPlan) -> Iterator[tuple[Broker, _Process, li
     scenario = folder / "terminal.toml"
     data = {**SCENARIO, "transactions": [{**SCENARIO["transactions"][0], "count": plan.sales}]}
     scenario.write_text(tomli_w.dumps(data), encoding="utf-8")
-    broker = Broker(state_dir=folder / "broker")
+    tids = [f"CHAOS{i:03d}" for i in range(1, plan.terminals + 1)]
+    security = ["--insecure"]
+    accounts = None
+    if not plan.insecure:
+        key_file = folder / "keys.json"
+        ring = keys.add_terminals(key_file, tids) if key_file.exists() else keys.create_key_file(key_file, tids)
+        security, accounts = ["--keys", str(key_file)], ring.accounts()
+    broker = Broker(state_dir=folder / "broker", accounts=accounts)
     broker.start()
     acquirer = _Process("acquirer", _possim("acquirer", "--broker", broker.url, "--ledger",
-                                            str(folder / "ledger.db")), folder / "acquirer.log")
+                                            str(folder / "ledger.db"), *security), folder / "acquirer.log")
     terminals = [_Process(tid, _possim("terminal", str(scenario), "--broker", broker.url, "--tid", tid,
-                                       "--journal", str(folder / f"{tid}.db"), "--policy", "reversal"),
+                                       "--journal", str(folder / f"{tid}.db"), "--policy", "reversal", *security),
                           folder / f"{tid}.log")
-                 for tid in (f"CHAOS{i:03d}" for i in range(1, plan.terminals + 1))]
+                 for tid in tids]
     try:
         yield broker, acquirer, terminals
     finally:

@@ -87,6 +87,12 @@ class KeyRing:
         """Broker accounts, username -> password: the host's and one per terminal."""
         return {self.host_username: self.host_password, **{tid: t.password for tid, t in self.terminals.items()}}
 
+    def password_of(self, username: str) -> str | None:
+        """The broker password of ``username``: a terminal's, the host's, or a host shard's (the host's)."""
+        if username in {host_account(self.host_username, k, HOST_SHARDS) for k in range(HOST_SHARDS)}:
+            return self.host_password
+        return self.accounts().get(username)
+
     def to_json(self) -> str:
         doc = {
             "format": FORMAT,
@@ -188,6 +194,57 @@ def create_key_file(path: Path, tids: Iterable[str], algorithm: str = DEFAULT_AL
     ring = generate(tids, algorithm, host_username)
     write(path, ring, force)
     return ring
+
+
+def create_or_load(path: Path, tids: Iterable[str]) -> tuple[KeyRing, bool]:
+    """The key file at ``path``, made with fresh keys for ``tids`` when missing; (ring, created).
+
+    The file appears whole or not at all (written aside, then hard-linked into place), so two
+    commands started at once never both create it nor read a half-written one: the second
+    reads the first one's file.
+    """
+    path = Path(path)
+    if path.exists():
+        return load(path), False
+    ring = generate(tids)
+    aside = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    write(aside, ring)
+    try:
+        os.link(aside, path)
+    except FileExistsError:
+        return load(path), False
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot create: {exc.strerror or exc}") from None
+    finally:
+        aside.unlink(missing_ok=True)
+    return ring, True
+
+
+def add_terminals(path: Path, tids: Iterable[str]) -> KeyRing:
+    """Add fresh keys for ``tids`` to the key file at ``path``, keeping every key it holds."""
+    ring = load(path)
+    new = [t for t in tids if t not in ring.terminals]
+    if not new:
+        return ring
+    extra = generate(new, ring.algorithm, ring.host_username)
+    merged = KeyRing(ring.algorithm, ring.host_username, ring.host_password,
+                     {**ring.terminals, **extra.terminals})
+    _check_ids(list(merged.terminals), merged.host_username)
+    write(path, merged, force=True)
+    return merged
+
+
+#: Host shards a secured broker has accounts for: as many as ``possim terminal --shards`` allows.
+HOST_SHARDS = 64
+
+
+def host_account(host_username: str, shard: int = 0, shards: int = 1) -> str:
+    """The broker account of host shard ``shard`` of ``shards``: the host's own when unsharded.
+
+    A secured broker makes every client id its account's name, so two shards logged in as one
+    account would throw each other off; each shard has its own account, with the host's password.
+    """
+    return host_username if shards == 1 else f"{host_username}-s{shard}"
 
 
 def permission_warning(path: Path) -> str | None:

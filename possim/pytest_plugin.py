@@ -166,8 +166,9 @@ def start_acquirer(folder: Path, profile: str = "iso", keys: str | Path | None =
     ledger, log = folder / "ledger.db", folder / "acquirer.log"
     argv = [sys.executable, "-m", "possim", "acquirer", "--transport", "tcp", "--listen", "tcp://127.0.0.1:0",
             "--ledger", str(ledger), "--profile", profile]
-    if keys is not None:
-        argv += ["--keys", str(keys)]
+    # Without keys the acquirer is a lab host (no MACs), as a user's own client expects;
+    # possim's processes are otherwise secure by default and would answer 63.
+    argv += ["--keys", str(keys)] if keys is not None else ["--insecure"]
     if scenario is not None:
         argv += ["--scenario", str(scenario)]
     with log.open("ab") as sink:  # the child keeps its own descriptor

@@ -22,6 +22,11 @@ settings.register_profile("ci", max_examples=100, deadline=None, suppress_health
 settings.register_profile("fuzz", max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+# Process commands are secure by default: without --keys they create and use ./possim-keys.json.
+# Tests that do not test that get the old anonymous behaviour, as `--insecure` gives it, and
+# leave no key file in the folder they run in; tests/test_secure_default.py removes this.
+os.environ["POSSIM_INSECURE"] = "1"
+
 OnMessage = Callable[[str, bytes], None]
 Connect = Callable[..., Coroutine[Any, Any, MqttEndpoint]]
 

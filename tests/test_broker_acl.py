@@ -21,11 +21,13 @@ import aiomqtt
 import pytest
 
 from possim import keys
-from possim.broker import Broker, BrokerError, acl_text
+from possim.broker import Broker, BrokerError, acl_text, host_accounts
 from possim.protocol.mqtt import ALL_REQUESTS, requests_topic, responses_topic
 
 VICTIM, ATTACKER = "POS00002", "POS00001"
 RING = keys.derive(20261125, [ATTACKER, VICTIM])
+#: Every account the secured broker has: the key file's, and the host shards' (with the host's password).
+PASSWORDS = {**dict.fromkeys(host_accounts(RING.host_username), RING.host_password), **RING.accounts()}
 NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 _IDS = itertools.count()
 WAIT = 10.0  # generous bound for a message that must arrive (a busy machine), never a sleep
@@ -49,7 +51,7 @@ def _client(broker: Broker, username: str | None, password: str | None) -> aiomq
 @contextlib.asynccontextmanager
 async def account(broker: Broker, username: str, *subscriptions: str) -> AsyncIterator[aiomqtt.Client]:
     """A connected client logged in with ``username``'s real password, subscribed to ``subscriptions``."""
-    async with _client(broker, username, RING.accounts()[username]) as c:
+    async with _client(broker, username, PASSWORDS[username]) as c:
         for topic in subscriptions:
             await c.subscribe(topic, qos=1)
         yield c
@@ -66,7 +68,7 @@ async def attempt_publish(broker: Broker, username: str, topic: str, payload: by
     keep it and answer PUBACK 135 instead. Either way the publish has been decided once
     this returns: the subscribe after it needs the broker to have read the publish first.
     """
-    c = _client(broker, username, RING.accounts()[username])
+    c = _client(broker, username, PASSWORDS[username])
     kicked = False
     try:
         async with c:
@@ -103,6 +105,18 @@ async def test_publish_to_another_terminals_request_topic_never_reaches_the_host
             await victim.publish(requests_topic(VICTIM), b"marker", qos=1)
         got = await first_message(host)
     assert (str(got.topic), got.payload) == (requests_topic(VICTIM), b"marker")
+
+
+@pytest.mark.asyncio
+async def test_publish_to_another_terminals_shard_request_topic_never_reaches_the_shard(secured: Broker) -> None:
+    """With host shards a terminal publishes under ``shard/{k}/``: still only on its own request topic."""
+    shard, topic = keys.host_account(RING.host_username, 1, 2), "possim/v1/shard/1/term/{}/req"
+    async with account(secured, shard, "possim/v1/shard/1/term/+/req") as host:
+        await attempt_publish(secured, ATTACKER, topic.format(VICTIM), b"forged 0400 naming POS00002")
+        async with account(secured, VICTIM) as victim:
+            await victim.publish(topic.format(VICTIM), b"marker", qos=1)
+        got = await first_message(host)
+    assert (str(got.topic), got.payload) == (topic.format(VICTIM), b"marker")
 
 
 @pytest.mark.asyncio
@@ -170,7 +184,10 @@ async def test_host_reads_every_request_and_answers_each_terminal(secured: Broke
 async def test_host_cannot_pose_as_a_terminal(secured: Broker) -> None:
     """The host account writes responses only: it cannot inject a request in a terminal's name."""
     async with account(secured, RING.host_username, ALL_REQUESTS) as host:
-        await attempt_publish(secured, RING.host_username, requests_topic(VICTIM), b"forged request")
+        # Another host account (a shard's, same rights): a second client of one account would take
+        # over the first's session, as the broker names every client by its account.
+        shard = keys.host_account(RING.host_username, 1, 2)
+        await attempt_publish(secured, shard, requests_topic(VICTIM), b"forged request")
         async with account(secured, VICTIM) as victim:
             await victim.publish(requests_topic(VICTIM), b"marker", qos=1)
         got = await first_message(host)
@@ -182,9 +199,9 @@ async def test_host_cannot_pose_as_a_terminal(secured: Broker) -> None:
 def test_password_file_is_private_and_hashed(secured: Broker) -> None:
     text = secured.password_file.read_text()
     assert stat.S_IMODE(secured.password_file.stat().st_mode) == 0o600
-    assert sorted(line.split(":")[0] for line in text.splitlines()) == sorted(RING.accounts())
+    assert sorted(line.split(":")[0] for line in text.splitlines()) == sorted(PASSWORDS)
     assert all(line.split(":", 1)[1].startswith("$7$") for line in text.splitlines())
-    assert not any(password in text for password in RING.accounts().values())
+    assert not any(password in text for password in PASSWORDS.values())
 
 
 def test_config_refuses_anonymous_and_names_the_files(secured: Broker) -> None:

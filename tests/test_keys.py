@@ -152,3 +152,30 @@ def test_unknown_terminal_key_is_one_line() -> None:
 
 def test_default_tids() -> None:
     assert keys.default_tids(3) == ["POS00001", "POS00002", "POS00003"]
+
+
+def test_create_or_load_creates_a_private_file_once_and_then_reads_it(tmp_path: Path) -> None:
+    path = tmp_path / "possim-keys.json"
+    ring, created = keys.create_or_load(path, ["POS00001", "POS00002"])
+    assert created and stat.S_IMODE(path.stat().st_mode) == 0o600
+    again, created = keys.create_or_load(path, ["POS00003"])
+    assert not created and again == ring and sorted(again.terminals) == ["POS00001", "POS00002"]
+    assert [p.name for p in tmp_path.iterdir()] == ["possim-keys.json"]  # nothing left aside
+
+
+def test_add_terminals_keeps_every_key_and_adds_fresh_ones(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    ring = keys.create_key_file(path, ["POS00001"])
+    added = keys.add_terminals(path, ["POS00001", "SHOP0001"])
+    assert added.terminals["POS00001"] == ring.terminals["POS00001"]
+    assert (added.host_username, added.host_password) == (ring.host_username, ring.host_password)
+    assert keys.load(path) == added and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert added.terminals["SHOP0001"].mac_key != ring.terminals["POS00001"].mac_key
+
+
+def test_host_shards_log_in_with_the_hosts_password() -> None:
+    ring = keys.derive(1, ["POS00001"])
+    assert keys.host_account(ring.host_username) == ring.host_username
+    assert ring.password_of(keys.host_account(ring.host_username, 3, 4)) == ring.host_password
+    assert ring.password_of("POS00001") == ring.terminals["POS00001"].password
+    assert ring.password_of("POS00002") is None

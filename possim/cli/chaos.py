@@ -31,10 +31,14 @@ from possim.i18n import Tr
               help="Keep ledger, journals and logs here (default: a temporary folder, removed afterwards).")
 @click.option("--settle-timeout", default=300.0, show_default=True, type=click.FloatRange(1, 3600),
               help="Seconds the fleet may take to finish its work after the last kill.")
+@click.option("--insecure", is_flag=True, envvar="POSSIM_INSECURE",
+              help="An anonymous broker and no MACs (default: a fresh key file in the run's folder, broker "
+                   "accounts and the ACL, MACs on every message).")
 @opt.as_json("Print the kills and the checker's counts as one JSON object.")
 @lang_option()
 def chaos_command(terminals: int, acquirer_kills: int, terminal_kills: int, broker_kills: int, sales: int,
-                  seed: int, folder: str | None, settle_timeout: float, as_json: bool, lang: str) -> None:
+                  seed: int, folder: str | None, settle_timeout: float, insecure: bool, as_json: bool,
+                  lang: str) -> None:
     """Kill the acquirer, terminals and broker at random under `reversal`, let it settle, judge the money.
 
     Everything runs on loopback and stops by itself; Ctrl-C stops it and judges what ran.
@@ -43,6 +47,7 @@ def chaos_command(terminals: int, acquirer_kills: int, terminal_kills: int, brok
     """
     from possim.broker import BrokerError
     from possim.chaos import ChaosError, ChaosPlan, print_table, run_chaos
+    from possim.keys import KeyFileError
 
     tr = Tr(lang)
 
@@ -50,8 +55,8 @@ def chaos_command(terminals: int, acquirer_kills: int, terminal_kills: int, brok
         words = {k: tr(str(v)) if k == "kind" else v for k, v in values.items()}
         click.echo(tr(message, **words), err=True)
 
-    plan = ChaosPlan(terminals, acquirer_kills, terminal_kills, broker_kills, seed, sales, settle_timeout)
-    with tempfile.TemporaryDirectory(prefix="possim-chaos-") as scratch, as_input_error(BrokerError):
+    plan = ChaosPlan(terminals, acquirer_kills, terminal_kills, broker_kills, seed, sales, settle_timeout, insecure)
+    with tempfile.TemporaryDirectory(prefix="possim-chaos-") as scratch, as_input_error(BrokerError, KeyFileError):
         where = Path(folder) if folder else Path(scratch)
         try:
             report = run_chaos(where, plan, progress)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from possim.cli import inputs
+from possim.cli import inputs, keyfile
 from possim.cli import options as opt
 from possim.cli.errors import InputError, as_input_error
 from possim.keys import HOST_USERNAME, KeyRing
@@ -80,9 +80,10 @@ def live_logger(component: str) -> Callable[..., None]:
 @click.option("--algorithm", type=click.Choice(sorted(MAC_ALGORITHMS)), default=DEFAULT_MAC, show_default=True,
               help="MAC algorithm: AES-CMAC (recommended) or the X9.19 retail MAC of CUP terminals.")
 @click.option("--force", is_flag=True, help="Replace an existing key file.")
+@click.option("--add", is_flag=True, help="Add these terminals to an existing key file, keeping its keys.")
 @opt.as_json("Print the key file written and each terminal's key check value as one JSON object.")
 @opt.lang()
-def keys_command(out_path: str, tids: tuple[str, ...], count: int | None, algorithm: str, force: bool,
+def keys_command(out_path: str, tids: tuple[str, ...], count: int | None, algorithm: str, force: bool, add: bool,
                  as_json: bool, lang: str) -> None:
     """Create a key file: a MAC key and a broker password per terminal, and the host's account.
 
@@ -94,8 +95,11 @@ def keys_command(out_path: str, tids: tuple[str, ...], count: int | None, algori
     if bool(tids) == (count is not None):
         raise InputError("give terminal ids with --terminal TID (repeated) or a count with --terminals N")
     names = list(tids) if tids else keys.default_tids(count or 0)
+    if add and force:
+        raise InputError("--add keeps the key file's keys and --force replaces them: give one")
     with as_input_error(keys.KeyFileError):
-        ring = keys.create_key_file(Path(out_path), names, algorithm, force=force)
+        ring = (keys.add_terminals(Path(out_path), names) if add
+                else keys.create_key_file(Path(out_path), names, algorithm, force=force))
     _print_keys(ring, out_path, as_json, lang)
 
 
@@ -117,22 +121,14 @@ def _print_keys(ring: KeyRing, out_path: str, as_json: bool, lang: str) -> None:
         click.echo(tr("terminal {tid}: key check value {value}", tid=tid, value=value))
 
 
-def _load_keys(path: str | None) -> KeyRing | None:
-    """The key file named by ``--keys``, or ``None``; a bad one is one line and exit 2."""
-    if path is None:
-        return None
-    from possim import keys
-
-    with as_input_error(keys.KeyFileError):
-        ring = keys.load(Path(path))
-    warning = keys.permission_warning(Path(path))
-    if warning:
-        click.echo(f"warning: {warning}", err=True)
-    return ring
+def _load_keys(path: str | None, tids: Sequence[str] = ()) -> KeyRing | None:
+    """The key file named by ``--keys``, else the default one (``possim.cli.keyfile``), or ``None`` under
+    ``--insecure``; a bad one is one line and exit 2."""
+    return keyfile.resolve(path, tids)
 
 
 def _keys_option(text: str) -> Callable[[F], F]:
-    return click.option("--keys", "keys_path", type=click.Path(dir_okay=False), metavar="FILE", help=text)
+    return keyfile.keys_options(text)
 
 
 @click.command()
@@ -165,6 +161,8 @@ def broker(port: int, state_dir: str | None, keys_path: str | None, tls_cert: st
             raise
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # before the banner: it is the readiness line
     click.echo(f"mosquitto listening on {b.url} (config {b.config}); Ctrl-C to stop", err=True)
+    if ring is None:
+        click.echo("warning: --insecure: anonymous clients may read every message and forge any terminal", err=True)
     try:
         assert b.proc is not None
         code = b.proc.wait()
@@ -196,7 +194,7 @@ def _wire(transport: str, broker_url: str | None, tcp_url: str | None, qos: int,
     wire = inputs.wire(transport, broker_url, tcp_url, qos, client_id, shard, shards, port_offset, dialect)
     if (ring is None and tls_ca is None) or transport != "mqtt":
         return wire
-    password = ring.accounts().get(username or "") if ring is not None else None
+    password = ring.password_of(username or "") if ring is not None else None
     endpoint = Endpoint(broker_url, qos, client_id=client_id, username=username if ring else None,
                         password=password, tls_ca=tls_ca, shard=shard, shards=shards, dialect=dialect)
     with as_input_error(TransportError):
@@ -220,7 +218,8 @@ def _process_transport() -> Callable[[F], F]:
 @opt.time_scale("Scale the scenario's host durations.")
 @opt.qos()
 @click.option("--client-id", default="possim-acquirer", show_default=True,
-              help="MQTT client id; a restarted acquirer with the same id resumes its session.")
+              help="MQTT client id; a restarted acquirer with the same id resumes its session. A broker "
+                   "secured by a key file names each client by its account instead.")
 @click.option("--stats-every", default=10.0, show_default=True, type=opt.FiniteFloatRange(0.1, 3600),
               help="Seconds between log lines counting the requests handled and failed.")
 @_keys_option("Verify and add MACs with this key file's keys (a request with a missing or wrong MAC is "
@@ -251,10 +250,15 @@ def acquirer(transport: str, broker_url: str | None, listen_url: str | None, led
     ring = _load_keys(keys_path)
     sc = inputs.scaled(inputs.scenario(scenario_path).with_profile(profile), time_scale) if scenario_path else None
     config = sc.host_config() if sc else HostConfig(profile=profile or "iso")
-    wire = _wire(transport, broker_url, listen_url, qos, client_id, ring, ring.host_username if ring else None,
-                 tls_ca, shard, shards, shard, config.profile)
+    from possim.keys import host_account
+
+    wire = _wire(transport, broker_url, listen_url, qos, client_id, ring,
+                 host_account(ring.host_username, shard, shards) if ring else None, tls_ca, shard, shards, shard,
+                 config.profile)
     inputs.writable(ledger_path)
     log = live_logger("acquirer")
+    if ring is None:  # logs insecure_mode, a stable event name to alert on: this host verifies nobody
+        wire = keyfile.WarnInsecure(wire, log)
     with as_input_error(StoreError):  # a ledger left by a killed acquirer is recovered on open
         ledger = Ledger(ledger_path or ":memory:", default_balance=config.default_balance,
                         on_wait=lambda w: log("ledger_wait", operation=w.operation, seconds=round(w.seconds, 3),
@@ -344,13 +348,8 @@ def _drive(scenario: str, transport: str, broker_url: str | None, connect_url: s
     inputs.scaled(sc, time_scale)
     from possim.protocol.shards import shard_of
 
-    ring = _load_keys(keys_path)
-    mac_key = None
-    if ring is not None:
-        from possim.keys import KeyFileError
-
-        with as_input_error(KeyFileError):
-            mac_key = ring.mac_key(tid)
+    ring = _load_keys(keys_path, [tid.strip()])
+    mac_key = keyfile.terminal_key(ring, tid, keys_path) if ring is not None else None
     wire = _wire(transport, broker_url, connect_url, qos, f"possim-terminal-{tid.strip()}", ring, tid, tls_ca,
                  shards=shards, port_offset=shard_of(tid, shards), profile=sc.profile)
     with as_input_error(TransportError):
