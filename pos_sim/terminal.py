@@ -307,6 +307,10 @@ class Terminal:
         """Start the next exchange if the line is free: due recovery work, then the next customer."""
         if self.inflight is not None:
             return []
+        signing_on = next((t for t in self.tasks if t.kind is ExchangeKind.SIGN_ON), None)
+        if signing_on is not None:  # nothing else goes out before the host has answered the sign-on
+            return self._start_task(now, signing_on) if signing_on.due <= now else [
+                StartTimer(RETRY_TIMER, signing_on.due)]
         due = [t for t in self.tasks if t.due <= now]
         if due:
             return self._start_task(now, self._reversal_first(now, min(due, key=_priority)))
