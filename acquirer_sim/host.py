@@ -34,7 +34,7 @@ Rules kept here:
    stored answer. Ids that never signed on are served as before.
 9. Every reply says whether its request was fresh (``Reply.fresh``): a request the host acted on
    for the first time. A copy of a request already answered (a duplicate original, reversal,
-   advice or upload, a repeated sign-on), a refusal and a status query or settlement (which the
+   advice or upload, a sign-on of the current life), a refusal and a status query or settlement (which the
    host keeps no record of) are not: a TCP connection is bound to a terminal only by a fresh one.
 
 Under the ``cup`` profile (``HostConfig.profile``) the acquirer waits for the issuer: an
@@ -240,19 +240,19 @@ class AcquirerHost:
     def _sign_on(self, now: float, msg: Message) -> list[HostAction]:
         """A terminal starts (or resumes) a life: answer 00, saying whether the id had an earlier life.
 
-        The same life signing on again keeps what was known when it began; a copy of the same
-        sign-on (same STAN and field 7) changes nothing and is not fresh."""
+        A new life is written to the ledger and its answer is fresh. The current life signing on
+        again (a terminal resuming its journal, or a copy of an earlier sign-on: the host cannot
+        tell them apart and keeps no record of either) changes nothing and is not fresh: it binds
+        no TCP connection, the terminal's next sale does."""
         assert msg.life is not None  # validation: field 60 is required in a sign-on
         current = self.ledger.life(msg.tid)
-        same = current is not None and current.life == msg.life
-        earlier = current.earlier if same and current is not None else (
+        fresh = current is None or current.life != msg.life
+        earlier = current.earlier if current is not None and not fresh else (
             current is not None or self.ledger.has_sales(msg.tid))
-        fresh = not (same and current is not None and (current.stan, current.transmission) == (
-            msg.stan, msg.transmission))
         if fresh:
             self.ledger.sign_on(now, msg.tid, msg.life, earlier, msg.stan, msg.transmission)
             self._lives[msg.tid] = msg.life
-        previous = current.life if current is not None and not same else None
+        previous = current.life if current is not None and fresh else None
         answer = self._reply(msg, "00", status=EARLIER_LIFE if earlier else FIRST_LIFE)
         return [ev.SignOnAnswered(*_f(msg), life=msg.life, previous=previous, earlier=earlier),
                 replace(answer, fresh=fresh)]

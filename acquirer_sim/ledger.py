@@ -105,7 +105,7 @@ class Original:
 @dataclass(frozen=True, slots=True)
 class Life:
     """A terminal id's current life: the number it signed on with, whether the id had sales or
-    another life before it, and the key (STAN, field 7) of that sign-on."""
+    another life before it, and the key (STAN, field 7) of the sign-on that began it."""
 
     tid: str
     life: str
@@ -292,8 +292,7 @@ class Ledger:
         return self.conn.execute("SELECT 1 FROM originals WHERE tid = ? LIMIT 1", (tid,)).fetchone() is not None
 
     def sign_on(self, now: float, tid: str, life: str, earlier: bool, stan: str, transmission: str) -> None:
-        """``life`` is ``tid``'s current life from now on (a new one, or the same one signing on again
-        under the sign-on key ``stan``, ``transmission``)."""
+        """``life`` is ``tid``'s current life from now on, begun by the sign-on ``stan``, ``transmission``."""
         self._write("sign_on", "INSERT INTO lives (tid, life, earlier, stan, transmission, since) "
                     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tid) DO UPDATE SET count = count + "
                     "(life != excluded.life), life = excluded.life, earlier = excluded.earlier, "

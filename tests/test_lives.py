@@ -62,7 +62,8 @@ def test_first_sign_on_is_first_life_and_a_copy_of_it_is_not_fresh() -> None:
     again, fresh_again, _ = _ask(host, _sign_on("111111"))
     assert (again.status, fresh_again) == (FIRST_LIFE, False)
     resumed, fresh_resumed, _ = _ask(host, _sign_on("111111", stan="000007", transmission="1125110000"))
-    assert (resumed.status, fresh_resumed) == (FIRST_LIFE, True)
+    assert (resumed.status, fresh_resumed) == (FIRST_LIFE, False)  # the same life resuming: nothing new
+    assert host.ledger.conn.execute("SELECT life, stan, count FROM lives").fetchall() == [("111111", "000001", 1)]
 
 
 def test_a_new_life_is_told_of_the_earlier_one_and_old_life_requests_are_refused() -> None:
