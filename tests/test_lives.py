@@ -7,6 +7,7 @@ Real ISO 8583 and CUP bytes between the sans-IO terminal and host, a real (in-me
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,10 @@ from possim.pos_sim.terminal import RESPONSE_TIMER, Terminal
 from possim.protocol import codec, cup
 from possim.protocol import events as ev
 from possim.protocol.messages import Message
+from possim.scenario import load
+from possim.simulation import simulate
+from possim.timeline import rows
+from tests.conftest import SCENARIOS
 from tests.helpers import new_host, new_terminal, purchase, replies, sends
 
 TID = "POS00001"
@@ -179,3 +184,30 @@ def test_without_a_life_nothing_changes() -> None:
     [sale] = sends(term.request_payment(0.0, purchase()))
     assert sale.mti == "0200" and codec.decode(sale.data).life is None
     assert replace(term.config, life=None) == term.config
+
+
+@pytest.mark.parametrize("name", ["request-lost", "response-lost", "reversal-lost", "duplicate-request",
+                                  "terminal-power-loss", "confirmation-lost", "issuer-timeout"])
+def test_in_memory_runs_that_sign_on_keep_their_verdicts(name: str) -> None:
+    """The sign-on adds an exchange, nothing else: the same money, the same findings."""
+    scenario = load(SCENARIOS / f"{name}.toml")
+    plain, signed = simulate(scenario), simulate(scenario, sign_on=True)
+    assert signed.verdict.summary() == plain.verdict.summary() and signed.quiescent
+    events = [s.event for s in signed.trace.records]
+    assert any(isinstance(e, ev.TerminalSignedOn) for e in events)
+    assert any(isinstance(e, ev.SignOnAnswered) for e in events)
+    assert not any(isinstance(e, ev.TerminalSignedOn | ev.SignOnAnswered) for e in
+                   (s.event for s in plain.trace.records))
+    assert "signed on as life" in "\n".join(" ".join(map(str, row)) for row in rows(signed.trace.records))
+
+
+def test_in_memory_lost_journal_is_refused_then_sold_as_a_replacement(tmp_path: Path) -> None:
+    scenario, ledger = load(SCENARIOS / "response-lost.toml"), tmp_path / "ledger.db"
+    first = simulate(scenario, ledger_path=ledger, journal_path=tmp_path / "journal-1.db", sign_on=True)
+    assert first.refused is None and first.verdict.summary()["transactions"] == 1
+    lost = simulate(scenario, ledger_path=ledger, journal_path=tmp_path / "journal-2.db", sign_on=True)
+    assert lost.refused is not None and "earlier life" in lost.refused
+    assert lost.verdict.summary()["transactions"] == 0
+    again = simulate(scenario, ledger_path=ledger, journal_path=tmp_path / "journal-2.db", sign_on=True,
+                     replacement=True)
+    assert again.refused is None and again.verdict.summary()["transactions"] == 1
