@@ -4,7 +4,8 @@ under the CUP profile the issuer's answer comes back to the host after its delay
 Every arrival is traced with its bytes, so a recorded run can drive this driver again.
 ``origin`` is what the transport says about who sent the bytes (``protocol.transports.Origin``):
 its terminal id goes to the host, which binds identity; the origin itself rides along with the
-reply (``meta["origin"]``), so the transport answers only where the request came from.
+reply (``meta["origin"]``), so the transport answers only where the request came from, and so
+does whether the request was fresh (``meta["fresh"]``: a replay of an answered request binds nothing).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class HostDriver:
         if self.tracing:
             self.emit(MsgSent("host", reply.tid, reply.stan, reply.mti, rrn=reply.rrn or None))
         meta: dict[str, object] = {"tid": reply.tid, "stan": reply.stan, "mti": reply.mti,
-                                   "authenticated": reply.authenticated}
+                                   "authenticated": reply.authenticated, "fresh": reply.fresh}
         if origin is not None:
             meta["origin"] = origin
         if reply.rrn:

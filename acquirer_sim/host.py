@@ -24,6 +24,18 @@ Rules kept here:
    way nothing is written to the ledger.
 7. A key is one sale: an original under a key already booked for another amount, card or MTI
    is answered 94 (30 under ``cup``), never with the stored answer, and books nothing.
+8. Terminal lives. A terminal process signs on (0800) with its life number (field 60), a new
+   one whenever it starts on a new journal; the host answers 00, remembers the life as the
+   terminal id's current one, and says in field 48 (63 under ``cup``) whether the id had an
+   earlier life (``EARLIER_LIFE``) or not (``FIRST_LIFE``). Once an id has signed on, a request
+   without its current life (a restarted terminal that did not sign on, a copy from a dead
+   earlier life) is answered 77 ("sign on again", CUP practice) and books nothing; an original
+   under a key an earlier life booked is refused like rule 7, never answered with that life's
+   stored answer. Ids that never signed on are served as before.
+9. Every reply says whether its request was fresh (``Reply.fresh``): a request the host acted on
+   for the first time. A copy of a request already answered (a duplicate original, reversal,
+   advice or upload, a sign-on of the current life), a refusal and a status query or settlement (which the
+   host keeps no record of) are not: a TCP connection is bound to a terminal only by a fresh one.
 
 Under the ``cup`` profile (``HostConfig.profile``) the acquirer waits for the issuer: an
 original is recorded ``in_progress`` on arrival and the host returns ``AwaitIssuer``; its
@@ -72,6 +84,9 @@ class Reply:
     #: The request's MAC (or, without keys, its frame) proved its sender: a TCP connection may be
     #: bound to ``tid`` by it. False for a 63 answer, which goes back only where the request came from.
     authenticated: bool = True
+    #: The host acted on the request for the first time (rule 9); a replay of an answered request is
+    #: answered where it came from but binds no TCP connection to ``tid``.
+    fresh: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +120,11 @@ _REVERSAL: dict[str, type[ev.LedgerReversal]] = {
 AMOUNT_MISMATCH = "13"
 #: ISO 8583 "format error": the answer to a request that fails decoding or the field checks.
 FORMAT_ERROR = "30"
+#: "Sign on again" (CUP hosts answer 77 to a terminal that must sign on before it may go on;
+#: ISO 8583:1987 leaves 77 to private use): a request from a life that is not the current one.
+SIGN_ON_AGAIN = "77"
+#: The sign-on answer's field 48 (63 under ``cup``): the terminal id had an earlier life, or not.
+EARLIER_LIFE, FIRST_LIFE = "EARLIER_LIFE", "FIRST_LIFE"
 
 #: status query answers (field 48) by ledger state.
 _STATUS = {"debited": "APPROVED", "held": "APPROVED", "captured": "APPROVED", "declined": "DECLINED",
@@ -126,6 +146,8 @@ class AcquirerHost:
         self.counts: Counter[str] = Counter()
         self._refusals = iter(config.reversal_answers)
         self._seq = ledger.conn.execute("SELECT COUNT(*) FROM originals").fetchone()[0]
+        #: Each terminal id's current life as last read or signed on (None: never signed on).
+        self._lives: dict[str, str | None] = {}
         for pan, balance in config.accounts.items():
             ledger.open_account(pan, balance)
 
@@ -173,6 +195,11 @@ class AcquirerHost:
                 replace(self._reply(msg, FORMAT_ERROR), authenticated=False)]
 
     def _request(self, now: float, msg: Message) -> list[HostAction]:
+        if msg.mti == M.SIGN_ON:
+            return self._sign_on(now, msg)
+        current = self._current_life(msg.tid)
+        if current is not None and msg.life != current:
+            return self._life_refused(msg, current)
         if msg.mti in (M.PURCHASE, M.AUTH):
             return self._original(now, msg)
         if msg.mti in (M.REVERSAL, M.REVERSAL_REPEAT):
@@ -202,6 +229,41 @@ class AcquirerHost:
             return [event]
         return [event, replace(self._reply(msg, codec.SECURITY_VIOLATION), authenticated=False)]
 
+    # -- terminal lives (rule 8) -------------------------------------------------------------
+
+    def _current_life(self, tid: str) -> str | None:
+        if tid not in self._lives:
+            life = self.ledger.life(tid)
+            self._lives[tid] = life.life if life is not None else None
+        return self._lives[tid]
+
+    def _sign_on(self, now: float, msg: Message) -> list[HostAction]:
+        """A terminal starts (or resumes) a life: answer 00, saying whether the id had an earlier life.
+
+        A new life is written to the ledger and its answer is fresh. The current life signing on
+        again (a terminal resuming its journal, or a copy of an earlier sign-on: the host cannot
+        tell them apart and keeps no record of either) changes nothing and is not fresh: it binds
+        no TCP connection, the terminal's next sale does."""
+        assert msg.life is not None  # validation: field 60 is required in a sign-on
+        current = self.ledger.life(msg.tid)
+        fresh = current is None or current.life != msg.life
+        earlier = current.earlier if current is not None and not fresh else (
+            current is not None or self.ledger.has_sales(msg.tid))
+        if fresh:
+            self.ledger.sign_on(now, msg.tid, msg.life, earlier, msg.stan, msg.transmission)
+            self._lives[msg.tid] = msg.life
+        previous = current.life if current is not None and fresh else None
+        answer = self._reply(msg, "00", status=EARLIER_LIFE if earlier else FIRST_LIFE)
+        return [ev.SignOnAnswered(*_f(msg), life=msg.life, previous=previous, earlier=earlier),
+                replace(answer, fresh=fresh)]
+
+    def _life_refused(self, msg: Message, current: str) -> list[HostAction]:
+        """A request that is not from the id's current life: 77, nothing booked, nothing bound."""
+        reason = ("no life number: the terminal did not sign on" if msg.life is None
+                  else f"life {msg.life} is not the current life {current}")
+        return [ev.LifeRefused(*_f(msg), life=msg.life, current=current, reason=reason, rc=SIGN_ON_AGAIN),
+                replace(self._reply(msg, SIGN_ON_AGAIN), fresh=False)]
+
     # -- financial originals --------------------------------------------------------------
 
     @property
@@ -214,12 +276,14 @@ class AcquirerHost:
         key = msg.key()
         seen, closure, available = self.ledger.lookup(key, msg.pan or "")
         conflict = _conflict(seen, msg) if seen is not None else None
+        if seen is not None and conflict is None and msg.life is not None and self.ledger.key_life(key) != msg.life:
+            conflict = f"key used by another life than {msg.life}"  # rule 8: never an earlier life's answer
         if seen is not None and conflict is not None:
             return self._key_conflict(msg, seen, conflict)
         if seen is not None and self.cup:
             self.ledger.count_duplicate(key)
             return [ev.DuplicateOriginal(*_f(msg), rrn=seen.rrn, rc=DUPLICATE_TRANSMISSION),
-                    self._reply(msg, DUPLICATE_TRANSMISSION)]
+                    replace(self._reply(msg, DUPLICATE_TRANSMISSION), fresh=False)]
         if seen is not None:
             self.ledger.count_duplicate(key)
             response = seen.response
@@ -227,7 +291,8 @@ class AcquirerHost:
                 response = self._encode(msg.response(seen.response_code, rrn=seen.rrn, auth_code=seen.auth_code))
                 self.ledger.attach_response(key, response)
             return [ev.DuplicateOriginal(*_f(msg), rrn=seen.rrn, rc=seen.response_code),
-                    Reply(response, self._delay(True), M.response_to(msg.mti), msg.stan, seen.rrn, msg.tid)]
+                    Reply(response, self._delay(True), M.response_to(msg.mti), msg.stan, seen.rrn, msg.tid,
+                          fresh=False)]
         self.counts[msg.mti] += 1
         pan, amount = msg.pan or "", msg.amount or 0
         if self.cup and not closure:
@@ -238,7 +303,7 @@ class AcquirerHost:
         state = {"hold": "held", "debit": "debited", None: "refused" if closure else "declined"}[movement]
         crash = self._crash_rule(msg.mti)
         response = None if crash else self._encode(msg.response(rc, rrn=rrn, auth_code=auth))
-        self.ledger.record(now, key, msg.mti, pan, amount, rrn, auth, rc, state, movement, response)
+        self.ledger.record(now, key, msg.mti, pan, amount, rrn, auth, rc, state, movement, response, msg.life)
         actions: list[HostAction] = [ev.LateOriginalRefused(*_f(msg), reason=closure)] if closure else []
         if movement:
             actions.append(_MOVEMENT[movement](*_f(msg), rrn=rrn, pan=mask_pan(pan), amount=amount))
@@ -264,7 +329,7 @@ class AcquirerHost:
         rc = FORMAT_ERROR if self.cup else DUPLICATE_TRANSMISSION
         event = ev.DuplicateKeyConflict(*_f(msg), reason=reason, amount=msg.amount or 0, original_amount=seen.amount,
                                         pan=mask_pan(msg.pan or ""), rc=rc)
-        return [event, self._reply(msg, rc)]
+        return [event, replace(self._reply(msg, rc), fresh=False)]
 
     # -- CUP: the issuer's answer commits ---------------------------------------------------
 
@@ -272,7 +337,7 @@ class AcquirerHost:
         """Record the original as in progress (nothing moves yet) and wait for the issuer."""
         pan, amount = msg.pan or "", msg.amount or 0
         self.ledger.record(now, msg.key(), msg.mti, pan, amount, None, None, "09", IN_PROGRESS, None,
-                           codec.encode(msg))
+                           codec.encode(msg), msg.life)
         return [ev.IssuerRequested(*_f(msg)), AwaitIssuer(self._delay(False), msg.key())]
 
     def issuer_answered(self, now: float, key: Key) -> list[HostAction]:
@@ -335,7 +400,7 @@ class AcquirerHost:
         key = msg.original.key(msg.tid) if msg.original is not None else msg.key()
         earlier = self.ledger.reversal_seen(key)
         if earlier is not None:
-            return [ev.DuplicateReversal(*_f(msg)), self._reply(msg, earlier)]
+            return [ev.DuplicateReversal(*_f(msg)), replace(self._reply(msg, earlier), fresh=False)]
         orig = self.ledger.find(key)
         if orig is not None and msg.amount != orig.amount:  # a reversal takes back exactly what was taken
             return [ev.ReversalAmountMismatch(*_f(msg), amount=msg.amount or 0, original_amount=orig.amount),
@@ -369,7 +434,7 @@ class AcquirerHost:
         key = msg.original.key(msg.tid)
         earlier = self.ledger.advice_seen(key)
         if earlier is not None:
-            return [ev.DuplicateAdvice(*_f(msg)), self._reply(msg, earlier)]
+            return [ev.DuplicateAdvice(*_f(msg)), replace(self._reply(msg, earlier), fresh=False)]
         orig = self.ledger.find(key)
         amount = msg.amount or 0
         if orig is None or orig.state != "held" or amount > orig.amount:
@@ -392,7 +457,7 @@ class AcquirerHost:
         answer = replace(theirs, answer="1" if balanced else "2")
         return [ev.SettlementChecked(*_f(msg), terminal_amount=theirs.debit_amount, terminal_count=theirs.debit_count,
                                      host_amount=amount, host_count=count, balanced=balanced),
-                self._reply(msg, "00", batch_totals=answer.to_field48())]
+                replace(self._reply(msg, "00", batch_totals=answer.to_field48()), fresh=False)]
 
     def _batch_upload(self, now: float, msg: Message) -> list[HostAction]:
         """One sale the terminal approved, named by field 90. A pre-authorization still held whose
@@ -402,7 +467,7 @@ class AcquirerHost:
         earlier = self.ledger.batch_upload_seen(key)
         if earlier is not None:
             return [ev.BatchUploadReceived(*_f(msg), orig_stan=key[1], amount=amount, outcome="repeat"),
-                    self._reply(msg, earlier)]
+                    replace(self._reply(msg, earlier), fresh=False)]
         orig = self.ledger.find(key)
         actions: list[HostAction] = []
         if orig is None:
@@ -429,7 +494,7 @@ class AcquirerHost:
             status = _STATUS[orig.state]
         fields = {"rrn": orig.rrn, "auth_code": orig.auth_code, "amount": orig.amount} if orig else {}
         return [ev.StatusAnswered(*_f(msg), status=status, orig_stan=key[1]),
-                self._reply(msg, "00", status=status, **fields)]
+                replace(self._reply(msg, "00", status=status, **fields), fresh=False)]
 
     # -- helpers --------------------------------------------------------------------------
 

@@ -9,7 +9,9 @@ handed to the acquirer's error handling (差错处理): a reversal the terminal 
 merchant's request; the error-handling run (:mod:`acquirer_sim.errors_handling`) refunds
 them with an entry of kind ``refund``. ``batch_uploads`` holds the sales a terminal uploaded
 at settlement (0320), keyed by the sale's key; ``captured`` ones are completions the host got
-only then (what settlement recovered).
+only then (what settlement recovered). ``lives`` holds each signed-on terminal id's current
+life (``docs/architecture.md``, "Terminal lives") and ``key_lives`` the life each original
+was booked under, so a key an earlier life used is never answered for a later one.
 
 A ledger file gets the durable settings of :mod:`protocol.storage` (write-ahead log,
 fsync at every commit, busy timeout, directory fsync when created) and is recovered on
@@ -77,6 +79,12 @@ CREATE TABLE IF NOT EXISTS batch_uploads (
     tid TEXT NOT NULL, stan TEXT NOT NULL, transmission TEXT NOT NULL, amount INTEGER NOT NULL,
     outcome TEXT NOT NULL, response_code TEXT NOT NULL, received_at REAL NOT NULL,
     PRIMARY KEY (tid, stan, transmission));
+CREATE TABLE IF NOT EXISTS lives (
+    tid TEXT PRIMARY KEY, life TEXT NOT NULL, earlier INTEGER NOT NULL, stan TEXT NOT NULL,
+    transmission TEXT NOT NULL, since REAL NOT NULL, count INTEGER NOT NULL DEFAULT 1);
+CREATE TABLE IF NOT EXISTS key_lives (
+    tid TEXT NOT NULL, stan TEXT NOT NULL, transmission TEXT NOT NULL, life TEXT NOT NULL,
+    PRIMARY KEY (tid, stan, transmission));
 """
 
 
@@ -93,6 +101,18 @@ class Original:
     response_code: str
     state: str
     response: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Life:
+    """A terminal id's current life: the number it signed on with, whether the id had sales or
+    another life before it, and the key (STAN, field 7) of the sign-on that began it."""
+
+    tid: str
+    life: str
+    earlier: bool
+    stan: str
+    transmission: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,14 +238,17 @@ class Ledger:
 
     def record(self, now: float, key: Key, mti: str, pan: str, amount: int, rrn: str | None,
                auth_code: str | None, response_code: str, state: str, movement: str | None,
-               response: bytes | None = None) -> None:
+               response: bytes | None = None, life: str | None = None) -> None:
         """Store an answered original (with the response it gets) and, if approved, its money
-        movement: atomically. ``response`` is None when the host crashed before replying."""
+        movement: atomically. ``response`` is None when the host crashed before replying;
+        ``life``: the life of a signed-on terminal that sent it."""
         def work() -> None:
             self.conn.execute(
                 "INSERT INTO originals (tid, stan, transmission, mti, pan, amount, rrn, auth_code, "
                 "response_code, state, response, received_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (*key, mti, pan, amount, rrn, auth_code, response_code, state, response, now, now))
+            if life is not None:
+                self.conn.execute("INSERT OR REPLACE INTO key_lives VALUES (?, ?, ?, ?)", (*key, life))
             if movement is not None:
                 self._move(now, key, pan, movement, amount, rrn)
         self._atomic("record", work)
@@ -257,6 +280,32 @@ class Ledger:
             for kind, amount in movements:
                 self._move(now, orig.key, orig.pan, kind, amount, orig.rrn)
         self._atomic("transition", work)
+
+    # -- terminal lives ---------------------------------------------------------------------
+
+    def life(self, tid: str) -> Life | None:
+        """Terminal ``tid``'s current life, or None for an id that never signed on."""
+        row = self.conn.execute("SELECT life, earlier, stan, transmission FROM lives WHERE tid = ?",
+                                (tid,)).fetchone()
+        return None if row is None else Life(tid, str(row[0]), bool(row[1]), str(row[2]), str(row[3]))
+
+    def has_sales(self, tid: str) -> bool:
+        """Whether the ledger holds any original of ``tid`` (a terminal from before sign-ons existed)."""
+        return self.conn.execute("SELECT 1 FROM originals WHERE tid = ? LIMIT 1", (tid,)).fetchone() is not None
+
+    def sign_on(self, now: float, tid: str, life: str, earlier: bool, stan: str, transmission: str) -> None:
+        """``life`` is ``tid``'s current life from now on, begun by the sign-on ``stan``, ``transmission``."""
+        self._write("sign_on", "INSERT INTO lives (tid, life, earlier, stan, transmission, since) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tid) DO UPDATE SET count = count + "
+                    "(life != excluded.life), life = excluded.life, earlier = excluded.earlier, "
+                    "stan = excluded.stan, transmission = excluded.transmission, since = excluded.since",
+                    (tid, life, int(earlier), stan, transmission, now))
+
+    def key_life(self, key: Key) -> str | None:
+        """The life an original under ``key`` was booked by; None if booked without one."""
+        row = self.conn.execute("SELECT life FROM key_lives WHERE tid=? AND stan=? AND transmission=?",
+                                key).fetchone()
+        return None if row is None else str(row[0])
 
     # -- closures, reversals, advices -----------------------------------------------------
 

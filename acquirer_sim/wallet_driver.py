@@ -63,9 +63,10 @@ class WalletGatewayDriver:
     def _send(self, reply: WalletReply, origin: Origin | None = None) -> None:
         self.pending -= 1
         self.emit(MsgSent("host", reply.tid, reply.order, reply.mti))
-        # Only the answer to a request whose sign proved its sender binds a TCP connection to its tid.
+        # Only the answer to a request whose sign proved its sender binds a TCP connection to its tid
+        # (the gateway keeps no per-request replay record: every authenticated answer counts as fresh).
         meta: dict[str, object] = {"tid": reply.tid, "stan": reply.order, "mti": reply.mti,
-                                   "authenticated": reply.authenticated}
+                                   "authenticated": reply.authenticated, "fresh": reply.authenticated}
         if origin is not None:
             meta["origin"] = origin
         self.link.send(reply.data, meta)

@@ -50,6 +50,14 @@ class Outcome:
     display: str
 
 
+@dataclass(frozen=True, slots=True)
+class ConfirmLife:
+    """The host accepted the terminal's life and the terminal sells under it: journal that, so a
+    restart on this journal resumes the life instead of being taken for a lost journal."""
+
+    life: str
+
+
 #: Besides these, the terminal returns trace events (``protocol.events``): a late response, a
 #: bad frame, a reversal retry... the driver records them as they are.
-Action = Send | StartTimer | CancelTimer | WriteJournal | Outcome | Event
+Action = Send | StartTimer | CancelTimer | WriteJournal | Outcome | ConfirmLife | Event

@@ -64,9 +64,22 @@ class TerminalConfig:
     #: CUP profile: send a pre-authorization's completion as an advice (0220, 预授权完成通知,
     #: stored and forwarded) instead of an online 0200; settlement's batch upload is its last chance.
     completion_advice: bool = False
+    #: This terminal's life number (6 digits): with one, the terminal signs on (0800) before anything
+    #: else and carries it in field 60 of every request. A terminal process gets a new one whenever it
+    #: starts on a new journal and keeps it (in the journal) while it resumes that journal. None: no
+    #: sign-on, the messages simulations have always sent.
+    life: str | None = None
+    #: The life was created on a new, empty journal: if the host knows the terminal id from an
+    #: earlier life, that life's journal is lost and the terminal refuses to sell (unless ``replacement``).
+    new_journal: bool = False
+    #: The operator declared this terminal the replacement of one whose journal is lost
+    #: (``possim terminal --replacement``): it sells on a new journal although the id had an earlier life.
+    replacement: bool = False
 
     def __post_init__(self) -> None:
         get_policy(self.policy)  # an unknown name fails here, not at the first timeout
+        if self.life is not None and not (len(self.life) == 6 and self.life.isdigit()):
+            raise ValueError(f"life number {self.life!r} is not 6 digits")
         if self.profile not in PROFILES:
             raise ValueError(f"unknown profile {self.profile!r} (choose from {', '.join(PROFILES)})")
 

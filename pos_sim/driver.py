@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from possim.pos_sim.actions import Action, CancelTimer, Outcome, Send, StartTimer, WriteJournal
+from possim.pos_sim.actions import Action, CancelTimer, ConfirmLife, Outcome, Send, StartTimer, WriteJournal
 from possim.pos_sim.journal import Journal
 from possim.pos_sim.terminal import RESPONSE_TIMER, PaymentRequest, Terminal
 from possim.protocol import codec
@@ -71,6 +71,10 @@ class TerminalDriver:
         self.down = False
         self.emit(TerminalPowerRestored(self.tid))
         self.execute(terminal.restore(self.scheduler.now(), self.journal.load()))
+
+    def start(self) -> None:
+        """The terminal is switched on (a terminal with a life number signs on now)."""
+        self.execute(self.terminal.start(self.scheduler.now()))
 
     def request_payment(self, request: PaymentRequest) -> None:
         if self.failure is not None:  # a stopped terminal takes no payment
@@ -135,6 +139,8 @@ class TerminalDriver:
                 self._cancel(action.name)
             elif isinstance(action, WriteJournal):
                 self.journal.write(action.record)
+            elif isinstance(action, ConfirmLife):
+                self.journal.confirm_life(action.life)
             elif isinstance(action, Outcome):
                 if self.tracing:
                     self.emit(TxnOutcome(self.tid, action.txn_id, action.status, action.display))

@@ -33,6 +33,8 @@ the day's settlement and its batch upload."""
     #: End of day: batch totals (0500), and when they disagree one upload (0320) per approved sale.
     SETTLEMENT = "settlement"
     BATCH_UPLOAD = "batch_upload"
+    #: A terminal process starting: the 0800 carrying its life number, before anything else.
+    SIGN_ON = "sign_on"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,9 @@ REASON_OTHER = "06"
 #: CUP profile: the host's "duplicate transmission" answer (94) says nothing about the sale's
 #: fate (the first copy is still being processed): the terminal keeps waiting for the real one.
 DUPLICATE_TRANSMISSION = "94"
+#: The sign-on answer's field 48 (63 under ``cup``) when the host knew the terminal id from an
+#: earlier life (another journal) before this one.
+EARLIER_LIFE = "EARLIER_LIFE"
 #: CUP profile: what the terminal shows and journals when a reversal's tries ran out
 #: (冲正不成功 请与客服联系; views translate the English text by this exact value).
 ESCALATED_DISPLAY = "REVERSAL FAILED - CONTACT ACQUIRER"

@@ -8,7 +8,10 @@ resumes it (a killed terminal's committed rows are all there, its torn last writ
 
 Besides the rows, ``terminals`` keeps, per terminal id, the last STAN the terminal used:
 a restarted terminal continues after it instead of repeating idempotency keys, and the
-checker learns which terminals a journal speaks for even before its first row.
+checker learns which terminals a journal speaks for even before its first row. ``lives``
+keeps the life number a terminal process signs on with (``TerminalConfig.life``): written
+before its first sign-on, with whether the journal was new then, and confirmed once the host
+let it sell; a restart on the journal resumes that life.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from possim.protocol.storage import empty_image, is_memory, open_file, open_for_
 COLUMNS = tuple(f.name for f in fields(TxnRecord))
 SCHEMA = f"""CREATE TABLE IF NOT EXISTS journal (
     tid TEXT NOT NULL, {', '.join(c + (' INTEGER PRIMARY KEY' if c == 'txn_id' else '') for c in COLUMNS)});
-CREATE TABLE IF NOT EXISTS terminals (tid TEXT PRIMARY KEY, last_stan TEXT)"""
+CREATE TABLE IF NOT EXISTS terminals (tid TEXT PRIMARY KEY, last_stan TEXT);
+CREATE TABLE IF NOT EXISTS lives (tid TEXT PRIMARY KEY, life TEXT NOT NULL, new_journal INTEGER NOT NULL,
+    confirmed INTEGER NOT NULL DEFAULT 0)"""
 # The column names come from TxnRecord's fields, never from input.
 _INSERT = f"INSERT OR REPLACE INTO journal (tid, {', '.join(COLUMNS)}) VALUES (?, {', '.join('?' * len(COLUMNS))})"  # noqa: S608
 #: A record's values in column order, read in one call (the journal is written twice per sale).
@@ -162,6 +167,28 @@ class Journal:
         """The last STAN this terminal id saved, or None for a terminal that never sent."""
         row = self._conn.execute("SELECT last_stan FROM terminals WHERE tid = ?", (self.tid,)).fetchone()
         return None if row is None or row[0] is None else str(row[0])
+
+    def is_empty(self) -> bool:
+        """No record, no STAN ever sent and no wallet order: a journal that has seen nothing yet."""
+        conn = self.conn
+        if self.load() or self.last_stan() is not None:
+            return False
+        wallet = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'wallet_journal'").fetchone()
+        return wallet is None or conn.execute("SELECT 1 FROM wallet_journal LIMIT 1").fetchone() is None
+
+    def life(self) -> tuple[str, bool] | None:
+        """This terminal's life number and whether it began on a new journal not yet allowed to sell; None: none yet."""
+        row = self.conn.execute("SELECT life, new_journal, confirmed FROM lives WHERE tid = ?", (self.tid,)).fetchone()
+        return None if row is None else (str(row[0]), bool(row[1]) and not row[2])
+
+    def begin_life(self, life: str, new_journal: bool) -> None:
+        """Keep ``life`` as this terminal's life (before its sign-on leaves); an existing one is kept."""
+        self.conn.execute("INSERT OR IGNORE INTO lives (tid, life, new_journal) VALUES (?, ?, ?)",
+                          (self.tid, life, int(new_journal)))
+
+    def confirm_life(self, life: str) -> None:
+        """The host let the terminal sell under ``life``: a restart on this journal resumes it."""
+        self.conn.execute("UPDATE lives SET confirmed = 1 WHERE tid = ? AND life = ?", (self.tid, life))
 
     def commit(self) -> None:
         self.conn.commit()

@@ -37,6 +37,13 @@ With ``completion_advice`` a CUP completion is an advice (0220) instead.
 
 Settlement (``settle``, every profile) runs after due recovery work: the batch totals (0500),
 and when the host says out of balance one upload (0320) per approved sale, then a final 0500.
+
+Sign-on (``TerminalConfig.life``, terminal processes): before anything else the terminal sends
+an 0800 with its life number, and every request carries that number (field 60). The answer says
+whether the host knew the terminal id from an earlier life; a terminal on a new journal then
+refuses to sell (``halted``: its earlier life's journal is lost, so sales of that life may be
+unsettled and its STANs start again) unless it was declared a replacement. Until the sign-on is
+answered customers wait; without an answer it is repeated with the backoff.
 """
 
 from __future__ import annotations
@@ -47,11 +54,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from possim.pos_sim.actions import Action, CancelTimer, Outcome, Send, StartTimer, WriteJournal
+from possim.pos_sim.actions import Action, CancelTimer, ConfirmLife, Outcome, Send, StartTimer, WriteJournal
 from possim.pos_sim.config import TerminalConfig
 from possim.pos_sim.exchanges import (
     ADVICE_RETRYABLE,
     DUPLICATE_TRANSMISSION,
+    EARLIER_LIFE,
     ESCALATED_DISPLAY,
     REASON_MAC_ERROR,
     REASON_NO_ANSWER,
@@ -76,6 +84,7 @@ from possim.protocol.mti import (
     REVERSAL,
     REVERSAL_REPEAT,
     SETTLEMENT,
+    SIGN_ON,
     STATUS_QUERY,
     response_to,
 )
@@ -129,6 +138,9 @@ class Settlement:
 #: (never journaled: settlement specs have ``journals=False``).
 _BATCH = TxnRecord(txn_id=0, intent="settlement", kind="purchase", mti=SETTLEMENT, stan="000000",
                    transmission="0000000000", pan="", amount=0, completion_amount=0, started_at=0.0)
+#: What the sign-on exchange stands for in the table's ``txn`` slot (never journaled either).
+_TERMINAL = TxnRecord(txn_id=0, intent="sign-on", kind="purchase", mti=SIGN_ON, stan="000000",
+                      transmission="0000000000", pan="", amount=0, completion_amount=0, started_at=0.0)
 
 
 class Terminal:
@@ -155,11 +167,23 @@ class Terminal:
         #: The instant last formatted by ``_clock``, and its text.
         self._stamped_at: float | None = None
         self._stamp = ""
+        #: Why the terminal refuses to sell (it sends nothing more), or None.
+        self.halted: str | None = None
+        #: Sign-ons sent without an answer so far.
+        self._sign_on_attempts = 0
+        if config.life is not None:  # signs on before anything else, at the first input
+            self.tasks.append(Task(ExchangeKind.SIGN_ON, _TERMINAL, -math.inf))
 
     # -- inputs ---------------------------------------------------------------------------
 
+    def start(self, now: float) -> list[Action]:
+        """The terminal is switched on: sign on now (with a life number) rather than at the first sale."""
+        return self._pump(now)
+
     def request_payment(self, now: float, request: PaymentRequest) -> list[Action]:
-        """A customer wants to pay; queued behind whatever the terminal is doing."""
+        """A customer wants to pay; queued behind whatever the terminal is doing (a halted terminal sells nothing)."""
+        if self.halted is not None:
+            return []
         self.waiting.append(request)
         return self._pump(now)
 
@@ -283,6 +307,10 @@ class Terminal:
         """Start the next exchange if the line is free: due recovery work, then the next customer."""
         if self.inflight is not None:
             return []
+        signing_on = next((t for t in self.tasks if t.kind is ExchangeKind.SIGN_ON), None)
+        if signing_on is not None:  # nothing else goes out before the host has answered the sign-on
+            return self._start_task(now, signing_on) if signing_on.due <= now else [
+                StartTimer(RETRY_TIMER, signing_on.due)]
         due = [t for t in self.tasks if t.due <= now]
         if due:
             return self._start_task(now, self._reversal_first(now, min(due, key=_priority)))
@@ -294,7 +322,8 @@ class Terminal:
     def _reversal_first(self, now: float, task: Task) -> Task:
         """CUP rule: a reversal still owed goes out before any other online message, due or not."""
         owed = [t for t in self.tasks if EXCHANGES[t.kind].precedes_payments]
-        if not self.config.cup or not owed or EXCHANGES[task.kind].precedes_payments:
+        if not self.config.cup or not owed or EXCHANGES[task.kind].precedes_payments \
+                or task.kind is ExchangeKind.SIGN_ON:  # the sign-on goes first of all
             return task
         owed[0].due = now
         return owed[0]
@@ -400,6 +429,10 @@ class Terminal:
         totals = BatchTotals(debit_amount=sum(_batch_amount(r) for r in batch), debit_count=len(batch))
         return self._message(now, SETTLEMENT, batch_totals=totals.to_field48())
 
+    def _build_sign_on(self, now: float, txn: TxnRecord) -> Message:
+        self._sign_on_attempts += 1
+        return self._message(now, SIGN_ON)
+
     def _settlement_sent(self, msg: Message) -> list[Action]:
         totals = BatchTotals.from_field48(msg.batch_totals or "")
         final = self.settlement is not None and self.settlement.final
@@ -464,6 +497,31 @@ class Terminal:
             txn.rrn, txn.auth_code, txn.response_code = msg.rrn, msg.auth_code, "00"
             return self._approve(now, txn, "APPROVED (after status check)")
         return self.finish(now, txn, SaleStatus.FAILED, f"FAILED (host: {status.lower().replace('_', ' ')})")
+
+    def _sign_on_answered(self, now: float, ex: Exchange, msg: Message) -> list[Action]:
+        """00: sell under this life, unless the journal is new and the id had an earlier life."""
+        self._drop_task(ex.task)
+        tid, life = self.config.tid, self.config.life or ""
+        if not msg.approved:
+            return self._halt(f"terminal {tid}: the host refused its sign-on (answered {msg.response_code})")
+        earlier = msg.status == EARLIER_LIFE
+        if earlier and self.config.new_journal and not self.config.replacement:
+            return self._halt(f"terminal {tid} has no journal, but the host knows it from an earlier life: its "
+                              "sales may be unsettled and its STANs would start again; refusing to sell (restore its "
+                              "journal, or start it as a replacement: --replacement)")
+        return [ConfirmLife(life), ev.TerminalSignedOn(tid, msg.stan, life, earlier)]
+
+    def _sign_on_timed_out(self, now: float, ex: Exchange) -> list[Action]:
+        """No answer: sign on again after the backoff; customers keep waiting."""
+        _task(ex).due = now + self.config.backoff(self._sign_on_attempts)
+        return []
+
+    def _halt(self, reason: str) -> list[Action]:
+        """Sell nothing more: customers waiting are turned away unserved (nothing was journaled for them)."""
+        self.halted = reason
+        self.waiting.clear()
+        self.tasks.clear()
+        return [ev.TerminalRefusedToSell(self.config.tid, reason)]
 
     def _advice_answered(self, now: float, ex: Exchange, msg: Message) -> list[Action]:
         txn, task = ex.txn, _task(ex)
@@ -620,7 +678,8 @@ class Terminal:
                  **fields: object) -> Message:
         return Message(mti=mti, stan=stan or self._next_stan(),
                        transmission=transmission or self._clock(now, "%m%d%H%M%S"),
-                       tid=self.config.tid, mid=self.config.mid, currency=self.config.currency, **fields)  # type: ignore[arg-type]
+                       tid=self.config.tid, mid=self.config.mid, currency=self.config.currency,
+                       life=self.config.life, **fields)  # type: ignore[arg-type]
 
     def _next_stan(self) -> str:
         self._stan = self._stan % 999_999 + 1
@@ -664,6 +723,9 @@ EXCHANGES: Mapping[ExchangeKind, ExchangeSpec] = {spec.kind: spec for spec in (
     ExchangeSpec(ExchangeKind.BATCH_UPLOAD, priority=4, timeout=lambda c: c.response_timeout,
                  build=Terminal._build_upload, answered=Terminal._upload_answered,
                  timed_out=Terminal._upload_timed_out, stan_of=lambda r: None, journals=False),
+    ExchangeSpec(ExchangeKind.SIGN_ON, priority=-1, timeout=lambda c: c.response_timeout,
+                 build=Terminal._build_sign_on, answered=Terminal._sign_on_answered,
+                 timed_out=Terminal._sign_on_timed_out, stan_of=lambda r: None, journals=False),
 )}
 
 #: Reversal states that keep a sale out of the day's batch: reversed, being reversed, with the acquirer.

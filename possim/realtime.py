@@ -147,7 +147,8 @@ async def run_tcp(scenario: Scenario, policy: str, seed: int, time_scale: float 
 async def drive_terminal(scenario: Scenario, policy: str, seed: int, wire: Wire, tid: str,
                          time_scale: float = 1.0, journal_path: str | Path | None = None,
                          settle: float = 1.0, live: TraceSink | None = None,
-                         mac_key: MacKey | None = None, end_of_day: bool = False) -> TerminalRun:
+                         mac_key: MacKey | None = None, end_of_day: bool = False,
+                         replacement: bool = False) -> TerminalRun:
     """Only the terminal (with the scenario's faults, both directions); the host is another process.
 
     ``end_of_day``: no sales; the terminal, restored from its journal, settles its batch
@@ -165,23 +166,30 @@ async def drive_terminal(scenario: Scenario, policy: str, seed: int, wire: Wire,
 
     ``mac_key``: the terminal's key from a key file (the acquirer holds the same); without
     one the terminal sends no MACs, as an acquirer without keys expects.
+
+    The terminal signs on first with its life number (kept in the journal; a new one on a new
+    journal). On a new journal, for an id the host knows from an earlier life, it refuses to sell
+    unless ``replacement``: the run then ends at once with ``RunResult.refused`` saying why.
     """
     data = scenario.scaled(time_scale).model.model_dump()
     data["terminal"] = {**data["terminal"], "tid": tid}
     scaled = from_dict(data, scenario.path)
     rig = Rig(scaled, policy, seed, LoopScheduler(asyncio.get_running_loop()), None, None, journal_path,
               epoch=datetime.now().replace(microsecond=0), keys={tid: mac_key} if mac_key is not None else None,
-              order_nonces=secrets.SystemRandom())  # a stranger must not guess the next order number
+              order_nonces=secrets.SystemRandom(),  # a stranger must not guess the next order number
+              sign_on=True, replacement=replacement)
     rig.trace.sink = live
     end = await wire.open_terminal(tid, rig.to_terminal.send, rig.trace.emit)
     rig.connect(end, None)
     try:
         rig.resume()
+        rig.terminal_driver.start()
         if end_of_day:
             rig.terminal_driver.settle()
         else:
             rig.schedule_payments()
-        quiescent = await wait_quiet(lambda: rig.failure is not None or (rig.locally_quiet() and end.idle),
+        quiescent = await wait_quiet(lambda: rig.failure is not None or rig.terminal.halted is not None
+                                     or (rig.locally_quiet() and end.idle),
                                      lambda: len(rig.trace.records), _deadline(scaled), grace=settle)
     finally:
         await end.close()

@@ -34,6 +34,7 @@ from possim.checker import Verdict, check, outcomes
 from possim.forgery import Forger
 from possim.money import parse_amount
 from possim.pos_sim.actions import Outcome
+from possim.pos_sim.config import TerminalConfig
 from possim.pos_sim.driver import TerminalDriver
 from possim.pos_sim.journal import Journal
 from possim.pos_sim.terminal import PaymentRequest, Terminal
@@ -63,6 +64,8 @@ class RunResult:
     end_time: float
     transport: str = "memory"
     reconciliation: Reconciliation | None = None
+    #: Why the terminal refused to sell (a lost journal, a refused sign-on), or None.
+    refused: str | None = None
 
     def summary(self) -> dict[str, object]:
         return {"scenario": self.scenario.name, "policy": self.policy, "seed": self.seed,
@@ -85,6 +88,8 @@ class TerminalRun:
     quiescent: bool
     end_time: float
     transport: str
+    #: Why the terminal refused to sell (a lost journal, a refused sign-on), or None.
+    refused: str | None = None
 
 
 def payment_plan(scenario: Scenario) -> list[tuple[float, PaymentRequest, bool, float]]:
@@ -120,6 +125,18 @@ def run_keys(seed: int, tids: list[str]) -> dict[str, MacKey]:
     return out
 
 
+def _with_life(config: TerminalConfig, journal: Journal, replacement: bool) -> TerminalConfig:
+    """``config`` with the journal's life number; a journal without one gets a new random one now,
+    written before the sign-on that carries it leaves (a restart resumes it, refusal and all)."""
+    stored = journal.life()
+    if stored is None:
+        journal.begin_life(f"{random.SystemRandom().randrange(1, 10**6):06d}", journal.is_empty())
+        stored = journal.life()
+        assert stored is not None
+    life, new_journal = stored
+    return replace(config, life=life, new_journal=new_journal, replacement=replacement)
+
+
 class _Deferred:
     """A transport whose receiver is attached after construction (the drivers refer to each other)."""
 
@@ -146,7 +163,11 @@ class Rig:
                  plan: FaultPlan | None = None, ledger_path: str | Path | None = None,
                  journal_path: str | Path | None = None,
                  epoch: datetime | None = None, keys: Keys = SCENARIO_KEYS,
-                 order_nonces: random.Random | None = None, rng: random.Random | None = None) -> None:
+                 order_nonces: random.Random | None = None, rng: random.Random | None = None, *,
+                 sign_on: bool = False, replacement: bool = False) -> None:
+        """``rng``: a test's own randomness instead of ``random.Random(seed)``; ``sign_on``: the terminal
+        signs on with a life number kept in its journal (terminal processes); ``replacement``: it may
+        sell on a new journal for an id the host knows."""
         self.scenario, self.policy, self.seed, self.scheduler = scenario, policy, seed, scheduler
         self.trace = Trace(scheduler.now)
         self.rng = rng if rng is not None else random.Random(seed)  # a test's own (Hypothesis) randomness
@@ -159,6 +180,8 @@ class Rig:
             self.terminal_config = replace(self.terminal_config, epoch=epoch)
             host_config = replace(host_config, epoch=epoch)
         self.journal = Journal(journal_path or ":memory:", tid=self.terminal_config.tid)
+        if sign_on:
+            self.terminal_config = _with_life(self.terminal_config, self.journal, replacement)
         tid = self.terminal_config.tid
         #: Every terminal's MAC key (the host's view); ``None``: this run uses no MACs.
         self.keys: Mapping[str, MacKey] | None = (
@@ -285,6 +308,8 @@ class Rig:
             self._deferred.append(request)
             return
         self.scheduled_work -= 1
+        if self.terminal.halted is not None:  # it refuses to sell: the customer is turned away unserved
+            return
         if request.instrument == QR_WALLET:
             self.wallet.pay(request)
         else:
@@ -361,7 +386,8 @@ class Rig:
         self.trace.emit("run_finished", quiescent=quiescent, **verdict.summary(), **(extra or {}))
         recon = reconcile(self.journal.conn, self.ledger.conn, self.scenario.fee_schedule())
         result = RunResult(self.scenario, self.policy, self.seed, self.trace, verdict, self.ledger_before,
-                           self.ledger.balances(), quiescent, self.scheduler.now(), transport, recon)
+                           self.ledger.balances(), quiescent, self.scheduler.now(), transport, recon,
+                           self.terminal.halted)
         self.journal.close()
         self.ledger.close()
         return result
@@ -376,7 +402,7 @@ class Rig:
         own = outcomes(self.journal.conn)
         self.trace.emit("run_finished", quiescent=quiescent, **own)
         run = TerminalRun(self.scenario, self.policy, self.seed, self.trace, own, quiescent, self.scheduler.now(),
-                          transport)
+                          transport, self.terminal.halted)
         self.journal.close()
         self.ledger.close()
         return run

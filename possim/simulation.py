@@ -40,12 +40,17 @@ def horizon(scenario: Scenario) -> float:
 
 def simulate(scenario: Scenario, policy: str | None = None, seed: int | None = None,
              plan: FaultPlan | None = None, ledger_path: str | Path | None = None,
-             journal_path: str | Path | None = None, rng: random.Random | None = None) -> RunResult:
+             journal_path: str | Path | None = None, rng: random.Random | None = None, *,
+             sign_on: bool = False, replacement: bool = False) -> RunResult:
     """Run a one-terminal scenario to quiescence in virtual time and judge it.
 
     ``rng``: where the run's random choices come from (link loss and latency, host timings)
     instead of ``random.Random(seed)``. A Hypothesis test passes ``st.randoms()`` here, so the
     random faults of ``[network.*]`` tables (``pos_sim.testing.link_faults``) shrink with the rest.
+
+    ``sign_on``: the terminal signs on first with a life number, as terminal processes do (on a
+    ``journal_path`` that another run left, it resumes that life; on a new one, for an id the
+    ledger knows, it refuses to sell unless ``replacement``: ``RunResult.refused``).
 
     A fleet scenario (``[[terminals]]``) raises ``ScenarioError``: it is run by
     :func:`possim.fleet.simulate_fleet`, never silently as its one ``[terminal]``.
@@ -57,8 +62,12 @@ def simulate(scenario: Scenario, policy: str | None = None, seed: int | None = N
     seed = scenario.model.seed if seed is None else seed
     clock = VirtualClock()
     with run_uncollected():
-        rig = Rig(scenario, policy, seed, clock, plan, ledger_path, journal_path, rng=rng)
+        rig = Rig(scenario, policy, seed, clock, plan, ledger_path, journal_path, rng=rng, sign_on=sign_on,
+                  replacement=replacement)
         rig.memory()
+        if sign_on:
+            rig.resume()
+            rig.terminal_driver.start()
         rig.schedule_payments()
         steps = 1_000_000 + 1_000 * sum(t.count for t in scenario.model.transactions)
         quiescent = clock.run(horizon=horizon(scenario), max_steps=steps)

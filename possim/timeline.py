@@ -126,6 +126,11 @@ def _terminal(e: ev.Event, tr: Tr) -> str | None:
             return tr("REVERSAL FAILED after {attempts} tries: handed to the acquirer", attempts=e.attempts)
         case ev.DuplicateTransmission():
             return tr("{mti} answered 94 (duplicate transmission): still waiting", mti=e.mti)
+        case ev.TerminalSignedOn():
+            return (tr("signed on as life {life}, replacing an earlier life of this terminal", life=e.life)
+                    if e.earlier else tr("signed on as life {life}", life=e.life))
+        case ev.TerminalRefusedToSell():
+            return tr("REFUSES TO SELL: {reason}", reason=e.reason)
     return _settlement(e, tr) or _wallet_terminal(e, tr)
 
 
@@ -268,6 +273,14 @@ def _host_checks(e: ev.Event, tr: Tr) -> str | None:
                       sender=e.sender, tid=e.tid)
         case ev.FormatErrorAnswered():
             return tr("format error: answered {rc}, nothing changed", rc=e.rc)
+        case ev.SignOnAnswered():
+            return (tr("sign-on: life {life} replaces life {previous}", life=e.life, previous=e.previous)
+                    if e.previous else tr("sign-on: life {life} is current", life=e.life))
+        case ev.LifeRefused():
+            return (tr("no sign-on, not the current life {current}: answered {rc}, nothing booked",
+                       current=e.current, rc=e.rc) if e.life is None
+                    else tr("life {life} is not the current life {current}: answered {rc}, nothing booked",
+                            life=e.life, current=e.current, rc=e.rc))
         case ev.DuplicateKeyConflict():
             return tr("key already used by a sale of {original}, this one is {amount}: answered {rc}, nothing booked",
                       original=tr.money(e.original_amount), amount=tr.money(e.amount), rc=e.rc)

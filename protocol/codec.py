@@ -67,6 +67,7 @@ _FIELDS: tuple[tuple[str, str, re.Pattern[str]], ...] = tuple(
         ("42", "mid", r"[ -~]{15}"),
         ("48", "status", r"[A-Z_]{1,32}"),
         ("49", "currency", r"\d{3}"),
+        ("60", "life", r"\d{6}"),
     )
 )
 _AMOUNT = re.compile(r"\d{12}")
@@ -378,6 +379,8 @@ def _wire_values(msg: Message) -> list[object] | None:
 def _encode_fast(msg: Message, mac: bool) -> str | None:
     """The frame's text (MAC field left out but flagged in the bitmap), or ``None`` to use the reference."""
     mti = msg.mti
+    if msg.life is not None:  # field 60 (a signed-on terminal's life): the reference path packs it
+        return None
     values = _wire_values(msg)
     if values is None or type(mti) is not str or mti not in M.KNOWN:
         return None

@@ -152,6 +152,11 @@ _FIELDS: tuple[tuple[str, str, re.Pattern[str]], ...] = tuple(
 _AMOUNT = re.compile(r"\d{12}")
 _ORIGINAL = re.compile(r"\d{42}")
 _REQUIRED = ("7", "11", "41")
+#: Field 60 as possim packs it: 60.1 "00", 60.2 the terminal's life number (where a CUP terminal
+#: carries its batch number), 60.3 the network management code (001 sign-on, 000 otherwise).
+_LIFE = re.compile(r"\d{6}")
+_FIELD_60 = re.compile(r"\d{11}")
+_FIELD_60_TYPE, _SIGN_ON_CODE, _NORMAL_CODE = "00", "001", "000"
 _MAC_FIELDS = ("64", "128")
 
 
@@ -229,6 +234,9 @@ def _to_fields(msg: Message) -> dict[str, str]:
         o = msg.original
         doc["90"] = f"{o.mti}{o.stan}{o.transmission}" + "0" * 22
         _check("90", doc["90"], _ORIGINAL)
+    if msg.life is not None:
+        _check("60", msg.life, _LIFE)
+        doc["60"] = _FIELD_60_TYPE + msg.life + (_SIGN_ON_CODE if msg.mti == M.SIGN_ON else _NORMAL_CODE)
     return doc
 
 
@@ -253,6 +261,10 @@ def _decode(data: bytes) -> tuple[Message, bytes | None]:
         raw = doc["90"]
         _check("90", raw, _ORIGINAL)
         values["original"] = OriginalData(mti=raw[:4], stan=raw[4:10], transmission=raw[10:20])
+    if "60" in doc:  # 60.1 type (2 digits), 60.2 the batch (possim: the life) number, 60.3 network code
+        raw = doc["60"]
+        _check("60", raw, _FIELD_60)
+        values["life"] = raw[2:8]
     tag = next((bytes.fromhex(doc[f]) for f in _MAC_FIELDS if f in doc), None)
     return Message(mti=mti, **values), tag  # type: ignore[arg-type]
 

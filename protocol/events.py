@@ -356,6 +356,30 @@ class ResponseRejected(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class TerminalSignedOn(Event):
+    """The host answered the terminal's sign-on (0810, 00): from now on it sells under ``life``.
+    ``earlier``: the host knew this terminal id from an earlier life (another journal)."""
+
+    NAME: ClassVar[str] = "terminal_signed_on"
+    SIDE: ClassVar[Side | None] = "terminal"
+    tid: str
+    stan: str
+    life: str
+    earlier: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalRefusedToSell(Event):
+    """The terminal will not sell: its journal is missing for an id the host knows from an earlier
+    life and it was not told it is a replacement, or the host refused its sign-on. Nothing is sent."""
+
+    NAME: ClassVar[str] = "terminal_refused_to_sell"
+    SIDE: ClassVar[Side | None] = "terminal"
+    tid: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class ResponseMismatch(Event):
     """An answer with the in-flight exchange's MTI, STAN and terminal id that does not answer
     *this* request: its field 7, amount (field 4) or RRN (field 37) is another request's. A STAN
@@ -622,6 +646,30 @@ class DuplicateKeyConflict(HostMessageEvent):
     original_amount: int
     pan: str
     rc: str = "94"
+
+
+@dataclass(frozen=True, slots=True)
+class SignOnAnswered(HostMessageEvent):
+    """A terminal signed on (0800) with ``life``; the host answered 00 and accepts that life's
+    requests from now on. ``previous``: the life it had before (None: none, or the same);
+    ``earlier``: the terminal id had an earlier life (or sales) before this one."""
+
+    NAME: ClassVar[str] = "sign_on_answered"
+    life: str
+    previous: str | None
+    earlier: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LifeRefused(HostMessageEvent):
+    """A request from a life that is not the terminal's current one (it never signed on, or a
+    newer life did since), or under a key an earlier life used: answered ``rc``, nothing booked."""
+
+    NAME: ClassVar[str] = "life_refused"
+    life: str | None
+    current: str | None
+    reason: str
+    rc: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -1062,6 +1110,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     WalletTradeClosed, WalletCustomerConfirmed, WalletConfirmRefused, WalletDuplicatePay, WalletPayRefused,
     WalletGatewayWake, WalletAnswered,
     ResponseMismatch, DuplicateKeyConflict,
+    TerminalSignedOn, TerminalRefusedToSell, SignOnAnswered, LifeRefused,
 )
 
 #: Trace name -> event class.

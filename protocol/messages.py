@@ -52,6 +52,9 @@ class Message:
     original: OriginalData | None = None
     #: Field 48 of a settlement (0500/0510): the 62 digits of ``protocol.cup.BatchTotals``.
     batch_totals: str | None = None
+    #: Field 60: the terminal's life number (6 digits), sent by a terminal that signed on
+    #: (``pos_sim.config.TerminalConfig.life``): a new one each time it starts on a new journal.
+    life: str | None = None
 
     @property
     def name(self) -> str:

@@ -8,6 +8,11 @@ the query cannot mistake it for a financial request.
 Settlement at the end of the day: 0500 carries the terminal's batch totals in field 48
 (``protocol.cup.BatchTotals``) and the 0510 says balanced (1) or out of balance (2); out of
 balance, the terminal uploads each sale it approved as a 0320 (answered 0330) and settles again.
+
+Sign-on: a terminal process signs on when it starts (0800, answered 0810), carrying its life
+number (``Message.life``: field 60 under ``iso``, 60.2 under ``cup``, where CUP terminals carry
+their batch number). possim's only network-management message is the sign-on, so it needs no
+field 70 (network management code 001).
 """
 
 from __future__ import annotations
@@ -28,11 +33,13 @@ BATCH_UPLOAD = "0320"
 BATCH_UPLOAD_RESPONSE = "0330"
 SETTLEMENT = "0500"
 SETTLEMENT_RESPONSE = "0510"
+SIGN_ON = "0800"
+SIGN_ON_RESPONSE = "0810"
 
 REQUESTS = frozenset({AUTH, PURCHASE, ADVICE, ADVICE_REPEAT, REVERSAL, REVERSAL_REPEAT, STATUS_QUERY,
-                      BATCH_UPLOAD, SETTLEMENT})
+                      BATCH_UPLOAD, SETTLEMENT, SIGN_ON})
 RESPONSES = frozenset({AUTH_RESPONSE, PURCHASE_RESPONSE, ADVICE_RESPONSE, REVERSAL_RESPONSE, STATUS_QUERY_RESPONSE,
-                       BATCH_UPLOAD_RESPONSE, SETTLEMENT_RESPONSE})
+                       BATCH_UPLOAD_RESPONSE, SETTLEMENT_RESPONSE, SIGN_ON_RESPONSE})
 KNOWN = REQUESTS | RESPONSES
 
 #: Human names for timelines and traces.
@@ -53,6 +60,8 @@ NAMES = {
     BATCH_UPLOAD_RESPONSE: "batch upload response",
     SETTLEMENT: "settlement",
     SETTLEMENT_RESPONSE: "settlement response",
+    SIGN_ON: "sign-on",
+    SIGN_ON_RESPONSE: "sign-on response",
 }
 
 

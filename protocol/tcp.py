@@ -8,8 +8,11 @@ with the TPDU of its requests, addresses swapped (``framing.answer_framing``).
 The host listens; each terminal keeps one connection open, reconnecting with backoff if it
 drops, and keeps an outbox so nothing sent while disconnected is lost.
 
-Identity: a connection belongs to the terminal of its first authenticated request (the host's
-reply says so: ``meta["authenticated"]``) and is never rebound; every later request on it
+Identity: a connection belongs to the terminal of its first authenticated *fresh* request (the
+host's reply says so: ``meta["authenticated"]`` and ``meta["fresh"]``) and is never rebound. A
+replay of a request the host already answered (a duplicate key) proves only that someone once
+saw the terminal's bytes: its answer goes back on the connection it came from, but it binds
+nothing and never moves the terminal's latest connection (``writers``). Every later request on it
 arrives with that terminal id as its ``Origin``, so the host refuses one naming another
 terminal in field 41. A reply goes back on the connection its request came from; only when
 that one is gone (the terminal reconnected) does it go to the terminal's latest bound
@@ -128,19 +131,20 @@ class TcpHost:
     def send(self, data: bytes, meta: Mapping[str, object] | None = None) -> None:
         meta = meta or {}
         tid = str(meta.get("tid"))
-        conn = self._route(tid, meta.get("origin"), bool(meta.get("authenticated", True)))
+        conn = self._route(tid, meta.get("origin"), bool(meta.get("authenticated", True)),
+                           bool(meta.get("fresh", False)))
         if conn is None or conn.is_closing():
             self.emit("tcp_no_route", tid=meta.get("tid"))
             return
         conn.write(answer_framing(conn.deframer, self.framing).frame(data))
         self.sent += 1
 
-    def _route(self, tid: str, origin: object, authenticated: bool) -> _Connection | None:
-        """The request's own connection (binding it to ``tid`` on its first authenticated reply);
-        else, for an authenticated reply only, the terminal's latest bound connection."""
+    def _route(self, tid: str, origin: object, authenticated: bool, fresh: bool) -> _Connection | None:
+        """The request's own connection (binding it to ``tid`` on its first authenticated reply to a
+        fresh request); else, for an authenticated reply only, the terminal's latest bound connection."""
         if isinstance(origin, Origin) and isinstance(origin.route, _Connection):
             conn = origin.route
-            if authenticated and origin.tid is None:
+            if authenticated and fresh and origin.tid is None:
                 origin.tid = tid  # bound for good: never rebound
                 self.writers[tid] = conn
             if origin.tid in (None, tid) and not conn.is_closing():

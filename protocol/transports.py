@@ -6,11 +6,12 @@ function call in memory, an MQTT broker, a TCP socket), the runner sees the same
 - the host end: every request arrives as ``on_request(data, origin)``, where ``origin`` (an
   ``Origin``) is what the transport knows of the sender: the terminal id it vouches for (the
   id in the MQTT topic, which the broker's ACL reserves to that terminal's account; the id a
-  TCP connection was bound to by its first authenticated message), or ``None``. The host
+  TCP connection was bound to by its first authenticated fresh message), or ``None``. The host
   compares it with field 41. ``send(data, meta)`` routes a reply to the terminal named in
   ``meta["tid"]``; ``meta["origin"]`` is the request's origin (a transport answers there and
-  nowhere else) and ``meta["authenticated"]`` says whether the request proved its sender (a
-  TCP connection is bound to ``meta["tid"]`` by the first such reply);
+  nowhere else), ``meta["authenticated"]`` says whether the request proved its sender and
+  ``meta["fresh"]`` whether the host acted on it for the first time (a TCP connection is bound
+  to ``meta["tid"]`` by the first reply that is both; a replay of an answered request binds nothing);
 - a terminal end: ``send(data)`` hands a request to the host.
 
 Both ends never block and never fail on ``send`` (they queue while disconnected), say when

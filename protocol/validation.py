@@ -56,11 +56,14 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     # Settlement: the batch totals in field 48; a batch upload is one approved sale, naming it in field 90.
     M.SETTLEMENT: ("batch_totals",),
     M.BATCH_UPLOAD: (*_FINANCIAL, "original"),
+    # Sign-on: the terminal's life number in field 60, nothing else.
+    M.SIGN_ON: ("life",),
     **dict.fromkeys(M.RESPONSES, ("response_code",)),
 }
 #: ISO 8583 field numbers, for messages people can look up.
 FIELD_NUMBERS = {"pan": 2, "processing_code": 3, "amount": 4, "transmission": 7, "stan": 11, "local_time": 12,
-                 "local_date": 13, "response_code": 39, "tid": 41, "batch_totals": 48, "currency": 49, "original": 90}
+                 "local_date": 13, "response_code": 39, "tid": 41, "batch_totals": 48, "currency": 49, "life": 60,
+                 "original": 90}
 
 PROCESSING_CODES = {"000000": "purchase / authorization", "030000": "pre-authorization", "970000": "status query"}
 _FINANCIAL_CODES = frozenset({"000000", "030000"})
@@ -185,7 +188,7 @@ def _numeric(msg: Message) -> str | None:
     return None
 
 
-_NUMERIC = (("stan", 6), ("processing_code", 6), ("currency", 3))
+_NUMERIC = (("stan", 6), ("processing_code", 6), ("currency", 3), ("life", 6))
 _TIMES = (("transmission", "MMDDhhmmss", "date and time"), ("local_time", "hhmmss", "time"),
           ("local_date", "MMDD", "date"))
 

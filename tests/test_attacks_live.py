@@ -32,6 +32,7 @@ from possim.forgery import attacker_key
 from possim.protocol import codec
 from possim.protocol.framing import Deframer
 from possim.protocol.latency import ZERO
+from possim.protocol.mac import MacKey
 from possim.protocol.messages import Message, OriginalData
 from possim.protocol.mqtt import requests_topic, responses_topic
 from possim.protocol.transports import Endpoint, open_wire
@@ -163,3 +164,80 @@ async def test_tcp_attacker_connection_never_takes_over_the_victims_replies() ->
         stop.set()
         await server
         ledger.close()
+
+
+_SLOW_HOST = """title = "A host that takes a second to answer a new sale"
+description = "Only its [host] table is used: the acquirer's processing delay."
+seed = 1
+
+[host]
+processing = { dist = "constant", value = 1.0 }
+
+[[transactions]]
+at = 0
+amount = "12.00"
+"""
+
+
+@pytest.mark.asyncio
+async def test_tcp_replayed_sale_never_becomes_the_victims_reply_route(tmp_path: Path) -> None:
+    """A running acquirer process, real bytes over real sockets.
+
+    The attacker captured the victim's first 0200 and replays it from its own connection: the
+    stored 0210 comes back to the attacker (that much the capture already showed), but the replay
+    binds nothing. Then the victim's link blips while its next sale is being processed (the sale
+    and the close leave together, so the connection is gone before the 1 s answer): that answer
+    has no route and is dropped, never sent to the attacker's socket; the victim, reconnected,
+    asks again and gets it. The attacker's marker shows nothing else reached it.
+    """
+    key_file, ledger, scenario = tmp_path / "keys.json", tmp_path / "ledger.db", tmp_path / "slow.toml"
+    scenario.write_text(_SLOW_HOST, encoding="utf-8")
+    made = await processes.run("keys", "--out", str(key_file), "--terminal", ATTACKER, "--terminal", VICTIM)
+    assert made.returncode == 0, made.stderr
+    key = keys.load(key_file).mac_key(VICTIM)
+    port = free_port()
+    sale = Message(mti="0200", stan="000001", transmission="1125100000", tid=VICTIM, mid="MERCHANT0000001",
+                   pan="4000000000000002", processing_code="000000", amount=1200, currency="978")
+    first, second, third = (codec.encode(replace(sale, stan=f"00000{n}"), key) for n in (1, 2, 3))
+    async with processes.running("acquirer", "--transport", "tcp", "--listen", f"tcp://127.0.0.1:{port}",
+                                 "--ledger", str(ledger), "--keys", str(key_file), "--scenario", str(scenario)
+                                 ) as acquirer:
+        await acquirer.ready("acquirer_ready")
+        vr, vw = await asyncio.open_connection("127.0.0.1", port)
+        ar, aw = await asyncio.open_connection("127.0.0.1", port)
+        vr2, vw2 = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            vd, ad, vd2 = Deframer(), Deframer(), Deframer()
+            vw.write(_frame(first))
+            assert _ids(await _answer(vr, vd), key) == ("000001", "00")
+            aw.write(_frame(first))  # the replay: answered where it came from, with the stored answer
+            assert _ids(await _answer(ar, ad), key) == ("000001", "00")
+            vw.write(_frame(second))
+            vw.close()  # the blip: the sale and the close leave together
+            await acquirer.wait_for_line(processes.is_event("msg_sent", side="host", stan="000002"),
+                                         "the host's answer to the victim's second sale")
+            # the marker, sent after that answer left: the next thing the attacker reads is its own replay's answer
+            aw.write(_frame(first))
+            assert _ids(await _answer(ar, ad), key) == ("000001", "00")
+            await acquirer.wait_for_line(processes.is_event("tcp_no_route", tid=VICTIM), "the dropped answer")
+            vw2.write(_frame(second))  # reconnected, the victim asks again: the stored answer, to the victim
+            assert _ids(await _answer(vr2, vd2), key) == ("000002", "00")
+            vw2.write(_frame(third))  # and its next sale is answered to the victim too
+            assert _ids(await _answer(vr2, vd2), key) == ("000003", "00")
+            aw.write(_frame(first))  # a last marker: still nothing of the victim's on the attacker's socket
+            assert _ids(await _answer(ar, ad), key) == ("000001", "00")
+            assert ad.pending == 0
+        finally:
+            for writer in (vw, aw, vw2):
+                writer.close()
+        assert await acquirer.stop(signal.SIGTERM) == 0, acquirer.log
+    assert "4000000000000002" not in acquirer.log
+    with sqlite3.connect(ledger) as conn:
+        debits = conn.execute("SELECT stan, amount FROM entries WHERE kind = 'debit' ORDER BY id").fetchall()
+    assert debits == [("000001", 1200), ("000002", 1200), ("000003", 1200)]  # each sale booked once
+
+
+def _ids(frame: bytes, key: MacKey) -> tuple[str, str | None]:
+    """The STAN and response code of an answer whose MAC is the victim's."""
+    msg = codec.decode(frame, key)
+    return msg.stan, msg.response_code

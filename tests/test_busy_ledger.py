@@ -32,24 +32,28 @@ amount = "25.00"
 """
 
 
-def _scenario(tmp_path: Path) -> Path:
-    path = tmp_path / "one-sale.toml"
-    path.write_text(SCENARIO, encoding="utf-8")
+def _scenario(tmp_path: Path, sales: int = 1) -> Path:
+    path = tmp_path / f"sales-{sales}.toml"
+    path.write_text(SCENARIO + f"count = {sales}\n", encoding="utf-8")
     return path
 
 
 @pytest.mark.asyncio
 async def test_a_writer_holding_the_ledger_delays_the_answer_and_the_wait_is_logged(tmp_path: Path) -> None:
     ledger, journal, url = tmp_path / "ledger.db", tmp_path / "journal.db", f"tcp://127.0.0.1:{free_port()}"
+    terminal = ("--transport", "tcp", "--connect", url, "--tid", "POS00077", "--journal", str(journal), "--policy",
+                "reversal", "--no-log")
     async with running("acquirer", "--transport", "tcp", "--listen", url, "--ledger", str(ledger)) as acquirer:
         await acquirer.ready("acquirer_ready")
+        # the terminal's first day: its life begins (the sign-on writes the ledger) and its first sale
+        first = await run("terminal", str(_scenario(tmp_path)), *terminal)
+        assert first.returncode == 0, first.stderr
         other = sqlite3.connect(ledger, isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")  # the write lock, taken before the sale starts
-        try:
-            sale = asyncio.create_task(run("terminal", str(_scenario(tmp_path)), "--transport", "tcp", "--connect",
-                                           url, "--tid", "POS00077", "--journal", str(journal), "--policy",
-                                           "reversal", "--no-log"))
-            await acquirer.wait_for_line(is_event("msg_received", mti="0200"), "the purchase reaching the host")
+        other.execute("BEGIN IMMEDIATE")  # the write lock, taken before the next sale starts
+        try:  # the terminal resumes its journal and life (a sign-on that writes nothing), then sells again
+            sale = asyncio.create_task(run("terminal", str(_scenario(tmp_path, 2)), *terminal))
+            await acquirer.wait_for_line(is_event("msg_received", mti="0200", stan="000004"),
+                                         "the second purchase reaching the host")
             await asyncio.sleep(HOLD)  # the hold itself is what is tested, not a wait for something
         finally:
             other.execute("ROLLBACK")
@@ -58,7 +62,7 @@ async def test_a_writer_holding_the_ledger_delays_the_answer_and_the_wait_is_log
         line = await acquirer.wait_for_line(is_event("ledger_wait"), "the acquirer logging its wait")
         assert await acquirer.stop() == 0
     summary = json.loads(done.stdout)
-    assert done.returncode == 0 and summary["approved"] == 1
+    assert done.returncode == 0 and summary["approved"] == 2
     wait = json.loads(line)
     assert wait["attempts"] >= 2 and wait["seconds"] >= HOLD - 1.0
 

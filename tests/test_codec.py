@@ -83,7 +83,7 @@ def test_reversal_carries_original_data_elements_in_field_90() -> None:
 @pytest.mark.parametrize("raw, reason", [
     (b"", "malformed"),
     (b"9999", "malformed"),
-    (b"0800" + b"0020000000000000" + b"000001", "unknown MTI"),
+    (b"0900" + b"0020000000000000" + b"000001", "unknown MTI"),
     (b"0200" + b"0020000000000000" + b"000001", "missing field"),
     # bit 65 of the secondary bitmap set: pyiso8583 looks for fields past 128 (a KeyError once escaped)
     (b"0200" + b"8000000000000000" + b"8000000000000000" + b"0" + b"8" * 16, "malformed"),

@@ -197,7 +197,7 @@ _BASE = Message(mti="0200", stan="000001", transmission="1125100000", tid="POS00
 @pytest.mark.parametrize("changes", [
     {"status": "0" * 62}, {"status": "_"}, {"status": "A" * 33}, {"batch_totals": "0" * 62, "status": "APPROVED"},
     {"batch_totals": "0" * 61}, {"pan": "0" * 11}, {"pan": "0" * 20}, {"tid": "POS\x7f0001"}, {"mid": "M" * 14},
-    {"amount": True}, {"amount": 10**12}, {"amount": -1}, {"amount": 1.0}, {"mti": "0800"}, {"stan": "00000\u0663"},
+    {"amount": True}, {"amount": 10**12}, {"amount": -1}, {"amount": 1.0}, {"mti": "0900"}, {"stan": "00000\u0663"},
     {"auth_code": "A0 01a"}, {"response_code": "a0"}, {"rrn": "00000000000-"},
     {"original": OriginalData("0200", "00001", "1125100000")},
 ])

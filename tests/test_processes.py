@@ -50,7 +50,8 @@ def test_terminal_killed_after_its_0200_left_resumes_from_its_journal(
         # makes sure the kill leaves money on the ledger that only the recovery can give back.
         acquirer.wait_event("ledger_debit", tid=tid, stan=sent["stan"])
         assert first.kill() == -9
-        assert not [e for e in first.events() if e.get("event") == "msg_received"], "the answer came before the kill"
+        assert not [e for e in first.events() if e.get("event") == "msg_received"
+                    and e.get("mti") != "0810"], "the answer came before the kill"
         assert query(journal, "SELECT stan, status FROM journal") == [(sent["stan"], "pending")]
 
         second = proc("terminal", term_args, tmp_path / "terminal-2.log").start()
@@ -188,7 +189,9 @@ def test_same_terminal_id_run_twice_gets_a_debit_for_every_approved_sale(
 
     ``same``: the second run resumes the first one's journal; the day goes on with three more
     sales, the three already journaled are not paid again. ``new``: the second run starts from
-    an empty journal (STAN 000001 again) and only the wall clock in field 7 keeps its keys apart.
+    an empty journal (STAN 000001 again), declared a replacement (without that it would refuse
+    to sell: ``tests/test_lives_processes.py``); its new life and the wall clock in field 7 keep
+    its keys apart. Each run's sign-on takes a STAN too.
     """
     ledger, tid = tmp_path / "ledger.db", f"PROCT{'S' if journals == 'same' else 'N'}01"
     paths = [tmp_path / "journal-1.db", tmp_path / ("journal-1.db" if journals == "same" else "journal-2.db")]
@@ -199,8 +202,9 @@ def test_same_terminal_id_run_twice_gets_a_debit_for_every_approved_sale(
                                      f"acq-{tid}"], tmp_path / "acquirer.log").start()
         acquirer.wait_event("acquirer_ready")
         for n, (day, journal) in enumerate(zip(days, paths, strict=True), 1):
+            again = ["--replacement"] if journals == "new" and n == 2 else []
             term = proc("terminal", ["terminal", day, "--broker", broker.url, "--tid", tid, "--policy", "reversal",
-                                     "--journal", str(journal)], tmp_path / f"terminal-{n}.log").start()
+                                     "--journal", str(journal), *again], tmp_path / f"terminal-{n}.log").start()
             code, out = term.finish()
             assert code == 0, term.tail()
             assert json.loads(out)["approved"] == (3 * n if journals == "same" else 3)  # the journal's sales
@@ -225,7 +229,7 @@ def test_same_terminal_id_run_twice_gets_a_debit_for_every_approved_sale(
                 summary["phantom_approvals"], summary["customer_loss"]) == (6, 0, 0, 0, "0.00")
     if journals == "same":
         stans = [s for (s,) in query(paths[0], "SELECT stan FROM journal ORDER BY txn_id")]
-        assert stans == [f"{n:06d}" for n in range(1, 7)]
+        assert stans == [f"{n:06d}" for n in (2, 3, 4, 6, 7, 8)]  # 000001 and 000005: the two sign-ons
         code, summary, err = check(paths[0], ledger)
         assert code == 0, (summary, err)
         assert (summary["approved"], summary["orphaned_debits"], summary["double_debits"],

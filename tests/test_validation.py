@@ -54,6 +54,7 @@ def valid_messages(draw: st.DrawFn) -> Message:
         "currency": st.sampled_from(sorted(CURRENCIES)), "original": originals, "local_time": times,
         "local_date": dates, "response_code": st.sampled_from(["00", "05", "30", "63", "A0"]),
         "mid": st.just("MERCHANT0000001"), "batch_totals": st.just(BatchTotals(2500, 1).to_field48()),
+        "life": digits(6),
     }
     fields = {a: draw(s) for a, s in optional.items() if a in REQUIRED[mti] or draw(st.booleans())}
     return Message(mti=mti, stan=draw(digits(6)), transmission=draw(date_times), tid=draw(st.sampled_from(
@@ -173,8 +174,8 @@ def test_processing_code_must_fit_the_message(mti: str, code: str) -> None:
 
 
 def test_unknown_mti() -> None:
-    assert validate(Message(mti="0800", stan="000001", transmission="1125100000", tid="POS00001")) == \
-        "MTI '0800' is not a possim message"
+    assert validate(Message(mti="0900", stan="000001", transmission="1125100000", tid="POS00001")) == \
+        "MTI '0900' is not a possim message"
 
 
 @pytest.mark.parametrize(("value", "layout", "ok"), [

@@ -34,6 +34,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 TERMINAL_SUMMARY = ("transactions", "approved", "declined", "failed", "unknown", "reversed", "pending_reversals")
 
 
+#: The exit code of a terminal that refused to sell (a lost journal, a refused sign-on).
+REFUSED_TO_SELL = 3
+
 #: A full card number wherever it appears in a log line: 13 to 19 digits (an RRN has 12).
 _CARD = re.compile(r"\d{13,19}")
 
@@ -315,23 +318,30 @@ def _terminal_process_options(journal_help: str, keys_help: str) -> Callable[[F]
     "The terminal's SQLite journal; an existing one is resumed (recovery first, STAN carried on).",
     "MAC every request with this terminal's key from the key file, refuse answers without the right MAC, "
     "and log in to the broker with the terminal's account.")
+@click.option("--replacement", is_flag=True,
+              help="This terminal replaces one whose journal is lost: sell on a new journal although the "
+                   "acquirer knows the terminal id from an earlier life.")
 def terminal(scenario: str, transport: str, broker_url: str | None, connect_url: str | None, tid: str,
              policy: str | None, profile: str | None, seed: int | None, journal_path: str | None,
              trace_path: str | None, time_scale: float, qos: int, log: bool, keys_path: str | None,
-             tls_ca: str | None, shards: int, as_json: bool, lang: str) -> None:
+             tls_ca: str | None, shards: int, as_json: bool, lang: str, replacement: bool) -> None:
     """Drive one terminal through SCENARIO against an acquirer; print its summary.
 
     On an existing journal the terminal resumes where it stopped: a sale that was in flight
-    gets its recovery first, and sales already journaled are not paid again.
+    gets its recovery first, and sales already journaled are not paid again. It signs on first
+    with its life number (kept in the journal); on a new journal, for a terminal id the acquirer
+    knows from an earlier life, it refuses to sell (one line, exit 3) unless --replacement.
     """
     _drive(scenario, transport, broker_url, connect_url, tid, policy, profile, seed, journal_path, trace_path,
-           time_scale, qos, log, keys_path, tls_ca, shards, end_of_day=False, printed=(as_json, lang))
+           time_scale, qos, log, keys_path, tls_ca, shards, end_of_day=False, printed=(as_json, lang),
+           replacement=replacement)
 
 
 def _drive(scenario: str, transport: str, broker_url: str | None, connect_url: str | None, tid: str,
            policy: str | None, profile: str | None, seed: int | None, journal_path: str | None,
            trace_path: str | None, time_scale: float, qos: int, log: bool, keys_path: str | None,
-           tls_ca: str | None, shards: int, *, end_of_day: bool, printed: tuple[bool, str] = (True, "en")) -> None:
+           tls_ca: str | None, shards: int, *, end_of_day: bool, printed: tuple[bool, str] = (True, "en"),
+           replacement: bool = False) -> None:
     """``possim terminal`` and ``possim settle``: one terminal process against an acquirer; ``printed``: whether
     the summary is one JSON line, and the language of the text otherwise."""
     from possim.realtime import drive_terminal
@@ -356,9 +366,12 @@ def _drive(scenario: str, transport: str, broker_url: str | None, connect_url: s
         result = asyncio.run(drive_terminal(sc, policy or sc.model.policy, sc.model.seed if seed is None else seed,
                                             wire, tid, time_scale, journal_path,
                                             live=live_logger("terminal") if log else None, mac_key=mac_key,
-                                            end_of_day=end_of_day))
+                                            end_of_day=end_of_day, replacement=replacement))
     if trace_path:
         result.trace.write(trace_path)
+    if result.refused is not None:
+        click.echo(f"possim: refused: {result.refused}", err=True)
+        sys.exit(REFUSED_TO_SELL)
     out: dict[str, object] = {k: result.outcomes[k] for k in TERMINAL_SUMMARY}
     out["quiescent"] = result.quiescent
     if end_of_day:

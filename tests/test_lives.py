@@ -1,0 +1,213 @@
+"""Terminal lives: the sign-on (0800) with a life number, what the host accepts from which life,
+and a terminal on a new journal that refuses to sell for an id the host knows.
+
+Real ISO 8583 and CUP bytes between the sans-IO terminal and host, a real (in-memory) SQLite ledger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from possim.acquirer_sim.host import EARLIER_LIFE, FIRST_LIFE, SIGN_ON_AGAIN, AcquirerHost
+from possim.pos_sim.actions import ConfirmLife
+from possim.pos_sim.terminal import RESPONSE_TIMER, Terminal
+from possim.protocol import codec, cup
+from possim.protocol import events as ev
+from possim.protocol.messages import Message
+from possim.scenario import load
+from possim.simulation import simulate
+from possim.timeline import rows
+from tests.conftest import SCENARIOS
+from tests.helpers import new_host, new_terminal, purchase, replies, sends
+
+TID = "POS00001"
+
+
+def _sale(stan: str, transmission: str = "1125100000", life: str | None = None, amount: int = 1200) -> Message:
+    return Message(mti="0200", stan=stan, transmission=transmission, tid=TID, mid="MERCHANT0000001",
+                   pan="4000000000000002", processing_code="000000", amount=amount, currency="978", life=life)
+
+
+def _sign_on(life: str, stan: str = "000001", transmission: str = "1125095900") -> Message:
+    return Message(mti="0800", stan=stan, transmission=transmission, tid=TID, mid="MERCHANT0000001", life=life)
+
+
+def _ask(host: AcquirerHost, msg: Message, now: float = 0.0) -> tuple[Message, bool, list[object]]:
+    actions = host.receive(now, codec.encode(msg))
+    [reply] = replies(actions)
+    return codec.decode(reply.data), reply.fresh, [a for a in actions if isinstance(a, ev.Event)]
+
+
+def _debits(host: AcquirerHost) -> list[tuple[str, int]]:
+    return host.ledger.conn.execute("SELECT stan, amount FROM entries WHERE kind = 'debit' ORDER BY id").fetchall()
+
+
+@pytest.mark.parametrize("dialect", ["iso", "cup"])
+def test_life_travels_in_field_60_and_only_when_set(dialect: str) -> None:
+    signed = _sign_on("123456")
+    data = codec.encode(signed, None, dialect)
+    assert codec.decode(data).life == "123456"
+    assert codec.decode(codec.encode(_sale("000002", life="654321"), None, dialect)).life == "654321"
+    plain = codec.encode(_sale("000002"), None, dialect)
+    assert codec.decode(plain).life is None
+    if dialect == "cup":  # 60.1 "00", 60.2 the life (where CUP carries its batch number), 60.3 001 sign-on
+        assert cup.decode_fields(data)["60"] == "00123456001"
+    else:
+        assert b"011123456" not in plain and codec.encode(signed).endswith(b"006123456")
+
+
+def test_first_sign_on_is_first_life_and_a_copy_of_it_is_not_fresh() -> None:
+    host = new_host()
+    answer, fresh, events = _ask(host, _sign_on("111111"))
+    assert (answer.mti, answer.response_code, answer.status, fresh) == ("0810", "00", FIRST_LIFE, True)
+    assert [type(e) for e in events] == [ev.SignOnAnswered]
+    again, fresh_again, _ = _ask(host, _sign_on("111111"))
+    assert (again.status, fresh_again) == (FIRST_LIFE, False)
+    resumed, fresh_resumed, _ = _ask(host, _sign_on("111111", stan="000007", transmission="1125110000"))
+    assert (resumed.status, fresh_resumed) == (FIRST_LIFE, False)  # the same life resuming: nothing new
+    assert host.ledger.conn.execute("SELECT life, stan, count FROM lives").fetchall() == [("111111", "000001", 1)]
+
+
+def test_a_new_life_is_told_of_the_earlier_one_and_old_life_requests_are_refused() -> None:
+    host = new_host()
+    _ask(host, _sign_on("111111"))
+    first, fresh, _ = _ask(host, _sale("000002", life="111111"))
+    assert (first.response_code, fresh) == ("00", True)
+    answer, _, events = _ask(host, _sign_on("222222"))
+    assert answer.status == EARLIER_LIFE
+    assert [e.previous for e in events if isinstance(e, ev.SignOnAnswered)] == ["111111"]
+    # a copy of the earlier life's sale (a replay, a late redelivery): refused, not its stored answer
+    old, old_fresh, events = _ask(host, _sale("000002", life="111111"))
+    assert (old.response_code, old_fresh) == (SIGN_ON_AGAIN, False)
+    assert [(e.life, e.current) for e in events if isinstance(e, ev.LifeRefused)] == [("111111", "222222")]
+    # a request without a life from an id that signs on: refused as well
+    bare, _, _ = _ask(host, _sale("000003", transmission="1125100100"))
+    assert bare.response_code == SIGN_ON_AGAIN
+    assert _debits(host) == [("000002", 1200)]
+
+
+def test_a_new_life_reusing_an_earlier_lifes_key_gets_no_earlier_answer() -> None:
+    """The new life starts again at STAN 000001 with a clock set back: the same key, same sale."""
+    host = new_host()
+    _ask(host, _sign_on("111111"))
+    _ask(host, _sale("000002", life="111111"))
+    _ask(host, _sign_on("222222", stan="000001", transmission="1125095901"))
+    again, fresh, events = _ask(host, _sale("000002", life="222222"))
+    assert (again.response_code, fresh) == ("94", False)
+    assert [type(e) for e in events] == [ev.DuplicateKeyConflict]
+    fresh_sale, _, _ = _ask(host, _sale("000002", transmission="1125100500", life="222222"))
+    assert fresh_sale.response_code == "00"
+    assert _debits(host) == [("000002", 1200), ("000002", 1200)]  # two sales, each booked once
+
+
+def test_sign_on_of_an_id_with_sales_from_before_lives_says_earlier_life() -> None:
+    host = new_host()
+    _ask(host, _sale("000001"))  # a terminal that never signed on
+    answer, _, _ = _ask(host, _sign_on("333333"))
+    assert answer.status == EARLIER_LIFE
+
+
+def test_ids_that_never_signed_on_are_served_as_before() -> None:
+    host = new_host()
+    answer, fresh, _ = _ask(host, _sale("000001"))
+    assert (answer.response_code, fresh) == ("00", True)
+    repeat, repeat_fresh, _ = _ask(host, _sale("000001"))
+    assert (repeat.response_code, repeat_fresh) == ("00", False)  # the stored answer, but no binding
+
+
+def _signed_on(term: Terminal, host: AcquirerHost, now: float = 0.0) -> list[object]:
+    """Start the terminal and carry its sign-on to the host and back; the terminal's actions."""
+    [signon] = sends(term.start(now))
+    assert signon.mti == "0800"
+    [reply] = replies(host.receive(now, signon.data))
+    return list(term.receive(now, reply.data))
+
+
+def test_terminal_signs_on_first_then_carries_its_life() -> None:
+    host, term = new_host(), new_terminal(life="444444")
+    actions = _signed_on(term, host)
+    assert ConfirmLife("444444") in actions
+    assert [e.earlier for e in actions if isinstance(e, ev.TerminalSignedOn)] == [False]
+    [sale] = sends(term.request_payment(1.0, purchase()))
+    assert codec.decode(sale.data).life == "444444"
+
+
+def test_terminal_on_a_new_journal_refuses_to_sell_for_a_known_id() -> None:
+    host = new_host()
+    _ask(host, _sign_on("111111"))
+    term = new_terminal(life="555555", new_journal=True)
+    [signon] = sends(term.request_payment(0.0, purchase()))  # the customer waits behind the sign-on
+    [reply] = replies(host.receive(0.0, signon.data))
+    actions = term.receive(0.0, reply.data)
+    assert term.halted is not None and "earlier life" in term.halted
+    assert [type(a) for a in actions if isinstance(a, ev.Event | ConfirmLife)] == [
+        ev.TerminalRefusedToSell]
+    assert not sends(actions)
+    assert term.idle and not term.request_payment(1.0, purchase(2))
+    assert _debits(host) == []
+
+
+def test_terminal_resuming_its_journal_sells_after_the_host_knew_it() -> None:
+    host = new_host()
+    _ask(host, _sign_on("111111"))
+    term = new_terminal(life="111111")  # the same life, from its own journal
+    _signed_on(term, host)
+    assert term.halted is None and sends(term.request_payment(1.0, purchase()))
+
+
+def test_a_replacement_sells_on_a_new_journal() -> None:
+    host = new_host()
+    _ask(host, _sign_on("111111"))
+    term = new_terminal(life="666666", new_journal=True, replacement=True)
+    actions = _signed_on(term, host)
+    assert term.halted is None
+    assert [e.earlier for e in actions if isinstance(e, ev.TerminalSignedOn)] == [True]
+    [sale] = sends(term.request_payment(1.0, purchase()))
+    [reply] = replies(host.receive(1.0, sale.data))
+    assert codec.decode(reply.data).response_code == "00"
+
+
+def test_an_unanswered_sign_on_is_repeated_before_any_sale() -> None:
+    term = new_terminal(life="777777")
+    [first] = sends(term.start(0.0))
+    term.request_payment(0.5, purchase())
+    assert not sends(term.timer_fired(30.0, RESPONSE_TIMER))  # backoff first
+    [again] = sends(term.timer_fired(40.0, "retry"))
+    assert (first.mti, again.mti) == ("0800", "0800") and again.stan != first.stan
+
+
+def test_without_a_life_nothing_changes() -> None:
+    term = new_terminal()
+    [sale] = sends(term.request_payment(0.0, purchase()))
+    assert sale.mti == "0200" and codec.decode(sale.data).life is None
+    assert replace(term.config, life=None) == term.config
+
+
+@pytest.mark.parametrize("name", ["request-lost", "response-lost", "reversal-lost", "duplicate-request",
+                                  "terminal-power-loss", "confirmation-lost", "issuer-timeout"])
+def test_in_memory_runs_that_sign_on_keep_their_verdicts(name: str) -> None:
+    """The sign-on adds an exchange, nothing else: the same money, the same findings."""
+    scenario = load(SCENARIOS / f"{name}.toml")
+    plain, signed = simulate(scenario), simulate(scenario, sign_on=True)
+    assert signed.verdict.summary() == plain.verdict.summary() and signed.quiescent
+    events = [s.event for s in signed.trace.records]
+    assert any(isinstance(e, ev.TerminalSignedOn) for e in events)
+    assert any(isinstance(e, ev.SignOnAnswered) for e in events)
+    assert not any(isinstance(e, ev.TerminalSignedOn | ev.SignOnAnswered) for e in
+                   (s.event for s in plain.trace.records))
+    assert "signed on as life" in "\n".join(" ".join(map(str, row)) for row in rows(signed.trace.records))
+
+
+def test_in_memory_lost_journal_is_refused_then_sold_as_a_replacement(tmp_path: Path) -> None:
+    scenario, ledger = load(SCENARIOS / "response-lost.toml"), tmp_path / "ledger.db"
+    first = simulate(scenario, ledger_path=ledger, journal_path=tmp_path / "journal-1.db", sign_on=True)
+    assert first.refused is None and first.verdict.summary()["transactions"] == 1
+    lost = simulate(scenario, ledger_path=ledger, journal_path=tmp_path / "journal-2.db", sign_on=True)
+    assert lost.refused is not None and "earlier life" in lost.refused
+    assert lost.verdict.summary()["transactions"] == 0
+    again = simulate(scenario, ledger_path=ledger, journal_path=tmp_path / "journal-2.db", sign_on=True,
+                     replacement=True)
+    assert again.refused is None and again.verdict.summary()["transactions"] == 1
