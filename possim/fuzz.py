@@ -129,6 +129,34 @@ class Beside:
 
 
 @contextlib.contextmanager
+def hypothesis_constants_only() -> Iterator[None]:
+    """Search with Hypothesis's own constants, never with those of whatever the process imported.
+
+    Why: Hypothesis sometimes draws a "local constant" collected from every non-library module in
+    ``sys.modules``. The same ``--seed`` then searched differently in ``possim fuzz`` and inside a
+    test suite that had imported more modules, so a violation found in one was missed in the
+    other. While possim searches, the local pool is empty (and the cache of permitted constants
+    is cleared on the way in and out), so a seed means one search wherever it runs.
+    """
+    try:
+        from hypothesis.internal.conjecture import providers
+        original = providers._get_local_constants
+    except (ImportError, AttributeError):  # another Hypothesis layout: leave it as it is
+        yield
+        return
+    from hypothesis.internal.constants_ast import Constants
+
+    empty = Constants()
+    providers._get_local_constants = lambda: empty
+    providers.CONSTANTS_CACHE.cache.clear()
+    try:
+        yield
+    finally:
+        providers._get_local_constants = original
+        providers.CONSTANTS_CACHE.cache.clear()
+
+
+@contextlib.contextmanager
 def lighter_gc() -> Iterator[None]:
     """Collect garbage less often while searching, and leave what exists at the start alone.
 
@@ -184,7 +212,7 @@ def fuzz(policy: str, examples: int, seed: int, progress: Callable[[int], None] 
     config = settings(max_examples=examples, database=None, deadline=None, phases=[Phase.generate, Phase.shrink],
                       suppress_health_check=list(HealthCheck))
     try:
-        with lighter_gc():
+        with lighter_gc(), hypothesis_constants_only():
             schedule = find(strategy(max_transactions, min_transactions, wallet), violated, settings=config,
                             random=random.Random(seed))
     except (NoSuchExample, Stopped):

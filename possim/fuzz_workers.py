@@ -38,7 +38,7 @@ from hypothesis import HealthCheck, Phase, find, settings
 from hypothesis.errors import NoSuchExample
 
 from possim.coverage import tally
-from possim.fuzz import Beside, FuzzResult, Stopped, fuzz, groups_for, lighter_gc, violations
+from possim.fuzz import Beside, FuzzResult, Stopped, fuzz, groups_for, hypothesis_constants_only, lighter_gc, violations
 from possim.fuzz import strategy as fuzz_strategy
 from possim.scenario import from_dict
 from possim.simulation import simulate
@@ -238,7 +238,7 @@ def _work(job: _Job, stop: Any, reports: Any) -> None:
     # The same strategies as ``fuzz`` draws from, so the parent's replay meets the same schedules.
     strategy = fuzz_strategy(job.max_transactions, job.min_transactions, job.wallet)
     schedule: dict[str, Any] | None = None
-    with contextlib.suppress(NoSuchExample, Stopped):
+    with contextlib.suppress(NoSuchExample, Stopped), hypothesis_constants_only():  # as the parent's replay
         schedule = find(strategy, violated, settings=config, random=random.Random(job.seed))
     if schedule is not None:
         stop.set()  # the others stop before their next example

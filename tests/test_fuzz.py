@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import importlib
 import json
 import os
 import random
@@ -410,3 +411,15 @@ def test_fuzz_run_in_process_gives_hypothesis_its_folder_back(tmp_path: Path, mo
     assert exited.value.code == 1 and json.loads(capsys.readouterr().out)["violations"] == ["orphaned_debits"]
     assert getattr(configuration, "__hypothesis_home_directory", None) == before
     assert not (tmp_path / ".hypothesis").exists()
+
+
+def test_a_seed_searches_the_same_whatever_else_the_process_imported(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hypothesis draws "local constants" from every non-library module loaded; possim's search must not."""
+    before = fuzz("query", 120, seed=3)
+    noisy = tmp_path / "possim_noise_module.py"
+    noisy.write_text("\n".join(f"C{i} = {i * 7919 % 100003}\nS{i} = '0{i:05d}'" for i in range(400)) + "\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module("possim_noise_module")
+    after = fuzz("query", 120, seed=3)
+    assert (after.schedule, after.examples, after.coverage) == (before.schedule, before.examples, before.coverage)
