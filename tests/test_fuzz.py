@@ -24,7 +24,7 @@ from possim.acquirer_sim.driver import HostDriver
 from possim.acquirer_sim.host import AcquirerHost
 from possim.acquirer_sim.ledger import Ledger
 from possim.checker import check
-from possim.fuzz import fuzz, lighter_gc, violations
+from possim.fuzz import fuzz, lighter_gc, storage_home, violations
 from possim.fuzz_schedules import card_schedules
 from possim.pos_sim.config import TerminalConfig
 from possim.pos_sim.driver import TerminalDriver
@@ -242,7 +242,7 @@ def test_fuzz_cli_writes_a_regression_that_fails_while_the_bug_exists(tmp_path: 
     assert json.loads(fixed.stdout)["orphaned_debits"] == 0
 
 
-def test_fuzz_leaves_no_hypothesis_folder_where_it_runs(tmp_path: Path) -> None:
+def test_fuzz_leaves_no_hypothesis_folder_where_it_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Hypothesis's files go to the cache folder ($XDG_CACHE_HOME/possim/hypothesis), or where
     $POSSIM_HYPOTHESIS_DIR says; the folder fuzz runs in gets only the scenario it asked for."""
     work, cache = tmp_path / "work", tmp_path / "cache"
@@ -251,13 +251,17 @@ def test_fuzz_leaves_no_hypothesis_folder_where_it_runs(tmp_path: Path) -> None:
     done = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=work, env=_fuzz_env(cache))
     assert done.returncode == 1, done.stderr
     assert sorted(p.name for p in work.iterdir()) == ["found.toml"]
-    assert any((cache / "possim" / "hypothesis").iterdir())
-    chosen = tmp_path / "chosen"
-    env = _fuzz_env(cache) | {"POSSIM_HYPOTHESIS_DIR": str(chosen)}
+    env = _fuzz_env(cache) | {"POSSIM_HYPOTHESIS_DIR": str(tmp_path / "chosen")}
     again = subprocess.run([*args, "--out", "again.toml"], capture_output=True, text=True, timeout=120, cwd=work,
                            env=env)
     assert again.returncode == 1, again.stderr
-    assert sorted(p.name for p in work.iterdir()) == ["again.toml", "found.toml"] and any(chosen.iterdir())
+    assert sorted(p.name for p in work.iterdir()) == ["again.toml", "found.toml"]
+    for name in ("POSSIM_HYPOTHESIS_DIR", "HYPOTHESIS_STORAGE_DIRECTORY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    assert storage_home() == cache / "possim" / "hypothesis"
+    monkeypatch.setenv("POSSIM_HYPOTHESIS_DIR", str(tmp_path / "chosen"))
+    assert storage_home() == tmp_path / "chosen"
 
 
 def test_fuzz_cli_json_is_one_object_with_the_result(tmp_path: Path) -> None:

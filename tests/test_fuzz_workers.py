@@ -51,10 +51,10 @@ def test_the_first_violation_stops_the_workers_and_is_shrunk_in_the_parent() -> 
 
 
 def test_a_violation_met_by_another_worker_is_replayed_and_shrunk_here() -> None:
-    """Worker 0 searches in the parent; with seed 13 its share of 4 holds no violation and worker 1's does."""
-    assert fuzz("none", 4, seed=worker_seed(13, 0)).schedule is None
-    assert fuzz("none", 4, seed=worker_seed(13, 1)).schedule is not None
-    found = fuzz_parallel("none", 8, 13, 2)
+    """Worker 0 searches in the parent; with seed 5 its share of 4 holds no violation and worker 1's does."""
+    assert fuzz("none", 4, seed=worker_seed(5, 0)).schedule is None
+    assert fuzz("none", 4, seed=worker_seed(5, 1)).schedule is not None
+    found = fuzz_parallel("none", 8, 5, 2)
     assert found.schedule is not None and found.result is not None
     assert violations(found.result) == ["orphaned_debits"]
     assert found.schedule["faults"] == [{"action": "drop", "direction": "to_terminal", "mti": "0210", "nth": 1}]
