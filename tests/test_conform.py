@@ -209,3 +209,25 @@ async def test_a_balance_command_that_prints_no_balance_is_bad_input(tmp_path: P
         done = await run("conform", "--host", f"tcp://127.0.0.1:{port}", "--balance-command", "true {card}")
     assert done.returncode == 2, done.stdout + done.stderr
     assert "printed no balance" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_third_party_host_from_pypi_is_driven_to_the_end_and_graded(tmp_path: Path) -> None:
+    """iso8583sim's MockHost (its own wire format and rules): possim never tracebacks on a host it
+    does not know; every case that runs gets a verdict with evidence, in the table and the JUnit file."""
+    from iso8583sim.net import MockHost
+
+    host = MockHost()
+    await host.start("127.0.0.1", 0)
+    junit = tmp_path / "sim.xml"
+    try:
+        done = await run("conform", "--host", f"tcp://127.0.0.1:{host.port}", "--timeout", "0.5", "--json",
+                         "--junit", str(junit))
+    finally:
+        await host.stop()
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    doc = json.loads(done.stdout)
+    assert {c["id"] for c in doc["cases"]} == set(RULES)
+    assert all(c["verdict"] in (lib.PASS, lib.FAIL, lib.NOT_RUN) and c["evidence"] for c in doc["cases"])
+    assert len(list(ET.parse(junit).getroot().iter("testcase"))) == len(RULES)
