@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from possim.pos_sim.actions import Action, CancelTimer, ConfirmLife, Outcome, Send, StartTimer, WriteJournal
+from possim.pos_sim.halting import HaltsOnWriteError
 from possim.pos_sim.journal import Journal
 from possim.pos_sim.terminal import RESPONSE_TIMER, PaymentRequest, Terminal
 from possim.protocol import codec
@@ -38,7 +39,7 @@ def _discard(_event: Event) -> None:
     """The emit of a driver whose run records no events."""
 
 
-class TerminalDriver:
+class TerminalDriver(HaltsOnWriteError[Action]):
     def __init__(self, terminal: Terminal, link: Link, scheduler: Scheduler, journal: Journal,
                  emit: Emit | None, on_outcome: Callable[[Outcome], None] | None = None) -> None:
         """``emit`` None: the run records no events (a fleet without a trace), so the driver does
@@ -106,23 +107,6 @@ class TerminalDriver:
         self._timers.pop(name, None)
         self.emit(TimerFired(self.tid, name) if name == RESPONSE_TIMER else RetryTimerFired(self.tid, name))
         self.execute(self.terminal.timer_fired(self.scheduler.now(), name))
-
-    def execute(self, actions: list[Action]) -> None:
-        """Carry out the terminal's actions in order.
-
-        The terminal puts every ``WriteJournal`` before the ``Send`` it covers. If the journal
-        refuses a write (a full disk), the actions after it are not carried out, so that message
-        never leaves; the terminal stops for good (timers cancelled, arrivals and payments
-        ignored) and ``failure`` says why, for the run to end and report it.
-        """
-        if self.failure is not None:
-            return
-        try:
-            self._execute(actions)
-        except WriteError as exc:
-            self.failure = WriteError(f"{exc}; the terminal stopped and sent nothing after it")
-            for name in list(self._timers):
-                self._cancel(name)
 
     def _execute(self, actions: list[Action]) -> None:
         for action in actions:

@@ -11,6 +11,7 @@ from dataclasses import replace
 from functools import partial
 
 from possim.pos_sim.actions import CancelTimer, Send, StartTimer
+from possim.pos_sim.halting import HaltsOnWriteError
 from possim.pos_sim.wallet_actions import WalletAction, WalletResult, WriteWallet
 from possim.pos_sim.wallet_journal import WalletJournal
 from possim.pos_sim.wallet_terminal import WalletPaymentRequest, WalletTerminal
@@ -29,7 +30,7 @@ from possim.protocol.storage import WriteError
 Emit = Callable[[Event], None]
 
 
-class WalletTerminalDriver:
+class WalletTerminalDriver(HaltsOnWriteError[WalletAction]):
     def __init__(self, terminal: WalletTerminal, link: Link, scheduler: Scheduler, journal: WalletJournal,
                  emit: Emit, on_result: Callable[[WalletResult], None] | None = None) -> None:
         self.terminal = terminal
@@ -88,17 +89,6 @@ class WalletTerminalDriver:
     def busy(self) -> bool:
         """A timer armed or work the terminal will still do by itself."""
         return bool(self._timers) or not self.terminal.idle
-
-    def execute(self, actions: list[WalletAction]) -> None:
-        """As ``TerminalDriver.execute``: a journal write that fails stops the terminal before its send."""
-        if self.failure is not None:
-            return
-        try:
-            self._execute(actions)
-        except WriteError as exc:
-            self.failure = WriteError(f"{exc}; the terminal stopped and sent nothing after it")
-            for name in list(self._timers):
-                self._cancel(name)
 
     def _execute(self, actions: list[WalletAction]) -> None:
         for action in actions:
