@@ -245,7 +245,9 @@ def check_repeats(seen: Seen) -> Verdict:
     if isinstance(orig, Verdict):
         return orig
     revs, state = seen.reversals_of(orig), seen.state(orig)
-    tries = ", ".join(_said(r) for r in revs) or "none"
+    tries = ", ".join(_said(r) for r in revs)
+    if not revs:
+        return Verdict(FAIL, f"{_said(orig)} {_money(orig.amount)}: no reversal arrived; ledger {state}")
     if len(revs) < 2:
         return Verdict(FAIL, f"the first reversal was refused 05 and not repeated (reversals: {tries}); ledger {state}")
     if seen.profile == "iso" and any(r.mti != M.REVERSAL_REPEAT for r in revs[1:]):
