@@ -7,13 +7,23 @@ sale is declined 05, a .01 sale's answer is lost while its debit stays in the le
 from __future__ import annotations
 
 import json
+import random
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from possim.acquirer_sim.magic import TABLE
+from possim.acquirer_sim.config import BehaviourRule, HostConfig
+from possim.acquirer_sim.host import AwaitIssuer, Crashed
+from possim.acquirer_sim.ledger import Ledger
+from possim.acquirer_sim.magic import TABLE, MagicHost
 from possim.broker import free_port
+from possim.keys import generate
+from possim.protocol import codec
+from possim.protocol.latency import ZERO
+from possim.protocol.messages import Message, OriginalData
+from tests.helpers import replies
 from tests.processes import run, running
 from tests.procs import POSSIM, query
 
@@ -75,3 +85,66 @@ async def test_magic_amounts_over_tcp_decline_05_and_lose_the_answer_after_the_d
     assert query(ledger, "SELECT response_code, state, amount FROM originals WHERE tid='MAGIC001'") == [
         ("00", "debited", 1201)]
     assert query(ledger, "SELECT kind, amount FROM entries WHERE tid='MAGIC001'") == [("debit", 1201)]
+
+
+# -- the host itself, sans IO: real bytes, a real (in-memory) ledger ---------------------------------
+
+def _host(profile: str = "iso", keys: bool = False, **config: object) -> MagicHost:
+    cfg = HostConfig(profile=profile, processing=ZERO, quick=ZERO, **config)  # type: ignore[arg-type]
+    ring = generate(["POS00001"]) if keys else None
+    return MagicHost(cfg, Ledger(default_balance=cfg.default_balance), random.Random(0),
+                     ring.mac_keys() if ring else None)
+
+
+def _sale(amount: int, stan: str = "000001") -> Message:
+    return Message(mti="0200", stan=stan, transmission="1207100000", tid="POS00001", mid="MERCHANT0000001",
+                   pan="4000000000000002", processing_code="000000", amount=amount, local_time="100000",
+                   local_date="1207", currency="978")
+
+
+def _answers(host: MagicHost, msg: Message, now: float = 1.0) -> list[Message]:
+    actions = host.receive(now, codec.encode(msg, host.keys.get(msg.tid) if host.keys else None))
+    for action in actions:
+        if isinstance(action, AwaitIssuer):
+            actions += host.issuer_answered(now + action.delay, action.key)
+    return [codec.decode(r.data) for r in replies(actions)]
+
+
+@pytest.mark.parametrize(("profile", "code"), [("iso", "91"), ("cup", "98")])
+def test_issuer_timeout_answers_the_profile_code_and_debits_nothing(profile: str, code: str) -> None:
+    host = _host(profile)
+    (answer,) = _answers(host, _sale(1291))
+    assert answer.response_code == code
+    assert host.ledger.available("4000000000000002") == host.config.default_balance
+
+
+def test_crash_after_commit_keeps_the_debit_and_drops_what_arrives_while_down() -> None:
+    host = _host()
+    actions = host.receive(1.0, codec.encode(_sale(1203)))
+    assert not replies(actions) and any(isinstance(a, Crashed) and a.until == 91.0 for a in actions)
+    assert host.ledger.find(_sale(1203).key()).state == "debited"  # type: ignore[union-attr]
+    assert _answers(host, _sale(1200, "000002"), now=50.0) == []
+
+
+def test_query_in_progress_three_times_then_the_ledger_answer() -> None:
+    host = _host()
+    assert _answers(host, _sale(1206)) == []  # the answer is lost
+    query = Message(mti="0600", stan="000002", transmission="1207100001", tid="POS00001", mid="MERCHANT0000001",
+                    processing_code="970000", original=OriginalData("0200", "000001", "1207100000"))
+    statuses = [_answers(host, replace(query, stan=f"00000{i}"))[0].status for i in range(2, 6)]
+    assert statuses == ["IN_PROGRESS", "IN_PROGRESS", "IN_PROGRESS", "APPROVED"]
+
+
+def test_wrong_mac_answer_fails_the_terminal_check_and_twice_sends_two() -> None:
+    host = _host(keys=True)
+    data = replies(host.receive(1.0, codec.encode(_sale(1263), host.keys["POS00001"])))[0].data  # type: ignore[index]
+    with pytest.raises(codec.MacError):
+        codec.decode(data, host.keys)
+    assert len(_answers(host, _sale(1222, "000002"))) == 2
+
+
+def test_a_scenario_rule_by_terminal_comes_before_the_cents() -> None:
+    host = _host(behaviours=(BehaviourRule("decline-51", tid="POS00001"),))
+    assert [a.response_code for a in _answers(host, _sale(1201))] == ["51"]
+    plain = MagicHost(HostConfig(processing=ZERO, quick=ZERO), Ledger(), random.Random(0), magic=False)
+    assert [a.response_code for a in _answers(plain, _sale(1205))] == ["00"]  # no --magic: cents mean nothing
