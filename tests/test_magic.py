@@ -18,7 +18,7 @@ from possim.acquirer_sim.config import BehaviourRule, HostConfig
 from possim.acquirer_sim.host import AwaitIssuer, Crashed
 from possim.acquirer_sim.ledger import Ledger
 from possim.acquirer_sim.magic import TABLE, MagicHost
-from possim.broker import free_port
+from possim.broker import Broker, free_port
 from possim.keys import generate
 from possim.protocol import codec
 from possim.protocol.latency import ZERO
@@ -148,3 +148,18 @@ def test_a_scenario_rule_by_terminal_comes_before_the_cents() -> None:
     assert [a.response_code for a in _answers(host, _sale(1201))] == ["51"]
     plain = MagicHost(HostConfig(processing=ZERO, quick=ZERO), Ledger(), random.Random(0), magic=False)
     assert [a.response_code for a in _answers(plain, _sale(1205))] == ["00"]  # no --magic: cents mean nothing
+
+
+@pytest.mark.asyncio
+async def test_magic_over_mqtt_and_cup_declines_51(broker: Broker, tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.db"
+    async with running("acquirer", "--magic", "--profile", "cup", "--broker", broker.url, "--ledger", str(ledger),
+                       "--client-id", "magic-mqtt-acquirer") as acquirer:
+        await acquirer.ready("acquirer_ready")
+        path = tmp_path / "sale.toml"
+        path.write_text(SCENARIO.format(amount="12.51"), encoding="utf-8")
+        done = await run("terminal", str(path), "--broker", broker.url, "--tid", "MAGIC051", "--profile", "cup",
+                         "--journal", str(tmp_path / "t.db"), "--no-log")
+        assert await acquirer.stop() == 0
+    assert json.loads(done.stdout)["declined"] == 1
+    assert query(ledger, "SELECT response_code FROM originals WHERE tid='MAGIC051'") == [("51",)]
