@@ -53,6 +53,8 @@ REVERSALS = frozenset({M.REVERSAL, M.REVERSAL_REPEAT, "0420", "0421"})
 #: Ledger states after a reversal took effect (CUP: cancelled while the issuer was asked).
 REVERSED = frozenset({"reversed", "released", "cancelled", "issuer_reversed"})
 NO_KEYS = N_("needs MAC keys: run with --keys (the builtin terminal always has them)")
+NO_SETTLE = N_("needs an end of day: only --builtin-terminal settles")
+NO_RESTART = N_("needs a restart: --builtin-terminal, or --terminal-command with --restart-command")
 
 
 class CertifyError(Exception):
@@ -67,7 +69,8 @@ def _amount(text: str) -> str:
     return text
 
 
-Check = Literal["untouched", "reversed", "names-original", "repeats", "reversal-first"]
+Check = Literal["untouched", "reversed", "names-original", "repeats", "reversal-first", "restart-reversal-first",
+                "settlement-totals"]
 
 
 class CaseModel(BaseModel):
@@ -80,6 +83,10 @@ class CaseModel(BaseModel):
     sales: Annotated[tuple[Annotated[str, AfterValidator(_amount)], ...], Field(min_length=1, max_length=5)]
     check: Check
     needs_keys: bool = False
+    #: Power loss: the terminal is killed once the first sale has arrived, then started again.
+    restart: bool = False
+    #: End of day after the sales: the terminal settles its batch (0500).
+    settle: bool = False
 
 
 class PlanModel(BaseModel):
@@ -115,6 +122,15 @@ def load_plan(profile: str, extra: Path | None = None) -> tuple[CaseModel, ...]:
     return tuple(cases)
 
 
+def select(cases: tuple[CaseModel, ...], only: tuple[str, ...]) -> tuple[CaseModel, ...]:
+    """The cases named by ``--case`` (all of them when none is named), in the plan's order."""
+    known = {c.id for c in cases}
+    for name in only:
+        if name not in known:
+            raise CertifyError(f"--case: no case {name!r} in the plan (cases: {', '.join(sorted(known))})")
+    return tuple(c for c in cases if not only or c.id in only)
+
+
 # -- what a case saw, and the checks --------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +150,9 @@ class Seen:
     sales: tuple[int, ...]
     arrivals: list[Arrival]
     state: Callable[[Message], str | None]
+    restarted_at: float | None = None
+    #: The ledger's approved sales of the terminal: (amount, count).
+    approved: tuple[int, int] = (0, 0)
 
     @property
     def messages(self) -> list[Message]:
@@ -274,9 +293,44 @@ def check_reversal_first(seen: Seen) -> Verdict:
     return Verdict(PASS, f"{_said(revs[0])} before the next sale {_said(nxt)}")
 
 
+def check_restart_reversal_first(seen: Seen) -> Verdict:
+    """After a power loss mid-sale, the first thing the terminal sends is the reversal it owes."""
+    orig = _first_sale(seen)
+    if isinstance(orig, Verdict):
+        return orig
+    after = [a.msg for a in seen.arrivals if a.msg is not None and seen.restarted_at is not None
+             and a.at >= seen.restarted_at]
+    state = seen.state(orig)
+    if not after:
+        return Verdict(FAIL, f"{_said(orig)}: nothing arrived after the restart; ledger {state}")
+    if after[0] not in seen.reversals_of(orig):
+        return Verdict(FAIL, f"after the restart {_said(after[0])} came first, not a reversal of {_said(orig)}; "
+                             f"ledger {state}")
+    if state not in REVERSED:
+        return Verdict(FAIL, f"after the restart {_said(after[0])} came first, but ledger {state}")
+    return Verdict(PASS, f"killed after {_said(orig)}; first after the restart: {_said(after[0])}; ledger {state}")
+
+
+def check_settlement_totals(seen: Seen) -> Verdict:
+    """The batch totals the terminal settles with (0500, field 48) are the approved sales the ledger holds."""
+    from possim.protocol.cup import BatchTotals
+
+    settlements = [m for m in seen.messages if m.mti == M.SETTLEMENT and m.batch_totals]
+    amount, count = seen.approved
+    booked = f"ledger: {count} approved, {_money(amount)}"
+    if not settlements:
+        return Verdict(FAIL, f"no 0500 arrived; {booked}")
+    totals = BatchTotals.from_field48(settlements[0].batch_totals or "")
+    said = f"0500 STAN {settlements[0].stan}: {totals.debit_count} sales, {_money(totals.debit_amount)}"
+    if (totals.debit_amount, totals.debit_count) != (amount, count):
+        return Verdict(FAIL, f"{said}; {booked}")
+    return Verdict(PASS, f"{said}; {booked}")
+
+
 CHECKS: Mapping[str, Callable[[Seen], Verdict]] = {
     "untouched": check_untouched, "reversed": check_reversed, "names-original": check_names_original,
-    "repeats": check_repeats, "reversal-first": check_reversal_first}
+    "repeats": check_repeats, "reversal-first": check_reversal_first,
+    "restart-reversal-first": check_restart_reversal_first, "settlement-totals": check_settlement_totals}
 
 
 # -- the acquirer: a real one, recording -------------------------------------------------------------
@@ -354,23 +408,49 @@ class Slot:
     journal: Path
     workdir: Path
     acq: Acquirer
+    restarted_at: float | None = None
 
 
 class Terminal(Protocol):
     """Rings up a case's sales on the terminal under test; returns a problem, or None once it has finished."""
 
-    needs_command_keys: bool
+    @property
+    def can_restart(self) -> bool: ...
+
+    @property
+    def can_settle(self) -> bool: ...
 
     async def ring_up(self, case: CaseModel, slot: Slot) -> str | None: ...
 
 
-async def _run(argv: list[str], limit: float) -> str | None:
-    """Run one command to its end (bounded); a problem string if it cannot start or does not end."""
+async def _start(argv: list[str]) -> asyncio.subprocess.Process:
     try:
-        proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.DEVNULL,
+        return await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.DEVNULL,
                                                     stderr=asyncio.subprocess.DEVNULL)
     except OSError as exc:
         raise CertifyError(f"cannot run {argv[0]!r}: {exc.strerror or exc}") from None
+
+
+async def _power_loss(argv: list[str], again: list[str], case: CaseModel, slot: Slot, limit: float) -> str | None:
+    """Start the terminal, kill it (SIGKILL: no goodbye) once the case's first sale has arrived, start it again."""
+    proc = await _start(argv)
+    amount, deadline = parse_amount(case.sales[0]), time.monotonic() + limit
+    try:
+        while _arrived([a for a in slot.acq.arrivals if a.msg is not None and a.msg.tid == slot.tid], amount) is None:
+            if proc.returncode is not None or time.monotonic() > deadline:
+                return f"the sale of {case.sales[0]} did not arrive before the terminal ended"
+            await asyncio.sleep(0.02)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+    slot.restarted_at = time.monotonic()
+    return await _run(again, limit)
+
+
+async def _run(argv: list[str], limit: float) -> str | None:
+    """Run one command to its end (bounded); a problem string if it cannot start or does not end."""
+    proc = await _start(argv)
     try:
         await asyncio.wait_for(proc.wait(), limit)
     except TimeoutError:
@@ -389,7 +469,8 @@ class Builtin:
     timeout: float
     keys_path: Path | None
     case_timeout: float
-    needs_command_keys: bool = False
+    can_restart: bool = True
+    can_settle: bool = True
 
     def scenario(self, case: CaseModel) -> str:
         sales = "".join(f'[[transactions]]\nat = {i * 0.1:.1f}\namount = "{a}"\n' for i, a in enumerate(case.sales))
@@ -406,7 +487,12 @@ class Builtin:
                 slot.acq.url, "--tid", slot.tid, "--journal", str(slot.journal), "--no-log"]
         if self.keys_path is not None:
             argv += ["--keys", str(self.keys_path)]
-        return await _run(argv, self.case_timeout)
+        if case.restart:  # the same terminal and journal again: it resumes what was in flight
+            return await _power_loss(argv, argv, case, slot, self.case_timeout)
+        problem = await _run(argv, self.case_timeout)
+        if problem is None and case.settle:  # end of day on the same journal
+            problem = await _run([*argv[:3], "settle", *argv[4:]], self.case_timeout)
+        return problem
 
 
 PLACEHOLDERS = ("address", "host", "port", "amount", "tid", "profile", "journal", "keys")
@@ -436,15 +522,26 @@ class Command:
     profile: str
     keys_path: Path | None
     case_timeout: float
-    needs_command_keys: bool = True
+    restart_template: str | None = None
+    can_settle: bool = False
+
+    @property
+    def can_restart(self) -> bool:
+        return self.restart_template is not None
+
+    def argv(self, template: str, amount: str, slot: Slot) -> list[str]:
+        host, _, port = slot.acq.address.rpartition(":")
+        values = {"address": slot.acq.address, "host": host, "port": port, "amount": amount, "tid": slot.tid,
+                  "profile": self.profile, "journal": str(slot.journal), "keys": str(self.keys_path or "")}
+        return [part.format(**values) for part in shlex.split(template)]
 
     async def ring_up(self, case: CaseModel, slot: Slot) -> str | None:
-        host, _, port = slot.acq.address.rpartition(":")
+        if case.restart and self.restart_template is not None:
+            first = case.sales[0]
+            return await _power_loss(self.argv(self.template, first, slot),
+                                     self.argv(self.restart_template, first, slot), case, slot, self.case_timeout)
         for amount in case.sales:
-            values = {"address": slot.acq.address, "host": host, "port": port, "amount": amount, "tid": slot.tid,
-                      "profile": self.profile, "journal": str(slot.journal), "keys": str(self.keys_path or "")}
-            argv = [part.format(**values) for part in shlex.split(self.template)]
-            problem = await _run(argv, self.case_timeout)
+            problem = await _run(self.argv(self.template, amount, slot), self.case_timeout)
             if problem is not None:
                 return problem
         return None
@@ -456,7 +553,8 @@ class Interactive:
 
     say: Callable[[str], None]
     case_timeout: float
-    needs_command_keys: bool = True
+    can_restart: bool = False
+    can_settle: bool = False
 
     async def ring_up(self, case: CaseModel, slot: Slot) -> str | None:
         for amount in case.sales:
@@ -508,6 +606,10 @@ async def run_case(case: CaseModel, index: int, tid: str, terminal: Terminal, ac
     """Ring up the case's sales, then grade what the acquirer received from ``tid`` and its ledger."""
     if case.needs_keys and not have_keys:
         return Result(case, index, Verdict(NOT_RUN, NO_KEYS), ())
+    if case.restart and not terminal.can_restart:
+        return Result(case, index, Verdict(NOT_RUN, NO_RESTART), ())
+    if case.settle and not terminal.can_settle:
+        return Result(case, index, Verdict(NOT_RUN, NO_SETTLE), ())
     start, began = len(acq.arrivals), time.monotonic()
     slot = Slot(tid, workdir / f"journal-{index:02d}.db", workdir, acq)
     problem = await terminal.ring_up(case, slot)
@@ -518,7 +620,8 @@ async def run_case(case: CaseModel, index: int, tid: str, terminal: Terminal, ac
                  for a in arrivals)
     if problem is not None and not arrivals:
         return Result(case, index, Verdict(FAIL, problem), wire)
-    seen = Seen(profile, tuple(parse_amount(s) for s in case.sales), arrivals, acq.state)
+    seen = Seen(profile, tuple(parse_amount(s) for s in case.sales), arrivals, acq.state, slot.restarted_at,
+                acq.ledger.batch_totals(slot.tid))
     return Result(case, index, CHECKS[case.check](seen), wire)
 
 

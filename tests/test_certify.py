@@ -3,6 +3,7 @@
 The builtin terminal with automatic reversal passes every rule under both profiles; without
 recovery it fails exactly the rules about recovery; a raw-TCP terminal that takes a refused
 reversal as done (tests/broken_terminal.py) fails exactly the rule about repeating reversals.
+The power-loss case kills the builtin terminal (SIGKILL) once its sale reached the acquirer.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from tests.processes import run
 BROKEN = Path(__file__).with_name("broken_terminal.py")
 #: The rules only a terminal that recovers passes (everything the none policy must fail).
 RECOVERY = {"lost-answer-reversed", "reversal-names-original", "reversal-repeats", "reversal-before-next",
-            "late-answer-still-reversed", "wrong-mac-is-no-answer"}
+            "late-answer-still-reversed", "wrong-mac-is-no-answer", "restart-reversal-first"}
 
 
 def _junit(path: Path) -> tuple[ET.Element, list[ET.Element]]:
@@ -65,8 +66,10 @@ async def test_a_terminal_that_takes_a_refused_reversal_as_done_fails_that_rule_
     verdicts = {c["id"]: c["verdict"] for c in json.loads(done.stdout)["cases"]}
     assert {k for k, v in verdicts.items() if v == "fail"} == {"reversal-repeats"}
     assert verdicts["wrong-mac-is-no-answer"] == "not run"  # no key file: nothing proves a MAC wrong
+    assert verdicts["restart-reversal-first"] == "not run"  # no --restart-command
+    assert verdicts["settlement-totals"] == "not run"  # the script has no end of day
     suite, cases = _junit(junit)
-    assert suite.get("failures") == "1" and suite.get("skipped") == "1"
+    assert suite.get("failures") == "1" and suite.get("skipped") == "3"
     failed = [c for c in cases if c.find("failure") is not None]
     assert [c.get("name") for c in failed] == ["reversal-repeats"]
 
@@ -77,6 +80,8 @@ async def test_a_terminal_that_takes_a_refused_reversal_as_done_fails_that_rule_
     (("--builtin-terminal", "sometimes"), "unknown policy"),
     (("--terminal-command", "pos {amount} {till}"), "{till}"),
     (("--builtin-terminal", "reversal", "--plan", "PLAN"), "cases.0.check"),
+    (("--builtin-terminal", "reversal", "--case", "no-such-case"), "no-such-case"),
+    (("--builtin-terminal", "reversal", "--restart-command", "pos"), "--restart-command"),
 ])
 async def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], said: str, tmp_path: Path) -> None:
     plan = tmp_path / "plan.toml"

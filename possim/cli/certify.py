@@ -32,9 +32,13 @@ from possim.protocol.mac import MacKey
 @click.option("--terminal-command", "command", metavar="'CMD ...'",
               help="Run your terminal once per sale: placeholders {address} (HOST:PORT), {host}, {port}, "
                    "{amount}, {tid}, {profile}, {journal}, {keys}; no shell.")
+@click.option("--restart-command", "restart", metavar="'CMD ...'",
+              help="With --terminal-command: how your terminal starts again after a power loss (same "
+                   "placeholders); the power-loss case runs only with it.")
 @click.option("--interactive", is_flag=True, help="Print each sale to ring up and wait for it to arrive.")
 @click.option("--plan", "plan_path", type=click.Path(dir_okay=False),
               help="More cases (TOML, the shipped plan's format) run after the shipped plan's.")
+@click.option("--case", "only", multiple=True, metavar="ID", help="Run only this case of the plan (repeatable).")
 @click.option("--keys", "keys_path", type=click.Path(dir_okay=False),
               help="Key file (possim keys) of your terminal: the acquirer checks and adds MACs and the MAC case "
                    "runs; its terminal ids are given to the cases in turn ({tid}).")
@@ -48,7 +52,8 @@ from possim.protocol.mac import MacKey
               help="Write an HTML report here: each case's messages as the acquirer received them, decoded.")
 @opt.as_json("Print the verdicts as one JSON object.")
 @opt.lang()
-def certify_command(profile: str, policy: str | None, command: str | None, interactive: bool, plan_path: str | None,
+def certify_command(profile: str, policy: str | None, command: str | None, restart: str | None, interactive: bool,
+                    plan_path: str | None, only: tuple[str, ...],
                     keys_path: str | None, timeout: float, case_timeout: float, junit_path: str | None,
                     report_path: str | None, as_json: bool, lang: str) -> None:
     """Certify a terminal: possim is its acquirer and grades every rule from the wire and the ledger.
@@ -65,20 +70,25 @@ def certify_command(profile: str, policy: str | None, command: str | None, inter
 
         if policy not in POLICY_NAMES:
             raise InputError(f"--builtin-terminal: unknown policy {policy!r} (choose from {', '.join(POLICY_NAMES)})")
-    if command is not None:
-        with as_input_error(lib.CertifyError):
-            lib.check_command(command, "--terminal-command")
+    if restart is not None and command is None:
+        raise InputError("--restart-command goes with --terminal-command")
+    with as_input_error(lib.CertifyError):
+        for template, option in ((command, "--terminal-command"), (restart, "--restart-command")):
+            if template is not None:
+                lib.check_command(template, option)
     inputs.writable(junit_path, report_path)
     with as_input_error(lib.CertifyError):
-        cases = lib.load_plan(profile, Path(plan_path) if plan_path else None)
+        plan = lib.load_plan(profile, Path(plan_path) if plan_path else None)
+        cases = lib.select(plan, only)
     tr = Tr(lang, "156" if profile == "cup" else "978")
     with tempfile.TemporaryDirectory(prefix="possim-certify-") as tmp:
         workdir = Path(tmp)
         keys, tids = _keys(keys_path, policy is not None, len(cases), workdir)
-        terminal = _terminal(policy, command, profile, timeout, case_timeout, keys_path, workdir)
+        terminal = _terminal(policy, command, restart, profile, timeout, case_timeout, keys_path, workdir)
         with as_input_error(lib.CertifyError):
             results = asyncio.run(_run(cases, tids, terminal, profile, workdir, keys, timeout))
-    _write(results, profile, junit_path, report_path, as_json, tr, _who(policy, command))
+    numbers = {c.id: i for i, c in enumerate(plan)}  # a case keeps its plan number when --case picks a few
+    _write(results, numbers, profile, junit_path, report_path, as_json, tr, _who(policy, command))
     sys.exit(1 if any(r.verdict.status == FAIL for r in results) else 0)
 
 
@@ -109,12 +119,12 @@ def _keys(keys_path: str | None, builtin: bool, count: int,
     return ring.mac_keys(), tids
 
 
-def _terminal(policy: str | None, command: str | None, profile: str, timeout: float, case_timeout: float,
-              keys_path: str | None, workdir: Path) -> lib.Terminal:
+def _terminal(policy: str | None, command: str | None, restart: str | None, profile: str, timeout: float,
+              case_timeout: float, keys_path: str | None, workdir: Path) -> lib.Terminal:
     if policy is not None:
         return lib.Builtin(policy, profile, timeout, workdir / "keys.toml", case_timeout)
     if command is not None:
-        return lib.Command(command, profile, Path(keys_path) if keys_path else None, case_timeout)
+        return lib.Command(command, profile, Path(keys_path) if keys_path else None, case_timeout, restart)
     return lib.Interactive(lambda line: click.echo(line, err=True), case_timeout)
 
 
@@ -128,16 +138,16 @@ async def _run(cases: tuple[lib.CaseModel, ...], tids: list[str], terminal: lib.
     return results
 
 
-def _rows(results: list[lib.Result]) -> list[Row]:
-    return [Row(r.case.id, str(r.index + 1), r.case.rule, r.verdict.status, r.verdict.evidence, r.wire)
+def _rows(results: list[lib.Result], numbers: dict[str, int]) -> list[Row]:
+    return [Row(r.case.id, str(numbers[r.case.id] + 1), r.case.rule, r.verdict.status, r.verdict.evidence, r.wire)
             for r in results]
 
 
-def _write(results: list[lib.Result], profile: str, junit_path: str | None, report_path: str | None, as_json: bool,
-           tr: Tr, who: str) -> None:
+def _write(results: list[lib.Result], numbers: dict[str, int], profile: str, junit_path: str | None,
+           report_path: str | None, as_json: bool, tr: Tr, who: str) -> None:
     labels = Labels(tr("possim certify: {terminal} (profile {profile})", terminal=who, profile=profile),
                     "certification rule", f"possim certify {profile}", "certify.rule", "CertificationFailure")
-    rows = _rows(results)
+    rows = _rows(results, numbers)
     if junit_path:
         Path(junit_path).write_text(gradebook.junit_xml(rows, labels), encoding="utf-8")
     if report_path:

@@ -53,7 +53,7 @@ class Labels:
 def print_table(con: Console, rows: list[Row], labels: Labels, tr: Tr) -> None:
     table = Table(title=labels.title)
     table.add_column(tr("case"), overflow="fold")
-    table.add_column(tr(labels.rule))
+    table.add_column(tr(labels.rule), overflow="fold")
     table.add_column(tr("verdict"))
     table.add_column(tr("evidence"), overflow="fold")
     for r in rows:
