@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import shlex
 import sys
@@ -340,7 +341,6 @@ class Acquirer:
     """The running acquirer: its address, ledger, and every frame it received, in order."""
 
     url: str
-    host: MagicHost
     ledger: Ledger
     arrivals: list[Arrival] = field(default_factory=list)
 
@@ -369,8 +369,8 @@ async def acquirer(profile: str, workdir: Path, keys: Mapping[str, MacKey] | Non
     url = f"tcp://127.0.0.1:{free_port()}"
     config = HostConfig(profile=profile)
     ledger = Ledger(str(workdir / "ledger.db"), default_balance=config.default_balance)
-    acq = Acquirer(url, None, ledger)  # type: ignore[arg-type]  # the host is made next, with the recorder
-    acq.host = MagicHost(config, ledger, random.Random(), keys, late_after=late_after, record=acq.record)
+    acq = Acquirer(url, ledger)
+    host = MagicHost(config, ledger, random.Random(), keys, late_after=late_after, record=acq.record)
     ready, stop = asyncio.Event(), asyncio.Event()
 
     def log(event: str, **_fields: object) -> None:
@@ -382,7 +382,7 @@ async def acquirer(profile: str, workdir: Path, keys: Mapping[str, MacKey] | Non
     except TransportError as exc:
         ledger.close()
         raise CertifyError(str(exc)) from None
-    task = asyncio.create_task(serve_acquirer(wire, acq.host, log, stop))
+    task = asyncio.create_task(serve_acquirer(wire, host, log, stop))
     try:
         waiter = asyncio.create_task(ready.wait())
         await asyncio.wait({task, waiter}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
@@ -475,7 +475,8 @@ class Builtin:
     def scenario(self, case: CaseModel) -> str:
         sales = "".join(f'[[transactions]]\nat = {i * 0.1:.1f}\namount = "{a}"\n' for i, a in enumerate(case.sales))
         t = self.timeout
-        return (f'title = "certify {case.id}"\ndescription = "{case.rule}"\npolicy = "{self.policy}"\n'
+        return (f"title = {json.dumps('certify ' + case.id)}\ndescription = {json.dumps(case.rule)}\n"
+                f'policy = "{self.policy}"\n'
                 f'[terminal]\nprofile = "{self.profile}"\nresponse_timeout = {t}\nreversal_timeout = {t}\n'
                 f"query_timeout = {t}\nadvice_timeout = {t}\nbackoff_initial = 0.2\nbackoff_max = 1.0\n"
                 f"query_interval = 0.2\n{sales}")
