@@ -8,7 +8,9 @@ The power-loss case kills the builtin terminal (SIGKILL) once its sale reached t
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import sys
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -17,6 +19,7 @@ import pytest
 
 from possim.certify import load_plan
 from tests.processes import run
+from tests.procs import POSSIM
 
 BROKEN = Path(__file__).with_name("broken_terminal.py")
 #: The rules only a terminal that recovers passes (everything the none policy must fail).
@@ -90,3 +93,30 @@ async def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], said: str
     done = await run("certify", *(str(plan) if a == "PLAN" else a for a in args))
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and said in done.stderr, done.stderr
+
+
+@pytest.mark.asyncio
+async def test_interactive_waits_for_each_sale_it_asks_for() -> None:
+    """A person is played by this test: it reads each prompt and rings the sale up on the raw-TCP terminal."""
+    args = ["certify", "--interactive", "--case", "clean-sale-not-reversed", "--case", "decline-not-reversed",
+            "--json", "--case-timeout", "60"]
+    proc = await asyncio.create_subprocess_exec(*POSSIM, *args, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        async with asyncio.timeout(120):
+            for _ in range(2):
+                line = (await proc.stderr.readline()).decode()
+                prompt = re.search(r"ring up (\S+) on terminal (\S+) now \(host (\S+)\)", line)
+                assert prompt is not None, line
+                amount, tid, address = prompt.groups()
+                sale = await asyncio.create_subprocess_exec(sys.executable, str(BROKEN), address, amount, tid)
+                assert await sale.wait() == 0
+            out = await proc.stdout.read()
+            assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    verdicts = {c["id"]: c["verdict"] for c in json.loads(out)["cases"]}
+    assert verdicts == {"clean-sale-not-reversed": "pass", "decline-not-reversed": "pass"}
