@@ -51,7 +51,7 @@ class Magic:
 
 
 TABLE: tuple[Magic, ...] = (
-    Magic(1, "answer-lost", N_("approved and debited; the answer is lost")),
+    Magic(1, "answer-lost", N_("approved and debited; the answer is lost (a completion advice: its first answer)")),
     Magic(2, "answer-late", N_("approved and debited; answered 45 s late")),
     Magic(3, "crash-after-commit", N_("debited, then the host crashes before answering and stays down 90 s")),
     Magic(5, "decline-05", N_("declined 05 (do not honour)")),
@@ -109,6 +109,7 @@ class MagicHost(AcquirerHost):
         self._decisions: dict[tuple[str, int], str] = {}  # (card, amount) -> decline behaviour pending
         self._answers: dict[tuple[str, str, str], str] = {}  # (tid, stan, response MTI) -> behaviour
         self._refused: set[Key] = set()
+        self._advices_lost: set[Key] = set()
         self._queries: Counter[Key] = Counter()
 
     def choose(self, tid: str, pan: str | None, amount: int | None) -> str | None:
@@ -152,6 +153,9 @@ class MagicHost(AcquirerHost):
             elif behaviour is not None:
                 self._answers[(msg.tid, msg.stan, M.response_to(msg.mti))] = behaviour
             return None
+        if msg.mti in (M.ADVICE, M.ADVICE_REPEAT) and msg.original is not None:
+            self._advice_hook(msg)
+            return None
         if msg.mti in (M.REVERSAL, M.REVERSAL_REPEAT):
             return self._reversal_hook(msg)
         if msg.mti == M.STATUS_QUERY and msg.original is not None:
@@ -169,6 +173,16 @@ class MagicHost(AcquirerHost):
         self._refused.add(key)
         self._told("reversal-refused-once", msg)
         return [ev.ReversalRefused(msg.tid, msg.stan, msg.mti, rc="05"), self._reply(msg, "05")]
+
+    def _advice_hook(self, msg: Message) -> None:
+        """A completion advice (0220) of a magic amount whose answer is to be lost: its first answer is
+        lost (the terminal must store and forward it); the repeats are answered."""
+        assert msg.original is not None
+        key = msg.original.key(msg.tid)
+        if key in self._advices_lost or self.choose(msg.tid, msg.pan, msg.amount) not in _LOST:
+            return
+        self._advices_lost.add(key)
+        self._answers[(msg.tid, msg.stan, M.response_to(msg.mti))] = "answer-lost"
 
     def _query_hook(self, msg: Message) -> list[HostAction] | None:
         assert msg.original is not None

@@ -54,6 +54,7 @@ REVERSALS = frozenset({M.REVERSAL, M.REVERSAL_REPEAT, "0420", "0421"})
 #: Ledger states after a reversal took effect (CUP: cancelled while the issuer was asked).
 REVERSED = frozenset({"reversed", "released", "cancelled", "issuer_reversed"})
 NO_KEYS = N_("needs MAC keys: run with --keys (the builtin terminal always has them)")
+NO_AUTH = N_("needs a pre-authorization and its completion: only --builtin-terminal does them")
 NO_SETTLE = N_("needs an end of day: only --builtin-terminal settles")
 NO_RESTART = N_("needs a restart: --builtin-terminal, or --terminal-command with --restart-command")
 
@@ -71,7 +72,7 @@ def _amount(text: str) -> str:
 
 
 Check = Literal["untouched", "reversed", "names-original", "repeats", "reversal-first", "restart-reversal-first",
-                "settlement-totals"]
+                "settlement-totals", "advice-forwarded"]
 
 
 class CaseModel(BaseModel):
@@ -88,6 +89,8 @@ class CaseModel(BaseModel):
     restart: bool = False
     #: End of day after the sales: the terminal settles its batch (0500).
     settle: bool = False
+    #: A pre-authorization of the first amount, completed (0220 advice) for this amount.
+    completion: Annotated[str, AfterValidator(_amount)] | None = None
 
 
 class PlanModel(BaseModel):
@@ -328,10 +331,28 @@ def check_settlement_totals(seen: Seen) -> Verdict:
     return Verdict(PASS, f"{said}; {booked}")
 
 
+def check_advice_forwarded(seen: Seen) -> Verdict:
+    """A completion advice whose answer was lost is stored and sent again until answered: the hold is captured."""
+    auth = next((m for m in seen.messages if m.mti == M.AUTH and m.amount == seen.sales[0]), None)
+    if auth is None:
+        return Verdict(FAIL, f"no 0100 of {_money(seen.sales[0])} arrived")
+    advices = [m for m in seen.messages if m.mti in (M.ADVICE, M.ADVICE_REPEAT) and m.original is not None
+               and m.original.key(m.tid) == auth.key()]
+    state = seen.state(auth)
+    tries = ", ".join(_said(a) for a in advices) or "none"
+    if len(advices) < 2:
+        return Verdict(FAIL, f"{_said(auth)}: the advice's answer was lost and it was not sent again "
+                             f"(advices: {tries}); ledger {state}")
+    if state != "captured":
+        return Verdict(FAIL, f"advices {tries} but ledger {state}")
+    return Verdict(PASS, f"{_said(auth)} completed by {tries}; ledger {state}")
+
+
 CHECKS: Mapping[str, Callable[[Seen], Verdict]] = {
     "untouched": check_untouched, "reversed": check_reversed, "names-original": check_names_original,
     "repeats": check_repeats, "reversal-first": check_reversal_first,
-    "restart-reversal-first": check_restart_reversal_first, "settlement-totals": check_settlement_totals}
+    "restart-reversal-first": check_restart_reversal_first, "settlement-totals": check_settlement_totals,
+    "advice-forwarded": check_advice_forwarded}
 
 
 # -- the acquirer: a real one, recording -------------------------------------------------------------
@@ -420,6 +441,9 @@ class Terminal(Protocol):
     @property
     def can_settle(self) -> bool: ...
 
+    @property
+    def can_authorize(self) -> bool: ...
+
     async def ring_up(self, case: CaseModel, slot: Slot) -> str | None: ...
 
 
@@ -471,15 +495,19 @@ class Builtin:
     case_timeout: float
     can_restart: bool = True
     can_settle: bool = True
+    can_authorize: bool = True
 
     def scenario(self, case: CaseModel) -> str:
         sales = "".join(f'[[transactions]]\nat = {i * 0.1:.1f}\namount = "{a}"\n' for i, a in enumerate(case.sales))
+        if case.completion is not None:
+            sales = sales.replace("[[transactions]]\n", f'[[transactions]]\nkind = "auth"\ncompletion_amount = '
+                                                          f'"{case.completion}"\n', 1)
         t = self.timeout
         return (f"title = {json.dumps('certify ' + case.id)}\ndescription = {json.dumps(case.rule)}\n"
                 f'policy = "{self.policy}"\n'
                 f'[terminal]\nprofile = "{self.profile}"\nresponse_timeout = {t}\nreversal_timeout = {t}\n'
                 f"query_timeout = {t}\nadvice_timeout = {t}\nbackoff_initial = 0.2\nbackoff_max = 1.0\n"
-                f"query_interval = 0.2\n{sales}")
+                f"query_interval = 0.2\nadvice_attempts = 8\ncompletion_advice = true\n{sales}")
 
     async def ring_up(self, case: CaseModel, slot: Slot) -> str | None:
         path = slot.workdir / f"{case.id}.toml"
@@ -525,6 +553,7 @@ class Command:
     case_timeout: float
     restart_template: str | None = None
     can_settle: bool = False
+    can_authorize: bool = False
 
     @property
     def can_restart(self) -> bool:
@@ -556,6 +585,7 @@ class Interactive:
     case_timeout: float
     can_restart: bool = False
     can_settle: bool = False
+    can_authorize: bool = False
 
     async def ring_up(self, case: CaseModel, slot: Slot) -> str | None:
         for amount in case.sales:
@@ -611,6 +641,8 @@ async def run_case(case: CaseModel, index: int, tid: str, terminal: Terminal, ac
         return Result(case, index, Verdict(NOT_RUN, NO_RESTART), ())
     if case.settle and not terminal.can_settle:
         return Result(case, index, Verdict(NOT_RUN, NO_SETTLE), ())
+    if case.completion is not None and not terminal.can_authorize:
+        return Result(case, index, Verdict(NOT_RUN, NO_AUTH), ())
     start, began = len(acq.arrivals), time.monotonic()
     slot = Slot(tid, workdir / f"journal-{index:02d}.db", workdir, acq)
     problem = await terminal.ring_up(case, slot)

@@ -96,7 +96,7 @@ def _host(profile: str = "iso", keys: bool = False, **config: object) -> MagicHo
                      ring.mac_keys() if ring else None)
 
 
-def _sale(amount: int, stan: str = "000001") -> Message:
+def _request(amount: int, stan: str = "000001") -> Message:
     return Message(mti="0200", stan=stan, transmission="1207100000", tid="POS00001", mid="MERCHANT0000001",
                    pan="4000000000000002", processing_code="000000", amount=amount, local_time="100000",
                    local_date="1207", currency="978")
@@ -113,22 +113,22 @@ def _answers(host: MagicHost, msg: Message, now: float = 1.0) -> list[Message]:
 @pytest.mark.parametrize(("profile", "code"), [("iso", "91"), ("cup", "98")])
 def test_issuer_timeout_answers_the_profile_code_and_debits_nothing(profile: str, code: str) -> None:
     host = _host(profile)
-    (answer,) = _answers(host, _sale(1291))
+    (answer,) = _answers(host, _request(1291))
     assert answer.response_code == code
     assert host.ledger.available("4000000000000002") == host.config.default_balance
 
 
 def test_crash_after_commit_keeps_the_debit_and_drops_what_arrives_while_down() -> None:
     host = _host()
-    actions = host.receive(1.0, codec.encode(_sale(1203)))
+    actions = host.receive(1.0, codec.encode(_request(1203)))
     assert not replies(actions) and any(isinstance(a, Crashed) and a.until == 91.0 for a in actions)
-    assert host.ledger.find(_sale(1203).key()).state == "debited"  # type: ignore[union-attr]
-    assert _answers(host, _sale(1200, "000002"), now=50.0) == []
+    assert host.ledger.find(_request(1203).key()).state == "debited"  # type: ignore[union-attr]
+    assert _answers(host, _request(1200, "000002"), now=50.0) == []
 
 
 def test_query_in_progress_three_times_then_the_ledger_answer() -> None:
     host = _host()
-    assert _answers(host, _sale(1206)) == []  # the answer is lost
+    assert _answers(host, _request(1206)) == []  # the answer is lost
     query = Message(mti="0600", stan="000002", transmission="1207100001", tid="POS00001", mid="MERCHANT0000001",
                     processing_code="970000", original=OriginalData("0200", "000001", "1207100000"))
     statuses = [_answers(host, replace(query, stan=f"00000{i}"))[0].status for i in range(2, 6)]
@@ -137,17 +137,17 @@ def test_query_in_progress_three_times_then_the_ledger_answer() -> None:
 
 def test_wrong_mac_answer_fails_the_terminal_check_and_twice_sends_two() -> None:
     host = _host(keys=True)
-    data = replies(host.receive(1.0, codec.encode(_sale(1263), host.keys["POS00001"])))[0].data  # type: ignore[index]
+    data = replies(host.receive(1.0, codec.encode(_request(1263), host.keys["POS00001"])))[0].data  # type: ignore[index]
     with pytest.raises(codec.MacError):
         codec.decode(data, host.keys)
-    assert len(_answers(host, _sale(1222, "000002"))) == 2
+    assert len(_answers(host, _request(1222, "000002"))) == 2
 
 
 def test_a_scenario_rule_by_terminal_comes_before_the_cents() -> None:
     host = _host(behaviours=(BehaviourRule("decline-51", tid="POS00001"),))
-    assert [a.response_code for a in _answers(host, _sale(1201))] == ["51"]
+    assert [a.response_code for a in _answers(host, _request(1201))] == ["51"]
     plain = MagicHost(HostConfig(processing=ZERO, quick=ZERO), Ledger(), random.Random(0), magic=False)
-    assert [a.response_code for a in _answers(plain, _sale(1205))] == ["00"]  # no --magic: cents mean nothing
+    assert [a.response_code for a in _answers(plain, _request(1205))] == ["00"]  # no --magic: cents mean nothing
 
 
 @pytest.mark.asyncio
