@@ -29,6 +29,21 @@ class CrashRule:
 
 
 @dataclass(frozen=True, slots=True)
+class BehaviourRule:
+    """A scenario's ``[[host.behaviours]]``: the behaviour (``acquirer_sim.magic.TABLE``) of every sale
+    matching all the keys given (exact amount in minor units, terminal id, card number)."""
+
+    behaviour: str
+    amount: int | None = None
+    tid: str | None = None
+    pan: str | None = None
+
+    def matches(self, tid: str, pan: str | None, amount: int | None) -> bool:
+        return ((self.amount is None or self.amount == amount) and (self.tid is None or self.tid == tid)
+                and (self.pan is None or self.pan == pan))
+
+
+@dataclass(frozen=True, slots=True)
 class HostConfig:
     """``processing`` is the issuer round trip of a financial request; ``quick`` answers
     reversals, advices and status queries, which the acquirer settles from its own ledger.
@@ -57,3 +72,5 @@ class HostConfig:
     issuer_timeouts: tuple[Window, ...] = ()
     #: The answer to the terminal when the issuer timed out: 98 (no answer) or 68 (too late).
     issuer_timeout_code: str = "98"
+    #: Behaviours by amount, terminal or card (``acquirer_sim.magic``); honoured by ``MagicHost``.
+    behaviours: tuple[BehaviourRule, ...] = ()

@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from possim.acquirer_sim.magic import spoil_mac
 from possim.i18n import N_
 from possim.protocol import codec, dialects
 from possim.protocol import mti as M
@@ -529,10 +530,10 @@ class _Session:
         key = self.target.key if mac != "missing" else None
         data = self.dialect.encode(msg, key)
         if mac == "wrong":
-            data = _spoil_mac(data, self.dialect.name)
+            data = spoil_mac(data, self.dialect.name)
         self.rec.sent[name] = msg
         self.waiting.append((name, M.response_to(msg.mti), msg.stan))
-        self.rec.wire.append(Wire("sent", self._now(), name, msg.mti, _fields(msg), data.hex(),
+        self.rec.wire.append(Wire("sent", self._now(), name, msg.mti, message_fields(msg), data.hex(),
                                   None if mac == "ok" else f"MAC {mac}"))
         self.writer.write(self.dialect.framing.frame(data))
 
@@ -575,7 +576,7 @@ class _Session:
                                       f"undecodable: {exc}"))
             return
         step = next((w for w in self.waiting if w[1] == msg.mti and w[2] == msg.stan), None)
-        self.rec.wire.append(Wire("received", self._now(), step[0] if step else None, msg.mti, _fields(msg),
+        self.rec.wire.append(Wire("received", self._now(), step[0] if step else None, msg.mti, message_fields(msg),
                                   data.hex(), note if step else (note or "matches no request")))
         if step is None:
             return
@@ -586,21 +587,13 @@ class _Session:
         self.arrived.set()
 
 
-def _spoil_mac(data: bytes, dialect: str) -> bytes:
-    """The frame with its MAC's last digit changed and still well formed: hex text under ``iso``
-    (``codec``), binary under ``cup``. Only the MAC is wrong, so only the MAC check can refuse it."""
-    if dialect == "iso":
-        return data[:-1] + (b"1" if data[-1:] == b"0" else b"0")
-    return data[:-1] + bytes([data[-1] ^ 1])
-
-
 def _why(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "no answer to the connection attempt"
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
-def _fields(msg: Message) -> dict[str, str]:
+def message_fields(msg: Message) -> dict[str, str]:
     """The decoded fields by ISO 8583 number, for the report and the JSON."""
     pairs = (("2", msg.pan), ("3", msg.processing_code), ("4", None if msg.amount is None else f"{msg.amount:012d}"),
              ("7", msg.transmission), ("11", msg.stan), ("12", msg.local_time), ("13", msg.local_date),

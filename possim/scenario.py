@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from possim.acquirer_sim.config import CrashRule, HostConfig, Window
+from possim.acquirer_sim.config import BehaviourRule, CrashRule, HostConfig, Window
 from possim.fees import Category, FeeSchedule, Instrument, parse_rate
 from possim.money import format_amount, parse_amount
 from possim.pos_sim.config import POLICIES, PROFILE_CARDS, PROFILE_DEFAULTS, PROFILES, TerminalConfig
@@ -265,6 +265,32 @@ def _host(name: str) -> Any:
     return default(HostConfig, name)
 
 
+def _behaviour(name: str) -> str:
+    from possim.acquirer_sim.magic import NAMES  # the table's module imports the host: read it when needed
+
+    if name not in NAMES:
+        raise ValueError(f"unknown behaviour {name!r} (choose from {', '.join(NAMES)})")
+    return name
+
+
+class BehaviourModel(_Model):
+    """``[[host.behaviours]]``: a behaviour for every sale matching all the keys given."""
+
+    behaviour: Annotated[str, AfterValidator(_behaviour)]
+    amount: PositiveAmount | None = None
+    tid: Annotated[str, Field(pattern=r"^[ -~]{8}$")] | None = None
+    pan: Annotated[str, Field(pattern=r"^\d{12,19}$")] | None = None
+
+    @model_validator(mode="after")
+    def _keyed(self) -> BehaviourModel:
+        if self.amount is None and self.tid is None and self.pan is None:
+            raise ValueError("a behaviour needs amount, tid or pan to say which sales it is for")
+        return self
+
+    def build(self) -> BehaviourRule:
+        return BehaviourRule(self.behaviour, parse_amount(self.amount) if self.amount else None, self.tid, self.pan)
+
+
 class HostModel(_Model):
     processing: LatencyModel = LatencyModel.of(_host("processing"))
     quick: LatencyModel = LatencyModel.of(_host("quick"))
@@ -283,6 +309,8 @@ class HostModel(_Model):
     #: ``issuer_timeout_code`` (98 or 68) and reverses towards the issuer itself.
     issuer_timeouts: tuple[WindowModel, ...] = ()
     issuer_timeout_code: Literal["98", "68"] = _host("issuer_timeout_code")
+    #: Host behaviours by amount, terminal or card (acquirer_sim.magic); honoured by ``possim acquirer``.
+    behaviours: tuple[BehaviourModel, ...] = ()
 
 
 class TransactionModel(_Model):
@@ -519,6 +547,7 @@ class Scenario:
             decline_codes=dict(h.decline_codes),
             issuer_timeouts=tuple(Window(w.start, w.end) for w in h.issuer_timeouts),
             issuer_timeout_code=h.issuer_timeout_code,
+            behaviours=tuple(b.build() for b in h.behaviours),
         )
 
     def fee_schedule(self, category: Category | None = None) -> FeeSchedule:

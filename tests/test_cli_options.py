@@ -26,7 +26,6 @@ NO_JSON = {
 #: Commands without --lang: nothing they print is meant for people to read.
 NO_LANG = {
     "broker": "Mosquitto's readiness line only",
-    "acquirer": "JSON event lines (structlog) only, read by programs and log tools",
 }
 
 

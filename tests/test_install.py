@@ -85,7 +85,8 @@ def test_the_wheel_carries_the_shipped_scenarios_and_translations(installed: Ins
                if p.is_file() and "__pycache__" not in p.parts}
     assert shipped <= names, shipped - names
     assert {"possim/scenarios/regressions/README.md", "possim/data/mosquitto.conf", "possim/locale/zh/scenarios.toml",
-            "possim/locale/zh/LC_MESSAGES/possim.mo"} <= names
+            "possim/locale/zh/LC_MESSAGES/possim.mo", "possim/data/certify/iso.toml",
+            "possim/data/certify/cup.toml"} <= names
     # only possim's own name at the top: a user's protocol/ or scenarios/ package never collides
     assert {n.split("/")[0] for n in names} == {"possim", "possim-0.1.0.dist-info"}
 

@@ -4,6 +4,8 @@
 - ``compare``: one scenario under several policies side by side;
 - ``processes``: ``keys``, ``broker``, ``acquirer``, ``terminal`` (and ``settle``, its end of day) as separate
   processes, and ``check`` for their files;
+- ``certify``: possim as the acquirer of a terminal under test, graded from the wire (``conform``: the
+  mirror image, a host under test); ``gradebook``: the outputs both share;
 - ``fuzz``: generated fault schedules against a policy;
 - ``chaos``: a fleet of real processes killed at random, then judged;
 - ``load``: many terminals in one process against K host shards or a host under test, with percentiles;
@@ -20,6 +22,7 @@ from collections.abc import Sequence
 
 import click
 
+from possim.cli.certify import certify_command
 from possim.cli.chaos import chaos_command
 from possim.cli.compare import compare_command
 from possim.cli.conform import conform_command
@@ -43,7 +46,8 @@ def cli() -> None:
 
 for _command in (run_command, compare_command, fuzz_command, keys_command, broker, acquirer, terminal, check_command,
                  replay_command, list_command, demo, glossary_command, reconcile_command, chaos_command,
-                 statement_command, acquirer_errors_command, load_command, settle_command, conform_command):
+                 statement_command, acquirer_errors_command, load_command, settle_command, conform_command,
+                 certify_command):
     cli.add_command(_command)
 cli.add_command(proxy_command)
 

@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import html
 import json
 import sys
 from pathlib import Path
-from typing import Any
-from xml.etree import ElementTree as ET
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from possim import conform as lib
-from possim.cli import inputs
+from possim.cli import gradebook, inputs
 from possim.cli import options as opt
 from possim.cli.errors import InputError, as_input_error
+from possim.cli.gradebook import Labels, Row
 from possim.i18n import Tr
 from possim.load import LoadError, check_target
-
-#: How a verdict is shown in the table.
-_STYLE = {lib.PASS: "green", lib.FAIL: "bold red", lib.NOT_RUN: "yellow"}
 
 
 @click.command("conform")
@@ -105,84 +99,25 @@ async def _run(target: lib.Target) -> list[lib.CaseResult]:
     return await lib.run_all(target)
 
 
+def _rows(results: list[lib.CaseResult]) -> list[Row]:
+    return [Row(r.case.id, str(r.case.rule), r.case.title, r.verdict.status, r.verdict.evidence, tuple(r.record.wire))
+            for r in results]
+
+
+def _labels(host_url: str, profile: str, tr: Tr) -> Labels:
+    return Labels(tr("possim conform: {host} (profile {profile})", host=host_url, profile=profile),
+                  "conformance rule", f"possim conform {host_url}", "conform.rule", "ConformanceFailure")
+
+
 def _print(con: Console, results: list[lib.CaseResult], host_url: str, profile: str, tr: Tr) -> None:
-    table = Table(title=tr("possim conform: {host} (profile {profile})", host=host_url, profile=profile))
-    table.add_column(tr("case"))
-    table.add_column(tr("conformance rule"))
-    table.add_column(tr("verdict"))
-    table.add_column(tr("evidence"), overflow="fold")
-    for r in results:
-        style = _STYLE[r.verdict.status]
-        evidence = tr(r.verdict.evidence) if r.verdict.status == lib.NOT_RUN else r.verdict.evidence
-        table.add_row(r.case.id, f"{r.case.rule}. {tr(r.case.title)}", f"[{style}]{tr(r.verdict.status)}[/]",
-                      evidence)
-    con.print(table)
-    counts = {s: sum(r.verdict.status == s for r in results) for s in (lib.PASS, lib.FAIL, lib.NOT_RUN)}
-    con.print(tr("{passed} passed, {failed} failed, {not_run} not run", passed=counts[lib.PASS],
-                 failed=counts[lib.FAIL], not_run=counts[lib.NOT_RUN]))
+    gradebook.print_table(con, _rows(results), _labels(host_url, profile, tr), tr)
 
 
 def junit_xml(results: list[lib.CaseResult], host_url: str) -> str:
-    """JUnit XML: one testsuite, one testcase per case; a failure carries the evidence, a case not run is skipped."""
-    failures = sum(r.verdict.status == lib.FAIL for r in results)
-    skipped = sum(r.verdict.status == lib.NOT_RUN for r in results)
-    elapsed = sum(_seconds(r) for r in results)
-    suites = ET.Element("testsuites")
-    suite = ET.SubElement(suites, "testsuite", name=f"possim conform {host_url}", tests=str(len(results)),
-                          failures=str(failures), errors="0", skipped=str(skipped), time=f"{elapsed:.3f}")
-    for r in results:
-        case = ET.SubElement(suite, "testcase", classname=f"conform.rule{r.case.rule}", name=r.case.id,
-                             time=f"{_seconds(r):.3f}")
-        if r.verdict.status == lib.FAIL:
-            failure = ET.SubElement(case, "failure", message=r.verdict.evidence, type="ConformanceFailure")
-            failure.text = r.verdict.evidence
-        elif r.verdict.status == lib.NOT_RUN:
-            ET.SubElement(case, "skipped", message=r.verdict.evidence)
-        out = ET.SubElement(case, "system-out")
-        out.text = "\n".join(_line(w) for w in r.record.wire)
-    return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
-
-
-def _seconds(r: lib.CaseResult) -> float:
-    return max((w.at for w in r.record.wire), default=0.0)
-
-
-def _line(w: lib.Wire) -> str:
-    arrow = "->" if w.direction == "sent" else "<-"
-    fields = " ".join(f"{k}={v}" for k, v in w.fields.items())
-    return f"{w.at:7.3f}s {arrow} [{w.step or '?'}] {w.mti} {fields}{f' ({w.note})' if w.note else ''}"
+    """JUnit XML: one testsuite, one testcase per case (``gradebook.junit_xml``)."""
+    return gradebook.junit_xml(_rows(results), _labels(host_url, "", Tr("en")))
 
 
 def html_report(results: list[lib.CaseResult], host_url: str, profile: str, tr: Tr) -> str:
-    """A self-contained page: the verdict table, then each case's message sequence with decoded fields."""
-    e = html.escape
-    rows = "".join(
-        f"<tr class='{r.verdict.status.replace(' ', '-')}'><td><a href='#{e(r.case.id)}'>{e(r.case.id)}</a></td>"
-        f"<td>{r.case.rule}. {e(tr(r.case.title))}</td><td>{e(tr(r.verdict.status))}</td>"
-        f"<td>{e(r.verdict.evidence)}</td></tr>" for r in results)
-    sections = "".join(_section(r, tr) for r in results)
-    title = e(tr("possim conform: {host} (profile {profile})", host=host_url, profile=profile))
-    return (f"<!doctype html><html lang='{tr.lang}'><head><meta charset='utf-8'><title>{title}</title><style>"
-            "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-            "padding:4px 8px;vertical-align:top}tr.pass td:nth-child(3){color:#070}tr.fail td:nth-child(3)"
-            "{color:#b00;font-weight:bold}tr.not-run td:nth-child(3){color:#a60}code{font-size:90%}"
-            f"</style></head><body><h1>{title}</h1><table><tr><th>{e(tr('case'))}</th>"
-            f"<th>{e(tr('conformance rule'))}</th>"
-            f"<th>{e(tr('verdict'))}</th><th>{e(tr('evidence'))}</th></tr>{rows}</table>{sections}</body></html>\n")
-
-
-def _section(r: lib.CaseResult, tr: Tr) -> str:
-    e = html.escape
-    rows = "".join(
-        f"<tr><td>{w.at:.3f}</td><td>{'&rarr;' if w.direction == 'sent' else '&larr;'} {e(tr(w.direction))}</td>"
-        f"<td>{e(w.step or '?')}</td><td>{e(w.mti)}</td><td>{_fields_html(w.fields)}</td>"
-        f"<td>{e(w.note or '')}</td></tr>" for w in r.record.wire)
-    head = (f"<tr><th>s</th><th></th><th>{e(tr('step'))}</th><th>MTI</th><th>{e(tr('fields'))}</th>"
-            f"<th>{e(tr('note'))}</th></tr>")
-    body = f"<table>{head}{rows}</table>" if rows else f"<p>{e(tr('no messages'))}</p>"
-    return (f"<h2 id='{e(r.case.id)}'>{e(r.case.id)}: {e(tr(r.verdict.status))}</h2>"
-            f"<p>{e(tr(r.case.title))}</p><p>{e(r.verdict.evidence)}</p>{body}")
-
-
-def _fields_html(fields: dict[str, Any]) -> str:
-    return " ".join(f"<code>{html.escape(k)}={html.escape(str(v))}</code>" for k, v in fields.items())
+    """A self-contained page: the verdict table, then each case's message sequence (``gradebook.html_report``)."""
+    return gradebook.html_report(_rows(results), _labels(host_url, profile, tr), tr)

@@ -231,9 +231,14 @@ def _process_transport() -> Callable[[F], F]:
 @click.option("--shard", "shard_text", metavar="k/K",
               help="Host shard k of K: serve only the terminal ids that map to k (MQTT: the shard's topic; "
                    "TCP: the listen port + k). Give each shard its own --ledger and --client-id.")
+@click.option("--magic", is_flag=True,
+              help="Magic amounts: the cents of a sale's amount pick the host's behaviour (see --magic-table).")
+@click.option("--magic-table", is_flag=True, help="Print the magic amounts table and exit.")
+@opt.lang()
 def acquirer(transport: str, broker_url: str | None, listen_url: str | None, ledger_path: str | None,
              scenario_path: str | None, profile: str | None, time_scale: float, qos: int, client_id: str,
-             stats_every: float, keys_path: str | None, tls_ca: str | None, shard_text: str | None) -> None:
+             stats_every: float, keys_path: str | None, tls_ca: str | None, shard_text: str | None,
+             magic: bool, magic_table: bool, lang: str) -> None:
     """Serve as the acquirer host until SIGINT/SIGTERM; log every event as a JSON line on stderr.
 
     Wallet (QR) payments go to the wallet gateway over the same ledger file; with --scenario its
@@ -245,6 +250,11 @@ def acquirer(transport: str, broker_url: str | None, listen_url: str | None, led
     from possim.acquirer_sim.config import HostConfig
     from possim.acquirer_sim.host import AcquirerHost
     from possim.acquirer_sim.ledger import Ledger
+    from possim.acquirer_sim.magic import MagicHost
+
+    if magic_table:
+        print_magic_table(lang)
+        return
     from possim.protocol.storage import StoreError
     from possim.realtime import serve_acquirer
     from possim.wallet_rig import acquirer_gateway
@@ -266,7 +276,10 @@ def acquirer(transport: str, broker_url: str | None, listen_url: str | None, led
         ledger = Ledger(ledger_path or ":memory:", default_balance=config.default_balance,
                         on_wait=lambda w: log("ledger_wait", operation=w.operation, seconds=round(w.seconds, 3),
                                               attempts=w.attempts))
-    host = AcquirerHost(config, ledger, random.Random(), ring.mac_keys() if ring else None)
+    keys = ring.mac_keys() if ring else None
+    host = (MagicHost(config, ledger, random.Random(), keys, magic=magic,
+                      on_behaviour=lambda name, tid, stan: log("magic_behaviour", behaviour=name, tid=tid, stan=stan))
+            if magic or config.behaviours else AcquirerHost(config, ledger, random.Random(), keys))
     gateway = acquirer_gateway(sc, ledger.conn, config.default_balance, datetime.now().replace(microsecond=0),
                                random.Random(), ring.mac_keys() if ring else None)
 
@@ -283,6 +296,25 @@ def acquirer(transport: str, broker_url: str | None, listen_url: str | None, led
     finally:
         ledger.close()
     click.echo("acquirer stopped", err=True)
+
+
+def print_magic_table(lang: str) -> None:
+    """The magic amounts table (``acquirer_sim.magic.TABLE``) for people, in ``lang``."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from possim.acquirer_sim.magic import table_rows
+    from possim.i18n import Tr
+
+    tr = Tr(lang)
+    table = Table(title=tr("possim acquirer --magic: the cents of the amount pick the host's behaviour"))
+    for column in (tr("cents"), tr("behaviour"), tr("what the host does")):
+        table.add_column(column)
+    for row in table_rows(tr):
+        table.add_row(*row)
+    console = Console(width=max(Console().width, 100))
+    console.print(table)
+    console.print(tr("Any other amount is answered normally."))
 
 
 def _terminal_process_options(journal_help: str, keys_help: str) -> Callable[[F], F]:

@@ -1,0 +1,122 @@
+"""possim certify: real acquirer, real terminal processes and bytes; verdicts from the wire and the ledger.
+
+The builtin terminal with automatic reversal passes every rule under both profiles; without
+recovery it fails exactly the rules about recovery; a raw-TCP terminal that takes a refused
+reversal as done (tests/broken_terminal.py) fails exactly the rule about repeating reversals.
+The power-loss case kills the builtin terminal (SIGKILL) once its sale reached the acquirer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+
+from possim.certify import load_plan
+from tests.processes import run
+from tests.procs import POSSIM
+
+BROKEN = Path(__file__).with_name("broken_terminal.py")
+#: The rules only a terminal that recovers passes (everything the none policy must fail).
+RECOVERY = {"lost-answer-reversed", "reversal-names-original", "reversal-repeats", "reversal-before-next",
+            "late-answer-still-reversed", "wrong-mac-is-no-answer", "restart-reversal-first", "advice-forwarded"}
+
+
+def _junit(path: Path) -> tuple[ET.Element, list[ET.Element]]:
+    suite = ET.parse(path).getroot().find("testsuite")
+    assert suite is not None
+    return suite, suite.findall("testcase")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("profile", ["iso", "cup"])
+async def test_the_builtin_reversal_terminal_passes_every_rule(profile: str, tmp_path: Path) -> None:
+    junit, report = tmp_path / "r.xml", tmp_path / "r.html"
+    done = await run("certify", "--builtin-terminal", "reversal", "--profile", profile, "--junit", str(junit),
+                     "--report", str(report), "--lang", "zh")
+    assert done.returncode == 0, done.stdout + done.stderr
+    suite, cases = _junit(junit)
+    plan = load_plan(profile)
+    assert [c.get("name") for c in cases] == [c.id for c in plan]
+    assert suite.get("tests") == str(len(plan)) and suite.get("failures") == "0" and suite.get("skipped") == "0"
+    assert all(c.find("failure") is None and c.find("skipped") is None for c in cases)
+    lost = next(c for c in cases if c.get("name") == "lost-answer-reversed")
+    assert "0400" in (lost.findtext("system-out") or "")  # the reversal as the acquirer received it
+    page = report.read_text(encoding="utf-8")
+    assert "通过" in page and "lost-answer-reversed" in page
+
+
+@pytest.mark.asyncio
+async def test_a_terminal_without_recovery_fails_exactly_the_recovery_rules() -> None:
+    done = await run("certify", "--builtin-terminal", "none", "--json")
+    assert done.returncode == 1, done.stderr
+    verdicts = {c["id"]: c["verdict"] for c in json.loads(done.stdout)["cases"]}
+    assert {k for k, v in verdicts.items() if v == "fail"} == RECOVERY
+    assert {k for k, v in verdicts.items() if v == "pass"} == set(verdicts) - RECOVERY
+
+
+@pytest.mark.asyncio
+async def test_a_terminal_that_takes_a_refused_reversal_as_done_fails_that_rule_only(tmp_path: Path) -> None:
+    junit = tmp_path / "broken.xml"
+    done = await run("certify", "--terminal-command", f"{sys.executable} {BROKEN} {{address}} {{amount}} {{tid}}",
+                     "--junit", str(junit), "--json")
+    assert done.returncode == 1, done.stderr
+    verdicts = {c["id"]: c["verdict"] for c in json.loads(done.stdout)["cases"]}
+    assert {k for k, v in verdicts.items() if v == "fail"} == {"reversal-repeats"}
+    assert verdicts["wrong-mac-is-no-answer"] == "not run"  # no key file: nothing proves a MAC wrong
+    assert verdicts["restart-reversal-first"] == "not run"  # no --restart-command
+    assert verdicts["settlement-totals"] == verdicts["advice-forwarded"] == "not run"  # sales only
+    suite, cases = _junit(junit)
+    assert suite.get("failures") == "1" and suite.get("skipped") == "4"
+    failed = [c for c in cases if c.find("failure") is not None]
+    assert [c.get("name") for c in failed] == ["reversal-repeats"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("args", "said"), [
+    ((), "exactly one of"),
+    (("--builtin-terminal", "sometimes"), "unknown policy"),
+    (("--terminal-command", "pos {amount} {till}"), "{till}"),
+    (("--builtin-terminal", "reversal", "--plan", "PLAN"), "cases.0.check"),
+    (("--builtin-terminal", "reversal", "--case", "no-such-case"), "no-such-case"),
+    (("--builtin-terminal", "reversal", "--restart-command", "pos"), "--restart-command"),
+])
+async def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], said: str, tmp_path: Path) -> None:
+    plan = tmp_path / "plan.toml"
+    plan.write_text('[[cases]]\nid = "mine"\nrule = "r"\nreason = "r"\nsales = ["1.00"]\ncheck = "vibes"\n',
+                    encoding="utf-8")
+    done = await run("certify", *(str(plan) if a == "PLAN" else a for a in args))
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1 and said in done.stderr, done.stderr
+
+
+@pytest.mark.asyncio
+async def test_interactive_waits_for_each_sale_it_asks_for() -> None:
+    """A person is played by this test: it reads each prompt and rings the sale up on the raw-TCP terminal."""
+    args = ["certify", "--interactive", "--case", "clean-sale-not-reversed", "--case", "decline-not-reversed",
+            "--json", "--case-timeout", "60"]
+    proc = await asyncio.create_subprocess_exec(*POSSIM, *args, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        async with asyncio.timeout(120):
+            for _ in range(2):
+                line = (await proc.stderr.readline()).decode()
+                prompt = re.search(r"ring up (\S+) on terminal (\S+) now \(host (\S+)\)", line)
+                assert prompt is not None, line
+                amount, tid, address = prompt.groups()
+                sale = await asyncio.create_subprocess_exec(sys.executable, str(BROKEN), address, amount, tid)
+                assert await sale.wait() == 0
+            out = await proc.stdout.read()
+            assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    verdicts = {c["id"]: c["verdict"] for c in json.loads(out)["cases"]}
+    assert verdicts == {"clean-sale-not-reversed": "pass", "decline-not-reversed": "pass"}
