@@ -298,12 +298,16 @@ def check_reversal_first(seen: Seen) -> Verdict:
 
 
 def check_restart_reversal_first(seen: Seen) -> Verdict:
-    """After a power loss mid-sale, the first thing the terminal sends is the reversal it owes."""
+    """After a power loss mid-sale, the first financial message the terminal sends is the reversal it owes.
+
+    Network management (08xx: the sign-on a terminal makes when it starts) may come before it:
+    it moves no money and is how a restarted terminal tells the host which life it is in.
+    """
     orig = _first_sale(seen)
     if isinstance(orig, Verdict):
         return orig
     after = [a.msg for a in seen.arrivals if a.msg is not None and seen.restarted_at is not None
-             and a.at >= seen.restarted_at]
+             and a.at >= seen.restarted_at and not a.msg.mti.startswith("08")]
     state = seen.state(orig)
     if not after:
         return Verdict(FAIL, f"{_said(orig)}: nothing arrived after the restart; ledger {state}")
