@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
@@ -26,6 +27,11 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # Tests that do not test that get the old anonymous behaviour, as `--insecure` gives it, and
 # leave no key file in the folder they run in; tests/test_secure_default.py removes this.
 os.environ["POSSIM_INSECURE"] = "1"
+# A suite started in the background by a non-interactive shell (a CI script, `make test &`)
+# inherits an ignored SIGINT, and so would every possim process it starts: the Ctrl-C tests
+# would then test nothing. Restore the default here; children get it on exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 OnMessage = Callable[[str, bytes], None]
 Connect = Callable[..., Coroutine[Any, Any, MqttEndpoint]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,7 +72,7 @@ def _search(policy: str, examples: int, seed: int, workers: int, max_transaction
     from possim.fuzz import FuzzResult, groups_for
     from possim.fuzz_workers import fuzz_parallel
 
-    ran = [0]
+    ran, shown = [0], [0.0]
 
     def progress(n: int) -> None:
         if not ran[0]:
@@ -79,10 +80,16 @@ def _search(policy: str, examples: int, seed: int, workers: int, max_transaction
                           "shows what ran)", policy=policy, examples=examples, seed=seed), err=True)
         ran[0] = n
         bar.update(task, completed=n)
+        if (now := time.monotonic()) - shown[0] >= 0.1:
+            shown[0] = now
+            bar.refresh()
 
+    # auto_refresh=False: the bar is drawn here, in the main thread, never by a refresh thread that
+    # Ctrl-C's KeyboardInterrupt could leave waiting on a lock while the command tries to report.
     try:
         with Progress(TextColumn(escape(tr("fuzzing policy {policy}", policy=policy))), BarColumn(),
-                      MofNCompleteColumn(), TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
+                      MofNCompleteColumn(), TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+                      auto_refresh=False) as bar:
             task = bar.add_task("fuzz", total=examples)
             return fuzz_parallel(policy, examples, seed, workers, progress, max_transactions, wallet=wallet)
     except KeyboardInterrupt:
