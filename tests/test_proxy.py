@@ -104,7 +104,7 @@ def test_a_lost_0210_is_reversed_and_the_wire_verdict_finds_no_sale_at_risk(tmp_
     assert (summary["approved"], summary["reversed"], summary["pending_reversals"]) == (0, 1, 0)
     assert code == 0
     assert (verdict["answers_lost"], verdict["reversals"], verdict["sales_at_risk"]) == (1, 1, 0)
-    assert verdict["messages"] == 4  # 0200, 0210 (lost), 0400, 0410
+    assert verdict["messages"] == 6  # the sign-on 0800 and 0810, then 0200, 0210 (lost), 0400, 0410
     check_code, money, err = check(tmp_path / "J.db", tmp_path / "L.db")
     assert check_code == 0, (money, err)
     assert money["orphaned_debits"] == 0 and money["reversed"] == 1
@@ -115,7 +115,8 @@ def test_a_lost_0210_is_reversed_and_the_wire_verdict_finds_no_sale_at_risk(tmp_
     assert [(d.dir, d.mti, d.nth, d.reason, d.tid) for d in dropped] == [
         ("to_terminal", "0210", 1, "rule_drop", "TERM0001")]
     delivered = [(s.event.side, s.event.mti) for s in records if isinstance(s.event, ev.MsgReceived)]
-    assert delivered == [("host", "0200"), ("host", "0400"), ("terminal", "0410")]
+    assert delivered == [("host", "0800"), ("terminal", "0810"),  # the terminal process signs on first
+                         ("host", "0200"), ("host", "0400"), ("terminal", "0410")]
 
     replayed = _possim("replay", str(trace), "--report", str(tmp_path / "report.html"))
     assert replayed.returncode == 0, replayed.stderr
@@ -133,7 +134,7 @@ def test_without_recovery_the_lost_answer_leaves_a_sale_at_risk(tmp_path: Path) 
     assert summary["reversed"] == 0
     assert code == 1
     assert (verdict["answers_lost"], verdict["reversals"], verdict["sales_at_risk"]) == (1, 0, 1)
-    assert verdict["at_risk"] == [{"tid": "TERM0001", "stan": "000001"}]
+    assert verdict["at_risk"] == [{"tid": "TERM0001", "stan": "000002"}]
     check_code, money, _ = check(tmp_path / "J.db", tmp_path / "L.db")
     assert check_code == 1 and money["orphaned_debits"] == 1  # the host's ledger agrees with the wire
 
