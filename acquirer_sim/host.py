@@ -148,11 +148,14 @@ class AcquirerHost:
         self._seq = ledger.conn.execute("SELECT COUNT(*) FROM originals").fetchone()[0]
         #: Each terminal id's current life as last read or signed on (None: never signed on).
         self._lives: dict[str, str | None] = {}
+        #: The dialect the answers to the request being handled are encoded in (``_answering``).
+        self._answer_in = dialects.for_profile(config.profile)
         for pan, balance in config.accounts.items():
             ledger.open_account(pan, balance)
 
     def receive(self, now: float, data: bytes, sender: str | None = None) -> list[HostAction]:
         """Handle one request. ``sender``: the terminal id the transport vouches for, if any."""
+        self._answering(data)
         if now < self.down_until:
             return [ev.HostDownDrop(codec.peek_mti(data))]
         try:
@@ -345,6 +348,7 @@ class AcquirerHost:
         orig = self.ledger.find(key)
         if orig is None or orig.state not in (IN_PROGRESS, CANCELLED) or orig.response is None:
             return []
+        self._answering(orig.response)
         msg = codec.decode(orig.response)  # the request, kept while in progress
         timed_out = any(now in w for w in self.config.issuer_timeouts)
         rc = self.config.issuer_timeout_code if timed_out else self._decide(now, orig.pan, orig.amount)
@@ -502,11 +506,18 @@ class AcquirerHost:
         response = msg.response(rc, **fields)
         return Reply(self._encode(response), self._delay(True), response.mti, msg.stan, response.rrn, msg.tid)
 
+    def _answering(self, request: bytes) -> None:
+        """Answer ``request`` in the profile's dialect (a CUP host answers CUP bytes; requests are read
+        in any, from the bytes), or in the request's own when it is a form of that one: an ISO host
+        answers a request with binary bitmaps (``iso-binary``) with binary bitmaps, so its sender can
+        read the answer (``dialects.for_answer``)."""
+        self._answer_in = dialects.for_answer(self.config.profile, codec.dialect_of(request))
+
     def _encode(self, response: Message) -> bytes:
         """A response carries the MAC of the terminal it answers (when the host has keys), in the
-        profile's dialect: a CUP host answers CUP bytes (requests are read in either, from the bytes)."""
+        dialect ``_answering`` chose for the request being handled."""
         key = self.keys.get(response.tid) if self.keys is not None else None
-        return codec.encode(response, key, dialects.for_profile(self.config.profile))
+        return codec.encode(response, key, self._answer_in)
 
     def _captured(self, key: Key) -> int:
         row = self.ledger.conn.execute(

@@ -166,8 +166,9 @@ def decode(data: bytes, keys: Keys | None = None, dialect: str | None = None) ->
     nothing else is cached, so a repeated run parses all its frames again. The MAC is checked
     on every call. Without ``dialect`` the bytes say which it is (``dialect_of``).
     """
-    if dialect != "iso" and (dialect is not None or _CUP_FIRST <= data[:1] <= _CUP_LAST):  # dialect hook
-        return _dialect(dialect or "cup").decode(data, keys)
+    name = dialect or dialect_of(data)
+    if name != "iso":  # dialect hook
+        return _dialect(name).decode(data, keys)
     data = bytes(data)
     parsed = _last.get(data)
     if parsed is None:
@@ -180,15 +181,63 @@ def decode(data: bytes, keys: Keys | None = None, dialect: str | None = None) ->
     return msg
 
 
-# -- dialect detection: what the first byte of a frame says ------------------------------------
+# -- dialect detection: what the first bytes of a frame say -------------------------------------
 #: An ISO ASCII frame starts with an ASCII digit (0x30-0x39), a wallet frame with "{"; a CUP
 #: frame with the first byte of its 2-byte BCD MTI, 0x01..0x08 (0100..0800).
 _CUP_FIRST, _CUP_LAST = b"\x01", b"\x08"
+#: After an ASCII MTI, possim's ``iso`` frames carry the primary bitmap as 16 hex characters.
+_HEX_BITMAP = re.compile(rb"[0-9A-Fa-f]{16}")
+#: The ``iso-binary`` dialect's primary bitmap: 8 raw bytes; its first bit says a secondary follows.
+_BITMAP_BYTES = 8
 
 
 def dialect_of(data: bytes) -> str:
-    """The dialect a card frame is in, from its first byte: "cup" for a BCD MTI, else "iso"."""
-    return "cup" if _CUP_FIRST <= data[:1] <= _CUP_LAST else "iso"
+    """The dialect a card frame is in: "cup" for a BCD MTI; "iso-binary" for an ASCII MTI not followed
+    by 16 hex characters (the bitmap as raw bytes, as many hosts and load tools send it); else "iso"."""
+    if _CUP_FIRST <= data[:1] <= _CUP_LAST:
+        return "cup"
+    if data[:4].isdigit() and not _HEX_BITMAP.match(data, 4):
+        return "iso-binary"
+    return "iso"
+
+
+# -- the iso-binary dialect: possim's ASCII ISO 8583 with binary bitmaps -------------------------
+# Everything but the bitmaps is byte for byte the ``iso`` layout (ASCII MTI, ASCII length
+# prefixes and fields), so a frame converts losslessly either way and one parser reads both. A
+# MAC is computed over the frame as it travels (binary bitmaps), as in every dialect.
+
+
+def hex_bitmaps(data: bytes) -> bytes:
+    """An ``iso-binary`` frame in the ``iso`` layout (each 8-byte bitmap as 16 hex characters);
+    ``ProtocolError`` when the frame is too short to hold its bitmaps."""
+    size = 2 * _BITMAP_BYTES if len(data) > 4 and data[4] & 0x80 else _BITMAP_BYTES
+    if len(data) < 4 + size:
+        raise ProtocolError(f"malformed frame: {len(data)} bytes cannot hold an MTI and a {size}-byte binary bitmap")
+    return data[:4] + data[4:4 + size].hex().upper().encode("ascii") + data[4 + size:]
+
+
+def binary_bitmaps(data: bytes) -> bytes:
+    """An ``iso`` frame in the ``iso-binary`` layout (each bitmap as 8 raw bytes)."""
+    size = 32 if int(data[4:5], 16) & 0x8 else 16
+    return data[:4] + bytes.fromhex(data[4:4 + size].decode("ascii")) + data[4 + size:]
+
+
+def encode_binary(msg: Message, key: MacKey | None = None) -> bytes:
+    """``encode`` in the ``iso-binary`` layout, the MAC (with ``key``) over the bytes that travel."""
+    data = binary_bitmaps(encode(msg, key))
+    if key is None:
+        return data
+    body = data[:-_MAC_CHARS]
+    return body + key.compute(body).hex().upper().encode("ascii")
+
+
+def decode_binary(data: bytes, keys: Keys | None = None) -> Message:
+    """``decode`` of an ``iso-binary`` frame: the same parser and rules, the MAC checked over ``data``."""
+    data = bytes(data)
+    msg, tag = _decode(hex_bitmaps(data))
+    if keys is not None:
+        _verify(data, msg, tag, keys)
+    return msg
 
 
 def _dialect(name: str) -> Dialect:

@@ -4,6 +4,9 @@
   Its bytes are exactly those possim has always sent.
 - ``cup``: a China UnionPay POS terminal's format (``protocol.cup``): binary bitmap and BCD
   numbers, framed as 2-byte length + 5-byte TPDU + 6-byte header (``framing.CupFraming``).
+- ``iso-binary``: ``iso`` with each bitmap as 8 raw bytes instead of 16 hex characters (what many
+  hosts and load tools send, e.g. iso8583sim's default ``ascii-binary``), 2-byte length framing.
+  No possim terminal speaks it; an ``iso`` host reads it and answers in it (``for_answer``).
 
 Everything that turns messages into bytes asks this registry, so a profile picks its dialect
 by name (``get("cup")``) and the terminal, host and transports need not know which it is.
@@ -52,6 +55,7 @@ DIALECTS: dict[str, Dialect] = {
     "iso": Dialect("iso", _iso_encode, _iso_decode, codec.peek_mti, codec.wire_fields),
     "cup": Dialect("cup", cup.encode, cup.decode, cup.peek_mti, cup.wire_fields,
                    CupFraming(), CupFraming().reply()),
+    "iso-binary": Dialect("iso-binary", codec.encode_binary, codec.decode_binary, codec.peek_mti, codec.wire_fields),
 }
 
 
@@ -63,6 +67,18 @@ PROFILE_DIALECTS: dict[str, str] = {"iso": "iso", "cup": "cup"}
 def for_profile(profile: str) -> str:
     """The dialect name of a profile; a profile with no dialect of its own speaks the default."""
     return PROFILE_DIALECTS.get(profile, DEFAULT)
+
+
+#: Dialects a host of a profile's dialect answers a request in when the request came in them: the
+#: same fields in another bitmap form, which the sender reads and a host can write back as they came.
+ANSWER_LIKE_REQUEST: dict[str, frozenset[str]] = {"iso": frozenset({"iso", "iso-binary"})}
+
+
+def for_answer(profile: str, request: str) -> str:
+    """The dialect a host of ``profile`` answers a request in ``request`` (a ``codec.dialect_of``
+    name) with: the request's own when it is a form of the profile's dialect, else the profile's."""
+    own = for_profile(profile)
+    return request if request in ANSWER_LIKE_REQUEST.get(own, frozenset()) else own
 
 
 def get(name: str = DEFAULT) -> Dialect:

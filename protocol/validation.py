@@ -321,11 +321,14 @@ def identify(data: bytes, transmission: str) -> Message | None:
 def _raw_fields(data: bytes) -> Mapping[str, object] | None:
     """The frame's fields as its dialect's layout reads them, before any of possim's rules; None if
     the bytes do not even split into fields (a bad bitmap, a wrong length, a truncated frame)."""
-    if codec.dialect_of(data) == "cup":
-        try:
+    dialect = codec.dialect_of(data)
+    try:
+        if dialect == "cup":
             return cup.decode_fields(data)
-        except ProtocolError:
-            return None
+        if dialect == "iso-binary":  # the same layout once its bitmaps are hex
+            data = codec.hex_bitmaps(data)
+    except ProtocolError:
+        return None
     try:
         doc, _ = iso8583.decode(bytearray(data), codec.SPEC)
     except codec.DECODE_ERRORS:

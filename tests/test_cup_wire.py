@@ -246,7 +246,7 @@ def test_cup_dialect_round_trips_and_names_its_framing() -> None:
 
 
 def test_unknown_dialect_is_one_clear_error() -> None:
-    with pytest.raises(ValueError, match=r"unknown wire dialect 'x25' \(known: cup, iso\)"):
+    with pytest.raises(ValueError, match=r"unknown wire dialect 'x25' \(known: cup, iso, iso-binary\)"):
         dialects.get("x25")
 
 
