@@ -213,7 +213,9 @@ def _process_transport() -> Callable[[F], F]:
 @_process_transport()
 @opt.broker("The MQTT broker to serve on (with --transport mqtt).")
 @click.option("--listen", "listen_url", metavar="tcp://HOST:PORT",
-              help=f"Where to listen for terminals with --transport tcp (default {inputs.DEFAULT_TCP}).")
+              help=f"Where to listen for terminals with --transport tcp (default {inputs.DEFAULT_TCP}). "
+                   "Under the iso profile a frame is a 2-byte length, then ISO 8583 with its bitmap as "
+                   "hex or as raw bytes (read from each frame, answered alike).")
 @opt.ledger("SQLite ledger file (kept across runs; reopened and recovered after a crash).")
 @click.option("--scenario", "scenario_path", help="Take host behaviour ([host]) from this scenario.")
 @opt.profile("Host profile: iso, or cup (the debit waits for the issuer, 94 for duplicates, issuer "
