@@ -68,3 +68,48 @@ def test_terminal_restarted_without_its_journal_refuses_then_sells_as_a_replacem
     assert [life for _, _, life in debits] == [old["life"], new["life"]]  # each sale booked once, by its own life
     assert len({(stan, when) for stan, when, _ in debits}) == 2
     assert query(ledger, "SELECT life, earlier, count FROM lives WHERE tid = ?", TID) == [(new["life"], 1, 2)]
+
+
+#: One sale answered at once: the terminal that made it ends by itself.
+QUICK_SALE = {"title": "One sale", "description": "One sale at a host that answers at once.", "seed": 1,
+              "transactions": [{"at": 0, "amount": "12.00"}]}
+
+
+def test_settle_on_a_lost_journal_refuses_then_settles_as_a_replacement(tmp_path: Path) -> None:
+    """``possim settle`` as ``possim terminal``: a new journal for a known id is refused (exit 3, one
+    line) unless --replacement; the replacement signs on as a new life and settles its own (empty)
+    batch, which the acquirer, still counting the lost journal's sale, answers out of balance."""
+    ledger, scenario = tmp_path / "ledger.db", tmp_path / "sale.toml"
+    scenario.write_text(tomli_w.dumps(QUICK_SALE), encoding="utf-8")
+    url = f"tcp://127.0.0.1:{free_port()}"
+    common = [str(scenario), "--transport", "tcp", "--connect", url, "--tid", TID, "--policy", "reversal"]
+    with fleet() as proc:
+        acquirer = proc("acquirer", ["acquirer", "--transport", "tcp", "--listen", url, "--ledger", str(ledger)],
+                        tmp_path / "acquirer.log").start()
+        acquirer.wait_event("acquirer_ready")
+        seller = proc("terminal", ["terminal", *common, "--journal", str(tmp_path / "lost.db")],
+                      tmp_path / "terminal.log").start()
+        code, out = seller.finish()
+        assert (code, json.loads(out)["approved"]) == (0, 1), seller.tail()
+        old = seller.wait_event("terminal_signed_on")
+
+        fresh = [*common, "--journal", str(tmp_path / "new.db")]
+        refused_log = tmp_path / "settle-refused.log"
+        code, out = proc("settle-refused", ["settle", *fresh, "--no-log"], refused_log).start().finish()
+        assert (code, out) == (3, "")
+        [line] = refused_log.read_text().splitlines()
+        assert line.startswith(f"possim: refused: terminal {TID} has no journal") and "--replacement" in line
+
+        settler = proc("settle", ["settle", *fresh, "--replacement"], tmp_path / "settle.log").start()
+        code, out = settler.finish()
+        assert code == 0, settler.tail()
+        assert json.loads(out)["settlement"] == "out of balance after batch upload"
+        new = settler.wait_event("terminal_signed_on")
+        assert new["life"] != old["life"] and new["earlier"] is True
+        sent = [e["mti"] for e in settler.events() if e.get("event") == "msg_sent"]
+        assert sent == ["0800", "0500", "0500"]  # a new life, then its (empty) batch: no upload to make
+        assert acquirer.stop() == 0
+    checked = [e for e in acquirer.events() if e.get("event") == "settlement_checked"]
+    assert [(e["terminal_count"], e["host_count"], e["balanced"]) for e in checked] == [(0, 1, False)] * 2
+    assert query(ledger, "SELECT life, count FROM lives WHERE tid = ?", TID) == [(new["life"], 2)]
+    assert query(ledger, "SELECT kind, amount FROM entries WHERE tid = ?", TID) == [("debit", 1200)]
