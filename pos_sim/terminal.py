@@ -190,6 +190,12 @@ class Terminal:
         """The terminal is switched on: sign on now (with a life number) rather than at the first sale."""
         return self._pump(now)
 
+    def sign_on_again(self, now: float) -> list[Action]:
+        """The till's QR terminal was told to sign on again (its wallet request was from a life that
+        is no longer current): the device signs on afresh, here, before anything else."""
+        self._queue_sign_on(now)
+        return self._pump(now)
+
     def request_payment(self, now: float, request: PaymentRequest) -> list[Action]:
         """A customer wants to pay; queued behind whatever the terminal is doing (a halted terminal sells nothing)."""
         if self.halted is not None:
@@ -536,9 +542,7 @@ class Terminal:
         that keeps answering 77 cannot keep it going forever. A settlement is sent once more.
         """
         actions: list[Action] = [ev.SignOnAgain(*_ids(msg), txn=ex.txn.txn_id or None)]
-        if not any(t.kind is ExchangeKind.SIGN_ON for t in self.tasks):
-            self._sign_on_attempts = 0
-            self.tasks.append(Task(ExchangeKind.SIGN_ON, _TERMINAL, now))
+        self._queue_sign_on(now)
         txn = ex.txn
         if ex.kind is ExchangeKind.ORIGINAL:
             txn.response_code = msg.response_code
@@ -557,6 +561,13 @@ class Terminal:
             self._drop_task(ex.task)
             return actions + self._settlement_failed(msg, f"answered {SIGN_ON_AGAIN} again after signing on")
         return actions + EXCHANGES[ex.kind].timed_out(self, now, ex)
+
+    def _queue_sign_on(self, now: float) -> None:
+        """A fresh sign-on, due now, ahead of everything else (unless one is already owed)."""
+        if self.config.life is not None and self.halted is None \
+                and not any(t.kind is ExchangeKind.SIGN_ON for t in self.tasks):
+            self._sign_on_attempts = 0
+            self.tasks.append(Task(ExchangeKind.SIGN_ON, _TERMINAL, now))
 
     def _sign_on_timed_out(self, now: float, ex: Exchange) -> list[Action]:
         """No answer: sign on again after the backoff; customers keep waiting."""

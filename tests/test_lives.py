@@ -311,3 +311,16 @@ def test_a_settlement_answered_77_is_sent_again_after_signing_on() -> None:
     assert [s.mti for s in sends(actions)] == ["0800"]
     settled = _deliver(term, host, _deliver(term, host, actions, 3.0), 3.0)
     assert [(e.balanced, e.final) for e in settled if isinstance(e, ev.SettlementAnswered)] == [(True, False)]
+
+
+def test_the_tills_qr_terminal_told_to_sign_on_again_makes_the_device_sign_on() -> None:
+    host, term = new_host(), new_terminal(life="444444")
+    _signed_on(term, host)
+    _taken_over(host)
+    [signon] = sends(term.sign_on_again(5.0))
+    assert (signon.mti, codec.decode(signon.data).life) == ("0800", "444444")
+    assert not sends(term.sign_on_again(5.5))  # one sign-on at a time
+    assert not sends(term.request_payment(6.0, purchase()))  # the customer waits behind it
+    [sale] = sends(_deliver(term, host, [signon], 7.0))
+    assert sale.mti == "0200" and not term.halted
+    assert not sends(new_terminal().sign_on_again(0.0))  # a terminal without a life has nothing to sign on with
