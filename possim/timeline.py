@@ -132,7 +132,7 @@ def _terminal(e: ev.Event, tr: Tr) -> str | None:
         case ev.TerminalRefusedToSell():
             return tr("REFUSES TO SELL: {reason}", reason=e.reason)
         case ev.SignOnAgain():
-            return tr("{mti} answered 77 (sign on again): nothing booked, signs on afresh", mti=e.mti)
+            return tr("{mti} says sign on again (77): nothing booked, the terminal signs on afresh", mti=e.mti)
     return _settlement(e, tr) or _wallet_terminal(e, tr)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from possim.acquirer_sim.host import EARLIER_LIFE, FIRST_LIFE, SIGN_ON_AGAIN, AcquirerHost
+from possim.i18n import Tr
 from possim.pos_sim.actions import ConfirmLife, Outcome
 from possim.pos_sim.exchanges import SIGN_ON_AGAIN_DISPLAY
 from possim.pos_sim.records import ReversalState, SaleStatus
@@ -22,6 +23,7 @@ from possim.protocol.messages import Message
 from possim.scenario import load
 from possim.simulation import simulate
 from possim.timeline import rows
+from possim.trace import Trace
 from tests.conftest import SCENARIOS
 from tests.helpers import new_host, new_terminal, purchase, replies, sends
 
@@ -324,3 +326,14 @@ def test_the_tills_qr_terminal_told_to_sign_on_again_makes_the_device_sign_on() 
     [sale] = sends(_deliver(term, host, [signon], 7.0))
     assert sale.mti == "0200" and not term.halted
     assert not sends(new_terminal().sign_on_again(0.0))  # a terminal without a life has nothing to sign on with
+
+
+@pytest.mark.parametrize(("lang", "said"), [("en", "says sign on again (77)"), ("zh", "要求重新签到")])
+def test_the_timeline_tells_the_77_and_the_screen_in_the_readers_language(lang: str, said: str) -> None:
+    trace = Trace(lambda: 1.0)
+    trace.emit(ev.SignOnAgain("0210", "000002", TID, txn=1))
+    trace.emit(ev.TxnOutcome(TID, 1, SaleStatus.FAILED, SIGN_ON_AGAIN_DISPLAY))
+    text = "\n".join(" ".join(map(str, row)) for row in rows(trace.records, Tr(lang)))
+    assert said in text
+    assert ("SIGN ON AGAIN - NOT CHARGED" if lang == "en" else "请重新签到 - 未扣款") in text
+    assert not {m for m in Tr.missing if m[0] == lang}
