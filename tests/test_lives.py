@@ -191,9 +191,11 @@ def test_without_a_life_nothing_changes() -> None:
 
 
 @pytest.mark.parametrize("name", ["request-lost", "response-lost", "reversal-lost", "duplicate-request",
-                                  "terminal-power-loss", "confirmation-lost", "issuer-timeout"])
+                                  "terminal-power-loss", "confirmation-lost", "issuer-timeout",
+                                  "card-failed-then-qr", "qr-network-drop"])
 def test_in_memory_runs_that_sign_on_keep_their_verdicts(name: str) -> None:
-    """The sign-on adds an exchange, nothing else: the same money, the same findings."""
+    """The sign-on adds an exchange, nothing else: the same money, the same findings (wallet requests
+    carry the life too, and the gateway accepts them)."""
     scenario = load(SCENARIOS / f"{name}.toml")
     plain, signed = simulate(scenario), simulate(scenario, sign_on=True)
     assert signed.verdict.summary() == plain.verdict.summary() and signed.quiescent
@@ -202,6 +204,7 @@ def test_in_memory_runs_that_sign_on_keep_their_verdicts(name: str) -> None:
     assert any(isinstance(e, ev.SignOnAnswered) for e in events)
     assert not any(isinstance(e, ev.TerminalSignedOn | ev.SignOnAnswered) for e in
                    (s.event for s in plain.trace.records))
+    assert not any(isinstance(e, ev.LifeRefused | ev.SignOnAgain) for e in events)
     assert "signed on as life" in "\n".join(" ".join(map(str, row)) for row in rows(signed.trace.records))
 
 
