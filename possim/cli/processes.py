@@ -367,7 +367,9 @@ def terminal(scenario: str, transport: str, broker_url: str | None, connect_url:
     On an existing journal the terminal resumes where it stopped: a sale that was in flight
     gets its recovery first, and sales already journaled are not paid again. It signs on first
     with its life number (kept in the journal); on a new journal, for a terminal id the acquirer
-    knows from an earlier life, it refuses to sell (one line, exit 3) unless --replacement.
+    knows from an earlier life, it refuses to sell (one line, exit 3) unless --replacement. Answered
+    77 ("sign on again": another life of its id signed on since), it signs on afresh and shows the
+    sale as not charged, for the operator to ring up again.
     """
     _drive(scenario, transport, broker_url, connect_url, tid, policy, profile, seed, journal_path, trace_path,
            time_scale, qos, log, keys_path, tls_ca, shards, end_of_day=False, printed=(as_json, lang),
