@@ -31,6 +31,12 @@ Rules kept here (the providers' documented behaviour, docs/wallet.md):
    an order number another terminal uses is answered ``ACQ.TRADE_NOT_EXIST`` and records
    nothing (no tombstone). Answers carry the ``sign`` of the terminal they answer. Without
    keys nothing is verified and nothing signed, as before keys existed.
+6. Terminal lives, as the card host's rule 8 (``acquirer_sim.host``): once a terminal id has
+   signed on (0800, kept in the ledger's ``lives``), a wallet request must carry its current life
+   (``life``). One without it, or from another life (a newer one signed on since), is answered
+   20000 with sub code ``ACQ.SIGN_ON_AGAIN`` (the card host's 77, "sign on again"), signed, and
+   changes nothing: no order, no tombstone, no money; logged as ``life_refused``. Ids that never
+   signed on are served as before.
 """
 
 from __future__ import annotations
@@ -133,6 +139,9 @@ class WalletGateway:
             return [ev.IdentityMismatch(msg.tid, msg.out_trade_no, msg.wire_kind, sender=sender)]
         if not isinstance(msg, W.WalletRequest):
             return [ev.UnexpectedMessage(msg.wire_kind, msg.out_trade_no)]
+        current = self.ledger.current_life(msg.tid)
+        if current is not None and msg.life != current:
+            return self._life_refused(msg, current)
         handler = {"pay": self._pay, "query": self._query, "cancel": self._cancel, "refund": self._refund}[msg.kind]
         return handler(now, msg)
 
@@ -171,6 +180,17 @@ class WalletGateway:
         answer = msg.answer("40002", "CLOSED", sub_code=sub_code)
         return [event, WalletReply(W.encode(answer), self.config.quick.sample(self.rng), answer.wire_kind,
                                    msg.out_trade_no, msg.tid)]
+
+    def _life_refused(self, msg: W.WalletRequest, current: str) -> list[GatewayAction]:
+        """Rule 6: not from the id's current life: "sign on again", nothing looked up, nothing changed."""
+        reason = ("no life number: the terminal did not sign on" if msg.life is None
+                  else f"life {msg.life} is not the current life {current}")
+        answer = msg.answer("20000", "CLOSED", sub_code=W.SIGN_ON_AGAIN)  # the state says nothing under 20000
+        key = self.keys.get(msg.tid) if self.keys is not None else None
+        return [ev.LifeRefused(msg.tid, msg.out_trade_no, msg.wire_kind, life=msg.life, current=current,
+                               reason=reason, rc=answer.code),
+                WalletReply(W.encode(answer, key), self.config.quick.sample(self.rng), answer.wire_kind,
+                            msg.out_trade_no, msg.tid, authenticated=key is not None)]
 
     # -- requests -------------------------------------------------------------------------
 

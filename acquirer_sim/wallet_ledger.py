@@ -61,6 +61,19 @@ class WalletLedger:
         self.conn = conn
         self.default_balance = default_balance
         conn.executescript(SCHEMA)
+        #: The card ledger's ``lives`` table is in this database (it is, beside an acquirer's card tables).
+        self._lives = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'lives'"
+                                   ).fetchone() is not None
+
+    # -- terminal lives -------------------------------------------------------------------
+
+    def current_life(self, tid: str) -> str | None:
+        """Terminal ``tid``'s current life as the card host keeps it (its last sign-on); None for an
+        id that never signed on. Read at every request: the card host signs terminals on meanwhile."""
+        if not self._lives:
+            return None
+        row = self.conn.execute("SELECT life FROM lives WHERE tid = ?", (tid,)).fetchone()
+        return None if row is None else str(row[0])
 
     # -- accounts -------------------------------------------------------------------------
 

@@ -77,6 +77,12 @@ class TerminalDriver(HaltsOnWriteError[Action]):
         """The terminal is switched on (a terminal with a life number signs on now)."""
         self.execute(self.terminal.start(self.scheduler.now()))
 
+    def sign_on_again(self) -> None:
+        """Sign on afresh (the till's QR terminal was answered "sign on again")."""
+        if self.failure is not None or self.down:
+            return
+        self.execute(self.terminal.sign_on_again(self.scheduler.now()))
+
     def request_payment(self, request: PaymentRequest) -> None:
         if self.failure is not None:  # a stopped terminal takes no payment
             return

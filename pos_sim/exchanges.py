@@ -103,6 +103,12 @@ REASON_OTHER = "06"
 #: CUP profile: the host's "duplicate transmission" answer (94) says nothing about the sale's
 #: fate (the first copy is still being processed): the terminal keeps waiting for the real one.
 DUPLICATE_TRANSMISSION = "94"
+#: The host's "sign on again" (CUP 77, 请重新签到): the request is not from the terminal id's current
+#: life (another life signed on since) and booked nothing. The terminal signs on afresh; a sale
+#: answered 77 is shown as not charged (the operator rings it up again), recovery work is repeated.
+SIGN_ON_AGAIN = "77"
+#: What the terminal shows and journals for a sale answered 77 (views translate it by this exact value).
+SIGN_ON_AGAIN_DISPLAY = "SIGN ON AGAIN - NOT CHARGED"
 #: The sign-on answer's field 48 (63 under ``cup``) when the host knew the terminal id from an
 #: earlier life (another journal) before this one.
 EARLIER_LIFE = "EARLIER_LIFE"

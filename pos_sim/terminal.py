@@ -43,7 +43,10 @@ an 0800 with its life number, and every request carries that number (field 60). 
 whether the host knew the terminal id from an earlier life; a terminal on a new journal then
 refuses to sell (``halted``: its earlier life's journal is lost, so sales of that life may be
 unsettled and its STANs start again) unless it was declared a replacement. Until the sign-on is
-answered customers wait; without an answer it is repeated with the backoff.
+answered customers wait; without an answer it is repeated with the backoff. An answer 77 ("sign
+on again": another life of the id signed on since; the host booked nothing) makes the terminal
+sign on afresh before anything else; a sale so answered is shown as not charged
+(``SIGN_ON_AGAIN_DISPLAY``) and never sent again by itself, recovery work is tried again after it.
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ from possim.pos_sim.exchanges import (
     ESCALATED_DISPLAY,
     REASON_MAC_ERROR,
     REASON_NO_ANSWER,
+    SIGN_ON_AGAIN,
+    SIGN_ON_AGAIN_DISPLAY,
     ExchangeKind,
     ExchangeSpec,
     reversal_closes,
@@ -132,6 +137,8 @@ class Settlement:
 
     final: bool = False
     uploads: int = 0
+    #: A 0500 was answered 77 and sent again after a fresh sign-on (once: a second 77 fails it).
+    signed_on_again: bool = False
 
 
 #: What a settlement exchange stands for in the table's ``txn`` slot: the batch, not one sale
@@ -171,6 +178,9 @@ class Terminal:
         self.halted: str | None = None
         #: Sign-ons sent without an answer so far.
         self._sign_on_attempts = 0
+        #: The host accepted a sign-on of this life in this run: a later sign-on (after a 77) is no
+        #: new journal's first, and the host knowing an earlier life then is no lost journal.
+        self._signed_on = False
         if config.life is not None:  # signs on before anything else, at the first input
             self.tasks.append(Task(ExchangeKind.SIGN_ON, _TERMINAL, -math.inf))
 
@@ -178,6 +188,12 @@ class Terminal:
 
     def start(self, now: float) -> list[Action]:
         """The terminal is switched on: sign on now (with a life number) rather than at the first sale."""
+        return self._pump(now)
+
+    def sign_on_again(self, now: float) -> list[Action]:
+        """The till's QR terminal was told to sign on again (its wallet request was from a life that
+        is no longer current): the device signs on afresh, here, before anything else."""
+        self._queue_sign_on(now)
         return self._pump(now)
 
     def request_payment(self, now: float, request: PaymentRequest) -> list[Action]:
@@ -204,6 +220,10 @@ class Terminal:
                 return [ev.ResponseMismatch(*_ids(msg), reason=mismatch, txn=ex.txn.txn_id or None)]
             if self.config.cup and msg.response_code == DUPLICATE_TRANSMISSION:
                 return [ev.DuplicateTransmission(*_ids(msg))]
+            if msg.response_code == SIGN_ON_AGAIN and self.config.life is not None \
+                    and ex.kind is not ExchangeKind.SIGN_ON:
+                self.inflight = None
+                return [CancelTimer(RESPONSE_TIMER), *self._sign_on_again(now, ex, msg), *self._pump(now)]
             self.inflight = None
             actions: list[Action] = [CancelTimer(RESPONSE_TIMER)]
             actions += EXCHANGES[ex.kind].answered(self, now, ex, msg)
@@ -505,11 +525,49 @@ class Terminal:
         if not msg.approved:
             return self._halt(f"terminal {tid}: the host refused its sign-on (answered {msg.response_code})")
         earlier = msg.status == EARLIER_LIFE
-        if earlier and self.config.new_journal and not self.config.replacement:
+        if earlier and self.config.new_journal and not self.config.replacement and not self._signed_on:
             return self._halt(f"terminal {tid} has no journal, but the host knows it from an earlier life: its "
                               "sales may be unsettled and its STANs would start again; refusing to sell (restore its "
                               "journal, or start it as a replacement: --replacement)")
+        self._signed_on = True
         return [ConfirmLife(life), ev.TerminalSignedOn(tid, msg.stan, life, earlier)]
+
+    def _sign_on_again(self, now: float, ex: Exchange, msg: Message) -> list[Action]:
+        """77: another life of this terminal id signed on since; sign on afresh before anything else.
+
+        The host books nothing for a request it answers 77, so a sale is over: not charged,
+        shown so, and never sent again by itself (CUP practice: the terminal signs on, the operator
+        rings the sale up again as a new one). Recovery work is not done yet: it is tried again
+        after the sign-on, within its own limits (a reversal's or a query's attempts), so a host
+        that keeps answering 77 cannot keep it going forever. A settlement is sent once more.
+        """
+        actions: list[Action] = [ev.SignOnAgain(*_ids(msg), txn=ex.txn.txn_id or None)]
+        self._queue_sign_on(now)
+        txn = ex.txn
+        if ex.kind is ExchangeKind.ORIGINAL:
+            txn.response_code = msg.response_code
+            _disarm(txn)
+            return actions + self.finish(now, txn, SaleStatus.FAILED, SIGN_ON_AGAIN_DISPLAY)
+        if ex.kind is ExchangeKind.REVERSAL:
+            return actions + self._retry_reversal(now, txn, _task(ex), reason=f"answered {SIGN_ON_AGAIN}")
+        if ex.kind is ExchangeKind.ADVICE:  # an online completion too: it booked nothing, so no reversal
+            return actions + self._retry_advice(now, txn, _task(ex))
+        if ex.kind is ExchangeKind.SETTLEMENT and self.settlement is not None \
+                and not self.settlement.signed_on_again:
+            self.settlement.signed_on_again = True
+            _task(ex).due = now
+            return actions
+        if ex.kind is ExchangeKind.SETTLEMENT:
+            self._drop_task(ex.task)
+            return actions + self._settlement_failed(msg, f"answered {SIGN_ON_AGAIN} again after signing on")
+        return actions + EXCHANGES[ex.kind].timed_out(self, now, ex)
+
+    def _queue_sign_on(self, now: float) -> None:
+        """A fresh sign-on, due now, ahead of everything else (unless one is already owed)."""
+        if self.config.life is not None and self.halted is None \
+                and not any(t.kind is ExchangeKind.SIGN_ON for t in self.tasks):
+            self._sign_on_attempts = 0
+            self.tasks.append(Task(ExchangeKind.SIGN_ON, _TERMINAL, now))
 
     def _sign_on_timed_out(self, now: float, ex: Exchange) -> list[Action]:
         """No answer: sign on again after the backoff; customers keep waiting."""

@@ -20,6 +20,7 @@ from possim.protocol.events import (
     Event,
     MsgReceived,
     MsgSent,
+    SignOnAgain,
     TerminalDownDrop,
     WalletPaymentRequested,
     WalletTimerFired,
@@ -44,6 +45,8 @@ class WalletTerminalDriver(HaltsOnWriteError[WalletAction]):
         self._timers: dict[str, Cancellable] = {}
         #: Why the terminal stopped for good: its journal refused a write (as ``TerminalDriver.failure``).
         self.failure: WriteError | None = None
+        #: Told when the gateway answers "sign on again": the till's card terminal signs on for the device.
+        self.on_sign_on_again: Callable[[], None] | None = None
 
     def request_payment(self, request: WalletPaymentRequest) -> None:
         """A scanned code: its order number is drawn once, here (a replay passes the recorded one), and traced."""
@@ -109,6 +112,8 @@ class WalletTerminalDriver(HaltsOnWriteError[WalletAction]):
                     self.on_result(action)
             elif isinstance(action, Event):
                 self.emit(action)
+                if isinstance(action, SignOnAgain) and self.on_sign_on_again is not None:
+                    self.on_sign_on_again()
 
     def _cancel(self, name: str) -> None:
         handle = self._timers.pop(name, None)

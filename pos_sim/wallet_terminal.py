@@ -29,6 +29,10 @@ Rules kept here:
    from ``nonces`` (a seeded ``random.Random`` in a simulation, so a run repeats for its seed;
    ``secrets.SystemRandom`` in a terminal process): readable by a cashier, unguessable by a
    stranger who saw the previous ones.
+7. A signed-on terminal's requests carry its life (``WalletTerminalConfig.life``). An answer with
+   sub code ``ACQ.SIGN_ON_AGAIN`` says the gateway did nothing (another life of the id signed on
+   since): a pay is shown not charged (``SIGN_ON_AGAIN_DISPLAY``, as a card sale answered 77), a
+   query or cancel is no answer about the order.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from possim.pos_sim.actions import CancelTimer, Send, StartTimer
+from possim.pos_sim.exchanges import SIGN_ON_AGAIN_DISPLAY
 from possim.pos_sim.records import UNSETTLED, ReversalState, SaleStatus
 from possim.pos_sim.wallet_actions import WalletAction, WalletResult, WriteWallet
 from possim.pos_sim.wallet_journal import WalletRecord
@@ -74,6 +79,8 @@ class WalletTerminalConfig:
     epoch: datetime = datetime(2026, 11, 25, 10, 0, 0)
     #: Per provider; a scenario may override them.
     timings: dict[str, WalletTiming] | None = None
+    #: The terminal's life number (the card terminal's sign-on): every request carries it; None: none.
+    life: str | None = None
 
     def timing(self, provider: str) -> WalletTiming:
         return (self.timings or dict(PROFILES))[provider]
@@ -133,8 +140,10 @@ class WalletTerminal:
             return [WriteWallet(order.rec.snapshot()),
                     ev.WalletLateAnswer(msg.tid, msg.out_trade_no, msg.wire_kind, msg.trade_state)]
         order.inflight = None
-        order.rec.trade_state = msg.trade_state
         actions: list[WalletAction] = [CancelTimer(self._timer(order))]
+        if msg.sub_code == W.SIGN_ON_AGAIN:  # its state says nothing about the order: not recorded
+            return actions + self._sign_on_again(now, order, msg)
+        order.rec.trade_state = msg.trade_state
         if msg.kind == "cancel":
             return actions + self._cancel_answered(now, order, msg)
         return actions + self._state_answered(now, order, msg)
@@ -240,6 +249,19 @@ class WalletTerminal:
         return [WriteWallet(rec.snapshot()),
                 ev.WalletCancelAcknowledged(self.config.tid, rec.out_trade_no, rec.txn_id, msg.action or "none")]
 
+    def _sign_on_again(self, now: float, order: _Order, msg: W.WalletResponse) -> list[WalletAction]:
+        """Rule 7: the gateway did nothing (another life of this terminal id signed on since). A pay is
+        over, not charged, shown so (the customer pays again as a new order); a query or cancel was
+        no answer: the policy acts as after silence, a cancel is repeated within its attempts."""
+        rec = order.rec
+        refused: list[WalletAction] = [ev.SignOnAgain(msg.wire_kind, msg.out_trade_no, msg.tid, txn=rec.txn_id)]
+        if msg.kind == "cancel":
+            return refused + self._retry_cancel(now, order, "answered sign on again")
+        if msg.kind == "pay" and rec.status is SaleStatus.PENDING:
+            _disarm(rec)
+            return refused + self.finish(now, rec, SaleStatus.FAILED, SIGN_ON_AGAIN_DISPLAY)
+        return refused + self._unanswered(now, order)
+
     def _unanswered(self, now: float, order: _Order) -> list[WalletAction]:
         if order.rec.status not in UNSETTLED:
             return []
@@ -266,7 +288,7 @@ class WalletTerminal:
         request = W.WalletRequest(kind=kind, tid=self.config.tid, out_trade_no=rec.out_trade_no,
                                   request_id=f"{rec.out_trade_no}-{rec.requests}", provider=rec.provider,  # type: ignore[arg-type]
                                   auth_code=rec.auth_code if kind == "pay" else None,
-                                  amount=rec.amount if kind == "pay" else None)
+                                  amount=rec.amount if kind == "pay" else None, life=self.config.life)
         order.inflight, order.inflight_kind = request.request_id, kind
         return [WriteWallet(rec.snapshot()),
                 Send(W.encode(request, self.mac_key), request.wire_kind, rec.out_trade_no, rec.txn_id),

@@ -206,8 +206,10 @@ class Rig:
         self.wallet = WalletSide(scenario, policy, scheduler, self.journal.conn, self.journal.durable, self.ledger.conn,
                                  self.terminal_config.tid, self.terminal_config.epoch, self.trace.emit, self.to_host,
                                  self.rng, host_config.default_balance, keys,
-                                 order_nonces or random.Random(f"possim wallet order numbers {seed}"))
+                                 order_nonces or random.Random(f"possim wallet order numbers {seed}"),
+                                 self.terminal_config.life)
         self.wallet.pay_again = self._pay_again
+        self.wallet.driver.on_sign_on_again = self.terminal_driver.sign_on_again  # one device, one sign-on
         self.host_driver: HostDriver | None = None
         self._retries: dict[int, float] = {}
         self._requests: dict[int, PaymentRequest] = {}

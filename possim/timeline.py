@@ -131,6 +131,8 @@ def _terminal(e: ev.Event, tr: Tr) -> str | None:
                     if e.earlier else tr("signed on as life {life}", life=e.life))
         case ev.TerminalRefusedToSell():
             return tr("REFUSES TO SELL: {reason}", reason=e.reason)
+        case ev.SignOnAgain():
+            return tr("{mti} says sign on again (77): nothing booked, the terminal signs on afresh", mti=e.mti)
     return _settlement(e, tr) or _wallet_terminal(e, tr)
 
 

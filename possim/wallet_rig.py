@@ -95,7 +95,10 @@ class WalletSide:
     def __init__(self, scenario: Scenario, policy: str, scheduler: Scheduler, journal: sqlite3.Connection,
                  durable_journal: bool, ledger: sqlite3.Connection, tid: str, epoch: datetime,
                  emit: Callable[[Event], None], to_host: Link, rng: random.Random, default_balance: int,
-                 keys: Mapping[str, MacKey] | None = None, nonces: random.Random | None = None) -> None:
+                 keys: Mapping[str, MacKey] | None = None, nonces: random.Random | None = None,
+                 life: str | None = None) -> None:
+        """``life``: the terminal's life number when it signs on (terminal processes): its wallet
+        requests carry it, as its card requests do."""
         self.scheduler = scheduler
         self.mac_key = keys.get(tid) if keys is not None else None
         self.nonces = nonces
@@ -109,7 +112,7 @@ class WalletSide:
         timings = scenario.wallet_timings()
         providers = {"alipay": timings.alipay, "wechat": timings.wechat}
         self.config = WalletTerminalConfig(tid=tid, policy=policy, epoch=epoch, timings={
-            name: WalletTiming(**t.model_dump(exclude={"auto_close"})) for name, t in providers.items()})
+            name: WalletTiming(**t.model_dump(exclude={"auto_close"})) for name, t in providers.items()}, life=life)
         self.ledger = WalletLedger(ledger, default_balance)
         gateway = GatewayConfig(default_balance=default_balance, epoch=epoch,
                                 auto_close={name: t.auto_close for name, t in providers.items()})

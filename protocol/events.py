@@ -369,6 +369,20 @@ class TerminalSignedOn(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class SignOnAgain(Event):
+    """The host answered 77 ("sign on again": this terminal's life is not its current one, another
+    life signed on since): the terminal signs on afresh before anything else. The request answered
+    77 booked nothing; a sale is shown as not charged, recovery work is tried again after the sign-on."""
+
+    NAME: ClassVar[str] = "sign_on_again"
+    SIDE: ClassVar[Side | None] = "terminal"
+    mti: str
+    stan: str
+    tid: str
+    txn: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TerminalRefusedToSell(Event):
     """The terminal will not sell: its journal is missing for an id the host knows from an earlier
     life and it was not told it is a replacement, or the host refused its sign-on. Nothing is sent."""
@@ -1110,7 +1124,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     WalletTradeClosed, WalletCustomerConfirmed, WalletConfirmRefused, WalletDuplicatePay, WalletPayRefused,
     WalletGatewayWake, WalletAnswered,
     ResponseMismatch, DuplicateKeyConflict,
-    TerminalSignedOn, TerminalRefusedToSell, SignOnAnswered, LifeRefused,
+    TerminalSignedOn, TerminalRefusedToSell, SignOnAnswered, LifeRefused, SignOnAgain,
 )
 
 #: Trace name -> event class.

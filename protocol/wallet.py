@@ -10,6 +10,9 @@ names where they exist (docs/wallet.md maps every field to the providers' docume
 - ``auth_code``: the payment code the cashier scanned from the customer's phone.
 - ``total_amount``: decimal yuan as Alipay writes it ("25.00"); inside possim amounts are
   minor units, as for cards.
+- ``life``: possim's own field, not the providers': the life number a signed-on terminal carries in
+  field 60 of its card messages (docs/architecture.md, "Terminal lives"), sent in its wallet requests
+  too, so the acquirer's gateway can refuse a request from a life that is not the current one.
 - ``trade_state``: WeChat's names: SUCCESS, USERPAYING, NOTPAY, CLOSED, REVOKED (cancelled
   after payment, so refunded), PAYERROR.
 
@@ -80,12 +83,18 @@ _AMOUNT = re.compile(r"\d{1,10}\.\d{2}")
 _TRADE_NO = re.compile(r"[A-Za-z0-9]{1,64}")
 _SUB_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _SIGN = re.compile(f"[0-9A-F]{{{2 * MAC_LEN}}}")
+_LIFE = re.compile(r"\d{6}")
 
 #: The refusals of a request the gateway cannot authenticate (Alipay's code 40002 sub codes).
 INVALID_SIGNATURE = "isv.invalid-signature"
 UNKNOWN_TERMINAL = "isv.invalid-app-id"
 #: The answer to a request for an order the sender does not own (or nobody has).
 TRADE_NOT_EXIST = "ACQ.TRADE_NOT_EXIST"
+#: The acquirer gateway's own sub code (no provider's) for a request that is not from its terminal
+#: id's current life (docs/architecture.md, "Terminal lives"): the card host's 77, "sign on again".
+#: It comes with code 20000 (outcome unknown to the sender: nothing was done, ask again after
+#: signing on), so a client that knows no such sub code still takes it for no answer about the order.
+SIGN_ON_AGAIN = "ACQ.SIGN_ON_AGAIN"
 
 #: What ``decode`` verifies against: one terminal's key, or every terminal's keys by ``tid``.
 Keys = MacKey | Mapping[str, MacKey]
@@ -102,6 +111,8 @@ class WalletRequest:
     provider: Provider = "alipay"
     auth_code: str | None = None
     amount: int | None = None
+    #: The life number of a signed-on terminal (as field 60 of its card messages), or None.
+    life: str | None = None
 
     @property
     def wire_kind(self) -> str:
@@ -183,6 +194,8 @@ def _body(msg: WalletMessage) -> dict[str, Any]:
             body["auth_code"] = msg.auth_code
         if msg.amount is not None:
             body["total_amount"] = _yuan(msg.amount)
+        if msg.life is not None:
+            body["life"] = msg.life
     else:
         body["code"], body["trade_state"] = msg.code, msg.trade_state
         if msg.amount is not None:
@@ -238,12 +251,13 @@ _RESPONSE_OPTIONAL = {"total_amount", "trade_no", "action", "sub_code"}
 
 def _request(body: dict[str, Any], kind: str) -> WalletRequest:
     needed = _COMMON | {"provider"} | _REQUEST_FIELDS[kind]
-    _exact_keys(body, needed, needed)
+    _exact_keys(body, needed, needed | {"life"})
     provider = _choice(body, "provider", PROVIDERS)
     auth_code = _text(body, "auth_code", _AUTH_CODE) if "auth_code" in body else None
     amount = _amount(body["total_amount"]) if "total_amount" in body else None
+    life = _text(body, "life", _LIFE) if "life" in body else None
     return WalletRequest(kind=kind, provider=provider, auth_code=auth_code,  # type: ignore[arg-type]
-                         amount=amount, **_common(body))
+                         amount=amount, life=life, **_common(body))
 
 
 def _response(body: dict[str, Any], kind: str) -> WalletResponse:

@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 
 from possim.acquirer_sim.host import EARLIER_LIFE, FIRST_LIFE, SIGN_ON_AGAIN, AcquirerHost
-from possim.pos_sim.actions import ConfirmLife
+from possim.i18n import Tr
+from possim.pos_sim.actions import ConfirmLife, Outcome
+from possim.pos_sim.exchanges import SIGN_ON_AGAIN_DISPLAY
+from possim.pos_sim.records import ReversalState, SaleStatus
 from possim.pos_sim.terminal import RESPONSE_TIMER, Terminal
 from possim.protocol import codec, cup
 from possim.protocol import events as ev
@@ -20,6 +23,7 @@ from possim.protocol.messages import Message
 from possim.scenario import load
 from possim.simulation import simulate
 from possim.timeline import rows
+from possim.trace import Trace
 from tests.conftest import SCENARIOS
 from tests.helpers import new_host, new_terminal, purchase, replies, sends
 
@@ -187,9 +191,11 @@ def test_without_a_life_nothing_changes() -> None:
 
 
 @pytest.mark.parametrize("name", ["request-lost", "response-lost", "reversal-lost", "duplicate-request",
-                                  "terminal-power-loss", "confirmation-lost", "issuer-timeout"])
+                                  "terminal-power-loss", "confirmation-lost", "issuer-timeout",
+                                  "card-failed-then-qr", "qr-network-drop"])
 def test_in_memory_runs_that_sign_on_keep_their_verdicts(name: str) -> None:
-    """The sign-on adds an exchange, nothing else: the same money, the same findings."""
+    """The sign-on adds an exchange, nothing else: the same money, the same findings (wallet requests
+    carry the life too, and the gateway accepts them)."""
     scenario = load(SCENARIOS / f"{name}.toml")
     plain, signed = simulate(scenario), simulate(scenario, sign_on=True)
     assert signed.verdict.summary() == plain.verdict.summary() and signed.quiescent
@@ -198,6 +204,7 @@ def test_in_memory_runs_that_sign_on_keep_their_verdicts(name: str) -> None:
     assert any(isinstance(e, ev.SignOnAnswered) for e in events)
     assert not any(isinstance(e, ev.TerminalSignedOn | ev.SignOnAnswered) for e in
                    (s.event for s in plain.trace.records))
+    assert not any(isinstance(e, ev.LifeRefused | ev.SignOnAgain) for e in events)
     assert "signed on as life" in "\n".join(" ".join(map(str, row)) for row in rows(signed.trace.records))
 
 
@@ -211,3 +218,125 @@ def test_in_memory_lost_journal_is_refused_then_sold_as_a_replacement(tmp_path: 
     again = simulate(scenario, ledger_path=ledger, journal_path=tmp_path / "journal-2.db", sign_on=True,
                      replacement=True)
     assert again.refused is None and again.verdict.summary()["transactions"] == 1
+
+
+# -- 77 "sign on again": another life signed on since ----------------------------------------------
+
+
+def _deliver(term: Terminal, host: AcquirerHost, actions: list[object], now: float) -> list[object]:
+    """Carry the terminal's one request in ``actions`` to the host and its answer back; the terminal's actions."""
+    [request] = sends(actions)  # type: ignore[arg-type]
+    [reply] = replies(host.receive(now, request.data))
+    return list(term.receive(now, reply.data))
+
+
+def _taken_over(host: AcquirerHost) -> None:
+    """Another life of the same terminal id signs on at the host (a second device, a replacement)."""
+    answer, fresh, _ = _ask(host, _sign_on("999999", stan="000500", transmission="1125120000"))
+    assert (answer.response_code, fresh) == ("00", True)
+
+
+def _outcomes(actions: list[object]) -> list[tuple[int, str, str]]:
+    return [(a.txn_id, str(a.status), a.display) for a in actions if isinstance(a, Outcome)]
+
+
+@pytest.mark.parametrize("new_journal", [False, True])
+def test_a_sale_answered_77_is_not_charged_and_the_terminal_signs_on_again(new_journal: bool) -> None:
+    host, term = new_host(), new_terminal(life="444444", new_journal=new_journal)
+    _signed_on(term, host)
+    _taken_over(host)
+    [first] = sends(term.request_payment(1.0, purchase(1, amount=1200)))
+    [reply] = replies(host.receive(1.0, first.data))
+    assert codec.decode(reply.data).response_code == SIGN_ON_AGAIN
+    actions = list(term.receive(1.0, reply.data))
+    assert _outcomes(actions) == [(1, "failed", SIGN_ON_AGAIN_DISPLAY)]
+    assert [(e.stan, e.txn) for e in actions if isinstance(e, ev.SignOnAgain)] == [(first.stan, 1)]
+    assert term.records[1].reversal is ReversalState.NONE  # nothing was booked: nothing to reverse
+    [signon] = sends(actions)  # the fresh sign-on, under the terminal's own life, and nothing else
+    assert (signon.mti, codec.decode(signon.data).life) == ("0800", "444444")
+    signed = _deliver(term, host, actions, 2.0)
+    # the host knew another life (999999) since: a terminal that already sold under its life is no lost journal
+    assert [e.earlier for e in signed if isinstance(e, ev.TerminalSignedOn)] == [True]
+    assert term.halted is None and not sends(signed)  # the sale is not sent again by itself
+    retry = _deliver(term, host, term.request_payment(3.0, purchase(2, amount=1200)), 3.0)  # the operator rings it up
+    assert _outcomes(retry) == [(2, "approved", "APPROVED")]
+    assert term.records[2].stan not in (first.stan, signon.stan)
+    assert _debits(host) == [(term.records[2].stan, 1200)]  # charged once, by the sale rung up again
+
+
+def test_without_a_life_a_77_is_a_decline_as_before() -> None:
+    host, term = new_host(), new_terminal()
+    _taken_over(host)  # the id signs on elsewhere; this terminal never signs on
+    actions = _deliver(term, host, term.request_payment(0.0, purchase()), 0.0)
+    assert _outcomes(actions) == [(1, "declined", "DECLINED (77)")]
+    assert not sends(actions) and not any(isinstance(a, ev.SignOnAgain) for a in actions)
+
+
+def test_a_reversal_answered_77_is_repeated_after_signing_on_and_credits_once() -> None:
+    host, term = new_host(), new_terminal(life="444444")
+    _signed_on(term, host)
+    [sale] = sends(term.request_payment(1.0, purchase(1, amount=1200)))
+    host.receive(1.0, sale.data)  # debited; the answer is lost
+    [reversal] = sends(term.timer_fired(31.0, RESPONSE_TIMER))
+    _taken_over(host)
+    actions = _deliver(term, host, [reversal], 31.0)
+    assert any(isinstance(a, ev.SignOnAgain) for a in actions)
+    assert [a.reason for a in actions if isinstance(a, ev.ReversalRetryScheduled)] == ["answered 77"]
+    assert [s.mti for s in sends(actions)] == ["0800"]  # signs on before the reversal goes again
+    assert not sends(_deliver(term, host, actions, 32.0))  # the reversal waits for its backoff
+    [again] = sends(term.timer_fired(40.0, "retry"))
+    assert again.mti == "0401"
+    done = _deliver(term, host, [again], 40.0)
+    assert any(isinstance(a, ev.ReversalAcknowledged) for a in done)
+    kinds = host.ledger.conn.execute("SELECT kind, amount FROM entries ORDER BY id").fetchall()
+    assert kinds == [("debit", 1200), ("credit", 1200)]
+
+
+def test_a_status_query_answered_77_is_no_answer_about_the_sale() -> None:
+    host, term = new_host(), new_terminal("query", life="444444")
+    _signed_on(term, host)
+    [sale] = sends(term.request_payment(1.0, purchase(1, amount=1200)))
+    host.receive(1.0, sale.data)  # debited; the answer is lost
+    [query] = sends(term.timer_fired(31.0, RESPONSE_TIMER))
+    _taken_over(host)
+    actions = _deliver(term, host, [query], 31.0)
+    assert not _outcomes(actions)  # not "failed, not found": the host said nothing about the sale
+    assert term.records[1].status is SaleStatus.UNKNOWN
+    _deliver(term, host, actions, 32.0)  # the sign-on
+    [again] = sends(term.timer_fired(41.0, "retry"))
+    assert _outcomes(_deliver(term, host, [again], 41.0)) == [(1, "approved", "APPROVED (after status check)")]
+
+
+def test_a_settlement_answered_77_is_sent_again_after_signing_on() -> None:
+    host, term = new_host(), new_terminal(life="444444")
+    _signed_on(term, host)
+    _deliver(term, host, term.request_payment(1.0, purchase(1, amount=1200)), 1.0)
+    _taken_over(host)
+    actions = _deliver(term, host, term.settle(2.0), 2.0)
+    assert [s.mti for s in sends(actions)] == ["0800"]
+    settled = _deliver(term, host, _deliver(term, host, actions, 3.0), 3.0)
+    assert [(e.balanced, e.final) for e in settled if isinstance(e, ev.SettlementAnswered)] == [(True, False)]
+
+
+def test_the_tills_qr_terminal_told_to_sign_on_again_makes_the_device_sign_on() -> None:
+    host, term = new_host(), new_terminal(life="444444")
+    _signed_on(term, host)
+    _taken_over(host)
+    [signon] = sends(term.sign_on_again(5.0))
+    assert (signon.mti, codec.decode(signon.data).life) == ("0800", "444444")
+    assert not sends(term.sign_on_again(5.5))  # one sign-on at a time
+    assert not sends(term.request_payment(6.0, purchase()))  # the customer waits behind it
+    [sale] = sends(_deliver(term, host, [signon], 7.0))
+    assert sale.mti == "0200" and not term.halted
+    assert not sends(new_terminal().sign_on_again(0.0))  # a terminal without a life has nothing to sign on with
+
+
+@pytest.mark.parametrize(("lang", "said"), [("en", "says sign on again (77)"), ("zh", "要求重新签到")])
+def test_the_timeline_tells_the_77_and_the_screen_in_the_readers_language(lang: str, said: str) -> None:
+    trace = Trace(lambda: 1.0)
+    trace.emit(ev.SignOnAgain("0210", "000002", TID, txn=1))
+    trace.emit(ev.TxnOutcome(TID, 1, SaleStatus.FAILED, SIGN_ON_AGAIN_DISPLAY))
+    text = "\n".join(" ".join(map(str, row)) for row in rows(trace.records, Tr(lang)))
+    assert said in text
+    assert ("SIGN ON AGAIN - NOT CHARGED" if lang == "en" else "请重新签到 - 未扣款") in text
+    assert not {m for m in Tr.missing if m[0] == lang}

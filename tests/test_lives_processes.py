@@ -1,18 +1,35 @@
-"""A terminal process that lost its journal: noticed at sign-on, refused, then sold as a replacement.
+"""Terminal processes and lives: a lost journal noticed at sign-on, refused, then sold or settled as a
+replacement; a terminal answered 77 that signs on again.
 
-Real ``possim terminal`` and ``possim acquirer`` processes over TCP, a real ledger file, a real
-SIGKILL. Every wait is on a log line or the end of a process, never on a guessed time.
+Real ``possim terminal``, ``possim settle`` and ``possim acquirer`` processes over TCP, a real ledger
+file, a real SIGKILL; for 77, possim's own host served over real TCP in the test, with another device
+signing on at the moment the sale arrives. Every wait is on a log line or the end of a process, never
+on a guessed time.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import random
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 import tomli_w
 
+from possim.acquirer_sim.config import HostConfig
+from possim.acquirer_sim.host import AcquirerHost, HostAction
+from possim.acquirer_sim.ledger import Ledger
 from possim.broker import free_port
-from tests.procs import fleet, query
+from possim.protocol import mti as M
+from possim.protocol.messages import Message
+from possim.protocol.tcp import Wire as TcpWire
+from possim.protocol.transports import Endpoint
+from possim.realtime import serve_acquirer
+from tests.processes import event_of, run
+from tests.procs import check, fleet, query
 
 TID = "POSLIFE1"
 #: The acquirer debits at once and answers 5 s later: the kill comes in between.
@@ -68,3 +85,117 @@ def test_terminal_restarted_without_its_journal_refuses_then_sells_as_a_replacem
     assert [life for _, _, life in debits] == [old["life"], new["life"]]  # each sale booked once, by its own life
     assert len({(stan, when) for stan, when, _ in debits}) == 2
     assert query(ledger, "SELECT life, earlier, count FROM lives WHERE tid = ?", TID) == [(new["life"], 1, 2)]
+
+
+#: One sale answered at once: the terminal that made it ends by itself.
+QUICK_SALE = {"title": "One sale", "description": "One sale at a host that answers at once.", "seed": 1,
+              "transactions": [{"at": 0, "amount": "12.00"}]}
+
+
+def test_settle_on_a_lost_journal_refuses_then_settles_as_a_replacement(tmp_path: Path) -> None:
+    """``possim settle`` as ``possim terminal``: a new journal for a known id is refused (exit 3, one
+    line) unless --replacement; the replacement signs on as a new life and settles its own (empty)
+    batch, which the acquirer, still counting the lost journal's sale, answers out of balance."""
+    ledger, scenario = tmp_path / "ledger.db", tmp_path / "sale.toml"
+    scenario.write_text(tomli_w.dumps(QUICK_SALE), encoding="utf-8")
+    url = f"tcp://127.0.0.1:{free_port()}"
+    common = [str(scenario), "--transport", "tcp", "--connect", url, "--tid", TID, "--policy", "reversal"]
+    with fleet() as proc:
+        acquirer = proc("acquirer", ["acquirer", "--transport", "tcp", "--listen", url, "--ledger", str(ledger)],
+                        tmp_path / "acquirer.log").start()
+        acquirer.wait_event("acquirer_ready")
+        seller = proc("terminal", ["terminal", *common, "--journal", str(tmp_path / "lost.db")],
+                      tmp_path / "terminal.log").start()
+        code, out = seller.finish()
+        assert (code, json.loads(out)["approved"]) == (0, 1), seller.tail()
+        old = seller.wait_event("terminal_signed_on")
+
+        fresh = [*common, "--journal", str(tmp_path / "new.db")]
+        refused_log = tmp_path / "settle-refused.log"
+        code, out = proc("settle-refused", ["settle", *fresh, "--no-log"], refused_log).start().finish()
+        assert (code, out) == (3, "")
+        [line] = refused_log.read_text().splitlines()
+        assert line.startswith(f"possim: refused: terminal {TID} has no journal") and "--replacement" in line
+
+        settler = proc("settle", ["settle", *fresh, "--replacement"], tmp_path / "settle.log").start()
+        code, out = settler.finish()
+        assert code == 0, settler.tail()
+        assert json.loads(out)["settlement"] == "out of balance after batch upload"
+        new = settler.wait_event("terminal_signed_on")
+        assert new["life"] != old["life"] and new["earlier"] is True
+        sent = [e["mti"] for e in settler.events() if e.get("event") == "msg_sent"]
+        assert sent == ["0800", "0500", "0500"]  # a new life, then its (empty) batch: no upload to make
+        assert acquirer.stop() == 0
+    checked = [e for e in acquirer.events() if e.get("event") == "settlement_checked"]
+    assert [(e["terminal_count"], e["host_count"], e["balanced"]) for e in checked] == [(0, 1, False)] * 2
+    assert query(ledger, "SELECT life, count FROM lives WHERE tid = ?", TID) == [(new["life"], 2)]
+    assert query(ledger, "SELECT kind, amount FROM entries WHERE tid = ?", TID) == [("debit", 1200)]
+
+
+class _TakenOverHost(AcquirerHost):
+    """possim's host, where another device with the terminal's id signs on (life 999999) just before the
+    terminal's first sale arrives: the sale is from a life that is no longer current, answered 77."""
+
+    taken_over = False
+
+    def _request(self, now: float, msg: Message) -> list[HostAction]:
+        if msg.mti == M.PURCHASE and not self.taken_over:
+            self.taken_over = True
+            other = Message(mti=M.SIGN_ON, stan="000900", transmission=msg.transmission, tid=msg.tid, mid=msg.mid,
+                            life="999999")
+            self._sign_on(now, other)
+        return super()._request(now, msg)
+
+
+@contextlib.asynccontextmanager
+async def _taken_over_acquirer(ledger: Path) -> AsyncIterator[int]:
+    """``_TakenOverHost`` on a free loopback TCP port with a ledger file, served as ``possim acquirer`` serves."""
+    port, ready, stop = free_port(), asyncio.Event(), asyncio.Event()
+    book = Ledger(str(ledger))
+    host = _TakenOverHost(HostConfig(), book, random.Random(1))
+
+    def emit(event: str, **_fields: object) -> None:
+        if event == "acquirer_ready":
+            ready.set()
+
+    task = asyncio.create_task(serve_acquirer(TcpWire(Endpoint(f"tcp://127.0.0.1:{port}")), host, emit, stop))
+    try:
+        async with asyncio.timeout(30):
+            await ready.wait()
+        yield port
+    finally:
+        stop.set()
+        await task
+        book.close()
+
+
+#: One sale; told it failed, the customer pays again a second later (the operator rings it up again).
+RETRIED_SALE = {"title": "A sale rung up again", "description": "The customer pays again after a failed screen.",
+                "seed": 1, "transactions": [{"at": 0, "amount": "12.00", "customer_retries": True,
+                                             "retry_after": 1}]}
+
+
+@pytest.mark.asyncio
+async def test_a_terminal_process_answered_77_signs_on_again_and_the_sale_rung_up_again_is_charged_once(
+        tmp_path: Path) -> None:
+    ledger, journal, scenario = tmp_path / "ledger.db", tmp_path / "journal.db", tmp_path / "sale.toml"
+    scenario.write_text(tomli_w.dumps(RETRIED_SALE), encoding="utf-8")
+    async with _taken_over_acquirer(ledger) as port:
+        done = await run("terminal", str(scenario), "--transport", "tcp", "--connect", f"tcp://127.0.0.1:{port}",
+                         "--tid", TID, "--policy", "reversal", "--journal", str(journal), "--insecure")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert (summary["transactions"], summary["approved"], summary["failed"]) == (2, 1, 1)
+    events = [e for e in map(event_of, done.stderr.splitlines()) if e is not None]
+    sent = [e["mti"] for e in events if e.get("event") == "msg_sent"]
+    assert sent == ["0800", "0200", "0800", "0200"]  # signed on, 77, signed on afresh, the sale rung up again
+    [again] = [e for e in events if e.get("event") == "sign_on_again"]
+    lives = [(e["life"], e["earlier"]) for e in events if e.get("event") == "terminal_signed_on"]
+    assert len(lives) == 2 and lives[0][0] == lives[1][0] and lives[1][1] is True  # its own life, not refused
+    assert query(journal, "SELECT txn_id, status, display, stan FROM journal ORDER BY txn_id") == [
+        (1, "failed", "SIGN ON AGAIN - NOT CHARGED", again["stan"]),
+        (2, "approved", "APPROVED", query(ledger, "SELECT stan FROM entries")[0][0])]
+    assert query(ledger, "SELECT kind, amount FROM entries") == [("debit", 1200)]  # charged once
+    assert query(ledger, "SELECT life, count FROM lives WHERE tid = ?", TID) == [(lives[0][0], 3)]
+    code, verdict, err = check(journal, ledger)
+    assert code == 0 and verdict["settled"] is True, err

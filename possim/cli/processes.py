@@ -347,14 +347,19 @@ def _terminal_process_options(journal_help: str, keys_help: str) -> Callable[[F]
     return apply
 
 
+def _replacement_option(what: str) -> Callable[[F], F]:
+    """``--replacement`` of ``terminal`` and ``settle``: a terminal on a new journal for an id the acquirer knows."""
+    return click.option("--replacement", is_flag=True,
+                        help=f"This terminal replaces one whose journal is lost: {what} on a new journal although "
+                             "the acquirer knows the terminal id from an earlier life.")
+
+
 @click.command()
 @_terminal_process_options(
     "The terminal's SQLite journal; an existing one is resumed (recovery first, STAN carried on).",
     "MAC every request with this terminal's key from the key file, refuse answers without the right MAC, "
     "and log in to the broker with the terminal's account.")
-@click.option("--replacement", is_flag=True,
-              help="This terminal replaces one whose journal is lost: sell on a new journal although the "
-                   "acquirer knows the terminal id from an earlier life.")
+@_replacement_option("sell")
 def terminal(scenario: str, transport: str, broker_url: str | None, connect_url: str | None, tid: str,
              policy: str | None, profile: str | None, seed: int | None, journal_path: str | None,
              trace_path: str | None, time_scale: float, qos: int, log: bool, keys_path: str | None,
@@ -364,7 +369,9 @@ def terminal(scenario: str, transport: str, broker_url: str | None, connect_url:
     On an existing journal the terminal resumes where it stopped: a sale that was in flight
     gets its recovery first, and sales already journaled are not paid again. It signs on first
     with its life number (kept in the journal); on a new journal, for a terminal id the acquirer
-    knows from an earlier life, it refuses to sell (one line, exit 3) unless --replacement.
+    knows from an earlier life, it refuses to sell (one line, exit 3) unless --replacement. Answered
+    77 ("sign on again": another life of its id signed on since), it signs on afresh and shows the
+    sale as not charged, for the operator to ring up again.
     """
     _drive(scenario, transport, broker_url, connect_url, tid, policy, profile, seed, journal_path, trace_path,
            time_scale, qos, log, keys_path, tls_ca, shards, end_of_day=False, printed=(as_json, lang),
@@ -446,18 +453,23 @@ def _settlement_outcome(records: Sequence[Stamped]) -> str:
     "The terminal's SQLite journal: its approved sales are the day's batch.",
     "MAC every request with this terminal's key from the key file and log in to the broker with the "
     "terminal's account.")
+@_replacement_option("settle")
 def settle_command(scenario: str, transport: str, broker_url: str | None, connect_url: str | None, tid: str,
                    policy: str | None, profile: str | None, seed: int | None, journal_path: str | None,
                    trace_path: str | None, time_scale: float, qos: int, log: bool, keys_path: str | None,
-                   tls_ca: str | None, shards: int, as_json: bool, lang: str) -> None:
+                   tls_ca: str | None, shards: int, as_json: bool, lang: str, replacement: bool) -> None:
     """End of day for one terminal: settle its journal's batch with a running acquirer.
 
-    The terminal (restored from --journal, owed recovery first) sends its batch totals (0500);
-    out of balance, it uploads each approved sale (0320) and settles again. Prints the summary
-    with what the settlement came to.
+    The terminal (restored from --journal, owed recovery first) signs on, then sends its batch
+    totals (0500); out of balance, it uploads each approved sale (0320) and settles again. Prints
+    the summary with what the settlement came to. On a new journal, for a terminal id the acquirer
+    knows from an earlier life, it refuses (one line, exit 3) unless --replacement: a replacement
+    signs on as a new life and settles the batch of its own journal (the lost journal's sales are
+    not in it, so the acquirer, which still counts them, answers out of balance).
     """
     _drive(scenario, transport, broker_url, connect_url, tid, policy, profile, seed, journal_path, trace_path,
-           time_scale, qos, log, keys_path, tls_ca, shards, end_of_day=True, printed=(as_json, lang))
+           time_scale, qos, log, keys_path, tls_ca, shards, end_of_day=True, printed=(as_json, lang),
+           replacement=replacement)
 
 
 @click.command("check")
