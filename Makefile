@@ -3,6 +3,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 POSSIM := $(VENV)/bin/possim
 STAMP := $(VENV)/.installed
+# the suite waits mostly on processes, brokers and sockets: three workers keep two cores busy
+TEST_WORKERS ?= 3
 
 .PHONY: demo test bench fuzz chaos broker mosquitto chromium clean lock
 
@@ -32,7 +34,7 @@ demo: $(STAMP)
 test: $(STAMP) mosquitto chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 ## bench: every speed goal beside a baseline measured in the same run (writes bench/results.json)
 bench: $(STAMP) mosquitto
