@@ -382,7 +382,9 @@ class Rig:
             self.ledger.close()
             raise self.failure
         self.journal.commit()
-        verdict = check(self.journal.conn, self.ledger.conn)
+        # A ledger in memory holds this run's money only: money under a terminal id that no journal
+        # names (a forged terminal's) is judged too, never set aside as another terminal's business.
+        verdict = check(self.journal.conn, self.ledger.conn, own_ledger=self.ledger_path == ":memory:")
         self.trace.emit("run_finished", quiescent=quiescent, **verdict.summary(), **(extra or {}))
         recon = reconcile(self.journal.conn, self.ledger.conn, self.scenario.fee_schedule())
         result = RunResult(self.scenario, self.policy, self.seed, self.trace, verdict, self.ledger_before,

@@ -168,3 +168,11 @@ def test_the_tally_counts_forgeries_injected() -> None:
     assert counter["forged wallet cancel or refund refused (40002)"] == 1
     assert counter["genuine wallet request replayed"] == 1
 
+
+def test_without_keys_a_pay_for_an_unknown_terminal_charges_a_customer_and_the_checker_says_so() -> None:
+    """Money under a terminal id no journal names is judged in a run's own ledger: an orphaned debit."""
+    result = _run([{"at": 50.0, "kind": "wallet_pay", "target": 1}], mac=False)
+    [charge] = [c for c in _events(result, ev.WalletCharged) if c.tid == "GHOST001"]
+    assert violations(result) == ["orphaned_debits"] and result.verdict.customer_loss == charge.amount == 2500
+    assert [(f.finding, f.key[0]) for f in result.verdict.findings] == [("orphaned_debit", "GHOST001")]
+    assert violations(_run([{"at": 50.0, "kind": "wallet_pay", "target": 1}])) == []  # with keys: refused
