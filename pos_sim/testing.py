@@ -27,6 +27,8 @@ from typing import Any
 import tomli_w
 from hypothesis import strategies as st
 
+from possim.protocol.faults import WALLET_FORGERY_KINDS
+
 #: What can be lost, delayed or duplicated, per direction. Order matters for shrinking:
 #: earlier entries are "simpler", so a minimal failure prefers the plain purchase flow.
 TO_HOST_MTIS = ("0200", "0400", "0401", "0600", "0100", "0220", "0221")
@@ -165,9 +167,10 @@ def schedules(max_transactions: int = 5, max_rules: int = 6, min_transactions: i
 
     ``wallet``: QR wallet payments in the mix (``wallet_schedules``: at most 3 wallet payments
     beside up to 2 card ones, faults on every wallet message, slow customers, rescans).
-    ``forgeries``: an attacker's forged reversals, approvals and queries at points of the run;
-    the run's MACs stay on, so a policy that holds its invariants must hold them still. Both
-    are off by default: the same draws as a suite written before they existed.
+    ``forgeries``: an attacker's forged reversals, approvals and queries at points of the run
+    (with ``wallet``, wallet forgeries too: ``wallet_forgeries``); the run's MACs stay on, so a
+    policy that holds its invariants must hold them still. Both are off by default: the same
+    draws as a suite written before they existed.
     """
     if wallet:
         return wallet_schedules(min(max_transactions, 3), min(max_rules, 4), forgeries=forgeries)
@@ -287,18 +290,35 @@ def wallet_fault_rules(max_rules: int = 4) -> st.SearchStrategy[list[dict[str, A
     return st.lists(_WALLET_RULE, max_size=max_rules).map(lambda rs: [_rule(r) for r in rs])
 
 
+#: A wallet forgery: (at, kind, target order, how it is signed).
+_WALLET_FORGERY = st.tuples(st.integers(0, 600), st.sampled_from(WALLET_FORGERY_KINDS), st.integers(1, 3),
+                            st.sampled_from(["wrong", "none"]))
+
+
+def wallet_forgeries(max_forgeries: int = 3) -> st.SearchStrategy[list[dict[str, Any]]]:
+    """An attacker's wallet requests at points of the run: a cancel, refund or query of the victim's
+    order, a pay for an unknown terminal, a replayed genuine request, a pay with another amount
+    under its original sign (``protocol.faults.Forgery``). Keys stay on: none may move money."""
+    return st.lists(_WALLET_FORGERY, max_size=max_forgeries).map(
+        lambda fs: [{"at": float(at), "kind": kind, "target": target, "mac": mac} for at, kind, target, mac in fs])
+
+
 def wallet_schedules(max_transactions: int = 3, max_rules: int = 4, *, forgeries: bool = False) -> st.SearchStrategy[
         dict[str, Any]]:
     """Schedules with wallet payments in the mix: QR payments (and a few card ones) with faults
     on every wallet message, customer confirmation delays, rescans, partitions and power losses;
-    ``forgeries``: forged reversals, approvals and queries aimed at the card sales too."""
+    ``forgeries``: wallet forgeries (``wallet_forgeries``) and forged reversals, approvals and
+    queries aimed at the card sales too."""
+    wallet_forged = _sometimes(wallet_forgeries(), 4) if forgeries else st.builds(list)
     return st.tuples(_wallet_mix(max_transactions, 1), transaction_mixes(2, 0),
                      _sometimes(partitions(), 6), _sometimes(power_losses(), 8),
-                     wallet_fault_rules(max_rules), fault_rules(2), _forged(forgeries)).map(_wallet_schedule)
+                     wallet_fault_rules(max_rules), fault_rules(2), _forged(forgeries), wallet_forged).map(
+        _wallet_schedule)
 
 
 def _wallet_schedule(parts: tuple[list[dict[str, Any]], ...]) -> Schedule:
-    wallet, cards, parts_, powers, wallet_rules, card_rules, forged = parts
+    wallet, cards, parts_, powers, wallet_rules, card_rules, card_forged, wallet_forged = parts
+    forged = card_forged + wallet_forged
     lost = [{"action": "drop", "direction": "to_terminal", "mti": "QR_PAY_RESP", "nth": n}
             for n, txn in enumerate(wallet, start=1) if txn["_lost"]]
     wallet = [_without_lost(t) for t in wallet]

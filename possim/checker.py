@@ -8,7 +8,10 @@ Many terminals may share one ledger. The checker judges the terminals whose jour
 is given (the terminal ids in their rows and in their ``terminals`` table) and only the
 ledger keys of those terminals; keys of other terminals are not its business unless it
 is asked to judge the whole ledger, and then they are listed apart
-(:attr:`Verdict.unjournaled`), never counted as damage of the judged terminals.
+(:attr:`Verdict.unjournaled`), never counted as damage of the judged terminals. A ledger
+that holds one run's money only (a one-process simulation's, ``own_ledger``) has no other
+terminals: money under a terminal id no journal names (a forged terminal's, say) is judged
+as an orphaned debit, since no screen said approved for it.
 
 Definitions (per transaction key = terminal id, STAN, transmission time):
 - orphaned debit: the host holds money (net debit or capture) but the terminal did not
@@ -138,19 +141,22 @@ _V = TypeVar("_V")
 
 
 def check(journals: sqlite3.Connection | Sequence[sqlite3.Connection],
-          ledger: sqlite3.Connection | Sequence[sqlite3.Connection], *, whole_ledger: bool = False) -> Verdict:
+          ledger: sqlite3.Connection | Sequence[sqlite3.Connection], *, whole_ledger: bool = False,
+          own_ledger: bool = False) -> Verdict:
     """Compare the terminal journals with the host ledger after the run reached quiescence.
 
     ``journals`` is one journal connection or several (one per terminal process). ``ledger``
     is one ledger or the ledgers of host shards: shards own disjoint terminal ids, so their
     keys never overlap and their money is simply read together. With ``whole_ledger`` the
-    ledger keys of terminals without a journal are listed in :attr:`Verdict.unjournaled`.
+    ledger keys of terminals without a journal are listed in :attr:`Verdict.unjournaled`; with
+    ``own_ledger`` (the ledger holds these journals' run only) they are judged as orphaned debits.
     """
     conns = [journals] if isinstance(journals, sqlite3.Connection) else list(journals)
     ledgers = [ledger] if isinstance(ledger, sqlite3.Connection) else list(ledger)
     lives = [(life, row) for life, conn in enumerate(conns) for row in _journal_rows(conn)]
     rows = [row for _, row in lives]
     tids = {tid for conn in conns for tid in _terminal_ids(conn)}
+    judged = set() if own_ledger else tids  # empty: every key of the ledger is judged
     money = _merged([ledger_money(led) for led in ledgers])
     owners = _owners(rows, _merged([_bookings(led) for led in ledgers]))
     tally = _Tally()
@@ -158,12 +164,12 @@ def check(journals: sqlite3.Connection | Sequence[sqlite3.Connection],
         key = (row[0], row[1], row[2])
         tally.judge_row(row, money.get(key, (0, 0)) if owners.get(key) == index else (0, 0), life)
     for key, (charged, held) in money.items():
-        if not tids or key[0] in tids:
+        if not judged or key[0] in judged:
             tally.judge_key(key, charged if key not in owners else 0, held)
         elif whole_ledger:
             tally.unjournaled.extend(_unjournaled(key, charged, held))
     _judge_wallet(tally, [(life, row) for life, conn in enumerate(conns) for row in _wallet_rows(conn)], ledgers,
-                  tids, whole_ledger)
+                  judged, whole_ledger)
     tally.counts["recovered_by_settlement"] = sum(_recovered_by_settlement(led, tids) for led in ledgers)
     return tally.verdict()
 

@@ -2,7 +2,7 @@
 
 Situations come in groups (card, wallet, forgery), so a coverage table lists the groups a
 batch could reach: ``possim fuzz`` draws forgeries among card faults, ``--wallet`` puts wallet
-payments in the mix. Most situations are one trace event; a few need what followed an arrival.
+payments and wallet forgeries in the mix. Most situations are one trace event; a few need what followed an arrival.
 """
 
 from __future__ import annotations
@@ -53,6 +53,11 @@ def _forged_refused(*mtis: str) -> Match:
 
 def _forged_applied(*classes: type[ev.HostMessageEvent]) -> Match:
     return classes, lambda e: isinstance(e, classes) and _attacker(e)
+
+
+def _wallet_refused(*kinds: str) -> Match:
+    """The wallet gateway refused a request of ``kinds`` whose ``sign`` proved nothing (code 40002)."""
+    return (ev.SecurityViolation,), lambda e: isinstance(e, ev.SecurityViolation) and e.mti in kinds
 
 
 def _forged_approval(accepted: bool) -> RunTest:
@@ -176,6 +181,10 @@ FORGERY: tuple[Situation, ...] = (
     _forgery("MAC failure at the host (answered 63)", _is(ev.SecurityViolation)),
     _forgery("MAC failure at the terminal (answer refused)", _is(ev.ResponseRejected)),
     _forgery("forgery found nothing to aim at", _is(ev.ForgeryMissed)),
+    _forgery("forged wallet cancel or refund refused (40002)", _wallet_refused("QR_CANCEL", "QR_REFUND")),
+    _forgery("forged wallet pay or query refused (40002)", _wallet_refused("QR_PAY", "QR_QUERY")),
+    _forgery("genuine wallet request replayed",
+             ((ev.ForgeryInjected,), lambda e: isinstance(e, ev.ForgeryInjected) and e.kind == "wallet_replay")),
 )
 
 #: Every situation, in table order.
@@ -213,5 +222,18 @@ def situations(records: Iterable[ev.Stamped]) -> set[str]:
     return seen
 
 
+#: Keys of a tally that count events, not runs: every forgery the attacker injected, and the wallet ones.
+FORGERIES_INJECTED = "forgeries_injected"
+WALLET_FORGERIES_INJECTED = "wallet_forgeries_injected"
+
+
 def tally(counter: Counter[str], records: Iterable[ev.Stamped]) -> None:
+    """Add one run: each situation it went through (once per run), and the forgeries injected into it
+    (``FORGERIES_INJECTED``, ``WALLET_FORGERIES_INJECTED``: one per forged message), so a search can
+    show that its forgeries were really drawn and sent."""
+    records = list(records)
     counter.update(situations(records))
+    kinds = [r.event.kind for r in records if type(r.event) is ev.ForgeryInjected]
+    if kinds:
+        counter[FORGERIES_INJECTED] += len(kinds)
+        counter[WALLET_FORGERIES_INJECTED] += sum(kind.startswith("wallet_") for kind in kinds)

@@ -2,9 +2,9 @@
 
 Schedules come from ``possim.fuzz_schedules`` (the space of ``pos_sim.testing.schedules``
 with forgeries, in fewer Hypothesis choices) or, with ``wallet``, from
-``pos_sim.testing.wallet_schedules``; they run in virtual time and are judged by the
-checker. ``hypothesis.find`` shrinks the first violation to a minimal schedule, which is
-written as a scenario that ``possim run`` reproduces exactly. Its ``[expect]`` holds the
+``pos_sim.testing.wallet_schedules`` with forgeries (wallet ones among them); they run in
+virtual time and are judged by the checker. ``hypothesis.find`` shrinks the first violation
+to a minimal schedule, which is written as a scenario that ``possim run`` reproduces exactly. Its ``[expect]`` holds the
 invariants the fuzzer checks (no orphaned or double debit, no phantom approval, no customer
 loss...), so the scenario is a regression test: ``possim run`` fails on it while the bug is
 there and passes once it is fixed.
@@ -99,15 +99,16 @@ def storage_at_home() -> Iterator[Path]:
 
 def strategy(max_transactions: int, min_transactions: int, wallet: bool) -> SearchStrategy[dict[str, Any]]:
     """What the fuzzer draws: card payments with forgeries among the faults, or (``wallet``) QR
-    wallet payments in the mix. One place, so parallel workers draw exactly what ``fuzz`` does."""
+    wallet payments in the mix, with wallet and card forgeries among the faults. One place, so
+    parallel workers draw exactly what ``fuzz`` does."""
     if wallet:
-        return wallet_schedules(max_transactions=min(max_transactions, 3))
+        return wallet_schedules(max_transactions=min(max_transactions, 3), forgeries=True)
     return card_schedules(max_transactions, min_transactions)
 
 
 def groups_for(wallet: bool) -> tuple[str, ...]:
     """The coverage groups (``possim.coverage.GROUPS``) that ``strategy`` can reach."""
-    return ("card", "wallet") if wallet else ("card", "forgery")
+    return ("card", "wallet", "forgery") if wallet else ("card", "forgery")
 
 
 class Stopped(BaseException):

@@ -197,14 +197,14 @@ class Rig:
         self.to_host = FaultyLink("to_host", self._to_host_inner, self.decider, scheduler, self.trace.emit)
         self.forger = Forger(plan.forgeries, self.to_host, _Later(self), scheduler, self.trace.emit, seed,
                              keys is not None, self.terminal_config.epoch)
-        # The attacker reads the terminal's requests only when it has forgeries to build from them.
+        # The attacker reads the terminal's requests (card and wallet) only when it has forgeries to build from them.
         terminal_link = self.forger.tap(self.to_host) if plan.forgeries else self.to_host
         self.terminal_driver = TerminalDriver(self.terminal, terminal_link, scheduler, self.journal,
                                               self.trace.emit, self._on_outcome)
         self.to_terminal = FaultyLink("to_terminal", MemoryTransport(self._terminal_receive), self.decider,
                                       scheduler, self.trace.emit)
         self.wallet = WalletSide(scenario, policy, scheduler, self.journal.conn, self.journal.durable, self.ledger.conn,
-                                 self.terminal_config.tid, self.terminal_config.epoch, self.trace.emit, self.to_host,
+                                 self.terminal_config.tid, self.terminal_config.epoch, self.trace.emit, terminal_link,
                                  self.rng, host_config.default_balance, keys,
                                  order_nonces or random.Random(f"possim wallet order numbers {seed}"),
                                  self.terminal_config.life)
@@ -384,7 +384,9 @@ class Rig:
             self.ledger.close()
             raise self.failure
         self.journal.commit()
-        verdict = check(self.journal.conn, self.ledger.conn)
+        # A ledger in memory holds this run's money only: money under a terminal id that no journal
+        # names (a forged terminal's) is judged too, never set aside as another terminal's business.
+        verdict = check(self.journal.conn, self.ledger.conn, own_ledger=self.ledger_path == ":memory:")
         self.trace.emit("run_finished", quiescent=quiescent, **verdict.summary(), **(extra or {}))
         recon = reconcile(self.journal.conn, self.ledger.conn, self.scenario.fee_schedule())
         result = RunResult(self.scenario, self.policy, self.seed, self.trace, verdict, self.ledger_before,

@@ -758,10 +758,12 @@ class NetReordered(NetTampered):
 
 @dataclass(frozen=True, slots=True)
 class ForgeryInjected(Event):
-    """An attacker's message enters the link ``dir``: a forged ``kind`` (reversal, approval, query)
-    aimed at transaction ``target`` of terminal ``tid``. ``mac`` says how it is signed: ``none``
-    (no MAC field), ``wrong`` (a MAC under a key that is not the terminal's) or ``off`` (the run
-    uses no MACs at all)."""
+    """An attacker's message enters the link ``dir``: a forged ``kind`` (reversal, approval, query,
+    or a wallet kind: ``protocol.faults.WALLET_FORGERY_KINDS``) aimed at transaction (or wallet
+    order) ``target`` of terminal ``tid``; for a wallet one ``mti`` is its wire kind and ``stan``
+    its order number. ``mac`` says how it is signed: ``none`` (no MAC field), ``wrong`` (a MAC
+    under a key that is not the terminal's), ``copied`` (a genuine ``sign`` copied from a request
+    it read: a replay, an altered amount) or ``off`` (the run uses no MACs at all)."""
 
     NAME: ClassVar[str] = "forgery_injected"
     LANE: ClassVar[Lane] = "network"

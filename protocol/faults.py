@@ -6,8 +6,8 @@ faults mean the same on every transport. All randomness comes from one ``random.
 Targeted rules and partitions are deterministic and take precedence over random faults.
 
 Forgeries (``Forgery``) are the attacker's faults: messages nobody honest sent, built from
-what an eavesdropper sniffed and injected into the same links at a point in the run. This
-module only describes them; ``possim.forgery`` builds and injects them.
+what an eavesdropper sniffed (card and wallet frames alike) and injected into the same links
+at a point in the run. This module only describes them; ``possim.forgery`` builds and injects them.
 """
 
 from __future__ import annotations
@@ -26,7 +26,11 @@ from possim.protocol.wallet import peek_kind
 Direction = Literal["to_host", "to_terminal"]
 DIRECTIONS: tuple[Direction, ...] = ("to_host", "to_terminal")
 Action = Literal["drop", "delay", "duplicate"]
-ForgeryKind = Literal["reversal", "approval", "query"]
+ForgeryKind = Literal["reversal", "approval", "query", "wallet_cancel", "wallet_refund", "wallet_query",
+                      "wallet_pay", "wallet_replay", "wallet_amount"]
+#: The forgeries aimed at the wallet gateway (``protocol.wallet`` frames), in shrinking order.
+WALLET_FORGERY_KINDS: tuple[ForgeryKind, ...] = ("wallet_cancel", "wallet_refund", "wallet_query", "wallet_pay",
+                                                  "wallet_replay", "wallet_amount")
 #: How a forgery is signed: no MAC field at all, or a MAC under a key that is not the terminal's.
 ForgedMac = Literal["wrong", "none"]
 
@@ -79,7 +83,19 @@ class Forgery:
     - ``query``: ``count`` 0600s to the host for the keys the terminal will use next (its next
       STANs with the field 7 of the target sale's scheduled time), so a NOT_FOUND would close them.
 
-    ``mac``: the attacker lacks the terminal's key, so the forgery has no MAC or a wrong one.
+    Wallet forgeries go to the wallet gateway; ``target`` counts the wallet orders the attacker saw:
+
+    - ``wallet_cancel``, ``wallet_refund``, ``wallet_query``: a cancel, a full refund or a query of
+      the ``target``-th order, naming the victim terminal (an order number not seen yet is guessed);
+    - ``wallet_pay``: a pay for a terminal the gateway has no key for, with the ``target``-th
+      customer's payment code;
+    - ``wallet_replay``: the ``target``-th wallet request the terminal sent, replayed byte for byte
+      (its genuine ``sign`` included);
+    - ``wallet_amount``: the ``target``-th wallet pay with another amount (``amount``; ``None``:
+      twice the original) and the original ``sign``.
+
+    ``mac``: the attacker lacks the terminal's key, so the forgery has no MAC or a wrong one (a
+    replay and an altered amount carry the genuine one they copied).
     """
 
     at: float
@@ -90,7 +106,16 @@ class Forgery:
     count: int = 1
 
     def describe(self) -> str:
+        if self.kind == "wallet_replay":
+            return f"replay of wallet request {self.target} at {self.at:g}s (its genuine sign)"
+        if self.kind == "wallet_amount":
+            return f"wallet pay {self.target} with another amount at {self.at:g}s (the original sign)"
         signed = "without a MAC" if self.mac == "none" else "with a wrong MAC"
+        if self.kind == "wallet_pay":
+            return f"forged wallet pay for an unknown terminal at {self.at:g}s ({signed})"
+        if self.kind in WALLET_FORGERY_KINDS:
+            what = self.kind.removeprefix("wallet_")
+            return f"forged wallet {what} of order {self.target} at {self.at:g}s ({signed})"
         return f"forged {self.kind} for sale {self.target} at {self.at:g}s ({signed})"
 
 

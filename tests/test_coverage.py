@@ -68,7 +68,7 @@ def test_card_fuzz_reaches_forgery_situations_and_says_so() -> None:
     assert found.groups == ("card", "forgery")
     assert found.coverage["forged reversal refused"] > 0
     assert found.coverage["MAC failure at the host (answered 63)"] > 0
-    assert fuzz("none", 5, 0, wallet=True).groups == ("card", "wallet")
+    assert fuzz("none", 5, 0, wallet=True).groups == ("card", "wallet", "forgery")
 
 
 def _fuzz_table(*args: str) -> str:
@@ -84,7 +84,8 @@ def test_the_fuzz_table_lists_the_groups_drawn(tmp_path: Path) -> None:
     assert "wallet pay answer lost" not in cards
     wallet = _fuzz_table("--policy", "reversal", "--wallet", "--examples", "30", "--out", str(tmp_path / "b.toml"))
     assert "wallet pay answer lost" in wallet and "customer still paying" in wallet
-    assert "forged reversal refused" not in wallet
+    assert "forged wallet cancel or refund refused (40002)" in wallet and "forged reversal refused" in wallet
+    assert "forgeries injected: " in wallet and "forgeries injected: " in cards
 
 
 @settings(max_examples=60)

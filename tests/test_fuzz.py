@@ -289,6 +289,7 @@ def test_fuzz_cli_speaks_chinese_when_asked(tmp_path: Path) -> None:
                           env=_fuzz_env(tmp_path / "cache"))
     assert done.returncode == 1, done.stderr
     assert "故障覆盖" in done.stdout and "主机批准后应答丢失" in done.stdout and "发现违规" in done.stdout
+    assert "注入伪造报文" in done.stdout
     assert "fault coverage" not in done.stdout and "response lost after host approval" not in done.stdout
 
 

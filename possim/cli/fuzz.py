@@ -33,10 +33,11 @@ if TYPE_CHECKING:
 @click.option("--max-transactions", default=5, show_default=True, type=click.IntRange(1, 50),
               help="Most payments in one generated schedule.")
 @click.option("--wallet", is_flag=True, help="Put QR wallet payments in the mix (faults on every wallet message, "
-              "customer confirmation delays, rescans).")
+              "customer confirmation delays, rescans, forged and replayed wallet requests).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Processes searching at once (coverage merged; the first violation is shrunk here).")
-@opt.as_json("Print the result as one JSON object (examples tried, violation, scenario file, coverage).")
+@opt.as_json("Print the result as one JSON object (examples tried, violation, scenario file, coverage, "
+             "forgeries injected).")
 @lang_option()
 def fuzz_command(policy: str, examples: int, seed: int, out: str, max_transactions: int, wallet: bool,
                  workers: int, as_json: bool, lang: str) -> None:
@@ -109,22 +110,29 @@ def _write(found: FuzzResult, out: str) -> dict[str, Any] | None:
 
 def _as_json(found: FuzzResult, seed: int, examples: int, out: str | None,
              document: dict[str, Any] | None) -> dict[str, Any]:
-    from possim.coverage import labels
+    from possim.coverage import FORGERIES_INJECTED, WALLET_FORGERIES_INJECTED, labels
     from possim.fuzz import to_toml, violations
 
     return {"policy": found.policy, "seed": seed, "examples": found.examples, "examples_requested": examples,
             "interrupted": found.interrupted, "violations": violations(found.result) if found.result else [],
             "summary": found.result.verdict.summary() if found.result else None, "out": out,
             "scenario": to_toml(document) if document else None,
-            "coverage": {label: found.coverage.get(label, 0) for label in labels(found.groups)}}
+            "coverage": {label: found.coverage.get(label, 0) for label in labels(found.groups)},
+            "forgeries_injected": found.coverage.get(FORGERIES_INJECTED, 0),
+            "wallet_forgeries_injected": found.coverage.get(WALLET_FORGERIES_INJECTED, 0)}
 
 
 def _print(found: FuzzResult, out: str | None, document: dict[str, Any] | None, tr: Tr) -> None:
     """For people: the coverage table, what was found, the scenario's TOML and how to replay it."""
+    from possim.coverage import FORGERIES_INJECTED, WALLET_FORGERIES_INJECTED
     from possim.fuzz import broken, to_toml
 
     con = console()
     show.coverage(con, found.coverage, found.examples, found.groups, tr)
+    if "forgery" in found.groups:
+        con.print(escape(tr("forgeries injected: {forgeries} ({wallet} of them wallet requests)",
+                            forgeries=found.coverage.get(FORGERIES_INJECTED, 0),
+                            wallet=found.coverage.get(WALLET_FORGERIES_INJECTED, 0))))
     if document is None or found.result is None or out is None:
         line = (tr("interrupted after {examples} schedules under policy {policy}: no violation so far",
                    examples=found.examples, policy=found.policy) if found.interrupted else
