@@ -12,12 +12,14 @@ import asyncio
 import json
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
 
-from possim.certify import load_plan
+from possim.certify import Arrival, Seen, check_repeats, load_plan
+from possim.protocol.messages import Message, OriginalData
 from tests.processes import run
 from tests.procs import POSSIM
 
@@ -120,3 +122,41 @@ async def test_interactive_waits_for_each_sale_it_asks_for() -> None:
             await proc.wait()
     verdicts = {c["id"]: c["verdict"] for c in json.loads(out)["cases"]}
     assert verdicts == {"clean-sale-not-reversed": "pass", "decline-not-reversed": "pass"}
+
+
+def _repeats(profile: str, tries: list[tuple[str, bool]], state: str) -> tuple[str, str]:
+    """check_repeats on a sale of 12.25 and its reversals: (MTI, refused by the acquirer) each, in order."""
+    sale = Message(mti="0200", stan="000100", transmission="1207120000", tid="CERT0001", amount=1225)
+    if profile == "cup":
+        revs = [replace(sale, mti=mti, response_code="98") for mti, _ in tries]
+    else:
+        revs = [replace(sale, mti=mti, stan=f"{101 + i:06d}", original=OriginalData("0200", "000100", "1207120000"))
+                for i, (mti, _) in enumerate(tries)]
+    arrivals = [Arrival(0.0, sale, b""), *(Arrival(float(i + 1), m, b"", refused=refused)
+                                            for i, (m, (_, refused)) in enumerate(zip(revs, tries, strict=True)))]
+    verdict = check_repeats(Seen(profile, (1225,), arrivals, lambda _m: state))
+    return verdict.status, verdict.evidence
+
+
+REFUSED, TAKEN = True, False
+
+
+@pytest.mark.parametrize(("profile", "tries", "state", "status", "said"), [
+    ("cup", [("0400", REFUSED), ("0400", TAKEN)], "reversed", "pass", "ledger reversed"),
+    # a CUP terminal stops after its third try even when all three were refused: that is the rule
+    ("cup", [("0400", REFUSED)] * 3, "debited", "pass", "stopped after 3"),
+    ("cup", [("0400", REFUSED)] * 4, "debited", "fail", "4 tries"),
+    ("cup", [("0400", REFUSED), ("0400", TAKEN), ("0400", TAKEN), ("0400", TAKEN)], "reversed", "fail", "4 tries"),
+    ("cup", [("0400", REFUSED), ("0400", TAKEN), ("0400", TAKEN)], "reversed", "fail", "after try 2"),
+    ("cup", [("0400", REFUSED)], "debited", "fail", "not repeated"),
+    ("cup", [("0400", REFUSED)] * 2, "debited", "fail", "not repeated"),
+    ("iso", [("0400", REFUSED), ("0401", TAKEN)], "reversed", "pass", "ledger reversed"),
+    ("iso", [("0400", REFUSED)] * 3 + [("0401", TAKEN)], "reversed", "fail", "0401"),
+    ("iso", [("0400", REFUSED), ("0401", REFUSED), ("0401", REFUSED), ("0401", TAKEN)], "reversed", "pass", "0401"),
+    ("iso", [("0400", REFUSED), ("0401", REFUSED), ("0401", REFUSED)], "debited", "fail", "not repeated"),
+    ("iso", [("0400", REFUSED), ("0401", TAKEN)], "debited", "fail", "ledger debited"),
+])
+def test_repeats_counts_tries_up_to_the_acknowledged_one(profile: str, tries: list[tuple[str, bool]], state: str,
+                                                        status: str, said: str) -> None:
+    got, evidence = _repeats(profile, tries, state)
+    assert (got, said in evidence) == (status, True), evidence
