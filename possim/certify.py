@@ -22,7 +22,7 @@ import sys
 import time
 import tomllib
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
 
@@ -53,6 +53,8 @@ ORIGINALS = frozenset({M.PURCHASE, M.AUTH})
 REVERSALS = frozenset({M.REVERSAL, M.REVERSAL_REPEAT, "0420", "0421"})
 #: Ledger states after a reversal took effect (CUP: cancelled while the issuer was asked).
 REVERSED = frozenset({"reversed", "released", "cancelled", "issuer_reversed"})
+#: A CUP terminal's reversal tries, the first included: after the third it stops.
+CUP_TRIES = 3
 NO_KEYS = N_("needs MAC keys: run with --keys (the builtin terminal always has them)")
 NO_AUTH = N_("needs a pre-authorization and its completion: only --builtin-terminal does them")
 NO_SETTLE = N_("needs an end of day: only --builtin-terminal settles")
@@ -144,6 +146,8 @@ class Arrival:
     at: float
     msg: Message | None
     data: bytes
+    #: The acquirer refused it (a reversal answered 05 by the magic behaviour ``reversal-refused-once``).
+    refused: bool = False
 
 
 @dataclass
@@ -178,9 +182,13 @@ class Seen:
 
     def reversals_of(self, orig: Message) -> list[Message]:
         """Reversals that name ``orig``: field 90 (iso) or the same key, a copy of it (cup)."""
+        return [a.msg for a in self.reversal_arrivals(orig) if a.msg is not None]
+
+    def reversal_arrivals(self, orig: Message) -> list[Arrival]:
+        """The arrivals of ``reversals_of``, each with whether the acquirer refused it."""
         key = orig.key()
-        return [m for m in self.messages if m.mti in REVERSALS
-                and (m.original.key(m.tid) if m.original is not None else m.key()) == key]
+        return [a for a in self.arrivals if a.msg is not None and a.msg.mti in REVERSALS
+                and (a.msg.original.key(a.msg.tid) if a.msg.original is not None else a.msg.key()) == key]
 
 
 def _money(minor: int | None) -> str:
@@ -263,20 +271,31 @@ def _naming_problem(profile: str, orig: Message, rev: Message, first: bool) -> s
 
 
 def check_repeats(seen: Seen) -> Verdict:
-    """A refused reversal is repeated until one is acknowledged (iso: as 0401; cup: at most 3 tries)."""
+    """A refused reversal is repeated until one is acknowledged, and not after (iso: as 0401).
+
+    cup: at most 3 tries in all, the first included, then the terminal stops: a 4th fails; a
+    terminal whose 3 tries were all refused and that stops there passes (the debit is the
+    acquirer's to settle by hand). Acknowledged means not refused by the acquirer (``Arrival.refused``).
+    """
     orig = _first_sale(seen)
     if isinstance(orig, Verdict):
         return orig
-    revs, state = seen.reversals_of(orig), seen.state(orig)
-    tries = ", ".join(_said(r) for r in revs)
+    revs, state = seen.reversal_arrivals(orig), seen.state(orig)
+    tries = ", ".join(_said(a.msg) + (" refused" if a.refused else "") for a in revs if a.msg is not None)
     if not revs:
         return Verdict(FAIL, f"{_said(orig)} {_money(orig.amount)}: no reversal arrived; ledger {state}")
-    if len(revs) < 2:
-        return Verdict(FAIL, f"the first reversal was refused 05 and not repeated (reversals: {tries}); ledger {state}")
-    if seen.profile == "iso" and any(r.mti != M.REVERSAL_REPEAT for r in revs[1:]):
+    if seen.profile == "iso" and any(a.msg is not None and a.msg.mti != M.REVERSAL_REPEAT for a in revs[1:]):
         return Verdict(FAIL, f"a repeated reversal is sent as 0401 (reversals: {tries})")
-    if seen.profile == "cup" and len(revs) > 3:
-        return Verdict(FAIL, f"{len(revs)} tries: a CUP terminal stops after 3 (reversals: {tries})")
+    if seen.profile == "cup" and len(revs) > CUP_TRIES:
+        return Verdict(FAIL, f"{len(revs)} tries: a CUP terminal stops after {CUP_TRIES} (reversals: {tries})")
+    acked = next((i for i, a in enumerate(revs) if not a.refused), None)
+    if acked is None:
+        if seen.profile == "cup" and len(revs) == CUP_TRIES:
+            return Verdict(PASS, f"reversals {tries}: each refused, stopped after {CUP_TRIES}; ledger {state}")
+        return Verdict(FAIL, f"the reversal was refused and not repeated until acknowledged (reversals: {tries}); "
+                             f"ledger {state}")
+    if acked < len(revs) - 1:
+        return Verdict(FAIL, f"sent again after try {acked + 1} was acknowledged (reversals: {tries})")
     if state not in REVERSED:
         return Verdict(FAIL, f"reversals {tries} but ledger {state}")
     return Verdict(PASS, f"reversals {tries}; ledger {state}")
@@ -380,6 +399,12 @@ class Acquirer:
             msg = None
         self.arrivals.append(Arrival(time.monotonic(), msg, data))
 
+    def noted(self, behaviour: str, _tid: str, _stan: str) -> None:
+        """The host told of a behaviour it acted on: a refusal is of the frame just recorded
+        (``MagicHost`` records a frame, then answers it, in one call)."""
+        if behaviour == "reversal-refused-once" and self.arrivals:
+            self.arrivals[-1] = replace(self.arrivals[-1], refused=True)
+
     def state(self, orig: Message) -> str | None:
         found = self.ledger.find(orig.key())
         return None if found is None else found.state
@@ -395,7 +420,8 @@ async def acquirer(profile: str, workdir: Path, keys: Mapping[str, MacKey] | Non
     config = HostConfig(profile=profile)
     ledger = Ledger(str(workdir / "ledger.db"), default_balance=config.default_balance)
     acq = Acquirer(url, ledger)
-    host = MagicHost(config, ledger, random.Random(), keys, late_after=late_after, record=acq.record)
+    host = MagicHost(config, ledger, random.Random(), keys, late_after=late_after, record=acq.record,
+                     on_behaviour=acq.noted)
     ready, stop = asyncio.Event(), asyncio.Event()
 
     def log(event: str, **_fields: object) -> None:
