@@ -87,6 +87,9 @@ class Reply:
     #: The host acted on the request for the first time (rule 9); a replay of an answered request is
     #: answered where it came from but binds no TCP connection to ``tid``.
     fresh: bool = True
+    #: The key of the original whose booked answer this is (its first answer or a repeat of it),
+    #: None for every other reply: the driver records in the ledger whether the transport took it.
+    answers: Key | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,7 +295,7 @@ class AcquirerHost:
                 self.ledger.attach_response(key, response)
             return [ev.DuplicateOriginal(*_f(msg), rrn=seen.rrn, rc=seen.response_code),
                     Reply(response, self._delay(True), M.response_to(msg.mti), msg.stan, seen.rrn, msg.tid,
-                          fresh=False)]
+                          fresh=False, answers=key)]
         self.counts[msg.mti] += 1
         pan, amount = msg.pan or "", msg.amount or 0
         if self.cup and not closure:
@@ -313,7 +316,8 @@ class AcquirerHost:
             self.down_until = now + crash.down_for
             return [*actions, ev.HostCrashed(*_f(msg), until=self.down_until), Crashed(self.down_until)]
         assert response is not None
-        return [*actions, Reply(response, self._delay(False), M.response_to(msg.mti), msg.stan, rrn, msg.tid)]
+        return [*actions, Reply(response, self._delay(False), M.response_to(msg.mti), msg.stan, rrn, msg.tid,
+                                answers=key)]
 
     def _key_conflict(self, msg: Message, seen: Original, reason: str) -> list[HostAction]:
         """Rule 1's key names another sale: refused, never answered with that sale's approval.
@@ -364,7 +368,12 @@ class AcquirerHost:
         if crash is not None:
             self.down_until = now + crash.down_for
             return [moved, ev.HostCrashed(*_f(msg), until=self.down_until), Crashed(self.down_until)]
-        return [moved, Reply(response, 0.0, M.response_to(msg.mti), msg.stan, rrn, msg.tid)]
+        return [moved, Reply(response, 0.0, M.response_to(msg.mti), msg.stan, rrn, msg.tid, answers=key)]
+
+    def delivered(self, now: float, key: Key, handed: bool) -> None:
+        """The transport took the answer to the original under ``key`` (``handed``), or had no way to
+        the terminal: a fact for the ledger, so a check can tell a sale the till saw from one it never did."""
+        self.ledger.record_delivery(now, key, handed)
 
     def _answer(self, msg: Message, rc: str, rrn: str | None, auth: str | None, quick: bool) -> Reply:
         data = self._encode(msg.response(rc, rrn=rrn, auth_code=auth))
