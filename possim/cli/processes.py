@@ -475,7 +475,9 @@ def check_command(journal_paths: tuple[str, ...], ledger_paths: tuple[str, ...],
     """Judge a run split over processes: every terminal's journal against the ledger (or the shards' ledgers).
 
     Files left by a killed process are recovered on open. Each journal is one life of its
-    terminal: baskets are judged within it. Exit 0 only when the money is right and nothing
+    terminal: baskets are judged within it. The sales of a life whose journal is missing (a
+    terminal restarted with --replacement) are named from the ledger: completed at the till when
+    the host delivered their answer, really at risk when it never did. Exit 0 only when the money is right and nothing
     is still owed or at risk (no pending reversal, no open hold, no escalated money the
     acquirer has yet to refund); 1 otherwise.
     """
