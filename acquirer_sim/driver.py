@@ -10,7 +10,8 @@ does whether the request was fresh (``meta["fresh"]``: a replay of an answered r
 An answer to a financial original goes through ``deliver`` when the link can tell whether it took
 the bytes (``DeliveringLink``: TCP, MQTT); the host records the outcome in its ledger, so a check
 can judge a sale whose journal was lost by whether its answer ever left. Links that cannot tell
-(the in-memory wire of simulations) record nothing.
+(the in-memory wire of simulations) record nothing. An answer whose sale an earlier life of the
+terminal booked is not sent at all (``AcquirerHost.withheld``): it is recorded as not delivered.
 """
 
 from __future__ import annotations
@@ -68,6 +69,12 @@ class HostDriver:
 
     def _send(self, reply: Reply, origin: Origin | None) -> None:
         self.pending -= 1
+        withheld = self.host.withheld(reply)
+        if withheld is not None:
+            self.emit(withheld)
+            if reply.answers is not None and self.delivering is not None:
+                self.host.delivered(self.scheduler.now(), reply.answers, False)
+            return
         if self.tracing:
             self.emit(MsgSent("host", reply.tid, reply.stan, reply.mti, rrn=reply.rrn or None))
         meta: dict[str, object] = {"tid": reply.tid, "stan": reply.stan, "mti": reply.mti,

@@ -31,7 +31,8 @@ Rules kept here:
    without its current life (a restarted terminal that did not sign on, a copy from a dead
    earlier life) is answered 77 ("sign on again", CUP practice) and books nothing; an original
    under a key an earlier life booked is refused like rule 7, never answered with that life's
-   stored answer. Ids that never signed on are served as before.
+   stored answer; an answer that falls due after a newer life signed on is withheld
+   (``withheld``). Ids that never signed on are served as before.
 9. Every reply says whether its request was fresh (``Reply.fresh``): a request the host acted on
    for the first time. A copy of a request already answered (a duplicate original, reversal,
    advice or upload, a sign-on of the current life), a refusal and a status query or settlement (which the
@@ -369,6 +370,19 @@ class AcquirerHost:
             self.down_until = now + crash.down_for
             return [moved, ev.HostCrashed(*_f(msg), until=self.down_until), Crashed(self.down_until)]
         return [moved, Reply(response, 0.0, M.response_to(msg.mti), msg.stan, rrn, msg.tid, answers=key)]
+
+    def withheld(self, reply: Reply) -> ev.AnswerWithheld | None:
+        """An answer to an original whose life is no longer the terminal's current one (rule 8): a
+        newer life signed on while it waited (a killed terminal's restart). It is not sent: the
+        TCP host would fall back to the new life's connection, which never asked for it."""
+        if reply.answers is None:
+            return None
+        current = self._current_life(reply.tid)
+        life = self.ledger.key_life(reply.answers) if current is not None else None
+        if life is None or life == current:
+            return None
+        assert current is not None
+        return ev.AnswerWithheld(reply.tid, reply.stan, reply.mti, life=life, current=current)
 
     def delivered(self, now: float, key: Key, handed: bool) -> None:
         """The transport took the answer to the original under ``key`` (``handed``), or had no way to

@@ -244,3 +244,19 @@ def test_a_lost_lifes_sales_are_judged_by_whether_their_answer_was_delivered() -
     both.begin_life("111111", False)
     again = check([journal.conn, both.conn], host.ledger.conn)
     assert again.lost_journal == [] and again.counts["orphaned_debits"] == 2
+
+
+def test_an_answer_due_after_a_newer_life_signed_on_is_withheld() -> None:
+    """A killed terminal's sale, answered late: its restart signed on meanwhile, so the answer would
+    reach the new life's connection, which never asked. The host withholds it (not delivered)."""
+    host = new_host()
+    _ask(host, _sign_on("111111"))
+    [old] = replies(host.receive(0.0, codec.encode(_sale("000002", life="111111"))))
+    assert old.answers == (TID, "000002", "1125100000") and host.withheld(old) is None  # its life is current
+    _ask(host, _sign_on("222222", stan="000001", transmission="1125110000"))
+    withheld = host.withheld(old)
+    assert withheld is not None and (withheld.life, withheld.current, withheld.stan) == ("111111", "222222", "000002")
+    [new] = replies(host.receive(1.0, codec.encode(_sale("000002", transmission="1125110100", life="222222"))))
+    assert host.withheld(new) is None
+    [refusal] = replies(host.receive(1.0, codec.encode(_sale("000003", life="111111"))))
+    assert refusal.answers is None and host.withheld(refusal) is None  # a 77 answers no booked sale
