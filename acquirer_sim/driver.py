@@ -6,6 +6,12 @@ Every arrival is traced with its bytes, so a recorded run can drive this driver 
 its terminal id goes to the host, which binds identity; the origin itself rides along with the
 reply (``meta["origin"]``), so the transport answers only where the request came from, and so
 does whether the request was fresh (``meta["fresh"]``: a replay of an answered request binds nothing).
+
+An answer to a financial original goes through ``deliver`` when the link can tell whether it took
+the bytes (``DeliveringLink``: TCP, MQTT); the host records the outcome in its ledger, so a check
+can judge a sale whose journal was lost by whether its answer ever left. Links that cannot tell
+(the in-memory wire of simulations) record nothing. An answer whose sale an earlier life of the
+terminal booked is not sent at all (``AcquirerHost.withheld``): it is recorded as not delivered.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Any
 from possim.acquirer_sim.host import AcquirerHost, AwaitIssuer, Crashed, HostAction, Reply
 from possim.protocol import codec
 from possim.protocol.events import Event, HostRestarted, MsgReceived, MsgSent
-from possim.protocol.ports import Link, Scheduler
+from possim.protocol.ports import DeliveringLink, Link, Scheduler
 from possim.protocol.transports import Origin
 
 
@@ -35,6 +41,7 @@ class HostDriver:
         self.emit: Callable[[Event], None] = emit or _discard
         self.tracing = emit is not None
         self.pending = 0
+        self.delivering = link if isinstance(link, DeliveringLink) else None
 
     def receive(self, data: bytes, origin: Origin | None = None) -> None:
         if self.tracing:
@@ -62,6 +69,12 @@ class HostDriver:
 
     def _send(self, reply: Reply, origin: Origin | None) -> None:
         self.pending -= 1
+        withheld = self.host.withheld(reply)
+        if withheld is not None:
+            self.emit(withheld)
+            if reply.answers is not None and self.delivering is not None:
+                self.host.delivered(self.scheduler.now(), reply.answers, False)
+            return
         if self.tracing:
             self.emit(MsgSent("host", reply.tid, reply.stan, reply.mti, rrn=reply.rrn or None))
         meta: dict[str, object] = {"tid": reply.tid, "stan": reply.stan, "mti": reply.mti,
@@ -70,4 +83,8 @@ class HostDriver:
             meta["origin"] = origin
         if reply.rrn:
             meta["rrn"] = reply.rrn
-        self.link.send(reply.data, meta)
+        if reply.answers is None or self.delivering is None:
+            self.link.send(reply.data, meta)
+            return
+        handed = self.delivering.deliver(reply.data, meta)
+        self.host.delivered(self.scheduler.now(), reply.answers, handed)

@@ -31,8 +31,9 @@ Rules kept here:
    without its current life (a restarted terminal that did not sign on, a copy from a dead
    earlier life) is answered 77 ("sign on again", CUP practice) and books nothing; an original
    under a key an earlier life booked is refused like rule 7, never answered with that life's
-   stored answer. Ids that never signed on are served as before. The wallet gateway applies the
-   same rule to wallet requests, from the same ``lives`` table (``acquirer_sim.wallet``, rule 6).
+    stored answer; an answer that falls due after a newer life signed on is withheld
+    (``withheld``). Ids that never signed on are served as before. The wallet gateway applies the
+    same rule to wallet requests, from the same ``lives`` table (``acquirer_sim.wallet``, rule 6).
 9. Every reply says whether its request was fresh (``Reply.fresh``): a request the host acted on
    for the first time. A copy of a request already answered (a duplicate original, reversal,
    advice or upload, a sign-on of the current life), a refusal and a status query or settlement (which the
@@ -88,6 +89,9 @@ class Reply:
     #: The host acted on the request for the first time (rule 9); a replay of an answered request is
     #: answered where it came from but binds no TCP connection to ``tid``.
     fresh: bool = True
+    #: The key of the original whose booked answer this is (its first answer or a repeat of it),
+    #: None for every other reply: the driver records in the ledger whether the transport took it.
+    answers: Key | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,7 +300,7 @@ class AcquirerHost:
                 self.ledger.attach_response(key, response)
             return [ev.DuplicateOriginal(*_f(msg), rrn=seen.rrn, rc=seen.response_code),
                     Reply(response, self._delay(True), M.response_to(msg.mti), msg.stan, seen.rrn, msg.tid,
-                          fresh=False)]
+                          fresh=False, answers=key)]
         self.counts[msg.mti] += 1
         pan, amount = msg.pan or "", msg.amount or 0
         if self.cup and not closure:
@@ -317,7 +321,8 @@ class AcquirerHost:
             self.down_until = now + crash.down_for
             return [*actions, ev.HostCrashed(*_f(msg), until=self.down_until), Crashed(self.down_until)]
         assert response is not None
-        return [*actions, Reply(response, self._delay(False), M.response_to(msg.mti), msg.stan, rrn, msg.tid)]
+        return [*actions, Reply(response, self._delay(False), M.response_to(msg.mti), msg.stan, rrn, msg.tid,
+                                answers=key)]
 
     def _key_conflict(self, msg: Message, seen: Original, reason: str) -> list[HostAction]:
         """Rule 1's key names another sale: refused, never answered with that sale's approval.
@@ -369,7 +374,25 @@ class AcquirerHost:
         if crash is not None:
             self.down_until = now + crash.down_for
             return [moved, ev.HostCrashed(*_f(msg), until=self.down_until), Crashed(self.down_until)]
-        return [moved, Reply(response, 0.0, M.response_to(msg.mti), msg.stan, rrn, msg.tid)]
+        return [moved, Reply(response, 0.0, M.response_to(msg.mti), msg.stan, rrn, msg.tid, answers=key)]
+
+    def withheld(self, reply: Reply) -> ev.AnswerWithheld | None:
+        """An answer to an original whose life is no longer the terminal's current one (rule 8): a
+        newer life signed on while it waited (a killed terminal's restart). It is not sent: the
+        TCP host would fall back to the new life's connection, which never asked for it."""
+        if reply.answers is None:
+            return None
+        current = self._current_life(reply.tid)
+        life = self.ledger.key_life(reply.answers) if current is not None else None
+        if life is None or life == current:
+            return None
+        assert current is not None
+        return ev.AnswerWithheld(reply.tid, reply.stan, reply.mti, life=life, current=current)
+
+    def delivered(self, now: float, key: Key, handed: bool) -> None:
+        """The transport took the answer to the original under ``key`` (``handed``), or had no way to
+        the terminal: a fact for the ledger, so a check can tell a sale the till saw from one it never did."""
+        self.ledger.record_delivery(now, key, handed)
 
     def _answer(self, msg: Message, rc: str, rrn: str | None, auth: str | None, quick: bool) -> Reply:
         data = self._encode(msg.response(rc, rrn=rrn, auth_code=auth))

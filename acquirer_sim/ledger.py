@@ -12,6 +12,10 @@ at settlement (0320), keyed by the sale's key; ``captured`` ones are completions
 only then (what settlement recovered). ``lives`` holds each signed-on terminal id's current
 life (``docs/architecture.md``, "Terminal lives") and ``key_lives`` the life each original
 was booked under, so a key an earlier life used is never answered for a later one.
+``deliveries`` holds, per original, whether the transport took its answer (a TCP connection
+still open to write it on, a publish to the terminal's topic): the fact ``possim check`` needs
+to tell a sale whose journal was lost after the till saw its approval from one whose customer
+was charged while the till never heard (a key with no row was never handed over).
 
 A ledger file gets the durable settings of :mod:`protocol.storage` (write-ahead log,
 fsync at every commit, busy timeout, directory fsync when created) and is recovered on
@@ -85,6 +89,9 @@ CREATE TABLE IF NOT EXISTS lives (
 CREATE TABLE IF NOT EXISTS key_lives (
     tid TEXT NOT NULL, stan TEXT NOT NULL, transmission TEXT NOT NULL, life TEXT NOT NULL,
     PRIMARY KEY (tid, stan, transmission));
+CREATE TABLE IF NOT EXISTS deliveries (
+    tid TEXT NOT NULL, stan TEXT NOT NULL, transmission TEXT NOT NULL, delivered INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 1, at REAL NOT NULL, PRIMARY KEY (tid, stan, transmission));
 """
 
 
@@ -280,6 +287,27 @@ class Ledger:
             for kind, amount in movements:
                 self._move(now, orig.key, orig.pan, kind, amount, orig.rrn)
         self._atomic("transition", work)
+
+    def record_delivery(self, now: float, key: Key, delivered: bool) -> None:
+        """Whether the answer to the original under ``key`` was handed to the transport; once handed
+        over it stays so (a repeat's answer may reach a terminal the first one did not).
+
+        In a file this commit is not fsynced on its own (``synchronous=NORMAL`` for it): a killed
+        acquirer keeps it (the write-ahead log is in the operating system's hands), and the next
+        money commit fsyncs it with its own. Only a power cut could lose it, and a key without a
+        row reads as "never handed over": the cautious side. A sale pays one fsync, as before.
+        """
+        sql = ("INSERT INTO deliveries (tid, stan, transmission, delivered, at) VALUES (?, ?, ?, ?, ?) "
+               "ON CONFLICT (tid, stan, transmission) DO UPDATE SET attempts = attempts + 1, "
+               "delivered = MAX(delivered, excluded.delivered), at = excluded.at")
+        if not self.durable:
+            self.conn.execute(sql, (*key, int(delivered), now))
+            return
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self._write("record_delivery", sql, (*key, int(delivered), now))
+        finally:
+            self.conn.execute("PRAGMA synchronous=FULL")
 
     # -- terminal lives ---------------------------------------------------------------------
 

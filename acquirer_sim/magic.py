@@ -145,7 +145,13 @@ class MagicHost(AcquirerHost):
         return msg if msg.mti in M.REQUESTS else None
 
     def _before(self, now: float, msg: Message) -> list[HostAction] | None:
-        """Note an original's behaviour; answer a reversal or query of a magic original here."""
+        """Note an original's behaviour; answer a reversal or query of a magic original here.
+
+        A request the host refuses for its life (rule 8: not from the id's current life) is left to
+        that rule: its 77 is no answer of a magic original, so no behaviour touches it."""
+        current = self._current_life(msg.tid) if msg.mti != M.SIGN_ON else None
+        if current is not None and msg.life != current:
+            return None
         if msg.mti in (M.PURCHASE, M.AUTH) and msg.original is None:
             behaviour = self.choose(msg.tid, msg.pan, msg.amount)
             if behaviour in _DECLINES or behaviour == "issuer-timeout":
@@ -224,7 +230,8 @@ class MagicHost(AcquirerHost):
         if behaviour == "answer-twice":
             return [reply, replace(reply, delay=reply.delay + 0.05)]
         if behaviour == "wrong-mac" and self.keys is not None:
-            return [replace(reply, data=spoil_mac(reply.data, "cup" if self.cup else "iso"))]
+            # an answer the terminal must discard is no answer delivered: no delivery is recorded
+            return [replace(reply, data=spoil_mac(reply.data, "cup" if self.cup else "iso"), answers=None)]
         if behaviour == "crash-after-commit":
             self.down_until = now + self.down_for
             return [ev.HostCrashed(reply.tid, reply.stan, reply.mti, until=self.down_until), Crashed(self.down_until)]

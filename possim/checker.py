@@ -43,6 +43,15 @@ therefore judged within the journal that names them, never across journals; ledg
 goes to the life whose request it answers, by its key (STAN and field 7) and the booked card
 and amount.
 
+A life whose journal is lost: a terminal restarted without its journal signs on with a new life
+(``docs/architecture.md``, "Terminal lives"); the ledger knows which life booked each key
+(``key_lives``) and whether the key's answer was handed to the transport (``deliveries``).
+Ledger money of a judged terminal under a key of a life none of the given journals holds is
+named apart (:attr:`Verdict.lost_journal`): answer delivered, the till saw the approval and the
+sale was completed there, only its journal is gone (not at risk, no damage); answer never handed
+over (no route to the terminal, lost, or the host fell before answering), the customer was charged
+while the till never knew: really at risk, an orphaned debit and customer loss as before.
+
 The money of a key belongs to one journal row: the first whose card and amount match the
 sale the ledger booked under that key (the first row with the key when the ledger has no
 booking). Every other row with that key is judged as if the host held nothing for it.
@@ -98,6 +107,32 @@ class Finding:
                 "amount": format_amount(self.amount)}
 
 
+@dataclass(frozen=True, slots=True)
+class LostSale:
+    """Ledger money of a terminal's life whose journal was not given: ``delivered`` says whether the
+    host handed the sale's answer to the transport (the till saw it) or not (really at risk)."""
+
+    key: Key
+    life: str
+    amount: int
+    delivered: bool
+
+    @property
+    def judgement(self) -> str:
+        return "completed" if self.delivered else "at_risk"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"tid": self.key[0], "stan": self.key[1], "transmission": self.key[2], "life": self.life,
+                "amount": format_amount(self.amount), "delivered": self.delivered, "judgement": self.judgement}
+
+
+def lost_journal_totals(sales: Sequence[LostSale]) -> dict[str, dict[str, Any]]:
+    """Per judgement (``completed``, ``at_risk``): how many sales of lost journals and their money."""
+    return {judgement: {"sales": sum(1 for s in sales if s.judgement == judgement),
+                        "amount": format_amount(sum(s.amount for s in sales if s.judgement == judgement))}
+            for judgement in ("completed", "at_risk")}
+
+
 @dataclass(slots=True)
 class Verdict:
     counts: dict[str, int]
@@ -113,6 +148,8 @@ class Verdict:
     at_risk: dict[str, int] = field(default_factory=dict)
     #: Money blocked by open holds (and open wallet orders), in minor units: at risk, not yet lost.
     on_hold: int = 0
+    #: Ledger money of judged terminals under keys of a life whose journal was not given.
+    lost_journal: list[LostSale] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -159,12 +196,19 @@ def check(journals: sqlite3.Connection | Sequence[sqlite3.Connection],
     judged = set() if own_ledger else tids  # empty: every key of the ledger is judged
     money = _merged([ledger_money(led) for led in ledgers])
     owners = _owners(rows, _merged([_bookings(led) for led in ledgers]))
+    journaled = {life for conn in conns for life in _journal_lives(conn)}
+    key_lives = _merged([_key_lives(led) for led in ledgers])
+    delivered = {key for led in ledgers for key in _delivered(led)}
     tally = _Tally()
     for index, (life, row) in enumerate(lives):
         key = (row[0], row[1], row[2])
         tally.judge_row(row, money.get(key, (0, 0)) if owners.get(key) == index else (0, 0), life)
     for key, (charged, held) in money.items():
-        if not judged or key[0] in judged:
+        lost_life = key_lives.get(key)
+        if tids and key[0] in tids and key not in owners and charged > 0 and lost_life is not None \
+                and (key[0], lost_life) not in journaled:
+            tally.judge_lost(LostSale(key, lost_life, charged, key in delivered), held)
+        elif not judged or key[0] in judged:
             tally.judge_key(key, charged if key not in owners else 0, held)
         elif whole_ledger:
             tally.unjournaled.extend(_unjournaled(key, charged, held))
@@ -237,6 +281,7 @@ class _Tally:
     per_terminal: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
     at_risk: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     tid_of_intent: dict[str, str] = field(default_factory=dict)
+    lost_journal: list[LostSale] = field(default_factory=list)
 
     def judge_row(self, row: _Row, money: tuple[int, int], life: int = 0) -> None:
         """One journaled transaction against the money the ledger holds for its sale; ``life``: which
@@ -300,6 +345,12 @@ class _Tally:
             self.on_hold += held
             self._find("open_holds", Finding("open_hold", None, key, held))
 
+    def judge_lost(self, sale: LostSale, held: int) -> None:
+        """Money under a key of a life whose journal is lost: a sale the till completed (its answer
+        was delivered) is no damage; one whose answer never left is an orphaned debit, really at risk."""
+        self.lost_journal.append(sale)
+        self.judge_key(sale.key, 0 if sale.delivered else sale.amount, held)
+
     def verdict(self) -> Verdict:
         customer_loss = 0
         for intent, charges in self.charged_by_intent.items():
@@ -313,7 +364,7 @@ class _Tally:
                 self.at_risk[tid] += lost
         per_terminal = {tid: dict(counts) for tid, counts in self.per_terminal.items()}
         return Verdict(self.counts, customer_loss, self.merchant_loss, self.findings, self.unjournaled,
-                       per_terminal, dict(self.at_risk), self.on_hold)
+                       per_terminal, dict(self.at_risk), self.on_hold, self.lost_journal)
 
     def _find(self, count: str, finding: Finding) -> None:
         self.counts[count] += 1
@@ -440,6 +491,29 @@ def _terminal_ids(journal: sqlite3.Connection) -> set[str]:
     if "terminals" in tables:
         query += " UNION SELECT tid FROM terminals"
     return {tid for (tid,) in journal.execute(query) if tid}
+
+
+def _journal_lives(journal: sqlite3.Connection) -> set[tuple[str, str]]:
+    """The (terminal id, life) a journal kept: the lives whose sales it holds (none before lives existed)."""
+    if "lives" not in _tables(journal):
+        return set()
+    return {(str(tid), str(life)) for tid, life in journal.execute("SELECT tid, life FROM lives")}
+
+
+def _key_lives(ledger: sqlite3.Connection) -> dict[Key, str]:
+    """Per key: the life of the signed-on terminal that booked it (keys of terminals that never signed on: none)."""
+    if "key_lives" not in _tables(ledger):
+        return {}
+    rows = ledger.execute("SELECT tid, stan, transmission, life FROM key_lives")
+    return {(tid, stan, tx): str(life) for tid, stan, tx, life in rows}
+
+
+def _delivered(ledger: sqlite3.Connection) -> set[Key]:
+    """The keys whose answer the host handed to the transport (a ledger from before deliveries: none)."""
+    if "deliveries" not in _tables(ledger):
+        return set()
+    rows = ledger.execute("SELECT tid, stan, transmission FROM deliveries WHERE delivered = 1")
+    return {(tid, stan, tx) for tid, stan, tx in rows}
 
 
 def _bookings(ledger: sqlite3.Connection) -> dict[Key, tuple[str, int]]:

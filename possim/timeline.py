@@ -283,6 +283,9 @@ def _host_checks(e: ev.Event, tr: Tr) -> str | None:
                        current=e.current, rc=e.rc) if e.life is None
                     else tr("life {life} is not the current life {current}: answered {rc}, nothing booked",
                             life=e.life, current=e.current, rc=e.rc))
+        case ev.AnswerWithheld():
+            return tr("answer for life {life} withheld: life {current} is current, not delivered", life=e.life,
+                      current=e.current)
         case ev.DuplicateKeyConflict():
             return tr("key already used by a sale of {original}, this one is {amount}: answered {rc}, nothing booked",
                       original=tr.money(e.original_amount), amount=tr.money(e.amount), rc=e.rc)

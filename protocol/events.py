@@ -687,6 +687,16 @@ class LifeRefused(HostMessageEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class AnswerWithheld(HostMessageEvent):
+    """The answer to an original booked by life ``life`` fell due after life ``current`` signed on:
+    not sent (the new life's connection never asked for it) and recorded as not delivered."""
+
+    NAME: ClassVar[str] = "answer_withheld"
+    life: str
+    current: str
+
+
+@dataclass(frozen=True, slots=True)
 class RequestDropped(HostEvent):
     """A request the host cannot act on nor answer (its sender cannot be identified): dropped, nothing changed."""
 
@@ -1126,7 +1136,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     WalletTradeClosed, WalletCustomerConfirmed, WalletConfirmRefused, WalletDuplicatePay, WalletPayRefused,
     WalletGatewayWake, WalletAnswered,
     ResponseMismatch, DuplicateKeyConflict,
-    TerminalSignedOn, TerminalRefusedToSell, SignOnAnswered, LifeRefused, SignOnAgain,
+    TerminalSignedOn, TerminalRefusedToSell, SignOnAnswered, LifeRefused, SignOnAgain, AnswerWithheld,
 )
 
 #: Trace name -> event class.

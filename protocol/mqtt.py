@@ -406,6 +406,12 @@ class _HostEnd:
     def send(self, data: bytes, meta: Mapping[str, object] | None = None) -> None:
         self.endpoint.publish(responses_topic(str((meta or {})["tid"])), data)
 
+    def deliver(self, data: bytes, meta: Mapping[str, object] | None = None) -> bool:
+        """``send``: published to the terminal's response topic (the broker keeps it for the terminal's
+        session), so always handed over."""
+        self.send(data, meta)
+        return True
+
     async def close(self) -> None:
         await self.endpoint.stop()
 

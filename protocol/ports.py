@@ -9,7 +9,7 @@ fault layer, the in-memory wire, MQTT and TCP are all a ``Link`` or a ``Transpor
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 class Cancellable(Protocol):
@@ -36,6 +36,14 @@ class Link(Protocol):
     """A driver's way out: bytes plus what they are (``tid``, ``stan``, ``mti``) for routing and logs."""
 
     def send(self, data: bytes, meta: Mapping[str, object] | None = None) -> None: ...
+
+
+@runtime_checkable
+class DeliveringLink(Link, Protocol):
+    """A link that can tell whether it took the bytes: a route to the terminal existed (an open TCP
+    connection) or the publish was handed to the broker client. The host records it per answer."""
+
+    def deliver(self, data: bytes, meta: Mapping[str, object] | None = None) -> bool: ...
 
 
 class TraceSink(Protocol):

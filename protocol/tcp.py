@@ -129,15 +129,21 @@ class TcpHost:
         await self.stop()
 
     def send(self, data: bytes, meta: Mapping[str, object] | None = None) -> None:
+        self.deliver(data, meta)
+
+    def deliver(self, data: bytes, meta: Mapping[str, object] | None = None) -> bool:
+        """``send``, saying whether the answer was written to an open connection (False: no route,
+        ``tcp_no_route``: the terminal's connection is gone, e.g. the terminal was killed)."""
         meta = meta or {}
         tid = str(meta.get("tid"))
         conn = self._route(tid, meta.get("origin"), bool(meta.get("authenticated", True)),
                            bool(meta.get("fresh", False)))
         if conn is None or conn.is_closing():
             self.emit("tcp_no_route", tid=meta.get("tid"))
-            return
+            return False
         conn.write(answer_framing(conn.deframer, self.framing).frame(data))
         self.sent += 1
+        return True
 
     def _route(self, tid: str, origin: object, authenticated: bool, fresh: bool) -> _Connection | None:
         """The request's own connection (binding it to ``tid`` on its first authenticated reply to a

@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from possim.acquirer_sim.host import EARLIER_LIFE, FIRST_LIFE, SIGN_ON_AGAIN, AcquirerHost
+from possim.checker import check, lost_journal_totals
 from possim.i18n import Tr
 from possim.pos_sim.actions import ConfirmLife, Outcome
 from possim.pos_sim.exchanges import SIGN_ON_AGAIN_DISPLAY
+from possim.pos_sim.journal import Journal
 from possim.pos_sim.records import ReversalState, SaleStatus
 from possim.pos_sim.terminal import RESPONSE_TIMER, Terminal
 from possim.protocol import codec, cup
@@ -340,3 +342,49 @@ def test_the_timeline_tells_the_77_and_the_screen_in_the_readers_language(lang: 
     assert said in text
     assert ("SIGN ON AGAIN - NOT CHARGED" if lang == "en" else "请重新签到 - 未扣款") in text
     assert not {m for m in Tr.missing if m[0] == lang}
+
+def test_a_lost_lifes_sales_are_judged_by_whether_their_answer_was_delivered() -> None:
+    """Two sales of life 111111, whose journal is lost: one answered on an open route (the till
+    completed it), one whose answer never left. Judged against the replacement's journal only,
+    the first is no damage, the second is really at risk: an orphaned debit and customer loss."""
+    host = new_host()
+    _ask(host, _sign_on("111111"))
+    _ask(host, _sale("000002", life="111111"))
+    _ask(host, _sale("000003", transmission="1125100100", life="111111", amount=3001))
+    host.delivered(1.0, (TID, "000002", "1125100000"), True)
+    host.delivered(1.0, (TID, "000003", "1125100100"), False)
+    host.delivered(2.0, (TID, "000003", "1125100100"), False)  # a second try finds no route either
+    _ask(host, _sign_on("222222", stan="000001", transmission="1125110000"))
+    assert host.ledger.conn.execute("SELECT stan, delivered, attempts FROM deliveries ORDER BY stan").fetchall() == [
+        ("000002", 1, 1), ("000003", 0, 2)]
+    journal = Journal(tid=TID)  # the replacement's: life 222222, no sale yet
+    journal.begin_life("222222", True)
+    verdict = check(journal.conn, host.ledger.conn)
+    assert [(s.key[1], s.life, s.amount, s.judgement) for s in verdict.lost_journal] == [
+        ("000002", "111111", 1200, "completed"), ("000003", "111111", 3001, "at_risk")]
+    assert lost_journal_totals(verdict.lost_journal) == {"completed": {"sales": 1, "amount": "12.00"},
+                                                         "at_risk": {"sales": 1, "amount": "30.01"}}
+    assert (verdict.counts["orphaned_debits"], verdict.customer_loss) == (1, 3001)
+    assert [(f.finding, f.key[1]) for f in verdict.findings] == [("orphaned_debit", "000003")]
+    # With the lost life's journal given back (its life, no rows: the sales were lost with it), they
+    # are that journal's business again: money no journaled sale owns, as before.
+    both = Journal(tid=TID)
+    both.begin_life("111111", False)
+    again = check([journal.conn, both.conn], host.ledger.conn)
+    assert again.lost_journal == [] and again.counts["orphaned_debits"] == 2
+
+
+def test_an_answer_due_after_a_newer_life_signed_on_is_withheld() -> None:
+    """A killed terminal's sale, answered late: its restart signed on meanwhile, so the answer would
+    reach the new life's connection, which never asked. The host withholds it (not delivered)."""
+    host = new_host()
+    _ask(host, _sign_on("111111"))
+    [old] = replies(host.receive(0.0, codec.encode(_sale("000002", life="111111"))))
+    assert old.answers == (TID, "000002", "1125100000") and host.withheld(old) is None  # its life is current
+    _ask(host, _sign_on("222222", stan="000001", transmission="1125110000"))
+    withheld = host.withheld(old)
+    assert withheld is not None and (withheld.life, withheld.current, withheld.stan) == ("111111", "222222", "000002")
+    [new] = replies(host.receive(1.0, codec.encode(_sale("000002", transmission="1125110100", life="222222"))))
+    assert host.withheld(new) is None
+    [refusal] = replies(host.receive(1.0, codec.encode(_sale("000003", life="111111"))))
+    assert refusal.answers is None and host.withheld(refusal) is None  # a 77 answers no booked sale

@@ -86,6 +86,15 @@ def test_terminal_restarted_without_its_journal_refuses_then_sells_as_a_replacem
     assert len({(stan, when) for stan, when, _ in debits}) == 2
     assert query(ledger, "SELECT life, earlier, count FROM lives WHERE tid = ?", TID) == [(new["life"], 1, 2)]
 
+    # The first life's answer fell due 5 s after its debit, the terminal killed: no route to it, or,
+    # once a newer life had signed on, withheld from that life's connection. Either way recorded as
+    # not delivered; the replacement's answer was written to its open connection.
+    delivered = query(ledger, "SELECT stan, transmission, delivered FROM deliveries WHERE tid = ?", TID)
+    assert sorted((stan, when, flag) for stan, when, flag in delivered) == sorted(
+        (stan, when, int(life == new["life"])) for stan, when, life in debits)
+    undelivered = [e for e in acquirer.events() if e.get("event") in ("tcp_no_route", "answer_withheld")]
+    assert [(e["tid"], e.get("life", old["life"])) for e in undelivered] == [(TID, old["life"])]
+
 
 #: One sale answered at once: the terminal that made it ends by itself.
 QUICK_SALE = {"title": "One sale", "description": "One sale at a host that answers at once.", "seed": 1,

@@ -18,12 +18,14 @@ import click
 from possim.cli import inputs, keyfile
 from possim.cli import options as opt
 from possim.cli.errors import InputError, as_input_error
+from possim.i18n import N_
 from possim.keys import HOST_USERNAME, KeyRing
 from possim.protocol.mac import ALGORITHMS as MAC_ALGORITHMS
 from possim.protocol.mac import DEFAULT_ALGORITHM as DEFAULT_MAC
 
 if TYPE_CHECKING:
-    from possim.checker import Verdict
+    from possim.checker import LostSale, Verdict
+    from possim.i18n import Tr
     from possim.protocol.events import Stamped
 from possim.protocol.transports import NAMES as TRANSPORT_NAMES
 from possim.protocol.transports import Endpoint, TransportError, Wire, open_wire
@@ -487,7 +489,9 @@ def check_command(journal_paths: tuple[str, ...], ledger_paths: tuple[str, ...],
     """Judge a run split over processes: every terminal's journal against the ledger (or the shards' ledgers).
 
     Files left by a killed process are recovered on open. Each journal is one life of its
-    terminal: baskets are judged within it. Exit 0 only when the money is right and nothing
+    terminal: baskets are judged within it. The sales of a life whose journal is missing (a
+    terminal restarted with --replacement) are named from the ledger: completed at the till when
+    the host delivered their answer, really at risk when it never did. Exit 0 only when the money is right and nothing
     is still owed or at risk (no pending reversal, no open hold, no escalated money the
     acquirer has yet to refund); 1 otherwise.
     """
@@ -517,10 +521,14 @@ def check_command(journal_paths: tuple[str, ...], ledger_paths: tuple[str, ...],
 def _print_verdict(verdict: Verdict, as_json: bool, lang: str = "en") -> None:
     summary = verdict.summary()
     if as_json:
+        from possim.checker import lost_journal_totals
         from possim.money import format_amount
 
+        lost = {"lost_journal": {**lost_journal_totals(verdict.lost_journal),
+                                 "sales": [sale.as_dict() for sale in verdict.lost_journal]}} \
+            if verdict.lost_journal else {}
         click.echo(json.dumps({**summary, "money_on_hold": format_amount(verdict.on_hold), "settled": verdict.settled,
-                               "unjournaled": [f.as_dict() for f in verdict.unjournaled]}, sort_keys=True))
+                               "unjournaled": [f.as_dict() for f in verdict.unjournaled], **lost}, sort_keys=True))
         return
     from possim.console import measure
     from possim.i18n import Tr
@@ -538,3 +546,30 @@ def _print_verdict(verdict: Verdict, as_json: bool, lang: str = "en") -> None:
     for f in verdict.unjournaled:
         click.echo("  " + tr("no journal given: terminal {tid} stan {stan} amount {amount}", tid=f.key[0],
                              stan=f.key[1], amount=f.as_dict()["amount"]))
+    _print_lost_journal(verdict.lost_journal, tr)
+
+
+#: How ``possim check`` names a sale of a life whose journal is lost, by its judgement.
+_LOST_SALE = {"completed": N_("journal lost, sale completed at the till (not at risk): "
+                              "terminal {tid} life {life} stan {stan} amount {amount}"),
+              "at_risk": N_("really at risk: debited, terminal never saw the answer: "
+                            "terminal {tid} life {life} stan {stan} amount {amount}")}
+
+_LOST_TOTALS = N_("lost journals: {completed} sales completed at the till ({completed_amount}), "
+                  "{at_risk} really at risk ({at_risk_amount})")
+
+
+def _print_lost_journal(sales: list[LostSale], tr: Tr) -> None:
+    """The sales of lives whose journal was not given, each judged by whether its answer was delivered."""
+    if not sales:
+        return
+    from possim.checker import lost_journal_totals
+
+    for sale in sales:
+        row = sale.as_dict()
+        click.echo("  " + tr(_LOST_SALE[sale.judgement], tid=row["tid"], life=row["life"], stan=row["stan"],
+                             amount=row["amount"]))
+    totals = lost_journal_totals(sales)
+    done, risky = totals["completed"], totals["at_risk"]
+    click.echo("  " + tr(_LOST_TOTALS, completed=done["sales"], completed_amount=done["amount"],
+                         at_risk=risky["sales"], at_risk_amount=risky["amount"]))
