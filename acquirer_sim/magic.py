@@ -102,10 +102,14 @@ class MagicHost(AcquirerHost):
                  keys: Mapping[str, MacKey] | None = None, *, magic: bool = True,
                  late_after: float = LATE_AFTER, down_for: float = DOWN_FOR,
                  record: Callable[[float, bytes], None] | None = None,
-                 on_behaviour: Callable[[str, str, str], None] | None = None) -> None:
+                 on_behaviour: Callable[[str, str, str], None] | None = None,
+                 undecided: Callable[[], bool] | None = None) -> None:
         super().__init__(config, ledger, rng, keys)
         self.magic, self.late_after, self.down_for = magic, late_after, down_for
         self.record, self.on_behaviour = record, on_behaviour
+        #: While it says so, every status query about a booked original is answered IN_PROGRESS (the
+        #: issuer has not decided): a terminal that asks before it reverses must still reverse.
+        self.undecided = undecided
         self._decisions: dict[tuple[str, int], str] = {}  # (card, amount) -> decline behaviour pending
         self._answers: dict[tuple[str, str, str], str] = {}  # (tid, stan, response MTI) -> behaviour
         self._refused: set[Key] = set()
@@ -193,8 +197,13 @@ class MagicHost(AcquirerHost):
     def _query_hook(self, msg: Message) -> list[HostAction] | None:
         assert msg.original is not None
         key = msg.original.key(msg.tid)
+        if self.undecided is not None and self.undecided() and self.ledger.find(key) is not None:
+            return self._in_progress(msg, key)
         if self._queries[key] >= IN_PROGRESS_ANSWERS or self._original_behaviour(key) != "query-in-progress":
             return None
+        return self._in_progress(msg, key)
+
+    def _in_progress(self, msg: Message, key: Key) -> list[HostAction]:
         self._queries[key] += 1
         self._told("query-in-progress", msg)
         return [ev.StatusAnswered(msg.tid, msg.stan, msg.mti, status="IN_PROGRESS", orig_stan=key[1]),

@@ -350,6 +350,9 @@ class Terminal:
 
     def _next_customer(self, now: float) -> list[Action]:
         head = self.waiting[0]
+        asking = [t.due for t in self.tasks if t.kind is ExchangeKind.QUERY and t.due != PARKED]
+        if asking:  # a sale of unknown fate is settled (or reversed) before the next customer's goes out
+            return [StartTimer(RETRY_TIMER, min(asking))]
         owed = [t for t in self.tasks if EXCHANGES[t.kind].precedes_payments]
         if owed and self.config.cup:
             return [ev.ReversalBeforeNextTransaction(head.txn_id), *self._start_task(now, self._reversal_first(

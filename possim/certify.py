@@ -93,6 +93,10 @@ class CaseModel(BaseModel):
     settle: bool = False
     #: A pre-authorization of the first amount, completed (0220 advice) for this amount.
     completion: Annotated[str, AfterValidator(_amount)] | None = None
+    #: How the acquirer answers a status query (0600) about the case's sales: with what it booked,
+    #: or IN_PROGRESS every time (the issuer has not decided), so that a terminal that asks before
+    #: it reverses (query-then-reversal) is still graded on the reversal it must fall back to.
+    queries: Literal["answered", "in-progress"] = "answered"
 
 
 class PlanModel(BaseModel):
@@ -320,13 +324,14 @@ def check_restart_reversal_first(seen: Seen) -> Verdict:
     """After a power loss mid-sale, the first financial message the terminal sends is the reversal it owes.
 
     Network management (08xx: the sign-on a terminal makes when it starts) may come before it:
-    it moves no money and is how a restarted terminal tells the host which life it is in.
+    it moves no money and is how a restarted terminal tells the host which life it is in; so may a
+    status query (0600) naming that sale: it moves no money either, and asks what to reverse.
     """
     orig = _first_sale(seen)
     if isinstance(orig, Verdict):
         return orig
     after = [a.msg for a in seen.arrivals if a.msg is not None and seen.restarted_at is not None
-             and a.at >= seen.restarted_at and not a.msg.mti.startswith("08")]
+             and a.at >= seen.restarted_at and not a.msg.mti.startswith("08") and not _asks_about(a.msg, orig)]
     state = seen.state(orig)
     if not after:
         return Verdict(FAIL, f"{_said(orig)}: nothing arrived after the restart; ledger {state}")
@@ -336,6 +341,11 @@ def check_restart_reversal_first(seen: Seen) -> Verdict:
     if state not in REVERSED:
         return Verdict(FAIL, f"after the restart {_said(after[0])} came first, but ledger {state}")
     return Verdict(PASS, f"killed after {_said(orig)}; first after the restart: {_said(after[0])}; ledger {state}")
+
+
+def _asks_about(msg: Message, orig: Message) -> bool:
+    """A status query naming ``orig`` in field 90."""
+    return msg.mti == M.STATUS_QUERY and msg.original is not None and msg.original.key(msg.tid) == orig.key()
 
 
 def check_settlement_totals(seen: Seen) -> Verdict:
@@ -387,6 +397,8 @@ class Acquirer:
     url: str
     ledger: Ledger
     arrivals: list[Arrival] = field(default_factory=list)
+    #: The running case's status queries are answered IN_PROGRESS (``CaseModel.queries``).
+    undecided: bool = False
 
     @property
     def address(self) -> str:
@@ -421,7 +433,7 @@ async def acquirer(profile: str, workdir: Path, keys: Mapping[str, MacKey] | Non
     ledger = Ledger(str(workdir / "ledger.db"), default_balance=config.default_balance)
     acq = Acquirer(url, ledger)
     host = MagicHost(config, ledger, random.Random(), keys, late_after=late_after, record=acq.record,
-                     on_behaviour=acq.noted)
+                     on_behaviour=acq.noted, undecided=lambda: acq.undecided)
     ready, stop = asyncio.Event(), asyncio.Event()
 
     def log(event: str, **_fields: object) -> None:
@@ -675,8 +687,12 @@ async def run_case(case: CaseModel, index: int, tid: str, terminal: Terminal, ac
         return Result(case, index, Verdict(NOT_RUN, NO_AUTH), ())
     start, began = len(acq.arrivals), time.monotonic()
     slot = Slot(tid, workdir / f"journal-{index:02d}.db", workdir, acq)
-    problem = await terminal.ring_up(case, slot)
-    await _quiet(acq, QUIET, 10.0)
+    acq.undecided = case.queries == "in-progress"
+    try:
+        problem = await terminal.ring_up(case, slot)
+        await _quiet(acq, QUIET, 10.0)
+    finally:
+        acq.undecided = False
     arrivals = [a for a in acq.arrivals[start:] if a.msg is None or a.msg.tid == slot.tid]
     wire = tuple(Wire("received", a.at - began, None, a.msg.mti if a.msg else codec.peek_mti(a.data),
                       message_fields(a.msg) if a.msg else {}, a.data.hex(), None if a.msg else "undecodable")

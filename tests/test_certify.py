@@ -1,6 +1,7 @@
 """possim certify: real acquirer, real terminal processes and bytes; verdicts from the wire and the ledger.
 
-possim's terminal under automatic reversal passes every rule under both profiles; without recovery
+possim's terminal under automatic reversal, and under query-then-reversal, passes every rule under
+both profiles; without recovery
 it fails exactly the rules about recovery. A terminal written apart from possim
 (tests/broken_terminal.py: a raw TCP socket, ISO 8583 bytes from possim's codec) with one deliberate
 bug fails exactly the rule about that bug: one of them against the whole plan, the others against
@@ -45,9 +46,13 @@ def _verdicts(stdout: str) -> dict[str, str]:
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("profile", ["iso", "cup"])
-async def test_the_builtin_reversal_terminal_passes_every_rule(profile: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("policy", ["reversal", "query-then-reversal"])
+async def test_the_builtin_recovering_terminals_pass_every_rule(policy: str, profile: str, tmp_path: Path) -> None:
+    """Both recovering policies keep every rule. query-then-reversal asks first (0600): the plan's
+    recovery cases answer its queries IN_PROGRESS, so it is graded on the reversal it falls back to,
+    and it resolves the unknown sale before the next customer's goes out."""
     junit, report = tmp_path / "r.xml", tmp_path / "r.html"
-    done = await run("certify", "--builtin-terminal", "reversal", "--profile", profile, "--junit", str(junit),
+    done = await run("certify", "--builtin-terminal", policy, "--profile", profile, "--junit", str(junit),
                      "--report", str(report), "--lang", "zh")
     assert done.returncode == 0, done.stdout + done.stderr
     read = junit_file.read(junit)
@@ -56,6 +61,7 @@ async def test_the_builtin_reversal_terminal_passes_every_rule(profile: str, tmp
     assert read.suite.failures == read.suite.skipped == 0 and read.named("pass") == {c.id for c in plan}
     lost = next(c for c in read.cases if c.name == "lost-answer-reversed")
     assert "0400" in (lost.system_out or "")  # the reversal as the acquirer received it
+    assert ("0600" in (lost.system_out or "")) is (policy == "query-then-reversal")  # asked first, answered IN_PROGRESS
     page = report.read_text(encoding="utf-8")
     assert "通过" in page and "lost-answer-reversed" in page
 

@@ -86,6 +86,38 @@ def test_pending_reversal_goes_out_before_the_next_transaction() -> None:
     assert [s.mti for s in second] == ["0200"]
 
 
+def _run_timers(term: Terminal, actions: list[Action], until: float, timers: dict[str, float]) -> list[Send]:
+    """Fire the terminal's timers (``timers``: armed ones, by name) in order, as a driver would, until
+    ``until``; every request it sent."""
+    sent: list[Send] = []
+    while True:
+        for a in actions:
+            if isinstance(a, StartTimer):
+                timers[a.name] = a.at
+            elif isinstance(a, CancelTimer):
+                timers.pop(a.name, None)
+        sent += sends(actions)
+        if not timers or min(timers.values()) > until:
+            return sent
+        name = min(timers, key=timers.__getitem__)
+        actions = list(term.timer_fired(timers.pop(name), name))
+
+
+def test_a_sale_of_unknown_fate_is_settled_before_the_next_customer() -> None:
+    """query-then-reversal: while the first sale's status queries are still to run, the next customer
+    waits; the queries unanswered, the reversal they fall back to goes out before the next 0200."""
+    term, host = new_terminal("query-then-reversal"), new_host()
+    original = sends(term.request_payment(0.0, purchase(1)))[0]
+    host.receive(0.1, original.data)  # debited; the answer is lost, and so are the queries' answers
+    timers: dict[str, float] = {}
+    first = _run_timers(term, [StartTimer("response", 30.0)], 35.0, timers)
+    assert [s.mti for s in first] == ["0600"]
+    later = _run_timers(term, term.request_payment(35.0, purchase(2)), 1000.0, timers)
+    mtis = [s.mti for s in later]
+    assert "0200" in mtis and "0400" in mtis and mtis.index("0400") < mtis.index("0200"), mtis
+    assert set(mtis[:mtis.index("0400")]) == {"0600"}  # only the first sale's queries went before
+
+
 def test_reversal_acknowledged_clears_pending() -> None:
     term, host = new_terminal("reversal"), new_host()
     original = sends(term.request_payment(0.0, purchase()))[0]
