@@ -250,6 +250,9 @@ class AcquirerHost:
         no TCP connection, the terminal's next sale does."""
         assert msg.life is not None  # validation: field 60 is required in a sign-on
         current = self.ledger.life(msg.tid)
+        if current is not None and current.life != msg.life and self.ledger.sign_on_seen(msg.key(), msg.life):
+            return self._copied_sign_on(msg, current.life)
+        self.ledger.note_sign_on(msg.tid, msg.stan, msg.transmission, msg.life)
         fresh = current is None or current.life != msg.life
         earlier = current.earlier if current is not None and not fresh else (
             current is not None or self.ledger.has_sales(msg.tid))
@@ -260,6 +263,21 @@ class AcquirerHost:
         answer = self._reply(msg, "00", status=EARLIER_LIFE if earlier else FIRST_LIFE)
         return [ev.SignOnAnswered(*_f(msg), life=msg.life, previous=previous, earlier=earlier),
                 replace(answer, fresh=fresh)]
+
+    def _copied_sign_on(self, msg: Message, current: str) -> list[HostAction]:
+        """A copy of a sign-on the host took from a life that has ended since: no new life.
+
+        Every sign-on of a terminal has a STAN and field 7 of its own, so its key never repeats;
+        this one's does: its bytes were sent before (a wiretap's replay, or a late copy). Taken as a
+        sign-on it would make the ended life current again, and every request of the terminal now
+        selling would be answered 77 (wallet requests 20000) for as long as a stranger repeats it,
+        with the genuine MAC it copied, and the copy would bind the stranger's TCP connection to the
+        terminal id. Refused as a key used for something else is (94, 30 under ``cup``), nothing
+        written, nothing bound."""
+        rc = FORMAT_ERROR if self.cup else DUPLICATE_TRANSMISSION
+        reason = f"a copy of an earlier sign-on of life {msg.life}, which is not the current life {current}"
+        return [ev.LifeRefused(*_f(msg), life=msg.life, current=current, reason=reason, rc=rc),
+                replace(self._reply(msg, rc), fresh=False)]
 
     def _life_refused(self, msg: Message, current: str) -> list[HostAction]:
         """A request that is not from the id's current life: 77, nothing booked, nothing bound."""
