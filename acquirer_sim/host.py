@@ -184,12 +184,12 @@ class AcquirerHost:
         When it still names a request and a terminal (``validation.identify``) it is answered 30
         (format error), so the sender is not left to its own timeout; nothing is booked either way.
         The answer goes back only where the frame came from (``authenticated=False``: a frame the
-        host could not read proves nobody, and binds no TCP connection). With MAC keys the answer
-        carries the MAC of the terminal the frame names, as every answer of a host with keys does;
-        a frame naming a terminal without a key is dropped, as a frame with a wrong MAC from such
-        a terminal is (``_security``): a real host cannot MAC an answer for a terminal it has no
-        key for, and a terminal with keys would discard an answer without a MAC. Garbage that names
-        nobody is dropped with a ``malformed_frame`` event.
+        host could not read proves nobody, and binds no TCP connection). It carries no MAC
+        (``_unsigned_reply``: its fields are the sender's choice), so a terminal with keys takes it
+        as no answer and recovers as after silence; tools without keys read it. With keys, a frame
+        naming a terminal without a key is dropped, as a frame with a wrong MAC from such a
+        terminal is (``_security``). Garbage that names nobody is dropped with a
+        ``malformed_frame`` event.
         """
         msg = identify(data, self._transmission(now))
         if msg is None:
@@ -199,8 +199,7 @@ class AcquirerHost:
         if self.keys is not None and msg.tid not in self.keys:
             return [ev.RequestDropped(msg.mti, f"{reason}; no MAC key for terminal {msg.tid!r}: cannot answer",
                                       tid=msg.tid, stan=msg.stan)]
-        return [ev.FormatErrorAnswered(*_f(msg), reason=reason),
-                replace(self._reply(msg, FORMAT_ERROR), authenticated=False)]
+        return [ev.FormatErrorAnswered(*_f(msg), reason=reason), self._unsigned_reply(msg, FORMAT_ERROR)]
 
     def _request(self, now: float, msg: Message) -> list[HostAction]:
         if msg.mti == M.SIGN_ON:
@@ -223,7 +222,7 @@ class AcquirerHost:
         return self._query(now, msg)
 
     def _security(self, exc: codec.MacError, sender: str | None) -> list[HostAction]:
-        """A MAC that proves nothing: answer 63 to the terminal the frame names (under its key), change nothing.
+        """A MAC that proves nothing: answer 63 where the frame came from, without a MAC, change nothing.
 
         Unanswered when the transport vouches for another terminal (the reply would reach the
         impersonated one), when no key exists for the name, or when the frame is no request.
@@ -235,7 +234,7 @@ class AcquirerHost:
         event = ev.SecurityViolation(*_f(msg), reason=str(exc), answered=answerable)
         if not answerable:
             return [event]
-        return [event, replace(self._reply(msg, codec.SECURITY_VIOLATION), authenticated=False)]
+        return [event, self._unsigned_reply(msg, codec.SECURITY_VIOLATION)]
 
     # -- terminal lives (rule 8) -------------------------------------------------------------
 
@@ -254,6 +253,9 @@ class AcquirerHost:
         no TCP connection, the terminal's next sale does."""
         assert msg.life is not None  # validation: field 60 is required in a sign-on
         current = self.ledger.life(msg.tid)
+        if current is not None and current.life != msg.life and self.ledger.sign_on_seen(msg.key(), msg.life):
+            return self._copied_sign_on(msg, current.life)
+        self.ledger.note_sign_on(msg.tid, msg.stan, msg.transmission, msg.life)
         fresh = current is None or current.life != msg.life
         earlier = current.earlier if current is not None and not fresh else (
             current is not None or self.ledger.has_sales(msg.tid))
@@ -264,6 +266,21 @@ class AcquirerHost:
         answer = self._reply(msg, "00", status=EARLIER_LIFE if earlier else FIRST_LIFE)
         return [ev.SignOnAnswered(*_f(msg), life=msg.life, previous=previous, earlier=earlier),
                 replace(answer, fresh=fresh)]
+
+    def _copied_sign_on(self, msg: Message, current: str) -> list[HostAction]:
+        """A copy of a sign-on the host took from a life that has ended since: no new life.
+
+        Every sign-on of a terminal has a STAN and field 7 of its own, so its key never repeats;
+        this one's does: its bytes were sent before (a wiretap's replay, or a late copy). Taken as a
+        sign-on it would make the ended life current again, and every request of the terminal now
+        selling would be answered 77 (wallet requests 20000) for as long as a stranger repeats it,
+        with the genuine MAC it copied, and the copy would bind the stranger's TCP connection to the
+        terminal id. Refused as a key used for something else is (94, 30 under ``cup``), nothing
+        written, nothing bound."""
+        rc = FORMAT_ERROR if self.cup else DUPLICATE_TRANSMISSION
+        reason = f"a copy of an earlier sign-on of life {msg.life}, which is not the current life {current}"
+        return [ev.LifeRefused(*_f(msg), life=msg.life, current=current, reason=reason, rc=rc),
+                replace(self._reply(msg, rc), fresh=False)]
 
     def _life_refused(self, msg: Message, current: str) -> list[HostAction]:
         """A request that is not from the id's current life: 77, nothing booked, nothing bound."""
@@ -529,6 +546,17 @@ class AcquirerHost:
     def _reply(self, msg: Message, rc: str, **fields: object) -> Reply:
         response = msg.response(rc, **fields)
         return Reply(self._encode(response), self._delay(True), response.mti, msg.stan, response.rrn, msg.tid)
+
+    def _unsigned_reply(self, msg: Message, rc: str) -> Reply:
+        """The answer to a frame that proved nothing (its MAC failed, or it could not be decoded): without a
+        MAC, sent back only where the frame came from, binding nothing. Its fields are the sender's choice
+        (STAN, field 7, amount), so a MAC on it would let anyone without the key have the host sign a 63
+        or 30 that matches a sale of the terminal in flight: handed to that terminal instead of the host's
+        approval, it showed a declined sale that was debited, and no policy reversed it. A terminal
+        with keys takes this answer as no answer; its timer runs on and its policy recovers."""
+        response = msg.response(rc)
+        return Reply(codec.encode(response, None, self._answer_in), self._delay(True), response.mti, msg.stan,
+                     response.rrn, msg.tid, authenticated=False)
 
     def _answering(self, request: bytes) -> None:
         """Answer ``request`` in the profile's dialect (a CUP host answers CUP bytes; requests are read

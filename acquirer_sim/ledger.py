@@ -11,7 +11,8 @@ them with an entry of kind ``refund``. ``batch_uploads`` holds the sales a termi
 at settlement (0320), keyed by the sale's key; ``captured`` ones are completions the host got
 only then (what settlement recovered). ``lives`` holds each signed-on terminal id's current
 life (``docs/architecture.md``, "Terminal lives") and ``key_lives`` the life each original
-was booked under, so a key an earlier life used is never answered for a later one.
+was booked under, so a key an earlier life used is never answered for a later one; ``sign_ons``
+every sign-on taken, so a copy of an ended life's sign-on never makes that life current again.
 ``deliveries`` holds, per original, whether the transport took its answer (a TCP connection
 still open to write it on, a publish to the terminal's topic): the fact ``possim check`` needs
 to tell a sale whose journal was lost after the till saw its approval from one whose customer
@@ -92,6 +93,9 @@ CREATE TABLE IF NOT EXISTS key_lives (
 CREATE TABLE IF NOT EXISTS deliveries (
     tid TEXT NOT NULL, stan TEXT NOT NULL, transmission TEXT NOT NULL, delivered INTEGER NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 1, at REAL NOT NULL, PRIMARY KEY (tid, stan, transmission));
+CREATE TABLE IF NOT EXISTS sign_ons (
+    tid TEXT NOT NULL, stan TEXT NOT NULL, transmission TEXT NOT NULL, life TEXT NOT NULL,
+    PRIMARY KEY (tid, stan, transmission, life));
 """
 
 
@@ -328,6 +332,16 @@ class Ledger:
                     "(life != excluded.life), life = excluded.life, earlier = excluded.earlier, "
                     "stan = excluded.stan, transmission = excluded.transmission, since = excluded.since",
                     (tid, life, int(earlier), stan, transmission, now))
+
+    def note_sign_on(self, tid: str, stan: str, transmission: str, life: str) -> None:
+        """Remember a sign-on the host took (its key and life), so a copy of it is known later."""
+        self._write("note_sign_on", "INSERT OR IGNORE INTO sign_ons VALUES (?, ?, ?, ?)",
+                    (tid, stan, transmission, life))
+
+    def sign_on_seen(self, key: Key, life: str) -> bool:
+        """Whether the host already took a sign-on of ``life`` under ``key``: this one is a copy of it."""
+        return self.conn.execute("SELECT 1 FROM sign_ons WHERE tid=? AND stan=? AND transmission=? AND life=?",
+                                 (*key, life)).fetchone() is not None
 
     def key_life(self, key: Key) -> str | None:
         """The life an original under ``key`` was booked by; None if booked without one."""

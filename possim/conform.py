@@ -198,6 +198,9 @@ class Record:
     sent: dict[str, Message] = field(default_factory=dict)
     answers: dict[str, Message | None] = field(default_factory=dict)
     problems: dict[str, str] = field(default_factory=dict)  # step -> why its answer is unusable
+    #: Steps answered without a MAC at all (a host need not, and should not, sign its answer to a
+    #: request whose MAC it could not verify: see ``grade_mac``).
+    unsigned: set[str] = field(default_factory=set)
     balances: dict[str, Decimal] = field(default_factory=dict)
     wire: list[Wire] = field(default_factory=list)
     timeout: float = DEFAULT_TIMEOUT
@@ -358,7 +361,10 @@ def grade_amount_mismatch(rec: Record, profile: Profile) -> Verdict:
 
 
 def grade_mac(rec: Record, profile: Profile) -> Verdict:
-    if (bad := _missing(rec, "wrong-mac", "missing-mac", "query")) is not None:
+    """The answers to the sales with a bad MAC may carry no MAC: their fields are the sender's choice,
+    so a host that MACs them signs a decline matching a sale in flight for anyone who asks."""
+    signed = [name for name in ("wrong-mac", "missing-mac") if name not in rec.unsigned]
+    if (bad := _missing(rec, *signed, "query")) is not None:
         return bad
     wrong, missing, query = rec.answers["wrong-mac"], rec.answers["missing-mac"], rec.answers["query"]
     assert wrong is not None and missing is not None and query is not None
@@ -571,6 +577,10 @@ class _Session:
             msg = self.dialect.decode(data, self.target.key)
         except codec.MacError as exc:
             msg, note = exc.message, f"answer refused: {exc}"
+            if isinstance(exc, codec.MacMissingError):
+                unsigned = next((w[0] for w in self.waiting if w[1] == msg.mti and w[2] == msg.stan), None)
+                if unsigned is not None:
+                    self.rec.unsigned.add(unsigned)
         except ProtocolError as exc:
             self.rec.wire.append(Wire("received", self._now(), None, codec.peek_mti(data), {}, data.hex(),
                                       f"undecodable: {exc}"))

@@ -241,3 +241,45 @@ def _ids(frame: bytes, key: MacKey) -> tuple[str, str | None]:
     """The STAN and response code of an answer whose MAC is the victim's."""
     msg = codec.decode(frame, key)
     return msg.stan, msg.response_code
+
+
+@pytest.mark.asyncio
+async def test_tcp_a_stranger_cannot_have_the_host_sign_a_decline_of_the_victims_sale(tmp_path: Path) -> None:
+    """A running acquirer process with keys, real bytes over real sockets.
+
+    An on-path stranger without keys sees the victim's sale leave. It sends a copy with the MAC
+    spoiled (and one with binary bitmaps and no MAC) from its own connection: the host answers
+    63, with the victim's STAN, field 7 and amount. Were that answer MACed under the victim's key,
+    the stranger would hand it to the victim in place of the approval: a debited sale shown
+    DECLINED (63), and no policy reverses a decline. The answers carry no MAC, so the victim's
+    terminal would take them as no answer; nothing is booked for them."""
+    key_file, ledger = tmp_path / "keys.json", tmp_path / "ledger.db"
+    made = await processes.run("keys", "--out", str(key_file), "--terminal", ATTACKER, "--terminal", VICTIM)
+    assert made.returncode == 0, made.stderr
+    key = keys.load(key_file).mac_key(VICTIM)
+    port = free_port()
+    seen = Message(mti="0200", stan="000001", transmission="1125100000", tid=VICTIM, mid="MERCHANT0000001",
+                   pan="4000000000000002", processing_code="000000", amount=1200, currency="978")
+    sale = codec.encode(seen, key)
+    spoiled, binary = sale[:-16] + b"0" * 16, codec.encode_binary(seen)
+    async with processes.running("acquirer", "--transport", "tcp", "--listen", f"tcp://127.0.0.1:{port}",
+                                 "--ledger", str(ledger), "--keys", str(key_file)) as acquirer:
+        await acquirer.ready("acquirer_ready")
+        vr, vw = await asyncio.open_connection("127.0.0.1", port)
+        ar, aw = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            vd, ad = Deframer(), Deframer()
+            vw.write(_frame(sale))
+            assert _ids(await _answer(vr, vd), key) == ("000001", "00")
+            for forged in (spoiled, binary):
+                aw.write(_frame(forged))
+                answer = await _answer(ar, ad)
+                assert codec.decode(answer).response_code == "63"
+                with pytest.raises(codec.MacMissingError):
+                    codec.decode(answer, key)  # nothing the victim's terminal would take for an answer
+        finally:
+            for writer in (vw, aw):
+                writer.close()
+        assert await acquirer.stop(signal.SIGTERM) == 0, acquirer.log
+    with sqlite3.connect(ledger) as conn:
+        assert conn.execute("SELECT stan, kind, amount FROM entries").fetchall() == [("000001", "debit", 1200)]

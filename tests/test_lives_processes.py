@@ -13,23 +13,29 @@ import asyncio
 import contextlib
 import json
 import random
+import socket
+import struct
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import tomli_w
 
+from possim import keys
 from possim.acquirer_sim.config import HostConfig
 from possim.acquirer_sim.host import AcquirerHost, HostAction
 from possim.acquirer_sim.ledger import Ledger
 from possim.broker import free_port
+from possim.protocol import codec
 from possim.protocol import mti as M
+from possim.protocol.framing import Deframer
 from possim.protocol.messages import Message
 from possim.protocol.tcp import Wire as TcpWire
 from possim.protocol.transports import Endpoint
 from possim.realtime import serve_acquirer
 from tests.processes import event_of, run
-from tests.procs import check, fleet, query
+from tests.procs import POSSIM, check, fleet, query
 
 TID = "POSLIFE1"
 #: The acquirer debits at once and answers 5 s later: the kill comes in between.
@@ -208,3 +214,51 @@ async def test_a_terminal_process_answered_77_signs_on_again_and_the_sale_rung_u
     assert query(ledger, "SELECT life, count FROM lives WHERE tid = ?", TID) == [(lives[0][0], 3)]
     code, verdict, err = check(journal, ledger)
     assert code == 0 and verdict["settled"] is True, err
+
+
+def _exchange(port: int, frame: bytes) -> Message:
+    """One frame over a fresh raw TCP connection (2-byte length), as a stranger on the network sends it; its answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(struct.pack(">H", len(frame)) + frame)
+        deframer, answers = Deframer(), []
+        while not answers:
+            chunk = sock.recv(4096)
+            assert chunk, "the acquirer closed the connection without answering"
+            answers = deframer.feed(chunk)
+    return codec.decode(answers[0])
+
+
+def test_a_replayed_sign_on_of_an_ended_life_does_not_take_the_terminal_id_back(tmp_path: Path) -> None:
+    """A wiretap kept the 0800 of a life that ended (its device was replaced). Sent again from a raw
+    socket it would make that life current again: every sale of the terminal now selling would be
+    answered 77 (not charged), wallet requests 20000, as long as the stranger repeats it. A sign-on
+    the host already took is no new life: refused, nothing changed."""
+    ledger, keys_file, scenario = tmp_path / "ledger.db", tmp_path / "keys.json", tmp_path / "sale.toml"
+    scenario.write_text(tomli_w.dumps(QUICK_SALE), encoding="utf-8")
+    assert subprocess.run([*POSSIM, "keys", "--out", str(keys_file), "--terminal", TID],
+                          capture_output=True, check=False).returncode == 0
+    key = keys.load(keys_file).mac_key(TID)
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    ended = Message(mti=M.SIGN_ON, stan="000001", transmission="1207120000", tid=TID, mid="MERCHANT0000001",
+                    currency="978", life="111111")
+    captured = codec.encode(ended, key)  # the ended life's genuine sign-on, MAC and all
+    with fleet() as proc:
+        acquirer = proc("acquirer", ["acquirer", "--transport", "tcp", "--listen", url, "--ledger", str(ledger),
+                                     "--keys", str(keys_file)], tmp_path / "acquirer.log").start()
+        acquirer.wait_event("acquirer_ready")
+        assert _exchange(port, captured).response_code == "00"  # the old device's life begins
+        replacement = proc("terminal", ["terminal", str(scenario), "--transport", "tcp", "--connect", url, "--tid",
+                                        TID, "--journal", str(tmp_path / "journal.db"), "--keys", str(keys_file),
+                                        "--replacement"], tmp_path / "terminal.log").start()
+        code, out = replacement.finish()
+        assert code == 0 and json.loads(out)["approved"] == 1, replacement.tail()
+        life = replacement.wait_event("terminal_signed_on")["life"]
+        assert query(ledger, "SELECT life FROM lives WHERE tid = ?", TID) == [(life,)]
+
+        replayed = _exchange(port, captured)
+        assert replayed.response_code != "00"
+        assert query(ledger, "SELECT life FROM lives WHERE tid = ?", TID) == [(life,)]  # still the replacement's
+        refused = acquirer.wait_event("life_refused", tid=TID, stan="000001")
+        assert refused["life"] == "111111" and refused["current"] == life
+        assert acquirer.stop() == 0
