@@ -94,14 +94,15 @@ HOSTS: dict[str, type[AcquirerHost]] = {"plain": AcquirerHost, "double-debit": D
 
 
 @contextlib.asynccontextmanager
-async def serving(kind: str, ledger_path: Path, keys: Mapping[str, MacKey] | None = None,
+async def serving(kind: str | type[AcquirerHost], ledger_path: Path, keys: Mapping[str, MacKey] | None = None,
                   profile: str = "iso") -> AsyncIterator[int]:
-    """Serve host ``kind`` on a free loopback port until the block ends; yields the port once it listens."""
+    """Serve host ``kind`` (a name of ``HOSTS``, or a host class) on a free loopback port until the
+    block ends, as ``possim acquirer`` serves; yields the port once it listens."""
     port = free_port()
     wire = Wire(Endpoint(f"tcp://127.0.0.1:{port}", dialect=profile))
     config = HostConfig(profile=profile)
     ledger = Ledger(str(ledger_path), default_balance=config.default_balance)
-    host = HOSTS[kind](config, ledger, random.Random(1), keys)
+    host = (HOSTS[kind] if isinstance(kind, str) else kind)(config, ledger, random.Random(1), keys)
     ready, stop = asyncio.Event(), asyncio.Event()
 
     def emit(event: str, **_fields: object) -> None:

@@ -9,31 +9,23 @@ on a guessed time.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import random
 import socket
 import struct
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import tomli_w
 
 from possim import keys
-from possim.acquirer_sim.config import HostConfig
 from possim.acquirer_sim.host import AcquirerHost, HostAction
-from possim.acquirer_sim.ledger import Ledger
 from possim.broker import free_port
 from possim.protocol import codec
 from possim.protocol import mti as M
 from possim.protocol.framing import Deframer
 from possim.protocol.messages import Message
-from possim.protocol.tcp import Wire as TcpWire
-from possim.protocol.transports import Endpoint
-from possim.realtime import serve_acquirer
+from tests.conform_hosts import serving
 from tests.processes import event_of, run
 from tests.procs import POSSIM, check, fleet, query
 
@@ -162,28 +154,6 @@ class _TakenOverHost(AcquirerHost):
         return super()._request(now, msg)
 
 
-@contextlib.asynccontextmanager
-async def _taken_over_acquirer(ledger: Path) -> AsyncIterator[int]:
-    """``_TakenOverHost`` on a free loopback TCP port with a ledger file, served as ``possim acquirer`` serves."""
-    port, ready, stop = free_port(), asyncio.Event(), asyncio.Event()
-    book = Ledger(str(ledger))
-    host = _TakenOverHost(HostConfig(), book, random.Random(1))
-
-    def emit(event: str, **_fields: object) -> None:
-        if event == "acquirer_ready":
-            ready.set()
-
-    task = asyncio.create_task(serve_acquirer(TcpWire(Endpoint(f"tcp://127.0.0.1:{port}")), host, emit, stop))
-    try:
-        async with asyncio.timeout(30):
-            await ready.wait()
-        yield port
-    finally:
-        stop.set()
-        await task
-        book.close()
-
-
 #: One sale; told it failed, the customer pays again a second later (the operator rings it up again).
 RETRIED_SALE = {"title": "A sale rung up again", "description": "The customer pays again after a failed screen.",
                 "seed": 1, "transactions": [{"at": 0, "amount": "12.00", "customer_retries": True,
@@ -195,7 +165,7 @@ async def test_a_terminal_process_answered_77_signs_on_again_and_the_sale_rung_u
         tmp_path: Path) -> None:
     ledger, journal, scenario = tmp_path / "ledger.db", tmp_path / "journal.db", tmp_path / "sale.toml"
     scenario.write_text(tomli_w.dumps(RETRIED_SALE), encoding="utf-8")
-    async with _taken_over_acquirer(ledger) as port:
+    async with serving(_TakenOverHost, ledger) as port:
         done = await run("terminal", str(scenario), "--transport", "tcp", "--connect", f"tcp://127.0.0.1:{port}",
                          "--tid", TID, "--policy", "reversal", "--journal", str(journal), "--insecure")
     assert done.returncode == 0, done.stderr
