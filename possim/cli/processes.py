@@ -7,7 +7,6 @@ import asyncio
 import json
 import re
 import signal
-import sqlite3
 import sys
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from pathlib import Path
@@ -495,25 +494,11 @@ def check_command(journal_paths: tuple[str, ...], ledger_paths: tuple[str, ...],
     is still owed or at risk (no pending reversal, no open hold, no escalated money the
     acquirer has yet to refund); 1 otherwise.
     """
-    from possim.acquirer_sim.ledger import read_ledger
-    from possim.checker import check, open_journals
-    from possim.pos_sim.journal import read_journal
-    from possim.protocol.storage import SIDECARS, StoreError
+    from possim.api import check
+    from possim.protocol.storage import StoreError
 
-    journals: list[sqlite3.Connection] = []
-    ledgers: list[sqlite3.Connection] = []
-    try:
-        with as_input_error(StoreError):
-            for path in journal_paths:
-                journals.extend(open_journals(path) if Path(path).is_dir() else [read_journal(path)])
-            for path in ledger_paths:
-                files = (sorted(f for f in Path(path).iterdir() if f.is_file() and not f.name.startswith(".")
-                                and not f.name.endswith(SIDECARS)) if Path(path).is_dir() else [Path(path)])
-                ledgers.extend(read_ledger(file) for file in files)
-        verdict = check(journals, ledgers, whole_ledger=whole_ledger)
-    finally:
-        for conn in journals + ledgers:
-            conn.close()
+    with as_input_error(StoreError):
+        verdict = check(journal_paths, ledger_paths, whole_ledger=whole_ledger)
     _print_verdict(verdict, as_json, lang)
     sys.exit(0 if verdict.settled else 1)
 
