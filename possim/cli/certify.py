@@ -31,7 +31,8 @@ from possim.protocol.mac import MacKey
                    "query-then-reversal).")
 @click.option("--terminal-command", "command", metavar="'CMD ...'",
               help="Run your terminal once per sale: placeholders {address} (HOST:PORT), {host}, {port}, "
-                   "{amount}, {tid}, {profile}, {journal}, {keys}; no shell.")
+                   "{amount}, {tid}, {profile}, {journal}, {keys}; {amount} and {address} or {port} "
+                   "required; no shell.")
 @click.option("--restart-command", "restart", metavar="'CMD ...'",
               help="With --terminal-command: how your terminal starts again after a power loss (same "
                    "placeholders); the power-loss case runs only with it.")
@@ -75,7 +76,7 @@ def certify_command(profile: str, policy: str | None, command: str | None, resta
     with as_input_error(lib.CertifyError):
         for template, option in ((command, "--terminal-command"), (restart, "--restart-command")):
             if template is not None:
-                lib.check_command(template, option)
+                lib.check_command(template, option, rings_up=option == "--terminal-command")
     inputs.writable(junit_path, report_path)
     with as_input_error(lib.CertifyError):
         plan = lib.load_plan(profile, Path(plan_path) if plan_path else None)
