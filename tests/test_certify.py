@@ -67,6 +67,13 @@ async def test_the_builtin_recovering_terminals_pass_every_rule(policy: str, pro
 
 
 @pytest.mark.asyncio
+async def test_the_chinese_table_names_the_builtin_terminal_in_chinese() -> None:
+    done = await run("certify", "--builtin-terminal", "reversal", "--case", "clean-sale-not-reversed", "--lang", "zh")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "内置终端" in done.stdout and "builtin terminal" not in done.stdout, done.stdout
+
+
+@pytest.mark.asyncio
 async def test_a_terminal_without_recovery_fails_exactly_the_recovery_rules() -> None:
     done = await run("certify", "--builtin-terminal", "none", "--json")
     assert done.returncode == 1, done.stderr
