@@ -116,7 +116,7 @@ def _read_plan(path: Path) -> PlanModel:
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
-        raise CertifyError(f"{path}: {where}: {err['msg']}") from None
+        raise CertifyError(f"{path}: {where}: {err['msg'].removeprefix('Value error, ')}") from None
 
 
 def load_plan(profile: str, extra: Path | None = None) -> tuple[CaseModel, ...]:
@@ -472,6 +472,7 @@ class Slot:
     workdir: Path
     acq: Acquirer
     restarted_at: float | None = None
+    exits: list[str] = field(default_factory=list)  # how terminal runs failed: the evidence when nothing arrived
 
 
 class Terminal(Protocol):
@@ -489,10 +490,9 @@ class Terminal(Protocol):
     async def ring_up(self, case: CaseModel, slot: Slot) -> str | None: ...
 
 
-async def _start(argv: list[str]) -> asyncio.subprocess.Process:
+async def _start(argv: list[str], stderr: int = asyncio.subprocess.DEVNULL) -> asyncio.subprocess.Process:
     try:
-        return await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.DEVNULL,
-                                                    stderr=asyncio.subprocess.DEVNULL)
+        return await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.DEVNULL, stderr=stderr)
     except OSError as exc:
         raise CertifyError(f"cannot run {argv[0]!r}: {exc.strerror or exc}") from None
 
@@ -511,18 +511,25 @@ async def _power_loss(argv: list[str], again: list[str], case: CaseModel, slot: 
             proc.kill()
         await proc.wait()
     slot.restarted_at = time.monotonic()
-    return await _run(again, limit)
+    return await _run(again, limit, slot)
 
 
-async def _run(argv: list[str], limit: float) -> str | None:
-    """Run one command to its end (bounded); a problem string if it cannot start or does not end."""
-    proc = await _start(argv)
+async def _run(argv: list[str], limit: float, slot: Slot) -> str | None:
+    """Run one command to its end (bounded); a problem string if it cannot start or does not end.
+
+    A failed run (exit status not 0) is noted on the slot with the last line it wrote on stderr:
+    a terminal may well fail a sale it timed out, but when nothing arrived that line says why."""
+    proc = await _start(argv, asyncio.subprocess.PIPE)
     try:
-        await asyncio.wait_for(proc.wait(), limit)
+        _, err = await asyncio.wait_for(proc.communicate(), limit)
     except TimeoutError:
         proc.kill()
         await proc.wait()
         return f"the terminal did not finish within {limit:g} s"
+    if proc.returncode:
+        last = next((line.strip() for line in reversed(err.decode(errors="replace").splitlines()) if line.strip()),
+                    "")
+        slot.exits.append(f"the terminal exited with status {proc.returncode}" + (f": {last}" if last else ""))
     return None
 
 
@@ -560,17 +567,18 @@ class Builtin:
             argv += ["--keys", str(self.keys_path)]
         if case.restart:  # the same terminal and journal again: it resumes what was in flight
             return await _power_loss(argv, argv, case, slot, self.case_timeout)
-        problem = await _run(argv, self.case_timeout)
+        problem = await _run(argv, self.case_timeout, slot)
         if problem is None and case.settle:  # end of day on the same journal
-            problem = await _run([*argv[:3], "settle", *argv[4:]], self.case_timeout)
+            problem = await _run([*argv[:3], "settle", *argv[4:]], self.case_timeout, slot)
         return problem
 
 
 PLACEHOLDERS = ("address", "host", "port", "amount", "tid", "profile", "journal", "keys")
 
 
-def check_command(template: str, option: str) -> None:
-    """A command template names only known placeholders, and {amount} (a sale must be rung up)."""
+def check_command(template: str, option: str, *, rings_up: bool = False) -> None:
+    """A command template names only known placeholders; one that ``rings_up`` a sale also names
+    {amount} and where the acquirer listens ({address} or {port}: its port is new every run)."""
     import string
 
     try:
@@ -583,6 +591,10 @@ def check_command(template: str, option: str) -> None:
                            f"(known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)})")
     if not shlex.split(template):
         raise CertifyError(f"{option}: empty command")
+    if rings_up and "amount" not in names:
+        raise CertifyError(f"{option}: no {{amount}}: the terminal must be told the sale to ring up")
+    if rings_up and not names & {"address", "port"}:
+        raise CertifyError(f"{option}: no {{address}} or {{port}}: the acquirer listens on a new port every run")
 
 
 @dataclass
@@ -613,7 +625,7 @@ class Command:
             return await _power_loss(self.argv(self.template, first, slot),
                                      self.argv(self.restart_template, first, slot), case, slot, self.case_timeout)
         for amount in case.sales:
-            problem = await _run(self.argv(self.template, amount, slot), self.case_timeout)
+            problem = await _run(self.argv(self.template, amount, slot), self.case_timeout, slot)
             if problem is not None:
                 return problem
         return None
@@ -697,6 +709,7 @@ async def run_case(case: CaseModel, index: int, tid: str, terminal: Terminal, ac
     wire = tuple(Wire("received", a.at - began, None, a.msg.mti if a.msg else codec.peek_mti(a.data),
                       message_fields(a.msg) if a.msg else {}, a.data.hex(), None if a.msg else "undecodable")
                  for a in arrivals)
+    problem = problem or (slot.exits[0] if slot.exits else None)
     if problem is not None and not arrivals:
         return Result(case, index, Verdict(FAIL, problem), wire)
     seen = Seen(profile, tuple(parse_amount(s) for s in case.sales), arrivals, acq.state, slot.restarted_at,

@@ -67,6 +67,13 @@ async def test_the_builtin_recovering_terminals_pass_every_rule(policy: str, pro
 
 
 @pytest.mark.asyncio
+async def test_the_chinese_table_names_the_builtin_terminal_in_chinese() -> None:
+    done = await run("certify", "--builtin-terminal", "reversal", "--case", "clean-sale-not-reversed", "--lang", "zh")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "内置终端" in done.stdout and "builtin terminal" not in done.stdout, done.stdout
+
+
+@pytest.mark.asyncio
 async def test_a_terminal_without_recovery_fails_exactly_the_recovery_rules() -> None:
     done = await run("certify", "--builtin-terminal", "none", "--json")
     assert done.returncode == 1, done.stderr
@@ -147,6 +154,9 @@ async def test_without_keys_or_a_restart_command_those_rules_are_not_run() -> No
     ((), "exactly one of"),
     (("--builtin-terminal", "sometimes"), "unknown policy"),
     (("--terminal-command", "pos {amount} {till}"), "{till}"),
+    (("--terminal-command", "pos {address}"), "no {amount}"),
+    (("--terminal-command", "pos {host} {amount}"), "no {address} or {port}"),
+    (("--builtin-terminal", "reversal", "--plan", "AMOUNT_PLAN"), "cases.0.sales.0: not an amount: '1.0x'"),
     (("--builtin-terminal", "reversal", "--plan", "PLAN"), "cases.0.check"),
     (("--builtin-terminal", "reversal", "--case", "no-such-case"), "no-such-case"),
     (("--builtin-terminal", "reversal", "--restart-command", "pos"), "--restart-command"),
@@ -155,9 +165,25 @@ async def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], said: str
     plan = tmp_path / "plan.toml"
     plan.write_text('[[cases]]\nid = "mine"\nrule = "r"\nreason = "r"\nsales = ["1.00"]\ncheck = "vibes"\n',
                     encoding="utf-8")
-    done = await run("certify", *(str(plan) if a == "PLAN" else a for a in args))
+    amount_plan = tmp_path / "amount.toml"
+    amount_plan.write_text('[[cases]]\nid = "mine"\nrule = "r"\nreason = "r"\nsales = ["1.0x"]\ncheck = "reversed"\n',
+                           encoding="utf-8")
+    named = {"PLAN": str(plan), "AMOUNT_PLAN": str(amount_plan)}
+    done = await run("certify", *(named.get(a, a) for a in args))
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and said in done.stderr, done.stderr
+
+
+@pytest.mark.asyncio
+async def test_a_terminal_that_fails_before_sending_says_why() -> None:
+    """Nothing arrived: the evidence is the terminal's exit status and last stderr line, not only "no 0200"."""
+    script = 'import sys; sys.exit("cannot reach " + sys.argv[1])'
+    failing = f"{shlex.quote(sys.executable)} -c {shlex.quote(script)} {{address}} {{amount}}"
+    done = await run("certify", "--terminal-command", failing, "--json", "--case", "clean-sale-not-reversed")
+    assert done.returncode == 1, done.stderr
+    (case,) = json.loads(done.stdout)["cases"]
+    assert case["verdict"] == "fail"
+    assert re.fullmatch(r"the terminal exited with status 1: cannot reach 127\.0\.0\.1:\d+", case["evidence"]), case
 
 
 @pytest.mark.asyncio

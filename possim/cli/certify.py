@@ -31,7 +31,8 @@ from possim.protocol.mac import MacKey
                    "query-then-reversal).")
 @click.option("--terminal-command", "command", metavar="'CMD ...'",
               help="Run your terminal once per sale: placeholders {address} (HOST:PORT), {host}, {port}, "
-                   "{amount}, {tid}, {profile}, {journal}, {keys}; no shell.")
+                   "{amount}, {tid}, {profile}, {journal}, {keys}; {amount} and {address} or {port} "
+                   "required; no shell.")
 @click.option("--restart-command", "restart", metavar="'CMD ...'",
               help="With --terminal-command: how your terminal starts again after a power loss (same "
                    "placeholders); the power-loss case runs only with it.")
@@ -75,7 +76,7 @@ def certify_command(profile: str, policy: str | None, command: str | None, resta
     with as_input_error(lib.CertifyError):
         for template, option in ((command, "--terminal-command"), (restart, "--restart-command")):
             if template is not None:
-                lib.check_command(template, option)
+                lib.check_command(template, option, rings_up=option == "--terminal-command")
     inputs.writable(junit_path, report_path)
     with as_input_error(lib.CertifyError):
         plan = lib.load_plan(profile, Path(plan_path) if plan_path else None)
@@ -88,14 +89,17 @@ def certify_command(profile: str, policy: str | None, command: str | None, resta
         with as_input_error(lib.CertifyError):
             results = asyncio.run(_run(cases, tids, terminal, profile, workdir, keys, timeout))
     numbers = {c.id: i for i, c in enumerate(plan)}  # a case keeps its plan number when --case picks a few
-    _write(results, numbers, profile, junit_path, report_path, as_json, tr, _who(policy, command))
+    _write(results, numbers, profile, junit_path, report_path, as_json, tr, _who(policy, command),
+           _who(policy, command, tr))
     sys.exit(1 if any(r.verdict.status == FAIL for r in results) else 0)
 
 
-def _who(policy: str | None, command: str | None) -> str:
+def _who(policy: str | None, command: str | None, tr: Tr | None = None) -> str:
+    """Which terminal was certified: English for --json, in the reader's language for the table's title."""
+    say = tr or Tr("en", "978")
     if policy is not None:
-        return f"builtin terminal ({policy})"
-    return command or "interactive terminal"
+        return say("builtin terminal ({policy})", policy=policy)
+    return command or say("interactive terminal")
 
 
 def _keys(keys_path: str | None, builtin: bool, count: int,
@@ -144,8 +148,8 @@ def _rows(results: list[lib.Result], numbers: dict[str, int]) -> list[Row]:
 
 
 def _write(results: list[lib.Result], numbers: dict[str, int], profile: str, junit_path: str | None,
-           report_path: str | None, as_json: bool, tr: Tr, who: str) -> None:
-    labels = Labels(tr("possim certify: {terminal} (profile {profile})", terminal=who, profile=profile),
+           report_path: str | None, as_json: bool, tr: Tr, who: str, who_said: str) -> None:
+    labels = Labels(tr("possim certify: {terminal} (profile {profile})", terminal=who_said, profile=profile),
                     "certification rule", f"possim certify {profile}", "certify.rule", "CertificationFailure")
     rows = _rows(results, numbers)
     if junit_path:
