@@ -50,10 +50,10 @@ async def test_a_writer_holding_the_ledger_delays_the_answer_and_the_wait_is_log
         assert first.returncode == 0, first.stderr
         other = sqlite3.connect(ledger, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")  # the write lock, taken before the next sale starts
-        try:  # the terminal resumes its journal and life (a sign-on that writes nothing), then sells again
+        try:  # the terminal resumes its journal and life (a sign-on the ledger records), then sells again
             sale = asyncio.create_task(run("terminal", str(_scenario(tmp_path, 2)), *terminal))
-            await acquirer.wait_for_line(is_event("msg_received", mti="0200", stan="000004"),
-                                         "the second purchase reaching the host")
+            await acquirer.wait_for_line(is_event("msg_received", mti="0800", stan="000003"),
+                                         "the resuming sign-on reaching the host")
             await asyncio.sleep(HOLD)  # the hold itself is what is tested, not a wait for something
         finally:
             other.execute("ROLLBACK")

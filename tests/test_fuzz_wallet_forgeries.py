@@ -90,7 +90,8 @@ def test_a_forgery_with_nothing_to_aim_at_is_recorded_as_missed() -> None:
 def test_wallet_fuzz_draws_every_kind_of_wallet_forgery() -> None:
     drawn: list[dict[str, Any]] = []
 
-    @settings(max_examples=150, database=None, deadline=None)
+    # derandomized: the same 300 draws every run, so whether every kind shows up is no matter of luck
+    @settings(max_examples=300, database=None, deadline=None, derandomize=True)
     @given(strategy(5, 1, wallet=True))
     def collect(schedule: dict[str, Any]) -> None:
         drawn.append(schedule)
