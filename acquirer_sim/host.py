@@ -31,9 +31,9 @@ Rules kept here:
    without its current life (a restarted terminal that did not sign on, a copy from a dead
    earlier life) is answered 77 ("sign on again", CUP practice) and books nothing; an original
    under a key an earlier life booked is refused like rule 7, never answered with that life's
-    stored answer; an answer that falls due after a newer life signed on is withheld
-    (``withheld``). Ids that never signed on are served as before. The wallet gateway applies the
-    same rule to wallet requests, from the same ``lives`` table (``acquirer_sim.wallet``, rule 6).
+   stored answer; an answer that falls due after a newer life signed on is withheld
+   (``withheld``). Ids that never signed on are served as before. The wallet gateway applies the
+   same rule to wallet requests, from the same ``lives`` table (``acquirer_sim.wallet``, rule 6).
 9. Every reply says whether its request was fresh (``Reply.fresh``): a request the host acted on
    for the first time. A copy of a request already answered (a duplicate original, reversal,
    advice or upload, a sign-on of the current life), a refusal and a status query or settlement (which the
