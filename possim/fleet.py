@@ -31,7 +31,7 @@ from possim.pos_sim.config import TerminalConfig
 from possim.pos_sim.driver import TerminalDriver
 from possim.pos_sim.journal import Journal, Row, fleet_database, write_rows
 from possim.pos_sim.terminal import PaymentRequest, Terminal
-from possim.protocol.events import Event
+from possim.protocol.events import Event, HostCrashed, PaymentRequested, ResponseTimeout, Stamped
 from possim.protocol.faults import FaultDecider, FaultPlan, FaultyLink
 from possim.protocol.memory import MemoryTransport
 from possim.protocol.ports import Link, Scheduler, Transport
@@ -301,6 +301,42 @@ class Fleet:
             shard.ledger.close()
 
 
+@dataclass
+class Marks:
+    """When things happened in a fleet run, for its charts: each sale's start, each response
+    timeout, each host crash (from, until) and the scenario's partitions.
+
+    A fleet keeps no per-event trace unless asked (scale), so these few facts are picked from
+    the events as they pass; with a trace they are read from it (:meth:`of_trace`).
+    """
+
+    now: Callable[[], float] = lambda: 0.0
+    started: dict[int, float] = field(default_factory=dict)
+    timeouts: list[float] = field(default_factory=list)
+    crashes: list[tuple[float, float]] = field(default_factory=list)
+    partitions: list[tuple[float, float]] = field(default_factory=list)
+
+    def record(self, event: Event) -> None:
+        """The fleet's emit: keep the three kinds of event the charts need, drop the rest."""
+        self._take(event, self.now())
+
+    def _take(self, event: Event, t: float) -> None:
+        kind = type(event)
+        if kind is PaymentRequested:
+            self.started[event.txn] = t  # type: ignore[attr-defined]
+        elif kind is ResponseTimeout:
+            self.timeouts.append(t)
+        elif kind is HostCrashed:
+            self.crashes.append((t, event.until))  # type: ignore[attr-defined]
+
+    @classmethod
+    def of_trace(cls, records: list[Stamped]) -> Marks:
+        marks = cls()
+        for s in records:
+            marks._take(s.event, s.t)
+        return marks
+
+
 @dataclass(frozen=True, slots=True)
 class TerminalLine:
     """One terminal's outcome: its counts from the checker and its money at risk (minor units)."""
@@ -335,6 +371,8 @@ class FleetResult:
     terminals: list[TerminalLine]
     hosts: int
     shard_of: dict[str, int] = field(default_factory=dict)
+    #: Sale starts, timeouts, crashes and partitions over run time (:func:`simulate_fleet` fills it).
+    marks: Marks = field(default_factory=Marks)
 
     @property
     def policy(self) -> str:
@@ -395,22 +433,51 @@ def _sum(lines: list[TerminalLine]) -> dict[str, Any]:
     return {**totals, "money_at_risk": format_amount(sum(line.at_risk for line in lines))}
 
 
+def _counting(progress: Callable[[int], None]) -> OutcomeHook:
+    """An outcome hook that tells ``progress`` every 50th outcome (a bar needs no more)."""
+    done = [0]
+
+    def hook(_member: Member, _outcome: Outcome, started: float | None) -> None:
+        if started is not None:
+            done[0] += 1
+            if done[0] % 50 == 0:
+                progress(done[0])
+
+    return hook
+
+
+def sales_of(scenario: Scenario) -> int:
+    """How many sales the fleet's schedules start (customer retries not counted): a progress bar's total."""
+    return sum(group.count * sum(t.count for t in (group.transactions or scenario.model.transactions))
+               for group in scenario.model.terminals)
+
+
 def simulate_fleet(scenario: Scenario, policy: str | None = None, seed: int | None = None,
-                   trace: bool = False, before_close: Callable[[Fleet], None] | None = None) -> FleetResult:
+                   trace: bool = False, before_close: Callable[[Fleet], None] | None = None,
+                   progress: Callable[[int], None] | None = None) -> FleetResult:
     """Run a fleet scenario to quiescence in virtual time and judge every terminal and the whole.
 
     ``policy`` replaces every group's policy (``possim compare`` and ``run --policy``);
     ``None`` keeps each group's own. ``trace`` keeps every event (for a timeline or report).
     ``before_close`` reads the journals and ledgers once the run is over (a reconciliation).
+    ``progress(done)`` hears how many sales have an outcome, every 50 and at the end.
     """
     seed = scenario.model.seed if seed is None else seed
     clock = VirtualClock()
+    marks = Marks(clock.now, partitions=[(p.start, p.end) for p in scenario.model.partitions])
     with run_uncollected():
-        fleet = Fleet(scenario, policy, seed, clock, trace)
+        fleet = Fleet(scenario, policy, seed, clock, trace, emit=marks.record,
+                      on_outcome=_counting(progress) if progress else None)
         fleet.memory()
         fleet.schedule_payments()
         steps = 1_000_000 + 1_000 * sum(t.count for m in fleet.members.values() for t in m.seat.schedule)
         quiescent = clock.run(horizon=fleet_horizon(scenario), max_steps=steps)
         if before_close is not None:
             before_close(fleet)
-        return fleet.finish(quiescent, "memory")
+        result = fleet.finish(quiescent, "memory")
+    if progress is not None:
+        progress(result.verdict.counts["transactions"])
+    if result.trace is not None:
+        marks = replace(Marks.of_trace(result.trace.records), partitions=marks.partitions)
+    result.marks = marks
+    return result

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from possim import charts
 from possim.checker import DAMAGE, MEASURES, harmful
 from possim.console import balance_headline, measure, trace_table
 from possim.fleet import COUNTS, FleetResult, TerminalLine
@@ -134,10 +135,23 @@ td,th{border:1px solid #ccc;padding:2px 5px;text-align:right}th{font-size:12px;o
 td:first-child,th:first-child{text-align:left}
 .bad{color:#b00;font-weight:bold}details{margin:.8em 0}summary{cursor:pointer;font-weight:bold}
 .headline{font-size:19px;font-weight:700;margin:0 0 6px}.point{border:2px solid #b42318;padding:8px 12px}
-input{margin:.4em 0;padding:2px 6px}"""
+input{margin:.4em 0;padding:2px 6px}
+svg.chart{width:100%;max-width:760px;height:auto;display:block;margin:.4em 0}svg.chart text{fill:#1b1f24}
+svg.heat a:focus rect,svg.heat a:hover rect{stroke:#000;stroke-width:2}
+.small{display:inline-block;width:560px;max-width:100%;vertical-align:top;margin:0 12px 12px 0}
+.small:target{outline:3px solid #1b1f24}"""
 
 _FILTER = """<script>function flt(q){q=q.toUpperCase();for(const r of document.querySelectorAll('#all tbody tr'))
-r.style.display=r.cells[0].textContent.toUpperCase().includes(q)?'':'none'}</script>"""
+r.style.display=r.cells[0].textContent.toUpperCase().includes(q)?'':'none'}
+function opentarget(){const e=location.hash&&document.getElementById(location.hash.slice(1));if(!e)return;
+const d=e.closest('details');if(d)d.open=true;e.scrollIntoView({block:'center'})}
+window.addEventListener('hashchange',opentarget);window.addEventListener('load',opentarget)</script>"""
+
+#: The per-terminal bars of a terminal's own small chart.
+SMALL = ("approved", "unknown", "reversed", "orphaned_debits", "double_debits", "phantom_approvals",
+         "pending_reversals")
+#: At most this many terminals get a small chart of their own (the worst first).
+SMALL_CHARTS = 60
 
 
 def _td(key: str, value: object) -> str:
@@ -167,12 +181,65 @@ def headline(result: FleetResult, tr: Tr) -> str:
               policy=result.policy)
 
 
-def _section(result: FleetResult, detail: str | None, tr: Tr) -> str:
+def _money_chart(results: Sequence[FleetResult], tr: Tr) -> str:
+    """Money at risk per policy as bars, one bar when the page has one policy."""
+    axes = charts.Axes(tr("money at risk per policy"), tr("policy"),
+                       tr("money at risk ({currency})", currency=tr.money(0).replace("0.00", "").strip()),
+                       top=44, bottom=66)
+    return charts.bar_chart([r.policy for r in results], [r.money_at_risk / 100 for r in results], axes,
+                            [tr.money(r.money_at_risk) for r in results])
+
+
+def _over_time(result: FleetResult, tr: Tr) -> str:
+    """Orphaned debits (at their sale's start) and response timeouts, summed over run time, with the
+    scenario's partitions and the hosts' crashes hatched: when the money went wrong, and why."""
+    m = result.marks
+    orphans = sorted(m.started[f.txn] for f in result.verdict.findings
+                     if f.finding in ("orphaned_debit", "orphaned_wallet_charge") and f.txn in m.started)
+    series = [charts.Series(tr("orphaned debits"), [(t, i + 1) for i, t in enumerate(orphans)]),
+              charts.Series(tr("response timeouts"), [(t, i + 1) for i, t in enumerate(sorted(m.timeouts))])]
+    windows = [charts.Window(a, b, tr("partition")) for a, b in m.partitions]
+    windows += [charts.Window(a, b, tr("host crash")) for a, b in m.crashes]
+    end = max([result.end_time, *(b for _, b in m.partitions)])
+    axes = charts.Axes(tr("orphaned debits and timeouts over time"), tr("run time (s)"), tr("count (running total)"),
+                       bottom=80)
+    return charts.step_chart(series, windows, end, axes)
+
+
+def _damage(line: TerminalLine) -> int:
+    return sum(line.counts.get(k, 0) for k in DAMAGE)
+
+
+def _heat(result: FleetResult, index: int, tr: Tr) -> tuple[str, str]:
+    """Every terminal as a cell, worst first; a hurt terminal's cell links to its own small chart."""
+    ranked = result.worst(len(result.terminals))
+    hurt = {t.tid for t in ranked}
+    ordered = ranked + [t for t in result.terminals if t.tid not in hurt]
+    own = ranked[:SMALL_CHARTS]
+    cells = [charts.Cell(t.at_risk or (0.5 if _damage(t) else 0), tr("{tid}: {amount} at risk", tid=t.tid,
+                                                                      amount=tr.money(t.at_risk)),
+                         f"#p{index}-{t.tid}" if t in own else "") for t in ordered]
+    axes = charts.Axes(tr("terminals by money at risk, worst first"),
+                       tr("one cell per terminal; click a hatched cell for its chart"), "", left=8, right=8,
+                       top=30)
+    strip = charts.heat_strip(cells, axes, 50, (tr("money at risk or damage"), tr("none")))
+    small = "".join(f"<div class=small id='p{index}-{html.escape(t.tid)}'>" + charts.bar_chart(
+        [_name(k, tr) for k in SMALL], [t.counts.get(k, 0) for k in SMALL],
+        charts.Axes(tr("terminal {tid}: {amount} at risk", tid=t.tid, amount=tr.money(t.at_risk)), "",
+                    tr("sales"), width=560, height=240, top=40, bottom=50)) + "</div>" for t in own)
+    if small:
+        title = tr("charts of the {n} worst terminals", n=len(own))
+        small = f"<details class=smalls><summary>{html.escape(title)}</summary>{small}</details>"
+    return strip, small
+
+
+def _section(result: FleetResult, detail: str | None, tr: Tr, index: int = 0) -> str:
     s = result.summary()
     keys = (*MEASURES, "money_at_risk")
     heading = tr("policy {policy}: {terminals} terminals, {hosts} host(s)", policy=result.policy,
                  terminals=len(result.terminals), hosts=result.hosts)
-    parts = [f"<h2>{html.escape(heading)}</h2>",
+    strip, small = _heat(result, index, tr)
+    parts = [f"<h2>{html.escape(heading)}</h2>", _over_time(result, tr), strip, small,
              _table([tr("measure"), tr("whole fleet")], [[("", _name(k, tr)), (k, s[k])] for k in keys])]
     groups = result.groups()
     if len(groups) > 1:
@@ -229,7 +296,7 @@ def render(results: Sequence[FleetResult], title: str, detail: str | None = None
               ("", sum(1 for t in r.terminals if t.at_risk)),
               *((k, r.verdict.counts[k]) for k in ("orphaned_debits", "double_debits", "phantom_approvals",
                                                    "pending_reversals"))] for r in results])
-    body = top + "".join(_section(r, detail, tr) for r in results)
+    body = _money_chart(results, tr) + top + "".join(_section(r, detail, tr, i) for i, r in enumerate(results))
     return (f"<!doctype html><html lang={tr.html_lang}><head><meta charset=utf-8>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>{html.escape(title)}</title><style>{_STYLE}</style>{_FILTER}</head><body>"
