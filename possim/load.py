@@ -140,6 +140,21 @@ class LoadReport:
     stopped: str | None = None
     #: A lost peer as (template, url), for a caller that words ``stopped`` in another language.
     lost: tuple[str, str] | None = None
+    #: Latency over run time: (second, sales completed in it, mean ms, max ms), one per busy second.
+    over_time: list[tuple[int, int, float, float]] = field(default_factory=list)
+
+    def latency_bins(self, bins: int = 12) -> tuple[list[float], list[int]]:
+        """The latency histogram in ``bins`` equal bins of milliseconds up to p99; the last bin
+        also holds the slower tail, its upper edge the maximum (a timeout would squash the rest)."""
+        from possim.charts import buckets
+
+        h = self.histogram
+        if h.get_total_count() == 0:
+            return [0.0, 1.0], [0]
+        pairs = [(it.value_iterated_to, it.count_added_in_this_iter_step) for it in h.get_recorded_iterator()]
+        edges, counts = buckets(pairs, bins, cap=h.get_value_at_percentile(99))
+        edges[-1] = max(edges[-1], h.get_max_value())
+        return [e / 1000 for e in edges], counts
 
     def percentiles(self) -> dict[str, float]:
         """Latency in milliseconds: p50, p95, p99, max."""
@@ -183,13 +198,24 @@ class _Meter:
         self.outcomes: Counter[str] = Counter()
         self.started = self.completed = self.timeouts = 0
         self.last = 0.0  # run time of the last outcome: throughput is over the time sales took
+        #: second of run time -> [sales completed, total latency (s), max latency (s)]
+        self.seconds: dict[int, list[float]] = {}
 
     def outcome(self, _member: Member, outcome: Outcome, started: float | None, now: float) -> None:
         self.outcomes[outcome.status] += 1
         self.last = now
         if started is not None:
             self.completed += 1
-            self.histogram.record_value(max(1, int((now - started) * 1_000_000)))
+            latency = now - started
+            self.histogram.record_value(max(1, int(latency * 1_000_000)))
+            second = self.seconds.setdefault(int(now), [0, 0.0, 0.0])
+            second[0] += 1
+            second[1] += latency
+            second[2] = max(second[2], latency)
+
+    def over_time(self) -> list[tuple[int, int, float, float]]:
+        return [(t, int(n), round(total / n * 1000, 3), round(top * 1000, 3))
+                for t, (n, total, top) in sorted(self.seconds.items())]
 
     def event(self, event: Event) -> None:
         if type(event) is ResponseTimeout:
@@ -291,7 +317,7 @@ async def run_load(plan: LoadPlan, progress: Callable[[_Meter, LoadPlan, float],
     per_host = wiring.sent() if wiring.sent is not None else [g.handled for g in guards]
     return LoadReport(plan, started, meter.completed, time.perf_counter() - began,
                       max(sale_seconds, 1e-9), meter.histogram, meter.outcomes, meter.timeouts, verdict, settled,
-                      journals_only, per_host, stopped, lost)
+                      journals_only, per_host, stopped, lost, meter.over_time())
 
 
 async def _until_done(plan: LoadPlan, fleet: Fleet, meter: _Meter, wiring: _Wiring,

@@ -49,12 +49,16 @@ INTERRUPTED = "interrupted"
               help="The terminals' response timeout in seconds (reversal, query and advice timers follow it).")
 @opt.profile("Terminal and host profile: iso (generic ISO 8583, length framing) or cup (China UnionPay "
              "rules and bytes: TPDU and header framing over TCP, CNY, same-STAN reversals).  [default: iso]")
-@click.option("--progress/--no-progress", default=True, help="Show a live progress display on stderr.")
+@click.option("--progress/--no-progress", default=True,
+              help="Show a live progress display on stderr (only when stderr is a terminal).")
 @opt.as_json("Print the report as one JSON object.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False),
+              help="Write an HTML page with the figures, the latency histogram and latency over time.")
 @lang_option()
 def load_command(terminals: int, rate: float, duration: float, transport: str, hosts: int, connect: str | None,
                  allow_remote: bool, policy: str, seed: int, broker_url: str | None, qos: int, loss: float,
-                 timeout: float, profile: str | None, progress: bool, as_json: bool, lang: str) -> None:
+                 timeout: float, profile: str | None, progress: bool, as_json: bool, report_path: str | None,
+                 lang: str) -> None:
     """Load a host with TERMINALS terminals at RATE sales per second for DURATION seconds, then judge.
 
     Prints throughput, latency percentiles (HdrHistogram), timeouts, reversals and the
@@ -63,6 +67,7 @@ def load_command(terminals: int, rate: float, duration: float, transport: str, h
     orphaned, doubled, phantom or still owed; 1 otherwise (or the broker or host was lost);
     2 for bad input; 130 on Ctrl-C.
     """
+    inputs.writable(report_path)
     target = _target(connect, transport, allow_remote)
     if broker_url is not None:
         with as_input_error(LoadError):
@@ -84,10 +89,18 @@ def load_command(terminals: int, rate: float, duration: float, transport: str, h
             private.close()
     if report.lost is not None:
         click.echo(f"possim: {_why(report, tr)}", err=True)
+    if report_path:
+        from pathlib import Path
+
+        from possim.load_view import render
+
+        Path(report_path).write_text(render(report, _rows(report.as_dict(), tr), tr), encoding="utf-8")
     if as_json:
         click.echo(json.dumps(report.as_dict(), sort_keys=True))
     else:
         _print(Console(), report, tr)
+        if report_path:
+            click.echo(tr("report written to {path}", path=report_path))
     sys.exit(ABORTED if report.stopped == INTERRUPTED else 0 if report.ok else 1)
 
 
@@ -151,16 +164,16 @@ def _print(con: Console, report: LoadReport, tr: Tr | None = None) -> None:
     table = Table(title=tr("throughput and latency (HdrHistogram, request to outcome)"))
     table.add_column(tr("measure"))
     table.add_column(tr("value"), justify="right")
-    lat = d["latency_ms"]
-    per_host = tr("requests sent per host") if d["requests_counted"] == "sent" else tr("requests per host")
-    rows = [(tr("sales started"), d["sales_started"]), (tr("sales completed"), d["sales_completed"]),
-            (tr("throughput (sales/s)"), d["throughput"]), (tr("latency p50 (ms)"), f"{lat['p50']:.2f}"),
-            (tr("latency p95 (ms)"), f"{lat['p95']:.2f}"), (tr("latency p99 (ms)"), f"{lat['p99']:.2f}"),
-            (tr("latency max (ms)"), f"{lat['max']:.2f}"), (tr("timeouts"), d["timeouts"]),
-            (per_host, " ".join(map(str, d["requests_per_host"]))), (tr("wall time (s)"), d["wall_seconds"])]
-    for name, value in rows:
+    for name, value in _rows(d, tr):
         table.add_row(name, str(value))
     con.print(table)
+    if report.completed:
+        from possim.load_view import text_histogram
+
+        lines = text_histogram(report, tr)
+        con.print(lines[0], style="bold")
+        for line in lines[1:]:
+            con.print(line, markup=False, highlight=False)
     source = tr("journals") if d["verdict_from"] == "journals" else tr("journals and ledgers")
     verdict = Table(title=tr("checker verdict for the fleet (from {source})", source=source))
     verdict.add_column(tr("measure"))
@@ -172,6 +185,17 @@ def _print(con: Console, report: LoadReport, tr: Tr | None = None) -> None:
     con.print(verdict)
     con.print(tr("[green]settled: nothing orphaned, doubled or owed[/]") if report.ok
               else tr("[bold red]NOT settled: see the verdict[/]"))
+
+
+def _rows(d: dict[str, Any], tr: Tr) -> list[tuple[str, object]]:
+    """The throughput and latency figures, named in the reader's language (the table and the page)."""
+    lat = d["latency_ms"]
+    per_host = tr("requests sent per host") if d["requests_counted"] == "sent" else tr("requests per host")
+    return [(tr("sales started"), d["sales_started"]), (tr("sales completed"), d["sales_completed"]),
+            (tr("throughput (sales/s)"), d["throughput"]), (tr("latency p50 (ms)"), f"{lat['p50']:.2f}"),
+            (tr("latency p95 (ms)"), f"{lat['p95']:.2f}"), (tr("latency p99 (ms)"), f"{lat['p99']:.2f}"),
+            (tr("latency max (ms)"), f"{lat['max']:.2f}"), (tr("timeouts"), d["timeouts"]),
+            (per_host, " ".join(map(str, d["requests_per_host"]))), (tr("wall time (s)"), d["wall_seconds"])]
 
 
 def _why(report: LoadReport, tr: Tr) -> str:
