@@ -96,6 +96,7 @@ svg text{font-size:12px} svg .lane{font-weight:700;font-size:14px}
 .legend span{display:inline-block;margin-right:14px;font-size:12px}
 .legend i{display:inline-block;width:22px;height:3px;vertical-align:middle;margin-right:4px}
 details.chart>summary{cursor:pointer;font-size:15px;font-weight:600;margin:10px 0}
+svg.chart{width:100%;max-width:760px;height:auto;display:block;margin:6px 0 12px}svg.chart text{fill:#1b1f24}
 """
 
 JS = """
@@ -505,7 +506,19 @@ def _comparison(results: Seq[RunResult], tr: Tr) -> str:
             cells.append(f"<td class='num {'bad' if alarm(key, v) else ''}'>{_e(shown)}</td>")
         body.append(f"<tr><th>{_e(measure(key, tr))}</th>{''.join(cells)}</tr>")
     return (f"<h2>{_e(tr('Same faults, seed {seed}: each policy', seed=results[0].seed))}</h2>"
-            f"<table><tr><th></th>{head}</tr>" + "".join(body) + "</table>")
+            f"{_money_chart(results, tr)}<table><tr><th></th>{head}</tr>" + "".join(body) + "</table>")
+
+
+def _money_chart(results: Seq[RunResult], tr: Tr) -> str:
+    """Money at risk per policy as bars (charged without a sale, charged twice, goods given away, holds)."""
+    from possim import charts
+
+    at_risk = [sum(r.verdict.at_risk.values()) for r in results]
+    axes = charts.Axes(tr("money at risk per policy"), tr("policy"),
+                       tr("money at risk ({currency})", currency=tr.money(0).replace("0.00", "").strip()),
+                       top=44, bottom=66)
+    return charts.bar_chart([r.policy for r in results], [a / 100 for a in at_risk], axes,
+                            [tr.money(a) for a in at_risk])
 
 
 def _e(text: str) -> str:
