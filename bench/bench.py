@@ -85,14 +85,23 @@ def main() -> None:
     import inmemory
     import network
 
+    from possim.progress import bar
+
     rows: list[Row] = []
-    ceiling = section(rows, "in memory", lambda r: inmemory.run(r, quick))
-    if isinstance(ceiling, float):
-        section(rows, "long run", lambda r: inmemory.hundred_thousand(r, ceiling, quick))
-    section(rows, "MQTT", lambda r: network.run_mqtt_rows(r, quick))
-    section(rows, "TCP", lambda r: network.run_tcp_rows(r, quick))
-    section(rows, "fuzz", lambda r: fuzzing.run(r, quick))
-    section(rows, "in-memory drivers", lambda r: drivers(r, quick))
+    with bar("possim bench", 6) as step:  # a bar of the sections on stderr, when it is a terminal
+        ceiling = section(rows, "in memory", lambda r: inmemory.run(r, quick))
+        step(1)
+        if isinstance(ceiling, float):
+            section(rows, "long run", lambda r: inmemory.hundred_thousand(r, ceiling, quick))
+        step(2)
+        section(rows, "MQTT", lambda r: network.run_mqtt_rows(r, quick))
+        step(3)
+        section(rows, "TCP", lambda r: network.run_tcp_rows(r, quick))
+        step(4)
+        section(rows, "fuzz", lambda r: fuzzing.run(r, quick))
+        step(5)
+        section(rows, "in-memory drivers", lambda r: drivers(r, quick))
+        step(6)
 
     goals = [r for r in rows if r.target]
     print("\n== goals")

@@ -13,6 +13,7 @@ from possim.cli import options as opt
 from possim.cli.errors import ABORTED, as_input_error
 from possim.cli.views import lang_option
 from possim.i18n import Tr
+from possim.progress import Step, bar
 
 
 @click.command("chaos")
@@ -35,10 +36,12 @@ from possim.i18n import Tr
               help="An anonymous broker and no MACs (default: a fresh key file in the run's folder, broker "
                    "accounts and the ACL, MACs on every message).")
 @opt.as_json("Print the kills and the checker's counts as one JSON object.")
+@click.option("--progress/--no-progress", "show_progress", default=True,
+              help="Show a progress bar of the kills on stderr (only when stderr is a terminal).")
 @lang_option()
 def chaos_command(terminals: int, acquirer_kills: int, terminal_kills: int, broker_kills: int, sales: int,
                   seed: int, folder: str | None, settle_timeout: float, insecure: bool, as_json: bool,
-                  lang: str) -> None:
+                  show_progress: bool, lang: str) -> None:
     """Kill the acquirer, terminals and broker at random under `reversal`, let it settle, judge the money.
 
     Everything runs on loopback and stops by itself; Ctrl-C stops it and judges what ran.
@@ -51,12 +54,19 @@ def chaos_command(terminals: int, acquirer_kills: int, terminal_kills: int, brok
 
     tr = Tr(lang)
 
+    kills = acquirer_kills + terminal_kills + broker_kills
+    steps: list[Step] = []
+
     def progress(message: str, **values: object) -> None:
         words = {k: tr(str(v)) if k == "kind" else v for k, v in values.items()}
         click.echo(tr(message, **words), err=True)
+        for step in steps:
+            step(int(str(values.get("n", kills))))
 
     plan = ChaosPlan(terminals, acquirer_kills, terminal_kills, broker_kills, seed, sales, settle_timeout, insecure)
-    with tempfile.TemporaryDirectory(prefix="possim-chaos-") as scratch, as_input_error(BrokerError, KeyFileError):
+    with tempfile.TemporaryDirectory(prefix="possim-chaos-") as scratch, as_input_error(BrokerError, KeyFileError), \
+            bar("possim chaos", kills, show_progress) as shown:
+        steps.append(shown)
         where = Path(folder) if folder else Path(scratch)
         try:
             report = run_chaos(where, plan, progress)

@@ -20,6 +20,7 @@ from possim.expect import failed_expectations
 from possim.i18n import Tr
 from possim.lesson import tr_for
 from possim.pos_sim.config import POLICIES
+from possim.progress import Step, bar
 from possim.scenario import Scenario
 from possim.simulation import RunResult, simulate
 
@@ -47,9 +48,11 @@ def _policy_list(_ctx: click.Context, _param: click.Parameter, value: str) -> li
 @click.option("--report", "report_path", type=click.Path(dir_okay=False),
               help="Write all policies into one HTML report.")
 @opt.as_json("Print every policy's summary as one JSON object.")
+@click.option("--progress/--no-progress", default=True,
+              help="Show a progress bar on stderr (only when stderr is a terminal).")
 @lang_option()
 def compare_command(scenario: str, policies: list[str], profile: str | None, seed: int | None, timelines: bool,
-                    report_path: str | None, as_json: bool, lang: str) -> None:
+                    report_path: str | None, as_json: bool, progress: bool, lang: str) -> None:
     """Run SCENARIO under each policy with the same faults and show the outcomes side by side.
 
     Ctrl-C shows the policies that finished. Exit code 0: every policy settled and met the
@@ -60,15 +63,19 @@ def compare_command(scenario: str, policies: list[str], profile: str | None, see
     tr = Tr(lang)
     if sc.is_fleet:
         from possim.cli.fleet import compare_fleet
-        from possim.fleet import simulate_fleet
+        from possim.fleet import sales_of, simulate_fleet
 
-        fleets, stopped = _each(policies, lambda p: simulate_fleet(sc, p, seed), tr)
+        per = sales_of(sc)
+        with bar("possim compare", per * len(policies), progress) as step:
+            fleets, stopped = _each(policies, lambda i, p: simulate_fleet(
+                sc, p, seed, progress=lambda n: step(i * per + n, tr("policy {policy}", policy=p))), tr)
         if as_json:
             _json(sc, fleets, policies, stopped)
         code = compare_fleet(sc, policies, seed, report_path, lang, fleets) if fleets else 0
         _interrupted(tr, fleets, policies, stopped)
         sys.exit(code)
-    results, stopped = _each(policies, lambda p: simulate(sc, p, seed), tr)
+    with bar("possim compare", len(policies), progress) as step:
+        results, stopped = _each(policies, lambda i, p: _counted(step, i + 1, simulate(sc, p, seed)), tr)
     if as_json:
         _json(sc, results, policies, stopped)
     if not results:
@@ -78,12 +85,18 @@ def compare_command(scenario: str, policies: list[str], profile: str | None, see
     sys.exit(1 if broken else 0)
 
 
-def _each(policies: list[str], play: Callable[[str], R], tr: Tr) -> tuple[list[R], bool]:
-    """Each policy in turn, a line on stderr as each finishes; Ctrl-C keeps the ones that did (True)."""
+def _counted(step: Step, done: int, result: R) -> R:
+    step(done)
+    return result
+
+
+def _each(policies: list[str], play: Callable[[int, str], R], tr: Tr) -> tuple[list[R], bool]:
+    """Each policy in turn (``play(index, policy)``), a line on stderr as each finishes; Ctrl-C keeps
+    the ones that did (True)."""
     done: list[R] = []
     try:
         for n, policy in enumerate(policies, 1):
-            done.append(play(policy))
+            done.append(play(n - 1, policy))
             click.echo(tr("possim compare: policy {policy} done ({n} of {total})", policy=policy, n=n,
                           total=len(policies)), err=True)
     except KeyboardInterrupt:

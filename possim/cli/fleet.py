@@ -13,20 +13,23 @@ from possim.cli import inputs
 from possim.cli.errors import InputError
 from possim.cli.views import console, heading
 from possim.expect import failed_expectations
-from possim.fleet import FleetResult, simulate_fleet
+from possim.fleet import FleetResult, sales_of, simulate_fleet
 from possim.i18n import Tr, resolve
+from possim.progress import bar
 from possim.scenario import Scenario
 
 
 def run_fleet(sc: Scenario, policy: str | None, seed: int | None, as_json: bool, trace_path: str | None,
-              report_path: str | None, terminal_id: str | None, lang: str | None = None) -> int:
+              report_path: str | None, terminal_id: str | None, lang: str | None = None,
+              progress: bool = True) -> int:
     """``possim run`` of a fleet: the summary first, one terminal's timeline on demand; returns the exit code."""
     inputs.writable(trace_path, report_path)
     tids = {tid for group in sc.model.terminals for tid in group.tids()}
     if terminal_id is not None and terminal_id not in tids:
         raise InputError(f"--terminal {terminal_id!r}: no such terminal in {sc.name}")
     keep = bool(trace_path or terminal_id)  # the per-event trace only when something will show it
-    result = simulate_fleet(sc, policy, seed, trace=keep)
+    with bar("possim run", sales_of(sc), progress) as step:
+        result = simulate_fleet(sc, policy, seed, trace=keep, progress=step)
     if trace_path and result.trace is not None:
         result.trace.write(trace_path)
     if report_path:

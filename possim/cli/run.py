@@ -42,11 +42,13 @@ from possim.simulation import RunResult, simulate
 @lang_option()
 @click.option("--terminal", "terminal_id", metavar="TID",
               help="Fleet scenarios: show this terminal's timeline (and its events in the report).")
+@click.option("--progress/--no-progress", default=True,
+              help="Fleet scenarios: show a progress bar on stderr (only when stderr is a terminal).")
 def run_command(scenario: str, policy: str | None, profile: str | None, seed: int | None, trace_path: str | None,
                 as_json: bool, check_determinism: bool, timeline: bool, ledger_path: str | None,
                 journal_path: str | None, transport: str, broker_url: str | None, qos: int, time_scale: float,
                 report_path: str | None, mermaid_path: str | None, force_redelivery: int, lang: str,
-                terminal_id: str | None) -> None:
+                terminal_id: str | None, progress: bool) -> None:
     """Run SCENARIO (a file, or the name of a shipped one) and judge it: in memory or over MQTT or TCP.
 
     A fleet scenario ([[terminals]]) prints the fleet's summary: totals, per policy and group,
@@ -61,7 +63,7 @@ def run_command(scenario: str, policy: str | None, profile: str | None, seed: in
         if transport != "memory" or ledger_path or journal_path or mermaid_path or check_determinism:
             raise InputError("a fleet scenario runs in memory here (no --transport, --ledger, --journal, --mermaid, "
                              "--check-determinism); drive a fleet over MQTT or TCP with possim load")
-        sys.exit(run_fleet(sc, policy, seed, as_json, trace_path, report_path, terminal_id, lang))
+        sys.exit(run_fleet(sc, policy, seed, as_json, trace_path, report_path, terminal_id, lang, progress))
     if terminal_id:
         raise InputError("--terminal is for fleet scenarios ([[terminals]])")
     inputs.fresh(ledger_path, journal_path)
