@@ -184,7 +184,7 @@ def step_chart(series: Sequence[Series], windows: Sequence[Window], x_end: float
         return axes.top + axes.plot_height * (1 - y / top)
 
     free = axes.left - 1.0  # where the last window label ended: a label that would overlap it is left out
-    for w in windows:
+    for w in merged(windows):
         x1, x2 = px(w.start), max(px(w.end), px(w.start) + 2)
         svg.parts.append(f"<rect class='window' x='{x1:.1f}' y='{axes.top}' width='{x2 - x1:.1f}' "
                          f"height='{axes.plot_height:.1f}' fill='url(#hatch)' fill-opacity='.7' stroke='{MID}'>"
@@ -208,6 +208,18 @@ def step_chart(series: Sequence[Series], windows: Sequence[Window], x_end: float
                          f"<title>{_e(s.name)}: {_label(y_now)}</title></path>")
     _legend(svg, [s.name for s in series])
     return svg.done(_HATCH.format(id="hatch", ink=LIGHT))
+
+
+def merged(windows: Sequence[Window]) -> list[Window]:
+    """Windows by start, overlapping ones of the same label as one (two shards crashing at once)."""
+    out: list[Window] = []
+    for w in sorted(windows, key=lambda w: (w.start, w.end)):
+        same = next((i for i in range(len(out) - 1, -1, -1) if out[i].label == w.label), None)
+        if same is not None and w.start <= out[same].end:
+            out[same] = Window(out[same].start, max(out[same].end, w.end), w.label)
+        else:
+            out.append(w)
+    return out
 
 
 def _legend(svg: _Svg, names: list[str]) -> None:

@@ -225,8 +225,8 @@ def _heat(result: FleetResult, index: int, tr: Tr) -> tuple[str, str]:
     strip = charts.heat_strip(cells, axes, 50, (tr("money at risk or damage"), tr("none")))
     small = "".join(f"<div class=small id='p{index}-{html.escape(t.tid)}'>" + charts.bar_chart(
         [_name(k, tr) for k in SMALL], [t.counts.get(k, 0) for k in SMALL],
-        charts.Axes(tr("terminal {tid}: {amount} at risk", tid=t.tid, amount=tr.money(t.at_risk)), "",
-                    tr("sales"), width=560, height=240, top=40, bottom=50)) + "</div>" for t in own)
+        charts.Axes(tr("terminal {tid}: {amount} at risk", tid=t.tid, amount=tr.money(t.at_risk)), tr("measure"),
+                    tr("sales"), width=560, height=260, top=40, bottom=66)) + "</div>" for t in own)
     if small:
         title = tr("charts of the {n} worst terminals", n=len(own))
         small = f"<details class=smalls><summary>{html.escape(title)}</summary>{small}</details>"
