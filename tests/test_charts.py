@@ -187,12 +187,11 @@ def test_fleet_run_shows_no_progress_when_stderr_is_a_pipe(tmp_path: Path) -> No
     assert "SHOP" in out.stdout or "no terminal" in out.stdout
 
 
-@pytest.mark.parametrize("extra, shown", [((), True), (("--no-progress",), False)])
-def test_fleet_run_shows_progress_on_a_terminal_unless_told_not_to(tmp_path: Path, extra: tuple[str, ...],
-                                                                   shown: bool) -> None:
+def _on_a_terminal(args: list[str]) -> tuple[bytes, bytes]:
+    """Run possim with stderr on a pseudo-terminal: what the terminal showed, and stdout."""
     leader, follower = pty.openpty()
-    proc = subprocess.Popen([*POSSIM, "run", str(_small_fleet(tmp_path)), "--policy", "reversal", *extra],
-                            stdout=subprocess.PIPE, stderr=follower, stdin=subprocess.DEVNULL, env=_env())
+    proc = subprocess.Popen([*POSSIM, *args], stdout=subprocess.PIPE, stderr=follower, stdin=subprocess.DEVNULL,
+                            env=_env())
     os.close(follower)
     seen = b""
     try:
@@ -216,5 +215,21 @@ def test_fleet_run_shows_progress_on_a_terminal_unless_told_not_to(tmp_path: Pat
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+    return seen, stdout
+
+
+@pytest.mark.parametrize("extra, shown", [((), True), (("--no-progress",), False)])
+def test_fleet_run_shows_progress_on_a_terminal_unless_told_not_to(tmp_path: Path, extra: tuple[str, ...],
+                                                                   shown: bool) -> None:
+    seen, stdout = _on_a_terminal(["run", str(_small_fleet(tmp_path)), "--policy", "reversal", *extra])
     assert (b"possim run" in seen) is shown, seen[-300:]
     assert b"possim run" not in stdout  # the bar never reaches stdout
+
+
+def test_load_shows_its_bar_on_a_terminal_and_not_on_a_pipe() -> None:
+    args = ["load", "--terminals", "10", "--rate", "50", "--duration", "2"]
+    seen, _ = _on_a_terminal(args)
+    assert "━".encode() in seen and b"load" in seen
+    piped = subprocess.run([*POSSIM, *args], capture_output=True, text=True, timeout=120, env=_env())
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stderr == "possim load: 10 terminals connected, sales started\n"  # not even a blank line

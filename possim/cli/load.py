@@ -123,8 +123,10 @@ def _run(plan: LoadPlan, live: bool, tr: Tr) -> LoadReport:
     """The run on its own loop; Ctrl-C ends it with what it measured (the report says "interrupted")."""
     from possim.protocol.transports import TransportError
 
+    err = Console(stderr=True)
+    live = live and err.is_terminal  # a pipe or a log gets the lines, never the bar
     bar = Progress(TextColumn("[bold]load[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                   TimeElapsedColumn(), console=Console(stderr=True), transient=True, disable=not live)
+                   TimeElapsedColumn(), console=err, transient=True, disable=not live)
     task = bar.add_task("sales", total=plan.sales, info="")
     began: list[bool] = []
 
