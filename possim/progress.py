@@ -9,6 +9,7 @@ result is printed on a clean screen.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -27,7 +28,8 @@ def _quiet(_done: int, _label: str | None = None) -> None:
 def bar(label: str, total: int, enabled: bool = True, console: Console | None = None) -> Iterator[Step]:
     """A bar of ``total`` steps on stderr while the block runs, when ``enabled`` and stderr is a terminal."""
     con = console or Console(stderr=True)
-    if not enabled or not con.is_terminal:
+    # stderr itself must be a terminal: FORCE_COLOR may make rich colour a log, never draw a bar in it
+    if not enabled or not con.is_terminal or (console is None and not sys.stderr.isatty()):
         yield _quiet
         return
     with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
