@@ -184,11 +184,11 @@ def _actions(result: RunResult, tr: Tr, found: list[Case]) -> list[str]:
 
 #: When a wallet's refund (a cancel 撤销 after payment, or a refund) reaches the customer: the wallet's
 #: rule, not the acquirer's. WeChat Pay's refund API: balance (零钱) refunds arrive within 20 minutes,
-#: bank-card refunds take up to 3 working days; Alipay refunds the balance at once and a bank card
+#: bank-card refunds are checked again after 3 working days; Alipay refunds the balance at once and a bank card
 #: as the bank books it.
 REFUND_ARRIVAL = {
     "wechat": N_("WeChat Pay's rule: back in the customer's balance (零钱) within 20 minutes, on a bank card "
-                 "within 3 working days"),
+                 "in about 3 working days"),
     "alipay": N_("Alipay's rule: back in the customer's balance at once, on a bank card when the bank books it "
                  "(usually a few working days)"),
 }
@@ -209,9 +209,10 @@ def _counter_guidance(result: RunResult, tr: Tr) -> list[str]:
                       order=unsure[0].order))
     for e in refunded[:3]:
         rule = REFUND_ARRIVAL.get(providers.get(e.order, ""), "")
-        out.append(tr("The wallet gave {amount} back for order {order} (a cancel, 撤销): "
+        how = tr("a cancel, 撤销") if e.reason == "cancel" else tr("a refund, 退款")
+        out.append(tr("The wallet gave {amount} back for order {order} ({how}): "
                       "tell the customer the refund goes back the way they paid; {rule}.",
-                      amount=tr.money(e.amount), order=e.order, rule=tr(rule) if rule else "-"))
+                      amount=tr.money(e.amount), order=e.order, how=how, rule=tr(rule) if rule else "-"))
     return out
 
 

@@ -171,6 +171,10 @@ def _wallet_terminal(e: ev.Event, tr: Tr) -> str | None:
             return tr("cancel acknowledged: {action}", action=tr(CANCEL_ACTIONS.get(e.action, e.action)))
         case ev.WalletLateAnswer():
             return tr("late answer {mti} ({state}): logged, ignored", mti=e.mti, state=trade_state(e.trade_state, tr))
+        case ev.WalletSystemErrorAnswered():
+            return tr("{mti}: system error {error}, the outcome is unknown (not a failure)", mti=e.mti, error=e.error)
+        case ev.WalletRefundInstead():
+            return tr("cancel (撤销) refused as too late ({sub_code}): refund the order instead", sub_code=e.sub_code)
         case ev.CustomerPaysAgain():
             return tr("told it failed, the customer pays AGAIN by {instrument} (txn {txn})",
                       instrument=tr(e.instrument), txn=e.retry_txn)
@@ -347,6 +351,14 @@ def _wallet_gateway(e: ev.Event, tr: Tr) -> str | None:
             return tr("wallet: repeated pay answered {state}, never charged twice", state=trade_state(e.state, tr))
         case ev.WalletPayRefused():
             return tr("wallet: pay refused, the order is {state}", state=trade_state(e.state, tr))
+        case ev.WalletSystemError():
+            return (tr("wallet: did the work, then answered system error {error}", error=e.error) if e.done
+                    else tr("wallet: did nothing, answered system error {error}", error=e.error))
+        case ev.WalletCancelExpired():
+            return tr("wallet: cancel (撤销) refused, past the cancel window ({sub_code}): nothing changed",
+                      sub_code=e.sub_code)
+        case ev.WalletAnswered() if e.code == "20000":
+            return None
         case ev.WalletAnswered():
             return tr("wallet answers: {state}", state=trade_state(e.state, tr))
     return None
@@ -425,6 +437,8 @@ def _counter_change(e: ev.Event, tr: Tr) -> tuple[str | None, str | None, str | 
             return e.order, None, tr("order closed: nothing paid")
         case ev.WalletOutcome():
             return e.order, screen(e.display, tr), None
+        case ev.WalletRefundInstead():
+            return e.order, tr("cancel (撤销) too late: refunding the order"), None
         case ev.WalletCancelAcknowledged():
             return e.order, tr("cancel (撤销) done: {action}", action=tr(CANCEL_ACTIONS.get(e.action, e.action))), None
     return None, None, None
