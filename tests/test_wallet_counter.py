@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from possim.cli import main
+from possim.console import measure, wallet_only
 from possim.fees import FeeSchedule
 from possim.i18n import Tr
 from possim.lesson import point
@@ -49,12 +50,17 @@ def test_the_till_says_cancelled_while_the_phone_says_paid() -> None:
 
 def test_a_wallet_lesson_says_cancel_never_the_card_reversal() -> None:
     """In Chinese a wallet's cancel is 撤销, never 冲正; the cashier is told to look before asking again."""
-    for policy in ("none", "reversal", "query", "query-then-reversal"):
-        result = simulate(load(SCENARIOS / "qr-cancel-race.toml"), policy)
-        zh = point(result, Tr("zh", "156"))
-        words = " ".join([zh.headline, *zh.actions, *(c for row in zh.counter for c in row[1:])])
-        assert "冲正" not in words, policy
-    en = point(simulate(load(SCENARIOS / "qr-cancel-race.toml"), "reversal"), Tr("en", "156"))
+    for name in ("qr-cancel-race", "qr-cancel-after-midnight", "qr-system-error"):
+        for policy in ("none", "reversal", "query", "query-then-reversal"):
+            result = simulate(load(SCENARIOS / f"{name}.toml"), policy)
+            zh = point(result, Tr("zh", "156"))
+            words = " ".join([zh.headline, *zh.actions, *(c for row in zh.counter for c in row[1:])])
+            assert "冲正" not in words, (name, policy)
+    race = simulate(load(SCENARIOS / "qr-cancel-race.toml"), "reversal")
+    assert wallet_only(race) and not wallet_only(simulate(load(SCENARIOS / "card-failed-then-qr.toml"), "none"))
+    zh_measures = [measure(k, Tr("zh"), True) for k in ("reversed", "pending_reversals")]
+    assert all("撤销" in m and "冲正" not in m for m in zh_measures)
+    en = point(race, Tr("en", "156"))
     assert any("Before asking the customer to pay again" in a and "merchant app" in a for a in en.actions)
     assert any("Alipay's rule" in a and "(a cancel, 撤销)" in a for a in en.actions)
 

@@ -136,3 +136,19 @@ def test_a_cancel_after_midnight_is_refused_and_the_terminal_refunds(tmp_path: P
 def test_a_wallet_error_that_cannot_happen_is_refused_in_the_scenario(fields: dict[str, str], words: str) -> None:
     with pytest.raises(ScenarioError, match=words):
         from_dict({"title": "t", "description": "d", "transactions": [{"amount": "1.00", **fields}]})
+
+
+def test_a_refund_that_never_succeeds_stays_owed_and_the_checker_counts_the_money() -> None:
+    """The cancel refused as too late, then every refund answered a system error: the terminal runs out of
+    tries but never forgets (the cancel stays pending), and the checker, from the journal and the ledger
+    alone, counts the charge the customer still has not got back."""
+    data = load(SCENARIOS / "qr-cancel-after-midnight.toml").raw()
+    data["transactions"][0] |= {"wallet_error": "SYSTEMERROR", "wallet_error_on": "refund", "wallet_error_times": 50,
+                                 "wallet_error_done": False}
+    data.pop("expect", None)
+    result = simulate(from_dict(data), "reversal")
+    events = [r.event for r in result.trace.records]
+    assert any(isinstance(e, ev.WalletRefundInstead) for e in events)
+    assert not any(isinstance(e, ev.WalletRefunded) for e in events)
+    assert result.verdict.counts["pending_reversals"] == 1
+    assert result.verdict.counts["orphaned_debits"] == 1 and result.verdict.customer_loss == 3850
