@@ -175,7 +175,7 @@ def compare(console: Console, results: Sequence[RunResult], tr: Tr = _EN) -> Non
             shown = tr.money(v) if key.endswith("_loss") else str(v)
             cells.append(f"[bold red]{shown}[/]" if alarm(key, v) else f"[green]{shown}[/]" if key in DAMAGE
                          else shown)
-        table.add_row(measure(key, tr), *cells)
+        table.add_row(measure(key, tr, wallet_only(results[0])), *cells)
     console.print(table)
 
 

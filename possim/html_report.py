@@ -516,7 +516,7 @@ def _comparison(results: Seq[RunResult], tr: Tr) -> str:
             v = r.verdict.summary().get(key, 0)
             shown = tr.money(v) if key.endswith("_loss") else str(v)
             cells.append(f"<td class='num {'bad' if alarm(key, v) else ''}'>{_e(shown)}</td>")
-        body.append(f"<tr><th>{_e(measure(key, tr))}</th>{''.join(cells)}</tr>")
+        body.append(f"<tr><th>{_e(measure(key, tr, wallet_only(results[0])))}</th>{''.join(cells)}</tr>")
     return (f"<h2>{_e(tr('Same faults, seed {seed}: each policy', seed=results[0].seed))}</h2>"
             f"<table><tr><th></th>{head}</tr>" + "".join(body) + "</table>")
 
