@@ -152,3 +152,17 @@ def test_a_refund_that_never_succeeds_stays_owed_and_the_checker_counts_the_mone
     assert not any(isinstance(e, ev.WalletRefunded) for e in events)
     assert result.verdict.counts["pending_reversals"] == 1
     assert result.verdict.counts["orphaned_debits"] == 1 and result.verdict.customer_loss == 3850
+
+
+def test_a_wechat_cancel_owed_over_a_week_of_power_loss_becomes_a_refund() -> None:
+    """The till dies with the cancel owed and boots 8 days later: the journaled cancel goes out, WeChat Pay
+    refuses it (REVERSE_EXPIRE, recall N) and the terminal refunds the order: the customer gets the money."""
+    data = {"title": "t", "description": "d", "terminal": {"currency": "156"},
+            "power_losses": [{"at": 12.0, "down_for": 8 * DAY}],
+            "transactions": [{"amount": "12.80", "card_type": "qr_wallet", "provider": "wechat"}],
+            "faults": [{"action": "drop", "direction": "to_terminal", "mti": "QR_PAY_RESP", "nth": 1}]}
+    result = simulate(from_dict(data), "reversal")
+    events = [r.event for r in result.trace.records]
+    assert [e.sub_code for e in events if isinstance(e, ev.WalletCancelExpired)] == ["REVERSE_EXPIRE"]
+    assert [e.reason for e in events if isinstance(e, ev.WalletRefunded)] == ["refund"]
+    assert result.verdict.settled and result.verdict.counts["orphaned_debits"] == 0
