@@ -256,16 +256,19 @@ class WalletTerminal:
         if msg.kind == "cancel" and msg.sub_code in W.CANCEL_EXPIRED.values():
             return self._refund_instead(now, order, msg)
         if msg.kind == "refund" and msg.code == "40004" and msg.trade_state in ("CLOSED", "NOTPAY", "PAYERROR"):
-            msg = W.WalletResponse(kind="refund", tid=msg.tid, out_trade_no=msg.out_trade_no,
-                                   request_id=msg.request_id, code="10000", trade_state=msg.trade_state, action="none")
+            return self._acknowledge(rec, "none", msg.trade_state)  # never paid: nothing to give back
         if msg.code != "10000" and msg.call_again is False:
             return [ev.ReversalParked(rec.txn_id, rec.cancels)]  # told not to repeat: stays pending, never forgotten
         if msg.code != "10000":
             return self._retry_cancel(now, order, f"answered {msg.code}")
-        action = msg.action or ("refund" if msg.trade_state == "REVOKED" else "none")
+        return self._acknowledge(rec, msg.action or ("refund" if msg.trade_state == "REVOKED" else "none"),
+                                 msg.trade_state)
+
+    def _acknowledge(self, rec: WalletRecord, action: str, state: str) -> list[WalletAction]:
+        """The owed cancel (or its refund) is done: journaled, so it is never sent again."""
         rec.cancel, rec.cancel_action = ReversalState.ACKED, action
         if rec.status in UNSETTLED or rec.status is SaleStatus.FAILED:
-            rec.status = SaleStatus.REVERSED if msg.trade_state == "REVOKED" else SaleStatus.FAILED
+            rec.status = SaleStatus.REVERSED if state == "REVOKED" else SaleStatus.FAILED
         return [WriteWallet(rec.snapshot()),
                 ev.WalletCancelAcknowledged(self.config.tid, rec.out_trade_no, rec.txn_id, action)]
 
@@ -288,10 +291,10 @@ class WalletTerminal:
     def _sign_on_again(self, now: float, order: _Order, msg: W.WalletResponse) -> list[WalletAction]:
         """Rule 7: the gateway did nothing (another life of this terminal id signed on since). A pay is
         over, not charged, shown so (the customer pays again as a new order); a query or cancel was
-        no answer: the policy acts as after silence, a cancel is repeated within its attempts."""
+        no answer: the policy acts as after silence, a cancel (or its refund) is repeated within its attempts."""
         rec = order.rec
         refused: list[WalletAction] = [ev.SignOnAgain(msg.wire_kind, msg.out_trade_no, msg.tid, txn=rec.txn_id)]
-        if msg.kind == "cancel":
+        if msg.kind in ("cancel", "refund"):
             return refused + self._retry_cancel(now, order, "answered sign on again")
         if msg.kind == "pay" and rec.status is SaleStatus.PENDING:
             _disarm(rec)
