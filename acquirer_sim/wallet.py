@@ -37,6 +37,15 @@ Rules kept here (the providers' documented behaviour, docs/wallet.md):
    20000 with sub code ``ACQ.SIGN_ON_AGAIN`` (the card host's 77, "sign on again"), signed, and
    changes nothing: no order, no tombstone, no money; logged as ``life_refused``. Ids that never
    signed on are served as before.
+7. Cancel windows: a paid order can be cancelled (撤销) only within the provider's window: Alipay,
+   the Beijing business day the trade was created (the acquirer's local day, from ``epoch``);
+   WeChat Pay, 7 days. A cancel past it is refused (``W.CANCEL_EXPIRED``, ``retry_flag`` /
+   ``recall`` N) and changes nothing: only a refund returns the money. Every cancel answer says
+   whether to call again: Alipay's ``retry_flag``, WeChat Pay's ``recall`` (Y after a system error).
+8. System errors (a scenario's ``SystemErrorPlan``, by payment code): the gateway answers a
+   payment's requests of one kind with code 20000 and the provider's sub code (Alipay's
+   ``ACQ.SYSTEM_ERROR``, WeChat Pay's ``SYSTEMERROR`` / ``BANKERROR``), after doing the work
+   (``done``) or without: the answer tells the terminal nothing, it must ask again.
 """
 
 from __future__ import annotations
@@ -73,6 +82,25 @@ class Customer:
     gives_up: bool = False
 
 
+#: How long a paid order may be cancelled (撤销), in days: Alipay only on the trade's own business day
+#: (0: the same day), WeChat Pay within 7 days. Outside it a refund is the only way back.
+CANCEL_DAYS: dict[str, int] = {"alipay": 0, "wechat": 7}
+
+
+@dataclass(frozen=True, slots=True)
+class SystemErrorPlan:
+    """Answer the first ``times`` requests of kind ``on`` of one payment with a system error: WeChat Pay's
+    ``error`` (SYSTEMERROR, BANKERROR), Alipay's ACQ.SYSTEM_ERROR. ``done``: the work is done first."""
+
+    on: W.RequestKind = "pay"
+    error: str = "SYSTEMERROR"
+    times: int = 1
+    done: bool = True
+
+    def sub_code(self, provider: str) -> str:
+        return "ACQ.SYSTEM_ERROR" if provider == "alipay" else self.error
+
+
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
     """``customers`` by payment code; a code not listed belongs to a customer who pays at once."""
@@ -84,6 +112,9 @@ class GatewayConfig:
     processing: Latency = PAY_LATENCY
     quick: Latency = QUICK_LATENCY
     epoch: datetime = EPOCH
+    #: System errors to answer, by payment code (rule 8).
+    errors: dict[str, SystemErrorPlan] = field(default_factory=dict)
+    cancel_days: dict[str, int] = field(default_factory=lambda: dict(CANCEL_DAYS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +153,8 @@ class WalletGateway:
         #: Every terminal's MAC key by terminal id; ``None``: nothing verified, nothing signed (rule 5).
         self.keys = keys
         self._seq = ledger.conn.execute("SELECT COUNT(*) FROM wallet_trades").fetchone()[0]
+        #: System errors answered so far, per order (rule 8).
+        self._errors: dict[OrderKey, int] = {}
         for wallet, balance in config.balances.items():
             ledger.open_wallet(wallet, balance)
 
@@ -143,7 +176,15 @@ class WalletGateway:
         if current is not None and msg.life != current:
             return self._life_refused(msg, current)
         handler = {"pay": self._pay, "query": self._query, "cancel": self._cancel, "refund": self._refund}[msg.kind]
-        return handler(now, msg)
+        plan = self._error_plan(msg)
+        if plan is None:
+            return handler(now, msg)
+        done = handler(now, msg) if plan.done else []
+        answered = (WalletReply, ev.WalletAnswered)
+        return [*(a for a in done if not isinstance(a, answered)),
+                ev.WalletSystemError(msg.tid, msg.out_trade_no, mti=W.ANSWER_KINDS[msg.kind],
+                                     error=plan.sub_code(msg.provider), done=plan.done),
+                *self._answer(msg, "20000", "NOTPAY", sub_code=plan.sub_code(msg.provider))]
 
     def customer_confirms(self, now: float, key: OrderKey) -> list[GatewayAction]:
         """The customer confirmed on the phone: paid if the order still waits, refused if it closed."""
@@ -165,6 +206,27 @@ class WalletGateway:
             return []
         self.ledger.transition(now, trade, "CLOSED", close_reason="auto_close")
         return [ev.WalletTradeClosed(*key, reason="auto_close")]
+
+    def _error_plan(self, msg: W.WalletRequest) -> SystemErrorPlan | None:
+        """Rule 8: whether this request is one the scenario has answered with a system error (counted)."""
+        if not self.config.errors:
+            return None
+        key = (msg.tid, msg.out_trade_no)
+        trade = self.ledger.find(key)
+        code = msg.auth_code if msg.kind == "pay" else trade.auth_code if trade else None
+        plan = self.config.errors.get(code or "")
+        if plan is None or plan.on != msg.kind or self._errors.get(key, 0) >= plan.times:
+            return None
+        self._errors[key] = self._errors.get(key, 0) + 1
+        return plan
+
+    def _cancellable(self, now: float, trade: Trade) -> bool:
+        """Rule 7: whether a paid order is still within its provider's cancel window."""
+        days = self.config.cancel_days.get(trade.provider, 0)
+        if days:
+            return now - trade.created_at <= days * 86_400.0
+        created = (self.config.epoch + timedelta(seconds=trade.created_at)).date()
+        return (self.config.epoch + timedelta(seconds=now)).date() == created
 
     def _unauthenticated(self, exc: W.SignError, sender: str | None) -> list[GatewayAction]:
         """A request that proves nothing (rule 5): refused without a ``sign``, nothing changed."""
@@ -262,6 +324,10 @@ class WalletGateway:
             self.ledger.transition(now, trade, "CLOSED", close_reason="cancelled")
             return [ev.WalletTradeClosed(*key, reason="cancelled"), *self._answer(msg, "10000", "CLOSED",
                                                                                   action="close")]
+        if trade.state == "SUCCESS" and not self._cancellable(now, trade):
+            sub_code = W.CANCEL_EXPIRED.get(trade.provider, W.CANCEL_EXPIRED["alipay"])
+            return [ev.WalletCancelExpired(*key, sub_code=sub_code),
+                    *self._answer(msg, "40004", "SUCCESS", sub_code=sub_code)]
         if trade.state == "SUCCESS":
             assert trade.wallet is not None
             self.ledger.transition(now, trade, "REVOKED", "refund", close_reason="cancelled_after_payment")
@@ -294,7 +360,10 @@ class WalletGateway:
 
     def _answer(self, msg: W.WalletRequest, code: W.Code, state: W.TradeState, **fields: object) -> list[
             GatewayAction]:
-        """The answer to an authenticated request, signed with its terminal's key when keys are in use."""
+        """The answer to an authenticated request, signed with its terminal's key when keys are in use.
+        A cancel's answer says whether to call again (rule 7): Y only after a system error."""
+        if msg.kind == "cancel":
+            fields["retry_flag" if msg.provider == "alipay" else "recall"] = "Y" if code == "20000" else "N"
         answer = msg.answer(code, state, **fields)
         delay = (self.config.processing if msg.kind == "pay" else self.config.quick).sample(self.rng)
         key = self.keys.get(msg.tid) if self.keys is not None else None

@@ -32,6 +32,7 @@ from possim.pos_sim.wallet_journal import WalletRecord
 USER_PAYING_FAILED = "USER PAYING - PAYMENT FAILED"
 TIMEOUT_FAILED = "TIMEOUT - PAYMENT FAILED"
 NOT_PAID_IN_TIME = "NOT PAID IN TIME - CANCELLED"
+SYSTEM_ERROR_FAILED = "SYSTEM ERROR - PAYMENT FAILED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,12 @@ class WalletPolicy:
         """The documented time is up and the order is still not final."""
         return ops.finish(now, rec, SaleStatus.UNKNOWN, USER_PAYING_FAILED)
 
+    def system_error(self, ops: WalletOps, now: float, rec: WalletRecord) -> list[WalletAction]:
+        """The pay (or a query) was answered a system error (SYSTEMERROR, BANKERROR): the outcome is
+        unknown: the policy acts as after silence (the query policies query again, as the providers
+        say; the cancel policy cancels). Without recovery the till takes it for a failure."""
+        return self.no_answer(ops, now, rec)
+
     def queries_exhausted(self, ops: WalletOps, now: float, rec: WalletRecord) -> list[WalletAction]:
         return ops.finish(now, rec, SaleStatus.UNKNOWN, "UNKNOWN - CALL HELP DESK")
 
@@ -121,6 +128,9 @@ class NoWalletRecovery(WalletPolicy):
     """Show the failure: a USERPAYING or unanswered order is told as failed and left alone."""
 
     name = "none"
+
+    def system_error(self, ops: WalletOps, now: float, rec: WalletRecord) -> list[WalletAction]:
+        return ops.finish(now, rec, SaleStatus.UNKNOWN, SYSTEM_ERROR_FAILED)
 
 
 class CancelPolicy(WalletPolicy):

@@ -33,6 +33,15 @@ Rules kept here:
    sub code ``ACQ.SIGN_ON_AGAIN`` says the gateway did nothing (another life of the id signed on
    since): a pay is shown not charged (``SIGN_ON_AGAIN_DISPLAY``, as a card sale answered 77), a
    query or cancel is no answer about the order.
+8. A system error (code 20000 with the provider's sub code: Alipay's ACQ.SYSTEM_ERROR, WeChat Pay's
+   SYSTEMERROR or BANKERROR) says nothing about the order, so its state is not recorded. A pay or
+   query so answered goes to the policy's ``system_error`` (the providers' procedure: query again;
+   without recovery the till says failed, the mistake the providers warn of); a cancel or refund
+   is repeated.
+9. A cancel answer's ``retry_flag`` (Alipay) or ``recall`` (WeChat Pay) Y means cancel again; N on
+   a refusal means another cancel will not help: a cancel refused as past the provider's window
+   (``W.CANCEL_EXPIRED``) becomes a refund of the order, which returns the money all the same; any
+   other refusal leaves the cancel pending (``ReversalParked``), never forgotten.
 """
 
 from __future__ import annotations
@@ -95,6 +104,8 @@ class _Order:
     inflight_kind: str = ""
     step: str | None = None  # "query" | "cancel" | "limit": what the timer does when no request is in flight
     step_at: float = 0.0
+    #: The cancel was refused as past its window: the owed cancel goes on as a refund (rule 9).
+    refunding: bool = False
 
 
 class WalletTerminal:
@@ -143,8 +154,10 @@ class WalletTerminal:
         actions: list[WalletAction] = [CancelTimer(self._timer(order))]
         if msg.sub_code == W.SIGN_ON_AGAIN:  # its state says nothing about the order: not recorded
             return actions + self._sign_on_again(now, order, msg)
+        if msg.code == "20000":  # nor does a system error's (rule 8)
+            return actions + self._system_error(now, order, msg)
         order.rec.trade_state = msg.trade_state
-        if msg.kind == "cancel":
+        if msg.kind in ("cancel", "refund"):
             return actions + self._cancel_answered(now, order, msg)
         return actions + self._state_answered(now, order, msg)
 
@@ -156,14 +169,14 @@ class WalletTerminal:
             kind, order.inflight = order.inflight_kind, None
             timeout: list[WalletAction] = [ev.WalletAnswerTimeout(self.config.tid, order.rec.out_trade_no,
                                                             W.WIRE_KINDS[kind])]
-            if kind == "cancel":
+            if kind in ("cancel", "refund"):
                 return timeout + self._retry_cancel(now, order, "timeout")
             return timeout + self._unanswered(now, order)
         step, order.step = order.step, None
         if step == "query":
             return self._send(now, order, "query")
         if step == "cancel":
-            return self._send(now, order, "cancel")
+            return self._send(now, order, "refund" if order.refunding else "cancel")
         if step == "limit" and order.rec.status in UNSETTLED:
             return self.policy.limit_reached(self, now, order.rec)
         return []
@@ -232,30 +245,56 @@ class WalletTerminal:
                                "APPROVED" if msg.kind == "pay" else "APPROVED (after query)")
         if state in ("USERPAYING", "NOTPAY"):
             return self.policy.user_paying(self, now, rec)
-        if msg.code == "20000":
-            return self._unanswered(now, order)
         _disarm(rec)
         if state == "PAYERROR" or msg.kind == "pay":
             return self.finish(now, rec, SaleStatus.DECLINED, f"DECLINED ({msg.sub_code or state})")
         return self.finish(now, rec, SaleStatus.FAILED, f"FAILED (wallet: {state.lower()})")
 
     def _cancel_answered(self, now: float, order: _Order, msg: W.WalletResponse) -> list[WalletAction]:
+        """A cancel's answer, or the answer to the refund that replaced it (rule 9)."""
         rec = order.rec
+        if msg.kind == "cancel" and msg.sub_code in W.CANCEL_EXPIRED.values():
+            return self._refund_instead(now, order, msg)
+        if msg.kind == "refund" and msg.code == "40004" and msg.trade_state in ("CLOSED", "NOTPAY", "PAYERROR"):
+            return self._acknowledge(rec, "none", msg.trade_state)  # never paid: nothing to give back
+        if msg.code != "10000" and msg.call_again is False:
+            return [ev.ReversalParked(rec.txn_id, rec.cancels)]  # told not to repeat: stays pending, never forgotten
         if msg.code != "10000":
             return self._retry_cancel(now, order, f"answered {msg.code}")
-        rec.cancel, rec.cancel_action = ReversalState.ACKED, msg.action
+        return self._acknowledge(rec, msg.action or ("refund" if msg.trade_state == "REVOKED" else "none"),
+                                 msg.trade_state)
+
+    def _acknowledge(self, rec: WalletRecord, action: str, state: str) -> list[WalletAction]:
+        """The owed cancel (or its refund) is done: journaled, so it is never sent again."""
+        rec.cancel, rec.cancel_action = ReversalState.ACKED, action
         if rec.status in UNSETTLED or rec.status is SaleStatus.FAILED:
-            rec.status = SaleStatus.REVERSED if msg.trade_state == "REVOKED" else SaleStatus.FAILED
+            rec.status = SaleStatus.REVERSED if state == "REVOKED" else SaleStatus.FAILED
         return [WriteWallet(rec.snapshot()),
-                ev.WalletCancelAcknowledged(self.config.tid, rec.out_trade_no, rec.txn_id, msg.action or "none")]
+                ev.WalletCancelAcknowledged(self.config.tid, rec.out_trade_no, rec.txn_id, action)]
+
+    def _refund_instead(self, now: float, order: _Order, msg: W.WalletResponse) -> list[WalletAction]:
+        """Rule 9: the cancel came too late for the provider's window; the same order is refunded in full."""
+        order.refunding = True
+        return [ev.WalletRefundInstead(self.config.tid, order.rec.out_trade_no, order.rec.txn_id, msg.sub_code or ""),
+                *self._send(now, order, "refund")]
+
+    def _system_error(self, now: float, order: _Order, msg: W.WalletResponse) -> list[WalletAction]:
+        """Rule 8: the outcome is unknown. A cancel or refund is repeated; a pay or query goes to the policy."""
+        said: list[WalletAction] = [ev.WalletSystemErrorAnswered(self.config.tid, msg.out_trade_no, msg.wire_kind,
+                                                                 msg.sub_code or "")]
+        if msg.kind in ("cancel", "refund"):
+            return said + self._retry_cancel(now, order, f"answered {msg.sub_code or msg.code}")
+        if order.rec.status not in UNSETTLED:
+            return said
+        return said + self.policy.system_error(self, now, order.rec)
 
     def _sign_on_again(self, now: float, order: _Order, msg: W.WalletResponse) -> list[WalletAction]:
         """Rule 7: the gateway did nothing (another life of this terminal id signed on since). A pay is
         over, not charged, shown so (the customer pays again as a new order); a query or cancel was
-        no answer: the policy acts as after silence, a cancel is repeated within its attempts."""
+        no answer: the policy acts as after silence, a cancel (or its refund) is repeated within its attempts."""
         rec = order.rec
         refused: list[WalletAction] = [ev.SignOnAgain(msg.wire_kind, msg.out_trade_no, msg.tid, txn=rec.txn_id)]
-        if msg.kind == "cancel":
+        if msg.kind in ("cancel", "refund"):
             return refused + self._retry_cancel(now, order, "answered sign on again")
         if msg.kind == "pay" and rec.status is SaleStatus.PENDING:
             _disarm(rec)
@@ -283,12 +322,12 @@ class WalletTerminal:
         rec.requests += 1
         if kind == "query":
             rec.queries += 1
-        elif kind == "cancel":
+        elif kind in ("cancel", "refund"):
             rec.cancels += 1
         request = W.WalletRequest(kind=kind, tid=self.config.tid, out_trade_no=rec.out_trade_no,
                                   request_id=f"{rec.out_trade_no}-{rec.requests}", provider=rec.provider,  # type: ignore[arg-type]
                                   auth_code=rec.auth_code if kind == "pay" else None,
-                                  amount=rec.amount if kind == "pay" else None, life=self.config.life)
+                                  amount=rec.amount if kind in ("pay", "refund") else None, life=self.config.life)
         order.inflight, order.inflight_kind = request.request_id, kind
         return [WriteWallet(rec.snapshot()),
                 Send(W.encode(request, self.mac_key), request.wire_kind, rec.out_trade_no, rec.txn_id),

@@ -17,8 +17,9 @@ from rich.table import Table
 from possim.checker import DAMAGE, Finding, harmful, shown_measures
 from possim.i18n import N_, Tr
 from possim.lesson import point
+from possim.protocol import events as ev
 from possim.simulation import RunResult
-from possim.timeline import note, rows
+from possim.timeline import counter, note, rows
 
 _EN = Tr("en")
 MEASURE_NAMES = {"transactions": N_("transactions"), "approved": N_("approved"), "declined": N_("declined"),
@@ -45,8 +46,21 @@ def alarm(key: str, value: object) -> bool:
     return harmful(key, value) or (key == "escalated" and bool(value))
 
 
-def measure(key: str, tr: Tr) -> str:
-    return tr(MEASURE_NAMES.get(key, key.replace("_", " ")))
+#: A run of wallet payments only: its reversals are cancels (撤销), never card reversals (冲正).
+WALLET_MEASURE_NAMES = {"reversed": N_("cancelled (撤销) and refunded"),
+                        "pending_reversals": N_("pending cancels (撤销)")}
+
+
+def measure(key: str, tr: Tr, wallet_only: bool = False) -> str:
+    names = {**MEASURE_NAMES, **WALLET_MEASURE_NAMES} if wallet_only else MEASURE_NAMES
+    return tr(names.get(key, key.replace("_", " ")))
+
+
+def wallet_only(result: RunResult) -> bool:
+    """Whether every payment of the run was a wallet payment (QR): then a reversal is a cancel (撤销)."""
+    events = [r.event for r in result.trace.records]
+    return (any(isinstance(e, ev.WalletPaymentRequested) for e in events)
+            and not any(isinstance(e, ev.PaymentRequested) for e in events))
 
 
 def lesson(console: Console, result: RunResult, tr: Tr = _EN, actions: bool = True) -> None:
@@ -60,6 +74,7 @@ def lesson(console: Console, result: RunResult, tr: Tr = _EN, actions: bool = Tr
     for label, value in p.money:
         money.add_row(escape(label), f"[bold]{escape(value)}[/]")
     console.print(money)
+    counter_table(console, p.counter, tr)
     if actions:
         console.print(f"[bold]{escape(tr('What the merchant should do'))}[/]")
         for i, action in enumerate(p.actions, 1):
@@ -67,10 +82,24 @@ def lesson(console: Console, result: RunResult, tr: Tr = _EN, actions: bool = Tr
     console.print()
 
 
+def counter_table(console: Console, moments: Sequence[tuple[float, str, str]], tr: Tr = _EN) -> None:
+    """A wallet payment at the counter: two lanes, what the till shows and what the customer's phone shows."""
+    if not moments:
+        return
+    table = Table(title=tr("At the counter"), show_lines=False, expand=True)
+    table.add_column(tr("t (s)"), justify="right", no_wrap=True)
+    table.add_column(tr("the till shows"), ratio=1)
+    table.add_column(tr("the customer's phone shows"), ratio=1, style="magenta")
+    for t, till, phone in moments:
+        table.add_row(f"{t:.2f}", escape(till), escape(phone))
+    console.print(table)
+
+
 def timeline(console: Console, result: RunResult, limit: int = 400, tr: Tr = _EN) -> None:
     title = tr("{scenario} - policy {policy}, seed {seed}", scenario=result.scenario.name, policy=result.policy,
                seed=result.seed)
     trace_table(console, result.trace.records, title, limit, tr)
+    counter_table(console, counter(result.trace.records, tr), tr)
 
 
 def trace_table(console: Console, records: Sequence[Any], title: str, limit: int = 400, tr: Tr = _EN) -> None:
@@ -100,10 +129,11 @@ def verdict(console: Console, result: RunResult, failures: Sequence[str] = (), t
     table = Table(title=tr("checker verdict (terminal journal vs host ledger)"))
     table.add_column(tr("measure"))
     table.add_column(tr("value"), justify="right")
+    wallet = wallet_only(result)
     for key in shown_measures(s):
         value = s[key]
         shown = tr.money(value) if key.endswith("_loss") else str(value)
-        table.add_row(measure(key, tr), f"[bold red]{shown}[/]" if alarm(key, value) else shown)
+        table.add_row(measure(key, tr, wallet), f"[bold red]{shown}[/]" if alarm(key, value) else shown)
     console.print(table)
     for f in result.verdict.findings[:20]:
         console.print("  " + finding_line(f, tr))
@@ -145,7 +175,7 @@ def compare(console: Console, results: Sequence[RunResult], tr: Tr = _EN) -> Non
             shown = tr.money(v) if key.endswith("_loss") else str(v)
             cells.append(f"[bold red]{shown}[/]" if alarm(key, v) else f"[green]{shown}[/]" if key in DAMAGE
                          else shown)
-        table.add_row(measure(key, tr), *cells)
+        table.add_row(measure(key, tr, wallet_only(results[0])), *cells)
     console.print(table)
 
 

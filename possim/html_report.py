@@ -27,7 +27,7 @@ from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 
 from possim.checker import DAMAGE, OPTIONAL, shown_measures
-from possim.console import alarm, instrument, measure
+from possim.console import alarm, instrument, measure, wallet_only
 from possim.i18n import N_, Tr
 from possim.lesson import Point, point, story, tr_for
 from possim.msc import HOST, HOST_DOWN, IN_FLIGHT, NETWORK, TERMINAL, TERMINAL_OFF, WALLET, Arrow, Sequence, Step, build
@@ -179,8 +179,20 @@ def _point(p: Point, tr: Tr, result: RunResult, compared: bool) -> str:
     actions = "".join(f"<li>{_e(a)}</li>" for a in p.actions)
     return (f"<section class='point{' good' if p.good else ''}' id='point'>"
             f"<p class='headline'>{_e(who + ' ' if who else '')}{_e(p.headline)}</p>"
-            f"<table class='money'>{money}</table>"
+            f"<table class='money'>{money}</table>{_counter(p, tr)}"
             f"<div class='todo'><b>{_e(tr('What the merchant should do'))}</b><ol>{actions}</ol></div></section>")
+
+
+def _counter(p: Point, tr: Tr) -> str:
+    """The wallet payment at the counter, two lanes: the till's screen and the customer's phone."""
+    if not p.counter:
+        return ""
+    phone = tr("the customer's phone shows")
+    head = (f"<tr><th>{_e(tr('t (s)'))}</th><th>{_e(tr('the till shows'))}</th>"
+            f"<th>{_e(phone)}</th></tr>")
+    body = "".join(f"<tr><td class='num'>{t:.2f}</td><td>{_e(till)}</td><td>{_e(phone)}</td></tr>"
+                   for t, till, phone in p.counter)
+    return f"<table class='counter'><caption>{_e(tr('At the counter'))}</caption>{head}{body}</table>"
 
 
 def _run_section(result: RunResult, index: int, tr: Tr) -> str:
@@ -440,11 +452,12 @@ def _tokens(text: str) -> list[str]:
 def _verdict(result: RunResult, tr: Tr) -> str:
     s = result.verdict.summary()
     rows = []
+    wallet = wallet_only(result)
     for key in shown_measures(s):
         value = s[key]
         shown = tr.money(value) if key.endswith("_loss") else str(value)
         cls = "bad" if alarm(key, value) else "ok" if key in DAMAGE else "num"
-        rows.append(f"<tr><th>{_e(measure(key, tr))}</th><td class='num {cls}'>{_e(shown)}</td></tr>")
+        rows.append(f"<tr><th>{_e(measure(key, tr, wallet))}</th><td class='num {cls}'>{_e(shown)}</td></tr>")
     return f"<table>{''.join(rows)}</table>"
 
 
@@ -504,7 +517,7 @@ def _comparison(results: Seq[RunResult], tr: Tr) -> str:
             v = r.verdict.summary().get(key, 0)
             shown = tr.money(v) if key.endswith("_loss") else str(v)
             cells.append(f"<td class='num {'bad' if alarm(key, v) else ''}'>{_e(shown)}</td>")
-        body.append(f"<tr><th>{_e(measure(key, tr))}</th>{''.join(cells)}</tr>")
+        body.append(f"<tr><th>{_e(measure(key, tr, wallet_only(results[0])))}</th>{''.join(cells)}</tr>")
     return (f"<h2>{_e(tr('Same faults, seed {seed}: each policy', seed=results[0].seed))}</h2>"
             f"{_money_chart(results, tr)}<table><tr><th></th>{head}</tr>" + "".join(body) + "</table>")
 

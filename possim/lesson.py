@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from possim.i18n import Tr, scenario_text
+from possim.i18n import N_, Tr, scenario_text
 from possim.protocol import events as ev
 from possim.rig import RunResult
 from possim.scenario import Scenario
-from possim.timeline import screen
+from possim.timeline import CounterRow, counter, screen
 
 #: Working days an acquirer's error handling (差错处理) usually takes to return an orphaned debit.
 REFUND_DAYS = 7
@@ -46,6 +46,8 @@ class Point:
     money: list[tuple[str, str]] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
     cases: list[Case] = field(default_factory=list)
+    #: Wallet payments: at each moment, what the till shows and what the customer's phone shows.
+    counter: list[CounterRow] = field(default_factory=list)
 
 
 def tr_for(result: RunResult, lang: str | None = None) -> Tr:
@@ -87,6 +89,7 @@ def point(result: RunResult, tr: Tr) -> Point:
     p = Point(_headline(result, tr, found), result.verdict.settled and not escalated(result), cases=found)
     p.money = _money(result, tr)
     p.actions = _actions(result, tr, found)
+    p.counter = counter(result.trace.records, tr)
     return p
 
 
@@ -149,10 +152,11 @@ def _money(result: RunResult, tr: Tr) -> list[tuple[str, str]]:
 def _actions(result: RunResult, tr: Tr, found: list[Case]) -> list[str]:
     c = result.verdict.counts
     if result.verdict.settled and not escalated(result):
-        reversed_ = c["reversed"]
+        card_reversed = any(isinstance(r.event, ev.ReversalAcknowledged) for r in result.trace.records)
         return [tr("Nothing to do: the slips, the terminal's list and the bank statement agree."),
                 *([tr("The automatic reversal (冲正) gave the money back; the customer's statement may show the "
-                      "charge and its reversal side by side.")] if reversed_ else [])]
+                      "charge and its reversal side by side.")] if c["reversed"] and card_reversed else []),
+                *_counter_guidance(result, tr)]
     out = [tr("Check the slip and the terminal's transaction list against the bank statement (reconciliation).")]
     out.extend(_contact(case, tr) for case in found[:3])
     if len(found) > 3:
@@ -160,6 +164,7 @@ def _actions(result: RunResult, tr: Tr, found: list[Case]) -> list[str]:
     if any(x.finding in WALLET_FINDINGS for x in found):
         out.append(tr("A wallet payment: look the order up by its order number; if the wallet was charged, cancel "
                       "(撤销) or refund it through the acquirer's QR gateway, never by charging the customer again."))
+    out.extend(_counter_guidance(result, tr))
     if escalated(result):
         out.append(tr("The terminal gave up the reversal and asked for the acquirer: its error handling (差错处理) "
                       "refunds the customer; the next day's statement shows the charge, a later one the refund."))
@@ -174,6 +179,40 @@ def _actions(result: RunResult, tr: Tr, found: list[Case]) -> list[str]:
     if c["pending_reversals"]:
         out.append(tr("Keep the terminal online: it sends the pending reversal before the next sale; expect the "
                       "automatic reversal the same day."))
+    return out
+
+
+#: When a wallet's refund (a cancel 撤销 after payment, or a refund) reaches the customer: the wallet's
+#: rule, not the acquirer's. WeChat Pay's refund API: balance (零钱) refunds arrive within 20 minutes,
+#: bank-card refunds are checked again after 3 working days; Alipay refunds the balance at once and a bank card
+#: as the bank books it.
+REFUND_ARRIVAL = {
+    "wechat": N_("WeChat Pay's rule: back in the customer's balance (零钱) within 20 minutes, on a bank card "
+                 "in about 3 working days"),
+    "alipay": N_("Alipay's rule: back in the customer's balance at once, on a bank card when the bank books it "
+                 "(usually a few working days)"),
+}
+
+
+def _counter_guidance(result: RunResult, tr: Tr) -> list[str]:
+    """What the cashier does at the counter after a wallet payment the till did not approve or that a
+    cancel (撤销) refunded: look before asking again, and say when the money comes back."""
+    records = result.trace.records
+    providers = {r.event.order: r.event.provider for r in records if isinstance(r.event, ev.WalletPaymentRequested)}
+    unsure = [r.event for r in records if isinstance(r.event, ev.WalletOutcome) and r.event.status != "approved"]
+    refunded = [r.event for r in records if isinstance(r.event, ev.WalletRefunded)]
+    out: list[str] = []
+    if unsure:
+        out.append(tr("At the counter: the till said {screen}. Before asking the customer to pay again, look order "
+                      "{order} up in the merchant app (or the wallet's bill): the customer's phone may say paid. "
+                      "Pay again only if the app says not paid or closed.", screen=screen(unsure[0].display, tr),
+                      order=unsure[0].order))
+    for e in refunded[:3]:
+        rule = REFUND_ARRIVAL.get(providers.get(e.order, ""), "")
+        how = tr("a cancel, 撤销") if e.reason == "cancel" else tr("a refund, 退款")
+        out.append(tr("The wallet gave {amount} back for order {order} ({how}): "
+                      "tell the customer the refund goes back the way they paid; {rule}.",
+                      amount=tr.money(e.amount), order=e.order, how=how, rule=tr(rule) if rule else "-"))
     return out
 
 

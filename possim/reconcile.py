@@ -165,9 +165,10 @@ def _mismatches(rec: Reconciliation, terminal: dict[Key, Any], claimed: dict[Key
         elif theirs and not mine:
             status = terminal[key][1] if key in terminal else "never journaled"
             rec.customer_charged_without_sale += _money(theirs)
-            rec.mismatches.append(Mismatch("orphaned_debit", key[1], txn, Decimal("0.00"), _money(theirs),
-                                           f"host settles a debit the terminal shows as {status}: void or refund "
-                                           "it through the acquirer (error handling), the fee comes back with it",
+            note = (_wallet_note(ledger, key, status) if key[2] == QR else
+                    f"host settles a debit the terminal shows as {status}: void or refund "
+                    "it through the acquirer (error handling), the fee comes back with it")
+            rec.mismatches.append(Mismatch("orphaned_debit", key[1], txn, Decimal("0.00"), _money(theirs), note,
                                            key[0]))
         elif mine != theirs:
             rec.mismatches.append(Mismatch("amount_differs", key[1], txn, _money(mine), _money(theirs),
@@ -189,6 +190,21 @@ def _mismatches(rec: Reconciliation, terminal: dict[Key, Any], claimed: dict[Key
                 else "reversal for an original the host never received")
         rec.mismatches.append(Mismatch("reversal_without_original", stan, txn, Decimal("0.00"), Decimal("0.00"),
                                        note, tid))
+
+
+def _wallet_note(ledger: sqlite3.Connection, key: Key, status: str) -> str:
+    """An orphaned wallet charge, named as the wallet's bill names it (provider and trade number)."""
+    row = ledger.execute("SELECT provider, COALESCE(trade_no, '-') FROM wallet_trades WHERE tid = ? AND "
+                         "out_trade_no = ?", (key[0], key[1])).fetchone()
+    provider, trade_no = row if row else ("wallet", "-")
+    return (f"{WALLET_NOTE_PREFIX}{provider} trade no. {trade_no}) charged the customer and the terminal shows "
+            f"{status}: {WALLET_REMEDY}")
+
+
+#: How an orphaned wallet charge's note starts and ends (:func:`possim.timeline.note` translates it).
+WALLET_NOTE_PREFIX = "wallet bill ("
+WALLET_REMEDY = ("look the order up in the merchant app; cancel (撤销) or refund it by its order number, "
+                 "the fee comes back with it")
 
 
 # -- the merchant's records against the acquirer's statement ----------------------------------
@@ -281,9 +297,21 @@ def journal_records(journal: sqlite3.Connection, epoch: datetime = DEFAULT_EPOCH
     """Every journaled sale, with what the terminal showed (an authorization counts by its completion)."""
     rows = journal.execute("SELECT tid, rrn, auth_code, kind, amount, completion_amount, started_at, status, stan "
                            "FROM journal ORDER BY txn_id")
-    return [MerchantRecord(tid, rrn or "", auth or "", _money(completion if kind == "auth" else amount),
-                           moment(started, epoch), status, stan)
-            for tid, rrn, auth, kind, amount, completion, started, status, stan in rows]
+    records = [MerchantRecord(tid, rrn or "", auth or "", _money(completion if kind == "auth" else amount),
+                              moment(started, epoch), status, stan)
+               for tid, rrn, auth, kind, amount, completion, started, status, stan in rows]
+    return records + _wallet_records(journal, epoch)
+
+
+def _wallet_records(journal: sqlite3.Connection, epoch: datetime) -> list[MerchantRecord]:
+    """The QR terminal's payments, known by their merchant order number: the statement's wallet
+    lines carry it in the RRN column (:func:`possim.statement.wallet_lines`)."""
+    found = journal.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'wallet_journal'")
+    if found.fetchone() is None:
+        return []
+    rows = journal.execute("SELECT tid, out_trade_no, amount, started_at, status FROM wallet_journal ORDER BY txn_id")
+    return [MerchantRecord(tid, order, "", _money(amount), moment(started, epoch), status, order)
+            for tid, order, amount, started, status in rows]
 
 
 def slip_records(path: str | Path) -> list[MerchantRecord]:
@@ -354,6 +382,8 @@ def _charged_without_sale(line: StatementLine, others: list[MerchantRecord]) -> 
                   "for it. Your terminal shows a sale of {seen} as {status} (STAN {stan}): the customer was told it "
                   "failed, but the money was taken.")
         values |= {"seen": seen.amount, "status": seen.status, "stan": seen.stan}
+    if line.card in WALLETS:
+        return _wallet_charged_without_sale(line, what, values)
     return Difference(
         "charged_without_sale", line.tid, line.rrn, line.amount, ZERO, (what, values),
         (N_("ask the acquirer for error handling (差错处理) of RRN {rrn} on terminal {tid}; do not pay the customer "
@@ -361,6 +391,22 @@ def _charged_without_sale(line: StatementLine, others: list[MerchantRecord]) -> 
             "when you ask today) shows the refund as an adjustment of -{amount}, with the fee {fee} given back. "
             "(In possim: possim acquirer-errors --ledger LEDGER --rrn {rrn})"),
          {"rrn": line.rrn, "tid": line.tid, "amount": line.amount, "fee": line.fee}))
+
+
+#: The ``card`` column of a wallet bill's line (:func:`possim.statement.wallet_lines`).
+WALLETS = frozenset({"alipay", "wechat"})
+
+
+def _wallet_charged_without_sale(line: StatementLine, what: str, values: dict[str, Any]) -> Difference:
+    """A wallet charge the merchant's records do not have as approved: the order number finds it."""
+    return Difference(
+        "charged_without_sale", line.tid, line.rrn, line.amount, ZERO, (what, values),
+        (N_("a wallet payment (QR): look order {order} up in the merchant app or the wallet's bill (trade no. "
+            "{trade_no}); the customer paid. Hand over the goods if the customer is still there, else cancel "
+            "(撤销) or refund the order by its order number through the QR gateway; never charge the customer "
+            "again. The wallet returns the money to the customer's wallet (the provider's rule: at once to the "
+            "balance, up to a few working days to a bank card), and the fee {fee} is given back."),
+         {"order": line.rrn, "trade_no": line.auth_code or "-", "fee": line.fee}))
 
 
 def _missing(record: MerchantRecord) -> Difference:

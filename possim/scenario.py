@@ -333,6 +333,21 @@ class TransactionModel(_Model):
     #: After a failed screen (with customer_retries) the customer pays again by this
     #: instrument: a rescan ("qr_wallet") or a card; by default the same as before.
     retry_with: Instrument | None = None
+    #: The wallet gateway answers this payment's requests of kind ``wallet_error_on`` (its first
+    #: ``wallet_error_times``) with a system error: WeChat Pay's SYSTEMERROR or BANKERROR, Alipay's
+    #: ACQ.SYSTEM_ERROR for either; ``wallet_error_done``: after doing the work (docs/wallet.md).
+    wallet_error: Literal["SYSTEMERROR", "BANKERROR"] | None = None
+    wallet_error_on: Literal["pay", "query", "cancel", "refund"] = "pay"
+    wallet_error_times: Attempts = 1
+    wallet_error_done: bool = True
+
+    @model_validator(mode="after")
+    def _wallet_error_fits(self) -> TransactionModel:
+        if self.wallet_error is not None and QR not in (self.card_type, self.retry_with):
+            raise ValueError("wallet_error applies to a wallet payment (card_type or retry_with = \"qr_wallet\")")
+        if self.wallet_error == "BANKERROR" and (self.provider or "alipay") != "wechat":
+            raise ValueError("wallet_error = \"BANKERROR\" is WeChat Pay's: set provider = \"wechat\"")
+        return self
 
 
 class WalletTimingModel(_Model):

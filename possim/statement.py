@@ -19,11 +19,20 @@ seconds since the run's epoch (the host's field 7 and RRN clock): 2026-11-25 10:
 simulated runs (``HostConfig.epoch``); a ledger of real processes needs its own epoch.
 The acquirer knows a card's type from its BIN; possim's test cards have none, so the caller
 says which card is which (``card_types``, from the scenario), credit by default.
+
+Wallet payments (QR, 付款码) settle through the same acquirer and appear on the same statement
+as the wallet's bill (the providers' 对账单): one line per order the wallet charged that day,
+from ``wallet_entries`` (the gateway's book), priced at the QR rate (``qr_wallet``, 0.38%).
+On a wallet line ``rrn`` is the merchant order number (what the merchant's records know the
+payment by), ``auth_code`` the wallet's trade number (支付宝交易号 / 微信支付订单号) and ``card``
+the wallet (``alipay`` / ``wechat``). A charge cancelled (撤销) or refunded the same day nets
+to nothing and is not listed; one refunded on a later day is an adjustment of that day.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
@@ -124,7 +133,16 @@ def moment(at: float, epoch: datetime = DEFAULT_EPOCH) -> datetime:
 def business_days(ledger: sqlite3.Connection, epoch: datetime = DEFAULT_EPOCH) -> list[date]:
     """The days on which the ledger booked money (debits, captures, credits, refunds), oldest first."""
     rows = ledger.execute("SELECT at FROM entries WHERE kind IN ('debit', 'capture', 'credit', 'refund')")
-    return sorted({moment(at, epoch).date() for (at,) in rows})
+    days = {moment(at, epoch).date() for (at,) in rows}
+    if _has_wallet(ledger):
+        days |= {moment(at, epoch).date() for (at,) in ledger.execute("SELECT at FROM wallet_entries")}
+    return sorted(days)
+
+
+def _has_wallet(ledger: sqlite3.Connection) -> bool:
+    """Whether the ledger database holds the wallet gateway's tables (a card-only ledger does not)."""
+    return ledger.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'wallet_entries'"
+                          ).fetchone() is not None
 
 
 def mask(pan: str) -> str:
@@ -163,6 +181,8 @@ def build(ledger: sqlite3.Connection, day: date, fees: FeeSchedule, card_types: 
         pricing = _Pricing(fees, types.get(pan, "credit"), prior.get(key, 0))
         sale_date = moment(first.get(key, moves[0][0]), epoch).date()
         statement.lines.extend(pricing.lines(moves, key[0], rrn, auth, mask(pan), sale_date, epoch))
+    if _has_wallet(ledger):
+        statement.lines.extend(wallet_lines(ledger, day, fees, epoch, wanted))
     statement.lines.sort(key=lambda line: (line.at, line.tid, line.rrn))
     return statement
 
@@ -203,6 +223,39 @@ class _Pricing:
         self.base += change
         return StatementLine(moment(at, epoch), tid, rrn, auth, card, ZERO, fee, -fee + money(change),
                              money(change), why)
+
+
+def wallet_lines(ledger: sqlite3.Connection, day: date, fees: FeeSchedule, epoch: datetime = DEFAULT_EPOCH,
+                 tids: set[str] | None = None) -> list[StatementLine]:
+    """The wallet's bill of ``day``: per order, what the wallet charged (a sale line) or gave back
+    for a charge of an earlier day (an adjustment), from ``wallet_entries``."""
+    start, end = seconds(day, epoch)
+    prior: dict[tuple[str, str], int] = {}
+    today: dict[tuple[str, str], list[tuple[float, str, int]]] = {}
+    first: dict[tuple[str, str], float] = {}
+    for at, tid, order, kind, amount in ledger.execute(
+            "SELECT at, tid, out_trade_no, kind, amount FROM wallet_entries WHERE at < ? ORDER BY id", (end,)):
+        if tids is not None and tid not in tids:
+            continue
+        key = (tid, order)
+        first.setdefault(key, at)
+        move = ("debit" if kind == "charge" else "credit", amount)
+        if at < start:
+            prior[key] = prior.get(key, 0) + _SIGN[move[0]] * amount
+        else:
+            today.setdefault(key, []).append((at, *move))
+    lines: list[StatementLine] = []
+    for key, moves in today.items():
+        provider, trade_no = ledger.execute("SELECT provider, COALESCE(trade_no, '') FROM wallet_trades "
+                                            "WHERE tid = ? AND out_trade_no = ?", key).fetchone() or ("", "")
+        pricing = _Pricing(fees, "qr_wallet", prior.get(key, 0))
+        sale_date = moment(first[key], epoch).date()
+        for line in pricing.lines(moves, key[0], key[1], trade_no, provider, sale_date, epoch):
+            why = (f"wallet bill ({provider}): trade no. {trade_no}, {line.description}" if line.is_sale else
+                   f"wallet bill ({provider}): trade no. {trade_no}, refunded to the wallet (cancel 撤销 or refund) "
+                   f"after the cut-off of the sale of {sale_date}, fee returned")
+            lines.append(dataclasses.replace(line, description=why))
+    return lines
 
 
 def read(path: str | Path) -> list[StatementLine]:

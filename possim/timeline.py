@@ -12,6 +12,7 @@ and one entry for that text in each catalogue under ``possim/locale``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 from possim.i18n import N_, Tr
@@ -170,6 +171,10 @@ def _wallet_terminal(e: ev.Event, tr: Tr) -> str | None:
             return tr("cancel acknowledged: {action}", action=tr(CANCEL_ACTIONS.get(e.action, e.action)))
         case ev.WalletLateAnswer():
             return tr("late answer {mti} ({state}): logged, ignored", mti=e.mti, state=trade_state(e.trade_state, tr))
+        case ev.WalletSystemErrorAnswered():
+            return tr("{mti}: system error {error}, the outcome is unknown (not a failure)", mti=e.mti, error=e.error)
+        case ev.WalletRefundInstead():
+            return tr("cancel (撤销) refused as too late ({sub_code}): refund the order instead", sub_code=e.sub_code)
         case ev.CustomerPaysAgain():
             return tr("told it failed, the customer pays AGAIN by {instrument} (txn {txn})",
                       instrument=tr(e.instrument), txn=e.retry_txn)
@@ -183,9 +188,18 @@ def _reason(reason: str, tr: Tr) -> str:
     return tr(reason)
 
 
+_WALLET_NOTE = re.compile(r"wallet bill \((?P<provider>\w+) trade no\. (?P<trade_no>\S+)\) charged the customer and "
+                          r"the terminal shows (?P<status>[^:]+): (?P<remedy>.+)")
+
+
 def note(text: str, tr: Tr) -> str:
     """A reconciliation note in the reader's language (the one with a status in it is a pattern)."""
     prefix = "host settles a debit the terminal shows as "
+    wallet_bill = _WALLET_NOTE.fullmatch(text)
+    if wallet_bill:
+        return tr("wallet bill ({provider} trade no. {trade_no}) charged the customer and the terminal shows "
+                  "{status}: {remedy}", provider=tr(PROVIDERS.get(wallet_bill["provider"], wallet_bill["provider"])),
+                  trade_no=wallet_bill["trade_no"], status=tr(wallet_bill["status"]), remedy=tr(wallet_bill["remedy"]))
     if text.startswith(prefix):
         status, _, remedy = text.removeprefix(prefix).partition(": ")
         said = tr("host settles a debit the terminal shows as {status}", status=tr(status))
@@ -337,6 +351,14 @@ def _wallet_gateway(e: ev.Event, tr: Tr) -> str | None:
             return tr("wallet: repeated pay answered {state}, never charged twice", state=trade_state(e.state, tr))
         case ev.WalletPayRefused():
             return tr("wallet: pay refused, the order is {state}", state=trade_state(e.state, tr))
+        case ev.WalletSystemError():
+            return (tr("wallet: did the work, then answered system error {error}", error=e.error) if e.done
+                    else tr("wallet: did nothing, answered system error {error}", error=e.error))
+        case ev.WalletCancelExpired():
+            return tr("wallet: cancel (撤销) refused, past the cancel window ({sub_code}): nothing changed",
+                      sub_code=e.sub_code)
+        case ev.WalletAnswered() if e.code == "20000":
+            return None
         case ev.WalletAnswered():
             return tr("wallet answers: {state}", state=trade_state(e.state, tr))
     return None
@@ -371,3 +393,52 @@ def rows(records: Iterable[ev.Stamped], tr: Tr = _EN) -> list[Row]:
     entries = list(records)
     hidden = lost_at_host(entries)
     return [r for i, s in enumerate(entries) if i not in hidden and (r := row(s, tr)) is not None]
+
+
+#: One moment at the counter of a wallet payment: run time, what the till shows, what the customer's phone shows.
+CounterRow = tuple[float, str, str]
+
+
+def counter(records: Iterable[ev.Stamped], tr: Tr = _EN) -> list[CounterRow]:
+    """The counter as the cashier and the customer live a wallet payment: at each moment either
+    screen changes, what the till shows and what the customer's phone shows (the other lane
+    keeps its last words). The two disagree exactly when money is at risk: the phone says paid
+    while the till says failed, or the reverse."""
+    till: dict[str, str] = {}
+    phone: dict[str, str] = {}
+    out: list[CounterRow] = []
+    for stamped in records:
+        order, now_till, now_phone = _counter_change(stamped.event, tr)
+        if order is None:
+            continue
+        if now_till is not None:
+            till[order] = now_till
+        if now_phone is not None:
+            phone[order] = now_phone
+        if order in till or order in phone:
+            out.append((stamped.t, till.get(order, "-"), phone.get(order, "-")))
+    return out
+
+
+def _counter_change(e: ev.Event, tr: Tr) -> tuple[str | None, str | None, str | None]:
+    """(order, the till's new words or None, the phone's new words or None) for one event."""
+    match e:
+        case ev.WalletPaymentRequested():
+            return e.order, tr("scanned {amount}: waiting for the wallet", amount=tr.money(e.amount)), None
+        case ev.WalletTradeOpened() if e.state == "USERPAYING":
+            return e.order, None, tr("asks for the password (pay {amount}?)", amount=tr.money(e.amount))
+        case ev.WalletCharged():
+            return e.order, None, tr("PAID {amount}", amount=tr.money(e.amount))
+        case ev.WalletConfirmRefused():
+            return e.order, None, tr("payment failed: the order is {state}", state=trade_state(e.state, tr))
+        case ev.WalletRefunded():
+            return e.order, None, tr("refund of {amount} on its way to the wallet", amount=tr.money(e.amount))
+        case ev.WalletTradeClosed() if e.reason in ("cancelled", "auto_close"):
+            return e.order, None, tr("order closed: nothing paid")
+        case ev.WalletOutcome():
+            return e.order, screen(e.display, tr), None
+        case ev.WalletRefundInstead():
+            return e.order, tr("cancel (撤销) too late: refunding the order"), None
+        case ev.WalletCancelAcknowledged():
+            return e.order, tr("cancel (撤销) done: {action}", action=tr(CANCEL_ACTIONS.get(e.action, e.action))), None
+    return None, None, None

@@ -23,7 +23,7 @@ import sqlite3
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
-from possim.acquirer_sim.wallet import AUTO_CLOSE, Customer, GatewayConfig, WalletGateway
+from possim.acquirer_sim.wallet import AUTO_CLOSE, Customer, GatewayConfig, SystemErrorPlan, WalletGateway
 from possim.acquirer_sim.wallet_driver import WalletGatewayDriver
 from possim.acquirer_sim.wallet_ledger import WalletLedger
 from possim.money import parse_amount
@@ -56,6 +56,13 @@ def customer_of(spec: TransactionModel, intent: str) -> Customer:
     return Customer(f"customer-{intent}", spec.confirm_after or 0.0, bool(spec.gives_up))
 
 
+def error_plan(spec: TransactionModel) -> SystemErrorPlan | None:
+    """The system errors the gateway answers transaction ``spec``'s payment with, if any."""
+    if spec.wallet_error is None:
+        return None
+    return SystemErrorPlan(spec.wallet_error_on, spec.wallet_error, spec.wallet_error_times, spec.wallet_error_done)
+
+
 def acquirer_gateway(scenario: Scenario | None, ledger: sqlite3.Connection, default_balance: int,
                      epoch: datetime, rng: random.Random, keys: Mapping[str, MacKey] | None = None) -> WalletGateway:
     """The wallet gateway of an acquirer process, over the acquirer's ledger database.
@@ -70,6 +77,7 @@ def acquirer_gateway(scenario: Scenario | None, ledger: sqlite3.Connection, defa
     """
     customers: dict[str, Customer] = {}
     balances: dict[str, int] = {}
+    errors: dict[str, SystemErrorPlan] = {}
     auto_close = dict(AUTO_CLOSE)
     if scenario is not None:
         timings = scenario.wallet_timings()
@@ -82,10 +90,12 @@ def acquirer_gateway(scenario: Scenario | None, ledger: sqlite3.Connection, defa
                 continue
             customer = customer_of(spec, f"basket-{txn_id}")
             customers[auth_code(spec.provider or "alipay", txn_id)] = customer
+            if (plan := error_plan(spec)) is not None:
+                errors[auth_code(spec.provider or "alipay", txn_id)] = plan
             if spec.wallet_balance is not None:
                 balances[customer.wallet] = parse_amount(spec.wallet_balance)
     config = GatewayConfig(customers=customers, balances=balances, default_balance=default_balance,
-                           auto_close=auto_close, epoch=epoch)
+                           auto_close=auto_close, epoch=epoch, errors=errors)
     return WalletGateway(config, WalletLedger(ledger, default_balance), rng, keys)
 
 
@@ -155,6 +165,8 @@ class WalletSide:
         if spec.wallet_balance is not None:
             self.ledger.open_wallet(customer.wallet, parse_amount(spec.wallet_balance))
         self.gateway.config.customers[code] = customer
+        if (plan := error_plan(spec)) is not None:
+            self.gateway.config.errors[code] = plan
         self.driver.request_payment(WalletPaymentRequest(request.txn_id, request.intent, request.amount, code,
                                                          provider, order))
 

@@ -996,6 +996,32 @@ class WalletLateAnswer(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class WalletSystemErrorAnswered(Event):
+    """The gateway answered a system error (code 20000, ``error`` its sub code): the outcome is unknown,
+    so the terminal asks again (a query, or the cancel repeated) instead of taking it for a failure."""
+
+    NAME: ClassVar[str] = "wallet_system_error_answered"
+    SIDE: ClassVar[Side | None] = "terminal"
+    tid: str
+    order: str
+    mti: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class WalletRefundInstead(Event):
+    """The gateway refused the cancel (撤销) as past its window (``sub_code``): the terminal refunds the
+    order instead, so the money still goes back."""
+
+    NAME: ClassVar[str] = "wallet_refund_instead"
+    SIDE: ClassVar[Side | None] = "terminal"
+    tid: str
+    order: str
+    txn: int
+    sub_code: str
+
+
+@dataclass(frozen=True, slots=True)
 class WalletTimerFired(Event):
     """The QR terminal's timer of one order fired (an answer timeout or a step now due): replay feeds it back."""
 
@@ -1113,6 +1139,26 @@ class WalletAnswered(WalletEvent):
     action: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class WalletSystemError(WalletEvent):
+    """The gateway answered ``mti`` with a system error ``error`` (a scenario's injected fault); ``done``:
+    it did the work first (the order's money moved as it would have), so only the answer says nothing."""
+
+    NAME: ClassVar[str] = "wallet_system_error"
+    mti: str
+    error: str
+    done: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WalletCancelExpired(WalletEvent):
+    """A cancel (撤销) of a paid order past the provider's window (Alipay: the Beijing business day of the
+    trade; WeChat Pay: 7 days): refused with ``sub_code``, nothing changed; only a refund returns the money."""
+
+    NAME: ClassVar[str] = "wallet_cancel_expired"
+    sub_code: str
+
+
 # -- registry and records -------------------------------------------------------------------
 
 #: Every concrete event class; the registry is built from this list (a test checks it is complete).
@@ -1134,7 +1180,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     WalletPaymentRequested, WalletOutcome, WalletAnswerTimeout, WalletCancelScheduled, WalletCancelAcknowledged,
     WalletLateAnswer, WalletTimerFired, CustomerPaysAgain, WalletTradeOpened, WalletCharged, WalletRefunded,
     WalletTradeClosed, WalletCustomerConfirmed, WalletConfirmRefused, WalletDuplicatePay, WalletPayRefused,
-    WalletGatewayWake, WalletAnswered,
+    WalletGatewayWake, WalletAnswered, WalletSystemErrorAnswered, WalletRefundInstead, WalletSystemError,
+    WalletCancelExpired,
     ResponseMismatch, DuplicateKeyConflict,
     TerminalSignedOn, TerminalRefusedToSell, SignOnAnswered, LifeRefused, SignOnAgain, AnswerWithheld,
 )

@@ -54,6 +54,8 @@ TradeState = Literal["SUCCESS", "USERPAYING", "NOTPAY", "CLOSED", "REVOKED", "PA
 #: invalid arguments (the request's ``sign`` or terminal could not be verified: nothing was done).
 Code = Literal["10000", "10003", "40004", "20000", "40002"]
 CancelAction = Literal["close", "refund", "none"]
+#: A cancel answer's "call me again": Alipay's ``retry_flag``, WeChat Pay's ``recall`` (Y or N).
+Flag = Literal["Y", "N"]
 
 REQUEST_KINDS: tuple[RequestKind, ...] = get_args(RequestKind)
 PROVIDERS: tuple[Provider, ...] = get_args(Provider)
@@ -95,6 +97,15 @@ TRADE_NOT_EXIST = "ACQ.TRADE_NOT_EXIST"
 #: It comes with code 20000 (outcome unknown to the sender: nothing was done, ask again after
 #: signing on), so a client that knows no such sub code still takes it for no answer about the order.
 SIGN_ON_AGAIN = "ACQ.SIGN_ON_AGAIN"
+#: A system error (code 20000): the gateway may or may not have done the work; ask again (query).
+#: Alipay's ``ACQ.SYSTEM_ERROR``; WeChat Pay's ``SYSTEMERROR`` and ``BANKERROR`` (the bank's side).
+SYSTEM_ERRORS: dict[str, frozenset[str]] = {"alipay": frozenset({"ACQ.SYSTEM_ERROR"}),
+                                            "wechat": frozenset({"SYSTEMERROR", "BANKERROR"})}
+#: A cancel refused because the order is past the provider's cancel window: a paid Alipay trade can be
+#: cancelled only on the Beijing business day it was created, a WeChat Pay order within 7 days; after
+#: that only a refund returns the money. WeChat Pay's ``REVERSE_EXPIRE``; possim names Alipay's
+#: refusal ``ACQ.TRADE_CANCEL_TIME_OUT``.
+CANCEL_EXPIRED: dict[str, str] = {"alipay": "ACQ.TRADE_CANCEL_TIME_OUT", "wechat": "REVERSE_EXPIRE"}
 
 #: What ``decode`` verifies against: one terminal's key, or every terminal's keys by ``tid``.
 Keys = MacKey | Mapping[str, MacKey]
@@ -138,10 +149,20 @@ class WalletResponse:
     trade_no: str | None = None
     action: CancelAction | None = None
     sub_code: str | None = None
+    #: Alipay's cancel answer: Y, call cancel again (the cancel did not finish).
+    retry_flag: Flag | None = None
+    #: WeChat Pay's reverse answer: Y, call reverse again.
+    recall: Flag | None = None
 
     @property
     def wire_kind(self) -> str:
         return ANSWER_KINDS[self.kind]
+
+    @property
+    def call_again(self) -> bool | None:
+        """What the answer's ``retry_flag`` / ``recall`` says: True (Y), False (N), None (not said)."""
+        flag = self.retry_flag or self.recall
+        return None if flag is None else flag == "Y"
 
 
 WalletMessage = WalletRequest | WalletResponse
@@ -200,7 +221,7 @@ def _body(msg: WalletMessage) -> dict[str, Any]:
         body["code"], body["trade_state"] = msg.code, msg.trade_state
         if msg.amount is not None:
             body["total_amount"] = _yuan(msg.amount)
-        for name in ("trade_no", "action", "sub_code"):
+        for name in ("trade_no", "action", "sub_code", "retry_flag", "recall"):
             if getattr(msg, name) is not None:
                 body[name] = getattr(msg, name)
     return body
@@ -246,7 +267,7 @@ def _verify(msg: WalletMessage, body: dict[str, Any], sign: str | None, keys: Ke
 
 _REQUEST_FIELDS = {"pay": {"auth_code", "total_amount"}, "query": set(), "cancel": set(), "refund": {"total_amount"}}
 _COMMON = {"msg", "tid", "out_trade_no", "request_id"}
-_RESPONSE_OPTIONAL = {"total_amount", "trade_no", "action", "sub_code"}
+_RESPONSE_OPTIONAL = {"total_amount", "trade_no", "action", "sub_code", "retry_flag", "recall"}
 
 
 def _request(body: dict[str, Any], kind: str) -> WalletRequest:
@@ -270,6 +291,8 @@ def _response(body: dict[str, Any], kind: str) -> WalletResponse:
         "trade_no": _text(body, "trade_no", _TRADE_NO) if "trade_no" in body else None,
         "action": _choice(body, "action", get_args(CancelAction)) if "action" in body else None,
         "sub_code": _text(body, "sub_code", _SUB_CODE) if "sub_code" in body else None,
+        "retry_flag": _choice(body, "retry_flag", get_args(Flag)) if "retry_flag" in body else None,
+        "recall": _choice(body, "recall", get_args(Flag)) if "recall" in body else None,
     }
     return WalletResponse(kind=kind, **_common(body), **fields)  # type: ignore[arg-type]
 

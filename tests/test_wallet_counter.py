@@ -1,0 +1,103 @@
+"""QR wallet payments as the counter lives them: the till and the phone side by side, the
+cancel (撤销) worded as a cancel, the counter's guidance, and the wallet's bill on the
+merchant's statement and in the reconciliation. Real runs, real SQLite ledgers and journals."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from possim.cli import main
+from possim.console import measure, wallet_only
+from possim.fees import FeeSchedule
+from possim.i18n import Tr
+from possim.lesson import point
+from possim.reconcile import check_statement, journal_records, reconcile
+from possim.scenario import load
+from possim.simulation import simulate
+from possim.statement import build, business_days
+from possim.timeline import counter
+from tests.conftest import SCENARIOS
+
+
+def possim(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """One in-process CLI call: exit code, stdout, stderr."""
+    with pytest.raises(SystemExit) as exited:
+        main(list(args))
+    out = capsys.readouterr()
+    return int(exited.value.code or 0), out.out, out.err
+
+
+def _run(tmp_path: Path, name: str, policy: str) -> tuple[sqlite3.Connection, sqlite3.Connection]:
+    """A scenario run kept on disk: its ledger and journal databases, opened again from the files."""
+    ledger, journal = tmp_path / f"{policy}-L.db", tmp_path / f"{policy}-J.db"
+    simulate(load(SCENARIOS / f"{name}.toml"), policy, ledger_path=str(ledger), journal_path=str(journal))
+    return sqlite3.connect(ledger), sqlite3.connect(journal)
+
+
+def test_the_till_says_cancelled_while_the_phone_says_paid() -> None:
+    """qr-cancel-race under the cancel: at one moment the two screens disagree, then the refund shows."""
+    result = simulate(load(SCENARIOS / "qr-cancel-race.toml"), "reversal")
+    moments = counter(result.trace.records, Tr("en", "156"))
+    assert ("NOT PAID IN TIME - CANCELLED", "PAID ¥38.50") in [(till, phone) for _, till, phone in moments]
+    assert moments[-1][2] == "refund of ¥38.50 on its way to the wallet"
+    assert point(result, Tr("en", "156")).counter == moments
+
+
+def test_a_wallet_lesson_says_cancel_never_the_card_reversal() -> None:
+    """In Chinese a wallet's cancel is 撤销, never 冲正; the cashier is told to look before asking again."""
+    for name in ("qr-cancel-race", "qr-cancel-after-midnight", "qr-system-error"):
+        for policy in ("none", "reversal", "query", "query-then-reversal"):
+            result = simulate(load(SCENARIOS / f"{name}.toml"), policy)
+            zh = point(result, Tr("zh", "156"))
+            words = " ".join([zh.headline, *zh.actions, *(c for row in zh.counter for c in row[1:])])
+            assert "冲正" not in words, (name, policy)
+    race = simulate(load(SCENARIOS / "qr-cancel-race.toml"), "reversal")
+    assert wallet_only(race) and not wallet_only(simulate(load(SCENARIOS / "card-failed-then-qr.toml"), "none"))
+    zh_measures = [measure(k, Tr("zh"), True) for k in ("reversed", "pending_reversals")]
+    assert all("撤销" in m and "冲正" not in m for m in zh_measures)
+    en = point(race, Tr("en", "156"))
+    assert any("Before asking the customer to pay again" in a and "merchant app" in a for a in en.actions)
+    assert any("Alipay's rule" in a and "(a cancel, 撤销)" in a for a in en.actions)
+
+
+def test_the_statement_lists_the_wallets_charge_and_reconcile_names_it(tmp_path: Path) -> None:
+    """The orphaned wallet charge of qr-user-paying-timeout is on the T+1 statement as the wallet's
+    bill (order number, trade number, the QR fee) and the statement check calls it charged without a sale."""
+    ledger, journal = _run(tmp_path, "qr-user-paying-timeout", "none")
+    [day] = business_days(ledger)
+    statement = build(ledger, day, FeeSchedule())
+    [line] = statement.lines
+    order, trade_no = ledger.execute("SELECT out_trade_no, trade_no FROM wallet_trades").fetchone()
+    assert (line.rrn, line.auth_code, line.card, str(line.amount), str(line.fee), str(line.net)) == \
+        (order, trade_no, "alipay", "25.00", "0.10", "24.90")
+    assert f"trade no. {trade_no}" in line.description and "QR wallet 0.38%" in line.description
+    check = check_statement(statement.lines, journal_records(journal))
+    [difference] = check.differences
+    assert difference.kind == "charged_without_sale" and difference.rrn == order
+    assert "merchant app" in difference.remedy and "never charge the customer again" in difference.remedy
+    [mismatch] = reconcile(journal, ledger, FeeSchedule()).mismatches
+    assert mismatch.note.startswith(f"wallet bill (alipay trade no. {trade_no}) charged the customer")
+
+
+def test_a_paid_wallet_sale_agrees_with_the_statement_and_a_same_day_cancel_is_not_listed(tmp_path: Path) -> None:
+    """query finds the payment: statement and journal agree; the cancel's refund nets the day to nothing."""
+    ledger, journal = _run(tmp_path, "qr-cancel-race", "query")
+    [day] = business_days(ledger)
+    statement = build(ledger, day, FeeSchedule())
+    assert [str(line.amount) for line in statement.lines] == ["38.50"]
+    assert check_statement(statement.lines, journal_records(journal)).agrees
+    ledger, journal = _run(tmp_path, "qr-cancel-race", "reversal")
+    assert build(ledger, day, FeeSchedule()).lines == []
+
+
+def test_possim_statement_of_a_wallet_run_writes_the_wallets_bill(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = possim(capsys, "statement", "qr-user-paying-timeout", "--policy", "none")
+    assert code == 0, err
+    [row] = list(csv.DictReader(io.StringIO(out)))
+    assert (row["card"], row["amount"], row["fee"]) == ("alipay", "25.00", "0.10")
+    assert "1 sales 25.00" in err
