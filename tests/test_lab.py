@@ -31,19 +31,28 @@ VIEWPORTS = ((1366, 768), (1024, 768))
 READY = re.compile(r"^possim lab: serving (http://127\.0\.0\.1:\d+/)$")
 
 
-def _readiness(proc: Proc, timeout: float = 60.0) -> str:
-    """The URL of the readiness line, read from the process's stdout as it arrives."""
-    assert proc.proc is not None and proc.proc.stdout is not None
-    fd, buf, deadline = proc.proc.stdout.fileno(), b"", time.monotonic() + timeout
+def read_line(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> str:
+    """The first line ``proc`` prints on stdout, read as it arrives (never a sleep); fails if it exits first."""
+    assert proc.stdout is not None
+    fd, buf, deadline = proc.stdout.fileno(), b"", time.monotonic() + timeout
     while b"\n" not in buf:
         left = deadline - time.monotonic()
-        assert left > 0, f"no readiness line within {timeout:g}s:\n{proc.tail()}"
+        assert left > 0, f"no line on stdout within {timeout:g}s"
         ready, _, _ = select.select([fd], [], [], left)
         if ready:
             chunk = os.read(fd, 4096)
-            assert chunk, f"possim lab exited with {proc.proc.wait(30)}:\n{proc.tail()}"
+            assert chunk, f"exited with {proc.wait(30)} before printing a line"
             buf += chunk
-    line = buf.split(b"\n")[0].decode()
+    return buf.split(b"\n")[0].decode()
+
+
+def _readiness(proc: Proc) -> str:
+    """The URL of the lab's readiness line."""
+    assert proc.proc is not None
+    try:
+        line = read_line(proc.proc)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}:\n{proc.tail()}") from None
     found = READY.match(line)
     assert found, line
     return found.group(1)

@@ -130,6 +130,10 @@
         el.classList.toggle('future', s > self.cur);
         el.classList.toggle('current', s === self.cur);
       });
+      var now = col.querySelector('g.current:not(.arrow):not(.timeout)');
+      if (now && col.id === 'col-0' && document.body.classList.contains('present')) {
+        now.scrollIntoView({block: 'center'});  // on a projector the step just revealed stays in sight
+      }
       var st = steps[self.cur];
       cap.textContent = words.step.replace('{n}', self.cur + 1).replace('{total}', steps.length) +
         ' | t = ' + st.t + ' s | ' + st.lane + ': ' + st.text;
