@@ -1,7 +1,7 @@
 """Regenerate the screenshots of docs/trainers.md: ``.venv/bin/python docs/img/lab_screenshots.py``.
 
 Starts ``possim lab --port 0 --no-browser``, drives it in headless Chromium as the class plan
-does, and writes small PNGs (1024 px wide, the top of the page) next to this file.
+does, and writes small PNGs (1024 px wide: the top of the page, or one part of it) next to this file.
 """
 
 from __future__ import annotations
@@ -48,10 +48,11 @@ def shots(url: str) -> None:
         _do(page, lambda: page.select_option("#policy-a", "none"))
         page.screenshot(path=str(HERE / "lab-en.png"))
         _arrow_menu(page, "0210")
-        page.screenshot(path=str(HERE / "lab-menu-en.png"))
+        box = page.locator("#col-0 svg").bounding_box()
+        page.screenshot(path=str(HERE / "lab-menu-en.png"), clip={"x": 0, "y": box["y"], "width": SIZE["width"],
+                                                                 "height": 360})
         _do(page, lambda: page.click("#menu button[data-action='restore']"))
-        page.evaluate("window.scrollTo(0, 0)")
-        page.screenshot(path=str(HERE / "lab-restored-en.png"))
+        page.locator("#col-0 .point").screenshot(path=str(HERE / "lab-restored-en.png"))
         _do(page, lambda: page.click("#reset"))
         _do(page, lambda: page.select_option("#policy-b", "reversal"))
         page.select_option("#lang", "zh")
