@@ -11,7 +11,8 @@ shows is exactly what ``possim run`` does with the downloaded scenario file. An 
 its message's identity as the fault layer counts it (``possim.msc.Arrow.direction``/``nth``);
 an edit on a message replaces any rule of the scenario on that same message.
 
-Only shipped scenarios are served (by name: a web request never names a file), and bad input
+A fleet scenario (``[[terminals]]``) shows its own summary page (:mod:`possim.fleet_view`), which
+has no arrows to click. Only shipped scenarios are served (by name: a web request never names a file), and bad input
 gets one line and status 400, logged as ``lab.bad_request``.
 """
 
@@ -162,10 +163,12 @@ def describe(edit: Edit, tr: Tr) -> str:
 def run(case: Case) -> dict[str, Any]:
     """Simulate the edited scenario under each policy; the rendered parts of each run, the rules, the edits."""
     sc = scenario_of(case)
-    if sc.is_fleet:
-        raise LabError(f"scenario: {case.scenario} is a fleet scenario ([[terminals]]); open it with "
-                       "possim run --report")
     tr = Tr(case.lang)
+    headings = {"verdict": tr("Checker verdict"), "ledger": tr("Card accounts at the bank"),
+                "reconciliation": tr("Reconciliation")}
+    common = {"rules": rules(edited_raw(case)), "headings": headings, "edits": [describe(e, tr) for e in case.edits]}
+    if sc.is_fleet:  # many terminals: the fleet's own page (possim.fleet_view), every policy in it
+        return {"runs": [], "fleet": _fleet_page(sc, case), **common}
     runs = []
     for i, policy in enumerate(case.policies):
         result = simulate(sc, policy)
@@ -173,10 +176,15 @@ def run(case: Case) -> dict[str, Any]:
                      transport=result.transport)
         runs.append({"policy": policy, "heading": heading,
                      **asdict(parts(result, case.lang, i, compared=len(case.policies) > 1))})
-    headings = {"verdict": tr("Checker verdict"), "ledger": tr("Card accounts at the bank"),
-                "reconciliation": tr("Reconciliation")}
-    return {"runs": runs, "rules": rules(edited_raw(case)), "headings": headings,
-            "edits": [describe(e, tr) for e in case.edits]}
+    return {"runs": runs, **common}
+
+
+def _fleet_page(sc: Scenario, case: Case) -> str:
+    """A fleet scenario's report page ``possim run --report`` writes for it, every policy asked."""
+    from possim import fleet_view
+    from possim.fleet import simulate_fleet
+
+    return fleet_view.render([simulate_fleet(sc, p) for p in case.policies], sc.model.title, None, case.lang)
 
 
 def scenario_file(case: Case) -> tuple[str, str]:
@@ -189,19 +197,16 @@ def scenario_file(case: Case) -> tuple[str, str]:
 def report_file(case: Case) -> tuple[str, str]:
     """The edited case's standalone HTML report, the one ``possim run --report`` writes (every policy asked)."""
     sc = scenario_of(case)
-    results = [simulate(sc, p) for p in case.policies]
-    return f"{case.scenario}-{'-'.join(case.policies)}.html", render(results, sc.model.title, case.lang)
+    name = f"{case.scenario}-{'-'.join(case.policies)}.html"
+    if sc.is_fleet:
+        return name, _fleet_page(sc, case)
+    return name, render([simulate(sc, p) for p in case.policies], sc.model.title, case.lang)
 
 
 @cache
 def _choices(lang: str) -> list[tuple[str, str]]:
-    """Every shipped scenario (one terminal) and its title in ``lang``."""
-    out = []
-    for name in shipped.names():
-        sc = load(name)
-        if not sc.is_fleet:
-            out.append((name, story(sc, lang)[0]))
-    return out
+    """Every shipped scenario and its title in ``lang``."""
+    return [(name, story(load(name), lang)[0]) for name in shipped.names()]
 
 
 def page(lang: str) -> str:

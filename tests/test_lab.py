@@ -14,6 +14,7 @@ import os
 import re
 import select
 import subprocess
+import sys
 import time
 import tomllib
 import urllib.error
@@ -24,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.layout import geometry
-from tests.procs import POSSIM, Proc
+from tests.procs import POSSIM, Proc, wait_for
 from tests.test_report import CHROME_ARGS, CHROMIUM
 
 VIEWPORTS = ((1366, 768), (1024, 768))
@@ -230,6 +231,10 @@ def test_two_policies_side_by_side_step_through_and_presentation(lab, browser) -
     _measure(page)
     page.keyboard.press("Escape")
     assert page.locator(".toolbar").is_visible()
+    _act(page, lambda: page.select_option("#scenario", "merchant-chain"))  # a fleet: its own page, both policies
+    assert page.locator("#runs iframe.fleet").count() == 1 and page.locator("#runs .run-col").count() == 0
+    fleet = page.frame_locator("#runs iframe.fleet")
+    assert "query" in fleet.locator("body").text_content()
     assert errors == []
     page.close()
 
@@ -320,3 +325,36 @@ def test_every_word_of_the_lab_has_a_chinese_entry() -> None:
     lab.run(lab.parse_case({"scenario": "response-lost", "policies": ["none", "reversal"], "lang": "zh",
                             "edits": edits}))
     assert sorted(m for _, m in Tr.missing) == []
+
+
+def test_every_shipped_scenario_runs_in_the_lab() -> None:
+    """Each one the page offers: a one-terminal scenario as the report's parts, a fleet as its own page."""
+    from possim import lab, shipped
+
+    offered = [name for name, _ in lab._choices("en")]
+    assert offered == shipped.names()
+    for name in offered:
+        answer = lab.run(lab.parse_case({"scenario": name, "policies": ["none"]}))
+        if answer["runs"]:
+            assert "class='headline'" in answer["runs"][0]["point"] and "<svg" in answer["runs"][0]["chart"], name
+        else:
+            assert answer["fleet"].lower().startswith("<!doctype html>") and "headline" in answer["fleet"], name
+    assert any("fleet" in lab.run(lab.parse_case({"scenario": n})) for n in offered)
+
+
+def test_the_lab_opens_its_page_in_the_browser_the_user_has(tmp_path: Path) -> None:
+    """Without --no-browser the URL goes to ``webbrowser`` (here $BROWSER: a command that writes it to a file)."""
+    seen = tmp_path / "opened"
+    env = {**os.environ, "BROWSER": f"{sys.executable} -c \"import sys, pathlib; "
+                                    f"pathlib.Path(sys.argv[1]).write_text(sys.argv[2])\" {seen} %s"}
+    proc = subprocess.Popen([*POSSIM, "lab", "--port", "0"], stdout=subprocess.PIPE, env=env)
+    try:
+        found = READY.match(read_line(proc))
+        assert found
+        url = found.group(1)
+        wait_for(lambda: (seen.is_file() and seen.read_text() == url) or None, 60, f"the browser to be given {url}")
+    finally:
+        proc.terminate()
+        assert proc.wait(60) is not None
+        assert proc.stdout is not None
+        proc.stdout.close()

@@ -70,6 +70,13 @@
     var runs = $('runs');
     runs.innerHTML = '';
     steppers = [];
+    if (data.fleet) {  // a fleet scenario: its own summary page, as possim run --report writes it
+      var frame = document.createElement('iframe');
+      frame.className = 'fleet';
+      frame.setAttribute('sandbox', 'allow-scripts');
+      frame.srcdoc = data.fleet;
+      runs.appendChild(frame);
+    }
     data.runs.forEach(function (r, i) {
       var col = document.createElement('section');
       col.className = 'run-col';
