@@ -342,17 +342,19 @@ def test_every_shipped_scenario_runs_in_the_lab() -> None:
     assert any("fleet" in lab.run(lab.parse_case({"scenario": n})) for n in offered)
 
 
-def test_the_lab_opens_its_page_in_the_browser_the_user_has(tmp_path: Path) -> None:
+def test_the_lab_opens_its_page_in_the_browser_the_user_has_in_the_language_asked(tmp_path: Path) -> None:
     """Without --no-browser the URL goes to ``webbrowser`` (here $BROWSER: a command that writes it to a file)."""
     seen = tmp_path / "opened"
     env = {**os.environ, "BROWSER": f"{sys.executable} -c \"import sys, pathlib; "
                                     f"pathlib.Path(sys.argv[1]).write_text(sys.argv[2])\" {seen} %s"}
-    proc = subprocess.Popen([*POSSIM, "lab", "--port", "0"], stdout=subprocess.PIPE, env=env)
+    proc = subprocess.Popen([*POSSIM, "lab", "--port", "0", "--lang", "zh"], stdout=subprocess.PIPE, env=env)
     try:
         found = READY.match(read_line(proc))
         assert found
         url = found.group(1)
         wait_for(lambda: (seen.is_file() and seen.read_text() == url) or None, 60, f"the browser to be given {url}")
+        with urllib.request.urlopen(url, timeout=60) as answer:  # --lang: the page's language until it switches
+            assert "<html lang='zh-CN'>" in answer.read().decode()
     finally:
         proc.terminate()
         assert proc.wait(60) is not None

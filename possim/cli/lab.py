@@ -16,11 +16,13 @@ from typing import Any
 
 import click
 
+from possim.cli import options as opt
 from possim.cli.errors import InputError
 
 
-def app() -> Any:
-    """The lab's Starlette application: every bad input becomes one line and status 400."""
+def app(lang: str = "en") -> Any:
+    """The lab's Starlette application (the page in ``lang`` unless its URL asks for another): every
+    bad input becomes one line and status 400."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -39,7 +41,7 @@ def app() -> Any:
         return endpoint
 
     async def index(request: Request) -> Response:
-        return HTMLResponse(lab.page(lab.check_lang(request.query_params.get("lang"))))
+        return HTMLResponse(lab.page(lab.check_lang(request.query_params.get("lang", lang))))
 
     async def run(request: Request) -> Response:
         try:
@@ -75,7 +77,7 @@ def app() -> Any:
     ])
 
 
-def serve(port: int, open_browser: bool) -> None:
+def serve(port: int, open_browser: bool, lang: str = "en") -> None:
     """Bind 127.0.0.1:``port`` (0: a free one), announce the URL once serving, stop on Ctrl-C or SIGTERM."""
     import uvicorn
 
@@ -96,7 +98,7 @@ def serve(port: int, open_browser: bool) -> None:
                 if open_browser:
                     webbrowser.open(url)
 
-    config = uvicorn.Config(app(), log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(app(lang), log_level="warning", access_log=False, lifespan="off")
     try:
         Server(config).run(sockets=[sock])
     finally:
@@ -107,9 +109,11 @@ def serve(port: int, open_browser: bool) -> None:
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535),
               help="Port on 127.0.0.1 (0: any free port).")
 @click.option("--browser/--no-browser", "open_browser", default=True, help="Open the page in a web browser.")
-def lab_command(port: int, open_browser: bool) -> None:
+@opt.lang()
+def lab_command(port: int, open_browser: bool, lang: str) -> None:
     """The trainer's live lab: pick a scenario, click arrows to lose, delay or duplicate messages, see the money.
 
-    Serves a page on 127.0.0.1 only; prints "possim lab: serving URL" when ready. Ctrl-C stops it.
+    Serves a page on 127.0.0.1 only, in the language of --lang until the page switches; prints
+    "possim lab: serving URL" when ready. Ctrl-C stops it.
     """
-    serve(port, open_browser)
+    serve(port, open_browser, lang)
