@@ -13,6 +13,7 @@ import json
 import os
 import re
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -66,7 +67,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Proc]]:
     try:
         yield _readiness(proc), proc
     finally:
-        proc.stop()
+        code = proc.stop()  # SIGTERM: uvicorn shuts down, then ends by the signal it was sent
+    assert code == -signal.SIGTERM, proc.tail()
 
 
 @pytest.fixture(scope="module")
@@ -139,9 +141,13 @@ def _good(page, col: int = 0) -> bool:  # type: ignore[no-untyped-def]
     return "good" in (page.locator(f"#col-{col} .point").get_attribute("class") or "")
 
 
-def _measure(page) -> None:  # type: ignore[no-untyped-def]
+def _measure(page, shots: Path) -> None:  # type: ignore[no-untyped-def]
+    """At each projector size: a screenshot, then the report's checks (no overlapping, no cut text)."""
     for width, height in VIEWPORTS:
         page.set_viewport_size({"width": width, "height": height})
+        shot = shots / f"lab-{width}x{height}-{_done(page)}.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 10_000
         g = geometry(page)
         assert g["count"] > 50
         assert g["overlapCount"] == 0, (width, g["overlaps"])
@@ -175,7 +181,7 @@ def test_a_trainer_edits_response_lost_and_the_page_follows(lab, browser, tmp_pa
     assert "reversal" in page.locator("#col-0 h2.policy").text_content()
     assert ("0400", "arrived") in _arrows(page)  # the terminal reverses the purchase it never heard of
     assert _good(page) and _money(page)["customer charged without a sale"] == "€0.00"
-    _measure(page)
+    _measure(page, tmp_path)
 
     page.select_option("#lang", "zh")  # the page reloads in Chinese, with the same case
     page.wait_for_url(re.compile(r"lang=zh"))
@@ -188,15 +194,12 @@ def test_a_trainer_edits_response_lost_and_the_page_follows(lab, browser, tmp_pa
     assert "¥" not in "".join(money.values()) and "€0.00" in money.values(), money
     assert _arrows(page)[0] == ("0200", "lost") and ("0400", "arrived") in _arrows(page)
     assert "冲正" in page.locator("#col-0 .legend").text_content()
-    _measure(page)
-    page.set_viewport_size({"width": 1366, "height": 768})
-    page.screenshot(path=str(tmp_path / "lab-zh.png"))
-    assert (tmp_path / "lab-zh.png").stat().st_size > 10_000
+    _measure(page, tmp_path)
     assert errors == []
     page.close()
 
 
-def test_two_policies_side_by_side_step_through_and_presentation(lab, browser) -> None:  # type: ignore[no-untyped-def]
+def test_two_policies_side_by_side_step_through_and_presentation(lab, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     url, _ = lab
     page, errors = _open(browser, url)
     _act(page, lambda: page.select_option("#scenario", "response-lost"))
@@ -228,7 +231,7 @@ def test_two_policies_side_by_side_step_through_and_presentation(lab, browser) -
     assert float(page.locator("#col-0 .headline").evaluate("e => parseFloat(getComputedStyle(e).fontSize)")) >= 28
     page.keyboard.press("ArrowRight")
     assert caption.text_content().startswith("step 2 of ")
-    _measure(page)
+    _measure(page, tmp_path)
     page.keyboard.press("Escape")
     assert page.locator(".toolbar").is_visible()
     _act(page, lambda: page.select_option("#scenario", "merchant-chain"))  # a fleet: its own page, both policies
