@@ -243,8 +243,13 @@ def page(lang: str) -> str:
             f"<div id='edits' class='edits'><b>{e(tr('Edits'))}</b> <span id='edit-list'>"
             f"{e(tr('none yet'))}</span></div>"
             "<main id='runs' class='runs'></main><div id='menu' class='menu' hidden></div>"
-            f"<script type='application/json' id='lab-words'>{json.dumps(words, ensure_ascii=False)}</script>"
+            f"<script type='application/json' id='lab-words'>{_json(words)}</script>"
             "<script src='/static/lab.js'></script></body></html>")
+
+
+def _json(data: object) -> str:
+    """JSON to put inside a ``<script>`` element: no ``</`` can close it early."""
+    return json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
 
 
 def check_lang(lang: str | None) -> str:

@@ -363,3 +363,15 @@ def test_the_lab_opens_its_page_in_the_browser_the_user_has_in_the_language_aske
         assert proc.wait(60) is not None
         assert proc.stdout is not None
         proc.stdout.close()
+
+
+def test_a_request_for_another_host_name_is_refused(lab) -> None:
+    """The lab answers only to 127.0.0.1 and localhost: a page elsewhere cannot rename its way in."""
+    url, _ = lab
+    request = urllib.request.Request(url, headers={"Host": "lab.example.com"})
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=60)
+    caught.value.close()
+    assert caught.value.code == 400
+    with urllib.request.urlopen(url.replace("127.0.0.1", "localhost"), timeout=60) as answer:
+        assert answer.status == 200

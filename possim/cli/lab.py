@@ -22,8 +22,11 @@ from possim.cli.errors import InputError
 
 def app(lang: str = "en") -> Any:
     """The lab's Starlette application (the page in ``lang`` unless its URL asks for another): every
-    bad input becomes one line and status 400."""
+    bad input becomes one line and status 400. Only requests addressed to this machine by name
+    (127.0.0.1, localhost) are answered, so a web page elsewhere cannot reach the lab by renaming it."""
     from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
     from starlette.requests import Request
     from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
     from starlette.routing import Mount, Route
@@ -74,7 +77,7 @@ def app(lang: str = "en") -> Any:
         Route("/download/scenario.toml", guarded(scenario_toml)),
         Route("/download/report.html", guarded(report_html)),
         Mount("/static", StaticFiles(directory=lab.ASSETS), name="static"),
-    ])
+    ], middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost"])])
 
 
 def serve(port: int, open_browser: bool, lang: str = "en") -> None:
