@@ -375,3 +375,17 @@ def test_a_request_for_another_host_name_is_refused(lab) -> None:
     assert caught.value.code == 400
     with urllib.request.urlopen(url.replace("127.0.0.1", "localhost"), timeout=60) as answer:
         assert answer.status == 200
+
+
+def test_a_port_already_taken_is_one_line_and_exit_2() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ran = subprocess.run([*POSSIM, "lab", "--port", str(port), "--no-browser"], capture_output=True, text=True,
+                             timeout=120)
+    assert ran.returncode == 2 and ran.stdout == ""
+    assert ran.stderr.startswith(f"possim: error: --port {port}: cannot listen on 127.0.0.1") and \
+        ran.stderr.count("\n") == 1, ran.stderr
