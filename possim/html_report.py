@@ -159,6 +159,29 @@ def render(results: Seq[RunResult], title: str, lang: str | None = None) -> str:
             f"<script>{JS}</script></body></html>")
 
 
+@dataclass(frozen=True)
+class Parts:
+    """One run's pieces of the report, each a fragment of HTML, for a page that lays them out itself
+    (``possim lab`` puts two runs side by side and replaces them as the trainer edits the faults)."""
+
+    title: str
+    point: str
+    story: str
+    chart: str
+    verdict: str
+    ledger: str
+    reconciliation: str
+
+
+def parts(result: RunResult, lang: str | None = None, index: int = 0, compared: bool = False) -> Parts:
+    """The report of one run in pieces, rendered exactly as :func:`render` renders them."""
+    tr = tr_for(result, lang)
+    heading, description = story(result.scenario, tr.lang)
+    return Parts(heading, _point(point(result, tr), tr, result, compared), f"<p class='story'>{_e(description)}</p>",
+                 _chart(build(result.trace.records, tr), tr, index), _verdict(result, tr), _ledger(result, tr),
+                 _money(result, tr))
+
+
 def render_trace(records: Seq[ev.Stamped], title: str, rows: Seq[tuple[str, str]], lang: str | None = None) -> str:
     """One page for a trace file alone (no scenario to re-run, as from ``possim proxy``): the
     message sequence chart of its events and ``rows`` (label, value: the verdict read from it)."""
@@ -364,14 +387,19 @@ def _arrow(a: Arrow, rows: list[_Row], middle: dict[int, list[str]], tr: Tr, g: 
               IN_FLIGHT: (g.x[a.frm] + g.x[a.to]) / 2}.get(a.lost, g.x[NETWORK])
         cross = (f"<path d='M{x2 - 6},{y2 - 6} L{x2 + 6},{y2 + 6} M{x2 - 6},{y2 + 6} L{x2 + 6},{y2 - 6}' "
                  f"stroke='{LOST}' stroke-width='3'/>")
-        return (f"<g data-step='{end}' class='arrow lost'>{title}<line x1='{x1}' y1='{y1}' x2='{x2}' y2='{y2}' "
-                f"stroke='{LOST}' stroke-width='2' stroke-dasharray='6 4'/>{cross}{label}</g>")
+        return (f"<g data-step='{end}' class='arrow lost'{_identity(a)}>{title}<line x1='{x1}' y1='{y1}' x2='{x2}' "
+                f"y2='{y2}' stroke='{LOST}' stroke-width='2' stroke-dasharray='6 4'/>{cross}{label}</g>")
     x2 = g.x[a.to]
     colour = COLOURS[a.kind]
     dash = " stroke-dasharray='4 3'" if a.late or a.duplicate else ""
-    return (f"<g data-step='{end}' class='arrow {a.kind}'>{title}"
+    return (f"<g data-step='{end}' class='arrow {a.kind}'{_identity(a)}>{title}"
             f"<line x1='{x1}' y1='{y1}' x2='{x2 - 6 if x2 > x1 else x2 + 6}' y2='{y2}' stroke='{colour}' "
             f"stroke-width='2'{dash} marker-end='url(#m-{a.kind})'/>{label}</g>")
+
+
+def _identity(a: Arrow) -> str:
+    """Which message the arrow is, as a scenario's ``[[faults]]`` name it: ``possim lab`` turns a click into a rule."""
+    return f" data-direction='{a.direction}' data-mti='{_e(a.mti)}' data-nth='{a.nth}'"
 
 
 def _marker(kind: str, colour: str) -> str:

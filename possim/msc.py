@@ -12,6 +12,7 @@ frame's arrow runs from the terminal to the wallet and back, across the acquirer
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -40,6 +41,10 @@ class Arrow:
     lost: str | None = None  # why it never arrived
     duplicate: bool = False
     late: bool = False
+    #: The message's place in its link, as a scenario's ``[[faults]]`` name it: ``to_host`` or
+    #: ``to_terminal``, and the 1-based count of this MTI in that direction (``nth``).
+    direction: str = "to_host"
+    nth: int = 1
 
     @property
     def kind(self) -> str:
@@ -93,6 +98,7 @@ def build(records: Iterable[ev.Stamped], tr: Tr = _EN) -> Sequence:
     timer_start: tuple[int, float] | None = None
     entries = list(records)
     hidden = lost_at_host(entries)
+    sent: Counter[tuple[str, str]] = Counter()  # per (direction, MTI), as the fault layer counts
     for index, stamped in enumerate(entries):
         e = stamped.event
         if isinstance(e, ev.TimerStarted):
@@ -110,14 +116,18 @@ def build(records: Iterable[ev.Stamped], tr: Tr = _EN) -> Sequence:
                 far = WALLET if category(e.mti) == "wallet" else HOST
                 frm, to = (TERMINAL, far) if e.side == TERMINAL else (far, TERMINAL)
                 label = f"{e.mti} {mti_name(e.mti, tr)} #{e.stan[-3:]}"
-                open_arrows.append(Arrow(frm, to, e.mti, e.stan, label, step.index, t))
+                direction = "to_host" if e.side == TERMINAL else "to_terminal"
+                sent[(direction, e.mti)] += 1
+                open_arrows.append(Arrow(frm, to, e.mti, e.stan, label, step.index, t, direction=direction,
+                                         nth=sent[(direction, e.mti)]))
             case ev.NetDropped():
                 _land(seq, open_arrows, _find(open_arrows, e.mti, e.stan), step, lost=e.reason)
             case ev.NetDuplicated():
                 arrow = _find(open_arrows, e.mti, e.stan)
                 if arrow:
                     open_arrows.append(Arrow(arrow.frm, arrow.to, arrow.mti, arrow.stan, arrow.label + " (copy)",
-                                             arrow.sent_step, arrow.sent_t, duplicate=True))
+                                             arrow.sent_step, arrow.sent_t, duplicate=True,
+                                             direction=arrow.direction, nth=arrow.nth))
             case ev.MsgReceived():
                 to = TERMINAL if e.side == TERMINAL else WALLET if category(e.mti) == "wallet" else HOST
                 _land(seq, open_arrows, _find(open_arrows, e.mti, e.stan, to=to), step)

@@ -22,6 +22,7 @@ NO_JSON = {
     "broker": "runs Mosquitto until stopped; prints only its readiness line on stderr",
     "acquirer": "serves until stopped; its output is the JSON event log on stderr",
     "demo": "a narrated walk-through for a room of people, not a result",
+    "lab": "serves a web page until stopped; prints only its readiness line",
 }
 #: Commands without --lang: nothing they print is meant for people to read.
 NO_LANG = {

@@ -112,8 +112,9 @@ def test_the_step_through_reveals_a_lost_arrow_at_the_step_that_says_lost() -> N
     lost = next(a for a in seq.arrows if a.lost)
     assert seq.steps[lost.end_step].text.startswith("X 0210 LOST")
     page = render([result], "t")
-    assert f"<g data-step='{lost.end_step}' class='arrow lost'>" in page
-    assert f"<g data-step='{lost.sent_step}' class='arrow lost'>" not in page
+    identity = "data-direction='to_terminal' data-mti='0210' data-nth='1'"  # the message, for possim lab's clicks
+    assert f"<g data-step='{lost.end_step}' class='arrow lost' {identity}>" in page
+    assert f"<g data-step='{lost.sent_step}' class='arrow lost'" not in page
 
 
 def test_ledger_panel_shows_the_balance_at_the_start_and_the_change() -> None:

@@ -86,7 +86,7 @@ def test_the_wheel_carries_the_shipped_scenarios_and_translations(installed: Ins
     assert shipped <= names, shipped - names
     assert {"possim/scenarios/regressions/README.md", "possim/data/mosquitto.conf", "possim/locale/zh/scenarios.toml",
             "possim/locale/zh/LC_MESSAGES/possim.mo", "possim/data/certify/iso.toml",
-            "possim/data/certify/cup.toml"} <= names
+            "possim/data/certify/cup.toml", "possim/data/lab/lab.js", "possim/data/lab/lab.css"} <= names
     # only possim's own name at the top: a user's protocol/ or scenarios/ package never collides
     assert {n.split("/")[0] for n in names} == {"possim", "possim-0.1.0.dist-info"}
 
@@ -125,6 +125,30 @@ def test_installed_possim_speaks_chinese(installed: Installed, tmp_path: Path) -
                cwd=tmp_path, env=installed.env)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert title in ran.stdout and "单边账" in ran.stdout
+
+
+def test_installed_lab_serves_its_page_script_and_style_from_the_package(installed: Installed,
+                                                                         tmp_path: Path) -> None:
+    """``possim lab`` fetches nothing from a network: its script and style are package data."""
+    import urllib.request
+
+    from tests.test_lab import READY, read_line
+
+    proc = subprocess.Popen([str(installed.bin / "possim"), "lab", "--port", "0", "--no-browser"], cwd=tmp_path,
+                            env=installed.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        found = READY.match(read_line(proc))
+        assert found, "no readiness line"
+        for path, wanted in (("", "/static/lab.js"), ("static/lab.js", "addEventListener"),
+                             ("static/lab.css", "presentation")):
+            with urllib.request.urlopen(found.group(1) + path, timeout=60) as answer:
+                assert answer.status == 200 and wanted in answer.read().decode()
+    finally:
+        proc.terminate()
+        assert proc.wait(60) is not None
+        for pipe in (proc.stdout, proc.stderr):
+            assert pipe is not None
+            pipe.close()
 
 
 #: A user's project with packages named as possim's own folders are in a checkout: possim must not import them.

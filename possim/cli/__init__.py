@@ -9,6 +9,7 @@
 - ``fuzz``: generated fault schedules against a policy;
 - ``chaos``: a fleet of real processes killed at random, then judged;
 - ``load``: many terminals in one process against K host shards or a host under test, with percentiles;
+- ``lab``: the trainer's live lab, a local web page that re-runs a scenario as its arrows are edited;
 - ``views``: ``list``, ``demo``, ``replay``, ``reconcile``, and the report files of a run;
 - ``statement``: the merchant's statement, the acquirer's error handling, ``reconcile --statement``;
 - ``options``: the options several commands share, declared once; ``inputs``: checks on what the user
@@ -28,6 +29,7 @@ from possim.cli.compare import compare_command
 from possim.cli.conform import conform_command
 from possim.cli.errors import InputError, guarded
 from possim.cli.fuzz import fuzz_command
+from possim.cli.lab import lab_command
 from possim.cli.load import load_command
 from possim.cli.processes import acquirer, broker, check_command, keys_command, settle_command, terminal
 from possim.cli.proxy import proxy_command
@@ -47,7 +49,7 @@ def cli() -> None:
 for _command in (run_command, compare_command, fuzz_command, keys_command, broker, acquirer, terminal, check_command,
                  replay_command, list_command, demo, glossary_command, reconcile_command, chaos_command,
                  statement_command, acquirer_errors_command, load_command, settle_command, conform_command,
-                 certify_command):
+                 certify_command, lab_command):
     cli.add_command(_command)
 cli.add_command(proxy_command)
 
