@@ -311,6 +311,9 @@ class HostModel(_Model):
     issuer_timeout_code: Literal["98", "68"] = _host("issuer_timeout_code")
     #: Host behaviours by amount, terminal or card (acquirer_sim.magic); honoured by ``possim acquirer``.
     behaviours: tuple[BehaviourModel, ...] = ()
+    #: Per-card limits: a sale past the card's total is answered 61, past its number of sales 65.
+    card_amount_limit: PositiveAmount | None = None
+    card_count_limit: Annotated[int, Field(ge=1, le=100_000)] | None = None
 
 
 class TransactionModel(_Model):
@@ -548,6 +551,8 @@ class Scenario:
             issuer_timeouts=tuple(Window(w.start, w.end) for w in h.issuer_timeouts),
             issuer_timeout_code=h.issuer_timeout_code,
             behaviours=tuple(b.build() for b in h.behaviours),
+            card_amount_limit=parse_amount(h.card_amount_limit) if h.card_amount_limit else None,
+            card_count_limit=h.card_count_limit,
         )
 
     def fee_schedule(self, category: Category | None = None) -> FeeSchedule:

@@ -35,7 +35,7 @@ def test_table_covers_every_shipped_scenario() -> None:
 NEW_SINCE_TABLE: set[str] = {"reversal-refused", "forged-reversal", "forged-approval", "statement-mismatch",
                               "reversal-escalated", "issuer-timeout", "qr-user-paying-timeout", "qr-cancel-race",
                               "qr-network-drop", "card-failed-then-qr", "merchant-chain",
-                              "settlement-recovers-advice"}
+                              "settlement-recovers-advice", "transaction-limit"}
 
 
 def _regenerate() -> None:
