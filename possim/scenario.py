@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from possim.acquirer_sim.config import BehaviourRule, CrashRule, HostConfig, Window
+from possim.alerts import Thresholds
 from possim.fees import Category, FeeSchedule, Instrument, parse_rate
 from possim.money import format_amount, parse_amount
 from possim.pos_sim.config import POLICIES, PROFILE_CARDS, PROFILE_DEFAULTS, PROFILES, TerminalConfig
@@ -442,6 +443,13 @@ def _fleet(groups: tuple[TerminalGroupModel, ...]) -> tuple[TerminalGroupModel, 
     return groups
 
 
+class MonitoringModel(_Model):
+    """``[monitoring]``: a fleet's alert thresholds per terminal (``possim.alerts``)."""
+
+    timeouts: Annotated[int, Field(ge=1, le=1_000_000)] = default(Thresholds, "timeouts")
+    orphaned_debits: Annotated[int, Field(ge=1, le=1_000_000)] = default(Thresholds, "orphaned_debits")
+
+
 class ScenarioModel(_Model):
     title: str
     description: str
@@ -465,6 +473,8 @@ class ScenarioModel(_Model):
     terminals: Annotated[tuple[TerminalGroupModel, ...], AfterValidator(_fleet)] = ()
     #: Host shards: terminal ids are spread over this many hosts, each with its own ledger.
     hosts: Annotated[int, Field(ge=1, le=MAX_HOSTS)] = 1
+    #: Alert thresholds of a fleet's report (terminals whose timeouts or orphaned debits reach them).
+    monitoring: MonitoringModel = MonitoringModel()
     expect: dict[str, Any] = {}
 
     @model_validator(mode="after")
@@ -554,6 +564,9 @@ class Scenario:
             card_amount_limit=parse_amount(h.card_amount_limit) if h.card_amount_limit else None,
             card_count_limit=h.card_count_limit,
         )
+
+    def thresholds(self) -> Thresholds:
+        return Thresholds(self.model.monitoring.timeouts, self.model.monitoring.orphaned_debits)
 
     def fee_schedule(self, category: Category | None = None) -> FeeSchedule:
         """The merchant's fees; ``category`` replaces the merchant's (a fleet group's own category)."""
