@@ -23,6 +23,8 @@ from possim.timeline import row as timeline_row
 TERMINAL, NETWORK, HOST, WALLET = "terminal", "network", "host", "wallet"
 #: Why an arrow died: the receiving side was off or down (drawn up to that side, ending in a cross).
 TERMINAL_OFF, HOST_DOWN, IN_FLIGHT = "terminal off", "host down", "still in flight"
+#: A request sent over a cut host line (``protocol.lines``).
+LINE_CUT = "line cut"
 _EN = Tr("en")
 
 
@@ -125,6 +127,8 @@ def build(records: Iterable[ev.Stamped], tr: Tr = _EN) -> Sequence:
                 _land(seq, open_arrows, _find(open_arrows, e.mti, e.stan, to=TERMINAL), step, lost=TERMINAL_OFF)
             case ev.HostDownDrop():
                 _land(seq, open_arrows, _find(open_arrows, e.mti, None, to=HOST, any_stan=True), step, lost=HOST_DOWN)
+            case ev.LineDownDrop():
+                _land(seq, open_arrows, _find(open_arrows, e.mti, None, to=HOST, any_stan=True), step, lost=LINE_CUT)
             case ev.LateResponse():
                 for arrow in reversed(seq.arrows):
                     if arrow.stan == e.stan and arrow.to == TERMINAL:
@@ -162,7 +166,7 @@ def _find(arrows: list[Arrow], mti: str, stan: str | None, to: str | None = None
 def _style(e: ev.Event) -> str:
     match e:
         case (ev.NetDropped() | ev.HostCrashed() | ev.HostDownDrop() | ev.TerminalPowerLost() | ev.TerminalDownDrop()
-              | ev.ReversalEscalated() | ev.ForgeryInjected()):
+              | ev.ReversalEscalated() | ev.ForgeryInjected() | ev.LineDownDrop()):
             return "bad"
         case ev.TimerFired() | ev.WalletAnswerTimeout():
             return "timeout"

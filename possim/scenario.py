@@ -233,6 +233,15 @@ class TerminalModel(_Model):
     advice_timeout: Timeout = _terminal("advice_timeout")
     advice_attempts: Attempts = _terminal("advice_attempts")
     completion_advice: bool = _terminal("completion_advice")
+    #: Host addresses, primary first; with two or more the terminal fails over (``protocol.lines``).
+    hosts: tuple[Annotated[str, Field(min_length=1, max_length=200)], ...] = ()
+    failover_after: Annotated[int, Field(ge=1, le=100)] = _terminal("failover_after")
+
+    @model_validator(mode="after")
+    def _hosts_differ(self) -> TerminalModel:
+        if len(set(self.hosts)) != len(self.hosts):
+            raise ValueError("hosts: each address once")
+        return self
 
     @model_validator(mode="after")
     def _backoff_fits(self) -> TerminalModel:
@@ -443,6 +452,20 @@ def _fleet(groups: tuple[TerminalGroupModel, ...]) -> tuple[TerminalGroupModel, 
     return groups
 
 
+class LineOutageModel(_Model):
+    """``[[line_outages]]``: the host line ``host`` (one of ``[terminal] hosts``) is cut from start to end."""
+
+    host: str
+    start: Seconds
+    end: Seconds
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LineOutageModel:
+        if self.end <= self.start:
+            raise ValueError("line outage end must be after start")
+        return self
+
+
 class MonitoringModel(_Model):
     """``[monitoring]``: a fleet's alert thresholds per terminal (``possim.alerts``)."""
 
@@ -473,9 +496,18 @@ class ScenarioModel(_Model):
     terminals: Annotated[tuple[TerminalGroupModel, ...], AfterValidator(_fleet)] = ()
     #: Host shards: terminal ids are spread over this many hosts, each with its own ledger.
     hosts: Annotated[int, Field(ge=1, le=MAX_HOSTS)] = 1
+    #: Host lines cut for a while (``[terminal] hosts``): what is sent over one then is lost.
+    line_outages: tuple[LineOutageModel, ...] = ()
     #: Alert thresholds of a fleet's report (terminals whose timeouts or orphaned debits reach them).
     monitoring: MonitoringModel = MonitoringModel()
     expect: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _outages_name_lines(self) -> ScenarioModel:
+        for outage in self.line_outages:
+            if outage.host not in self.terminal.hosts:
+                raise ValueError(f"line_outages: host {outage.host!r} is not one of [terminal] hosts")
+        return self
 
     @model_validator(mode="after")
     def _fleet_fits(self) -> ScenarioModel:
