@@ -110,7 +110,8 @@ async def run_live(scenario: Scenario, policy: str, seed: int, wire: Wire, time_
     term_end: TerminalEnd | None = None
     try:
         term_end = await wire.open_terminal(rig.terminal_config.tid, rig.to_terminal.send, rig.trace.emit)
-        rig.connect(term_end, host_end)
+        hosts = rig.terminal_config.hosts  # one host in this process: every line is this one connection
+        rig.connect(rig.lines(dict.fromkeys(hosts, term_end)) if len(hosts) > 1 else term_end, host_end)
         rig.trace.emit(ev.LiveRun(wire.name, time_scale, wire.describe(), scenario.raw()))
         if on_ready:
             on_ready(rig, host_end, term_end)

@@ -19,6 +19,7 @@ from possim.broker import free_port
 from possim.pos_sim.config import POLICIES
 from possim.protocol import events as ev
 from possim.protocol.lines import Line, Lines
+from possim.realtime import run_tcp
 from possim.scenario import ScenarioError, from_dict, load
 from possim.simulation import simulate
 from tests.conftest import SCENARIOS
@@ -61,6 +62,19 @@ def test_the_shipped_scenario_fails_over_and_reverses_over_the_backup(policy: st
         assert result.verdict.settled
     if policy == "none":
         assert result.verdict.counts["orphaned_debits"] == 1 and not credited
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("policy", ["none", "reversal"])
+async def test_one_process_over_tcp_fails_over_as_in_memory(policy: str) -> None:
+    """Terminal and host in one process: both lines are the one connection, the outage still cuts the primary."""
+    path = SCENARIOS / "backup-line.toml"
+    result = await run_tcp(load(path), policy, 1, 0.05)
+    assert result.quiescent
+    mem = simulate(load(path), policy).verdict.summary()
+    keys = ("approved", "reversed", "orphaned_debits", "double_debits", "customer_loss")
+    assert tuple(result.verdict.summary()[k] for k in keys) == tuple(mem[k] for k in keys)
+    assert [r.event.reason for r in result.trace.records if isinstance(r.event, ev.LineSwitched)] == ["timeouts"]
 
 
 def test_an_outage_must_name_a_line_of_the_terminal() -> None:
