@@ -157,8 +157,11 @@ def _actions(result: RunResult, tr: Tr, found: list[Case]) -> list[str]:
         return [tr("Nothing to do: the slips, the terminal's list and the bank statement agree."),
                 *([tr("The automatic reversal (冲正) gave the money back; the customer's statement may show the "
                       "charge and its reversal side by side.")] if reversed_ else []),
-                *([_limit_advice(tr)] if limit_refusals(result) else [])]
+                *([_limit_advice(tr)] if limit_refusals(result) else []),
+                *([_line_advice(tr)] if _switched(result) else [])]
     out = [tr("Check the slip and the terminal's transaction list against the bank statement (reconciliation).")]
+    if _switched(result):
+        out.append(_line_advice(tr))
     out.extend(_contact(case, tr) for case in found[:3])
     if len(found) > 3:
         out.append(tr("... and {n} more transactions: see the list below.", n=len(found) - 3))
@@ -196,6 +199,16 @@ def _limit_advice(tr: Tr) -> str:
     return tr("What the cashier says: the card's issuer refused it by the card's own limit, not the shop, and "
               "nothing was charged; ask for another card or a QR wallet payment. Never split the sale into "
               "smaller ones to get under the limit (acquirers forbid split sales).")
+
+
+def _switched(result: RunResult) -> bool:
+    """The terminal left its primary host line during the run (``line_switched`` in the trace)."""
+    return any(isinstance(r.event, ev.LineSwitched) for r in result.trace.records)
+
+
+def _line_advice(tr: Tr) -> str:
+    return tr("The terminal switched to its backup line after the primary stopped answering: tell the acquirer "
+              "the primary line is down; sales and reversals go on over the backup meanwhile.")
 
 
 def _contact(case: Case, tr: Tr) -> str:

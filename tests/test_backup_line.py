@@ -16,6 +16,8 @@ import pytest
 import tomli_w
 
 from possim.broker import free_port
+from possim.i18n import Tr
+from possim.lesson import point
 from possim.pos_sim.config import POLICIES
 from possim.protocol import events as ev
 from possim.protocol.lines import Line, Lines
@@ -62,6 +64,7 @@ def test_the_shipped_scenario_fails_over_and_reverses_over_the_backup(policy: st
         assert result.verdict.settled
     if policy == "none":
         assert result.verdict.counts["orphaned_debits"] == 1 and not credited
+    assert any("backup line" in action for action in point(result, Tr("en")).actions)  # what the merchant does
 
 
 @pytest.mark.asyncio

@@ -54,11 +54,19 @@ def test_the_shipped_scenario_refuses_two_sales_and_reverses_nothing(policy: str
     result = simulate(load(SCENARIOS / "transaction-limit.toml"), policy)
     s = result.verdict.summary()
     assert (s["approved"], s["declined"], s["reversed"], s["pending_reversals"]) == (2, 2, 0, 0)
-    shown = [r.event.display for r in result.trace.records if type(r.event).__name__ == "TxnOutcome"]
+    shown = [r.event.display for r in result.trace.records if isinstance(r.event, ev.TxnOutcome)]
     assert shown == ["APPROVED", "DECLINED (61)", "APPROVED", "DECLINED (65)"]
     sent = [r.event.mti for r in result.trace.records if isinstance(r.event, ev.MsgSent) and r.event.side == "terminal"]
     assert sent == ["0200"] * 4  # no reversal, no query: nothing was left in doubt
     assert limit_refusals(result) == 2
+
+
+def test_a_cup_host_refuses_by_limit_when_the_issuer_answers() -> None:
+    """Under ``cup`` the debit waits for the issuer's answer: the limit is judged then, the same way."""
+    result = simulate(load(SCENARIOS / "transaction-limit.toml").with_profile("cup"), "reversal")
+    shown = [r.event.display for r in result.trace.records if isinstance(r.event, ev.TxnOutcome)]
+    assert shown == ["APPROVED", "DECLINED (61)", "APPROVED", "DECLINED (65)"]
+    assert result.verdict.settled and result.verdict.counts["reversed"] == 0
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
