@@ -390,6 +390,8 @@ def _drive(scenario: str, transport: str, broker_url: str | None, connect_url: t
     the summary is one JSON line, and the language of the text otherwise."""
     from possim.realtime import drive_terminal
 
+    if len(connect_url) > 1 and transport != "tcp":
+        raise InputError("several --connect addresses (backup lines) need --transport tcp")
     sc = inputs.scenario(scenario).with_profile(profile)
     inputs.tid(tid)
     inputs.writable(journal_path, trace_path)
@@ -404,8 +406,6 @@ def _drive(scenario: str, transport: str, broker_url: str | None, connect_url: t
 
     ring = _load_keys(keys_path, [tid.strip()])
     mac_key = keyfile.terminal_key(ring, tid, keys_path) if ring is not None else None
-    if len(connect_url) > 1 and transport != "tcp":
-        raise InputError("several --connect addresses (backup lines) need --transport tcp")
     wires = [_wire(transport, broker_url, url, qos, f"possim-terminal-{tid.strip()}", ring, tid, tls_ca,
                    shards=shards, port_offset=shard_of(tid, shards), profile=sc.profile)
              for url in (connect_url or (None,))]
