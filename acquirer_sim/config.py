@@ -74,3 +74,9 @@ class HostConfig:
     issuer_timeout_code: str = "98"
     #: Behaviours by amount, terminal or card (``acquirer_sim.magic``); honoured by ``MagicHost``.
     behaviours: tuple[BehaviourRule, ...] = ()
+    #: Per-card limits on the money the ledger holds as taken (approved sales and holds not
+    #: reversed): a sale that would take a card past ``card_amount_limit`` (minor units) is
+    #: answered 61 (exceeds withdrawal amount limit), one past ``card_count_limit`` sales 65
+    #: (exceeds withdrawal frequency limit). A refused sale books nothing: nothing to reverse.
+    card_amount_limit: int | None = None
+    card_count_limit: int | None = None

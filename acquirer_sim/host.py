@@ -109,6 +109,9 @@ class AwaitIssuer:
 
 HostAction = Reply | Crashed | AwaitIssuer | ev.Event
 
+#: Per-card limits (``HostConfig.card_amount_limit``, ``card_count_limit``): exceeds withdrawal
+#: amount limit, exceeds withdrawal frequency limit.
+AMOUNT_LIMIT, COUNT_LIMIT = "61", "65"
 #: CUP profile: the answer to a copy of an original (duplicate transmission).
 DUPLICATE_TRANSMISSION = "94"
 #: Ledger states of a CUP original whose issuer has not answered yet (``cancelled``: a
@@ -425,9 +428,25 @@ class AcquirerHost:
         over = self.config.decline_over
         if pan in self.config.decline_pans or (over is not None and amount > over):
             return "05"
+        limit = self._limit(pan, amount)
+        if limit is not None:
+            return limit
         if amount > (self.ledger.available(pan) if available is None else available):
             return "51"
         return "00"
+
+    def _limit(self, pan: str, amount: int) -> str | None:
+        """61 when the sale would take the card past its amount limit, 65 past its count limit
+        (CUP codes); read from the ledger only when a limit is set, so hosts without one pay nothing."""
+        amount_limit, count_limit = self.config.card_amount_limit, self.config.card_count_limit
+        if amount_limit is None and count_limit is None:
+            return None
+        count, taken = self.ledger.card_usage(pan)
+        if amount_limit is not None and taken + amount > amount_limit:
+            return AMOUNT_LIMIT
+        if count_limit is not None and count + 1 > count_limit:
+            return COUNT_LIMIT
+        return None
 
     def _crash_rule(self, mti: str) -> CrashRule | None:
         for rule in self.config.crash_after_commit:

@@ -243,6 +243,14 @@ class Ledger:
                 available = int(row[9])
         return found, closure, available
 
+    def card_usage(self, pan: str) -> tuple[int, int]:
+        """How many sales (and holds) of card ``pan`` still have its money, and how much: what a
+        per-card limit counts. Declined, refused, reversed and released ones took nothing."""
+        row = self.conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM originals WHERE pan = ? "
+            "AND state IN ('debited', 'held', 'captured')", (pan,)).fetchone()
+        return int(row[0]), int(row[1])
+
     def count_duplicate(self, key: Key) -> None:
         self._write("count_duplicate",
                     "UPDATE originals SET duplicates = duplicates + 1 WHERE tid=? AND stan=? AND transmission=?", key)

@@ -75,6 +75,11 @@ class TerminalConfig:
     #: The operator declared this terminal the replacement of one whose journal is lost
     #: (``possim terminal --replacement``): it sells on a new journal although the id had an earlier life.
     replacement: bool = False
+    #: The acquirer's host addresses, primary first (``protocol.lines``): with more than one, the
+    #: driver sends over the next after ``failover_after`` consecutive response timeouts on the one
+    #: it uses, or when that one cannot be reached. The state machine never sees them.
+    hosts: tuple[str, ...] = ()
+    failover_after: int = 2
 
     def __post_init__(self) -> None:
         get_policy(self.policy)  # an unknown name fails here, not at the first timeout

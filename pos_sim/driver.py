@@ -9,7 +9,7 @@ arrival, every payment request in full, every timer firing), so every trace repl
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from possim.pos_sim.actions import Action, CancelTimer, ConfirmLife, Outcome, Send, StartTimer, WriteJournal
 from possim.pos_sim.halting import HaltsOnWriteError
@@ -21,6 +21,7 @@ from possim.protocol.events import (
     MsgReceived,
     MsgSent,
     PaymentRequested,
+    ResponseTimeout,
     RetryTimerFired,
     TerminalDownDrop,
     TerminalPowerLost,
@@ -31,6 +32,9 @@ from possim.protocol.events import (
 )
 from possim.protocol.ports import Cancellable, Link, Scheduler
 from possim.protocol.storage import WriteError
+
+if TYPE_CHECKING:
+    from possim.protocol.lines import Lines
 
 Emit = Callable[[Event], None]
 
@@ -56,6 +60,9 @@ class TerminalDriver(HaltsOnWriteError[Action]):
         self.down = False
         #: Why the terminal stopped for good: its journal refused a write (see :meth:`execute`).
         self.failure: WriteError | None = None
+        #: The host lines under the link, when the terminal has a backup: told of every timeout and
+        #: answer, so it picks the address the next message goes to (the state machine never does).
+        self.lines: Lines | None = None
 
     def power_off(self) -> None:
         """The terminal loses power: timers and memory are gone; only the journal survives."""
@@ -106,6 +113,8 @@ class TerminalDriver(HaltsOnWriteError[Action]):
             return
         if self.tracing:
             self.emit(MsgReceived("terminal", **_wire(data), data=data.hex()))
+        if self.lines is not None:
+            self.lines.answered()
         self.execute(self.terminal.receive(self.scheduler.now(), data))
 
     def fire_timer(self, name: str) -> None:
@@ -138,6 +147,8 @@ class TerminalDriver(HaltsOnWriteError[Action]):
                     self.on_outcome(action)
             elif isinstance(action, Event):
                 self.emit(action)
+                if self.lines is not None and type(action) is ResponseTimeout:
+                    self.lines.timed_out()  # before the Send that follows it (a reversal) picks its line
 
     def _start_timer(self, name: str, at: float) -> None:
         self._cancel(name)

@@ -24,6 +24,7 @@ from typing import Any
 from possim.acquirer_sim.driver import HostDriver
 from possim.acquirer_sim.host import AcquirerHost
 from possim.acquirer_sim.ledger import Ledger
+from possim.alerts import Alert, Thresholds, TimeoutTally, alerts
 from possim.checker import MEASURES, Verdict, check
 from possim.money import format_amount, parse_amount
 from possim.pos_sim.actions import Outcome
@@ -117,6 +118,7 @@ class Member:
         self.journal = Journal.shared(fleet.journal_db, seat.tid, fleet.unwritten)
         self.driver = TerminalDriver(Terminal(seat.config), self.to_host, fleet.scheduler, self.journal,
                                      fleet.driver_emit, self._outcome)
+        self.driver.emit = fleet.tally  # its timeouts are counted, traced or not (then it describes nothing)
         self.inbound = MemoryTransport(self.driver.receive)
         self.to_terminal = FaultyLink("to_terminal", self.inbound, self.decider, fleet.scheduler, fleet.emit)
         self.pending: Iterator[tuple[float, PaymentRequest, TransactionModel]] = iter(())
@@ -188,9 +190,12 @@ class Fleet:
         self.rng = random.Random(seed)
         self.trace = Trace(scheduler.now) if trace else None
         #: Where events go: the trace when kept, else ``emit`` (a counter of a load run), else nowhere.
-        self.emit: Callable[[Event], None] = self.trace.emit if self.trace else emit or _discard
+        recorded: Callable[[Event], None] = self.trace.emit if self.trace else emit or _discard
         #: The drivers' emit: None when nothing is recorded, so they do not describe every message.
-        self.driver_emit = None if self.emit is _discard else self.emit
+        self.driver_emit = None if recorded is _discard else recorded
+        #: Every event passes the monitoring's tally of response timeouts per terminal first.
+        self.tally = TimeoutTally(None if recorded is _discard else recorded)
+        self.emit: Callable[[Event], None] = self.tally
         self.shards = scenario.model.hosts
         #: The terminals' journals (rows held back in ``unwritten`` until read: ``journals``).
         self.journal_db = fleet_database()
@@ -287,7 +292,8 @@ class Fleet:
         verdict = self.judge()
         result = FleetResult(self.scenario, self.policy, self.seed, verdict, quiescent, self.scheduler.now(),
                              transport, self.trace, self._lines(verdict), self.shards,
-                             {s.tid: shard_of(s.tid, self.shards) for s in (m.seat for m in self.members.values())})
+                             {s.tid: shard_of(s.tid, self.shards) for s in (m.seat for m in self.members.values())},
+                             timeouts=dict(self.tally.counts))
         self.close()
         return result
 
@@ -374,6 +380,13 @@ class FleetResult:
     #: Sale starts, timeouts, crashes and partitions over run time (:func:`simulate_fleet` fills it).
     marks: Marks = field(default_factory=Marks)
 
+    #: Response timeouts per terminal, counted from the recorded events (``possim.alerts``).
+    timeouts: dict[str, int] = field(default_factory=dict)
+
+    def alerts(self, thresholds: Thresholds | None = None) -> list[Alert]:
+        """The terminals over the monitoring thresholds (the scenario's ``[monitoring]`` by default)."""
+        return alerts(self.timeouts, self.verdict.per_terminal, thresholds or self.scenario.thresholds())
+
     @property
     def policy(self) -> str:
         """The policy every terminal ran, or ``mixed`` when groups differ."""
@@ -420,6 +433,7 @@ class FleetResult:
     def fleet_json(self) -> dict[str, Any]:
         """What ``--json`` adds under ``fleet``: groups, policies and every terminal's counts."""
         return {"groups": self.groups(), "policies": self.by_policy(),
+                "alerts": [a.as_dict() for a in self.alerts()],
                 "worst": [line.tid for line in self.worst()],
                 "terminals": {line.tid: {**line.as_dict(), "host": self.shard_of.get(line.tid, 0)}
                               for line in self.terminals}}

@@ -18,6 +18,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from possim import charts
+from possim.alerts import Alert
+from possim.alerts import terminals as alert_terminals
 from possim.checker import DAMAGE, MEASURES, harmful
 from possim.console import balance_headline, measure, trace_table
 from possim.fleet import COUNTS, FleetResult, TerminalLine
@@ -63,6 +65,7 @@ def summary(con: Console, result: FleetResult, failures: Sequence[str] = (), tr:
     if len(groups) > 1:
         _breakdown(con, tr("per group"), {f"{g['group']} ({g['policy']})": g for g in groups}, tr)
     worst(con, result.worst(), tr)
+    monitoring(con, result, tr)
     for line in failures:
         con.print(f"[bold red]{escape(tr('expectation failed:'))}[/] {escape(line)}")
     if not result.quiescent:
@@ -247,6 +250,7 @@ def _section(result: FleetResult, detail: str | None, tr: Tr, index: int = 0) ->
             [tr("group"), tr("policy"), tr("terminals"), *(_name(k, tr) for k in COUNTS), _name("money_at_risk", tr)],
             [[("", g["group"]), ("", g["policy"]), ("", g["terminals"]), *((k, g[k]) for k in COUNTS),
               ("money_at_risk", g["money_at_risk"])] for g in groups]))
+    parts.append(monitoring_html(result, tr))
     ranked = result.worst(len(result.terminals))
     hurt = {t.tid for t in ranked}
     every = tr("every terminal ({n}), worst first", n=len(result.terminals))
@@ -351,3 +355,41 @@ def reconciliation(con: Console, rec: FleetReconciliation, tr: Tr = _EN, limit: 
 
 def _red(text: str, alarm: bool) -> str:
     return f"[bold red]{escape(text)}[/]" if alarm else escape(text)
+
+
+# -- monitoring: terminals over the alert thresholds (possim.alerts) ----------------------------
+
+#: How many alerts a view lists before pointing at ``--json`` (the HTML page folds the rest).
+ALERTS_SHOWN = 10
+
+
+def _alert_text(alert: Alert, tr: Tr) -> str:
+    what = tr(N_("timeouts")) if alert.measure == "timeouts" else measure(alert.measure, tr)
+    return tr("terminal {tid}: {count} {what} (threshold {threshold})", tid=alert.tid, count=alert.count, what=what,
+              threshold=alert.threshold)
+
+
+def monitoring(con: Console, result: FleetResult, tr: Tr = _EN) -> None:
+    """One line per terminal over a threshold, the orphaned debits first, or one line saying none is."""
+    found = result.alerts()
+    thresholds = result.scenario.thresholds()
+    if not found:
+        con.print(tr("monitoring: no terminal reached {timeouts} timeouts or {orphans} orphaned debit(s)",
+                     timeouts=thresholds.timeouts, orphans=thresholds.orphaned_debits))
+        return
+    con.print("[bold red]" + escape(tr("monitoring: {n} alert(s) on {terminals} terminal(s)", n=len(found),
+                                       terminals=len(alert_terminals(found)))) + "[/]")
+    for alert in found[:ALERTS_SHOWN]:
+        con.print("  " + escape(_alert_text(alert, tr)))
+    if len(found) > ALERTS_SHOWN:
+        con.print("  " + escape(tr("... and {n} more: --json lists every alert", n=len(found) - ALERTS_SHOWN)))
+
+
+def monitoring_html(result: FleetResult, tr: Tr) -> str:
+    """The alerts as a section of the fleet page, every one of them."""
+    found = result.alerts()
+    heading = f"<h3>{html.escape(tr('monitoring alerts'))}</h3>"
+    if not found:
+        return heading + f"<p>{html.escape(tr('no terminal reached an alert threshold'))}</p>"
+    items = "".join(f"<li class=bad>{html.escape(_alert_text(a, tr))}</li>" for a in found)
+    return heading + f"<ul>{items}</ul>"

@@ -119,6 +119,10 @@ def _headline(result: RunResult, tr: Tr, found: list[Case]) -> str:
                   "the customer's money stays blocked.", amount=tr.money(held))
     if c["pending_reversals"]:
         return tr("A reversal is still owed to the bank: the customer's money is not back yet.")
+    limited = limit_refusals(result)
+    if limited:
+        return tr("The card's own limit refused {n} sale(s) (61: amount limit, 65: number of sales): nothing was "
+                  "charged and there is nothing to reverse.", n=limited)
     timeouts = sum(1 for r in result.trace.records if isinstance(r.event, ev.TimerFired))
     if timeouts:
         return tr("Nobody lost money: despite {n} timeout(s), the terminal and the bank agree on every sale.",
@@ -156,8 +160,12 @@ def _actions(result: RunResult, tr: Tr, found: list[Case]) -> list[str]:
         return [tr("Nothing to do: the slips, the terminal's list and the bank statement agree."),
                 *([tr("The automatic reversal (冲正) gave the money back; the customer's statement may show the "
                       "charge and its reversal side by side.")] if c["reversed"] and card_reversed else []),
-                *_counter_guidance(result, tr)]
+                *_counter_guidance(result, tr),
+                *([_limit_advice(tr)] if limit_refusals(result) else []),
+                *([_line_advice(tr)] if _switched(result) else [])]
     out = [tr("Check the slip and the terminal's transaction list against the bank statement (reconciliation).")]
+    if _switched(result):
+        out.append(_line_advice(tr))
     out.extend(_contact(case, tr) for case in found[:3])
     if len(found) > 3:
         out.append(tr("... and {n} more transactions: see the list below.", n=len(found) - 3))
@@ -214,6 +222,31 @@ def _counter_guidance(result: RunResult, tr: Tr) -> list[str]:
                       "tell the customer the refund goes back the way they paid; {rule}.",
                       amount=tr.money(e.amount), order=e.order, how=how, rule=tr(rule) if rule else "-"))
     return out
+
+#: The host's answers to a sale past the card's limits (CUP codes): amount, number of sales.
+LIMIT_CODES = frozenset({"61", "65"})
+
+
+def limit_refusals(result: RunResult) -> int:
+    """Sales the host refused by a per-card limit (61, 65), from its trace: such a sale books
+    nothing, so under every policy there is nothing to reverse and nothing to refund."""
+    return sum(1 for r in result.trace.records if isinstance(r.event, ev.LedgerDeclined) and r.event.rc in LIMIT_CODES)
+
+
+def _limit_advice(tr: Tr) -> str:
+    return tr("What the cashier says: the card's issuer refused it by the card's own limit, not the shop, and "
+              "nothing was charged; ask for another card or a QR wallet payment. Never split the sale into "
+              "smaller ones to get under the limit (acquirers forbid split sales).")
+
+
+def _switched(result: RunResult) -> bool:
+    """The terminal left its primary host line during the run (``line_switched`` in the trace)."""
+    return any(isinstance(r.event, ev.LineSwitched) for r in result.trace.records)
+
+
+def _line_advice(tr: Tr) -> str:
+    return tr("The terminal switched to its backup line after the primary stopped answering: tell the acquirer "
+              "the primary line is down; sales and reversals go on over the backup meanwhile.")
 
 
 def _contact(case: Case, tr: Tr) -> str:

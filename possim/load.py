@@ -37,6 +37,8 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from possim.acquirer_sim.driver import HostDriver
+from possim.alerts import Alert, Thresholds, alerts
+from possim.alerts import terminals as alert_terminals
 from possim.checker import Verdict
 from possim.fleet import Fleet, Member
 from possim.pos_sim.actions import Outcome
@@ -82,6 +84,8 @@ class LoadPlan:
     timeout: float = 30.0
     #: iso or cup: the terminals' and hosts' rules and wire (CUP bytes, TPDU framing over TCP).
     profile: str = "iso"
+    #: Monitoring: a terminal whose timeouts or orphaned debits reach these is named in ``alerts``.
+    thresholds: Thresholds = field(default_factory=Thresholds)
 
     @property
     def sales(self) -> int:
@@ -156,6 +160,14 @@ class LoadReport:
         edges[-1] = max(edges[-1], h.get_max_value())
         return [e / 1000 for e in edges], counts
 
+    #: Response timeouts per terminal, counted from the recorded events.
+    timeouts_per_terminal: dict[str, int] = field(default_factory=dict)
+
+    def alerts(self) -> list[Alert]:
+        """Terminals over the plan's thresholds: timeouts from the events, orphaned debits from the
+        checker (against an external host there is no ledger, so only timeouts)."""
+        return alerts(self.timeouts_per_terminal, self.verdict.per_terminal, self.plan.thresholds)
+
     def percentiles(self) -> dict[str, float]:
         """Latency in milliseconds: p50, p95, p99, max."""
         h = self.histogram
@@ -178,7 +190,13 @@ class LoadReport:
                 # against an external host: the requests sent to it (its own count is not ours to read)
                 "requests_per_host": self.per_host,
                 "requests_counted": "sent" if self.journals_only else "handled",
-                "stopped": self.stopped, **{k: counts[k] for k in keys}}
+                "stopped": self.stopped, **{k: counts[k] for k in keys}, **self._monitoring()}
+
+    def _monitoring(self) -> dict[str, Any]:
+        found = self.alerts()
+        return {"alerts": [a.as_dict() for a in found], "alert_terminals": alert_terminals(found),
+                "alert_thresholds": {"timeouts": self.plan.thresholds.timeouts,
+                                     "orphaned_debits": self.plan.thresholds.orphaned_debits}}
 
     @property
     def ok(self) -> bool:
@@ -317,7 +335,7 @@ async def run_load(plan: LoadPlan, progress: Callable[[_Meter, LoadPlan, float],
     per_host = wiring.sent() if wiring.sent is not None else [g.handled for g in guards]
     return LoadReport(plan, started, meter.completed, time.perf_counter() - began,
                       max(sale_seconds, 1e-9), meter.histogram, meter.outcomes, meter.timeouts, verdict, settled,
-                      journals_only, per_host, stopped, lost, meter.over_time())
+                      journals_only, per_host, stopped, lost, meter.over_time(), dict(fleet.tally.counts))
 
 
 async def _until_done(plan: LoadPlan, fleet: Fleet, meter: _Meter, wiring: _Wiring,

@@ -24,6 +24,8 @@ from possim.timeline import row as timeline_row
 TERMINAL, NETWORK, HOST, WALLET = "terminal", "network", "host", "wallet"
 #: Why an arrow died: the receiving side was off or down (drawn up to that side, ending in a cross).
 TERMINAL_OFF, HOST_DOWN, IN_FLIGHT = "terminal off", "host down", "still in flight"
+#: A request sent over a cut host line (``protocol.lines``).
+LINE_CUT = "line cut"
 _EN = Tr("en")
 
 
@@ -113,13 +115,7 @@ def build(records: Iterable[ev.Stamped], tr: Tr = _EN) -> Sequence:
         seq.steps.append(step)
         match e:
             case ev.MsgSent():
-                far = WALLET if category(e.mti) == "wallet" else HOST
-                frm, to = (TERMINAL, far) if e.side == TERMINAL else (far, TERMINAL)
-                label = f"{e.mti} {mti_name(e.mti, tr)} #{e.stan[-3:]}"
-                direction = "to_host" if e.side == TERMINAL else "to_terminal"
-                sent[(direction, e.mti)] += 1
-                open_arrows.append(Arrow(frm, to, e.mti, e.stan, label, step.index, t, direction=direction,
-                                         nth=sent[(direction, e.mti)]))
+                open_arrows.append(_sent_arrow(e, step, tr, sent))
             case ev.NetDropped():
                 _land(seq, open_arrows, _find(open_arrows, e.mti, e.stan), step, lost=e.reason)
             case ev.NetDuplicated():
@@ -135,6 +131,8 @@ def build(records: Iterable[ev.Stamped], tr: Tr = _EN) -> Sequence:
                 _land(seq, open_arrows, _find(open_arrows, e.mti, e.stan, to=TERMINAL), step, lost=TERMINAL_OFF)
             case ev.HostDownDrop():
                 _land(seq, open_arrows, _find(open_arrows, e.mti, None, to=HOST, any_stan=True), step, lost=HOST_DOWN)
+            case ev.LineDownDrop():
+                _land(seq, open_arrows, _find(open_arrows, e.mti, None, to=HOST, any_stan=True), step, lost=LINE_CUT)
             case ev.LateResponse():
                 for arrow in reversed(seq.arrows):
                     if arrow.stan == e.stan and arrow.to == TERMINAL:
@@ -149,6 +147,18 @@ def build(records: Iterable[ev.Stamped], tr: Tr = _EN) -> Sequence:
         seq.arrows.append(arrow)
     seq.arrows.sort(key=lambda a: a.sent_step)
     return seq
+
+
+def _sent_arrow(e: ev.MsgSent, step: Step, tr: Tr, sent: Counter[tuple[str, str]]) -> Arrow:
+    """The arrow a sent message opens, numbered per (direction, MTI) as the fault layer counts, so
+    the lab can name the message a click on it means."""
+    far = WALLET if category(e.mti) == "wallet" else HOST
+    frm, to = (TERMINAL, far) if e.side == TERMINAL else (far, TERMINAL)
+    label = f"{e.mti} {mti_name(e.mti, tr)} #{e.stan[-3:]}"
+    direction = "to_host" if e.side == TERMINAL else "to_terminal"
+    sent[(direction, e.mti)] += 1
+    return Arrow(frm, to, e.mti, e.stan, label, step.index, step.t, direction=direction,
+                 nth=sent[(direction, e.mti)])
 
 
 def _land(seq: Sequence, in_flight: list[Arrow], arrow: Arrow | None, step: Step, lost: str | None = None) -> None:
@@ -172,7 +182,7 @@ def _find(arrows: list[Arrow], mti: str, stan: str | None, to: str | None = None
 def _style(e: ev.Event) -> str:
     match e:
         case (ev.NetDropped() | ev.HostCrashed() | ev.HostDownDrop() | ev.TerminalPowerLost() | ev.TerminalDownDrop()
-              | ev.ReversalEscalated() | ev.ForgeryInjected()):
+              | ev.ReversalEscalated() | ev.ForgeryInjected() | ev.LineDownDrop()):
             return "bad"
         case ev.TimerFired() | ev.WalletAnswerTimeout():
             return "timeout"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,10 +25,11 @@ from possim.protocol import events as ev
 from possim.protocol import mti as M
 from possim.protocol import wallet as W
 from possim.protocol.errors import ProtocolError
+from possim.protocol.lines import Lines
 from possim.protocol.mac import MacKey
 from possim.protocol.mqtt import BrokerAddress
 from possim.protocol.ports import TraceSink
-from possim.protocol.transports import Endpoint, HostEnd, Origin, TerminalEnd, Wire, open_wire
+from possim.protocol.transports import Endpoint, HostEnd, Origin, TerminalEnd, TransportError, Wire, open_wire
 from possim.rig import Rig, RunResult, TerminalRun
 from possim.scenario import Scenario, from_dict
 from possim.trace import named
@@ -109,7 +110,8 @@ async def run_live(scenario: Scenario, policy: str, seed: int, wire: Wire, time_
     term_end: TerminalEnd | None = None
     try:
         term_end = await wire.open_terminal(rig.terminal_config.tid, rig.to_terminal.send, rig.trace.emit)
-        rig.connect(term_end, host_end)
+        hosts = rig.terminal_config.hosts  # one host in this process: every line is this one connection
+        rig.connect(rig.lines(dict.fromkeys(hosts, term_end)) if len(hosts) > 1 else term_end, host_end)
         rig.trace.emit(ev.LiveRun(wire.name, time_scale, wire.describe(), scenario.raw()))
         if on_ready:
             on_ready(rig, host_end, term_end)
@@ -148,7 +150,8 @@ async def drive_terminal(scenario: Scenario, policy: str, seed: int, wire: Wire,
                          time_scale: float = 1.0, journal_path: str | Path | None = None,
                          settle: float = 1.0, live: TraceSink | None = None,
                          mac_key: MacKey | None = None, end_of_day: bool = False,
-                         replacement: bool = False) -> TerminalRun:
+                         replacement: bool = False, backups: Sequence[Wire] = (),
+                         addresses: Sequence[str] = ()) -> TerminalRun:
     """Only the terminal (with the scenario's faults, both directions); the host is another process.
 
     ``end_of_day``: no sales; the terminal, restored from its journal, settles its batch
@@ -170,6 +173,10 @@ async def drive_terminal(scenario: Scenario, policy: str, seed: int, wire: Wire,
     The terminal signs on first with its life number (kept in the journal; a new one on a new
     journal). On a new journal, for an id the host knows from an earlier life, it refuses to sell
     unless ``replacement``: the run then ends at once with ``RunResult.refused`` saying why.
+
+    ``backups``: the wires of backup host lines (``addresses``: every line's address, primary
+    first): the terminal sends over the next line after ``failover_after`` timeouts in a row or
+    when the one it uses has lost its connection (``protocol.lines``).
     """
     data = scenario.scaled(time_scale).model.model_dump()
     data["terminal"] = {**data["terminal"], "tid": tid}
@@ -179,7 +186,8 @@ async def drive_terminal(scenario: Scenario, policy: str, seed: int, wire: Wire,
               order_nonces=secrets.SystemRandom(),  # a stranger must not guess the next order number
               sign_on=True, replacement=replacement)
     rig.trace.sink = live
-    end = await wire.open_terminal(tid, rig.to_terminal.send, rig.trace.emit)
+    end: Any = await _open_lines(rig, tid, [wire, *backups], addresses) if backups else (
+        await wire.open_terminal(tid, rig.to_terminal.send, rig.trace.emit))
     rig.connect(end, None)
     try:
         rig.resume()
@@ -194,6 +202,45 @@ async def drive_terminal(scenario: Scenario, policy: str, seed: int, wire: Wire,
     finally:
         await end.close()
     return rig.finish_terminal(quiescent, wire.name)
+
+
+async def _open_lines(rig: Rig, tid: str, wires: Sequence[Wire], addresses: Sequence[str]) -> Lines:
+    """One terminal end per host line; a line that cannot be reached at the start is a line that is
+    down (the terminal leaves it at its first send), unless no line can be reached at all."""
+    ends: dict[str, Any] = {}
+    for k, wire in enumerate(wires):
+        name = addresses[k] if k < len(addresses) else f"line {k + 1}"
+        try:
+            ends[name] = await wire.open_terminal(tid, rig.to_terminal.send, rig.trace.emit)
+        except TransportError:
+            ends[name] = _Unreachable()
+    if all(isinstance(end, _Unreachable) for end in ends.values()):
+        raise TransportError(f"cannot reach any host line: {', '.join(ends)}")
+    return rig.lines(ends)
+
+
+class _Never:
+    """The ``connected`` flag of a line that never connects."""
+
+    def is_set(self) -> bool:
+        return False
+
+
+_NEVER = _Never()
+
+
+class _Unreachable:
+    """A host line that could not be reached at the start: never connected, sends nothing."""
+
+    connected = _NEVER
+    idle = True
+    outbox: tuple[bytes, ...] = ()
+
+    def send(self, data: bytes, meta: object = None) -> None:
+        """Never called while another line is up (``protocol.lines.Lines`` leaves a line that is down)."""
+
+    async def close(self) -> None:
+        """Nothing to close."""
 
 
 @dataclass

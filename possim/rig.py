@@ -40,6 +40,7 @@ from possim.pos_sim.journal import Journal
 from possim.pos_sim.terminal import PaymentRequest, Terminal
 from possim.protocol.events import CustomerPaysAgain
 from possim.protocol.faults import FaultDecider, FaultPlan, FaultyLink
+from possim.protocol.lines import Line, Lines
 from possim.protocol.mac import MacKey
 from possim.protocol.memory import MemoryTransport
 from possim.protocol.ports import Link, Scheduler, Transport
@@ -275,8 +276,23 @@ class Rig:
             self.terminal_driver.receive(data)
 
     def memory(self) -> None:
-        """Wire both sides in this process with the in-memory transport."""
+        """Wire both sides in this process with the in-memory transport (one per host line, when the
+        terminal has several: every line reaches the one acquirer and its ledger)."""
+        hosts = self.terminal_config.hosts
+        if len(hosts) > 1:
+            self.connect(self.lines({h: MemoryTransport(self.host_receive) for h in hosts}), self.to_terminal)
+            return
         self.connect(MemoryTransport(self.host_receive), self.to_terminal)
+
+    def lines(self, ends: Mapping[str, Transport]) -> Lines:
+        """The terminal's host lines over ``ends`` (address -> transport, primary first), cut as the
+        scenario's ``[[line_outages]]`` say; the terminal driver tells them of timeouts and answers."""
+        outages = self.scenario.model.line_outages
+        cut = [Line(h, end, tuple((o.start, o.end) for o in outages if o.host == h)) for h, end in ends.items()]
+        lines = Lines(self.terminal_config.tid, cut, self.terminal_config.failover_after, self.scheduler.now,
+                      self.trace.emit)
+        self.terminal_driver.lines = lines
+        return lines
 
     def schedule_payments(self) -> None:
         self.trace.emit("run_started", scenario=self.scenario.name, policy=self.policy, seed=self.seed,

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from possim.acquirer_sim.config import BehaviourRule, CrashRule, HostConfig, Window
+from possim.alerts import Thresholds
 from possim.fees import Category, FeeSchedule, Instrument, parse_rate
 from possim.money import format_amount, parse_amount
 from possim.pos_sim.config import POLICIES, PROFILE_CARDS, PROFILE_DEFAULTS, PROFILES, TerminalConfig
@@ -232,6 +233,15 @@ class TerminalModel(_Model):
     advice_timeout: Timeout = _terminal("advice_timeout")
     advice_attempts: Attempts = _terminal("advice_attempts")
     completion_advice: bool = _terminal("completion_advice")
+    #: Host addresses, primary first; with two or more the terminal fails over (``protocol.lines``).
+    hosts: tuple[Annotated[str, Field(min_length=1, max_length=200)], ...] = ()
+    failover_after: Annotated[int, Field(ge=1, le=100)] = _terminal("failover_after")
+
+    @model_validator(mode="after")
+    def _hosts_differ(self) -> TerminalModel:
+        if len(set(self.hosts)) != len(self.hosts):
+            raise ValueError("hosts: each address once")
+        return self
 
     @model_validator(mode="after")
     def _backoff_fits(self) -> TerminalModel:
@@ -311,6 +321,9 @@ class HostModel(_Model):
     issuer_timeout_code: Literal["98", "68"] = _host("issuer_timeout_code")
     #: Host behaviours by amount, terminal or card (acquirer_sim.magic); honoured by ``possim acquirer``.
     behaviours: tuple[BehaviourModel, ...] = ()
+    #: Per-card limits: a sale past the card's total is answered 61, past its number of sales 65.
+    card_amount_limit: PositiveAmount | None = None
+    card_count_limit: Annotated[int, Field(ge=1, le=100_000)] | None = None
 
 
 class TransactionModel(_Model):
@@ -454,6 +467,27 @@ def _fleet(groups: tuple[TerminalGroupModel, ...]) -> tuple[TerminalGroupModel, 
     return groups
 
 
+class LineOutageModel(_Model):
+    """``[[line_outages]]``: the host line ``host`` (one of ``[terminal] hosts``) is cut from start to end."""
+
+    host: str
+    start: Seconds
+    end: Seconds
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LineOutageModel:
+        if self.end <= self.start:
+            raise ValueError("line outage end must be after start")
+        return self
+
+
+class MonitoringModel(_Model):
+    """``[monitoring]``: a fleet's alert thresholds per terminal (``possim.alerts``)."""
+
+    timeouts: Annotated[int, Field(ge=1, le=1_000_000)] = default(Thresholds, "timeouts")
+    orphaned_debits: Annotated[int, Field(ge=1, le=1_000_000)] = default(Thresholds, "orphaned_debits")
+
+
 class ScenarioModel(_Model):
     title: str
     description: str
@@ -477,7 +511,18 @@ class ScenarioModel(_Model):
     terminals: Annotated[tuple[TerminalGroupModel, ...], AfterValidator(_fleet)] = ()
     #: Host shards: terminal ids are spread over this many hosts, each with its own ledger.
     hosts: Annotated[int, Field(ge=1, le=MAX_HOSTS)] = 1
+    #: Host lines cut for a while (``[terminal] hosts``): what is sent over one then is lost.
+    line_outages: tuple[LineOutageModel, ...] = ()
+    #: Alert thresholds of a fleet's report (terminals whose timeouts or orphaned debits reach them).
+    monitoring: MonitoringModel = MonitoringModel()
     expect: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _outages_name_lines(self) -> ScenarioModel:
+        for outage in self.line_outages:
+            if outage.host not in self.terminal.hosts:
+                raise ValueError(f"line_outages: host {outage.host!r} is not one of [terminal] hosts")
+        return self
 
     @model_validator(mode="after")
     def _fleet_fits(self) -> ScenarioModel:
@@ -563,7 +608,12 @@ class Scenario:
             issuer_timeouts=tuple(Window(w.start, w.end) for w in h.issuer_timeouts),
             issuer_timeout_code=h.issuer_timeout_code,
             behaviours=tuple(b.build() for b in h.behaviours),
+            card_amount_limit=parse_amount(h.card_amount_limit) if h.card_amount_limit else None,
+            card_count_limit=h.card_count_limit,
         )
+
+    def thresholds(self) -> Thresholds:
+        return Thresholds(self.model.monitoring.timeouts, self.model.monitoring.orphaned_debits)
 
     def fee_schedule(self, category: Category | None = None) -> FeeSchedule:
         """The merchant's fees; ``category`` replaces the merchant's (a fleet group's own category)."""

@@ -69,6 +69,8 @@ def trade_state(state: str | None, tr: Tr) -> str:
 #: The wallet's trade states in plain words (catalogue entries).
 TRADE_STATES = {"SUCCESS": N_("paid"), "USERPAYING": N_("customer still paying"), "NOTPAY": N_("not paid"),
                 "CLOSED": N_("closed"), "REVOKED": N_("cancelled and refunded"), "PAYERROR": N_("pay error")}
+#: Why a terminal left a host line (catalogue entries).
+LINE_REASONS = {"timeouts": N_("timeouts in a row"), "connect_failure": N_("cannot connect")}
 #: The wallet providers by name (catalogue entries).
 PROVIDERS = {"alipay": N_("Alipay"), "wechat": N_("WeChat Pay")}
 #: Why the wallet closed an unpaid order, or refunded a paid one (catalogue entries).
@@ -112,6 +114,11 @@ def _terminal(e: ev.Event, tr: Tr) -> str | None:
             return tr("POWER LOST: memory gone, journal kept")
         case ev.TerminalDownDrop():
             return tr("{mti} arrives at a dead terminal: LOST", mti=e.mti)
+        case ev.LineSwitched():
+            return tr("host line {before} given up ({reason}): now sending over {after}", before=e.before,
+                      after=e.after, reason=tr(LINE_REASONS.get(e.reason, e.reason)))
+        case ev.LineDownDrop():
+            return tr("{mti} sent over the cut line {line}: LOST", mti=e.mti or "-", line=e.line)
         case ev.TerminalRestored():
             return tr("power back: {records} journal record(s) reloaded", records=e.records)
         case ev.MalformedFrame():

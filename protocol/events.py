@@ -194,6 +194,29 @@ class TerminalRestored(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class LineSwitched(Event):
+    """The terminal left host line ``before`` for ``after`` (``reason``: timeouts or connect_failure)."""
+
+    NAME: ClassVar[str] = "line_switched"
+    SIDE: ClassVar[Side | None] = "terminal"
+    tid: str
+    before: str
+    after: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LineDownDrop(Event):
+    """A request sent over a cut host line: lost."""
+
+    NAME: ClassVar[str] = "line_down_drop"
+    SIDE: ClassVar[Side | None] = "terminal"
+    tid: str
+    line: str
+    mti: str
+
+
+@dataclass(frozen=True, slots=True)
 class ResponseTimeout(Event):
     """The exchange in flight (this request) got no answer in time."""
 
@@ -1184,6 +1207,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     WalletCancelExpired,
     ResponseMismatch, DuplicateKeyConflict,
     TerminalSignedOn, TerminalRefusedToSell, SignOnAnswered, LifeRefused, SignOnAgain, AnswerWithheld,
+    LineSwitched, LineDownDrop,
 )
 
 #: Trace name -> event class.

@@ -35,7 +35,8 @@ def test_table_covers_every_shipped_scenario() -> None:
 NEW_SINCE_TABLE: set[str] = {"reversal-refused", "forged-reversal", "forged-approval", "statement-mismatch",
                               "reversal-escalated", "issuer-timeout", "qr-user-paying-timeout", "qr-cancel-race",
                               "qr-network-drop", "card-failed-then-qr", "merchant-chain",
-                              "settlement-recovers-advice", "qr-system-error", "qr-cancel-after-midnight"}
+                              "settlement-recovers-advice", "qr-system-error", "qr-cancel-after-midnight",
+                              "transaction-limit", "backup-line"}
 
 
 def _regenerate() -> None:

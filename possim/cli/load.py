@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from possim import load as lib
+from possim.alerts import Thresholds
 from possim.cli import inputs
 from possim.cli import options as opt
 from possim.cli.errors import ABORTED, InputError, as_input_error
@@ -49,6 +50,11 @@ INTERRUPTED = "interrupted"
               help="The terminals' response timeout in seconds (reversal, query and advice timers follow it).")
 @opt.profile("Terminal and host profile: iso (generic ISO 8583, length framing) or cup (China UnionPay "
              "rules and bytes: TPDU and header framing over TCP, CNY, same-STAN reversals).  [default: iso]")
+@click.option("--alert-timeouts", default=Thresholds().timeouts, show_default=True, type=click.IntRange(1, 1_000_000),
+              help="Monitoring: name the terminals with at least this many response timeouts.")
+@click.option("--alert-orphans", default=Thresholds().orphaned_debits, show_default=True,
+              type=click.IntRange(1, 1_000_000),
+              help="Monitoring: name the terminals with at least this many orphaned debits (not with --connect).")
 @click.option("--progress/--no-progress", default=True,
               help="Show a live progress display on stderr (only when stderr is a terminal).")
 @opt.as_json("Print the report as one JSON object.")
@@ -57,8 +63,8 @@ INTERRUPTED = "interrupted"
 @lang_option()
 def load_command(terminals: int, rate: float, duration: float, transport: str, hosts: int, connect: str | None,
                  allow_remote: bool, policy: str, seed: int, broker_url: str | None, qos: int, loss: float,
-                 timeout: float, profile: str | None, progress: bool, as_json: bool, report_path: str | None,
-                 lang: str) -> None:
+                 timeout: float, profile: str | None, alert_timeouts: int, alert_orphans: int, progress: bool,
+                 as_json: bool, report_path: str | None, lang: str) -> None:
     """Load a host with TERMINALS terminals at RATE sales per second for DURATION seconds, then judge.
 
     Prints throughput, latency percentiles (HdrHistogram), timeouts, reversals and the
@@ -73,7 +79,7 @@ def load_command(terminals: int, rate: float, duration: float, transport: str, h
         with as_input_error(LoadError):
             check_target(inputs.address(broker_url).host, allow_remote)
     plan = LoadPlan(terminals, rate, duration, transport, hosts, policy, seed, target, broker_url, qos, loss, timeout,
-                    profile or "iso")
+                    profile or "iso", Thresholds(alert_timeouts, alert_orphans))
     private = None
     if transport == "mqtt" and broker_url is None:
         from possim.broker import Broker, BrokerError
@@ -187,6 +193,18 @@ def _print(con: Console, report: LoadReport, tr: Tr | None = None) -> None:
     con.print(verdict)
     con.print(tr("[green]settled: nothing orphaned, doubled or owed[/]") if report.ok
               else tr("[bold red]NOT settled: see the verdict[/]"))
+    _alerts(con, d, tr)
+
+
+def _alerts(con: Console, d: dict[str, Any], tr: Tr) -> None:
+    """Monitoring: the terminals over a threshold on one line (every alert: ``--json``)."""
+    named = d["alert_terminals"]
+    if not named:
+        con.print(tr("monitoring: no terminal reached {timeouts} timeouts or {orphans} orphaned debit(s)",
+                     timeouts=d["alert_thresholds"]["timeouts"], orphans=d["alert_thresholds"]["orphaned_debits"]))
+        return
+    shown = " ".join(named[:20]) + (" ..." if len(named) > 20 else "")
+    con.print(tr("[bold red]monitoring: {n} terminal(s) over a threshold[/]: {tids}", n=len(named), tids=shown))
 
 
 def _rows(d: dict[str, Any], tr: Tr) -> list[tuple[str, object]]:

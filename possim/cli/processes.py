@@ -326,8 +326,10 @@ def _terminal_process_options(journal_help: str, keys_help: str) -> Callable[[F]
         click.argument("scenario"),
         _process_transport(),
         opt.broker("The MQTT broker the acquirer serves on (with --transport mqtt)."),
-        click.option("--connect", "connect_url", metavar="tcp://HOST:PORT",
-                     help=f"The acquirer's TCP address with --transport tcp (default {inputs.DEFAULT_TCP})."),
+        click.option("--connect", "connect_url", metavar="tcp://HOST:PORT", multiple=True,
+                     help=f"The acquirer's TCP address with --transport tcp (default {inputs.DEFAULT_TCP}); "
+                          "repeat it for backup lines, primary first: the terminal switches to the next after "
+                          "[terminal] failover_after timeouts in a row or when it cannot connect."),
         click.option("--tid", required=True, help="Terminal id (field 41, 8 characters)."),
         opt.policy(), opt.profile(), opt.seed(), opt.journal(journal_help), opt.trace(), opt.time_scale(),
         opt.qos(), click.option("--log/--no-log", default=True, help="Log every event as a JSON line on stderr."),
@@ -361,7 +363,7 @@ def _replacement_option(what: str) -> Callable[[F], F]:
     "MAC every request with this terminal's key from the key file, refuse answers without the right MAC, "
     "and log in to the broker with the terminal's account.")
 @_replacement_option("sell")
-def terminal(scenario: str, transport: str, broker_url: str | None, connect_url: str | None, tid: str,
+def terminal(scenario: str, transport: str, broker_url: str | None, connect_url: tuple[str, ...], tid: str,
              policy: str | None, profile: str | None, seed: int | None, journal_path: str | None,
              trace_path: str | None, time_scale: float, qos: int, log: bool, keys_path: str | None,
              tls_ca: str | None, shards: int, as_json: bool, lang: str, replacement: bool) -> None:
@@ -379,7 +381,7 @@ def terminal(scenario: str, transport: str, broker_url: str | None, connect_url:
            replacement=replacement)
 
 
-def _drive(scenario: str, transport: str, broker_url: str | None, connect_url: str | None, tid: str,
+def _drive(scenario: str, transport: str, broker_url: str | None, connect_url: tuple[str, ...], tid: str,
            policy: str | None, profile: str | None, seed: int | None, journal_path: str | None,
            trace_path: str | None, time_scale: float, qos: int, log: bool, keys_path: str | None,
            tls_ca: str | None, shards: int, *, end_of_day: bool, printed: tuple[bool, str] = (True, "en"),
@@ -388,6 +390,8 @@ def _drive(scenario: str, transport: str, broker_url: str | None, connect_url: s
     the summary is one JSON line, and the language of the text otherwise."""
     from possim.realtime import drive_terminal
 
+    if len(connect_url) > 1 and transport != "tcp":
+        raise InputError("several --connect addresses (backup lines) need --transport tcp")
     sc = inputs.scenario(scenario).with_profile(profile)
     inputs.tid(tid)
     inputs.writable(journal_path, trace_path)
@@ -402,13 +406,16 @@ def _drive(scenario: str, transport: str, broker_url: str | None, connect_url: s
 
     ring = _load_keys(keys_path, [tid.strip()])
     mac_key = keyfile.terminal_key(ring, tid, keys_path) if ring is not None else None
-    wire = _wire(transport, broker_url, connect_url, qos, f"possim-terminal-{tid.strip()}", ring, tid, tls_ca,
-                 shards=shards, port_offset=shard_of(tid, shards), profile=sc.profile)
+    wires = [_wire(transport, broker_url, url, qos, f"possim-terminal-{tid.strip()}", ring, tid, tls_ca,
+                   shards=shards, port_offset=shard_of(tid, shards), profile=sc.profile)
+             for url in (connect_url or (None,))]
+    wire = wires[0]
     with as_input_error(TransportError):
         result = asyncio.run(drive_terminal(sc, policy or sc.model.policy, sc.model.seed if seed is None else seed,
                                             wire, tid, time_scale, journal_path,
                                             live=live_logger("terminal") if log else None, mac_key=mac_key,
-                                            end_of_day=end_of_day, replacement=replacement))
+                                            end_of_day=end_of_day, replacement=replacement,
+                                            backups=wires[1:], addresses=connect_url))
     if trace_path:
         result.trace.write(trace_path)
     if result.refused is not None:
@@ -455,7 +462,7 @@ def _settlement_outcome(records: Sequence[Stamped]) -> str:
     "MAC every request with this terminal's key from the key file and log in to the broker with the "
     "terminal's account.")
 @_replacement_option("settle")
-def settle_command(scenario: str, transport: str, broker_url: str | None, connect_url: str | None, tid: str,
+def settle_command(scenario: str, transport: str, broker_url: str | None, connect_url: tuple[str, ...], tid: str,
                    policy: str | None, profile: str | None, seed: int | None, journal_path: str | None,
                    trace_path: str | None, time_scale: float, qos: int, log: bool, keys_path: str | None,
                    tls_ca: str | None, shards: int, as_json: bool, lang: str, replacement: bool) -> None:
