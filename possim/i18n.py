@@ -21,12 +21,11 @@ from functools import cache
 from pathlib import Path
 from typing import ClassVar
 
+from possim.money import format_money
+
 LANGS = ("en", "zh")
 DOMAIN = "possim"
 LOCALE_DIR = Path(__file__).with_name("locale")
-#: ISO 4217 numeric code -> the symbol printed before an amount; other codes follow it ("25.00 USD" style).
-SYMBOLS = {"156": "¥", "978": "€", "840": "$", "826": "£"}
-ALPHA = {"156": "CNY", "978": "EUR", "840": "USD", "826": "GBP", "392": "JPY", "344": "HKD"}
 
 
 class LanguageError(ValueError):
@@ -75,12 +74,8 @@ class Tr:
         return text.format(**values) if values else text
 
     def money(self, amount: int | str | Decimal) -> str:
-        """2500, '25.00' or Decimal('25.00') -> '¥25.00' for 156, '€25.00' for 978, '25.00 USD' otherwise."""
-        value = (Decimal(amount) / 100 if isinstance(amount, int) else Decimal(amount)).quantize(Decimal("0.01"))
-        symbol = SYMBOLS.get(self.currency)
-        if symbol:
-            return f"-{symbol}{-value}" if value < 0 else f"{symbol}{value}"
-        return f"{value} {ALPHA.get(self.currency, self.currency)}"
+        """2500, '25.00' or Decimal('25.00') -> '¥25.00' (156, Chinese), '€1,025.00' (978): ``money.format_money``."""
+        return format_money(amount, self.currency, self.lang)
 
     @property
     def html_lang(self) -> str:
@@ -114,7 +109,7 @@ def translator(lang: str | None = None, currency: str = "978") -> Tr:
 
 
 def compile_catalogues() -> list[Path]:
-    """Compile every ``.po`` under ``possim/locale`` into its ``.mo`` (needs Babel, a dev dependency)."""
+    """Compile every ``.po`` under ``possim/locale`` into its ``.mo`` (with Babel)."""
     from babel.messages.mofile import write_mo
     from babel.messages.pofile import read_po
 

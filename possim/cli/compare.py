@@ -56,7 +56,7 @@ def compare_command(scenario: str, policies: list[str], profile: str | None, see
     file's [expect]; 1: one did not; 2: bad input; 130: interrupted.
     """
     inputs.writable(report_path)
-    sc = inputs.scenario(scenario).with_profile(profile)
+    sc = inputs.scenario(scenario).with_profile(profile).in_market(lang)
     tr = Tr(lang)
     if sc.is_fleet:
         from possim.cli.fleet import compare_fleet

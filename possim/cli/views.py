@@ -215,11 +215,11 @@ def reconcile_command(source: str, policy: str | None, seed: int | None, as_json
         from possim.cli.statement import reconcile_with_statement
 
         reconcile_with_statement(source, statement_path, day, as_json, lang)
-    if not source.endswith(".jsonl") and (sc := inputs.scenario(source)).is_fleet:
+    if not source.endswith(".jsonl") and (sc := inputs.scenario(source).in_market(lang)).is_fleet:
         from possim.cli.fleet import reconcile_fleet_command
 
         sys.exit(reconcile_fleet_command(sc, policy, seed, as_json, lang))
-    recon, title, currency = _reconciliation(source, policy, seed)
+    recon, title, currency = _reconciliation(source, policy, seed, lang)
     if as_json:
         click.echo(json.dumps(recon.as_dict(), sort_keys=True))
     else:
@@ -227,9 +227,10 @@ def reconcile_command(source: str, policy: str | None, seed: int | None, as_json
     sys.exit(0 if recon.balanced else 1)
 
 
-def _reconciliation(source: str, policy: str | None, seed: int | None) -> tuple[Reconciliation, str, str]:
+def _reconciliation(source: str, policy: str | None, seed: int | None,
+                    lang: str = "en") -> tuple[Reconciliation, str, str]:
     if not source.endswith(".jsonl"):
-        sc = inputs.scenario(source)
+        sc = inputs.scenario(source).in_market(lang)
         with as_input_error(ScenarioError):  # a fleet scenario is refused in one line
             result = simulate(sc, policy, seed)
         assert result.reconciliation is not None
