@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from possim.checker import DAMAGE, Finding, harmful, shown_measures
+from possim.fees import say
 from possim.i18n import N_, Tr
 from possim.lesson import point
 from possim.simulation import RunResult
@@ -216,7 +217,7 @@ def _fees(console: Console, rec: Any, tr: Tr) -> None:
         fees.add_column(tr(col), justify="right" if col in ("amount", "fee") else "left")
     for line in rec.lines[:50]:
         fees.add_row(line.stan, str(line.txn or "-"), instrument(line.instrument, tr), tr.money(line.amount),
-                     tr.money(line.fee), line.rule)
+                     tr.money(line.fee), say(line.rule, tr))
     if len(rec.lines) > 50:
         fees.add_row("...", tr("{n} more", n=len(rec.lines) - 50), "", "", "", "")
     fees.add_row("", "", f"[bold]{escape(tr('total'))}[/]", tr.money(rec.settled_total), tr.money(rec.fees_total), "")

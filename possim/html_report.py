@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from possim.checker import DAMAGE, OPTIONAL, shown_measures
 from possim.console import alarm, instrument, measure
+from possim.fees import say
 from possim.i18n import N_, Tr
 from possim.lesson import Point, point, story, tr_for
 from possim.msc import HOST, HOST_DOWN, IN_FLIGHT, NETWORK, TERMINAL, TERMINAL_OFF, WALLET, Arrow, Sequence, Step, build
@@ -488,7 +489,7 @@ def _fees(rec: Reconciliation, tr: Tr) -> str:
     head = "".join(f"<th>{_e(tr(h))}</th>" for h in ("txn", "card", "amount", "fee", "rule"))
     body = "".join(f"<tr><td>{line.txn or '-'}</td><td>{_e(instrument(line.instrument, tr))}</td>"
                    f"<td class='num'>{_e(tr.money(line.amount))}</td><td class='num'>{_e(tr.money(line.fee))}</td>"
-                   f"<td>{_e(line.rule)}</td></tr>" for line in rec.lines[:50])
+                   f"<td>{_e(say(line.rule, tr))}</td></tr>" for line in rec.lines[:50])
     return f"<table class='fees'><tr>{head}</tr>{body}</table>"
 
 

@@ -71,12 +71,13 @@ def statement_command(source: str, day: str | None, scenario_name: str | None, p
                       as_json: bool, lang: str) -> None:
     """The acquirer's T+1 statement (CSV) of a ledger file or of a scenario run (a name or a .toml).
 
-    The CSV goes to --out, else to standard output; with --json standard output carries the
-    statement as JSON (and --out, when given, still gets the CSV)."""
+    With --lang zh the CSV's header and descriptions are Chinese (reconcile --statement reads
+    either); --json keeps the English column names. The CSV goes to --out, else to standard
+    output; with --json standard output carries the statement as JSON (and --out, when given, still gets the CSV)."""
     wanted = _day(day)
     inputs.writable(out, ledger_out, journal_out)
     is_ledger = Path(source).is_file() and not source.endswith(".toml")
-    sc = inputs.scenario(scenario_name or source) if (scenario_name or not is_ledger) else None
+    sc = inputs.scenario(scenario_name or source).in_market(lang) if (scenario_name or not is_ledger) else None
     if is_ledger:
         inputs.database(source, "entries", "ledger")
         statement = _build(source, wanted, sc)
@@ -87,14 +88,15 @@ def statement_command(source: str, day: str | None, scenario_name: str | None, p
             ledger_path = ledger_out or str(Path(scratch) / "ledger.db")
             simulate(sc, policy, seed, ledger_path=ledger_path, journal_path=journal_out)
             statement = _build(ledger_path, wanted, sc)
+    tr = Tr(lang, sc.model.terminal.currency if sc else "156" if lang == "zh" else "978")
     if out:
-        Path(out).write_text(statement.csv(), encoding="utf-8")
+        Path(out).write_text(statement.csv(tr), encoding="utf-8")
     if as_json:
         click.echo(json.dumps(statement.as_dict(), sort_keys=True, ensure_ascii=False))
         return
     if not out:
-        click.echo(statement.csv(), nl=False)
-    click.echo(statement.summary(Tr(lang)), err=True)
+        click.echo(statement.csv(tr), nl=False)
+    click.echo(statement.summary(tr), err=True)
 
 
 def _build(ledger_path: str, wanted: date | None, sc: Scenario | None) -> st.Statement:
