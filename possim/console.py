@@ -69,8 +69,8 @@ def lesson(console: Console, result: RunResult, tr: Tr = _EN, actions: bool = Tr
 
 
 def timeline(console: Console, result: RunResult, limit: int = 400, tr: Tr = _EN) -> None:
-    title = tr("{scenario} - policy {policy}, seed {seed}", scenario=result.scenario.name, policy=result.policy,
-               seed=result.seed)
+    title = tr("{scenario} - policy {policy}, seed {seed}", scenario=result.scenario.name,
+               policy=tr.policy(result.policy), seed=result.seed)
     trace_table(console, result.trace.records, title, limit, tr)
 
 
@@ -137,7 +137,7 @@ def compare(console: Console, results: Sequence[RunResult], tr: Tr = _EN) -> Non
                            seed=results[0].seed))
     table.add_column(tr("measure"))
     for r in results:
-        table.add_column(r.policy, justify="right")
+        table.add_column(tr.policy(r.policy), justify="right")
     summaries: list[dict[str, Any]] = [r.verdict.summary() for r in results]
     for key in shown_measures({k: v for s in summaries for k, v in s.items()}):
         cells = []

@@ -92,7 +92,7 @@ def _act(console: Console, scenarios: Path, act: Act, pace: float, sleep: Callab
     console.rule(f"[bold]{tr(act.title)}[/]")
     played = simulate(scenario, act.policy)
     tr = tr_for(played, tr.lang)
-    console.print(tr("Playing {scenario} under policy {policy}.", scenario=act.scenario, policy=act.policy))
+    console.print(tr("Playing {scenario} under policy {policy}.", scenario=act.scenario, policy=tr.policy(act.policy)))
     console.print(f"[italic]{tr(act.setup)}[/]\n")
     _paced(console, played.trace.records, pace, sleep, tr)
     console.print()

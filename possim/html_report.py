@@ -174,7 +174,7 @@ def render_trace(records: Seq[ev.Stamped], title: str, rows: Seq[tuple[str, str]
 
 def _point(p: Point, tr: Tr, result: RunResult, compared: bool) -> str:
     """The headline, the money and the remedy: what a merchant must take home from this run."""
-    who = tr("Policy {policy}:", policy=result.policy) if compared else ""
+    who = tr("Policy {policy}:", policy=tr.policy(result.policy)) if compared else ""
     money = "".join(f"<tr><th>{_e(k)}</th><td class='num'>{_e(v)}</td></tr>" for k, v in p.money)
     actions = "".join(f"<li>{_e(a)}</li>" for a in p.actions)
     return (f"<section class='point{' good' if p.good else ''}' id='point'>"
@@ -190,8 +190,8 @@ def _run_section(result: RunResult, index: int, tr: Tr) -> str:
         show_all = tr("Show the full sequence chart ({n} steps)", n=len(seq.steps))
         chart = (_summary(result, seq, tr, index) + f"<details class='chart'><summary>{_e(show_all)}</summary>"
                  f"{chart}</details>")
-    heading = tr("Policy {policy} (seed {seed}, {transport})", policy=result.policy, seed=result.seed,
-                 transport=result.transport)
+    heading = tr("Policy {policy} (seed {seed}, {transport})", policy=tr.policy(result.policy), seed=result.seed,
+                 transport=tr.transport(result.transport))
     return (f"<section class='run' tabindex='0' id='run-{index}'><h2>{_e(heading)}</h2>{chart}"
             f"<h2>{_e(tr('Checker verdict'))}</h2>{_verdict(result, tr)}"
             f"<h2>{_e(tr('Card accounts at the bank'))}</h2>{_ledger(result, tr)}"
@@ -496,7 +496,7 @@ def _fees(rec: Reconciliation, tr: Tr) -> str:
 def _comparison(results: Seq[RunResult], tr: Tr) -> str:
     escalations = tuple(k for k in OPTIONAL if any(k in r.verdict.summary() for r in results))
     keys = (*DAMAGE, *escalations, "approved", "reversed", "customer_loss", "merchant_loss")
-    head = "".join(f"<th>{_e(r.policy)}</th>" for r in results)
+    head = "".join(f"<th>{_e(tr.policy(r.policy))}</th>" for r in results)
     body = []
     for key in keys:
         cells = []

@@ -19,13 +19,20 @@ import tomllib
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from possim.money import format_money
 
 LANGS = ("en", "zh")
 DOMAIN = "possim"
 LOCALE_DIR = Path(__file__).with_name("locale")
+
+
+#: The recovery policies (``possim.pos_sim.policies``) in words, for views in another language
+#: than English (an English view prints the name ``--policy`` takes).
+POLICY_WORDS = {"none": "no recovery", "reversal": "automatic reversal", "query": "status query",
+                "query-then-reversal": "status query, then reversal"}
+TRANSPORT_WORDS = {"memory": "in memory (virtual time)", "mqtt": "over MQTT", "tcp": "over TCP"}
 
 
 class LanguageError(ValueError):
@@ -77,13 +84,21 @@ class Tr:
         """2500, '25.00' or Decimal('25.00') -> '¥25.00' (156, Chinese), '€1,025.00' (978): ``money.format_money``."""
         return format_money(amount, self.currency, self.lang)
 
+    def policy(self, name: str) -> str:
+        """A recovery policy as the reader calls it: the name ``--policy`` takes in English, words in Chinese."""
+        return name if self.lang == "en" or name not in POLICY_WORDS else self(POLICY_WORDS[name])
+
+    def transport(self, name: str) -> str:
+        """``memory``, ``mqtt`` or ``tcp`` in the reader's words."""
+        return name if self.lang == "en" or name not in TRANSPORT_WORDS else self(TRANSPORT_WORDS[name])
+
     @property
     def html_lang(self) -> str:
         return "zh-CN" if self.lang == "zh" else "en"
 
 
 @cache
-def _scenario_texts(lang: str) -> dict[str, dict[str, str]]:
+def _scenario_texts(lang: str) -> dict[str, dict[str, Any]]:
     path = LOCALE_DIR / lang / "scenarios.toml"
     if lang == "en" or not path.is_file():
         return {}
@@ -102,6 +117,13 @@ def scenario_text(name: str, title: str, description: str, lang: str) -> tuple[s
     if not entry or entry.get("en") != title:
         return title, description
     return entry["title"], "".join(entry["description"].strip().splitlines())  # Chinese lines join without spaces
+
+
+def group_text(name: str, group: str, lang: str) -> str:
+    """A fleet group's name in ``lang``: the ``groups`` table of the scenario's entry in
+    ``locale/<lang>/scenarios.toml`` (by file name), else the name the scenario gives it."""
+    groups: dict[str, str] = _scenario_texts(lang).get(name, {}).get("groups", {})
+    return str(groups.get(group, group))
 
 
 def translator(lang: str | None = None, currency: str = "978") -> Tr:

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from possim import console as show
 from possim.cli import inputs
@@ -84,7 +85,7 @@ def _each(policies: list[str], play: Callable[[str], R], tr: Tr) -> tuple[list[R
     try:
         for n, policy in enumerate(policies, 1):
             done.append(play(policy))
-            click.echo(tr("possim compare: policy {policy} done ({n} of {total})", policy=policy, n=n,
+            click.echo(tr("possim compare: policy {policy} done ({n} of {total})", policy=tr.policy(policy), n=n,
                           total=len(policies)), err=True)
     except KeyboardInterrupt:
         return done, True
@@ -123,7 +124,7 @@ def _show(sc: Scenario, results: list[RunResult], timelines: bool, report_path: 
         for r in results:
             show.timeline(con, r, limit=60, tr=tr)
     show.compare(con, results, tr)
-    broken = [r.policy for r in results if not _judged(con, r)]
+    broken = [r.policy for r in results if not _judged(con, r, tr)]
     if report_path:
         from possim.html_report import render
 
@@ -133,11 +134,12 @@ def _show(sc: Scenario, results: list[RunResult], timelines: bool, report_path: 
     return bool(broken)
 
 
-def _judged(con: Console, result: RunResult) -> bool:
+def _judged(con: Console, result: RunResult, tr: Tr) -> bool:
     """Print what ``result`` breaks (its policy's [expect], quiescence); True when it breaks nothing."""
     failures = failed_expectations(result.scenario.model.expect, result.policy, result.verdict.summary())
+    who = tr("policy {policy}:", policy=tr.policy(result.policy))
     for failure in failures:
-        con.print(f"[bold red]policy {result.policy}: expectation failed:[/] {failure}")
+        con.print(f"[bold red]{escape(who)} {escape(tr('expectation failed:'))}[/] {escape(failure)}")
     if not result.quiescent:
-        con.print(f"[bold red]policy {result.policy}: run did not reach quiescence[/]")
+        con.print(f"[bold red]{escape(who)} {escape(tr('run did not reach quiescence within the horizon'))}[/]")
     return result.quiescent and not failures

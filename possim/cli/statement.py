@@ -30,7 +30,7 @@ from possim.i18n import N_, Tr
 from possim.pos_sim.journal import read_journal
 from possim.protocol.storage import StoreError
 from possim.reconcile import MerchantRecord, check_statement, journal_records, slip_records
-from possim.scenario import Scenario
+from possim.scenario import Scenario, ScenarioError
 from possim.simulation import simulate
 
 #: When the acquirer's error-handling run books its refunds, unless told otherwise.
@@ -86,7 +86,8 @@ def statement_command(source: str, day: str | None, scenario_name: str | None, p
         inputs.fresh(ledger_out, journal_out)
         with tempfile.TemporaryDirectory(prefix="possim-statement-") as scratch:
             ledger_path = ledger_out or str(Path(scratch) / "ledger.db")
-            simulate(sc, policy, seed, ledger_path=ledger_path, journal_path=journal_out)
+            with as_input_error(ScenarioError):  # a fleet scenario is refused in one line
+                simulate(sc, policy, seed, ledger_path=ledger_path, journal_path=journal_out)
             statement = _build(ledger_path, wanted, sc)
     tr = Tr(lang, sc.model.terminal.currency if sc else "156" if lang == "zh" else "978")
     if out:
