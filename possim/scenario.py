@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import tomllib
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -442,6 +443,9 @@ def _fleet(groups: tuple[TerminalGroupModel, ...]) -> tuple[TerminalGroupModel, 
 class ScenarioModel(_Model):
     title: str
     description: str
+    #: The run's business date and time: t = 0 of the run is this moment on the terminal's and the
+    #: host's clocks (field 7, RRNs, slips, the statement's days). TOML: ``start = 2026-12-07T14:00:00``.
+    start: datetime = _terminal("epoch")
     seed: int = 1
     policy: PolicyName = _terminal("policy")
     terminal: TerminalModel = TerminalModel()
@@ -549,7 +553,7 @@ class Scenario:
         return self.model.wallet or WalletModel()
 
     def terminal_config(self, policy: str) -> TerminalConfig:
-        return TerminalConfig(policy=policy, **self.model.terminal.model_dump())
+        return TerminalConfig(policy=policy, epoch=self.model.start, **self.model.terminal.model_dump())
 
     def host_config(self) -> HostConfig:
         h = self.model.host
@@ -567,6 +571,7 @@ class Scenario:
             issuer_timeouts=tuple(Window(w.start, w.end) for w in h.issuer_timeouts),
             issuer_timeout_code=h.issuer_timeout_code,
             behaviours=tuple(b.build() for b in h.behaviours),
+            epoch=self.model.start,
         )
 
     def fee_schedule(self, category: Category | None = None) -> FeeSchedule:

@@ -27,7 +27,7 @@ from click.testing import CliRunner
 from possim.cli import cli
 from possim.i18n import Tr
 from possim.pos_sim.config import POLICIES
-from possim.scenario import load
+from possim.scenario import ScenarioError, from_dict, load
 from tests.conftest import SCENARIOS
 
 #: Technical phrases a Chinese trainer says in English too.
@@ -130,3 +130,25 @@ def test_the_chinese_statement_reads_back_and_english_keeps_its_columns(tmp_path
     assert first_zh.split(",")[7:11] == first_en.split(",")[7:11]  # the same money in both worlds
     check = runner.invoke(cli, ["reconcile", "J.db", "--statement", "zh.csv", "--lang", "zh"])
     assert check.exit_code == 1 and "有扣款无交易" in check.output and "凭证号 000002" in check.output
+
+
+def test_a_scenario_names_its_business_day_and_every_view_dates_by_it(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """start = ...: the remedy and the statement name the date and time of the sale, never run seconds."""
+    monkeypatch.chdir(tmp_path)
+    Path("day.toml").write_text(
+        'title = "A Monday sale"\ndescription = "The answer is lost."\nstart = 2026-12-07T14:03:05\n'
+        '[[faults]]\naction = "drop"\ndirection = "to_terminal"\nmti = "0210"\nnth = 1\n'
+        '[[transactions]]\namount = "25.00"\n', encoding="utf-8")
+    runner = CliRunner()
+    run = runner.invoke(cli, ["run", "day.toml", "--policy", "none", "--no-timeline", "--lang", "zh"],
+                        env={"COLUMNS": "200"})
+    assert "批次号 000001、凭证号 000001、参考号 341140000001 和交易时间 2026-12-07 14:03:05（¥25.00）" in run.output
+    assert "t = " not in run.output and "秒" not in run.output.split("商户应该怎么做")[1].split("\n\n")[0]
+    statement = runner.invoke(cli, ["statement", "day.toml", "--lang", "zh"])
+    assert statement.output.splitlines()[1].startswith("2026-12-07 14:03:05,POS00001,000001,000001,341140000001,")
+    english = runner.invoke(cli, ["run", "day.toml", "--policy", "none", "--no-timeline"], env={"COLUMNS": "200"})
+    assert ("batch no. 000001, voucher no. 000001, reference no. (RRN) 341140000001, date and time "
+            "2026-12-07 14:03:05 (€25.00)") in english.output
+    with pytest.raises(ScenarioError, match=r"^scenario: start: Input should be a valid datetime"):
+        from_dict({"title": "t", "description": "d", "start": "yesterday", "transactions": [{"amount": "1.00"}]})

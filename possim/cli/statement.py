@@ -104,11 +104,12 @@ def _build(ledger_path: str, wanted: date | None, sc: Scenario | None) -> st.Sta
     fees, cards = _merchant(sc)
     with as_input_error(StoreError):
         conn = read_ledger(ledger_path)
+    epoch = sc.model.start if sc is not None else st.DEFAULT_EPOCH  # the run's t = 0 (scenario key start)
     try:
-        days = st.business_days(conn)
+        days = st.business_days(conn, epoch)
         if wanted is None and not days:
             raise InputError(f"{ledger_path}: the ledger booked no money: no statement to write")
-        return st.build(conn, wanted or days[-1], fees, cards)
+        return st.build(conn, wanted or days[-1], fees, cards, epoch)
     finally:
         conn.close()
 
