@@ -223,9 +223,9 @@ def _summary(result: RunResult, seq: Sequence, tr: Tr, index: int) -> str:
     items = []
     for case in cases(result, tr)[:20]:
         step = _step_of(seq, case.stan)
-        text = tr("{finding}: txn {txn}, STAN {stan}, RRN {rrn}, {amount}, t = {t} s", finding=tr(
-            case.finding.replace("_", " ")), txn=case.txn or "-", stan=case.stan, rrn=case.rrn or "-",
-            amount=tr.money(case.amount), t=f"{case.t:.3f}")
+        text = tr("{finding}: txn {txn}, STAN {stan}, RRN {rrn}, {amount}, {when} (t = {t} s in the chart)",
+                  finding=tr(case.finding.replace("_", " ")), txn=case.txn or "-", stan=case.stan,
+                  rrn=case.rrn or "-", amount=tr.money(case.amount), when=case.at, t=f"{case.t:.3f}")
         link = f"<a href='#run-{index}-step-{step}'>{_e(text)}</a>" if step is not None else _e(text)
         items.append(f"<li>{link}</li>")
     worst = f"<p><b>{_e(tr('The worst transactions'))}</b></p><ol>{''.join(items)}</ol>" if items else ""
