@@ -18,8 +18,9 @@ taken back from the merchant (negative) and ``fee`` the part of the sale's fee g
 ``net = amount - fee + adjustments`` on every line.
 
 Business days run from midnight to midnight in the acquirer's local time. Ledger times are
-seconds since the run's epoch (the host's field 7 and RRN clock): 2026-11-25 10:00:00 for
-simulated runs (``HostConfig.epoch``); a ledger of real processes needs its own epoch.
+seconds since the run's epoch (the host's field 7 and RRN clock): the scenario's ``start`` for
+simulated runs (default 2026-11-25 10:00:00, ``HostConfig.epoch``; ``possim statement`` of a
+scenario, or of a ledger with ``--scenario``, uses it); a ledger of real processes needs its own epoch.
 The acquirer knows a card's type from its BIN; possim's test cards have none, so the caller
 says which card is which (``card_types``, from the scenario), credit by default.
 """
