@@ -213,7 +213,7 @@ def reconciliation(console: Console, rec: Any, title: str, tr: Tr = _EN) -> None
 
 def _fees(console: Console, rec: Any, tr: Tr) -> None:
     fees = Table(title=tr("merchant discount fees (per settled transaction, rounded half up to the cent)"))
-    for col in ("STAN", N_("txn"), N_("card"), N_("amount"), N_("fee"), N_("rule")):
+    for col in ("STAN", N_("txn"), N_("card type"), N_("amount"), N_("fee"), N_("rule")):
         fees.add_column(tr(col), justify="right" if col in ("amount", "fee") else "left")
     for line in rec.lines[:50]:
         fees.add_row(line.stan, str(line.txn or "-"), instrument(line.instrument, tr), tr.money(line.amount),

@@ -486,7 +486,7 @@ def _fees(rec: Reconciliation, tr: Tr) -> str:
     """Each settled payment with its fee, wallet QR payments included (at their own rate)."""
     if not rec.lines:
         return ""
-    head = "".join(f"<th>{_e(tr(h))}</th>" for h in ("txn", "card", "amount", "fee", "rule"))
+    head = "".join(f"<th>{_e(tr(h))}</th>" for h in ("txn", "card type", "amount", "fee", "rule"))
     body = "".join(f"<tr><td>{line.txn or '-'}</td><td>{_e(instrument(line.instrument, tr))}</td>"
                    f"<td class='num'>{_e(tr.money(line.amount))}</td><td class='num'>{_e(tr.money(line.fee))}</td>"
                    f"<td>{_e(say(line.rule, tr))}</td></tr>" for line in rec.lines[:50])
