@@ -152,3 +152,18 @@ def test_a_scenario_names_its_business_day_and_every_view_dates_by_it(tmp_path: 
             "2026-12-07 14:03:05 (€25.00)") in english.output
     with pytest.raises(ScenarioError, match=r"^scenario: start: Input should be a valid datetime"):
         from_dict({"title": "t", "description": "d", "start": "yesterday", "transactions": [{"amount": "1.00"}]})
+
+
+def test_no_message_is_in_the_catalogue_twice() -> None:
+    """Blocks added side by side must not define one English text twice (the compiler keeps only one)."""
+    from collections import Counter
+
+    from babel.messages.pofile import read_po
+
+    from possim.i18n import LOCALE_DIR
+
+    po = (LOCALE_DIR / "zh" / "LC_MESSAGES" / "possim.po").read_text(encoding="utf-8")
+    ids = ["".join(re.findall(r'"(.*)"', m)) for m in re.findall(r'^msgid ((?:".*"\n)+)', po, flags=re.M)]
+    assert [i for i, n in Counter(ids).items() if n > 1] == []
+    with (LOCALE_DIR / "zh" / "LC_MESSAGES" / "possim.po").open("rb") as f:
+        assert len(read_po(f)) == len(ids) - 1  # the header's empty msgid is not a message
