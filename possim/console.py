@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from possim.checker import DAMAGE, Finding, harmful, shown_measures
+from possim.fees import say
 from possim.i18n import N_, Tr
 from possim.lesson import point
 from possim.protocol import events as ev
@@ -96,8 +97,8 @@ def counter_table(console: Console, moments: Sequence[tuple[float, str, str]], t
 
 
 def timeline(console: Console, result: RunResult, limit: int = 400, tr: Tr = _EN) -> None:
-    title = tr("{scenario} - policy {policy}, seed {seed}", scenario=result.scenario.name, policy=result.policy,
-               seed=result.seed)
+    title = tr("{scenario} - policy {policy}, seed {seed}", scenario=result.scenario.name,
+               policy=tr.policy(result.policy), seed=result.seed)
     trace_table(console, result.trace.records, title, limit, tr)
     counter_table(console, counter(result.trace.records, tr), tr)
 
@@ -166,7 +167,7 @@ def compare(console: Console, results: Sequence[RunResult], tr: Tr = _EN) -> Non
                            seed=results[0].seed))
     table.add_column(tr("measure"))
     for r in results:
-        table.add_column(r.policy, justify="right")
+        table.add_column(tr.policy(r.policy), justify="right")
     summaries: list[dict[str, Any]] = [r.verdict.summary() for r in results]
     for key in shown_measures({k: v for s in summaries for k, v in s.items()}):
         cells = []
@@ -242,11 +243,11 @@ def reconciliation(console: Console, rec: Any, title: str, tr: Tr = _EN) -> None
 
 def _fees(console: Console, rec: Any, tr: Tr) -> None:
     fees = Table(title=tr("merchant discount fees (per settled transaction, rounded half up to the cent)"))
-    for col in ("STAN", N_("txn"), N_("card"), N_("amount"), N_("fee"), N_("rule")):
+    for col in ("STAN", N_("txn"), N_("card type"), N_("amount"), N_("fee"), N_("rule")):
         fees.add_column(tr(col), justify="right" if col in ("amount", "fee") else "left")
     for line in rec.lines[:50]:
         fees.add_row(line.stan, str(line.txn or "-"), instrument(line.instrument, tr), tr.money(line.amount),
-                     tr.money(line.fee), line.rule)
+                     tr.money(line.fee), say(line.rule, tr))
     if len(rec.lines) > 50:
         fees.add_row("...", tr("{n} more", n=len(rec.lines) - 50), "", "", "", "")
     fees.add_row("", "", f"[bold]{escape(tr('total'))}[/]", tr.money(rec.settled_total), tr.money(rec.fees_total), "")

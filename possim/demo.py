@@ -88,11 +88,11 @@ def _stopped(console: Console, played: list[Act], tr: Tr) -> None:
 
 def _act(console: Console, scenarios: Path, act: Act, pace: float, sleep: Callable[[float], None], tr: Tr) -> None:
     """One act: the scenario played and narrated, its cost, every policy side by side, the fix."""
-    scenario = load(scenarios / f"{act.scenario}.toml")
+    scenario = load(scenarios / f"{act.scenario}.toml").in_market(tr.lang)
     console.rule(f"[bold]{tr(act.title)}[/]")
     played = simulate(scenario, act.policy)
     tr = tr_for(played, tr.lang)
-    console.print(tr("Playing {scenario} under policy {policy}.", scenario=act.scenario, policy=act.policy))
+    console.print(tr("Playing {scenario} under policy {policy}.", scenario=act.scenario, policy=tr.policy(act.policy)))
     console.print(f"[italic]{tr(act.setup)}[/]\n")
     _paced(console, played.trace.records, pace, sleep, tr)
     console.print()

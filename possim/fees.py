@@ -27,9 +27,12 @@ Arithmetic is Decimal; each fee is rounded once, per transaction, to the cent, h
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Literal
+from typing import Any, Literal
+
+from possim.i18n import N_
 
 Category = Literal["standard", "supermarket", "fuel", "wholesale", "public_school", "hospital", "charity"]
 #: How the customer pays; each has its own fee rule.
@@ -37,6 +40,31 @@ Instrument = Literal["credit", "debit", "qr_wallet", "unionpay_qr", "quickpass"]
 DISCOUNTED = frozenset({"supermarket", "fuel", "wholesale"})
 WELFARE = frozenset({"public_school", "hospital", "charity"})
 CENT = Decimal("0.01")
+
+
+class Said(str):
+    """An English text (what data, CSV and JSON carry) that still knows its message and values, so a
+    view can say it in the reader's language: ``said.say(tr)``. Values that are themselves ``Said``
+    or marked words (``words``) are translated too."""
+
+    template: str
+    values: dict[str, Any]
+    words: frozenset[str]
+
+    def __new__(cls, template: str, words: frozenset[str] = frozenset(), **values: Any) -> Said:
+        self = super().__new__(cls, template.format(**values))
+        self.template, self.values, self.words = template, values, words
+        return self
+
+    def say(self, tr: Callable[..., str]) -> str:
+        values = {k: v.say(tr) if isinstance(v, Said) else tr(v) if k in self.words else v
+                  for k, v in self.values.items()}
+        return tr(self.template, **values)
+
+
+def say(text: str, tr: Callable[..., str]) -> str:
+    """``text`` in ``tr``'s language when it is a :class:`Said`, else as it is (e.g. read from a file)."""
+    return text.say(tr) if isinstance(text, Said) else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,26 +86,31 @@ class FeeSchedule:
     def fee(self, amount: Decimal, instrument: str) -> tuple[Decimal, str]:
         """The fee on one settled amount, and the rule that set it (for the report)."""
         if self.category in WELFARE:
-            return _round(amount * self.welfare), f"public welfare {_pct(self.welfare)} (every instrument)"
+            return _round(amount * self.welfare), Said(N_("public welfare {rate} (every instrument)"),
+                                                       rate=_pct(self.welfare))
         if instrument == "debit":
             return self._debit(amount)
         if instrument == "qr_wallet":
-            return _round(amount * self.qr_wallet), f"QR wallet {_pct(self.qr_wallet)}"
+            return _round(amount * self.qr_wallet), Said(N_("QR wallet {rate}"), rate=_pct(self.qr_wallet))
         return self._credit(amount, instrument)
 
     def _credit(self, amount: Decimal, instrument: str) -> tuple[Decimal, str]:
-        kind = {"unionpay_qr": "UnionPay QR at the credit rate", "quickpass": "QuickPass at the credit rate"}
-        where = "discounted merchant" if self.category in DISCOUNTED else "standard merchant"
-        return _round(amount * self.credit_rate), f"{kind.get(instrument, 'credit')}, {where} {_pct(self.credit_rate)}"
+        kind = {"unionpay_qr": N_("UnionPay QR at the credit rate"), "quickpass": N_("QuickPass at the credit rate")}
+        where = N_("discounted merchant") if self.category in DISCOUNTED else N_("standard merchant")
+        return _round(amount * self.credit_rate), Said(N_("{kind}, {where} {rate}"), frozenset({"kind", "where"}),
+                                                       kind=kind.get(instrument, N_("credit")), where=where,
+                                                       rate=_pct(self.credit_rate))
 
     def _debit(self, amount: Decimal) -> tuple[Decimal, str]:
         """0.5% capped, but never above the credit-card fee at the same merchant."""
-        fee, rule = _round(amount * self.debit), f"debit {_pct(self.debit)}"
+        fee, rule = _round(amount * self.debit), Said(N_("debit {rate}"), rate=_pct(self.debit))
         if fee > self.debit_cap:
-            fee, rule = self.debit_cap, f"debit {_pct(self.debit)} capped at {self.debit_cap}"
+            fee, rule = self.debit_cap, Said(N_("debit {rate} capped at {cap}"), rate=_pct(self.debit),
+                                             cap=self.debit_cap)
         credit = _round(amount * self.credit_rate)
         if credit < fee:
-            return credit, f"debit at the credit rate {_pct(self.credit_rate)} (never above a credit card)"
+            return credit, Said(N_("debit at the credit rate {rate} (never above a credit card)"),
+                                rate=_pct(self.credit_rate))
         return fee, rule
 
 

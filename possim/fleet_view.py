@@ -24,7 +24,7 @@ from possim.checker import DAMAGE, MEASURES, harmful
 from possim.console import balance_headline, measure, trace_table
 from possim.fleet import COUNTS, FleetResult, TerminalLine
 from possim.fleet_reconcile import FleetReconciliation
-from possim.i18n import N_, Tr, resolve
+from possim.i18n import N_, Tr, group_text, resolve
 from possim.lesson import story
 from possim.money import format_amount
 from possim.protocol.events import Stamped
@@ -49,8 +49,12 @@ def _at_risk(key: str, value: object) -> bool:
 def summary(con: Console, result: FleetResult, failures: Sequence[str] = (), tr: Tr = _EN) -> None:
     """The fleet's verdict: totals, per policy (when they differ), per group, the worst terminals."""
     s = result.summary()
-    con.print("[bold]" + escape(tr("policy {policy}: {terminals} terminals, {hosts} host(s)", policy=result.policy,
-                                   terminals=len(result.terminals), hosts=result.hosts)
+    con.print("[bold]" + escape(headline(result, tr)) + "[/]")
+    for line in advice(result, tr):
+        con.print(escape(line))
+    con.print("[bold]" + escape(tr("policy {policy}: {terminals} terminals, {hosts} host(s)",
+                                   policy=tr.policy(result.policy), terminals=len(result.terminals),
+                                   hosts=result.hosts)
                                 + ", " + tr("seed {seed}", seed=result.seed)) + "[/]")
     table = Table()
     table.add_column(tr("measure"))
@@ -60,10 +64,11 @@ def summary(con: Console, result: FleetResult, failures: Sequence[str] = (), tr:
     con.print(table)
     policies = result.by_policy()
     if len(policies) > 1:
-        _breakdown(con, tr("per policy"), policies, tr)
+        _breakdown(con, tr("per policy"), {tr.policy(p): v for p, v in policies.items()}, tr)
     groups = result.groups()
     if len(groups) > 1:
-        _breakdown(con, tr("per group"), {f"{g['group']} ({g['policy']})": g for g in groups}, tr)
+        _breakdown(con, tr("per group"), {f"{_group(result, g['group'], tr)} ({_policies(g['policy'], tr)})": g
+                                          for g in groups}, tr)
     worst(con, result.worst(), tr)
     monitoring(con, result, tr)
     for line in failures:
@@ -92,7 +97,7 @@ def worst(con: Console, lines: list[TerminalLine], tr: Tr = _EN) -> None:
         table.add_column(tr(col) if col in ("terminal", "group", "policy") else _name(col, tr),
                          justify="left" if col in ("terminal", "policy") else "right")
     for line in lines:
-        table.add_row(line.tid, str(line.group + 1), line.policy,
+        table.add_row(line.tid, str(line.group + 1), tr.policy(line.policy),
                       *(_cell(k, line.counts.get(k, 0), tr) for k in WORST),
                       _cell("money_at_risk", format_amount(line.at_risk), tr))
     con.print(table)
@@ -108,7 +113,7 @@ def events_of(result: FleetResult, tid: str) -> list[Stamped]:
 def timeline(con: Console, result: FleetResult, tid: str, limit: int = 400, tr: Tr = _EN) -> None:
     """The three-column timeline of one terminal of the fleet."""
     title = tr("terminal {tid} of {scenario} - policy {policy}, seed {seed}", tid=tid, scenario=result.scenario.name,
-               policy=result.policy, seed=result.seed)
+               policy=tr.policy(result.policy), seed=result.seed)
     trace_table(con, events_of(result, tid), title, limit, tr)
 
 
@@ -119,7 +124,7 @@ def compare(con: Console, results: Sequence[FleetResult], tr: Tr = _EN) -> None:
                            terminals=len(first.terminals), seed=first.seed))
     table.add_column(tr("measure"))
     for r in results:
-        table.add_column(r.policy, justify="right")
+        table.add_column(tr.policy(r.policy), justify="right")
     summaries = [r.summary() for r in results]
     for key in (*MEASURES, "money_at_risk"):
         cells = [_cell(key, s[key], tr) if harmful(key, s[key]) or _at_risk(key, s[key])
@@ -157,14 +162,20 @@ SMALL = ("approved", "unknown", "reversed", "orphaned_debits", "double_debits", 
 SMALL_CHARTS = 60
 
 
-def _td(key: str, value: object) -> str:
+def _td(key: str, value: object, tr: Tr) -> str:
     bad = harmful(key, value) or (key == "money_at_risk" and value != "0.00")
-    return f"<td{' class=bad' if bad else ''}>{html.escape(str(value))}</td>"
+    shown = tr.money(str(value)) if _is_money(key) else str(value)
+    return f"<td{' class=bad' if bad else ''}>{html.escape(shown)}</td>"
 
 
-def _table(header: Sequence[str], body: list[list[tuple[str, object]]], ident: str = "", cls: str = "") -> str:
+def _is_money(key: str) -> bool:
+    return key == "money_at_risk" or key.endswith("_loss")
+
+
+def _table(header: Sequence[str], body: list[list[tuple[str, object]]], ident: str = "", cls: str = "",
+           tr: Tr = _EN) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    lines = "".join("<tr>" + "".join(_td(k, v) for k, v in row) + "</tr>" for row in body)
+    lines = "".join("<tr>" + "".join(_td(k, v, tr) for k, v in row) + "</tr>" for row in body)
     attrs = (f" id={ident}" if ident else "") + (f" class={cls}" if cls else "")
     return f"<table{attrs}><thead><tr>{head}</tr></thead><tbody>{lines}</tbody></table>"
 
@@ -173,15 +184,47 @@ def _name(key: str, tr: Tr) -> str:
     return tr(N_("money at risk")) if key == "money_at_risk" else measure(key, tr)
 
 
+def _group(result: FleetResult, name: str, tr: Tr) -> str:
+    """A group's name in the reader's language (the scenario's translation, if it has one)."""
+    return group_text(result.scenario.name, name, tr.lang)
+
+
+def _policies(names: str, tr: Tr) -> str:
+    """``"none,reversal"`` (a group's policies) in the reader's words."""
+    return "、".join(tr.policy(p) for p in names.split(",")) if tr.lang != "en" else names
+
+
+def advice(result: FleetResult, tr: Tr) -> list[str]:
+    """Why the fleet's money is at risk and what fixes it, from its counts: the lesson a fleet box owes
+    the trainer (the policies' comparison is ``possim compare``)."""
+    c = result.verdict.counts
+    out = []
+    if c["orphaned_debits"]:
+        out.append(tr("Why: {n} sales timed out after the bank had taken the money, and the terminals did "
+                      "nothing about it: the customer was told the sale failed.", n=c["orphaned_debits"])
+                   if result.policy == "none" else
+                   tr("Why: {n} sales timed out after the bank had taken the money and were not recovered "
+                      "before the run ended.", n=c["orphaned_debits"]))
+    if c["double_debits"]:
+        out.append(tr("Why: {n} customers paid again after a sale that had gone through.", n=c["double_debits"]))
+    if c["phantom_approvals"]:
+        out.append(tr("Why: {n} terminals showed APPROVED for money the bank never took.", n=c["phantom_approvals"]))
+    if out:
+        out.append(tr("What fixes it: run the terminals with automatic reversal (冲正) or a status query (查询) then "
+                      "reversal; possim compare {scenario} shows each policy's money at risk.",
+                      scenario=result.scenario.name))
+    return out
+
+
 def headline(result: FleetResult, tr: Tr) -> str:
     """The point of a fleet run in one sentence: how many tills put how much money at risk."""
     hurt = sum(1 for line in result.terminals if line.at_risk)
     if not hurt:
         return tr("Nobody lost money: all {total} terminals and the bank agree on every sale (policy {policy}).",
-                  total=len(result.terminals), policy=result.policy)
+                  total=len(result.terminals), policy=tr.policy(result.policy))
     return tr("{hurt} of {total} terminals put {amount} of customers' and the merchant's money at risk under "
               "policy {policy}.", hurt=hurt, total=len(result.terminals), amount=tr.money(result.money_at_risk),
-              policy=result.policy)
+              policy=tr.policy(result.policy))
 
 
 def _money_chart(results: Sequence[FleetResult], tr: Tr) -> str:
@@ -239,17 +282,17 @@ def _heat(result: FleetResult, index: int, tr: Tr) -> tuple[str, str]:
 def _section(result: FleetResult, detail: str | None, tr: Tr, index: int = 0) -> str:
     s = result.summary()
     keys = (*MEASURES, "money_at_risk")
-    heading = tr("policy {policy}: {terminals} terminals, {hosts} host(s)", policy=result.policy,
+    heading = tr("policy {policy}: {terminals} terminals, {hosts} host(s)", policy=tr.policy(result.policy),
                  terminals=len(result.terminals), hosts=result.hosts)
     strip, small = _heat(result, index, tr)
     parts = [f"<h2>{html.escape(heading)}</h2>", _over_time(result, tr), strip, small,
-             _table([tr("measure"), tr("whole fleet")], [[("", _name(k, tr)), (k, s[k])] for k in keys])]
+             _table([tr("measure"), tr("whole fleet")], [[("", _name(k, tr)), (k, s[k])] for k in keys], tr=tr)]
     groups = result.groups()
     if len(groups) > 1:
         parts.append(f"<h3>{html.escape(tr('per group'))}</h3>" + _table(
             [tr("group"), tr("policy"), tr("terminals"), *(_name(k, tr) for k in COUNTS), _name("money_at_risk", tr)],
-            [[("", g["group"]), ("", g["policy"]), ("", g["terminals"]), *((k, g[k]) for k in COUNTS),
-              ("money_at_risk", g["money_at_risk"])] for g in groups]))
+            [[("", _group(result, g["group"], tr)), ("", _policies(g["policy"], tr)), ("", g["terminals"]),
+              *((k, g[k]) for k in COUNTS), ("money_at_risk", g["money_at_risk"])] for g in groups], tr=tr))
     parts.append(monitoring_html(result, tr))
     ranked = result.worst(len(result.terminals))
     hurt = {t.tid for t in ranked}
@@ -264,15 +307,17 @@ def _section(result: FleetResult, detail: str | None, tr: Tr, index: int = 0) ->
         title = tr("terminal {tid}: {n} events", tid=detail, n=len(events))
         parts.append(f"<details open><summary>{html.escape(title)}</summary>"
                      + _table([tr("t (s)"), tr("terminal"), tr("network"), tr("host")],
-                              [[("", f"{t:.3f}"), ("", a), ("", b), ("", c)] for t, a, b, c in events]) + "</details>")
+                              [[("", f"{t:.3f}"), ("", a), ("", b), ("", c)] for t, a, b, c in events], tr=tr)
+                     + "</details>")
     return "\n".join(parts)
 
 
 def _terminal_table(lines: list[TerminalLine], tr: Tr, ident: str = "") -> str:
     return _table([tr("terminal"), tr("group"), tr("policy"), *(_name(k, tr) for k in WORST),
                    _name("money_at_risk", tr)],
-                  [[("", t.tid), ("", t.group + 1), ("", t.policy), *((k, t.counts.get(k, 0)) for k in WORST),
-                    ("money_at_risk", format_amount(t.at_risk))] for t in lines], ident)
+                  [[("", t.tid), ("", t.group + 1), ("", tr.policy(t.policy)),
+                    *((k, t.counts.get(k, 0)) for k in WORST), ("money_at_risk", format_amount(t.at_risk))]
+                   for t in lines], ident, tr=tr)
 
 
 def _point(result: FleetResult, tr: Tr) -> str:
@@ -281,8 +326,9 @@ def _point(result: FleetResult, tr: Tr) -> str:
     money = _table([tr("measure"), tr("whole fleet")],
                    [[("", _name(k, tr)), (k, s[k])] for k in ("money_at_risk", "orphaned_debits", "double_debits",
                                                                "phantom_approvals", "customer_loss", "merchant_loss")],
-                   cls="money")
-    return f"<section class=point><p class=headline>{html.escape(headline(result, tr))}</p>{money}</section>"
+                   cls="money", tr=tr)
+    why = "".join(f"<p>{html.escape(line)}</p>" for line in advice(result, tr))
+    return f"<section class=point><p class=headline>{html.escape(headline(result, tr))}</p>{why}{money}</section>"
 
 
 def render(results: Sequence[FleetResult], title: str, detail: str | None = None, lang: str | None = None) -> str:
@@ -296,10 +342,10 @@ def render(results: Sequence[FleetResult], title: str, detail: str | None = None
         top = f"<h2>{html.escape(tr('money at risk per policy'))}</h2>" + _table(
             [tr("policy"), _name("money_at_risk", tr), tr("terminals at risk"),
              *(_name(k, tr) for k in ("orphaned_debits", "double_debits", "phantom_approvals", "pending_reversals"))],
-            [[("", r.policy), ("money_at_risk", format_amount(r.money_at_risk)),
+            [[("", tr.policy(r.policy)), ("money_at_risk", format_amount(r.money_at_risk)),
               ("", sum(1 for t in r.terminals if t.at_risk)),
               *((k, r.verdict.counts[k]) for k in ("orphaned_debits", "double_debits", "phantom_approvals",
-                                                   "pending_reversals"))] for r in results])
+                                                   "pending_reversals"))] for r in results], tr=tr)
     body = _money_chart(results, tr) + top + "".join(_section(r, detail, tr, i) for i, r in enumerate(results))
     return (f"<!doctype html><html lang={tr.html_lang}><head><meta charset=utf-8>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
@@ -319,14 +365,14 @@ def reconciliation(con: Console, rec: FleetReconciliation, tr: Tr = _EN, limit: 
     whole, result = rec.whole, rec.result
     balance_headline(con, whole, tr)
     con.print("[bold]" + escape(tr("End-of-day reconciliation")) + "[/] - " + escape(
-        tr("policy {policy}: {terminals} terminals, {hosts} host(s)", policy=result.policy,
+        tr("policy {policy}: {terminals} terminals, {hosts} host(s)", policy=tr.policy(result.policy),
            terminals=len(result.terminals), hosts=result.hosts) + ", " + tr("seed {seed}", seed=result.seed)))
     table = Table()
     table.add_column("")
     for col in ("terminal batch (approved sales)", "bank settlement (net debits)", "difference", "fees",
                 "merchant net", "charged without a sale", "goods given away"):
         table.add_column(tr(col), justify="right")
-    for name, part in [(tr("whole fleet"), whole), *rec.groups.items()]:
+    for name, part in [(tr("whole fleet"), whole), *((_group(result, n, tr), p) for n, p in rec.groups.items())]:
         gap = part.settled_total - part.batch_total
         table.add_row(escape(name), f"{part.batch_count} / {tr.money(part.batch_total)}",
                       f"{part.settled_count} / {tr.money(part.settled_total)}", _red(tr.money(gap), bool(gap)),
@@ -346,8 +392,8 @@ def reconciliation(con: Console, rec: FleetReconciliation, tr: Tr = _EN, limit: 
         worst.add_column(tr(col), justify="right" if col in ("mismatches",) or "without" in col or "goods" in col
                          else "left")
     for t in unbalanced[:limit]:
-        worst.add_row(t.tid, escape(t.group), str(t.mismatches), _red(tr.money(t.customer_charged_without_sale),
-                                                                      bool(t.customer_charged_without_sale)),
+        worst.add_row(t.tid, escape(_group(result, t.group, tr)), str(t.mismatches),
+                      _red(tr.money(t.customer_charged_without_sale), bool(t.customer_charged_without_sale)),
                       _red(tr.money(t.merchant_goods_given_away), bool(t.merchant_goods_given_away)))
     con.print(worst)
     con.print(tr("every sale, fee and mismatch: --json"))

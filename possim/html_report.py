@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from possim.checker import DAMAGE, OPTIONAL, shown_measures
 from possim.console import alarm, instrument, measure, wallet_only
+from possim.fees import say
 from possim.i18n import N_, Tr
 from possim.lesson import Point, point, story, tr_for
 from possim.msc import HOST, HOST_DOWN, IN_FLIGHT, NETWORK, TERMINAL, TERMINAL_OFF, WALLET, Arrow, Sequence, Step, build
@@ -197,7 +198,7 @@ def render_trace(records: Seq[ev.Stamped], title: str, rows: Seq[tuple[str, str]
 
 def _point(p: Point, tr: Tr, result: RunResult, compared: bool) -> str:
     """The headline, the money and the remedy: what a merchant must take home from this run."""
-    who = tr("Policy {policy}:", policy=result.policy) if compared else ""
+    who = tr("Policy {policy}:", policy=tr.policy(result.policy)) if compared else ""
     money = "".join(f"<tr><th>{_e(k)}</th><td class='num'>{_e(v)}</td></tr>" for k, v in p.money)
     actions = "".join(f"<li>{_e(a)}</li>" for a in p.actions)
     return (f"<section class='point{' good' if p.good else ''}' id='point'>"
@@ -225,8 +226,8 @@ def _run_section(result: RunResult, index: int, tr: Tr) -> str:
         show_all = tr("Show the full sequence chart ({n} steps)", n=len(seq.steps))
         chart = (_summary(result, seq, tr, index) + f"<details class='chart'><summary>{_e(show_all)}</summary>"
                  f"{chart}</details>")
-    heading = tr("Policy {policy} (seed {seed}, {transport})", policy=result.policy, seed=result.seed,
-                 transport=result.transport)
+    heading = tr("Policy {policy} (seed {seed}, {transport})", policy=tr.policy(result.policy), seed=result.seed,
+                 transport=tr.transport(result.transport))
     return (f"<section class='run' tabindex='0' id='run-{index}'><h2>{_e(heading)}</h2>{chart}"
             f"<h2>{_e(tr('Checker verdict'))}</h2>{_verdict(result, tr)}"
             f"<h2>{_e(tr('Card accounts at the bank'))}</h2>{_ledger(result, tr)}"
@@ -258,9 +259,9 @@ def _summary(result: RunResult, seq: Sequence, tr: Tr, index: int) -> str:
     items = []
     for case in cases(result, tr)[:20]:
         step = _step_of(seq, case.stan)
-        text = tr("{finding}: txn {txn}, STAN {stan}, RRN {rrn}, {amount}, t = {t} s", finding=tr(
-            case.finding.replace("_", " ")), txn=case.txn or "-", stan=case.stan, rrn=case.rrn or "-",
-            amount=tr.money(case.amount), t=f"{case.t:.3f}")
+        text = tr("{finding}: txn {txn}, STAN {stan}, RRN {rrn}, {amount}, {when} (t = {t} s in the chart)",
+                  finding=tr(case.finding.replace("_", " ")), txn=case.txn or "-", stan=case.stan,
+                  rrn=case.rrn or "-", amount=tr.money(case.amount), when=case.at, t=f"{case.t:.3f}")
         link = f"<a href='#run-{index}-step-{step}'>{_e(text)}</a>" if step is not None else _e(text)
         items.append(f"<li>{link}</li>")
     worst = f"<p><b>{_e(tr('The worst transactions'))}</b></p><ol>{''.join(items)}</ol>" if items else ""
@@ -527,17 +528,17 @@ def _fees(rec: Reconciliation, tr: Tr) -> str:
     """Each settled payment with its fee, wallet QR payments included (at their own rate)."""
     if not rec.lines:
         return ""
-    head = "".join(f"<th>{_e(tr(h))}</th>" for h in ("txn", "card", "amount", "fee", "rule"))
+    head = "".join(f"<th>{_e(tr(h))}</th>" for h in ("txn", "card type", "amount", "fee", "rule"))
     body = "".join(f"<tr><td>{line.txn or '-'}</td><td>{_e(instrument(line.instrument, tr))}</td>"
                    f"<td class='num'>{_e(tr.money(line.amount))}</td><td class='num'>{_e(tr.money(line.fee))}</td>"
-                   f"<td>{_e(line.rule)}</td></tr>" for line in rec.lines[:50])
+                   f"<td>{_e(say(line.rule, tr))}</td></tr>" for line in rec.lines[:50])
     return f"<table class='fees'><tr>{head}</tr>{body}</table>"
 
 
 def _comparison(results: Seq[RunResult], tr: Tr) -> str:
     escalations = tuple(k for k in OPTIONAL if any(k in r.verdict.summary() for r in results))
     keys = (*DAMAGE, *escalations, "approved", "reversed", "customer_loss", "merchant_loss")
-    head = "".join(f"<th>{_e(r.policy)}</th>" for r in results)
+    head = "".join(f"<th>{_e(tr.policy(r.policy))}</th>" for r in results)
     body = []
     for key in keys:
         cells = []

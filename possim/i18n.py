@@ -19,14 +19,20 @@ import tomllib
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
+
+from possim.money import format_money
 
 LANGS = ("en", "zh")
 DOMAIN = "possim"
 LOCALE_DIR = Path(__file__).with_name("locale")
-#: ISO 4217 numeric code -> the symbol printed before an amount; other codes follow it ("25.00 USD" style).
-SYMBOLS = {"156": "¥", "978": "€", "840": "$", "826": "£"}
-ALPHA = {"156": "CNY", "978": "EUR", "840": "USD", "826": "GBP", "392": "JPY", "344": "HKD"}
+
+
+#: The recovery policies (``possim.pos_sim.policies``) in words, for views in another language
+#: than English (an English view prints the name ``--policy`` takes).
+POLICY_WORDS = {"none": "no recovery", "reversal": "automatic reversal", "query": "status query",
+                "query-then-reversal": "status query, then reversal"}
+TRANSPORT_WORDS = {"memory": "in memory (virtual time)", "mqtt": "over MQTT", "tcp": "over TCP"}
 
 
 class LanguageError(ValueError):
@@ -75,12 +81,16 @@ class Tr:
         return text.format(**values) if values else text
 
     def money(self, amount: int | str | Decimal) -> str:
-        """2500, '25.00' or Decimal('25.00') -> '¥25.00' for 156, '€25.00' for 978, '25.00 USD' otherwise."""
-        value = (Decimal(amount) / 100 if isinstance(amount, int) else Decimal(amount)).quantize(Decimal("0.01"))
-        symbol = SYMBOLS.get(self.currency)
-        if symbol:
-            return f"-{symbol}{-value}" if value < 0 else f"{symbol}{value}"
-        return f"{value} {ALPHA.get(self.currency, self.currency)}"
+        """2500, '25.00' or Decimal('25.00') -> '¥25.00' (156, Chinese), '€1,025.00' (978): ``money.format_money``."""
+        return format_money(amount, self.currency, self.lang)
+
+    def policy(self, name: str) -> str:
+        """A recovery policy as the reader calls it: the name ``--policy`` takes in English, words in Chinese."""
+        return name if self.lang == "en" or name not in POLICY_WORDS else self(POLICY_WORDS[name])
+
+    def transport(self, name: str) -> str:
+        """``memory``, ``mqtt`` or ``tcp`` in the reader's words."""
+        return name if self.lang == "en" or name not in TRANSPORT_WORDS else self(TRANSPORT_WORDS[name])
 
     @property
     def html_lang(self) -> str:
@@ -88,7 +98,7 @@ class Tr:
 
 
 @cache
-def _scenario_texts(lang: str) -> dict[str, dict[str, str]]:
+def _scenario_texts(lang: str) -> dict[str, dict[str, Any]]:
     path = LOCALE_DIR / lang / "scenarios.toml"
     if lang == "en" or not path.is_file():
         return {}
@@ -109,12 +119,19 @@ def scenario_text(name: str, title: str, description: str, lang: str) -> tuple[s
     return entry["title"], "".join(entry["description"].strip().splitlines())  # Chinese lines join without spaces
 
 
+def group_text(name: str, group: str, lang: str) -> str:
+    """A fleet group's name in ``lang``: the ``groups`` table of the scenario's entry in
+    ``locale/<lang>/scenarios.toml`` (by file name), else the name the scenario gives it."""
+    groups: dict[str, str] = _scenario_texts(lang).get(name, {}).get("groups", {})
+    return str(groups.get(group, group))
+
+
 def translator(lang: str | None = None, currency: str = "978") -> Tr:
     return Tr(resolve(lang), currency)
 
 
 def compile_catalogues() -> list[Path]:
-    """Compile every ``.po`` under ``possim/locale`` into its ``.mo`` (needs Babel, a dev dependency)."""
+    """Compile every ``.po`` under ``possim/locale`` into its ``.mo`` (with Babel)."""
     from babel.messages.mofile import write_mo
     from babel.messages.pofile import read_po
 

@@ -3,8 +3,10 @@
 Every view (console, HTML report, Mermaid, demo) opens with this, because the audience is
 merchants and support staff: the sequence chart explains, but the verdict comes first. The
 remedy follows the merchant FAQ of card acquirers (CUP practice): check the slip against
-the bank statement, contact the acquirer with terminal id, RRN and time, and expect the
-automatic reversal or the refund through error handling (差错处理) within a stated time.
+the bank statement, contact the acquirer with what the slip and the statement print (terminal
+id, batch number 批次号, voucher number 凭证号, reference number 参考号 and the date and time
+of the sale), and expect the automatic reversal or the refund through the acquirer's error
+handling (差错处理), on the acquirer's timetable: possim does not invent a number of days.
 
 Reads the checker's verdict, the reconciliation and the trace only: it never changes them.
 """
@@ -12,6 +14,7 @@ Reads the checker's verdict, the reconciliation and the trace only: it never cha
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from possim.i18n import N_, Tr, scenario_text
 from possim.protocol import events as ev
@@ -19,10 +22,19 @@ from possim.rig import RunResult
 from possim.scenario import Scenario
 from possim.timeline import CounterRow, counter, screen
 
-#: Working days an acquirer's error handling (差错处理) usually takes to return an orphaned debit.
-REFUND_DAYS = 7
-#: Days after which issuers typically release an authorization hold that was never completed.
+#: Days after which an issuer releases an authorization hold never completed: checkout.com's
+#: "issuer auto-release" of an authorization not cleared (docs/glossary.md, "Hold").
 HOLD_RELEASE_DAYS = 7
+#: The batch number (批次号, CUP field 60.2) of a run's sales: a possim run is one business day
+#: and one settlement batch, the terminal's first.
+BATCH = "000001"
+
+
+def when(result: RunResult, t: float) -> str:
+    """Run time ``t`` as the slip and the statement print it: ``2026-11-25 10:00:00`` (the run's business
+    day starts at the host's epoch, ``HostConfig.epoch``; the statement's dates come from the same clock)."""
+    epoch: datetime = result.scenario.host_config().epoch
+    return (epoch + timedelta(seconds=t)).replace(microsecond=0).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +49,8 @@ class Case:
     t: float
     amount: int
     screen: str
+    #: Date and time of the booking as the slip and the statement show it.
+    at: str = ""
 
 
 @dataclass
@@ -75,7 +89,7 @@ def cases(result: RunResult, tr: Tr) -> list[Case]:
         wallet = f.finding in WALLET_FINDINGS
         rrn, t = _charge(result.trace.records, f.key[1]) if wallet else _booking(result.trace.records, f.key[1])
         found.append(Case(f.finding, f.txn, f.key[0], f.key[1], rrn, t, f.amount,
-                          _screen(result.trace.records, f.txn, tr, wallet)))
+                          _screen(result.trace.records, f.txn, tr, wallet), when(result, t)))
     return sorted(found, key=lambda c: (-c.amount, c.t))
 
 
@@ -177,13 +191,14 @@ def _actions(result: RunResult, tr: Tr, found: list[Case]) -> list[str]:
         out.append(tr("The terminal gave up the reversal and asked for the acquirer: its error handling (差错处理) "
                       "refunds the customer; the next day's statement shows the charge, a later one the refund."))
     if any(x.finding in ("orphaned_debit", "double_debit") for x in found):
-        out.append(tr("Do not refund in cash and do not charge again: the acquirer's error handling returns the "
-                      "money to the card; expect the refund within {days} working days.", days=REFUND_DAYS))
+        out.append(tr("Do not refund in cash and do not charge again: the acquirer's error handling (差错处理) "
+                      "returns the money to the card, within the time the acquirer's rules set: ask it when "
+                      "you call."))
     if c["phantom_approvals"]:
         out.append(tr("This sale will not be paid: ask the customer to pay again only after the acquirer confirms."))
     if c["open_holds"]:
-        out.append(tr("Complete the sale or release the hold; otherwise the issuer releases it after about {days} "
-                      "days and the merchant is never paid.", days=HOLD_RELEASE_DAYS))
+        out.append(tr("Complete the sale or release the hold; otherwise the issuer releases it by its own rule "
+                      "(often after {days} days) and the merchant is never paid.", days=HOLD_RELEASE_DAYS))
     if c["pending_reversals"]:
         out.append(tr("Keep the terminal online: it sends the pending reversal before the next sale; expect the "
                       "automatic reversal the same day."))
@@ -251,10 +266,11 @@ def _line_advice(tr: Tr) -> str:
 
 def _contact(case: Case, tr: Tr) -> str:
     if case.finding in WALLET_FINDINGS:
-        return tr("Contact the acquirer with terminal id {tid}, order number {order} and time t = {t} s ({amount}).",
-                  tid=case.tid, order=case.stan, t=f"{case.t:.3f}", amount=tr.money(case.amount))
-    return tr("Contact the acquirer with terminal id {tid}, RRN {rrn} and time t = {t} s (STAN {stan}, {amount}).",
-              tid=case.tid, rrn=case.rrn or "-", t=f"{case.t:.3f}", stan=case.stan, amount=tr.money(case.amount))
+        return tr("Contact the acquirer with terminal id {tid}, order number {order}, date and time {when} "
+                  "({amount}).", tid=case.tid, order=case.stan, when=case.at, amount=tr.money(case.amount))
+    return tr("Contact the acquirer with terminal id {tid}, batch no. {batch}, voucher no. {voucher}, reference "
+              "no. (RRN) {rrn}, date and time {when} ({amount}).", tid=case.tid, batch=BATCH, voucher=case.stan,
+              rrn=case.rrn or "-", when=case.at, amount=tr.money(case.amount))
 
 
 def _charge(records: list[ev.Stamped], order: str) -> tuple[str, float]:

@@ -366,6 +366,11 @@ def _match(line: StatementLine, records: list[MerchantRecord]) -> MerchantRecord
                  and r.amount == line.amount), None)
 
 
+#: A journal status as the merchant reads it (the terminal's word for the sale).
+STATUS_WORDS = {"unknown": N_("unknown (timed out)"), "failed": N_("failed"), "declined": N_("declined"),
+                "approved": N_("approved"), "reversed": N_("reversed")}
+
+
 def _where(line: StatementLine) -> Words:
     return (N_("terminal {tid}, RRN {rrn}, auth code {auth}, card {card}, {at}"),
             {"tid": line.tid, "rrn": line.rrn, "auth": line.auth_code or "-", "card": line.card or "-",
@@ -379,9 +384,9 @@ def _charged_without_sale(line: StatementLine, others: list[MerchantRecord]) -> 
     what = N_("Charged without a sale: the statement settles {amount} ({where}) and you have no approved sale for it.")
     if seen:
         what = N_("Charged without a sale: the statement settles {amount} ({where}) and you have no approved sale "
-                  "for it. Your terminal shows a sale of {seen} as {status} (STAN {stan}): the customer was told it "
-                  "failed, but the money was taken.")
-        values |= {"seen": seen.amount, "status": seen.status, "stan": seen.stan}
+                  "for it. Your terminal shows a sale of {seen} as {status} (voucher no. {stan}): the customer was "
+                  "told it failed, but the money was taken.")
+        values |= {"seen": seen.amount, "status": (STATUS_WORDS.get(seen.status, seen.status), {}), "stan": seen.stan}
     if line.card in WALLETS:
         return _wallet_charged_without_sale(line, what, values)
     return Difference(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import tomllib
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -491,6 +492,9 @@ class MonitoringModel(_Model):
 class ScenarioModel(_Model):
     title: str
     description: str
+    #: The run's business date and time: t = 0 of the run is this moment on the terminal's and the
+    #: host's clocks (field 7, RRNs, slips, the statement's days). TOML: ``start = 2026-12-07T14:00:00``.
+    start: datetime = _terminal("epoch")
     seed: int = 1
     policy: PolicyName = _terminal("policy")
     terminal: TerminalModel = TerminalModel()
@@ -564,6 +568,25 @@ class Scenario:
         twin.base = self.base
         return twin
 
+    def in_market(self, lang: str) -> Scenario:
+        """The same scenario set in the world of ``lang``'s audience (docs/glossary.md, "Market").
+
+        A Chinese class pays in yuan with UnionPay cards: where the file pins no currency, the
+        terminal works in CNY (156), and the generic test cards (``400000000000xxxx``, the default
+        ``4000000000000002`` among them) become UnionPay test cards (``621234567890xxxx``, the
+        default the cup profile's ``6212345678901232``) everywhere the file names them: sales,
+        accounts, declines, behaviours. Money amounts, timings and verdicts do not change.
+        English keeps the scenario as written.
+        """
+        market = MARKETS.get(lang)
+        if market is None:
+            return self
+        base = _in_market(self.base, market)
+        if base == self.base:
+            return self
+        twin = Scenario(base, self.path)
+        return twin.with_profile(self.profile)  # a --profile given before keeps its word
+
     @property
     def is_fleet(self) -> bool:
         """Whether the scenario names terminal groups (``[[terminals]]``) rather than the one ``[terminal]``."""
@@ -590,7 +613,7 @@ class Scenario:
         return self.model.wallet or WalletModel()
 
     def terminal_config(self, policy: str) -> TerminalConfig:
-        return TerminalConfig(policy=policy, **self.model.terminal.model_dump())
+        return TerminalConfig(policy=policy, epoch=self.model.start, **self.model.terminal.model_dump())
 
     def host_config(self) -> HostConfig:
         h = self.model.host
@@ -610,6 +633,7 @@ class Scenario:
             behaviours=tuple(b.build() for b in h.behaviours),
             card_amount_limit=parse_amount(h.card_amount_limit) if h.card_amount_limit else None,
             card_count_limit=h.card_count_limit,
+            epoch=self.model.start,
         )
 
     def thresholds(self) -> Thresholds:
@@ -644,6 +668,45 @@ def _profiled(model: ScenarioModel, profile: str) -> ScenarioModel:
                          for t in model.transactions)
     return model.model_copy(update={"terminal": terminal.model_copy(update=defaults),
                                     "transactions": transactions})
+
+
+#: A language's market: its currency (field 49) and the prefix of its test cards (docs/glossary.md).
+MARKETS: dict[str, dict[str, str]] = {"zh": {"currency": "156", "prefix": "621234567890",
+                                             "card": PROFILE_CARDS["cup"]}}
+_GENERIC_PREFIX = "400000000000"
+
+
+def _card(pan: str, market: dict[str, str]) -> str:
+    """A generic test card in ``market``'s range: the default card to the market's, others by their last 4 digits
+    (both prefixes have the same Luhn weight, so the check digit stays right)."""
+    if pan == PROFILE_CARDS["iso"]:
+        return market["card"]
+    if len(pan) == 16 and pan.startswith(_GENERIC_PREFIX):
+        return market["prefix"] + pan[len(_GENERIC_PREFIX):]
+    return pan
+
+
+def _sales_in_market(sales: tuple[TransactionModel, ...], market: dict[str, str]) -> tuple[TransactionModel, ...]:
+    return tuple(t.model_copy(update={"pan": _card(t.pan, market)}) if _card(t.pan, market) != t.pan else t
+                 for t in sales)
+
+
+def _in_market(model: ScenarioModel, market: dict[str, str]) -> ScenarioModel:
+    """``model`` with the market's currency (unless pinned) and its generic test cards in the market's range."""
+    terminal = model.terminal
+    if "currency" not in terminal.model_fields_set and "profile" not in terminal.model_fields_set:
+        terminal = terminal.model_copy(update={"currency": market["currency"]})
+    h = model.host
+    host = h.model_copy(update={
+        "decline_pans": tuple(_card(p, market) for p in h.decline_pans),
+        "accounts": {_card(p, market): b for p, b in h.accounts.items()},
+        "decline_codes": {_card(p, market): c for p, c in h.decline_codes.items()},
+        "behaviours": tuple(b.model_copy(update={"pan": _card(b.pan, market)}) if b.pan else b for b in h.behaviours),
+    })
+    groups = tuple(g.model_copy(update={"transactions": _sales_in_market(g.transactions, market)})
+                   for g in model.terminals)
+    return model.model_copy(update={"terminal": terminal, "host": host, "terminals": groups,
+                                    "transactions": _sales_in_market(model.transactions, market)})
 
 
 def _scaled(model: BaseModel, f: float) -> dict[str, Any]:

@@ -7,16 +7,20 @@ per adjustment booked that day on a sale of an earlier day: a reversal that arri
 the cut-off, or a refund of the acquirer's error handling (差错处理). A sale and its reversal
 on the same day cancel out and are not listed, as on a real statement.
 
-Columns (CSV): ``date_time, terminal, rrn, auth_code, card, amount, fee, net, adjustments,
-description``. For a sale, ``amount`` is the settled amount, ``fee`` the merchant discount fee
+Columns (CSV): ``date_time, terminal, batch, voucher, rrn, auth_code, card, amount, fee, net,
+adjustments, description``; ``batch`` (批次号) and ``voucher`` (凭证号, the sale's STAN) are what
+the slip prints, so a merchant finds the slip of a line. Under ``--lang zh`` the header and the
+descriptions are in Chinese (:meth:`Statement.csv` with a translator); :func:`read` reads both.
+For a sale, ``amount`` is the settled amount, ``fee`` the merchant discount fee
 and ``net = amount - fee``. For an adjustment, ``amount`` is 0.00, ``adjustments`` the money
 taken back from the merchant (negative) and ``fee`` the part of the sale's fee given back
 (negative): the merchant's remedy for a charge without a sale returns the fee with the money.
 ``net = amount - fee + adjustments`` on every line.
 
 Business days run from midnight to midnight in the acquirer's local time. Ledger times are
-seconds since the run's epoch (the host's field 7 and RRN clock): 2026-11-25 10:00:00 for
-simulated runs (``HostConfig.epoch``); a ledger of real processes needs its own epoch.
+seconds since the run's epoch (the host's field 7 and RRN clock): the scenario's ``start`` for
+simulated runs (default 2026-11-25 10:00:00, ``HostConfig.epoch``; ``possim statement`` of a
+scenario, or of a ledger with ``--scenario``, uses it); a ledger of real processes needs its own epoch.
 The acquirer knows a card's type from its BIN; possim's test cards have none, so the caller
 says which card is which (``card_types``, from the scenario), credit by default.
 
@@ -36,19 +40,27 @@ import dataclasses
 import io
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 from possim.acquirer_sim.config import HostConfig
-from possim.fees import FeeSchedule
-from possim.i18n import N_
+from possim.fees import FeeSchedule, Said, say
+from possim.i18n import N_, Tr
 
 #: The clock of simulated runs: ledger time 0 is this moment.
 DEFAULT_EPOCH: datetime = HostConfig().epoch
-COLUMNS = ("date_time", "terminal", "rrn", "auth_code", "card", "amount", "fee", "net", "adjustments", "description")
+COLUMNS = ("date_time", "terminal", "batch", "voucher", "rrn", "auth_code", "card", "amount", "fee", "net",
+           "adjustments", "description")
+#: The column names a Chinese statement prints (the catalogue's words for them).
+LABELS = {"date_time": N_("date and time"), "terminal": N_("terminal id"), "batch": N_("batch no."),
+          "voucher": N_("voucher no."), "rrn": N_("reference no."), "auth_code": N_("authorization code"),
+          "card": N_("card number"), "amount": N_("amount"), "fee": N_("fee"), "net": N_("net"),
+          "adjustments": N_("adjustments"), "description": N_("description")}
+#: The batch number (批次号) of a run's sales: a run is one business day, the terminal's first batch.
+BATCH = "000001"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 ZERO = Decimal("0.00")
 _SIGN = {"debit": 1, "capture": 1, "credit": -1}  # a sale's own money; refunds are listed apart
@@ -72,14 +84,18 @@ class StatementLine:
     net: Decimal
     adjustments: Decimal
     description: str
+    voucher: str = ""
+    batch: str = ""
 
     @property
     def is_sale(self) -> bool:
         return self.adjustments == ZERO
 
-    def row(self) -> list[str]:
-        return [self.at.strftime(TIME_FORMAT), self.tid, self.rrn, self.auth_code, self.card, str(self.amount),
-                str(self.fee), str(self.net), str(self.adjustments), self.description]
+    def row(self, tr: Callable[..., str] | None = None) -> list[str]:
+        """The CSV row; ``tr`` says the description in its language (English as written without it)."""
+        return [self.at.strftime(TIME_FORMAT), self.tid, self.batch, self.voucher, self.rrn, self.auth_code,
+                self.card, str(self.amount), str(self.fee), str(self.net), str(self.adjustments),
+                say(self.description, tr) if tr is not None else self.description]
 
 
 @dataclass
@@ -96,20 +112,23 @@ class Statement:
     def total(self, column: str) -> Decimal:
         return sum((getattr(line, column) for line in self.lines), ZERO)
 
-    def csv(self) -> str:
+    def csv(self, tr: Tr | None = None) -> str:
+        """The CSV; with a Chinese ``tr`` its header and descriptions are Chinese (column codes in English)."""
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(COLUMNS)
-        writer.writerows(line.row() for line in self.lines)
+        chinese = tr is not None and tr.lang != "en"
+        writer.writerow([tr(LABELS[c]) for c in COLUMNS] if chinese and tr is not None else COLUMNS)
+        writer.writerows(line.row(tr if chinese else None) for line in self.lines)
         return out.getvalue()
 
     def summary(self, tr: Callable[..., str] | None = None) -> str:
         """One line of totals for the console, in ``tr``'s language (an ``i18n.Tr``; English without one)."""
         text = N_("statement of {day} (issued {issued}): {sales} sales {amount}, fees {fees}, adjustments "
                   "{adjustments}, net {net}")
+        money: Callable[[Decimal], object] = tr.money if isinstance(tr, Tr) else (lambda x: x)
         values = {"day": self.day, "issued": self.day + timedelta(days=1), "sales": len(self.sales),
-                  "amount": self.total("amount"), "fees": self.total("fee"),
-                  "adjustments": self.total("adjustments"), "net": self.total("net")}
+                  "amount": money(self.total("amount")), "fees": money(self.total("fee")),
+                  "adjustments": money(self.total("adjustments")), "net": money(self.total("net"))}
         return tr(text, **values) if tr is not None else text.format(**values)
 
     def as_dict(self) -> dict[str, Any]:
@@ -180,7 +199,8 @@ def build(ledger: sqlite3.Connection, day: date, fees: FeeSchedule, card_types: 
         pan, rrn, auth = facts[key]
         pricing = _Pricing(fees, types.get(pan, "credit"), prior.get(key, 0))
         sale_date = moment(first.get(key, moves[0][0]), epoch).date()
-        statement.lines.extend(pricing.lines(moves, key[0], rrn, auth, mask(pan), sale_date, epoch))
+        lines = pricing.lines(moves, key[0], rrn, auth, mask(pan), sale_date, epoch)
+        statement.lines.extend(replace(line, voucher=key[1], batch=BATCH) for line in lines)
     if _has_wallet(ledger):
         statement.lines.extend(wallet_lines(ledger, day, fees, epoch, wanted))
     statement.lines.sort(key=lambda line: (line.at, line.tid, line.rrn))
@@ -207,12 +227,13 @@ class _Pricing:
             fee, rule = self.fees.fee(money(change), self.instrument)
             amount = money(change)
             out.append(StatementLine(moment(own[0][0], epoch), tid, rrn, auth, card, amount, fee, amount - fee, ZERO,
-                                     f"sale: {rule}"))
+                                     Said(N_("sale: {rule}"), rule=rule)))
             self.base = change
         elif own and change:
             out.append(self._adjust(own[-1][0], change, tid, rrn, auth, card, epoch,
-                                    f"reversal after the cut-off of the sale of {sale_date}, fee returned"))
-        why = f"refund by error handling (差错处理) of the sale of {sale_date}, fee returned"
+                                    Said(N_("reversal after the cut-off of the sale of {day}, fee returned"),
+                                         day=sale_date)))
+        why = Said(N_("refund by error handling (差错处理) of the sale of {day}, fee returned"), day=sale_date)
         out.extend(self._adjust(at, -minor, tid, rrn, auth, card, epoch, why)
                    for at, kind, minor in moves if kind == "refund")
         return out
@@ -269,7 +290,8 @@ def read(path: str | Path) -> list[StatementLine]:
             net = parse_money(row["net"]) if row.get("net") else amount - fee + adjustments
             lines.append(StatementLine(datetime.strptime(row["date_time"], TIME_FORMAT), row["terminal"],
                                        row["rrn"], row.get("auth_code", ""), row.get("card", ""), amount, fee, net,
-                                       adjustments, row.get("description", "")))
+                                       adjustments, row.get("description", ""), row.get("voucher", ""),
+                                       row.get("batch", "")))
         except ValueError as exc:
             raise StatementError(f"{path}: line {number}: {exc}") from None
     return lines
@@ -282,12 +304,21 @@ def read_rows(path: str | Path, required: tuple[str, ...]) -> list[dict[str, str
     except UnicodeDecodeError:
         raise StatementError(f"{path}: not a text file") from None
     reader = csv.DictReader(io.StringIO(text))
-    header = [name.strip() for name in reader.fieldnames or []]
+    header = [_CODES.get(name.strip(), name.strip()) for name in reader.fieldnames or []]
     missing = [name for name in required if name not in header]
     if missing:
         raise StatementError(f"{path}: not a CSV with the columns {', '.join(required)} (missing {', '.join(missing)})")
     reader.fieldnames = header
     return [{k: (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+
+
+def _chinese_codes() -> dict[str, str]:
+    """A Chinese statement's column names -> the column codes, so :func:`read` takes either."""
+    tr = Tr("zh")
+    return {tr(label): code for code, label in LABELS.items()}
+
+
+_CODES = _chinese_codes()
 
 
 def parse_money(text: str) -> Decimal:

@@ -83,11 +83,12 @@ def test_amounts_carry_the_terminal_currency() -> None:
 
 
 def test_chinese_report_opens_with_the_orphaned_debit_and_the_remedy() -> None:
-    result = simulate(load(SCENARIOS / "response-lost.toml"), "none")
+    result = simulate(load(SCENARIOS / "response-lost.toml").in_market("zh"), "none")
     page = render([result], "t", "zh")
     head = page.index("class='headline'")
     assert head < page.index("<svg")
-    assert "持卡人被扣款 €25.00" in page and "单边账" in page[head:page.index("<svg")]
+    assert "持卡人被扣款 ¥25.00" in page and "单边账" in page[head:page.index("<svg")]
+    assert "€" not in page and "4000000000000002" not in page
     assert "终端号 POS00001" in page and "参考号 329100000001" in page and "差错处理" in page
     assert "<html lang='zh-CN'>" in page
 
@@ -120,7 +121,7 @@ def test_the_step_through_reveals_a_lost_arrow_at_the_step_that_says_lost() -> N
 def test_ledger_panel_shows_the_balance_at_the_start_and_the_change() -> None:
     page = render([simulate(load(SCENARIOS / "response-lost.toml"), "none")], "t")
     assert "opened on first use" not in page
-    assert "<td class='num'>€1000000.00</td><td class='num'>€999975.00</td><td class='num'>-€25.00</td>" in page
+    assert "<td class='num'>€1,000,000.00</td><td class='num'>€999,975.00</td><td class='num'>-€25.00</td>" in page
 
 
 @pytest.mark.parametrize("width", [100, 80])

@@ -27,7 +27,7 @@ def test_the_wallet_is_its_own_lifeline_in_the_chart_and_in_mermaid() -> None:
     seq = build(result.trace.records, tr_for(result, "en"))
     assert seq.has_wallet
     assert {(a.frm, a.to) for a in seq.arrows} == {("terminal", WALLET), (WALLET, "terminal")}
-    charged = next(s for s in seq.steps if s.text == "wallet: customer charged ¥38.50")
+    charged = next(s for s in seq.steps if s.text == "wallet: customer charged CN¥38.50")
     assert charged.lane == WALLET
     mermaid = to_mermaid(result.trace.records, "t")
     assert "participant W as Wallet" in mermaid and "T-->>W: QR_PAY wallet pay (scanned code)" in mermaid
@@ -44,7 +44,7 @@ def test_card_runs_keep_three_lifelines() -> None:
 def test_a_qr_loss_is_said_in_plain_words_with_the_order_number() -> None:
     result = simulate(load(SCENARIOS / "qr-user-paying-timeout.toml"), "none")
     p = point(result, tr_for(result, "en"))
-    assert p.headline == ("The customer's wallet was charged ¥25.00 and the cashier's screen said "
+    assert p.headline == ("The customer's wallet was charged CN¥25.00 and the cashier's screen said "
                           "USER PAYING - PAYMENT FAILED.")
     # date, terminal id, transaction number, then the random part a stranger cannot guess
     assert any(re.search(r"order number 20261125POS00001000001[0-9A-Z]{10}\b", a) for a in p.actions)
@@ -74,7 +74,7 @@ def test_forgery_and_the_hosts_refusal_have_rows() -> None:
 
 def test_the_report_lists_wallet_payments_with_their_fee() -> None:
     page = render([simulate(load(SCENARIOS / "card-failed-then-qr.toml"), "none")], "t")
-    assert "<td>wallet QR payment</td><td class='num'>¥66.00</td><td class='num'>¥0.25</td>" in page
+    assert "<td>wallet QR payment</td><td class='num'>CN¥66.00</td><td class='num'>CN¥0.25</td>" in page
 
 
 def test_every_shipped_scenario_reads_in_chinese() -> None:

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from possim import console as show
 from possim.cli import inputs
@@ -59,7 +60,7 @@ def compare_command(scenario: str, policies: list[str], profile: str | None, see
     file's [expect]; 1: one did not; 2: bad input; 130: interrupted.
     """
     inputs.writable(report_path)
-    sc = inputs.scenario(scenario).with_profile(profile)
+    sc = inputs.scenario(scenario).with_profile(profile).in_market(lang)
     tr = Tr(lang)
     if sc.is_fleet:
         from possim.cli.fleet import compare_fleet
@@ -97,7 +98,7 @@ def _each(policies: list[str], play: Callable[[int, str], R], tr: Tr) -> tuple[l
     try:
         for n, policy in enumerate(policies, 1):
             done.append(play(n - 1, policy))
-            click.echo(tr("possim compare: policy {policy} done ({n} of {total})", policy=policy, n=n,
+            click.echo(tr("possim compare: policy {policy} done ({n} of {total})", policy=tr.policy(policy), n=n,
                           total=len(policies)), err=True)
     except KeyboardInterrupt:
         return done, True
@@ -136,7 +137,7 @@ def _show(sc: Scenario, results: list[RunResult], timelines: bool, report_path: 
         for r in results:
             show.timeline(con, r, limit=60, tr=tr)
     show.compare(con, results, tr)
-    broken = [r.policy for r in results if not _judged(con, r)]
+    broken = [r.policy for r in results if not _judged(con, r, tr)]
     if report_path:
         from possim.html_report import render
 
@@ -146,11 +147,12 @@ def _show(sc: Scenario, results: list[RunResult], timelines: bool, report_path: 
     return bool(broken)
 
 
-def _judged(con: Console, result: RunResult) -> bool:
+def _judged(con: Console, result: RunResult, tr: Tr) -> bool:
     """Print what ``result`` breaks (its policy's [expect], quiescence); True when it breaks nothing."""
     failures = failed_expectations(result.scenario.model.expect, result.policy, result.verdict.summary())
+    who = tr("policy {policy}:", policy=tr.policy(result.policy))
     for failure in failures:
-        con.print(f"[bold red]policy {result.policy}: expectation failed:[/] {failure}")
+        con.print(f"[bold red]{escape(who)} {escape(tr('expectation failed:'))}[/] {escape(failure)}")
     if not result.quiescent:
-        con.print(f"[bold red]policy {result.policy}: run did not reach quiescence[/]")
+        con.print(f"[bold red]{escape(who)} {escape(tr('run did not reach quiescence within the horizon'))}[/]")
     return result.quiescent and not failures

@@ -61,10 +61,10 @@ def compare_fleet(sc: Scenario, policies: list[str], seed: int | None, report_pa
     for r in results:
         failures = failed_expectations(sc.model.expect, r.policy, r.verdict.summary())
         for failure in failures:
-            con.print(f"[bold red]{escape(tr('policy {policy}:', policy=r.policy))} "
+            con.print(f"[bold red]{escape(tr('policy {policy}:', policy=tr.policy(r.policy)))} "
                       f"{escape(tr('expectation failed:'))}[/] {escape(failure)}")
         if not r.quiescent:
-            con.print(f"[bold red]{escape(tr('policy {policy}:', policy=r.policy))} "
+            con.print(f"[bold red]{escape(tr('policy {policy}:', policy=tr.policy(r.policy)))} "
                       f"{escape(tr('run did not reach quiescence within the horizon'))}[/]")
         if failures or not r.quiescent:
             broken.append(r.policy)

@@ -56,7 +56,7 @@ def run_command(scenario: str, policy: str | None, profile: str | None, seed: in
 
     Exit code 0: the run settled and met the file's [expect]; 1: it did not; 2: bad input.
     """
-    sc = inputs.scenario(scenario).with_profile(profile)
+    sc = inputs.scenario(scenario).with_profile(profile).in_market(lang)
     if sc.is_fleet:
         from possim.cli.fleet import run_fleet
 

@@ -30,7 +30,7 @@ from possim.i18n import N_, Tr
 from possim.pos_sim.journal import read_journal
 from possim.protocol.storage import StoreError
 from possim.reconcile import MerchantRecord, check_statement, journal_records, slip_records
-from possim.scenario import Scenario
+from possim.scenario import Scenario, ScenarioError
 from possim.simulation import simulate
 
 #: When the acquirer's error-handling run books its refunds, unless told otherwise.
@@ -71,12 +71,13 @@ def statement_command(source: str, day: str | None, scenario_name: str | None, p
                       as_json: bool, lang: str) -> None:
     """The acquirer's T+1 statement (CSV) of a ledger file or of a scenario run (a name or a .toml).
 
-    The CSV goes to --out, else to standard output; with --json standard output carries the
-    statement as JSON (and --out, when given, still gets the CSV)."""
+    With --lang zh the CSV's header and descriptions are Chinese (reconcile --statement reads
+    either); --json keeps the English column names. The CSV goes to --out, else to standard
+    output; with --json standard output carries the statement as JSON (and --out, when given, still gets the CSV)."""
     wanted = _day(day)
     inputs.writable(out, ledger_out, journal_out)
     is_ledger = Path(source).is_file() and not source.endswith(".toml")
-    sc = inputs.scenario(scenario_name or source) if (scenario_name or not is_ledger) else None
+    sc = inputs.scenario(scenario_name or source).in_market(lang) if (scenario_name or not is_ledger) else None
     if is_ledger:
         inputs.database(source, "entries", "ledger")
         statement = _build(source, wanted, sc)
@@ -85,27 +86,30 @@ def statement_command(source: str, day: str | None, scenario_name: str | None, p
         inputs.fresh(ledger_out, journal_out)
         with tempfile.TemporaryDirectory(prefix="possim-statement-") as scratch:
             ledger_path = ledger_out or str(Path(scratch) / "ledger.db")
-            simulate(sc, policy, seed, ledger_path=ledger_path, journal_path=journal_out)
+            with as_input_error(ScenarioError):  # a fleet scenario is refused in one line
+                simulate(sc, policy, seed, ledger_path=ledger_path, journal_path=journal_out)
             statement = _build(ledger_path, wanted, sc)
+    tr = Tr(lang, sc.model.terminal.currency if sc else "156" if lang == "zh" else "978")
     if out:
-        Path(out).write_text(statement.csv(), encoding="utf-8")
+        Path(out).write_text(statement.csv(tr), encoding="utf-8")
     if as_json:
         click.echo(json.dumps(statement.as_dict(), sort_keys=True, ensure_ascii=False))
         return
     if not out:
-        click.echo(statement.csv(), nl=False)
-    click.echo(statement.summary(Tr(lang)), err=True)
+        click.echo(statement.csv(tr), nl=False)
+    click.echo(statement.summary(tr), err=True)
 
 
 def _build(ledger_path: str, wanted: date | None, sc: Scenario | None) -> st.Statement:
     fees, cards = _merchant(sc)
     with as_input_error(StoreError):
         conn = read_ledger(ledger_path)
+    epoch = sc.model.start if sc is not None else st.DEFAULT_EPOCH  # the run's t = 0 (scenario key start)
     try:
-        days = st.business_days(conn)
+        days = st.business_days(conn, epoch)
         if wanted is None and not days:
             raise InputError(f"{ledger_path}: the ledger booked no money: no statement to write")
-        return st.build(conn, wanted or days[-1], fees, cards)
+        return st.build(conn, wanted or days[-1], fees, cards, epoch)
     finally:
         conn.close()
 

@@ -51,7 +51,8 @@ def write_views(result: RunResult, report_path: str | None, mermaid_path: str | 
     if mermaid_path:
         from possim.mermaid import to_mermaid
 
-        title = tr("{title} (policy {policy})", title=story(result.scenario, tr.lang)[0], policy=result.policy)
+        title = tr("{title} (policy {policy})", title=story(result.scenario, tr.lang)[0],
+                   policy=tr.policy(result.policy))
         Path(mermaid_path).write_text(to_mermaid(result.trace.records, title, tr), encoding="utf-8")
         click.echo(tr("Mermaid chart written to {path}", path=mermaid_path), err=True)
 
@@ -215,11 +216,11 @@ def reconcile_command(source: str, policy: str | None, seed: int | None, as_json
         from possim.cli.statement import reconcile_with_statement
 
         reconcile_with_statement(source, statement_path, day, as_json, lang)
-    if not source.endswith(".jsonl") and (sc := inputs.scenario(source)).is_fleet:
+    if not source.endswith(".jsonl") and (sc := inputs.scenario(source).in_market(lang)).is_fleet:
         from possim.cli.fleet import reconcile_fleet_command
 
         sys.exit(reconcile_fleet_command(sc, policy, seed, as_json, lang))
-    recon, title, currency = _reconciliation(source, policy, seed)
+    recon, title, currency = _reconciliation(source, policy, seed, lang)
     if as_json:
         click.echo(json.dumps(recon.as_dict(), sort_keys=True))
     else:
@@ -227,21 +228,21 @@ def reconcile_command(source: str, policy: str | None, seed: int | None, as_json
     sys.exit(0 if recon.balanced else 1)
 
 
-def _reconciliation(source: str, policy: str | None, seed: int | None) -> tuple[Reconciliation, str, str]:
+def _reconciliation(source: str, policy: str | None, seed: int | None,
+                    lang: str = "en") -> tuple[Reconciliation, str, str]:
     if not source.endswith(".jsonl"):
-        sc = inputs.scenario(source)
+        sc = inputs.scenario(source).in_market(lang)
         with as_input_error(ScenarioError):  # a fleet scenario is refused in one line
             result = simulate(sc, policy, seed)
         assert result.reconciliation is not None
-        return (result.reconciliation, f"{sc.name}, policy {result.policy}, seed {result.seed}",
-                sc.model.terminal.currency)
+        return result.reconciliation, _title(sc.name, result, lang), sc.model.terminal.currency
     from possim.replay import REAL_TIME_HEADERS, ReplayError, read_trace, replay_full
 
     with as_input_error(ReplayError, ScenarioError):
         records = read_trace(source)
         if any(r.get("event") in REAL_TIME_HEADERS for r in records):
             _, _, recon = replay_full(source)
-            return recon, f"{source} (replayed)", _currency(records)
+            return recon, i18n.Tr(lang)("{source} (replayed)", source=source), _currency(records)
         started = next((r for r in records if r.get("event") == "run_started" and "scenario_data" in r), None)
         if started is None:
             raise ReplayError(f"{source}: not a possim trace (no run_started event with its scenario)")
@@ -250,8 +251,14 @@ def _reconciliation(source: str, policy: str | None, seed: int | None) -> tuple[
         if result.trace.lines() != Path(source).read_text(encoding="utf-8").splitlines():
             raise ReplayError(f"{source}: re-running its scenario does not reproduce this trace")
     assert result.reconciliation is not None
-    return (result.reconciliation, f"{source} (policy {result.policy}, seed {result.seed})",
-            sc.model.terminal.currency)
+    return result.reconciliation, _title(source, result, lang), sc.model.terminal.currency
+
+
+def _title(name: str, result: RunResult, lang: str) -> str:
+    """``response-lost - policy none, seed 1`` in the reader's words."""
+    tr = i18n.Tr(lang)
+    return tr("{scenario} - policy {policy}, seed {seed}", scenario=name, policy=tr.policy(result.policy),
+              seed=result.seed)
 
 
 def _currency(records: list[dict[str, Any]]) -> str:
