@@ -232,7 +232,7 @@ def _money_chart(results: Sequence[FleetResult], tr: Tr) -> str:
     axes = charts.Axes(tr("money at risk per policy"), tr("policy"),
                        tr("money at risk ({currency})", currency=tr.money(0).replace("0.00", "").strip()),
                        top=44, bottom=66)
-    return charts.bar_chart([r.policy for r in results], [r.money_at_risk / 100 for r in results], axes,
+    return charts.bar_chart([tr.policy(r.policy) for r in results], [r.money_at_risk / 100 for r in results], axes,
                             [tr.money(r.money_at_risk) for r in results])
 
 

@@ -559,7 +559,7 @@ def _money_chart(results: Seq[RunResult], tr: Tr) -> str:
     axes = charts.Axes(tr("money at risk per policy"), tr("policy"),
                        tr("money at risk ({currency})", currency=tr.money(0).replace("0.00", "").strip()),
                        top=44, bottom=66)
-    return charts.bar_chart([r.policy for r in results], [a / 100 for a in at_risk], axes,
+    return charts.bar_chart([tr.policy(r.policy) for r in results], [a / 100 for a in at_risk], axes,
                             [tr.money(a) for a in at_risk])
 
 

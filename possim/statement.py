@@ -272,9 +272,11 @@ def wallet_lines(ledger: sqlite3.Connection, day: date, fees: FeeSchedule, epoch
         pricing = _Pricing(fees, "qr_wallet", prior.get(key, 0))
         sale_date = moment(first[key], epoch).date()
         for line in pricing.lines(moves, key[0], key[1], trade_no, provider, sale_date, epoch):
-            why = (f"wallet bill ({provider}): trade no. {trade_no}, {line.description}" if line.is_sale else
-                   f"wallet bill ({provider}): trade no. {trade_no}, refunded to the wallet (cancel 撤销 or refund) "
-                   f"after the cut-off of the sale of {sale_date}, fee returned")
+            why = (Said(N_("wallet bill ({provider}): trade no. {trade_no}, {rule}"), provider=provider,
+                        trade_no=trade_no, rule=line.description) if line.is_sale else
+                   Said(N_("wallet bill ({provider}): trade no. {trade_no}, refunded to the wallet (cancel 撤销 or "
+                           "refund) after the cut-off of the sale of {day}, fee returned"), provider=provider,
+                        trade_no=trade_no, day=sale_date.isoformat()))
             lines.append(dataclasses.replace(line, description=why))
     return lines
 

@@ -43,8 +43,8 @@ def test_the_till_says_cancelled_while_the_phone_says_paid() -> None:
     """qr-cancel-race under the cancel: at one moment the two screens disagree, then the refund shows."""
     result = simulate(load(SCENARIOS / "qr-cancel-race.toml"), "reversal")
     moments = counter(result.trace.records, Tr("en", "156"))
-    assert ("NOT PAID IN TIME - CANCELLED", "PAID ¥38.50") in [(till, phone) for _, till, phone in moments]
-    assert moments[-1][2] == "refund of ¥38.50 on its way to the wallet"
+    assert ("NOT PAID IN TIME - CANCELLED", "PAID CN¥38.50") in [(till, phone) for _, till, phone in moments]
+    assert moments[-1][2] == "refund of CN¥38.50 on its way to the wallet"
     assert point(result, Tr("en", "156")).counter == moments
 
 
@@ -100,4 +100,4 @@ def test_possim_statement_of_a_wallet_run_writes_the_wallets_bill(capsys: pytest
     assert code == 0, err
     [row] = list(csv.DictReader(io.StringIO(out)))
     assert (row["card"], row["amount"], row["fee"]) == ("alipay", "25.00", "0.10")
-    assert "1 sales 25.00" in err
+    assert "1 sales CN¥25.00" in err
