@@ -390,14 +390,16 @@ class Ledger:
 
     # -- settlement -------------------------------------------------------------------------
 
-    def batch_totals(self, tid: str) -> tuple[int, int]:
-        """The money terminal ``tid``'s sales took, as the host's ledger has it: (amount, count of sales)."""
+    def batch_totals(self, tid: str, closed_too: bool = False) -> tuple[int, int]:
+        """The money terminal ``tid``'s sales took, as the host's ledger has it: (amount, count of sales).
+        Sales of batches a CUP batch end closed are left out unless ``closed_too``."""
+        open_only = "" if closed_too else (
+            "AND NOT EXISTS (SELECT 1 FROM settled s WHERE s.tid = entries.tid "
+            "AND s.stan = entries.stan AND s.transmission = entries.transmission) ")
         rows = self.conn.execute(
-            "SELECT SUM(CASE kind WHEN 'debit' THEN amount WHEN 'capture' THEN amount "
+            "SELECT SUM(CASE kind WHEN 'debit' THEN amount WHEN 'capture' THEN amount "  # noqa: S608 - constant text
             "WHEN 'credit' THEN -amount WHEN 'refund' THEN -amount ELSE 0 END) AS net "
-            "FROM entries WHERE tid = ? AND NOT EXISTS (SELECT 1 FROM settled s WHERE s.tid = entries.tid "
-            "AND s.stan = entries.stan AND s.transmission = entries.transmission) "
-            "GROUP BY stan, transmission HAVING net > 0", (tid,)).fetchall()
+            f"FROM entries WHERE tid = ? {open_only}GROUP BY stan, transmission HAVING net > 0", (tid,)).fetchall()
         return sum(int(r[0]) for r in rows), len(rows)
 
     def close_batch(self, now: float, tid: str, batch: str) -> int:

@@ -454,7 +454,9 @@ class Terminal:
         in field 39. A completion's reversal copies the completion (field 90 names its pre-auth)."""
         txn.reversal_attempts += 1
         txn.reversal_stan = txn.completion_stan if txn.completion_transmission is not None else txn.stan
-        local = {"local_time": self._clock(txn.started_at, "%H%M%S"), "local_date": self._clock(txn.started_at, "%m%d")}
+        # Fields 13 and 12 are the original's, cut from its transmission time (not from ``started_at``:
+        # a restarted process counts time from another epoch).
+        local = {"local_time": txn.transmission[4:], "local_date": txn.transmission[:4]}
         if txn.completion_transmission is not None:
             assert txn.completion_stan is not None
             return self._message(now, REVERSAL, stan=txn.completion_stan, transmission=txn.completion_transmission,
