@@ -527,11 +527,12 @@ class Terminal:
         return self._message(now, BATCH_UPLOAD, uploads=cup.pack_uploads(sales))
 
     def _upload_frames(self, batch: list[TxnRecord]) -> list[list[TxnRecord]]:
-        """CUP's upload order: purchases packed ``sales_per_upload`` a frame, each completion alone, the batch end."""
+        """CUP's upload order (``PosBatchUp``): each completion alone, purchases packed ``sales_per_upload``
+        a frame, then the batch end."""
         size = self.rules.sales_per_upload
         sales = [t for t in batch if t.kind != "auth"]
         frames = [sales[i:i + size] for i in range(0, len(sales), size)]
-        return [*frames, *([t] for t in batch if t.kind == "auth"), []]
+        return [*([t] for t in batch if t.kind == "auth"), *frames, []]
 
     def _batch(self) -> list[TxnRecord]:
         """The day's sales: approved, not reversed or handed to the acquirer, completions that were not refused."""

@@ -175,8 +175,9 @@ _COMPLETION_TYPE, _PREAUTH_TYPE, _MANAGEMENT_TYPE = "20", "10", "00"
 #: 60.3 network management code of a request MTI; anything else is 000 (a normal transaction).
 _NETWORK = {M.SIGN_ON: "001", M.SETTLEMENT: "201", M.BATCH_UPLOAD: "201"}
 _NORMAL_CODE = "000"
-#: Batch-end upload (0320): 202 when the settlement balanced, 207 when it did not.
-BATCH_END_BALANCED, BATCH_END_UNBALANCED = "202", "207"
+#: Batch-end upload (0320), 60.3: 207 when both totals balanced (only chip records were to be uploaded),
+#: 202 when they did not (``PosBatchUp`` in ``Src/tranproc.c``: 207 for ``EMVLOG``, else 202).
+BATCH_END_BALANCED, BATCH_END_UNBALANCED = "207", "202"
 #: Requests about a card: they carry entry mode (22), condition code (25) and track 2 (35).
 _CARD_REQUESTS = frozenset({M.AUTH, M.PURCHASE, M.ADVICE, M.ADVICE_REPEAT, M.REVERSAL, M.REVERSAL_REPEAT})
 #: Field 22: magnetic stripe read (02), no PIN entered (2): possim models no PIN.
@@ -470,12 +471,10 @@ _UPLOADED_SALE = re.compile(r"(\d{2})(\d{6})(\d{20})(\d{12})")
 
 @dataclass(frozen=True, slots=True)
 class UploadedSale:
-    """One sale in field 48 of a CUP batch upload: 40 digits, as ``PosBatchUp`` packs it.
-
-    Card organisation n2 (00: a domestic UnionPay card), the sale's trace number (its STAN) n6, the
-    card number n20 and the amount n12 (minor units). The terminal source pads the card number
-    with spaces; field 48 is numeric BCD in possim's layout, so possim right-aligns it with leading
-    zeros (card numbers never start with 0).
+    """One sale in field 48 of a CUP batch upload: 40 digits, as ``BatchMagOnLineTrans`` packs them
+    (``Src/tranproc.c``): card organisation n2 (00 a UnionPay card, 01 another), the sale's trace
+    number (its STAN) n6, the card number right-aligned in 20 digits with leading zeros, and the
+    amount n12 (minor units). Field 48 starts with the count of sales, n2.
     """
 
     stan: str

@@ -59,7 +59,7 @@ class Message:
     #: after each settlement. ``None`` under ``iso``, which has no batch number on the wire.
     batch: str | None = None
     #: CUP field 60.3 when it is not the one ``protocol.cup`` derives from the MTI: the batch-end
-    #: upload's 202 (batch balanced) or 207 (out of balance).
+    #: upload's 207 (batch balanced) or 202 (out of balance).
     network_code: str | None = None
     #: CUP field 48 of a batch upload (0320/0330): the count and the packed sales
     #: (``protocol.cup.UploadedSale``), or the batch-end upload's count.

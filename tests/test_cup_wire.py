@@ -148,8 +148,8 @@ def test_independent_decoder_reads_the_advice_and_the_packed_uploads() -> None:
     assert cup.unpack_uploads(cup.decode(cup.encode(packed)).uploads or "") == sales
     end = replace(packed, stan="000061", uploads=cup.batch_end(8), network_code=cup.BATCH_END_UNBALANCED)
     other = independent(cup.encode(end, KEY))
-    assert other.FieldData(48) == 8 and other.FieldData(60) == int("00" + "000001" + "207" + "0")
-    assert cup.decode(cup.encode(end)).network_code == "207"
+    assert other.FieldData(48) == 8 and other.FieldData(60) == int("00" + "000001" + "202" + "0")
+    assert cup.decode(cup.encode(end)).network_code == "202"
 
 
 def test_packed_uploads_refuse_what_does_not_fit() -> None:
