@@ -53,6 +53,7 @@ def test_a_cup_day_packs_the_upload_ends_the_batch_and_opens_the_next() -> None:
     assert [len(p) for p in packed] == [8, 2]
     assert [s.amount for p in packed for s in p] == [100 * n for n in range(1, 11)]
     assert (sent[3].network_code, sent[3].uploads) == (cup.BATCH_END_BALANCED, "0010")
+    assert not [a for a in first if isinstance(a, ev.SettlementFailed)], "every upload answered 00"
     assert [a for a in first if isinstance(a, CloseBatch)] == [CloseBatch(2, 10)]
     assert ev.BatchClosed("POS00001", "000001", "000002") in first
     second = _sent(_run(terminal, host, terminal.settle(200), now=200))
@@ -128,3 +129,23 @@ def test_the_iso_terminal_keeps_its_day() -> None:
     seen = _run(terminal, host, terminal.settle(10))
     assert [(m.mti, m.batch) for m in _sent(seen)] == [(M.SETTLEMENT, None)]
     assert not [a for a in seen if isinstance(a, CloseBatch)]
+
+
+def test_the_host_reads_packed_sales_by_trace_and_card_and_refuses_a_bad_field_48() -> None:
+    host = new_host()
+    terminal = new_terminal(profile="cup")
+    _run(terminal, host, terminal.request_payment(1, purchase(1, amount=700)))
+    sale = terminal.records[1]
+    packed = cup.pack_uploads([cup.UploadedSale(sale.stan, sale.pan, 700),
+                               cup.UploadedSale("000099", sale.pan, 100)])
+    upload = Message(mti=M.BATCH_UPLOAD, stan="000050", transmission="1125120000", tid="POS00001",
+                     batch="000001", uploads=packed)
+    actions = host.receive(5, codec.encode(upload, dialect="cup"))
+    received = [a for a in actions if isinstance(a, ev.BatchUploadReceived)]
+    assert [(r.orig_stan, r.outcome) for r in received] == [(sale.stan, "matched"), ("000099", "unknown")]
+    assert codec.decode(replies(actions)[0].data).response_code == "00"
+    bad = host.receive(6, codec.encode(Message(mti=M.BATCH_UPLOAD, stan="000051", transmission="1125120001",
+                                               tid="POS00001", batch="000001", uploads="01" + "0" * 39),
+                                       dialect="cup"))
+    assert codec.decode(replies(bad)[0].data).response_code == "30"
+    assert host.ledger.conn.execute("SELECT COUNT(*) FROM batch_uploads").fetchone() == (1,)
