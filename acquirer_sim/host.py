@@ -62,7 +62,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from possim.acquirer_sim.config import CrashRule, HostConfig
-from possim.protocol import codec, dialects
+from possim.protocol import codec, cup, dialects
 from possim.protocol import events as ev
 from possim.protocol import mti as M
 from possim.protocol.cup import BatchTotals
@@ -216,6 +216,8 @@ class AcquirerHost:
             return self._reversal(now, msg)
         if msg.mti == M.SETTLEMENT:
             return self._settlement(msg)
+        if msg.mti == M.BATCH_UPLOAD and msg.uploads is not None:
+            return self._packed_upload(now, msg)
         if msg.original is None:
             return [ev.MalformedFrame("host", f"MTI {msg.mti} without field 90")]
         if msg.mti == M.BATCH_UPLOAD:
@@ -546,6 +548,28 @@ class AcquirerHost:
         rrn = orig.rrn if orig is not None else None
         return [*actions, ev.BatchUploadReceived(*_f(msg), orig_stan=key[1], amount=amount, outcome=outcome, rrn=rrn),
                 self._reply(msg, rc)]
+
+    def _packed_upload(self, now: float, msg: Message) -> list[HostAction]:
+        """CUP: sales packed in field 48 (named by trace number and card), or the batch end (60.3
+        202/207), which closes the batch: its sales leave the next settlement's totals."""
+        assert msg.uploads is not None
+        if msg.network_code in (cup.BATCH_END_BALANCED, cup.BATCH_END_UNBALANCED):
+            settled = self.ledger.close_batch(now, msg.tid, msg.batch or "")
+            return [ev.BatchEndReceived(*_f(msg), batch=msg.batch or "", uploaded=msg.uploads, settled=settled),
+                    self._reply(msg, "00")]
+        try:
+            sales = cup.unpack_uploads(msg.uploads)
+        except ProtocolError as exc:
+            return [ev.FormatErrorAnswered(*_f(msg), reason=str(exc)), self._reply(msg, FORMAT_ERROR)]
+        actions: list[HostAction] = []
+        for sale in sales:
+            orig = self.ledger.find_sale(msg.tid, sale.stan, sale.pan)
+            outcome = "unknown" if orig is None else "matched"
+            if orig is not None:
+                self.ledger.record_batch_upload(now, orig.key, sale.amount, outcome, "00")
+            actions.append(ev.BatchUploadReceived(*_f(msg), orig_stan=sale.stan, amount=sale.amount, outcome=outcome,
+                                                  rrn=orig.rrn if orig is not None else None))
+        return [*actions, self._reply(msg, "00")]
 
     def _query(self, now: float, msg: Message) -> list[HostAction]:
         assert msg.original is not None

@@ -93,6 +93,9 @@ CREATE TABLE IF NOT EXISTS key_lives (
 CREATE TABLE IF NOT EXISTS deliveries (
     tid TEXT NOT NULL, stan TEXT NOT NULL, transmission TEXT NOT NULL, delivered INTEGER NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 1, at REAL NOT NULL, PRIMARY KEY (tid, stan, transmission));
+CREATE TABLE IF NOT EXISTS settled (
+    tid TEXT NOT NULL, stan TEXT NOT NULL, transmission TEXT NOT NULL, batch TEXT NOT NULL, at REAL NOT NULL,
+    PRIMARY KEY (tid, stan, transmission));
 CREATE TABLE IF NOT EXISTS sign_ons (
     tid TEXT NOT NULL, stan TEXT NOT NULL, transmission TEXT NOT NULL, life TEXT NOT NULL,
     PRIMARY KEY (tid, stan, transmission, life));
@@ -395,13 +398,37 @@ class Ledger:
 
     # -- settlement -------------------------------------------------------------------------
 
-    def batch_totals(self, tid: str) -> tuple[int, int]:
-        """The money terminal ``tid``'s sales took, as the host's ledger has it: (amount, count of sales)."""
+    def batch_totals(self, tid: str, closed_too: bool = False) -> tuple[int, int]:
+        """The money terminal ``tid``'s sales took, as the host's ledger has it: (amount, count of sales).
+        Sales of batches a CUP batch end closed are left out unless ``closed_too``."""
+        open_only = "" if closed_too else (
+            "AND NOT EXISTS (SELECT 1 FROM settled s WHERE s.tid = entries.tid "
+            "AND s.stan = entries.stan AND s.transmission = entries.transmission) ")
         rows = self.conn.execute(
-            "SELECT SUM(CASE kind WHEN 'debit' THEN amount WHEN 'capture' THEN amount "
+            "SELECT SUM(CASE kind WHEN 'debit' THEN amount WHEN 'capture' THEN amount "  # noqa: S608 - constant text
             "WHEN 'credit' THEN -amount WHEN 'refund' THEN -amount ELSE 0 END) AS net "
-            "FROM entries WHERE tid = ? GROUP BY stan, transmission HAVING net > 0", (tid,)).fetchall()
+            f"FROM entries WHERE tid = ? {open_only}GROUP BY stan, transmission HAVING net > 0", (tid,)).fetchall()
         return sum(int(r[0]) for r in rows), len(rows)
+
+    def close_batch(self, now: float, tid: str, batch: str) -> int:
+        """CUP batch end: the sales now in ``tid``'s batch totals are settled under ``batch`` and
+        leave them (the next settlement compares the next batch). Returns how many were settled."""
+        before = self.conn.total_changes
+        self._write("close_batch",
+                    "INSERT OR IGNORE INTO settled (tid, stan, transmission, batch, at) "
+                    "SELECT tid, stan, transmission, ?, ? FROM entries WHERE tid = ? GROUP BY stan, transmission "
+                    "HAVING SUM(CASE kind WHEN 'debit' THEN amount WHEN 'capture' THEN amount "
+                    "WHEN 'credit' THEN -amount WHEN 'refund' THEN -amount ELSE 0 END) > 0", (batch, now, tid))
+        return self.conn.total_changes - before
+
+    def find_sale(self, tid: str, stan: str, pan: str) -> Original | None:
+        """The latest original of ``tid`` with trace number ``stan`` on card ``pan``: how a CUP batch
+        upload names a sale (field 48 carries no field 7)."""
+        row = self.conn.execute(
+            "SELECT tid, stan, transmission, mti, pan, amount, rrn, auth_code, response_code, state, response "
+            "FROM originals WHERE tid = ? AND stan = ? AND pan = ? ORDER BY received_at DESC LIMIT 1",
+            (tid, stan, pan)).fetchone()
+        return None if row is None else Original((row[0], row[1], row[2]), *row[3:])
 
     def batch_upload_seen(self, key: Key) -> str | None:
         """The answer given to an earlier upload of this sale, or None."""

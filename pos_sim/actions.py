@@ -58,6 +58,15 @@ class ConfirmLife:
     life: str
 
 
+@dataclass(frozen=True, slots=True)
+class CloseBatch:
+    """A settlement closed the batch: journal the new open batch's number and the last transaction
+    of the closed ones, so a restart (``possim settle`` again) sends the next batch, not this one."""
+
+    batch: int
+    settled_through: int
+
+
 #: Besides these, the terminal returns trace events (``protocol.events``): a late response, a
 #: bad frame, a reversal retry... the driver records them as they are.
-Action = Send | StartTimer | CancelTimer | WriteJournal | Outcome | ConfirmLife | Event
+Action = Send | StartTimer | CancelTimer | WriteJournal | Outcome | ConfirmLife | CloseBatch | Event

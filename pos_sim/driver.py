@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from possim.pos_sim.actions import Action, CancelTimer, ConfirmLife, Outcome, Send, StartTimer, WriteJournal
+from possim.pos_sim.actions import Action, CancelTimer, CloseBatch, ConfirmLife, Outcome, Send, StartTimer, WriteJournal
 from possim.pos_sim.halting import HaltsOnWriteError
 from possim.pos_sim.journal import Journal
 from possim.pos_sim.terminal import RESPONSE_TIMER, PaymentRequest, Terminal
@@ -78,6 +78,7 @@ class TerminalDriver(HaltsOnWriteError[Action]):
         self.terminal = terminal
         self.down = False
         self.emit(TerminalPowerRestored(self.tid))
+        terminal.resume_batch(*self.journal.batch())
         self.execute(terminal.restore(self.scheduler.now(), self.journal.load()))
 
     def start(self) -> None:
@@ -140,6 +141,8 @@ class TerminalDriver(HaltsOnWriteError[Action]):
                 self.journal.write(action.record)
             elif isinstance(action, ConfirmLife):
                 self.journal.confirm_life(action.life)
+            elif isinstance(action, CloseBatch):
+                self.journal.close_batch(action.batch, action.settled_through)
             elif isinstance(action, Outcome):
                 if self.tracing:
                     self.emit(TxnOutcome(self.tid, action.txn_id, action.status, action.display))

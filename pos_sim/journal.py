@@ -11,7 +11,9 @@ a restarted terminal continues after it instead of repeating idempotency keys, a
 checker learns which terminals a journal speaks for even before its first row. ``lives``
 keeps the life number a terminal process signs on with (``TerminalConfig.life``): written
 before its first sign-on, with whether the journal was new then, and confirmed once the host
-let it sell; a restart on the journal resumes that life.
+let it sell; a restart on the journal resumes that life. ``batches`` keeps, under the CUP
+profile, the open batch's number (field 60.2) and the last transaction of the batches a
+settlement closed: a restarted terminal settles the next batch, not the same sales again.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ SCHEMA = f"""CREATE TABLE IF NOT EXISTS journal (
     tid TEXT NOT NULL, {', '.join(c + (' INTEGER PRIMARY KEY' if c == 'txn_id' else '') for c in COLUMNS)});
 CREATE TABLE IF NOT EXISTS terminals (tid TEXT PRIMARY KEY, last_stan TEXT);
 CREATE TABLE IF NOT EXISTS lives (tid TEXT PRIMARY KEY, life TEXT NOT NULL, new_journal INTEGER NOT NULL,
-    confirmed INTEGER NOT NULL DEFAULT 0)"""
+    confirmed INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS batches (tid TEXT PRIMARY KEY, batch INTEGER NOT NULL, settled_through INTEGER NOT NULL)"""
 # The column names come from TxnRecord's fields, never from input.
 _INSERT = f"INSERT OR REPLACE INTO journal (tid, {', '.join(COLUMNS)}) VALUES (?, {', '.join('?' * len(COLUMNS))})"  # noqa: S608
 #: A record's values in column order, read in one call (the journal is written twice per sale).
@@ -189,6 +192,16 @@ class Journal:
     def confirm_life(self, life: str) -> None:
         """The host let the terminal sell under ``life``: a restart on this journal resumes it."""
         self.conn.execute("UPDATE lives SET confirmed = 1 WHERE tid = ? AND life = ?", (self.tid, life))
+
+    def batch(self) -> tuple[int, int]:
+        """The open batch's number and the last transaction of the closed batches; (1, 0) before any settlement."""
+        row = self.conn.execute("SELECT batch, settled_through FROM batches WHERE tid = ?", (self.tid,)).fetchone()
+        return (1, 0) if row is None else (int(row[0]), int(row[1]))
+
+    def close_batch(self, batch: int, settled_through: int) -> None:
+        """A settlement closed the batch: ``batch`` is open now; transactions up to ``settled_through`` are settled."""
+        self._execute("INSERT OR REPLACE INTO batches (tid, batch, settled_through) VALUES (?, ?, ?)",
+                      (self.tid, batch, settled_through))
 
     def commit(self) -> None:
         self.conn.commit()

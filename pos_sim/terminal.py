@@ -37,6 +37,10 @@ With ``completion_advice`` a CUP completion is an advice (0220) instead.
 
 Settlement (``settle``, every profile) runs after due recovery work: the batch totals (0500),
 and when the host says out of balance one upload (0320) per approved sale, then a final 0500.
+A family's ``TerminalRules`` (``protocol.dialects``) change that where CUP terminals differ:
+stored completion advices are tried once more first; the upload runs balanced or not, up to 8
+sales a frame (a completion of a pre-authorization alone, naming it), ends with a batch-end 0320
+and no second 0500; then the batch closes and its number advances (``CloseBatch``, journaled).
 
 Sign-on (``TerminalConfig.life``, terminal processes): before anything else the terminal sends
 an 0800 with its life number, and every request carries that number (field 60). The answer says
@@ -54,10 +58,19 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
-from possim.pos_sim.actions import Action, CancelTimer, ConfirmLife, Outcome, Send, StartTimer, WriteJournal
+from possim.pos_sim.actions import (
+    Action,
+    CancelTimer,
+    CloseBatch,
+    ConfirmLife,
+    Outcome,
+    Send,
+    StartTimer,
+    WriteJournal,
+)
 from possim.pos_sim.config import TerminalConfig
 from possim.pos_sim.exchanges import (
     ADVICE_RETRYABLE,
@@ -74,7 +87,7 @@ from possim.pos_sim.exchanges import (
 )
 from possim.pos_sim.policies import resume_reversal
 from possim.pos_sim.records import UNSETTLED, CompletionState, Kind, ReversalState, SaleStatus, TxnRecord
-from possim.protocol import codec, dialects
+from possim.protocol import codec, cup, dialects
 from possim.protocol import events as ev
 from possim.protocol.cup import BatchTotals
 from possim.protocol.errors import ProtocolError
@@ -139,6 +152,12 @@ class Settlement:
     uploads: int = 0
     #: A 0500 was answered 77 and sent again after a fresh sign-on (once: a second 77 fails it).
     signed_on_again: bool = False
+    #: Packed uploads (``TerminalRules.sales_per_upload``): the frames still to send, each a list
+    #: of sales (one completion alone, or up to the limit), then ``[]`` for the batch end.
+    frames: list[list[TxnRecord]] = field(default_factory=list)
+    #: Sales uploaded so far, and what the 0510 said (the batch end's 60.3 tells it).
+    uploaded: int = 0
+    balanced: bool = False
 
 
 #: What a settlement exchange stands for in the table's ``txn`` slot: the batch, not one sale
@@ -160,6 +179,11 @@ class Terminal:
         #: The wire dialect of its requests (a CUP terminal sends CUP bytes); answers are read in
         #: whichever dialect they arrive (``codec.decode`` tells from the bytes).
         self.dialect = dialects.for_profile(config.profile)
+        #: Where this terminal's family runs its day differently (CUP: batch numbers, packed uploads...).
+        self.rules = dialects.get(self.dialect).rules
+        #: The open batch's number (CUP 60.2) and the last transaction of the batches already closed.
+        self.batch_number = 1
+        self.settled_through = 0
         self.policy = config.recovery
         self.waiting: deque[PaymentRequest] = deque()
         self.tasks: list[Task] = []
@@ -220,7 +244,7 @@ class Terminal:
                 return [ev.ResponseMismatch(*_ids(msg), reason=mismatch, txn=ex.txn.txn_id or None)]
             if self.config.cup and msg.response_code == DUPLICATE_TRANSMISSION:
                 return [ev.DuplicateTransmission(*_ids(msg))]
-            if msg.response_code == SIGN_ON_AGAIN and self.config.life is not None \
+            if msg.response_code in self.rules.sign_on_again and self.config.life is not None \
                     and ex.kind is not ExchangeKind.SIGN_ON:
                 self.inflight = None
                 return [CancelTimer(RESPONSE_TIMER), *self._sign_on_again(now, ex, msg), *self._pump(now)]
@@ -260,6 +284,10 @@ class Terminal:
             actions += self._resume(now, txn)
         return actions + self._pump(now)
 
+    def resume_batch(self, batch: int, settled_through: int) -> None:
+        """The journal's open batch: its number, and the last transaction of the batches closed before it."""
+        self.batch_number, self.settled_through = batch, settled_through
+
     def _remember_stans(self, txn: TxnRecord) -> None:
         """Late answers to journaled exchanges stay recognisable, and STANs are not reused."""
         for spec in EXCHANGES.values():
@@ -290,8 +318,21 @@ class Terminal:
         if self.settlement is not None:
             return []
         self.settlement = Settlement()
+        if self.rules.trickles_advices and not self.config.online_completion:
+            self._trickle_advices(now)
         self.tasks.append(Task(ExchangeKind.SETTLEMENT, _BATCH, now))
         return self._pump(now)
+
+    def _trickle_advices(self, now: float) -> None:
+        """CUP: stored completion advices go out before the settlement (``TrickleFeedOffLineTxn``), one
+        more try each for those given up; what still does not get through is in the batch upload."""
+        owed = {id(t.txn) for t in self.tasks if t.kind is ExchangeKind.ADVICE}
+        for task in self.tasks:
+            if task.kind is ExchangeKind.ADVICE:
+                task.due = now
+        for txn in self._batch():
+            if txn.completion is CompletionState.LOST and id(txn) not in owed:
+                self.tasks.append(Task(ExchangeKind.ADVICE, txn, now))
 
     # -- queries for drivers and tests ----------------------------------------------------
 
@@ -413,15 +454,18 @@ class Terminal:
         in field 39. A completion's reversal copies the completion (field 90 names its pre-auth)."""
         txn.reversal_attempts += 1
         txn.reversal_stan = txn.completion_stan if txn.completion_transmission is not None else txn.stan
-        local = {"local_time": self._clock(txn.started_at, "%H%M%S"), "local_date": self._clock(txn.started_at, "%m%d")}
+        # Fields 13 and 12 are the original's, cut from its transmission time (not from ``started_at``:
+        # a restarted process counts time from another epoch).
+        local = {"local_time": txn.transmission[4:], "local_date": txn.transmission[:4]}
         if txn.completion_transmission is not None:
             assert txn.completion_stan is not None
             return self._message(now, REVERSAL, stan=txn.completion_stan, transmission=txn.completion_transmission,
                                  pan=txn.pan, processing_code="000000", amount=txn.completion_amount,
-                                 response_code=txn.reversal_reason, original=_original(txn))
+                                 response_code=txn.reversal_reason, auth_code=txn.auth_code,
+                                 original=_original(txn))
         return self._message(now, REVERSAL, stan=txn.stan, transmission=txn.transmission, pan=txn.pan,
                              processing_code=self._processing_code(txn), amount=txn.amount,
-                             response_code=txn.reversal_reason, **local)
+                             response_code=txn.reversal_reason, auth_code=txn.auth_code, **local)
 
     def _build_query(self, now: float, txn: TxnRecord) -> Message:
         txn.query_attempts += 1
@@ -463,13 +507,39 @@ class Terminal:
 
     def _build_upload(self, now: float, txn: TxnRecord) -> Message:
         """One approved sale as the batch upload carries it, naming the sale (or pre-auth) in field 90."""
+        state = self.settlement
+        if self.rules.sales_per_upload and state is not None and state.frames:
+            return self._build_packed_upload(now, state, state.frames[0])
         return self._message(now, BATCH_UPLOAD, pan=txn.pan, processing_code="000000", amount=_batch_amount(txn),
                              rrn=txn.rrn, auth_code=txn.auth_code, original=_original(txn))
+
+    def _build_packed_upload(self, now: float, state: Settlement, frame: list[TxnRecord]) -> Message:
+        """CUP: sales packed in field 48; a completion alone, as the single-sale upload naming its
+        pre-authorization; ``[]`` the batch end (field 48 the count, 60.3 202 balanced or 207 not)."""
+        if not frame:
+            code = cup.BATCH_END_BALANCED if state.balanced else cup.BATCH_END_UNBALANCED
+            return self._message(now, BATCH_UPLOAD, uploads=cup.batch_end(state.uploaded), network_code=code)
+        if len(frame) == 1 and frame[0].kind == "auth":
+            txn = frame[0]
+            return self._message(now, BATCH_UPLOAD, pan=txn.pan, processing_code="000000", amount=_batch_amount(txn),
+                                 rrn=txn.rrn, auth_code=txn.auth_code, original=_original(txn))
+        sales = [cup.UploadedSale(t.stan, t.pan, _batch_amount(t)) for t in frame]
+        return self._message(now, BATCH_UPLOAD, uploads=cup.pack_uploads(sales))
+
+    def _upload_frames(self, batch: list[TxnRecord]) -> list[list[TxnRecord]]:
+        """CUP's upload order (``PosBatchUp``): each completion alone, purchases packed ``sales_per_upload``
+        a frame, then the batch end."""
+        size = self.rules.sales_per_upload
+        sales = [t for t in batch if t.kind != "auth"]
+        frames = [sales[i:i + size] for i in range(0, len(sales), size)]
+        return [*([t] for t in batch if t.kind == "auth"), *frames, []]
 
     def _batch(self) -> list[TxnRecord]:
         """The day's sales: approved, not reversed or handed to the acquirer, completions that were not refused."""
         out = []
         for txn in sorted(self.records.values(), key=lambda r: r.txn_id):
+            if txn.txn_id <= self.settled_through:  # in a batch already closed
+                continue
             if txn.status is not SaleStatus.APPROVED or txn.reversal in _NOT_IN_BATCH:
                 continue
             if txn.kind == "auth" and txn.completion not in _COMPLETED:
@@ -501,6 +571,8 @@ class Terminal:
         """Only an answer in ``REVERSAL_ANSWERS`` that closes ends it: a refusal credited nothing."""
         txn, task = ex.txn, _task(ex)
         if not reversal_closes(msg.response_code):
+            if self.rules.reason_after_refusal is not None and txn.reversal_reason == REASON_NO_ANSWER:
+                txn.reversal_reason = self.rules.reason_after_refusal  # CUP: 98 becomes 06 after a refusal
             return self._retry_reversal(now, txn, task, reason=f"answered {msg.response_code}")
         self._drop_task(task)
         txn.reversal = ReversalState.ACKED
@@ -601,6 +673,8 @@ class Terminal:
         except ProtocolError:
             return self._settlement_failed(msg, f"answered {msg.response_code} without batch totals")
         balanced = totals.answer == "1"
+        if self.rules.sales_per_upload:
+            return self._start_packed_upload(now, msg, state, balanced)
         if balanced or state.final:
             self.settlement = None
             return [ev.SettlementAnswered(msg.tid, msg.stan, balanced, state.final)]
@@ -610,6 +684,14 @@ class Terminal:
         if not batch:
             self.tasks.append(Task(ExchangeKind.SETTLEMENT, _BATCH, now))
         return [ev.SettlementAnswered(msg.tid, msg.stan, False, False, len(batch))]
+
+    def _start_packed_upload(self, now: float, msg: Message, state: Settlement, balanced: bool) -> list[Action]:
+        """CUP: upload the batch whether it balanced or not, then end it; no second 0500."""
+        batch = self._batch()
+        state.final, state.balanced, state.frames = True, balanced, self._upload_frames(batch)
+        state.uploads = len(state.frames)
+        self.tasks.append(Task(ExchangeKind.BATCH_UPLOAD, state.frames[0][0] if state.frames[0] else _BATCH, now))
+        return [ev.SettlementAnswered(msg.tid, msg.stan, balanced, False, len(batch))]
 
     def _settlement_timed_out(self, now: float, ex: Exchange) -> list[Action]:
         self._drop_task(ex.task)
@@ -639,11 +721,32 @@ class Terminal:
         """After the last upload, the final settlement."""
         self._drop_task(ex.task)
         state = self.settlement
+        if state is not None and state.frames:
+            return self._packed_upload_done(now, state)
         if state is not None:
             state.uploads -= 1
             if state.uploads <= 0:
                 self.tasks.append(Task(ExchangeKind.SETTLEMENT, _BATCH, now))
         return []
+
+    def _packed_upload_done(self, now: float, state: Settlement) -> list[Action]:
+        """The next frame of a CUP upload; after the batch end the batch is closed, whatever its answers."""
+        done = state.frames.pop(0)
+        state.uploaded += len(done)
+        if state.frames:
+            head = state.frames[0]
+            self.tasks.append(Task(ExchangeKind.BATCH_UPLOAD, head[0] if head else _BATCH, now))
+            return []
+        return self._close_batch()
+
+    def _close_batch(self) -> list[Action]:
+        """The settled batch is closed: its sales leave the batch, the next one gets the next number."""
+        self.settlement = None
+        closed = self.batch_number
+        self.settled_through = max((t.txn_id for t in self._batch()), default=self.settled_through)
+        self.batch_number = closed % 999_999 + 1
+        return [CloseBatch(self.batch_number, self.settled_through),
+                ev.BatchClosed(self.config.tid, f"{closed:06d}", f"{self.batch_number:06d}")]
 
     def _approve(self, now: float, txn: TxnRecord, display: str) -> list[Action]:
         """An approved authorization still owes its completion advice."""
@@ -737,10 +840,11 @@ class Terminal:
 
     def _message(self, now: float, mti: str, stan: str | None = None, transmission: str | None = None,
                  **fields: object) -> Message:
+        batch = f"{self.batch_number:06d}" if self.rules.batch_numbers else None
         return Message(mti=mti, stan=stan or self._next_stan(),
                        transmission=transmission or self._clock(now, "%m%d%H%M%S"),
                        tid=self.config.tid, mid=self.config.mid, currency=self.config.currency,
-                       life=self.config.life, **fields)  # type: ignore[arg-type]
+                       life=self.config.life, batch=batch, **fields)  # type: ignore[arg-type]
 
     def _next_stan(self) -> str:
         self._stan = self._stan % 999_999 + 1

@@ -713,7 +713,7 @@ async def run_case(case: CaseModel, index: int, tid: str, terminal: Terminal, ac
     if problem is not None and not arrivals:
         return Result(case, index, Verdict(FAIL, problem), wire)
     seen = Seen(profile, tuple(parse_amount(s) for s in case.sales), arrivals, acq.state, slot.restarted_at,
-                acq.ledger.batch_totals(slot.tid))
+                acq.ledger.batch_totals(slot.tid, closed_too=True))
     return Result(case, index, CHECKS[case.check](seen), wire)
 
 

@@ -113,11 +113,11 @@ class Builder:
         return self.clock().strftime("%m%d%H%M%S")
 
     def sale(self, stan: str | None = None, transmission: str | None = None, amount: int = AMOUNT) -> Message:
-        t = self.clock()
-        return Message(mti=M.PURCHASE, stan=stan or self.stan(), transmission=transmission or self.now(),
+        """Fields 13 and 12 are cut from the transmission time: under CUP, which sends no field 7, they carry it."""
+        sent_at = transmission or self.now()
+        return Message(mti=M.PURCHASE, stan=stan or self.stan(), transmission=sent_at,
                        tid=self.tid, mid=DEFAULT_MID, pan=self.pan, processing_code="000000", amount=amount,
-                       local_time=t.strftime("%H%M%S"), local_date=t.strftime("%m%d"),
-                       currency=self.profile.currency)
+                       local_time=sent_at[4:], local_date=sent_at[:4], currency=self.profile.currency)
 
     def reversal_of(self, name: str, amount: int | None = None) -> Message:
         """ISO: a new STAN naming the original in field 90; CUP: a copy of it (same STAN and field 7),
@@ -417,7 +417,11 @@ class Case:
 
 
 def _bad_date(b: Builder) -> Message:
-    return replace(b.sale(), transmission="13" + b.now()[2:])
+    """Month 13 in field 7; under CUP, which has no field 7, in field 13, where its date travels."""
+    sale = b.sale()
+    bad = "13" + sale.transmission[2:]
+    return replace(sale, transmission=bad, local_date=bad[:4]) if b.profile.name == "cup" else replace(
+        sale, transmission=bad)
 
 
 def _bad_card(b: Builder) -> Message:

@@ -6,7 +6,7 @@ because whoever reads it can forge any terminal::
 
     {
       "format": "possim-keys/1",
-      "algorithm": "aes-cmac",                 # protocol.mac.ALGORITHMS: "aes-cmac" or "x9.19"
+      "algorithm": "aes-cmac",                 # protocol.mac.ALGORITHMS: "aes-cmac", "x9.19" or "cup-ecb"
       "host": {"username": "possim-host", "password": "<broker password>"},
       "terminals": {
         "POS00001": {"mac_key": "<32 hex digits>", "password": "<broker password>"}

@@ -21,13 +21,21 @@ sources built on it pack it (``docs/cup-wire.md`` gives the sources and a hex du
 ``decode_fields`` give the raw field strings, for messages the ``Message`` model does not
 carry yet (0500 settlement with its batch totals, see ``BatchTotals``).
 
-Choices where possim needs more than a CUP terminal sends (see docs/cup-wire.md):
-- Field 7 (transmission date and time, n10 BCD) is kept: it is part of possim's idempotency
-  key. CUP terminals identify a transaction by field 11 with 12/13 and do not send it.
-- Field 90 (original data, n42 BCD) is kept for possim's 0600 status query, which CUP does not
-  have. A CUP reversal copies the original message (same field 11) and needs no field 90.
-- The status answer of a 0610 travels in field 63 (ans LLLVAR), CUP's private text field,
-  because CUP's field 48 is numeric.
+What a CUP terminal sends and possim therefore sends too (``docs/cup-wire.md``):
+- No field 7 and no secondary bitmap. The transaction's date and time travel in fields 13 and
+  12 (MMDD, hhmmss), and possim's transmission time (part of its idempotency key) is read back
+  from them: under ``cup`` it *is* field 13 + field 12.
+- Field 60 on every message: 60.1 the transaction type (``_TYPES``: 22 sale, 10 pre-auth, 20
+  completion, 24 completion advice, 00 management), 60.2 the batch number (``Message.batch``),
+  60.3 the network management code (``_NETWORK``: 001 sign-on, 201 settlement and upload, 202/207
+  batch end, 000 otherwise). A terminal process that signs on appends its life number (possim).
+- Financial requests carry field 22 (entry mode, ``022``: magnetic stripe, no PIN), 25 (condition
+  code: 00, 06 for a pre-authorization and its completion) and 35 (track 2, ``_track2``).
+- The original of a completion, advice, upload or status query is named in field 61 (original
+  batch, trace, date, then possim's original time and MTI), never in field 90.
+
+possim choices: the 0600 status query, which CUP does not have, and the status answer in field 63
+(CUP's field 48 is numeric).
 
 Pure module: no I/O.
 """
@@ -84,7 +92,7 @@ _LAYOUT: dict[str, tuple[dict[str, Any], str]] = {
     "2": (_bcd(19, _LL), "PAN, n..19 LLVAR BCD, left aligned, 0 pad"),
     "3": (_bcd(6), "Processing code, n6 BCD"),
     "4": (_bcd(12), "Amount, n12 BCD, minor units"),
-    "7": (_bcd(10), "Transmission date and time MMDDhhmmss, n10 BCD (possim)"),
+    "7": (_bcd(10), "Transmission date and time MMDDhhmmss, n10 BCD (read; CUP terminals do not send it)"),
     "11": (_bcd(6), "STAN (POS trace number), n6 BCD"),
     "12": (_bcd(6), "Local time hhmmss, n6 BCD"),
     "13": (_bcd(4), "Local date MMDD, n4 BCD"),
@@ -103,18 +111,18 @@ _LAYOUT: dict[str, tuple[dict[str, Any], str]] = {
     "41": (_text(8), "Terminal id, ans8 ASCII"),
     "42": (_text(15), "Merchant id, ans15 ASCII"),
     "44": (_text(25, _LL), "Additional response data, an..25 LLVAR ASCII"),
-    "48": (_bcd(322, _LLL), "Additional data (0500: batch totals), n..322 LLLVAR BCD"),
+    "48": (_bcd(322, _LLL), "Additional data (0500: batch totals; 0320: packed sales), n..322 LLLVAR BCD"),
     "49": (_text(3), "Currency, an3 ASCII"),
     "52": (_binary(8), "PIN block, b64"),
     "53": (_bcd(16), "Security control information, n16 BCD"),
     "54": (_text(20, _LLL), "Additional amounts, an..20 LLLVAR ASCII"),
     "55": (_binary(255, _LLL), "ICC data, b..255 LLLVAR"),
     "60": (_bcd(30, _LLL), "Reserved private (type, batch, network code), n..30 LLLVAR BCD"),
-    "61": (_bcd(29, _LLL), "Original message (batch, trace, date), n..29 LLLVAR BCD"),
+    "61": (_bcd(29, _LLL), "Original message (batch, trace, date; possim: time, MTI), n..29 LLLVAR BCD"),
     "62": (_binary(512, _LLL), "Reserved private, b..512 LLLVAR"),
     "63": (_text(63, _LLL), "Reserved private (operator; possim status), ans..63 LLLVAR ASCII"),
     "64": (_binary(MAC_LEN), "MAC, b64"),
-    "90": (_bcd(42), "Original data elements, n42 BCD (possim status query)"),
+    "90": (_bcd(42), "Original data elements, n42 BCD (read; possim sends 61)"),
     "128": (_binary(MAC_LEN), "MAC, b64"),
 }
 
@@ -135,28 +143,49 @@ _FIELDS: tuple[tuple[str, str, re.Pattern[str]], ...] = tuple(
     for f, a, p in (
         ("2", "pan", r"\d{12,19}"),
         ("3", "processing_code", r"\d{6}"),
-        ("7", "transmission", r"\d{10}"),
         ("11", "stan", r"\d{6}"),
-        ("12", "local_time", r"\d{6}"),
-        ("13", "local_date", r"\d{4}"),
         ("37", "rrn", r"[0-9A-Za-z]{12}"),
         ("38", "auth_code", r"[0-9A-Za-z ]{6}"),
         ("39", "response_code", r"[0-9A-Z]{2}"),
         ("41", "tid", r"[ -~]{8}"),
         ("42", "mid", r"[ -~]{15}"),
-        ("48", "batch_totals", r"\d{62}"),
         ("49", "currency", r"\d{3}"),
         ("63", "status", r"[A-Z_]{1,32}"),
     )
 )
 _AMOUNT = re.compile(r"\d{12}")
 _ORIGINAL = re.compile(r"\d{42}")
-_REQUIRED = ("7", "11", "41")
-#: Field 60 as possim packs it: 60.1 "00", 60.2 the terminal's life number (where a CUP terminal
-#: carries its batch number), 60.3 the network management code (001 sign-on, 000 otherwise).
+_DATE, _TIME = re.compile(r"\d{4}"), re.compile(r"\d{6}")
+_REQUIRED = ("11", "12", "13", "41")
 _LIFE = re.compile(r"\d{6}")
-_FIELD_60 = re.compile(r"\d{11}")
-_FIELD_60_TYPE, _SIGN_ON_CODE, _NORMAL_CODE = "00", "001", "000"
+_BATCH = re.compile(r"\d{6}")
+_NETWORK_CODE = re.compile(r"\d{3}")
+#: Field 60: 60.1 n2, 60.2 n6, 60.3 n3, then (possim) a signed-on terminal's life number n6.
+_FIELD_60 = re.compile(r"\d{11}(\d{6})?")
+_FIELD_61 = re.compile(r"\d{26}")
+_BATCH_TOTALS = re.compile(r"\d{62}")
+_UPLOADS = re.compile(r"\d{1,322}")
+#: Field 48 of a settlement and of a batch upload.
+_FIELD_48 = {M.SETTLEMENT: ("batch_totals", _BATCH_TOTALS), M.SETTLEMENT_RESPONSE: ("batch_totals", _BATCH_TOTALS),
+             M.BATCH_UPLOAD: ("uploads", _UPLOADS), M.BATCH_UPLOAD_RESPONSE: ("uploads", _UPLOADS)}
+_NO_BATCH = "000000"
+#: 60.1 transaction type code of a request MTI (``TrTable``, ``Src/globalvar.c``); a response has its request's.
+_TYPES = {M.AUTH: "10", M.PURCHASE: "22", M.ADVICE: "24", M.ADVICE_REPEAT: "24"}
+_COMPLETION_TYPE, _PREAUTH_TYPE, _MANAGEMENT_TYPE = "20", "10", "00"
+#: 60.3 network management code of a request MTI; anything else is 000 (a normal transaction).
+_NETWORK = {M.SIGN_ON: "001", M.SETTLEMENT: "201", M.BATCH_UPLOAD: "201"}
+_NORMAL_CODE = "000"
+#: Batch-end upload (0320), 60.3: 207 when both totals balanced (only chip records were to be uploaded),
+#: 202 when they did not (``PosBatchUp`` in ``Src/tranproc.c``: 207 for ``EMVLOG``, else 202).
+BATCH_END_BALANCED, BATCH_END_UNBALANCED = "207", "202"
+#: Requests about a card: they carry entry mode (22), condition code (25) and track 2 (35).
+_CARD_REQUESTS = frozenset({M.AUTH, M.PURCHASE, M.ADVICE, M.ADVICE_REPEAT, M.REVERSAL, M.REVERSAL_REPEAT})
+#: Field 22: magnetic stripe read (02), no PIN entered (2): possim models no PIN.
+ENTRY_MODE = "022"
+#: Field 25: normal (00), or pre-authorization and its completion (06).
+_CONDITION, _PREAUTH_CONDITION = "00", "06"
+#: Track 2 after the card number: expiry YYMM and service code (possim's modelled card).
+_TRACK2_TAIL = "D3012101"
 _MAC_FIELDS = ("64", "128")
 
 
@@ -230,14 +259,79 @@ def _to_fields(msg: Message) -> dict[str, str]:
         if not 0 <= msg.amount < 10**12:
             raise ProtocolError(f"field 4: amount {msg.amount} out of range")
         doc["4"] = f"{msg.amount:012d}"
+    doc.update(_date_time(msg))
+    doc.update(_card_fields(msg))
+    field48 = _FIELD_48.get(msg.mti)
+    if field48 is not None and getattr(msg, field48[0]) is not None:
+        _check("48", getattr(msg, field48[0]), field48[1])
+        doc["48"] = getattr(msg, field48[0])
     if msg.original is not None:
         o = msg.original
-        doc["90"] = f"{o.mti}{o.stan}{o.transmission}" + "0" * 22
-        _check("90", doc["90"], _ORIGINAL)
-    if msg.life is not None:
-        _check("60", msg.life, _LIFE)
-        doc["60"] = _FIELD_60_TYPE + msg.life + (_SIGN_ON_CODE if msg.mti == M.SIGN_ON else _NORMAL_CODE)
+        doc["61"] = (msg.batch or _NO_BATCH) + o.stan + o.transmission[:4] + o.transmission[4:] + o.mti
+        _check("61", doc["61"], _FIELD_61)
+    doc["60"] = _field_60(msg)
     return doc
+
+
+def _date_time(msg: Message) -> dict[str, str]:
+    """Fields 13 and 12 from the transmission time: CUP sends no field 7, so they carry it."""
+    date, time = msg.transmission[:4], msg.transmission[4:]
+    if not (_DATE.fullmatch(date) and _TIME.fullmatch(time)):
+        raise ProtocolError(f"transmission time {msg.transmission!r} is not MMDDhhmmss")
+    for field, attr, value in (("13", "local_date", date), ("12", "local_time", time)):
+        own = getattr(msg, attr)
+        if own is not None and own != value:
+            raise ProtocolError(f"field {field}: {own!r} is not the transmission's {value!r} (CUP sends no field 7)")
+    return {"12": time, "13": date}
+
+
+def _preauth(msg: Message) -> bool:
+    """A pre-authorization, or what completes one (it names its pre-auth)."""
+    return msg.processing_code == "030000" or msg.original is not None or msg.mti == M.AUTH
+
+
+def _card_fields(msg: Message) -> dict[str, str]:
+    """Entry mode, condition code and track 2 of a financial request (a card swiped, no PIN)."""
+    if msg.mti not in _CARD_REQUESTS or msg.pan is None:
+        return {}
+    return {"22": ENTRY_MODE, "25": _PREAUTH_CONDITION if _preauth(msg) else _CONDITION, "35": _track2(msg.pan)}
+
+
+def _track2(pan: str) -> str:
+    """Track 2 equivalent data of possim's modelled card: the PAN, separator, expiry, service code."""
+    return pan + _TRACK2_TAIL
+
+
+def request_of(mti: str) -> str:
+    """The request MTI a response answers (0210 -> 0200); a request is its own."""
+    return mti if mti in M.REQUESTS else mti[:2] + str(int(mti[2]) - 1) + "0"
+
+
+def transaction_type(msg: Message) -> str:
+    """60.1: what kind of transaction this message is about (a reversal: the one it cancels)."""
+    mti = request_of(msg.mti)
+    if mti in (M.REVERSAL, M.REVERSAL_REPEAT):
+        return _COMPLETION_TYPE if msg.original is not None else (
+            _PREAUTH_TYPE if msg.processing_code == "030000" else _TYPES[M.PURCHASE])
+    if mti == M.PURCHASE and msg.original is not None:
+        return _COMPLETION_TYPE
+    return _TYPES.get(mti, _MANAGEMENT_TYPE)
+
+
+def network_code(mti: str) -> str:
+    """60.3 as the MTI implies it (a batch-end upload says otherwise, ``Message.network_code``)."""
+    return _NETWORK.get(request_of(mti), _NORMAL_CODE)
+
+
+def _field_60(msg: Message) -> str:
+    batch = msg.batch if msg.batch is not None else _NO_BATCH
+    _check("60", batch, _BATCH)
+    code = msg.network_code if msg.network_code is not None else network_code(msg.mti)
+    _check("60", code, _NETWORK_CODE)
+    life = msg.life or ""
+    if life:
+        _check("60", life, _LIFE)
+    return transaction_type(msg) + batch + code + life
 
 
 @functools.lru_cache(maxsize=4096)
@@ -249,7 +343,10 @@ def _decode(data: bytes) -> tuple[Message, bytes | None]:
     missing = [f for f in _REQUIRED if f not in doc]
     if missing:
         raise ProtocolError(f"MTI {mti}: missing field(s) {', '.join(missing)}")
-    values: dict[str, object] = {}
+    _check("12", doc["12"], _TIME)
+    _check("13", doc["13"], _DATE)
+    values: dict[str, object] = {"transmission": doc["13"] + doc["12"], "local_time": doc["12"],
+                                 "local_date": doc["13"]}
     for field, attr, pattern in _FIELDS:
         if field in doc:
             _check(field, doc[field], pattern)
@@ -257,16 +354,46 @@ def _decode(data: bytes) -> tuple[Message, bytes | None]:
     if "4" in doc:
         _check("4", doc["4"], _AMOUNT)
         values["amount"] = int(doc["4"])
-    if "90" in doc:
+    if "48" in doc and mti in _FIELD_48:
+        attr, pattern = _FIELD_48[mti]
+        _check("48", doc["48"], pattern)
+        values[attr] = doc["48"]
+    if "61" in doc:
+        raw = doc["61"]
+        _check("61", raw, _FIELD_61)
+        values["original"] = OriginalData(mti=raw[22:26], stan=raw[6:12], transmission=raw[12:22])
+    elif "90" in doc:
         raw = doc["90"]
         _check("90", raw, _ORIGINAL)
         values["original"] = OriginalData(mti=raw[:4], stan=raw[4:10], transmission=raw[10:20])
-    if "60" in doc:  # 60.1 type (2 digits), 60.2 the batch (possim: the life) number, 60.3 network code
-        raw = doc["60"]
-        _check("60", raw, _FIELD_60)
-        values["life"] = raw[2:8]
+    if "60" in doc:
+        values.update(_read_60(mti, doc["60"]))
     tag = next((bytes.fromhex(doc[f]) for f in _MAC_FIELDS if f in doc), None)
     return Message(mti=mti, **values), tag  # type: ignore[arg-type]
+
+
+def readable_identity(fields: Mapping[str, str]) -> dict[str, object]:
+    """For a frame that failed decoding (``validation.identify``): its transmission time (13 + 12)
+    and original (61) where those fields read well; CUP frames carry no field 7 or 90."""
+    out: dict[str, object] = {}
+    date, time = fields.get("13", ""), fields.get("12", "")
+    if _DATE.fullmatch(date) and _TIME.fullmatch(time):
+        out["transmission"] = date + time
+    raw = fields.get("61", "")
+    if _FIELD_61.fullmatch(raw):
+        out["original"] = OriginalData(mti=raw[22:26], stan=raw[6:12], transmission=raw[12:22])
+    return out
+
+
+def _read_60(mti: str, raw: str) -> dict[str, str]:
+    """60.2 the batch, 60.3 when it is not the MTI's usual code, and possim's life number after them."""
+    _check("60", raw, _FIELD_60)
+    values = {"batch": raw[2:8]} if raw[2:8] != _NO_BATCH else {}  # 000000: no batch (numbers start at 1)
+    if raw[8:11] != network_code(mti):
+        values["network_code"] = raw[8:11]
+    if len(raw) > 11:
+        values["life"] = raw[11:17]
+    return values
 
 
 def _mac_field(doc: Mapping[str, str]) -> str:
@@ -329,3 +456,62 @@ class BatchTotals:
         n = [int(value[a:b]) for a, b in ((0, 12), (12, 15), (15, 27), (27, 30), (31, 43), (43, 46),
                                           (46, 58), (58, 61))]
         return cls(n[0], n[1], n[2], n[3], value[30], n[4], n[5], n[6], n[7], value[61])
+
+
+#: Reversal reason once a try was refused: 98 (no answer) becomes 06 (``MakeReversalPack``).
+REASON_AFTER_REFUSAL = "06"
+#: Answers that make a CUP terminal sign on again ("请重新签到"): 77, and A0 (the host could not
+#: check the MAC: the working keys differ, a new sign-on brings new ones).
+SIGN_ON_AGAIN_CODES = frozenset({"77", "A0"})
+
+#: Sales one batch upload (0320) packs into field 48 (``PosBatchUp``: at most 8 a frame).
+SALES_PER_UPLOAD = 8
+_UPLOADED_SALE = re.compile(r"(\d{2})(\d{6})(\d{20})(\d{12})")
+
+
+@dataclass(frozen=True, slots=True)
+class UploadedSale:
+    """One sale in field 48 of a CUP batch upload: 40 digits, as ``BatchMagOnLineTrans`` packs them
+    (``Src/tranproc.c``): card organisation n2 (00 a UnionPay card, 01 another), the sale's trace
+    number (its STAN) n6, the card number right-aligned in 20 digits with leading zeros, and the
+    amount n12 (minor units). Field 48 starts with the count of sales, n2.
+    """
+
+    stan: str
+    pan: str
+    amount: int
+    organisation: str = "00"
+
+    def to_digits(self) -> str:
+        if not (re.fullmatch(r"\d{6}", self.stan) and re.fullmatch(r"[1-9]\d{11,18}", self.pan)
+                and 0 <= self.amount < 10**12 and re.fullmatch(r"\d{2}", self.organisation)):
+            raise ProtocolError(f"field 48: not an uploadable sale: {self}")
+        return f"{self.organisation}{self.stan}{self.pan:0>20}{self.amount:012d}"
+
+
+def pack_uploads(sales: list[UploadedSale]) -> str:
+    """Field 48 of a batch upload: the count n2, then each sale (at most ``SALES_PER_UPLOAD``)."""
+    if not 1 <= len(sales) <= SALES_PER_UPLOAD:
+        raise ProtocolError(f"field 48: a batch upload packs 1 to {SALES_PER_UPLOAD} sales, not {len(sales)}")
+    return f"{len(sales):02d}" + "".join(s.to_digits() for s in sales)
+
+
+def unpack_uploads(value: str) -> list[UploadedSale]:
+    """The sales of a batch upload's field 48; anything else raises ``ProtocolError``."""
+    count = int(value[:2]) if re.fullmatch(r"\d{2}(\d{40}){1,8}", value) else -1
+    if count != (len(value) - 2) // 40:
+        raise ProtocolError(f"field 48: not packed CUP sales: {value!r}")
+    out = []
+    for at in range(2, len(value), 40):
+        found = _UPLOADED_SALE.fullmatch(value[at:at + 40])
+        assert found is not None  # 40 digits always match
+        org, stan, pan, amount = found.groups()
+        out.append(UploadedSale(stan, pan.lstrip("0"), int(amount), org))
+    return out
+
+
+def batch_end(count: int) -> str:
+    """Field 48 of the batch-end upload: how many sales were uploaded, n4."""
+    if not 0 <= count < 10**4:
+        raise ProtocolError(f"field 48: batch-end count {count} out of range")
+    return f"{count:04d}"

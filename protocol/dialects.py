@@ -27,6 +27,32 @@ DEFAULT = "iso"
 
 
 @dataclass(frozen=True, slots=True)
+class TerminalRules:
+    """How a terminal of the dialect's family runs its day, where that differs between families.
+
+    The ``iso`` values are possim's generic terminal; ``protocol.cup.TERMINAL_RULES`` what CUP
+    terminals do (``docs/cup-wire.md``). A terminal asks these instead of naming its profile.
+    """
+
+    #: Messages carry a batch number (CUP 60.2) and the batch closes (the number advances) after
+    #: each settlement; without, the batch is every approved sale the journal holds.
+    batch_numbers: bool = False
+    #: Reversal reason (field 39) once a try was refused (CUP: 98 becomes 06); None keeps it.
+    reason_after_refusal: str | None = None
+    #: Sales one batch upload packs (CUP: 8 in field 48, then a batch-end upload, no second 0500,
+    #: and the upload runs even when the batch balanced); 0: one 0320 per sale named by field 90,
+    #: only when out of balance, then the totals once more.
+    sales_per_upload: int = 0
+    #: Completion advices still owed or given up are tried once more before the settlement.
+    trickles_advices: bool = False
+    #: Answer codes that mean "sign on again" (CUP: 77, and A0 for a MAC the host could not check).
+    sign_on_again: frozenset[str] = frozenset({"77"})
+
+
+ISO_RULES = TerminalRules()
+
+
+@dataclass(frozen=True, slots=True)
 class Dialect:
     """One wire format: encode/decode with the ``protocol.codec`` contract, plus its stream framing.
 
@@ -41,6 +67,7 @@ class Dialect:
     wire_fields: Callable[[bytes], dict[str, object]]
     framing: Framing = field(default_factory=LengthFraming)
     host_framing: Framing = field(default_factory=LengthFraming)
+    rules: TerminalRules = ISO_RULES
 
 
 def _iso_encode(msg: Message, key: MacKey | None = None) -> bytes:
@@ -54,7 +81,10 @@ def _iso_decode(data: bytes, keys: codec.Keys | None = None) -> Message:
 DIALECTS: dict[str, Dialect] = {
     "iso": Dialect("iso", _iso_encode, _iso_decode, codec.peek_mti, codec.wire_fields),
     "cup": Dialect("cup", cup.encode, cup.decode, cup.peek_mti, cup.wire_fields,
-                   CupFraming(), CupFraming().reply()),
+                   CupFraming(), CupFraming().reply(),
+                   TerminalRules(batch_numbers=True, reason_after_refusal=cup.REASON_AFTER_REFUSAL,
+                                 sales_per_upload=cup.SALES_PER_UPLOAD, trickles_advices=True,
+                                 sign_on_again=cup.SIGN_ON_AGAIN_CODES)),
     "iso-binary": Dialect("iso-binary", codec.encode_binary, codec.decode_binary, codec.peek_mti, codec.wire_fields),
 }
 

@@ -305,6 +305,18 @@ class SettlementAnswered(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class BatchClosed(Event):
+    """CUP: the batch-end upload went out and was answered or not; the batch ``closed`` is over and
+    the terminal's sales now go into batch ``opened`` (field 60.2)."""
+
+    NAME: ClassVar[str] = "batch_closed"
+    SIDE: ClassVar[Side | None] = "terminal"
+    tid: str
+    closed: str
+    opened: str
+
+
+@dataclass(frozen=True, slots=True)
 class SettlementFailed(Event):
     """A settlement or batch-upload message got no usable answer: the batch stays open."""
 
@@ -559,6 +571,17 @@ class BatchUploadReceived(HostMessageEvent):
     amount: int
     outcome: str
     rrn: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchEndReceived(HostMessageEvent):
+    """CUP: the batch-end upload (0320, 60.3 202/207) of batch ``batch``: ``settled`` sales left the
+    terminal's open totals. ``uploaded``: field 48, the count the terminal says it uploaded."""
+
+    NAME: ClassVar[str] = "batch_end_received"
+    batch: str
+    uploaded: str
+    settled: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -1190,7 +1213,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     PaymentRequested, TxnOutcome, TimerStarted, TimerFired, RetryTimerFired, TerminalPowerLost,
     TerminalPowerRestored, TerminalDownDrop, TerminalRestored, ResponseTimeout, ReversalBeforeNextTransaction,
     ReversalAcknowledged, ReversalRetryScheduled, ReversalParked, ReversalEscalated, DuplicateTransmission,
-    SettlementSent, SettlementAnswered, SettlementFailed, SettlementChecked, BatchUploadReceived,
+    SettlementSent, SettlementAnswered, BatchClosed, SettlementFailed, SettlementChecked, BatchUploadReceived,
+    BatchEndReceived,
     UnmatchedMessage, LateResponse, DuplicateResponse, CustomerRetries, ResponseRejected,
     HostDownDrop, HostCrashed, HostRestarted, UnexpectedMessage, DuplicateOriginal, LateOriginalRefused,
     LedgerDebit, LedgerHold, LedgerDeclined, LedgerCapture, LedgerReversalCredited, LedgerReversalReleased,

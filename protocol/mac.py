@@ -22,6 +22,17 @@ library, none hand-rolled at the block-cipher level):
     compatibility with CUP profiles, not recommended for new designs. Zero padding makes
     ``m`` and ``m + b"\\0"`` collide when they end mid-block; ISO 8583 frames are
     self-delimiting (the codec rejects trailing bytes), so no two valid frames collide that way.
+    Used by terminal families other than CUP's own POS application, and by possim's CUP profile
+    when a key file names it.
+``cup-ecb``
+    The CUP POS terminal MAC ("ECB" MAC of the CUP POS specification, as the open CUP terminal
+    source computes it: ``CaoEnXin/LiaoYang_POS:Src/pospin.c``, ``CalMAC``), keyed with the MAC
+    working key (MAK) the sign-on hands out: the data zero-padded to whole 8-byte blocks and all
+    blocks XORed into one; that block written as 16 upper-case hex characters; the first 8 of
+    them encrypted, the result XORed with the last 8, encrypted again; the first 8 hex characters
+    of that are the MAC. An 8-byte MAK is single DES, a 16-byte one two-key 3DES-EDE. Weak by
+    construction (XOR folding lets anyone who sees one MAC forge others with the same XOR), kept
+    because it is what CUP terminals send.
 
 Pure module: no I/O, no clock, no randomness (keys are made in ``possim.keys``).
 """
@@ -126,9 +137,29 @@ def _retail_mac(prepared: tuple[TripleDES, TripleDES], data: bytes) -> bytes:
     return final.update(block) + final.finalize()
 
 
+def _cup_ecb_prepare(secret: bytes) -> TripleDES:
+    """The MAK as one block cipher: 8 bytes are single DES (K||K||K), 16 bytes two-key 3DES (K||K'||K)."""
+    return TripleDES(secret * 3 if len(secret) == _DES_BLOCK else secret + secret[:_DES_BLOCK])
+
+
+def _cup_ecb_mac(prepared: TripleDES, data: bytes) -> bytes:
+    padded = _pad_method_1(data)
+    folded = bytearray(_DES_BLOCK)
+    for at in range(0, len(padded), _DES_BLOCK):
+        for i, byte in enumerate(padded[at:at + _DES_BLOCK]):
+            folded[i] ^= byte
+    text = bytes(folded).hex().upper().encode("ascii")
+    cipher = Cipher(prepared, modes.ECB())  # noqa: S305 - single blocks, by definition of the algorithm
+    first = cipher.encryptor().update(text[:_DES_BLOCK])
+    mixed = bytes(a ^ b for a, b in zip(first, text[_DES_BLOCK:], strict=True))
+    second = cipher.encryptor().update(mixed)
+    return second.hex().upper().encode("ascii")[:MAC_LEN]
+
+
 ALGORITHMS: dict[str, Algorithm] = {
     "aes-cmac": Algorithm((16, 24, 32), _aes_cmac_prepare, _aes_cmac),
     "x9.19": Algorithm((16,), _retail_prepare, _retail_mac),
+    "cup-ecb": Algorithm((8, 16), _cup_ecb_prepare, _cup_ecb_mac),
 }
 
 

@@ -55,6 +55,15 @@ class Message:
     #: Field 60: the terminal's life number (6 digits), sent by a terminal that signed on
     #: (``pos_sim.config.TerminalConfig.life``): a new one each time it starts on a new journal.
     life: str | None = None
+    #: CUP field 60.2: the batch number (6 digits) the terminal's sales belong to; it advances
+    #: after each settlement. ``None`` under ``iso``, which has no batch number on the wire.
+    batch: str | None = None
+    #: CUP field 60.3 when it is not the one ``protocol.cup`` derives from the MTI: the batch-end
+    #: upload's 207 (batch balanced) or 202 (out of balance).
+    network_code: str | None = None
+    #: CUP field 48 of a batch upload (0320/0330): the count and the packed sales
+    #: (``protocol.cup.UploadedSale``), or the batch-end upload's count.
+    uploads: str | None = None
 
     @property
     def name(self) -> str:

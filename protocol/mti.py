@@ -10,8 +10,8 @@ Settlement at the end of the day: 0500 carries the terminal's batch totals in fi
 balance, the terminal uploads each sale it approved as a 0320 (answered 0330) and settles again.
 
 Sign-on: a terminal process signs on when it starts (0800, answered 0810), carrying its life
-number (``Message.life``: field 60 under ``iso``, 60.2 under ``cup``, where CUP terminals carry
-their batch number). possim's only network-management message is the sign-on, so it needs no
+number (``Message.life``: field 60 under ``iso``; under ``cup`` after 60.1-60.3, where 60.2 is
+the batch number). possim's only network-management message is the sign-on, so it needs no
 field 70 (network management code 001).
 """
 

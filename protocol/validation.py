@@ -165,13 +165,15 @@ def _label(attr: str) -> str:
 
 
 def _required(msg: Message) -> str | None:
-    for attr in _ALL_REQUIRED[msg.mti]:
+    packed = msg.mti == M.BATCH_UPLOAD and msg.uploads is not None  # CUP: the sales are in field 48
+    for attr in _PACKED_UPLOAD if packed else _ALL_REQUIRED[msg.mti]:
         if getattr(msg, attr) in (None, ""):
             return f"MTI {msg.mti}: missing {_label(attr)} ({attr.replace('_', ' ')})"
     return None
 
 
 _ALL_REQUIRED = {mti: ("transmission", "stan", "tid", *attrs) for mti, attrs in REQUIRED.items()}
+_PACKED_UPLOAD = ("transmission", "stan", "tid")
 
 
 def _digits(value: object, n: int) -> bool:
@@ -296,6 +298,8 @@ def identify(data: bytes, transmission: str) -> Message | None:
     missing or unreadable field 11 becomes ``NO_STAN`` and a missing or unreadable field 7 becomes
     ``transmission`` (the host's own transmission time: an answer always carries field 7). Field
     90 is kept only when it is real original data, so the answer encodes whatever the request held.
+    A CUP frame has neither: its date and time are fields 13 + 12 and its original field 61
+    (``cup.readable_identity``), read the same way.
     """
     fields = _raw_fields(data)
     if fields is None:
@@ -315,6 +319,11 @@ def identify(data: bytes, transmission: str) -> Message | None:
         original = OriginalData(mti=raw[:4], stan=raw[4:10], transmission=raw[10:20])
         if _original_problem(original) is None:
             values["original"] = original
+    if codec.dialect_of(data) == "cup":  # no field 7 or 90: the date and time in 13 + 12, the original in 61
+        cup_values = cup.readable_identity({k: v for k, v in fields.items() if isinstance(v, str)})
+        if _original_problem(cup_values.get("original")) is not None:
+            cup_values.pop("original", None)
+        values.update(cup_values)
     return Message(mti=mti, tid=tid, **values)  # type: ignore[arg-type]
 
 

@@ -21,6 +21,7 @@ from possim.scenario import load
 from possim.simulation import simulate
 from possim.virtual_clock import VirtualClock
 from tests.conftest import SCENARIOS
+from tests.test_cup_wire import independent
 
 SALE = Message(mti="0200", pan="6212345678901232", processing_code="000000", amount=12345,
                transmission="0612103015", stan="000042", local_time="103015", local_date="0612",
@@ -198,3 +199,23 @@ async def test_cup_host_drops_a_connection_without_a_tpdu() -> None:
         await writer.wait_closed()
         await host.close()
     assert "not a CUP TPDU" in reason
+
+
+@pytest.mark.asyncio
+async def test_settlement_over_tcp_decodes_in_the_independent_decoder_as_cup_frames() -> None:
+    """Every frame of a CUP settlement run that crossed the socket, both ways, reads in py8583 with
+    CUP's field types: field 60 on each, no field 7, no secondary bitmap; the upload is packed."""
+    scenario = load(SCENARIOS / "settlement-recovers-advice.toml")
+    assert scenario.profile == "cup"
+    result = await run_tcp(scenario, "reversal", 1, 0.02)
+    assert result.quiescent
+    frames = _cup_frames(result)
+    mtis = [cup.peek_mti(f) for f in frames]
+    assert {"0100", "0110", "0500", "0510", "0320", "0330"} <= set(mtis), mtis
+    for frame in frames:
+        other = independent(frame)
+        assert other.Field(60) == 1, cup.peek_mti(frame)
+        assert other.Field(7) != 1 and other.Field(1) != 1, cup.peek_mti(frame)
+    uploads = [cup.decode(f) for f in frames if cup.peek_mti(f) == "0320"]
+    assert [u.network_code for u in uploads] == [None, cup.BATCH_END_UNBALANCED], "the sale, then the batch end"
+    assert result.verdict.summary()["recovered_by_settlement"] == 1

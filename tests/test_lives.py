@@ -59,8 +59,9 @@ def test_life_travels_in_field_60_and_only_when_set(dialect: str) -> None:
     assert codec.decode(codec.encode(_sale("000002", life="654321"), None, dialect)).life == "654321"
     plain = codec.encode(_sale("000002"), None, dialect)
     assert codec.decode(plain).life is None
-    if dialect == "cup":  # 60.1 "00", 60.2 the life (where CUP carries its batch number), 60.3 001 sign-on
-        assert cup.decode_fields(data)["60"] == "00123456001"
+    if dialect == "cup":  # 60.1 "00", 60.2 the batch (none here), 60.3 001 sign-on, then possim's life
+        assert cup.decode_fields(data)["60"] == "00" + "000000" + "001" + "123456"
+        assert cup.decode_fields(plain)["60"] == "22" + "000000" + "000", "every CUP message has field 60"
     else:
         assert b"011123456" not in plain and codec.encode(signed).endswith(b"006123456")
 

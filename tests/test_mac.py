@@ -6,8 +6,9 @@ import copy
 import pickle
 
 import pytest
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import cmac
-from cryptography.hazmat.primitives.ciphers import algorithms
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -33,6 +34,49 @@ KEY_B = MacKey("aes-cmac", bytes(range(1, 17)))
 ])
 def test_x919_published_vectors(data: bytes, mac: str) -> None:
     assert compute(X919_KEY, data).hex().upper() == mac
+
+
+CUP_MAK = bytes.fromhex("0123456789ABCDEF")
+
+
+def _des(key: bytes, block: bytes) -> bytes:
+    """Single DES of one block (3DES with K||K||K), checked against FIPS 81's known answer below."""
+    enc = Cipher(TripleDES(key * 3), modes.ECB()).encryptor()
+    return enc.update(block) + enc.finalize()
+
+
+def test_the_des_block_the_reference_uses_is_des() -> None:
+    # FIPS 81 appendix B: key 0123456789ABCDEF, "Now is t" -> 3FA40E8A984D4815
+    assert _des(CUP_MAK, b"Now is t").hex().upper() == "3FA40E8A984D4815"
+
+
+def _cup_ecb_reference(mak: bytes, data: bytes) -> bytes:
+    """The CUP POS ECB MAC written out step by step from its description (protocol notes §7)."""
+    data += b"\0" * (-len(data) % 8) if data else b"\0" * 8
+    xor = bytes(8)
+    for i in range(0, len(data), 8):
+        xor = bytes(a ^ b for a, b in zip(xor, data[i:i + 8], strict=True))
+    hexed = xor.hex().upper().encode()  # 16 characters
+    step = _des(mak, hexed[:8])
+    step = bytes(a ^ b for a, b in zip(step, hexed[8:], strict=True))
+    return _des(mak, step).hex().upper().encode()[:8]
+
+
+@given(st.binary(max_size=200))
+def test_cup_ecb_is_the_step_by_step_reference(data: bytes) -> None:
+    assert compute(MacKey("cup-ecb", CUP_MAK), data) == _cup_ecb_reference(CUP_MAK, data)
+    # a double-length MAK with both halves equal is single DES under that half
+    assert compute(MacKey("cup-ecb", CUP_MAK * 2), data) == compute(MacKey("cup-ecb", CUP_MAK), data)
+
+
+def test_cup_ecb_mac_is_eight_hex_characters_and_folds_blocks() -> None:
+    """What the terminal source sends: 8 ASCII hex characters; and its known weakness, kept on
+    purpose: the blocks are XORed first, so two messages with the same fold share a MAC."""
+    key = MacKey("cup-ecb", bytes(range(16)))
+    mac = compute(key, b"0200 purchase of 123.45")
+    assert len(mac) == 8 and mac.decode().isalnum() and mac.decode() == mac.decode().upper()
+    assert compute(key, b"ABCDEFGH" + b"12345678") == compute(key, b"12345678" + b"ABCDEFGH")
+    assert compute(key, b"ABCDEFGH") != compute(MacKey("cup-ecb", bytes(range(1, 17))), b"ABCDEFGH")
 
 
 _NIST_M = bytes.fromhex("6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51"
@@ -93,6 +137,7 @@ def test_another_key_gives_another_mac() -> None:
     ("hmac-md5", bytes(16), "unknown MAC algorithm"),
     ("aes-cmac", bytes(15), "aes-cmac key must be 16/24/32 bytes, not 15"),
     ("x9.19", bytes(24), "x9.19 key must be 16 bytes, not 24"),
+    ("cup-ecb", bytes(24), "cup-ecb key must be 8/16 bytes, not 24"),
 ])
 def test_bad_keys_are_refused_with_one_line(algorithm: str, secret: bytes, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):

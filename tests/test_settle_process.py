@@ -46,3 +46,41 @@ async def test_possim_settle_uploads_the_batch_and_the_acquirer_captures_the_los
     assert query(ledger, "SELECT outcome FROM batch_uploads") == [("captured",)]
     assert query(ledger, "SELECT state FROM originals") == [("captured",)]
     assert query(journal, "SELECT completion FROM journal") == [("acked",)]
+
+
+#: One sale at a China UnionPay terminal (profile cup): batch numbers in field 60.2.
+CUP_SCENARIO = """
+title = "one CUP sale"
+description = "A China UnionPay terminal sells once; the merchant settles twice."
+policy = "reversal"
+[terminal]
+profile = "cup"
+[[transactions]]
+kind = "purchase"
+amount = "88.00"
+"""
+
+
+@pytest.mark.asyncio
+async def test_possim_settle_twice_on_a_cup_terminal_sends_two_batches(tmp_path: Path) -> None:
+    """The second settlement is the next batch (60.2 advanced, kept in the journal across processes),
+    not the first batch's totals again; the acquirer closed the first batch at its batch end."""
+    toml, ledger, journal = tmp_path / "cup.toml", tmp_path / "ledger.db", tmp_path / "journal.db"
+    toml.write_text(CUP_SCENARIO, encoding="utf-8")
+    url = f"tcp://127.0.0.1:{free_port()}"
+    common = ("--transport", "tcp", "--connect", url, "--tid", "POS00088", "--journal", str(journal), "--no-log",
+              "--time-scale", "0.05", "--profile", "cup")
+    async with running("acquirer", "--transport", "tcp", "--profile", "cup", "--listen", url,
+                       "--ledger", str(ledger)) as acquirer:
+        await acquirer.ready("acquirer_ready")
+        day = await run("terminal", str(toml), *common)
+        assert day.returncode == 0, day.stderr
+        first = await run("settle", str(toml), *common)
+        assert first.returncode == 0, first.stderr
+        second = await run("settle", str(toml), *common)
+        assert await acquirer.stop() == 0
+    assert second.returncode == 0, second.stderr
+    assert [json.loads(r.stdout)["batch"] for r in (first, second)] == [1, 2]
+    assert json.loads(first.stdout)["settlement"] == "balanced"
+    assert query(ledger, "SELECT batch, COUNT(*) FROM settled GROUP BY batch") == [("000001", 1)]
+    assert query(journal, "SELECT batch, settled_through FROM batches") == [(3, 1)]

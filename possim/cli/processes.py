@@ -82,7 +82,7 @@ def live_logger(component: str) -> Callable[..., None]:
 @click.option("--terminals", "count", type=click.IntRange(1, 99_999),
               help="Or N terminals named POS00001 ... POS{N:05d}.")
 @click.option("--algorithm", type=click.Choice(sorted(MAC_ALGORITHMS)), default=DEFAULT_MAC, show_default=True,
-              help="MAC algorithm: AES-CMAC (recommended) or the X9.19 retail MAC of CUP terminals.")
+              help="MAC algorithm: AES-CMAC (recommended), the X9.19 retail MAC, or cup-ecb (CUP POS terminals).")
 @click.option("--force", is_flag=True, help="Replace an existing key file.")
 @click.option("--add", is_flag=True, help="Add these terminals to an existing key file, keeping its keys.")
 @opt.as_json("Print the key file written and each terminal's key check value as one JSON object.")
@@ -425,6 +425,9 @@ def _drive(scenario: str, transport: str, broker_url: str | None, connect_url: t
     out["quiescent"] = result.quiescent
     if end_of_day:
         out["settlement"] = _settlement_outcome(result.trace.records)
+        closed = _closed_batch(result.trace.records)
+        if closed is not None:  # CUP: the batch number (field 60.2) the settlement closed
+            out["batch"] = closed
     _print_summary(out, *printed)
     sys.exit(0 if result.quiescent else 1)
 
@@ -441,6 +444,14 @@ def _print_summary(out: dict[str, Any], as_json: bool, lang: str) -> None:
         shown = tr(value) if isinstance(value, str) else tr("yes") if value is True else \
             tr("no") if value is False else value
         click.echo(f"{measure(key, tr):>20}: {shown}")
+
+
+def _closed_batch(records: Sequence[Stamped]) -> int | None:
+    """The number of the batch a CUP settlement closed (field 60.2), or None (no batch closed)."""
+    from possim.protocol import events as ev
+
+    closed = [s.event.closed for s in records if isinstance(s.event, ev.BatchClosed)]
+    return int(closed[-1]) if closed else None
 
 
 def _settlement_outcome(records: Sequence[Stamped]) -> str:

@@ -1,0 +1,151 @@
+"""The CUP terminal's day as CUP terminals run it (``dialects.TerminalRules``): batch numbers that
+advance after each settlement, packed batch uploads with a batch end and no second 0500, stored
+advices tried before settling, reason 06 after a refused reversal, field 38 in the reversal, and
+A0 as "sign on again". The ISO terminal's day is checked unchanged alongside."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from possim.pos_sim.actions import Action, CloseBatch
+from possim.pos_sim.journal import Journal
+from possim.pos_sim.terminal import Terminal
+from possim.protocol import codec, cup
+from possim.protocol import events as ev
+from possim.protocol import mti as M
+from possim.protocol.messages import Message
+from tests.helpers import new_host, new_terminal, purchase, replies, sends
+
+
+def _run(terminal: Terminal, host: Any, actions: list[Action], lose: frozenset[str] = frozenset(),
+         now: float = 0.0) -> list[Action]:
+    """Play the exchanges to the end (MTIs in ``lose`` never reach the host); every action seen."""
+    seen = list(actions)
+    while actions:
+        now += 1
+        out: list[Action] = []
+        for send in sends(actions):
+            if send.mti not in lose:
+                for reply in replies(host.receive(now, send.data)):
+                    out += terminal.receive(now, reply.data)
+        if not sends(out) and terminal.inflight is not None:
+            out += terminal.timer_fired(now + 100, "response")
+        actions = out
+        seen += actions
+    return seen
+
+
+def _sent(actions: list[Action]) -> list[Message]:
+    return [codec.decode(s.data) for s in sends(actions)]
+
+
+def test_a_cup_day_packs_the_upload_ends_the_batch_and_opens_the_next() -> None:
+    """Ten sales: balanced, uploaded anyway (8 + 2 in field 48), a batch end 202, no second 0500;
+    the next settlement is batch 2 with nothing of batch 1 in it."""
+    terminal, host = new_terminal(profile="cup"), new_host()
+    for n in range(1, 11):
+        _run(terminal, host, terminal.request_payment(n, purchase(n, amount=100 * n)))
+    first = _run(terminal, host, terminal.settle(100))
+    sent = _sent(first)
+    assert [m.mti for m in sent] == [M.SETTLEMENT, M.BATCH_UPLOAD, M.BATCH_UPLOAD, M.BATCH_UPLOAD]
+    assert {m.batch for m in sent} == {"000001"}
+    packed = [cup.unpack_uploads(m.uploads or "") for m in sent[1:3]]
+    assert [len(p) for p in packed] == [8, 2]
+    assert [s.amount for p in packed for s in p] == [100 * n for n in range(1, 11)]
+    assert (sent[3].network_code, sent[3].uploads) == (cup.BATCH_END_BALANCED, "0010")
+    assert not [a for a in first if isinstance(a, ev.SettlementFailed)], "every upload answered 00"
+    assert [a for a in first if isinstance(a, CloseBatch)] == [CloseBatch(2, 10)]
+    assert ev.BatchClosed("POS00001", "000001", "000002") in first
+    second = _sent(_run(terminal, host, terminal.settle(200), now=200))
+    assert [m.mti for m in second] == [M.SETTLEMENT, M.BATCH_UPLOAD]
+    assert {m.batch for m in second} == {"000002"}
+    assert cup.BatchTotals.from_field48(second[0].batch_totals or "").debit_count == 0
+    assert second[1].uploads == "0000" and second[1].network_code == cup.BATCH_END_BALANCED
+    assert host.ledger.batch_totals("POS00001") == (0, 0), "the host closed batch 1 at its batch end"
+
+
+def test_the_batch_number_survives_a_restart_through_the_journal() -> None:
+    journal = Journal(":memory:", "POS00001")
+    terminal, host = new_terminal(profile="cup"), new_host()
+    _run(terminal, host, terminal.request_payment(1, purchase(1)))
+    for action in _run(terminal, host, terminal.settle(10)):
+        if isinstance(action, CloseBatch):
+            journal.close_batch(action.batch, action.settled_through)
+    restarted = new_terminal(profile="cup")
+    restarted.resume_batch(*journal.batch())
+    restarted.restore(20, [r.snapshot() for r in terminal.records.values()])
+    sent = _sent(_run(restarted, host, restarted.settle(30), now=30))
+    assert [(m.mti, m.batch) for m in sent] == [(M.SETTLEMENT, "000002"), (M.BATCH_UPLOAD, "000002")]
+    assert journal.batch() == (2, 1)
+
+
+def test_stored_advices_are_tried_once_more_before_the_settlement() -> None:
+    terminal, host = new_terminal(policy="none", profile="cup", completion_advice=True), new_host()
+    _run(terminal, host, terminal.request_payment(1, purchase(1, amount=900, kind="auth")),
+         lose=frozenset({M.ADVICE, M.ADVICE_REPEAT}))
+    sent = _sent(_run(terminal, host, terminal.settle(500), now=500))
+    assert [m.mti for m in sent][:2] == [M.ADVICE_REPEAT, M.SETTLEMENT], "the advice goes before the 0500"
+    assert host.ledger.batch_totals("POS00001")[1] == 0 or sent[1].batch_totals is not None
+
+
+def test_a_refused_reversal_says_06_and_carries_the_authorization_code() -> None:
+    """A sale the terminal cancels after the host approved it (as after a chip decline): its reversal
+    copies field 38; after a refused try the reason is 06, not 98 again (``MakeReversalPack``)."""
+    terminal = new_terminal(profile="cup")
+    host = new_host(reversal_answers=("05",))
+    actions = terminal.request_payment(1, purchase(1))
+    sale = _sent(actions)[0]
+    reply = replies(host.receive(1, sends(actions)[0].data))[0]
+    approved = codec.decode(reply.data)
+    txn = terminal.records[1]
+    txn.auth_code = approved.auth_code  # the answer came, but the terminal still cancels the sale
+    terminal.inflight = None
+    seen = _run(terminal, host, terminal.reverse(2, txn) + terminal.timer_fired(2, "retry"), now=2)
+    seen += _run(terminal, host, terminal.timer_fired(10_000, "retry"), now=10_000)  # after the backoff
+    reversals = [m for m in _sent(seen) if m.mti == M.REVERSAL]
+    assert [m.response_code for m in reversals] == ["98", "06"]
+    assert {m.auth_code for m in reversals} == {approved.auth_code}
+    assert {m.stan for m in reversals} == {sale.stan}
+
+
+def test_a0_makes_a_signed_on_cup_terminal_sign_on_again() -> None:
+    terminal = new_terminal(profile="cup", life="000007")
+    sign_on = terminal.start(0)
+    assert _sent(sign_on)[0].mti == M.SIGN_ON and _sent(sign_on)[0].batch == "000001"
+    signed = codec.decode(replies(new_host().receive(0, sends(sign_on)[0].data))[0].data)
+    terminal.receive(1, codec.encode(signed, dialect="cup"))
+    sale = terminal.request_payment(2, purchase(1))
+    request = _sent(sale)[0]
+    answer = codec.encode(request.response("A0"), dialect="cup")
+    after = terminal.receive(3, answer)
+    assert any(isinstance(a, ev.SignOnAgain) for a in after)
+    assert [codec.decode(s.data).mti for s in sends(after)] == [M.SIGN_ON]
+
+
+def test_the_iso_terminal_keeps_its_day() -> None:
+    """No batch number, no packed upload, no batch end: balanced is one 0500."""
+    terminal, host = new_terminal(), new_host()
+    _run(terminal, host, terminal.request_payment(1, purchase(1)))
+    seen = _run(terminal, host, terminal.settle(10))
+    assert [(m.mti, m.batch) for m in _sent(seen)] == [(M.SETTLEMENT, None)]
+    assert not [a for a in seen if isinstance(a, CloseBatch)]
+
+
+def test_the_host_reads_packed_sales_by_trace_and_card_and_refuses_a_bad_field_48() -> None:
+    host = new_host()
+    terminal = new_terminal(profile="cup")
+    _run(terminal, host, terminal.request_payment(1, purchase(1, amount=700)))
+    sale = terminal.records[1]
+    packed = cup.pack_uploads([cup.UploadedSale(sale.stan, sale.pan, 700),
+                               cup.UploadedSale("000099", sale.pan, 100)])
+    upload = Message(mti=M.BATCH_UPLOAD, stan="000050", transmission="1125120000", tid="POS00001",
+                     batch="000001", uploads=packed)
+    actions = host.receive(5, codec.encode(upload, dialect="cup"))
+    received = [a for a in actions if isinstance(a, ev.BatchUploadReceived)]
+    assert [(r.orig_stan, r.outcome) for r in received] == [(sale.stan, "matched"), ("000099", "unknown")]
+    assert codec.decode(replies(actions)[0].data).response_code == "00"
+    bad = host.receive(6, codec.encode(Message(mti=M.BATCH_UPLOAD, stan="000051", transmission="1125120001",
+                                               tid="POS00001", batch="000001", uploads="01" + "0" * 39),
+                                       dialect="cup"))
+    assert codec.decode(replies(bad)[0].data).response_code == "30"
+    assert host.ledger.conn.execute("SELECT COUNT(*) FROM batch_uploads").fetchone() == (1,)
