@@ -35,6 +35,8 @@ from possim.i18n import LANGS, LanguageError, Tr, resolve
 from possim.lesson import story
 from possim.pos_sim.config import POLICIES
 from possim.protocol.faults import DIRECTIONS
+from possim.protocol.mti import KNOWN
+from possim.protocol.wallet import KINDS as WALLET_KINDS
 from possim.scenario import Scenario, ScenarioError, from_dict, load
 from possim.simulation import simulate
 
@@ -44,6 +46,11 @@ ACTIONS = ("drop", "delay", "duplicate", "restore")
 #: A delayed message arrives this long after the longest timeout of the terminal: always too late.
 PAST_TIMEOUT = 5.0
 MAX_EDITS = 50
+#: Longer integers in a request are read as floats (so refused as a count, with the key named): Python refuses
+#: to convert integers of more than 4300 digits, and none of the lab's numbers needs more than a few.
+MAX_DIGITS = 30
+#: The message types an edit may name: those a scenario's ``[[faults]]`` rule accepts.
+MTIS = sorted(KNOWN | WALLET_KINDS)
 
 _LOG = structlog.wrap_logger(structlog.PrintLogger(sys.stderr), processors=[
     structlog.processors.TimeStamper(fmt="iso"), structlog.processors.JSONRenderer(sort_keys=True)])
@@ -71,6 +78,16 @@ class Case:
     policies: tuple[str, ...]
     lang: str
     edits: tuple[Edit, ...]
+
+
+def loads(text: str | bytes) -> Any:
+    """JSON from the page, with any integer too long to be one of the lab's numbers read as a float
+    (``inf``), so ``parse_case`` names the key rather than the conversion failing (``ValueError``)."""
+    return json.loads(text, parse_int=_bounded_int)
+
+
+def _bounded_int(digits: str) -> int | float:
+    return int(digits) if len(digits.lstrip("-")) <= MAX_DIGITS else float(digits)
 
 
 def parse_case(data: Any) -> Case:
@@ -107,6 +124,8 @@ def _edit(data: Any, i: int) -> Edit:
         raise LabError(f"edits.{i}.direction: {data['direction']!r} is not one of {', '.join(DIRECTIONS)}")
     if not isinstance(data["mti"], str) or not data["mti"]:
         raise LabError(f"edits.{i}.mti: a message type such as '0210'")
+    if data["mti"] not in MTIS:  # checked here, so the line names the edit, not the rule it becomes
+        raise LabError(f"edits.{i}.mti: unknown MTI {data['mti']!r} (known: {', '.join(MTIS)})")
     nth = data["nth"]
     if not isinstance(nth, int) or isinstance(nth, bool) or not 1 <= nth <= 1_000_000:
         raise LabError(f"edits.{i}.nth: a whole number from 1")

@@ -19,6 +19,7 @@ import sys
 import time
 import tomllib
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -279,7 +280,14 @@ def test_the_edited_case_saves_as_a_scenario_possim_runs_and_as_the_report(lab, 
     ("/api/run", b"{not json", "the request is not JSON"),
     ("/api/run", b'{"scenario": "response-lost", "edits": [{"action": "drop"}]}', "edits.0: an object with exactly"),
     ("/api/run", b'{"scenario": "response-lost", "edits": [{"action": "drop", "direction": "to_host", '
-                 b'"mti": "9999", "nth": 1}]}', "unknown MTI '9999'"),
+                 b'"mti": "9999", "nth": 1}]}', "edits.0.mti: unknown MTI '9999'"),
+    ("/api/run", b'{"scenario": "response-lost", "edits": [{"action": "drop", "direction": "to_host", '
+                 b'"mti": "hello", "nth": 1}]}', "edits.0.mti: unknown MTI 'hello'"),
+    ("/api/run", b'{"scenario": "response-lost", "edits": [{"action": "drop", "direction": "to_host", '
+                 b'"mti": "0200", "nth": ' + b"9" * 5000 + b"}]}", "edits.0.nth: a whole number from 1"),
+    ("/download/scenario.toml?case=" + urllib.parse.quote(
+        '{"scenario": "response-lost", "edits": [{"action": "drop", "direction": "to_host", "mti": "0200", '
+        '"nth": ' + "9" * 5000 + "}]}"), None, "edits.0.nth: a whole number from 1"),
     ("/?lang=fr", None, "lang: unknown language 'fr'"),
     ("/download/scenario.toml?case=%7Bx", None, "case: not JSON"),
 ])
@@ -292,6 +300,7 @@ def test_bad_input_gets_one_line_and_400_and_is_logged(lab, path: str, body: byt
     caught.value.close()
     assert caught.value.code == 400
     assert line in answer and answer.count("\n") == 1 and "Traceback" not in answer, answer
+    assert ".toml" not in answer, answer  # the line names the key, never a file of the server
     assert any(e.get("event") == "lab.bad_request" and line in e.get("error", "") for e in proc.events())
 
 

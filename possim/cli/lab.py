@@ -48,7 +48,7 @@ def app(lang: str = "en") -> Any:
 
     async def run(request: Request) -> Response:
         try:
-            data = json.loads(await request.body())
+            data = lab.loads(await request.body())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise lab.LabError(f"the request is not JSON: {exc}") from None
         return JSONResponse(lab.run(lab.parse_case(data)))
@@ -58,7 +58,7 @@ def app(lang: str = "en") -> Any:
         if text is None:
             raise lab.LabError("case: missing (the JSON of scenario, policies, lang and edits)")
         try:
-            return lab.parse_case(json.loads(text))
+            return lab.parse_case(lab.loads(text))
         except json.JSONDecodeError as exc:
             raise lab.LabError(f"case: not JSON: {exc}") from None
 
