@@ -158,11 +158,14 @@ def edited_raw(case: Case) -> dict[str, Any]:
 
 def scenario_of(case: Case) -> Scenario:
     """The edited scenario, validated as a file would be (under the shipped file's path, so its
-    translated title and description still apply)."""
+    translated title and description still apply), in the market of the case's language as
+    ``possim run --lang`` sets it (:meth:`possim.scenario.Scenario.in_market`: yuan and UnionPay cards in Chinese).
+    A problem names the scenario, never the server's path to its file."""
+    path = shipped.resolve(case.scenario)
     try:
-        return from_dict(edited_raw(case), shipped.resolve(case.scenario))
+        return from_dict(edited_raw(case), path).in_market(case.lang)
     except ScenarioError as exc:
-        raise LabError(str(exc).splitlines()[0]) from None
+        raise LabError(str(exc).splitlines()[0].replace(str(path), case.scenario)) from None
 
 
 def rules(raw: dict[str, Any]) -> list[dict[str, Any]]:
@@ -191,8 +194,8 @@ def run(case: Case) -> dict[str, Any]:
     runs = []
     for i, policy in enumerate(case.policies):
         result = simulate(sc, policy)
-        heading = tr("Policy {policy} (seed {seed}, {transport})", policy=policy, seed=result.seed,
-                     transport=result.transport)
+        heading = tr("Policy {policy} (seed {seed}, {transport})", policy=tr.policy(policy), seed=result.seed,
+                     transport=tr.transport(result.transport))
         runs.append({"policy": policy, "heading": heading,
                      **asdict(parts(result, case.lang, i, compared=len(case.policies) > 1))})
     return {"runs": runs, **common}
@@ -237,9 +240,8 @@ def page(lang: str) -> str:
              "delay": tr("delay past the timeout"), "duplicate": tr("duplicate"), "restore": tr("restore"),
              "cancel": tr("cancel"), "none": tr("none yet")}
     scenarios = "".join(f"<option value='{e(n)}'>{e(title)} ({e(n)})</option>" for n, title in _choices(lang))
-    second = f"<option value=''>{e(tr('(none)'))}</option>" + "".join(
-        f"<option value='{e(p)}'>{e(p)}</option>" for p in POLICIES)
-    first = "".join(f"<option value='{e(p)}'>{e(p)}</option>" for p in POLICIES)
+    first = "".join(f"<option value='{e(p)}'>{e(tr.policy(p))}</option>" for p in POLICIES)  # the name --policy takes
+    second = f"<option value=''>{e(tr('(none)'))}</option>" + first
     langs = "".join(f"<option value='{code}'{' selected' if code == lang else ''}>{e(name)}</option>"
                     for code, name in (("en", "English"), ("zh", "中文")))
     help_text = tr("Click an arrow to lose, delay or duplicate that message. Keys: right arrow or space, one step; "

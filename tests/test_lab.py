@@ -191,8 +191,9 @@ def test_a_trainer_edits_response_lost_and_the_page_follows(lab, browser, tmp_pa
     assert re.search(r"[\u4e00-\u9fff]", _headline(page)), _headline(page)
     assert page.locator("#policy-a").input_value() == "reversal"
     assert page.locator("#edit-list .edit").count() == 2
-    money = _money(page)
-    assert "¥" not in "".join(money.values()) and "€0.00" in money.values(), money
+    money = _money(page)  # in Chinese the scenario runs in yuan, as possim run --lang zh runs it
+    assert "€" not in "".join(money.values()) and "¥0.00" in money.values(), money
+    assert "自动冲正" in page.locator("#col-0 h2.policy").text_content()
     assert _arrows(page)[0] == ("0200", "lost") and ("0400", "arrived") in _arrows(page)
     assert "冲正" in page.locator("#col-0 .legend").text_content()
     _measure(page, tmp_path)
@@ -302,6 +303,49 @@ def test_bad_input_gets_one_line_and_400_and_is_logged(lab, path: str, body: byt
     assert line in answer and answer.count("\n") == 1 and "Traceback" not in answer, answer
     assert ".toml" not in answer, answer  # the line names the key, never a file of the server
     assert any(e.get("event") == "lab.bad_request" and line in e.get("error", "") for e in proc.events())
+
+
+def _post(url: str, case: dict[str, object]) -> dict[str, object]:
+    request = urllib.request.Request(url + "api/run", data=json.dumps(case).encode(), method="POST")
+    with urllib.request.urlopen(request, timeout=120) as answer:
+        data: dict[str, object] = json.loads(answer.read())
+    return data
+
+
+def _get(url: str, path: str, case: dict[str, object]) -> str:
+    with urllib.request.urlopen(f"{url}{path}?case={urllib.parse.quote(json.dumps(case))}", timeout=120) as answer:
+        text: str = answer.read().decode()
+    return text
+
+
+def test_in_chinese_the_lab_runs_in_yuan_with_unionpay_cards_as_possim_run_does(lab) -> None:  # type: ignore[no-untyped-def]
+    """``possim run --lang zh`` sets a scenario in the Chinese market (yuan, 621234... cards): the lab's runs, its
+    report download and a fleet's page do the same, and name the policies and transport in Chinese."""
+    url, _ = lab
+    case = {"scenario": "response-lost", "policies": ["none", "reversal"], "lang": "zh"}
+    answer = _post(url, case)
+    runs = answer["runs"]
+    assert isinstance(runs, list) and len(runs) == 2
+    shown = json.dumps(answer, ensure_ascii=False)
+    assert "¥25.00" in runs[0]["point"] and "€" not in shown, shown[:2000]
+    assert "621234" in shown and "400000" not in shown
+    heading = runs[0]["heading"]  # the words of possim run --report's heading, not --policy's names
+    assert "无恢复" in heading and "内存" in heading and "none" not in heading and "memory" not in heading, heading
+    assert "自动冲正" in runs[1]["heading"]
+    report = _get(url, "download/report.html", case)
+    assert "¥25.00" in report and "€" not in report and "621234" in report and "400000" not in report
+    english = _post(url, {**case, "lang": "en"})["runs"]
+    assert isinstance(english, list) and "€25.00" in english[0]["point"] and "none" in english[0]["heading"]
+    fleet = _post(url, {"scenario": "merchant-chain", "policies": ["none"], "lang": "zh"})["fleet"]
+    assert isinstance(fleet, str) and "¥" in fleet and "€" not in fleet
+
+
+def test_in_chinese_the_policy_choices_show_the_words_and_keep_the_name_the_run_takes() -> None:
+    from possim import lab
+
+    page = lab.page("zh")
+    assert "<option value='none'>无恢复</option>" in page and "<option value='reversal'>自动冲正</option>" in page
+    assert "<option value='none'>none</option>" in lab.page("en")
 
 
 def test_every_lost_arrow_names_the_message_the_fault_layer_dropped() -> None:
