@@ -31,7 +31,9 @@ from possim.pos_sim.wallet_journal import WalletRecord
 
 USER_PAYING_FAILED = "USER PAYING - PAYMENT FAILED"
 TIMEOUT_FAILED = "TIMEOUT - PAYMENT FAILED"
-NOT_PAID_IN_TIME = "NOT PAID IN TIME - CANCELLED"
+#: The terminal knows only that no payment was confirmed in time, not that none was made: the customer
+#: may have paid a moment ago, so the screen never says "unpaid".
+NOT_PAID_IN_TIME = "NOT CONFIRMED IN TIME - CANCELLING"
 SYSTEM_ERROR_FAILED = "SYSTEM ERROR - PAYMENT FAILED"
 
 

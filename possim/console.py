@@ -7,7 +7,7 @@ language (:class:`possim.i18n.Tr`). Plain when piped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -17,10 +17,10 @@ from rich.table import Table
 from possim.checker import DAMAGE, Finding, harmful, shown_measures
 from possim.fees import say
 from possim.i18n import N_, Tr
-from possim.lesson import point
+from possim.lesson import clock, point
 from possim.protocol import events as ev
 from possim.simulation import RunResult
-from possim.timeline import counter, note, rows
+from possim.timeline import note, rows
 
 _EN = Tr("en")
 MEASURE_NAMES = {"transactions": N_("transactions"), "approved": N_("approved"), "declined": N_("declined"),
@@ -75,32 +75,45 @@ def lesson(console: Console, result: RunResult, tr: Tr = _EN, actions: bool = Tr
     for label, value in p.money:
         money.add_row(escape(label), f"[bold]{escape(value)}[/]")
     console.print(money)
-    counter_table(console, p.counter, tr)
+    counter_table(console, p.counter, tr, lambda t: clock(result, t))
     if actions:
         console.print(f"[bold]{escape(tr('What the merchant should do'))}[/]")
-        for i, action in enumerate(p.actions, 1):
-            console.print(f" {i}. {escape(action)}")
+        console.print(numbered(p.actions))
     console.print()
 
 
-def counter_table(console: Console, moments: Sequence[tuple[float, str, str]], tr: Tr = _EN) -> None:
-    """A wallet payment at the counter: two lanes, what the till shows and what the customer's phone shows."""
+def numbered(items: Sequence[str]) -> Table:
+    """A numbered list whose number keeps its own column: a long item (Chinese has no spaces to
+    break at) wraps under its text, never leaving "2." alone on a line."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(justify="right", no_wrap=True)
+    grid.add_column(ratio=1, overflow="fold")
+    for i, item in enumerate(items, 1):
+        grid.add_row(f" {i}.", escape(item))
+    return grid
+
+
+def counter_table(console: Console, moments: Sequence[tuple[float, str, str]], tr: Tr = _EN,
+                  at: Callable[[float], str] | None = None) -> None:
+    """A wallet payment at the counter: two lanes, what the till shows and what the customer's phone shows.
+
+    ``at`` turns run time into the clock time the cashier lives (``lesson.clock``); without it, run seconds."""
     if not moments:
         return
     table = Table(title=tr("At the counter"), show_lines=False, expand=True)
-    table.add_column(tr("t (s)"), justify="right", no_wrap=True)
+    table.add_column(tr("time") if at else tr("t (s)"), justify="right", no_wrap=True)
     table.add_column(tr("the till shows"), ratio=1)
     table.add_column(tr("the customer's phone shows"), ratio=1, style="magenta")
     for t, till, phone in moments:
-        table.add_row(f"{t:.2f}", escape(till), escape(phone))
+        table.add_row(at(t) if at else f"{t:.2f}", escape(till), escape(phone))
     console.print(table)
 
 
 def timeline(console: Console, result: RunResult, limit: int = 400, tr: Tr = _EN) -> None:
+    """The run's events; the counter's two lanes are in the lesson above, not repeated here."""
     title = tr("{scenario} - policy {policy}, seed {seed}", scenario=result.scenario.name,
-               policy=tr.policy(result.policy), seed=result.seed)
+               policy=tr.policy(result.policy, wallet_only(result)), seed=result.seed)
     trace_table(console, result.trace.records, title, limit, tr)
-    counter_table(console, counter(result.trace.records, tr), tr)
 
 
 def trace_table(console: Console, records: Sequence[Any], title: str, limit: int = 400, tr: Tr = _EN) -> None:

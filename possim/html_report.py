@@ -30,10 +30,10 @@ from possim.checker import DAMAGE, OPTIONAL, shown_measures
 from possim.console import alarm, instrument, measure, wallet_only
 from possim.fees import say
 from possim.i18n import N_, Tr
-from possim.lesson import Point, point, story, tr_for
+from possim.lesson import Point, clock, point, story, tr_for
 from possim.msc import HOST, HOST_DOWN, IN_FLIGHT, NETWORK, TERMINAL, TERMINAL_OFF, WALLET, Arrow, Sequence, Step, build
 from possim.protocol import events as ev
-from possim.reconcile import Reconciliation
+from possim.reconcile import Mismatch, Reconciliation
 from possim.rig import RunResult
 from possim.timeline import note
 
@@ -198,23 +198,24 @@ def render_trace(records: Seq[ev.Stamped], title: str, rows: Seq[tuple[str, str]
 
 def _point(p: Point, tr: Tr, result: RunResult, compared: bool) -> str:
     """The headline, the money and the remedy: what a merchant must take home from this run."""
-    who = tr("Policy {policy}:", policy=tr.policy(result.policy)) if compared else ""
+    who = tr("Policy {policy}:", policy=tr.policy(result.policy, wallet_only(result))) if compared else ""
     money = "".join(f"<tr><th>{_e(k)}</th><td class='num'>{_e(v)}</td></tr>" for k, v in p.money)
     actions = "".join(f"<li>{_e(a)}</li>" for a in p.actions)
     return (f"<section class='point{' good' if p.good else ''}' id='point'>"
             f"<p class='headline'>{_e(who + ' ' if who else '')}{_e(p.headline)}</p>"
-            f"<table class='money'>{money}</table>{_counter(p, tr)}"
+            f"<table class='money'>{money}</table>{_counter(p, tr, result)}"
             f"<div class='todo'><b>{_e(tr('What the merchant should do'))}</b><ol>{actions}</ol></div></section>")
 
 
-def _counter(p: Point, tr: Tr) -> str:
-    """The wallet payment at the counter, two lanes: the till's screen and the customer's phone."""
+def _counter(p: Point, tr: Tr, result: RunResult) -> str:
+    """The wallet payment at the counter, two lanes: the till's screen and the customer's phone, at the
+    clock time the cashier lives (``lesson.clock``)."""
     if not p.counter:
         return ""
     phone = tr("the customer's phone shows")
-    head = (f"<tr><th>{_e(tr('t (s)'))}</th><th>{_e(tr('the till shows'))}</th>"
+    head = (f"<tr><th>{_e(tr('time'))}</th><th>{_e(tr('the till shows'))}</th>"
             f"<th>{_e(phone)}</th></tr>")
-    body = "".join(f"<tr><td class='num'>{t:.2f}</td><td>{_e(till)}</td><td>{_e(phone)}</td></tr>"
+    body = "".join(f"<tr><td class='num'>{clock(result, t)}</td><td>{_e(till)}</td><td>{_e(phone)}</td></tr>"
                    for t, till, phone in p.counter)
     return f"<table class='counter'><caption>{_e(tr('At the counter'))}</caption>{head}{body}</table>"
 
@@ -226,7 +227,8 @@ def _run_section(result: RunResult, index: int, tr: Tr) -> str:
         show_all = tr("Show the full sequence chart ({n} steps)", n=len(seq.steps))
         chart = (_summary(result, seq, tr, index) + f"<details class='chart'><summary>{_e(show_all)}</summary>"
                  f"{chart}</details>")
-    heading = tr("Policy {policy} (seed {seed}, {transport})", policy=tr.policy(result.policy), seed=result.seed,
+    heading = tr("Policy {policy} (seed {seed}, {transport})", policy=tr.policy(result.policy, wallet_only(result)),
+                 seed=result.seed,
                  transport=tr.transport(result.transport))
     return (f"<section class='run' tabindex='0' id='run-{index}'><h2>{_e(heading)}</h2>{chart}"
             f"<h2>{_e(tr('Checker verdict'))}</h2>{_verdict(result, tr)}"
@@ -506,6 +508,11 @@ def _ledger(result: RunResult, tr: Tr) -> str:
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
+def _mismatch(m: Mismatch, tr: Tr) -> str:
+    """One batch-against-settlement mismatch: its kind, the sale's STAN (流水号) and what to do."""
+    return tr("{kind} (STAN {stan}): {note}", kind=tr(m.kind.replace("_", " ")), stan=m.stan, note=note(m.note, tr))
+
+
 def _money(result: RunResult, tr: Tr) -> str:
     rec = result.reconciliation
     if rec is None:
@@ -517,8 +524,7 @@ def _money(result: RunResult, tr: Tr) -> str:
             (tr("merchant fees"), tr.money(rec.fees_total)), (tr("merchant receives"), tr.money(rec.merchant_net)),
             (tr("customer charged without a sale"), tr.money(rec.customer_charged_without_sale)),
             (tr("merchant's goods given away"), tr.money(rec.merchant_goods_given_away))]
-    mism = "".join(f"<li>{_e(tr(m.kind.replace('_', ' ')))} (STAN {m.stan}): {_e(note(m.note, tr))}</li>"
-                   for m in rec.mismatches)
+    mism = "".join(f"<li>{_e(_mismatch(m, tr))}</li>" for m in rec.mismatches)
     return ("<table>" + "".join(f"<tr><th>{_e(k)}</th><td class='num'>{_e(v)}</td></tr>" for k, v in rows)
             + "</table>" + (f"<ul>{mism}</ul>" if mism else f"<p>{_e(tr('Batch and settlement agree.'))}</p>")
             + _fees(rec, tr))

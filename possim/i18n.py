@@ -32,6 +32,8 @@ LOCALE_DIR = Path(__file__).with_name("locale")
 #: than English (an English view prints the name ``--policy`` takes).
 POLICY_WORDS = {"none": "no recovery", "reversal": "automatic reversal", "query": "status query",
                 "query-then-reversal": "status query, then reversal"}
+#: The policies whose words change for a run of wallet payments only: there the reversal is a cancel (撤销).
+WALLET_POLICY_WORDS = {"reversal": "automatic cancel (撤销)", "query-then-reversal": "status query, then cancel (撤销)"}
 TRANSPORT_WORDS = {"memory": "in memory (virtual time)", "mqtt": "over MQTT", "tcp": "over TCP"}
 
 
@@ -84,9 +86,13 @@ class Tr:
         """2500, '25.00' or Decimal('25.00') -> '¥25.00' (156, Chinese), '€1,025.00' (978): ``money.format_money``."""
         return format_money(amount, self.currency, self.lang)
 
-    def policy(self, name: str) -> str:
-        """A recovery policy as the reader calls it: the name ``--policy`` takes in English, words in Chinese."""
-        return name if self.lang == "en" or name not in POLICY_WORDS else self(POLICY_WORDS[name])
+    def policy(self, name: str, wallet: bool = False) -> str:
+        """A recovery policy as the reader calls it: the name ``--policy`` takes in English, words in Chinese.
+
+        ``wallet``: the run paid by wallet only (``console.wallet_only``), where the reversal is a cancel (撤销)."""
+        if self.lang == "en" or name not in POLICY_WORDS:
+            return name
+        return self(WALLET_POLICY_WORDS[name]) if wallet and name in WALLET_POLICY_WORDS else self(POLICY_WORDS[name])
 
     def transport(self, name: str) -> str:
         """``memory``, ``mqtt`` or ``tcp`` in the reader's words."""

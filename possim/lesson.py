@@ -37,6 +37,13 @@ def when(result: RunResult, t: float) -> str:
     return (epoch + timedelta(seconds=t)).replace(microsecond=0).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def clock(result: RunResult, t: float) -> str:
+    """Run time ``t`` as the wall clock at the counter shows it: ``23:59:40`` (the business day's clock, as
+    :func:`when`; the cashier and the customer live clock time, never run seconds)."""
+    epoch: datetime = result.scenario.host_config().epoch
+    return (epoch + timedelta(seconds=t)).strftime("%H:%M:%S")
+
+
 @dataclass(frozen=True, slots=True)
 class Case:
     """One transaction that went wrong, with what the acquirer needs to find it."""

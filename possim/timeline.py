@@ -61,6 +61,11 @@ def screen(display: str, tr: Tr) -> str:
     return tr(display)
 
 
+def line_name(name: str, tr: Tr) -> str:
+    """A host line's name for the reader: as the scenario writes it in English, 主线路 / 备用线路 in Chinese."""
+    return name if tr.lang == "en" or name not in LINE_NAMES else tr(LINE_NAMES[name])
+
+
 def trade_state(state: str | None, tr: Tr) -> str:
     """A wallet trade state (WeChat's names, SUCCESS, USERPAYING...) in plain words."""
     return tr(TRADE_STATES[state]) if state and state in TRADE_STATES else state or "-"
@@ -71,6 +76,8 @@ TRADE_STATES = {"SUCCESS": N_("paid"), "USERPAYING": N_("customer still paying")
                 "CLOSED": N_("closed"), "REVOKED": N_("cancelled and refunded"), "PAYERROR": N_("pay error")}
 #: Why a terminal left a host line (catalogue entries).
 LINE_REASONS = {"timeouts": N_("timeouts in a row"), "connect_failure": N_("cannot connect")}
+#: The host lines the shipped scenarios name (``[terminal] hosts``; catalogue entries). Other names stay as written.
+LINE_NAMES = {"primary": N_("primary line"), "backup": N_("backup line")}
 #: The wallet providers by name (catalogue entries).
 PROVIDERS = {"alipay": N_("Alipay"), "wechat": N_("WeChat Pay")}
 #: Why the wallet closed an unpaid order, or refunded a paid one (catalogue entries).
@@ -115,10 +122,11 @@ def _terminal(e: ev.Event, tr: Tr) -> str | None:
         case ev.TerminalDownDrop():
             return tr("{mti} arrives at a dead terminal: LOST", mti=e.mti)
         case ev.LineSwitched():
-            return tr("host line {before} given up ({reason}): now sending over {after}", before=e.before,
-                      after=e.after, reason=tr(LINE_REASONS.get(e.reason, e.reason)))
+            return tr("host line {before} given up ({reason}): now sending over {after}",
+                      before=line_name(e.before, tr), after=line_name(e.after, tr),
+                      reason=tr(LINE_REASONS.get(e.reason, e.reason)))
         case ev.LineDownDrop():
-            return tr("{mti} sent over the cut line {line}: LOST", mti=e.mti or "-", line=e.line)
+            return tr("{mti} sent over the cut line {line}: LOST", mti=e.mti or "-", line=line_name(e.line, tr))
         case ev.TerminalRestored():
             return tr("power back: {records} journal record(s) reloaded", records=e.records)
         case ev.MalformedFrame():
@@ -210,7 +218,7 @@ def note(text: str, tr: Tr) -> str:
     if text.startswith(prefix):
         status, _, remedy = text.removeprefix(prefix).partition(": ")
         said = tr("host settles a debit the terminal shows as {status}", status=tr(status))
-        return f"{said}: {tr(remedy)}" if remedy else said
+        return tr("{what}: {remedy}", what=said, remedy=tr(remedy)) if remedy else said
     return tr(text)
 
 
@@ -413,9 +421,14 @@ def counter(records: Iterable[ev.Stamped], tr: Tr = _EN) -> list[CounterRow]:
     while the till says failed, or the reverse."""
     till: dict[str, str] = {}
     phone: dict[str, str] = {}
+    refunding: set[str] = set()
     out: list[CounterRow] = []
     for stamped in records:
-        order, now_till, now_phone = _counter_change(stamped.event, tr)
+        e = stamped.event
+        if isinstance(e, ev.WalletRefundInstead):
+            refunding.add(e.order)
+        order, now_till, now_phone = _counter_change(
+            e, tr, isinstance(e, ev.WalletCancelAcknowledged) and e.order in refunding)
         if order is None:
             continue
         if now_till is not None:
@@ -427,8 +440,11 @@ def counter(records: Iterable[ev.Stamped], tr: Tr = _EN) -> list[CounterRow]:
     return out
 
 
-def _counter_change(e: ev.Event, tr: Tr) -> tuple[str | None, str | None, str | None]:
-    """(order, the till's new words or None, the phone's new words or None) for one event."""
+def _counter_change(e: ev.Event, tr: Tr, refunding: bool = False) -> tuple[str | None, str | None, str | None]:
+    """(order, the till's new words or None, the phone's new words or None) for one event.
+
+    ``refunding``: the gateway refused this order's cancel as too late and the terminal refunds it
+    instead, so the gateway's acknowledgement is the refund's (退款), not a cancel's."""
     match e:
         case ev.WalletPaymentRequested():
             return e.order, tr("scanned {amount}: waiting for the wallet", amount=tr.money(e.amount)), None
@@ -446,6 +462,8 @@ def _counter_change(e: ev.Event, tr: Tr) -> tuple[str | None, str | None, str | 
             return e.order, screen(e.display, tr), None
         case ev.WalletRefundInstead():
             return e.order, tr("cancel (撤销) too late: refunding the order"), None
+        case ev.WalletCancelAcknowledged() if refunding:
+            return e.order, tr("refund (退款) done: {action}", action=tr(CANCEL_ACTIONS.get(e.action, e.action))), None
         case ev.WalletCancelAcknowledged():
             return e.order, tr("cancel (撤销) done: {action}", action=tr(CANCEL_ACTIONS.get(e.action, e.action))), None
     return None, None, None

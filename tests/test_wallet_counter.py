@@ -43,7 +43,7 @@ def test_the_till_says_cancelled_while_the_phone_says_paid() -> None:
     """qr-cancel-race under the cancel: at one moment the two screens disagree, then the refund shows."""
     result = simulate(load(SCENARIOS / "qr-cancel-race.toml"), "reversal")
     moments = counter(result.trace.records, Tr("en", "156"))
-    assert ("NOT PAID IN TIME - CANCELLED", "PAID CN¥38.50") in [(till, phone) for _, till, phone in moments]
+    assert ("NOT CONFIRMED IN TIME - CANCELLING", "PAID CN¥38.50") in [(till, phone) for _, till, phone in moments]
     assert moments[-1][2] == "refund of CN¥38.50 on its way to the wallet"
     assert point(result, Tr("en", "156")).counter == moments
 

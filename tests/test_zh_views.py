@@ -167,3 +167,47 @@ def test_no_message_is_in_the_catalogue_twice() -> None:
     assert [i for i, n in Counter(ids).items() if n > 1] == []
     with (LOCALE_DIR / "zh" / "LC_MESSAGES" / "possim.po").open("rb") as f:
         assert len(read_po(f)) == len(ids) - 1  # the header's empty msgid is not a message
+
+
+def _run(runner: CliRunner, *args: str) -> str:
+    """``possim run`` in memory, 200 columns wide: its output (exit 0 or 1, never an error)."""
+    result = runner.invoke(cli, ["run", *args], env={"COLUMNS": "200"})
+    assert result.exit_code in (0, 1), result.output
+    return result.output
+
+
+def test_the_counter_is_shown_once_at_clock_time_and_ends_on_the_refund(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wallet run's counter table: once (in the lesson), at the business day's clock time; a cancel the
+    gateway refused as too late ends on the refund (退款), the till never says unpaid, and the policy's
+    name is the cancel's (撤销), never the card reversal's (冲正)."""
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    for name, lang, title in (("qr-cancel-race", "zh", "收银台前"), ("qr-cancel-race", "en", "At the counter"),
+                              ("card-failed-then-qr", "en", "At the counter")):
+        lines = [line.strip() for line in _run(runner, name, "--lang", lang).splitlines()]
+        assert lines.count(title) == 1, (name, lang)
+    out = _run(runner, "qr-cancel-after-midnight", "--lang", "zh", "--policy", "reversal")
+    counter = out.split("收银台前")[1].split("商户应该怎么做")[0]
+    assert [c for c in ("23:59:40", "23:59:55", "00:00:10") if c not in counter] == []
+    assert "50380" not in counter and "未支付" not in counter
+    assert "退款完成" in counter and "撤销完成" not in counter
+    assert "策略 自动撤销" in out and "自动冲正" not in out
+    assert "策略 自动冲正" in _run(runner, "response-lost", "--lang", "zh", "--policy", "reversal")
+
+
+def test_zh_run_names_lines_and_stans_in_chinese(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Line names, the STAN of a mismatch and its colons are Chinese; a card limit is a purchase's
+    (消费), never a cash withdrawal's (取款), and a declined request is not booked."""
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    backup = _run(runner, "backup-line", "--lang", "zh")
+    assert re.findall(r"\b(?:primary|backup)\b", backup.replace("backup-line", "")) == []
+    assert "放弃主线路（连续超时）：改走备用线路" in backup
+    _run(runner, "response-lost", "--lang", "zh", "--report", "r.html")
+    report = _text(Path("r.html").read_text(encoding="utf-8"))
+    assert "STAN" not in report and "单边账（流水号 000001）：主机结算了" in report and "扣款: " not in report
+    limit = _run(runner, "transaction-limit", "--lang", "zh")
+    assert "取款" not in limit and "65（超出消费次数限制）" in limit and "记账：拒绝" not in limit
+    assert "主机拒绝（61），未记账" in limit
+    assert not [line for line in limit.splitlines() if re.fullmatch(r"\s*\d+\.\s*", line)]

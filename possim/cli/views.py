@@ -52,7 +52,7 @@ def write_views(result: RunResult, report_path: str | None, mermaid_path: str | 
         from possim.mermaid import to_mermaid
 
         title = tr("{title} (policy {policy})", title=story(result.scenario, tr.lang)[0],
-                   policy=tr.policy(result.policy))
+                   policy=tr.policy(result.policy, show.wallet_only(result)))
         Path(mermaid_path).write_text(to_mermaid(result.trace.records, title, tr), encoding="utf-8")
         click.echo(tr("Mermaid chart written to {path}", path=mermaid_path), err=True)
 
