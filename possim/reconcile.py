@@ -78,6 +78,13 @@ class Reconciliation:
     customer_charged_without_sale: Decimal = Decimal("0.00")
     merchant_goods_given_away: Decimal = Decimal("0.00")
     fees_on_orphaned_debits: Decimal = Decimal("0.00")
+    cards: bool = False  # card payments took part (keys by STAN, the bank settles them)
+    wallets: bool = False  # wallet payments (QR) took part (keys by order number, the wallet settles them)
+
+    @property
+    def channel(self) -> str:
+        """Who settles what the view shows: "card" (the bank), "wallet" or "both"; names its words."""
+        return "both" if self.cards and self.wallets else "wallet" if self.wallets else "card"
 
     @property
     def balanced(self) -> bool:
@@ -121,10 +128,11 @@ def reconcile(journal: sqlite3.Connection, ledger: sqlite3.Connection, fees: Fee
         wanted = set(tids)
         terminal = {k: v for k, v in terminal.items() if k[0] in wanted}
         host = {k: v for k, v in host.items() if k[0] in wanted}
+    keys = set(terminal) | set(host)
     claimed = {k: (v[4] if v[2] == "auth" else v[3]) for k, v in terminal.items() if v[1] == "approved"}
     settled = {k: net for k, (net, _) in host.items() if net > 0}
     rec = Reconciliation(len(claimed), _money(sum(claimed.values())), len(settled), _money(sum(settled.values())),
-                         Decimal("0.00"))
+                         Decimal("0.00"), cards=any(k[2] != QR for k in keys), wallets=any(k[2] == QR for k in keys))
     for key in sorted(settled, key=lambda k: k[1]):
         txn = terminal.get(key)
         instrument = txn[5] if txn else "credit"
@@ -141,7 +149,8 @@ def combine(parts: Sequence[Reconciliation]) -> Reconciliation:
     """Several reconciliations (a fleet's groups and host shards) as one: totals summed, lists joined."""
     out = Reconciliation(sum(p.batch_count for p in parts), sum((p.batch_total for p in parts), ZERO),
                          sum(p.settled_count for p in parts), sum((p.settled_total for p in parts), ZERO),
-                         sum((p.fees_total for p in parts), ZERO))
+                         sum((p.fees_total for p in parts), ZERO), cards=any(p.cards for p in parts),
+                         wallets=any(p.wallets for p in parts))
     for p in parts:
         out.lines.extend(p.lines)
         out.mismatches.extend(p.mismatches)

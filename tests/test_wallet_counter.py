@@ -165,3 +165,21 @@ def test_a_chinese_statement_names_the_wallet_and_reads_back(tmp_path: Path,
             assert row[6] == "alipay" and row[-1].startswith("wallet bill (alipay)")
         out = _check(capsys, journal, out_csv, "en", agrees=False)
         assert "look order" in out and "merchant app" in out and "Alipay" in out
+
+
+def test_a_wallet_end_of_day_in_chinese_says_order_number_customer_and_wallet_settlement(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """reconcile of a QR run keys its lines by order number (订单号), its customer is 顾客 and the wallet
+    settles (钱包结算); a card run keeps 流水号, 持卡人 and 银行结算, a mixed run names both."""
+    views = {}
+    for name in ("qr-user-paying-timeout", "response-lost", "card-failed-then-qr"):
+        code, out, err = possim(capsys, "reconcile", name, "--policy", "none", "--lang", "zh")
+        assert code in (0, 1), err
+        views[name] = out
+    qr = views["qr-user-paying-timeout"]
+    assert "订单号" in qr and "钱包结算" in qr and "顾客：交易未成功却被扣款 ¥25.00" in qr  # noqa: RUF001
+    for wrong in ("流水号", "持卡人", "银行结算"):
+        assert wrong not in qr, wrong
+    card = views["response-lost"]
+    assert "流水号" in card and "持卡人" in card and "银行结算" in card and "订单号" not in card
+    assert "流水号/订单号" in views["card-failed-then-qr"] and "银行与钱包结算" in views["card-failed-then-qr"]
