@@ -212,14 +212,42 @@ def coverage(console: Console, counts: Any, examples: int, groups: Any = None, t
     console.print(table)
 
 
+#: An end of day's words by who settles (``Reconciliation.channel``): the bank for cards, the wallet
+#: for QR payments (a wallet's customer is no cardholder, its settlement no bank's), or both.
+SETTLEMENT_WORDS = {
+    "card": {"unbalanced": N_("NOT balanced: the bank settles {amount} more than the terminal batch."),
+             "balanced": N_("Balanced: the terminal batch and the bank settlement agree."),
+             "settled": N_("bank settlement (net debits)"), "key": "STAN",
+             "customer": N_("customer: charged {amount} without a sale (orphaned debits)"),
+             "merchant": N_("merchant: goods given away on phantom approvals {goods}; fees paid on orphaned debits "
+                            "{fees} (returned when the sale is voided or refunded by the acquirer)")},
+    "wallet": {"unbalanced": N_("NOT balanced: the wallet settles {amount} more than the terminal batch."),
+               "balanced": N_("Balanced: the terminal batch and the wallet settlement agree."),
+               "settled": N_("wallet settlement (net charges)"), "key": N_("order no."),
+               "customer": N_("customer: charged {amount} without a sale (orphaned wallet charges)"),
+               "merchant": N_("merchant: goods given away on phantom approvals {goods}; fees paid on orphaned "
+                              "wallet charges {fees} (returned when the order is cancelled or refunded)")},
+    "both": {"unbalanced": N_("NOT balanced: the bank and the wallet settle {amount} more than the terminal batch."),
+             "balanced": N_("Balanced: the terminal batch and the bank and wallet settlement agree."),
+             "settled": N_("bank and wallet settlement (net debits)"), "key": N_("STAN / order no."),
+             "customer": N_("customers (card and wallet): charged {amount} without a sale (orphaned debits)"),
+             "merchant": N_("merchant: goods given away on phantom approvals {goods}; fees paid on orphaned debits "
+                            "{fees} (returned with the void or refund, or the wallet order's cancel or refund)")},
+}
+
+
+def _words(rec: Any) -> dict[str, str]:
+    return SETTLEMENT_WORDS[getattr(rec, "channel", "card")]
+
+
 def balance_headline(console: Console, rec: Any, tr: Tr = _EN) -> None:
-    """The first line of an end of day: balanced (green), or how much more the bank settles (red)."""
+    """The first line of an end of day: balanced (green), or how much more the bank (or wallet) settles (red)."""
     diff = rec.settled_total - rec.batch_total
     if diff or not rec.balanced:
-        text = tr("NOT balanced: the bank settles {amount} more than the terminal batch.", amount=tr.money(diff))
+        text = tr(_words(rec)["unbalanced"], amount=tr.money(diff))
         console.print(f"[bold red]{escape(text)}[/]")
     else:
-        console.print(f"[bold green]{escape(tr('Balanced: the terminal batch and the bank settlement agree.'))}[/]")
+        console.print(f"[bold green]{escape(tr(_words(rec)['balanced']))}[/]")
 
 
 def reconciliation(console: Console, rec: Any, title: str, tr: Tr = _EN) -> None:
@@ -232,12 +260,12 @@ def reconciliation(console: Console, rec: Any, title: str, tr: Tr = _EN) -> None
     totals.add_column(tr("count"), justify="right")
     totals.add_column(tr("total"), justify="right")
     totals.add_row(tr("terminal batch (approved sales)"), str(rec.batch_count), tr.money(rec.batch_total))
-    totals.add_row(tr("bank settlement (net debits)"), str(rec.settled_count), tr.money(rec.settled_total))
+    totals.add_row(tr(_words(rec)["settled"]), str(rec.settled_count), tr.money(rec.settled_total))
     totals.add_row(tr("difference"), "", f"[bold red]{tr.money(diff)}[/]" if diff else tr.money(diff))
     console.print(totals)
     if rec.mismatches:
         mm = Table(title=tr("mismatches"))
-        for col in (N_("kind"), "STAN", N_("txn"), N_("terminal"), N_("host"), N_("note")):
+        for col in (N_("kind"), _words(rec)["key"], N_("txn"), N_("terminal"), N_("host"), N_("note")):
             mm.add_column(tr(col))
         for m in rec.mismatches:
             mm.add_row(tr(m.kind.replace("_", " ")), m.stan, str(m.txn or "-"), tr.money(m.terminal_amount),
@@ -247,16 +275,14 @@ def reconciliation(console: Console, rec: Any, title: str, tr: Tr = _EN) -> None
     console.print(tr("merchant receives {net} after {fees} in fees", net=tr.money(rec.merchant_net),
                      fees=tr.money(rec.fees_total)))
     console.print(f"[bold]{escape(tr('what the timeouts cost'))}[/]")
-    console.print("  " + tr("customer: charged {amount} without a sale (orphaned debits)",
-                            amount=tr.money(rec.customer_charged_without_sale)))
-    console.print("  " + tr("merchant: goods given away on phantom approvals {goods}; fees paid on orphaned debits "
-                            "{fees} (returned when the sale is voided or refunded by the acquirer)",
-                            goods=tr.money(rec.merchant_goods_given_away), fees=tr.money(rec.fees_on_orphaned_debits)))
+    console.print("  " + tr(_words(rec)["customer"], amount=tr.money(rec.customer_charged_without_sale)))
+    console.print("  " + tr(_words(rec)["merchant"], goods=tr.money(rec.merchant_goods_given_away),
+                            fees=tr.money(rec.fees_on_orphaned_debits)))
 
 
 def _fees(console: Console, rec: Any, tr: Tr) -> None:
     fees = Table(title=tr("merchant discount fees (per settled transaction, rounded half up to the cent)"))
-    for col in ("STAN", N_("txn"), N_("card type"), N_("amount"), N_("fee"), N_("rule")):
+    for col in (_words(rec)["key"], N_("txn"), N_("card type"), N_("amount"), N_("fee"), N_("rule")):
         fees.add_column(tr(col), justify="right" if col in ("amount", "fee") else "left")
     for line in rec.lines[:50]:
         fees.add_row(line.stan, str(line.txn or "-"), instrument(line.instrument, tr), tr.money(line.amount),

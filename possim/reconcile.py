@@ -17,7 +17,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from possim.i18n import N_
 from possim.statement import (
     DEFAULT_EPOCH,
     TIME_FORMAT,
+    WALLET_NAMES,
     ZERO,
     StatementError,
     StatementLine,
@@ -77,6 +78,13 @@ class Reconciliation:
     customer_charged_without_sale: Decimal = Decimal("0.00")
     merchant_goods_given_away: Decimal = Decimal("0.00")
     fees_on_orphaned_debits: Decimal = Decimal("0.00")
+    cards: bool = False  # card payments took part (keys by STAN, the bank settles them)
+    wallets: bool = False  # wallet payments (QR) took part (keys by order number, the wallet settles them)
+
+    @property
+    def channel(self) -> str:
+        """Who settles what the view shows: "card" (the bank), "wallet" or "both"; names its words."""
+        return "both" if self.cards and self.wallets else "wallet" if self.wallets else "card"
 
     @property
     def balanced(self) -> bool:
@@ -120,10 +128,11 @@ def reconcile(journal: sqlite3.Connection, ledger: sqlite3.Connection, fees: Fee
         wanted = set(tids)
         terminal = {k: v for k, v in terminal.items() if k[0] in wanted}
         host = {k: v for k, v in host.items() if k[0] in wanted}
+    keys = set(terminal) | set(host)
     claimed = {k: (v[4] if v[2] == "auth" else v[3]) for k, v in terminal.items() if v[1] == "approved"}
     settled = {k: net for k, (net, _) in host.items() if net > 0}
     rec = Reconciliation(len(claimed), _money(sum(claimed.values())), len(settled), _money(sum(settled.values())),
-                         Decimal("0.00"))
+                         Decimal("0.00"), cards=any(k[2] != QR for k in keys), wallets=any(k[2] == QR for k in keys))
     for key in sorted(settled, key=lambda k: k[1]):
         txn = terminal.get(key)
         instrument = txn[5] if txn else "credit"
@@ -140,7 +149,8 @@ def combine(parts: Sequence[Reconciliation]) -> Reconciliation:
     """Several reconciliations (a fleet's groups and host shards) as one: totals summed, lists joined."""
     out = Reconciliation(sum(p.batch_count for p in parts), sum((p.batch_total for p in parts), ZERO),
                          sum(p.settled_count for p in parts), sum((p.settled_total for p in parts), ZERO),
-                         sum((p.fees_total for p in parts), ZERO))
+                         sum((p.fees_total for p in parts), ZERO), cards=any(p.cards for p in parts),
+                         wallets=any(p.wallets for p in parts))
     for p in parts:
         out.lines.extend(p.lines)
         out.mismatches.extend(p.mismatches)
@@ -219,7 +229,9 @@ class MerchantRecord:
     amount: Decimal
     at: datetime | None
     status: str = "approved"  # a slip is an approved sale; a journal row may be anything
-    stan: str = ""
+    stan: str = ""  # a wallet payment's: its order number
+    returned: str = ""  # a wallet payment the terminal cancelled (撤销) or refunded, acknowledged: "cancel" | "refund"
+    returned_at: datetime | None = None  # when the wallet acknowledged that cancel or refund
 
 
 #: Words to translate: a message id and its values; a value that is itself a ``Words`` is translated too.
@@ -237,7 +249,7 @@ def say(words: Words, tr: Callable[..., str] | None = None) -> str:
 class Difference:
     """A disagreement between statement and records, in plain words, with the remedy."""
 
-    kind: str  # charged_without_sale | missing_from_statement | amount_differs | auth_code_differs
+    kind: str  # charged_without_sale | refund_under_way | missing_from_statement | amount_differs | auth_code_differs
     tid: str
     rrn: str
     statement_amount: Decimal
@@ -309,9 +321,20 @@ def _wallet_records(journal: sqlite3.Connection, epoch: datetime) -> list[Mercha
     found = journal.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'wallet_journal'")
     if found.fetchone() is None:
         return []
-    rows = journal.execute("SELECT tid, out_trade_no, amount, started_at, status FROM wallet_journal ORDER BY txn_id")
-    return [MerchantRecord(tid, order, "", _money(amount), moment(started, epoch), status, order)
-            for tid, order, amount, started, status in rows]
+    rows = journal.execute("SELECT tid, out_trade_no, amount, started_at, status, cancel, cancel_action, finished_at "
+                           "FROM wallet_journal ORDER BY txn_id")
+    return [MerchantRecord(tid, order, "", _money(amount), moment(started, epoch), status, order,
+                           *_returned(status, cancel, action, finished, epoch))
+            for tid, order, amount, started, status, cancel, action, finished in rows]
+
+
+def _returned(status: str, cancel: str, action: str | None, finished: float | None,
+              epoch: datetime) -> tuple[str, datetime | None]:
+    """Whether the journal shows the paid order given back: its cancel (or the refund that replaced
+    it) acknowledged, the money on its way back to the customer's wallet; and when."""
+    if status != "reversed" or cancel != "acked" or action not in ("cancel", "refund"):
+        return "", None
+    return action, moment(finished, epoch) if finished is not None else None
 
 
 def slip_records(path: str | Path) -> list[MerchantRecord]:
@@ -352,7 +375,8 @@ def check_statement(lines: list[StatementLine], records: list[MerchantRecord],
             check.differences.append(difference)
     check.differences.extend(_missing(record) for record in unmatched)
     check.adjustment_words.extend(
-        (N_("{at} terminal {tid} RRN {rrn}: {amount} ({description}; fee {fee})"),
+        (N_("{at} terminal {tid} order no. {rrn}: {amount} ({description}; fee {fee})") if line.card in WALLETS
+         else N_("{at} terminal {tid} RRN {rrn}: {amount} ({description}; fee {fee})"),
          {"at": f"{line.at:%Y-%m-%d %H:%M}", "tid": line.tid, "rrn": line.rrn, "amount": line.adjustments,
           "description": line.description, "fee": line.fee}) for line in lines if not line.is_sale)
     return check
@@ -380,6 +404,8 @@ def _where(line: StatementLine) -> Words:
 def _charged_without_sale(line: StatementLine, others: list[MerchantRecord]) -> Difference:
     seen = next((r for r in others if r.tid == line.tid and r.amount == line.amount
                  and (r.at is None or r.at.date() == line.at.date())), None)
+    if line.card in WALLETS:
+        return _wallet_charged_without_sale(line, seen)
     values: dict[str, Any] = {"amount": line.amount, "where": _where(line)}
     what = N_("Charged without a sale: the statement settles {amount} ({where}) and you have no approved sale for it.")
     if seen:
@@ -387,8 +413,6 @@ def _charged_without_sale(line: StatementLine, others: list[MerchantRecord]) -> 
                   "for it. Your terminal shows a sale of {seen} as {status} (voucher no. {stan}): the customer was "
                   "told it failed, but the money was taken.")
         values |= {"seen": seen.amount, "status": (STATUS_WORDS.get(seen.status, seen.status), {}), "stan": seen.stan}
-    if line.card in WALLETS:
-        return _wallet_charged_without_sale(line, what, values)
     return Difference(
         "charged_without_sale", line.tid, line.rrn, line.amount, ZERO, (what, values),
         (N_("ask the acquirer for error handling (差错处理) of RRN {rrn} on terminal {tid}; do not pay the customer "
@@ -402,8 +426,29 @@ def _charged_without_sale(line: StatementLine, others: list[MerchantRecord]) -> 
 WALLETS = frozenset({"alipay", "wechat"})
 
 
-def _wallet_charged_without_sale(line: StatementLine, what: str, values: dict[str, Any]) -> Difference:
+#: A wallet payment the terminal gave back, as the journal records it (``MerchantRecord.returned``).
+RETURNED_WORDS = {"cancel": N_("cancelled (撤销)"), "refund": N_("refunded")}
+
+
+def _wallet_where(line: StatementLine) -> Words:
+    """Where a wallet line is: the order number the merchant's records know, the wallet's trade number."""
+    return (N_("terminal {tid}, order no. {order}, trade no. {trade_no}, {wallet}, {at}"),
+            {"tid": line.tid, "order": line.rrn, "trade_no": line.auth_code or "-",
+             "wallet": (WALLET_NAMES.get(line.card, line.card), {}), "at": f"{line.at:%Y-%m-%d %H:%M:%S}"})
+
+
+def _wallet_charged_without_sale(line: StatementLine, seen: MerchantRecord | None) -> Difference:
     """A wallet charge the merchant's records do not have as approved: the order number finds it."""
+    values: dict[str, Any] = {"amount": line.amount, "where": _wallet_where(line)}
+    if seen is not None and seen.returned:
+        return _refund_under_way(line, seen, values)
+    what = N_("Charged without a sale: the statement settles {amount} ({where}) and you have no approved sale for it.")
+    if seen is not None:
+        what = N_("Charged without a sale: the statement settles {amount} ({where}) and you have no approved sale "
+                  "for it. Your terminal shows a sale of {seen} as {status} (order no. {order}): the customer was "
+                  "told it failed, but the money was taken.")
+        values |= {"seen": seen.amount, "status": (STATUS_WORDS.get(seen.status, seen.status), {}),
+                   "order": seen.stan}
     return Difference(
         "charged_without_sale", line.tid, line.rrn, line.amount, ZERO, (what, values),
         (N_("a wallet payment (QR): look order {order} up in the merchant app or the wallet's bill (trade no. "
@@ -412,6 +457,22 @@ def _wallet_charged_without_sale(line: StatementLine, what: str, values: dict[st
             "again. The wallet returns the money to the customer's wallet (the provider's rule: at once to the "
             "balance, up to a few working days to a bank card), and the fee {fee} is given back."),
          {"order": line.rrn, "trade_no": line.auth_code or "-", "fee": line.fee}))
+
+
+def _refund_under_way(line: StatementLine, seen: MerchantRecord, values: dict[str, Any]) -> Difference:
+    """A wallet charge the terminal already gave back after the statement's cut-off (a cancel that
+    crossed midnight): the wallet's bill of the day it did so takes the money back as an adjustment."""
+    day = line.at.date() + timedelta(days=1)
+    if seen.returned_at is not None and seen.returned_at.date() > day:
+        day = seen.returned_at.date()
+    values |= {"seen": seen.amount, "status": (RETURNED_WORDS[seen.returned], {}), "order": seen.stan}
+    return Difference(
+        "refund_under_way", line.tid, line.rrn, line.amount, ZERO,
+        (N_("Refund under way: the statement settles {amount} ({where}); your terminal shows order {order} of "
+            "{seen} as {status} after this statement's cut-off, so the money is already on its way back to the "
+            "customer's wallet."), values),
+        (N_("nothing to do. The statement of {day} shows the refund as an adjustment of -{amount}, with the fee "
+            "{fee} given back."), {"day": day.isoformat(), "amount": line.amount, "fee": line.fee}))
 
 
 def _missing(record: MerchantRecord) -> Difference:

@@ -29,7 +29,8 @@ as the wallet's bill (the providers' 对账单): one line per order the wallet c
 from ``wallet_entries`` (the gateway's book), priced at the QR rate (``qr_wallet``, 0.38%).
 On a wallet line ``rrn`` is the merchant order number (what the merchant's records know the
 payment by), ``auth_code`` the wallet's trade number (支付宝交易号 / 微信支付订单号) and ``card``
-the wallet (``alipay`` / ``wechat``). A charge cancelled (撤销) or refunded the same day nets
+the wallet (``alipay`` / ``wechat``; 支付宝 / 微信支付 under ``--lang zh``, which :func:`read` takes
+back). A charge cancelled (撤销) or refunded the same day nets
 to nothing and is not listed; one refunded on a later day is an adjustment of that day.
 """
 
@@ -59,6 +60,8 @@ LABELS = {"date_time": N_("date and time"), "terminal": N_("terminal id"), "batc
           "voucher": N_("voucher no."), "rrn": N_("reference no."), "auth_code": N_("authorization code"),
           "card": N_("card number"), "amount": N_("amount"), "fee": N_("fee"), "net": N_("net"),
           "adjustments": N_("adjustments"), "description": N_("description")}
+#: The wallets a wallet line's ``card`` column names, as people call them (catalogue entries).
+WALLET_NAMES = {"alipay": N_("Alipay"), "wechat": N_("WeChat Pay")}
 #: The batch number (批次号) of a run's sales: a run is one business day, the terminal's first batch.
 BATCH = "000001"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -93,8 +96,9 @@ class StatementLine:
 
     def row(self, tr: Callable[..., str] | None = None) -> list[str]:
         """The CSV row; ``tr`` says the description in its language (English as written without it)."""
+        card = tr(WALLET_NAMES[self.card]) if tr is not None and self.card in WALLET_NAMES else self.card
         return [self.at.strftime(TIME_FORMAT), self.tid, self.batch, self.voucher, self.rrn, self.auth_code,
-                self.card, str(self.amount), str(self.fee), str(self.net), str(self.adjustments),
+                card, str(self.amount), str(self.fee), str(self.net), str(self.adjustments),
                 say(self.description, tr) if tr is not None else self.description]
 
 
@@ -270,15 +274,25 @@ def wallet_lines(ledger: sqlite3.Connection, day: date, fees: FeeSchedule, epoch
         provider, trade_no = ledger.execute("SELECT provider, COALESCE(trade_no, '') FROM wallet_trades "
                                             "WHERE tid = ? AND out_trade_no = ?", key).fetchone() or ("", "")
         pricing = _Pricing(fees, "qr_wallet", prior.get(key, 0))
+        name = _Name(provider, WALLET_NAMES[provider]) if provider in WALLET_NAMES else provider
         sale_date = moment(first[key], epoch).date()
         for line in pricing.lines(moves, key[0], key[1], trade_no, provider, sale_date, epoch):
-            why = (Said(N_("wallet bill ({provider}): trade no. {trade_no}, {rule}"), provider=provider,
+            why = (Said(N_("wallet bill ({provider}): trade no. {trade_no}, {rule}"), provider=name,
                         trade_no=trade_no, rule=line.description) if line.is_sale else
                    Said(N_("wallet bill ({provider}): trade no. {trade_no}, refunded to the wallet (cancel 撤销 or "
-                           "refund) after the cut-off of the sale of {day}, fee returned"), provider=provider,
+                           "refund) after the cut-off of the sale of {day}, fee returned"), provider=name,
                         trade_no=trade_no, day=sale_date.isoformat()))
             lines.append(dataclasses.replace(line, description=why))
     return lines
+
+
+class _Name(Said):
+    """A code the English CSV keeps (``alipay``) that a view in another language says by its name (支付宝)."""
+
+    def __new__(cls, code: str, name: str) -> _Name:
+        self = str.__new__(cls, code)
+        self.template, self.values, self.words = name, {}, frozenset()
+        return self
 
 
 def read(path: str | Path) -> list[StatementLine]:
@@ -291,8 +305,8 @@ def read(path: str | Path) -> list[StatementLine]:
             adjustments = parse_money(row.get("adjustments") or "0")
             net = parse_money(row["net"]) if row.get("net") else amount - fee + adjustments
             lines.append(StatementLine(datetime.strptime(row["date_time"], TIME_FORMAT), row["terminal"],
-                                       row["rrn"], row.get("auth_code", ""), row.get("card", ""), amount, fee, net,
-                                       adjustments, row.get("description", ""), row.get("voucher", ""),
+                                       row["rrn"], row.get("auth_code", ""), _card(row.get("card", "")), amount,
+                                       fee, net, adjustments, row.get("description", ""), row.get("voucher", ""),
                                        row.get("batch", "")))
         except ValueError as exc:
             raise StatementError(f"{path}: line {number}: {exc}") from None
@@ -321,6 +335,13 @@ def _chinese_codes() -> dict[str, str]:
 
 
 _CODES = _chinese_codes()
+#: A Chinese statement's wallet names -> the codes (支付宝 -> alipay), so a wallet line reads back as one.
+_WALLET_CODES = {Tr("zh")(name): code for code, name in WALLET_NAMES.items()}
+
+
+def _card(text: str) -> str:
+    """The ``card`` column as the English CSV writes it: a wallet's Chinese name becomes its code."""
+    return _WALLET_CODES.get(text, text)
 
 
 def parse_money(text: str) -> Decimal:

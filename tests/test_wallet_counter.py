@@ -101,3 +101,85 @@ def test_possim_statement_of_a_wallet_run_writes_the_wallets_bill(capsys: pytest
     [row] = list(csv.DictReader(io.StringIO(out)))
     assert (row["card"], row["amount"], row["fee"]) == ("alipay", "25.00", "0.10")
     assert "1 sales CN¥25.00" in err
+
+
+def _two_days(tmp_path: Path, capsys: pytest.CaptureFixture[str], lang: str) -> tuple[Path, Path, Path]:
+    """qr-cancel-after-midnight under the cancel: the statements of the sale's day and of the next
+    day, in ``lang``, with the run's journal (the cancel is acknowledged after midnight)."""
+    journal, ledger = tmp_path / "J.db", tmp_path / "L.db"
+    first, second = tmp_path / "day1.csv", tmp_path / "day2.csv"
+    code, _, err = possim(capsys, "statement", "qr-cancel-after-midnight", "--policy", "reversal", "--lang", lang,
+                          "--date", "2026-11-25", "--ledger-out", str(ledger), "--journal-out", str(journal),
+                          "--out", str(first))
+    assert code == 0, err
+    code, _, err = possim(capsys, "statement", str(ledger), "--scenario", "qr-cancel-after-midnight", "--lang",
+                          lang, "--date", "2026-11-26", "--out", str(second))
+    assert code == 0, err
+    return journal, first, second
+
+
+def _check(capsys: pytest.CaptureFixture[str], journal: Path, statement: Path, lang: str, agrees: bool) -> str:
+    """``reconcile --statement``'s words; it exits 0 when statement and records agree, 1 when they differ."""
+    code, out, err = possim(capsys, "reconcile", str(journal), "--statement", str(statement), "--lang", lang)
+    assert code == (0 if agrees else 1), err
+    return out
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_a_cancel_after_midnight_is_a_refund_under_way_with_nothing_to_do(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], lang: str) -> None:
+    """The sale's day settles 38.50 the terminal already refunded after the cut-off: the check says the
+    refund is under way and shows on the next day's statement, never to cancel, refund or hand over goods;
+    the next day's statement carries the -38.50 adjustment and agrees."""
+    journal, first, second = _two_days(tmp_path, capsys, lang)
+    out = _check(capsys, journal, first, lang, agrees=False)
+    if lang == "zh":
+        assert "退款已在途" in out and "无需处理" in out and "“已退款”" in out and "订单号（商户订单号）" in out  # noqa: RUF001
+        assert "2026-11-26 的对账单会把这笔退款列为调整 -38.50" in out
+        for wrong in ("已冲正", "凭证号", "参考号", "交付商品", "撤销或退款", "持卡人"):
+            assert wrong not in out, wrong
+    else:
+        assert "Refund under way" in out and "nothing to do" in out and "as refunded" in out
+        assert "The statement of 2026-11-26 shows the refund as an adjustment of -38.50" in out
+        for wrong in ("reversed", "voucher no.", "RRN", "Hand over the goods", "cancel (撤销) or refund the order"):
+            assert wrong not in out, wrong
+    out = _check(capsys, journal, second, lang, agrees=True)
+    assert "-38.50" in out
+    assert ("对账单与记录相符" if lang == "zh" else "statement and records agree") in out
+
+
+def test_a_chinese_statement_names_the_wallet_and_reads_back(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Under zh the wallet line says 支付宝 (card column and description); reconcile reads it back as the
+    wallet's line (the order number finds it), as it reads the English CSV's ``alipay``."""
+    for lang in ("zh", "en"):
+        journal, out_csv = tmp_path / f"{lang}-J.db", tmp_path / f"{lang}.csv"
+        code, _, err = possim(capsys, "statement", "qr-user-paying-timeout", "--policy", "none", "--lang", lang,
+                              "--journal-out", str(journal), "--out", str(out_csv))
+        assert code == 0, err
+        [row] = list(csv.reader(io.StringIO(out_csv.read_text(encoding="utf-8"))))[1:]
+        if lang == "zh":
+            assert row[6] == "支付宝" and "alipay" not in ",".join(row)
+            assert row[-1].startswith("钱包账单（支付宝）")  # noqa: RUF001
+        else:
+            assert row[6] == "alipay" and row[-1].startswith("wallet bill (alipay)")
+        out = _check(capsys, journal, out_csv, "en", agrees=False)
+        assert "look order" in out and "merchant app" in out and "Alipay" in out
+
+
+def test_a_wallet_end_of_day_in_chinese_says_order_number_customer_and_wallet_settlement(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """reconcile of a QR run keys its lines by order number (订单号), its customer is 顾客 and the wallet
+    settles (钱包结算); a card run keeps 流水号, 持卡人 and 银行结算, a mixed run names both."""
+    views = {}
+    for name in ("qr-user-paying-timeout", "response-lost", "card-failed-then-qr"):
+        code, out, err = possim(capsys, "reconcile", name, "--policy", "none", "--lang", "zh")
+        assert code in (0, 1), err
+        views[name] = out
+    qr = views["qr-user-paying-timeout"]
+    assert "订单号" in qr and "钱包结算" in qr and "顾客：交易未成功却被扣款 ¥25.00" in qr  # noqa: RUF001
+    for wrong in ("流水号", "持卡人", "银行结算"):
+        assert wrong not in qr, wrong
+    card = views["response-lost"]
+    assert "流水号" in card and "持卡人" in card and "银行结算" in card and "订单号" not in card
+    assert "流水号/订单号" in views["card-failed-then-qr"] and "银行与钱包结算" in views["card-failed-then-qr"]
