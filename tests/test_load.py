@@ -119,6 +119,8 @@ def test_chinese_load_views_say_transport_policy_and_profile_in_chinese(orphanin
     header = text.splitlines()[0]
     assert "进程内内存" in header and tr.policy("none") in header and "通用 ISO 8583" in header
     assert not any(word in header for word in ("memory", "none", "iso"))
+    title = tr("possim load: {terminals} terminals over {transport}", terminals=10, transport="进程内内存")
+    assert f"<title>{title}</title>" in page
     assert "时延" not in text + page and "延迟 p99" in text + page  # one word for latency, as the charts say it
     assert "未对平" in page and "单边账" in page
     assert Tr.missing == set()
