@@ -41,6 +41,8 @@ from possim.alerts import Alert, Thresholds, alerts
 from possim.alerts import terminals as alert_terminals
 from possim.checker import Verdict
 from possim.fleet import Fleet, Member
+from possim.i18n import N_, Tr
+from possim.money import format_amount
 from possim.pos_sim.actions import Outcome
 from possim.protocol import codec
 from possim.protocol.errors import ProtocolError
@@ -61,7 +63,19 @@ LOST_AFTER = 5.0
 #: What a lost peer is called: English templates (the CLI translates them) filled with its URL and LOST_AFTER.
 BROKER_GONE = "broker at {url} is gone (no connection for {seconds} s)"
 HOST_GONE = "host at {url} stopped answering (no connection for {seconds} s)"
+#: The transports and profiles in words, for a view in another language than English (an English
+#: view prints the name the option takes; MQTT and TCP are the same words in every language). A load
+#: runs in real time over every transport: its memory is not the scenario runner's virtual time.
+TRANSPORT_WORDS = {"memory": N_("in-process memory")}
+PROFILE_WORDS = {"iso": N_("generic ISO 8583"), "cup": N_("China UnionPay")}
 
+
+def said(tr: Tr, words: Mapping[str, str], name: str) -> str:
+    """A transport or profile ``name`` as the reader calls it: the option's name in English, else
+    its entry of ``words`` translated, else the name as a protocol is written (``MQTT``)."""
+    if tr.lang == "en":
+        return name
+    return tr(words[name]) if name in words else name.upper()
 
 class LoadError(Exception):
     """A load run that cannot start (bad address, unreachable host); ``str()`` is one line."""
@@ -86,6 +100,13 @@ class LoadPlan:
     profile: str = "iso"
     #: Monitoring: a terminal whose timeouts or orphaned debits reach these is named in ``alerts``.
     thresholds: Thresholds = field(default_factory=Thresholds)
+
+    @property
+    def currency(self) -> str:
+        """The terminals' currency (ISO 4217 numeric): the profile's, as the scenario gives it."""
+        from possim.pos_sim.config import PROFILE_DEFAULTS
+
+        return str(PROFILE_DEFAULTS[self.profile]["currency"])
 
     @property
     def sales(self) -> int:
@@ -137,6 +158,8 @@ class LoadReport:
     outcomes: Counter[str]
     timeouts: int
     verdict: Verdict
+    #: The fleet went quiet (every recovery ended) before the deadline; whether the money is settled
+    #: is ``ok``, from the verdict too (``--json``: ``finished`` and ``settled``).
     settled: bool
     journals_only: bool
     per_host: list[int] = field(default_factory=list)
@@ -168,6 +191,12 @@ class LoadReport:
         checker (against an external host there is no ledger, so only timeouts)."""
         return alerts(self.timeouts_per_terminal, self.verdict.per_terminal, self.plan.thresholds)
 
+    @property
+    def money_at_risk(self) -> int:
+        """Minor units charged without a sale, charged twice, given on a phantom approval or held:
+        the fleet's money at risk, as ``possim run`` sums it (0 without a ledger to read)."""
+        return sum(self.verdict.at_risk.values())
+
     def percentiles(self) -> dict[str, float]:
         """Latency in milliseconds: p50, p95, p99, max."""
         h = self.histogram
@@ -185,12 +214,19 @@ class LoadReport:
                 "profile": self.plan.profile, "sales_started": self.started, "sales_completed": self.completed,
                 "throughput": round(self.completed / self.sale_seconds, 1) if self.sale_seconds else 0.0,
                 "wall_seconds": round(self.wall_seconds, 2), "latency_ms": self.percentiles(),
-                "timeouts": self.timeouts, "outcomes": dict(self.outcomes), "settled": self.settled,
+                "timeouts": self.timeouts, "outcomes": dict(self.outcomes),
+                # settled as the console says it (and ``possim check``): nothing orphaned, doubled or owed
+                # once every recovery finished; ``finished``: the recoveries ended before the deadline
+                "settled": self.ok, "finished": self.settled,
                 "verdict_from": "journals" if self.journals_only else "journals+ledgers",
                 # against an external host: the requests sent to it (its own count is not ours to read)
                 "requests_per_host": self.per_host,
                 "requests_counted": "sent" if self.journals_only else "handled",
-                "stopped": self.stopped, **{k: counts[k] for k in keys}, **self._monitoring()}
+                "stopped": self.stopped, **{k: counts[k] for k in keys}, **self._at_risk(), **self._monitoring()}
+
+    def _at_risk(self) -> dict[str, str]:
+        """Money at risk, where there is a ledger to know it from."""
+        return {} if self.journals_only else {"money_at_risk": format_amount(self.money_at_risk)}
 
     def _monitoring(self) -> dict[str, Any]:
         found = self.alerts()

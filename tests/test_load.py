@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
+from possim import load_view
 from possim.broker import Broker
+from possim.cli.load import _page_rows, _print
+from possim.i18n import Tr
+from possim.load import LoadPlan, LoadReport, run_load
 from tests.conftest import SCENARIOS
 from tests.test_cli import possim
 
@@ -24,6 +31,7 @@ def test_a_small_load_settles_with_percentiles_and_every_host_serves(transport: 
     r = _load("--terminals", "20", "--rate", "40", "--duration", "1", "--transport", transport, "--hosts", "2")
     assert r["sales_completed"] == r["transactions"] == 40
     assert (r["orphaned_debits"], r["double_debits"], r["phantom_approvals"], r["pending_reversals"]) == (0, 0, 0, 0)
+    assert r["settled"] is True and r["finished"] is True and r["money_at_risk"] == "0.00"
     per_host = r["requests_per_host"]
     assert isinstance(per_host, list) and len(per_host) == 2 and all(n > 0 for n in per_host)
     lat = r["latency_ms"]
@@ -48,6 +56,74 @@ def test_loss_hits_answers_too_over_every_transport() -> None:
         assert out.returncode == 1, out.stdout + out.stderr  # orphaned debits: the run is not clean
         got[transport] = json.loads(out.stdout)
     assert got["memory"]["orphaned_debits"] > 0 and got["tcp"]["orphaned_debits"] > 0
+    # the recoveries finished, but the money is not settled: --json says so as the console does
+    assert all(r["settled"] is False and r["finished"] is True for r in got.values())
+
+
+@pytest.fixture(scope="module")
+def orphaning() -> LoadReport:
+    """One lossy run without recovery (the tester's run, with more sales and a timeout that only a lost
+    message reaches): answers lost after the host's debit leave orphaned debits."""
+    plan = LoadPlan(terminals=10, rate=20, duration=2, loss=0.2, timeout=2, policy="none")
+    return asyncio.run(run_load(plan))
+
+
+def _console(report: LoadReport, tr: Tr) -> str:
+    con = Console(file=io.StringIO(), width=200, record=True)
+    _print(con, report, tr)
+    return con.export_text()
+
+
+def test_the_report_page_carries_the_verdict_the_console_prints(orphaning: LoadReport, tmp_path: Path) -> None:
+    tr = Tr("en", orphaning.plan.currency)
+    d = orphaning.as_dict()
+    assert d["orphaned_debits"] > 0 and not orphaning.ok
+    page = load_view.render(orphaning, _page_rows(orphaning, tr), tr)
+    text = _console(orphaning, tr)
+    loss, at_risk = tr.money(d["customer_loss"]), tr.money(d["money_at_risk"])
+    assert loss.startswith("€") and loss != "€0.00" and at_risk == loss  # an orphaned debit is the customer's loss
+    assert f"orphaned debits</td><td>{d['orphaned_debits']}<" in page
+    assert _line(text, "orphaned debits").split()[-2] == str(d["orphaned_debits"])
+    for shown in (text, page):
+        assert "double debits" in shown and loss in shown and at_risk in shown and "NOT settled" in shown
+        assert f"{len(d['alert_terminals'])} terminal(s) over a threshold" in shown
+        assert " ".join(d["alert_terminals"][:3]) in shown
+
+
+def test_json_settled_is_the_verdict_the_console_prints(orphaning: LoadReport) -> None:
+    d = orphaning.as_dict()
+    assert d["finished"] is True  # every recovery ended: that alone is not settled
+    assert d["settled"] is False and "NOT settled" in _console(orphaning, Tr())
+    assert d["settled"] == orphaning.ok
+
+
+def test_money_is_written_in_the_terminals_currency_in_each_language(orphaning: LoadReport) -> None:
+    assert LoadPlan(1, 1, 1).currency == "978" and LoadPlan(1, 1, 1, profile="cup").currency == "156"
+    loss = orphaning.as_dict()["customer_loss"]
+    en, zh = Tr("en", "978"), Tr("zh", "978")
+    assert en.money(loss) in _line(_console(orphaning, en), "customer loss")
+    assert zh.money(loss) in _line(_console(orphaning, zh), "持卡人损失") and zh.money(loss) != loss
+
+
+def _line(text: str, name: str) -> str:
+    """The one line of ``text`` naming ``name`` (a table row)."""
+    [line] = [line for line in text.splitlines() if name in line]
+    return line
+
+
+def test_chinese_load_views_say_transport_policy_and_profile_in_chinese(orphaning: LoadReport) -> None:
+    Tr.missing.clear()
+    tr = Tr("zh", orphaning.plan.currency)
+    text = _console(orphaning, tr)
+    page = load_view.render(orphaning, _page_rows(orphaning, tr), tr)
+    header = text.splitlines()[0]
+    assert "进程内内存" in header and tr.policy("none") in header and "通用 ISO 8583" in header
+    assert not any(word in header for word in ("memory", "none", "iso"))
+    title = tr("possim load: {terminals} terminals over {transport}", terminals=10, transport="进程内内存")
+    assert f"<title>{title}</title>" in page
+    assert "时延" not in text + page and "延迟 p99" in text + page  # one word for latency, as the charts say it
+    assert "未对平" in page and "单边账" in page
+    assert Tr.missing == set()
 
 
 def test_a_small_load_over_mqtt_with_two_shards(broker: Broker) -> None:

@@ -13,9 +13,11 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from possim import load as lib
 from possim.alerts import Thresholds
+from possim.checker import MONEY
 from possim.cli import inputs
 from possim.cli import options as opt
 from possim.cli.errors import ABORTED, InputError, as_input_error
@@ -59,7 +61,8 @@ INTERRUPTED = "interrupted"
               help="Show a live progress display on stderr (only when stderr is a terminal).")
 @opt.as_json("Print the report as one JSON object.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False),
-              help="Write an HTML page with the figures, the latency histogram and latency over time.")
+              help="Write an HTML page with the figures, the checker's verdict, the latency histogram and latency "
+                   "over time.")
 @lang_option()
 def load_command(terminals: int, rate: float, duration: float, transport: str, hosts: int, connect: str | None,
                  allow_remote: bool, policy: str, seed: int, broker_url: str | None, qos: int, loss: float,
@@ -87,7 +90,7 @@ def load_command(terminals: int, rate: float, duration: float, transport: str, h
         with as_input_error(BrokerError):
             private = Broker().start()
         plan = replace(plan, broker_url=private.url)
-    tr = Tr(lang)
+    tr = Tr(lang, plan.currency)
     try:
         report = _run(plan, progress and not as_json, tr)
     finally:
@@ -100,7 +103,7 @@ def load_command(terminals: int, rate: float, duration: float, transport: str, h
 
         from possim.load_view import render
 
-        Path(report_path).write_text(render(report, _rows(report.as_dict(), tr), tr), encoding="utf-8")
+        Path(report_path).write_text(render(report, _page_rows(report, tr), tr), encoding="utf-8")
     if as_json:
         click.echo(json.dumps(report.as_dict(), sort_keys=True))
     else:
@@ -160,12 +163,13 @@ def _run(plan: LoadPlan, live: bool, tr: Tr) -> LoadReport:
 
 
 def _print(con: Console, report: LoadReport, tr: Tr | None = None) -> None:
-    tr = tr or Tr()
+    tr = tr or Tr(currency=report.plan.currency)
     d = report.as_dict()
     con.print(tr("[bold]possim load[/]: {terminals} terminals, {rate} sales/s for {duration} s over {transport}, "
                  "{hosts} host(s), policy {policy}, profile {profile}", terminals=d["terminals"],
-                 rate=f"{d['rate']:g}", duration=f"{d['duration']:g}", transport=d["transport"], hosts=d["hosts"],
-                 policy=d["policy"], profile=d["profile"]))
+                 rate=f"{d['rate']:g}", duration=f"{d['duration']:g}",
+                 transport=lib.said(tr, lib.TRANSPORT_WORDS, d["transport"]), hosts=d["hosts"],
+                 policy=tr.policy(d["policy"]), profile=lib.said(tr, lib.PROFILE_WORDS, d["profile"])))
     if report.stopped is not None:
         con.print(tr("[bold red]stopped early[/] ({why}): the figures below are what ran until then",
                      why=_why(report, tr)))
@@ -182,29 +186,56 @@ def _print(con: Console, report: LoadReport, tr: Tr | None = None) -> None:
         con.print(lines[0], style="bold")
         for line in lines[1:]:
             con.print(line, markup=False, highlight=False)
-    source = tr("journals") if d["verdict_from"] == "journals" else tr("journals and ledgers")
-    verdict = Table(title=tr("checker verdict for the fleet (from {source})", source=source))
+    verdict = Table(title=_verdict_title(d, tr))
     verdict.add_column(tr("measure"))
     verdict.add_column(tr("value"), justify="right")
-    for key in ("transactions", "approved", "declined", "failed", "unknown", "reversed", "orphaned_debits",
-                "double_debits", "phantom_approvals", "pending_reversals", "open_holds", "customer_loss"):
-        if key in d:
-            verdict.add_row(tr(key.replace("_", " ")), str(d[key]))
+    for name, value in _verdict_rows(d, tr):
+        verdict.add_row(name, value)
     con.print(verdict)
-    con.print(tr("[green]settled: nothing orphaned, doubled or owed[/]") if report.ok
-              else tr("[bold red]NOT settled: see the verdict[/]"))
-    _alerts(con, d, tr)
+    con.print(_settled(report, tr))
+    con.print(_alerts(d, tr))
 
 
-def _alerts(con: Console, d: dict[str, Any], tr: Tr) -> None:
-    """Monitoring: the terminals over a threshold on one line (every alert: ``--json``)."""
+def _verdict_title(d: dict[str, Any], tr: Tr) -> str:
+    source = tr("journals") if d["verdict_from"] == "journals" else tr("journals and ledgers")
+    return tr("checker verdict for the fleet (from {source})", source=source)
+
+
+def _verdict_rows(d: dict[str, Any], tr: Tr) -> list[tuple[str, str]]:
+    """The checker's counts and money (in the terminals' currency), named in the reader's language:
+    the console's verdict table and the page's. Against an external host only the journals' counts."""
+    rows = []
+    for key in ("transactions", "approved", "declined", "failed", "unknown", "reversed", "orphaned_debits",
+                "double_debits", "phantom_approvals", "pending_reversals", "open_holds", "escalated",
+                "money_on_hold", "customer_loss", "merchant_loss", "money_at_risk"):
+        if key in d:
+            value = tr.money(d[key]) if key in (*MONEY, "money_at_risk") else str(d[key])
+            rows.append((tr(key.replace("_", " ")), value))
+    return rows
+
+
+def _settled(report: LoadReport, tr: Tr) -> str:
+    """The verdict in one line (rich markup): settled, or not, as ``settled`` in ``--json``."""
+    return (tr("[green]settled: nothing orphaned, doubled or owed[/]") if report.ok
+            else tr("[bold red]NOT settled: see the verdict[/]"))
+
+
+def _alerts(d: dict[str, Any], tr: Tr) -> str:
+    """Monitoring: the terminals over a threshold on one line (rich markup; every alert: ``--json``)."""
     named = d["alert_terminals"]
     if not named:
-        con.print(tr("monitoring: no terminal reached {timeouts} timeouts or {orphans} orphaned debit(s)",
-                     timeouts=d["alert_thresholds"]["timeouts"], orphans=d["alert_thresholds"]["orphaned_debits"]))
-        return
+        return tr("monitoring: no terminal reached {timeouts} timeouts or {orphans} orphaned debit(s)",
+                  timeouts=d["alert_thresholds"]["timeouts"], orphans=d["alert_thresholds"]["orphaned_debits"])
     shown = " ".join(named[:20]) + (" ..." if len(named) > 20 else "")
-    con.print(tr("[bold red]monitoring: {n} terminal(s) over a threshold[/]: {tids}", n=len(named), tids=shown))
+    return tr("[bold red]monitoring: {n} terminal(s) over a threshold[/]: {tids}", n=len(named), tids=shown)
+
+
+def _page_rows(report: LoadReport, tr: Tr) -> list[tuple[str, object]]:
+    """The page's table: the figures, then the checker's verdict and the monitoring line, as the console has them."""
+    d = report.as_dict()
+    return [*_rows(d, tr), (_verdict_title(d, tr), ""), *_verdict_rows(d, tr),
+            (tr("verdict"), Text.from_markup(_settled(report, tr)).plain),
+            (tr("monitoring alerts"), Text.from_markup(_alerts(d, tr)).plain)]
 
 
 def _rows(d: dict[str, Any], tr: Tr) -> list[tuple[str, object]]:
