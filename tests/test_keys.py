@@ -11,6 +11,7 @@ import pytest
 from possim import keys
 from possim.keys import KeyFileError
 from possim.protocol import codec
+from possim.protocol.mac import ALGORITHMS
 from possim.protocol.messages import Message
 
 TIDS = ["POS00001", "POS00002"]
@@ -98,7 +99,7 @@ def _edit(doc: dict[str, object], path: str, value: object) -> dict[str, object]
 
 @pytest.mark.parametrize(("path", "value", "reason"), [
     ("format", "possim-keys/9", 'not a possim key file (expected "format": "possim-keys/1")'),
-    ("algorithm", "des", "unknown MAC algorithm 'des' (known: aes-cmac, x9.19)"),
+    ("algorithm", "des", f"unknown MAC algorithm 'des' (known: {', '.join(sorted(ALGORITHMS))})"),
     ("host", None, 'missing or invalid "host" (an object)'),
     ("host.password", "", 'missing or invalid "host.password" (a non-empty string without spaces)'),
     ("host.password", "a\nb", 'missing or invalid "host.password"'),
