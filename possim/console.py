@@ -17,7 +17,7 @@ from rich.table import Table
 from possim.checker import DAMAGE, Finding, harmful, shown_measures
 from possim.fees import say
 from possim.i18n import N_, Tr
-from possim.lesson import clock, point
+from possim.lesson import WALLET_FINDINGS, clock, point
 from possim.protocol import events as ev
 from possim.simulation import RunResult
 from possim.timeline import note, rows
@@ -48,8 +48,10 @@ def alarm(key: str, value: object) -> bool:
 
 
 #: A run of wallet payments only: its reversals are cancels (撤销), never card reversals (冲正).
+#: Its customer (顾客) pays from a wallet, no cardholder (持卡人).
 WALLET_MEASURE_NAMES = {"reversed": N_("cancelled (撤销) and refunded"),
-                        "pending_reversals": N_("pending cancels (撤销)")}
+                        "pending_reversals": N_("pending cancels (撤销)"),
+                        "customer_loss": N_("customer loss (wallet payments)")}
 
 
 def measure(key: str, tr: Tr, wallet_only: bool = False) -> str:
@@ -160,8 +162,11 @@ def verdict(console: Console, result: RunResult, failures: Sequence[str] = (), t
 def finding_line(f: Finding, tr: Tr = _EN) -> str:
     """One finding in the reader's words. Money the ledger holds for no journaled sale has no
     transaction number: it is named by what the request itself carried, its STAN and the time it
-    was sent (field 7)."""
+    was sent (field 7). A wallet payment's finding names its merchant order number (订单号)."""
     finding, amount = tr(f.finding.replace("_", " ")), tr.money(f.amount)
+    if f.finding in WALLET_FINDINGS:  # keyed by the merchant order number, never a STAN
+        return tr("finding: {finding}, txn {txn}, order no. {order}, {amount}", finding=finding,
+                  txn=f.txn if f.txn is not None else "-", order=f.key[1], amount=amount)
     if f.txn is not None:
         return tr("finding: {finding}, txn {txn}, stan {stan}, {amount}", finding=finding, txn=f.txn,
                   stan=f.key[1], amount=amount)
@@ -238,6 +243,11 @@ SETTLEMENT_WORDS = {
 
 def _words(rec: Any) -> dict[str, str]:
     return SETTLEMENT_WORDS[getattr(rec, "channel", "card")]
+
+
+def settlement_words(rec: Any) -> dict[str, str]:
+    """The end of day's words for who settles ``rec`` (:data:`SETTLEMENT_WORDS`; a card run without a channel)."""
+    return _words(rec)
 
 
 def balance_headline(console: Console, rec: Any, tr: Tr = _EN) -> None:

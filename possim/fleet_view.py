@@ -21,7 +21,7 @@ from possim import charts
 from possim.alerts import Alert
 from possim.alerts import terminals as alert_terminals
 from possim.checker import DAMAGE, MEASURES, harmful
-from possim.console import balance_headline, measure, trace_table
+from possim.console import balance_headline, measure, settlement_words, trace_table
 from possim.fleet import COUNTS, FleetResult, TerminalLine
 from possim.fleet_reconcile import FleetReconciliation
 from possim.i18n import N_, Tr, group_text, resolve
@@ -369,7 +369,7 @@ def reconciliation(con: Console, rec: FleetReconciliation, tr: Tr = _EN, limit: 
            terminals=len(result.terminals), hosts=result.hosts) + ", " + tr("seed {seed}", seed=result.seed)))
     table = Table()
     table.add_column("")
-    for col in ("terminal batch (approved sales)", "bank settlement (net debits)", "difference", "fees",
+    for col in ("terminal batch (approved sales)", settlement_words(whole)["settled"], "difference", "fees",
                 "merchant net", "charged without a sale", "goods given away"):
         table.add_column(tr(col), justify="right")
     for name, part in [(tr("whole fleet"), whole), *((_group(result, n, tr), p) for n, p in rec.groups.items())]:

@@ -27,10 +27,10 @@ from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 
 from possim.checker import DAMAGE, OPTIONAL, shown_measures
-from possim.console import alarm, instrument, measure, wallet_only
+from possim.console import alarm, instrument, measure, settlement_words, wallet_only
 from possim.fees import say
 from possim.i18n import N_, Tr
-from possim.lesson import Point, clock, point, story, tr_for
+from possim.lesson import WALLET_FINDINGS, Case, Point, clock, money_words, point, story, tr_for
 from possim.msc import HOST, HOST_DOWN, IN_FLIGHT, NETWORK, TERMINAL, TERMINAL_OFF, WALLET, Arrow, Sequence, Step, build
 from possim.protocol import events as ev
 from possim.reconcile import Mismatch, Reconciliation
@@ -261,18 +261,32 @@ def _summary(result: RunResult, seq: Sequence, tr: Tr, index: int) -> str:
     items = []
     for case in cases(result, tr)[:20]:
         step = _step_of(seq, case.stan)
-        text = tr("{finding}: txn {txn}, STAN {stan}, RRN {rrn}, {amount}, {when} (t = {t} s in the chart)",
-                  finding=tr(case.finding.replace("_", " ")), txn=case.txn or "-", stan=case.stan,
-                  rrn=case.rrn or "-", amount=tr.money(case.amount), when=case.at, t=f"{case.t:.3f}")
+        text = _case_text(case, tr)
         link = f"<a href='#run-{index}-step-{step}'>{_e(text)}</a>" if step is not None else _e(text)
         items.append(f"<li>{link}</li>")
     worst = f"<p><b>{_e(tr('The worst transactions'))}</b></p><ol>{''.join(items)}</ol>" if items else ""
     return f"<div class='summary'><p>{_e(totals)}</p>{worst}</div>"
 
 
+def _case_text(case: Case, tr: Tr) -> str:
+    """A damaged transaction as the acquirer finds it: a card sale by STAN and RRN, a wallet payment by its
+    merchant order number and the wallet's trade number (``Case.stan`` and ``Case.rrn`` hold those)."""
+    if case.finding in WALLET_FINDINGS:
+        return tr("{finding}: txn {txn}, order no. {order}, wallet trade no. {trade_no}, {amount}, {when} "
+                  "(t = {t} s in the chart)", finding=tr(case.finding.replace("_", " ")), txn=case.txn or "-",
+                  order=case.stan, trade_no=case.rrn or "-", amount=tr.money(case.amount), when=case.at,
+                  t=f"{case.t:.3f}")
+    return tr("{finding}: txn {txn}, STAN {stan}, RRN {rrn}, {amount}, {when} (t = {t} s in the chart)",
+              finding=tr(case.finding.replace("_", " ")), txn=case.txn or "-", stan=case.stan,
+              rrn=case.rrn or "-", amount=tr.money(case.amount), when=case.at, t=f"{case.t:.3f}")
+
+
 def _step_of(seq: Sequence, stan: str) -> int | None:
+    """The chart step that booked the money of ``stan``: the ledger's movement, or the wallet's charge of an order."""
     for step in seq.steps:
-        if isinstance(step.event, ev.LedgerMovement | ev.LedgerCapture) and step.event.stan == stan:
+        e = step.event
+        if ((isinstance(e, ev.LedgerMovement | ev.LedgerCapture) and e.stan == stan)
+                or (isinstance(e, ev.WalletCharged) and e.order == stan)):
             return step.index
     return None
 
@@ -508,23 +522,27 @@ def _ledger(result: RunResult, tr: Tr) -> str:
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
-def _mismatch(m: Mismatch, tr: Tr) -> str:
-    """One batch-against-settlement mismatch: its kind, the sale's STAN (流水号) and what to do."""
-    return tr("{kind} (STAN {stan}): {note}", kind=tr(m.kind.replace("_", " ")), stan=m.stan, note=note(m.note, tr))
+def _mismatch(m: Mismatch, tr: Tr, key: str = "STAN") -> str:
+    """One batch-against-settlement mismatch: its kind, the sale's key and what to do. The key is named as the
+    end of day names it (``settlement_words``): a card's STAN (流水号), a wallet's order number (订单号)."""
+    return tr("{kind} ({key} {stan}): {note}", kind=tr(m.kind.replace("_", " ")), key=tr(key), stan=m.stan,
+              note=note(m.note, tr))
 
 
 def _money(result: RunResult, tr: Tr) -> str:
     rec = result.reconciliation
     if rec is None:
         return ""
+    words = money_words(result)
     rows = [(tr("terminal batch (approved sales)"), tr("{count} sale(s), {amount}", count=rec.batch_count,
                                                         amount=tr.money(rec.batch_total))),
-            (tr("bank settlement"), tr("{count} debit(s), {amount}", count=rec.settled_count,
-                                       amount=tr.money(rec.settled_total))),
+            (tr(words["settlement"]), tr("{count} debit(s), {amount}", count=rec.settled_count,
+                                         amount=tr.money(rec.settled_total))),
             (tr("merchant fees"), tr.money(rec.fees_total)), (tr("merchant receives"), tr.money(rec.merchant_net)),
-            (tr("customer charged without a sale"), tr.money(rec.customer_charged_without_sale)),
+            (tr(words["customer"]), tr.money(rec.customer_charged_without_sale)),
             (tr("merchant's goods given away"), tr.money(rec.merchant_goods_given_away))]
-    mism = "".join(f"<li>{_e(_mismatch(m, tr))}</li>" for m in rec.mismatches)
+    key = settlement_words(rec)["key"]
+    mism = "".join(f"<li>{_e(_mismatch(m, tr, key))}</li>" for m in rec.mismatches)
     return ("<table>" + "".join(f"<tr><th>{_e(k)}</th><td class='num'>{_e(v)}</td></tr>" for k, v in rows)
             + "</table>" + (f"<ul>{mism}</ul>" if mism else f"<p>{_e(tr('Batch and settlement agree.'))}</p>")
             + _fees(rec, tr))

@@ -146,9 +146,8 @@ def _headline(result: RunResult, tr: Tr, found: list[Case]) -> str:
                   "charged and there is nothing to reverse.", n=limited)
     timeouts = sum(1 for r in result.trace.records if isinstance(r.event, ev.TimerFired))
     if timeouts:
-        return tr("Nobody lost money: despite {n} timeout(s), the terminal and the bank agree on every sale.",
-                  n=timeouts)
-    return tr("Nobody lost money: the terminal and the bank agree on every sale.")
+        return tr(money_words(result)["agree_despite"], n=timeouts)
+    return tr(money_words(result)["agree"])
 
 
 def _escalated_headline(result: RunResult, tr: Tr, found: list[Case]) -> str:
@@ -160,16 +159,55 @@ def _escalated_headline(result: RunResult, tr: Tr, found: list[Case]) -> str:
               tries=tries, amount=tr.money(amount))
 
 
+#: The money rows' words by who settles (``Reconciliation.channel``): a card's customer is a cardholder and
+#: the bank settles; a wallet's customer (顾客) is no cardholder and the wallet settles (钱包结算); a run
+#: with both says both.
+MONEY_WORDS = {
+    "card": {"customer": N_("customer charged without a sale"), "settlement": N_("bank settlement"),
+             "agree": N_("Nobody lost money: the terminal and the bank agree on every sale."),
+             "agree_despite": N_("Nobody lost money: despite {n} timeout(s), the terminal and the bank agree on "
+                                 "every sale."),
+             "nothing": N_("Nothing to do: the slips, the terminal's list and the bank statement agree."),
+             "check": N_("Check the slip and the terminal's transaction list against the bank statement "
+                         "(reconciliation).")},
+    "wallet": {"customer": N_("customer's wallet charged without a sale"), "settlement": N_("wallet settlement"),
+               "agree": N_("Nobody lost money: the terminal and the wallet agree on every payment."),
+               "agree_despite": N_("Nobody lost money: despite {n} timeout(s), the terminal and the wallet agree "
+                                   "on every payment."),
+               "nothing": N_("Nothing to do: the terminal's list and the wallet's bill agree."),
+               "check": N_("Check the terminal's transaction list against the wallet's bill (reconciliation).")},
+}
+MONEY_WORDS["both"] = {**MONEY_WORDS["card"], "customer": N_("customers (card or wallet) charged without a sale"),
+                       "settlement": N_("bank and wallet settlement")}
+
+
+def channel(result: RunResult) -> str:
+    """Who settles the run's payments: "card" (the bank), "wallet" or "both"; from the reconciliation
+    when there is one, else from the trace's payments (a run with no wallet payment is a card run)."""
+    if result.reconciliation is not None:
+        return result.reconciliation.channel
+    events = [r.event for r in result.trace.records]
+    wallets = any(isinstance(e, ev.WalletPaymentRequested) for e in events)
+    cards = any(isinstance(e, ev.PaymentRequested) for e in events)
+    return "both" if cards and wallets else "wallet" if wallets else "card"
+
+
+def money_words(result: RunResult) -> dict[str, str]:
+    """The catalogue entries naming the customer and the settlement of this run (:data:`MONEY_WORDS`)."""
+    return MONEY_WORDS[channel(result)]
+
+
 def _money(result: RunResult, tr: Tr) -> list[tuple[str, str]]:
     v = result.verdict
-    rows = [(tr("customer charged without a sale"), tr.money(v.customer_loss)),
+    words = money_words(result)
+    rows = [(tr(words["customer"]), tr.money(v.customer_loss)),
             (tr("merchant's goods given away"), tr.money(v.merchant_loss))]
     rec = result.reconciliation
     if rec is not None:
         rows += [(tr("terminal batch (approved sales)"), tr("{count} sale(s), {amount}", count=rec.batch_count,
                                                             amount=tr.money(rec.batch_total))),
-                 (tr("bank settlement"), tr("{count} debit(s), {amount}", count=rec.settled_count,
-                                            amount=tr.money(rec.settled_total))),
+                 (tr(words["settlement"]), tr("{count} debit(s), {amount}", count=rec.settled_count,
+                                              amount=tr.money(rec.settled_total))),
                  (tr("difference"), tr.money(rec.settled_total - rec.batch_total))]
     return rows
 
@@ -178,13 +216,13 @@ def _actions(result: RunResult, tr: Tr, found: list[Case]) -> list[str]:
     c = result.verdict.counts
     if result.verdict.settled and not escalated(result):
         card_reversed = any(isinstance(r.event, ev.ReversalAcknowledged) for r in result.trace.records)
-        return [tr("Nothing to do: the slips, the terminal's list and the bank statement agree."),
+        return [tr(money_words(result)["nothing"]),
                 *([tr("The automatic reversal (冲正) gave the money back; the customer's statement may show the "
                       "charge and its reversal side by side.")] if c["reversed"] and card_reversed else []),
                 *_counter_guidance(result, tr),
                 *([_limit_advice(tr)] if limit_refusals(result) else []),
                 *([_line_advice(tr)] if _switched(result) else [])]
-    out = [tr("Check the slip and the terminal's transaction list against the bank statement (reconciliation).")]
+    out = [tr(money_words(result)["check"])]
     if _switched(result):
         out.append(_line_advice(tr))
     out.extend(_contact(case, tr) for case in found[:3])
@@ -229,8 +267,12 @@ def _counter_guidance(result: RunResult, tr: Tr) -> list[str]:
     cancel (撤销) refunded: look before asking again, and say when the money comes back."""
     records = result.trace.records
     providers = {r.event.order: r.event.provider for r in records if isinstance(r.event, ev.WalletPaymentRequested)}
-    unsure = [r.event for r in records if isinstance(r.event, ev.WalletOutcome) and r.event.status != "approved"]
     refunded = [r.event for r in records if isinstance(r.event, ev.WalletRefunded)]
+    refunding = [r.event for r in records if isinstance(r.event, ev.WalletRefundInstead)
+                 and r.event.order not in {e.order for e in refunded}]
+    given_back = {e.order for e in refunded} | {e.order for e in refunding}
+    unsure = [r.event for r in records if isinstance(r.event, ev.WalletOutcome) and r.event.status != "approved"
+              and r.event.order not in given_back]
     out: list[str] = []
     if unsure:
         out.append(tr("At the counter: the till said {screen}. Before asking the customer to pay again, look order "
@@ -243,6 +285,9 @@ def _counter_guidance(result: RunResult, tr: Tr) -> list[str]:
         out.append(tr("The wallet gave {amount} back for order {order} ({how}): "
                       "tell the customer the refund goes back the way they paid; {rule}.",
                       amount=tr.money(e.amount), order=e.order, how=how, rule=tr(rule) if rule else "-"))
+    out.extend(tr("Refund under way: the cancel (撤销) of order {order} came too late, so the terminal refunds it "
+                  "(退款) by its order number; the money goes back to the customer once the wallet confirms. "
+                  "Never charge the customer again for it.", order=e.order) for e in refunding[:3])
     return out
 
 #: The host's answers to a sale past the card's limits (CUP codes): amount, number of sales.

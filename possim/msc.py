@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from possim.i18n import Tr
 from possim.protocol import events as ev
-from possim.timeline import is_wallet, lost_at_host, mti_name
+from possim.timeline import is_wallet, lost_at_host, mti_name, refund_acknowledged
 from possim.timeline import row as timeline_row
 
 TERMINAL, NETWORK, HOST, WALLET = "terminal", "network", "host", "wallet"
@@ -101,12 +101,14 @@ def build(records: Iterable[ev.Stamped], tr: Tr = _EN) -> Sequence:
     entries = list(records)
     hidden = lost_at_host(entries)
     sent: Counter[tuple[str, str]] = Counter()  # per (direction, MTI), as the fault layer counts
+    refunding: set[str] = set()  # orders whose too-late cancel became a refund (退款)
     for index, stamped in enumerate(entries):
         e = stamped.event
+        refund = refund_acknowledged(e, refunding)
         if isinstance(e, ev.TimerStarted):
             timer_start = (max(0, len(seq.steps) - 1), stamped.t)
             continue
-        row = None if index in hidden else timeline_row(stamped, tr)  # one row per console timeline row
+        row = None if index in hidden else timeline_row(stamped, tr, refund)  # one row per console timeline row
         if row is None:
             continue
         t, term, net, host = row

@@ -374,6 +374,8 @@ def _wallet_gateway(e: ev.Event, tr: Tr) -> str | None:
                       sub_code=e.sub_code)
         case ev.WalletAnswered() if e.code == "20000":
             return None
+        case ev.WalletAnswered() if e.mti == "QR_REFUND_RESP" and e.state == "REVOKED":
+            return tr("wallet answers: refunded")
         case ev.WalletAnswered():
             return tr("wallet answers: {state}", state=trade_state(e.state, tr))
     return None
@@ -390,9 +392,23 @@ def lost_at_host(records: Sequence[ev.Stamped]) -> set[int]:
     return lost
 
 
-def row(stamped: ev.Stamped, tr: Tr = _EN) -> Row | None:
-    """The timeline row of one trace entry, or None when the event is not worth a row."""
+def refund_acknowledged(e: ev.Event, refunding: set[str]) -> bool:
+    """Whether ``e`` acknowledges a refund (退款) rather than a cancel (撤销): the gateway refused this
+    order's cancel as too late (``WalletRefundInstead``, noted in ``refunding`` as the trace is read in
+    order) and the terminal refunded it instead, so the acknowledgement that follows is the refund's."""
+    if isinstance(e, ev.WalletRefundInstead):
+        refunding.add(e.order)
+    return isinstance(e, ev.WalletCancelAcknowledged) and e.order in refunding
+
+
+def row(stamped: ev.Stamped, tr: Tr = _EN, refund: bool = False) -> Row | None:
+    """The timeline row of one trace entry, or None when the event is not worth a row.
+
+    ``refund``: the entry acknowledges a refund that replaced a cancel (:func:`refund_acknowledged`)."""
     e = stamped.event
+    if refund and isinstance(e, ev.WalletCancelAcknowledged):
+        return (stamped.t, tr("refund (退款) acknowledged: {action}",
+                              action=tr(CANCEL_ACTIONS.get(e.action, e.action))), "", "")
     where = ev.lane(e)
     if where == "host":
         cell = _host(e, tr)
@@ -407,7 +423,13 @@ def row(stamped: ev.Stamped, tr: Tr = _EN) -> Row | None:
 def rows(records: Iterable[ev.Stamped], tr: Tr = _EN) -> list[Row]:
     entries = list(records)
     hidden = lost_at_host(entries)
-    return [r for i, s in enumerate(entries) if i not in hidden and (r := row(s, tr)) is not None]
+    refunding: set[str] = set()
+    out = []
+    for i, stamped in enumerate(entries):
+        refund = refund_acknowledged(stamped.event, refunding)
+        if i not in hidden and (r := row(stamped, tr, refund)) is not None:
+            out.append(r)
+    return out
 
 
 #: One moment at the counter of a wallet payment: run time, what the till shows, what the customer's phone shows.
@@ -425,10 +447,7 @@ def counter(records: Iterable[ev.Stamped], tr: Tr = _EN) -> list[CounterRow]:
     out: list[CounterRow] = []
     for stamped in records:
         e = stamped.event
-        if isinstance(e, ev.WalletRefundInstead):
-            refunding.add(e.order)
-        order, now_till, now_phone = _counter_change(
-            e, tr, isinstance(e, ev.WalletCancelAcknowledged) and e.order in refunding)
+        order, now_till, now_phone = _counter_change(e, tr, refund_acknowledged(e, refunding))
         if order is None:
             continue
         if now_till is not None:

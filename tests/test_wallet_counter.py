@@ -5,13 +5,16 @@ merchant's statement and in the reconciliation. Real runs, real SQLite ledgers a
 from __future__ import annotations
 
 import csv
+import html
 import io
+import re
 import sqlite3
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from possim.cli import main
+from possim.cli import cli, main
 from possim.console import measure, wallet_only
 from possim.fees import FeeSchedule
 from possim.i18n import Tr
@@ -61,8 +64,9 @@ def test_a_wallet_lesson_says_cancel_never_the_card_reversal() -> None:
     zh_measures = [measure(k, Tr("zh"), True) for k in ("reversed", "pending_reversals")]
     assert all("撤销" in m and "冲正" not in m for m in zh_measures)
     en = point(race, Tr("en", "156"))
-    assert any("Before asking the customer to pay again" in a and "merchant app" in a for a in en.actions)
     assert any("Alipay's rule" in a and "(a cancel, 撤销)" in a for a in en.actions)
+    unsure = point(simulate(load(SCENARIOS / "qr-cancel-race.toml"), "none"), Tr("en", "156"))
+    assert any("Before asking the customer to pay again" in a and "merchant app" in a for a in unsure.actions)
 
 
 def test_the_statement_lists_the_wallets_charge_and_reconcile_names_it(tmp_path: Path) -> None:
@@ -183,3 +187,83 @@ def test_a_wallet_end_of_day_in_chinese_says_order_number_customer_and_wallet_se
     card = views["response-lost"]
     assert "流水号" in card and "持卡人" in card and "银行结算" in card and "订单号" not in card
     assert "流水号/订单号" in views["card-failed-then-qr"] and "银行与钱包结算" in views["card-failed-then-qr"]
+
+
+def _cli(*args: str) -> str:
+    """``possim ARGS`` through click's runner, 200 columns wide: its output (exit 0 or 1, never an error)."""
+    result = CliRunner().invoke(cli, list(args), env={"COLUMNS": "200"})
+    assert result.exit_code in (0, 1), result.output
+    return result.output
+
+
+def _page(path: Path) -> str:
+    """What a person reads on an HTML page: no scripts, styles or tags."""
+    page = re.sub(r"<(script|style)\b.*?</\1>", " ", path.read_text(encoding="utf-8"), flags=re.S)
+    return html.unescape(re.sub(r"<[^>]+>", " ", page))
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_a_cancel_that_became_a_refund_is_a_refund_in_the_timeline_and_the_chart(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lang: str) -> None:
+    """qr-cancel-after-midnight under the cancel: the gateway refused the cancel as too late and the terminal
+    refunded the order, so the terminal's last row (console timeline and the report's chart) and the wallet's
+    answer say refund (退款); a cancel that refunded a paid order in time (qr-cancel-race) stays a cancel."""
+    monkeypatch.chdir(tmp_path)
+    said = {"zh": ("退款已确认：货款退回顾客钱包", "钱包应答：已退款", "撤销已确认"),  # noqa: RUF001
+            "en": ("refund (退款) acknowledged: the payment goes back to the wallet", "wallet answers: refunded",
+                   "cancel acknowledged")}[lang]
+    refund, answer, cancel = said
+    out = _cli("run", "qr-cancel-after-midnight", "--policy", "reversal", "--lang", lang, "--report", "r.html")
+    timeline = out.split("qr-cancel-after-midnight - ")[1]
+    assert refund in timeline and answer in timeline and cancel not in timeline
+    chart = _page(tmp_path / "r.html")
+    assert refund in chart and cancel not in chart
+    race = _cli("run", "qr-cancel-race", "--policy", "reversal", "--lang", lang)
+    assert cancel in race and refund not in race
+
+
+def test_after_a_refund_the_advice_says_the_money_comes_back_not_to_look_the_order_up() -> None:
+    """The till said the payment was not confirmed, but the order was then refunded: the cashier is told the
+    money is on its way back (the wallet's rule), never to look the order up before charging again. Without
+    recovery nothing was given back, and looking the order up is still the advice."""
+    scenario = load(SCENARIOS / "qr-cancel-after-midnight.toml")
+    for lang, look_up, back in (("zh", "请顾客重新付款之前", "告诉顾客退款按原支付方式退回"),
+                                ("en", "Before asking the customer to pay again",
+                                 "tell the customer the refund goes back the way they paid")):
+        refunded = point(simulate(scenario, "reversal"), Tr(lang, "156")).actions
+        assert not [a for a in refunded if look_up in a]
+        assert [a for a in refunded if back in a and "20261125POS00001000001" in a]
+        orphaned = point(simulate(scenario, "none"), Tr(lang, "156")).actions
+        assert [a for a in orphaned if look_up in a] and not [a for a in orphaned if back in a]
+
+
+#: Card words a wallet payment's views never use, and the wallet's words they use instead (zh, then en).
+CARD_WORDS = {"zh": ("持卡人", "银行结算", "流水号", "签购单", "银行对账单"),
+              "en": ("bank settlement", "stan ", "STAN", "the slips", "bank statement")}
+WALLET_WORDS = {"zh": ("顾客被扣款但交易未成功", "钱包结算", "顾客损失"),
+                "en": ("customer's wallet charged without a sale", "wallet settlement", "customer loss (wallet")}
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_a_wallet_run_speaks_of_customer_wallet_settlement_and_order_number(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lang: str) -> None:
+    """Every qr-* scenario under every policy: the lesson's money, the measures, the findings and the HTML
+    report say customer (顾客), wallet settlement (钱包结算) and order number (订单号), never cardholder,
+    bank settlement or STAN (流水号); a card run (response-lost) keeps the card's words."""
+    monkeypatch.chdir(tmp_path)
+    for path in sorted(SCENARIOS.glob("qr-*.toml")):
+        for policy in ("none", "reversal", "query", "query-then-reversal"):
+            out = _cli("run", path.stem, "--policy", policy, "--lang", lang, "--report", "r.html")
+            views = {"run": out, "report": _page(tmp_path / "r.html")}
+            for view, text in views.items():
+                assert [w for w in CARD_WORDS[lang] if w in text] == [], (path.stem, policy, view)
+                assert [w for w in WALLET_WORDS[lang] if w not in text] == [], (path.stem, policy, view)
+    orphan = _cli("run", "qr-user-paying-timeout", "--policy", "none", "--lang", lang, "--report", "r.html")
+    order = "订单号 2026" if lang == "zh" else "order no. 2026"
+    assert order in orphan.split("钱包单边账" if lang == "zh" else "finding: orphaned wallet charge")[-1]
+    assert order in _page(tmp_path / "r.html")
+    card = _cli("run", "response-lost", "--policy", "none", "--lang", lang, "--report", "r.html")
+    card_words = {"zh": ("持卡人", "银行结算", "流水号"), "en": ("customer charged without a sale", "bank settlement",
+                                                              "stan 000001")}[lang]
+    assert [w for w in card_words if w not in card] == []
+    assert [w for w in card_words[:2] if w not in _page(tmp_path / "r.html")] == []
