@@ -274,9 +274,13 @@ class StatementCheck:
     matched: int = 0
     differences: list[Difference] = field(default_factory=list)
     adjustment_words: list[Words] = field(default_factory=list)
+    #: Wallet charges the terminal already gave back after the statement's cut-off (kind ``refund_under_way``):
+    #: expected, explained by the records, taken back on a later statement; listed, never a difference.
+    under_way: list[Difference] = field(default_factory=list)
 
     @property
     def agrees(self) -> bool:
+        """No unexplained difference: a refund under way is expected and does not count."""
         return not self.differences
 
     @property
@@ -292,6 +296,12 @@ class StatementCheck:
         for number, d in enumerate(self.differences, start=1):
             out += [f"{number}. {say(d.what_words, tr)}",
                     "   " + say((N_("what to do: {remedy}"), {"remedy": d.remedy_words}), tr)]
+        if self.under_way:
+            out.append(say(_count(len(self.under_way), N_("expected, not a difference: {n} refund under way"),
+                                  N_("expected, not a difference: {n} refunds under way")), tr))
+        for d in self.under_way:
+            out += [f"- {say(d.what_words, tr)}",
+                    "   " + say((N_("what to do: {remedy}"), {"remedy": d.remedy_words}), tr)]
         out += [say((N_("adjustment: {what}"), {"what": a}), tr) for a in self.adjustment_words]
         out.append(say((N_("statement and records agree") if self.agrees
                         else N_("statement and records DISAGREE"), {}), tr))
@@ -299,10 +309,13 @@ class StatementCheck:
 
     def as_dict(self) -> dict[str, Any]:
         return {"agrees": self.agrees, "days": [str(d) for d in self.days], "matched": self.matched,
-                "adjustments": self.adjustments,
-                "differences": [{"kind": d.kind, "terminal": d.tid, "rrn": d.rrn, "statement": str(d.statement_amount),
-                                 "merchant": str(d.merchant_amount), "what": d.what, "remedy": d.remedy}
-                                for d in self.differences]}
+                "adjustments": self.adjustments, "differences": [_difference(d) for d in self.differences],
+                "refunds_under_way": [_difference(d) for d in self.under_way]}
+
+
+def _difference(d: Difference) -> dict[str, str]:
+    return {"kind": d.kind, "terminal": d.tid, "rrn": d.rrn, "statement": str(d.statement_amount),
+            "merchant": str(d.merchant_amount), "what": d.what, "remedy": d.remedy}
 
 
 def journal_records(journal: sqlite3.Connection, epoch: datetime = DEFAULT_EPOCH) -> list[MerchantRecord]:
@@ -365,7 +378,8 @@ def check_statement(lines: list[StatementLine], records: list[MerchantRecord],
     for line in (line for line in lines if line.is_sale):
         record = _match(line, unmatched)
         if record is None:
-            check.differences.append(_charged_without_sale(line, others))
+            found = _charged_without_sale(line, others)
+            (check.under_way if found.kind == "refund_under_way" else check.differences).append(found)
             continue
         unmatched.remove(record)
         difference = _compare(line, record)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import json
 import re
 import sqlite3
 from pathlib import Path
@@ -132,17 +133,19 @@ def _check(capsys: pytest.CaptureFixture[str], journal: Path, statement: Path, l
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_a_cancel_after_midnight_is_a_refund_under_way_with_nothing_to_do(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], lang: str) -> None:
-    """The sale's day settles 38.50 the terminal already refunded after the cut-off: the check says the
-    refund is under way and shows on the next day's statement, never to cancel, refund or hand over goods;
-    the next day's statement carries the -38.50 adjustment and agrees."""
+    """The sale's day settles 38.50 the terminal already refunded after the cut-off: the check lists the
+    refund as under way, expected and no difference (exit 0), showing on the next day's statement, never
+    to cancel, refund or hand over goods; the next day's statement carries the -38.50 adjustment and agrees."""
     journal, first, second = _two_days(tmp_path, capsys, lang)
-    out = _check(capsys, journal, first, lang, agrees=False)
+    out = _check(capsys, journal, first, lang, agrees=True)
     if lang == "zh":
+        assert "预期之中，不算差异：1 笔退款在途" in out and "0 处差异" in out and "对账单与记录相符" in out  # noqa: RUF001
         assert "退款已在途" in out and "无需处理" in out and "“已退款”" in out and "订单号（商户订单号）" in out  # noqa: RUF001
         assert "2026-11-26 的对账单会把这笔退款列为调整 -38.50" in out
         for wrong in ("已冲正", "凭证号", "参考号", "交付商品", "撤销或退款", "持卡人"):
             assert wrong not in out, wrong
     else:
+        assert "expected, not a difference: 1 refund under way" in out and "0 differences" in out
         assert "Refund under way" in out and "nothing to do" in out and "as refunded" in out
         assert "The statement of 2026-11-26 shows the refund as an adjustment of -38.50" in out
         for wrong in ("reversed", "voucher no.", "RRN", "Hand over the goods", "cancel (撤销) or refund the order"):
@@ -187,6 +190,27 @@ def test_a_wallet_end_of_day_in_chinese_says_order_number_customer_and_wallet_se
     card = views["response-lost"]
     assert "流水号" in card and "持卡人" in card and "银行结算" in card and "订单号" not in card
     assert "流水号/订单号" in views["card-failed-then-qr"] and "银行与钱包结算" in views["card-failed-then-qr"]
+
+
+def test_reconcile_json_keeps_a_refund_under_way_apart_and_a_real_difference_still_fails(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--json``: the refund under way is listed apart and the day agrees; a wallet charge the till showed as
+    failed and nobody gave back (qr-user-paying-timeout, no recovery) is a difference and exits 1."""
+    journal, first, _ = _two_days(tmp_path, capsys, "en")
+    code, out, err = possim(capsys, "reconcile", str(journal), "--statement", str(first), "--json")
+    assert code == 0, err
+    check = json.loads(out)
+    assert check["agrees"] and check["differences"] == []
+    assert [(d["kind"], d["statement"]) for d in check["refunds_under_way"]] == [("refund_under_way", "38.50")]
+    orphan_journal, orphan_csv = tmp_path / "orphan-J.db", tmp_path / "orphan.csv"
+    code, _, err = possim(capsys, "statement", "qr-user-paying-timeout", "--policy", "none", "--journal-out",
+                          str(orphan_journal), "--out", str(orphan_csv))
+    assert code == 0, err
+    code, out, err = possim(capsys, "reconcile", str(orphan_journal), "--statement", str(orphan_csv), "--json")
+    assert code == 1, err
+    check = json.loads(out)
+    assert not check["agrees"] and check["refunds_under_way"] == []
+    assert [d["kind"] for d in check["differences"]] == ["charged_without_sale"]
 
 
 def _cli(*args: str) -> str:
