@@ -10,6 +10,7 @@ import io
 import json
 import re
 import sqlite3
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from possim.fees import FeeSchedule
 from possim.i18n import Tr
 from possim.lesson import point
 from possim.reconcile import check_statement, journal_records, reconcile
-from possim.scenario import load
+from possim.scenario import from_dict, load
 from possim.simulation import simulate
 from possim.statement import build, business_days
 from possim.timeline import counter
@@ -291,3 +292,20 @@ def test_a_wallet_run_speaks_of_customer_wallet_settlement_and_order_number(
                                                               "stan 000001")}[lang]
     assert [w for w in card_words if w not in card] == []
     assert [w for w in card_words[:2] if w not in _page(tmp_path / "r.html")] == []
+
+
+def test_a_refund_still_owed_after_a_too_late_cancel_is_said_to_be_under_way() -> None:
+    """qr-cancel-after-midnight with every refund (QR_REFUND) lost on its way to the gateway: the terminal
+    still owes the refund, so the advice says it is under way and never to charge again, not to look the
+    order up before asking the customer to pay again."""
+    with (SCENARIOS / "qr-cancel-after-midnight.toml").open("rb") as f:
+        data = tomllib.load(f)
+    data.pop("expect")
+    data["faults"] = [{"action": "drop", "direction": "to_host", "mti": "QR_REFUND", "nth": n} for n in range(1, 30)]
+    result = simulate(from_dict(data), "reversal")
+    assert result.verdict.counts["pending_reversals"] == 1
+    for lang, under_way, look_up in (("zh", "退款在途：订单 2026", "请顾客重新付款之前"),  # noqa: RUF001
+                                     ("en", "Refund under way: the cancel (撤销) of order 2026",
+                                      "Before asking the customer to pay again")):
+        actions = point(result, Tr(lang, "156")).actions
+        assert [a for a in actions if under_way in a] and not [a for a in actions if look_up in a]
