@@ -28,7 +28,6 @@ import pytest
 
 from tests.layout import geometry
 from tests.procs import POSSIM, Proc, wait_for
-from tests.test_report import CHROME_ARGS, CHROMIUM
 
 VIEWPORTS = ((1366, 768), (1024, 768))
 READY = re.compile(r"^possim lab: serving (http://127\.0\.0\.1:\d+/)$")
@@ -70,16 +69,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Proc]]:
     finally:
         code = proc.stop()  # SIGTERM: uvicorn shuts down, then ends by the signal it was sent
     assert code == -signal.SIGTERM, proc.tail()
-
-
-@pytest.fixture(scope="module")
-def browser():  # type: ignore[no-untyped-def]
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS, headless=True)
-        yield b
-        b.close()
 
 
 def _open(browser, url: str, size: tuple[int, int] = VIEWPORTS[0]):  # type: ignore[no-untyped-def]
