@@ -198,6 +198,9 @@ def test_two_policies_side_by_side_step_through_and_presentation(lab, browser, t
     _act(page, lambda: page.select_option("#policy-b", "query"))
     assert page.locator("#runs .run-col").count() == 2
     assert not _good(page, 0) and _good(page, 1)
+    story = page.locator("p.story")  # one scenario: its description once, above both policies' columns
+    assert story.count() == 1 and page.locator("#story p.story").count() == 1, story.all_text_contents()
+    assert story.is_visible() and story.text_content().strip()
     assert ("0600", "arrived") in _arrows(page, 1) and all(m != "0600" for m, _ in _arrows(page, 0))
 
     _click_arrow(page, "0210", "delay", col=1)  # one edit re-runs both policies
@@ -217,7 +220,7 @@ def test_two_policies_side_by_side_step_through_and_presentation(lab, browser, t
 
     page.keyboard.press("p")
     assert "present" in page.evaluate("document.body.className")
-    assert page.locator(".toolbar").is_hidden()
+    assert page.locator(".toolbar").is_hidden() and story.is_hidden()
     assert caption.text_content().startswith("step 1 of ")
     assert float(page.locator("#col-0 .headline").evaluate("e => parseFloat(getComputedStyle(e).fontSize)")) >= 28
     page.keyboard.press("ArrowRight")

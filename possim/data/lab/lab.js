@@ -67,6 +67,7 @@
     } else {
       list.textContent = words.none;
     }
+    $('story').innerHTML = data.story;  // the scenario's description, once for every policy shown
     var runs = $('runs');
     runs.innerHTML = '';
     steppers = [];
@@ -82,7 +83,7 @@
       col.className = 'run-col';
       col.id = 'col-' + i;
       col.setAttribute('data-policy', r.policy);
-      col.innerHTML = '<h2 class="policy"></h2>' + r.point + r.story + r.chart +
+      col.innerHTML = '<h2 class="policy"></h2>' + r.point + r.chart +
         '<div class="more"><h2 class="h-verdict"></h2><div class="verdict">' + r.verdict + '</div>' +
         '<h2 class="h-ledger"></h2>' + r.ledger + '<h2 class="h-recon"></h2><div class="recon">' +
         r.reconciliation + '</div></div>';
