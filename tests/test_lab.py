@@ -236,6 +236,36 @@ def test_two_policies_side_by_side_step_through_and_presentation(lab, browser, t
     page.close()
 
 
+def _chart_type(page) -> float:  # type: ignore[no-untyped-def]
+    """The height on screen of the chart's tallest label line (its type size as the reader sees it)."""
+    return float(page.evaluate("() => Math.max(...[...document.querySelectorAll('#col-0 svg.msc tspan')]"
+                               ".map(t => t.getBoundingClientRect().height))"))
+
+
+def test_presentation_mode_shows_the_chart_in_larger_type(lab, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """One policy already fills the width: presentation crops the chart to its labels, so its type grows."""
+    url, _ = lab
+    page, errors = _open(browser, url)
+    _act(page, lambda: page.select_option("#scenario", "response-lost"))
+    _act(page, lambda: page.select_option("#policy-a", "none"))
+    view = page.locator("#col-0 svg.msc").get_attribute("viewBox")
+    for width, height in VIEWPORTS:
+        page.set_viewport_size({"width": width, "height": height})
+        before = _chart_type(page)
+        page.keyboard.press("p")
+        page.keyboard.press("End")  # every step shown, the current one in bold: the widest the labels get
+        assert _chart_type(page) > before * 1.03, (width, before, _chart_type(page))
+        page.keyboard.press("Escape")
+        assert page.locator("#col-0 svg.msc").get_attribute("viewBox") == view
+    page.keyboard.press("p")
+    for width, height in VIEWPORTS:  # larger, and still nothing overlapping or cut
+        page.set_viewport_size({"width": width, "height": height})
+        g = geometry(page)
+        assert g["count"] > 20 and g["overlapCount"] == 0 and g["cut"] == [], (width, g)
+    assert errors == []
+    page.close()
+
+
 def test_the_edited_case_saves_as_a_scenario_possim_runs_and_as_the_report(lab, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     url, _ = lab
     page, errors = _open(browser, url)
