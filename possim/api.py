@@ -27,31 +27,46 @@ __all__ = ["RunResult", "Scenario", "ScenarioError", "ScenarioLike", "Verdict", 
 ScenarioLike = Scenario | str | Path | Mapping[str, Any]
 
 
-def load_scenario(name_or_path: str | Path) -> Scenario:
+def load_scenario(name_or_path: str | Path, *, lang: str | None = None) -> Scenario:
     """A validated scenario from a TOML file, or a shipped one by name (``"response-lost"``).
 
     Use it to run the same scenario several times or under several policies without reading
     the file again. A bad file raises :class:`ScenarioError` whose ``str()`` is one line naming
-    the file, the key and what is wrong (the CLI's exit-2 message).
+    the file, the key and what is wrong (the CLI's exit-2 message). ``lang`` sets the scenario
+    in its audience's market as ``possim run --lang`` does (``"zh"``: yuan and UnionPay test
+    cards unless the file pins them; docs/glossary.md, "Market"); the default is
+    ``$POSSIM_LANG``, else English, which keeps the scenario as written.
     """
     from possim.scenario import load
 
-    return load(name_or_path)
+    return load(name_or_path).in_market(_lang(lang))
 
 
-def _scenario(scenario: ScenarioLike) -> Scenario:
+def _lang(lang: str | None) -> str:
+    """``lang``, else ``$POSSIM_LANG``, else English, as the command line's ``--lang``; an unknown one is a
+    :class:`ScenarioError` (one line) before anything runs."""
+    from possim.i18n import LanguageError, resolve
+
+    try:
+        return resolve(lang)
+    except LanguageError as exc:
+        raise ScenarioError(str(exc)) from None
+
+
+def _scenario(scenario: ScenarioLike, lang: str | None) -> Scenario:
+    """Any scenario the API takes, set in ``lang``'s market (one already set in a market keeps it)."""
     if isinstance(scenario, Scenario):
-        return scenario
+        return scenario.in_market(_lang(lang))
     if isinstance(scenario, Mapping):
         from possim.scenario import from_dict
 
-        return from_dict(dict(scenario))
-    return load_scenario(scenario)
+        return from_dict(dict(scenario)).in_market(_lang(lang))
+    return load_scenario(scenario, lang=lang)
 
 
 def simulate(scenario: ScenarioLike, policy: str | None = None, *, seed: int | None = None,
              rng: random.Random | None = None, journal_path: str | Path | None = None,
-             ledger_path: str | Path | None = None) -> RunResult:
+             ledger_path: str | Path | None = None, lang: str | None = None) -> RunResult:
     """Run one terminal through ``scenario`` under ``policy`` in virtual time and judge it.
 
     Why: a 30-second timeout scenario runs in milliseconds and repeats byte for byte, so a test
@@ -60,28 +75,31 @@ def simulate(scenario: ScenarioLike, policy: str | None = None, *, seed: int | N
     :func:`schedules`; ``policy`` defaults to the scenario's. ``seed`` replaces the scenario's
     seed; ``rng`` replaces the random source altogether (pass Hypothesis's ``st.randoms()`` so
     random link faults shrink). ``journal_path`` and ``ledger_path`` keep the run's SQLite files,
-    which :func:`check` judges again.
+    which :func:`check` judges again. ``lang`` (default ``$POSSIM_LANG``, else English) sets the
+    scenario in its market as :func:`load_scenario` does: under ``"zh"`` the terminal sends CNY (156)
+    and UnionPay test cards.
     """
     from possim.scenario import check_policy
     from possim.simulation import simulate as run
 
     if policy is not None:
         check_policy(policy)
-    return run(_scenario(scenario), policy, seed, None, ledger_path, journal_path, rng)
+    return run(_scenario(scenario, lang), policy, seed, None, ledger_path, journal_path, rng)
 
 
-def compare(scenario: ScenarioLike, policies: Iterable[str] = POLICIES, *, seed: int | None = None) -> dict[
-        str, RunResult]:
+def compare(scenario: ScenarioLike, policies: Iterable[str] = POLICIES, *, seed: int | None = None,
+            lang: str | None = None) -> dict[str, RunResult]:
     """The same scenario, with the same faults, under each policy: ``{policy: result}``.
 
     Use it to show that a recovery policy fixes what ``none`` breaks (``possim compare`` as data).
-    An unknown policy raises :class:`ScenarioError` before anything runs.
+    An unknown policy or language raises :class:`ScenarioError` before anything runs; ``lang`` sets
+    the market as in :func:`simulate`.
     """
     from possim.scenario import check_policy
 
     names = [check_policy(p) for p in policies]
-    sc = _scenario(scenario)
-    return {name: simulate(sc, name, seed=seed) for name in names}
+    sc = _scenario(scenario, lang)
+    return {name: simulate(sc, name, seed=seed, lang=lang) for name in names}
 
 
 def check(journal_paths: str | Path | Iterable[str | Path], ledger_paths: str | Path | Iterable[str | Path], *,

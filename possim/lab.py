@@ -190,7 +190,7 @@ def run(case: Case) -> dict[str, Any]:
                 "reconciliation": tr("Reconciliation")}
     common = {"rules": rules(edited_raw(case)), "headings": headings, "edits": [describe(e, tr) for e in case.edits]}
     if sc.is_fleet:  # many terminals: the fleet's own page (possim.fleet_view), every policy in it
-        return {"runs": [], "fleet": _fleet_page(sc, case), **common}
+        return {"runs": [], "story": "", "fleet": _fleet_page(sc, case), **common}
     runs = []
     for i, policy in enumerate(case.policies):
         result = simulate(sc, policy)
@@ -198,7 +198,9 @@ def run(case: Case) -> dict[str, Any]:
                      transport=tr.transport(result.transport))
         runs.append({"policy": policy, "heading": heading,
                      **asdict(parts(result, case.lang, i, compared=len(case.policies) > 1))})
-    return {"runs": runs, **common}
+    # one scenario, one description: shown once above the runs, not repeated in every policy's column
+    description = runs[0]["story"] if runs else ""
+    return {"runs": [{k: v for k, v in r.items() if k != "story"} for r in runs], "story": description, **common}
 
 
 def _fleet_page(sc: Scenario, case: Case) -> str:
@@ -263,7 +265,7 @@ def page(lang: str) -> str:
             f"<p class='help'>{e(help_text)}</p><p id='error' role='alert' hidden></p>"
             f"<div id='edits' class='edits'><b>{e(tr('Edits'))}</b> <span id='edit-list'>"
             f"{e(tr('none yet'))}</span></div>"
-            "<main id='runs' class='runs'></main><div id='menu' class='menu' hidden></div>"
+            "<div id='story'></div><main id='runs' class='runs'></main><div id='menu' class='menu' hidden></div>"
             f"<script type='application/json' id='lab-words'>{_json(words)}</script>"
             "<script src='/static/lab.js'></script></body></html>")
 

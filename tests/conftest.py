@@ -85,3 +85,18 @@ async def connect(broker: Broker) -> AsyncIterator[Connect]:
     finally:
         for ep in reversed(made):
             await ep.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for a module's tests (tests/layout.py, ``chromium``); each opens its own pages."""
+    from tests.layout import chromium
+
+    with chromium() as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def page(browser: Any) -> Any:
+    """One page of the module's Chromium, for tests that load file after file into the same tab."""
+    return browser.new_page()

@@ -1,8 +1,31 @@
-"""Page geometry checks for the HTML report, run inside the page with its own layout numbers."""
+"""Page geometry checks for the HTML report, run inside the page with its own layout numbers, and the
+headless Chromium every browser test opens its pages in (``chromium``; the ``browser`` and ``page``
+fixtures of tests/conftest.py)."""
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+#: The Chromium ``make chromium`` installs, and switches that keep it from reaching the network.
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROME_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync"]
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """A headless Chromium (a playwright ``Browser``) for the block; closed, with its pages, on the way out."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 #: Every text box on the page (one per line of HTML text, one per SVG text element), then the
 #: pairs that overlap and the labels cut off by their box. Hidden elements have no boxes.

@@ -96,3 +96,32 @@ def test_a_saved_schedule_loads_as_the_scenario_it_printed(schedule: dict[str, o
         assert saved.read_text(encoding="utf-8") in repr(schedule)  # the file is what a failure prints
         from_file = possim.simulate(possim.load_scenario(saved), "reversal")
     assert from_file.verdict.summary() == possim.simulate(schedule, "reversal").verdict.summary()
+
+
+def _sent(result: possim.RunResult) -> list[tuple[str | None, str | None]]:
+    """(currency, card) of every 0200 the host received, decoded from the bytes it was handed."""
+    from possim.protocol import codec
+    from possim.protocol import events as ev
+
+    return [(m.currency, m.pan) for m in (codec.decode(bytes.fromhex(s.event.data)) for s in result.trace.records
+                                          if isinstance(s.event, ev.MsgReceived) and s.event.side == "host"
+                                          and s.event.mti == "0200" and s.event.data)]
+
+
+def test_lang_sets_the_market_as_possim_run_lang_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chinese: yuan and UnionPay test cards on the wire, whether ``lang`` is given or ``POSSIM_LANG`` says it."""
+    yuan = [("156", "6212345678901232")]
+    monkeypatch.delenv("POSSIM_LANG", raising=False)
+    assert _sent(possim.simulate("response-lost", "none")) == [("978", "4000000000000002")]
+    assert _sent(possim.simulate("response-lost", "none", lang="zh")) == yuan
+    assert possim.load_scenario("response-lost", lang="zh").model.terminal.currency == "156"
+    schedule = {"title": "one sale", "description": "d", "transactions": [{"amount": "25.00"}]}
+    assert _sent(possim.simulate(schedule, lang="zh")) == yuan
+    monkeypatch.setenv("POSSIM_LANG", "zh_CN.UTF-8")
+    assert _sent(possim.simulate(possim.load_scenario("response-lost"), "none")) == yuan
+    assert {p: _sent(r) for p, r in possim.compare("response-lost", ["none", "reversal"]).items()} == {
+        "none": yuan, "reversal": yuan}
+    assert _sent(possim.simulate("response-lost", "none", lang="en")) == [("978", "4000000000000002")]
+    with pytest.raises(ScenarioError, match="unknown language 'fr'") as caught:
+        possim.simulate("response-lost", lang="fr")
+    assert "\n" not in str(caught.value)

@@ -11,7 +11,6 @@ import pytest
 
 from tests.layout import geometry
 from tests.test_cli import possim
-from tests.test_report import CHROME_ARGS, CHROMIUM
 
 #: Per chart: its kind and the text of its axis titles, read in the page.
 CHARTS_JS = """
@@ -21,17 +20,6 @@ CHARTS_JS = """
   axes: Array.from(svg.querySelectorAll('text.axis-title')).map(t => t.textContent.trim()).filter(Boolean),
   ticks: svg.querySelectorAll('text.tick').length}))
 """
-
-
-@pytest.fixture(scope="module")
-def page():  # type: ignore[no-untyped-def]
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS, headless=True)
-        tab = browser.new_page()
-        yield tab
-        browser.close()
 
 
 def _check(page: Any, report: Path, kinds: set[str]) -> list[dict[str, Any]]:

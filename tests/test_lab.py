@@ -28,7 +28,6 @@ import pytest
 
 from tests.layout import geometry
 from tests.procs import POSSIM, Proc, wait_for
-from tests.test_report import CHROME_ARGS, CHROMIUM
 
 VIEWPORTS = ((1366, 768), (1024, 768))
 READY = re.compile(r"^possim lab: serving (http://127\.0\.0\.1:\d+/)$")
@@ -70,16 +69,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Proc]]:
     finally:
         code = proc.stop()  # SIGTERM: uvicorn shuts down, then ends by the signal it was sent
     assert code == -signal.SIGTERM, proc.tail()
-
-
-@pytest.fixture(scope="module")
-def browser():  # type: ignore[no-untyped-def]
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS, headless=True)
-        yield b
-        b.close()
 
 
 def _open(browser, url: str, size: tuple[int, int] = VIEWPORTS[0]):  # type: ignore[no-untyped-def]
@@ -209,6 +198,9 @@ def test_two_policies_side_by_side_step_through_and_presentation(lab, browser, t
     _act(page, lambda: page.select_option("#policy-b", "query"))
     assert page.locator("#runs .run-col").count() == 2
     assert not _good(page, 0) and _good(page, 1)
+    story = page.locator("p.story")  # one scenario: its description once, above both policies' columns
+    assert story.count() == 1 and page.locator("#story p.story").count() == 1, story.all_text_contents()
+    assert story.is_visible() and story.text_content().strip()
     assert ("0600", "arrived") in _arrows(page, 1) and all(m != "0600" for m, _ in _arrows(page, 0))
 
     _click_arrow(page, "0210", "delay", col=1)  # one edit re-runs both policies
@@ -228,7 +220,7 @@ def test_two_policies_side_by_side_step_through_and_presentation(lab, browser, t
 
     page.keyboard.press("p")
     assert "present" in page.evaluate("document.body.className")
-    assert page.locator(".toolbar").is_hidden()
+    assert page.locator(".toolbar").is_hidden() and story.is_hidden()
     assert caption.text_content().startswith("step 1 of ")
     assert float(page.locator("#col-0 .headline").evaluate("e => parseFloat(getComputedStyle(e).fontSize)")) >= 28
     page.keyboard.press("ArrowRight")
@@ -240,6 +232,36 @@ def test_two_policies_side_by_side_step_through_and_presentation(lab, browser, t
     assert page.locator("#runs iframe.fleet").count() == 1 and page.locator("#runs .run-col").count() == 0
     fleet = page.frame_locator("#runs iframe.fleet")
     assert "query" in fleet.locator("body").text_content()
+    assert errors == []
+    page.close()
+
+
+def _chart_type(page) -> float:  # type: ignore[no-untyped-def]
+    """The height on screen of the chart's tallest label line (its type size as the reader sees it)."""
+    return float(page.evaluate("() => Math.max(...[...document.querySelectorAll('#col-0 svg.msc tspan')]"
+                               ".map(t => t.getBoundingClientRect().height))"))
+
+
+def test_presentation_mode_shows_the_chart_in_larger_type(lab, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """One policy already fills the width: presentation crops the chart to its labels, so its type grows."""
+    url, _ = lab
+    page, errors = _open(browser, url)
+    _act(page, lambda: page.select_option("#scenario", "response-lost"))
+    _act(page, lambda: page.select_option("#policy-a", "none"))
+    view = page.locator("#col-0 svg.msc").get_attribute("viewBox")
+    for width, height in VIEWPORTS:
+        page.set_viewport_size({"width": width, "height": height})
+        before = _chart_type(page)
+        page.keyboard.press("p")
+        page.keyboard.press("End")  # every step shown, the current one in bold: the widest the labels get
+        assert _chart_type(page) > before * 1.03, (width, before, _chart_type(page))
+        page.keyboard.press("Escape")
+        assert page.locator("#col-0 svg.msc").get_attribute("viewBox") == view
+    page.keyboard.press("p")
+    for width, height in VIEWPORTS:  # larger, and still nothing overlapping or cut
+        page.set_viewport_size({"width": width, "height": height})
+        g = geometry(page)
+        assert g["count"] > 20 and g["overlapCount"] == 0 and g["cut"] == [], (width, g)
     assert errors == []
     page.close()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from decimal import Decimal
@@ -16,23 +15,10 @@ from possim.simulation import simulate
 from tests.conftest import SCENARIOS
 
 POSSIM = [sys.executable, "-m", "possim"]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROME_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync"]
 
 
 def possim(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*POSSIM, *args], capture_output=True, text=True, timeout=120)
-
-
-@pytest.fixture(scope="module")
-def browser():  # type: ignore[no-untyped-def]
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS, headless=True)
-        yield b
-        b.close()
 
 
 def open_page(browser, path: Path):  # type: ignore[no-untyped-def]

@@ -17,7 +17,6 @@ from possim.scenario import load
 from possim.simulation import simulate
 from tests.conftest import SCENARIOS
 from tests.layout import fold, geometry
-from tests.test_report import CHROME_ARGS, CHROMIUM
 
 VIEWPORTS = ((1366, 768), (1024, 768))
 #: Every shipped scenario; a fleet is judged on its own summary page (possim/fleet_view.py).
@@ -43,17 +42,6 @@ def _has_cjk_font() -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     return bool(out.stdout.strip())
-
-
-@pytest.fixture(scope="module")
-def page():  # type: ignore[no-untyped-def]
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS, headless=True)
-        tab = browser.new_page()
-        yield tab
-        browser.close()
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])

@@ -264,7 +264,8 @@ def acquirer(transport: str, broker_url: str | None, listen_url: str | None, led
 
     shard, shards = inputs.shard(shard_text)
     ring = _load_keys(keys_path)
-    sc = inputs.scaled(inputs.scenario(scenario_path).with_profile(profile), time_scale) if scenario_path else None
+    sc = (inputs.scaled(inputs.scenario(scenario_path).with_profile(profile).in_market(lang), time_scale)
+          if scenario_path else None)  # the market of --lang, as possim run: zh serves yuan and UnionPay cards
     config = sc.host_config() if sc else HostConfig(profile=profile or "iso")
     from possim.keys import host_account
 
@@ -392,7 +393,7 @@ def _drive(scenario: str, transport: str, broker_url: str | None, connect_url: t
 
     if len(connect_url) > 1 and transport != "tcp":
         raise InputError("several --connect addresses (backup lines) need --transport tcp")
-    sc = inputs.scenario(scenario).with_profile(profile)
+    sc = inputs.scenario(scenario).with_profile(profile).in_market(printed[1])  # --lang's market, as possim run
     inputs.tid(tid)
     inputs.writable(journal_path, trace_path)
     if journal_path and Path(journal_path).exists():

@@ -67,6 +67,7 @@
     } else {
       list.textContent = words.none;
     }
+    $('story').innerHTML = data.story;  // the scenario's description, once for every policy shown
     var runs = $('runs');
     runs.innerHTML = '';
     steppers = [];
@@ -82,7 +83,7 @@
       col.className = 'run-col';
       col.id = 'col-' + i;
       col.setAttribute('data-policy', r.policy);
-      col.innerHTML = '<h2 class="policy"></h2>' + r.point + r.story + r.chart +
+      col.innerHTML = '<h2 class="policy"></h2>' + r.point + r.chart +
         '<div class="more"><h2 class="h-verdict"></h2><div class="verdict">' + r.verdict + '</div>' +
         '<h2 class="h-ledger"></h2>' + r.ledger + '<h2 class="h-recon"></h2><div class="recon">' +
         r.reconciliation + '</div></div>';
@@ -103,6 +104,7 @@
         g.addEventListener('click', function (ev) { ev.stopPropagation(); openMenu(g, ev); });
       });
     });
+    if (document.body.classList.contains('present')) { fit(true); }  // a run redrawn while presenting
   }
 
   // Money and verdict rows whose value differs from the previous run of the same column.
@@ -196,8 +198,29 @@
 
   function closeMenu() { $('menu').hidden = true; }
 
+  // Presentation mode: each chart's picture cropped to the text it holds (the row times give way to the
+  // caption's), so the same chart, laid out as the report lays it out, fills the screen in larger type.
+  function fit(on) {
+    document.querySelectorAll('#runs svg.msc').forEach(function (svg) {
+      if (!svg.hasAttribute('data-box')) { svg.setAttribute('data-box', svg.getAttribute('viewBox')); }
+      var box = svg.getAttribute('data-box').split(' ').map(Number);
+      var lo = Infinity, hi = -Infinity;
+      if (on) {
+        svg.classList.add('measure');  // every label bold, as the current step's is: the widest it gets
+        svg.querySelectorAll('text').forEach(function (t) {
+          var b = t.getBBox();
+          if (b.width && getComputedStyle(t).display !== 'none') { lo = Math.min(lo, b.x); hi = Math.max(hi, b.x + b.width); }
+        });
+        svg.classList.remove('measure');
+      }
+      var view = hi > lo ? [lo - 6, box[1], hi - lo + 12, box[3]] : box;
+      svg.setAttribute('viewBox', view.join(' '));
+    });
+  }
+
   function present(on) {
     document.body.classList.toggle('present', on);
+    fit(on);
     if (on) { stepAll('first'); }
   }
 
