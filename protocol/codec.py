@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 import iso8583
 from iso8583.specs import default_ascii
 
-from possim.protocol import fast8583
+from possim.protocol import fast8583, fastcodec
 from possim.protocol import mti as M
 from possim.protocol.errors import ProtocolError
 from possim.protocol.mac import MAC_LEN, MacKey
@@ -113,7 +113,7 @@ def encode(msg: Message, key: MacKey | None = None, dialect: str = "iso") -> byt
     """
     if dialect != "iso":  # dialect hook: other wire formats live in protocol.dialects
         return _dialect(dialect).encode(msg, key)
-    text = _encode_fast(msg, key is not None)
+    text = fastcodec.encode_text(msg, key is not None) or _encode_fast(msg, key is not None)
     if text is None:
         return _encode_reference(msg, key)
     if key is None:
@@ -294,7 +294,7 @@ def _unpack_oracle(data: bytes) -> dict[str, str]:
 
 
 def _decode(data: bytes) -> tuple[Message, str | None]:
-    return _decode_fast(data) or _message(fast8583.unpack(data) or _unpack_oracle(data))
+    return fastcodec.decode_text(data) or _decode_fast(data) or _message(fast8583.unpack(data) or _unpack_oracle(data))
 
 
 def _message(doc: Mapping[str, str]) -> tuple[Message, str | None]:
