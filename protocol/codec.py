@@ -4,10 +4,11 @@ What travels on every link, in memory, over MQTT or TCP, is exactly these bytes.
 frame that pyiso8583 cannot parse, or whose fields break possim's rules, raises
 ``ProtocolError`` and nothing else.
 
-Two paths, one result: a one-pass fast path (``_encode_fast``/``_decode_fast``, Message <->
-text for possim's own shapes) and the reference (fields checked one by one, packed by
-``protocol.fast8583`` or pyiso8583). The fast path steps aside on anything unusual, so the
-reference alone decides every error; property tests hold the two (and pyiso8583) together.
+Three paths, one result: the fixed layouts of the shapes possim sends (``protocol.fastcodec``),
+a one-pass path (``_encode_fast``/``_decode_fast``, Message <-> text for any of possim's
+fields) and the reference (fields checked one by one, packed by ``protocol.fast8583`` or
+pyiso8583). The first two step aside on anything unusual, so the reference alone decides
+every error; property tests hold the three (and pyiso8583) together.
 
 Message authentication (``protocol.mac``). ``encode(msg, key)`` adds a MAC; ``decode(data,
 keys)`` verifies it. Without a key both behave exactly as they always did (same bytes, a
