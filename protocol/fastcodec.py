@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from operator import attrgetter, is_not, itemgetter
+from operator import attrgetter
 
 from possim.protocol import mti as M
 from possim.protocol.messages import Message, OriginalData
@@ -45,10 +45,9 @@ _FIELD: dict[str, tuple[int, int, int, int, str]] = {
     "original": (90, 0, 42, 42, r"\d"),
 }
 _ATTRS = tuple(_FIELD)
-#: What the codec's ISO encoding reads of a message, in field order; the last two (batch totals,
-#: field 60) have no layout here, so a message carrying either goes to the codec's other paths.
-_GET = attrgetter("mti", *_ATTRS, "batch_totals", "life")
-_NONES = (None,) * (len(_ATTRS) + 3)
+#: Attributes the codec's ISO encoding reads that no layout carries (settlement totals, field 60):
+#: a message with either goes to the codec's other paths.
+_NO_LAYOUT = ("batch_totals", "life")
 
 _REQUEST = ("pan", "processing_code", "amount", "transmission", "stan", "local_time", "local_date",
             "tid", "mid", "currency")
@@ -56,19 +55,22 @@ _ADVICE = ("pan", "processing_code", "amount", "transmission", "stan", "rrn", "a
            "currency", "original")
 _REVERSAL = ("pan", "processing_code", "amount", "transmission", "stan", "tid", "mid", "currency", "original")
 _SIGN_ON = ("transmission", "stan", "tid", "mid", "currency")
-#: The shapes possim's terminals and hosts send under ``iso``: each with and without a MAC, any MTI
-#: of ``mti.KNOWN``. Each has at most one variable-length field, so its layout is fixed by that length.
-SHAPES: tuple[frozenset[str], ...] = tuple(frozenset(s) for s in (
-    _REQUEST,                                                   # 0100, 0200
-    (*_REQUEST, "response_code"),                               # 0110, 0210 declined
-    (*_REQUEST, "rrn", "auth_code", "response_code"),           # 0110, 0210 approved
-    _ADVICE,                                                    # 0220, 0221
-    (*_ADVICE, "response_code"),                                # 0230
-    _REVERSAL,                                                  # 0400, 0401
-    (*_REVERSAL, "response_code"),                              # 0410
-    _SIGN_ON,                                                   # 0800
-    (*_SIGN_ON, "response_code", "status"),                     # 0810
+#: The shapes possim's terminals and hosts send under ``iso`` and the MTIs they send each under,
+#: with and without a MAC. Each has at most one variable-length field, so its layout is fixed by
+#: that length. A frame of a shape decodes here under any MTI of ``mti.KNOWN``.
+SENT: tuple[tuple[tuple[str, ...], frozenset[str]], ...] = tuple((mtis, frozenset(s)) for mtis, s in (
+    (("0110", "0210"), (*_REQUEST, "rrn", "auth_code", "response_code")),  # approved, tried first
+    (("0110", "0210"), (*_REQUEST, "response_code")),
+    (("0100", "0200"), _REQUEST),
+    (("0220", "0221"), _ADVICE),
+    (("0230",), (*_ADVICE, "response_code")),
+    (("0400", "0401"), _REVERSAL),
+    (("0410",), (*_REVERSAL, "response_code")),
+    (("0800",), _SIGN_ON),
+    (("0810",), (*_SIGN_ON, "response_code", "status")),
 ))
+SHAPES: tuple[frozenset[str], ...] = tuple(dict.fromkeys(shape for _, shape in SENT))
+assert all(M.KNOWN.issuperset(mtis) for mtis, _ in SENT)
 _MAC_CHARS = 16
 _AMOUNT_LIMIT = 10**12
 _ORIGINAL_PAD = "0" * 22
@@ -80,7 +82,9 @@ class _Layout:
     """One shape, with or without a MAC: everything about its frames that does not vary."""
 
     attrs: tuple[str, ...]          # the message attributes carried, in field order
-    take: Callable[[tuple[object, ...]], tuple[object, ...]]  # ``_GET``'s values -> those attributes'
+    present: Callable[[Message], tuple[object, ...]]  # those attributes' values
+    absent: Callable[[Message], tuple[object, ...]]   # every other attribute's: all ``None`` for this shape
+    nones: tuple[None, ...]
     head: str                       # the bitmap(s) as the frame carries them
     lengths: frozenset[tuple[int, ...]]  # every valid tuple of the fields' lengths
     body: re.Pattern[str]           # the fields' text (length prefix included), checked in one match
@@ -115,24 +119,20 @@ def _layout(shape: frozenset[str], mac: bool) -> _Layout:
         if digits:
             var, prefix = i, digits
             body.append(rf"\d{{{digits}}}")
-            groups.append(rf"(\d{{{digits}}})")
+            groups.append(rf"(?P<_len>\d{{{digits}}})")
         body.append(chars + size)
-        groups.append(f"({chars}{size})")
+        groups.append(f"(?P<{attr}>{chars}{size})")
         spans.append(range(low, high + 1))
-    mac_group = f"(.{{{_MAC_CHARS}}})" if mac else ""
+    mac_group = f"(?P<_tag>.{{{_MAC_CHARS}}})" if mac else ""
+    others = (*(a for a in _ATTRS if a not in shape), *_NO_LAYOUT)
     return _Layout(
-        attrs=attrs, take=_taker(attrs), head=head,
+        attrs=attrs, present=attrgetter(*attrs), absent=attrgetter(*others), nones=(None,) * len(others), head=head,
         lengths=frozenset(_combinations(spans)),
         body=re.compile("".join(body), re.ASCII),
-        frame=re.compile(rf"(\d{{4}}){head}{''.join(groups)}{mac_group}", re.ASCII | re.DOTALL),
+        frame=re.compile(rf"(?P<mti>\d{{4}}){head}{''.join(groups)}{mac_group}", re.ASCII | re.DOTALL),
         amount=attrs.index("amount") if "amount" in attrs else -1,
         original=attrs.index("original") if "original" in attrs else -1,
         var=var, prefix=prefix, mac=mac)
-
-
-def _taker(attrs: tuple[str, ...]) -> Callable[[tuple[object, ...]], tuple[object, ...]]:
-    """Every shape carries several fields, so ``itemgetter`` gives a tuple."""
-    return itemgetter(*(1 + _ATTRS.index(a) for a in attrs))
 
 
 def _combinations(spans: list[range]) -> list[tuple[int, ...]]:
@@ -142,28 +142,33 @@ def _combinations(spans: list[range]) -> list[tuple[int, ...]]:
     return out
 
 
-def _key(shape: frozenset[str]) -> tuple[bool, ...]:
-    """The shape as ``_GET``'s values' presence flags (MTI always present, batch totals and life absent)."""
-    return (True, *(a in shape for a in _ATTRS), False, False)
-
-
-_LAYOUTS = [_layout(shape, mac) for shape in SHAPES for mac in (False, True)]
-#: (presence flags, MAC or not) -> layout, for encoding.
-_BY_SHAPE = {(_key(frozenset(lay.attrs)), lay.mac): lay for lay in _LAYOUTS}
+_LAYOUTS = {(shape, mac): _layout(shape, mac) for shape in SHAPES for mac in (False, True)}
+#: (MTI, MAC or not) -> the layouts of the shapes possim sends under that MTI, for encoding.
+_BY_MTI: dict[tuple[str, bool], list[_Layout]] = {}
+for _mtis, _shape in SENT:
+    for _mti in _mtis:
+        for _mac in (False, True):
+            _BY_MTI.setdefault((_mti, _mac), []).append(_LAYOUTS[_shape, _mac])
 #: The 16 characters after the MTI -> layouts that start so (a secondary bitmap follows some), for decoding.
 _BY_BITMAP: dict[str, list[_Layout]] = {}
-for _lay in _LAYOUTS:
+for _lay in _LAYOUTS.values():
     _BY_BITMAP.setdefault(_lay.head[:16], []).append(_lay)
 
 
 def encode_text(msg: Message, mac: bool) -> str | None:
     """The frame's text (MAC field flagged, left out), or ``None`` when it is not a known shape with good values."""
-    values = _GET(msg)
-    layout = _BY_SHAPE.get((tuple(map(is_not, values, _NONES)), mac))
-    mti = values[0]
-    if layout is None or type(mti) is not str or mti not in M.KNOWN:
+    mti = msg.mti
+    if type(mti) is not str:
         return None
-    parts = list(layout.take(values))
+    for layout in _BY_MTI.get((mti, mac), ()):  # a shape's fields may all be in another's: each decides
+        if layout.absent(msg) == layout.nones:
+            text = _encode(layout, mti, list(layout.present(msg)))
+            if text is not None:
+                return text
+    return None
+
+
+def _encode(layout: _Layout, mti: str, parts: list[object]) -> str | None:
     if layout.amount >= 0:
         amount = parts[layout.amount]
         if type(amount) is not int or not 0 <= amount < _AMOUNT_LIMIT:
@@ -194,22 +199,20 @@ def decode_text(data: bytes) -> tuple[Message, str | None] | None:
     for layout in _BY_BITMAP.get(text[4:20], ()):
         found = layout.frame.fullmatch(text)
         if found is not None:
-            return _message(layout, found.groups())
+            return _message(layout, found)
     return None
 
 
-def _message(layout: _Layout, groups: tuple[str, ...]) -> tuple[Message, str | None] | None:
-    mti = groups[0]
-    if mti not in M.KNOWN:
+def _message(layout: _Layout, found: re.Match[str]) -> tuple[Message, str | None] | None:
+    values: dict[str, object] = found.groupdict()
+    tag: str | None = values.pop("_tag", None)  # type: ignore[assignment]
+    if layout.var >= 0 and int(values.pop("_len")) != len(values[layout.attrs[layout.var]]):  # type: ignore[call-overload, arg-type]
         return None
-    fields = list(groups[1:])
-    tag = fields.pop() if layout.mac else None
-    if layout.var >= 0 and int(fields.pop(layout.var)) != len(fields[layout.var]):
+    if values["mti"] not in M.KNOWN:
         return None
-    values: dict[str, object] = dict(zip(layout.attrs, fields, strict=True))
     if layout.amount >= 0:
-        values["amount"] = int(fields[layout.amount])
+        values["amount"] = int(values["amount"])  # type: ignore[call-overload]
     if layout.original >= 0:
-        raw = fields[layout.original]
+        raw: str = values["original"]  # type: ignore[assignment]
         values["original"] = OriginalData(mti=raw[:4], stan=raw[4:10], transmission=raw[10:20])
-    return Message(mti=mti, **values), tag  # type: ignore[arg-type]
+    return Message(**values), tag  # type: ignore[arg-type]
