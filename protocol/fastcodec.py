@@ -5,11 +5,13 @@ path (``protocol.codec._encode_fast``/``_decode_fast``) walks every possible fie
 each one on its own and builds the bitmap bit by bit. possim sends few shapes (which fields
 a frame carries: a purchase request, its answer, a reversal, an advice, a sign-on, ...), so
 each shape's layout is laid down once: its bitmap text, its fields' lengths and one regular
-expression for the characters of all its fields. Encoding a known shape is one lookup, one
-length check, one join and one match; decoding is one lookup and one match.
+expression for the characters of all its fields. Encoding looks the layouts up by MTI, takes
+the one whose empty attributes are empty, then does one length check, one join and one match;
+decoding looks the layout up by bitmap and does one match.
 
 The codec tries this first and falls back to its one-pass path and then its reference for
-anything else (``None`` here): a shape not in ``SHAPES``, a field 60 or batch totals, a value
+anything else (``None`` here): a shape not in ``SENT`` under its MTI (encoding) or not in
+``SHAPES`` (decoding), a field 60 or batch totals, a value
 of the wrong type, length or characters, non-ASCII text, a lower-case bitmap. So the bytes,
 the messages and every error's wording stay those of the reference; ``tests/test_fastcodec.py``
 checks that against the reference path and pyiso8583 on generated values of every shape.
