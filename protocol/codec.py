@@ -4,10 +4,11 @@ What travels on every link, in memory, over MQTT or TCP, is exactly these bytes.
 frame that pyiso8583 cannot parse, or whose fields break possim's rules, raises
 ``ProtocolError`` and nothing else.
 
-Two paths, one result: a one-pass fast path (``_encode_fast``/``_decode_fast``, Message <->
-text for possim's own shapes) and the reference (fields checked one by one, packed by
-``protocol.fast8583`` or pyiso8583). The fast path steps aside on anything unusual, so the
-reference alone decides every error; property tests hold the two (and pyiso8583) together.
+Three paths, one result: the fixed layouts of the shapes possim sends (``protocol.fastcodec``),
+a one-pass path (``_encode_fast``/``_decode_fast``, Message <-> text for any of possim's
+fields) and the reference (fields checked one by one, packed by ``protocol.fast8583`` or
+pyiso8583). The first two step aside on anything unusual, so the reference alone decides
+every error; property tests hold the three (and pyiso8583) together.
 
 Message authentication (``protocol.mac``). ``encode(msg, key)`` adds a MAC; ``decode(data,
 keys)`` verifies it. Without a key both behave exactly as they always did (same bytes, a
@@ -39,7 +40,7 @@ from typing import TYPE_CHECKING
 import iso8583
 from iso8583.specs import default_ascii
 
-from possim.protocol import fast8583
+from possim.protocol import fast8583, fastcodec
 from possim.protocol import mti as M
 from possim.protocol.errors import ProtocolError
 from possim.protocol.mac import MAC_LEN, MacKey
@@ -113,7 +114,7 @@ def encode(msg: Message, key: MacKey | None = None, dialect: str = "iso") -> byt
     """
     if dialect != "iso":  # dialect hook: other wire formats live in protocol.dialects
         return _dialect(dialect).encode(msg, key)
-    text = _encode_fast(msg, key is not None)
+    text = fastcodec.encode_text(msg, key is not None) or _encode_fast(msg, key is not None)
     if text is None:
         return _encode_reference(msg, key)
     if key is None:
@@ -294,7 +295,7 @@ def _unpack_oracle(data: bytes) -> dict[str, str]:
 
 
 def _decode(data: bytes) -> tuple[Message, str | None]:
-    return _decode_fast(data) or _message(fast8583.unpack(data) or _unpack_oracle(data))
+    return fastcodec.decode_text(data) or _decode_fast(data) or _message(fast8583.unpack(data) or _unpack_oracle(data))
 
 
 def _message(doc: Mapping[str, str]) -> tuple[Message, str | None]:
