@@ -82,6 +82,14 @@ class Tr:
             Tr.missing.add((self.lang, msgid))
         return text.format(**values) if values else text
 
+    def plural(self, singular: str, plural: str, n: int, /, **values: object) -> str:
+        """``singular`` or ``plural`` by ``n`` (gettext's ``ngettext``: Chinese has one form for every count);
+        ``n`` is among the values as ``{n}`` unless the caller names it otherwise."""
+        text = self._cat.ngettext(singular, plural, n)
+        if text in (singular, plural) and self.lang != "en":
+            Tr.missing.add((self.lang, singular))
+        return text.format(**({"n": n} | values))
+
     def money(self, amount: int | str | Decimal) -> str:
         """2500, '25.00' or Decimal('25.00') -> '¥25.00' (156, Chinese), '€1,025.00' (978): ``money.format_money``."""
         return format_money(amount, self.currency, self.lang)

@@ -62,6 +62,11 @@ LABELS = {"date_time": N_("date and time"), "terminal": N_("terminal id"), "batc
           "adjustments": N_("adjustments"), "description": N_("description")}
 #: The wallets a wallet line's ``card`` column names, as people call them (catalogue entries).
 WALLET_NAMES = {"alipay": N_("Alipay"), "wechat": N_("WeChat Pay")}
+#: The console's line of totals, singular and plural by the number of sales (``Tr.plural``: ngettext).
+SUMMARY = (N_("statement of {day} (issued {issued}): {sales} sale {amount}, fees {fees}, adjustments "
+              "{adjustments}, net {net}"),
+           N_("statement of {day} (issued {issued}): {sales} sales {amount}, fees {fees}, adjustments "
+              "{adjustments}, net {net}"))
 #: The batch number (批次号) of a run's sales: a run is one business day, the terminal's first batch.
 BATCH = "000001"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -127,12 +132,14 @@ class Statement:
 
     def summary(self, tr: Callable[..., str] | None = None) -> str:
         """One line of totals for the console, in ``tr``'s language (an ``i18n.Tr``; English without one)."""
-        text = N_("statement of {day} (issued {issued}): {sales} sales {amount}, fees {fees}, adjustments "
-                  "{adjustments}, net {net}")
+        one, many = SUMMARY
         money: Callable[[Decimal], object] = tr.money if isinstance(tr, Tr) else (lambda x: x)
         values = {"day": self.day, "issued": self.day + timedelta(days=1), "sales": len(self.sales),
                   "amount": money(self.total("amount")), "fees": money(self.total("fee")),
                   "adjustments": money(self.total("adjustments")), "net": money(self.total("net"))}
+        if isinstance(tr, Tr):
+            return tr.plural(one, many, len(self.sales), **values)
+        text = one if len(self.sales) == 1 else many  # English: "1 sale", "0 sales", "2 sales"
         return tr(text, **values) if tr is not None else text.format(**values)
 
     def as_dict(self) -> dict[str, Any]:

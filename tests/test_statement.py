@@ -162,3 +162,16 @@ def test_bad_input_is_one_line_and_changes_no_ledger(tmp_path: Path, capsys: pyt
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
     assert Path(ledger).read_bytes() == before
+
+
+def test_the_summary_says_sale_for_one_and_sales_otherwise(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The console's line of totals counts in English words (ngettext), in Chinese with the one form 笔交易."""
+    ledger = str(tmp_path / "L.db")
+    code, _, err = possim(capsys, "statement", "qr-user-paying-timeout", "--policy", "none", "--ledger-out", ledger,
+                          "--out", str(tmp_path / "day1.csv"))
+    assert code == 0 and ": 1 sale CN¥25.00," in err and "1 sales" not in err
+    code, _, err = possim(capsys, "statement", "statement-mismatch", "--out", str(tmp_path / "mismatch.csv"))
+    assert code == 0 and ": 2 sales €1,250.00," in err
+    code, _, err = possim(capsys, "statement", "qr-user-paying-timeout", "--policy", "none", "--lang", "zh",
+                          "--out", str(tmp_path / "zh.csv"))
+    assert code == 0 and "1 笔交易 ¥25.00" in err and "sale" not in err
