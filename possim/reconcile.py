@@ -32,6 +32,7 @@ from possim.statement import (
     ZERO,
     StatementError,
     StatementLine,
+    line_error,
     moment,
     parse_money,
     read_rows,
@@ -346,7 +347,7 @@ def slip_records(path: str | Path) -> list[MerchantRecord]:
             amount = parse_money(row["amount"])
             records.append(MerchantRecord(row["terminal"], row["rrn"], row["auth_code"], amount, at))
         except ValueError as exc:
-            raise StatementError(f"{path}: line {number}: {exc}") from None
+            raise StatementError(line_error(path, number, exc)) from None
     return records
 
 

@@ -316,7 +316,7 @@ def read(path: str | Path) -> list[StatementLine]:
                                        fee, net, adjustments, row.get("description", ""), row.get("voucher", ""),
                                        row.get("batch", "")))
         except ValueError as exc:
-            raise StatementError(f"{path}: line {number}: {exc}") from None
+            raise StatementError(line_error(path, number, exc)) from None
     return lines
 
 
@@ -325,14 +325,31 @@ def read_rows(path: str | Path, required: tuple[str, ...]) -> list[dict[str, str
     try:
         text = Path(path).read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
-        raise StatementError(f"{path}: not a text file") from None
+        raise StatementError(Said(N_("{path}: not a text file"), path=str(path))) from None
     reader = csv.DictReader(io.StringIO(text))
     header = [_CODES.get(name.strip(), name.strip()) for name in reader.fieldnames or []]
     missing = [name for name in required if name not in header]
     if missing:
-        raise StatementError(f"{path}: not a CSV with the columns {', '.join(required)} (missing {', '.join(missing)})")
+        raise StatementError(Said(N_("{path}: not a CSV with the columns {columns} (missing {missing})"),
+                                  path=str(path), columns=_Columns(required), missing=_Columns(missing)))
     reader.fieldnames = header
     return [{k: (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+
+
+class _Columns(Said):
+    """Column codes as English names them (``date_time, rrn``); another language says each by its
+    statement label with the code beside it (``交易时间 (date_time)、参考号 (rrn)``)."""
+
+    codes: tuple[str, ...]
+
+    def __new__(cls, codes: Iterable[str]) -> _Columns:
+        names = tuple(codes)
+        self = str.__new__(cls, ", ".join(names))
+        self.template, self.values, self.words, self.codes = ", ".join(names), {}, frozenset(), names
+        return self
+
+    def say(self, tr: Callable[..., str]) -> str:
+        return "、".join(f"{tr(LABELS[c])} ({c})" if c in LABELS else c for c in self.codes)
 
 
 def _chinese_codes() -> dict[str, str]:
@@ -351,14 +368,21 @@ def _card(text: str) -> str:
     return _WALLET_CODES.get(text, text)
 
 
+def line_error(path: str | Path, number: int, exc: ValueError) -> Said:
+    """``FILE: line N: what is wrong`` (the message translatable when ``exc`` carries a ``Said``)."""
+    first = exc.args[0] if len(exc.args) == 1 else None
+    return Said(N_("{path}: line {number}: {error}"), path=str(path), number=number,
+                error=first if isinstance(first, Said) else str(exc))
+
+
 def parse_money(text: str) -> Decimal:
     """'25.00' or '-25.00' -> Decimal, to the cent; ValueError for anything else."""
     try:
         value = Decimal(text.replace(",", ""))
     except InvalidOperation:
-        raise ValueError(f"not an amount: {text!r}") from None
+        raise ValueError(Said(N_("not an amount: {text}"), text=repr(text))) from None
     if not value.is_finite() or value != value.quantize(Decimal("0.01")):
-        raise ValueError(f"not an amount to the cent: {text!r}")
+        raise ValueError(Said(N_("not an amount to the cent: {text}"), text=repr(text)))
     return value.quantize(Decimal("0.01"))
 
 

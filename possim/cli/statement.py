@@ -25,7 +25,7 @@ from possim.acquirer_sim.ledger import Key, Ledger, read_ledger
 from possim.cli import inputs
 from possim.cli import options as opt
 from possim.cli.errors import InputError, as_input_error
-from possim.fees import FeeSchedule
+from possim.fees import FeeSchedule, Said
 from possim.i18n import N_, Tr
 from possim.pos_sim.journal import read_journal
 from possim.protocol.storage import StoreError
@@ -43,7 +43,7 @@ def _day(text: str | None) -> date | None:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise InputError(f"{text!r}: a date is YYYY-MM-DD") from None
+        raise InputError(Said(N_("{text}: a date is YYYY-MM-DD"), text=repr(text))) from None
 
 
 def _merchant(sc: Scenario | None) -> tuple[FeeSchedule, dict[str, str]]:
@@ -108,7 +108,7 @@ def _build(ledger_path: str, wanted: date | None, sc: Scenario | None) -> st.Sta
     try:
         days = st.business_days(conn, epoch)
         if wanted is None and not days:
-            raise InputError(f"{ledger_path}: the ledger booked no money: no statement to write")
+            raise InputError(Said(N_("{path}: the ledger booked no money: no statement to write"), path=ledger_path))
         return st.build(conn, wanted or days[-1], fees, cards, epoch)
     finally:
         conn.close()
@@ -151,12 +151,13 @@ def _cases(ledger: Ledger, keys: tuple[str, ...], rrns: tuple[str, ...]) -> list
     for text in keys:
         parts = tuple(p.strip() for p in text.split(","))
         if len(parts) != 3 or ledger.find((parts[0], parts[1], parts[2])) is None:
-            raise InputError(f"--key {text!r}: no such sale in the ledger (TID,STAN,F7 of the original)")
+            raise InputError(Said(N_("--key {text}: no such sale in the ledger (TID,STAN,F7 of the original)"),
+                                   text=repr(text)))
         cases.append(((parts[0], parts[1], parts[2]), eh.MERCHANT_REQUEST, "merchant"))
     for rrn in rrns:
         key = eh.key_for_rrn(ledger, rrn)
         if key is None:
-            raise InputError(f"--rrn {rrn!r}: no single sale with this RRN in the ledger")
+            raise InputError(Said(N_("--rrn {rrn}: no single sale with this RRN in the ledger"), rrn=repr(rrn)))
         cases.append((key, eh.MERCHANT_REQUEST, "merchant"))
     return cases
 
