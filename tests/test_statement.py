@@ -1,9 +1,11 @@
+# ruff: noqa: RUF001 - Chinese text uses full-width punctuation
 """The merchant's side of the money: T+1 statement, reconciliation against it, the acquirer's error handling."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import sqlite3
 from datetime import date
 from decimal import Decimal
@@ -175,3 +177,30 @@ def test_the_summary_says_sale_for_one_and_sales_otherwise(tmp_path: Path, capsy
     code, _, err = possim(capsys, "statement", "qr-user-paying-timeout", "--policy", "none", "--lang", "zh",
                           "--out", str(tmp_path / "zh.csv"))
     assert code == 0 and "1 笔交易 ¥25.00" in err and "sale" not in err
+
+
+def test_slips_with_chinese_headers_match_by_voucher_and_batch_number(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Slips as a Chinese merchant types them: 终端号, 批次号, 凭证号 (the STAN), 金额, no reference number.
+    The voucher and batch numbers find the statement's line; a voucher the statement lacks does not."""
+    day1 = tmp_path / "day1.csv"
+    assert possim(capsys, "statement", "statement-mismatch", "--lang", "zh", "--out", str(day1))[0] == 0
+    sold, orphan = list(csv.DictReader(io.StringIO(day1.read_text(encoding="utf-8"))))
+    slips = tmp_path / "slips.csv"
+    slips.write_text("终端号,批次号,凭证号,金额\n"
+                     f"{sold['终端号']},{sold['批次号']},{sold['凭证号']},{sold['金额']}\n"
+                     f"{orphan['终端号']},{orphan['批次号']},999999,{orphan['金额']}\n", encoding="utf-8")
+    code, out, err = possim(capsys, "reconcile", str(slips), "--statement", str(day1), "--lang", "zh")
+    assert code == 1, err
+    assert "1 笔交易相符，2 处差异" in out, out
+    code, out, _ = possim(capsys, "reconcile", str(slips), "--statement", str(day1), "--json")
+    assert json.loads(out)["matched"] == 1
+    english = tmp_path / "english.csv"  # the English header names the voucher number stan (or trace) too
+    english.write_text(f"terminal,batch,stan,amount\n{sold['终端号']},{sold['批次号']},{sold['凭证号']},{sold['金额']}\n",
+                       encoding="utf-8")
+    code, out, _ = possim(capsys, "reconcile", str(english), "--statement", str(day1))
+    assert "1 sale agrees" in out
+    nothing = tmp_path / "amounts.csv"
+    nothing.write_text("终端号,金额\nPOS00001,1.00\n", encoding="utf-8")
+    code, _, err = possim(capsys, "reconcile", str(nothing), "--statement", str(day1), "--lang", "zh")
+    assert code == 2 and "凭证号（voucher）" in err and len(err.splitlines()) == 1
