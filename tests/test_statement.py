@@ -204,3 +204,29 @@ def test_slips_with_chinese_headers_match_by_voucher_and_batch_number(tmp_path: 
     nothing.write_text("终端号,金额\nPOS00001,1.00\n", encoding="utf-8")
     code, _, err = possim(capsys, "reconcile", str(nothing), "--statement", str(day1), "--lang", "zh")
     assert code == 2 and "凭证号（voucher）" in err and len(err.splitlines()) == 1
+
+
+def test_a_scenario_with_its_own_start_reconciles_and_is_handled_on_its_own_days(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """start = 2026-12-07: --scenario gives reconcile --statement and acquirer-errors the run's clock, so the
+    journal's sales fall on the statement's day and the error handling runs the next business day."""
+    day = tmp_path / "day.toml"
+    day.write_text('title = "A Monday"\ndescription = "The first answer is lost."\nstart = 2026-12-07T14:03:05\n'
+                   '[[faults]]\naction = "drop"\ndirection = "to_terminal"\nmti = "0210"\nnth = 1\n'
+                   '[[transactions]]\namount = "25.00"\n[[transactions]]\namount = "40.00"\n', encoding="utf-8")
+    ledger, journal, day1, day2 = (str(tmp_path / n) for n in ("L.db", "J.db", "day1.csv", "day2.csv"))
+    assert possim(capsys, "statement", str(day), "--policy", "none", "--ledger-out", ledger, "--journal-out", journal,
+                  "--out", day1)[0] == 0
+    lines = list(csv.DictReader(io.StringIO(Path(day1).read_text(encoding="utf-8"))))
+    assert {r["date_time"][:10] for r in lines} == {"2026-12-07"} and len(lines) == 2
+    code, out, _ = possim(capsys, "reconcile", journal, "--statement", day1, "--scenario", str(day), "--json")
+    check = json.loads(out)
+    assert (code, check["matched"], [d["kind"] for d in check["differences"]]) == (1, 1, ["charged_without_sale"])
+    orphan = check["differences"][0]["rrn"]
+    code, out, _ = possim(capsys, "acquirer-errors", "--ledger", ledger, "--rrn", orphan, "--scenario", str(day))
+    assert code == 0 and "error handling on 2026-12-08" in out and "refunded 25.00" in out
+    assert possim(capsys, "statement", ledger, "--scenario", str(day), "--out", day2)[0] == 0
+    [refund] = list(csv.DictReader(io.StringIO(Path(day2).read_text(encoding="utf-8"))))
+    assert (refund["date_time"], refund["rrn"], refund["adjustments"]) == ("2026-12-08 09:00:00", orphan, "-25.00")
+    code, out, _ = possim(capsys, "reconcile", journal, "--statement", day2, "--scenario", str(day))
+    assert code == 0 and "statement and records agree" in out

@@ -123,26 +123,35 @@ def _build(ledger_path: str, wanted: date | None, sc: Scenario | None) -> st.Sta
 @opt.journal("A terminal journal: its escalated reversals (reversal failed for good) become cases.")
 @click.option("--on", "on_day", metavar="YYYY-MM-DD",
               help="Day of the run, refunds booked at 09:00 (default: the day after the ledger's latest day).")
+@click.option("--scenario", "scenario_name", help="The scenario the ledger was run with: its start is the ledger's "
+              "clock, so days are its business days (default: 2026-11-25 10:00:00, as statement --scenario).")
 @opt.as_json("Print the cases handled as one JSON object.")
 @opt.lang()
 def acquirer_errors_command(ledger_path: str, keys: tuple[str, ...], rrns: tuple[str, ...],
-                            journal_path: str | None, on_day: str | None, as_json: bool, lang: str) -> None:
+                            journal_path: str | None, on_day: str | None, scenario_name: str | None, as_json: bool,
+                            lang: str) -> None:
     """The acquirer's error-handling run (差错处理): refund every escalated case; the day's statement shows it."""
     day = _day(on_day)
+    epoch = _epoch(scenario_name)
     inputs.database(ledger_path, "entries", "ledger")
     escalated = _escalated(journal_path) if journal_path else []
     ledger = Ledger(ledger_path)
     try:
         cases = _cases(ledger, keys, rrns) + [(k, eh.REVERSAL_FAILED, "terminal") for k in escalated]
-        days = st.business_days(ledger.conn)
-        run_day = day or ((days[-1] if days else st.DEFAULT_EPOCH.date()) + timedelta(days=1))
-        now = (datetime.combine(run_day, RUN_AT) - st.DEFAULT_EPOCH).total_seconds()
+        days = st.business_days(ledger.conn, epoch)
+        run_day = day or ((days[-1] if days else epoch.date()) + timedelta(days=1))
+        now = (datetime.combine(run_day, RUN_AT) - epoch).total_seconds()
         for key, reason, source in cases:
             eh.escalate(ledger, now, key, reason, source)
         results = eh.run_error_handling(ledger, now)
     finally:
         ledger.close()
     _report(results, run_day, as_json, Tr(lang))
+
+
+def _epoch(scenario_name: str | None) -> datetime:
+    """The clock of a ledger or journal: time 0 is the start of the scenario it was run with (key ``start``)."""
+    return inputs.scenario(scenario_name).model.start if scenario_name else st.DEFAULT_EPOCH
 
 
 def _cases(ledger: Ledger, keys: tuple[str, ...], rrns: tuple[str, ...]) -> list[tuple[Key, str, str]]:
@@ -201,12 +210,15 @@ def _reason(reason: str, tr: Tr) -> str:
 
 
 def reconcile_with_statement(records_source: str, statement_path: str, day: str | None, as_json: bool,
-                             lang: str = "en") -> None:
-    """``possim reconcile RECORDS --statement FILE``: exit 0 when they agree, 1 when they differ."""
+                             lang: str = "en", scenario_name: str | None = None) -> None:
+    """``possim reconcile RECORDS --statement FILE``: exit 0 when they agree, 1 when they differ.
+
+    A journal's times count from the start of the scenario it was run with (``scenario_name``)."""
     wanted = _day(day)
+    epoch = _epoch(scenario_name)
     with as_input_error(st.StatementError, StoreError):
         lines = st.read(statement_path)
-        records = _records(records_source)
+        records = _records(records_source, epoch)
     check = check_statement(lines, records, [wanted] if wanted else None)
     if as_json:
         click.echo(json.dumps(check.as_dict(), sort_keys=True, ensure_ascii=False))
@@ -216,11 +228,11 @@ def reconcile_with_statement(records_source: str, statement_path: str, day: str 
     sys.exit(0 if check.agrees else 1)
 
 
-def _records(source: str) -> list[MerchantRecord]:
+def _records(source: str, epoch: datetime) -> list[MerchantRecord]:
     if source.endswith(".csv"):
         return slip_records(source)
     conn = read_journal(source)
     try:
-        return journal_records(conn)
+        return journal_records(conn, epoch)
     finally:
         conn.close()
