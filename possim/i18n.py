@@ -34,6 +34,8 @@ POLICY_WORDS = {"none": "no recovery", "reversal": "automatic reversal", "query"
                 "query-then-reversal": "status query, then reversal"}
 #: The policies whose words change for a run of wallet payments only: there the reversal is a cancel (撤销).
 WALLET_POLICY_WORDS = {"reversal": "automatic cancel (撤销)", "query-then-reversal": "status query, then cancel (撤销)"}
+#: The terminal and host profiles (``--profile``) as people call them: the rules each follows.
+PROFILE_WORDS = {"iso": "generic ISO 8583", "cup": "China UnionPay"}
 TRANSPORT_WORDS = {"memory": "in memory (virtual time)", "mqtt": "over MQTT", "tcp": "over TCP"}
 
 
@@ -105,6 +107,10 @@ class Tr:
     def transport(self, name: str) -> str:
         """``memory``, ``mqtt`` or ``tcp`` in the reader's words."""
         return name if self.lang == "en" or name not in TRANSPORT_WORDS else self(TRANSPORT_WORDS[name])
+
+    def profile(self, name: str) -> str:
+        """``iso`` or ``cup`` in the reader's words: the name ``--profile`` takes in English, 中国银联 in Chinese."""
+        return name if self.lang == "en" or name not in PROFILE_WORDS else self(PROFILE_WORDS[name])
 
     @property
     def html_lang(self) -> str:
