@@ -34,6 +34,8 @@ POLICY_WORDS = {"none": "no recovery", "reversal": "automatic reversal", "query"
                 "query-then-reversal": "status query, then reversal"}
 #: The policies whose words change for a run of wallet payments only: there the reversal is a cancel (撤销).
 WALLET_POLICY_WORDS = {"reversal": "automatic cancel (撤销)", "query-then-reversal": "status query, then cancel (撤销)"}
+#: The terminal and host profiles (``--profile``) as people call them: the rules each follows.
+PROFILE_WORDS = {"iso": "generic ISO 8583", "cup": "China UnionPay"}
 TRANSPORT_WORDS = {"memory": "in memory (virtual time)", "mqtt": "over MQTT", "tcp": "over TCP"}
 
 
@@ -82,6 +84,14 @@ class Tr:
             Tr.missing.add((self.lang, msgid))
         return text.format(**values) if values else text
 
+    def plural(self, singular: str, plural: str, n: int, /, **values: object) -> str:
+        """``singular`` or ``plural`` by ``n`` (gettext's ``ngettext``: Chinese has one form for every count);
+        ``n`` is among the values as ``{n}`` unless the caller names it otherwise."""
+        text = self._cat.ngettext(singular, plural, n)
+        if text in (singular, plural) and self.lang != "en":
+            Tr.missing.add((self.lang, singular))
+        return text.format(**({"n": n} | values))
+
     def money(self, amount: int | str | Decimal) -> str:
         """2500, '25.00' or Decimal('25.00') -> '¥25.00' (156, Chinese), '€1,025.00' (978): ``money.format_money``."""
         return format_money(amount, self.currency, self.lang)
@@ -97,6 +107,10 @@ class Tr:
     def transport(self, name: str) -> str:
         """``memory``, ``mqtt`` or ``tcp`` in the reader's words."""
         return name if self.lang == "en" or name not in TRANSPORT_WORDS else self(TRANSPORT_WORDS[name])
+
+    def profile(self, name: str) -> str:
+        """``iso`` or ``cup`` in the reader's words: the name ``--profile`` takes in English, 中国银联 in Chinese."""
+        return name if self.lang == "en" or name not in PROFILE_WORDS else self(PROFILE_WORDS[name])
 
     @property
     def html_lang(self) -> str:

@@ -67,7 +67,6 @@ HOST_GONE = "host at {url} stopped answering (no connection for {seconds} s)"
 #: view prints the name the option takes; MQTT and TCP are the same words in every language). A load
 #: runs in real time over every transport: its memory is not the scenario runner's virtual time.
 TRANSPORT_WORDS = {"memory": N_("in-process memory")}
-PROFILE_WORDS = {"iso": N_("generic ISO 8583"), "cup": N_("China UnionPay")}
 
 
 def said(tr: Tr, words: Mapping[str, str], name: str) -> str:

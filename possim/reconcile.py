@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from possim.checker import QR, Key, ledger_money, wallet_money
-from possim.fees import FeeSchedule
+from possim.fees import FeeSchedule, Said
 from possim.i18n import N_
 from possim.statement import (
     DEFAULT_EPOCH,
@@ -32,6 +32,7 @@ from possim.statement import (
     ZERO,
     StatementError,
     StatementLine,
+    line_error,
     moment,
     parse_money,
     read_rows,
@@ -232,6 +233,7 @@ class MerchantRecord:
     stan: str = ""  # a wallet payment's: its order number
     returned: str = ""  # a wallet payment the terminal cancelled (撤销) or refunded, acknowledged: "cancel" | "refund"
     returned_at: datetime | None = None  # when the wallet acknowledged that cancel or refund
+    batch: str = ""  # a slip's batch number (批次号), when it gives one
 
 
 #: Words to translate: a message id and its values; a value that is itself a ``Words`` is translated too.
@@ -350,16 +352,27 @@ def _returned(status: str, cancel: str, action: str | None, finished: float | No
     return action, moment(finished, epoch) if finished is not None else None
 
 
+#: A slip's columns by other names: the voucher number (凭证号) is the sale's STAN, its trace number.
+SLIP_ALIASES = {"stan": "voucher", "trace": "voucher"}
+
+
 def slip_records(path: str | Path) -> list[MerchantRecord]:
-    """Sales slips as CSV: columns terminal, rrn, auth_code, amount (date_time optional); one slip a row."""
+    """Sales slips as CSV, one slip a row: columns terminal, amount and rrn or voucher (stan, trace);
+    auth_code, batch and date_time optional. Headers in English or as the Chinese statement names them
+    (终端号, 金额, 参考号, 凭证号, 批次号, 授权码, 交易时间)."""
+    rows = [{SLIP_ALIASES.get(k, k): v for k, v in row.items()} for row in read_rows(path, ("terminal", "amount"))]
+    if rows and not ({"rrn", "voucher"} & rows[0].keys()):
+        raise StatementError(Said(N_("{path}: a slip is found by its rrn or its voucher number: give one of "
+                                     "these columns"), path=str(path)))
     records = []
-    for number, row in enumerate(read_rows(path, ("terminal", "rrn", "auth_code", "amount")), start=2):
+    for number, row in enumerate(rows, start=2):
         try:
             at = datetime.strptime(row["date_time"], TIME_FORMAT) if row.get("date_time") else None
             amount = parse_money(row["amount"])
-            records.append(MerchantRecord(row["terminal"], row["rrn"], row["auth_code"], amount, at))
+            records.append(MerchantRecord(row["terminal"], row.get("rrn", ""), row.get("auth_code", ""), amount, at,
+                                          stan=row.get("voucher", ""), batch=row.get("batch", "")))
         except ValueError as exc:
-            raise StatementError(f"{path}: line {number}: {exc}") from None
+            raise StatementError(line_error(path, number, exc)) from None
     return records
 
 
@@ -400,6 +413,10 @@ def _match(line: StatementLine, records: list[MerchantRecord]) -> MerchantRecord
     by_rrn = [r for r in records if r.tid == line.tid and r.rrn and r.rrn == line.rrn]
     if by_rrn:
         return by_rrn[0]
+    by_voucher = [r for r in records if r.tid == line.tid and not r.rrn and r.stan and r.stan == line.voucher
+                  and (not r.batch or not line.batch or r.batch == line.batch)]
+    if by_voucher:
+        return by_voucher[0]
     return next((r for r in records if r.tid == line.tid and not r.rrn and r.auth_code == line.auth_code
                  and r.amount == line.amount), None)
 

@@ -20,7 +20,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from possim.acquirer_sim.config import BehaviourRule, CrashRule, HostConfig, Window
 from possim.alerts import Thresholds
-from possim.fees import Category, FeeSchedule, Instrument, parse_rate
+from possim.fees import Category, FeeSchedule, Instrument, Said, parse_rate
+from possim.i18n import N_
 from possim.money import format_amount, parse_amount
 from possim.pos_sim.config import POLICIES, PROFILE_CARDS, PROFILE_DEFAULTS, PROFILES, TerminalConfig
 from possim.pos_sim.records import Kind
@@ -754,9 +755,9 @@ def load(path: str | Path) -> Scenario:
     except FileNotFoundError:
         raise ScenarioError(shipped.missing(given)) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError(f"{path}: cannot read: {exc}") from None
+        raise ScenarioError(Said(N_("{path}: cannot read: {error}"), path=str(path), error=exc)) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
+        raise ScenarioError(Said(N_("{path}: not valid TOML: {error}"), path=str(path), error=exc)) from None
     return from_dict(raw, path)
 
 

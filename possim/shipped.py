@@ -12,6 +12,9 @@ import difflib
 from importlib.resources import files
 from pathlib import Path
 
+from possim.fees import Said
+from possim.i18n import N_
+
 #: The package that carries the shipped scenario files.
 PACKAGE = "possim.scenarios"
 
@@ -58,10 +61,11 @@ def missing(name_or_path: str | Path) -> str:
     """The one line for a scenario that is neither a file nor a shipped name, with a close match when there is one."""
     text = str(name_or_path)
     if is_name(text):
-        line = f"no such scenario file or shipped scenario {text!r}; `possim list` shows the shipped ones"
+        line = Said(N_("no such scenario file or shipped scenario {name}; `possim list` shows the shipped ones"),
+                    name=repr(text))
         close = difflib.get_close_matches(text, names(), n=1)
     else:
-        line = f"{text}: no such scenario file"
+        line = Said(N_("{path}: no such scenario file"), path=text)
         stem = Path(text).stem
         close = [stem] if stem in names() else difflib.get_close_matches(stem, names(), n=1)
-    return f"{line} (did you mean {close[0]!r}?)" if close else line
+    return Said(N_("{line} (did you mean {name}?)"), line=line, name=repr(close[0])) if close else line

@@ -62,6 +62,11 @@ LABELS = {"date_time": N_("date and time"), "terminal": N_("terminal id"), "batc
           "adjustments": N_("adjustments"), "description": N_("description")}
 #: The wallets a wallet line's ``card`` column names, as people call them (catalogue entries).
 WALLET_NAMES = {"alipay": N_("Alipay"), "wechat": N_("WeChat Pay")}
+#: The console's line of totals, singular and plural by the number of sales (``Tr.plural``: ngettext).
+SUMMARY = (N_("statement of {day} (issued {issued}): {sales} sale {amount}, fees {fees}, adjustments "
+              "{adjustments}, net {net}"),
+           N_("statement of {day} (issued {issued}): {sales} sales {amount}, fees {fees}, adjustments "
+              "{adjustments}, net {net}"))
 #: The batch number (批次号) of a run's sales: a run is one business day, the terminal's first batch.
 BATCH = "000001"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -127,12 +132,14 @@ class Statement:
 
     def summary(self, tr: Callable[..., str] | None = None) -> str:
         """One line of totals for the console, in ``tr``'s language (an ``i18n.Tr``; English without one)."""
-        text = N_("statement of {day} (issued {issued}): {sales} sales {amount}, fees {fees}, adjustments "
-                  "{adjustments}, net {net}")
+        one, many = SUMMARY
         money: Callable[[Decimal], object] = tr.money if isinstance(tr, Tr) else (lambda x: x)
         values = {"day": self.day, "issued": self.day + timedelta(days=1), "sales": len(self.sales),
                   "amount": money(self.total("amount")), "fees": money(self.total("fee")),
                   "adjustments": money(self.total("adjustments")), "net": money(self.total("net"))}
+        if isinstance(tr, Tr):
+            return tr.plural(one, many, len(self.sales), **values)
+        text = one if len(self.sales) == 1 else many  # English: "1 sale", "0 sales", "2 sales"
         return tr(text, **values) if tr is not None else text.format(**values)
 
     def as_dict(self) -> dict[str, Any]:
@@ -309,7 +316,7 @@ def read(path: str | Path) -> list[StatementLine]:
                                        fee, net, adjustments, row.get("description", ""), row.get("voucher", ""),
                                        row.get("batch", "")))
         except ValueError as exc:
-            raise StatementError(f"{path}: line {number}: {exc}") from None
+            raise StatementError(line_error(path, number, exc)) from None
     return lines
 
 
@@ -318,14 +325,31 @@ def read_rows(path: str | Path, required: tuple[str, ...]) -> list[dict[str, str
     try:
         text = Path(path).read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
-        raise StatementError(f"{path}: not a text file") from None
+        raise StatementError(Said(N_("{path}: not a text file"), path=str(path))) from None
     reader = csv.DictReader(io.StringIO(text))
     header = [_CODES.get(name.strip(), name.strip()) for name in reader.fieldnames or []]
     missing = [name for name in required if name not in header]
     if missing:
-        raise StatementError(f"{path}: not a CSV with the columns {', '.join(required)} (missing {', '.join(missing)})")
+        raise StatementError(Said(N_("{path}: not a CSV with the columns {columns} (missing {missing})"),
+                                  path=str(path), columns=_Columns(required), missing=_Columns(missing)))
     reader.fieldnames = header
     return [{k: (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+
+
+class _Columns(Said):
+    """Column codes as English names them (``date_time, rrn``); another language says each by its
+    statement label with the code beside it (``交易时间 (date_time)、参考号 (rrn)``)."""
+
+    codes: tuple[str, ...]
+
+    def __new__(cls, codes: Iterable[str]) -> _Columns:
+        names = tuple(codes)
+        self = str.__new__(cls, ", ".join(names))
+        self.template, self.values, self.words, self.codes = ", ".join(names), {}, frozenset(), names
+        return self
+
+    def say(self, tr: Callable[..., str]) -> str:
+        return "、".join(f"{tr(LABELS[c])} ({c})" if c in LABELS else c for c in self.codes)
 
 
 def _chinese_codes() -> dict[str, str]:
@@ -344,14 +368,21 @@ def _card(text: str) -> str:
     return _WALLET_CODES.get(text, text)
 
 
+def line_error(path: str | Path, number: int, exc: ValueError) -> Said:
+    """``FILE: line N: what is wrong`` (the message translatable when ``exc`` carries a ``Said``)."""
+    first = exc.args[0] if len(exc.args) == 1 else None
+    return Said(N_("{path}: line {number}: {error}"), path=str(path), number=number,
+                error=first if isinstance(first, Said) else str(exc))
+
+
 def parse_money(text: str) -> Decimal:
     """'25.00' or '-25.00' -> Decimal, to the cent; ValueError for anything else."""
     try:
         value = Decimal(text.replace(",", ""))
     except InvalidOperation:
-        raise ValueError(f"not an amount: {text!r}") from None
+        raise ValueError(Said(N_("not an amount: {text}"), text=repr(text))) from None
     if not value.is_finite() or value != value.quantize(Decimal("0.01")):
-        raise ValueError(f"not an amount to the cent: {text!r}")
+        raise ValueError(Said(N_("not an amount to the cent: {text}"), text=repr(text)))
     return value.quantize(Decimal("0.01"))
 
 

@@ -71,6 +71,11 @@ async def test_the_chinese_table_names_the_builtin_terminal_in_chinese() -> None
     done = await run("certify", "--builtin-terminal", "reversal", "--case", "clean-sale-not-reversed", "--lang", "zh")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "内置终端" in done.stdout and "builtin terminal" not in done.stdout, done.stdout
+    assert "规范 通用 ISO 8583" in done.stdout and "profile iso" not in done.stdout, done.stdout
+    assert "自动冲正" in done.stdout and "(reversal)" not in done.stdout, done.stdout
+    cup = await run("certify", "--builtin-terminal", "reversal", "--profile", "cup", "--case",
+                    "clean-sale-not-reversed", "--lang", "zh")
+    assert cup.returncode == 0 and "规范 中国银联" in cup.stdout and "profile cup" not in cup.stdout, cup.stdout
 
 
 @pytest.mark.asyncio

@@ -98,6 +98,7 @@ async def test_without_keys_the_mac_case_is_not_run_and_says_why_in_chinese(tmp_
     assert done.returncode == 0, done.stdout + done.stderr
     assert "未运行" in done.stdout and "--keys" in done.stdout
     assert "通过" in done.stdout and "Traceback" not in done.stderr
+    assert "规范 通用 ISO 8583" in done.stdout and "profile iso" not in done.stdout, done.stdout
 
 
 @pytest.mark.asyncio

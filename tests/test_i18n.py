@@ -34,7 +34,14 @@ def test_compiled_catalogues_match_their_po_sources() -> None:
     for po in pos:
         with po.open("rb") as f:
             catalog = read_po(f)
-        wanted = {m.id: m.string for m in catalog if m.id and m.string and not m.fuzzy}
+        wanted: dict[object, str] = {}
+        for m in catalog:
+            if not (m.id and m.string and not m.fuzzy):
+                continue
+            if m.pluralizable:  # ngettext's entries: keyed (singular, form) as gettext keeps them
+                wanted |= {(m.id[0], form): text for form, text in enumerate(m.string)}
+            else:
+                wanted[m.id] = m.string
         with po.with_suffix(".mo").open("rb") as f:
             compiled = gettext.GNUTranslations(f)
         got = {k: v for k, v in compiled._catalog.items() if k}  # type: ignore[attr-defined]

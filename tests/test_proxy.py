@@ -127,6 +127,7 @@ def test_a_lost_0210_is_reversed_and_the_wire_verdict_finds_no_sale_at_risk(tmp_
     assert as_json["matches_recording"] is True and as_json["answers_lost"] == 1
     chinese = _possim("replay", str(trace), "--lang", "zh")
     assert chinese.returncode == 0 and "丢失的应答" in chinese.stdout and "线路结论与记录一致" in chinese.stdout
+    assert "通用 ISO 8583" in chinese.stdout and "(iso)" not in chinese.stdout, chinese.stdout
 
 
 def test_without_recovery_the_lost_answer_leaves_a_sale_at_risk(tmp_path: Path) -> None:

@@ -1,9 +1,11 @@
+# ruff: noqa: RUF001 - Chinese text uses full-width punctuation
 """The merchant's side of the money: T+1 statement, reconciliation against it, the acquirer's error handling."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import sqlite3
 from datetime import date
 from decimal import Decimal
@@ -162,3 +164,69 @@ def test_bad_input_is_one_line_and_changes_no_ledger(tmp_path: Path, capsys: pyt
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
     assert Path(ledger).read_bytes() == before
+
+
+def test_the_summary_says_sale_for_one_and_sales_otherwise(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The console's line of totals counts in English words (ngettext), in Chinese with the one form 笔交易."""
+    ledger = str(tmp_path / "L.db")
+    code, _, err = possim(capsys, "statement", "qr-user-paying-timeout", "--policy", "none", "--ledger-out", ledger,
+                          "--out", str(tmp_path / "day1.csv"))
+    assert code == 0 and ": 1 sale CN¥25.00," in err and "1 sales" not in err
+    code, _, err = possim(capsys, "statement", "statement-mismatch", "--out", str(tmp_path / "mismatch.csv"))
+    assert code == 0 and ": 2 sales €1,250.00," in err
+    code, _, err = possim(capsys, "statement", "qr-user-paying-timeout", "--policy", "none", "--lang", "zh",
+                          "--out", str(tmp_path / "zh.csv"))
+    assert code == 0 and "1 笔交易 ¥25.00" in err and "sale" not in err
+
+
+def test_slips_with_chinese_headers_match_by_voucher_and_batch_number(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Slips as a Chinese merchant types them: 终端号, 批次号, 凭证号 (the STAN), 金额, no reference number.
+    The voucher and batch numbers find the statement's line; a voucher the statement lacks does not."""
+    day1 = tmp_path / "day1.csv"
+    assert possim(capsys, "statement", "statement-mismatch", "--lang", "zh", "--out", str(day1))[0] == 0
+    sold, orphan = list(csv.DictReader(io.StringIO(day1.read_text(encoding="utf-8"))))
+    slips = tmp_path / "slips.csv"
+    slips.write_text("终端号,批次号,凭证号,金额\n"
+                     f"{sold['终端号']},{sold['批次号']},{sold['凭证号']},{sold['金额']}\n"
+                     f"{orphan['终端号']},{orphan['批次号']},999999,{orphan['金额']}\n", encoding="utf-8")
+    code, out, err = possim(capsys, "reconcile", str(slips), "--statement", str(day1), "--lang", "zh")
+    assert code == 1, err
+    assert "1 笔交易相符，2 处差异" in out, out
+    code, out, _ = possim(capsys, "reconcile", str(slips), "--statement", str(day1), "--json")
+    assert json.loads(out)["matched"] == 1
+    english = tmp_path / "english.csv"  # the English header names the voucher number stan (or trace) too
+    english.write_text(f"terminal,batch,stan,amount\n{sold['终端号']},{sold['批次号']},{sold['凭证号']},{sold['金额']}\n",
+                       encoding="utf-8")
+    code, out, _ = possim(capsys, "reconcile", str(english), "--statement", str(day1))
+    assert "1 sale agrees" in out
+    nothing = tmp_path / "amounts.csv"
+    nothing.write_text("终端号,金额\nPOS00001,1.00\n", encoding="utf-8")
+    code, _, err = possim(capsys, "reconcile", str(nothing), "--statement", str(day1), "--lang", "zh")
+    assert code == 2 and "凭证号（voucher）" in err and len(err.splitlines()) == 1
+
+
+def test_a_scenario_with_its_own_start_reconciles_and_is_handled_on_its_own_days(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """start = 2026-12-07: --scenario gives reconcile --statement and acquirer-errors the run's clock, so the
+    journal's sales fall on the statement's day and the error handling runs the next business day."""
+    day = tmp_path / "day.toml"
+    day.write_text('title = "A Monday"\ndescription = "The first answer is lost."\nstart = 2026-12-07T14:03:05\n'
+                   '[[faults]]\naction = "drop"\ndirection = "to_terminal"\nmti = "0210"\nnth = 1\n'
+                   '[[transactions]]\namount = "25.00"\n[[transactions]]\namount = "40.00"\n', encoding="utf-8")
+    ledger, journal, day1, day2 = (str(tmp_path / n) for n in ("L.db", "J.db", "day1.csv", "day2.csv"))
+    assert possim(capsys, "statement", str(day), "--policy", "none", "--ledger-out", ledger, "--journal-out", journal,
+                  "--out", day1)[0] == 0
+    lines = list(csv.DictReader(io.StringIO(Path(day1).read_text(encoding="utf-8"))))
+    assert {r["date_time"][:10] for r in lines} == {"2026-12-07"} and len(lines) == 2
+    code, out, _ = possim(capsys, "reconcile", journal, "--statement", day1, "--scenario", str(day), "--json")
+    check = json.loads(out)
+    assert (code, check["matched"], [d["kind"] for d in check["differences"]]) == (1, 1, ["charged_without_sale"])
+    orphan = check["differences"][0]["rrn"]
+    code, out, _ = possim(capsys, "acquirer-errors", "--ledger", ledger, "--rrn", orphan, "--scenario", str(day))
+    assert code == 0 and "error handling on 2026-12-08" in out and "refunded 25.00" in out
+    assert possim(capsys, "statement", ledger, "--scenario", str(day), "--out", day2)[0] == 0
+    [refund] = list(csv.DictReader(io.StringIO(Path(day2).read_text(encoding="utf-8"))))
+    assert (refund["date_time"], refund["rrn"], refund["adjustments"]) == ("2026-12-08 09:00:00", orphan, "-25.00")
+    code, out, _ = possim(capsys, "reconcile", journal, "--statement", day2, "--scenario", str(day))
+    assert code == 0 and "statement and records agree" in out

@@ -106,7 +106,7 @@ def test_possim_statement_of_a_wallet_run_writes_the_wallets_bill(capsys: pytest
     assert code == 0, err
     [row] = list(csv.DictReader(io.StringIO(out)))
     assert (row["card"], row["amount"], row["fee"]) == ("alipay", "25.00", "0.10")
-    assert "1 sales CN¥25.00" in err
+    assert "1 sale CN¥25.00" in err
 
 
 def _two_days(tmp_path: Path, capsys: pytest.CaptureFixture[str], lang: str) -> tuple[Path, Path, Path]:

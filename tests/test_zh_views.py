@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from possim.cli import cli
+from possim.cli import cli, main
 from possim.i18n import Tr
 from possim.pos_sim.config import POLICIES
 from possim.scenario import ScenarioError, from_dict, load
@@ -110,6 +110,10 @@ def test_the_demo_is_chinese_from_the_first_act_to_the_last(tmp_path: Path, monk
     assert result.exit_code == 0, result.output
     assert leaks(result.output) == []
     assert result.output.count("¥") > 10
+    cards, qr = result.output.split("付款码", 1)  # the QR act's title: a wallet payment, paid by the customer
+    assert "持卡人损失" in cards and "持卡人被扣款但交易未成功" in cards
+    assert "持卡人" not in qr, qr
+    assert "顾客被钱包扣款但交易未成功" in qr and "付款人损失" in qr
 
 
 def test_the_chinese_statement_reads_back_and_english_keeps_its_columns(tmp_path: Path,
@@ -211,3 +215,48 @@ def test_zh_run_names_lines_and_stans_in_chinese(tmp_path: Path, monkeypatch: py
     assert "取款" not in limit and "65（超出消费次数限制）" in limit and "记账：拒绝" not in limit
     assert "主机拒绝（61），未记账" in limit
     assert not [line for line in limit.splitlines() if re.fullmatch(r"\s*\d+\.\s*", line)]
+
+
+def _main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """One in-process ``possim`` call through its entry point (the error line is its work): code, stdout, stderr."""
+    with pytest.raises(SystemExit) as exited:
+        main(list(args))
+    out = capsys.readouterr()
+    return int(exited.value.code or 0), out.out, out.err
+
+
+@pytest.mark.parametrize("args, literal", [
+    (("run", "response-lots"), "'response-lost'"),
+    (("run", "{tmp}/nothing.toml"), "{tmp}/nothing.toml"),
+    (("acquirer-errors", "--ledger", "{tmp}/slips.csv", "--on", "tomorrow"), "'tomorrow'"),
+    (("statement", "{tmp}/slips.csv"), "{tmp}/slips.csv"),
+    (("reconcile", "{tmp}/slips.csv", "--statement", "{tmp}/missing.csv"), "{tmp}/missing.csv"),
+    (("reconcile", "{tmp}/slips.csv", "--statement", "{tmp}/slips.csv"), "(date_time)"),
+])
+def test_a_chinese_error_line_is_chinese_and_names_keys_and_paths_as_given(
+        args: tuple[str, ...], literal: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under zh the ``possim: error:`` line is Chinese, prefix and message; still one line and exit code 2."""
+    # slips.csv: neither a ledger nor a statement
+    (tmp_path / "slips.csv").write_text("terminal,rrn\nPOS00001,1\n", encoding="utf-8")
+    words = [a.format(tmp=tmp_path) for a in args]
+    code, out, err = _main(capsys, *words, "--lang", "zh")
+    assert (code, out) == (2, "")
+    [line] = err.splitlines()
+    assert line.startswith("possim：错误：") and literal.format(tmp=tmp_path) in line
+    assert leaks(line) == [], line
+    monkeypatch.setenv("POSSIM_LANG", "zh")  # the environment's language too, the option before the error or not
+    assert _main(capsys, *words)[2] == err
+    monkeypatch.delenv("POSSIM_LANG")
+    code, _, english = _main(capsys, *words)
+    assert code == 2 and english.startswith("possim: error: ") and "错误" not in english
+
+
+def test_reconcile_against_a_file_that_is_no_statement_says_which_columns_in_chinese(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The statement's columns are named by the Chinese statement's labels, with the code the CSV may use."""
+    (tmp_path / "notes.csv").write_text("终端号,备注\nPOS00001,x\n", encoding="utf-8")
+    code, _, err = _main(capsys, "reconcile", str(tmp_path / "notes.csv"), "--statement", str(tmp_path / "notes.csv"),
+                         "--lang", "zh")
+    assert code == 2
+    assert "缺少 交易时间 (date_time)、参考号 (rrn)、金额 (amount)" in err and "终端号 (terminal)）" not in err

@@ -27,7 +27,7 @@ from possim.cli.certify import certify_command
 from possim.cli.chaos import chaos_command
 from possim.cli.compare import compare_command
 from possim.cli.conform import conform_command
-from possim.cli.errors import InputError, guarded
+from possim.cli.errors import InputError, guarded, language
 from possim.cli.fuzz import fuzz_command
 from possim.cli.lab import lab_command
 from possim.cli.load import load_command
@@ -56,4 +56,5 @@ cli.add_command(proxy_command)
 
 def main(args: Sequence[str] | None = None) -> None:
     """Entry point (``possim``, ``python -m possim``): exits 0, 1 (a run broke its expectations) or 2 (bad input)."""
-    sys.exit(guarded(lambda: cli.main(args=args, standalone_mode=False)))
+    words = sys.argv[1:] if args is None else list(args)
+    sys.exit(guarded(lambda: cli.main(args=words, standalone_mode=False), language(words)))

@@ -98,7 +98,7 @@ def _who(policy: str | None, command: str | None, tr: Tr | None = None) -> str:
     """Which terminal was certified: English for --json, in the reader's language for the table's title."""
     say = tr or Tr("en", "978")
     if policy is not None:
-        return say("builtin terminal ({policy})", policy=policy)
+        return say("builtin terminal ({policy})", policy=say.policy(policy))
     return command or say("interactive terminal")
 
 
@@ -149,7 +149,8 @@ def _rows(results: list[lib.Result], numbers: dict[str, int]) -> list[Row]:
 
 def _write(results: list[lib.Result], numbers: dict[str, int], profile: str, junit_path: str | None,
            report_path: str | None, as_json: bool, tr: Tr, who: str, who_said: str) -> None:
-    labels = Labels(tr("possim certify: {terminal} (profile {profile})", terminal=who_said, profile=profile),
+    title = tr("possim certify: {terminal} (profile {profile})", terminal=who_said, profile=tr.profile(profile))
+    labels = Labels(title,
                     "certification rule", f"possim certify {profile}", "certify.rule", "CertificationFailure")
     rows = _rows(results, numbers)
     if junit_path:

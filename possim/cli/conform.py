@@ -105,7 +105,7 @@ def _rows(results: list[lib.CaseResult]) -> list[Row]:
 
 
 def _labels(host_url: str, profile: str, tr: Tr) -> Labels:
-    return Labels(tr("possim conform: {host} (profile {profile})", host=host_url, profile=profile),
+    return Labels(tr("possim conform: {host} (profile {profile})", host=host_url, profile=tr.profile(profile)),
                   "conformance rule", f"possim conform {host_url}", "conform.rule", "ConformanceFailure")
 
 

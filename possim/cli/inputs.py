@@ -12,6 +12,8 @@ from pathlib import Path
 
 from possim import shipped
 from possim.cli.errors import InputError, as_input_error
+from possim.fees import Said
+from possim.i18n import N_
 from possim.protocol.mqtt import BrokerAddress
 from possim.protocol.transports import Endpoint, TransportError, Wire, open_wire
 from possim.scenario import Scenario, ScenarioError, load
@@ -47,11 +49,11 @@ def writable(*paths: str | None) -> None:
             continue
         parent = Path(p).resolve().parent
         if parent.exists() and not parent.is_dir():
-            raise InputError(f"{p}: {parent} is a file, not a folder")
+            raise InputError(Said(N_("{path}: {parent} is a file, not a folder"), path=p, parent=parent))
         if not parent.is_dir():
-            raise InputError(f"{p}: folder {parent} does not exist")
+            raise InputError(Said(N_("{path}: folder {parent} does not exist"), path=p, parent=parent))
         if Path(p).is_dir():
-            raise InputError(f"{p}: is a folder, not a file")
+            raise InputError(Said(N_("{path}: is a folder, not a file"), path=p))
         if not Path(p).exists():
             _probe(Path(p), parent)
 
@@ -69,7 +71,8 @@ def fresh(*paths: str | None) -> None:
     """Refuse a ledger or journal that exists: a run never writes into earlier money."""
     for p in paths:
         if p and Path(p).exists():
-            raise InputError(f"{p}: already exists; possim will not write into an existing ledger or journal")
+            raise InputError(Said(N_("{path}: already exists; possim will not write into an existing ledger or "
+                                     "journal"), path=p))
 
 
 def database(path: str, table: str, what: str) -> None:
@@ -81,7 +84,20 @@ def database(path: str, table: str, what: str) -> None:
         finally:
             conn.close()
     except sqlite3.Error as exc:
-        raise InputError(f"{path}: not a possim {what}: {exc}") from None
+        raise InputError(Said(N_("{path}: not a possim {what}: {error}"), frozenset({"what"}), path=path, what=what,
+                              error=_sqlite_words(str(exc)))) from None
+
+
+#: SQLite's words for a file that is no possim database, for the reader's language.
+SQLITE_WORDS = {"file is not a database": N_("file is not a database"),
+                "unable to open database file": N_("unable to open database file")}
+
+
+def _sqlite_words(text: str) -> str:
+    """SQLite's message, translatable when it is one people meet with a wrong file."""
+    if text.startswith("no such table: "):
+        return Said(N_("no such table: {table}"), table=text.removeprefix("no such table: "))
+    return Said(SQLITE_WORDS[text]) if text in SQLITE_WORDS else text
 
 
 def address(url: str) -> BrokerAddress:

@@ -169,7 +169,7 @@ def _print(con: Console, report: LoadReport, tr: Tr | None = None) -> None:
                  "{hosts} host(s), policy {policy}, profile {profile}", terminals=d["terminals"],
                  rate=f"{d['rate']:g}", duration=f"{d['duration']:g}",
                  transport=lib.said(tr, lib.TRANSPORT_WORDS, d["transport"]), hosts=d["hosts"],
-                 policy=tr.policy(d["policy"]), profile=lib.said(tr, lib.PROFILE_WORDS, d["profile"])))
+                 policy=tr.policy(d["policy"]), profile=tr.profile(d["profile"])))
     if report.stopped is not None:
         con.print(tr("[bold red]stopped early[/] ({why}): the figures below are what ran until then",
                      why=_why(report, tr)))

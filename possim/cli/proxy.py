@@ -123,7 +123,7 @@ def replay_proxy_trace(records: list[ev.Stamped], path: str, as_json: bool, lang
     recorded = finished.summary if isinstance(finished, ev.RunFinished) else None
     same = recorded is not None and all(recorded.get(k) == v for k, v in summary.items())
     title = tr("proxy {listen} -> {upstream} ({profile}), seed {seed}", listen=header.listen,
-               upstream=header.upstream, profile=header.profile, seed=header.seed)
+               upstream=header.upstream, profile=tr.profile(header.profile), seed=header.seed)
     if report_path:
         from possim.html_report import render_trace
 

@@ -25,7 +25,7 @@ from possim.acquirer_sim.ledger import Key, Ledger, read_ledger
 from possim.cli import inputs
 from possim.cli import options as opt
 from possim.cli.errors import InputError, as_input_error
-from possim.fees import FeeSchedule
+from possim.fees import FeeSchedule, Said
 from possim.i18n import N_, Tr
 from possim.pos_sim.journal import read_journal
 from possim.protocol.storage import StoreError
@@ -43,7 +43,7 @@ def _day(text: str | None) -> date | None:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise InputError(f"{text!r}: a date is YYYY-MM-DD") from None
+        raise InputError(Said(N_("{text}: a date is YYYY-MM-DD"), text=repr(text))) from None
 
 
 def _merchant(sc: Scenario | None) -> tuple[FeeSchedule, dict[str, str]]:
@@ -108,7 +108,7 @@ def _build(ledger_path: str, wanted: date | None, sc: Scenario | None) -> st.Sta
     try:
         days = st.business_days(conn, epoch)
         if wanted is None and not days:
-            raise InputError(f"{ledger_path}: the ledger booked no money: no statement to write")
+            raise InputError(Said(N_("{path}: the ledger booked no money: no statement to write"), path=ledger_path))
         return st.build(conn, wanted or days[-1], fees, cards, epoch)
     finally:
         conn.close()
@@ -123,20 +123,24 @@ def _build(ledger_path: str, wanted: date | None, sc: Scenario | None) -> st.Sta
 @opt.journal("A terminal journal: its escalated reversals (reversal failed for good) become cases.")
 @click.option("--on", "on_day", metavar="YYYY-MM-DD",
               help="Day of the run, refunds booked at 09:00 (default: the day after the ledger's latest day).")
+@click.option("--scenario", "scenario_name", help="The scenario the ledger was run with: its start is the ledger's "
+              "clock, so days are its business days (default: 2026-11-25 10:00:00, as statement --scenario).")
 @opt.as_json("Print the cases handled as one JSON object.")
 @opt.lang()
 def acquirer_errors_command(ledger_path: str, keys: tuple[str, ...], rrns: tuple[str, ...],
-                            journal_path: str | None, on_day: str | None, as_json: bool, lang: str) -> None:
+                            journal_path: str | None, on_day: str | None, scenario_name: str | None, as_json: bool,
+                            lang: str) -> None:
     """The acquirer's error-handling run (差错处理): refund every escalated case; the day's statement shows it."""
     day = _day(on_day)
+    epoch = _epoch(scenario_name)
     inputs.database(ledger_path, "entries", "ledger")
     escalated = _escalated(journal_path) if journal_path else []
     ledger = Ledger(ledger_path)
     try:
         cases = _cases(ledger, keys, rrns) + [(k, eh.REVERSAL_FAILED, "terminal") for k in escalated]
-        days = st.business_days(ledger.conn)
-        run_day = day or ((days[-1] if days else st.DEFAULT_EPOCH.date()) + timedelta(days=1))
-        now = (datetime.combine(run_day, RUN_AT) - st.DEFAULT_EPOCH).total_seconds()
+        days = st.business_days(ledger.conn, epoch)
+        run_day = day or ((days[-1] if days else epoch.date()) + timedelta(days=1))
+        now = (datetime.combine(run_day, RUN_AT) - epoch).total_seconds()
         for key, reason, source in cases:
             eh.escalate(ledger, now, key, reason, source)
         results = eh.run_error_handling(ledger, now)
@@ -145,18 +149,24 @@ def acquirer_errors_command(ledger_path: str, keys: tuple[str, ...], rrns: tuple
     _report(results, run_day, as_json, Tr(lang))
 
 
+def _epoch(scenario_name: str | None) -> datetime:
+    """The clock of a ledger or journal: time 0 is the start of the scenario it was run with (key ``start``)."""
+    return inputs.scenario(scenario_name).model.start if scenario_name else st.DEFAULT_EPOCH
+
+
 def _cases(ledger: Ledger, keys: tuple[str, ...], rrns: tuple[str, ...]) -> list[tuple[Key, str, str]]:
     """Every named sale, checked against the ledger before anything is written."""
     cases: list[tuple[Key, str, str]] = []
     for text in keys:
         parts = tuple(p.strip() for p in text.split(","))
         if len(parts) != 3 or ledger.find((parts[0], parts[1], parts[2])) is None:
-            raise InputError(f"--key {text!r}: no such sale in the ledger (TID,STAN,F7 of the original)")
+            raise InputError(Said(N_("--key {text}: no such sale in the ledger (TID,STAN,F7 of the original)"),
+                                   text=repr(text)))
         cases.append(((parts[0], parts[1], parts[2]), eh.MERCHANT_REQUEST, "merchant"))
     for rrn in rrns:
         key = eh.key_for_rrn(ledger, rrn)
         if key is None:
-            raise InputError(f"--rrn {rrn!r}: no single sale with this RRN in the ledger")
+            raise InputError(Said(N_("--rrn {rrn}: no single sale with this RRN in the ledger"), rrn=repr(rrn)))
         cases.append((key, eh.MERCHANT_REQUEST, "merchant"))
     return cases
 
@@ -200,12 +210,15 @@ def _reason(reason: str, tr: Tr) -> str:
 
 
 def reconcile_with_statement(records_source: str, statement_path: str, day: str | None, as_json: bool,
-                             lang: str = "en") -> None:
-    """``possim reconcile RECORDS --statement FILE``: exit 0 when they agree, 1 when they differ."""
+                             lang: str = "en", scenario_name: str | None = None) -> None:
+    """``possim reconcile RECORDS --statement FILE``: exit 0 when they agree, 1 when they differ.
+
+    A journal's times count from the start of the scenario it was run with (``scenario_name``)."""
     wanted = _day(day)
+    epoch = _epoch(scenario_name)
     with as_input_error(st.StatementError, StoreError):
         lines = st.read(statement_path)
-        records = _records(records_source)
+        records = _records(records_source, epoch)
     check = check_statement(lines, records, [wanted] if wanted else None)
     if as_json:
         click.echo(json.dumps(check.as_dict(), sort_keys=True, ensure_ascii=False))
@@ -215,11 +228,11 @@ def reconcile_with_statement(records_source: str, statement_path: str, day: str 
     sys.exit(0 if check.agrees else 1)
 
 
-def _records(source: str) -> list[MerchantRecord]:
+def _records(source: str, epoch: datetime) -> list[MerchantRecord]:
     if source.endswith(".csv"):
         return slip_records(source)
     conn = read_journal(source)
     try:
-        return journal_records(conn)
+        return journal_records(conn, epoch)
     finally:
         conn.close()

@@ -207,15 +207,17 @@ def replay_command(trace_file: str, as_json: bool, report_path: str | None, lang
               "(a terminal journal, or sales slips as .csv).")
 @click.option("--date", "day", metavar="YYYY-MM-DD", help="With --statement: the business day to compare "
               "(default: the days the statement lists).")
+@click.option("--scenario", "scenario_name", help="With --statement and a journal: the scenario it was run "
+              "with, whose start is the journal's clock (default: 2026-11-25 10:00:00, as statement --scenario).")
 @lang_option()
 def reconcile_command(source: str, policy: str | None, seed: int | None, as_json: bool,
-                      statement_path: str | None, day: str | None, lang: str) -> None:
+                      statement_path: str | None, day: str | None, scenario_name: str | None, lang: str) -> None:
     """End-of-day reconciliation with merchant fees, for a scenario (.toml) or a recorded trace (.jsonl);
     with --statement, the acquirer's statement against the merchant's records."""
     if statement_path:
         from possim.cli.statement import reconcile_with_statement
 
-        reconcile_with_statement(source, statement_path, day, as_json, lang)
+        reconcile_with_statement(source, statement_path, day, as_json, lang, scenario_name)
     if not source.endswith(".jsonl") and (sc := inputs.scenario(source).in_market(lang)).is_fleet:
         from possim.cli.fleet import reconcile_fleet_command
 
