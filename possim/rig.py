@@ -165,12 +165,13 @@ class Rig:
                  journal_path: str | Path | None = None,
                  epoch: datetime | None = None, keys: Keys = SCENARIO_KEYS,
                  order_nonces: random.Random | None = None, rng: random.Random | None = None, *,
-                 sign_on: bool = False, replacement: bool = False) -> None:
+                 sign_on: bool = False, replacement: bool = False, trace_to: str | Path | None = None) -> None:
         """``rng``: a test's own randomness instead of ``random.Random(seed)``; ``sign_on``: the terminal
         signs on with a life number kept in its journal (terminal processes); ``replacement``: it may
-        sell on a new journal for an id the host knows."""
+        sell on a new journal for an id the host knows; ``trace_to``: the trace is streamed to this
+        file as it happens instead of kept in memory (a long run)."""
         self.scenario, self.policy, self.seed, self.scheduler = scenario, policy, seed, scheduler
-        self.trace = Trace(scheduler.now)
+        self.trace = Trace(scheduler.now, trace_to)
         self.rng = rng if rng is not None else random.Random(seed)  # a test's own (Hypothesis) randomness
         host_config = scenario.host_config()
         self.ledger_path = str(ledger_path or ":memory:")
@@ -396,6 +397,7 @@ class Rig:
     def finish(self, quiescent: bool, transport: str, extra: Mapping[str, object] | None = None) -> RunResult:
         """Judge the run; a run stopped by its journal is not judged: ``failure`` is raised, files closed."""
         if self.failure is not None:
+            self.trace.close()
             self.journal.close()
             self.ledger.close()
             raise self.failure
@@ -404,6 +406,7 @@ class Rig:
         # names (a forged terminal's) is judged too, never set aside as another terminal's business.
         verdict = check(self.journal.conn, self.ledger.conn, own_ledger=self.ledger_path == ":memory:")
         self.trace.emit("run_finished", quiescent=quiescent, **verdict.summary(), **(extra or {}))
+        self.trace.close()
         recon = reconcile(self.journal.conn, self.ledger.conn, self.scenario.fee_schedule())
         result = RunResult(self.scenario, self.policy, self.seed, self.trace, verdict, self.ledger_before,
                            self.ledger.balances(), quiescent, self.scheduler.now(), transport, recon,
@@ -421,6 +424,7 @@ class Rig:
         self.journal.commit()
         own = outcomes(self.journal.conn)
         self.trace.emit("run_finished", quiescent=quiescent, **own)
+        self.trace.close()
         run = TerminalRun(self.scenario, self.policy, self.seed, self.trace, own, quiescent, self.scheduler.now(),
                           transport, self.terminal.halted)
         self.journal.close()
