@@ -394,8 +394,13 @@ class Rig:
                 and self.to_terminal.in_flight == 0 and host_busy == 0 and self.terminal_driver.timers_armed == 0
                 and self.wallet.quiet)
 
-    def finish(self, quiescent: bool, transport: str, extra: Mapping[str, object] | None = None) -> RunResult:
-        """Judge the run; a run stopped by its journal is not judged: ``failure`` is raised, files closed."""
+    def finish(self, quiescent: bool, transport: str, extra: Mapping[str, object] | None = None, *,
+               reconciled: bool = True) -> RunResult:
+        """Judge the run; a run stopped by its journal is not judged: ``failure`` is raised, files closed.
+
+        ``reconciled=False``: no end-of-day reconciliation (``RunResult.reconciliation`` is None), for a
+        caller that shows the verdict only; its fee lines are the largest thing a long run keeps.
+        """
         if self.failure is not None:
             self.trace.close()
             self.journal.close()
@@ -407,7 +412,7 @@ class Rig:
         verdict = check(self.journal.conn, self.ledger.conn, own_ledger=self.ledger_path == ":memory:")
         self.trace.emit("run_finished", quiescent=quiescent, **verdict.summary(), **(extra or {}))
         self.trace.close()
-        recon = reconcile(self.journal.conn, self.ledger.conn, self.scenario.fee_schedule())
+        recon = reconcile(self.journal.conn, self.ledger.conn, self.scenario.fee_schedule()) if reconciled else None
         result = RunResult(self.scenario, self.policy, self.seed, self.trace, verdict, self.ledger_before,
                            self.ledger.balances(), quiescent, self.scheduler.now(), transport, recon,
                            self.terminal.halted)

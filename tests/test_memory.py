@@ -105,3 +105,14 @@ def test_possim_run_json_streams_the_trace_file(tmp_path: Path) -> None:
     lines = trace.read_text(encoding="utf-8").splitlines()
     assert json.loads(lines[0])["event"] == "run_started" and json.loads(lines[-1])["event"] == "run_finished"
     assert lines == simulate(load(SCENARIOS / "flaky-network.toml")).trace.lines()
+
+
+def test_a_lean_run_holds_under_a_kibibyte_per_purchase_with_the_same_verdict(tmp_path: Path) -> None:
+    def lean(n: int) -> Any:
+        return simulate(_purchases(n), "reversal", trace_to=tmp_path / f"{n}.jsonl", reconciled=False)
+
+    held, _ = _per_purchase(lean, 100)
+    assert held < 1024, f"{held:.0f} bytes held per purchase without a kept trace or reconciliation"
+    full, quick = simulate(_purchases(20), "reversal"), lean(20)
+    assert quick.reconciliation is None and full.reconciliation is not None
+    assert quick.summary() == full.summary()
