@@ -19,6 +19,7 @@ import random
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from possim.acquirer_sim.driver import HostDriver
@@ -88,6 +89,22 @@ def fleet_horizon(scenario: Scenario) -> float:
 
 def _discard(_event: Event) -> None:
     """The emit of a fleet run without a trace: events are not kept."""
+
+
+def _recorder(trace: Trace | None, emit: Callable[[Event], None] | None) -> Callable[[Event], None]:
+    """The fleet's one emit: a kept trace; a streamed trace and ``emit`` both (the trace file keeps
+    nothing to read back); ``emit`` alone; or nowhere."""
+    if trace is None:
+        return emit or _discard
+    if not trace.streamed or emit is None:
+        return trace.emit
+    stream = trace.emit
+
+    def both(event: Event) -> None:
+        stream(event)
+        emit(event)
+
+    return both
 
 
 class _Deferred:
@@ -185,12 +202,14 @@ class Fleet:
 
     def __init__(self, scenario: Scenario, policy: str | None, seed: int, scheduler: Scheduler,
                  trace: bool = False, on_outcome: OutcomeHook | None = None,
-                 emit: Callable[[Event], None] | None = None) -> None:
+                 emit: Callable[[Event], None] | None = None, trace_to: str | Path | None = None) -> None:
+        """``trace``: keep every event; ``trace_to``: stream every event to this file instead (kept
+        nowhere, and ``emit`` still hears them); ``emit``: where events go when no trace is kept."""
         self.scenario, self.policy, self.seed, self.scheduler = scenario, policy, seed, scheduler
         self.rng = random.Random(seed)
-        self.trace = Trace(scheduler.now) if trace else None
+        self.trace = Trace(scheduler.now, trace_to) if trace or trace_to is not None else None
         #: Where events go: the trace when kept, else ``emit`` (a counter of a load run), else nowhere.
-        recorded: Callable[[Event], None] = self.trace.emit if self.trace else emit or _discard
+        recorded: Callable[[Event], None] = _recorder(self.trace, emit)
         #: The drivers' emit: None when nothing is recorded, so they do not describe every message.
         self.driver_emit = None if recorded is _discard else recorded
         #: Every event passes the monitoring's tally of response timeouts per terminal first.
@@ -289,6 +308,8 @@ class Fleet:
         return check(self.journals, [s.ledger.conn for s in self.hosts])
 
     def finish(self, quiescent: bool, transport: str) -> FleetResult:
+        if self.trace is not None:
+            self.trace.close()
         verdict = self.judge()
         result = FleetResult(self.scenario, self.policy, self.seed, verdict, quiescent, self.scheduler.now(),
                              transport, self.trace, self._lines(verdict), self.shards,
@@ -468,30 +489,35 @@ def sales_of(scenario: Scenario) -> int:
 
 def simulate_fleet(scenario: Scenario, policy: str | None = None, seed: int | None = None,
                    trace: bool = False, before_close: Callable[[Fleet], None] | None = None,
-                   progress: Callable[[int], None] | None = None) -> FleetResult:
+                   progress: Callable[[int], None] | None = None, trace_to: str | Path | None = None) -> FleetResult:
     """Run a fleet scenario to quiescence in virtual time and judge every terminal and the whole.
 
     ``policy`` replaces every group's policy (``possim compare`` and ``run --policy``);
     ``None`` keeps each group's own. ``trace`` keeps every event (for a timeline or report).
     ``before_close`` reads the journals and ledgers once the run is over (a reconciliation).
     ``progress(done)`` hears how many sales have an outcome, every 50 and at the end.
+    ``trace_to``: stream every event to this file as the run goes (the result keeps none of them).
     """
     seed = scenario.model.seed if seed is None else seed
     clock = VirtualClock()
     marks = Marks(clock.now, partitions=[(p.start, p.end) for p in scenario.model.partitions])
     with run_uncollected():
         fleet = Fleet(scenario, policy, seed, clock, trace, emit=marks.record,
-                      on_outcome=_counting(progress) if progress else None)
-        fleet.memory()
-        fleet.schedule_payments()
-        steps = 1_000_000 + 1_000 * sum(t.count for m in fleet.members.values() for t in m.seat.schedule)
-        quiescent = clock.run(horizon=fleet_horizon(scenario), max_steps=steps)
-        if before_close is not None:
-            before_close(fleet)
-        result = fleet.finish(quiescent, "memory")
+                      on_outcome=_counting(progress) if progress else None, trace_to=trace_to)
+        try:
+            fleet.memory()
+            fleet.schedule_payments()
+            steps = 1_000_000 + 1_000 * sum(t.count for m in fleet.members.values() for t in m.seat.schedule)
+            quiescent = clock.run(horizon=fleet_horizon(scenario), max_steps=steps)
+            if before_close is not None:
+                before_close(fleet)
+            result = fleet.finish(quiescent, "memory")
+        finally:
+            if fleet.trace is not None:
+                fleet.trace.close()
     if progress is not None:
         progress(result.verdict.counts["transactions"])
-    if result.trace is not None:
+    if result.trace is not None and not result.trace.streamed:
         marks = replace(Marks.of_trace(result.trace.records), partitions=marks.partitions)
     result.marks = marks
     return result

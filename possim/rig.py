@@ -165,12 +165,13 @@ class Rig:
                  journal_path: str | Path | None = None,
                  epoch: datetime | None = None, keys: Keys = SCENARIO_KEYS,
                  order_nonces: random.Random | None = None, rng: random.Random | None = None, *,
-                 sign_on: bool = False, replacement: bool = False) -> None:
+                 sign_on: bool = False, replacement: bool = False, trace_to: str | Path | None = None) -> None:
         """``rng``: a test's own randomness instead of ``random.Random(seed)``; ``sign_on``: the terminal
         signs on with a life number kept in its journal (terminal processes); ``replacement``: it may
-        sell on a new journal for an id the host knows."""
+        sell on a new journal for an id the host knows; ``trace_to``: the trace is streamed to this
+        file as it happens instead of kept in memory (a long run)."""
         self.scenario, self.policy, self.seed, self.scheduler = scenario, policy, seed, scheduler
-        self.trace = Trace(scheduler.now)
+        self.trace = Trace(scheduler.now, trace_to)
         self.rng = rng if rng is not None else random.Random(seed)  # a test's own (Hypothesis) randomness
         host_config = scenario.host_config()
         self.ledger_path = str(ledger_path or ":memory:")
@@ -393,9 +394,15 @@ class Rig:
                 and self.to_terminal.in_flight == 0 and host_busy == 0 and self.terminal_driver.timers_armed == 0
                 and self.wallet.quiet)
 
-    def finish(self, quiescent: bool, transport: str, extra: Mapping[str, object] | None = None) -> RunResult:
-        """Judge the run; a run stopped by its journal is not judged: ``failure`` is raised, files closed."""
+    def finish(self, quiescent: bool, transport: str, extra: Mapping[str, object] | None = None, *,
+               reconciled: bool = True) -> RunResult:
+        """Judge the run; a run stopped by its journal is not judged: ``failure`` is raised, files closed.
+
+        ``reconciled=False``: no end-of-day reconciliation (``RunResult.reconciliation`` is None), for a
+        caller that shows the verdict only; its fee lines are the largest thing a long run keeps.
+        """
         if self.failure is not None:
+            self.trace.close()
             self.journal.close()
             self.ledger.close()
             raise self.failure
@@ -404,7 +411,8 @@ class Rig:
         # names (a forged terminal's) is judged too, never set aside as another terminal's business.
         verdict = check(self.journal.conn, self.ledger.conn, own_ledger=self.ledger_path == ":memory:")
         self.trace.emit("run_finished", quiescent=quiescent, **verdict.summary(), **(extra or {}))
-        recon = reconcile(self.journal.conn, self.ledger.conn, self.scenario.fee_schedule())
+        self.trace.close()
+        recon = reconcile(self.journal.conn, self.ledger.conn, self.scenario.fee_schedule()) if reconciled else None
         result = RunResult(self.scenario, self.policy, self.seed, self.trace, verdict, self.ledger_before,
                            self.ledger.balances(), quiescent, self.scheduler.now(), transport, recon,
                            self.terminal.halted)
@@ -421,6 +429,7 @@ class Rig:
         self.journal.commit()
         own = outcomes(self.journal.conn)
         self.trace.emit("run_finished", quiescent=quiescent, **own)
+        self.trace.close()
         run = TerminalRun(self.scenario, self.policy, self.seed, self.trace, own, quiescent, self.scheduler.now(),
                           transport, self.terminal.halted)
         self.journal.close()

@@ -41,7 +41,8 @@ def horizon(scenario: Scenario) -> float:
 def simulate(scenario: Scenario, policy: str | None = None, seed: int | None = None,
              plan: FaultPlan | None = None, ledger_path: str | Path | None = None,
              journal_path: str | Path | None = None, rng: random.Random | None = None, *,
-             sign_on: bool = False, replacement: bool = False) -> RunResult:
+             sign_on: bool = False, replacement: bool = False, trace_to: str | Path | None = None,
+             reconciled: bool = True) -> RunResult:
     """Run a one-terminal scenario to quiescence in virtual time and judge it.
 
     ``rng``: where the run's random choices come from (link loss and latency, host timings)
@@ -51,6 +52,11 @@ def simulate(scenario: Scenario, policy: str | None = None, seed: int | None = N
     ``sign_on``: the terminal signs on first with a life number, as terminal processes do (on a
     ``journal_path`` that another run left, it resumes that life; on a new one, for an id the
     ledger knows, it refuses to sell unless ``replacement``: ``RunResult.refused``).
+
+    ``trace_to``: stream the trace to this file as the run goes; the result's trace then keeps
+    no events (``Trace.streamed``), so a run of 100,000 purchases does not hold them in memory.
+    ``reconciled=False``: skip the end-of-day reconciliation (``RunResult.reconciliation`` is None)
+    when only the verdict is wanted: its per-sale fee lines are most of what a long run keeps.
 
     A fleet scenario (``[[terminals]]``) raises ``ScenarioError``: it is run by
     :func:`possim.fleet.simulate_fleet`, never silently as its one ``[terminal]``.
@@ -63,12 +69,15 @@ def simulate(scenario: Scenario, policy: str | None = None, seed: int | None = N
     clock = VirtualClock()
     with run_uncollected():
         rig = Rig(scenario, policy, seed, clock, plan, ledger_path, journal_path, rng=rng, sign_on=sign_on,
-                  replacement=replacement)
-        rig.memory()
-        if sign_on:
-            rig.resume()
-            rig.terminal_driver.start()
-        rig.schedule_payments()
-        steps = 1_000_000 + 1_000 * sum(t.count for t in scenario.model.transactions)
-        quiescent = clock.run(horizon=horizon(scenario), max_steps=steps)
-        return rig.finish(quiescent, "memory")
+                  replacement=replacement, trace_to=trace_to)
+        try:
+            rig.memory()
+            if sign_on:
+                rig.resume()
+                rig.terminal_driver.start()
+            rig.schedule_payments()
+            steps = 1_000_000 + 1_000 * sum(t.count for t in scenario.model.transactions)
+            quiescent = clock.run(horizon=horizon(scenario), max_steps=steps)
+            return rig.finish(quiescent, "memory", reconciled=reconciled)
+        finally:
+            rig.trace.close()  # a streamed trace's file, whatever ended the run

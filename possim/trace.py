@@ -6,13 +6,19 @@ Events are the classes of ``protocol.events`` (stable names such as ``msg_sent``
 matches on classes; the JSON lines (structlog's renderer) are built only when written.
 In virtual time the stamp is the simulated second, never the wall clock, so the same
 scenario and seed give a byte-identical file.
+
+A long run that only needs the file streams it instead (``Trace(clock, stream=path)``):
+each event is rendered and written as it happens and nothing is kept per event, so the
+trace of 100,000 purchases costs a file, not memory. Such a trace counts its events by
+name (``count``) but has no ``records`` for the views that walk them.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import structlog
 
@@ -22,9 +28,9 @@ _RENDER = structlog.processors.JSONRenderer(sort_keys=True)
 
 
 class Trace:
-    """Collects typed events in memory; renders them with structlog's JSON renderer on demand."""
+    """Collects typed events in memory, or streams them to a file; rendered with structlog's JSON renderer."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Callable[[], float], stream: str | Path | None = None) -> None:
         self.clock = clock
         self.records: list[Stamped] = []
         #: Also hand every event to this as ``(name, **fields)`` (live structlog output of
@@ -32,6 +38,15 @@ class Trace:
         self.sink: Callable[..., None] | None = None
         #: The last clock reading and its rounding to the microsecond (the stamp).
         self._raw, self._t = float("nan"), 0.0
+        #: Where a streamed trace goes (``None``: kept in ``records``), and its events by name.
+        self.path = Path(stream) if stream is not None else None
+        self._out: IO[str] | None = self.path.open("w", encoding="utf-8") if self.path is not None else None
+        self._counts: Counter[str] = Counter()
+
+    @property
+    def streamed(self) -> bool:
+        """True when the events went to a file as they happened and are not kept here."""
+        return self.path is not None
 
     def emit(self, event: Event | str, **fields: Any) -> None:
         """Record ``event``. A name with fields is accepted for producers that log by name (the
@@ -41,21 +56,43 @@ class Trace:
         if now != self._raw:  # most events share their instant with the one before: rounded once
             self._raw, self._t = now, round(now, 6)
         stamped = Stamped(self._t, typed)
-        self.records.append(stamped)
+        if self._out is None:
+            self.records.append(stamped)
+        else:
+            self._out.write(_line(stamped) + "\n")
+            self._counts[typed.NAME] += 1
         if self.sink is not None:
             self.sink(typed.NAME, t=stamped.t, **_live_fields(typed))
 
+    def close(self) -> None:
+        """End a streamed trace: the file is complete and closed (a kept trace has nothing to close)."""
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
     def lines(self) -> list[str]:
-        return [str(_RENDER(None, "info", to_record(s))) for s in self.records]
+        if self.path is not None:
+            self.close()
+            return self.path.read_text(encoding="utf-8").splitlines()
+        return [_line(s) for s in self.records]
 
     def write(self, path: str | Path) -> None:
+        if self.path is not None and Path(path).resolve() == self.path.resolve():
+            self.close()  # streamed there already
+            return
         Path(path).write_text("".join(line + "\n" for line in self.lines()), encoding="utf-8")
 
     def count(self, event: str | type[Event]) -> int:
         """How many events of this class (or trace name) the run produced."""
+        if self.path is not None:
+            return self._counts[event if isinstance(event, str) else event.NAME]
         if isinstance(event, str):
             return sum(1 for s in self.records if event == s.event.NAME)
         return sum(1 for s in self.records if isinstance(s.event, event))
+
+
+def _line(stamped: Stamped) -> str:
+    return str(_RENDER(None, "info", to_record(stamped)))
 
 
 def named(sink: Callable[..., None]) -> Callable[[Event], None]:

@@ -27,9 +27,10 @@ def run_fleet(sc: Scenario, policy: str | None, seed: int | None, as_json: bool,
     tids = {tid for group in sc.model.terminals for tid in group.tids()}
     if terminal_id is not None and terminal_id not in tids:
         raise InputError(f"--terminal {terminal_id!r}: no such terminal in {sc.name}")
-    keep = bool(trace_path or terminal_id)  # the per-event trace only when something will show it
+    keep = bool(terminal_id or (trace_path and report_path))  # kept only when something will show it
+    stream = trace_path if trace_path and not keep else None  # only the file: written as the run goes
     with bar("possim run", sales_of(sc), progress) as step:
-        result = simulate_fleet(sc, policy, seed, trace=keep, progress=step)
+        result = simulate_fleet(sc, policy, seed, trace=keep, progress=step, trace_to=stream)
     if trace_path and result.trace is not None:
         result.trace.write(trace_path)
     if report_path:

@@ -80,7 +80,10 @@ def run_command(scenario: str, policy: str | None, profile: str | None, seed: in
     elif transport == "mqtt":
         result = _run_mqtt(sc, policy, seed, broker_url, qos, time_scale, ledger_path, journal_path, force_redelivery)
     else:
-        result = simulate(sc, policy, seed, ledger_path=ledger_path, journal_path=journal_path)
+        # Only the summary (and the file): the trace is written as the run goes, no reconciliation is kept.
+        lean = as_json and not (report_path or mermaid_path)
+        result = simulate(sc, policy, seed, ledger_path=ledger_path, journal_path=journal_path,
+                          trace_to=trace_path if lean else None, reconciled=not lean)
     if trace_path:
         result.trace.write(trace_path)
     write_views(result, report_path, mermaid_path, lang)
