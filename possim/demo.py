@@ -33,19 +33,6 @@ class Act:
     title: str
     setup: str
     fix: str
-    wallet: bool = False  # paid by a QR wallet: the one who pays is the customer (顾客, 付款人), no cardholder
-
-
-#: The QR act's words for the one who pays and their loss: a wallet's customer, not a cardholder (持卡人).
-WALLET_WORDS = {"customer charged without a sale": N_("customer charged by the wallet without a sale"),
-                "customer loss": N_("payer's loss")}
-
-
-class _WalletTr(Tr):
-    """The reader's translator, with the QR act's words for the payer in place of the card views' words."""
-
-    def __call__(self, msgid: str, /, **values: object) -> str:
-        return super().__call__(WALLET_WORDS.get(msgid, msgid), **values)
 
 
 ACTS = (
@@ -66,7 +53,7 @@ ACTS = (
         N_("The wallet answers 'user paying' while the customer types the password; this terminal gives up, "
            "then the customer confirms and the wallet charges them."),
         N_("Query the order by its order number while the customer is paying, and cancel (撤销) it at the limit: "
-           "the payment is found, or the order closes unpaid."), wallet=True),
+           "the payment is found, or the order closes unpaid.")),
 )
 RECOVERY = ("reversal", "query", "query-then-reversal")
 
@@ -109,10 +96,9 @@ def _act(console: Console, scenarios: Path, act: Act, pace: float, sleep: Callab
     console.print(f"[italic]{tr(act.setup)}[/]\n")
     _paced(console, played.trace.records, pace, sleep, tr)
     console.print()
-    words = _WalletTr(tr.lang, tr.currency) if act.wallet else tr
-    show.lesson(console, played, words, actions=False)
+    show.lesson(console, played, tr, actions=False)
     others = {p: played if p == act.policy else simulate(scenario, p) for p in ("none", *RECOVERY)}
-    show.compare(console, list(others.values()), words)
+    show.compare(console, list(others.values()), tr)
     console.print(f"[bold]{tr(act.fix)}[/]\n")
     sleep(pace * 3)
 
