@@ -51,6 +51,9 @@ answered customers wait; without an answer it is repeated with the backoff. An a
 on again": another life of the id signed on since; the host booked nothing) makes the terminal
 sign on afresh before anything else; a sale so answered is shown as not charged
 (``SIGN_ON_AGAIN_DISPLAY``) and never sent again by itself, recovery work is tried again after it.
+Under ``cup`` the answer hands out the working keys (field 62, under the key file's key, the master
+key) and the batch number (60.2): a key that does not match its check value fails the sign-on (the
+terminal sells nothing); otherwise the MAK MACs every later message and the batch number is taken.
 """
 
 from __future__ import annotations
@@ -174,8 +177,12 @@ class Terminal:
 
     def __init__(self, config: TerminalConfig, mac_key: MacKey | None = None) -> None:
         self.config = config
-        #: This terminal's MAC key, shared only with the host; ``None`` runs without MACs.
+        #: This terminal's MAC key, shared only with the host; ``None`` runs without MACs. Under
+        #: ``cup`` a sign-on replaces it with the working MAK the host handed out.
         self.mac_key = mac_key
+        #: The key from the key file: the sign-on goes under it, and under ``cup`` it is the master
+        #: key (TMK) the sign-on answer's working keys are encrypted under.
+        self.master_key = mac_key
         #: The wire dialect of its requests (a CUP terminal sends CUP bytes); answers are read in
         #: whichever dialect they arrive (``codec.decode`` tells from the bytes).
         self.dialect = dialects.for_profile(config.profile)
@@ -230,7 +237,7 @@ class Terminal:
     def receive(self, now: float, data: bytes) -> list[Action]:
         """Bytes arrived from the host."""
         try:
-            msg = codec.decode(data, self.mac_key)
+            msg = codec.decode(data, self._answer_key(data))
         except codec.MacError as exc:
             self._note_mac_error(exc.message)
             return [ev.ResponseRejected(*_ids(exc.message), str(exc))]
@@ -253,6 +260,14 @@ class Terminal:
             actions += EXCHANGES[ex.kind].answered(self, now, ex, msg)
             return actions + self._pump(now)
         return self._unexpected(msg)
+
+    def _answer_key(self, data: bytes) -> MacKey | None:
+        """A sign-on answer is MACed under the master key (the working keys are not installed yet);
+        every other answer under the key of the requests, the working MAK once a CUP sign-on gave one."""
+        if self.mac_key is self.master_key:
+            return self.mac_key
+        mti = dialects.get(codec.dialect_of(data)).peek_mti(data)
+        return self.master_key if mti == response_to(SIGN_ON) else self.mac_key
 
     def _note_mac_error(self, msg: Message) -> None:
         """An answer to the exchange in flight failed its MAC: a CUP reversal of it says A0, not 98."""
@@ -425,7 +440,8 @@ class Terminal:
         self._by_stan[(msg.stan, response_to(msg.mti))] = (kind, txn)
         journal: list[Action] = [WriteJournal(txn.snapshot())] if spec.journals else []
         announce = spec.sent(self, msg) if spec.sent is not None else []
-        return [*journal, *announce, Send(codec.encode(msg, self.mac_key, self.dialect), msg.mti, msg.stan, txn.txn_id),
+        key = self.master_key if kind is ExchangeKind.SIGN_ON else self.mac_key
+        return [*journal, *announce, Send(codec.encode(msg, key, self.dialect), msg.mti, msg.stan, txn.txn_id),
                 StartTimer(RESPONSE_TIMER, now + spec.timeout(self.config))]
 
     # -- requests -------------------------------------------------------------------------
@@ -604,8 +620,34 @@ class Terminal:
             return self._halt(f"terminal {tid} has no journal, but the host knows it from an earlier life: its "
                               "sales may be unsettled and its STANs would start again; refusing to sell (restore its "
                               "journal, or start it as a replacement: --replacement)")
+        try:
+            installed = self._install_working_keys(msg)
+        except ProtocolError as exc:  # a key that does not match its check value is no key: sell nothing
+            return [ev.SignOnFailed(tid, msg.stan, str(exc)),
+                    *self._halt(f"terminal {tid}: sign-on failed: {exc}")]
         self._signed_on = True
-        return [ConfirmLife(life), ev.TerminalSignedOn(tid, msg.stan, life, earlier)]
+        return [ConfirmLife(life), ev.TerminalSignedOn(tid, msg.stan, life, earlier), *installed]
+
+    def _install_working_keys(self, msg: Message) -> list[Action]:
+        """CUP: take the batch number (60.2) and the working keys (field 62) of the sign-on answer.
+
+        Each key is decrypted under the master key and used only if it matches its check value
+        (``cup.WorkingKeys.from_field62`` raises otherwise); the MAK then MACs every later message.
+        An answer without field 62 (a terminal without keys, a master key the exchange cannot use)
+        leaves the key from the key file in place."""
+        if not self.config.cup:
+            return []
+        actions: list[Action] = []
+        master = self.master_key
+        if msg.working_keys is not None and master is not None and len(master.secret) in cup.TMK_LENGTHS:
+            keys = cup.WorkingKeys.from_field62(master.secret, msg.working_keys)
+            self.mac_key = MacKey(cup.WORKING_MAC, keys.mak)
+            actions.append(ev.WorkingKeysInstalled(self.config.tid, msg.stan, cup.check_value(keys.mak).hex().upper(),
+                                                   msg.batch or f"{self.batch_number:06d}"))
+        if self.rules.batch_numbers and msg.batch is not None and int(msg.batch) != self.batch_number:
+            self.batch_number = int(msg.batch)  # the host's count of this terminal's batches
+            actions.append(CloseBatch(self.batch_number, self.settled_through))
+        return actions
 
     def _sign_on_again(self, now: float, ex: Exchange, msg: Message) -> list[Action]:
         """77: another life of this terminal id signed on since; sign on afresh before anything else.
