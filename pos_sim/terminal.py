@@ -161,6 +161,8 @@ class Settlement:
     #: Sales uploaded so far, and what the 0510 said (the batch end's 60.3 tells it).
     uploaded: int = 0
     balanced: bool = False
+    #: The transactions of the batch being settled (its 0500 totals and upload): what closes with it.
+    members: list[int] = field(default_factory=list)
 
 
 #: What a settlement exchange stands for in the table's ``txn`` slot: the batch, not one sale
@@ -188,8 +190,10 @@ class Terminal:
         self.dialect = dialects.for_profile(config.profile)
         #: Where this terminal's family runs its day differently (CUP: batch numbers, packed uploads...).
         self.rules = dialects.get(self.dialect).rules
-        #: The open batch's number (CUP 60.2) and the last transaction of the batches already closed.
+        #: The open batch's number (CUP 60.2), the transactions of the closed batches (txn id -> batch),
+        #: and the boundary of journals written before those were kept (their highest settled txn id).
         self.batch_number = 1
+        self.settled: dict[int, int] = {}
         self.settled_through = 0
         self.policy = config.recovery
         self.waiting: deque[PaymentRequest] = deque()
@@ -299,9 +303,11 @@ class Terminal:
             actions += self._resume(now, txn)
         return actions + self._pump(now)
 
-    def resume_batch(self, batch: int, settled_through: int) -> None:
-        """The journal's open batch: its number, and the last transaction of the batches closed before it."""
+    def resume_batch(self, batch: int, settled_through: int, settled: Mapping[int, int] | None = None) -> None:
+        """The journal's open batch: its number, the transactions of the batches closed before it, and an
+        older journal's boundary (the last transaction of its closed batches)."""
         self.batch_number, self.settled_through = batch, settled_through
+        self.settled = dict(settled or {})
 
     def _remember_stans(self, txn: TxnRecord) -> None:
         """Late answers to journaled exchanges stay recognisable, and STANs are not reused."""
@@ -509,6 +515,8 @@ class Terminal:
 
     def _build_settlement(self, now: float, txn: TxnRecord) -> Message:
         batch = self._batch()
+        if self.settlement is not None:
+            self.settlement.members = [t.txn_id for t in batch]
         totals = BatchTotals(debit_amount=sum(_batch_amount(r) for r in batch), debit_count=len(batch))
         return self._message(now, SETTLEMENT, batch_totals=totals.to_field48())
 
@@ -554,7 +562,7 @@ class Terminal:
         """The day's sales: approved, not reversed or handed to the acquirer, completions that were not refused."""
         out = []
         for txn in sorted(self.records.values(), key=lambda r: r.txn_id):
-            if txn.txn_id <= self.settled_through:  # in a batch already closed
+            if txn.txn_id in self.settled or txn.txn_id <= self.settled_through:  # in a batch already closed
                 continue
             if txn.status is not SaleStatus.APPROVED or txn.reversal in _NOT_IN_BATCH:
                 continue
@@ -730,6 +738,7 @@ class Terminal:
     def _start_packed_upload(self, now: float, msg: Message, state: Settlement, balanced: bool) -> list[Action]:
         """CUP: upload the batch whether it balanced or not, then end it; no second 0500."""
         batch = self._batch()
+        state.members = [t.txn_id for t in batch]  # what is uploaded is what the batch end closes
         state.final, state.balanced, state.frames = True, balanced, self._upload_frames(batch)
         state.uploads = len(state.frames)
         self.tasks.append(Task(ExchangeKind.BATCH_UPLOAD, state.frames[0][0] if state.frames[0] else _BATCH, now))
@@ -779,15 +788,17 @@ class Terminal:
             head = state.frames[0]
             self.tasks.append(Task(ExchangeKind.BATCH_UPLOAD, head[0] if head else _BATCH, now))
             return []
-        return self._close_batch()
+        return self._close_batch(state)
 
-    def _close_batch(self) -> list[Action]:
-        """The settled batch is closed: its sales leave the batch, the next one gets the next number."""
+    def _close_batch(self, state: Settlement) -> list[Action]:
+        """The settled batch is closed: the sales it uploaded leave the batch (by id, so a sale approved
+        later, whatever its id, is in the next batch), and the next one gets the next number."""
         self.settlement = None
         closed = self.batch_number
-        self.settled_through = max((t.txn_id for t in self._batch()), default=self.settled_through)
+        for txn_id in state.members:
+            self.settled[txn_id] = closed
         self.batch_number = closed % 999_999 + 1
-        return [CloseBatch(self.batch_number, self.settled_through),
+        return [CloseBatch(self.batch_number, self.settled_through, tuple(state.members), closed),
                 ev.BatchClosed(self.config.tid, f"{closed:06d}", f"{self.batch_number:06d}")]
 
     def _approve(self, now: float, txn: TxnRecord, display: str) -> list[Action]:

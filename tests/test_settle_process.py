@@ -83,7 +83,8 @@ async def test_possim_settle_twice_on_a_cup_terminal_sends_two_batches(tmp_path:
     assert [json.loads(r.stdout)["batch"] for r in (first, second)] == [1, 2]
     assert json.loads(first.stdout)["settlement"] == "balanced"
     assert query(ledger, "SELECT batch, COUNT(*) FROM settled GROUP BY batch") == [("000001", 1)]
-    assert query(journal, "SELECT batch, settled_through FROM batches") == [(3, 1)]
+    assert query(journal, "SELECT batch, settled_through FROM batches") == [(3, 0)]
+    assert query(journal, "SELECT txn_id, batch FROM batch_sales") == [(1, 1)]  # the sale, settled in batch 1
 
 
 #: A CUP sale the acquirer approves whose answer never reaches the terminal (no recovery): the
