@@ -420,8 +420,9 @@ class AcquirerHost:
     def _ask_issuer(self, now: float, msg: Message) -> list[HostAction]:
         """Record the original as in progress (nothing moves yet) and wait for the issuer."""
         pan, amount = msg.pan or "", msg.amount or 0
+        # kept in the dialect it came in: CUP fields such as the batch (60.2) are echoed in the answer
         self.ledger.record(now, msg.key(), msg.mti, pan, amount, None, None, "09", IN_PROGRESS, None,
-                           codec.encode(msg), msg.life)
+                           codec.encode(msg, None, self._answer_in), msg.life)
         return [ev.IssuerRequested(*_f(msg)), AwaitIssuer(self._delay(False), msg.key())]
 
     def issuer_answered(self, now: float, key: Key) -> list[HostAction]:
