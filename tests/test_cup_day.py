@@ -202,3 +202,33 @@ def test_a_journal_from_before_batch_sales_opens_and_keeps_its_boundary(tmp_path
     totals = cup.BatchTotals.from_field48(sent[0].batch_totals or "")
     assert (sent[0].batch, totals.debit_amount, totals.debit_count) == ("000002", 200, 1)
     journal.close()
+
+
+class _Recording:
+    """The host, keeping every action it returned (its trace events among them)."""
+
+    def __init__(self, host: Any) -> None:
+        self.host, self.actions = host, list[object]()
+
+    def receive(self, now: float, data: bytes) -> list[object]:
+        out = self.host.receive(now, data)
+        self.actions += out
+        return list(out)
+
+
+def test_the_timeline_shows_the_batch_closing_on_both_sides_in_english_and_chinese() -> None:
+    from possim.i18n import Tr
+    from possim.timeline import rows
+
+    terminal, host = new_terminal(profile="cup"), _Recording(new_host())
+    _run(terminal, host, terminal.request_payment(1, purchase(1, amount=100)))
+    seen = _run(terminal, host, terminal.settle(10), now=10)
+    records = [ev.Stamped(0.0, e) for e in [*seen, *host.actions]
+               if isinstance(e, ev.BatchClosed | ev.BatchEndReceived)]
+    assert len(records) == 2
+    english = [cell for r in rows(records) for cell in r[1:] if cell]
+    assert english == ["batch 000001 closed: sales now go into batch 000002",
+                       "batch end of batch 000001 (1 uploaded): 1 sale(s) settled"]
+    chinese = [cell for r in rows(records, Tr("zh")) for cell in r[1:] if cell]
+    assert chinese == ["批次 000001 已结束：此后的交易计入批次 000002",  # noqa: RUF001
+                       "批次 000001 批上送结束（上送 1 笔）：1 笔交易已结算"]  # noqa: RUF001
