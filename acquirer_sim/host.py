@@ -175,7 +175,7 @@ class AcquirerHost:
         if now < self.down_until:
             return [ev.HostDownDrop(codec.peek_mti(data))]
         try:
-            msg = codec.decode(data, self._checking_keys(data))
+            msg = codec.decode(data, self.checking_keys(data))
         except codec.MacError as exc:
             return self._security(exc, sender)
         except ProtocolError as exc:  # not decodable: answer 30 if the frame still names its sender
@@ -251,7 +251,7 @@ class AcquirerHost:
 
     # -- CUP working keys (rule 8) -----------------------------------------------------------
 
-    def _checking_keys(self, data: bytes) -> codec.Keys | None:
+    def checking_keys(self, data: bytes) -> codec.Keys | None:
         """The key a request's MAC is checked with: its life's working MAK after a CUP sign-on, else
         the terminal's key from the key file (a sign-on, a terminal without a life, an ISO host)."""
         if self.keys is None or not self.cup:
@@ -665,9 +665,14 @@ class AcquirerHost:
     def _encode(self, response: Message) -> bytes:
         """A response carries the MAC of the terminal it answers (when the host has keys; under ``cup``
         after a sign-on, the life's working MAK), in the dialect ``_answering`` chose for the request."""
+        return codec.encode(response, self.answer_key(response), self._answer_in)
+
+    def answer_key(self, response: Message) -> MacKey | None:
+        """The key an answer is MACed with: the life's working MAK under ``cup`` after its sign-on (an
+        answer copies its request's life), else the terminal's key from the key file; None without keys."""
         key = self.keys.get(response.tid) if self.keys is not None else None
-        mak = self._working_mak(response) if self.cup else None  # the answer copies its request's life
-        return codec.encode(response, mak or key, self._answer_in)
+        mak = self._working_mak(response) if self.cup else None
+        return mak or key
 
     def _captured(self, key: Key) -> int:
         row = self.ledger.conn.execute(
