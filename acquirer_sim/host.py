@@ -34,6 +34,12 @@ Rules kept here:
    stored answer; an answer that falls due after a newer life signed on is withheld
    (``withheld``). Ids that never signed on are served as before. The wallet gateway applies the
    same rule to wallet requests, from the same ``lives`` table (``acquirer_sim.wallet``, rule 6).
+   Under ``cup`` with keys the sign-on answer also hands out the life's working keys in field 62
+   (``protocol.cup.WorkingKeys``, encrypted under the terminal's key from the key file, its master
+   key) and the batch number the terminal is to use in 60.2 (the one after the last batch it closed
+   here, or its own when later); every later request of that life is checked, and answered, with
+   the ``cup-ecb`` MAC under that life's MAK (``protocol.cup.derive_working_keys``: derived, not
+   stored, so a restarted host knows them). The sign-on itself stays under the master key.
 9. Every reply says whether its request was fresh (``Reply.fresh``): a request the host acted on
    for the first time. A copy of a request already answered (a duplicate original, reversal,
    advice or upload, a sign-on of the current life), a refusal and a status query or settlement (which the
@@ -158,6 +164,8 @@ class AcquirerHost:
         self._lives: dict[str, str | None] = {}
         #: The dialect the answers to the request being handled are encoded in (``_answering``).
         self._answer_in = dialects.for_profile(config.profile)
+        #: CUP working MAKs by (terminal id, life), derived once each (``_working_mak``).
+        self._working: dict[tuple[str, str], MacKey | None] = {}
         for pan, balance in config.accounts.items():
             ledger.open_account(pan, balance)
 
@@ -167,7 +175,7 @@ class AcquirerHost:
         if now < self.down_until:
             return [ev.HostDownDrop(codec.peek_mti(data))]
         try:
-            msg = codec.decode(data, self.keys)
+            msg = codec.decode(data, self.checking_keys(data))
         except codec.MacError as exc:
             return self._security(exc, sender)
         except ProtocolError as exc:  # not decodable: answer 30 if the frame still names its sender
@@ -241,6 +249,51 @@ class AcquirerHost:
             return [event]
         return [event, self._unsigned_reply(msg, codec.SECURITY_VIOLATION)]
 
+    # -- CUP working keys (rule 8) -----------------------------------------------------------
+
+    def checking_keys(self, data: bytes) -> codec.Keys | None:
+        """The key a request's MAC is checked with: its life's working MAK after a CUP sign-on, else
+        the terminal's key from the key file (a sign-on, a terminal without a life, an ISO host)."""
+        if self.keys is None or not self.cup:
+            return self.keys
+        try:
+            msg = codec.decode(data)
+        except ProtocolError:
+            return self.keys
+        mak = self._working_mak(msg)
+        return self.keys if mak is None else mak
+
+    def _working_mak(self, msg: Message) -> MacKey | None:
+        """The ``cup-ecb`` MAK the sign-on of ``msg``'s life handed out; None for a sign-on and its
+        answer, a message without a life, or a terminal without a usable master key."""
+        if msg.life is None or msg.mti in (M.SIGN_ON, M.SIGN_ON_RESPONSE) or self.keys is None:
+            return None
+        at = (msg.tid, msg.life)
+        if at not in self._working:
+            keys = self._working_keys(msg.tid, msg.life)
+            self._working[at] = None if keys is None else MacKey(cup.WORKING_MAC, keys.mak)
+        return self._working[at]
+
+    def _working_keys(self, tid: str, life: str) -> cup.WorkingKeys | None:
+        tmk = self.keys.get(tid) if self.keys is not None and self.cup else None
+        if tmk is None or len(tmk.secret) not in cup.TMK_LENGTHS:
+            return None
+        return cup.derive_working_keys(tmk.secret, tid, life)
+
+    def _sign_on_fields(self, msg: Message) -> dict[str, object]:
+        """CUP: what the 0810 hands out besides 00: the life's working keys (field 62, under the
+        terminal's master key) and the batch number it is to use (60.2)."""
+        if not self.cup:
+            return {}
+        closed = self.ledger.last_batch(msg.tid)
+        own = int(msg.batch) if msg.batch is not None else 1
+        fields: dict[str, object] = {"batch": f"{max(own, closed % 999_999 + 1 if closed else 1):06d}"}
+        assert msg.life is not None
+        keys = self._working_keys(msg.tid, msg.life)
+        if keys is not None and self.keys is not None:
+            fields["working_keys"] = keys.to_field62(self.keys[msg.tid].secret)
+        return fields
+
     # -- terminal lives (rule 8) -------------------------------------------------------------
 
     def _current_life(self, tid: str) -> str | None:
@@ -268,7 +321,7 @@ class AcquirerHost:
             self.ledger.sign_on(now, msg.tid, msg.life, earlier, msg.stan, msg.transmission)
             self._lives[msg.tid] = msg.life
         previous = current.life if current is not None and fresh else None
-        answer = self._reply(msg, "00", status=EARLIER_LIFE if earlier else FIRST_LIFE)
+        answer = self._reply(msg, "00", status=EARLIER_LIFE if earlier else FIRST_LIFE, **self._sign_on_fields(msg))
         return [ev.SignOnAnswered(*_f(msg), life=msg.life, previous=previous, earlier=earlier),
                 replace(answer, fresh=fresh)]
 
@@ -367,8 +420,9 @@ class AcquirerHost:
     def _ask_issuer(self, now: float, msg: Message) -> list[HostAction]:
         """Record the original as in progress (nothing moves yet) and wait for the issuer."""
         pan, amount = msg.pan or "", msg.amount or 0
+        # kept in the dialect it came in: CUP fields such as the batch (60.2) are echoed in the answer
         self.ledger.record(now, msg.key(), msg.mti, pan, amount, None, None, "09", IN_PROGRESS, None,
-                           codec.encode(msg), msg.life)
+                           codec.encode(msg, None, self._answer_in), msg.life)
         return [ev.IssuerRequested(*_f(msg)), AwaitIssuer(self._delay(False), msg.key())]
 
     def issuer_answered(self, now: float, key: Key) -> list[HostAction]:
@@ -609,10 +663,16 @@ class AcquirerHost:
         self._answer_in = dialects.for_answer(self.config.profile, codec.dialect_of(request))
 
     def _encode(self, response: Message) -> bytes:
-        """A response carries the MAC of the terminal it answers (when the host has keys), in the
-        dialect ``_answering`` chose for the request being handled."""
+        """A response carries the MAC of the terminal it answers (when the host has keys; under ``cup``
+        after a sign-on, the life's working MAK), in the dialect ``_answering`` chose for the request."""
+        return codec.encode(response, self.answer_key(response), self._answer_in)
+
+    def answer_key(self, response: Message) -> MacKey | None:
+        """The key an answer is MACed with: the life's working MAK under ``cup`` after its sign-on (an
+        answer copies its request's life), else the terminal's key from the key file; None without keys."""
         key = self.keys.get(response.tid) if self.keys is not None else None
-        return codec.encode(response, key, self._answer_in)
+        mak = self._working_mak(response) if self.cup else None
+        return mak or key
 
     def _captured(self, key: Key) -> int:
         row = self.ledger.conn.execute(

@@ -421,6 +421,11 @@ class Ledger:
                     "WHEN 'credit' THEN -amount WHEN 'refund' THEN -amount ELSE 0 END) > 0", (batch, now, tid))
         return self.conn.total_changes - before
 
+    def last_batch(self, tid: str) -> int:
+        """The number of the last CUP batch of ``tid`` a batch end closed here; 0: none yet."""
+        row = self.conn.execute("SELECT MAX(CAST(batch AS INTEGER)) FROM settled WHERE tid = ?", (tid,)).fetchone()
+        return int(row[0]) if row is not None and row[0] is not None else 0
+
     def find_sale(self, tid: str, stan: str, pan: str) -> Original | None:
         """The latest original of ``tid`` with trace number ``stan`` on card ``pan``: how a CUP batch
         upload names a sale (field 48 carries no field 7)."""

@@ -143,7 +143,7 @@ class MagicHost(AcquirerHost):
         if now < self.down_until:
             return None
         try:
-            msg = codec.decode(data, self.keys)
+            msg = codec.decode(data, self.checking_keys(data))  # a CUP life's working MAK after its sign-on
         except ProtocolError:
             return None
         return msg if msg.mti in M.REQUESTS else None

@@ -60,11 +60,16 @@ class ConfirmLife:
 
 @dataclass(frozen=True, slots=True)
 class CloseBatch:
-    """A settlement closed the batch: journal the new open batch's number and the last transaction
-    of the closed ones, so a restart (``possim settle`` again) sends the next batch, not this one."""
+    """A settlement closed the batch: journal the new open batch's number and which transactions
+    the closed batch held (``settled``, as batch ``closed``), so a restart (``possim settle`` again)
+    sends the next batch, not this one. ``settled_through`` is the boundary journals written before
+    kept (the highest transaction of their closed batches), carried on unchanged; the sign-on's
+    batch number is journaled as one with nothing settled."""
 
     batch: int
     settled_through: int
+    settled: tuple[int, ...] = ()
+    closed: int = 0
 
 
 #: Besides these, the terminal returns trace events (``protocol.events``): a late response, a

@@ -78,7 +78,7 @@ class TerminalDriver(HaltsOnWriteError[Action]):
         self.terminal = terminal
         self.down = False
         self.emit(TerminalPowerRestored(self.tid))
-        terminal.resume_batch(*self.journal.batch())
+        terminal.resume_batch(*self.journal.batch(), self.journal.settled())
         self.execute(terminal.restore(self.scheduler.now(), self.journal.load()))
 
     def start(self) -> None:
@@ -142,7 +142,7 @@ class TerminalDriver(HaltsOnWriteError[Action]):
             elif isinstance(action, ConfirmLife):
                 self.journal.confirm_life(action.life)
             elif isinstance(action, CloseBatch):
-                self.journal.close_batch(action.batch, action.settled_through)
+                self.journal.close_batch(action.batch, action.settled_through, action.settled, action.closed)
             elif isinstance(action, Outcome):
                 if self.tracing:
                     self.emit(TxnOutcome(self.tid, action.txn_id, action.status, action.display))

@@ -12,8 +12,12 @@ checker learns which terminals a journal speaks for even before its first row. `
 keeps the life number a terminal process signs on with (``TerminalConfig.life``): written
 before its first sign-on, with whether the journal was new then, and confirmed once the host
 let it sell; a restart on the journal resumes that life. ``batches`` keeps, under the CUP
-profile, the open batch's number (field 60.2) and the last transaction of the batches a
-settlement closed: a restarted terminal settles the next batch, not the same sales again.
+profile, the open batch's number (field 60.2), and ``batch_sales`` which transactions each closed
+batch held: a restarted terminal settles the next batch, not the same sales again, and a sale
+approved only after its batch closed (a status answer, a late answer) is in the next one. Journals
+written before ``batch_sales`` existed kept the highest transaction of the closed batches
+(``batches.settled_through``); opening one adds the table, and that boundary is still honoured for
+the transactions it covers.
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ SCHEMA = f"""CREATE TABLE IF NOT EXISTS journal (
 CREATE TABLE IF NOT EXISTS terminals (tid TEXT PRIMARY KEY, last_stan TEXT);
 CREATE TABLE IF NOT EXISTS lives (tid TEXT PRIMARY KEY, life TEXT NOT NULL, new_journal INTEGER NOT NULL,
     confirmed INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS batches (tid TEXT PRIMARY KEY, batch INTEGER NOT NULL, settled_through INTEGER NOT NULL)"""
+CREATE TABLE IF NOT EXISTS batches (tid TEXT PRIMARY KEY, batch INTEGER NOT NULL, settled_through INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS batch_sales (tid TEXT NOT NULL, txn_id INTEGER NOT NULL, batch INTEGER NOT NULL,
+    PRIMARY KEY (tid, txn_id))"""
 # The column names come from TxnRecord's fields, never from input.
 _INSERT = f"INSERT OR REPLACE INTO journal (tid, {', '.join(COLUMNS)}) VALUES (?, {', '.join('?' * len(COLUMNS))})"  # noqa: S608
 #: A record's values in column order, read in one call (the journal is written twice per sale).
@@ -198,10 +204,19 @@ class Journal:
         row = self.conn.execute("SELECT batch, settled_through FROM batches WHERE tid = ?", (self.tid,)).fetchone()
         return (1, 0) if row is None else (int(row[0]), int(row[1]))
 
-    def close_batch(self, batch: int, settled_through: int) -> None:
-        """A settlement closed the batch: ``batch`` is open now; transactions up to ``settled_through`` are settled."""
+    def close_batch(self, batch: int, settled_through: int, settled: tuple[int, ...] = (), closed: int = 0) -> None:
+        """A settlement closed batch ``closed`` holding the transactions ``settled``: ``batch`` is open now.
+        ``settled_through``: an older journal's boundary, kept as it was."""
         self._execute("INSERT OR REPLACE INTO batches (tid, batch, settled_through) VALUES (?, ?, ?)",
                       (self.tid, batch, settled_through))
+        for txn_id in settled:
+            self._execute("INSERT OR REPLACE INTO batch_sales (tid, txn_id, batch) VALUES (?, ?, ?)",
+                          (self.tid, txn_id, closed))
+
+    def settled(self) -> dict[int, int]:
+        """The transactions of the closed batches and the batch each was settled in."""
+        rows = self.conn.execute("SELECT txn_id, batch FROM batch_sales WHERE tid = ?", (self.tid,)).fetchall()
+        return {int(txn_id): int(batch) for txn_id, batch in rows}
 
     def commit(self) -> None:
         self.conn.commit()

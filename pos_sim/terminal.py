@@ -51,6 +51,9 @@ answered customers wait; without an answer it is repeated with the backoff. An a
 on again": another life of the id signed on since; the host booked nothing) makes the terminal
 sign on afresh before anything else; a sale so answered is shown as not charged
 (``SIGN_ON_AGAIN_DISPLAY``) and never sent again by itself, recovery work is tried again after it.
+Under ``cup`` the answer hands out the working keys (field 62, under the key file's key, the master
+key) and the batch number (60.2): a key that does not match its check value fails the sign-on (the
+terminal sells nothing); otherwise the MAK MACs every later message and the batch number is taken.
 """
 
 from __future__ import annotations
@@ -158,6 +161,8 @@ class Settlement:
     #: Sales uploaded so far, and what the 0510 said (the batch end's 60.3 tells it).
     uploaded: int = 0
     balanced: bool = False
+    #: The transactions of the batch being settled (its 0500 totals and upload): what closes with it.
+    members: list[int] = field(default_factory=list)
 
 
 #: What a settlement exchange stands for in the table's ``txn`` slot: the batch, not one sale
@@ -174,15 +179,21 @@ class Terminal:
 
     def __init__(self, config: TerminalConfig, mac_key: MacKey | None = None) -> None:
         self.config = config
-        #: This terminal's MAC key, shared only with the host; ``None`` runs without MACs.
+        #: This terminal's MAC key, shared only with the host; ``None`` runs without MACs. Under
+        #: ``cup`` a sign-on replaces it with the working MAK the host handed out.
         self.mac_key = mac_key
+        #: The key from the key file: the sign-on goes under it, and under ``cup`` it is the master
+        #: key (TMK) the sign-on answer's working keys are encrypted under.
+        self.master_key = mac_key
         #: The wire dialect of its requests (a CUP terminal sends CUP bytes); answers are read in
         #: whichever dialect they arrive (``codec.decode`` tells from the bytes).
         self.dialect = dialects.for_profile(config.profile)
         #: Where this terminal's family runs its day differently (CUP: batch numbers, packed uploads...).
         self.rules = dialects.get(self.dialect).rules
-        #: The open batch's number (CUP 60.2) and the last transaction of the batches already closed.
+        #: The open batch's number (CUP 60.2), the transactions of the closed batches (txn id -> batch),
+        #: and the boundary of journals written before those were kept (their highest settled txn id).
         self.batch_number = 1
+        self.settled: dict[int, int] = {}
         self.settled_through = 0
         self.policy = config.recovery
         self.waiting: deque[PaymentRequest] = deque()
@@ -230,7 +241,7 @@ class Terminal:
     def receive(self, now: float, data: bytes) -> list[Action]:
         """Bytes arrived from the host."""
         try:
-            msg = codec.decode(data, self.mac_key)
+            msg = codec.decode(data, self._answer_key(data))
         except codec.MacError as exc:
             self._note_mac_error(exc.message)
             return [ev.ResponseRejected(*_ids(exc.message), str(exc))]
@@ -253,6 +264,14 @@ class Terminal:
             actions += EXCHANGES[ex.kind].answered(self, now, ex, msg)
             return actions + self._pump(now)
         return self._unexpected(msg)
+
+    def _answer_key(self, data: bytes) -> MacKey | None:
+        """A sign-on answer is MACed under the master key (the working keys are not installed yet);
+        every other answer under the key of the requests, the working MAK once a CUP sign-on gave one."""
+        if self.mac_key is self.master_key:
+            return self.mac_key
+        mti = dialects.get(codec.dialect_of(data)).peek_mti(data)
+        return self.master_key if mti == response_to(SIGN_ON) else self.mac_key
 
     def _note_mac_error(self, msg: Message) -> None:
         """An answer to the exchange in flight failed its MAC: a CUP reversal of it says A0, not 98."""
@@ -284,9 +303,11 @@ class Terminal:
             actions += self._resume(now, txn)
         return actions + self._pump(now)
 
-    def resume_batch(self, batch: int, settled_through: int) -> None:
-        """The journal's open batch: its number, and the last transaction of the batches closed before it."""
+    def resume_batch(self, batch: int, settled_through: int, settled: Mapping[int, int] | None = None) -> None:
+        """The journal's open batch: its number, the transactions of the batches closed before it, and an
+        older journal's boundary (the last transaction of its closed batches)."""
         self.batch_number, self.settled_through = batch, settled_through
+        self.settled = dict(settled or {})
 
     def _remember_stans(self, txn: TxnRecord) -> None:
         """Late answers to journaled exchanges stay recognisable, and STANs are not reused."""
@@ -425,7 +446,8 @@ class Terminal:
         self._by_stan[(msg.stan, response_to(msg.mti))] = (kind, txn)
         journal: list[Action] = [WriteJournal(txn.snapshot())] if spec.journals else []
         announce = spec.sent(self, msg) if spec.sent is not None else []
-        return [*journal, *announce, Send(codec.encode(msg, self.mac_key, self.dialect), msg.mti, msg.stan, txn.txn_id),
+        key = self.master_key if kind is ExchangeKind.SIGN_ON else self.mac_key
+        return [*journal, *announce, Send(codec.encode(msg, key, self.dialect), msg.mti, msg.stan, txn.txn_id),
                 StartTimer(RESPONSE_TIMER, now + spec.timeout(self.config))]
 
     # -- requests -------------------------------------------------------------------------
@@ -493,6 +515,8 @@ class Terminal:
 
     def _build_settlement(self, now: float, txn: TxnRecord) -> Message:
         batch = self._batch()
+        if self.settlement is not None:
+            self.settlement.members = [t.txn_id for t in batch]
         totals = BatchTotals(debit_amount=sum(_batch_amount(r) for r in batch), debit_count=len(batch))
         return self._message(now, SETTLEMENT, batch_totals=totals.to_field48())
 
@@ -538,7 +562,7 @@ class Terminal:
         """The day's sales: approved, not reversed or handed to the acquirer, completions that were not refused."""
         out = []
         for txn in sorted(self.records.values(), key=lambda r: r.txn_id):
-            if txn.txn_id <= self.settled_through:  # in a batch already closed
+            if txn.txn_id in self.settled or txn.txn_id <= self.settled_through:  # in a batch already closed
                 continue
             if txn.status is not SaleStatus.APPROVED or txn.reversal in _NOT_IN_BATCH:
                 continue
@@ -604,8 +628,34 @@ class Terminal:
             return self._halt(f"terminal {tid} has no journal, but the host knows it from an earlier life: its "
                               "sales may be unsettled and its STANs would start again; refusing to sell (restore its "
                               "journal, or start it as a replacement: --replacement)")
+        try:
+            installed = self._install_working_keys(msg)
+        except ProtocolError as exc:  # a key that does not match its check value is no key: sell nothing
+            return [ev.SignOnFailed(tid, msg.stan, str(exc)),
+                    *self._halt(f"terminal {tid}: sign-on failed: {exc}")]
         self._signed_on = True
-        return [ConfirmLife(life), ev.TerminalSignedOn(tid, msg.stan, life, earlier)]
+        return [ConfirmLife(life), ev.TerminalSignedOn(tid, msg.stan, life, earlier), *installed]
+
+    def _install_working_keys(self, msg: Message) -> list[Action]:
+        """CUP: take the batch number (60.2) and the working keys (field 62) of the sign-on answer.
+
+        Each key is decrypted under the master key and used only if it matches its check value
+        (``cup.WorkingKeys.from_field62`` raises otherwise); the MAK then MACs every later message.
+        An answer without field 62 (a terminal without keys, a master key the exchange cannot use)
+        leaves the key from the key file in place."""
+        if not self.config.cup:
+            return []
+        actions: list[Action] = []
+        master = self.master_key
+        if msg.working_keys is not None and master is not None and len(master.secret) in cup.TMK_LENGTHS:
+            keys = cup.WorkingKeys.from_field62(master.secret, msg.working_keys)
+            self.mac_key = MacKey(cup.WORKING_MAC, keys.mak)
+            actions.append(ev.WorkingKeysInstalled(self.config.tid, msg.stan, cup.check_value(keys.mak).hex().upper(),
+                                                   msg.batch or f"{self.batch_number:06d}"))
+        if self.rules.batch_numbers and msg.batch is not None and int(msg.batch) != self.batch_number:
+            self.batch_number = int(msg.batch)  # the host's count of this terminal's batches
+            actions.append(CloseBatch(self.batch_number, self.settled_through))
+        return actions
 
     def _sign_on_again(self, now: float, ex: Exchange, msg: Message) -> list[Action]:
         """77: another life of this terminal id signed on since; sign on afresh before anything else.
@@ -688,6 +738,7 @@ class Terminal:
     def _start_packed_upload(self, now: float, msg: Message, state: Settlement, balanced: bool) -> list[Action]:
         """CUP: upload the batch whether it balanced or not, then end it; no second 0500."""
         batch = self._batch()
+        state.members = [t.txn_id for t in batch]  # what is uploaded is what the batch end closes
         state.final, state.balanced, state.frames = True, balanced, self._upload_frames(batch)
         state.uploads = len(state.frames)
         self.tasks.append(Task(ExchangeKind.BATCH_UPLOAD, state.frames[0][0] if state.frames[0] else _BATCH, now))
@@ -737,15 +788,17 @@ class Terminal:
             head = state.frames[0]
             self.tasks.append(Task(ExchangeKind.BATCH_UPLOAD, head[0] if head else _BATCH, now))
             return []
-        return self._close_batch()
+        return self._close_batch(state)
 
-    def _close_batch(self) -> list[Action]:
-        """The settled batch is closed: its sales leave the batch, the next one gets the next number."""
+    def _close_batch(self, state: Settlement) -> list[Action]:
+        """The settled batch is closed: the sales it uploaded leave the batch (by id, so a sale approved
+        later, whatever its id, is in the next batch), and the next one gets the next number."""
         self.settlement = None
         closed = self.batch_number
-        self.settled_through = max((t.txn_id for t in self._batch()), default=self.settled_through)
+        for txn_id in state.members:
+            self.settled[txn_id] = closed
         self.batch_number = closed % 999_999 + 1
-        return [CloseBatch(self.batch_number, self.settled_through),
+        return [CloseBatch(self.batch_number, self.settled_through, tuple(state.members), closed),
                 ev.BatchClosed(self.config.tid, f"{closed:06d}", f"{self.batch_number:06d}")]
 
     def _approve(self, now: float, txn: TxnRecord, display: str) -> list[Action]:

@@ -35,7 +35,7 @@ from typing import Any
 
 from possim.acquirer_sim.magic import spoil_mac
 from possim.i18n import N_
-from possim.protocol import codec, dialects
+from possim.protocol import codec, cup, dialects
 from possim.protocol import mti as M
 from possim.protocol.errors import ProtocolError
 from possim.protocol.mac import MacKey
@@ -543,8 +543,8 @@ class _Session:
             data = spoil_mac(data, self.dialect.name)
         self.rec.sent[name] = msg
         self.waiting.append((name, M.response_to(msg.mti), msg.stan))
-        self.rec.wire.append(Wire("sent", self._now(), name, msg.mti, message_fields(msg), data.hex(),
-                                  None if mac == "ok" else f"MAC {mac}"))
+        self.rec.wire.append(Wire("sent", self._now(), name, msg.mti, message_fields(msg, data, self.dialect.name),
+                                  data.hex(), None if mac == "ok" else f"MAC {mac}"))
         self.writer.write(self.dialect.framing.frame(data))
 
     async def answer(self, name: str) -> None:
@@ -590,7 +590,8 @@ class _Session:
                                       f"undecodable: {exc}"))
             return
         step = next((w for w in self.waiting if w[1] == msg.mti and w[2] == msg.stan), None)
-        self.rec.wire.append(Wire("received", self._now(), step[0] if step else None, msg.mti, message_fields(msg),
+        fields = message_fields(msg, data, self.dialect.name)
+        self.rec.wire.append(Wire("received", self._now(), step[0] if step else None, msg.mti, fields,
                                   data.hex(), note if step else (note or "matches no request")))
         if step is None:
             return
@@ -607,8 +608,16 @@ def _why(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
-def message_fields(msg: Message) -> dict[str, str]:
-    """The decoded fields by ISO 8583 number, for the report and the JSON."""
+def message_fields(msg: Message, data: bytes | None = None, dialect: str = dialects.DEFAULT) -> dict[str, str]:
+    """The decoded fields by ISO 8583 number, for the report and the JSON.
+
+    Under ``cup`` they are the fields the bytes carry (``cup.decode_fields``: no field 7, field 60
+    and 61 instead of 90, the MAC in 64), so the report shows what a CUP host was sent, not
+    possim's model of it; ``data`` is then required.
+    """
+    if dialect == "cup" and data is not None:
+        with contextlib.suppress(ProtocolError):  # bytes that do not decode: the model's fields, as for ISO
+            return {number: value for number, value in cup.decode_fields(data).items() if number != "t"}
     pairs = (("2", msg.pan), ("3", msg.processing_code), ("4", None if msg.amount is None else f"{msg.amount:012d}"),
              ("7", msg.transmission), ("11", msg.stan), ("12", msg.local_time), ("13", msg.local_date),
              ("37", msg.rrn), ("38", msg.auth_code), ("39", msg.response_code), ("41", msg.tid), ("42", msg.mid),

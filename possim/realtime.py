@@ -282,14 +282,14 @@ class _Guarded:
             self.stats.handled += 1
 
     def _answer_96(self, data: bytes, origin: Origin | None) -> None:
-        keys = self.driver.host.keys
+        host = self.driver.host
         try:
-            msg = codec.decode(data, keys)
+            msg = codec.decode(data, host.checking_keys(data))
         except ProtocolError:
             return
         if msg.mti in M.REQUESTS and (origin is None or origin.tid in (None, msg.tid)):
-            key = keys.get(msg.tid) if keys is not None else None
-            self.end.send(codec.encode(msg.response("96"), key, codec.dialect_of(data)),
+            answer = msg.response("96")
+            self.end.send(codec.encode(answer, host.answer_key(answer), codec.dialect_of(data)),
                           {"tid": msg.tid, "stan": msg.stan, "mti": msg.mti, "origin": origin})
 
 

@@ -9,7 +9,9 @@ on the same day cancel out and are not listed, as on a real statement.
 
 Columns (CSV): ``date_time, terminal, batch, voucher, rrn, auth_code, card, amount, fee, net,
 adjustments, description``; ``batch`` (批次号) and ``voucher`` (凭证号, the sale's STAN) are what
-the slip prints, so a merchant finds the slip of a line. Under ``--lang zh`` the header and the
+the slip prints, so a merchant finds the slip of a line. The batch is the one the sale was in (CUP
+field 60.2): the batch its batch end settled it in (ledger ``settled``), else the batch its own
+message named; an ISO sale, which names none, is in ``000001``. Under ``--lang zh`` the header and the
 descriptions are in Chinese (:meth:`Statement.csv` with a translator); :func:`read` reads both.
 For a sale, ``amount`` is the settled amount, ``fee`` the merchant discount fee
 and ``net = amount - fee``. For an adjustment, ``amount`` is 0.00, ``adjustments`` the money
@@ -50,6 +52,8 @@ from typing import Any
 from possim.acquirer_sim.config import HostConfig
 from possim.fees import FeeSchedule, Said, say
 from possim.i18n import N_, Tr
+from possim.protocol import codec
+from possim.protocol.errors import ProtocolError
 
 #: The clock of simulated runs: ledger time 0 is this moment.
 DEFAULT_EPOCH: datetime = HostConfig().epoch
@@ -67,7 +71,8 @@ SUMMARY = (N_("statement of {day} (issued {issued}): {sales} sale {amount}, fees
               "{adjustments}, net {net}"),
            N_("statement of {day} (issued {issued}): {sales} sales {amount}, fees {fees}, adjustments "
               "{adjustments}, net {net}"))
-#: The batch number (批次号) of a run's sales: a run is one business day, the terminal's first batch.
+#: The batch number (批次号) of a sale whose batch the ledger does not know: an ISO sale (no batch on
+#: the wire; a run is one business day, the terminal's first batch).
 BATCH = "000001"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 ZERO = Decimal("0.00")
@@ -205,17 +210,41 @@ def build(ledger: sqlite3.Connection, day: date, fees: FeeSchedule, card_types: 
         else:
             today.setdefault(key, []).append((at, kind, amount))
     types = card_types or {}
+    batches = settled_batches(ledger)
     statement = Statement(day)
     for key, moves in today.items():
         pan, rrn, auth = facts[key]
         pricing = _Pricing(fees, types.get(pan, "credit"), prior.get(key, 0))
         sale_date = moment(first.get(key, moves[0][0]), epoch).date()
         lines = pricing.lines(moves, key[0], rrn, auth, mask(pan), sale_date, epoch)
-        statement.lines.extend(replace(line, voucher=key[1], batch=BATCH) for line in lines)
+        batch = batches.get(key) or _batch_of(ledger, key)
+        statement.lines.extend(replace(line, voucher=key[1], batch=batch) for line in lines)
     if _has_wallet(ledger):
         statement.lines.extend(wallet_lines(ledger, day, fees, epoch, wanted))
     statement.lines.sort(key=lambda line: (line.at, line.tid, line.rrn))
     return statement
+
+
+def settled_batches(ledger: sqlite3.Connection) -> dict[tuple[str, str, str], str]:
+    """The batch (CUP 60.2) each sale was settled in, by key: what the batch ends closed (ledger
+    ``settled``; a ledger from before batch ends has none)."""
+    if ledger.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'settled'").fetchone() is None:
+        return {}
+    return {(tid, stan, tx): batch for tid, stan, tx, batch in
+            ledger.execute("SELECT tid, stan, transmission, batch FROM settled") if batch}
+
+
+def _batch_of(ledger: sqlite3.Connection, key: tuple[str, str, str]) -> str:
+    """A sale not settled yet: the batch its own message named (60.2 of the answer the ledger keeps,
+    which echoes the request's); ``BATCH`` when it named none (ISO) or the ledger kept no answer."""
+    row = ledger.execute("SELECT response FROM originals WHERE tid = ? AND stan = ? AND transmission = ?",
+                         key).fetchone()
+    if row is None or not row[0]:
+        return BATCH
+    try:
+        return codec.decode(bytes(row[0])).batch or BATCH
+    except ProtocolError:
+        return BATCH
 
 
 @dataclass

@@ -149,6 +149,11 @@ def _terminal(e: ev.Event, tr: Tr) -> str | None:
             return tr("REFUSES TO SELL: {reason}", reason=e.reason)
         case ev.SignOnAgain():
             return tr("{mti} says sign on again (77): nothing booked, the terminal signs on afresh", mti=e.mti)
+        case ev.WorkingKeysInstalled():
+            return tr("working keys installed (MAK check value {check}), batch {batch}", check=e.mak_check,
+                      batch=e.batch)
+        case ev.SignOnFailed():
+            return tr("SIGN-ON FAILED: {reason}", reason=e.reason)
     return _settlement(e, tr) or _wallet_terminal(e, tr)
 
 
@@ -166,6 +171,8 @@ def _settlement(e: ev.Event, tr: Tr) -> str | None:
             return tr("out of balance: uploading {n} sale(s) (0320)", n=e.uploads)
         case ev.SettlementFailed():
             return tr("settlement {mti} failed: the batch stays open", mti=e.mti)
+        case ev.BatchClosed():
+            return tr("batch {closed} closed: sales now go into batch {opened}", closed=e.closed, opened=e.opened)
     return None
 
 
@@ -336,6 +343,9 @@ def _host_checks(e: ev.Event, tr: Tr) -> str | None:
         case ev.BatchUploadReceived():
             return tr("batch upload of STAN {stan}, {amount}: {outcome}", stan=e.orig_stan,
                       amount=tr.money(e.amount), outcome=tr(UPLOAD_OUTCOMES.get(e.outcome, e.outcome)))
+        case ev.BatchEndReceived():
+            return tr("batch end of batch {batch} ({uploaded} uploaded): {settled} sale(s) settled", batch=e.batch,
+                      uploaded=int(e.uploaded) if e.uploaded.isdigit() else e.uploaded, settled=e.settled)
     return None
 
 

@@ -34,6 +34,11 @@ What a CUP terminal sends and possim therefore sends too (``docs/cup-wire.md``):
 - The original of a completion, advice, upload or status query is named in field 61 (original
   batch, trace, date, then possim's original time and MTI), never in field 90.
 
+- The sign-on answer (0810) hands out the working keys in field 62 (``WorkingKeys``: PIK, then
+  MAK, each encrypted under the terminal master key and followed by its 4-byte check value) and
+  the batch number the terminal is to use in 60.2; later messages carry the ``cup-ecb`` MAC under
+  that MAK.
+
 possim choices: the 0600 status query, which CUP does not have, and the status answer in field 63
 (CUP's field 48 is numeric).
 
@@ -44,12 +49,16 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
+import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import iso8583
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.primitives.ciphers import Cipher, modes
 from iso8583.specs import default
 
 from possim.protocol import mti as M
@@ -151,6 +160,7 @@ _FIELDS: tuple[tuple[str, str, re.Pattern[str]], ...] = tuple(
         ("42", "mid", r"[ -~]{15}"),
         ("49", "currency", r"\d{3}"),
         ("63", "status", r"[A-Z_]{1,32}"),
+        ("62", "working_keys", r"[0-9A-F]{2,1024}"),
     )
 )
 _AMOUNT = re.compile(r"\d{12}")
@@ -515,3 +525,88 @@ def batch_end(count: int) -> str:
     if not 0 <= count < 10**4:
         raise ProtocolError(f"field 48: batch-end count {count} out of range")
     return f"{count:04d}"
+
+
+# -- sign-on key exchange ---------------------------------------------------------------------
+
+#: Working keys are double length (two-key 3DES, as CUP's 3DES terminals use them).
+WORKING_KEY_LEN = 16
+#: Bytes of a check value: the first 4 of 8 zero bytes encrypted under the clear key.
+CHECK_VALUE_LEN = 4
+#: Terminal master key lengths the key exchange can encrypt under: single, two-key and three-key DES.
+TMK_LENGTHS = (8, 16, 24)
+#: The MAC algorithm of the handed-out MAK (``protocol.mac``).
+WORKING_MAC = "cup-ecb"
+_DES_BLOCK = 8
+_WORKING_KEYS_LABEL = b"possim cup working keys v1"
+
+
+class CheckValueError(ProtocolError):
+    """A working key in a sign-on answer does not match its check value: the terminal must not use it."""
+
+
+def _des(key: bytes) -> TripleDES:
+    """A DES-family key as ``cryptography`` takes it: 8 bytes single DES, 16 two-key, 24 three-key 3DES."""
+    if len(key) not in TMK_LENGTHS:
+        raise ValueError(f"a DES key is 8, 16 or 24 bytes, not {len(key)}")
+    # two-key 3DES as the three-key form K1||K2||K1 (the same cipher; ``cryptography`` deprecates 16-byte keys)
+    return TripleDES(key * 3 if len(key) == _DES_BLOCK else key + key[:_DES_BLOCK] if len(key) == 16 else key)
+
+
+def _ecb(key: bytes, data: bytes, encrypt: bool) -> bytes:
+    cipher = Cipher(_des(key), modes.ECB())  # noqa: S305 - key wrapping of whole blocks, as CUP terminals do it
+    op = cipher.encryptor() if encrypt else cipher.decryptor()
+    return op.update(data) + op.finalize()
+
+
+def check_value(key: bytes) -> bytes:
+    """The key check value CUP terminals compare: the first 4 bytes of 8 zero bytes encrypted under ``key``."""
+    return _ecb(key, bytes(_DES_BLOCK), encrypt=True)[:CHECK_VALUE_LEN]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkingKeys:
+    """The working keys a sign-on hands out, in clear: the PIN key (PIK) and the MAC key (MAK).
+
+    Field 62 of the 0810 carries them as CUP hosts send them to 3DES terminals (40 bytes): the PIK
+    encrypted under the terminal master key (TMK, ECB) and its check value, then the MAK the same
+    way. A terminal decrypts each and compares the check value before using the key.
+    """
+
+    pik: bytes
+    mak: bytes
+
+    def __repr__(self) -> str:
+        return "WorkingKeys(<secret>)"
+
+    def to_field62(self, tmk: bytes) -> str:
+        """Field 62 (hex) with the keys encrypted under ``tmk``."""
+        return "".join((_ecb(tmk, k, encrypt=True) + check_value(k)).hex().upper() for k in (self.pik, self.mak))
+
+    @classmethod
+    def from_field62(cls, tmk: bytes, value: str) -> WorkingKeys:
+        """The clear keys of field 62; a wrong length raises ``ProtocolError``, a key that does not
+        match its check value ``CheckValueError``."""
+        part = WORKING_KEY_LEN + CHECK_VALUE_LEN
+        try:
+            raw = bytes.fromhex(value)
+        except ValueError:
+            raise ProtocolError(f"field 62: not hex: {value!r}") from None
+        if len(raw) != 2 * part:
+            raise ProtocolError(f"field 62: working keys are {2 * part} bytes, not {len(raw)}")
+        keys = []
+        for name, at in (("PIK", 0), ("MAK", part)):
+            key = _ecb(tmk, raw[at:at + WORKING_KEY_LEN], encrypt=False)
+            if not hmac.compare_digest(check_value(key), raw[at + WORKING_KEY_LEN:at + part]):
+                raise CheckValueError(f"field 62: the {name} does not match its check value")
+            keys.append(key)
+        return cls(keys[0], keys[1])
+
+
+def derive_working_keys(tmk: bytes, tid: str, life: str) -> WorkingKeys:
+    """The working keys of one life of a terminal: HMAC-SHA256 under its master key of the terminal id
+    and life number. A host derives them again instead of storing them, so a restarted host still
+    checks the MACs of the life that signed on; a new life (a new sign-on) gets new keys, and nobody
+    without the TMK can compute them."""
+    digest = hmac.new(tmk, b"\0".join((_WORKING_KEYS_LABEL, tid.encode(), life.encode())), hashlib.sha256).digest()
+    return WorkingKeys(digest[:WORKING_KEY_LEN], digest[WORKING_KEY_LEN:2 * WORKING_KEY_LEN])

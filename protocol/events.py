@@ -404,6 +404,31 @@ class TerminalSignedOn(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class WorkingKeysInstalled(Event):
+    """CUP: the sign-on answer's working keys matched their check values; later messages carry the
+    MAC under the new MAK (``mak_check``: its check value, as terminals print it) in batch ``batch``."""
+
+    NAME: ClassVar[str] = "working_keys_installed"
+    SIDE: ClassVar[Side | None] = "terminal"
+    tid: str
+    stan: str
+    mak_check: str
+    batch: str
+
+
+@dataclass(frozen=True, slots=True)
+class SignOnFailed(Event):
+    """CUP: the sign-on answer's working keys could not be used (a key did not match its check value,
+    or field 62 was malformed): the terminal is not signed on and sells nothing."""
+
+    NAME: ClassVar[str] = "sign_on_failed"
+    SIDE: ClassVar[Side | None] = "terminal"
+    tid: str
+    stan: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class SignOnAgain(Event):
     """The host answered 77 ("sign on again": this terminal's life is not its current one, another
     life signed on since): the terminal signs on afresh before anything else. The request answered
@@ -1230,7 +1255,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     WalletGatewayWake, WalletAnswered, WalletSystemErrorAnswered, WalletRefundInstead, WalletSystemError,
     WalletCancelExpired,
     ResponseMismatch, DuplicateKeyConflict,
-    TerminalSignedOn, TerminalRefusedToSell, SignOnAnswered, LifeRefused, SignOnAgain, AnswerWithheld,
+    TerminalSignedOn, WorkingKeysInstalled, SignOnFailed, TerminalRefusedToSell, SignOnAnswered, LifeRefused,
+    SignOnAgain, AnswerWithheld,
     LineSwitched, LineDownDrop,
 )
 

@@ -64,6 +64,10 @@ class Message:
     #: CUP field 48 of a batch upload (0320/0330): the count and the packed sales
     #: (``protocol.cup.UploadedSale``), or the batch-end upload's count.
     uploads: str | None = None
+    #: CUP field 62 of a sign-on answer (0810), as hex: the working keys (PIK, then MAK), each
+    #: encrypted under the terminal master key and followed by its check value
+    #: (``protocol.cup.WorkingKeys``). ``None`` under ``iso``.
+    working_keys: str | None = None
 
     @property
     def name(self) -> str:

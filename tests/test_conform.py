@@ -61,6 +61,11 @@ async def test_possims_own_acquirer_passes_every_rule(tmp_path: Path, profile: s
     assert set(_junit(junit).values()) == {"pass"}
     evidence = {c["id"]: c["evidence"] for c in json.loads(done.stdout)["cases"]}
     assert "debited once" in evidence["duplicate-original"]  # the balance was read, not just the answers
+    sent = [m for c in json.loads(done.stdout)["cases"] for m in c["messages"] if m["direction"] == "sent"]
+    assert sent
+    for message in sent:  # the report lists the fields the profile's bytes carry: CUP sends no field 7
+        assert ("7" in message["fields"]) is (profile == "iso"), message
+        assert ("60" in message["fields"]) is (profile == "cup"), message
     page = report.read_text(encoding="utf-8")
     assert page.count("<h2 id=") == len(lib.CASES) and "0410" in page and "39=25" in page
 

@@ -5,10 +5,12 @@ A0 as "sign on again". The ISO terminal's day is checked unchanged alongside."""
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 from possim.pos_sim.actions import Action, CloseBatch
-from possim.pos_sim.journal import Journal
+from possim.pos_sim.journal import SCHEMA, Journal
 from possim.pos_sim.terminal import Terminal
 from possim.protocol import codec, cup
 from possim.protocol import events as ev
@@ -54,7 +56,7 @@ def test_a_cup_day_packs_the_upload_ends_the_batch_and_opens_the_next() -> None:
     assert [s.amount for p in packed for s in p] == [100 * n for n in range(1, 11)]
     assert (sent[3].network_code, sent[3].uploads) == (cup.BATCH_END_BALANCED, "0010")
     assert not [a for a in first if isinstance(a, ev.SettlementFailed)], "every upload answered 00"
-    assert [a for a in first if isinstance(a, CloseBatch)] == [CloseBatch(2, 10)]
+    assert [a for a in first if isinstance(a, CloseBatch)] == [CloseBatch(2, 0, tuple(range(1, 11)), 1)]
     assert ev.BatchClosed("POS00001", "000001", "000002") in first
     second = _sent(_run(terminal, host, terminal.settle(200), now=200))
     assert [m.mti for m in second] == [M.SETTLEMENT, M.BATCH_UPLOAD]
@@ -70,13 +72,41 @@ def test_the_batch_number_survives_a_restart_through_the_journal() -> None:
     _run(terminal, host, terminal.request_payment(1, purchase(1)))
     for action in _run(terminal, host, terminal.settle(10)):
         if isinstance(action, CloseBatch):
-            journal.close_batch(action.batch, action.settled_through)
+            journal.close_batch(action.batch, action.settled_through, action.settled, action.closed)
     restarted = new_terminal(profile="cup")
-    restarted.resume_batch(*journal.batch())
+    restarted.resume_batch(*journal.batch(), journal.settled())
     restarted.restore(20, [r.snapshot() for r in terminal.records.values()])
     sent = _sent(_run(restarted, host, restarted.settle(30), now=30))
     assert [(m.mti, m.batch) for m in sent] == [(M.SETTLEMENT, "000002"), (M.BATCH_UPLOAD, "000002")]
-    assert journal.batch() == (2, 1)
+    assert journal.batch() == (2, 0) and journal.settled() == {1: 1}
+
+
+def test_a_sale_approved_after_its_batch_closed_is_in_the_next_batch_whatever_its_id() -> None:
+    """Transaction 5 sells; transaction 3's answer is lost and its status query unanswered, so batch 1
+    closes without it. Approved later by its status answer, it is in batch 2: the closed batch is the
+    set of sales it held, not "every id up to the highest", which would leave 3 out of every batch."""
+    journal = Journal(":memory:", "POS00001")
+    terminal, host = new_terminal("query", profile="cup", query_interval=1000.0), new_host()
+    _run(terminal, host, terminal.request_payment(1, purchase(5, amount=500)))
+    [sale] = sends(terminal.request_payment(10, purchase(3, amount=300)))
+    host.receive(11, sale.data)  # debited; the answer never reaches the terminal
+    assert [m.mti for m in _sent(terminal.timer_fired(40, "response"))] == [M.STATUS_QUERY]
+    terminal.timer_fired(70, "response")  # the query goes unanswered: asked again 1000 s later
+    assert terminal.records[3].status == "unknown"
+    first = _run(terminal, host, terminal.settle(71), now=71)
+    assert cup.BatchTotals.from_field48(_sent(first)[0].batch_totals or "").debit_amount == 500
+    later = _run(terminal, host, terminal.timer_fired(1100, "retry"), now=1100)
+    assert terminal.records[3].status == "approved", later
+    second = _run(terminal, host, terminal.settle(1200), now=1200)
+    sent = _sent(second)
+    assert sent[0].batch == "000002"
+    totals = cup.BatchTotals.from_field48(sent[0].batch_totals or "")
+    assert (totals.debit_amount, totals.debit_count) == (300, 1)
+    closes = [a for a in first + second if isinstance(a, CloseBatch)]
+    assert closes == [CloseBatch(2, 0, (5,), 1), CloseBatch(3, 0, (3,), 2)]
+    for close in closes:
+        journal.close_batch(close.batch, close.settled_through, close.settled, close.closed)
+    assert journal.settled() == {5: 1, 3: 2}
 
 
 def test_stored_advices_are_tried_once_more_before_the_settlement() -> None:
@@ -149,3 +179,56 @@ def test_the_host_reads_packed_sales_by_trace_and_card_and_refuses_a_bad_field_4
                                        dialect="cup"))
     assert codec.decode(replies(bad)[0].data).response_code == "30"
     assert host.ledger.conn.execute("SELECT COUNT(*) FROM batch_uploads").fetchone() == (1,)
+
+
+def test_a_journal_from_before_batch_sales_opens_and_keeps_its_boundary(tmp_path: Path) -> None:
+    """A journal written when a closed batch was kept as its highest transaction id (no ``batch_sales``
+    table) opens: the table is added, and the sales up to the old boundary stay settled."""
+    path = tmp_path / "old.db"
+    old_schema = SCHEMA[:SCHEMA.index("CREATE TABLE IF NOT EXISTS batch_sales")]
+    with sqlite3.connect(path) as conn:
+        conn.executescript(old_schema)
+        conn.execute("INSERT INTO batches VALUES ('POS00001', 2, 1)")
+    conn.close()
+    terminal, host = new_terminal(profile="cup"), new_host()
+    _run(terminal, host, terminal.request_payment(1, purchase(1, amount=100)))
+    _run(terminal, host, terminal.request_payment(2, purchase(2, amount=200)), now=10)
+    journal = Journal(path, "POS00001")
+    assert journal.batch() == (2, 1) and journal.settled() == {}
+    restarted = new_terminal(profile="cup")
+    restarted.resume_batch(*journal.batch(), journal.settled())
+    restarted.restore(20, [r.snapshot() for r in terminal.records.values()])
+    sent = _sent(_run(restarted, host, restarted.settle(30), now=30))
+    totals = cup.BatchTotals.from_field48(sent[0].batch_totals or "")
+    assert (sent[0].batch, totals.debit_amount, totals.debit_count) == ("000002", 200, 1)
+    journal.close()
+
+
+class _Recording:
+    """The host, keeping every action it returned (its trace events among them)."""
+
+    def __init__(self, host: Any) -> None:
+        self.host, self.actions = host, list[object]()
+
+    def receive(self, now: float, data: bytes) -> list[object]:
+        out = self.host.receive(now, data)
+        self.actions += out
+        return list(out)
+
+
+def test_the_timeline_shows_the_batch_closing_on_both_sides_in_english_and_chinese() -> None:
+    from possim.i18n import Tr
+    from possim.timeline import rows
+
+    terminal, host = new_terminal(profile="cup"), _Recording(new_host())
+    _run(terminal, host, terminal.request_payment(1, purchase(1, amount=100)))
+    seen = _run(terminal, host, terminal.settle(10), now=10)
+    records = [ev.Stamped(0.0, e) for e in [*seen, *host.actions]
+               if isinstance(e, ev.BatchClosed | ev.BatchEndReceived)]
+    assert len(records) == 2
+    english = [cell for r in rows(records) for cell in r[1:] if cell]
+    assert english == ["batch 000001 closed: sales now go into batch 000002",
+                       "batch end of batch 000001 (1 uploaded): 1 sale(s) settled"]
+    chinese = [cell for r in rows(records, Tr("zh")) for cell in r[1:] if cell]
+    assert chinese == ["批次 000001 已结束：此后的交易计入批次 000002",  # noqa: RUF001
+                       "批次 000001 批上送结束（上送 1 笔）：1 笔交易已结算"]  # noqa: RUF001

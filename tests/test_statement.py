@@ -14,13 +14,16 @@ from pathlib import Path
 import pytest
 
 from possim.acquirer_sim import errors_handling as eh
+from possim.acquirer_sim.host import AcquirerHost, AwaitIssuer
 from possim.acquirer_sim.ledger import Ledger, read_ledger
 from possim.checker import ledger_money
 from possim.cli import main
 from possim.fees import FeeSchedule
+from possim.pos_sim.terminal import Terminal
 from possim.reconcile import MerchantRecord, check_statement
 from possim.statement import COLUMNS, build, read
 from tests.conftest import SCENARIOS
+from tests.helpers import new_host, new_terminal, purchase, replies, sends
 
 DAY = date(2026, 11, 25)
 KEY = ("POS00001", "000007", "1125100000")
@@ -230,3 +233,29 @@ def test_a_scenario_with_its_own_start_reconciles_and_is_handled_on_its_own_days
     assert (refund["date_time"], refund["rrn"], refund["adjustments"]) == ("2026-12-08 09:00:00", orphan, "-25.00")
     code, out, _ = possim(capsys, "reconcile", journal, "--statement", day2, "--scenario", str(day))
     assert code == 0 and "statement and records agree" in out
+
+def _cup_exchange(terminal: Terminal, host: AcquirerHost, actions: list[object], now: float) -> float:
+    """Play a CUP terminal against a CUP host to the end (the host waits for the issuer)."""
+    while sends(actions):  # type: ignore[arg-type]
+        out: list[object] = []
+        for send in sends(actions):  # type: ignore[arg-type]
+            now += 1
+            answered = host.receive(now, send.data)
+            for wait in [a for a in answered if isinstance(a, AwaitIssuer)]:
+                answered = host.issuer_answered(now, wait.key)
+            for reply in replies(answered):
+                out += terminal.receive(now, reply.data)
+        actions = out
+    return now
+
+
+def test_the_statement_batch_is_the_batch_each_cup_sale_was_in() -> None:
+    """Sale 1 is settled in batch 1 (its batch end closed it); sale 2, sold after, is in batch 2,
+    still open: each statement line names its own batch (60.2), not a fixed 000001."""
+    terminal, host = new_terminal(profile="cup"), new_host(profile="cup")
+    now = _cup_exchange(terminal, host, terminal.request_payment(0, purchase(1, amount=100_00)), 0)
+    now = _cup_exchange(terminal, host, terminal.settle(now), now)
+    assert terminal.batch_number == 2
+    _cup_exchange(terminal, host, terminal.request_payment(now, purchase(2, amount=200_00)), now)
+    lines = build(host.ledger.conn, DAY, FeeSchedule()).lines
+    assert sorted((str(line.amount), line.batch) for line in lines) == [("100.00", "000001"), ("200.00", "000002")]

@@ -456,7 +456,11 @@ def _closed_batch(records: Sequence[Stamped]) -> int | None:
 
 
 def _settlement_outcome(records: Sequence[Stamped]) -> str:
-    """What the terminal's settlement came to: balanced, balanced after upload, out of balance, failed."""
+    """What the terminal's settlement came to: balanced, balanced after upload, out of balance, failed.
+
+    Out of balance under ISO means the second 0500 said so after the upload; a CUP terminal sends
+    no second 0500, so its out-of-balance batch is settled by the answered batch-end 0320 (or not,
+    when an upload went unanswered or was refused)."""
     from possim.protocol import events as ev
 
     answers = [s.event for s in records if isinstance(s.event, ev.SettlementAnswered)]
@@ -465,7 +469,11 @@ def _settlement_outcome(records: Sequence[Stamped]) -> str:
         return "failed"
     if answers[-1].balanced:
         return "balanced after batch upload" if answers[-1].final else "balanced"
-    return "out of balance after batch upload"
+    if answers[-1].final:  # ISO: uploaded, then the second 0500 was answered out of balance too
+        return "out of balance after batch upload"
+    # CUP sends no second 0500: the batch upload ends with the batch-end 0320, whose answer settles it
+    uploads_failed = any(isinstance(s.event, ev.SettlementFailed) and s.event.mti == "0320" for s in records)
+    return "out of balance, batch upload unanswered" if uploads_failed else "out of balance, settled by the batch end"
 
 
 @click.command("settle")
