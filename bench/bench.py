@@ -1,8 +1,9 @@
 """possim benchmarks: every goal of the speed issue, each beside a baseline measured in the same run.
 
-Run with ``make bench`` (``python bench/bench.py [--quick]``). Nothing here is a pass/fail
-test: each figure is printed with its baseline, the ratio and the goal, met or not met,
-and everything is written to ``bench/results.json``.
+Run with ``make bench`` (``python bench/bench.py [--quick] [--only SECTIONS]``). Nothing here
+is a pass/fail test: each figure is printed with its baseline, the ratio and the goal, met or
+not met, and everything is written to ``bench/results.json`` with the load average before and
+after. ``docs/speed.md`` describes every row.
 
 Honesty rules this file keeps: nothing is cached between repetitions (the codec parses
 every frame of every run; only the frame parsed just before is remembered); project and
