@@ -76,49 +76,48 @@ def _load(avg: tuple[float, float, float]) -> str:
     return " ".join(f"{x:.2f}" for x in avg)
 
 
-def _in_memory(rows: list[Row], quick: bool, state: dict[str, object]) -> None:
+def _in_memory(rows: list[Row], quick: bool) -> None:
     import inmemory
 
-    state["ceiling"] = inmemory.run(rows, quick)
+    inmemory.run(rows, quick)
 
 
-def _long_runs(rows: list[Row], quick: bool, state: dict[str, object]) -> None:
+def _long_runs(rows: list[Row], quick: bool) -> None:
     import inmemory
 
-    ceiling = state.get("ceiling")
-    inmemory.long_runs(rows, ceiling if isinstance(ceiling, float) else inmemory.ceiling_alone(), quick)
+    inmemory.long_runs(rows, quick)
 
 
-def _mqtt(rows: list[Row], quick: bool, _state: dict[str, object]) -> None:
+def _mqtt(rows: list[Row], quick: bool) -> None:
     import network
 
     network.run_mqtt_rows(rows, quick)
 
 
-def _tcp(rows: list[Row], quick: bool, _state: dict[str, object]) -> None:
+def _tcp(rows: list[Row], quick: bool) -> None:
     import network
 
     network.run_tcp_rows(rows, quick)
 
 
-def _latency(rows: list[Row], quick: bool, _state: dict[str, object]) -> None:
+def _latency(rows: list[Row], quick: bool) -> None:
     import latency
 
     latency.run(rows, quick)
 
 
-def _fuzz(rows: list[Row], quick: bool, _state: dict[str, object]) -> None:
+def _fuzz(rows: list[Row], quick: bool) -> None:
     import fuzzing
 
     fuzzing.run(rows, quick)
 
 
-def _drivers(rows: list[Row], quick: bool, _state: dict[str, object]) -> None:
+def _drivers(rows: list[Row], quick: bool) -> None:
     drivers(rows, quick)
 
 
 #: The sections in the order they run: name (for --only) -> (title, body).
-SECTIONS: dict[str, tuple[str, Callable[[list[Row], bool, dict[str, object]], None]]] = {
+SECTIONS: dict[str, tuple[str, Callable[[list[Row], bool], None]]] = {
     "memory": ("in memory", _in_memory),
     "long": ("long runs and memory", _long_runs),
     "mqtt": ("MQTT", _mqtt),
@@ -151,10 +150,9 @@ def main() -> None:
     rows: list[Row] = []
     chosen = [name for name in SECTIONS if not only or name in only]
     with bar("possim bench", len(chosen)) as step:  # a bar of the sections on stderr, when it is a terminal
-        state: dict[str, object] = {}
         for i, name in enumerate(chosen, start=1):
             title, body = SECTIONS[name]
-            section(rows, title, lambda r, body=body: body(r, quick, state))  # type: ignore[misc]
+            section(rows, title, lambda r, body=body: body(r, quick))  # type: ignore[misc]
             step(i)
 
     goals = [r for r in rows if r.target]
