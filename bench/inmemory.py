@@ -136,7 +136,7 @@ def long_runs(rows: list[Row], quick: bool) -> None:
                     "s", base, f"pyiso8583 alone encoding and decoding the same {fleet['purchases']:,} purchases' "
                     "0200 and 0210", "<= 1.0 x pyiso8583", fleet["seconds"] <= base,
                     f"{fleet['purchases_per_s']:,.0f} purchases/s; peak RSS {fleet['max_rss_mib']:,.0f} MiB"
-                    + _scaled("10,000 terminals x 10", f"{terminals:,} x 10")))
+                    + _scaled("10,000 x 10", f"{terminals:,} x 10")))
     retained(rows, quick)
     one_terminal(rows, quick)
     many_terminals(rows, terminals, fleet, quick)
