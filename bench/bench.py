@@ -1,8 +1,9 @@
 """possim benchmarks: every goal of the speed issue, each beside a baseline measured in the same run.
 
-Run with ``make bench`` (``python bench/bench.py [--quick]``). Nothing here is a pass/fail
-test: each figure is printed with its baseline, the ratio and the goal, met or not met,
-and everything is written to ``bench/results.json``.
+Run with ``make bench`` (``python bench/bench.py [--quick] [--only SECTIONS]``). Nothing here
+is a pass/fail test: each figure is printed with its baseline, the ratio and the goal, met or
+not met, and everything is written to ``bench/results.json`` with the load average before and
+after. ``docs/speed.md`` describes every row.
 
 Honesty rules this file keeps: nothing is cached between repetitions (the codec parses
 every frame of every run; only the frame parsed just before is remembered); project and
@@ -71,37 +72,88 @@ def drivers(rows: list[Row], quick: bool) -> None:
                         "the same runs on asyncio + looptime", note=f"informative; same verdict: {same}"))
 
 
+def _load(avg: tuple[float, float, float]) -> str:
+    return " ".join(f"{x:.2f}" for x in avg)
+
+
+def _in_memory(rows: list[Row], quick: bool) -> None:
+    import inmemory
+
+    inmemory.run(rows, quick)
+
+
+def _long_runs(rows: list[Row], quick: bool) -> None:
+    import inmemory
+
+    inmemory.long_runs(rows, quick)
+
+
+def _mqtt(rows: list[Row], quick: bool) -> None:
+    import network
+
+    network.run_mqtt_rows(rows, quick)
+
+
+def _tcp(rows: list[Row], quick: bool) -> None:
+    import network
+
+    network.run_tcp_rows(rows, quick)
+
+
+def _latency(rows: list[Row], quick: bool) -> None:
+    import latency
+
+    latency.run(rows, quick)
+
+
+def _fuzz(rows: list[Row], quick: bool) -> None:
+    import fuzzing
+
+    fuzzing.run(rows, quick)
+
+
+def _drivers(rows: list[Row], quick: bool) -> None:
+    drivers(rows, quick)
+
+
+#: The sections in the order they run: name (for --only) -> (title, body).
+SECTIONS: dict[str, tuple[str, Callable[[list[Row], bool], None]]] = {
+    "memory": ("in memory", _in_memory),
+    "long": ("long runs and memory", _long_runs),
+    "mqtt": ("MQTT", _mqtt),
+    "tcp": ("TCP", _tcp),
+    "latency": ("latency under load (possim load)", _latency),
+    "fuzz": ("fuzz", _fuzz),
+    "drivers": ("in-memory drivers", _drivers),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts: a smoke run, not the figures")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
+    parser.add_argument("--only", default="", metavar="NAMES",
+                        help=f"run only these sections, comma-separated ({', '.join(SECTIONS)})")
     args = parser.parse_args()
+    only = {name.strip() for name in args.only.split(",") if name.strip()}
+    if only - set(SECTIONS):
+        parser.error(f"--only: unknown section(s) {', '.join(sorted(only - set(SECTIONS)))}; "
+                     f"known: {', '.join(SECTIONS)}")
     quick = args.quick
     started, load_before = time.perf_counter(), os.getloadavg()
-    print(f"possim bench on {platform.python_implementation()} {platform.python_version()}, "
-          f"{os.cpu_count()} cores, load average {load_before[0]:.2f}{' (quick)' if quick else ''}", flush=True)
-
-    import fuzzing
-    import inmemory
-    import network
-
     from possim.progress import bar
 
+    print(f"possim bench on {platform.python_implementation()} {platform.python_version()}, "
+          f"{os.cpu_count()} cores, load average (1, 5, 15 min) {_load(load_before)}"
+          f"{' (quick)' if quick else ''}", flush=True)
+
     rows: list[Row] = []
-    with bar("possim bench", 6) as step:  # a bar of the sections on stderr, when it is a terminal
-        ceiling = section(rows, "in memory", lambda r: inmemory.run(r, quick))
-        step(1)
-        if isinstance(ceiling, float):
-            section(rows, "long run", lambda r: inmemory.hundred_thousand(r, ceiling, quick))
-        step(2)
-        section(rows, "MQTT", lambda r: network.run_mqtt_rows(r, quick))
-        step(3)
-        section(rows, "TCP", lambda r: network.run_tcp_rows(r, quick))
-        step(4)
-        section(rows, "fuzz", lambda r: fuzzing.run(r, quick))
-        step(5)
-        section(rows, "in-memory drivers", lambda r: drivers(r, quick))
-        step(6)
+    chosen = [name for name in SECTIONS if not only or name in only]
+    with bar("possim bench", len(chosen)) as step:  # a bar of the sections on stderr, when it is a terminal
+        for i, name in enumerate(chosen, start=1):
+            title, body = SECTIONS[name]
+            section(rows, title, lambda r, body=body: body(r, quick))  # type: ignore[misc]
+            step(i)
 
     goals = [r for r in rows if r.target]
     print("\n== goals")
@@ -109,13 +161,17 @@ def main() -> None:
         verdict = {True: "met", False: "NOT MET", None: "not measured"}[r.met]
         ratio = f"ratio {r.ratio:.2f}" if r.ratio is not None else "no ratio"
         figure = f"{r.figure:,.1f} {r.unit}" if r.figure is not None else "-"
-        print(f"  [{verdict:>12}] {r.goal}: {figure}, {ratio} (goal {r.target})")
+        base = f" vs {r.baseline:,.1f} ({r.baseline_name})" if r.baseline is not None else ""
+        print(f"  [{verdict:>12}] {r.goal}: {figure}{base}, {ratio} (goal {r.target})")
     elapsed = time.perf_counter() - started
-    print(f"\nbench took {elapsed:.0f} s; load average {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after")
+    load_after = os.getloadavg()
+    print(f"\nbench took {elapsed:.0f} s; load average (1, 5, 15 min) {_load(load_before)} before, "
+          f"{_load(load_after)} after")
     Path(args.out).write_text(json.dumps({
         "when": datetime.now(UTC).isoformat(timespec="seconds"), "quick": quick, "seconds": elapsed,
+        "sections": chosen,
         "python": platform.python_version(), "cores": os.cpu_count(),
-        "load_average": {"before": load_before[0], "after": os.getloadavg()[0]},
+        "load_average": {"before": list(load_before), "after": list(load_after)},
         "rows": [r.as_dict() for r in rows]}, indent=2) + "\n", encoding="utf-8")
     print(f"written to {args.out}")
 
