@@ -56,6 +56,11 @@ original is answered 94 (duplicate transmission). In an issuer timeout window th
 Settlement (every profile): a 0500's batch totals are compared with the ledger's (answer 1
 balanced, 2 out of balance, in field 48 of the 0510); each 0320 of the batch upload names a
 sale, and a pre-authorization still held is captured then: its completion never got through.
+A CUP terminal's batch is settled by the batch number each sale carried (60.2): a 0500 of batch
+N counts the open sales that carried N or earlier (one that carried a later number waits for its
+batch), and the batch end settles those that 0500 compared and those the terminal uploaded. A sale
+the issuer approved after the 0500 (its answer late or lost, the terminal settled without it) stays
+open for the batch the terminal puts it in once it learns of it (``Ledger.close_batch``).
 """
 
 from __future__ import annotations
@@ -223,7 +228,7 @@ class AcquirerHost:
         if msg.mti in (M.REVERSAL, M.REVERSAL_REPEAT):
             return self._reversal(now, msg)
         if msg.mti == M.SETTLEMENT:
-            return self._settlement(msg)
+            return self._settlement(now, msg)
         if msg.mti == M.BATCH_UPLOAD and msg.uploads is not None:
             return self._packed_upload(now, msg)
         if msg.original is None:
@@ -386,7 +391,8 @@ class AcquirerHost:
         state = {"hold": "held", "debit": "debited", None: "refused" if closure else "declined"}[movement]
         crash = self._crash_rule(msg.mti)
         response = None if crash else self._encode(msg.response(rc, rrn=rrn, auth_code=auth))
-        self.ledger.record(now, key, msg.mti, pan, amount, rrn, auth, rc, state, movement, response, msg.life)
+        self.ledger.record(now, key, msg.mti, pan, amount, rrn, auth, rc, state, movement, response, msg.life,
+                           msg.batch)
         actions: list[HostAction] = [ev.LateOriginalRefused(*_f(msg), reason=closure)] if closure else []
         if movement:
             actions.append(_MOVEMENT[movement](*_f(msg), rrn=rrn, pan=mask_pan(pan), amount=amount))
@@ -422,7 +428,7 @@ class AcquirerHost:
         pan, amount = msg.pan or "", msg.amount or 0
         # kept in the dialect it came in: CUP fields such as the batch (60.2) are echoed in the answer
         self.ledger.record(now, msg.key(), msg.mti, pan, amount, None, None, "09", IN_PROGRESS, None,
-                           codec.encode(msg, None, self._answer_in), msg.life)
+                           codec.encode(msg, None, self._answer_in), msg.life, msg.batch)
         return [ev.IssuerRequested(*_f(msg)), AwaitIssuer(self._delay(False), msg.key())]
 
     def issuer_answered(self, now: float, key: Key) -> list[HostAction]:
@@ -567,11 +573,14 @@ class AcquirerHost:
 
     # -- settlement (0500) and batch upload (0320) ----------------------------------------
 
-    def _settlement(self, msg: Message) -> list[HostAction]:
+    def _settlement(self, now: float, msg: Message) -> list[HostAction]:
         """Compare the terminal's batch totals with the ledger's; answer 1 (balanced) or 2 (out of
-        balance) in field 48 of the 0510. Settlement moves no money: an upload may."""
+        balance) in field 48 of the 0510. Settlement moves no money: an upload may. A CUP 0500 is
+        noted with its batch number: its batch end settles what it compared."""
         theirs = BatchTotals.from_field48(msg.batch_totals or "")  # 62 digits: checked by the codec
-        amount, count = self.ledger.batch_totals(msg.tid)
+        if msg.batch is not None:
+            self.ledger.note_settlement(now, msg.tid, msg.batch)
+        amount, count = self.ledger.batch_totals(msg.tid, batch=msg.batch)  # CUP: the sales of batch 60.2
         balanced = (theirs.debit_amount, theirs.debit_count, theirs.credit_amount, theirs.credit_count) == (
             amount, count, 0, 0)
         answer = replace(theirs, answer="1" if balanced else "2")

@@ -17,6 +17,9 @@ every sign-on taken, so a copy of an ended life's sign-on never makes that life 
 still open to write it on, a publish to the terminal's topic): the fact ``possim check`` needs
 to tell a sale whose journal was lost after the till saw its approval from one whose customer
 was charged while the till never heard (a key with no row was never handed over).
+``sale_batches`` holds the CUP batch number (60.2) each original carried: the batch it settles
+in, and ``batch_checks`` when the last 0500 of each batch was compared: what its batch end settles
+(new tables, so a ledger file from before them opens as it is, its sales settled as before).
 
 A ledger file gets the durable settings of :mod:`protocol.storage` (write-ahead log,
 fsync at every commit, busy timeout, directory fsync when created) and is recovered on
@@ -96,6 +99,11 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE TABLE IF NOT EXISTS settled (
     tid TEXT NOT NULL, stan TEXT NOT NULL, transmission TEXT NOT NULL, batch TEXT NOT NULL, at REAL NOT NULL,
     PRIMARY KEY (tid, stan, transmission));
+CREATE TABLE IF NOT EXISTS sale_batches (
+    tid TEXT NOT NULL, stan TEXT NOT NULL, transmission TEXT NOT NULL, batch TEXT NOT NULL,
+    PRIMARY KEY (tid, stan, transmission));
+CREATE TABLE IF NOT EXISTS batch_checks (
+    tid TEXT NOT NULL, batch TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (tid, batch));
 CREATE TABLE IF NOT EXISTS sign_ons (
     tid TEXT NOT NULL, stan TEXT NOT NULL, transmission TEXT NOT NULL, life TEXT NOT NULL,
     PRIMARY KEY (tid, stan, transmission, life));
@@ -260,10 +268,11 @@ class Ledger:
 
     def record(self, now: float, key: Key, mti: str, pan: str, amount: int, rrn: str | None,
                auth_code: str | None, response_code: str, state: str, movement: str | None,
-               response: bytes | None = None, life: str | None = None) -> None:
+               response: bytes | None = None, life: str | None = None, batch: str | None = None) -> None:
         """Store an answered original (with the response it gets) and, if approved, its money
         movement: atomically. ``response`` is None when the host crashed before replying;
-        ``life``: the life of a signed-on terminal that sent it."""
+        ``life``: the life of a signed-on terminal that sent it; ``batch``: the CUP batch number
+        (60.2) it carried, the batch it settles in."""
         def work() -> None:
             self.conn.execute(
                 "INSERT INTO originals (tid, stan, transmission, mti, pan, amount, rrn, auth_code, "
@@ -271,6 +280,8 @@ class Ledger:
                 (*key, mti, pan, amount, rrn, auth_code, response_code, state, response, now, now))
             if life is not None:
                 self.conn.execute("INSERT OR REPLACE INTO key_lives VALUES (?, ?, ?, ?)", (*key, life))
+            if batch is not None:
+                self.conn.execute("INSERT OR REPLACE INTO sale_batches VALUES (?, ?, ?, ?)", (*key, batch))
             if movement is not None:
                 self._move(now, key, pan, movement, amount, rrn)
         self._atomic("record", work)
@@ -398,27 +409,42 @@ class Ledger:
 
     # -- settlement -------------------------------------------------------------------------
 
-    def batch_totals(self, tid: str, closed_too: bool = False) -> tuple[int, int]:
+    def batch_totals(self, tid: str, closed_too: bool = False, batch: str | None = None) -> tuple[int, int]:
         """The money terminal ``tid``'s sales took, as the host's ledger has it: (amount, count of sales).
-        Sales of batches a CUP batch end closed are left out unless ``closed_too``."""
-        open_only = "" if closed_too else (
-            "AND NOT EXISTS (SELECT 1 FROM settled s WHERE s.tid = entries.tid "
-            "AND s.stan = entries.stan AND s.transmission = entries.transmission) ")
+        Sales of batches a CUP batch end closed are left out unless ``closed_too``; with ``batch``
+        (the 60.2 of a CUP 0500) so are sales that carried a later batch number: they wait for theirs."""
+        up_to = (int(batch),) if batch is not None and batch.isdigit() else ()
         rows = self.conn.execute(
             "SELECT SUM(CASE kind WHEN 'debit' THEN amount WHEN 'capture' THEN amount "  # noqa: S608 - constant text
             "WHEN 'credit' THEN -amount WHEN 'refund' THEN -amount ELSE 0 END) AS net "
-            f"FROM entries WHERE tid = ? {open_only}GROUP BY stan, transmission HAVING net > 0", (tid,)).fetchall()
+            f"FROM entries WHERE tid = ? {'' if closed_too else _OPEN}{_UP_TO if up_to else ''}"
+            "GROUP BY stan, transmission HAVING net > 0", (tid, *up_to)).fetchall()
         return sum(int(r[0]) for r in rows), len(rows)
 
+    def note_settlement(self, now: float, tid: str, batch: str) -> None:
+        """A CUP 0500 of ``batch`` was compared now: its batch end settles what was debited by then."""
+        self._write("note_settlement", "INSERT OR REPLACE INTO batch_checks VALUES (?, ?, ?)", (tid, batch, now))
+
     def close_batch(self, now: float, tid: str, batch: str) -> int:
-        """CUP batch end: the sales now in ``tid``'s batch totals are settled under ``batch`` and
-        leave them (the next settlement compares the next batch). Returns how many were settled."""
+        """CUP batch end of ``batch``: the open sales of ``tid`` the batch held are settled under it and
+        leave the totals (the next settlement compares the next batch). Returns how many were settled.
+
+        The batch held the sales that carried no batch number, this one or an earlier one (60.2), and
+        were debited by the time its 0500 was compared, or that the terminal uploaded. A sale the issuer
+        approved after the 0500 (a late answer the terminal did not have when it settled) stays open: the
+        terminal puts it in the batch open when it learns of it, and the host settles it there too. A sale
+        that carried a later number waits for its batch. Without a noted 0500, every open sale is settled."""
+        number = int(batch) if batch.isdigit() else _ALL  # no number: every open sale, as before
         before = self.conn.total_changes
         self._write("close_batch",
-                    "INSERT OR IGNORE INTO settled (tid, stan, transmission, batch, at) "
-                    "SELECT tid, stan, transmission, ?, ? FROM entries WHERE tid = ? GROUP BY stan, transmission "
+                    "INSERT OR IGNORE INTO settled (tid, stan, transmission, batch, at) "  # noqa: S608 - constant text
+                    f"SELECT tid, stan, transmission, ?, ? FROM entries WHERE tid = ? {_OPEN}{_UP_TO}"
+                    "GROUP BY stan, transmission "
                     "HAVING SUM(CASE kind WHEN 'debit' THEN amount WHEN 'capture' THEN amount "
-                    "WHEN 'credit' THEN -amount WHEN 'refund' THEN -amount ELSE 0 END) > 0", (batch, now, tid))
+                    "WHEN 'credit' THEN -amount WHEN 'refund' THEN -amount ELSE 0 END) > 0 "
+                    f"AND (MIN(at) <= COALESCE((SELECT c.at FROM batch_checks c WHERE c.tid = ? AND c.batch = ?), "
+                    f"MIN(at)) OR {_UPLOADED})",
+                    (batch, now, tid, number, tid, batch))
         return self.conn.total_changes - before
 
     def last_batch(self, tid: str) -> int:
@@ -540,6 +566,21 @@ class Ledger:
 
 #: The original, the closure and the account of one key (:meth:`Ledger.lookup`); the first column
 #: tells them apart.
+
+#: A batch number above any 60.2 (six digits): a batch end without one settles every open sale.
+_ALL = 10**6
+#: Entries of sales no CUP batch end has settled yet.
+_OPEN = ("AND NOT EXISTS (SELECT 1 FROM settled s WHERE s.tid = entries.tid "
+         "AND s.stan = entries.stan AND s.transmission = entries.transmission) ")
+#: The batch number (60.2) an entry's original carried, or NULL for one that carried none.
+_CARRIED = ("(SELECT CAST(b.batch AS INTEGER) FROM sale_batches b WHERE b.tid = entries.tid "
+            "AND b.stan = entries.stan AND b.transmission = entries.transmission)")
+#: Entries of sales that carried no batch number or one up to the batch settled (one parameter).
+_UP_TO = f"AND COALESCE({_CARRIED}, 0) <= ? "
+#: Whether the terminal uploaded the sale of the group (at its settlement).
+_UPLOADED = ("EXISTS (SELECT 1 FROM batch_uploads u WHERE u.tid = entries.tid AND u.stan = entries.stan "
+             "AND u.transmission = entries.transmission)")
+
 _LOOKUP = ("SELECT 1, mti, pan, amount, rrn, auth_code, response_code, state, response, NULL FROM originals "
            "WHERE tid = ? AND stan = ? AND transmission = ? UNION ALL "
            "SELECT 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, reason FROM closures "

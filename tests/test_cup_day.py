@@ -5,10 +5,14 @@ A0 as "sign on again". The ISO terminal's day is checked unchanged alongside."""
 
 from __future__ import annotations
 
+import random
 import sqlite3
 from pathlib import Path
 from typing import Any
 
+from possim.acquirer_sim.config import HostConfig
+from possim.acquirer_sim.host import AcquirerHost, AwaitIssuer
+from possim.acquirer_sim.ledger import Ledger
 from possim.pos_sim.actions import Action, CloseBatch
 from possim.pos_sim.journal import SCHEMA, Journal
 from possim.pos_sim.terminal import Terminal
@@ -17,6 +21,7 @@ from possim.protocol import events as ev
 from possim.protocol import mti as M
 from possim.protocol.messages import Message
 from tests.helpers import new_host, new_terminal, purchase, replies, sends
+from tests.test_host import purchase_bytes
 
 
 def _run(terminal: Terminal, host: Any, actions: list[Action], lose: frozenset[str] = frozenset(),
@@ -232,3 +237,85 @@ def test_the_timeline_shows_the_batch_closing_on_both_sides_in_english_and_chine
     chinese = [cell for r in rows(records, Tr("zh")) for cell in r[1:] if cell]
     assert chinese == ["批次 000001 已结束：此后的交易计入批次 000002",  # noqa: RUF001
                        "批次 000001 批上送结束（上送 1 笔）：1 笔交易已结算"]  # noqa: RUF001
+
+
+def _run_cup_host(terminal: Terminal, host: Any, actions: list[Action], now: float) -> tuple[list[Action], list[Any]]:
+    """Play the exchanges with a ``cup`` host, its issuer answering at once: (terminal's actions, host's)."""
+    seen, heard = list(actions), []
+    while actions:
+        now += 1
+        out: list[Action] = []
+        for send in sends(actions):
+            answered = host.receive(now, send.data)
+            for wait in [a for a in answered if isinstance(a, AwaitIssuer)]:
+                answered += host.issuer_answered(now, wait.key)
+            heard += answered
+            for reply in replies(answered):
+                out += terminal.receive(now, reply.data)
+        actions = out
+        seen += actions
+    return seen, heard
+
+
+def _balanced(heard: list[Any]) -> list[bool]:
+    return [a.balanced for a in heard if isinstance(a, ev.SettlementChecked)]
+
+
+def test_a_sale_the_issuer_approves_while_its_batch_settles_is_settled_in_the_same_batch_on_both_sides() -> None:
+    """Sale 3 (batch 1 in 60.2) waits for the issuer through batch 1's 0500 and is approved before the
+    batch end; its answer is lost, so the terminal settles batch 1 without it and, told later by its
+    status query, counts it in batch 2. The host's batch end settles what batch 1's 0500 compared and
+    keeps sale 3 open for batch 2: both batches balance (before, the batch end swept sale 3 into batch 1)."""
+    terminal, host = new_terminal("query", profile="cup", query_interval=1000.0), new_host(profile="cup")
+    _run_cup_host(terminal, host, terminal.request_payment(1, purchase(5, amount=500)), now=1)
+    [sale] = sends(terminal.request_payment(10, purchase(3, amount=300)))
+    assert codec.decode(sale.data).batch == "000001"
+    [wait] = [a for a in host.receive(11, sale.data) if isinstance(a, AwaitIssuer)]
+    terminal.timer_fired(40, "response")  # its status query is lost
+    terminal.timer_fired(70, "response")
+    assert terminal.records[3].status == "unknown"
+    [totals] = sends(terminal.settle(71))
+    checked = host.receive(72, totals.data)
+    assert replies(host.issuer_answered(73, wait.key)), "approved: the answer is lost on its way"
+    first, heard = _run_cup_host(terminal, host, terminal.receive(74, replies(checked)[0].data), now=74)
+    assert _balanced(checked) == [True]
+    assert [m.network_code for m in _sent(first)] == [None, cup.BATCH_END_BALANCED]
+    _run_cup_host(terminal, host, terminal.timer_fired(1100, "retry"), now=1100)
+    assert terminal.records[3].status == "approved"
+    second, heard = _run_cup_host(terminal, host, terminal.settle(1200), now=1200)
+    sent = _sent(second)
+    assert sent[0].batch == "000002"
+    assert cup.BatchTotals.from_field48(sent[0].batch_totals or "").debit_amount == 300
+    assert _balanced(heard) == [True], "the host's batch 2 holds sale 3 too"
+    assert sent[-1].network_code == cup.BATCH_END_BALANCED
+    settled = host.ledger.conn.execute("SELECT stan, batch FROM settled ORDER BY batch").fetchall()
+    assert [batch for _, batch in settled] == ["000001", "000002"]
+    assert host.ledger.batch_totals("POS00001") == (0, 0)
+
+
+def test_a_sale_carrying_a_later_batch_waits_for_it_and_an_iso_settlement_counts_every_open_sale() -> None:
+    """A 0500 of batch 1 leaves out a sale that carried batch 2; one without 60.2 (ISO) counts it."""
+    terminal, host = new_terminal(profile="cup"), new_host(profile="cup")
+    _run_cup_host(terminal, host, terminal.request_payment(1, purchase(1, amount=100)), now=1)
+    terminal.batch_number = 2
+    _run_cup_host(terminal, host, terminal.request_payment(10, purchase(2, amount=100)), now=10)
+    assert host.ledger.batch_totals("POS00001", batch="000001") == (100, 1)
+    assert host.ledger.batch_totals("POS00001", batch="000002") == (200, 2)
+    assert host.ledger.batch_totals("POS00001") == (200, 2)
+
+
+def test_a_ledger_from_before_sale_batches_opens_and_settles_as_before(tmp_path: Path) -> None:
+    """A ledger file written before ``sale_batches`` and ``batch_checks`` existed gains them when opened; its
+    sales, which carried no batch number as far as it knows, are counted and settled by the next batch end."""
+    path = tmp_path / "ledger.db"
+    host = AcquirerHost(HostConfig(), Ledger(path), random.Random(0))
+    host.receive(1, purchase_bytes(amount=100))
+    host.ledger.conn.executescript("DROP TABLE sale_batches; DROP TABLE batch_checks")
+    host.ledger.close()
+    reopened = Ledger(path)
+    try:
+        assert reopened.batch_totals("POS00001", batch="000001") == (100, 1)
+        assert reopened.close_batch(2, "POS00001", "000001") == 1
+        assert reopened.batch_totals("POS00001", batch="000002") == (0, 0)
+    finally:
+        reopened.close()
