@@ -15,6 +15,7 @@ from contextlib import contextmanager
 import click
 
 from possim import i18n
+from possim.cli import usage
 from possim.fees import Said, say
 from possim.i18n import N_, Tr
 from possim.protocol.storage import StoreError
@@ -75,7 +76,7 @@ def guarded(command: Callable[[], object], lang: str = "en") -> int:
     except (InputError, StoreError) as exc:  # StoreError: a ledger or journal file that cannot be used
         return _fail(_message(exc), tr)
     except click.UsageError as exc:
-        return _fail(exc.format_message(), tr)
+        return _fail(usage.said(exc.format_message()), tr)
     except sqlite3.Error as exc:
         if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_FULL:
             raise
