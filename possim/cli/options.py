@@ -38,6 +38,23 @@ class FiniteFloatRange(click.FloatRange):
         return number
 
 
+class LiveChoice(click.Choice[str]):
+    """A ``click.Choice`` whose names are asked of a registry each time they are needed, not copied
+    when the command is declared: an entry registered later (a plugin, a test) is a valid choice."""
+
+    def __init__(self, names: Callable[[], tuple[str, ...]]) -> None:
+        self._names = names
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return self._names()
+
+    @choices.setter
+    def choices(self, _value: object) -> None:
+        """``click.Choice.__init__`` assigns the names; they are never stored."""
+
+
 def _qos_level(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
     return int(value)
 
@@ -47,14 +64,14 @@ def seed(text: str = "RNG seed (default: the scenario's).", default: int | None 
 
 
 def policy(text: str = "Recovery policy (default: the scenario's).", default: str | None = None) -> Callable[[F], F]:
-    return click.option("--policy", type=click.Choice(POLICIES), default=default, show_default=default is not None,
-                        help=text)
+    return click.option("--policy", type=LiveChoice(lambda: POLICIES), default=default,
+                        show_default=default is not None, help=text)
 
 
 def profile(text: str = "Terminal profile: iso (generic ISO 8583) or cup (China UnionPay rules: same-STAN "
                          "reversal with a reason, 3 tries then escalation, CNY, UnionPay cards, settlement); "
                          "default: the scenario's.") -> Callable[[F], F]:
-    return click.option("--profile", type=click.Choice(PROFILES), default=None, help=text)
+    return click.option("--profile", type=LiveChoice(lambda: PROFILES), default=None, help=text)
 
 
 def as_json(text: str = "Print the result as one JSON object.") -> Callable[[F], F]:
@@ -78,7 +95,7 @@ def time_scale(text: str = "Multiply every duration of the scenario (real transp
 
 def transport(text: str = "memory (virtual time), mqtt (real broker) or tcp (loopback socket, ISO 8583 framing).",
               ) -> Callable[[F], F]:
-    return click.option("--transport", type=click.Choice(TRANSPORTS), default="memory", show_default=True,
+    return click.option("--transport", type=LiveChoice(lambda: transports.NAMES), default="memory", show_default=True,
                         help=text)
 
 
