@@ -69,8 +69,9 @@ class MessageKind:
     #: Processing codes (field 3) the request may carry; None: any known code.
     codes: frozenset[str] | None = None
     #: Trace events of this kind's exchange by trace name, with the English timeline label of each
-    #: (``{field}`` placeholders are the event's fields). The timeline shows an event it has no
-    #: row of its own for with this label, so a new kind's events are never dropped silently.
+    #: (``{field}`` placeholders are the event's fields; empty: the event's name and MTI). The
+    #: timeline shows an event it has no row of its own for with this label, so a new kind's
+    #: events are never dropped silently.
     events: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -169,6 +170,10 @@ class _KindRegistry(Registry[MessageKind]):
         """The kind ``mti`` (a request, its repeat or its response) belongs to, if any."""
         return _BY_MTI.get(mti)
 
+    def event_label(self, event: str) -> str | None:
+        """The timeline label a registered kind gives trace event ``event`` (English), if any."""
+        return _EVENT_LABELS.get(event)
+
 
 KINDS = _KindRegistry("message kind", lambda k: k.name)
 
@@ -188,6 +193,8 @@ ALLOWED_CODES: _LiveMap[str, frozenset[str]] = _LiveMap(
 _BY_MTI: dict[str, MessageKind] = {}
 #: ``response_to`` of every MTI possim knows.
 _RESPONSES: dict[str, str] = {}
+#: Trace event name -> the label its kind gives it (``KINDS.event_label``).
+_EVENT_LABELS: dict[str, str] = {}
 
 
 def _rebuild() -> None:
@@ -202,6 +209,8 @@ def _rebuild() -> None:
     _BY_MTI.update({m: k for k in kinds for m in k.mtis})
     _RESPONSES.clear()
     _RESPONSES.update({m: _response_to(m) for m in KNOWN})
+    _EVENT_LABELS.clear()
+    _EVENT_LABELS.update({name: label for k in kinds for name, label in k.events.items()})
 
 
 def response_to(mti: str) -> str:
