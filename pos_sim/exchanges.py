@@ -80,6 +80,9 @@ class ExchangeSpec(Generic[TerminalT]):
     #: The record field that keeps this exchange's STAN, so a restored terminal still
     #: recognises late answers (and does not reuse the number); None if not journaled.
     stan_of: Callable[[TxnRecord], str | None]
+    #: The MTI of the request for a journaled record (what a late answer is matched on), for a
+    #: kind whose ``stan_of`` can return a STAN.
+    request_mti: Callable[[TerminalT, TxnRecord], str] | None = None
     #: Sent once more before the next customer's transaction while still owed (CUP rule:
     #: a pending reversal precedes any online message).
     precedes_payments: bool = False

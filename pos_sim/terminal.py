@@ -300,8 +300,8 @@ class Terminal:
         """Late answers to journaled exchanges stay recognisable, and STANs are not reused."""
         for spec in EXCHANGES.values():
             stan = spec.stan_of(txn)
-            if stan:
-                self._by_stan[(stan, response_to(self._request_mti(spec.kind, txn)))] = (spec.kind, txn)
+            if stan and spec.request_mti is not None:
+                self._by_stan[(stan, response_to(spec.request_mti(self, txn)))] = (spec.kind, txn)
                 self._stan = max(self._stan, int(stan))
 
     def _resume(self, now: float, txn: TxnRecord) -> list[Action]:
@@ -557,16 +557,6 @@ class Terminal:
                 continue
             out.append(txn)
         return out
-
-    def _request_mti(self, kind: str, txn: TxnRecord) -> str:
-        """The MTI of ``kind``'s request for ``txn`` (what its answer is matched on)."""
-        if kind is ExchangeKind.ORIGINAL:
-            return txn.mti
-        if kind is ExchangeKind.REVERSAL:
-            return REVERSAL
-        if kind is ExchangeKind.ADVICE:
-            return PURCHASE if self.config.online_completion else ADVICE
-        return STATUS_QUERY
 
     # -- answers --------------------------------------------------------------------------
 
@@ -921,17 +911,18 @@ EXCHANGES: Registry[ExchangeSpec[Terminal]] = Registry("exchange kind", lambda s
 for _spec in (
     ExchangeSpec(ExchangeKind.ORIGINAL, priority=3, timeout=lambda c: c.response_timeout,
                  build=Terminal._build_original, answered=Terminal._original_answered,
-                 timed_out=Terminal._original_timed_out, stan_of=lambda r: r.stan),
+                 timed_out=Terminal._original_timed_out, stan_of=lambda r: r.stan, request_mti=lambda t, r: r.mti),
     ExchangeSpec(ExchangeKind.REVERSAL, priority=0, timeout=lambda c: c.reversal_timeout,
                  build=Terminal._build_reversal, answered=Terminal._reversal_answered,
                  timed_out=Terminal._reversal_timed_out, stan_of=lambda r: r.reversal_stan,
-                 precedes_payments=True),
+                 request_mti=lambda t, r: REVERSAL, precedes_payments=True),
     ExchangeSpec(ExchangeKind.QUERY, priority=1, timeout=lambda c: c.query_timeout,
                  build=Terminal._build_query, answered=Terminal._query_answered,
                  timed_out=Terminal._query_timed_out, stan_of=lambda r: None),
     ExchangeSpec(ExchangeKind.ADVICE, priority=2, timeout=lambda c: c.advice_timeout,
                  build=Terminal._build_advice, answered=Terminal._advice_answered,
-                 timed_out=Terminal._advice_timed_out, stan_of=lambda r: r.completion_stan),
+                 timed_out=Terminal._advice_timed_out, stan_of=lambda r: r.completion_stan,
+                 request_mti=lambda t, r: PURCHASE if t.config.online_completion else ADVICE),
     ExchangeSpec(ExchangeKind.SETTLEMENT, priority=5, timeout=lambda c: c.response_timeout,
                  build=Terminal._build_settlement, answered=Terminal._settlement_answered,
                  timed_out=Terminal._settlement_timed_out, stan_of=lambda r: None, journals=False,
