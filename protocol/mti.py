@@ -24,7 +24,7 @@ it may carry, and the labels of its trace events. ``REQUESTS``, ``RESPONSES``, `
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Set
+from collections.abc import Callable, Iterable, Iterator, Mapping, Set
 from dataclasses import dataclass, field
 from typing import TypeVar, overload
 
@@ -111,6 +111,11 @@ class _LiveSet(Set[str]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+    @classmethod
+    def _from_iterable(cls, it: Iterable[str]) -> frozenset[str]:  # type: ignore[override]
+        """``|``, ``&``, ``-`` give a plain frozenset (a snapshot), not another live view."""
+        return frozenset(it)
 
     def issuperset(self, other: object) -> bool:
         """As ``frozenset.issuperset``."""

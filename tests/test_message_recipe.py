@@ -27,7 +27,7 @@ import pytest
 from click.testing import CliRunner
 
 from possim.acquirer_sim.host import HANDLERS, AcquirerHost, HostAction, HostHandler
-from possim.cli import cli
+from possim.cli import cli, main
 from possim.pos_sim.actions import Action
 from possim.pos_sim.exchanges import Exchange, ExchangeSpec
 from possim.pos_sim.records import TxnRecord
@@ -190,3 +190,40 @@ def test_the_toy_kind_is_checked_like_possim_own() -> None:
         assert validate(Message(mti=ECHO, stan="000001", transmission="1207101010", tid="TERM0001")) is None
     assert ECHO not in M.KNOWN and ECHO not in M.NAMES
     assert validate(Message(mti=ECHO, stan="000001", transmission="1207101010", tid="TERM0001")) is not None
+
+
+_LOST_ECHO = """\
+title = "The echo test's answer is lost"
+description = "The terminal checks the line before its first sale; the answer never comes back."
+seed = 1
+
+[[faults]]
+action = "drop"
+direction = "to_terminal"
+mti = "0830"
+nth = 1
+
+[[transactions]]
+at = 0
+amount = "25.00"
+"""
+
+
+def test_a_scenario_fault_may_name_the_toy_mti(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """While the kind is registered a scenario may drop its answer: the echo test times out, the sale
+    goes on; without it the scenario names an unknown MTI, one line and exit 2."""
+    scenario, trace = tmp_path / "lost-echo.toml", tmp_path / "trace.jsonl"
+    scenario.write_text(_LOST_ECHO)
+    with ExitStack() as stack:
+        _register(stack)
+        result = _run(str(scenario), "--policy", "reversal", "--json", "--trace", str(trace))
+    assert result.exit_code == 0, result.output
+    records = _trace(trace)
+    assert [r["mti"] for r in records if r["event"] == "net_dropped"] == [ECHO_RESPONSE]
+    assert not [r for r in records if r["event"] == EchoPassed.NAME]
+    assert json.loads(result.output)["approved"] == 1
+    with pytest.raises(SystemExit) as exited:  # possim's entry point: the error as one line, exit 2
+        main(["run", str(scenario), "--json"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown MTI '0830'" in err[0]
