@@ -67,7 +67,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -80,6 +80,7 @@ from possim.protocol.cup import BatchTotals
 from possim.protocol.errors import ProtocolError
 from possim.protocol.mac import MacKey
 from possim.protocol.messages import Key, Message
+from possim.protocol.registry import Registry
 from possim.protocol.validation import identify, validate
 
 if TYPE_CHECKING:  # the ledger is injected: the host never opens files or reads clocks itself
@@ -218,26 +219,29 @@ class AcquirerHost:
         return [ev.FormatErrorAnswered(*_f(msg), reason=reason), self._unsigned_reply(msg, FORMAT_ERROR)]
 
     def _request(self, now: float, msg: Message) -> list[HostAction]:
-        if msg.mti == M.SIGN_ON:
-            return self._sign_on(now, msg)
-        current = self._current_life(msg.tid)
-        if current is not None and msg.life != current:
-            return self._life_refused(msg, current)
-        if msg.mti in (M.PURCHASE, M.AUTH):
-            return self._original(now, msg)
-        if msg.mti in (M.REVERSAL, M.REVERSAL_REPEAT):
-            return self._reversal(now, msg)
-        if msg.mti == M.SETTLEMENT:
-            return self._settlement(now, msg)
-        if msg.mti == M.BATCH_UPLOAD and msg.uploads is not None:
+        """Hand a request that passed the checks to its MTI's handler (``HANDLERS``).
+
+        A request MTI without a handler (a message kind registered without one) is dropped on
+        purpose, with a ``request_dropped`` event saying so: no answer, nothing booked."""
+        handler = HANDLERS.get(msg.mti) if msg.mti in HANDLERS else None
+        if handler is None:
+            return [ev.RequestDropped(msg.mti, f"no host handler for MTI {msg.mti}", tid=msg.tid, stan=msg.stan)]
+        if handler.checks_life:
+            current = self._current_life(msg.tid)
+            if current is not None and msg.life != current:
+                return self._life_refused(msg, current)
+        return handler.handle(self, now, msg)
+
+    def reply(self, msg: Message, rc: str, **fields: object) -> Reply:
+        """The answer to ``msg`` with response code ``rc`` (and ``fields``), encoded and MACed as
+        every answer is: for host handlers registered from outside this module."""
+        return self._reply(msg, rc, **fields)
+
+    def _upload(self, now: float, msg: Message) -> list[HostAction]:
+        """A batch upload: CUP's packed sales or batch end, or one sale named by field 90."""
+        if msg.uploads is not None:
             return self._packed_upload(now, msg)
-        if msg.original is None:
-            return [ev.MalformedFrame("host", f"MTI {msg.mti} without field 90")]
-        if msg.mti == M.BATCH_UPLOAD:
-            return self._batch_upload(now, msg)
-        if msg.mti in (M.ADVICE, M.ADVICE_REPEAT):
-            return self._advice(now, msg)
-        return self._query(now, msg)
+        return _named(AcquirerHost._batch_upload)(self, now, msg)
 
     def _security(self, exc: codec.MacError, sender: str | None) -> list[HostAction]:
         """A MAC that proves nothing: answer 63 where the frame came from, without a MAC, change nothing.
@@ -701,6 +705,46 @@ class AcquirerHost:
         self._seq += 1
         t = self.config.epoch + timedelta(seconds=now)
         return f"{t.timetuple().tm_yday:03d}{t.hour:02d}{self._seq % 10**7:07d}", f"A{self._seq % 10**5:05d}"
+
+
+@dataclass(frozen=True, slots=True)
+class HostHandler:
+    """What the host does with one request MTI (the host's side of a message kind)."""
+
+    #: The request MTI (a repeat MTI has its own entry).
+    mti: str
+    handle: Callable[[AcquirerHost, float, Message], list[HostAction]]
+    #: Refuse (77) a request that is not from the terminal id's current life first (rule 8);
+    #: False for the sign-on, which starts a life.
+    checks_life: bool = True
+
+
+def _named(handle: Callable[[AcquirerHost, float, Message], list[HostAction]]
+           ) -> Callable[[AcquirerHost, float, Message], list[HostAction]]:
+    """``handle`` for a request that must name its original in field 90; without it the frame is malformed."""
+    def named(host: AcquirerHost, now: float, msg: Message) -> list[HostAction]:
+        if msg.original is None:
+            return [ev.MalformedFrame("host", f"MTI {msg.mti} without field 90")]
+        return handle(host, now, msg)
+    return named
+
+
+#: The host's handler by request MTI: ``receive`` dispatches through it and nothing else. A new
+#: message kind registers its handler here (``HANDLERS.added`` in a test).
+HANDLERS: Registry[HostHandler] = Registry("host handler", lambda h: h.mti)
+for _handler in (
+    HostHandler(M.SIGN_ON, AcquirerHost._sign_on, checks_life=False),
+    HostHandler(M.PURCHASE, AcquirerHost._original),
+    HostHandler(M.AUTH, AcquirerHost._original),
+    HostHandler(M.REVERSAL, AcquirerHost._reversal),
+    HostHandler(M.REVERSAL_REPEAT, AcquirerHost._reversal),
+    HostHandler(M.SETTLEMENT, AcquirerHost._settlement),
+    HostHandler(M.BATCH_UPLOAD, AcquirerHost._upload),
+    HostHandler(M.ADVICE, _named(AcquirerHost._advice)),
+    HostHandler(M.ADVICE_REPEAT, _named(AcquirerHost._advice)),
+    HostHandler(M.STATUS_QUERY, _named(AcquirerHost._query)),
+):
+    HANDLERS.register(_handler)
 
 
 def _conflict(seen: Original, msg: Message) -> str | None:

@@ -1,9 +1,13 @@
 """The kinds of exchange a terminal runs, the shape of their table, and how reversal answers read.
 
 An exchange is one request and the answer the terminal waits for. Each kind has one
-``ExchangeSpec`` (in ``pos_sim.terminal.EXCHANGES``): how its request is built, which timeout
-applies, what an answer does, what a timeout does and how urgent it is. A new request/response
-pair is a new ``ExchangeKind`` member, one table entry and its handlers.
+``ExchangeSpec`` (registered in ``pos_sim.terminal.EXCHANGES``): how its request is built, which
+timeout applies, what an answer does, what a timeout does and how urgent it is. A new
+request/response pair is one more spec registered there with its handlers (its kind any name:
+``ExchangeKind`` names possim's own), and a ``protocol.mti.MessageKind`` for its MTIs.
+
+This module knows nothing of the terminal class: a spec's handlers take the terminal as their
+first argument (``TerminalT``), so the terminal imports this module and never the other way round.
 """
 
 from __future__ import annotations
@@ -11,15 +15,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import Generic, TypeVar
 
 from possim.pos_sim.actions import Action
 from possim.pos_sim.config import TerminalConfig
 from possim.pos_sim.records import TxnRecord
 from possim.protocol.messages import Message
 
-if TYPE_CHECKING:
-    from possim.pos_sim.terminal import Exchange, Terminal
+#: The terminal a spec's handlers act on (``pos_sim.terminal.Terminal``).
+TerminalT = TypeVar("TerminalT")
 
 
 class ExchangeKind(StrEnum):
@@ -37,31 +41,58 @@ the day's settlement and its batch upload."""
     SIGN_ON = "sign_on"
 
 
+@dataclass(slots=True)
+class Task:
+    """Recovery work (a reversal, a status query, a completion advice...), due at ``due``."""
+
+    #: An ``ExchangeKind``, or the name of an exchange kind registered from outside.
+    kind: str
+    txn: TxnRecord
+    due: float
+
+
+@dataclass(slots=True)
+class Exchange:
+    """The one request in flight and what answer it waits for."""
+
+    kind: str
+    txn: TxnRecord
+    request: Message
+    task: Task | None
+
+
 @dataclass(frozen=True, slots=True)
-class ExchangeSpec:
+class ExchangeSpec(Generic[TerminalT]):
     """Everything the terminal needs to know about one kind of exchange."""
 
-    kind: ExchangeKind
+    #: An ``ExchangeKind`` for possim's own, any other name for a kind registered from outside.
+    kind: str
     #: When several pieces of recovery work are due, the lowest goes first (then the earliest).
     priority: int
     #: How long to wait for the answer.
     timeout: Callable[[TerminalConfig], float]
     #: Count the attempt on the record and build the request (a repeat keeps its STAN).
-    build: Callable[[Terminal, float, TxnRecord], Message]
+    build: Callable[[TerminalT, float, TxnRecord], Message]
     #: The answer matched the request in flight: apply it.
-    answered: Callable[[Terminal, float, Exchange, Message], list[Action]]
+    answered: Callable[[TerminalT, float, Exchange, Message], list[Action]]
     #: No answer in time.
-    timed_out: Callable[[Terminal, float, Exchange], list[Action]]
+    timed_out: Callable[[TerminalT, float, Exchange], list[Action]]
     #: The record field that keeps this exchange's STAN, so a restored terminal still
     #: recognises late answers (and does not reuse the number); None if not journaled.
     stan_of: Callable[[TxnRecord], str | None]
+    #: The MTI of the request for a journaled record (what a late answer is matched on), for a
+    #: kind whose ``stan_of`` can return a STAN.
+    request_mti: Callable[[TerminalT, TxnRecord], str] | None = None
     #: Sent once more before the next customer's transaction while still owed (CUP rule:
     #: a pending reversal precedes any online message).
     precedes_payments: bool = False
     #: Journal the record before the request leaves; settlement and uploads leave it unchanged.
     journals: bool = True
     #: Trace events to record when the request leaves (settlement shows its totals).
-    sent: Callable[[Terminal, Message], list[Action]] | None = None
+    sent: Callable[[TerminalT, Message], list[Action]] | None = None
+    #: Run once when the terminal starts (after its sign-on, before its first sale): a check the
+    #: terminal makes of the line (an echo test), not work for a sale.
+    at_start: bool = False
 
 
 @dataclass(frozen=True, slots=True)

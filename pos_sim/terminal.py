@@ -63,6 +63,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from possim.pos_sim.actions import (
     Action,
@@ -84,8 +85,10 @@ from possim.pos_sim.exchanges import (
     REASON_NO_ANSWER,
     SIGN_ON_AGAIN,
     SIGN_ON_AGAIN_DISPLAY,
+    Exchange,
     ExchangeKind,
     ExchangeSpec,
+    Task,
     reversal_closes,
 )
 from possim.pos_sim.policies import resume_reversal
@@ -109,6 +112,7 @@ from possim.protocol.mti import (
     STATUS_QUERY,
     response_to,
 )
+from possim.protocol.registry import Registry
 
 RESPONSE_TIMER = "response"
 RETRY_TIMER = "retry"
@@ -126,25 +130,6 @@ class PaymentRequest:
     pan: str
     completion_amount: int | None = None
     instrument: str = "credit"
-
-
-@dataclass(slots=True)
-class Task:
-    """Recovery work: a reversal, a status query or a completion advice, due at ``due``."""
-
-    kind: ExchangeKind
-    txn: TxnRecord
-    due: float
-
-
-@dataclass(slots=True)
-class Exchange:
-    """The one request in flight and what answer it waits for."""
-
-    kind: ExchangeKind
-    txn: TxnRecord
-    request: Message
-    task: Task | None
 
 
 @dataclass(slots=True)
@@ -201,7 +186,7 @@ class Terminal:
         self.inflight: Exchange | None = None
         self.records: dict[int, TxnRecord] = {}
         #: (STAN, response MTI) -> the exchange: under ``cup`` a reversal shares its original's STAN.
-        self._by_stan: dict[tuple[str, str], tuple[ExchangeKind, TxnRecord]] = {}
+        self._by_stan: dict[tuple[str, str], tuple[str, TxnRecord]] = {}
         self._stan = config.stan_start - 1
         self._flushed_for: int | None = None
         #: The settlement under way, if any (``settle``).
@@ -218,6 +203,8 @@ class Terminal:
         self._signed_on = False
         if config.life is not None:  # signs on before anything else, at the first input
             self.tasks.append(Task(ExchangeKind.SIGN_ON, _TERMINAL, -math.inf))
+        # exchange kinds run once at start (none of possim's own): after the sign-on, before any sale
+        self.tasks.extend(Task(spec.kind, _TERMINAL, -math.inf) for spec in EXCHANGES.values() if spec.at_start)
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -261,7 +248,7 @@ class Terminal:
                 return [CancelTimer(RESPONSE_TIMER), *self._sign_on_again(now, ex, msg), *self._pump(now)]
             self.inflight = None
             actions: list[Action] = [CancelTimer(RESPONSE_TIMER)]
-            actions += EXCHANGES[ex.kind].answered(self, now, ex, msg)
+            actions += EXCHANGES.get(ex.kind).answered(self, now, ex, msg)
             return actions + self._pump(now)
         return self._unexpected(msg)
 
@@ -284,7 +271,7 @@ class Terminal:
         if name == RESPONSE_TIMER and self.inflight is not None:
             ex, self.inflight = self.inflight, None
             actions: list[Action] = [ev.ResponseTimeout(*_ids(ex.request))]
-            actions += EXCHANGES[ex.kind].timed_out(self, now, ex)
+            actions += EXCHANGES.get(ex.kind).timed_out(self, now, ex)
             return actions + self._pump(now)
         return self._pump(now)
 
@@ -313,8 +300,8 @@ class Terminal:
         """Late answers to journaled exchanges stay recognisable, and STANs are not reused."""
         for spec in EXCHANGES.values():
             stan = spec.stan_of(txn)
-            if stan:
-                self._by_stan[(stan, response_to(self._request_mti(spec.kind, txn)))] = (spec.kind, txn)
+            if stan and spec.request_mti is not None:
+                self._by_stan[(stan, response_to(spec.request_mti(self, txn)))] = (spec.kind, txn)
                 self._stan = max(self._stan, int(stan))
 
     def _resume(self, now: float, txn: TxnRecord) -> list[Action]:
@@ -403,8 +390,8 @@ class Terminal:
 
     def _reversal_first(self, now: float, task: Task) -> Task:
         """CUP rule: a reversal still owed goes out before any other online message, due or not."""
-        owed = [t for t in self.tasks if EXCHANGES[t.kind].precedes_payments]
-        if not self.config.cup or not owed or EXCHANGES[task.kind].precedes_payments \
+        owed = [t for t in self.tasks if EXCHANGES.get(t.kind).precedes_payments]
+        if not self.config.cup or not owed or EXCHANGES.get(task.kind).precedes_payments \
                 or task.kind is ExchangeKind.SIGN_ON:  # the sign-on goes first of all
             return task
         owed[0].due = now
@@ -415,7 +402,7 @@ class Terminal:
         asking = [t.due for t in self.tasks if t.kind is ExchangeKind.QUERY and t.due != PARKED]
         if asking:  # a sale of unknown fate is settled (or reversed) before the next customer's goes out
             return [StartTimer(RETRY_TIMER, min(asking))]
-        owed = [t for t in self.tasks if EXCHANGES[t.kind].precedes_payments]
+        owed = [t for t in self.tasks if EXCHANGES.get(t.kind).precedes_payments]
         if owed and self.config.cup:
             return [ev.ReversalBeforeNextTransaction(head.txn_id), *self._start_task(now, self._reversal_first(
                 now, owed[0]))]
@@ -438,9 +425,9 @@ class Terminal:
     def _start_task(self, now: float, task: Task) -> list[Action]:
         return self._start(now, task.kind, task.txn, task)
 
-    def _start(self, now: float, kind: ExchangeKind, txn: TxnRecord, task: Task | None) -> list[Action]:
+    def _start(self, now: float, kind: str, txn: TxnRecord, task: Task | None) -> list[Action]:
         """Build the request, journal the record (before the request leaves), send, arm the timer."""
-        spec = EXCHANGES[kind]
+        spec = EXCHANGES.get(kind)
         msg = spec.build(self, now, txn)
         self.inflight = Exchange(kind, txn, msg, task)
         self._by_stan[(msg.stan, response_to(msg.mti))] = (kind, txn)
@@ -571,16 +558,6 @@ class Terminal:
             out.append(txn)
         return out
 
-    def _request_mti(self, kind: ExchangeKind, txn: TxnRecord) -> str:
-        """The MTI of ``kind``'s request for ``txn`` (what its answer is matched on)."""
-        if kind is ExchangeKind.ORIGINAL:
-            return txn.mti
-        if kind is ExchangeKind.REVERSAL:
-            return REVERSAL
-        if kind is ExchangeKind.ADVICE:
-            return PURCHASE if self.config.online_completion else ADVICE
-        return STATUS_QUERY
-
     # -- answers --------------------------------------------------------------------------
 
     def _original_answered(self, now: float, ex: Exchange, msg: Message) -> list[Action]:
@@ -685,7 +662,7 @@ class Terminal:
         if ex.kind is ExchangeKind.SETTLEMENT:
             self._drop_task(ex.task)
             return actions + self._settlement_failed(msg, f"answered {SIGN_ON_AGAIN} again after signing on")
-        return actions + EXCHANGES[ex.kind].timed_out(self, now, ex)
+        return actions + EXCHANGES.get(ex.kind).timed_out(self, now, ex)
 
     def _queue_sign_on(self, now: float) -> None:
         """A fresh sign-on, due now, ahead of everything else (unless one is already owed)."""
@@ -887,6 +864,15 @@ class Terminal:
             return [WriteJournal(txn.snapshot()), ev.LateResponse(*ids, txn.txn_id, status, rc)]
         return [ev.DuplicateResponse(*ids, txn.txn_id, status, rc)]
 
+    def request(self, now: float, mti: str, **fields: Any) -> Message:
+        """A new request of this terminal (next STAN, field 7 now, its id, life and batch) carrying
+        ``fields``: for the ``build`` of an exchange kind registered from outside this module."""
+        return self._message(now, mti, **fields)
+
+    def exchange_done(self, ex: Exchange) -> None:
+        """The exchange's work is over (answered, or given up): for a registered kind's handlers."""
+        self._drop_task(ex.task)
+
     def _drop_task(self, task: Task | None) -> None:
         if task is not None and task in self.tasks:
             self.tasks.remove(task)
@@ -918,22 +904,25 @@ class Terminal:
 #: The formats :meth:`Terminal._clock` cuts from its one ``%m%d%H%M%S`` text.
 _CUTS = {"%m%d%H%M%S": slice(0, 10), "%m%d": slice(0, 4), "%H%M%S": slice(4, 10)}
 
-#: One entry per kind of exchange. Originals are started by customers, not as recovery
-#: work, so their priority only says they wait behind it.
-EXCHANGES: Mapping[ExchangeKind, ExchangeSpec] = {spec.kind: spec for spec in (
+#: One entry per kind of exchange: the terminal dispatches through it and nothing else. Originals
+#: are started by customers, not as recovery work, so their priority only says they wait behind it.
+#: A new kind registers its spec here (``EXCHANGES.added`` in a test).
+EXCHANGES: Registry[ExchangeSpec[Terminal]] = Registry("exchange kind", lambda spec: spec.kind)
+for _spec in (
     ExchangeSpec(ExchangeKind.ORIGINAL, priority=3, timeout=lambda c: c.response_timeout,
                  build=Terminal._build_original, answered=Terminal._original_answered,
-                 timed_out=Terminal._original_timed_out, stan_of=lambda r: r.stan),
+                 timed_out=Terminal._original_timed_out, stan_of=lambda r: r.stan, request_mti=lambda t, r: r.mti),
     ExchangeSpec(ExchangeKind.REVERSAL, priority=0, timeout=lambda c: c.reversal_timeout,
                  build=Terminal._build_reversal, answered=Terminal._reversal_answered,
                  timed_out=Terminal._reversal_timed_out, stan_of=lambda r: r.reversal_stan,
-                 precedes_payments=True),
+                 request_mti=lambda t, r: REVERSAL, precedes_payments=True),
     ExchangeSpec(ExchangeKind.QUERY, priority=1, timeout=lambda c: c.query_timeout,
                  build=Terminal._build_query, answered=Terminal._query_answered,
                  timed_out=Terminal._query_timed_out, stan_of=lambda r: None),
     ExchangeSpec(ExchangeKind.ADVICE, priority=2, timeout=lambda c: c.advice_timeout,
                  build=Terminal._build_advice, answered=Terminal._advice_answered,
-                 timed_out=Terminal._advice_timed_out, stan_of=lambda r: r.completion_stan),
+                 timed_out=Terminal._advice_timed_out, stan_of=lambda r: r.completion_stan,
+                 request_mti=lambda t, r: PURCHASE if t.config.online_completion else ADVICE),
     ExchangeSpec(ExchangeKind.SETTLEMENT, priority=5, timeout=lambda c: c.response_timeout,
                  build=Terminal._build_settlement, answered=Terminal._settlement_answered,
                  timed_out=Terminal._settlement_timed_out, stan_of=lambda r: None, journals=False,
@@ -944,7 +933,8 @@ EXCHANGES: Mapping[ExchangeKind, ExchangeSpec] = {spec.kind: spec for spec in (
     ExchangeSpec(ExchangeKind.SIGN_ON, priority=-1, timeout=lambda c: c.response_timeout,
                  build=Terminal._build_sign_on, answered=Terminal._sign_on_answered,
                  timed_out=Terminal._sign_on_timed_out, stan_of=lambda r: None, journals=False),
-)}
+):
+    EXCHANGES.register(_spec)
 
 #: Reversal states that keep a sale out of the day's batch: reversed, being reversed, with the acquirer.
 _NOT_IN_BATCH = frozenset({ReversalState.ACKED, ReversalState.PENDING, ReversalState.ESCALATED})
@@ -958,7 +948,7 @@ def _batch_amount(txn: TxnRecord) -> int:
 
 
 def _priority(task: Task) -> tuple[int, float]:
-    return (EXCHANGES[task.kind].priority, task.due)
+    return (EXCHANGES.get(task.kind).priority, task.due)
 
 
 def _task(ex: Exchange) -> Task:

@@ -7,18 +7,21 @@ which is down is shown once, as lost (the host never read it), not as received a
 dropped: :func:`lost_at_host` finds those arrivals.
 
 A new event gets its row here: one ``case`` returning ``tr("English text {field}", field=...)``,
-and one entry for that text in each catalogue under ``possim/locale``.
+and one entry for that text in each catalogue under ``possim/locale``. An event a registered
+message kind lists (``protocol.mti.MessageKind.events``) and that has no ``case`` here gets the
+kind's label instead (``kind_row``): a new kind's events are shown, never dropped silently.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import fields
 
 from possim.i18n import N_, Tr
 from possim.protocol import events as ev
 from possim.protocol import wallet
-from possim.protocol.mti import NAMES
+from possim.protocol.mti import KINDS, NAMES
 
 Row = tuple[float, str, str, str]
 _EN = Tr("en")
@@ -421,13 +424,25 @@ def row(stamped: ev.Stamped, tr: Tr = _EN, refund: bool = False) -> Row | None:
                               action=tr(CANCEL_ACTIONS.get(e.action, e.action))), "", "")
     where = ev.lane(e)
     if where == "host":
-        cell = _host(e, tr)
+        cell = _host(e, tr) or kind_row(e, tr)
         return (stamped.t, "", "", cell) if cell else None
     if where == "network":
-        cell = _network(e, tr)
+        cell = _network(e, tr) or kind_row(e, tr)
         return (stamped.t, "", cell, "") if cell else None
-    cell = _terminal(e, tr)
+    cell = _terminal(e, tr) or kind_row(e, tr)
     return (stamped.t, cell, "", "") if cell else None
+
+
+def kind_row(e: ev.Event, tr: Tr) -> str | None:
+    """The label a registered message kind gives ``e`` (its event list), with the event's fields
+    filled in; the event's name and MTI when the kind gives no words; None for other events."""
+    label = KINDS.event_label(e.NAME)
+    if label is None:
+        return None
+    values = {f.name: getattr(e, f.name) for f in fields(e)}
+    if not label:
+        return f"{e.NAME} {values.get('mti') or ''}".rstrip()
+    return tr(label, **values)
 
 
 def rows(records: Iterable[ev.Stamped], tr: Tr = _EN) -> list[Row]:

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
+from possim.protocol.registry import Registry
+
 Side = Literal["terminal", "host"]
 Lane = Literal["terminal", "network", "host", "run"]
 
@@ -1260,8 +1262,11 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     LineSwitched, LineDownDrop,
 )
 
-#: Trace name -> event class.
-REGISTRY: dict[str, type[Event]] = {cls.NAME: cls for cls in EVENT_TYPES}
+#: Trace name -> event class. A new kind of message registers its events here (``REGISTRY.added``
+#: in a test), so its trace lines are written and read like every other.
+REGISTRY: Registry[type[Event]] = Registry("trace event", lambda cls: cls.NAME)
+for _cls in EVENT_TYPES:
+    REGISTRY.register(_cls)
 
 #: The fault layer's reason -> the event for a copy that is not delivered straight away.
 NET_EVENTS: dict[str, type[NetTampered]] = {"reorder": NetReordered, "duplicate": NetDuplicated,
@@ -1270,12 +1275,19 @@ NET_EVENTS: dict[str, type[NetTampered]] = {"reorder": NetReordered, "duplicate"
 _FIELDS: dict[type[Event], tuple[str, ...]] = {cls: tuple(f.name for f in fields(cls)) for cls in EVENT_TYPES}
 
 
+def _fields(cls: type[Event]) -> tuple[str, ...]:
+    """The dataclass fields of ``cls``, read once per class (a registered event class is read when first written)."""
+    got = _FIELDS.get(cls)
+    if got is None:
+        got = _FIELDS[cls] = tuple(f.name for f in fields(cls))
+    return got
+
+
 def event_class(name: str) -> type[Event]:
     """The class of trace name ``name``; an unknown name is an error, never a silent pass."""
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise EventError(f"unknown trace event {name!r}") from None
+    if name not in REGISTRY:
+        raise EventError(f"unknown trace event {name!r}")
+    return REGISTRY.get(name)
 
 
 def from_fields(name: str, data: Mapping[str, Any]) -> Event:
@@ -1295,7 +1307,7 @@ def from_fields(name: str, data: Mapping[str, Any]) -> Event:
 def fields_of(event: Event) -> dict[str, Any]:
     """The record's keys of ``event`` besides ``t`` and ``event``: unset (None) fields are left out."""
     out: dict[str, Any] = {"side": event.SIDE} if event.SIDE is not None else {}
-    for name in _FIELDS[type(event)]:
+    for name in _fields(type(event)):
         value = getattr(event, name)
         if value is None:
             continue

@@ -41,43 +41,18 @@ from possim.protocol import mti as M
 from possim.protocol.errors import ProtocolError
 from possim.protocol.messages import Message, OriginalData
 
-_FINANCIAL = ("pan", "processing_code", "amount", "currency")
-#: Fields each MTI must carry (Message attribute names), besides transmission, stan and tid.
-REQUIRED: dict[str, tuple[str, ...]] = {
-    M.AUTH: _FINANCIAL,
-    M.PURCHASE: _FINANCIAL,
-    M.ADVICE: (*_FINANCIAL, "original"),
-    M.ADVICE_REPEAT: (*_FINANCIAL, "original"),
-    # A reversal names its original by field 90 (ISO) or, as CUP terminals do, by being a copy
-    # of it (same STAN and field 7): field 90 is optional.
-    M.REVERSAL: _FINANCIAL,
-    M.REVERSAL_REPEAT: _FINANCIAL,
-    M.STATUS_QUERY: ("processing_code", "original"),
-    # Settlement: the batch totals in field 48; a batch upload is one approved sale, naming it in field 90.
-    M.SETTLEMENT: ("batch_totals",),
-    M.BATCH_UPLOAD: (*_FINANCIAL, "original"),
-    # Sign-on: the terminal's life number in field 60, nothing else.
-    M.SIGN_ON: ("life",),
-    **dict.fromkeys(M.RESPONSES, ("response_code",)),
-}
+#: Fields each MTI must carry (Message attribute names), besides transmission, stan and tid: a live
+#: view of the message kinds (``protocol.mti.KINDS``), so a kind registered later is checked too.
+REQUIRED = M.REQUIRED
 #: ISO 8583 field numbers, for messages people can look up.
 FIELD_NUMBERS = {"pan": 2, "processing_code": 3, "amount": 4, "transmission": 7, "stan": 11, "local_time": 12,
                  "local_date": 13, "response_code": 39, "tid": 41, "batch_totals": 48, "currency": 49, "life": 60,
                  "original": 90}
 
 PROCESSING_CODES = {"000000": "purchase / authorization", "030000": "pre-authorization", "970000": "status query"}
-_FINANCIAL_CODES = frozenset({"000000", "030000"})
-#: Processing codes each request MTI may carry; a purchase is never a pre-authorization.
-ALLOWED_CODES: dict[str, frozenset[str]] = {
-    M.PURCHASE: frozenset({"000000"}),
-    M.AUTH: _FINANCIAL_CODES,
-    M.ADVICE: _FINANCIAL_CODES,
-    M.ADVICE_REPEAT: _FINANCIAL_CODES,
-    M.REVERSAL: _FINANCIAL_CODES,
-    M.REVERSAL_REPEAT: _FINANCIAL_CODES,
-    M.STATUS_QUERY: frozenset({"970000"}),
-    M.BATCH_UPLOAD: _FINANCIAL_CODES,
-}
+#: Processing codes each request MTI may carry (a view of ``protocol.mti.KINDS``); a purchase is
+#: never a pre-authorization.
+ALLOWED_CODES = M.ALLOWED_CODES
 #: ISO 4217 numeric codes possim accepts in field 49.
 CURRENCIES = {"978": "EUR", "840": "USD", "156": "CNY", "826": "GBP", "392": "JPY", "036": "AUD", "124": "CAD",
               "756": "CHF", "344": "HKD"}
@@ -166,13 +141,12 @@ def _label(attr: str) -> str:
 
 def _required(msg: Message) -> str | None:
     packed = msg.mti == M.BATCH_UPLOAD and msg.uploads is not None  # CUP: the sales are in field 48
-    for attr in _PACKED_UPLOAD if packed else _ALL_REQUIRED[msg.mti]:
+    for attr in _PACKED_UPLOAD if packed else (*_PACKED_UPLOAD, *REQUIRED[msg.mti]):
         if getattr(msg, attr) in (None, ""):
             return f"MTI {msg.mti}: missing {_label(attr)} ({attr.replace('_', ' ')})"
     return None
 
 
-_ALL_REQUIRED = {mti: ("transmission", "stan", "tid", *attrs) for mti, attrs in REQUIRED.items()}
 _PACKED_UPLOAD = ("transmission", "stan", "tid")
 
 
