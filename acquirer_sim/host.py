@@ -73,6 +73,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from possim.acquirer_sim.config import CrashRule, HostConfig
+from possim.acquirer_sim.ledger_states import OriginalState
 from possim.protocol import codec, cup, dialects
 from possim.protocol import events as ev
 from possim.protocol import mti as M
@@ -128,7 +129,7 @@ AMOUNT_LIMIT, COUNT_LIMIT = "61", "65"
 DUPLICATE_TRANSMISSION = "94"
 #: Ledger states of a CUP original whose issuer has not answered yet (``cancelled``: a
 #: reversal came first; the host reverses towards the issuer when it answers).
-IN_PROGRESS, CANCELLED = "in_progress", "cancelled"
+IN_PROGRESS, CANCELLED = OriginalState.IN_PROGRESS, OriginalState.CANCELLED
 
 #: Ledger movements of an approved original and reversal outcomes, as trace events.
 _MOVEMENT: dict[str, type[ev.LedgerMovement]] = {"hold": ev.LedgerHold, "debit": ev.LedgerDebit}
@@ -147,9 +148,12 @@ SIGN_ON_AGAIN = "77"
 EARLIER_LIFE, FIRST_LIFE = "EARLIER_LIFE", "FIRST_LIFE"
 
 #: status query answers (field 48) by ledger state.
-_STATUS = {"debited": "APPROVED", "held": "APPROVED", "captured": "APPROVED", "declined": "DECLINED",
-           "refused": "DECLINED", "reversed": "REVERSED", "released": "REVERSED",
-           IN_PROGRESS: "IN_PROGRESS", CANCELLED: "REVERSED", "issuer_reversed": "DECLINED"}
+_STATUS = {OriginalState.DEBITED: "APPROVED", OriginalState.HELD: "APPROVED", OriginalState.CAPTURED: "APPROVED",
+           OriginalState.DECLINED: "DECLINED", OriginalState.REFUSED: "DECLINED", OriginalState.REVERSED: "REVERSED",
+           OriginalState.RELEASED: "REVERSED", IN_PROGRESS: "IN_PROGRESS", CANCELLED: "REVERSED",
+           OriginalState.ISSUER_REVERSED: "DECLINED"}
+#: The state an original is booked in, by the money it moves (None: nothing, a decline).
+_BOOKED = {"hold": OriginalState.HELD, "debit": OriginalState.DEBITED, None: OriginalState.DECLINED}
 
 
 class AcquirerHost:
@@ -165,7 +169,7 @@ class AcquirerHost:
         self.down_until = -1.0
         self.counts: Counter[str] = Counter()
         self._refusals = iter(config.reversal_answers)
-        self._seq = ledger.conn.execute("SELECT COUNT(*) FROM originals").fetchone()[0]
+        self._seq = ledger.original_count()
         #: Each terminal id's current life as last read or signed on (None: never signed on).
         self._lives: dict[str, str | None] = {}
         #: The dialect the answers to the request being handled are encoded in (``_answering``).
@@ -392,7 +396,7 @@ class AcquirerHost:
         rc = "12" if closure else self._decide(now, pan, amount, available)
         rrn, auth = self._ids(now) if rc == "00" else (None, None)
         movement = ("hold" if msg.mti == M.AUTH else "debit") if rc == "00" else None
-        state = {"hold": "held", "debit": "debited", None: "refused" if closure else "declined"}[movement]
+        state = OriginalState.REFUSED if closure else _BOOKED[movement]
         crash = self._crash_rule(msg.mti)
         response = None if crash else self._encode(msg.response(rc, rrn=rrn, auth_code=auth))
         self.ledger.record(now, key, msg.mti, pan, amount, rrn, auth, rc, state, movement, response, msg.life,
@@ -445,13 +449,13 @@ class AcquirerHost:
         timed_out = any(now in w for w in self.config.issuer_timeouts)
         rc = self.config.issuer_timeout_code if timed_out else self._decide(now, orig.pan, orig.amount)
         if orig.state == CANCELLED or timed_out:
-            self.ledger.settle_in_progress(now, key, rc, "issuer_reversed", None, None, None, None)
+            self.ledger.settle_in_progress(now, key, rc, OriginalState.ISSUER_REVERSED, None, None, None, None)
             reason = "cancelled by the terminal's reversal" if orig.state == CANCELLED else "issuer timeout"
             actions: list[HostAction] = [ev.IssuerReversed(*_f(msg), rc=rc, reason=reason)]
             return actions if orig.state == CANCELLED else [*actions, self._answer(msg, rc, None, None, False)]
         rrn, auth = self._ids(now) if rc == "00" else (None, None)
         movement = ("hold" if msg.mti == M.AUTH else "debit") if rc == "00" else None
-        state = {"hold": "held", "debit": "debited", None: "declined"}[movement]
+        state = _BOOKED[movement]
         response = self._encode(msg.response(rc, rrn=rrn, auth_code=auth))
         self.ledger.settle_in_progress(now, key, rc, state, movement, rrn, auth, response)
         moved: HostAction = (_MOVEMENT[movement](*_f(msg), rrn=rrn, pan=mask_pan(orig.pan), amount=orig.amount)
@@ -547,15 +551,15 @@ class AcquirerHost:
         if orig.state == IN_PROGRESS:  # CUP: the issuer has not answered; nothing is debited
             self.ledger.transition(now, orig, CANCELLED, [])
             return "nothing_to_reverse", "00"
-        if orig.state == "debited":
-            self.ledger.transition(now, orig, "reversed", [("credit", orig.amount)])
+        if orig.state is OriginalState.DEBITED:
+            self.ledger.transition(now, orig, OriginalState.REVERSED, [("credit", orig.amount)])
             return "credited", "00"
-        if orig.state == "held":
-            self.ledger.transition(now, orig, "released", [("release", orig.amount)])
+        if orig.state is OriginalState.HELD:
+            self.ledger.transition(now, orig, OriginalState.RELEASED, [("release", orig.amount)])
             return "released", "00"
-        if orig.state == "captured":
-            captured = self._captured(key)
-            self.ledger.transition(now, orig, "reversed", [("credit", captured)])
+        if orig.state is OriginalState.CAPTURED:
+            captured = self.ledger.captured(key)
+            self.ledger.transition(now, orig, OriginalState.REVERSED, [("credit", captured)])
             return "credited", "00"
         return "nothing_to_reverse", "00"
 
@@ -567,11 +571,11 @@ class AcquirerHost:
             return [ev.DuplicateAdvice(*_f(msg)), replace(self._reply(msg, earlier), fresh=False)]
         orig = self.ledger.find(key)
         amount = msg.amount or 0
-        if orig is None or orig.state != "held" or amount > orig.amount:
+        if orig is None or orig.state is not OriginalState.HELD or amount > orig.amount:
             rc = "25" if orig is None else "12"
             self.ledger.record_advice(now, key, amount, rc)
             return [ev.AdviceRejected(*_f(msg), rc=rc), self._reply(msg, rc)]
-        self.ledger.transition(now, orig, "captured", [("release", orig.amount), ("capture", amount)])
+        self.ledger.transition(now, orig, OriginalState.CAPTURED, [("release", orig.amount), ("capture", amount)])
         self.ledger.record_advice(now, key, amount, "00")
         return [ev.LedgerCapture(*_f(msg), rrn=orig.rrn, amount=amount), self._reply(msg, "00")]
 
@@ -605,8 +609,8 @@ class AcquirerHost:
         actions: list[HostAction] = []
         if orig is None:
             outcome, rc = "unknown", "25"
-        elif orig.state == "held" and amount <= orig.amount:
-            self.ledger.transition(now, orig, "captured", [("release", orig.amount), ("capture", amount)])
+        elif orig.state is OriginalState.HELD and amount <= orig.amount:
+            self.ledger.transition(now, orig, OriginalState.CAPTURED, [("release", orig.amount), ("capture", amount)])
             actions.append(ev.LedgerCapture(*_f(msg), rrn=orig.rrn, amount=amount))
             outcome, rc = "captured", "00"
         else:
@@ -686,12 +690,6 @@ class AcquirerHost:
         key = self.keys.get(response.tid) if self.keys is not None else None
         mak = self._working_mak(response) if self.cup else None
         return mak or key
-
-    def _captured(self, key: Key) -> int:
-        row = self.ledger.conn.execute(
-            "SELECT COALESCE(SUM(amount), 0) FROM entries WHERE tid=? AND stan=? AND transmission=? AND kind='capture'",
-            key).fetchone()
-        return int(row[0])
 
     def _transmission(self, now: float) -> str:
         """``now`` as the host's own field 7 (MMDDhhmmss), for an answer to a request without one."""

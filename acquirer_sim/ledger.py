@@ -21,6 +21,12 @@ was charged while the till never heard (a key with no row was never handed over)
 in, and ``batch_checks`` when the last 0500 of each batch was compared: what its batch end settles
 (new tables, so a ledger file from before them opens as it is, its sales settled as before).
 
+An original's ``state`` is an :class:`OriginalState` (its text is what the column holds, so a ledger
+file reads as before) and changes only through ``ORIGINAL_MOVES``: ``record`` checks the state it
+begins in, ``settle_in_progress``, ``transition`` and ``resolve_escalation`` check the move against
+the state the row holds inside their transaction, so an illegal one (a reversed original debited
+again) raises and changes nothing.
+
 A ledger file gets the durable settings of :mod:`protocol.storage` (write-ahead log,
 fsync at every commit, busy timeout, directory fsync when created) and is recovered on
 open if a killed acquirer left it mid-commit. Every write to a file is one ``BEGIN
@@ -41,6 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from possim.acquirer_sim.ledger_states import ORIGINAL_MOVES, TAKEN, OriginalState
 from possim.acquirer_sim.wallet_ledger import SCHEMA as WALLET_SCHEMA
 from possim.protocol.storage import (
     BUSY_TIMEOUT_S,
@@ -53,6 +60,7 @@ from possim.protocol.storage import (
 )
 
 Key = tuple[str, str, str]
+_O = OriginalState
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -121,8 +129,13 @@ class Original:
     rrn: str | None
     auth_code: str | None
     response_code: str
-    state: str
+    state: OriginalState
     response: bytes | None
+
+    def __post_init__(self) -> None:
+        """A row read back carries the state's text: make it the state again."""
+        if type(self.state) is not OriginalState:
+            object.__setattr__(self, "state", OriginalState(self.state))
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +272,7 @@ class Ledger:
         per-card limit counts. Declined, refused, reversed and released ones took nothing."""
         row = self.conn.execute(
             "SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM originals WHERE pan = ? "
-            "AND state IN ('debited', 'held', 'captured')", (pan,)).fetchone()
+            "AND state IN (?, ?, ?)", (pan, *TAKEN)).fetchone()
         return int(row[0]), int(row[1])
 
     def count_duplicate(self, key: Key) -> None:
@@ -267,12 +280,14 @@ class Ledger:
                     "UPDATE originals SET duplicates = duplicates + 1 WHERE tid=? AND stan=? AND transmission=?", key)
 
     def record(self, now: float, key: Key, mti: str, pan: str, amount: int, rrn: str | None,
-               auth_code: str | None, response_code: str, state: str, movement: str | None,
+               auth_code: str | None, response_code: str, state: OriginalState, movement: str | None,
                response: bytes | None = None, life: str | None = None, batch: str | None = None) -> None:
         """Store an answered original (with the response it gets) and, if approved, its money
         movement: atomically. ``response`` is None when the host crashed before replying;
         ``life``: the life of a signed-on terminal that sent it; ``batch``: the CUP batch number
         (60.2) it carried, the batch it settles in."""
+        ORIGINAL_MOVES.begin(state)
+
         def work() -> None:
             self.conn.execute(
                 "INSERT INTO originals (tid, stan, transmission, mti, pan, amount, rrn, auth_code, "
@@ -286,28 +301,30 @@ class Ledger:
                 self._move(now, key, pan, movement, amount, rrn)
         self._atomic("record", work)
 
-    def settle_in_progress(self, now: float, key: Key, response_code: str, state: str, movement: str | None,
+    def settle_in_progress(self, now: float, key: Key, response_code: str, state: OriginalState, movement: str | None,
                            rrn: str | None, auth_code: str | None, response: bytes | None) -> None:
         """CUP profile: the issuer answered an in-progress original; its state, answer and money
         movement are stored in one transaction (``response`` replaces the request kept meanwhile)."""
         def work() -> None:
+            old, pan, amount = self._held_state(key)
+            ORIGINAL_MOVES.move(old, state)
             self.conn.execute(
                 "UPDATE originals SET response_code=?, state=?, rrn=?, auth_code=?, response=?, updated_at=? "
                 "WHERE tid=? AND stan=? AND transmission=?",
                 (response_code, state, rrn, auth_code, response, now, *key))
             if movement is not None:
-                row = self.conn.execute("SELECT pan, amount FROM originals WHERE tid=? AND stan=? AND transmission=?",
-                                        key).fetchone()
-                self._move(now, key, str(row[0]), movement, int(row[1]), rrn)
+                self._move(now, key, pan, movement, amount, rrn)
         self._atomic("settle_in_progress", work)
 
     def attach_response(self, key: Key, response: bytes) -> None:
         self._write("attach_response", "UPDATE originals SET response = ? WHERE tid=? AND stan=? AND transmission=?",
                     (response, *key))
 
-    def transition(self, now: float, orig: Original, state: str, movements: list[tuple[str, int]]) -> None:
-        """Move an original to ``state`` with its money movements (credit; release + capture)."""
+    def transition(self, now: float, orig: Original, state: OriginalState, movements: list[tuple[str, int]]) -> None:
+        """Move an original to ``state`` with its money movements (credit; release + capture); the move is
+        checked against the state the row holds (``ORIGINAL_MOVES``)."""
         def work() -> None:
+            ORIGINAL_MOVES.move(self._held_state(orig.key)[0], state)
             self.conn.execute("UPDATE originals SET state = ?, updated_at = ? "
                               "WHERE tid=? AND stan=? AND transmission=?", (state, now, *orig.key))
             for kind, amount in movements:
@@ -501,14 +518,30 @@ class Ledger:
             orig = self.find(key)
             if orig is None or not movements:
                 return
-            state = "released" if orig.state == "held" else "reversed"
+            state = ORIGINAL_MOVES.move(orig.state, _O.RELEASED if orig.state is _O.HELD else _O.REVERSED)
             self.conn.execute("UPDATE originals SET state = ?, updated_at = ? "
                               "WHERE tid=? AND stan=? AND transmission=?", (state, now, *key))
             for kind, value in movements:
                 self._move(now, key, orig.pan, kind, value, orig.rrn)
         self._atomic("resolve_escalation", work)
 
+    def original_count(self) -> int:
+        """How many originals the ledger holds (the host numbers its RRNs on from it)."""
+        return int(self.conn.execute("SELECT COUNT(*) FROM originals").fetchone()[0])
+
+    def captured(self, key: Key) -> int:
+        """The money the completions of ``key`` captured (what reversing a captured original gives back)."""
+        row = self.conn.execute("SELECT COALESCE(SUM(amount), 0) FROM entries WHERE tid=? AND stan=? "
+                                "AND transmission=? AND kind='capture'", key).fetchone()
+        return int(row[0])
+
     # -- internals ------------------------------------------------------------------------
+
+    def _held_state(self, key: Key) -> tuple[OriginalState, str, int]:
+        """The state, card and amount the row of ``key`` holds now (inside the caller's transaction)."""
+        row = self.conn.execute("SELECT state, pan, amount FROM originals WHERE tid=? AND stan=? AND transmission=?",
+                                key).fetchone()
+        return OriginalState(row[0]), str(row[1]), int(row[2])
 
     def _move(self, now: float, key: Key, pan: str, kind: str, amount: int, rrn: str | None) -> None:
         delta_balance, delta_held = _EFFECT[kind](amount)

@@ -55,7 +55,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from possim.acquirer_sim.wallet_ledger import OrderKey, Trade, WalletLedger
+from possim.acquirer_sim.wallet_ledger import WAITING, OrderKey, Trade, WalletLedger, WalletTradeState
 from possim.protocol import events as ev
 from possim.protocol import wallet as W
 from possim.protocol.errors import ProtocolError
@@ -189,22 +189,22 @@ class WalletGateway:
     def customer_confirms(self, now: float, key: OrderKey) -> list[GatewayAction]:
         """The customer confirmed on the phone: paid if the order still waits, refused if it closed."""
         trade = self.ledger.find(key)
-        if trade is None or trade.state != "USERPAYING":
+        if trade is None or trade.state is not WalletTradeState.USERPAYING:
             return [ev.WalletConfirmRefused(*key, state=trade.state if trade else "UNKNOWN")]
         assert trade.wallet is not None
         if trade.amount > self.ledger.balance(trade.wallet):
-            self.ledger.transition(now, trade, "PAYERROR", close_reason="balance_not_enough")
+            self.ledger.transition(now, trade, WalletTradeState.PAYERROR, close_reason="balance_not_enough")
             return [ev.WalletConfirmRefused(*key, state="PAYERROR")]
-        self.ledger.transition(now, trade, "SUCCESS", "charge")
+        self.ledger.transition(now, trade, WalletTradeState.SUCCESS, "charge")
         return [ev.WalletCustomerConfirmed(*key),
                 ev.WalletCharged(*key, amount=trade.amount, wallet=trade.wallet, trade_no=trade.trade_no)]
 
     def expire(self, now: float, key: OrderKey) -> list[GatewayAction]:
         """The order's time is up: an order still unpaid closes by itself."""
         trade = self.ledger.find(key)
-        if trade is None or trade.state not in ("USERPAYING", "NOTPAY"):
+        if trade is None or trade.state not in WAITING:
             return []
-        self.ledger.transition(now, trade, "CLOSED", close_reason="auto_close")
+        self.ledger.transition(now, trade, WalletTradeState.CLOSED, close_reason="auto_close")
         return [ev.WalletTradeClosed(*key, reason="auto_close")]
 
     def _error_plan(self, msg: W.WalletRequest) -> SystemErrorPlan | None:
@@ -266,11 +266,13 @@ class WalletGateway:
         self._seq += 1
         trade_no = self._trade_no(now)
         if amount > self.ledger.balance(customer.wallet):
-            self.ledger.create(now, key, msg.provider, auth_code, customer.wallet, amount, "PAYERROR", trade_no,
+            self.ledger.create(now, key, msg.provider, auth_code, customer.wallet, amount, WalletTradeState.PAYERROR,
+                               trade_no,
                                "balance_not_enough")
             return [ev.WalletTradeOpened(*key, amount=amount, state="PAYERROR", wallet=customer.wallet),
                     *self._answer(msg, "40004", "PAYERROR", sub_code="ACQ.BUYER_BALANCE_NOT_ENOUGH")]
-        self.ledger.create(now, key, msg.provider, auth_code, customer.wallet, amount, "USERPAYING", trade_no)
+        self.ledger.create(now, key, msg.provider, auth_code, customer.wallet, amount, WalletTradeState.USERPAYING,
+                           trade_no)
         opened: list[GatewayAction] = [ev.WalletTradeOpened(*key, amount=amount, wallet=customer.wallet,
                                                              state="USERPAYING")]
         if customer.confirm_after == 0 and not customer.gives_up:  # no password needed: paid at once
@@ -305,7 +307,7 @@ class WalletGateway:
         if trade is None and self.ledger.used_by_another(key):
             return self._not_yours(msg)
         if trade is None:
-            self.ledger.create(now, key, msg.provider, None, None, 0, "CLOSED", None, "query_not_found")
+            self.ledger.create(now, key, msg.provider, None, None, 0, WalletTradeState.CLOSED, None, "query_not_found")
             return [ev.WalletTradeClosed(*key, reason="query_not_found"),
                     *self._answer(msg, "40004", "CLOSED", sub_code="ACQ.TRADE_NOT_EXIST")]
         return self._answer(msg, "10000", trade.state, amount=trade.amount,  # type: ignore[arg-type]
@@ -317,20 +319,22 @@ class WalletGateway:
         if trade is None and self.ledger.used_by_another(key):
             return self._not_yours(msg)
         if trade is None:
-            self.ledger.create(now, key, msg.provider, None, None, 0, "CLOSED", None, "cancel_before_pay")
+            self.ledger.create(now, key, msg.provider, None, None, 0, WalletTradeState.CLOSED, None,
+                               "cancel_before_pay")
             return [ev.WalletTradeClosed(*key, reason="cancel_before_pay"),
                     *self._answer(msg, "10000", "CLOSED", action="close")]
-        if trade.state in ("USERPAYING", "NOTPAY"):
-            self.ledger.transition(now, trade, "CLOSED", close_reason="cancelled")
+        if trade.state in WAITING:
+            self.ledger.transition(now, trade, WalletTradeState.CLOSED, close_reason="cancelled")
             return [ev.WalletTradeClosed(*key, reason="cancelled"), *self._answer(msg, "10000", "CLOSED",
                                                                                   action="close")]
-        if trade.state == "SUCCESS" and not self._cancellable(now, trade):
+        if trade.state is WalletTradeState.SUCCESS and not self._cancellable(now, trade):
             sub_code = W.CANCEL_EXPIRED.get(trade.provider, W.CANCEL_EXPIRED["alipay"])
             return [ev.WalletCancelExpired(*key, sub_code=sub_code),
                     *self._answer(msg, "40004", "SUCCESS", sub_code=sub_code)]
-        if trade.state == "SUCCESS":
+        if trade.state is WalletTradeState.SUCCESS:
             assert trade.wallet is not None
-            self.ledger.transition(now, trade, "REVOKED", "refund", close_reason="cancelled_after_payment")
+            self.ledger.transition(now, trade, WalletTradeState.REVOKED, "refund",
+                                   close_reason="cancelled_after_payment")
             return [ev.WalletRefunded(*key, amount=trade.amount, wallet=trade.wallet, reason="cancel"),
                     *self._answer(msg, "10000", "REVOKED", action="refund", amount=trade.amount)]
         return self._answer(msg, "10000", trade.state, action="none")  # type: ignore[arg-type]
@@ -341,12 +345,13 @@ class WalletGateway:
         trade = self.ledger.find(key)
         if trade is None and self.ledger.used_by_another(key):
             return self._not_yours(msg)
-        if trade is None or trade.state not in ("SUCCESS", "REVOKED") or msg.amount != trade.amount:
+        if trade is None or trade.state not in (WalletTradeState.SUCCESS, WalletTradeState.REVOKED) \
+                or msg.amount != trade.amount:
             state: W.TradeState = trade.state if trade else "CLOSED"  # type: ignore[assignment]
             return self._answer(msg, "40004", state, sub_code="ACQ.TRADE_STATUS_ERROR")
-        if trade.state == "SUCCESS":
+        if trade.state is WalletTradeState.SUCCESS:
             assert trade.wallet is not None
-            self.ledger.transition(now, trade, "REVOKED", "refund", close_reason="refunded")
+            self.ledger.transition(now, trade, WalletTradeState.REVOKED, "refund", close_reason="refunded")
             return [ev.WalletRefunded(*key, amount=trade.amount, wallet=trade.wallet, reason="refund"),
                     *self._answer(msg, "10000", "REVOKED", amount=trade.amount)]
         return self._answer(msg, "10000", "REVOKED", amount=trade.amount)

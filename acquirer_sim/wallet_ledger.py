@@ -11,7 +11,10 @@ reconciliation read one book of record for both kinds of payment. Tables:
 - ``wallet_entries``: every charge and refund, one row each: the money of an order is their
   sum, never the state column.
 
-Every change of money is one SQL transaction (the connection runs in autocommit mode).
+Every change of money is one SQL transaction (the connection runs in autocommit mode). A trade's
+``state`` is a :class:`WalletTradeState` (its text is the column's, the providers' words) and changes
+only through ``TRADE_MOVES``, checked against the state the row holds: an illegal move (a revoked
+order charged again) raises and changes nothing.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from possim.protocol.storage import transaction
+from possim.protocol.transitions import Transitions
 
 #: A wallet order's key: terminal id, merchant order number.
 OrderKey = tuple[str, str]
@@ -39,6 +44,36 @@ CREATE TABLE IF NOT EXISTS wallet_entries (
 """
 
 
+class WalletTradeState(StrEnum):
+    """Where a merchant order stands at the gateway (``wallet_trades.state``): the providers' trade states."""
+
+    #: Opened; the customer has not confirmed (or the gateway waits for the password).
+    USERPAYING = "USERPAYING"
+    #: Not paid (WeChat Pay's word for an order still waiting).
+    NOTPAY = "NOTPAY"
+    #: Paid: the customer's wallet was charged.
+    SUCCESS = "SUCCESS"
+    #: Refused: the wallet could not pay.
+    PAYERROR = "PAYERROR"
+    #: Closed unpaid (cancelled, expired), or a tombstone for an order closed before its pay came.
+    CLOSED = "CLOSED"
+    #: Paid, then refunded (a cancel after payment, a refund).
+    REVOKED = "REVOKED"
+
+
+_T = WalletTradeState
+#: An order opens waiting for the customer, refused at once (no funds) or as a closed tombstone; a
+#: waiting order is paid, refused or closed; a paid one is refunded once. Closed, refused and revoked
+#: are final: a revoked order is never charged again.
+TRADE_MOVES: Transitions[WalletTradeState] = Transitions("wallet trade", [_T.USERPAYING, _T.PAYERROR, _T.CLOSED], {
+    _T.USERPAYING: [_T.SUCCESS, _T.PAYERROR, _T.CLOSED],
+    _T.NOTPAY: [_T.CLOSED],
+    _T.SUCCESS: [_T.REVOKED],
+})
+#: Orders still waiting for the customer (a confirm or the order's expiry may end them).
+WAITING = frozenset({_T.USERPAYING, _T.NOTPAY})
+
+
 @dataclass(frozen=True, slots=True)
 class Trade:
     """One merchant order as the gateway knows it."""
@@ -48,10 +83,15 @@ class Trade:
     auth_code: str | None
     wallet: str | None
     amount: int
-    state: str
+    state: WalletTradeState
     trade_no: str | None
     created_at: float
     close_reason: str | None
+
+    def __post_init__(self) -> None:
+        """A row read back carries the state's text: make it the state again."""
+        if type(self.state) is not WalletTradeState:
+            object.__setattr__(self, "state", WalletTradeState(self.state))
 
 
 class WalletLedger:
@@ -108,8 +148,9 @@ class WalletLedger:
         return row is not None
 
     def create(self, now: float, key: OrderKey, provider: str, auth_code: str | None, wallet: str | None,
-               amount: int, state: str, trade_no: str | None, close_reason: str | None = None) -> None:
+               amount: int, state: WalletTradeState, trade_no: str | None, close_reason: str | None = None) -> None:
         """A new order (or a tombstone: no payment code, state CLOSED)."""
+        TRADE_MOVES.begin(state)
         self.conn.execute(
             "INSERT INTO wallet_trades (tid, out_trade_no, provider, auth_code, wallet, amount, state, trade_no, "
             "created_at, updated_at, close_reason) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -119,10 +160,14 @@ class WalletLedger:
         self.conn.execute("UPDATE wallet_trades SET duplicates = duplicates + 1 WHERE tid = ? AND out_trade_no = ?",
                           key)
 
-    def transition(self, now: float, trade: Trade, state: str, movement: str | None = None,
+    def transition(self, now: float, trade: Trade, state: WalletTradeState, movement: str | None = None,
                    close_reason: str | None = None) -> None:
-        """Move an order to ``state``, charging or refunding its amount with it: atomically."""
+        """Move an order to ``state``, charging or refunding its amount with it: atomically; the move is
+        checked against the state the row holds (``TRADE_MOVES``)."""
         def work() -> None:
+            row = self.conn.execute("SELECT state FROM wallet_trades WHERE tid = ? AND out_trade_no = ?",
+                                    trade.key).fetchone()
+            TRADE_MOVES.move(WalletTradeState(row[0]), state)
             self.conn.execute("UPDATE wallet_trades SET state = ?, updated_at = ?, "
                               "close_reason = COALESCE(?, close_reason) WHERE tid = ? AND out_trade_no = ?",
                               (state, now, close_reason, *trade.key))

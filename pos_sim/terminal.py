@@ -353,7 +353,7 @@ class Terminal:
 
     def reverse(self, now: float, txn: TxnRecord) -> list[Action]:
         """Owe a reversal of ``txn``: journaled as pending, sent as soon as the line is free."""
-        txn.reversal = ReversalState.PENDING
+        txn.move_reversal(ReversalState.PENDING)
         if self.config.cup and txn.reversal_reason is None:
             txn.reversal_reason = REASON_NO_ANSWER
         self.tasks.append(Task(ExchangeKind.REVERSAL, txn, now))
@@ -361,13 +361,14 @@ class Terminal:
 
     def query(self, now: float, txn: TxnRecord) -> list[Action]:
         """The sale's fate is unknown until a status query answers."""
-        txn.status = SaleStatus.UNKNOWN
+        txn.move_status(SaleStatus.UNKNOWN)
         self.tasks.append(Task(ExchangeKind.QUERY, txn, now))
         return [WriteJournal(txn.snapshot())]
 
     def finish(self, now: float, txn: TxnRecord, status: SaleStatus, display: str) -> list[Action]:
         """Tell the cashier and journal what the terminal now believes about the sale."""
-        txn.status, txn.display, txn.finished_at = status, display, now
+        txn.move_status(status)
+        txn.display, txn.finished_at = display, now
         return [WriteJournal(txn.snapshot()), Outcome(txn.txn_id, txn.intent, status, display)]
 
     # -- scheduling -----------------------------------------------------------------------
@@ -418,7 +419,7 @@ class Terminal:
                         completion_amount=req.completion_amount or req.amount, started_at=now,
                         instrument=req.instrument)
         if self.policy.arms_reversal:
-            txn.reversal = ReversalState.ARMED
+            txn.move_reversal(ReversalState.ARMED)
         self.records[txn.txn_id] = txn
         return self._start(now, ExchangeKind.ORIGINAL, txn, None)
 
@@ -576,9 +577,9 @@ class Terminal:
                 txn.reversal_reason = self.rules.reason_after_refusal  # CUP: 98 becomes 06 after a refusal
             return self._retry_reversal(now, txn, task, reason=f"answered {msg.response_code}")
         self._drop_task(task)
-        txn.reversal = ReversalState.ACKED
+        txn.move_reversal(ReversalState.ACKED)
         if txn.status in UNSETTLED:
-            txn.status = SaleStatus.REVERSED
+            txn.move_status(SaleStatus.REVERSED)
         return [WriteJournal(txn.snapshot()), ev.ReversalAcknowledged(*_ids(msg), txn.txn_id)]
 
     def _query_answered(self, now: float, ex: Exchange, msg: Message) -> list[Action]:
@@ -688,7 +689,7 @@ class Terminal:
         if msg.response_code in ADVICE_RETRYABLE and self.policy.forwards_advices:
             return self._retry_advice(now, txn, task)
         self._drop_task(task)
-        txn.completion = CompletionState.ACKED if msg.approved else CompletionState.REJECTED
+        txn.move_completion(CompletionState.ACKED if msg.approved else CompletionState.REJECTED)
         return [WriteJournal(txn.snapshot())]
 
     def _settlement_answered(self, now: float, ex: Exchange, msg: Message) -> list[Action]:
@@ -735,7 +736,7 @@ class Terminal:
         txn, actions = ex.txn, self._upload_done(now, ex)
         if msg.approved and txn.completion in (CompletionState.LOST, CompletionState.PENDING):
             self.tasks = [t for t in self.tasks if not (t.kind is ExchangeKind.ADVICE and t.txn is txn)]
-            txn.completion = CompletionState.ACKED
+            txn.move_completion(CompletionState.ACKED)
             actions.insert(0, WriteJournal(txn.snapshot()))
         elif not msg.approved:
             actions.insert(0, ev.SettlementFailed(msg.tid, msg.stan, BATCH_UPLOAD, f"answered {msg.response_code}"))
@@ -782,7 +783,7 @@ class Terminal:
         """An approved authorization still owes its completion advice."""
         actions = self.finish(now, txn, SaleStatus.APPROVED, display)
         if txn.kind == "auth":
-            txn.completion = CompletionState.PENDING
+            txn.move_completion(CompletionState.PENDING)
             self.tasks.append(Task(ExchangeKind.ADVICE, txn, now))
             actions.append(WriteJournal(txn.snapshot()))
         return actions
@@ -791,7 +792,7 @@ class Terminal:
 
     def _original_timed_out(self, now: float, ex: Exchange) -> list[Action]:
         """The sale's fate is unknown (rule 3); what happens next is the policy's choice."""
-        ex.txn.status = SaleStatus.UNKNOWN
+        ex.txn.move_status(SaleStatus.UNKNOWN)
         return self.policy.original_timed_out(self, now, ex.txn)
 
     def _reversal_timed_out(self, now: float, ex: Exchange) -> list[Action]:
@@ -814,7 +815,7 @@ class Terminal:
         """CUP: an online completion without an answer is reversed; the sale is not completed."""
         txn = ex.txn
         self._drop_task(ex.task)
-        txn.completion = CompletionState.LOST
+        txn.move_completion(CompletionState.LOST)
         if not self.policy.arms_reversal:
             return [WriteJournal(txn.snapshot())]
         return self.reverse(now, txn) + self.finish(now, txn, SaleStatus.FAILED, "COMPLETION FAILED - REVERSED")
@@ -834,7 +835,7 @@ class Terminal:
         """CUP: tries ran out; the case goes to the acquirer's error handling (the money stays
         with the acquirer until then). Shown to the cashier and journaled; nothing more is sent."""
         self._drop_task(task)
-        txn.reversal = ReversalState.ESCALATED
+        txn.move_reversal(ReversalState.ESCALATED)
         stan = txn.completion_stan if txn.completion_transmission is not None else txn.stan
         escalated = ev.ReversalEscalated(self.config.tid, stan or txn.stan, txn.txn_id, txn.reversal_attempts, reason)
         txn.display = ESCALATED_DISPLAY
@@ -846,7 +847,7 @@ class Terminal:
             task.due = now + self.config.backoff(txn.completion_attempts)
             return []
         self._drop_task(task)
-        txn.completion = CompletionState.LOST
+        txn.move_completion(CompletionState.LOST)
         return [WriteJournal(txn.snapshot())]
 
     # -- helpers --------------------------------------------------------------------------
@@ -960,7 +961,7 @@ def _task(ex: Exchange) -> Task:
 def _disarm(txn: TxnRecord) -> None:
     """The host answered the original (or told its fate): the armed reversal is not needed."""
     if txn.reversal is ReversalState.ARMED:
-        txn.reversal = ReversalState.NONE
+        txn.move_reversal(ReversalState.NONE)
 
 
 def _original(txn: TxnRecord) -> OriginalData:

@@ -52,7 +52,7 @@ from datetime import datetime
 
 from possim.pos_sim.actions import CancelTimer, Send, StartTimer
 from possim.pos_sim.exchanges import SIGN_ON_AGAIN_DISPLAY
-from possim.pos_sim.records import UNSETTLED, ReversalState, SaleStatus
+from possim.pos_sim.records import CANCEL_MOVES, UNSETTLED, WALLET_SALE_MOVES, ReversalState, SaleStatus
 from possim.pos_sim.wallet_actions import WalletAction, WalletResult, WriteWallet
 from possim.pos_sim.wallet_journal import WalletRecord
 from possim.pos_sim.wallet_policies import PROFILES, WalletPolicy, WalletTiming, get_wallet_policy
@@ -129,7 +129,7 @@ class WalletTerminal:
                            auth_code=request.auth_code, provider=request.provider, amount=request.amount,
                            started_at=now)
         if self.policy.arms_cancel:
-            rec.cancel = ReversalState.ARMED
+            rec.cancel = CANCEL_MOVES.move(rec.cancel, ReversalState.ARMED)
         self.orders[rec.out_trade_no] = _Order(rec)
         return self._send(now, self.orders[rec.out_trade_no], "pay")
 
@@ -213,7 +213,8 @@ class WalletTerminal:
         order = self.orders[rec.out_trade_no]
         if rec.queries >= self.timing(rec).query_attempts:
             return self.policy.queries_exhausted(self, now, rec)
-        rec.status = SaleStatus.UNKNOWN if rec.status is SaleStatus.PENDING else rec.status
+        if rec.status is SaleStatus.PENDING:
+            rec.status = WALLET_SALE_MOVES.move(rec.status, SaleStatus.UNKNOWN)
         return [WriteWallet(rec.snapshot()), *self._step(order, "query", at)]
 
     def wait_until(self, now: float, rec: WalletRecord, at: float) -> list[WalletAction]:
@@ -221,13 +222,14 @@ class WalletTerminal:
 
     def cancel(self, now: float, rec: WalletRecord, reason: str) -> list[WalletAction]:
         """Owe a cancel: journaled as pending, sent at once or at the documented minimum (rule 3)."""
-        rec.cancel = ReversalState.PENDING
+        rec.cancel = CANCEL_MOVES.move(rec.cancel, ReversalState.PENDING)
         at = max(now, rec.started_at + self.timing(rec).cancel_min)
         return [WriteWallet(rec.snapshot()), ev.WalletCancelScheduled(self.config.tid, rec.out_trade_no, at, reason),
                 *self._step(self.orders[rec.out_trade_no], "cancel", at)]
 
     def finish(self, now: float, rec: WalletRecord, status: SaleStatus, display: str) -> list[WalletAction]:
-        rec.status, rec.display, rec.finished_at = status, display, now
+        rec.status = WALLET_SALE_MOVES.move(rec.status, status)
+        rec.display, rec.finished_at = display, now
         return [WriteWallet(rec.snapshot()), WalletResult(rec.txn_id, rec.intent, status, display),
                 ev.WalletOutcome(self.config.tid, rec.txn_id, rec.out_trade_no, str(status), display,
                                  rec.trade_state)]
@@ -266,9 +268,10 @@ class WalletTerminal:
 
     def _acknowledge(self, rec: WalletRecord, action: str, state: str) -> list[WalletAction]:
         """The owed cancel (or its refund) is done: journaled, so it is never sent again."""
-        rec.cancel, rec.cancel_action = ReversalState.ACKED, action
+        rec.cancel, rec.cancel_action = CANCEL_MOVES.move(rec.cancel, ReversalState.ACKED), action
         if rec.status in UNSETTLED or rec.status is SaleStatus.FAILED:
-            rec.status = SaleStatus.REVERSED if state == "REVOKED" else SaleStatus.FAILED
+            rec.status = WALLET_SALE_MOVES.move(rec.status,
+                                                SaleStatus.REVERSED if state == "REVOKED" else SaleStatus.FAILED)
         return [WriteWallet(rec.snapshot()),
                 ev.WalletCancelAcknowledged(self.config.tid, rec.out_trade_no, rec.txn_id, action)]
 
@@ -344,4 +347,4 @@ class WalletTerminal:
 def _disarm(rec: WalletRecord) -> None:
     """The order's fate is known: the armed cancel is not needed."""
     if rec.cancel is ReversalState.ARMED:
-        rec.cancel = ReversalState.NONE
+        rec.cancel = CANCEL_MOVES.move(rec.cancel, ReversalState.NONE)

@@ -78,7 +78,7 @@ from possim.acquirer_sim.ledger import Ledger
 ledger = Ledger(sys.argv[1], default_balance=100_000)
 for n in range(1, 4):
     ledger.record(1.0, ("POS00001", f"{n:06d}", "1125100000"), "0200", "4000000000000002", 2500, "r", "a",
-                  "00", "approved", "debit", b"answer")
+                  "00", "debited", "debit", b"answer")
 ledger.conn.execute("PRAGMA cache_size = 5")  # spill to disk before the commit
 ledger.conn.execute("BEGIN IMMEDIATE")
 for n in range(4, 20_000):
@@ -165,7 +165,7 @@ def test_a_write_locked_ledger_is_waited_for_retried_and_the_wait_reported(tmp_p
                 tell(proc, "released 0 0")
 
         ledger.sleep = pause
-        ledger.record(1.0, key(1), "0200", PAN, 2500, "r", "a", "00", "approved", "debit", b"answer")
+        ledger.record(1.0, key(1), "0200", PAN, 2500, "r", "a", "00", "debited", "debit", b"answer")
     assert ledger.find(key(1)) is not None
     assert len(pauses) == 1
     assert len(waits) == 1 and waits[0].operation == "record" and waits[0].attempts == 2
@@ -178,7 +178,7 @@ def test_a_ledger_busy_through_every_retry_raises_and_writes_nothing(tmp_path: P
     ledger = Ledger(path, sleep=lambda _: None, busy_timeout=0.01)
     with child(holder(path, "write"), "locked"):
         with pytest.raises(LedgerBusyError) as caught:
-            ledger.record(1.0, key(1), "0200", PAN, 2500, "r", "a", "00", "approved", "debit", b"answer")
+            ledger.record(1.0, key(1), "0200", PAN, 2500, "r", "a", "00", "debited", "debit", b"answer")
         assert caught.value.wait.attempts > 1
     assert ledger.find(key(1)) is None and not ledger.conn.in_transaction
     ledger.close()
@@ -189,7 +189,7 @@ def test_a_reader_holding_its_snapshot_does_not_block_a_ledger_write(tmp_path: P
     Ledger(path).close()
     with child(holder(path, "read"), "locked") as proc:
         ledger = Ledger(path, busy_timeout=0.2, sleep=lambda _: pytest.fail("the write was refused"))
-        ledger.record(1.0, key(1), "0200", PAN, 2500, "r", "a", "00", "approved", "debit", b"answer")
+        ledger.record(1.0, key(1), "0200", PAN, 2500, "r", "a", "00", "debited", "debit", b"answer")
         tell(proc, "released 0 0")  # the reader kept its snapshot while the write committed
     ledger.close()
     reader = read_ledger(path)
@@ -201,7 +201,7 @@ def test_reopening_a_ledger_keeps_the_balances_of_existing_accounts(tmp_path: Pa
     path = tmp_path / "ledger.db"
     ledger = Ledger(path)
     ledger.open_account(PAN, 10_000)
-    ledger.record(1.0, key(1), "0200", PAN, 3000, "r", "a", "00", "approved", "debit", b"answer")
+    ledger.record(1.0, key(1), "0200", PAN, 3000, "r", "a", "00", "debited", "debit", b"answer")
     ledger.close()
     restarted = Ledger(path)
     restarted.open_account(PAN, 10_000)  # the scenario's accounts, opened again on restart
