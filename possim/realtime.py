@@ -20,7 +20,7 @@ from possim.acquirer_sim.driver import HostDriver
 from possim.acquirer_sim.host import AcquirerHost
 from possim.acquirer_sim.wallet import WalletGateway
 from possim.acquirer_sim.wallet_driver import WalletGatewayDriver
-from possim.protocol import codec, dialects
+from possim.protocol import codec, dialects, transports
 from possim.protocol import events as ev
 from possim.protocol import mti as M
 from possim.protocol import wallet as W
@@ -29,7 +29,7 @@ from possim.protocol.lines import Lines
 from possim.protocol.mac import MacKey
 from possim.protocol.mqtt import BrokerAddress
 from possim.protocol.ports import TraceSink
-from possim.protocol.transports import Endpoint, HostEnd, Origin, TerminalEnd, TransportError, Wire, open_wire
+from possim.protocol.transports import Endpoint, HostEnd, Origin, TerminalEnd, TransportError, Wire
 from possim.rig import Rig, RunResult, TerminalRun
 from possim.scenario import Scenario, from_dict
 from possim.trace import named
@@ -127,23 +127,38 @@ async def run_live(scenario: Scenario, policy: str, seed: int, wire: Wire, time_
     return rig.finish(quiescent, wire.name, {"published": term_end.sent + host_end.sent})
 
 
+async def run_over(transport: transports.Transport, scenario: Scenario, policy: str, seed: int,
+                   url: str | None = None, qos: int = 1, time_scale: float = 1.0,
+                   ledger_path: str | Path | None = None, journal_path: str | Path | None = None,
+                   on_ready: Callable[[Rig, HostEnd, TerminalEnd], Any] | None = None,
+                   force_redelivery: int = 0) -> RunResult:
+    """Terminal and host in this process over a wire of ``transport`` (at ``url``: a broker, or where
+    the host listens; ``None``: the wire's own choice, a free loopback port), framed as the profile's
+    dialect is where the wire frames (TCP: ``cup`` adds TPDU and header)."""
+    endpoint = Endpoint(url, qos, force_redelivery=force_redelivery,
+                        dialect=dialects.for_profile(scenario.profile))
+    return await run_live(scenario, policy, seed, transport.open(endpoint), time_scale, ledger_path,
+                          journal_path, on_ready)
+
+
 async def run_mqtt(scenario: Scenario, policy: str, seed: int, address: BrokerAddress, qos: int = 1,
                    time_scale: float = 1.0, ledger_path: str | Path | None = None,
                    journal_path: str | Path | None = None,
                    on_ready: Callable[[Rig, HostEnd, TerminalEnd], Any] | None = None,
                    force_redelivery: int = 0) -> RunResult:
     """Terminal and host in this process, talking through a real broker."""
-    endpoint = Endpoint(f"mqtt://{address.host}:{address.port}", qos, force_redelivery=force_redelivery)
-    return await run_live(scenario, policy, seed, open_wire("mqtt", endpoint), time_scale, ledger_path,
-                          journal_path, on_ready)
+    url = f"mqtt://{address.host}:{address.port}"
+    return await run_over(transports.for_url(url), scenario, policy, seed, url, qos, time_scale, ledger_path,
+                          journal_path, on_ready, force_redelivery)
 
 
 async def run_tcp(scenario: Scenario, policy: str, seed: int, time_scale: float = 1.0,
                   ledger_path: str | Path | None = None, journal_path: str | Path | None = None) -> RunResult:
     """Terminal and host in this process over a real loopback TCP socket, framed as the profile's
     dialect is (``cup``: length, TPDU and header; ``iso``: length only)."""
-    wire = open_wire("tcp", Endpoint(dialect=dialects.for_profile(scenario.profile)))
-    return await run_live(scenario, policy, seed, wire, time_scale, ledger_path, journal_path)
+    url = "tcp://127.0.0.1:0"
+    return await run_over(transports.for_url(url), scenario, policy, seed, url, time_scale=time_scale,
+                          ledger_path=ledger_path, journal_path=journal_path)
 
 
 async def drive_terminal(scenario: Scenario, policy: str, seed: int, wire: Wire, tid: str,
