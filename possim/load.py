@@ -478,7 +478,7 @@ async def _wire_ends(transport: transports.Transport, plan: LoadPlan, fleet: Fle
     return _Wiring(lambda: all(e.idle for e in ends))
 
 
-def _unheard(event: str, **fields: object) -> None:
+def _unheard(event: Event) -> None:
     """A load keeps no trace of its wires (its figures come from the drivers' events)."""
 
 

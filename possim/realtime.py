@@ -163,7 +163,7 @@ async def run_tcp(scenario: Scenario, policy: str, seed: int, time_scale: float 
 
 async def drive_terminal(scenario: Scenario, policy: str, seed: int, wire: Wire, tid: str,
                          time_scale: float = 1.0, journal_path: str | Path | None = None,
-                         settle: float = 1.0, live: TraceSink | None = None,
+                         settle: float = 1.0, live: Callable[..., None] | None = None,
                          mac_key: MacKey | None = None, end_of_day: bool = False,
                          replacement: bool = False, backups: Sequence[Wire] = (),
                          addresses: Sequence[str] = ()) -> TerminalRun:
@@ -290,7 +290,7 @@ class _Guarded:
         except Exception as exc:  # the point: no request may stop the host
             self.stats.failed += 1
             fields = W.wire_fields(data) if is_wallet else codec.wire_fields(data)
-            self.emit("request_failed", **fields, error=f"{type(exc).__name__}: {exc}")
+            self.emit(ev.RequestFailed.from_fields({**fields, "error": f"{type(exc).__name__}: {exc}"}))
             if not is_wallet:
                 self._answer_96(data, origin)
         else:
@@ -308,7 +308,7 @@ class _Guarded:
                           {"tid": msg.tid, "stan": msg.stan, "mti": msg.mti, "origin": origin})
 
 
-async def serve_acquirer(wire: Wire, host: AcquirerHost, emit: TraceSink, stop: asyncio.Event,
+async def serve_acquirer(wire: Wire, host: AcquirerHost, log: Callable[..., None], stop: asyncio.Event,
                          stats_every: float = 10.0, gateway: WalletGateway | None = None) -> HostEnd:
     """The host alone: answers every terminal until ``stop`` is set.
 
@@ -319,18 +319,21 @@ async def serve_acquirer(wire: Wire, host: AcquirerHost, emit: TraceSink, stop: 
     Wallet frames go to ``gateway`` (``possim.wallet_rig.acquirer_gateway``, which verifies them
     with the same keys as the host), over the same ledger database as the card host; without one,
     a gateway whose customers pay at once, with the host's keys.
+
+    ``log`` hears every event by name with its fields (a structlog line per event).
     """
+    emit = named(log)
     sched = LoopScheduler(asyncio.get_running_loop())
     stats = HostStats()
     guarded: _Guarded
     end = await wire.open_host(lambda d, o: guarded(d, o), emit)
-    driver = HostDriver(host, end, sched, named(emit))
+    driver = HostDriver(host, end, sched, emit)
     if gateway is None:
         gateway = acquirer_gateway(None, host.ledger.conn, host.config.default_balance, host.config.epoch,
                                    random.Random(), host.keys)
-    wallet = WalletGatewayDriver(gateway, end, sched, named(emit))
+    wallet = WalletGatewayDriver(gateway, end, sched, emit)
     guarded = _Guarded(driver, wallet, end, emit, stats)
-    emit("acquirer_ready", transport=wire.name, **wire.describe())
+    emit(ev.AcquirerReady(wire.name, wire.describe()))
     reporter = asyncio.create_task(_report(stats, emit, stats_every))
     try:
         await stop.wait()
@@ -339,11 +342,11 @@ async def serve_acquirer(wire: Wire, host: AcquirerHost, emit: TraceSink, stop: 
     finally:
         reporter.cancel()
         await end.close()
-        emit("acquirer_stats", handled=stats.handled, failed=stats.failed)
+        emit(ev.AcquirerStats(stats.handled, stats.failed))
     return end
 
 
 async def _report(stats: HostStats, emit: TraceSink, every: float) -> None:
     while True:
         await asyncio.sleep(every)
-        emit("acquirer_stats", handled=stats.handled, failed=stats.failed)
+        emit(ev.AcquirerStats(stats.handled, stats.failed))
