@@ -35,13 +35,13 @@ from possim.broker import free_port
 from possim.conform import FAIL, NOT_RUN, PASS, Verdict, Wire, message_fields
 from possim.i18n import N_
 from possim.money import format_amount, parse_amount
-from possim.protocol import codec
+from possim.protocol import codec, transports
 from possim.protocol import mti as M
 from possim.protocol.dialects import for_profile
 from possim.protocol.errors import ProtocolError
 from possim.protocol.mac import MacKey
 from possim.protocol.messages import Message
-from possim.protocol.transports import Endpoint, TransportError, open_wire
+from possim.protocol.transports import Endpoint, TransportError
 
 PLAN_DIR = Path(__file__).with_name("data") / "certify"
 PROFILES = ("iso", "cup")
@@ -441,7 +441,7 @@ async def acquirer(profile: str, workdir: Path, keys: Mapping[str, MacKey] | Non
             ready.set()
 
     try:
-        wire = open_wire("tcp", Endpoint(url, 1, client_id="possim-certify", dialect=for_profile(profile)))
+        wire = transports.open_url(url, Endpoint(url, 1, client_id="possim-certify", dialect=for_profile(profile)))
     except TransportError as exc:
         ledger.close()
         raise CertifyError(str(exc)) from None
@@ -561,8 +561,9 @@ class Builtin:
     async def ring_up(self, case: CaseModel, slot: Slot) -> str | None:
         path = slot.workdir / f"{case.id}.toml"
         path.write_text(self.scenario(case), encoding="utf-8")
-        argv = [sys.executable, "-m", "possim", "terminal", str(path), "--transport", "tcp", "--connect",
-                slot.acq.url, "--tid", slot.tid, "--journal", str(slot.journal), "--no-log"]
+        argv = [sys.executable, "-m", "possim", "terminal", str(path), "--transport",
+                transports.for_url(slot.acq.url).name, "--connect", slot.acq.url, "--tid", slot.tid,
+                "--journal", str(slot.journal), "--no-log"]
         if self.keys_path is not None:
             argv += ["--keys", str(self.keys_path)]
         if case.restart:  # the same terminal and journal again: it resumes what was in flight

@@ -35,6 +35,7 @@ from possim.pos_sim.journal import Journal, Row, fleet_database, write_rows
 from possim.pos_sim.terminal import PaymentRequest, Terminal
 from possim.protocol.events import Event, HostCrashed, PaymentRequested, ResponseTimeout, Stamped
 from possim.protocol.faults import FaultDecider, FaultPlan, FaultyLink
+from possim.protocol.memory import NAME as MEMORY
 from possim.protocol.memory import MemoryTransport
 from possim.protocol.ports import Link, Scheduler, Transport
 from possim.protocol.shards import shard_of
@@ -511,7 +512,7 @@ def simulate_fleet(scenario: Scenario, policy: str | None = None, seed: int | No
             quiescent = clock.run(horizon=fleet_horizon(scenario), max_steps=steps)
             if before_close is not None:
                 before_close(fleet)
-            result = fleet.finish(quiescent, "memory")
+            result = fleet.finish(quiescent, MEMORY)
         finally:
             if fleet.trace is not None:
                 fleet.trace.close()

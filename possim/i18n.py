@@ -36,7 +36,6 @@ POLICY_WORDS = {"none": "no recovery", "reversal": "automatic reversal", "query"
 WALLET_POLICY_WORDS = {"reversal": "automatic cancel (撤销)", "query-then-reversal": "status query, then cancel (撤销)"}
 #: The terminal and host profiles (``--profile``) as people call them: the rules each follows.
 PROFILE_WORDS = {"iso": "generic ISO 8583", "cup": "China UnionPay"}
-TRANSPORT_WORDS = {"memory": "in memory (virtual time)", "mqtt": "over MQTT", "tcp": "over TCP"}
 
 
 class LanguageError(ValueError):
@@ -105,8 +104,13 @@ class Tr:
         return self(WALLET_POLICY_WORDS[name]) if wallet and name in WALLET_POLICY_WORDS else self(POLICY_WORDS[name])
 
     def transport(self, name: str) -> str:
-        """``memory``, ``mqtt`` or ``tcp`` in the reader's words."""
-        return name if self.lang == "en" or name not in TRANSPORT_WORDS else self(TRANSPORT_WORDS[name])
+        """A transport in the reader's words: the name ``--transport`` takes in English, else the
+        words its registry entry gives (``possim.protocol.transports``)."""
+        from possim.protocol import transports
+
+        if self.lang == "en" or name not in transports.REGISTRY:
+            return name
+        return self(transports.REGISTRY.get(name).words)
 
     def profile(self, name: str) -> str:
         """``iso`` or ``cup`` in the reader's words: the name ``--profile`` takes in English, 中国银联 in Chinese."""

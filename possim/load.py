@@ -41,12 +41,13 @@ from possim.alerts import Alert, Thresholds, alerts
 from possim.alerts import terminals as alert_terminals
 from possim.checker import Verdict
 from possim.fleet import Fleet, Member
-from possim.i18n import N_, Tr
+from possim.i18n import Tr
 from possim.money import format_amount
 from possim.pos_sim.actions import Outcome
-from possim.protocol import codec
+from possim.protocol import codec, transports
 from possim.protocol.errors import ProtocolError
 from possim.protocol.events import Event, ResponseTimeout
+from possim.protocol.memory import NAME as MEMORY
 from possim.protocol.memory import MemoryTransport
 from possim.protocol.shards import request_filter, request_topic
 from possim.protocol.transports import Origin
@@ -63,10 +64,14 @@ LOST_AFTER = 5.0
 #: What a lost peer is called: English templates (the CLI translates them) filled with its URL and LOST_AFTER.
 BROKER_GONE = "broker at {url} is gone (no connection for {seconds} s)"
 HOST_GONE = "host at {url} stopped answering (no connection for {seconds} s)"
-#: The transports and profiles in words, for a view in another language than English (an English
-#: view prints the name the option takes; MQTT and TCP are the same words in every language). A load
-#: runs in real time over every transport: its memory is not the scenario runner's virtual time.
-TRANSPORT_WORDS = {"memory": N_("in-process memory")}
+def transport_words(tr: Tr, name: str) -> str:
+    """A transport as a load view names it: the option's name in English, else its registry
+    entry's ``load_words`` translated (a load runs in real time over every transport: its memory is
+    not the scenario runner's virtual time), else the name as a protocol is written (``MQTT``)."""
+    if tr.lang == "en" or name not in transports.REGISTRY:
+        return name
+    words = transports.REGISTRY.get(name).load_words
+    return tr(words) if words else name.upper()
 
 
 def said(tr: Tr, words: Mapping[str, str], name: str) -> str:
@@ -85,7 +90,7 @@ class LoadPlan:
     terminals: int
     rate: float
     duration: float
-    transport: str = "memory"
+    transport: str = MEMORY
     hosts: int = 1
     policy: str = "reversal"
     seed: int = 1
@@ -437,17 +442,44 @@ async def _report(meter: _Meter, plan: LoadPlan, sched: LoopScheduler,
 
 async def _wire(plan: LoadPlan, fleet: Fleet, guards: list[_Guard], closers: list[Callable[[], Any]]
                 ) -> _Wiring:
-    """Connect hosts and terminals over the plan's transport."""
-    if plan.transport == "memory":
+    """Connect hosts and terminals over the plan's transport, as its registry entry says it works:
+    in this process (no sockets), through a broker (clients shared by many terminals), to hosts at
+    their addresses (a connection per terminal, or a third-party host), or any other wire by its ends."""
+    transport = transports.get(plan.transport)
+    if transport.virtual_time:
         fleet.memory()
         for guard, shard in zip(guards, fleet.hosts, strict=True):
             guard.driver = shard.driver
         for m in fleet.members.values():
             m.outbound.target = MemoryTransport(guards[m.shard])
         return _Wiring(lambda: True)
-    if plan.transport == "tcp":
+    if transport.broker:
+        return await _wire_mqtt(plan, fleet, guards, closers)
+    if transport.dials:
         return await _wire_tcp(plan, fleet, guards, closers)
-    return await _wire_mqtt(plan, fleet, guards, closers)
+    return await _wire_ends(transport, plan, fleet, guards, closers)
+
+
+async def _wire_ends(transport: transports.Transport, plan: LoadPlan, fleet: Fleet, guards: list[_Guard],
+                     closers: list[Callable[[], Any]]) -> _Wiring:
+    """Any other wire through its two ends: one wire per host shard, one terminal end per terminal."""
+    ends: list[Any] = []
+    for k, guard in enumerate(guards):
+        wire = transport.open(transports.Endpoint(qos=plan.qos, shard=k, shards=plan.hosts))
+        host_end = await wire.open_host(guard, _unheard)
+        closers.append(host_end.close)
+        ends.append(host_end)
+        guard.driver = fleet.attach(k, host_end)
+        for m in (m for m in fleet.members.values() if m.shard == k):
+            end = await wire.open_terminal(m.tid, m.to_terminal.send, _unheard)
+            closers.append(end.close)
+            ends.append(end)
+            m.outbound.target = end
+    return _Wiring(lambda: all(e.idle for e in ends))
+
+
+def _unheard(event: Event) -> None:
+    """A load keeps no trace of its wires (its figures come from the drivers' events)."""
 
 
 def _groups(fleet: Fleet, shard: int, n: int) -> list[list[Member]]:

@@ -8,7 +8,7 @@ import html
 
 from possim import charts
 from possim.i18n import Tr
-from possim.load import TRANSPORT_WORDS, LoadReport, said
+from possim.load import LoadReport, transport_words
 
 _STYLE = """body{font:14px "Liberation Sans",Arial,"Noto Sans CJK SC",sans-serif;margin:1.5em;color:#222;
 max-width:1100px}
@@ -41,7 +41,7 @@ def latency_over_time(report: LoadReport, tr: Tr) -> str:
 def render(report: LoadReport, rows: list[tuple[str, object]], tr: Tr) -> str:
     """One page: the run's figures (``rows``, as the console's table has them), then the two charts."""
     title = tr("possim load: {terminals} terminals over {transport}", terminals=report.plan.terminals,
-               transport=said(tr, TRANSPORT_WORDS, report.plan.transport))
+               transport=transport_words(tr, report.plan.transport))
     table = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
     return (f"<!doctype html><html lang={tr.html_lang}><head><meta charset=utf-8>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"

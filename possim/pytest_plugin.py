@@ -164,7 +164,10 @@ def start_acquirer(folder: Path, profile: str = "iso", keys: str | Path | None =
     """
     folder.mkdir(parents=True, exist_ok=True)
     ledger, log = folder / "ledger.db", folder / "acquirer.log"
-    argv = [sys.executable, "-m", "possim", "acquirer", "--transport", "tcp", "--listen", "tcp://127.0.0.1:0",
+    from possim.protocol.transports import for_url
+
+    listen = "tcp://127.0.0.1:0"  # the transport is the one this address names
+    argv = [sys.executable, "-m", "possim", "acquirer", "--transport", for_url(listen).name, "--listen", listen,
             "--ledger", str(ledger), "--profile", profile]
     # Without keys the acquirer is a lab host (no MACs), as a user's own client expects;
     # possim's processes are otherwise secure by default and would answer 63.

@@ -20,7 +20,7 @@ from possim.acquirer_sim.driver import HostDriver
 from possim.acquirer_sim.host import AcquirerHost
 from possim.acquirer_sim.wallet import WalletGateway
 from possim.acquirer_sim.wallet_driver import WalletGatewayDriver
-from possim.protocol import codec, dialects
+from possim.protocol import codec, dialects, transports
 from possim.protocol import events as ev
 from possim.protocol import mti as M
 from possim.protocol import wallet as W
@@ -29,7 +29,7 @@ from possim.protocol.lines import Lines
 from possim.protocol.mac import MacKey
 from possim.protocol.mqtt import BrokerAddress
 from possim.protocol.ports import TraceSink
-from possim.protocol.transports import Endpoint, HostEnd, Origin, TerminalEnd, TransportError, Wire, open_wire
+from possim.protocol.transports import Endpoint, HostEnd, Origin, TerminalEnd, TransportError, Wire
 from possim.rig import Rig, RunResult, TerminalRun
 from possim.scenario import Scenario, from_dict
 from possim.trace import named
@@ -127,28 +127,43 @@ async def run_live(scenario: Scenario, policy: str, seed: int, wire: Wire, time_
     return rig.finish(quiescent, wire.name, {"published": term_end.sent + host_end.sent})
 
 
+async def run_over(transport: transports.Transport, scenario: Scenario, policy: str, seed: int,
+                   url: str | None = None, qos: int = 1, time_scale: float = 1.0,
+                   ledger_path: str | Path | None = None, journal_path: str | Path | None = None,
+                   on_ready: Callable[[Rig, HostEnd, TerminalEnd], Any] | None = None,
+                   force_redelivery: int = 0) -> RunResult:
+    """Terminal and host in this process over a wire of ``transport`` (at ``url``: a broker, or where
+    the host listens; ``None``: the wire's own choice, a free loopback port), framed as the profile's
+    dialect is where the wire frames (TCP: ``cup`` adds TPDU and header)."""
+    endpoint = Endpoint(url, qos, force_redelivery=force_redelivery,
+                        dialect=dialects.for_profile(scenario.profile))
+    return await run_live(scenario, policy, seed, transport.open(endpoint), time_scale, ledger_path,
+                          journal_path, on_ready)
+
+
 async def run_mqtt(scenario: Scenario, policy: str, seed: int, address: BrokerAddress, qos: int = 1,
                    time_scale: float = 1.0, ledger_path: str | Path | None = None,
                    journal_path: str | Path | None = None,
                    on_ready: Callable[[Rig, HostEnd, TerminalEnd], Any] | None = None,
                    force_redelivery: int = 0) -> RunResult:
     """Terminal and host in this process, talking through a real broker."""
-    endpoint = Endpoint(f"mqtt://{address.host}:{address.port}", qos, force_redelivery=force_redelivery)
-    return await run_live(scenario, policy, seed, open_wire("mqtt", endpoint), time_scale, ledger_path,
-                          journal_path, on_ready)
+    url = f"mqtt://{address.host}:{address.port}"
+    return await run_over(transports.for_url(url), scenario, policy, seed, url, qos, time_scale, ledger_path,
+                          journal_path, on_ready, force_redelivery)
 
 
 async def run_tcp(scenario: Scenario, policy: str, seed: int, time_scale: float = 1.0,
                   ledger_path: str | Path | None = None, journal_path: str | Path | None = None) -> RunResult:
     """Terminal and host in this process over a real loopback TCP socket, framed as the profile's
     dialect is (``cup``: length, TPDU and header; ``iso``: length only)."""
-    wire = open_wire("tcp", Endpoint(dialect=dialects.for_profile(scenario.profile)))
-    return await run_live(scenario, policy, seed, wire, time_scale, ledger_path, journal_path)
+    url = "tcp://127.0.0.1:0"
+    return await run_over(transports.for_url(url), scenario, policy, seed, url, time_scale=time_scale,
+                          ledger_path=ledger_path, journal_path=journal_path)
 
 
 async def drive_terminal(scenario: Scenario, policy: str, seed: int, wire: Wire, tid: str,
                          time_scale: float = 1.0, journal_path: str | Path | None = None,
-                         settle: float = 1.0, live: TraceSink | None = None,
+                         settle: float = 1.0, live: Callable[..., None] | None = None,
                          mac_key: MacKey | None = None, end_of_day: bool = False,
                          replacement: bool = False, backups: Sequence[Wire] = (),
                          addresses: Sequence[str] = ()) -> TerminalRun:
@@ -275,7 +290,7 @@ class _Guarded:
         except Exception as exc:  # the point: no request may stop the host
             self.stats.failed += 1
             fields = W.wire_fields(data) if is_wallet else codec.wire_fields(data)
-            self.emit("request_failed", **fields, error=f"{type(exc).__name__}: {exc}")
+            self.emit(ev.RequestFailed.from_fields({**fields, "error": f"{type(exc).__name__}: {exc}"}))
             if not is_wallet:
                 self._answer_96(data, origin)
         else:
@@ -293,7 +308,7 @@ class _Guarded:
                           {"tid": msg.tid, "stan": msg.stan, "mti": msg.mti, "origin": origin})
 
 
-async def serve_acquirer(wire: Wire, host: AcquirerHost, emit: TraceSink, stop: asyncio.Event,
+async def serve_acquirer(wire: Wire, host: AcquirerHost, log: Callable[..., None], stop: asyncio.Event,
                          stats_every: float = 10.0, gateway: WalletGateway | None = None) -> HostEnd:
     """The host alone: answers every terminal until ``stop`` is set.
 
@@ -304,18 +319,21 @@ async def serve_acquirer(wire: Wire, host: AcquirerHost, emit: TraceSink, stop: 
     Wallet frames go to ``gateway`` (``possim.wallet_rig.acquirer_gateway``, which verifies them
     with the same keys as the host), over the same ledger database as the card host; without one,
     a gateway whose customers pay at once, with the host's keys.
+
+    ``log`` hears every event by name with its fields (a structlog line per event).
     """
+    emit = named(log)
     sched = LoopScheduler(asyncio.get_running_loop())
     stats = HostStats()
     guarded: _Guarded
     end = await wire.open_host(lambda d, o: guarded(d, o), emit)
-    driver = HostDriver(host, end, sched, named(emit))
+    driver = HostDriver(host, end, sched, emit)
     if gateway is None:
         gateway = acquirer_gateway(None, host.ledger.conn, host.config.default_balance, host.config.epoch,
                                    random.Random(), host.keys)
-    wallet = WalletGatewayDriver(gateway, end, sched, named(emit))
+    wallet = WalletGatewayDriver(gateway, end, sched, emit)
     guarded = _Guarded(driver, wallet, end, emit, stats)
-    emit("acquirer_ready", transport=wire.name, **wire.describe())
+    emit(ev.AcquirerReady(wire.name, wire.describe()))
     reporter = asyncio.create_task(_report(stats, emit, stats_every))
     try:
         await stop.wait()
@@ -324,11 +342,11 @@ async def serve_acquirer(wire: Wire, host: AcquirerHost, emit: TraceSink, stop: 
     finally:
         reporter.cancel()
         await end.close()
-        emit("acquirer_stats", handled=stats.handled, failed=stats.failed)
+        emit(ev.AcquirerStats(stats.handled, stats.failed))
     return end
 
 
 async def _report(stats: HostStats, emit: TraceSink, every: float) -> None:
     while True:
         await asyncio.sleep(every)
-        emit("acquirer_stats", handled=stats.handled, failed=stats.failed)
+        emit(ev.AcquirerStats(stats.handled, stats.failed))

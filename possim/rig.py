@@ -42,6 +42,7 @@ from possim.protocol.events import CustomerPaysAgain
 from possim.protocol.faults import FaultDecider, FaultPlan, FaultyLink
 from possim.protocol.lines import Line, Lines
 from possim.protocol.mac import MacKey
+from possim.protocol.memory import NAME as MEMORY
 from possim.protocol.memory import MemoryTransport
 from possim.protocol.ports import Link, Scheduler, Transport
 from possim.protocol.storage import StoreError, WriteError, write_failure
@@ -63,7 +64,7 @@ class RunResult:
     ledger_after: dict[str, tuple[int, int]]
     quiescent: bool
     end_time: float
-    transport: str = "memory"
+    transport: str = MEMORY
     reconciliation: Reconciliation | None = None
     #: Why the terminal refused to sell (a lost journal, a refused sign-on), or None.
     refused: str | None = None

@@ -10,6 +10,7 @@ import random
 from pathlib import Path
 
 from possim.protocol.faults import FaultPlan
+from possim.protocol.memory import NAME as MEMORY
 from possim.rig import Rig, RunResult, payment_plan
 from possim.scenario import Scenario, ScenarioError
 from possim.virtual_clock import VirtualClock, run_uncollected
@@ -78,6 +79,6 @@ def simulate(scenario: Scenario, policy: str | None = None, seed: int | None = N
             rig.schedule_payments()
             steps = 1_000_000 + 1_000 * sum(t.count for t in scenario.model.transactions)
             quiescent = clock.run(horizon=horizon(scenario), max_steps=steps)
-            return rig.finish(quiescent, "memory", reconciled=reconciled)
+            return rig.finish(quiescent, MEMORY, reconciled=reconciled)
         finally:
             rig.trace.close()  # a streamed trace's file, whatever ended the run

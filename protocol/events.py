@@ -988,6 +988,55 @@ class TcpNoRoute(RunEvent):
     tid: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class MqttPublishFailed(RunEvent):
+    """paho refused a message (a bad topic or payload): it is dropped, never sent later."""
+
+    NAME: ClassVar[str] = "mqtt_publish_failed"
+    client: str
+    topic: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFailed(RunEvent):
+    """Handling one request raised in a separate acquirer; the host answered 96 where it could and went on.
+
+    ``tid``/``stan``/``mti``/``rrn`` are what the frame says (``malformed``: it could not be read)."""
+
+    NAME: ClassVar[str] = "request_failed"
+    error: str
+    mti: str | None = None
+    tid: str | None = None
+    stan: str | None = None
+    rrn: str | None = None
+    malformed: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AcquirerReady(RunEvent):
+    """A separate acquirer serves: ``transport`` and what its wire says of itself (port, broker, account),
+    written as keys of their own (``port``: where it listens), as the readiness line always had them."""
+
+    NAME: ClassVar[str] = "acquirer_ready"
+    transport: str
+    wire: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_fields(cls, data: dict[str, Any]) -> Event:
+        rest = dict(data)
+        return cls(transport=str(rest.pop("transport")), wire=rest)
+
+
+@dataclass(frozen=True, slots=True)
+class AcquirerStats(RunEvent):
+    """A separate acquirer's count of requests handled and failed so far (every few seconds, and at the end)."""
+
+    NAME: ClassVar[str] = "acquirer_stats"
+    handled: int
+    failed: int
+
+
 # -- wallet payments (QR payment codes, protocol.wallet) ------------------------------------
 # ``order`` is the merchant order number (out_trade_no), the wallet's idempotency key; ``mti``
 # the wallet kind (QR_PAY, QR_QUERY_RESP...). Gateway events sit in the host column today;
@@ -1250,7 +1299,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     RequestDropped, ReversalAmountMismatch, IssuerRequested, IssuerReversed,
     NetDropped, NetDelayed, NetDuplicated, NetReordered, ForgeryInjected, ForgeryMissed,
     RunStarted, RunFinished, LiveRun, MqttRun, TcpRun, ProxyRun, MqttConnected, MqttDisconnected, MqttHandlerFailed,
-    TcpConnectionDropped, TcpNoRoute,
+    TcpConnectionDropped, TcpNoRoute, MqttPublishFailed, RequestFailed, AcquirerReady, AcquirerStats,
     WalletPaymentRequested, WalletOutcome, WalletAnswerTimeout, WalletCancelScheduled, WalletCancelAcknowledged,
     WalletLateAnswer, WalletTimerFired, CustomerPaysAgain, WalletTradeOpened, WalletCharged, WalletRefunded,
     WalletTradeClosed, WalletCustomerConfirmed, WalletConfirmRefused, WalletDuplicatePay, WalletPayRefused,
@@ -1311,7 +1360,8 @@ def fields_of(event: Event) -> dict[str, Any]:
         value = getattr(event, name)
         if value is None:
             continue
-        if name == "summary" and isinstance(event, RunFinished):
+        if (name == "summary" and isinstance(event, RunFinished)) or (name == "wire" and isinstance(event,
+                                                                                                   AcquirerReady)):
             out.update(value)
         elif isinstance(value, tuple):
             out[name] = list(value)

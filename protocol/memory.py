@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 from possim.protocol.ports import TraceSink
 from possim.protocol.transports import Endpoint, Origin
 
+#: The name this transport is registered under (``possim.protocol.transports``); the virtual-time
+#: runs, which always go over this wire, record it as their transport.
+NAME = "memory"
+
 
 @dataclass(frozen=True, slots=True)
 class MemoryTransport:
@@ -44,7 +48,7 @@ class Wire:
     """Host and terminals in one process: replies are routed to terminals by their id."""
 
     endpoint: Endpoint
-    name: str = "memory"
+    name: str = NAME
     _host: Callable[[bytes, Origin], None] | None = None
     _terminals: dict[str, Callable[[bytes], None]] = field(default_factory=dict)
 

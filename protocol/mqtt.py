@@ -45,6 +45,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from possim.protocol.events import MqttConnected, MqttDisconnected, MqttHandlerFailed, MqttPublishFailed
 from possim.protocol.ports import TraceSink
 from possim.protocol.shards import request_filter
 from possim.protocol.shards import request_topic as shard_request_topic
@@ -208,7 +209,7 @@ class MqttEndpoint:
                     for topic in self.subscriptions:
                         await self.client.subscribe(topic, qos=self.qos)
                     self.connected.set()
-                    self.emit("mqtt_connected", client=self.identifier)
+                    self.emit(MqttConnected(self.identifier))
                     backoff = 0.05
                     self._flush_outbox()
                     if self._inbox and self._ready():  # what the broker sent as the session resumed
@@ -219,7 +220,7 @@ class MqttEndpoint:
                 if self._stopping:
                     return
                 if self.connected.is_set():  # a first connection that fails is reported by start()
-                    self.emit("mqtt_disconnected", client=self.identifier, reason=str(exc))
+                    self.emit(MqttDisconnected(self.identifier, str(exc)))
                 self.connected.clear()
                 # Unhandled QoS 1 messages were never acknowledged: the broker sends them again on
                 # the next connection (under new message ids), so these copies are dropped.
@@ -246,7 +247,7 @@ class MqttEndpoint:
         try:
             info = paho.publish(topic, payload, self.qos)
         except (ValueError, RuntimeError) as exc:
-            self.emit("mqtt_publish_failed", client=self.identifier, topic=topic, error=str(exc))
+            self.emit(MqttPublishFailed(self.identifier, topic, str(exc)))
             return True  # a bad topic or payload never gets better: dropped, said so
         finally:
             self._inline = False
@@ -320,8 +321,7 @@ class MqttEndpoint:
         try:
             self.on_message(topic, data)
         except Exception as exc:  # a handler's bug must not end the connection loop (a silent wedge)
-            self.emit("mqtt_handler_failed", client=self.identifier, topic=topic,
-                      error=f"{type(exc).__name__}: {exc}")
+            self.emit(MqttHandlerFailed(self.identifier, topic, f"{type(exc).__name__}: {exc}"))
         if message.qos > 0:
             paho = self.client._client
             self._inline = True

@@ -9,7 +9,9 @@ fault layer, the in-memory wire, MQTT and TCP are all a ``Link`` or a ``Transpor
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
+
+from possim.protocol.events import Event
 
 
 class Cancellable(Protocol):
@@ -47,6 +49,7 @@ class DeliveringLink(Link, Protocol):
 
 
 class TraceSink(Protocol):
-    """Where drivers and the fault layer report what happened: an event name and its fields."""
+    """Where transports report what happened to their connections: a typed event
+    (``protocol.events``), as the drivers and the fault layer report theirs."""
 
-    def __call__(self, event: str, **fields: Any) -> None: ...
+    def __call__(self, event: Event, /) -> None: ...

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 from possim.protocol import dialects
 from possim.protocol.errors import ProtocolError
+from possim.protocol.events import TcpConnectionDropped, TcpNoRoute
 from possim.protocol.framing import Framing, LengthFraming, answer_framing
 from possim.protocol.ports import TraceSink
 from possim.protocol.transports import Endpoint, Origin, TransportError
@@ -66,12 +67,12 @@ class _Connection(asyncio.Protocol):
                 host.received += 1
                 host.on_message(message, self.origin)
         except ProtocolError as exc:
-            host.emit("tcp_connection_dropped", reason=str(exc))
+            host.emit(TcpConnectionDropped(str(exc)))
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None:
-            self.host.emit("tcp_connection_dropped", reason=str(exc))
+            self.host.emit(TcpConnectionDropped(str(exc)))
         self.host.connections.discard(self)
         if not self.gone.done():
             self.gone.set_result(None)
@@ -139,7 +140,7 @@ class TcpHost:
         conn = self._route(tid, meta.get("origin"), bool(meta.get("authenticated", True)),
                            bool(meta.get("fresh", False)))
         if conn is None or conn.is_closing():
-            self.emit("tcp_no_route", tid=meta.get("tid"))
+            self.emit(TcpNoRoute(None if meta.get("tid") is None else str(meta.get("tid"))))
             return False
         conn.write(answer_framing(conn.deframer, self.framing).frame(data))
         self.sent += 1
@@ -181,13 +182,13 @@ class _LinkProtocol(asyncio.Protocol):
                 link.received += 1
                 link.on_message(message)
         except ProtocolError as exc:
-            link.emit("tcp_connection_dropped", reason=str(exc))
+            link.emit(TcpConnectionDropped(str(exc)))
             assert self.transport is not None
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None:
-            self.link.emit("tcp_connection_dropped", reason=str(exc))
+            self.link.emit(TcpConnectionDropped(str(exc)))
         if not self.lost.done():
             self.lost.set_result(None)
 

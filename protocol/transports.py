@@ -17,7 +17,11 @@ function call in memory, an MQTT broker, a TCP socket), the runner sees the same
 Both ends never block and never fail on ``send`` (they queue while disconnected), say when
 they are ``idle`` (connected, nothing queued) and count what they ``sent`` and ``received``,
 so a one-process run knows when every message has arrived. Adding a transport means one
-module with a ``Wire`` class and one line in ``WIRES``.
+module with a ``Wire`` class and one ``REGISTRY.register(Transport(...))`` line here (or in the
+module that adds it). The ``Transport`` entry says what the commands need to know about the wire
+(virtual time or a real loop, the URL scheme, a broker or a host address, backup lines, separate
+processes, its words for people): every command asks the registry and branches on those, never
+on a transport's name.
 """
 
 from __future__ import annotations
@@ -26,16 +30,10 @@ import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from possim.protocol.ports import TraceSink
-
-#: name -> module holding its ``Wire`` class (imported on first use: MQTT pulls in aiomqtt).
-WIRES: dict[str, str] = {
-    "memory": "possim.protocol.memory",
-    "mqtt": "possim.protocol.mqtt",
-    "tcp": "possim.protocol.tcp",
-}
-NAMES: tuple[str, ...] = tuple(WIRES)
+from possim.protocol.registry import Registry
 
 
 class TransportError(Exception):
@@ -128,10 +126,98 @@ class Wire(Protocol):
         ...
 
 
+def N_(text: str) -> str:  # noqa: N802 - the gettext convention: marked for the catalogue, translated by the view
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Transport:
+    """One transport as the commands see it: what its wire can do, and where its ``Wire`` class lives.
+
+    A light entry: the module is imported when a wire is opened, not when the CLI starts (MQTT pulls
+    in aiomqtt). The commands read these facts instead of knowing names:
+
+    ``virtual_time``: host and terminals run in one process in virtual time (``possim run`` simulates;
+    no real loop, no address); ``scheme``: the URL scheme of its addresses (``for_url`` picks the wire
+    by it); ``broker``: its peer is a message broker named with ``--broker`` (same for host and
+    terminals; a one-process run without one starts a private Mosquitto; a load run shares broker
+    clients); otherwise a real-loop wire with a scheme reaches the host itself at an address
+    (``--listen``/``--connect``, default ``default_url``; a load can ``--connect`` a third-party host);
+    ``failover``: a terminal may be given several host addresses (backup lines); ``processes``:
+    host and terminals can be separate processes (``possim acquirer``/``terminal``/``settle``);
+    ``words``: how a run view names it, ``load_words``: how a load view names it (``None``: the name
+    in capitals, as protocols are written) — English, marked for the catalogue.
+    """
+
+    name: str
+    module: str
+    words: str
+    load_words: str | None = None
+    virtual_time: bool = False
+    scheme: str | None = None
+    broker: bool = False
+    default_url: str | None = None
+    failover: bool = False
+    processes: bool = False
+    attribute: str = "Wire"
+
+    def open(self, endpoint: Endpoint | None = None) -> Wire:
+        """A new wire of this transport; a bad address raises ``TransportError``."""
+        cls = getattr(importlib.import_module(self.module), self.attribute)
+        wire: Wire = cls(endpoint or Endpoint())
+        return wire
+
+    @property
+    def dials(self) -> bool:
+        """Reaches an ISO 8583 host at an address of its own (not through a broker, not in memory)."""
+        return not self.virtual_time and not self.broker and self.scheme is not None
+
+
+#: Every transport, the first the default of ``possim run`` and ``possim load``.
+REGISTRY: Registry[Transport] = Registry("transport", lambda t: t.name)
+REGISTRY.register(Transport("memory", "possim.protocol.memory", N_("in memory (virtual time)"),
+                            N_("in-process memory"), virtual_time=True))
+REGISTRY.register(Transport("mqtt", "possim.protocol.mqtt", N_("over MQTT"), scheme="mqtt", broker=True,
+                            processes=True))
+REGISTRY.register(Transport("tcp", "possim.protocol.tcp", N_("over TCP"), scheme="tcp",
+                            default_url="tcp://127.0.0.1:8583", failover=True, processes=True))
+
+
+def get(name: str) -> Transport:
+    """The transport called ``name``; anything else raises ``TransportError`` naming the choices."""
+    try:
+        return REGISTRY.get(name)
+    except ValueError as exc:
+        raise TransportError(str(exc)) from None
+
+
+def names() -> tuple[str, ...]:
+    """Every transport's name, asked when needed (a transport registered later is included)."""
+    return REGISTRY.names()
+
+
+def default() -> Transport:
+    """The first transport registered: what a one-process run uses unless told otherwise."""
+    return REGISTRY.values()[0]
+
+
+def for_url(url: str) -> Transport:
+    """The transport whose addresses look like ``url`` (its scheme); ``TransportError`` for others."""
+    scheme = urlsplit(url).scheme
+    for t in REGISTRY.values():
+        if t.scheme is not None and t.scheme == scheme:
+            return t
+    known = ", ".join(f"{t.scheme}://" for t in REGISTRY.values() if t.scheme)
+    raise TransportError(f"{url!r}: no transport takes this address (choose from {known})")
+
+
 def open_wire(name: str, endpoint: Endpoint | None = None) -> Wire:
     """The wire called ``name``; an unknown name raises ``TransportError``."""
-    if name not in WIRES:
-        raise TransportError(f"unknown transport {name!r} (choose from {', '.join(NAMES)})")
-    module = importlib.import_module(WIRES[name])
-    wire: Wire = module.Wire(endpoint or Endpoint())
-    return wire
+    return get(name).open(endpoint)
+
+
+def open_url(url: str, endpoint: Endpoint | None = None) -> Wire:
+    """The wire ``url`` names by its scheme, at that address (``endpoint`` gives the rest)."""
+    from dataclasses import replace
+
+    return for_url(url).open(replace(endpoint or Endpoint(), url=url))

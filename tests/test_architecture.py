@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from possim.protocol import transports
+
 ROOT = Path(__file__).resolve().parent.parent
 #: The folders of the sans-IO core; they install as ``possim.protocol``, ``possim.pos_sim``, ``possim.acquirer_sim``.
 CORE = ("protocol", "pos_sim", "acquirer_sim")
@@ -21,9 +23,13 @@ CORE = ("protocol", "pos_sim", "acquirer_sim")
 IO = frozenset({"asyncio", "socket", "time", "threading", "selectors", "structlog", "aiomqtt", "paho", "subprocess"})
 #: Modules allowed to do I/O: transports, drivers' hosts, the CLI and the views. Everything else
 #: under protocol/, pos_sim/ and acquirer_sim/ is pure, and so is the checker.
-ADAPTERS = frozenset({"possim.protocol.mqtt", "possim.protocol.tcp", "possim.protocol.transports",
-                      # storage: SQLite files, fsync, waiting for a lock (the state machines get them injected)
-                      "possim.protocol.storage", "possim.acquirer_sim.ledger", "possim.pos_sim.journal"})
+#: The wires of real-loop transports come from the transport registry: a new transport's module is
+#: an adapter by being registered, with no edit here.
+WIRES = frozenset(t.module for t in transports.REGISTRY.values() if not t.virtual_time)
+ADAPTERS = WIRES | frozenset({
+    "possim.protocol.transports",
+    # storage: SQLite files, fsync, waiting for a lock (the state machines get them injected)
+    "possim.protocol.storage", "possim.acquirer_sim.ledger", "possim.pos_sim.journal"})
 EXTRA_PURE = ("possim.checker",)
 
 

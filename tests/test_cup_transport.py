@@ -182,9 +182,9 @@ async def test_cup_host_drops_a_connection_without_a_tpdu() -> None:
     """Both ends must name the same dialect: an ISO frame on a CUP host is one clear log line."""
     dropped: asyncio.Queue[str] = asyncio.Queue()
 
-    def emit(event: str, **fields: object) -> None:
-        if event == "tcp_connection_dropped":
-            dropped.put_nowait(str(fields["reason"]))
+    def emit(event: ev.Event) -> None:
+        if isinstance(event, ev.TcpConnectionDropped):
+            dropped.put_nowait(event.reason)
 
     wire = open_wire("tcp", Endpoint("tcp://127.0.0.1:0", dialect="cup"))
     host = await wire.open_host(lambda data, origin: None, emit)

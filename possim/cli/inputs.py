@@ -14,8 +14,9 @@ from possim import shipped
 from possim.cli.errors import InputError, as_input_error
 from possim.fees import Said
 from possim.i18n import N_
+from possim.protocol import transports
 from possim.protocol.mqtt import BrokerAddress
-from possim.protocol.transports import Endpoint, TransportError, Wire, open_wire
+from possim.protocol.transports import Endpoint, TransportError, Wire
 from possim.scenario import Scenario, ScenarioError, load
 
 
@@ -114,27 +115,35 @@ def wire(transport: str, broker_url: str | None, tcp_url: str | None, qos: int, 
     shard k listens on the base port + k (``port_offset``). ``dialect``: the profile's wire
     dialect, which sets the TCP framing (``cup``: TPDU and header).
     """
-    if transport == "mqtt":
-        if broker_url is None:
-            raise InputError("--broker mqtt://HOST:PORT is needed with --transport mqtt")
-        url = broker_url
-    else:
-        url = _offset(tcp_url or DEFAULT_TCP, port_offset)
     with as_input_error(TransportError):
-        return open_wire(transport, Endpoint(url, qos, client_id=client_id, shard=shard, shards=shards,
-                                             dialect=dialect))
+        chosen = transports.get(transport)
+    if chosen.broker:
+        if broker_url is None:
+            raise InputError(f"--broker {chosen.scheme}://HOST:PORT is needed with --transport {chosen.name}")
+        url: str | None = broker_url
+    else:
+        given = tcp_url or chosen.default_url
+        url = _offset(given, port_offset) if given is not None else None
+    with as_input_error(TransportError):
+        return chosen.open(Endpoint(url, qos, client_id=client_id, shard=shard, shards=shards, dialect=dialect))
 
 
 def _offset(url: str, offset: int) -> str:
+    """``url`` with its port moved up by ``offset`` (host shard k listens on the base port + k)."""
     if not offset:
         return url
-    from possim.protocol.tcp import parse_address
+    from urllib.parse import urlsplit
 
-    with as_input_error(TransportError):
-        host, port = parse_address(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InputError(f"bad address {url!r}: {exc}") from None
+    if port is None or not parts.hostname:
+        raise InputError(f"bad address {url!r}: expected SCHEME://HOST:PORT")
     if port + offset > 65535:
         raise InputError(f"{url}: port {port} + shard {offset} is beyond 65535")
-    return f"tcp://{host}:{port + offset}"
+    return f"{parts.scheme}://{parts.hostname}:{port + offset}"
 
 
 def shard(text: str | None) -> tuple[int, int]:
@@ -147,8 +156,10 @@ def shard(text: str | None) -> tuple[int, int]:
         return parse_shard(text)
 
 
-#: Where ``possim acquirer --transport tcp`` listens and ``possim terminal`` connects by default.
-DEFAULT_TCP = "tcp://127.0.0.1:8583"
+def default_addresses() -> str:
+    """Where ``possim acquirer`` listens and ``possim terminal`` connects when not told: each transport's
+    own default address (its registry entry says it), for the options' help."""
+    return ", ".join(t.default_url for t in transports.REGISTRY.values() if t.default_url)
 
 
 def tid(text: str) -> str:

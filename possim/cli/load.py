@@ -24,6 +24,7 @@ from possim.cli.errors import ABORTED, InputError, as_input_error
 from possim.cli.views import lang_option
 from possim.i18n import Tr
 from possim.load import MAX_DURATION, MAX_TERMINALS, LoadError, LoadPlan, LoadReport, check_target, run_load
+from possim.protocol import transports
 
 INTERRUPTED = "interrupted"
 
@@ -84,7 +85,7 @@ def load_command(terminals: int, rate: float, duration: float, transport: str, h
     plan = LoadPlan(terminals, rate, duration, transport, hosts, policy, seed, target, broker_url, qos, loss, timeout,
                     profile or "iso", Thresholds(alert_timeouts, alert_orphans))
     private = None
-    if transport == "mqtt" and broker_url is None:
+    if transports.get(transport).broker and broker_url is None:
         from possim.broker import Broker, BrokerError
 
         with as_input_error(BrokerError):
@@ -116,8 +117,9 @@ def load_command(terminals: int, rate: float, duration: float, transport: str, h
 def _target(connect: str | None, transport: str, allow_remote: bool) -> tuple[str, int] | None:
     if connect is None:
         return None
-    if transport != "tcp":
-        raise InputError("--connect drives an ISO 8583 host over TCP: add --transport tcp")
+    if not transports.get(transport).dials:
+        able = " or ".join(f"--transport {t.name}" for t in transports.REGISTRY.values() if t.dials)
+        raise InputError(f"--connect drives an ISO 8583 host at its address: add {able}")
     from possim.protocol.tcp import parse_address
     from possim.protocol.transports import TransportError
 
@@ -168,7 +170,7 @@ def _print(con: Console, report: LoadReport, tr: Tr | None = None) -> None:
     con.print(tr("[bold]possim load[/]: {terminals} terminals, {rate} sales/s for {duration} s over {transport}, "
                  "{hosts} host(s), policy {policy}, profile {profile}", terminals=d["terminals"],
                  rate=f"{d['rate']:g}", duration=f"{d['duration']:g}",
-                 transport=lib.said(tr, lib.TRANSPORT_WORDS, d["transport"]), hosts=d["hosts"],
+                 transport=lib.transport_words(tr, d["transport"]), hosts=d["hosts"],
                  policy=tr.policy(d["policy"]), profile=tr.profile(d["profile"])))
     if report.stopped is not None:
         con.print(tr("[bold red]stopped early[/] ({why}): the figures below are what ran until then",

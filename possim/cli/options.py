@@ -20,7 +20,6 @@ from possim.protocol import transports
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-TRANSPORTS: tuple[str, ...] = transports.NAMES
 QOS_LEVELS: tuple[str, ...] = ("0", "1")
 #: --time-scale: real transports run a scenario faster (< 1) or slower (> 1), within reason.
 MAX_TIME_SCALE = 100.0
@@ -95,8 +94,8 @@ def time_scale(text: str = "Multiply every duration of the scenario (real transp
 
 def transport(text: str = "memory (virtual time), mqtt (real broker) or tcp (loopback socket, ISO 8583 framing).",
               ) -> Callable[[F], F]:
-    return click.option("--transport", type=LiveChoice(lambda: transports.NAMES), default="memory", show_default=True,
-                        help=text)
+    return click.option("--transport", type=LiveChoice(transports.names), default=transports.default().name,
+                        show_default=True, help=text)
 
 
 def ledger(text: str, required: bool = False) -> Callable[[F], F]:

@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from possim.checker import LostSale, Verdict
     from possim.i18n import Tr
     from possim.protocol.events import Stamped
-from possim.protocol.transports import NAMES as TRANSPORT_NAMES
-from possim.protocol.transports import Endpoint, TransportError, Wire, open_wire
+from possim.protocol import transports
+from possim.protocol.transports import Endpoint, TransportError, Wire
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -179,7 +179,9 @@ def broker(port: int, state_dir: str | None, keys_path: str | None, tls_cert: st
         sys.exit(1)
 
 
-PROCESS_TRANSPORTS = tuple(name for name in TRANSPORT_NAMES if name != "memory")
+def process_transports() -> tuple[str, ...]:
+    """The transports whose host and terminals can be separate processes, asked when the option parses."""
+    return tuple(t.name for t in transports.REGISTRY.values() if t.processes)
 
 
 def _tls_ca_option() -> Callable[[F], F]:
@@ -196,17 +198,18 @@ def _wire(transport: str, broker_url: str | None, tcp_url: str | None, qos: int,
 
     dialect = for_profile(profile)
     wire = inputs.wire(transport, broker_url, tcp_url, qos, client_id, shard, shards, port_offset, dialect)
-    if (ring is None and tls_ca is None) or transport != "mqtt":
+    if (ring is None and tls_ca is None) or not transports.get(transport).broker:
         return wire
     password = ring.password_of(username or "") if ring is not None else None
     endpoint = Endpoint(broker_url, qos, client_id=client_id, username=username if ring else None,
                         password=password, tls_ca=tls_ca, shard=shard, shards=shards, dialect=dialect)
     with as_input_error(TransportError):
-        return open_wire(transport, endpoint)
+        return transports.open_wire(transport, endpoint)
 
 
 def _process_transport() -> Callable[[F], F]:
-    return click.option("--transport", type=click.Choice(PROCESS_TRANSPORTS), default="mqtt", show_default=True,
+    return click.option("--transport", type=opt.LiveChoice(process_transports), default=process_transports()[0],
+                        show_default=True,
                         help="How terminals and the acquirer meet: an MQTT broker or ISO 8583 over TCP.")
 
 
@@ -214,7 +217,7 @@ def _process_transport() -> Callable[[F], F]:
 @_process_transport()
 @opt.broker("The MQTT broker to serve on (with --transport mqtt).")
 @click.option("--listen", "listen_url", metavar="tcp://HOST:PORT",
-              help=f"Where to listen for terminals with --transport tcp (default {inputs.DEFAULT_TCP}). "
+              help=f"Where to listen for terminals with --transport tcp (default {inputs.default_addresses()}). "
                    "Under the iso profile a frame is a 2-byte length, then ISO 8583 with its bitmap as "
                    "hex or as raw bytes (read from each frame, answered alike).")
 @opt.ledger("SQLite ledger file (kept across runs; reopened and recovered after a crash).")
@@ -328,7 +331,7 @@ def _terminal_process_options(journal_help: str, keys_help: str) -> Callable[[F]
         _process_transport(),
         opt.broker("The MQTT broker the acquirer serves on (with --transport mqtt)."),
         click.option("--connect", "connect_url", metavar="tcp://HOST:PORT", multiple=True,
-                     help=f"The acquirer's TCP address with --transport tcp (default {inputs.DEFAULT_TCP}); "
+                     help=f"The acquirer's TCP address with --transport tcp (default {inputs.default_addresses()}); "
                           "repeat it for backup lines, primary first: the terminal switches to the next after "
                           "[terminal] failover_after timeouts in a row or when it cannot connect."),
         click.option("--tid", required=True, help="Terminal id (field 41, 8 characters)."),
@@ -391,8 +394,9 @@ def _drive(scenario: str, transport: str, broker_url: str | None, connect_url: t
     the summary is one JSON line, and the language of the text otherwise."""
     from possim.realtime import drive_terminal
 
-    if len(connect_url) > 1 and transport != "tcp":
-        raise InputError("several --connect addresses (backup lines) need --transport tcp")
+    if len(connect_url) > 1 and not transports.get(transport).failover:
+        able = " or ".join(f"--transport {t.name}" for t in transports.REGISTRY.values() if t.failover)
+        raise InputError(f"several --connect addresses (backup lines) need {able}")
     sc = inputs.scenario(scenario).with_profile(profile).in_market(printed[1])  # --lang's market, as possim run
     inputs.tid(tid)
     inputs.writable(journal_path, trace_path)

@@ -13,7 +13,8 @@ from possim.cli import options as opt
 from possim.cli.errors import InputError, as_input_error
 from possim.cli.views import lang_option, print_run, write_views
 from possim.expect import failed_expectations
-from possim.protocol.transports import TransportError
+from possim.protocol import transports
+from possim.protocol.transports import Transport, TransportError
 from possim.scenario import Scenario
 from possim.simulation import RunResult, simulate
 
@@ -57,10 +58,12 @@ def run_command(scenario: str, policy: str | None, profile: str | None, seed: in
     Exit code 0: the run settled and met the file's [expect]; 1: it did not; 2: bad input.
     """
     sc = inputs.scenario(scenario).with_profile(profile).in_market(lang)
+    with as_input_error(TransportError):
+        chosen = transports.get(transport)
     if sc.is_fleet:
         from possim.cli.fleet import run_fleet
 
-        if transport != "memory" or ledger_path or journal_path or mermaid_path or check_determinism:
+        if not chosen.virtual_time or ledger_path or journal_path or mermaid_path or check_determinism:
             raise InputError("a fleet scenario runs in memory here (no --transport, --ledger, --journal, --mermaid, "
                              "--check-determinism); drive a fleet over MQTT or TCP with possim load")
         sys.exit(run_fleet(sc, policy, seed, as_json, trace_path, report_path, terminal_id, lang, progress))
@@ -70,15 +73,18 @@ def run_command(scenario: str, policy: str | None, profile: str | None, seed: in
     inputs.writable(trace_path, report_path, mermaid_path, ledger_path, journal_path)
     if check_determinism:
         sys.exit(_determinism(sc, policy, seed))
-    if transport != "memory":
+    if not chosen.virtual_time:
         inputs.scaled(sc, time_scale)
     policy, seed = policy or sc.model.policy, sc.model.seed if seed is None else seed
-    if transport == "tcp":
-        from possim.realtime import run_tcp
+    if chosen.broker:
+        result = _run_broker(chosen, sc, policy, seed, broker_url, qos, time_scale, ledger_path, journal_path,
+                             force_redelivery)
+    elif not chosen.virtual_time:
+        from possim.realtime import run_over
 
-        result = asyncio.run(run_tcp(sc, policy, seed, time_scale, ledger_path, journal_path))
-    elif transport == "mqtt":
-        result = _run_mqtt(sc, policy, seed, broker_url, qos, time_scale, ledger_path, journal_path, force_redelivery)
+        with as_input_error(TransportError):
+            result = asyncio.run(run_over(chosen, sc, policy, seed, None, qos, time_scale, ledger_path,
+                                          journal_path))
     else:
         # Only the summary (and the file): the trace is written as the run goes, no reconciliation is kept.
         lean = as_json and not (report_path or mermaid_path)
@@ -95,11 +101,12 @@ def run_command(scenario: str, policy: str | None, profile: str | None, seed: in
     sys.exit(0 if result.quiescent and not failures else 1)
 
 
-def _run_mqtt(sc: Scenario, policy: str, seed: int, broker_url: str | None, qos: int, time_scale: float,
-              ledger_path: str | None, journal_path: str | None, force_redelivery: int) -> RunResult:
+def _run_broker(chosen: Transport, sc: Scenario, policy: str, seed: int, broker_url: str | None, qos: int,
+                time_scale: float, ledger_path: str | None, journal_path: str | None, force_redelivery: int
+                ) -> RunResult:
     """Over a broker the user names, or a private Mosquitto started and stopped around the run."""
     from possim.broker import Broker, BrokerError
-    from possim.realtime import run_mqtt
+    from possim.realtime import run_over
 
     private = None
     if broker_url is None:
@@ -108,8 +115,9 @@ def _run_mqtt(sc: Scenario, policy: str, seed: int, broker_url: str | None, qos:
         broker_url = private.url
     try:
         address = inputs.address(broker_url)
+        url = f"{chosen.scheme}://{address.host}:{address.port}"
         with as_input_error(TransportError):
-            return asyncio.run(run_mqtt(sc, policy, seed, address, qos, time_scale, ledger_path, journal_path,
+            return asyncio.run(run_over(chosen, sc, policy, seed, url, qos, time_scale, ledger_path, journal_path,
                                         force_redelivery=force_redelivery))
     finally:
         if private:
