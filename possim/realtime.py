@@ -20,7 +20,7 @@ from possim.acquirer_sim.driver import HostDriver
 from possim.acquirer_sim.host import AcquirerHost
 from possim.acquirer_sim.wallet import WalletGateway
 from possim.acquirer_sim.wallet_driver import WalletGatewayDriver
-from possim.protocol import codec, dialects
+from possim.protocol import codec
 from possim.protocol import events as ev
 from possim.protocol import mti as M
 from possim.protocol import wallet as W
@@ -29,6 +29,7 @@ from possim.protocol.lines import Lines
 from possim.protocol.mac import MacKey
 from possim.protocol.mqtt import BrokerAddress
 from possim.protocol.ports import TraceSink
+from possim.protocol.profiles import get_profile
 from possim.protocol.transports import Endpoint, HostEnd, Origin, TerminalEnd, TransportError, Wire, open_wire
 from possim.rig import Rig, RunResult, TerminalRun
 from possim.scenario import Scenario, from_dict
@@ -142,7 +143,7 @@ async def run_tcp(scenario: Scenario, policy: str, seed: int, time_scale: float 
                   ledger_path: str | Path | None = None, journal_path: str | Path | None = None) -> RunResult:
     """Terminal and host in this process over a real loopback TCP socket, framed as the profile's
     dialect is (``cup``: length, TPDU and header; ``iso``: length only)."""
-    wire = open_wire("tcp", Endpoint(dialect=dialects.for_profile(scenario.profile)))
+    wire = open_wire("tcp", Endpoint(dialect=get_profile(scenario.profile).dialect))
     return await run_live(scenario, policy, seed, wire, time_scale, ledger_path, journal_path)
 
 
