@@ -116,41 +116,44 @@ class UnknownTerminalError(MacError):
 
 
 class Foreign(NamedTuple):
-    """Another dialect's codec, as the module that defines it registers it (``register_foreign``)."""
+    """A dialect's codec: this module's own two, and another's as the module that defines it
+    registers it (``register_foreign``)."""
 
     encode: Callable[[Message, MacKey | None], bytes]
     decode: Callable[[bytes, Keys | None], Message]
     peek_mti: Callable[[bytes], str]
+    #: Whether a frame's first bytes are this dialect's (``dialect_of``).
+    claims: Callable[[bytes], bool]
 
 
-#: Codecs of the dialects whose frames ``decode`` recognises by their first bytes (``dialect_of``)
-#: besides its own: each registers itself when it is imported (``protocol.cup``), so this module
-#: imports none of them.
-_FOREIGN: dict[str, Foreign] = {}
+#: Codecs by dialect name: ``iso`` and ``iso-binary`` (this module), and those whose frames
+#: ``decode`` recognises by their first bytes (``dialect_of``): each registers itself when it is
+#: imported (``protocol.cup``), so this module imports none of them. Filled below.
+_CODECS: dict[str, Foreign] = {}
 
 
 def register_foreign(name: str, foreign: Foreign) -> None:
     """Let ``encode``/``decode``/``peek_mti`` hand frames of dialect ``name`` to ``foreign``."""
-    _FOREIGN[name] = foreign
+    _CODECS[name] = foreign
 
 
-def _foreign(name: str) -> Foreign:
+def _codec(name: str) -> Foreign:
     try:
-        return _FOREIGN[name]
+        return _CODECS[name]
     except KeyError:
-        known = ", ".join(sorted({"iso", "iso-binary", *_FOREIGN}))
-        raise ProtocolError(f"unknown wire dialect {name!r} (known: {known})") from None
+        raise ProtocolError(f"unknown wire dialect {name!r} (known: {', '.join(sorted(_CODECS))})") from None
 
 
 def encode(msg: Message, key: MacKey | None = None, dialect: str = "iso") -> bytes:
-    """Encode a message, with a MAC when ``key`` is given.
+    """Encode a message in ``dialect`` (possim's ASCII ISO 8583 unless named), with a MAC when
+    ``key`` is given.
 
     A message possim itself built wrongly is a bug and raises ``ProtocolError``.
     """
-    if dialect == "iso-binary":
-        return encode_binary(msg, key)
-    if dialect != "iso":  # another wire format (protocol.dialects)
-        return _foreign(dialect).encode(msg, key)
+    return _codec(dialect).encode(msg, key)
+
+
+def _encode_iso(msg: Message, key: MacKey | None = None) -> bytes:
     text = fastcodec.encode_text(msg, key is not None) or _encode_fast(msg, key is not None)
     if text is None:
         return _encode_reference(msg, key)
@@ -204,11 +207,10 @@ def decode(data: bytes, keys: Keys | None = None, dialect: str | None = None) ->
     nothing else is cached, so a repeated run parses all its frames again. The MAC is checked
     on every call. Without ``dialect`` the bytes say which it is (``dialect_of``).
     """
-    name = dialect or dialect_of(data)
-    if name == "iso-binary":
-        return decode_binary(data, keys)
-    if name != "iso":  # another wire format (protocol.dialects)
-        return _foreign(name).decode(data, keys)
+    return _codec(dialect or dialect_of(data)).decode(data, keys)
+
+
+def _decode_iso(data: bytes, keys: Keys | None = None) -> Message:
     data = bytes(data)
     parsed = _last.get(data)
     if parsed is None:
@@ -222,9 +224,8 @@ def decode(data: bytes, keys: Keys | None = None, dialect: str | None = None) ->
 
 
 # -- dialect detection: what the first bytes of a frame say -------------------------------------
-#: An ISO ASCII frame starts with an ASCII digit (0x30-0x39), a wallet frame with "{"; a CUP
-#: frame with the first byte of its 2-byte BCD MTI, 0x01..0x08 (0100..0800).
-_CUP_FIRST, _CUP_LAST = b"\x01", b"\x08"
+#: An ISO ASCII frame starts with an ASCII digit (0x30-0x39), a wallet frame with "{"; another
+#: dialect's frames are those its codec claims (``Foreign.claims``: CUP's BCD MTI).
 #: After an ASCII MTI, possim's ``iso`` frames carry the primary bitmap as 16 hex characters.
 _HEX_BITMAP = re.compile(rb"[0-9A-Fa-f]{16}")
 #: The ``iso-binary`` dialect's primary bitmap: 8 raw bytes; its first bit says a secondary follows.
@@ -232,10 +233,12 @@ _BITMAP_BYTES = 8
 
 
 def dialect_of(data: bytes) -> str:
-    """The dialect a card frame is in: "cup" for a BCD MTI; "iso-binary" for an ASCII MTI not followed
-    by 16 hex characters (the bitmap as raw bytes, as many hosts and load tools send it); else "iso"."""
-    if _CUP_FIRST <= data[:1] <= _CUP_LAST:
-        return "cup"
+    """The dialect a card frame is in: the registered dialect that claims it ("cup" for a BCD MTI);
+    "iso-binary" for an ASCII MTI not followed by 16 hex characters (the bitmap as raw bytes, as many
+    hosts and load tools send it); else "iso"."""
+    for name, foreign in _CODECS.items():
+        if foreign.claims(data):
+            return name
     if data[:4].isdigit() and not _HEX_BITMAP.match(data, 4):
         return "iso-binary"
     return "iso"
@@ -278,6 +281,20 @@ def decode_binary(data: bytes, keys: Keys | None = None) -> Message:
     if keys is not None:
         _verify(data, msg, tag, keys)
     return msg
+
+
+def _never(_data: bytes) -> bool:
+    """``iso`` and ``iso-binary`` are what ``dialect_of`` finds when no other dialect claims a frame."""
+    return False
+
+
+def _peek_ascii(data: bytes) -> str:
+    head = data[:4]
+    return head.decode("ascii") if len(head) == 4 and head.isdigit() else "????"
+
+
+_CODECS.update({"iso": Foreign(_encode_iso, _decode_iso, _peek_ascii, _never),
+                "iso-binary": Foreign(encode_binary, decode_binary, _peek_ascii, _never)})
 
 
 def _mac_field(doc: Mapping[str, str]) -> str:
@@ -366,10 +383,8 @@ def _message(doc: Mapping[str, str]) -> tuple[Message, str | None]:
 
 def peek_mti(data: bytes) -> str:
     """The MTI of a frame without decoding it (fault rules match on it); '????' if unreadable."""
-    if _CUP_FIRST <= data[:1] <= _CUP_LAST:  # dialect hook: a BCD MTI
-        return _foreign("cup").peek_mti(data) if "cup" in _FOREIGN else "????"
-    head = data[:4]
-    return head.decode("ascii") if len(head) == 4 and head.isdigit() else "????"
+    foreign = next((f for f in _CODECS.values() if f.claims(data)), None)
+    return (foreign.peek_mti if foreign is not None else _peek_ascii)(data)
 
 
 def wire_fields(data: bytes) -> dict[str, object]:

@@ -611,4 +611,14 @@ def derive_working_keys(tmk: bytes, tid: str, life: str) -> WorkingKeys:
     return WorkingKeys(digest[:WORKING_KEY_LEN], digest[WORKING_KEY_LEN:2 * WORKING_KEY_LEN])
 
 
-codec.register_foreign("cup", codec.Foreign(encode, decode, peek_mti))
+#: The first byte of a CUP frame: that of its 2-byte BCD MTI, 0x01..0x08 (0100..0800); an ISO ASCII
+#: frame starts with an ASCII digit, a wallet frame with "{".
+_FIRST, _LAST = b"\x01", b"\x08"
+
+
+def claims(data: bytes) -> bool:
+    """A frame in CUP's format (a BCD MTI), as ``codec.dialect_of`` asks."""
+    return _FIRST <= data[:1] <= _LAST
+
+
+codec.register_foreign("cup", codec.Foreign(encode, decode, peek_mti, claims))
