@@ -7,8 +7,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 from possim.pos_sim.policies import POLICY_NAMES, RecoveryPolicy, get_policy
-from possim.protocol.profiles import REGISTRY, get_profile
 from possim.protocol.profiles import Profile as Scheme
+from possim.protocol.profiles import get_profile
 
 #: The policy names; an alias of ``pos_sim.policies.POLICY_NAMES`` kept for older imports.
 POLICIES: tuple[str, ...] = POLICY_NAMES
@@ -23,18 +23,6 @@ else:
 #: A profile name (``protocol.profiles.REGISTRY``): ``iso`` is possim's generic ISO 8583 terminal,
 #: ``cup`` a China UnionPay POS terminal; ``TerminalConfig`` checks it against the registry.
 Profile = str
-
-
-def __getattr__(name: str) -> object:
-    """Older imports: ``PROFILES`` (the names), ``PROFILE_DEFAULTS`` and ``PROFILE_CARDS``, read
-    from the profile registry when asked, so a profile registered later is in them."""
-    if name == "PROFILES":
-        return REGISTRY.names()
-    if name == "PROFILE_DEFAULTS":
-        return {p.name: p.defaults() for p in REGISTRY.values()}
-    if name == "PROFILE_CARDS":
-        return {p.name: p.card for p in REGISTRY.values()}
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True, slots=True)

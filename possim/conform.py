@@ -74,11 +74,19 @@ class Profile:
     pan_prefix: str
 
 
+def _expect(name: str, unknown_reversal: frozenset[str], amount_mismatch: frozenset[str] | None,
+            security: frozenset[str], duplicate: frozenset[str], pan_prefix: str) -> Profile:
+    """What a host of profile ``name`` may answer, in the profile's dialect and currency."""
+    scheme = get_profile(name)
+    return Profile(name, scheme.dialect, scheme.currency, unknown_reversal, amount_mismatch, security, duplicate,
+                   pan_prefix)
+
+
 PROFILES: dict[str, Profile] = {
-    "iso": Profile("iso", "iso", "978", frozenset({"25"}), frozenset({"13"}), frozenset({codec.SECURITY_VIOLATION}),
-                   frozenset(), "49"),
-    "cup": Profile("cup", "cup", "156", frozenset({"25", "00"}), None, frozenset({codec.SECURITY_VIOLATION, "A0"}),
-                   frozenset({"94"}), "62"),
+    "iso": _expect("iso", frozenset({"25"}), frozenset({"13"}), frozenset({codec.SECURITY_VIOLATION}), frozenset(),
+                   "49"),
+    "cup": _expect("cup", frozenset({"25", "00"}), None, frozenset({codec.SECURITY_VIOLATION, "A0"}), frozenset({"94"}),
+                   "62"),
 }
 
 
