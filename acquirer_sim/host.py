@@ -81,6 +81,7 @@ from possim.protocol.cup import BatchTotals
 from possim.protocol.errors import ProtocolError
 from possim.protocol.mac import MacKey
 from possim.protocol.messages import Key, Message
+from possim.protocol.profiles import get_profile
 from possim.protocol.registry import Registry
 from possim.protocol.validation import identify, validate
 
@@ -173,7 +174,9 @@ class AcquirerHost:
         #: Each terminal id's current life as last read or signed on (None: never signed on).
         self._lives: dict[str, str | None] = {}
         #: The dialect the answers to the request being handled are encoded in (``_answering``).
-        self._answer_in = dialects.for_profile(config.profile)
+        #: The profile (``protocol.profiles``): how this host's scheme answers.
+        self.profile = get_profile(config.profile)
+        self._answer_in = self.profile.dialect
         #: CUP working MAKs by (terminal id, life), derived once each (``_working_mak``).
         self._working: dict[tuple[str, str], MacKey | None] = {}
         for pan, balance in config.accounts.items():
@@ -267,7 +270,7 @@ class AcquirerHost:
     def checking_keys(self, data: bytes) -> codec.Keys | None:
         """The key a request's MAC is checked with: its life's working MAK after a CUP sign-on, else
         the terminal's key from the key file (a sign-on, a terminal without a life, an ISO host)."""
-        if self.keys is None or not self.cup:
+        if self.keys is None or not self.profile.working_keys:
             return self.keys
         try:
             msg = codec.decode(data)
@@ -288,7 +291,7 @@ class AcquirerHost:
         return self._working[at]
 
     def _working_keys(self, tid: str, life: str) -> cup.WorkingKeys | None:
-        tmk = self.keys.get(tid) if self.keys is not None and self.cup else None
+        tmk = self.keys.get(tid) if self.keys is not None and self.profile.working_keys else None
         if tmk is None or len(tmk.secret) not in cup.TMK_LENGTHS:
             return None
         return cup.derive_working_keys(tmk.secret, tid, life)
@@ -296,11 +299,11 @@ class AcquirerHost:
     def _sign_on_fields(self, msg: Message) -> dict[str, object]:
         """CUP: what the 0810 hands out besides 00: the life's working keys (field 62, under the
         terminal's master key) and the batch number it is to use (60.2)."""
-        if not self.cup:
-            return {}
-        closed = self.ledger.last_batch(msg.tid)
-        own = int(msg.batch) if msg.batch is not None else 1
-        fields: dict[str, object] = {"batch": f"{max(own, closed % 999_999 + 1 if closed else 1):06d}"}
+        fields: dict[str, object] = {}
+        if self.profile.rules.batch_numbers:
+            closed = self.ledger.last_batch(msg.tid)
+            own = int(msg.batch) if msg.batch is not None else 1
+            fields["batch"] = f"{max(own, closed % 999_999 + 1 if closed else 1):06d}"
         assert msg.life is not None
         keys = self._working_keys(msg.tid, msg.life)
         if keys is not None and self.keys is not None:
@@ -348,7 +351,7 @@ class AcquirerHost:
         with the genuine MAC it copied, and the copy would bind the stranger's TCP connection to the
         terminal id. Refused as a key used for something else is (94, 30 under ``cup``), nothing
         written, nothing bound."""
-        rc = FORMAT_ERROR if self.cup else DUPLICATE_TRANSMISSION
+        rc = self.profile.key_conflict_code
         reason = f"a copy of an earlier sign-on of life {msg.life}, which is not the current life {current}"
         return [ev.LifeRefused(*_f(msg), life=msg.life, current=current, reason=reason, rc=rc),
                 replace(self._reply(msg, rc), fresh=False)]
@@ -362,12 +365,8 @@ class AcquirerHost:
 
     # -- financial originals --------------------------------------------------------------
 
-    @property
-    def cup(self) -> bool:
-        return self.config.profile == "cup"
-
     def _original(self, now: float, msg: Message) -> list[HostAction]:
-        if self.cup and msg.mti == M.PURCHASE and msg.original is not None:
+        if self.profile.online_completion and msg.mti == M.PURCHASE and msg.original is not None:
             return self._advice(now, msg)  # CUP: a pre-auth completion is an online 0200 naming its pre-auth
         key = msg.key()
         seen, closure, available = self.ledger.lookup(key, msg.pan or "")
@@ -376,10 +375,11 @@ class AcquirerHost:
             conflict = f"key used by another life than {msg.life}"  # rule 8: never an earlier life's answer
         if seen is not None and conflict is not None:
             return self._key_conflict(msg, seen, conflict)
-        if seen is not None and self.cup:
+        in_progress = self.profile.duplicate_in_progress
+        if seen is not None and self.profile.waits_for_issuer and in_progress is not None:
             self.ledger.count_duplicate(key)
-            return [ev.DuplicateOriginal(*_f(msg), rrn=seen.rrn, rc=DUPLICATE_TRANSMISSION),
-                    replace(self._reply(msg, DUPLICATE_TRANSMISSION), fresh=False)]
+            return [ev.DuplicateOriginal(*_f(msg), rrn=seen.rrn, rc=in_progress),
+                    replace(self._reply(msg, in_progress), fresh=False)]
         if seen is not None:
             self.ledger.count_duplicate(key)
             response = seen.response
@@ -391,7 +391,7 @@ class AcquirerHost:
                           fresh=False, answers=key)]
         self.counts[msg.mti] += 1
         pan, amount = msg.pan or "", msg.amount or 0
-        if self.cup and not closure:
+        if self.profile.waits_for_issuer and not closure:
             return self._ask_issuer(now, msg)
         rc = "12" if closure else self._decide(now, pan, amount, available)
         rrn, auth = self._ids(now) if rc == "00" else (None, None)
@@ -424,7 +424,7 @@ class AcquirerHost:
         time out and reverse the key, and that reversal names the other sale. Nothing is booked
         and the other sale's row is left as it was (this is no repeat of it).
         """
-        rc = FORMAT_ERROR if self.cup else DUPLICATE_TRANSMISSION
+        rc = self.profile.key_conflict_code
         event = ev.DuplicateKeyConflict(*_f(msg), reason=reason, amount=msg.amount or 0, original_amount=seen.amount,
                                         pan=mask_pan(msg.pan or ""), rc=rc)
         return [event, replace(self._reply(msg, rc), fresh=False)]
@@ -676,19 +676,19 @@ class AcquirerHost:
         """Answer ``request`` in the profile's dialect (a CUP host answers CUP bytes; requests are read
         in any, from the bytes), or in the request's own when it is a form of that one: an ISO host
         answers a request with binary bitmaps (``iso-binary``) with binary bitmaps, so its sender can
-        read the answer (``dialects.for_answer``)."""
-        self._answer_in = dialects.for_answer(self.config.profile, codec.dialect_of(request))
+        read the answer (``Profile.answer_dialect``)."""
+        self._answer_in = self.profile.answer_dialect(codec.dialect_of(request))
 
     def _encode(self, response: Message) -> bytes:
         """A response carries the MAC of the terminal it answers (when the host has keys; under ``cup``
         after a sign-on, the life's working MAK), in the dialect ``_answering`` chose for the request."""
-        return codec.encode(response, self.answer_key(response), self._answer_in)
+        return dialects.get(self._answer_in).encode(response, self.answer_key(response))
 
     def answer_key(self, response: Message) -> MacKey | None:
         """The key an answer is MACed with: the life's working MAK under ``cup`` after its sign-on (an
         answer copies its request's life), else the terminal's key from the key file; None without keys."""
         key = self.keys.get(response.tid) if self.keys is not None else None
-        mak = self._working_mak(response) if self.cup else None
+        mak = self._working_mak(response) if self.profile.working_keys else None
         return mak or key
 
     def _transmission(self, now: float) -> str:

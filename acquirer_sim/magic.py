@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from possim.acquirer_sim.config import BehaviourRule, HostConfig
 from possim.acquirer_sim.host import AcquirerHost, Crashed, HostAction, Reply
-from possim.protocol import codec
+from possim.protocol import codec, dialects
 from possim.protocol import events as ev
 from possim.protocol import mti as M
 from possim.protocol.errors import ProtocolError
@@ -83,9 +83,9 @@ def table_rows(translate: Callable[[str], str] = str) -> list[tuple[str, str, st
 
 
 def spoil_mac(data: bytes, dialect: str) -> bytes:
-    """The frame with its MAC's last digit changed and still well formed: hex text under ``iso``
-    (``codec``), binary under ``cup``. Only the MAC is wrong, so only a MAC check can refuse it."""
-    if dialect == "iso":
+    """The frame with its MAC's last digit changed and still well formed: hex text where the dialect
+    sends it so (``iso``), else binary (``cup``). Only the MAC is wrong, so only a MAC check can refuse it."""
+    if dialects.get(dialect).mac_is_hex:
         return data[:-1] + (b"1" if data[-1:] == b"0" else b"0")
     return data[:-1] + bytes([data[-1] ^ 1])
 
@@ -212,7 +212,7 @@ class MagicHost(AcquirerHost):
     def _decide(self, now: float, pan: str, amount: int, available: int | None = None) -> str:
         behaviour = self._decisions.pop((pan, amount), None)
         if behaviour == "issuer-timeout":
-            return "98" if self.cup else "91"
+            return self.profile.issuer_timeout_code
         if behaviour is not None:
             return _DECLINES[behaviour]
         return super()._decide(now, pan, amount, available)
@@ -240,7 +240,7 @@ class MagicHost(AcquirerHost):
             return [reply, replace(reply, delay=reply.delay + 0.05)]
         if behaviour == "wrong-mac" and self.keys is not None:
             # an answer the terminal must discard is no answer delivered: no delivery is recorded
-            return [replace(reply, data=spoil_mac(reply.data, "cup" if self.cup else "iso"), answers=None)]
+            return [replace(reply, data=spoil_mac(reply.data, self.profile.dialect), answers=None)]
         if behaviour == "crash-after-commit":
             self.down_until = now + self.down_for
             return [ev.HostCrashed(reply.tid, reply.stan, reply.mti, until=self.down_until), Crashed(self.down_until)]

@@ -7,6 +7,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 from possim.pos_sim.policies import POLICY_NAMES, RecoveryPolicy, get_policy
+from possim.protocol.profiles import Profile as Scheme
+from possim.protocol.profiles import get_profile
 
 #: The policy names; an alias of ``pos_sim.policies.POLICY_NAMES`` kept for older imports.
 POLICIES: tuple[str, ...] = POLICY_NAMES
@@ -18,41 +20,30 @@ else:
     #: annotated with it validate against the registry; to the type checker a plain ``str``.
     Policy = Literal[POLICY_NAMES]
 
-#: Terminal profiles: ``iso`` is possim's generic ISO 8583 terminal, ``cup`` a China UnionPay
-#: POS terminal (same-STAN reversals with a reason, a bounded number of tries then escalation
-#: to the acquirer, CNY and UnionPay cards, pre-authorization as 030000, online completion).
-PROFILES: tuple[str, ...] = ("iso", "cup")
-if TYPE_CHECKING:
-    Profile = str
-else:
-    Profile = Literal[PROFILES]
-
-#: What a profile changes in the defaults: a scenario or a command line that names a value
-#: keeps it. CUP terminals work in CNY (156) and try a reversal 3 times (冲正重发次数).
-PROFILE_DEFAULTS: dict[str, dict[str, object]] = {
-    "iso": {"currency": "978", "reversal_attempts": 6},
-    "cup": {"currency": "156", "reversal_attempts": 3},
-}
-#: The test card a scenario's sales use unless they name one, by profile (both Luhn-valid).
-PROFILE_CARDS: dict[str, str] = {"iso": "4000000000000002", "cup": "6212345678901232"}
+#: A profile name (``protocol.profiles.REGISTRY``): ``iso`` is possim's generic ISO 8583 terminal,
+#: ``cup`` a China UnionPay POS terminal; ``TerminalConfig`` checks it against the registry.
+Profile = str
 
 
 @dataclass(frozen=True, slots=True)
 class TerminalConfig:
     """Defaults follow common acquirer practice: 30 s response timeout, reversal retried with
     doubling backoff (CUP terminals retry 3x; SAF queues retry far longer), status queries
-    every 5 s (Alipay/WeChat guidance), completion advices stored and forwarded until acknowledged."""
+    every 5 s (Alipay/WeChat guidance), completion advices stored and forwarded until acknowledged.
+
+    ``currency`` and ``reversal_attempts`` left empty (``""``, 0) take the profile's value
+    (``protocol.profiles``: 978 and 6 tries for ``iso``, 156 and 3 for ``cup``)."""
 
     tid: str = "POS00001"
     mid: str = "MERCHANT0000001"
-    currency: str = "978"
+    currency: str = ""
     policy: Policy = "none"
     profile: Profile = "iso"
     epoch: datetime = datetime(2026, 11, 25, 10, 0, 0)
     stan_start: int = 1
     response_timeout: float = 30.0
     reversal_timeout: float = 30.0
-    reversal_attempts: int = 6
+    reversal_attempts: int = 0
     backoff_initial: float = 5.0
     backoff_factor: float = 2.0
     backoff_max: float = 60.0
@@ -61,8 +52,9 @@ class TerminalConfig:
     query_interval: float = 5.0
     advice_timeout: float = 30.0
     advice_attempts: int = 8
-    #: CUP profile: send a pre-authorization's completion as an advice (0220, 预授权完成通知,
-    #: stored and forwarded) instead of an online 0200; settlement's batch upload is its last chance.
+    #: A profile whose completions are online (``Profile.online_completion``, CUP): send a
+    #: pre-authorization's completion as an advice (0220, 预授权完成通知, stored and forwarded)
+    #: instead of an online 0200; settlement's batch upload is its last chance.
     completion_advice: bool = False
     #: This terminal's life number (6 digits): with one, the terminal signs on (0800) before anything
     #: else and carries it in field 60 of every request. A terminal process gets a new one whenever it
@@ -85,22 +77,25 @@ class TerminalConfig:
         get_policy(self.policy)  # an unknown name fails here, not at the first timeout
         if self.life is not None and not (len(self.life) == 6 and self.life.isdigit()):
             raise ValueError(f"life number {self.life!r} is not 6 digits")
-        if self.profile not in PROFILES:
-            raise ValueError(f"unknown profile {self.profile!r} (choose from {', '.join(PROFILES)})")
+        scheme = get_profile(self.profile)  # an unknown name fails here, naming the choices
+        if not self.currency:
+            object.__setattr__(self, "currency", scheme.currency)
+        if not self.reversal_attempts:
+            object.__setattr__(self, "reversal_attempts", scheme.reversal_attempts)
 
     def backoff(self, attempt: int) -> float:
         """Delay before retry number ``attempt`` (1-based): initial * factor^(attempt-1), capped."""
         return min(self.backoff_max, self.backoff_initial * self.backoff_factor ** max(0, attempt - 1))
 
     @property
-    def cup(self) -> bool:
-        """The China UnionPay terminal rules apply (see ``PROFILES``)."""
-        return self.profile == "cup"
+    def scheme(self) -> Scheme:
+        """The profile object of ``profile``: what the terminal asks instead of its name."""
+        return get_profile(self.profile)
 
     @property
     def online_completion(self) -> bool:
-        """CUP: the completion is an online 0200 that is reversed when its answer does not come."""
-        return self.cup and not self.completion_advice
+        """The completion is an online 0200 that is reversed when its answer does not come."""
+        return self.scheme.online_completion and not self.completion_advice
 
     @property
     def recovery(self) -> RecoveryPolicy:

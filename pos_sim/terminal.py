@@ -26,7 +26,9 @@ Rules kept here:
    is no response at all: traced (``response_rejected``) and otherwise ignored, so the timer
    runs on and the policy recovers as after a lost answer. A forged approval changes nothing.
 
-The ``cup`` profile (``TerminalConfig.profile``) follows China UnionPay terminal practice:
+The terminal asks its profile (``TerminalConfig.profile``, a ``protocol.profiles.Profile``) where
+schemes differ and never names one. The ``cup`` profile (``protocol.profiles.CupProfile``) follows
+China UnionPay terminal practice:
 the reversal is a copy of the message it cancels (same STAN and field 7) with field 39 set to
 the reason (98 no answer, A0 MAC error, 06 other); a pending reversal goes out before every
 online message; after ``reversal_attempts`` tries it is escalated to the acquirer ("reversal
@@ -37,7 +39,7 @@ With ``completion_advice`` a CUP completion is an advice (0220) instead.
 
 Settlement (``settle``, every profile) runs after due recovery work: the batch totals (0500),
 and when the host says out of balance one upload (0320) per approved sale, then a final 0500.
-A family's ``TerminalRules`` (``protocol.dialects``) change that where CUP terminals differ:
+A profile's ``TerminalRules`` (``protocol.profiles``) change that where CUP terminals differ:
 stored completion advices are tried once more first; the upload runs balanced or not, up to 8
 sales a frame (a completion of a pre-authorization alone, naming it), ends with a batch-end 0320
 and no second 0500; then the batch closes and its number advances (``CloseBatch``, journaled).
@@ -78,11 +80,8 @@ from possim.pos_sim.actions import (
 from possim.pos_sim.config import TerminalConfig
 from possim.pos_sim.exchanges import (
     ADVICE_RETRYABLE,
-    DUPLICATE_TRANSMISSION,
     EARLIER_LIFE,
     ESCALATED_DISPLAY,
-    REASON_MAC_ERROR,
-    REASON_NO_ANSWER,
     SIGN_ON_AGAIN,
     SIGN_ON_AGAIN_DISPLAY,
     Exchange,
@@ -171,10 +170,12 @@ class Terminal:
         #: key (TMK) the sign-on answer's working keys are encrypted under.
         self.master_key = mac_key
         #: The wire dialect of its requests (a CUP terminal sends CUP bytes); answers are read in
-        #: whichever dialect they arrive (``codec.decode`` tells from the bytes).
-        self.dialect = dialects.for_profile(config.profile)
+        #: whichever dialect they arrive (``codec.dialect_of`` tells from the bytes).
+        #: The profile (``protocol.profiles``): how this terminal's scheme recovers and runs its day.
+        self.profile = config.scheme
+        self.dialect = self.profile.dialect
         #: Where this terminal's family runs its day differently (CUP: batch numbers, packed uploads...).
-        self.rules = dialects.get(self.dialect).rules
+        self.rules = self.profile.rules
         #: The open batch's number (CUP 60.2), the transactions of the closed batches (txn id -> batch),
         #: and the boundary of journals written before those were kept (their highest settled txn id).
         self.batch_number = 1
@@ -228,7 +229,7 @@ class Terminal:
     def receive(self, now: float, data: bytes) -> list[Action]:
         """Bytes arrived from the host."""
         try:
-            msg = codec.decode(data, self._answer_key(data))
+            msg = dialects.get(codec.dialect_of(data)).decode(data, self._answer_key(data))
         except codec.MacError as exc:
             self._note_mac_error(exc.message)
             return [ev.ResponseRejected(*_ids(exc.message), str(exc))]
@@ -240,7 +241,7 @@ class Terminal:
             mismatch = _mismatch(ex, msg)
             if mismatch is not None:  # another request's answer under a repeated STAN: the timer runs on
                 return [ev.ResponseMismatch(*_ids(msg), reason=mismatch, txn=ex.txn.txn_id or None)]
-            if self.config.cup and msg.response_code == DUPLICATE_TRANSMISSION:
+            if msg.response_code is not None and msg.response_code == self.profile.duplicate_in_progress:
                 return [ev.DuplicateTransmission(*_ids(msg))]
             if msg.response_code in self.rules.sign_on_again and self.config.life is not None \
                     and ex.kind is not ExchangeKind.SIGN_ON:
@@ -261,10 +262,11 @@ class Terminal:
         return self.master_key if mti == response_to(SIGN_ON) else self.mac_key
 
     def _note_mac_error(self, msg: Message) -> None:
-        """An answer to the exchange in flight failed its MAC: a CUP reversal of it says A0, not 98."""
+        """An answer to the exchange in flight failed its MAC: a reversal of it says so where the
+        profile gives reasons (CUP: A0, not 98)."""
         ex = self.inflight
-        if ex is not None and self.config.cup and msg.stan == ex.request.stan and ex.txn.reversal_reason is None:
-            ex.txn.reversal_reason = REASON_MAC_ERROR
+        if ex is not None and msg.stan == ex.request.stan and ex.txn.reversal_reason is None:
+            ex.txn.reversal_reason = self.profile.reason_mac_error
 
     def timer_fired(self, now: float, name: str) -> list[Action]:
         """The response timer ends the exchange in flight; any timer may make work due."""
@@ -354,8 +356,8 @@ class Terminal:
     def reverse(self, now: float, txn: TxnRecord) -> list[Action]:
         """Owe a reversal of ``txn``: journaled as pending, sent as soon as the line is free."""
         txn.move_reversal(ReversalState.PENDING)
-        if self.config.cup and txn.reversal_reason is None:
-            txn.reversal_reason = REASON_NO_ANSWER
+        if txn.reversal_reason is None:
+            txn.reversal_reason = self.profile.reason_no_answer
         self.tasks.append(Task(ExchangeKind.REVERSAL, txn, now))
         return [WriteJournal(txn.snapshot())]
 
@@ -392,7 +394,7 @@ class Terminal:
     def _reversal_first(self, now: float, task: Task) -> Task:
         """CUP rule: a reversal still owed goes out before any other online message, due or not."""
         owed = [t for t in self.tasks if EXCHANGES.get(t.kind).precedes_payments]
-        if not self.config.cup or not owed or EXCHANGES.get(task.kind).precedes_payments \
+        if not self.profile.reversal_before_anything or not owed or EXCHANGES.get(task.kind).precedes_payments \
                 or task.kind is ExchangeKind.SIGN_ON:  # the sign-on goes first of all
             return task
         owed[0].due = now
@@ -404,7 +406,7 @@ class Terminal:
         if asking:  # a sale of unknown fate is settled (or reversed) before the next customer's goes out
             return [StartTimer(RETRY_TIMER, min(asking))]
         owed = [t for t in self.tasks if EXCHANGES.get(t.kind).precedes_payments]
-        if owed and self.config.cup:
+        if owed and self.profile.reversal_before_anything:
             return [ev.ReversalBeforeNextTransaction(head.txn_id), *self._start_task(now, self._reversal_first(
                 now, owed[0]))]
         if owed and self._flushed_for != head.txn_id:
@@ -435,7 +437,7 @@ class Terminal:
         journal: list[Action] = [WriteJournal(txn.snapshot())] if spec.journals else []
         announce = spec.sent(self, msg) if spec.sent is not None else []
         key = self.master_key if kind is ExchangeKind.SIGN_ON else self.mac_key
-        return [*journal, *announce, Send(codec.encode(msg, key, self.dialect), msg.mti, msg.stan, txn.txn_id),
+        return [*journal, *announce, Send(self.profile.wire.encode(msg, key), msg.mti, msg.stan, txn.txn_id),
                 StartTimer(RESPONSE_TIMER, now + spec.timeout(self.config))]
 
     # -- requests -------------------------------------------------------------------------
@@ -446,12 +448,12 @@ class Terminal:
                              local_date=self._clock(now, "%m%d"))
 
     def _processing_code(self, txn: TxnRecord) -> str:
-        """CUP pre-authorization is 030000; everything else (and every ``iso`` original) 000000."""
-        return "030000" if self.config.cup and txn.kind == "auth" else "000000"
+        """A pre-authorization's is the profile's (CUP: 030000); everything else 000000."""
+        return self.profile.preauth_processing_code if txn.kind == "auth" else "000000"
 
     def _build_reversal(self, now: float, txn: TxnRecord) -> Message:
-        if self.config.cup:
-            return self._build_cup_reversal(now, txn)
+        if self.profile.reversal_copies_original:
+            return self._build_copied_reversal(now, txn)
         txn.reversal_attempts += 1
         mti = REVERSAL if txn.reversal_attempts == 1 else REVERSAL_REPEAT
         msg = self._message(now, mti, stan=txn.reversal_stan, pan=txn.pan, processing_code="000000",
@@ -459,7 +461,7 @@ class Terminal:
         txn.reversal_stan = msg.stan
         return msg
 
-    def _build_cup_reversal(self, now: float, txn: TxnRecord) -> Message:
+    def _build_copied_reversal(self, now: float, txn: TxnRecord) -> Message:
         """The message being cancelled, copied (same STAN, field 7, card, amount), with the reason
         in field 39. A completion's reversal copies the completion (field 90 names its pre-auth)."""
         txn.reversal_attempts += 1
@@ -493,7 +495,7 @@ class Terminal:
         return msg
 
     def _build_completion(self, now: float, txn: TxnRecord) -> Message:
-        """CUP: the pre-authorization completion is an online request (0200, field 90 = the
+        """The pre-authorization completion as an online request (CUP) (0200, field 90 = the
         pre-auth), not an advice; a missing answer reverses it rather than repeating it."""
         txn.completion_attempts += 1
         msg = self._message(now, PURCHASE, pan=txn.pan, processing_code="000000", amount=txn.completion_amount,
@@ -573,7 +575,7 @@ class Terminal:
         """Only an answer in ``REVERSAL_ANSWERS`` that closes ends it: a refusal credited nothing."""
         txn, task = ex.txn, _task(ex)
         if not reversal_closes(msg.response_code):
-            if self.rules.reason_after_refusal is not None and txn.reversal_reason == REASON_NO_ANSWER:
+            if self.rules.reason_after_refusal is not None and txn.reversal_reason == self.profile.reason_no_answer:
                 txn.reversal_reason = self.rules.reason_after_refusal  # CUP: 98 becomes 06 after a refusal
             return self._retry_reversal(now, txn, task, reason=f"answered {msg.response_code}")
         self._drop_task(task)
@@ -621,7 +623,7 @@ class Terminal:
         (``cup.WorkingKeys.from_field62`` raises otherwise); the MAK then MACs every later message.
         An answer without field 62 (a terminal without keys, a master key the exchange cannot use)
         leaves the key from the key file in place."""
-        if not self.config.cup:
+        if not self.profile.working_keys:
             return []
         actions: list[Action] = []
         master = self.master_key
@@ -822,11 +824,11 @@ class Terminal:
 
     def _retry_reversal(self, now: float, txn: TxnRecord, task: Task, reason: str) -> list[Action]:
         """Repeat with backoff; after the last attempt park it (still owed, shown as pending),
-        or under ``cup`` escalate it to the acquirer."""
+        or, where the profile says so (CUP), escalate it to the acquirer."""
         if txn.reversal_attempts < self.config.reversal_attempts:
             task.due = now + self.config.backoff(txn.reversal_attempts)
             return [ev.ReversalRetryScheduled(txn.txn_id, task.due, reason)]
-        if self.config.cup:
+        if self.profile.escalates_after_tries:
             return self._escalate(now, txn, task, reason)
         task.due = PARKED
         return [ev.ReversalParked(txn.txn_id, txn.reversal_attempts)]

@@ -37,10 +37,10 @@ from possim.i18n import N_
 from possim.money import format_amount, parse_amount
 from possim.protocol import codec, transports
 from possim.protocol import mti as M
-from possim.protocol.dialects import for_profile
 from possim.protocol.errors import ProtocolError
 from possim.protocol.mac import MacKey
 from possim.protocol.messages import Message
+from possim.protocol.profiles import get_profile
 from possim.protocol.transports import Endpoint, TransportError
 
 PLAN_DIR = Path(__file__).with_name("data") / "certify"
@@ -53,8 +53,6 @@ ORIGINALS = frozenset({M.PURCHASE, M.AUTH})
 REVERSALS = frozenset({M.REVERSAL, M.REVERSAL_REPEAT, "0420", "0421"})
 #: Ledger states after a reversal took effect (CUP: cancelled while the issuer was asked).
 REVERSED = frozenset({"reversed", "released", "cancelled", "issuer_reversed"})
-#: A CUP terminal's reversal tries, the first included: after the third it stops.
-CUP_TRIES = 3
 NO_KEYS = N_("needs MAC keys: run with --keys (the builtin terminal always has them)")
 NO_AUTH = N_("needs a pre-authorization and its completion: only --builtin-terminal does them")
 NO_SETTLE = N_("needs an end of day: only --builtin-terminal settles")
@@ -260,11 +258,12 @@ def check_names_original(seen: Seen) -> Verdict:
 def _naming_problem(profile: str, orig: Message, rev: Message, first: bool) -> str | None:
     if rev.amount != orig.amount:
         return f"amount {_money(rev.amount)} is not the original's {_money(orig.amount)}"
-    if profile == "cup":
+    scheme = get_profile(profile)
+    if scheme.reversal_copies_original:
         if rev.stan != orig.stan or rev.transmission != orig.transmission:
-            return "a CUP reversal keeps the original's STAN (field 11)"
-        if first and rev.response_code != "98":
-            return f"field 39 is {rev.response_code!r}, a reversal for no answer says 98"
+            return f"a {profile.upper()} reversal keeps the original's STAN (field 11)"
+        if first and rev.response_code != scheme.reason_no_answer:
+            return f"field 39 is {rev.response_code!r}, a reversal for no answer says {scheme.reason_no_answer}"
         return None
     o = rev.original
     if o is None:
@@ -288,14 +287,18 @@ def check_repeats(seen: Seen) -> Verdict:
     tries = ", ".join(_said(a.msg) + (" refused" if a.refused else "") for a in revs if a.msg is not None)
     if not revs:
         return Verdict(FAIL, f"{_said(orig)} {_money(orig.amount)}: no reversal arrived; ledger {state}")
-    if seen.profile == "iso" and any(a.msg is not None and a.msg.mti != M.REVERSAL_REPEAT for a in revs[1:]):
+    scheme = get_profile(seen.profile)
+    most = scheme.reversal_attempts if scheme.escalates_after_tries else None
+    if not scheme.reversal_copies_original and any(a.msg is not None and a.msg.mti != M.REVERSAL_REPEAT
+                                                   for a in revs[1:]):
         return Verdict(FAIL, f"a repeated reversal is sent as 0401 (reversals: {tries})")
-    if seen.profile == "cup" and len(revs) > CUP_TRIES:
-        return Verdict(FAIL, f"{len(revs)} tries: a CUP terminal stops after {CUP_TRIES} (reversals: {tries})")
+    if most is not None and len(revs) > most:
+        return Verdict(FAIL, f"{len(revs)} tries: a {seen.profile.upper()} terminal stops after {most} "
+                             f"(reversals: {tries})")
     acked = next((i for i, a in enumerate(revs) if not a.refused), None)
     if acked is None:
-        if seen.profile == "cup" and len(revs) == CUP_TRIES:
-            return Verdict(PASS, f"reversals {tries}: each refused, stopped after {CUP_TRIES}; ledger {state}")
+        if most is not None and len(revs) == most:
+            return Verdict(PASS, f"reversals {tries}: each refused, stopped after {most}; ledger {state}")
         return Verdict(FAIL, f"the reversal was refused and not repeated until acknowledged (reversals: {tries}); "
                              f"ledger {state}")
     if acked < len(revs) - 1:
@@ -441,7 +444,8 @@ async def acquirer(profile: str, workdir: Path, keys: Mapping[str, MacKey] | Non
             ready.set()
 
     try:
-        wire = transports.open_url(url, Endpoint(url, 1, client_id="possim-certify", dialect=for_profile(profile)))
+        endpoint = Endpoint(url, 1, client_id="possim-certify", dialect=get_profile(profile).dialect)
+        wire = transports.open_url(url, endpoint)
     except TransportError as exc:
         ledger.close()
         raise CertifyError(str(exc)) from None

@@ -35,11 +35,12 @@ from typing import Any
 
 from possim.acquirer_sim.magic import spoil_mac
 from possim.i18n import N_
-from possim.protocol import codec, cup, dialects
+from possim.protocol import codec, dialects
 from possim.protocol import mti as M
 from possim.protocol.errors import ProtocolError
 from possim.protocol.mac import MacKey
 from possim.protocol.messages import Message, OriginalData
+from possim.protocol.profiles import get_profile
 
 PASS, FAIL, NOT_RUN = "pass", "fail", "not run"
 DEFAULT_TID = "CONFORM1"
@@ -73,11 +74,19 @@ class Profile:
     pan_prefix: str
 
 
+def _expect(name: str, unknown_reversal: frozenset[str], amount_mismatch: frozenset[str] | None,
+            security: frozenset[str], duplicate: frozenset[str], pan_prefix: str) -> Profile:
+    """What a host of profile ``name`` may answer, in the profile's dialect and currency."""
+    scheme = get_profile(name)
+    return Profile(name, scheme.dialect, scheme.currency, unknown_reversal, amount_mismatch, security, duplicate,
+                   pan_prefix)
+
+
 PROFILES: dict[str, Profile] = {
-    "iso": Profile("iso", "iso", "978", frozenset({"25"}), frozenset({"13"}), frozenset({codec.SECURITY_VIOLATION}),
-                   frozenset(), "49"),
-    "cup": Profile("cup", "cup", "156", frozenset({"25", "00"}), None, frozenset({codec.SECURITY_VIOLATION, "A0"}),
-                   frozenset({"94"}), "62"),
+    "iso": _expect("iso", frozenset({"25"}), frozenset({"13"}), frozenset({codec.SECURITY_VIOLATION}), frozenset(),
+                   "49"),
+    "cup": _expect("cup", frozenset({"25", "00"}), None, frozenset({codec.SECURITY_VIOLATION, "A0"}), frozenset({"94"}),
+                   "62"),
 }
 
 
@@ -124,8 +133,9 @@ class Builder:
         reason 98 (no answer) in field 39, as CUP terminals send."""
         orig = self.sent[name]
         money = orig.amount if amount is None else amount
-        if self.profile.name == "cup":
-            return replace(orig, mti=M.REVERSAL, amount=money, response_code="98")
+        scheme = get_profile(self.profile.name)
+        if scheme.reversal_copies_original:
+            return replace(orig, mti=M.REVERSAL, amount=money, response_code=scheme.reason_no_answer)
         return Message(mti=M.REVERSAL, stan=self.stan(), transmission=self.now(), tid=self.tid, mid=DEFAULT_MID,
                        pan=orig.pan, processing_code="000000", amount=money, currency=orig.currency,
                        original=OriginalData(orig.mti, orig.stan, orig.transmission))
@@ -420,8 +430,9 @@ def _bad_date(b: Builder) -> Message:
     """Month 13 in field 7; under CUP, which has no field 7, in field 13, where its date travels."""
     sale = b.sale()
     bad = "13" + sale.transmission[2:]
-    return replace(sale, transmission=bad, local_date=bad[:4]) if b.profile.name == "cup" else replace(
-        sale, transmission=bad)
+    if dialects.get(b.profile.dialect).sends_field_7:
+        return replace(sale, transmission=bad)
+    return replace(sale, transmission=bad, local_date=bad[:4])
 
 
 def _bad_card(b: Builder) -> Message:
@@ -615,9 +626,10 @@ def message_fields(msg: Message, data: bytes | None = None, dialect: str = diale
     and 61 instead of 90, the MAC in 64), so the report shows what a CUP host was sent, not
     possim's model of it; ``data`` is then required.
     """
-    if dialect == "cup" and data is not None:
+    wire = dialects.get(dialect)
+    if not wire.model_is_wire and data is not None:
         with contextlib.suppress(ProtocolError):  # bytes that do not decode: the model's fields, as for ISO
-            return {number: value for number, value in cup.decode_fields(data).items() if number != "t"}
+            return {number: str(value) for number, value in wire.raw_fields(data).items() if number != "t"}
     pairs = (("2", msg.pan), ("3", msg.processing_code), ("4", None if msg.amount is None else f"{msg.amount:012d}"),
              ("7", msg.transmission), ("11", msg.stan), ("12", msg.local_time), ("13", msg.local_date),
              ("37", msg.rrn), ("38", msg.auth_code), ("39", msg.response_code), ("41", msg.tid), ("42", msg.mid),

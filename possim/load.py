@@ -108,9 +108,9 @@ class LoadPlan:
     @property
     def currency(self) -> str:
         """The terminals' currency (ISO 4217 numeric): the profile's, as the scenario gives it."""
-        from possim.pos_sim.config import PROFILE_DEFAULTS
+        from possim.protocol.profiles import get_profile
 
-        return str(PROFILE_DEFAULTS[self.profile]["currency"])
+        return get_profile(self.profile).currency
 
     @property
     def sales(self) -> int:
@@ -489,10 +489,10 @@ def _groups(fleet: Fleet, shard: int, n: int) -> list[list[Member]]:
 
 async def _wire_tcp(plan: LoadPlan, fleet: Fleet, guards: list[_Guard], closers: list[Callable[[], Any]]
                     ) -> _Wiring:
-    from possim.protocol import dialects
+    from possim.protocol.profiles import get_profile
     from possim.protocol.tcp import TcpHost, TcpTerminalLink
 
-    wire = dialects.get(dialects.for_profile(plan.profile))
+    wire = get_profile(plan.profile).wire
     ends: list[Any] = []
     targets: list[tuple[str, int]] = []
     if plan.connect is not None:

@@ -36,13 +36,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from possim.protocol import codec, dialects
+from possim.protocol import codec
 from possim.protocol import events as ev
 from possim.protocol import mti as M
 from possim.protocol.errors import ProtocolError
 from possim.protocol.faults import Direction, FaultDecider, FaultPlan, Partition, Rule
 from possim.protocol.framing import Deframer, frame
 from possim.protocol.messages import Message
+from possim.protocol.profiles import get_profile
 from possim.protocol.tcp import parse_address
 from possim.protocol.transports import TransportError
 from possim.scenario import FaultModel, LatencyModel, LinkModel, PartitionModel
@@ -155,7 +156,7 @@ def read_message(body: bytes, profile: str) -> Wire | None:
     The profile's framing takes the body apart (for CUP: TPDU and header), the codec decodes it
     without keys: the proxy never holds a MAC key, so it checks no MAC.
     """
-    dialect = dialects.get(dialects.for_profile(profile))
+    dialect = get_profile(profile).wire
     try:
         messages = dialect.framing.deframer().feed(frame(body))
         if len(messages) != 1:

@@ -20,7 +20,7 @@ from possim.acquirer_sim.driver import HostDriver
 from possim.acquirer_sim.host import AcquirerHost
 from possim.acquirer_sim.wallet import WalletGateway
 from possim.acquirer_sim.wallet_driver import WalletGatewayDriver
-from possim.protocol import codec, dialects, transports
+from possim.protocol import codec, transports
 from possim.protocol import events as ev
 from possim.protocol import mti as M
 from possim.protocol import wallet as W
@@ -29,6 +29,7 @@ from possim.protocol.lines import Lines
 from possim.protocol.mac import MacKey
 from possim.protocol.mqtt import BrokerAddress
 from possim.protocol.ports import TraceSink
+from possim.protocol.profiles import get_profile
 from possim.protocol.transports import Endpoint, HostEnd, Origin, TerminalEnd, TransportError, Wire
 from possim.rig import Rig, RunResult, TerminalRun
 from possim.scenario import Scenario, from_dict
@@ -136,7 +137,7 @@ async def run_over(transport: transports.Transport, scenario: Scenario, policy: 
     the host listens; ``None``: the wire's own choice, a free loopback port), framed as the profile's
     dialect is where the wire frames (TCP: ``cup`` adds TPDU and header)."""
     endpoint = Endpoint(url, qos, force_redelivery=force_redelivery,
-                        dialect=dialects.for_profile(scenario.profile))
+                        dialect=get_profile(scenario.profile).dialect)
     return await run_live(scenario, policy, seed, transport.open(endpoint), time_scale, ledger_path,
                           journal_path, on_ready)
 

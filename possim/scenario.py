@@ -23,7 +23,7 @@ from possim.alerts import Thresholds
 from possim.fees import Category, FeeSchedule, Instrument, Said, parse_rate
 from possim.i18n import N_
 from possim.money import format_amount, parse_amount
-from possim.pos_sim.config import POLICIES, PROFILE_CARDS, PROFILE_DEFAULTS, PROFILES, TerminalConfig
+from possim.pos_sim.config import POLICIES, TerminalConfig
 from possim.pos_sim.records import Kind
 from possim.pos_sim.terminal import PaymentRequest
 from possim.protocol.faults import (
@@ -39,6 +39,8 @@ from possim.protocol.faults import (
 )
 from possim.protocol.latency import Distribution, Latency
 from possim.protocol.mti import KNOWN
+from possim.protocol.profiles import DEFAULT as DEFAULT_PROFILE
+from possim.protocol.profiles import get_profile
 from possim.protocol.wallet import KINDS as WALLET_KINDS
 from possim.protocol.wallet import Provider
 
@@ -95,6 +97,12 @@ def _policy(name: str) -> str:
     return _check_policy(name, ValueError)
 
 
+def _profile(name: str) -> str:
+    """A profile name of the registry (``protocol.profiles``), asked when the file is read."""
+    get_profile(name)
+    return name
+
+
 class _Duration:
     """Marks a field as a duration in seconds: ``scale_durations`` multiplies exactly these."""
 
@@ -119,6 +127,7 @@ PositiveAmount = Annotated[str, AfterValidator(_positive_amount)]
 #: A fee rate as a percentage string ("0.6%").
 Rate = Annotated[str, AfterValidator(_rate)]
 PolicyName = Annotated[str, AfterValidator(_policy)]
+ProfileName = Annotated[str, AfterValidator(_profile)]
 
 
 class LatencyModel(_Model):
@@ -217,15 +226,16 @@ def _terminal(name: str) -> Any:
 
 
 class TerminalModel(_Model):
-    #: ``iso`` (possim's generic terminal) or ``cup`` (China UnionPay rules, CNY, UnionPay cards).
-    profile: Literal["iso", "cup"] = _terminal("profile")
+    #: A profile (``protocol.profiles``): ``iso`` (possim's generic terminal) or ``cup`` (China
+    #: UnionPay rules, CNY, UnionPay cards). Currency and reversal tries default to the profile's.
+    profile: ProfileName = _terminal("profile")
     tid: Annotated[str, Field(pattern=r"^[ -~]{8}$")] = _terminal("tid")
     mid: Annotated[str, Field(pattern=r"^[ -~]{15}$")] = _terminal("mid")
-    currency: Annotated[str, Field(pattern=r"^\d{3}$")] = _terminal("currency")
+    currency: Annotated[str, Field(pattern=r"^\d{3}$")] = get_profile(DEFAULT_PROFILE).currency
     stan_start: Annotated[int, Field(ge=1, le=999999)] = _terminal("stan_start")
     response_timeout: Timeout = _terminal("response_timeout")
     reversal_timeout: Timeout = _terminal("reversal_timeout")
-    reversal_attempts: Attempts = _terminal("reversal_attempts")
+    reversal_attempts: Attempts = get_profile(DEFAULT_PROFILE).reversal_attempts
     backoff_initial: Seconds = _terminal("backoff_initial")
     backoff_factor: Annotated[float, Field(ge=1)] = _terminal("backoff_factor")
     backoff_max: Seconds = _terminal("backoff_max")
@@ -562,8 +572,10 @@ class Scenario:
         names stay, the others take the profile's defaults (currency, reversal tries, test card)."""
         if profile is None or profile == self.profile:
             return self
-        if profile not in PROFILES:
-            raise ScenarioError(f"unknown profile {profile!r} (choose from {', '.join(PROFILES)})")
+        try:
+            get_profile(profile)
+        except ValueError as exc:
+            raise ScenarioError(str(exc)) from None
         terminal = self.base.terminal.model_copy(update={"profile": profile})
         twin = Scenario(self.base.model_copy(update={"terminal": terminal}), self.path)
         twin.base = self.base
@@ -660,20 +672,21 @@ class Scenario:
 
 def _profiled(model: ScenarioModel, profile: str) -> ScenarioModel:
     """``model`` with ``profile``'s defaults where the file names no value of its own."""
-    if profile == "iso":
-        return model
-    terminal = model.terminal
-    defaults = {k: v for k, v in PROFILE_DEFAULTS[profile].items() if k not in terminal.model_fields_set}
-    card = PROFILE_CARDS[profile]
-    transactions = tuple(t if "pan" in t.model_fields_set else t.model_copy(update={"pan": card})
+    scheme, terminal = get_profile(profile), model.terminal
+    defaults = {k: v for k, v in scheme.defaults().items()
+                if k not in terminal.model_fields_set and getattr(terminal, k) != v}
+    card = scheme.card
+    transactions = tuple(t if "pan" in t.model_fields_set or t.pan == card else t.model_copy(update={"pan": card})
                          for t in model.transactions)
+    if not defaults and transactions == model.transactions:  # the model's defaults are the profile's
+        return model
     return model.model_copy(update={"terminal": terminal.model_copy(update=defaults),
                                     "transactions": transactions})
 
 
 #: A language's market: its currency (field 49) and the prefix of its test cards (docs/glossary.md).
 MARKETS: dict[str, dict[str, str]] = {"zh": {"currency": "156", "prefix": "621234" "567890",
-                                             "card": PROFILE_CARDS["cup"]}}
+                                             "card": get_profile("cup").card}}
 #: Prefixes, not card numbers: written in parts so the check of every shipped card number reads whole cards only.
 _GENERIC_PREFIX = "4" + "0" * 11
 
@@ -681,7 +694,7 @@ _GENERIC_PREFIX = "4" + "0" * 11
 def _card(pan: str, market: dict[str, str]) -> str:
     """A generic test card in ``market``'s range: the default card to the market's, others by their last 4 digits
     (both prefixes have the same Luhn weight, so the check digit stays right)."""
-    if pan == PROFILE_CARDS["iso"]:
+    if pan == get_profile(DEFAULT_PROFILE).card:
         return market["card"]
     if len(pan) == 16 and pan.startswith(_GENERIC_PREFIX):
         return market["prefix"] + pan[len(_GENERIC_PREFIX):]

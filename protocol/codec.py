@@ -35,7 +35,7 @@ import copy
 import re
 from collections.abc import Callable, Mapping
 from operator import attrgetter
-from typing import TYPE_CHECKING
+from typing import NamedTuple
 
 import iso8583
 from iso8583.specs import default_ascii
@@ -46,31 +46,39 @@ from possim.protocol.errors import ProtocolError
 from possim.protocol.mac import MAC_LEN, MacKey
 from possim.protocol.messages import Message, OriginalData
 
-if TYPE_CHECKING:
-    from possim.protocol.dialects import Dialect
-
 SPEC = copy.deepcopy(default_ascii)
 
-#: (field, attribute, pattern). Patterns follow ISO 8583 formats (n = digits, an = alnum).
-_FIELDS: tuple[tuple[str, str, re.Pattern[str]], ...] = tuple(
-    (f, a, re.compile(p))
-    for f, a, p in (
-        ("2", "pan", r"\d{12,19}"),
-        ("3", "processing_code", r"\d{6}"),
-        ("7", "transmission", r"\d{10}"),
-        ("11", "stan", r"\d{6}"),
-        ("12", "local_time", r"\d{6}"),
-        ("13", "local_date", r"\d{4}"),
-        ("37", "rrn", r"[0-9A-Za-z]{12}"),
-        ("38", "auth_code", r"[0-9A-Za-z ]{6}"),
-        ("39", "response_code", r"[0-9A-Z]{2}"),
-        ("41", "tid", r"[ -~]{8}"),
-        ("42", "mid", r"[ -~]{15}"),
-        ("48", "status", r"[A-Z_]{1,32}"),
-        ("49", "currency", r"\d{3}"),
-        ("60", "life", r"\d{6}"),
-    )
-)
+#: Message attribute -> its pattern, following ISO 8583 formats (n = digits, an = alnum). One map
+#: for every dialect: ``protocol.cup`` places the same attributes in its own fields.
+PATTERNS: dict[str, re.Pattern[str]] = {a: re.compile(p) for a, p in (
+    ("pan", r"\d{12,19}"),
+    ("processing_code", r"\d{6}"),
+    ("transmission", r"\d{10}"),
+    ("stan", r"\d{6}"),
+    ("local_time", r"\d{6}"),
+    ("local_date", r"\d{4}"),
+    ("rrn", r"[0-9A-Za-z]{12}"),
+    ("auth_code", r"[0-9A-Za-z ]{6}"),
+    ("response_code", r"[0-9A-Z]{2}"),
+    ("tid", r"[ -~]{8}"),
+    ("mid", r"[ -~]{15}"),
+    ("status", r"[A-Z_]{1,32}"),
+    ("currency", r"\d{3}"),
+    ("life", r"\d{6}"),
+)}
+
+
+def field_map(fields: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str, re.Pattern[str]], ...]:
+    """(field, attribute) pairs with each attribute's pattern from ``PATTERNS``."""
+    return tuple((f, a, PATTERNS[a]) for f, a in fields)
+
+
+#: (field, attribute, pattern): where possim's ASCII ISO 8583 carries each attribute.
+_FIELDS = field_map((
+    ("2", "pan"), ("3", "processing_code"), ("7", "transmission"), ("11", "stan"), ("12", "local_time"),
+    ("13", "local_date"), ("37", "rrn"), ("38", "auth_code"), ("39", "response_code"), ("41", "tid"),
+    ("42", "mid"), ("48", "status"), ("49", "currency"), ("60", "life"),
+))
 _AMOUNT = re.compile(r"\d{12}")
 _ORIGINAL = re.compile(r"\d{42}")
 _BATCH_TOTALS = re.compile(r"\d{62}")
@@ -107,13 +115,45 @@ class UnknownTerminalError(MacError):
     """No key for the terminal in field 41: the frame cannot be verified nor answered with a MAC."""
 
 
+class Foreign(NamedTuple):
+    """A dialect's codec: this module's own two, and another's as the module that defines it
+    registers it (``register_foreign``)."""
+
+    encode: Callable[[Message, MacKey | None], bytes]
+    decode: Callable[[bytes, Keys | None], Message]
+    peek_mti: Callable[[bytes], str]
+    #: Whether a frame's first bytes are this dialect's (``dialect_of``).
+    claims: Callable[[bytes], bool]
+
+
+#: Codecs by dialect name: ``iso`` and ``iso-binary`` (this module), and those whose frames
+#: ``decode`` recognises by their first bytes (``dialect_of``): each registers itself when it is
+#: imported (``protocol.cup``), so this module imports none of them. Filled below.
+_CODECS: dict[str, Foreign] = {}
+
+
+def register_foreign(name: str, foreign: Foreign) -> None:
+    """Let ``encode``/``decode``/``peek_mti`` hand frames of dialect ``name`` to ``foreign``."""
+    _CODECS[name] = foreign
+
+
+def _codec(name: str) -> Foreign:
+    try:
+        return _CODECS[name]
+    except KeyError:
+        raise ProtocolError(f"unknown wire dialect {name!r} (known: {', '.join(sorted(_CODECS))})") from None
+
+
 def encode(msg: Message, key: MacKey | None = None, dialect: str = "iso") -> bytes:
-    """Encode a message, with a MAC when ``key`` is given.
+    """Encode a message in ``dialect`` (possim's ASCII ISO 8583 unless named), with a MAC when
+    ``key`` is given.
 
     A message possim itself built wrongly is a bug and raises ``ProtocolError``.
     """
-    if dialect != "iso":  # dialect hook: other wire formats live in protocol.dialects
-        return _dialect(dialect).encode(msg, key)
+    return _codec(dialect).encode(msg, key)
+
+
+def _encode_iso(msg: Message, key: MacKey | None = None) -> bytes:
     text = fastcodec.encode_text(msg, key is not None) or _encode_fast(msg, key is not None)
     if text is None:
         return _encode_reference(msg, key)
@@ -167,9 +207,10 @@ def decode(data: bytes, keys: Keys | None = None, dialect: str | None = None) ->
     nothing else is cached, so a repeated run parses all its frames again. The MAC is checked
     on every call. Without ``dialect`` the bytes say which it is (``dialect_of``).
     """
-    name = dialect or dialect_of(data)
-    if name != "iso":  # dialect hook
-        return _dialect(name).decode(data, keys)
+    return _codec(dialect or dialect_of(data)).decode(data, keys)
+
+
+def _decode_iso(data: bytes, keys: Keys | None = None) -> Message:
     data = bytes(data)
     parsed = _last.get(data)
     if parsed is None:
@@ -183,9 +224,8 @@ def decode(data: bytes, keys: Keys | None = None, dialect: str | None = None) ->
 
 
 # -- dialect detection: what the first bytes of a frame say -------------------------------------
-#: An ISO ASCII frame starts with an ASCII digit (0x30-0x39), a wallet frame with "{"; a CUP
-#: frame with the first byte of its 2-byte BCD MTI, 0x01..0x08 (0100..0800).
-_CUP_FIRST, _CUP_LAST = b"\x01", b"\x08"
+#: An ISO ASCII frame starts with an ASCII digit (0x30-0x39), a wallet frame with "{"; another
+#: dialect's frames are those its codec claims (``Foreign.claims``: CUP's BCD MTI).
 #: After an ASCII MTI, possim's ``iso`` frames carry the primary bitmap as 16 hex characters.
 _HEX_BITMAP = re.compile(rb"[0-9A-Fa-f]{16}")
 #: The ``iso-binary`` dialect's primary bitmap: 8 raw bytes; its first bit says a secondary follows.
@@ -193,10 +233,12 @@ _BITMAP_BYTES = 8
 
 
 def dialect_of(data: bytes) -> str:
-    """The dialect a card frame is in: "cup" for a BCD MTI; "iso-binary" for an ASCII MTI not followed
-    by 16 hex characters (the bitmap as raw bytes, as many hosts and load tools send it); else "iso"."""
-    if _CUP_FIRST <= data[:1] <= _CUP_LAST:
-        return "cup"
+    """The dialect a card frame is in: the registered dialect that claims it ("cup" for a BCD MTI);
+    "iso-binary" for an ASCII MTI not followed by 16 hex characters (the bitmap as raw bytes, as many
+    hosts and load tools send it); else "iso"."""
+    for name, foreign in _CODECS.items():
+        if foreign.claims(data):
+            return name
     if data[:4].isdigit() and not _HEX_BITMAP.match(data, 4):
         return "iso-binary"
     return "iso"
@@ -241,11 +283,18 @@ def decode_binary(data: bytes, keys: Keys | None = None) -> Message:
     return msg
 
 
-def _dialect(name: str) -> Dialect:
-    """The registry imports this module, so it is looked up at call time."""
-    from possim.protocol import dialects
+def _never(_data: bytes) -> bool:
+    """``iso`` and ``iso-binary`` are what ``dialect_of`` finds when no other dialect claims a frame."""
+    return False
 
-    return dialects.get(name)
+
+def _peek_ascii(data: bytes) -> str:
+    head = data[:4]
+    return head.decode("ascii") if len(head) == 4 and head.isdigit() else "????"
+
+
+_CODECS.update({"iso": Foreign(_encode_iso, _decode_iso, _peek_ascii, _never),
+                "iso-binary": Foreign(encode_binary, decode_binary, _peek_ascii, _never)})
 
 
 def _mac_field(doc: Mapping[str, str]) -> str:
@@ -283,6 +332,12 @@ def _pack_oracle(doc: dict[str, str]) -> bytes:
 #: What pyiso8583 raises on a hostile frame; each becomes ``ProtocolError``. KeyError: a secondary
 #: bitmap whose bit 65 is set sends it looking for fields past 128, which no spec here has.
 DECODE_ERRORS = (iso8583.DecodeError, UnicodeDecodeError, ValueError, KeyError, IndexError, TypeError)
+
+
+def unpack(data: bytes) -> dict[str, str]:
+    """The field strings of an ``iso`` frame as pyiso8583 splits it, before any of possim's rules
+    (``ProtocolError`` if it does not split)."""
+    return _unpack_oracle(data)
 
 
 def _unpack_oracle(data: bytes) -> dict[str, str]:
@@ -328,10 +383,8 @@ def _message(doc: Mapping[str, str]) -> tuple[Message, str | None]:
 
 def peek_mti(data: bytes) -> str:
     """The MTI of a frame without decoding it (fault rules match on it); '????' if unreadable."""
-    if _CUP_FIRST <= data[:1] <= _CUP_LAST:  # dialect hook: a BCD MTI
-        return _dialect("cup").peek_mti(data)
-    head = data[:4]
-    return head.decode("ascii") if len(head) == 4 and head.isdigit() else "????"
+    foreign = next((f for f in _CODECS.values() if f.claims(data)), None)
+    return (foreign.peek_mti if foreign is not None else _peek_ascii)(data)
 
 
 def wire_fields(data: bytes) -> dict[str, object]:

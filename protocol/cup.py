@@ -61,8 +61,17 @@ from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
 from iso8583.specs import default
 
+from possim.protocol import codec
 from possim.protocol import mti as M
-from possim.protocol.codec import DECODE_ERRORS, Keys, MacMismatchError, MacMissingError, UnknownTerminalError
+from possim.protocol.codec import (
+    DECODE_ERRORS,
+    PATTERNS,
+    Keys,
+    MacMismatchError,
+    MacMissingError,
+    UnknownTerminalError,
+    field_map,
+)
 from possim.protocol.errors import ProtocolError
 from possim.protocol.mac import MAC_LEN, MacKey
 from possim.protocol.messages import Message, OriginalData
@@ -146,28 +155,18 @@ def _spec() -> dict[str, Any]:
 
 SPEC = _spec()
 
-#: (field, Message attribute, pattern): how possim's Message maps onto the CUP fields.
-_FIELDS: tuple[tuple[str, str, re.Pattern[str]], ...] = tuple(
-    (f, a, re.compile(p))
-    for f, a, p in (
-        ("2", "pan", r"\d{12,19}"),
-        ("3", "processing_code", r"\d{6}"),
-        ("11", "stan", r"\d{6}"),
-        ("37", "rrn", r"[0-9A-Za-z]{12}"),
-        ("38", "auth_code", r"[0-9A-Za-z ]{6}"),
-        ("39", "response_code", r"[0-9A-Z]{2}"),
-        ("41", "tid", r"[ -~]{8}"),
-        ("42", "mid", r"[ -~]{15}"),
-        ("49", "currency", r"\d{3}"),
-        ("63", "status", r"[A-Z_]{1,32}"),
-        ("62", "working_keys", r"[0-9A-F]{2,1024}"),
-    )
+#: (field, Message attribute, pattern): how possim's Message maps onto the CUP fields; the
+#: patterns are the ISO codec's (``codec.PATTERNS``), the attributes only sit in other fields.
+_FIELDS: tuple[tuple[str, str, re.Pattern[str]], ...] = (
+    *field_map((("2", "pan"), ("3", "processing_code"), ("11", "stan"), ("37", "rrn"), ("38", "auth_code"),
+                ("39", "response_code"), ("41", "tid"), ("42", "mid"), ("49", "currency"), ("63", "status"))),
+    ("62", "working_keys", re.compile(r"[0-9A-F]{2,1024}")),
 )
 _AMOUNT = re.compile(r"\d{12}")
 _ORIGINAL = re.compile(r"\d{42}")
-_DATE, _TIME = re.compile(r"\d{4}"), re.compile(r"\d{6}")
+_DATE, _TIME = PATTERNS["local_date"], PATTERNS["local_time"]
 _REQUIRED = ("11", "12", "13", "41")
-_LIFE = re.compile(r"\d{6}")
+_LIFE = PATTERNS["life"]
 _BATCH = re.compile(r"\d{6}")
 _NETWORK_CODE = re.compile(r"\d{3}")
 #: Field 60: 60.1 n2, 60.2 n6, 60.3 n3, then (possim) a signed-on terminal's life number n6.
@@ -610,3 +609,16 @@ def derive_working_keys(tmk: bytes, tid: str, life: str) -> WorkingKeys:
     without the TMK can compute them."""
     digest = hmac.new(tmk, b"\0".join((_WORKING_KEYS_LABEL, tid.encode(), life.encode())), hashlib.sha256).digest()
     return WorkingKeys(digest[:WORKING_KEY_LEN], digest[WORKING_KEY_LEN:2 * WORKING_KEY_LEN])
+
+
+#: The first byte of a CUP frame: that of its 2-byte BCD MTI, 0x01..0x08 (0100..0800); an ISO ASCII
+#: frame starts with an ASCII digit, a wallet frame with "{".
+_FIRST, _LAST = b"\x01", b"\x08"
+
+
+def claims(data: bytes) -> bool:
+    """A frame in CUP's format (a BCD MTI), as ``codec.dialect_of`` asks."""
+    return _FIRST <= data[:1] <= _LAST
+
+
+codec.register_foreign("cup", codec.Foreign(encode, decode, peek_mti, claims))

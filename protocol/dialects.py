@@ -6,16 +6,17 @@
   numbers, framed as 2-byte length + 5-byte TPDU + 6-byte header (``framing.CupFraming``).
 - ``iso-binary``: ``iso`` with each bitmap as 8 raw bytes instead of 16 hex characters (what many
   hosts and load tools send, e.g. iso8583sim's default ``ascii-binary``), 2-byte length framing.
-  No possim terminal speaks it; an ``iso`` host reads it and answers in it (``for_answer``).
+  No possim terminal speaks it; an ``iso`` host reads it and answers in it (``answer_like``).
 
-Everything that turns messages into bytes asks this registry, so a profile picks its dialect
-by name (``get("cup")``) and the terminal, host and transports need not know which it is.
+Everything that turns messages into bytes asks this registry, so a profile
+(``protocol.profiles``) picks its dialect by name and the terminal, host and transports need
+not know which it is.
 Pure module: no I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from possim.protocol import codec, cup
@@ -27,37 +28,13 @@ DEFAULT = "iso"
 
 
 @dataclass(frozen=True, slots=True)
-class TerminalRules:
-    """How a terminal of the dialect's family runs its day, where that differs between families.
-
-    The ``iso`` values are possim's generic terminal; ``protocol.cup.TERMINAL_RULES`` what CUP
-    terminals do (``docs/cup-wire.md``). A terminal asks these instead of naming its profile.
-    """
-
-    #: Messages carry a batch number (CUP 60.2) and the batch closes (the number advances) after
-    #: each settlement; without, the batch is every approved sale the journal holds.
-    batch_numbers: bool = False
-    #: Reversal reason (field 39) once a try was refused (CUP: 98 becomes 06); None keeps it.
-    reason_after_refusal: str | None = None
-    #: Sales one batch upload packs (CUP: 8 in field 48, then a batch-end upload, no second 0500,
-    #: and the upload runs even when the batch balanced); 0: one 0320 per sale named by field 90,
-    #: only when out of balance, then the totals once more.
-    sales_per_upload: int = 0
-    #: Completion advices still owed or given up are tried once more before the settlement.
-    trickles_advices: bool = False
-    #: Answer codes that mean "sign on again" (CUP: 77, and A0 for a MAC the host could not check).
-    sign_on_again: frozenset[str] = frozenset({"77"})
-
-
-ISO_RULES = TerminalRules()
-
-
-@dataclass(frozen=True, slots=True)
 class Dialect:
     """One wire format: encode/decode with the ``protocol.codec`` contract, plus its stream framing.
 
     ``framing`` is the terminal side's; a host answers with ``host_framing`` (for CUP the TPDU
-    addresses swapped).
+    addresses swapped). ``raw_fields`` splits a frame into its field strings before any of
+    possim's rules (``ProtocolError`` if it does not split); ``readable_identity`` reads a frame's
+    time and original from those where the dialect does not carry them in fields 7 and 90.
     """
 
     name: str
@@ -67,7 +44,15 @@ class Dialect:
     wire_fields: Callable[[bytes], dict[str, object]]
     framing: Framing = field(default_factory=LengthFraming)
     host_framing: Framing = field(default_factory=LengthFraming)
-    rules: TerminalRules = ISO_RULES
+    raw_fields: Callable[[bytes], Mapping[str, object]] = codec.unpack
+    readable_identity: Callable[[Mapping[str, str]], dict[str, object]] = lambda _fields: {}
+    #: The MAC travels as hex text (16 characters); otherwise as 8 binary bytes.
+    mac_is_hex: bool = True
+    #: The transmission time travels in field 7; otherwise in fields 13 and 12 (CUP).
+    sends_field_7: bool = True
+    #: ``Message``'s fields are the frame's fields, number for number; otherwise a report shows
+    #: the frame's own (``raw_fields``).
+    model_is_wire: bool = True
 
 
 def _iso_encode(msg: Message, key: MacKey | None = None) -> bytes:
@@ -81,22 +66,11 @@ def _iso_decode(data: bytes, keys: codec.Keys | None = None) -> Message:
 DIALECTS: dict[str, Dialect] = {
     "iso": Dialect("iso", _iso_encode, _iso_decode, codec.peek_mti, codec.wire_fields),
     "cup": Dialect("cup", cup.encode, cup.decode, cup.peek_mti, cup.wire_fields,
-                   CupFraming(), CupFraming().reply(),
-                   TerminalRules(batch_numbers=True, reason_after_refusal=cup.REASON_AFTER_REFUSAL,
-                                 sales_per_upload=cup.SALES_PER_UPLOAD, trickles_advices=True,
-                                 sign_on_again=cup.SIGN_ON_AGAIN_CODES)),
-    "iso-binary": Dialect("iso-binary", codec.encode_binary, codec.decode_binary, codec.peek_mti, codec.wire_fields),
+                   CupFraming(), CupFraming().reply(), cup.decode_fields, cup.readable_identity,
+                   mac_is_hex=False, sends_field_7=False, model_is_wire=False),
+    "iso-binary": Dialect("iso-binary", codec.encode_binary, codec.decode_binary, codec.peek_mti, codec.wire_fields,
+                          raw_fields=lambda data: codec.unpack(codec.hex_bitmaps(data))),
 }
-
-
-#: The dialect a terminal or host profile (``pos_sim.config.PROFILES``) speaks: a CUP terminal
-#: sends CUP bytes; possim's generic ISO terminal the ASCII ones.
-PROFILE_DIALECTS: dict[str, str] = {"iso": "iso", "cup": "cup"}
-
-
-def for_profile(profile: str) -> str:
-    """The dialect name of a profile; a profile with no dialect of its own speaks the default."""
-    return PROFILE_DIALECTS.get(profile, DEFAULT)
 
 
 #: Dialects a host of a profile's dialect answers a request in when the request came in them: the
@@ -104,10 +78,9 @@ def for_profile(profile: str) -> str:
 ANSWER_LIKE_REQUEST: dict[str, frozenset[str]] = {"iso": frozenset({"iso", "iso-binary"})}
 
 
-def for_answer(profile: str, request: str) -> str:
-    """The dialect a host of ``profile`` answers a request in ``request`` (a ``codec.dialect_of``
-    name) with: the request's own when it is a form of the profile's dialect, else the profile's."""
-    own = for_profile(profile)
+def answer_like(own: str, request: str) -> str:
+    """The dialect a host speaking ``own`` answers a request in ``request`` (a ``codec.dialect_of``
+    name) with: the request's own when it is a form of ``own``, else ``own``."""
     return request if request in ANSWER_LIKE_REQUEST.get(own, frozenset()) else own
 
 

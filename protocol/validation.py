@@ -34,9 +34,7 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
-import iso8583
-
-from possim.protocol import codec, cup
+from possim.protocol import codec, dialects
 from possim.protocol import mti as M
 from possim.protocol.errors import ProtocolError
 from possim.protocol.messages import Message, OriginalData
@@ -273,7 +271,7 @@ def identify(data: bytes, transmission: str) -> Message | None:
     ``transmission`` (the host's own transmission time: an answer always carries field 7). Field
     90 is kept only when it is real original data, so the answer encodes whatever the request held.
     A CUP frame has neither: its date and time are fields 13 + 12 and its original field 61
-    (``cup.readable_identity``), read the same way.
+    (``Dialect.readable_identity``), read the same way.
     """
     fields = _raw_fields(data)
     if fields is None:
@@ -293,27 +291,19 @@ def identify(data: bytes, transmission: str) -> Message | None:
         original = OriginalData(mti=raw[:4], stan=raw[4:10], transmission=raw[10:20])
         if _original_problem(original) is None:
             values["original"] = original
-    if codec.dialect_of(data) == "cup":  # no field 7 or 90: the date and time in 13 + 12, the original in 61
-        cup_values = cup.readable_identity({k: v for k, v in fields.items() if isinstance(v, str)})
-        if _original_problem(cup_values.get("original")) is not None:
-            cup_values.pop("original", None)
-        values.update(cup_values)
+    # a dialect without field 7 or 90 (CUP: the date and time in 13 + 12, the original in 61)
+    texts = {k: v for k, v in fields.items() if isinstance(v, str)}
+    own = dialects.get(codec.dialect_of(data)).readable_identity(texts)
+    if _original_problem(own.get("original")) is not None:
+        own.pop("original", None)
+    values.update(own)
     return Message(mti=mti, tid=tid, **values)  # type: ignore[arg-type]
 
 
 def _raw_fields(data: bytes) -> Mapping[str, object] | None:
     """The frame's fields as its dialect's layout reads them, before any of possim's rules; None if
     the bytes do not even split into fields (a bad bitmap, a wrong length, a truncated frame)."""
-    dialect = codec.dialect_of(data)
     try:
-        if dialect == "cup":
-            return cup.decode_fields(data)
-        if dialect == "iso-binary":  # the same layout once its bitmaps are hex
-            data = codec.hex_bitmaps(data)
+        return dialects.get(codec.dialect_of(data)).raw_fields(data)
     except ProtocolError:
         return None
-    try:
-        doc, _ = iso8583.decode(bytearray(data), codec.SPEC)
-    except codec.DECODE_ERRORS:
-        return None
-    return doc

@@ -26,11 +26,11 @@ from pathlib import Path
 
 from possim import keys as keyring
 from possim.money import parse_amount
-from possim.protocol import dialects
 from possim.protocol import mti as M
 from possim.protocol.errors import ProtocolError
 from possim.protocol.mac import MacKey
 from possim.protocol.messages import Message, OriginalData
+from possim.protocol.profiles import get_profile
 
 TIMEOUT = 1.5
 #: An answer that ends a reversal: taken back (00) or nothing to take back (25).
@@ -53,7 +53,7 @@ class Link:
     def __init__(self, address: str, profile: str, key: MacKey | None, bug: str | None) -> None:
         host, _, port = address.rpartition(":")
         self.sock = socket.create_connection((host, int(port)), timeout=10)
-        self.dialect = dialects.get(dialects.for_profile(profile))
+        self.dialect = get_profile(profile).wire
         self.deframer = self.dialect.framing.deframer()
         self.key, self.bug = key, bug
         self.frames: list[bytes] = []

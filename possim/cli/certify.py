@@ -20,6 +20,7 @@ from possim.cli.gradebook import Labels, Row
 from possim.conform import FAIL
 from possim.i18n import Tr
 from possim.protocol.mac import MacKey
+from possim.protocol.profiles import get_profile
 
 
 @click.command("certify")
@@ -81,7 +82,7 @@ def certify_command(profile: str, policy: str | None, command: str | None, resta
     with as_input_error(lib.CertifyError):
         plan = lib.load_plan(profile, Path(plan_path) if plan_path else None)
         cases = lib.select(plan, only)
-    tr = Tr(lang, "156" if profile == "cup" else "978")
+    tr = Tr(lang, get_profile(profile).currency)
     with tempfile.TemporaryDirectory(prefix="possim-certify-") as tmp:
         workdir = Path(tmp)
         keys, tids = _keys(keys_path, policy is not None, len(cases), workdir)

@@ -15,8 +15,9 @@ from typing import Any, TypeVar
 import click
 
 from possim import i18n
-from possim.pos_sim.config import POLICIES, PROFILES
+from possim.pos_sim.config import POLICIES
 from possim.protocol import transports
+from possim.protocol.profiles import REGISTRY as PROFILES
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -70,7 +71,7 @@ def policy(text: str = "Recovery policy (default: the scenario's).", default: st
 def profile(text: str = "Terminal profile: iso (generic ISO 8583) or cup (China UnionPay rules: same-STAN "
                          "reversal with a reason, 3 tries then escalation, CNY, UnionPay cards, settlement); "
                          "default: the scenario's.") -> Callable[[F], F]:
-    return click.option("--profile", type=LiveChoice(lambda: PROFILES), default=None, help=text)
+    return click.option("--profile", type=LiveChoice(PROFILES.names), default=None, help=text)
 
 
 def as_json(text: str = "Print the result as one JSON object.") -> Callable[[F], F]:

@@ -194,9 +194,9 @@ def _wire(transport: str, broker_url: str | None, tcp_url: str | None, qos: int,
           port_offset: int = 0, profile: str = "iso") -> Wire:
     """``inputs.wire`` plus the broker account of ``username`` from the key file, and TLS; host shards as
     in :func:`possim.cli.inputs.wire`; the profile's wire dialect (``cup``: CUP frames over TCP)."""
-    from possim.protocol.dialects import for_profile
+    from possim.protocol.profiles import get_profile
 
-    dialect = for_profile(profile)
+    dialect = get_profile(profile).dialect
     wire = inputs.wire(transport, broker_url, tcp_url, qos, client_id, shard, shards, port_offset, dialect)
     if (ring is None and tls_ca is None) or not transports.get(transport).broker:
         return wire

@@ -15,9 +15,10 @@ import click
 from possim.cli import inputs
 from possim.cli import options as opt
 from possim.cli.errors import InputError, as_input_error
+from possim.cli.options import LiveChoice
 from possim.i18n import N_, Tr
-from possim.pos_sim.config import PROFILES
 from possim.protocol import events as ev
+from possim.protocol.profiles import REGISTRY as PROFILES
 from possim.proxy import Proxy, ProxyError, WireVerdict, address, load_faults, wire_verdict
 from possim.trace import Trace
 
@@ -35,7 +36,7 @@ MAX_DURATION = 24 * 3600.0
               help="The host the proxy forwards to; each terminal connection gets its own.")
 @click.option("--faults", "faults_path", required=True, type=click.Path(dir_okay=False),
               help="TOML with a scenario's [[faults]], [[partitions]] and [network.to_host]/[network.to_terminal].")
-@click.option("--profile", type=click.Choice(PROFILES), default="iso", show_default=True,
+@click.option("--profile", type=LiveChoice(PROFILES.names), default="iso", show_default=True,
               help="Framing and codec: iso (2-byte length, possim's ISO 8583) or cup (length, TPDU, header).")
 @opt.trace("Write the proxy's JSON-lines trace here on exit (read by possim replay).")
 @opt.seed("The fault layer's RNG seed (random loss, latency, duplication, reordering).", default=1)
