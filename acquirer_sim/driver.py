@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from possim.acquirer_sim.host import AcquirerHost, AwaitIssuer, Crashed, HostAction, Reply
 from possim.protocol import codec
@@ -26,37 +26,81 @@ from possim.protocol.events import Event, HostRestarted, MsgReceived, MsgSent
 from possim.protocol.ports import DeliveringLink, Link, Scheduler
 from possim.protocol.transports import Origin
 
+A = TypeVar("A")
+
 
 def _discard(_event: Event) -> None:
     """The emit of a driver whose run records no events."""
 
 
-class HostDriver:
-    def __init__(self, host: AcquirerHost, link: Link, scheduler: Scheduler,
-                 emit: Callable[[Event], None] | None) -> None:
-        """``emit`` None: the run records no events, so arrivals and sends are not even described."""
-        self.host = host
+class ServerDriver(Generic[A]):
+    """What the card host's driver and the wallet gateway's driver do alike, so each keeps only
+    what differs: trace every arrival with its bytes (a recorded run can drive the driver again),
+    hand it to the sans-IO machine with the terminal id the transport vouches for, count the
+    answers still to send, and address each answer to where its request came from.
+
+    ``emit`` None: the run records no events, so arrivals and sends are not even described.
+    """
+
+    def __init__(self, link: Link, scheduler: Scheduler, emit: Callable[[Event], None] | None) -> None:
         self.link = link
         self.scheduler = scheduler
         self.emit: Callable[[Event], None] = emit or _discard
         self.tracing = emit is not None
-        self.pending = 0
-        self.delivering = link if isinstance(link, DeliveringLink) else None
+        self.pending = 0  # answers not yet sent
 
     def receive(self, data: bytes, origin: Origin | None = None) -> None:
+        """``origin``: who the transport says sent the bytes (its ``tid``) and where (a TCP connection),
+        so the answer goes back there."""
         if self.tracing:
-            wire: dict[str, Any] = codec.wire_fields(data)
-            self.emit(MsgReceived("host", **wire, data=data.hex()))
-        self._execute(self.host.receive(self.scheduler.now(), data, origin.tid if origin is not None else None), origin)
+            self.emit(MsgReceived("host", **self._wire_fields(data), data=data.hex()))
+        sender = origin.tid if origin is not None else None
+        self._execute(self._decide(self.scheduler.now(), data, sender), origin)
+
+    def _answer_later(self, delay: float, send: Callable[[], None]) -> None:
+        """An answer leaves after its delay; until then the run is not quiet."""
+        self.pending += 1
+        self.scheduler.call_later(delay, send)
+
+    @staticmethod
+    def _meta(tid: str, stan: str, mti: str, authenticated: bool, fresh: bool,
+              origin: Origin | None) -> dict[str, object]:
+        """What the transport needs to route an answer (``protocol.transports``): the origin rides along."""
+        meta: dict[str, object] = {"tid": tid, "stan": stan, "mti": mti, "authenticated": authenticated,
+                                   "fresh": fresh}
+        if origin is not None:
+            meta["origin"] = origin
+        return meta
+
+    def _wire_fields(self, data: bytes) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _decide(self, now: float, data: bytes, sender: str | None) -> list[A]:
+        raise NotImplementedError
+
+    def _execute(self, actions: list[A], origin: Origin | None) -> None:
+        raise NotImplementedError
+
+
+class HostDriver(ServerDriver[HostAction]):
+    def __init__(self, host: AcquirerHost, link: Link, scheduler: Scheduler,
+                 emit: Callable[[Event], None] | None) -> None:
+        super().__init__(link, scheduler, emit)
+        self.host = host
+        self.delivering = link if isinstance(link, DeliveringLink) else None
+
+    def _wire_fields(self, data: bytes) -> dict[str, Any]:
+        return codec.wire_fields(data)
+
+    def _decide(self, now: float, data: bytes, sender: str | None) -> list[HostAction]:
+        return self.host.receive(now, data, sender)
 
     def _execute(self, actions: list[HostAction], origin: Origin | None) -> None:
         for action in actions:
             if isinstance(action, AwaitIssuer):
-                self.pending += 1
-                self.scheduler.call_later(action.delay, partial(self._issuer_answers, action, origin))
+                self._answer_later(action.delay, partial(self._issuer_answers, action, origin))
             elif isinstance(action, Reply):
-                self.pending += 1
-                self.scheduler.call_later(action.delay, partial(self._send, action, origin))
+                self._answer_later(action.delay, partial(self._send, action, origin))
             elif isinstance(action, Crashed):
                 self.scheduler.call_later(action.until - self.scheduler.now(),
                                           lambda: self.emit(HostRestarted()))
@@ -77,10 +121,7 @@ class HostDriver:
             return
         if self.tracing:
             self.emit(MsgSent("host", reply.tid, reply.stan, reply.mti, rrn=reply.rrn or None))
-        meta: dict[str, object] = {"tid": reply.tid, "stan": reply.stan, "mti": reply.mti,
-                                   "authenticated": reply.authenticated, "fresh": reply.fresh}
-        if origin is not None:
-            meta["origin"] = origin
+        meta = self._meta(reply.tid, reply.stan, reply.mti, reply.authenticated, reply.fresh, origin)
         if reply.rrn:
             meta["rrn"] = reply.rrn
         if reply.answers is None or self.delivering is None:

@@ -11,36 +11,36 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
+from possim.acquirer_sim.driver import ServerDriver
 from possim.acquirer_sim.wallet import GatewayAction, Wake, WalletGateway, WalletReply
 from possim.protocol import wallet as W
-from possim.protocol.events import Event, MsgReceived, MsgSent, WalletGatewayWake
+from possim.protocol.events import Event, MsgSent, WalletGatewayWake
 from possim.protocol.ports import Link, Scheduler
 from possim.protocol.transports import Origin
 
 
-class WalletGatewayDriver:
+class WalletGatewayDriver(ServerDriver[GatewayAction]):
+    """The wallet gateway's driver: the shared server work (``ServerDriver``), plus the customer's
+    phone and the auto-close of orders (``Wake``), traced so a replay can wake the gateway again."""
+
     def __init__(self, gateway: WalletGateway, link: Link, scheduler: Scheduler,
                  emit: Callable[[Event], None]) -> None:
+        super().__init__(link, scheduler, emit)
         self.gateway = gateway
-        self.link = link
-        self.scheduler = scheduler
-        self.emit = emit
-        self.pending = 0  # answers not yet sent
         self.wakes = 0  # customer confirmations and auto-closes still to come
 
-    def receive(self, data: bytes, origin: Origin | None = None) -> None:
-        """``origin``: who the transport says sent the frame (its ``tid``) and where (a TCP connection),
-        so the answer goes back there."""
-        self.emit(MsgReceived("host", **W.wire_fields(data), data=data.hex()))  # type: ignore[arg-type]
-        sender = origin.tid if origin is not None else None
-        self._execute(self.gateway.receive(self.scheduler.now(), data, sender), origin)
+    def _wire_fields(self, data: bytes) -> dict[str, Any]:
+        return W.wire_fields(data)
+
+    def _decide(self, now: float, data: bytes, sender: str | None) -> list[GatewayAction]:
+        return self.gateway.receive(now, data, sender)
 
     def _execute(self, actions: list[GatewayAction], origin: Origin | None = None) -> None:
         for action in actions:
             if isinstance(action, WalletReply):
-                self.pending += 1
-                self.scheduler.call_later(action.delay, partial(self._send, action, origin))
+                self._answer_later(action.delay, partial(self._send, action, origin))
             elif isinstance(action, Wake):
                 self.wakes += 1
                 self.scheduler.call_later(action.at - self.scheduler.now(), partial(self._wake, action))
@@ -65,8 +65,5 @@ class WalletGatewayDriver:
         self.emit(MsgSent("host", reply.tid, reply.order, reply.mti))
         # Only the answer to a request whose sign proved its sender binds a TCP connection to its tid
         # (the gateway keeps no per-request replay record: every authenticated answer counts as fresh).
-        meta: dict[str, object] = {"tid": reply.tid, "stan": reply.order, "mti": reply.mti,
-                                   "authenticated": reply.authenticated, "fresh": reply.authenticated}
-        if origin is not None:
-            meta["origin"] = origin
-        self.link.send(reply.data, meta)
+        self.link.send(reply.data, self._meta(reply.tid, reply.order, reply.mti, reply.authenticated,
+                                              reply.authenticated, origin))

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
 
-from possim.pos_sim.policies import POLICY_NAMES, RecoveryPolicy, get_policy
+from possim.pos_sim.policies import REGISTRY as POLICY_REGISTRY
+from possim.pos_sim.policies import RecoveryPolicy, get_policy
 from possim.protocol.profiles import Profile as Scheme
 from possim.protocol.profiles import get_profile
 
-#: The policy names; an alias of ``pos_sim.policies.POLICY_NAMES`` kept for older imports.
-POLICIES: tuple[str, ...] = POLICY_NAMES
+#: A policy name: any name ``pos_sim.policies.REGISTRY`` holds when the config is made (checked
+#: in ``__post_init__``, not frozen into a type, so a policy registered later is valid).
+Policy = str
 
-if TYPE_CHECKING:
-    Policy = str
-else:
-    #: A policy name. At run time a ``Literal`` of the registry's names, so pydantic models
-    #: annotated with it validate against the registry; to the type checker a plain ``str``.
-    Policy = Literal[POLICY_NAMES]
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """``POLICIES``, the policy names kept for older imports, is asked of the registry when read."""
+    if name == "POLICIES":
+        return POLICY_REGISTRY.names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: A profile name (``protocol.profiles.REGISTRY``): ``iso`` is possim's generic ISO 8583 terminal,
 #: ``cup`` a China UnionPay POS terminal; ``TerminalConfig`` checks it against the registry.

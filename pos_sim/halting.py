@@ -1,4 +1,5 @@
-"""What both terminal drivers (card and wallet) do when their journal refuses a write.
+"""What both terminal drivers (card and wallet) do when their journal refuses a write, and
+what both journals do to say so (``JournalWrites``).
 
 The state machines put every journal write before the send it covers. If the write fails (a
 full disk), the actions after it must not be carried out, or a message would leave with no
@@ -8,10 +9,11 @@ one rule, so it is written once.
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Generic, TypeVar
 
 from possim.protocol.ports import Cancellable
-from possim.protocol.storage import WriteError
+from possim.protocol.storage import WriteError, write_failure
 
 A = TypeVar("A")
 
@@ -42,4 +44,31 @@ class HaltsOnWriteError(Generic[A]):
         raise NotImplementedError
 
     def _cancel(self, name: str) -> None:
+        raise NotImplementedError
+
+
+class JournalWrites:
+    """The write both journals (card and wallet) make: one statement at a time; in a journal file
+    (``durable``) a refusal (a full disk) is a :class:`WriteError` naming the file, which stops the
+    terminal (``HaltsOnWriteError``); in memory it is a bug and raised as it is."""
+
+    durable: bool
+
+    def _execute(self, sql: str, values: tuple[object, ...]) -> None:
+        conn = self._db()
+        try:
+            conn.execute(sql, values)
+            self._written(conn)
+        except sqlite3.Error as exc:
+            if not self.durable:
+                raise
+            raise write_failure(exc, self._file(conn), "journal") from None
+
+    def _written(self, conn: sqlite3.Connection) -> None:
+        """After a write went through (the wallet journal commits a durable one at once)."""
+
+    def _db(self) -> sqlite3.Connection:
+        raise NotImplementedError
+
+    def _file(self, conn: sqlite3.Connection) -> str:
         raise NotImplementedError

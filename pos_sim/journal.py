@@ -27,9 +27,10 @@ from dataclasses import fields
 from operator import attrgetter
 from pathlib import Path
 
+from possim.pos_sim.halting import JournalWrites
 from possim.pos_sim.records import TxnRecord
 from possim.pos_sim.wallet_journal import SCHEMA as WALLET_SCHEMA
-from possim.protocol.storage import empty_image, is_memory, open_file, open_for_reading, write_failure
+from possim.protocol.storage import empty_image, is_memory, open_file, open_for_reading
 
 COLUMNS = tuple(f.name for f in fields(TxnRecord))
 SCHEMA = f"""CREATE TABLE IF NOT EXISTS journal (
@@ -88,7 +89,7 @@ def write_rows(conn: sqlite3.Connection, unwritten: dict[int, Row]) -> None:
         unwritten.clear()
 
 
-class Journal:
+class Journal(JournalWrites):
     """The terminal's store of its records; ``tid`` names the terminal it belongs to.
 
     A journal file writes every record at once (it must survive the terminal losing power).
@@ -163,14 +164,11 @@ class Journal:
         self._execute("INSERT INTO terminals (tid, last_stan) VALUES (?, ?) "
                       "ON CONFLICT (tid) DO UPDATE SET last_stan = excluded.last_stan", (self.tid, stan))
 
-    def _execute(self, sql: str, values: tuple[object, ...]) -> None:
-        """One write; on a journal file a failure (a full disk) is a :class:`WriteError` naming it."""
-        try:
-            self._conn.execute(sql, values)
-        except sqlite3.Error as exc:
-            if not self.durable:
-                raise
-            raise write_failure(exc, self.path, "journal") from None
+    def _db(self) -> sqlite3.Connection:
+        return self._conn
+
+    def _file(self, conn: sqlite3.Connection) -> str:
+        return self.path
 
     def last_stan(self) -> str | None:
         """The last STAN this terminal id saved, or None for a terminal that never sent."""

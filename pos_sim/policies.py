@@ -3,20 +3,32 @@
 A policy is a strategy object asked three questions by the terminal: an original timed out,
 status queries ran out, power came back with a sale unsettled. It answers by calling the
 terminal's recovery operations (``Recovery``): reverse, query, finish. It also says whether a
-reversal record is journaled before every original and whether completion advices are stored
-and forwarded.
+reversal record is journaled before every original, whether completion advices are stored
+and forwarded, and how many status queries may go unanswered (``queries_allowed``).
+
+One policy answers for both instruments: its ``wallet`` attribute is the QR terminal's
+strategy (``pos_sim.wallet_policies``) under the same name, so one ``--policy`` governs both
+kinds of payment at a till.
 
 ``REGISTRY`` is the one list of policies; every other list (CLI choices, fuzzing, scenario
-validation, tests) derives from it. A new policy is a class here plus one registry line.
+validation, tests) asks it when it runs. A new policy is one class plus one registry line
+(``REGISTRY.register(MyPolicy())``, or ``REGISTRY.added(...)`` for a block).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Protocol
 
 from possim.pos_sim.actions import Action
 from possim.pos_sim.records import ReversalState, SaleStatus, TxnRecord
+from possim.pos_sim.wallet_policies import (
+    CancelPolicy,
+    NoWalletRecovery,
+    QueryThenCancelPolicy,
+    WalletPolicy,
+    WalletQueryPolicy,
+)
+from possim.protocol.registry import Registry
 
 TIMEOUT_FAILED = "TIMEOUT - PAYMENT FAILED"
 
@@ -47,6 +59,13 @@ class RecoveryPolicy:
     arms_reversal = False
     #: Store completion advices (0220) and repeat them (0221) until the host answers.
     forwards_advices = False
+    #: What the QR terminal does under this policy (the same name governs both instruments).
+    wallet: WalletPolicy = NoWalletRecovery()
+
+    def queries_allowed(self, configured: int) -> int:
+        """How many status queries of one sale may go unanswered before ``queries_exhausted``:
+        the terminal's setting (``TerminalConfig.query_attempts``) unless the policy says otherwise."""
+        return configured
 
     def original_timed_out(self, ops: Recovery, now: float, txn: TxnRecord) -> list[Action]:
         """No answer to the original: the sale is ``unknown`` (already journaled so by the terminal)."""
@@ -79,6 +98,7 @@ class ReversalPolicy(RecoveryPolicy):
     name = "reversal"
     arms_reversal = True
     forwards_advices = True
+    wallet = CancelPolicy()
 
     def original_timed_out(self, ops: Recovery, now: float, txn: TxnRecord) -> list[Action]:
         return ops.reverse(now, txn) + ops.finish(now, txn, SaleStatus.UNKNOWN, TIMEOUT_FAILED)
@@ -95,6 +115,7 @@ class QueryPolicy(RecoveryPolicy):
 
     name = "query"
     forwards_advices = True
+    wallet = WalletQueryPolicy()
 
     def original_timed_out(self, ops: Recovery, now: float, txn: TxnRecord) -> list[Action]:
         return ops.query(now, txn)
@@ -110,6 +131,7 @@ class QueryThenReversalPolicy(QueryPolicy):
 
     name = "query-then-reversal"
     arms_reversal = True
+    wallet = QueryThenCancelPolicy()
 
     def queries_exhausted(self, ops: Recovery, now: float, txn: TxnRecord) -> list[Action]:
         return ops.reverse(now, txn) + ops.finish(now, txn, SaleStatus.UNKNOWN, TIMEOUT_FAILED)
@@ -127,20 +149,19 @@ def _power_loss_failed(ops: Recovery, now: float, txn: TxnRecord) -> list[Action
     return []
 
 
-def _registry(*policies: RecoveryPolicy) -> Mapping[str, RecoveryPolicy]:
-    return {p.name: p for p in policies}
-
-
 #: Every recovery policy by name, in the order shown to users (the first is the default).
-REGISTRY: Mapping[str, RecoveryPolicy] = _registry(
-    NoRecovery(), ReversalPolicy(), QueryPolicy(), QueryThenReversalPolicy())
-#: The policy names, derived from ``REGISTRY``.
-POLICY_NAMES: tuple[str, ...] = tuple(REGISTRY)
+REGISTRY: Registry[RecoveryPolicy] = Registry("policy", lambda p: p.name)
+for _policy in (NoRecovery(), ReversalPolicy(), QueryPolicy(), QueryThenReversalPolicy()):
+    REGISTRY.register(_policy)
 
 
 def get_policy(name: str) -> RecoveryPolicy:
     """The policy called ``name``; a ``ValueError`` naming the choices for anything else."""
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown policy {name!r} (choose from {', '.join(POLICY_NAMES)})") from None
+    return REGISTRY.get(name)
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """``POLICY_NAMES``, kept for older imports, is asked of ``REGISTRY`` each time it is read."""
+    if name == "POLICY_NAMES":
+        return REGISTRY.names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -802,7 +802,7 @@ class Terminal:
 
     def _query_timed_out(self, now: float, ex: Exchange) -> list[Action]:
         txn, task = ex.txn, _task(ex)
-        if txn.query_attempts < self.config.query_attempts:
+        if txn.query_attempts < self.policy.queries_allowed(self.config.query_attempts):
             task.due = now + self.config.query_interval
             return []
         self._drop_task(task)

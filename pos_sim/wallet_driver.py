@@ -8,43 +8,35 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from functools import partial
+from typing import Any
 
 from possim.pos_sim.actions import CancelTimer, Send, StartTimer
-from possim.pos_sim.halting import HaltsOnWriteError
+from possim.pos_sim.driver import DeviceDriver
 from possim.pos_sim.wallet_actions import WalletAction, WalletResult, WriteWallet
 from possim.pos_sim.wallet_journal import WalletJournal
 from possim.pos_sim.wallet_terminal import WalletPaymentRequest, WalletTerminal
 from possim.protocol import wallet as W
 from possim.protocol.events import (
     Event,
-    MsgReceived,
-    MsgSent,
     SignOnAgain,
-    TerminalDownDrop,
     WalletPaymentRequested,
     WalletTimerFired,
 )
-from possim.protocol.ports import Cancellable, Link, Scheduler
-from possim.protocol.storage import WriteError
+from possim.protocol.ports import Link, Scheduler
 
 Emit = Callable[[Event], None]
 
 
-class WalletTerminalDriver(HaltsOnWriteError[WalletAction]):
+class WalletTerminalDriver(DeviceDriver[WalletAction]):
+    """The QR terminal's driver: the shared device work (``DeviceDriver``), its order timers traced
+    (replay feeds them back), results to the till, and "sign on again" passed to the card terminal."""
+
     def __init__(self, terminal: WalletTerminal, link: Link, scheduler: Scheduler, journal: WalletJournal,
                  emit: Emit, on_result: Callable[[WalletResult], None] | None = None) -> None:
+        super().__init__(terminal.config.tid, link, scheduler, emit)
         self.terminal = terminal
-        self.link = link
-        self.scheduler = scheduler
         self.journal = journal
-        self.emit = emit
         self.on_result = on_result
-        self.tid = terminal.config.tid
-        self.down = False
-        self._timers: dict[str, Cancellable] = {}
-        #: Why the terminal stopped for good: its journal refused a write (as ``TerminalDriver.failure``).
-        self.failure: WriteError | None = None
         #: Told when the gateway answers "sign on again": the till's card terminal signs on for the device.
         self.on_sign_on_again: Callable[[], None] | None = None
 
@@ -60,15 +52,11 @@ class WalletTerminalDriver(HaltsOnWriteError[WalletAction]):
                                          request.provider, request.auth_code))
         self.execute(self.terminal.request_payment(self.scheduler.now(), request))
 
-    def receive(self, data: bytes) -> None:
-        if self.failure is not None:
-            return
-        wire = W.wire_fields(data)
-        if self.down:
-            self.emit(TerminalDownDrop(**wire))  # type: ignore[arg-type]
-            return
-        self.emit(MsgReceived("terminal", **wire, data=data.hex()))  # type: ignore[arg-type]
-        self.execute(self.terminal.receive(self.scheduler.now(), data))
+    def _wire_fields(self, data: bytes) -> dict[str, Any]:
+        return W.wire_fields(data)
+
+    def _machine_receive(self, now: float, data: bytes) -> list[WalletAction]:
+        return self.terminal.receive(now, data)
 
     def fire_timer(self, name: str) -> None:
         """The order's timer fires; traced, because replay feeds the recorded firings back."""
@@ -77,9 +65,7 @@ class WalletTerminalDriver(HaltsOnWriteError[WalletAction]):
         self.execute(self.terminal.timer_fired(self.scheduler.now(), name))
 
     def power_off(self) -> None:
-        for name in list(self._timers):
-            self._cancel(name)
-        self.down = True
+        self._cut_power()
 
     def power_on(self, terminal: WalletTerminal) -> None:
         if self.failure is not None:
@@ -96,13 +82,9 @@ class WalletTerminalDriver(HaltsOnWriteError[WalletAction]):
     def _execute(self, actions: list[WalletAction]) -> None:
         for action in actions:
             if isinstance(action, Send):
-                self.emit(MsgSent("terminal", self.tid, action.stan, action.mti, txn=action.txn_id))
-                self.link.send(action.data, {"tid": self.tid, "stan": action.stan, "mti": action.mti,
-                                             "txn": action.txn_id})
+                self._send(action)
             elif isinstance(action, StartTimer):
-                self._cancel(action.name)
-                self._timers[action.name] = self.scheduler.call_later(action.at - self.scheduler.now(),
-                                                                      partial(self.fire_timer, action.name))
+                self._arm(action.name, action.at)
             elif isinstance(action, CancelTimer):
                 self._cancel(action.name)
             elif isinstance(action, WriteWallet):
@@ -114,8 +96,3 @@ class WalletTerminalDriver(HaltsOnWriteError[WalletAction]):
                 self.emit(action)
                 if isinstance(action, SignOnAgain) and self.on_sign_on_again is not None:
                     self.on_sign_on_again()
-
-    def _cancel(self, name: str) -> None:
-        handle = self._timers.pop(name, None)
-        if handle is not None:
-            handle.cancel()

@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass, fields
 
+from possim.pos_sim.halting import JournalWrites
 from possim.pos_sim.records import ReversalState, SaleStatus
-from possim.protocol.storage import write_failure
 
 
 @dataclass(slots=True)
@@ -65,31 +65,28 @@ _INSERT = (f"INSERT OR REPLACE INTO wallet_journal (tid, {', '.join(COLUMNS)}) "
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM wallet_journal ORDER BY txn_id"  # noqa: S608
 
 
-class WalletJournal:
+class WalletJournal(JournalWrites):
     """Write-through store of wallet records in a journal connection (the card journal's)."""
 
     def __init__(self, conn: sqlite3.Connection, tid: str, durable: bool = False) -> None:
         self.conn = conn
         self.tid = tid
         self.durable = durable
-        self._write(SCHEMA, ())
+        self._execute(SCHEMA, ())
 
     def write(self, record: WalletRecord) -> None:
-        self._write(_INSERT, (self.tid, *(getattr(record, c) for c in COLUMNS)))
+        self._execute(_INSERT, (self.tid, *(getattr(record, c) for c in COLUMNS)))
 
-    def _write(self, sql: str, values: tuple[object, ...]) -> None:
-        """One write, committed at once in a journal file (it must survive a power loss); a file
-        that refuses it (a full disk) raises :class:`WriteError` naming the file."""
-        try:
-            self.conn.execute(sql, values)
-            if self.durable:
-                self.conn.commit()
-        except sqlite3.Error as exc:
-            if not self.durable:
-                raise
-            path = next((file for _, name, file in self.conn.execute("PRAGMA database_list") if name == "main"),
-                        "journal")
-            raise write_failure(exc, path, "journal") from None
+    def _db(self) -> sqlite3.Connection:
+        return self.conn
+
+    def _written(self, conn: sqlite3.Connection) -> None:
+        """Committed at once in a journal file: it must survive a power loss."""
+        if self.durable:
+            conn.commit()
+
+    def _file(self, conn: sqlite3.Connection) -> str:
+        return next((file for _, name, file in conn.execute("PRAGMA database_list") if name == "main"), "journal")
 
     def load(self) -> list[WalletRecord]:
         rows = self.conn.execute(_SELECT).fetchall()

@@ -1,7 +1,7 @@
 """Wallet recovery policies and the providers' documented timings.
 
-The four card policies of ``pos_sim.policies`` have wallet equivalents, registered under the
-same names so one ``--policy`` governs both kinds of payment at a till:
+The four card policies of ``pos_sim.policies`` have wallet equivalents: each card policy holds
+its twin (``RecoveryPolicy.wallet``), so one ``--policy`` governs both kinds of payment at a till:
 
 | card policy | wallet equivalent |
 |---|---|
@@ -24,7 +24,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from possim.pos_sim.policies import POLICY_NAMES
 from possim.pos_sim.records import ReversalState, SaleStatus
 from possim.pos_sim.wallet_actions import WalletAction
 from possim.pos_sim.wallet_journal import WalletRecord
@@ -200,20 +199,3 @@ class QueryThenCancelPolicy(WalletQueryPolicy):
         if now + timing.query_interval < limit:
             return ops.query_later(now, rec, now + timing.query_interval)
         return ops.wait_until(now, rec, limit)
-
-
-def _registry(*policies: WalletPolicy) -> Mapping[str, WalletPolicy]:
-    return {p.name: p for p in policies}
-
-
-#: Every wallet policy, under the name of the card policy it corresponds to.
-WALLET_REGISTRY: Mapping[str, WalletPolicy] = _registry(
-    NoWalletRecovery(), CancelPolicy(), WalletQueryPolicy(), QueryThenCancelPolicy())
-assert tuple(WALLET_REGISTRY) == POLICY_NAMES, "every card policy has its wallet equivalent"
-
-
-def get_wallet_policy(name: str) -> WalletPolicy:
-    try:
-        return WALLET_REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown policy {name!r} (choose from {', '.join(WALLET_REGISTRY)})") from None

@@ -52,10 +52,11 @@ from datetime import datetime
 
 from possim.pos_sim.actions import CancelTimer, Send, StartTimer
 from possim.pos_sim.exchanges import SIGN_ON_AGAIN_DISPLAY
+from possim.pos_sim.policies import get_policy
 from possim.pos_sim.records import CANCEL_MOVES, UNSETTLED, WALLET_SALE_MOVES, ReversalState, SaleStatus
 from possim.pos_sim.wallet_actions import WalletAction, WalletResult, WriteWallet
 from possim.pos_sim.wallet_journal import WalletRecord
-from possim.pos_sim.wallet_policies import PROFILES, WalletPolicy, WalletTiming, get_wallet_policy
+from possim.pos_sim.wallet_policies import PROFILES, WalletPolicy, WalletTiming
 from possim.protocol import events as ev
 from possim.protocol import wallet as W
 from possim.protocol.errors import ProtocolError
@@ -118,7 +119,7 @@ class WalletTerminal:
         self.mac_key = mac_key
         #: Where the random part of order numbers comes from (rule 6).
         self.nonces = nonces if nonces is not None else random.SystemRandom()
-        self.policy: WalletPolicy = get_wallet_policy(config.policy)
+        self.policy: WalletPolicy = get_policy(config.policy).wallet
         self.orders: dict[str, _Order] = {}
 
     # -- inputs ---------------------------------------------------------------------------

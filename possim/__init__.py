@@ -35,6 +35,9 @@ _LAZY = {
     "schedules": "possim.pos_sim.testing", "link_faults": "possim.pos_sim.testing",
 }
 
+#: Names asked of a registry each time they are read (a policy registered later is listed), never cached.
+_LIVE = frozenset({"POLICIES"})
+
 __all__ = ["POLICIES", "check", "compare", "link_faults", "load_scenario", "save_schedule", "schedules", "simulate"]
 
 
@@ -45,7 +48,8 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'possim' has no attribute {name!r}")
     __import__(module)  # not importlib.import_module: that import costs every ``import possim``
     value = getattr(sys.modules[module], name)
-    globals()[name] = value
+    if name not in _LIVE:
+        globals()[name] = value
     return value
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from possim.checker import Verdict
-from possim.pos_sim.config import POLICIES
+from possim.pos_sim.policies import REGISTRY as POLICY_REGISTRY
 from possim.rig import RunResult
 from possim.scenario import Scenario, ScenarioError
 
@@ -87,7 +87,7 @@ def simulate(scenario: ScenarioLike, policy: str | None = None, *, seed: int | N
     return run(_scenario(scenario, lang), policy, seed, None, ledger_path, journal_path, rng)
 
 
-def compare(scenario: ScenarioLike, policies: Iterable[str] = POLICIES, *, seed: int | None = None,
+def compare(scenario: ScenarioLike, policies: Iterable[str] | None = None, *, seed: int | None = None,
             lang: str | None = None) -> dict[str, RunResult]:
     """The same scenario, with the same faults, under each policy: ``{policy: result}``.
 
@@ -97,7 +97,7 @@ def compare(scenario: ScenarioLike, policies: Iterable[str] = POLICIES, *, seed:
     """
     from possim.scenario import check_policy
 
-    names = [check_policy(p) for p in policies]
+    names = [check_policy(p) for p in (POLICY_REGISTRY.names() if policies is None else policies)]
     sc = _scenario(scenario, lang)
     return {name: simulate(sc, name, seed=seed, lang=lang) for name in names}
 

@@ -181,6 +181,29 @@ def sent_at(transmission: str) -> str:
 
 
 def compare(console: Console, results: Sequence[RunResult], tr: Tr = _EN) -> None:
+    """One column per policy; when they do not all fit the console's width (any number of policies
+    may be registered), the policies are shown in as many tables as needed, each one whole."""
+    for group in _fitting(console, results, tr):
+        console.print(_compare_table(group, tr))
+
+
+def _fitting(console: Console, results: Sequence[RunResult], tr: Tr) -> list[Sequence[RunResult]]:
+    """``results`` cut into runs of consecutive policies whose table fits, at least one per table."""
+    groups: list[Sequence[RunResult]] = []
+    start = 0
+    for end in range(1, len(results) + 1):
+        if end - start > 1 and _natural_width(console, _compare_table(results[start:end], tr)) > console.width:
+            groups.append(results[start:end - 1])
+            start = end - 1
+    return [*groups, results[start:]]
+
+
+def _natural_width(console: Console, table: Table) -> int:
+    """The width ``table`` takes when nothing squeezes it (rich measures within the console's width)."""
+    return console.measure(table, options=console.options.update_width(1_000_000)).maximum
+
+
+def _compare_table(results: Sequence[RunResult], tr: Tr) -> Table:
     table = Table(title=tr("{scenario}: same faults, seed {seed}, each policy", scenario=results[0].scenario.name,
                            seed=results[0].seed))
     table.add_column(tr("measure"))
@@ -195,7 +218,7 @@ def compare(console: Console, results: Sequence[RunResult], tr: Tr = _EN) -> Non
             cells.append(f"[bold red]{shown}[/]" if alarm(key, v) else f"[green]{shown}[/]" if key in DAMAGE
                          else shown)
         table.add_row(measure(key, tr, wallet_only(results[0])), *cells)
-    console.print(table)
+    return table
 
 
 def coverage(console: Console, counts: Any, examples: int, groups: Any = None, tr: Tr = _EN) -> None:

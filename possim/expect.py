@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from possim.checker import MEASURES, OPTIONAL
-from possim.pos_sim.policies import POLICY_NAMES
+from possim.pos_sim.policies import REGISTRY as POLICIES
 
 _CMP = re.compile(r"^\s*(>=|<=|==|!=|>|<)?\s*(-?\d+(?:\.\d+)?)\s*$")
 _OPS = {">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
@@ -25,7 +25,7 @@ _OPS = {">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.
 def validate_expect(expect: dict[str, Any]) -> None:
     """Raise ``ValueError`` (one line) for an unknown measure or policy, or a value that is no comparison."""
     for key, value in expect.items():
-        if key in POLICY_NAMES:
+        if key in POLICIES:
             if not isinstance(value, dict):
                 raise ValueError(f"expect.{key} must be a table")
             for measure, want in value.items():
@@ -53,7 +53,7 @@ def _validate_one(where: str, measure: str, value: Any, also: str) -> None:
 
 def expectations_for(expect: dict[str, Any], policy: str) -> dict[str, Any]:
     """The flat keys, overridden by the policy's own sub-table when it has one."""
-    flat = {k: v for k, v in expect.items() if k not in POLICY_NAMES}
+    flat = {k: v for k, v in expect.items() if k not in POLICIES}
     return {**flat, **expect.get(policy, {})}
 
 

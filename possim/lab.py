@@ -33,7 +33,7 @@ from possim.html_report import CSS as REPORT_CSS
 from possim.html_report import parts, render
 from possim.i18n import LANGS, LanguageError, Tr, resolve
 from possim.lesson import story
-from possim.pos_sim.config import POLICIES
+from possim.pos_sim.policies import REGISTRY as POLICIES
 from possim.protocol.faults import DIRECTIONS
 from possim.protocol.mti import KNOWN
 from possim.protocol.wallet import KINDS as WALLET_KINDS
@@ -105,7 +105,7 @@ def parse_case(data: Any) -> Case:
         raise LabError("policies: a list of one or two policy names")
     for i, p in enumerate(policies):
         if p not in POLICIES:
-            raise LabError(f"policies.{i}: unknown policy {p!r} (choose from {', '.join(POLICIES)})")
+            raise LabError(f"policies.{i}: unknown policy {p!r} (choose from {', '.join(POLICIES.names())})")
     lang = data.get("lang", "en")
     if lang not in LANGS:
         raise LabError(f"lang: unknown language {lang!r} (choose from {', '.join(LANGS)})")
@@ -242,7 +242,8 @@ def page(lang: str) -> str:
              "delay": tr("delay past the timeout"), "duplicate": tr("duplicate"), "restore": tr("restore"),
              "cancel": tr("cancel"), "none": tr("none yet")}
     scenarios = "".join(f"<option value='{e(n)}'>{e(title)} ({e(n)})</option>" for n, title in _choices(lang))
-    first = "".join(f"<option value='{e(p)}'>{e(tr.policy(p))}</option>" for p in POLICIES)  # the name --policy takes
+    # the value is the name --policy takes
+    first = "".join(f"<option value='{e(p)}'>{e(tr.policy(p))}</option>" for p in POLICIES.names())
     second = f"<option value=''>{e(tr('(none)'))}</option>" + first
     langs = "".join(f"<option value='{code}'{' selected' if code == lang else ''}>{e(name)}</option>"
                     for code, name in (("en", "English"), ("zh", "中文")))

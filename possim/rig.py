@@ -38,7 +38,7 @@ from possim.pos_sim.config import TerminalConfig
 from possim.pos_sim.driver import TerminalDriver
 from possim.pos_sim.journal import Journal
 from possim.pos_sim.terminal import PaymentRequest, Terminal
-from possim.protocol.events import CustomerPaysAgain
+from possim.protocol.events import CustomerPaysAgain, CustomerRetries, RunFinished, RunStarted
 from possim.protocol.faults import FaultDecider, FaultPlan, FaultyLink
 from possim.protocol.lines import Line, Lines
 from possim.protocol.mac import MacKey
@@ -297,8 +297,8 @@ class Rig:
         return lines
 
     def schedule_payments(self) -> None:
-        self.trace.emit("run_started", scenario=self.scenario.name, policy=self.policy, seed=self.seed,
-                        tid=self.terminal_config.tid, scenario_data=self.scenario.raw())
+        self.trace.emit(RunStarted(self.scenario.name, self.policy, self.seed, self.terminal_config.tid,
+                                   self.scenario.raw()))
         plan = [entry for entry in payment_plan(self.scenario) if entry[1].txn_id not in self._done]
         shift = plan[0][0] if plan and self._done else 0.0  # a resumed terminal carries on at once
         self.forger.plan_times = {request.txn_id: at - shift for at, request, _, _ in plan}
@@ -370,7 +370,7 @@ class Rig:
         self._requests[retry.txn_id] = retry
         self.wallet.inherit(retry.txn_id, txn_id)
         if QR_WALLET not in (instrument, original.instrument):
-            self.trace.emit("customer_retries", tid=self.terminal_config.tid, txn=txn_id, retry_txn=retry.txn_id)
+            self.trace.emit(CustomerRetries(self.terminal_config.tid, txn_id, retry.txn_id))
         else:
             self.trace.emit(CustomerPaysAgain(self.terminal_config.tid, txn_id, retry.txn_id, instrument))
         self.scheduled_work += 1
@@ -411,7 +411,7 @@ class Rig:
         # A ledger in memory holds this run's money only: money under a terminal id that no journal
         # names (a forged terminal's) is judged too, never set aside as another terminal's business.
         verdict = check(self.journal.conn, self.ledger.conn, own_ledger=self.ledger_path == ":memory:")
-        self.trace.emit("run_finished", quiescent=quiescent, **verdict.summary(), **(extra or {}))
+        self.trace.emit(_finished(quiescent, {**verdict.summary(), **(extra or {})}))
         self.trace.close()
         recon = reconcile(self.journal.conn, self.ledger.conn, self.scenario.fee_schedule()) if reconciled else None
         result = RunResult(self.scenario, self.policy, self.seed, self.trace, verdict, self.ledger_before,
@@ -429,10 +429,18 @@ class Rig:
         """
         self.journal.commit()
         own = outcomes(self.journal.conn)
-        self.trace.emit("run_finished", quiescent=quiescent, **own)
+        self.trace.emit(_finished(quiescent, own))
         self.trace.close()
         run = TerminalRun(self.scenario, self.policy, self.seed, self.trace, own, quiescent, self.scheduler.now(),
                           transport, self.terminal.halted)
         self.journal.close()
         self.ledger.close()
         return run
+
+
+def _finished(quiescent: bool, fields: Mapping[str, object]) -> RunFinished:
+    """``run_finished`` with the summary written flat, as ``--json`` prints it; ``published`` (a real
+    transport's message count) is its own field."""
+    summary = dict(fields)
+    published = summary.pop("published", None)
+    return RunFinished(quiescent, summary, published if isinstance(published, int) else None)

@@ -23,7 +23,8 @@ from possim.alerts import Thresholds
 from possim.fees import Category, FeeSchedule, Instrument, Said, parse_rate
 from possim.i18n import N_
 from possim.money import format_amount, parse_amount
-from possim.pos_sim.config import POLICIES, TerminalConfig
+from possim.pos_sim.config import TerminalConfig
+from possim.pos_sim.policies import REGISTRY as POLICY_REGISTRY
 from possim.pos_sim.records import Kind
 from possim.pos_sim.terminal import PaymentRequest
 from possim.protocol.faults import (
@@ -839,6 +840,6 @@ def check_policy(policy: str) -> str:
 
 
 def _check_policy(policy: str, error: type[Exception]) -> str:
-    if policy not in POLICIES:
-        raise error(f"unknown policy {policy!r} (choose from {', '.join(POLICIES)})")
+    if policy not in POLICY_REGISTRY:
+        raise error(f"unknown policy {policy!r} (choose from {', '.join(POLICY_REGISTRY.names())})")
     return policy

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 import pytest
 
+from possim.pos_sim.policies import REGISTRY as POLICY_REGISTRY
 from tests.conftest import SCENARIOS
 
 POSSIM = [sys.executable, "-m", "possim"]
@@ -91,8 +92,9 @@ def test_bad_scenario_exits_2_with_one_line_naming_file_and_key(tmp_path: Path, 
 def test_unknown_policy_exits_2() -> None:
     out = possim("run", str(SCENARIOS / "response-lost.toml"), "--policy", "pray")
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines() == ["possim: error: Invalid value for '--policy': 'pray' is not one of "
-                                               "'none', 'reversal', 'query', 'query-then-reversal'."]
+    choices = ", ".join(f"'{name}'" for name in POLICY_REGISTRY.names())
+    assert out.stderr.strip().splitlines() == [f"possim: error: Invalid value for '--policy': 'pray' is not one of "
+                                               f"{choices}."]
 
 
 def test_existing_ledger_file_is_never_touched(tmp_path: Path) -> None:
@@ -117,7 +119,7 @@ def test_ledger_and_journal_files_are_real_sqlite(tmp_path: Path) -> None:
 def test_compare_shows_every_policy() -> None:
     out = possim("compare", str(SCENARIOS / "response-lost.toml"), "--no-timelines")
     assert out.returncode == 0
-    for policy in ("none", "reversal", "query", "query-then-reversal"):
+    for policy in POLICY_REGISTRY.names():
         assert policy in out.stdout
 
 

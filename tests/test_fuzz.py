@@ -41,7 +41,7 @@ from possim.virtual_clock import VirtualClock
 from tests.procs import wait_for
 
 #: Policies that journal a reversal before every original: they promise to leave no damage.
-RECOVERING = [name for name, policy in REGISTRY.items() if policy.arms_reversal]
+RECOVERING = [policy.name for policy in REGISTRY.values() if policy.arms_reversal]
 
 
 @pytest.mark.parametrize("policy", RECOVERING)

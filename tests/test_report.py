@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from possim.pos_sim.policies import REGISTRY as POLICY_REGISTRY
 from possim.scenario import from_dict, load
 from possim.simulation import simulate
 from tests.conftest import SCENARIOS
@@ -73,9 +74,9 @@ def test_compare_report_has_every_policy_side_by_side(browser, tmp_path: Path) -
     out = possim("compare", str(SCENARIOS / "response-lost.toml"), "--no-timelines", "--report", str(report))
     assert out.returncode == 0
     page, errors = open_page(browser, report)
-    assert page.locator("section.run").count() == 4
+    assert page.locator("section.run").count() == len(POLICY_REGISTRY)
     header = page.locator("table", has_text="orphaned debits").first.inner_text()
-    for policy in ("none", "reversal", "query", "query-then-reversal"):
+    for policy in POLICY_REGISTRY.names():
         assert policy in header
     assert errors == []
 

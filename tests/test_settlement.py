@@ -6,6 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from possim.pos_sim.actions import Action, Send
+from possim.pos_sim.policies import REGISTRY as POLICY_REGISTRY
 from possim.pos_sim.records import CompletionState
 from possim.pos_sim.terminal import Terminal
 from possim.protocol import codec, cup
@@ -91,7 +92,7 @@ def test_settlement_travels_in_the_cup_format_with_field_48() -> None:
 
 def test_scenario_recovers_the_lost_advice_under_every_policy() -> None:
     scenario = load(SCENARIOS / "settlement-recovers-advice.toml")
-    for policy in ("none", "reversal", "query", "query-then-reversal"):
+    for policy in POLICY_REGISTRY.names():
         summary = simulate(scenario, policy).summary()
         assert summary["recovered_by_settlement"] == 1, policy
         assert summary["open_holds"] == 0 and summary["phantom_approvals"] == 0

@@ -13,10 +13,10 @@ from possim.acquirer_sim.wallet import Customer, GatewayConfig, Wake, WalletGate
 from possim.acquirer_sim.wallet_ledger import WalletLedger
 from possim.checker import check
 from possim.pos_sim.actions import Send, StartTimer
-from possim.pos_sim.policies import POLICY_NAMES
+from possim.pos_sim.policies import REGISTRY as POLICY_REGISTRY
 from possim.pos_sim.records import ReversalState, SaleStatus
 from possim.pos_sim.wallet_actions import WalletResult, WriteWallet
-from possim.pos_sim.wallet_policies import PROFILES, WALLET_REGISTRY
+from possim.pos_sim.wallet_policies import PROFILES, WalletPolicy
 from possim.pos_sim.wallet_terminal import WalletPaymentRequest, WalletTerminal, WalletTerminalConfig
 from possim.protocol import events as ev
 from possim.protocol import wallet as W
@@ -209,8 +209,12 @@ def _sent(actions: list[object]) -> list[W.WalletRequest]:
     return out
 
 
-def test_every_wallet_policy_has_a_card_twin() -> None:
-    assert tuple(WALLET_REGISTRY) == POLICY_NAMES
+def test_every_policy_answers_for_the_wallet_too() -> None:
+    """One registry: each policy carries its wallet strategy, and a QR terminal takes the one named."""
+    for policy in POLICY_REGISTRY.values():
+        assert isinstance(policy.wallet, WalletPolicy)
+        assert WalletTerminal(WalletTerminalConfig(policy=policy.name)).policy is policy.wallet
+    assert type(POLICY_REGISTRY.get("reversal").wallet).__name__ == "CancelPolicy"
 
 
 def test_the_cancel_is_armed_in_the_journal_before_the_pay_leaves() -> None:
@@ -295,7 +299,7 @@ def test_a_cancel_without_answer_is_repeated_with_backoff() -> None:
 
 @pytest.mark.parametrize("name", ["qr-user-paying-timeout", "qr-cancel-race", "qr-network-drop",
                                   "card-failed-then-qr"])
-@pytest.mark.parametrize("policy", POLICY_NAMES)
+@pytest.mark.parametrize("policy", POLICY_REGISTRY.names())
 def test_wallet_scenarios_hold_their_expectations(name: str, policy: str) -> None:
     from possim.expect import failed_expectations
 

@@ -21,6 +21,7 @@ from possim.console import measure, wallet_only
 from possim.fees import FeeSchedule
 from possim.i18n import Tr
 from possim.lesson import point
+from possim.pos_sim.policies import REGISTRY as POLICY_REGISTRY
 from possim.reconcile import check_statement, journal_records, reconcile
 from possim.scenario import from_dict, load
 from possim.simulation import simulate
@@ -56,7 +57,7 @@ def test_the_till_says_cancelled_while_the_phone_says_paid() -> None:
 def test_a_wallet_lesson_says_cancel_never_the_card_reversal() -> None:
     """In Chinese a wallet's cancel is 撤销, never 冲正; the cashier is told to look before asking again."""
     for name in ("qr-cancel-race", "qr-cancel-after-midnight", "qr-system-error"):
-        for policy in ("none", "reversal", "query", "query-then-reversal"):
+        for policy in POLICY_REGISTRY.names():
             result = simulate(load(SCENARIOS / f"{name}.toml"), policy)
             zh = point(result, Tr("zh", "156"))
             words = " ".join([zh.headline, *zh.actions, *(c for row in zh.counter for c in row[1:])])
@@ -277,7 +278,7 @@ def test_a_wallet_run_speaks_of_customer_wallet_settlement_and_order_number(
     bank settlement or STAN (流水号); a card run (response-lost) keeps the card's words."""
     monkeypatch.chdir(tmp_path)
     for path in sorted(SCENARIOS.glob("qr-*.toml")):
-        for policy in ("none", "reversal", "query", "query-then-reversal"):
+        for policy in POLICY_REGISTRY.names():
             out = _cli("run", path.stem, "--policy", policy, "--lang", lang, "--report", "r.html")
             views = {"run": out, "report": _page(tmp_path / "r.html")}
             for view, text in views.items():

@@ -68,10 +68,11 @@ def certify_command(profile: str, policy: str | None, command: str | None, resta
     if sum((policy is not None, command is not None, interactive)) != 1:
         raise InputError("give exactly one of --builtin-terminal POLICY, --terminal-command CMD, --interactive")
     if policy is not None:
-        from possim.pos_sim.policies import POLICY_NAMES
+        from possim.pos_sim.policies import REGISTRY
 
-        if policy not in POLICY_NAMES:
-            raise InputError(f"--builtin-terminal: unknown policy {policy!r} (choose from {', '.join(POLICY_NAMES)})")
+        if policy not in REGISTRY:
+            raise InputError(f"--builtin-terminal: unknown policy {policy!r} "
+                             f"(choose from {', '.join(REGISTRY.names())})")
     if restart is not None and command is None:
         raise InputError("--restart-command goes with --terminal-command")
     with as_input_error(lib.CertifyError):

@@ -20,7 +20,7 @@ from possim.cli.views import console, heading, lang_option
 from possim.expect import failed_expectations
 from possim.i18n import Tr
 from possim.lesson import tr_for
-from possim.pos_sim.config import POLICIES
+from possim.pos_sim.policies import REGISTRY as POLICIES
 from possim.progress import Step, bar
 from possim.scenario import Scenario
 from possim.simulation import RunResult, simulate
@@ -32,16 +32,17 @@ def _policy_list(_ctx: click.Context, _param: click.Parameter, value: str) -> li
     """'none, reversal' -> ['none', 'reversal']; an empty list or an unknown name is refused."""
     names = [p.strip() for p in value.split(",") if p.strip()]
     if not names:
-        raise click.BadParameter(f"name at least one policy (from {', '.join(POLICIES)})")
+        raise click.BadParameter(f"name at least one policy (from {', '.join(POLICIES.names())})")
     for name in names:
         if name not in POLICIES:
-            raise click.BadParameter(f"unknown policy {name!r} (choose from {', '.join(POLICIES)})")
+            raise click.BadParameter(f"unknown policy {name!r} (choose from {', '.join(POLICIES.names())})")
     return names
 
 
 @click.command("compare")
 @click.argument("scenario")
-@click.option("--policies", default=",".join(POLICIES), show_default=True, callback=_policy_list,
+@click.option("--policies", default=lambda: ",".join(POLICIES.names()), show_default="every policy",
+              callback=_policy_list,
               help="Comma-separated policies to compare.")
 @opt.profile()
 @opt.seed()

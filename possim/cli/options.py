@@ -3,7 +3,8 @@
 Each is a small factory returning a click decorator, so a command can word the help for its
 own use (``--ledger`` is an output of ``run`` and an input of ``check``) while the name,
 the type and the choices stay in one place. Enumerated options are ``click.Choice``: policy
-names come from ``pos_sim.config.POLICIES``, so a new policy appears here by itself.
+names are asked of ``pos_sim.policies.REGISTRY`` when a command line is parsed, so a new policy
+appears here by itself.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from possim import i18n
-from possim.pos_sim.config import POLICIES
+from possim.pos_sim.policies import REGISTRY as POLICY_REGISTRY
 from possim.protocol import transports
 from possim.protocol.profiles import REGISTRY as PROFILES
 
@@ -64,7 +65,7 @@ def seed(text: str = "RNG seed (default: the scenario's).", default: int | None 
 
 
 def policy(text: str = "Recovery policy (default: the scenario's).", default: str | None = None) -> Callable[[F], F]:
-    return click.option("--policy", type=LiveChoice(lambda: POLICIES), default=default,
+    return click.option("--policy", type=LiveChoice(POLICY_REGISTRY.names), default=default,
                         show_default=default is not None, help=text)
 
 
