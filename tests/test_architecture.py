@@ -36,7 +36,7 @@ def _module_name(path: Path) -> str:
 
 
 def _layer(name: str) -> str:
-    """``possim.pos_sim.terminal`` -> ``pos_sim``; ``possim.rig`` -> ``possim``; ``asyncio.x`` -> ``asyncio``."""
+    """``possim.pos_sim.terminal`` -> ``pos_sim``; ``possim.api`` -> ``possim``; ``asyncio.x`` -> ``asyncio``."""
     parts = name.split(".")
     if parts[0] == "possim" and len(parts) > 1 and parts[1] in CORE:
         return parts[1]
