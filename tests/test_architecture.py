@@ -99,9 +99,9 @@ PURE = _pure_modules()
 
 
 def test_the_core_modules_are_all_covered() -> None:
-    named = {f"possim.{m}" for m in ("protocol.messages", "protocol.codec", "protocol.mti", "protocol.faults",
-                                     "protocol.latency", "protocol.framing", "pos_sim.terminal", "acquirer_sim.host",
-                                     "pos_sim.actions", "pos_sim.records", "checker")}
+    named = {"possim.protocol.messages", "possim.protocol.codec", "possim.protocol.mti", "possim.protocol.faults",
+             "possim.protocol.latency", "possim.protocol.framing", "possim.pos_sim.terminal",
+             "possim.acquirer_sim.host", "possim.pos_sim.actions", "possim.pos_sim.records", "possim.checker"}
     assert named <= set(PURE)
 
 
