@@ -22,9 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -36,6 +33,7 @@ import tomli_w
 
 from possim import keys
 from possim.broker import Broker
+from possim.child import POSSIM, LoggedProcess, NotReadyError
 
 #: Each terminal's day: quick sales, a short timeout, reversals retried long enough to outlast
 #: every outage the run causes (the acquirer or the broker down for a second or two).
@@ -100,58 +98,19 @@ class ChaosReport:
                 ("pending reversals", s.get("pending_reversals")), ("seconds", round(self.seconds, 1))]
 
 
-class _Process:
-    """One possim process whose stderr goes to a log file that is read for readiness lines."""
+class _Process(LoggedProcess):
+    """One possim process of the fleet; a readiness wait that fails is a ChaosError (the command's one-line error)."""
 
-    def __init__(self, name: str, argv: list[str], log: Path) -> None:
-        self.name, self.argv, self.log = name, argv, log
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._offset = 0
-        self.exits: list[int] = []
-
-    def start(self) -> None:
-        self._offset = self.log.stat().st_size if self.log.exists() else 0
-        with self.log.open("ab") as sink:
-            self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=sink)
-
-    def wait_for(self, marker: str, timeout: float = 60.0) -> None:
-        """Until this start of the process has logged ``marker`` (a readiness line)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.log.open("rb") as f:
-                f.seek(self._offset)
-                if marker.encode() in f.read():
-                    return
-            if self.proc is not None and self.proc.poll() is not None:
-                raise ChaosError(f"{self.name} exited with {self.proc.returncode} before it was ready "
-                                 f"(log: {self.log})")
-            time.sleep(0.02)
-        raise ChaosError(f"{self.name} was not ready within {timeout:g}s (log: {self.log})")
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.exits.append(self.proc.wait())
-
-    def stop(self, timeout: float = 30.0) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+    def wait_for(self, event: str, timeout: float = 60.0) -> None:
+        """Until this start of the process has logged ``event`` (a readiness line such as ``mqtt_connected``)."""
+        try:
+            self.wait_event(event, timeout)
+        except NotReadyError as exc:
+            raise ChaosError(str(exc).splitlines()[0]) from None
 
 
 def _possim(*args: str) -> list[str]:
-    return [sys.executable, "-m", "possim", *args]
+    return [*POSSIM, *args]
 
 
 @contextlib.contextmanager

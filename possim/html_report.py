@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from possim.checker import DAMAGE, OPTIONAL, shown_measures
 from possim.console import alarm, instrument, measure, settlement_words, wallet_only
 from possim.fees import say
-from possim.i18n import N_, Tr
+from possim.i18n import Tr
 from possim.lesson import WALLET_FINDINGS, Case, Point, clock, money_words, point, story, tr_for
 from possim.msc import HOST, HOST_DOWN, IN_FLIGHT, NETWORK, TERMINAL, TERMINAL_OFF, WALLET, Arrow, Sequence, Step, build
 from possim.protocol import events as ev
@@ -67,14 +67,6 @@ class Lanes:
         return cls(x, {TERMINAL: (TIME_END + 6, x[TERMINAL] - 10), "middle": (x[TERMINAL] + 12, x[HOST] - 12),
                        HOST: (x[HOST] + 10, x[WALLET] - 10), WALLET: (x[WALLET] + 10, WIDTH - 4)})
 LOST = "#b42318"
-MEASURE_NAMES = {"transactions": N_("transactions"), "approved": N_("approved"), "declined": N_("declined"),
-                 "failed": N_("failed"), "unknown": N_("unknown"), "reversed": N_("reversed"),
-                 "orphaned_debits": N_("orphaned debits"), "double_debits": N_("double debits"),
-                 "phantom_approvals": N_("phantom approvals"), "pending_reversals": N_("pending reversals"),
-                 "open_holds": N_("open holds"), "late_responses": N_("late responses"),
-                 "customer_loss": N_("customer loss"), "merchant_loss": N_("merchant loss"),
-                 "escalated": N_("escalated to the acquirer"),
-                 "recovered_by_settlement": N_("recovered by settlement")}
 
 CSS = """
 body{font-family:"Liberation Sans",Arial,"Noto Sans CJK SC","Microsoft YaHei",sans-serif;margin:16px 20px;

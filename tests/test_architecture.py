@@ -42,7 +42,7 @@ def _module_name(path: Path) -> str:
 
 
 def _layer(name: str) -> str:
-    """``possim.pos_sim.terminal`` -> ``pos_sim``; ``possim.rig`` -> ``possim``; ``asyncio.x`` -> ``asyncio``."""
+    """``possim.pos_sim.terminal`` -> ``pos_sim``; ``possim.api`` -> ``possim``; ``asyncio.x`` -> ``asyncio``."""
     parts = name.split(".")
     if parts[0] == "possim" and len(parts) > 1 and parts[1] in CORE:
         return parts[1]
@@ -105,9 +105,9 @@ PURE = _pure_modules()
 
 
 def test_the_core_modules_are_all_covered() -> None:
-    named = {f"possim.{m}" for m in ("protocol.messages", "protocol.codec", "protocol.mti", "protocol.faults",
-                                     "protocol.latency", "protocol.framing", "pos_sim.terminal", "acquirer_sim.host",
-                                     "pos_sim.actions", "pos_sim.records", "checker")}
+    named = {"possim.protocol.messages", "possim.protocol.codec", "possim.protocol.mti", "possim.protocol.faults",
+             "possim.protocol.latency", "possim.protocol.framing", "possim.pos_sim.terminal",
+             "possim.acquirer_sim.host", "possim.pos_sim.actions", "possim.pos_sim.records", "possim.checker"}
     assert named <= set(PURE)
 
 

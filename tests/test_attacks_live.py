@@ -37,7 +37,7 @@ from possim.protocol.messages import Message, OriginalData
 from possim.protocol.mqtt import requests_topic, responses_topic
 from possim.protocol.transports import Endpoint, open_wire
 from possim.realtime import serve_acquirer
-from tests import processes
+from tests import procs
 from tests.waiting import wait_until
 
 VICTIM, ATTACKER = "POS00002", "POS00001"
@@ -53,15 +53,15 @@ def _reversal(stan: str, tid: str = VICTIM) -> Message:
 @pytest.mark.asyncio
 async def test_mqtt_attacker_cannot_reverse_approve_or_read_with_keys_and_acl(tmp_path: Path) -> None:
     key_file, ledger, journal = tmp_path / "keys.json", tmp_path / "ledger.db", tmp_path / "journal.db"
-    made = await processes.run("keys", "--out", str(key_file), "--terminal", ATTACKER, "--terminal", VICTIM)
+    made = await procs.run("keys", "--out", str(key_file), "--terminal", ATTACKER, "--terminal", VICTIM)
     assert made.returncode == 0 and "key check value" in made.stdout and "mac_key" not in made.stdout
     ring = keys.load(key_file)
     port = free_port()
     url = f"mqtt://127.0.0.1:{port}"
-    async with processes.running("broker", "--port", str(port), "--state-dir", str(tmp_path / "b"), "--keys",
+    async with procs.running("broker", "--port", str(port), "--state-dir", str(tmp_path / "b"), "--keys",
                                  str(key_file)) as broker_cmd:
         await broker_cmd.wait_for_line(lambda line: line.startswith("mosquitto listening on"), "the broker's banner")
-        async with processes.running("acquirer", "--broker", url, "--ledger", str(ledger), "--keys",
+        async with procs.running("acquirer", "--broker", url, "--ledger", str(ledger), "--keys",
                                      str(key_file)) as acquirer:
             await acquirer.ready()
             publish = _attacker(port, ring.accounts()[ATTACKER])
@@ -73,11 +73,11 @@ async def test_mqtt_attacker_cannot_reverse_approve_or_read_with_keys_and_acl(tm
             await publish(requests_topic(ATTACKER), codec.encode(_reversal("900002"), ring.mac_key(ATTACKER)))
             # 4. the marker: its own topic and id, but no MAC: answered 63, nothing changed
             await publish(requests_topic(ATTACKER), codec.encode(_reversal("900003", ATTACKER)))
-            await acquirer.wait_for_line(processes.is_event("security_violation", stan="900003"), "the marker")
-            assert any(processes.is_event("identity_mismatch", stan="900002", sender=ATTACKER)(x)
+            await acquirer.wait_for_line(procs.is_event("security_violation", stan="900003"), "the marker")
+            assert any(procs.is_event("identity_mismatch", stan="900002", sender=ATTACKER)(x)
                        for x in acquirer.lines)
             assert not any('"900001"' in x for x in acquirer.lines), "the ACL let the victim's topic through"
-            term = await processes.run("terminal", str(SCENARIOS / "forged-reversal.toml"), "--broker", url,
+            term = await procs.run("terminal", str(SCENARIOS / "forged-reversal.toml"), "--broker", url,
                                        "--tid", VICTIM, "--policy", "reversal", "--journal", str(journal),
                                        "--keys", str(key_file), "--time-scale", "0.05")
             assert term.returncode == 0, term.stderr
@@ -88,7 +88,7 @@ async def test_mqtt_attacker_cannot_reverse_approve_or_read_with_keys_and_acl(tm
     with sqlite3.connect(ledger) as conn:
         kinds = conn.execute("SELECT kind, amount FROM entries ORDER BY id").fetchall()
     assert kinds == [("debit", 2500)]  # the forged reversal (wrong MAC) credited nothing
-    check = await processes.run("check", "--journal", str(journal), "--ledger", str(ledger), "--json")
+    check = await procs.run("check", "--journal", str(journal), "--ledger", str(ledger), "--json")
     summary = json.loads(check.stdout)
     assert (summary["approved"], summary["phantom_approvals"], summary["orphaned_debits"]) == (1, 0, 0)
 
@@ -192,14 +192,14 @@ async def test_tcp_replayed_sale_never_becomes_the_victims_reply_route(tmp_path:
     """
     key_file, ledger, scenario = tmp_path / "keys.json", tmp_path / "ledger.db", tmp_path / "slow.toml"
     scenario.write_text(_SLOW_HOST, encoding="utf-8")
-    made = await processes.run("keys", "--out", str(key_file), "--terminal", ATTACKER, "--terminal", VICTIM)
+    made = await procs.run("keys", "--out", str(key_file), "--terminal", ATTACKER, "--terminal", VICTIM)
     assert made.returncode == 0, made.stderr
     key = keys.load(key_file).mac_key(VICTIM)
     port = free_port()
     sale = Message(mti="0200", stan="000001", transmission="1125100000", tid=VICTIM, mid="MERCHANT0000001",
                    pan="4000000000000002", processing_code="000000", amount=1200, currency="978")
     first, second, third = (codec.encode(replace(sale, stan=f"00000{n}"), key) for n in (1, 2, 3))
-    async with processes.running("acquirer", "--transport", "tcp", "--listen", f"tcp://127.0.0.1:{port}",
+    async with procs.running("acquirer", "--transport", "tcp", "--listen", f"tcp://127.0.0.1:{port}",
                                  "--ledger", str(ledger), "--keys", str(key_file), "--scenario", str(scenario)
                                  ) as acquirer:
         await acquirer.ready("acquirer_ready")
@@ -214,12 +214,12 @@ async def test_tcp_replayed_sale_never_becomes_the_victims_reply_route(tmp_path:
             assert _ids(await _answer(ar, ad), key) == ("000001", "00")
             vw.write(_frame(second))
             vw.close()  # the blip: the sale and the close leave together
-            await acquirer.wait_for_line(processes.is_event("msg_sent", side="host", stan="000002"),
+            await acquirer.wait_for_line(procs.is_event("msg_sent", side="host", stan="000002"),
                                          "the host's answer to the victim's second sale")
             # the marker, sent after that answer left: the next thing the attacker reads is its own replay's answer
             aw.write(_frame(first))
             assert _ids(await _answer(ar, ad), key) == ("000001", "00")
-            await acquirer.wait_for_line(processes.is_event("tcp_no_route", tid=VICTIM), "the dropped answer")
+            await acquirer.wait_for_line(procs.is_event("tcp_no_route", tid=VICTIM), "the dropped answer")
             vw2.write(_frame(second))  # reconnected, the victim asks again: the stored answer, to the victim
             assert _ids(await _answer(vr2, vd2), key) == ("000002", "00")
             vw2.write(_frame(third))  # and its next sale is answered to the victim too
@@ -254,7 +254,7 @@ async def test_tcp_a_stranger_cannot_have_the_host_sign_a_decline_of_the_victims
     DECLINED (63), and no policy reverses a decline. The answers carry no MAC, so the victim's
     terminal would take them as no answer; nothing is booked for them."""
     key_file, ledger = tmp_path / "keys.json", tmp_path / "ledger.db"
-    made = await processes.run("keys", "--out", str(key_file), "--terminal", ATTACKER, "--terminal", VICTIM)
+    made = await procs.run("keys", "--out", str(key_file), "--terminal", ATTACKER, "--terminal", VICTIM)
     assert made.returncode == 0, made.stderr
     key = keys.load(key_file).mac_key(VICTIM)
     port = free_port()
@@ -262,7 +262,7 @@ async def test_tcp_a_stranger_cannot_have_the_host_sign_a_decline_of_the_victims
                    pan="4000000000000002", processing_code="000000", amount=1200, currency="978")
     sale = codec.encode(seen, key)
     spoiled, binary = sale[:-16] + b"0" * 16, codec.encode_binary(seen)
-    async with processes.running("acquirer", "--transport", "tcp", "--listen", f"tcp://127.0.0.1:{port}",
+    async with procs.running("acquirer", "--transport", "tcp", "--listen", f"tcp://127.0.0.1:{port}",
                                  "--ledger", str(ledger), "--keys", str(key_file)) as acquirer:
         await acquirer.ready("acquirer_ready")
         vr, vw = await asyncio.open_connection("127.0.0.1", port)

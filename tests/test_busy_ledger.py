@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from possim.broker import free_port
-from tests.processes import is_event, run, running
+from tests.procs import is_event, run, running
 
 #: How long the other writer holds the ledger: longer than SQLite's 5 s busy timeout, so the
 #: acquirer's first attempt gives up and its retry is what gets through.

@@ -24,8 +24,7 @@ from possim.certify import Arrival, Seen, check_repeats, load_plan
 from possim.keys import create_key_file
 from possim.protocol.messages import Message, OriginalData
 from tests import junit as junit_file
-from tests.processes import run
-from tests.procs import POSSIM
+from tests.procs import POSSIM, run
 
 BROKEN = Path(__file__).with_name("broken_terminal.py")
 #: The rules only a terminal that recovers passes (everything the none policy must fail).

@@ -21,7 +21,7 @@ from possim.keys import load as load_keys
 from possim.protocol.messages import Message
 from tests import junit as junit_file
 from tests.conform_hosts import BALANCE_SCRIPT, serving
-from tests.processes import Finished, run, running
+from tests.procs import Finished, run, running
 
 RULES = {case.id: case.rule for case in lib.CASES}
 

@@ -28,8 +28,7 @@ from possim.protocol import events as ev
 from possim.protocol.mac import MacKey
 from possim.protocol.messages import Message
 from tests.helpers import new_host, purchase, replies, sends
-from tests.processes import run, running
-from tests.procs import query
+from tests.procs import query, run, running
 
 TID = "POS00001"
 #: The terminal master key from the key file (two-key 3DES, as a CUP TMK).

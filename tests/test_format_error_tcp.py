@@ -16,7 +16,7 @@ from possim.broker import free_port
 from possim.protocol import codec
 from possim.protocol.framing import Deframer
 from possim.protocol.mti import response_to
-from tests.processes import is_event, running
+from tests.procs import is_event, running
 
 TOOL = "LOADTOOL"
 FIELDS = {"2": "4000000000000002", "3": "000000", "4": "000000002500", "41": TOOL, "42": "MERCHANT0000001",

@@ -22,7 +22,7 @@ from possim.chaos import ChaosReport, print_table
 from possim.demo import ACTS, _stopped
 from possim.i18n import Tr
 from tests.conftest import SCENARIOS
-from tests.processes import EXIT_TIMEOUT, POSSIM, READY_TIMEOUT
+from tests.procs import EXIT_TIMEOUT, POSSIM, READY_TIMEOUT
 from tests.test_cli import possim
 
 

@@ -26,8 +26,7 @@ from possim.protocol import mti as M
 from possim.protocol.framing import Deframer
 from possim.protocol.messages import Message
 from tests.conform_hosts import serving
-from tests.processes import event_of, run
-from tests.procs import POSSIM, check, fleet, query
+from tests.procs import POSSIM, check, event_of, fleet, query, run
 
 TID = "POSLIFE1"
 #: The acquirer debits at once and answers 5 s later: the kill comes in between.

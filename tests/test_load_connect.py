@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from possim.broker import free_port
-from tests.processes import run, running
-from tests.procs import query
+from tests.procs import query, run, running
 
 
 @pytest.mark.asyncio

@@ -22,7 +22,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from possim.broker import Broker, free_port
-from tests.processes import EXIT_TIMEOUT, POSSIM, Possim, run, running
+from tests.procs import EXIT_TIMEOUT, POSSIM, Possim, run, running
 from tests.test_load import _load
 
 STARTED = "sales started"

@@ -24,8 +24,7 @@ from possim.protocol import codec
 from possim.protocol.latency import ZERO
 from possim.protocol.messages import Message, OriginalData
 from tests.helpers import replies
-from tests.processes import run, running
-from tests.procs import POSSIM, query
+from tests.procs import POSSIM, query, run, running
 
 SCENARIO = """
 title = "one sale"

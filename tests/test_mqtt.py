@@ -24,7 +24,7 @@ from possim.replay import replay
 from possim.rig import Rig, RunResult
 from possim.scenario import from_dict, load
 from possim.simulation import simulate
-from tests import processes
+from tests import procs
 from tests.conftest import SCENARIOS, Connect
 from tests.waiting import wait_until
 
@@ -210,7 +210,7 @@ def test_mosquitto_as_root_can_read_its_state_folder(tmp_path: Path) -> None:
 
 def test_unreachable_broker_and_bad_url_exit_2_with_one_line() -> None:
     for url, needle in (("mqtt://127.0.0.1:1", "cannot reach MQTT broker"), ("http://x", "bad broker URL")):
-        out = subprocess.run([*processes.POSSIM, "run", str(SCENARIOS / "response-lost.toml"), "--transport",
+        out = subprocess.run([*procs.POSSIM, "run", str(SCENARIOS / "response-lost.toml"), "--transport",
                               "mqtt", "--broker", url], capture_output=True, text=True, timeout=120, check=False)
         assert out.returncode == 2, out.stderr
         assert len(out.stderr.strip().splitlines()) == 1 and needle in out.stderr
@@ -219,7 +219,7 @@ def test_unreachable_broker_and_bad_url_exit_2_with_one_line() -> None:
 
 
 async def check(journal: Path, ledger: Path) -> tuple[int, dict[str, int]]:
-    out = await processes.run("check", "--journal", str(journal), "--ledger", str(ledger), "--json")
+    out = await procs.run("check", "--journal", str(journal), "--ledger", str(ledger), "--json")
     return out.returncode, json.loads(out.stdout)
 
 
@@ -228,10 +228,10 @@ async def check(journal: Path, ledger: Path) -> tuple[int, dict[str, int]]:
 async def test_acquirer_and_terminal_as_separate_processes(broker: Broker, tmp_path: Path, policy: str,
                                                            orphans: int, tid: str) -> None:
     ledger, journal = tmp_path / "ledger.db", tmp_path / "journal.db"
-    async with processes.running("acquirer", "--broker", broker.url, "--ledger", str(ledger),
+    async with procs.running("acquirer", "--broker", broker.url, "--ledger", str(ledger),
                                  "--client-id", f"acq-{uuid.uuid4().hex[:6]}") as acquirer:
         await acquirer.ready()  # subscribed to every terminal's requests, signal handlers installed
-        term = await processes.run("terminal", str(SCENARIOS / "response-lost.toml"), "--broker", broker.url,
+        term = await procs.run("terminal", str(SCENARIOS / "response-lost.toml"), "--broker", broker.url,
                                    "--tid", tid, "--policy", policy, "--journal", str(journal),
                                    "--time-scale", "0.05")
         assert term.returncode == 0, term.stderr
@@ -249,12 +249,12 @@ async def test_possim_broker_command_serves_a_separate_acquirer_and_terminal(tmp
     port = free_port()
     url = f"mqtt://127.0.0.1:{port}"
     ledger, journal = tmp_path / "ledger.db", tmp_path / "journal.db"
-    async with processes.running("broker", "--port", str(port), "--state-dir", str(tmp_path / "b")) as broker_cmd:
+    async with procs.running("broker", "--port", str(port), "--state-dir", str(tmp_path / "b")) as broker_cmd:
         await broker_cmd.wait_for_line(lambda line: line.startswith("mosquitto listening on"), "the broker's banner")
-        async with processes.running("acquirer", "--broker", url, "--ledger", str(ledger), "--scenario",
+        async with procs.running("acquirer", "--broker", url, "--ledger", str(ledger), "--scenario",
                                      str(SCENARIOS / "slow-host.toml"), "--time-scale", "0.05") as acquirer:
             await acquirer.ready()
-            term = await processes.run("terminal", str(SCENARIOS / "slow-host.toml"), "--broker", url, "--tid",
+            term = await procs.run("terminal", str(SCENARIOS / "slow-host.toml"), "--broker", url, "--tid",
                                        "POS00007", "--policy", "query", "--journal", str(journal),
                                        "--time-scale", "0.05")
             assert term.returncode == 0, term.stderr
@@ -268,16 +268,16 @@ async def test_possim_broker_command_serves_a_separate_acquirer_and_terminal(tmp
 def test_check_rejects_files_that_are_not_a_journal_or_ledger(tmp_path: Path) -> None:
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"not sqlite at all")
-    out = subprocess.run([*processes.POSSIM, "check", "--journal", str(junk), "--ledger", str(junk)],
+    out = subprocess.run([*procs.POSSIM, "check", "--journal", str(junk), "--ledger", str(junk)],
                          capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
 
 
 def test_replay_rejects_a_file_that_is_not_a_recording(tmp_path: Path) -> None:
     bad = tmp_path / "memory.jsonl"
-    assert subprocess.run([*processes.POSSIM, "run", str(SCENARIOS / "response-lost.toml"), "--trace", str(bad),
+    assert subprocess.run([*procs.POSSIM, "run", str(SCENARIOS / "response-lost.toml"), "--trace", str(bad),
                            "--json"], capture_output=True, timeout=120, check=False).returncode == 0
-    out = subprocess.run([*processes.POSSIM, "replay", str(bad)], capture_output=True, text=True, timeout=120,
+    out = subprocess.run([*procs.POSSIM, "replay", str(bad)], capture_output=True, text=True, timeout=120,
                          check=False)
     assert out.returncode == 2 and "not a recorded real-time run" in out.stderr
 
@@ -288,7 +288,7 @@ async def test_restarted_acquirer_resumes_its_session_and_answers_what_queued_up
     """Requests published while the acquirer process is down wait in its session and are answered on return."""
     ledger = tmp_path / "ledger.db"
     args = ("acquirer", "--broker", broker.url, "--ledger", str(ledger), "--client-id", f"acq-{uuid.uuid4().hex[:6]}")
-    async with processes.running(*args) as first:
+    async with procs.running(*args) as first:
         await first.ready()  # its session (with the subscription) now exists on the broker
         assert await first.stop(signal.SIGTERM) == 0, first.log
 
@@ -298,8 +298,8 @@ async def test_restarted_acquirer_resumes_its_session_and_answers_what_queued_up
     pos.publish(requests_topic("POS00099"), codec.encode(msg))
     await drained(pos)  # the broker holds the request in the stopped acquirer's session
 
-    async with processes.running(*args) as second:
-        await second.wait_for_line(processes.is_event("ledger_debit"), "the queued request's debit")
+    async with procs.running(*args) as second:
+        await second.wait_for_line(procs.is_event("ledger_debit"), "the queued request's debit")
         assert await second.stop(signal.SIGTERM) == 0, second.log
     assert ledger_rows(ledger) == [("debit", 777)]
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from possim.broker import free_port
-from tests.processes import run, running
-from tests.procs import query
+from tests.procs import query, run, running
 
 #: One pre-authorization whose completion advice (0220) is lost on its only try.
 SCENARIO = """

@@ -25,7 +25,7 @@ from possim import keys
 from possim.protocol import codec, dialects
 from possim.protocol.messages import Message, OriginalData
 from possim.protocol.validation import identify
-from tests.processes import RUN_TIMEOUT, event_of, is_event, running
+from tests.procs import RUN_TIMEOUT, event_of, is_event, running
 
 COUNT = 200
 ISO8583SIM = Path(sys.executable).parent / "iso8583sim"

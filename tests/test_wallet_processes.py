@@ -17,7 +17,7 @@ from possim import keys
 from possim.broker import free_port
 from possim.protocol import wallet as W
 from possim.protocol.mqtt import requests_topic
-from tests import processes
+from tests import procs
 from tests.conftest import SCENARIOS
 from tests.procs import POSSIM, check, fleet, query
 from tests.test_attacks_live import _attacker
@@ -197,7 +197,7 @@ async def test_an_mqtt_account_on_its_own_topic_cannot_touch_another_terminals_w
     ACL: naming the victim is dropped (the topic vouches for the attacker), naming itself reaches only
     its own orders. The victim's paid order keeps its money and its next sale is approved."""
     key_file, ledger, journal = tmp_path / "keys.json", tmp_path / "ledger.db", tmp_path / "journal.db"
-    made = await processes.run("keys", "--out", str(key_file), "--terminal", ATTACKER, "--terminal", VICTIM)
+    made = await procs.run("keys", "--out", str(key_file), "--terminal", ATTACKER, "--terminal", VICTIM)
     assert made.returncode == 0, made.stderr
     ring = keys.load(key_file)
     port = free_port()
@@ -208,13 +208,13 @@ async def test_an_mqtt_account_on_its_own_topic_cannot_touch_another_terminals_w
         sales[-1].write_text(QR_SALE.format(count=count), encoding="utf-8")
     terminal = ("--broker", url, "--tid", VICTIM, "--policy", "reversal", "--journal", str(journal), "--keys",
                 str(key_file), "--time-scale", SCALE)
-    async with processes.running("broker", "--port", str(port), "--state-dir", str(tmp_path / "b"), "--keys",
+    async with procs.running("broker", "--port", str(port), "--state-dir", str(tmp_path / "b"), "--keys",
                                  str(key_file)) as broker:
         await broker.wait_for_line(lambda line: line.startswith("mosquitto listening on"), "the broker's banner")
-        async with processes.running("acquirer", "--broker", url, "--ledger", str(ledger), "--keys",
+        async with procs.running("acquirer", "--broker", url, "--ledger", str(ledger), "--keys",
                                      str(key_file)) as acquirer:
             await acquirer.ready()
-            first = await processes.run("terminal", str(sales[0]), *terminal)
+            first = await procs.run("terminal", str(sales[0]), *terminal)
             assert first.returncode == 0 and json.loads(first.stdout)["approved"] == 1, first.stderr
             [(paid,)] = query(journal, "SELECT out_trade_no FROM wallet_journal")
             publish = _attacker(port, ring.accounts()[ATTACKER])
@@ -229,11 +229,11 @@ async def test_an_mqtt_account_on_its_own_topic_cannot_touch_another_terminals_w
             # the marker, after them on the same topic: its own id and key, the victim's order number
             mine = W.WalletRequest(kind="cancel", tid=ATTACKER, out_trade_no=paid, request_id="x-3")
             await publish(requests_topic(ATTACKER), W.encode(mine, own_key))
-            await acquirer.wait_for_line(processes.is_event("wallet_answered", tid=ATTACKER, code="40004"),
+            await acquirer.wait_for_line(procs.is_event("wallet_answered", tid=ATTACKER, code="40004"),
                                          "the marker's refusal")
-            mismatches = [x for x in acquirer.lines if processes.is_event("identity_mismatch", sender=ATTACKER)(x)]
+            mismatches = [x for x in acquirer.lines if procs.is_event("identity_mismatch", sender=ATTACKER)(x)]
             assert len(mismatches) == 3, acquirer.log
-            second = await processes.run("terminal", str(sales[1]), *terminal)  # the victim resumes: its next sale
+            second = await procs.run("terminal", str(sales[1]), *terminal)  # the victim resumes: its next sale
             assert second.returncode == 0 and json.loads(second.stdout)["approved"] == 2, second.stderr
             assert await acquirer.stop(signal.SIGTERM) == 0, acquirer.log
         await broker.stop(signal.SIGTERM)

@@ -11,7 +11,7 @@ from rich.markup import escape
 from possim import fleet_view
 from possim.cli import inputs
 from possim.cli.errors import InputError
-from possim.cli.views import console, heading
+from possim.cli.screen import console, heading
 from possim.expect import failed_expectations
 from possim.fleet import FleetResult, sales_of, simulate_fleet
 from possim.i18n import Tr, resolve

@@ -16,7 +16,8 @@ from possim import console as show
 from possim.cli import inputs
 from possim.cli import options as opt
 from possim.cli.errors import ABORTED
-from possim.cli.views import console, lang_option
+from possim.cli.screen import console
+from possim.cli.views import lang_option
 from possim.i18n import Tr
 
 if TYPE_CHECKING:

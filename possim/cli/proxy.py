@@ -114,7 +114,7 @@ def replay_proxy_trace(records: list[ev.Stamped], path: str, as_json: bool, lang
     Exit 0 when the verdict read again is the recorded one. With ``report_path``, the HTML chart too.
     """
     from possim import console as show
-    from possim.cli.views import console
+    from possim.cli.screen import console
 
     tr = Tr(lang)
     header = next(s.event for s in records if isinstance(s.event, ev.ProxyRun))

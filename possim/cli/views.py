@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
 from rich.markup import escape
 
 from possim import console as show
@@ -18,20 +16,13 @@ from possim import i18n
 from possim.cli import inputs
 from possim.cli import options as opt
 from possim.cli.errors import InputError, as_input_error
+from possim.cli.screen import console, heading
 from possim.reconcile import Reconciliation
-from possim.scenario import Scenario, ScenarioError, from_dict, load
+from possim.scenario import ScenarioError, from_dict, load
 from possim.simulation import RunResult, simulate
 
 F = TypeVar("F", bound=Callable[..., Any])
 _SCENARIO_DIR_HELP = "Folder with the scenarios (default: the ones shipped with possim)."
-
-
-def console() -> Console:
-    """Colour on a terminal; plain, wide text when piped into a file or another program."""
-    if sys.stdout.isatty():
-        return Console()
-    width = os.environ.get("COLUMNS", "")
-    return Console(width=int(width) if width.isdigit() and int(width) >= 40 else 140, no_color=True)
 
 
 #: ``--lang zh|en``, declared with the other shared options.
@@ -55,14 +46,6 @@ def write_views(result: RunResult, report_path: str | None, mermaid_path: str | 
                    policy=tr.policy(result.policy, show.wallet_only(result)))
         Path(mermaid_path).write_text(to_mermaid(result.trace.records, title, tr), encoding="utf-8")
         click.echo(tr("Mermaid chart written to {path}", path=mermaid_path), err=True)
-
-
-def heading(con: Console, scenario: Scenario, lang: str) -> None:
-    """The scenario's title and what it teaches, in the reader's language."""
-    from possim.lesson import story
-
-    title, description = story(scenario, lang)
-    con.print(f"[bold]{escape(title)}[/]\n{escape(description)}\n")
 
 
 def print_run(result: RunResult, failures: list[str], timeline: bool, lang: str | None = None) -> None:

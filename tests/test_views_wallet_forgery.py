@@ -1,4 +1,5 @@
-"""The views show what the newer capabilities do: MAC and forgery, the CUP profile, wallet payments; the glossary."""
+"""The views show wallet payments (their own lifeline, losses, fees), MAC forgeries and refusals, escalations, the CUP
+profile in Chinese, and the glossary (the command and the doc share one table)."""
 
 from __future__ import annotations
 
