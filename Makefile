@@ -55,7 +55,7 @@ clean:
 fuzz: $(STAMP)
 	$(POSSIM) fuzz --policy reversal --examples 3000 --out found-reversal.toml
 	$(POSSIM) fuzz --policy query-then-reversal --examples 3000 --out found-qtr.toml
-	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/test_fuzz.py
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/fuzzing/test_fuzz.py
 	$(POSSIM) fuzz --policy none --out found-none.toml || test $$? -eq 1
 
 ## chaos: 20 terminal processes, an acquirer and Mosquitto SIGKILLed at random (20/20/10 times), then judged

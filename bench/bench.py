@@ -141,7 +141,7 @@ def main() -> None:
                      f"known: {', '.join(SECTIONS)}")
     quick = args.quick
     started, load_before = time.perf_counter(), os.getloadavg()
-    from possim.progress import bar
+    from possim.views.progress import bar
 
     print(f"possim bench on {platform.python_implementation()} {platform.python_version()}, "
           f"{os.cpu_count()} cores, load average (1, 5, 15 min) {_load(load_before)}"

@@ -1,7 +1,7 @@
 """One long in-memory run in its own process: seconds and peak resident memory, as JSON on stdout.
 
 ``bigrun.py fleet TERMINALS SALES``: a ``[[terminals]]`` fleet, each terminal paying ``SALES``
-times (``possim.fleet.simulate_fleet``, trace off as ``possim run`` has it for fleets).
+times (``possim.fleets.fleet.simulate_fleet``, trace off as ``possim run`` has it for fleets).
 ``bigrun.py one SALES``: that many purchases of one terminal (``simulate``, full trace).
 ``bigrun.py retained SALES``: that many purchases of one terminal without a trace (a one-terminal
 fleet), and the memory the finished run still holds: resident set after the run, its result still
@@ -44,7 +44,7 @@ def resident_bytes() -> int:
 
 
 def retained(sales: int) -> dict[str, Any]:
-    from possim.fleet import simulate_fleet
+    from possim.fleets.fleet import simulate_fleet
 
     simulate_fleet(_fleet_scenario(1, 20), "reversal")  # warm-up: imports, caches, first allocations
     scenario = _fleet_scenario(1, sales)
@@ -61,7 +61,7 @@ def retained(sales: int) -> dict[str, Any]:
 
 
 def fleet(terminals: int, sales: int) -> dict[str, Any]:
-    from possim.fleet import simulate_fleet
+    from possim.fleets.fleet import simulate_fleet
 
     scenario = _fleet_scenario(terminals, sales)
     start = time.perf_counter()

@@ -12,8 +12,8 @@ import asyncio
 
 import looptime
 
-from possim.realtime import LoopScheduler
-from possim.rig import Rig, RunResult
+from possim.running.realtime import LoopScheduler
+from possim.running.rig import Rig, RunResult
 from possim.scenario import Scenario
 
 

@@ -19,7 +19,7 @@ from common import purchases
 from possim.acquirer_sim import ledger as ledger_mod
 from possim.protocol import codec
 from possim.protocol.mac import MacKey
-from possim.rig import run_keys
+from possim.running.rig import run_keys
 from possim.simulation import simulate
 
 Statement = tuple[str, tuple[Any, ...]]

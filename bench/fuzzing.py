@@ -11,10 +11,10 @@ from unittest.mock import patch
 
 from common import Row
 
-import possim.fuzz as fuzz_module
-from possim.coverage import tally
-from possim.fuzz import fuzz, lighter_gc, violations
-from possim.fuzz_workers import fuzz_parallel
+import possim.fuzzing.fuzz as fuzz_module
+from possim.fuzzing.fuzz import fuzz, lighter_gc, violations
+from possim.fuzzing.fuzz_workers import fuzz_parallel
+from possim.judging.coverage import tally
 from possim.scenario import from_dict
 from possim.simulation import simulate
 

@@ -2,12 +2,12 @@
 
 Every baseline runs in the same bench run, in turns with possim's attempts, with the same
 request/response sizes as possim's 0200/0210. MQTT: every attempt, possim's or the echo's, gets
-a fresh Mosquitto (``possim.broker.Broker``: possim's configuration, a free loopback port, ready
+a fresh Mosquitto (``possim.processes.broker.Broker``: possim's configuration, a free loopback port, ready
 before the attempt, killed after); five turns each, medians. The echo is raw aiomqtt with its
 default protocol and session settings, pipelined (no publish waits for its acknowledgement before
 the next message is read) and with as many connections as possim opens for the same load. At 1
 in flight possim is ``run_live`` (one terminal, one host, one process); at 50 in flight it is
-``possim load``'s fleet (``possim.load.run_load``): 50 terminals, each with one purchase in flight
+``possim load``'s fleet (``possim.fleets.load.run_load``): 50 terminals, each with one purchase in flight
 and the next one queued behind it, against one host in the same process.
 """
 
@@ -27,11 +27,11 @@ import aiomqtt
 from common import ROOT, Row, purchases
 from inmemory import exchanged_frames
 
-from possim.broker import Broker
+from possim.processes.broker import Broker
 from possim.protocol import events as ev
 from possim.protocol.framing import Deframer, frame
 from possim.protocol.mqtt import NODELAY, BrokerAddress
-from possim.realtime import run_mqtt, run_tcp
+from possim.running.realtime import run_mqtt, run_tcp
 
 T = TypeVar("T")
 #: Requests in flight for the concurrent rows: terminals in possim's fleet, outstanding requests in the baselines.
@@ -65,7 +65,7 @@ def _load_rate(transport: str, count: int, in_flight: int, broker_url: str | Non
     all queued at the start, so each terminal always has one in flight. Purchases per second from the
     start of the sales to the last outcome (connecting, settling and judging excluded); ``None`` if
     the attempt timed out."""
-    from possim.load import LoadPlan, run_load
+    from possim.fleets.load import LoadPlan, run_load
 
     rate = 1e6  # every sale is due at once; each terminal pays its share back to back
     plan = LoadPlan(terminals=in_flight, rate=rate, duration=count / rate, transport=transport,
@@ -236,7 +236,7 @@ def _spread(figures: list[float]) -> str:
 
 def run_mqtt_rows(rows: list[Row], quick: bool) -> None:
     """1 and 50 in flight, QoS 0 and 1: possim against the pipelined raw echo, five turns each, medians."""
-    from possim.load import CONNECTIONS
+    from possim.fleets.load import CONNECTIONS
 
     reps = 2 if quick else 5
     one, many = (200, 600) if quick else (500, 2000)

@@ -14,9 +14,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from possim.checker import Verdict
+from possim.judging.checker import Verdict
 from possim.pos_sim.policies import REGISTRY as POLICY_REGISTRY
-from possim.rig import RunResult
+from possim.running.rig import RunResult
 from possim.scenario import Scenario, ScenarioError
 
 __all__ = ["RunResult", "Scenario", "ScenarioError", "ScenarioLike", "Verdict", "check", "compare", "load_scenario",
@@ -114,8 +114,8 @@ def check(journal_paths: str | Path | Iterable[str | Path], ledger_paths: str | 
     ever written to the files.
     """
     from possim.acquirer_sim.ledger import read_ledger
-    from possim.checker import check as judge
-    from possim.checker import open_journals
+    from possim.judging.checker import check as judge
+    from possim.judging.checker import open_journals
     from possim.pos_sim.journal import read_journal
     from possim.protocol.storage import SIDECARS
 

@@ -21,7 +21,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
-from possim.money import format_money
+from possim.money.money import format_money
 
 LANGS = ("en", "zh")
 DOMAIN = "possim"

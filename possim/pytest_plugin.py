@@ -231,7 +231,7 @@ def possim_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ``possim acquirer --transport mqtt --broker URL`` and ``possim terminal`` meet there. Needs the
     ``mosquitto`` program installed.
     """
-    from possim.broker import Broker
+    from possim.processes.broker import Broker
 
     broker = Broker(state_dir=tmp_path_factory.mktemp("possim-mosquitto"))
     broker.start()

@@ -19,10 +19,10 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from possim.acquirer_sim.config import BehaviourRule, CrashRule, HostConfig, Window
-from possim.alerts import Thresholds
-from possim.fees import Category, FeeSchedule, Instrument, Said, parse_rate
+from possim.fleets.alerts import Thresholds
 from possim.i18n import N_
-from possim.money import format_amount, parse_amount
+from possim.money.fees import Category, FeeSchedule, Instrument, Said, parse_rate
+from possim.money.money import format_amount, parse_amount
 from possim.pos_sim.config import TerminalConfig
 from possim.pos_sim.policies import REGISTRY as POLICY_REGISTRY
 from possim.pos_sim.records import Kind
@@ -495,7 +495,7 @@ class LineOutageModel(_Model):
 
 
 class MonitoringModel(_Model):
-    """``[monitoring]``: a fleet's alert thresholds per terminal (``possim.alerts``)."""
+    """``[monitoring]``: a fleet's alert thresholds per terminal (``possim.fleets.alerts``)."""
 
     timeouts: Annotated[int, Field(ge=1, le=1_000_000)] = default(Thresholds, "timeouts")
     orphaned_debits: Annotated[int, Field(ge=1, le=1_000_000)] = default(Thresholds, "orphaned_debits")
@@ -549,7 +549,7 @@ class ScenarioModel(_Model):
     @field_validator("expect")
     @classmethod
     def _expect(cls, v: dict[str, Any]) -> dict[str, Any]:
-        from possim.expect import validate_expect
+        from possim.judging.expect import validate_expect
 
         validate_expect(v)
         return v

@@ -12,8 +12,8 @@ import difflib
 from importlib.resources import files
 from pathlib import Path
 
-from possim.fees import Said
 from possim.i18n import N_
+from possim.money.fees import Said
 
 #: The package that carries the shipped scenario files.
 PACKAGE = "possim.scenarios"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from possim.protocol.faults import FaultPlan
 from possim.protocol.memory import NAME as MEMORY
-from possim.rig import Rig, RunResult, payment_plan
+from possim.running.rig import Rig, RunResult, payment_plan
+from possim.running.virtual_clock import VirtualClock, run_uncollected
 from possim.scenario import Scenario, ScenarioError
-from possim.virtual_clock import VirtualClock, run_uncollected
 
 __all__ = ["HORIZON", "RunResult", "horizon", "payment_plan", "simulate"]
 
@@ -29,7 +29,7 @@ def horizon(scenario: Scenario) -> float:
     never cut off silently; only a run that keeps busy a week after its last sale is.
     """
     if scenario.is_fleet:
-        from possim.fleet import fleet_horizon
+        from possim.fleets.fleet import fleet_horizon
 
         return fleet_horizon(scenario)
     m = scenario.model
@@ -60,7 +60,7 @@ def simulate(scenario: Scenario, policy: str | None = None, seed: int | None = N
     when only the verdict is wanted: its per-sale fee lines are most of what a long run keeps.
 
     A fleet scenario (``[[terminals]]``) raises ``ScenarioError``: it is run by
-    :func:`possim.fleet.simulate_fleet`, never silently as its one ``[terminal]``.
+    :func:`possim.fleets.fleet.simulate_fleet`, never silently as its one ``[terminal]``.
     """
     if scenario.is_fleet:
         raise ScenarioError(f"{scenario.name}: a fleet scenario ([[terminals]]): run it with possim run or "

@@ -410,7 +410,7 @@ def _check(field: str, value: str, pattern: re.Pattern[str]) -> None:
 # bytes, the messages and every error's wording are the reference's. The fast path only ever
 # accepts what the reference accepts: over ASCII text ``str.isdigit`` is ``\d``, ``isalnum``
 # ``[0-9A-Za-z]`` and ``isprintable`` ``[ -~]``, and the other fields use the same patterns.
-# ``tests/test_fast8583.py`` checks both directions against the reference and pyiso8583.
+# ``tests/protocol/test_fast8583.py`` checks both directions against the reference and pyiso8583.
 
 def _pattern(field: str) -> re.Pattern[str]:
     return next(p for f, _, p in _FIELDS if f == field)

@@ -14,7 +14,7 @@ anything outside the shapes they know (an unknown field, a wrong length, a lower
 odd bitmap, non-ASCII bytes, trailing data), and the caller then asks pyiso8583, so every
 error keeps pyiso8583's exact wording. Where they return a value it is the value pyiso8583
 gives (bytes from ``iso8583.encode``, the decoded dict from ``iso8583.decode``); the
-property tests in ``tests/test_fast8583.py`` check that on generated and mutated frames.
+property tests in ``tests/protocol/test_fast8583.py`` check that on generated and mutated frames.
 """
 
 from __future__ import annotations

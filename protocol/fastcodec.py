@@ -13,7 +13,7 @@ The codec tries this first and falls back to its one-pass path and then its refe
 anything else (``None`` here): a shape not in ``SENT`` under its MTI (encoding) or not in
 ``SHAPES`` (decoding), a field 60 or batch totals, a value
 of the wrong type, length or characters, non-ASCII text, a lower-case bitmap. So the bytes,
-the messages and every error's wording stay those of the reference; ``tests/test_fastcodec.py``
+the messages and every error's wording stay those of the reference; ``tests/protocol/test_fastcodec.py``
 checks that against the reference path and pyiso8583 on generated values of every shape.
 """
 

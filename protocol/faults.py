@@ -7,7 +7,7 @@ Targeted rules and partitions are deterministic and take precedence over random 
 
 Forgeries (``Forgery``) are the attacker's faults: messages nobody honest sent, built from
 what an eavesdropper sniffed (card and wallet frames alike) and injected into the same links
-at a point in the run. This module only describes them; ``possim.forgery`` builds and injects them.
+at a point in the run. This module only describes them; ``possim.fuzzing.forgery`` builds and injects them.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ library, none hand-rolled at the block-cipher level):
     construction (XOR folding lets anyone who sees one MAC forge others with the same XOR), kept
     because it is what CUP terminals send.
 
-Pure module: no I/O, no clock, no randomness (keys are made in ``possim.keys``).
+Pure module: no I/O, no clock, no randomness (keys are made in ``possim.processes.keys``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ The terminal's records (``pos_sim.records``) and the acquirer's ledgers (``acqui
 ``acquirer_sim.wallet_ledger``) change state only through their tables, so a move the design
 never meant (a reversed sale approved again, a reversed original debited again) stops the state
 machine where it happens instead of reaching the journal or the ledger. The checker
-(``possim.checker``) never imports this module: it judges from the recorded facts, not from the
+(``possim.judging.checker``) never imports this module: it judges from the recorded facts, not from the
 rules the recovery it judges followed.
 
 Restoring a record from its journal is not a move: the state read back is set as it is.

@@ -24,8 +24,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from possim import keys as keyring
-from possim.money import parse_amount
+from possim.money.money import parse_amount
+from possim.processes import keys as keyring
 from possim.protocol import mti as M
 from possim.protocol.errors import ProtocolError
 from possim.protocol.mac import MacKey

@@ -17,13 +17,13 @@ from pathlib import Path
 from possim.acquirer_sim.config import HostConfig
 from possim.acquirer_sim.host import AcquirerHost, HostAction
 from possim.acquirer_sim.ledger import Ledger, Original
-from possim.broker import free_port
+from possim.processes.broker import free_port
 from possim.protocol import codec
 from possim.protocol.mac import MacKey
 from possim.protocol.messages import Message
 from possim.protocol.tcp import Wire
 from possim.protocol.transports import Endpoint
-from possim.realtime import serve_acquirer
+from possim.running.realtime import serve_acquirer
 
 BALANCE_SCRIPT = Path(__file__).with_name("ledger_balance.py")
 

@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 from hypothesis import HealthCheck, settings
 
-from possim.broker import Broker
+from possim.processes.broker import Broker
 from possim.protocol.mqtt import BrokerAddress, MqttEndpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +25,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # Process commands are secure by default: without --keys they create and use ./possim-keys.json.
 # Tests that do not test that get the old anonymous behaviour, as `--insecure` gives it, and
-# leave no key file in the folder they run in; tests/test_secure_default.py removes this.
+# leave no key file in the folder they run in; tests/processes/test_secure_default.py removes this.
 os.environ["POSSIM_INSECURE"] = "1"
 # A suite started in the background by a non-interactive shell (a CI script, `make test &`)
 # inherits an ignored SIGINT, and so would every possim process it starts: the Ctrl-C tests

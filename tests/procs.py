@@ -7,7 +7,7 @@ pipes are read to the end, so no transport, pipe or zombie outlives a test.
 
 Two ways to run one: under asyncio with stderr read line by line (``start``, ``run``,
 ``running``: Possim), or synchronously with stderr appended to a log file that is read for
-structlog events (``fleet``, ``Proc``: possim.child's LoggedProcess, as ``possim chaos`` uses).
+structlog events (``fleet``, ``Proc``: possim.processes.child's LoggedProcess, as ``possim chaos`` uses).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from possim.child import POSSIM, LoggedProcess, NotReadyError, poll_until
+from possim.processes.child import POSSIM, LoggedProcess, NotReadyError, poll_until
 
 T = TypeVar("T")
 # Generous bounds on a test that would otherwise hang: a cold interpreter on two busy cores is
@@ -183,13 +183,13 @@ async def running(*args: str) -> AsyncIterator[Possim]:
         await process.kill_group()  # also a child left behind, such as mosquitto under `possim broker`
 
 
-# --- processes run synchronously, stderr into a log file (possim.child, shared with ``possim chaos``) ---
+# --- processes run synchronously, stderr into a log file (possim.processes.child, shared with ``possim chaos``) ---
 
 
 class Proc(LoggedProcess):
     """One ``possim`` command; each start appends to the same log file, each wait reads only its own start.
 
-    possim.child's waits raise NotReadyError; here they fail the test (AssertionError) with the log's tail.
+    possim.processes.child's waits raise NotReadyError; here they fail the test (AssertionError) with the log's tail.
     """
 
     def __init__(self, name: str, args: list[str], log: Path) -> None:

@@ -30,7 +30,7 @@ ADAPTERS = WIRES | frozenset({
     "possim.protocol.transports",
     # storage: SQLite files, fsync, waiting for a lock (the state machines get them injected)
     "possim.protocol.storage", "possim.acquirer_sim.ledger", "possim.pos_sim.journal"})
-EXTRA_PURE = ("possim.checker",)
+EXTRA_PURE = ("possim.judging.checker",)
 
 
 def _module_name(path: Path) -> str:
@@ -107,7 +107,7 @@ PURE = _pure_modules()
 def test_the_core_modules_are_all_covered() -> None:
     named = {"possim.protocol.messages", "possim.protocol.codec", "possim.protocol.mti", "possim.protocol.faults",
              "possim.protocol.latency", "possim.protocol.framing", "possim.pos_sim.terminal",
-             "possim.acquirer_sim.host", "possim.pos_sim.actions", "possim.pos_sim.records", "possim.checker"}
+             "possim.acquirer_sim.host", "possim.pos_sim.actions", "possim.pos_sim.records", "possim.judging.checker"}
     assert named <= set(PURE)
 
 
@@ -137,3 +137,69 @@ def test_nothing_imports_the_core_by_a_name_possim_does_not_own() -> None:
                      else [])
             for name in names:
                 assert name.split(".")[0] not in bare, f"{path.relative_to(ROOT)}:{node.lineno} imports {name}"
+
+
+def _runtime_imports(module: str) -> set[str]:
+    """possim modules ``module`` imports at run time: at module level or inside functions (on first use),
+    but not under ``if TYPE_CHECKING:`` (for the type checker only)."""
+    path = _path(module)
+    if path is None:
+        return set()
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and _is_type_checking(node.test)
+                   for n in ast.walk(node)}
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("possim"))
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "possim":
+            subs = {f"{node.module}.{a.name}" for a in node.names}
+            modules = {name for name in subs if _path(name) is not None}
+            # ``from possim.cli import inputs`` needs the module, not what possim/cli/__init__.py imports
+            found.update(modules if modules == subs else {node.module, *modules})
+    return {name for name in found if name != module and _path(name) is not None}
+
+
+def _possim_modules() -> list[str]:
+    folders = [ROOT / "possim", *(ROOT / pkg for pkg in CORE)]
+    names = {_module_name(p) for folder in folders for p in folder.rglob("*.py") if "data" not in p.parts}
+    return sorted(n for n in names if n.startswith("possim"))
+
+
+def test_possim_has_no_import_cycles() -> None:
+    """No two of possim's modules import each other, directly or through others (a lazy import counts too).
+
+    A circle makes the import order matter (a name missing halfway through a circle) and ties two modules,
+    often two rooms, into one: whoever changes one must understand both.
+    """
+    graph = {m: _runtime_imports(m) for m in _possim_modules()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def connect(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            part = []
+            while True:
+                w = stack.pop()
+                part.append(w)
+                if w == v:
+                    break
+            if len(part) > 1:
+                cycles.append(sorted(part))
+
+    for module in graph:
+        if module not in index:
+            connect(module)
+    assert not cycles, "import cycles: " + "; ".join(" <-> ".join(c) for c in cycles)

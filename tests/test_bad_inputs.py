@@ -24,11 +24,11 @@ from typing import Any
 import pytest
 
 from possim.acquirer_sim import ledger as ledger_module
-from possim.checker import Finding
 from possim.cli import main
-from possim.console import finding_line
+from possim.judging.checker import Finding
 from possim.pos_sim import journal as journal_module
 from possim.protocol import storage
+from possim.views.console import finding_line
 from tests.conftest import SCENARIOS
 
 POSSIM = [sys.executable, "-m", "possim"]

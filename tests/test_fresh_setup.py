@@ -23,8 +23,8 @@ from tests.conftest import ROOT
 SOURCES = ("pyproject.toml", "README.md", "constraints.txt", "possim", "pos_sim", "acquirer_sim", "protocol",
            "scenarios", "tests")
 #: The fast part: the codec against pyiso8583, the shape of the code, the catalogues.
-FAST = ("tests/test_codec.py", "tests/test_architecture.py",
-        "tests/test_i18n.py::test_compiled_catalogues_match_their_po_sources")
+FAST = ("tests/protocol/test_codec.py", "tests/test_architecture.py",
+        "tests/views/test_i18n.py::test_compiled_catalogues_match_their_po_sources")
 
 
 def _pins() -> dict[str, str]:

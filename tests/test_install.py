@@ -133,7 +133,7 @@ def test_installed_lab_serves_its_page_script_and_style_from_the_package(install
     """``possim lab`` fetches nothing from a network: its script and style are package data."""
     import urllib.request
 
-    from tests.test_lab import READY, read_line
+    from tests.views.test_lab import READY, read_line
 
     proc = subprocess.Popen([str(installed.bin / "possim"), "lab", "--port", "0", "--no-browser"], cwd=tmp_path,
                             env=installed.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

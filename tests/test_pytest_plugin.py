@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from possim import keys, pytest_plugin
+from possim import pytest_plugin
 from possim.acquirer_sim.config import HostConfig
+from possim.processes import keys
 from possim.protocol import codec
 from possim.protocol.framing import Deframer, frame
 from possim.protocol.mac import MacKey

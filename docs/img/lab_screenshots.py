@@ -14,8 +14,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
-from tests.test_lab import READY, read_line  # noqa: E402
-from tests.test_report import CHROME_ARGS, CHROMIUM  # noqa: E402
+from tests.views.test_lab import READY, read_line  # noqa: E402
+from tests.views.test_report import CHROME_ARGS, CHROMIUM  # noqa: E402
 
 SIZE = {"width": 1024, "height": 640}
 

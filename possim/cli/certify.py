@@ -12,13 +12,13 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from possim import certify as lib
 from possim.cli import gradebook, inputs
 from possim.cli import options as opt
 from possim.cli.errors import InputError, as_input_error
 from possim.cli.gradebook import Labels, Row
-from possim.conform import FAIL
 from possim.i18n import Tr
+from possim.judging import certify as lib
+from possim.judging.conform import FAIL
 from possim.protocol.mac import MacKey
 from possim.protocol.profiles import get_profile
 
@@ -108,7 +108,7 @@ def _keys(keys_path: str | None, builtin: bool, count: int,
           workdir: Path) -> tuple[Mapping[str, MacKey] | None, list[str]]:
     """The acquirer's MAC keys and each case's terminal id. The builtin terminal gets a fresh key file
     (so the MAC case runs); ``--keys`` names your terminal's, whose terminal ids the cases take in turn."""
-    from possim import keys as keyring
+    from possim.processes import keys as keyring
 
     tids = lib.tids(count)
     if keys_path is None and not builtin:

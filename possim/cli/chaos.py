@@ -13,7 +13,7 @@ from possim.cli import options as opt
 from possim.cli.errors import ABORTED, as_input_error
 from possim.cli.views import lang_option
 from possim.i18n import Tr
-from possim.progress import Step, bar
+from possim.views.progress import Step, bar
 
 
 @click.command("chaos")
@@ -48,9 +48,9 @@ def chaos_command(terminals: int, acquirer_kills: int, terminal_kills: int, brok
     Exit 0 when the checker finds no orphaned, double or phantom money and no reversal still
     pending; 1 otherwise; 130 when interrupted.
     """
-    from possim.broker import BrokerError
-    from possim.chaos import ChaosError, ChaosPlan, print_table, run_chaos
-    from possim.keys import KeyFileError
+    from possim.processes.broker import BrokerError
+    from possim.processes.chaos import ChaosError, ChaosPlan, print_table, run_chaos
+    from possim.processes.keys import KeyFileError
 
     tr = Tr(lang)
 

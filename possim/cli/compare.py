@@ -12,19 +12,19 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from possim import console as show
 from possim.cli import inputs
 from possim.cli import options as opt
 from possim.cli.errors import ABORTED
 from possim.cli.screen import console, heading
 from possim.cli.views import lang_option
-from possim.expect import failed_expectations
 from possim.i18n import Tr
-from possim.lesson import tr_for
+from possim.judging.expect import failed_expectations
 from possim.pos_sim.policies import REGISTRY as POLICIES
-from possim.progress import Step, bar
 from possim.scenario import Scenario
 from possim.simulation import RunResult, simulate
+from possim.views import console as show
+from possim.views.lesson import tr_for
+from possim.views.progress import Step, bar
 
 R = TypeVar("R", bound=Any)
 
@@ -66,7 +66,7 @@ def compare_command(scenario: str, policies: list[str], profile: str | None, see
     tr = Tr(lang)
     if sc.is_fleet:
         from possim.cli.fleet import compare_fleet
-        from possim.fleet import sales_of, simulate_fleet
+        from possim.fleets.fleet import sales_of, simulate_fleet
 
         per = sales_of(sc)
         with bar("possim compare", per * len(policies), progress) as step:
@@ -141,7 +141,7 @@ def _show(sc: Scenario, results: list[RunResult], timelines: bool, report_path: 
     show.compare(con, results, tr)
     broken = [r.policy for r in results if not _judged(con, r, tr)]
     if report_path:
-        from possim.html_report import render
+        from possim.views.html_report import render
 
         title = tr("{title}: policies compared", title=sc.model.title)
         Path(report_path).write_text(render(results, title, lang), encoding="utf-8")

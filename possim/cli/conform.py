@@ -10,13 +10,13 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from possim import conform as lib
 from possim.cli import gradebook, inputs
 from possim.cli import options as opt
 from possim.cli.errors import InputError, as_input_error
 from possim.cli.gradebook import Labels, Row
+from possim.fleets.load import LoadError, check_target
 from possim.i18n import Tr
-from possim.load import LoadError, check_target
+from possim.judging import conform as lib
 
 
 @click.command("conform")
@@ -70,8 +70,8 @@ def conform_command(host_url: str, profile: str, keys_path: str | None, tid: str
 
 def _target(host_url: str, profile: str, keys_path: str | None, tid: str | None, timeout: float,
             balance_command: str | None, allow_remote: bool) -> lib.Target:
-    from possim.keys import KeyFileError
-    from possim.keys import load as load_keys
+    from possim.processes.keys import KeyFileError
+    from possim.processes.keys import load as load_keys
     from possim.protocol.tcp import parse_address
     from possim.protocol.transports import TransportError
 

@@ -1,7 +1,7 @@
 """How the command line fails: bad input is one line on stderr and exit code 2, never a traceback.
 
 The line is in the reader's language (``--lang`` on the command line, else ``POSSIM_LANG``): its
-prefix always, its message when the message is a :class:`possim.fees.Said` (an English text that
+prefix always, its message when the message is a :class:`possim.money.fees.Said` (an English text that
 keeps its message id and values), so the Chinese line names the same keys and paths literally.
 """
 
@@ -16,8 +16,8 @@ import click
 
 from possim import i18n
 from possim.cli import usage
-from possim.fees import Said, say
 from possim.i18n import N_, Tr
+from possim.money.fees import Said, say
 from possim.protocol.storage import StoreError
 
 #: Exit codes: 0 the run met its expectations, 1 it did not (or did not settle), 2 bad input.

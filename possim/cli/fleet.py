@@ -8,15 +8,15 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
-from possim import fleet_view
 from possim.cli import inputs
 from possim.cli.errors import InputError
 from possim.cli.screen import console, heading
-from possim.expect import failed_expectations
-from possim.fleet import FleetResult, sales_of, simulate_fleet
+from possim.fleets import fleet_view
+from possim.fleets.fleet import FleetResult, sales_of, simulate_fleet
 from possim.i18n import Tr, resolve
-from possim.progress import bar
+from possim.judging.expect import failed_expectations
 from possim.scenario import Scenario
+from possim.views.progress import bar
 
 
 def run_fleet(sc: Scenario, policy: str | None, seed: int | None, as_json: bool, trace_path: str | None,
@@ -78,7 +78,7 @@ def compare_fleet(sc: Scenario, policies: list[str], seed: int | None, report_pa
 def reconcile_fleet_command(sc: Scenario, policy: str | None, seed: int | None, as_json: bool,
                             lang: str | None = None) -> int:
     """``possim reconcile`` of a fleet: the fleet, each group, the terminals that do not balance; exit 1 when any."""
-    from possim.fleet_reconcile import reconcile_fleet
+    from possim.money.fleet_reconcile import reconcile_fleet
 
     rec = reconcile_fleet(sc, policy, seed)
     if as_json:

@@ -12,16 +12,16 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from possim import console as show
 from possim.cli import inputs
 from possim.cli import options as opt
 from possim.cli.errors import ABORTED
 from possim.cli.screen import console
 from possim.cli.views import lang_option
 from possim.i18n import Tr
+from possim.views import console as show
 
 if TYPE_CHECKING:
-    from possim.fuzz import FuzzResult
+    from possim.fuzzing.fuzz import FuzzResult
 
 
 @click.command("fuzz")
@@ -51,7 +51,7 @@ def fuzz_command(policy: str, examples: int, seed: int, out: str, max_transactio
 
     Exit code 0: no violation found; 1: one found and written to --out; 2: bad input; 130: stopped by Ctrl-C.
     """
-    from possim.fuzz import storage_at_home
+    from possim.fuzzing.fuzz import storage_at_home
 
     inputs.writable(out)
     tr = Tr(lang)
@@ -71,8 +71,8 @@ def _search(policy: str, examples: int, seed: int, workers: int, max_transaction
     then on Ctrl-C ends it with what ran). An interrupt outside the search still reports the count."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from possim.fuzz import FuzzResult, groups_for
-    from possim.fuzz_workers import fuzz_parallel
+    from possim.fuzzing.fuzz import FuzzResult, groups_for
+    from possim.fuzzing.fuzz_workers import fuzz_parallel
 
     ran, shown = [0], [0.0]
 
@@ -100,7 +100,7 @@ def _search(policy: str, examples: int, seed: int, workers: int, max_transaction
 
 def _write(found: FuzzResult, out: str) -> dict[str, Any] | None:
     """The violation as a scenario file at ``out`` (also when Ctrl-C cut its shrinking short)."""
-    from possim.fuzz import scenario_document, to_toml
+    from possim.fuzzing.fuzz import scenario_document, to_toml
 
     if found.schedule is None or found.result is None:
         return None
@@ -111,8 +111,8 @@ def _write(found: FuzzResult, out: str) -> dict[str, Any] | None:
 
 def _as_json(found: FuzzResult, seed: int, examples: int, out: str | None,
              document: dict[str, Any] | None) -> dict[str, Any]:
-    from possim.coverage import FORGERIES_INJECTED, WALLET_FORGERIES_INJECTED, labels
-    from possim.fuzz import to_toml, violations
+    from possim.fuzzing.fuzz import to_toml, violations
+    from possim.judging.coverage import FORGERIES_INJECTED, WALLET_FORGERIES_INJECTED, labels
 
     return {"policy": found.policy, "seed": seed, "examples": found.examples, "examples_requested": examples,
             "interrupted": found.interrupted, "violations": violations(found.result) if found.result else [],
@@ -125,8 +125,8 @@ def _as_json(found: FuzzResult, seed: int, examples: int, out: str | None,
 
 def _print(found: FuzzResult, out: str | None, document: dict[str, Any] | None, tr: Tr) -> None:
     """For people: the coverage table, what was found, the scenario's TOML and how to replay it."""
-    from possim.coverage import FORGERIES_INJECTED, WALLET_FORGERIES_INJECTED
-    from possim.fuzz import broken, to_toml
+    from possim.fuzzing.fuzz import broken, to_toml
+    from possim.judging.coverage import FORGERIES_INJECTED, WALLET_FORGERIES_INJECTED
 
     con = console()
     show.coverage(con, found.coverage, found.examples, found.groups, tr)

@@ -15,8 +15,8 @@ from xml.etree import ElementTree as ET
 from rich.console import Console
 from rich.table import Table
 
-from possim.conform import FAIL, NOT_RUN, PASS, Wire
 from possim.i18n import Tr
+from possim.judging.conform import FAIL, NOT_RUN, PASS, Wire
 
 #: How a verdict is shown in the table.
 _STYLE = {PASS: "green", FAIL: "bold red", NOT_RUN: "yellow"}

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from possim import shipped
 from possim.cli.errors import InputError, as_input_error
-from possim.fees import Said
 from possim.i18n import N_
+from possim.money.fees import Said
 from possim.protocol import transports
 from possim.protocol.mqtt import BrokerAddress
 from possim.protocol.transports import Endpoint, TransportError, Wire

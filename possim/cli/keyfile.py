@@ -25,7 +25,7 @@ import click
 from possim.cli.errors import InputError, as_input_error
 
 if TYPE_CHECKING:
-    from possim.keys import KeyRing
+    from possim.processes.keys import KeyRing
     from possim.protocol.mac import MacKey
     from possim.protocol.ports import TraceSink
     from possim.protocol.transports import HostEnd, Origin, TerminalEnd, Wire
@@ -76,7 +76,7 @@ def insecure() -> bool:
 
 def resolve(path: str | None, tids: Iterable[str] = ()) -> KeyRing | None:
     """The key file of ``--keys``, else ``None`` under ``--insecure``, else the default one (created if missing)."""
-    from possim import keys
+    from possim.processes import keys
 
     if path is None and insecure():
         return None

@@ -1,4 +1,4 @@
-"""``possim lab``: serve the trainer's live lab (:mod:`possim.lab`) on 127.0.0.1 and open it in a browser.
+"""``possim lab``: serve the trainer's live lab (:mod:`possim.views.lab`) on 127.0.0.1 and open it in a browser.
 
 Starlette routes the page, its script and style (shipped in the package: nothing comes from
 a network), the JSON endpoint that re-runs an edited case, and the two downloads. uvicorn
@@ -32,7 +32,7 @@ def app(lang: str = "en") -> Any:
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
-    from possim import lab
+    from possim.views import lab
 
     def guarded(handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:

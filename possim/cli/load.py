@@ -15,15 +15,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from possim import load as lib
-from possim.alerts import Thresholds
-from possim.checker import MONEY
 from possim.cli import inputs
 from possim.cli import options as opt
 from possim.cli.errors import ABORTED, InputError, as_input_error
 from possim.cli.views import lang_option
+from possim.fleets import load as lib
+from possim.fleets.alerts import Thresholds
+from possim.fleets.load import MAX_DURATION, MAX_TERMINALS, LoadError, LoadPlan, LoadReport, check_target, run_load
 from possim.i18n import Tr
-from possim.load import MAX_DURATION, MAX_TERMINALS, LoadError, LoadPlan, LoadReport, check_target, run_load
+from possim.judging.checker import MONEY
 from possim.protocol import transports
 
 INTERRUPTED = "interrupted"
@@ -86,7 +86,7 @@ def load_command(terminals: int, rate: float, duration: float, transport: str, h
                     profile or "iso", Thresholds(alert_timeouts, alert_orphans))
     private = None
     if transports.get(transport).broker and broker_url is None:
-        from possim.broker import Broker, BrokerError
+        from possim.processes.broker import Broker, BrokerError
 
         with as_input_error(BrokerError):
             private = Broker().start()
@@ -102,7 +102,7 @@ def load_command(terminals: int, rate: float, duration: float, transport: str, h
     if report_path:
         from pathlib import Path
 
-        from possim.load_view import render
+        from possim.fleets.load_view import render
 
         Path(report_path).write_text(render(report, _page_rows(report, tr), tr), encoding="utf-8")
     if as_json:
@@ -182,7 +182,7 @@ def _print(con: Console, report: LoadReport, tr: Tr | None = None) -> None:
         table.add_row(name, str(value))
     con.print(table)
     if report.completed:
-        from possim.load_view import text_histogram
+        from possim.fleets.load_view import text_histogram
 
         lines = text_histogram(report, tr)
         con.print(lines[0], style="bold")

@@ -18,13 +18,13 @@ from possim.cli import inputs, keyfile
 from possim.cli import options as opt
 from possim.cli.errors import InputError, as_input_error
 from possim.i18n import N_
-from possim.keys import HOST_USERNAME, KeyRing
+from possim.processes.keys import HOST_USERNAME, KeyRing
 from possim.protocol.mac import ALGORITHMS as MAC_ALGORITHMS
 from possim.protocol.mac import DEFAULT_ALGORITHM as DEFAULT_MAC
 
 if TYPE_CHECKING:
-    from possim.checker import LostSale, Verdict
     from possim.i18n import Tr
+    from possim.judging.checker import LostSale, Verdict
     from possim.protocol.events import Stamped
 from possim.protocol import transports
 from possim.protocol.transports import Endpoint, TransportError, Wire
@@ -94,7 +94,7 @@ def keys_command(out_path: str, tids: tuple[str, ...], count: int | None, algori
     Prints each terminal's key check value (never a secret): two sides holding the same key
     print the same check value.
     """
-    from possim import keys
+    from possim.processes import keys
 
     if bool(tids) == (count is not None):
         raise InputError("give terminal ids with --terminal TID (repeated) or a count with --terminals N")
@@ -110,7 +110,7 @@ def keys_command(out_path: str, tids: tuple[str, ...], count: int | None, algori
 def _print_keys(ring: KeyRing, out_path: str, as_json: bool, lang: str) -> None:
     """What ``possim keys`` wrote: never a secret, only the key check values two sides can compare."""
     from possim.i18n import Tr
-    from possim.keys import check_value
+    from possim.processes.keys import check_value
 
     values = {tid: check_value(t.mac_key) for tid, t in sorted(ring.terminals.items())}
     if as_json:
@@ -148,7 +148,7 @@ def _keys_option(text: str) -> Callable[[F], F]:
 def broker(port: int, state_dir: str | None, keys_path: str | None, tls_cert: str | None, tls_key: str | None,
            tls_ca: str | None) -> None:
     """Run Mosquitto on 127.0.0.1:PORT with possim's configuration until stopped (Ctrl-C)."""
-    from possim.broker import Broker, BrokerError, TlsFiles
+    from possim.processes.broker import Broker, BrokerError, TlsFiles
 
     ring = _load_keys(keys_path)
     if (tls_cert is None) != (tls_key is None) or (tls_ca is not None and tls_cert is None):
@@ -262,15 +262,15 @@ def acquirer(transport: str, broker_url: str | None, listen_url: str | None, led
         print_magic_table(lang)
         return
     from possim.protocol.storage import StoreError
-    from possim.realtime import serve_acquirer
-    from possim.wallet_rig import acquirer_gateway
+    from possim.running.realtime import serve_acquirer
+    from possim.running.wallet_rig import acquirer_gateway
 
     shard, shards = inputs.shard(shard_text)
     ring = _load_keys(keys_path)
     sc = (inputs.scaled(inputs.scenario(scenario_path).with_profile(profile).in_market(lang), time_scale)
           if scenario_path else None)  # the market of --lang, as possim run: zh serves yuan and UnionPay cards
     config = sc.host_config() if sc else HostConfig(profile=profile or "iso")
-    from possim.keys import host_account
+    from possim.processes.keys import host_account
 
     wire = _wire(transport, broker_url, listen_url, qos, client_id, ring,
                  host_account(ring.host_username, shard, shards) if ring else None, tls_ca, shard, shards, shard,
@@ -392,7 +392,7 @@ def _drive(scenario: str, transport: str, broker_url: str | None, connect_url: t
            replacement: bool = False) -> None:
     """``possim terminal`` and ``possim settle``: one terminal process against an acquirer; ``printed``: whether
     the summary is one JSON line, and the language of the text otherwise."""
-    from possim.realtime import drive_terminal
+    from possim.running.realtime import drive_terminal
 
     if len(connect_url) > 1 and not transports.get(transport).failover:
         able = " or ".join(f"--transport {t.name}" for t in transports.REGISTRY.values() if t.failover)
@@ -441,8 +441,8 @@ def _print_summary(out: dict[str, Any], as_json: bool, lang: str) -> None:
     if as_json:
         click.echo(json.dumps(out))
         return
-    from possim.console import measure
     from possim.i18n import Tr
+    from possim.views.console import measure
 
     tr = Tr(lang)
     for key, value in out.items():
@@ -537,8 +537,8 @@ def check_command(journal_paths: tuple[str, ...], ledger_paths: tuple[str, ...],
 def _print_verdict(verdict: Verdict, as_json: bool, lang: str = "en") -> None:
     summary = verdict.summary()
     if as_json:
-        from possim.checker import lost_journal_totals
-        from possim.money import format_amount
+        from possim.judging.checker import lost_journal_totals
+        from possim.money.money import format_amount
 
         lost = {"lost_journal": {**lost_journal_totals(verdict.lost_journal),
                                  "sales": [sale.as_dict() for sale in verdict.lost_journal]}} \
@@ -546,13 +546,13 @@ def _print_verdict(verdict: Verdict, as_json: bool, lang: str = "en") -> None:
         click.echo(json.dumps({**summary, "money_on_hold": format_amount(verdict.on_hold), "settled": verdict.settled,
                                "unjournaled": [f.as_dict() for f in verdict.unjournaled], **lost}, sort_keys=True))
         return
-    from possim.console import measure
     from possim.i18n import Tr
+    from possim.views.console import measure
 
     tr = Tr(lang)
     for key, value in summary.items():
         click.echo(f"{measure(key, tr):>20}: {value}")
-    from possim.console import sent_at
+    from possim.views.console import sent_at
 
     for f in verdict.findings:
         txn = (tr("txn {txn}", txn=f.txn) if f.txn is not None
@@ -579,7 +579,7 @@ def _print_lost_journal(sales: list[LostSale], tr: Tr) -> None:
     """The sales of lives whose journal was not given, each judged by whether its answer was delivered."""
     if not sales:
         return
-    from possim.checker import lost_journal_totals
+    from possim.judging.checker import lost_journal_totals
 
     for sale in sales:
         row = sale.as_dict()

@@ -1,5 +1,5 @@
 """``possim proxy``: a fault proxy by business meaning between someone's own terminal and host
-(``possim.proxy``), and how ``possim replay`` shows the trace it records."""
+(``possim.processes.proxy``), and how ``possim replay`` shows the trace it records."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from possim.cli import options as opt
 from possim.cli.errors import InputError, as_input_error
 from possim.cli.options import LiveChoice
 from possim.i18n import N_, Tr
+from possim.processes.proxy import Proxy, ProxyError, WireVerdict, address, load_faults, wire_verdict
 from possim.protocol import events as ev
 from possim.protocol.profiles import REGISTRY as PROFILES
-from possim.proxy import Proxy, ProxyError, WireVerdict, address, load_faults, wire_verdict
-from possim.trace import Trace
+from possim.running.trace import Trace
 
 #: The verdict's measures, in the order printed, with their names for people.
 MEASURES = {"messages": N_("messages"), "answers_lost": N_("answers lost"), "reversals": N_("reversals sent"),
@@ -113,8 +113,8 @@ def replay_proxy_trace(records: list[ev.Stamped], path: str, as_json: bool, lang
 
     Exit 0 when the verdict read again is the recorded one. With ``report_path``, the HTML chart too.
     """
-    from possim import console as show
     from possim.cli.screen import console
+    from possim.views import console as show
 
     tr = Tr(lang)
     header = next(s.event for s in records if isinstance(s.event, ev.ProxyRun))
@@ -126,7 +126,7 @@ def replay_proxy_trace(records: list[ev.Stamped], path: str, as_json: bool, lang
     title = tr("proxy {listen} -> {upstream} ({profile}), seed {seed}", listen=header.listen,
                upstream=header.upstream, profile=tr.profile(header.profile), seed=header.seed)
     if report_path:
-        from possim.html_report import render_trace
+        from possim.views.html_report import render_trace
 
         rows = [(tr(name), str(summary[key])) for key, name in MEASURES.items()]
         Path(report_path).write_text(render_trace(records, title, rows, tr.lang), encoding="utf-8")

@@ -12,7 +12,7 @@ from possim.cli import inputs
 from possim.cli import options as opt
 from possim.cli.errors import InputError, as_input_error
 from possim.cli.views import lang_option, print_run, write_views
-from possim.expect import failed_expectations
+from possim.judging.expect import failed_expectations
 from possim.protocol import transports
 from possim.protocol.transports import Transport, TransportError
 from possim.scenario import Scenario
@@ -80,7 +80,7 @@ def run_command(scenario: str, policy: str | None, profile: str | None, seed: in
         result = _run_broker(chosen, sc, policy, seed, broker_url, qos, time_scale, ledger_path, journal_path,
                              force_redelivery)
     elif not chosen.virtual_time:
-        from possim.realtime import run_over
+        from possim.running.realtime import run_over
 
         with as_input_error(TransportError):
             result = asyncio.run(run_over(chosen, sc, policy, seed, None, qos, time_scale, ledger_path,
@@ -105,8 +105,8 @@ def _run_broker(chosen: Transport, sc: Scenario, policy: str, seed: int, broker_
                 time_scale: float, ledger_path: str | None, journal_path: str | None, force_redelivery: int
                 ) -> RunResult:
     """Over a broker the user names, or a private Mosquitto started and stopped around the run."""
-    from possim.broker import Broker, BrokerError
-    from possim.realtime import run_over
+    from possim.processes.broker import Broker, BrokerError
+    from possim.running.realtime import run_over
 
     private = None
     if broker_url is None:

@@ -25,7 +25,7 @@ def console() -> Console:
 
 def heading(con: Console, scenario: Scenario, lang: str) -> None:
     """The scenario's title and what it teaches, in the reader's language."""
-    from possim.lesson import story
+    from possim.views.lesson import story
 
     title, description = story(scenario, lang)
     con.print(f"[bold]{escape(title)}[/]\n{escape(description)}\n")

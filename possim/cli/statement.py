@@ -19,17 +19,17 @@ from pathlib import Path
 
 import click
 
-from possim import statement as st
 from possim.acquirer_sim import errors_handling as eh
 from possim.acquirer_sim.ledger import Key, Ledger, read_ledger
 from possim.cli import inputs
 from possim.cli import options as opt
 from possim.cli.errors import InputError, as_input_error
-from possim.fees import FeeSchedule, Said
 from possim.i18n import N_, Tr
+from possim.judging.reconcile import MerchantRecord, check_statement, journal_records, slip_records
+from possim.money import statement as st
+from possim.money.fees import FeeSchedule, Said
 from possim.pos_sim.journal import read_journal
 from possim.protocol.storage import StoreError
-from possim.reconcile import MerchantRecord, check_statement, journal_records, slip_records
 from possim.scenario import Scenario, ScenarioError
 from possim.simulation import simulate
 

@@ -3,7 +3,7 @@
 Click words a wrong option or a missing argument in English and keeps no message id we could hand
 to our catalogue, so a Chinese reader would see a Chinese prefix before click's English words.
 Click's texts are few and fixed (the pinned click version), so each is read back into a
-:class:`possim.fees.Said` with the same English template: the English line stays exactly click's,
+:class:`possim.money.fees.Said` with the same English template: the English line stays exactly click's,
 and the catalogue says it in Chinese. A text none of them matches stays as click wrote it.
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 
-from possim.fees import Said
 from possim.i18n import N_
+from possim.money.fees import Said
 
 #: click's words for what is missing and for the kinds of number it expected (catalogue entries).
 KINDS = frozenset({N_("argument"), N_("option"), N_("parameter"), N_("integer"), N_("float"), N_("boolean")})

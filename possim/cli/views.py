@@ -11,15 +11,15 @@ from typing import Any, TypeVar
 import click
 from rich.markup import escape
 
-from possim import console as show
 from possim import i18n
 from possim.cli import inputs
 from possim.cli import options as opt
 from possim.cli.errors import InputError, as_input_error
 from possim.cli.screen import console, heading
-from possim.reconcile import Reconciliation
+from possim.judging.reconcile import Reconciliation
 from possim.scenario import ScenarioError, from_dict, load
 from possim.simulation import RunResult, simulate
+from possim.views import console as show
 
 F = TypeVar("F", bound=Callable[..., Any])
 _SCENARIO_DIR_HELP = "Folder with the scenarios (default: the ones shipped with possim)."
@@ -31,16 +31,16 @@ lang_option = opt.lang
 
 def write_views(result: RunResult, report_path: str | None, mermaid_path: str | None, lang: str | None = None) -> None:
     """The HTML report and the Mermaid chart of one run, where asked for; each file written is named on stderr."""
-    from possim.lesson import story, tr_for
+    from possim.views.lesson import story, tr_for
 
     tr = tr_for(result, lang)
     if report_path:
-        from possim.html_report import render
+        from possim.views.html_report import render
 
         Path(report_path).write_text(render([result], result.scenario.model.title, tr.lang), encoding="utf-8")
         click.echo(tr("report written to {path}", path=report_path), err=True)
     if mermaid_path:
-        from possim.mermaid import to_mermaid
+        from possim.views.mermaid import to_mermaid
 
         title = tr("{title} (policy {policy})", title=story(result.scenario, tr.lang)[0],
                    policy=tr.policy(result.policy, show.wallet_only(result)))
@@ -50,7 +50,7 @@ def write_views(result: RunResult, report_path: str | None, mermaid_path: str | 
 
 def print_run(result: RunResult, failures: list[str], timeline: bool, lang: str | None = None) -> None:
     """A run on the console: the point first (headline, money, remedy), then the timeline and the verdict."""
-    from possim.lesson import tr_for
+    from possim.views.lesson import tr_for
 
     tr = tr_for(result, lang)
     con = console()
@@ -102,7 +102,7 @@ def demo(pace: float, scenario_dir: str | None, lang: str) -> None:
     """A narrated walk through the key failure modes: lost response, slow host, lost reversal, customer retries,
     a QR payment given up while the customer was still paying. Ctrl-C ends it with the acts played (exit 130)."""
     from possim.cli.errors import ABORTED
-    from possim.demo import run_demo
+    from possim.views.demo import run_demo
 
     folder = _folder(scenario_dir)
     if not (folder / "response-lost.toml").is_file():
@@ -121,7 +121,7 @@ def glossary_command(lang: str, as_json: bool) -> None:
     """The payment terms in English and Chinese (单边账, 冲正, 查询...), with what each means."""
     from rich.table import Table
 
-    from possim.glossary import rows
+    from possim.views.glossary import rows
 
     if as_json:
         click.echo(json.dumps({"terms": [{"english": e, "chinese": c, "meaning": m} for e, c, m in rows(lang)]},
@@ -145,8 +145,8 @@ def glossary_command(lang: str, as_json: bool) -> None:
 def replay_command(trace_file: str, as_json: bool, report_path: str | None, lang: str) -> None:
     """Re-execute a trace recorded over MQTT or TCP in virtual time and compare the verdicts;
     a trace of ``possim proxy`` is judged again from its events (the verdict from the wire)."""
-    from possim.proxy import is_proxy_trace
-    from possim.replay import ReplayError, load_trace, replay
+    from possim.processes.proxy import is_proxy_trace
+    from possim.running.replay import ReplayError, load_trace, replay
 
     inputs.writable(report_path)
     with as_input_error(ReplayError):
@@ -158,7 +158,7 @@ def replay_command(trace_file: str, as_json: bool, report_path: str | None, lang
     with as_input_error(ReplayError):
         verdict, recorded = replay(trace_file)
     if report_path:
-        from possim.html_report import render_trace
+        from possim.views.html_report import render_trace
 
         tr_ = i18n.Tr(lang)
         rows = [(show.measure(k, tr_), str(v)) for k, v in verdict.summary().items()]
@@ -221,7 +221,7 @@ def _reconciliation(source: str, policy: str | None, seed: int | None,
             result = simulate(sc, policy, seed)
         assert result.reconciliation is not None
         return result.reconciliation, _title(sc.name, result, lang), sc.model.terminal.currency
-    from possim.replay import REAL_TIME_HEADERS, ReplayError, read_trace, replay_full
+    from possim.running.replay import REAL_TIME_HEADERS, ReplayError, read_trace, replay_full
 
     with as_input_error(ReplayError, ScenarioError):
         records = read_trace(source)
