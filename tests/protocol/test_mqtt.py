@@ -17,6 +17,7 @@ import pytest
 
 from possim.processes.broker import Broker, free_port, render_config
 from possim.protocol import codec
+from possim.protocol.events import Event, MqttDisconnected
 from possim.protocol.messages import Message
 from possim.protocol.mqtt import BrokerAddress, MqttEndpoint, TransportError, requests_topic
 from possim.running.realtime import run_mqtt
@@ -180,8 +181,8 @@ async def test_publishes_cut_off_before_their_puback_arrive_after_the_reconnect(
             pub.publish(topic, f"b{i}".encode())
         queued.append(len(pub.outbox))
 
-    def on_event(event: str, **_fields: object) -> None:
-        if event == "mqtt_disconnected":  # the loop sleeps its backoff next: call_soon runs before it ends
+    def on_event(event: Event) -> None:
+        if isinstance(event, MqttDisconnected):  # the loop sleeps its backoff next: call_soon runs before it ends
             asyncio.get_running_loop().call_soon(while_down)
 
     pub.emit = on_event
