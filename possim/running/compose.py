@@ -25,6 +25,8 @@ from possim.protocol.faults import FaultDecider, FaultPlan, FaultyLink
 from possim.protocol.mac import MacKey
 from possim.protocol.memory import MemoryTransport
 from possim.protocol.ports import Link, Scheduler, Transport
+from possim.running.wallet_rig import WalletSide
+from possim.scenario import Scenario
 
 Emit = Callable[[Event], None]
 
@@ -59,6 +61,15 @@ def build_host(config: HostConfig, rng: random.Random, keys: Mapping[str, MacKey
     """An acquirer over its own ledger, which starts every card at the host's default balance."""
     ledger = Ledger(ledger_path, default_balance=config.default_balance)
     return ledger, AcquirerHost(config, ledger, rng, keys)
+
+
+def build_wallet(scenario: Scenario, config: TerminalConfig, scheduler: Scheduler, journal: Journal, ledger: Ledger,
+                 default_balance: int, emit: Emit, to_host: Link, rng: random.Random,
+                 keys: Mapping[str, MacKey] | None, nonces: random.Random | None = None) -> WalletSide:
+    """The terminal's wallet side (QR terminal, gateway, customers) over the card side's journal and
+    ledger databases, with the card terminal's id, policy, clock epoch and life number."""
+    return WalletSide(scenario, config.policy, scheduler, journal.conn, journal.durable, ledger.conn, config.tid,
+                      config.epoch, emit, to_host, rng, default_balance, keys, nonces, config.life)
 
 
 class FaultLayer:

@@ -33,7 +33,7 @@ from possim.pos_sim.journal import Journal
 from possim.pos_sim.terminal import PaymentRequest, Terminal
 from possim.protocol import events as ev
 from possim.protocol.mac import MacKey
-from possim.running.compose import build_host, new_terminal
+from possim.running.compose import build_host, build_wallet, new_terminal
 from possim.running.rig import run_keys
 from possim.running.trace import Trace
 from possim.running.virtual_clock import Handle, VirtualClock
@@ -156,9 +156,9 @@ class Rerun:
         self.terminal_driver = TerminalDriver(self.terminal, _Silent(), frozen, self.journal, self.trace.emit)
         self.host_driver = HostDriver(host, _Silent(), frozen, self.trace.emit)
         if self.scenario is not None:
-            self.wallet = WalletSide(self.scenario, config.policy, frozen, self.journal.conn, self.journal.durable,
-                                     self.ledger.conn, config.tid, config.epoch, self.trace.emit, _Silent(),
-                                     random.Random(0), self.host_config.default_balance, self.keys)
+            self.wallet = build_wallet(self.scenario, config, frozen, self.journal, self.ledger,
+                                       self.host_config.default_balance, self.trace.emit, _Silent(),
+                                       random.Random(0), self.keys)
             self.wallet.connect(_Silent())
 
     def feed(self, records: Iterable[ev.Stamped]) -> None:

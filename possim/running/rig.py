@@ -45,9 +45,9 @@ from possim.protocol.memory import MemoryTransport
 from possim.protocol.ports import Link, Scheduler, Transport
 from possim.protocol.storage import StoreError, WriteError, write_failure
 from possim.protocol.transports import Origin
-from possim.running.compose import FaultLayer, build_host, build_terminal, new_terminal
+from possim.running.compose import FaultLayer, build_host, build_terminal, build_wallet, new_terminal
 from possim.running.trace import Trace
-from possim.running.wallet_rig import QR_WALLET, WalletSide
+from possim.running.wallet_rig import QR_WALLET
 from possim.scenario import Scenario
 
 
@@ -189,11 +189,9 @@ class Rig:
                                               self.trace.emit, self._on_outcome)
         self.terminal = self.terminal_driver.terminal
         self.to_terminal = self.faults.deliver_to(self._terminal_receive)
-        self.wallet = WalletSide(scenario, policy, scheduler, self.journal.conn, self.journal.durable, self.ledger.conn,
-                                 self.terminal_config.tid, self.terminal_config.epoch, self.trace.emit, terminal_link,
-                                 self.rng, host_config.default_balance, keys,
-                                 order_nonces or random.Random(f"possim wallet order numbers {seed}"),
-                                 self.terminal_config.life)
+        self.wallet = build_wallet(scenario, self.terminal_config, scheduler, self.journal, self.ledger,
+                                   host_config.default_balance, self.trace.emit, terminal_link, self.rng, keys,
+                                   order_nonces or random.Random(f"possim wallet order numbers {seed}"))
         self.wallet.pay_again = self._pay_again
         self.wallet.driver.on_sign_on_again = self.terminal_driver.sign_on_again  # one device, one sign-on
         self.host_driver: HostDriver | None = None
