@@ -30,15 +30,15 @@ from possim.judging.checker import MEASURES, Verdict, check
 from possim.money.money import format_amount, parse_amount
 from possim.pos_sim.actions import Outcome
 from possim.pos_sim.config import TerminalConfig
-from possim.pos_sim.driver import TerminalDriver
 from possim.pos_sim.journal import Journal, Row, fleet_database, write_rows
-from possim.pos_sim.terminal import PaymentRequest, Terminal
+from possim.pos_sim.terminal import PaymentRequest
 from possim.protocol.events import Event, HostCrashed, PaymentRequested, ResponseTimeout, Stamped
-from possim.protocol.faults import FaultDecider, FaultPlan, FaultyLink
+from possim.protocol.faults import FaultPlan
 from possim.protocol.memory import NAME as MEMORY
 from possim.protocol.memory import MemoryTransport
-from possim.protocol.ports import Link, Scheduler, Transport
+from possim.protocol.ports import Link, Scheduler
 from possim.protocol.shards import shard_of
+from possim.running.compose import FaultLayer, build_host, build_terminal
 from possim.running.trace import Trace
 from possim.running.virtual_clock import VirtualClock, run_uncollected
 from possim.scenario import Scenario, TransactionModel
@@ -108,37 +108,22 @@ def _recorder(trace: Trace | None, emit: Callable[[Event], None] | None) -> Call
     return both
 
 
-class _Deferred:
-    """A transport whose target is attached once the other side exists."""
-
-    __slots__ = ("target",)
-
-    def __init__(self) -> None:
-        self.target: Transport | None = None
-
-    def send(self, data: bytes) -> None:
-        assert self.target is not None
-        self.target.send(data)
-
-
 class Member:
     """One terminal of a running fleet: state machine, driver, journal, fault layer, schedule."""
 
-    __slots__ = ("busy_since", "decider", "driver", "fleet", "inbound", "journal", "outbound", "pending",
+    __slots__ = ("busy_since", "decider", "driver", "fleet", "journal", "outbound", "pending",
                  "requests", "retries", "seat", "shard", "to_host", "to_terminal")
 
     def __init__(self, fleet: Fleet, seat: Seat) -> None:
         self.fleet, self.seat = fleet, seat
         self.shard = shard_of(seat.tid, fleet.shards)
-        self.decider = FaultDecider(seat.plan, fleet.rng)
-        self.outbound = _Deferred()
-        self.to_host = FaultyLink("to_host", self.outbound, self.decider, fleet.scheduler, fleet.emit)
+        faults = FaultLayer(seat.plan, fleet.rng, fleet.scheduler, fleet.emit)
+        self.decider, self.outbound, self.to_host = faults.decider, faults.outbound, faults.to_host
         self.journal = Journal.shared(fleet.journal_db, seat.tid, fleet.unwritten)
-        self.driver = TerminalDriver(Terminal(seat.config), self.to_host, fleet.scheduler, self.journal,
+        self.driver = build_terminal(seat.config, None, self.to_host, fleet.scheduler, self.journal,
                                      fleet.driver_emit, self._outcome)
         self.driver.emit = fleet.tally  # its timeouts are counted, traced or not (then it describes nothing)
-        self.inbound = MemoryTransport(self.driver.receive)
-        self.to_terminal = FaultyLink("to_terminal", self.inbound, self.decider, fleet.scheduler, fleet.emit)
+        self.to_terminal = faults.deliver_to(self.driver.receive)
         self.pending: Iterator[tuple[float, PaymentRequest, TransactionModel]] = iter(())
         self.retries: dict[int, float] = {}
         self.requests: dict[int, PaymentRequest] = {}
@@ -199,7 +184,7 @@ OutcomeHook = Callable[[Member, Outcome, float | None], None]
 
 
 class Fleet:
-    """The fleet's composition root: terminals, host shards, fault layers, journals, optional trace."""
+    """A fleet's terminals, host shards, fault layers, journals and optional trace, built through ``compose``."""
 
     def __init__(self, scenario: Scenario, policy: str | None, seed: int, scheduler: Scheduler,
                  trace: bool = False, on_outcome: OutcomeHook | None = None,
@@ -221,9 +206,7 @@ class Fleet:
         self.journal_db = fleet_database()
         self.unwritten: dict[int, Row] = {}
         config = scenario.host_config()
-        self.hosts = [Shard(ledger, AcquirerHost(config, ledger, self.rng))
-                      for ledger in (Ledger(":memory:", default_balance=config.default_balance)
-                                     for _ in range(self.shards))]
+        self.hosts = [Shard(*build_host(config, self.rng)) for _ in range(self.shards)]
         self.ledger_before = self.hosts[0].ledger.balances()
         self.members: dict[str, Member] = {}
         for seat in seats(scenario, policy):

@@ -26,8 +26,6 @@ from typing import Any, TypeVar
 
 from possim.acquirer_sim.config import HostConfig
 from possim.acquirer_sim.driver import HostDriver
-from possim.acquirer_sim.host import AcquirerHost
-from possim.acquirer_sim.ledger import Ledger
 from possim.judging.checker import Verdict, check
 from possim.judging.reconcile import Reconciliation, reconcile
 from possim.pos_sim.driver import TerminalDriver
@@ -35,6 +33,7 @@ from possim.pos_sim.journal import Journal
 from possim.pos_sim.terminal import PaymentRequest, Terminal
 from possim.protocol import events as ev
 from possim.protocol.mac import MacKey
+from possim.running.compose import build_host, build_wallet, new_terminal
 from possim.running.rig import run_keys
 from possim.running.trace import Trace
 from possim.running.virtual_clock import Handle, VirtualClock
@@ -96,7 +95,7 @@ def replay_full(path: str | Path) -> tuple[Verdict, dict[str, Any] | None, Recon
         raise ReplayError(f"{path}: scenario inside the trace is unusable: {exc}") from None
     config = scenario.terminal_config(started.policy)
     keys = run_keys(started.seed, [config.tid]) if scenario.model.mac else None
-    rerun = Rerun(Terminal(config, keys.get(config.tid) if keys else None), scenario.host_config(), keys, scenario)
+    rerun = Rerun(new_terminal(config, keys), scenario.host_config(), keys, scenario)
     rerun.feed(records)
     verdict = check(rerun.journal.conn, rerun.ledger.conn)
     recon = reconcile(rerun.journal.conn, rerun.ledger.conn, scenario.fee_schedule())
@@ -152,15 +151,14 @@ class Rerun:
         self.trace = Trace(self.clock.now)
         config = self.terminal.config
         self.journal = Journal(tid=config.tid)
-        self.ledger = Ledger(default_balance=self.host_config.default_balance)
-        host = AcquirerHost(self.host_config, self.ledger, random.Random(0), self.keys)
+        self.ledger, host = build_host(self.host_config, random.Random(0), self.keys)
         frozen = _Frozen(self.clock)
         self.terminal_driver = TerminalDriver(self.terminal, _Silent(), frozen, self.journal, self.trace.emit)
         self.host_driver = HostDriver(host, _Silent(), frozen, self.trace.emit)
         if self.scenario is not None:
-            self.wallet = WalletSide(self.scenario, config.policy, frozen, self.journal.conn, self.journal.durable,
-                                     self.ledger.conn, config.tid, config.epoch, self.trace.emit, _Silent(),
-                                     random.Random(0), self.host_config.default_balance, self.keys)
+            self.wallet = build_wallet(self.scenario, config, frozen, self.journal, self.ledger,
+                                       self.host_config.default_balance, self.trace.emit, _Silent(),
+                                       random.Random(0), self.keys)
             self.wallet.connect(_Silent())
 
     def feed(self, records: Iterable[ev.Stamped]) -> None:
@@ -226,6 +224,6 @@ class Rerun:
     def _power_on(self) -> None:
         """The same order as the run's: the card terminal boots, then the QR terminal."""
         config = self.terminal.config
-        self.terminal_driver.power_on(Terminal(config, self.keys.get(config.tid) if self.keys else None))
+        self.terminal_driver.power_on(new_terminal(config, self.keys))
         if self.wallet is not None:
             self.wallet.power_on()

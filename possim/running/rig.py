@@ -27,20 +27,17 @@ from pathlib import Path
 from typing import Literal
 
 from possim.acquirer_sim.driver import HostDriver
-from possim.acquirer_sim.host import AcquirerHost
-from possim.acquirer_sim.ledger import Ledger
 from possim.fuzzing.forgery import Forger
 from possim.judging.checker import Verdict, check, outcomes
 from possim.judging.reconcile import Reconciliation, reconcile
 from possim.money.money import parse_amount
 from possim.pos_sim.actions import Outcome
 from possim.pos_sim.config import TerminalConfig
-from possim.pos_sim.driver import TerminalDriver
 from possim.pos_sim.journal import Journal
 from possim.pos_sim.terminal import PaymentRequest, Terminal
 from possim.processes import keys as keyfile
 from possim.protocol.events import CustomerPaysAgain, CustomerRetries, RunFinished, RunStarted
-from possim.protocol.faults import FaultDecider, FaultPlan, FaultyLink
+from possim.protocol.faults import FaultPlan
 from possim.protocol.lines import Line, Lines
 from possim.protocol.mac import MacKey
 from possim.protocol.memory import NAME as MEMORY
@@ -48,8 +45,9 @@ from possim.protocol.memory import MemoryTransport
 from possim.protocol.ports import Link, Scheduler, Transport
 from possim.protocol.storage import StoreError, WriteError, write_failure
 from possim.protocol.transports import Origin
+from possim.running.compose import FaultLayer, build_host, build_terminal, build_wallet, new_terminal
 from possim.running.trace import Trace
-from possim.running.wallet_rig import QR_WALLET, WalletSide
+from possim.running.wallet_rig import QR_WALLET
 from possim.scenario import Scenario
 
 
@@ -139,17 +137,6 @@ def _with_life(config: TerminalConfig, journal: Journal, replacement: bool) -> T
     return replace(config, life=life, new_journal=new_journal, replacement=replacement)
 
 
-class _Deferred:
-    """A transport whose receiver is attached after construction (the drivers refer to each other)."""
-
-    def __init__(self) -> None:
-        self.target: Transport | None = None
-
-    def send(self, data: bytes) -> None:
-        assert self.target is not None
-        self.target.send(data)
-
-
 class _Later:
     """The forger's way to the terminal: ``rig.to_terminal``, which exists only after the terminal driver."""
 
@@ -176,7 +163,6 @@ class Rig:
         self.rng = rng if rng is not None else random.Random(seed)  # a test's own (Hypothesis) randomness
         host_config = scenario.host_config()
         self.ledger_path = str(ledger_path or ":memory:")
-        self.ledger = Ledger(self.ledger_path, default_balance=host_config.default_balance)
         self._host_failure: WriteError | None = None
         self.terminal_config = scenario.terminal_config(policy)
         if epoch is not None:  # real processes: field 7 and the RRN follow the wall clock
@@ -190,27 +176,22 @@ class Rig:
         self.keys: Mapping[str, MacKey] | None = (
             (run_keys(seed, [tid]) if scenario.model.mac else None) if isinstance(keys, str) else keys)
         keys = self.keys
-        self.mac_key = keys.get(tid) if keys is not None else None
-        self.host = AcquirerHost(host_config, self.ledger, self.rng, keys)
-        self.terminal = self._new_terminal()
+        self.ledger, self.host = build_host(host_config, self.rng, keys, self.ledger_path)
         self.ledger_before = self.ledger.balances()
         plan = plan or scenario.fault_plan()
-        self.decider = FaultDecider(plan, self.rng)
-        self._to_host_inner = _Deferred()
-        self.to_host = FaultyLink("to_host", self._to_host_inner, self.decider, scheduler, self.trace.emit)
+        self.faults = FaultLayer(plan, self.rng, scheduler, self.trace.emit)
+        self.decider, self.to_host = self.faults.decider, self.faults.to_host
         self.forger = Forger(plan.forgeries, self.to_host, _Later(self), scheduler, self.trace.emit, seed,
                              keys is not None, self.terminal_config.epoch)
         # The attacker reads the terminal's requests (card and wallet) only when it has forgeries to build from them.
         terminal_link = self.forger.tap(self.to_host) if plan.forgeries else self.to_host
-        self.terminal_driver = TerminalDriver(self.terminal, terminal_link, scheduler, self.journal,
+        self.terminal_driver = build_terminal(self.terminal_config, keys, terminal_link, scheduler, self.journal,
                                               self.trace.emit, self._on_outcome)
-        self.to_terminal = FaultyLink("to_terminal", MemoryTransport(self._terminal_receive), self.decider,
-                                      scheduler, self.trace.emit)
-        self.wallet = WalletSide(scenario, policy, scheduler, self.journal.conn, self.journal.durable, self.ledger.conn,
-                                 self.terminal_config.tid, self.terminal_config.epoch, self.trace.emit, terminal_link,
-                                 self.rng, host_config.default_balance, keys,
-                                 order_nonces or random.Random(f"possim wallet order numbers {seed}"),
-                                 self.terminal_config.life)
+        self.terminal = self.terminal_driver.terminal
+        self.to_terminal = self.faults.deliver_to(self._terminal_receive)
+        self.wallet = build_wallet(scenario, self.terminal_config, scheduler, self.journal, self.ledger,
+                                   host_config.default_balance, self.trace.emit, terminal_link, self.rng, keys,
+                                   order_nonces or random.Random(f"possim wallet order numbers {seed}"))
         self.wallet.pay_again = self._pay_again
         self.wallet.driver.on_sign_on_again = self.terminal_driver.sign_on_again  # one device, one sign-on
         self.host_driver: HostDriver | None = None
@@ -245,12 +226,12 @@ class Rig:
         return len(records) + len(wallet_records)
 
     def _new_terminal(self) -> Terminal:
-        return Terminal(self.terminal_config, self.mac_key)
+        return new_terminal(self.terminal_config, self.keys)
 
     def connect(self, to_host: Transport, host_out: Link | None) -> None:
         """``to_host``: where the terminal's faulted requests go; ``host_out``: the host's replies
         (``None`` when the host runs in another process)."""
-        self._to_host_inner.target = to_host
+        self.faults.outbound.target = to_host
         if host_out is not None:
             self.host_driver = HostDriver(self.host, host_out, self.scheduler, self.trace.emit)
             self.wallet.connect(host_out)
