@@ -19,7 +19,6 @@ suite that does not use it nothing.
 
 from __future__ import annotations
 
-import json
 import signal
 import sqlite3
 import subprocess
@@ -32,6 +31,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
+
+from possim.processes.child import json_lines
 
 #: How long an acquirer may take to log that it is ready (a busy CI machine is slow to start Python).
 READY_TIMEOUT = 60.0
@@ -101,7 +102,7 @@ class Acquirer:
 
     def log(self) -> list[dict[str, Any]]:
         """The process's JSON log lines so far (``acquirer_ready``, ``msg_received``, ...)."""
-        return _events(self.log_path)
+        return json_lines(self.log_path)
 
     def stop(self) -> int:
         """SIGTERM, then SIGKILL if it does not end; its exit code. Safe to call twice."""
@@ -111,18 +112,6 @@ class Acquirer:
         # read-only, waiting out the acquirer's write lock: reading never changes the ledger
         with closing(sqlite3.connect(f"file:{self.ledger_path}?mode=ro", uri=True, timeout=30)) as conn:
             return conn.execute(sql, args).fetchall()
-
-
-def _events(log: Path) -> list[dict[str, Any]]:
-    found = []
-    text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
-    for line in text.splitlines():
-        if line.startswith("{"):
-            try:
-                found.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line still being written
-    return found
 
 
 def _stop(process: subprocess.Popen[bytes]) -> int:
@@ -140,7 +129,7 @@ def _ready_port(process: subprocess.Popen[bytes], log: Path, timeout: float) -> 
     """The port from the ``acquirer_ready`` line; fails with the log's tail if the process ends or never says it."""
     deadline = time.monotonic() + timeout
     while True:
-        for event in _events(log):
+        for event in json_lines(log):
             if event.get("event") == "acquirer_ready":
                 return int(event["port"])
         if process.poll() is not None:

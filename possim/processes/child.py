@@ -61,17 +61,7 @@ class LoggedProcess:
 
     def events(self) -> list[dict[str, Any]]:
         """The JSON log lines of the current start (other lines, such as "acquirer stopped", are skipped)."""
-        with self.log.open("rb") as f:
-            f.seek(self._offset)
-            text = f.read().decode("utf-8", "replace")
-        found = []
-        for line in text.splitlines():
-            if line.startswith("{"):
-                try:
-                    found.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue  # a line still being written
-        return found
+        return json_lines(self.log, self._offset)
 
     def wait_event(self, event: str, timeout: float = 60.0, **fields: object) -> dict[str, Any]:
         """The first log line of this start with ``event`` and ``fields``; NotReadyError if the process ends first."""
@@ -130,3 +120,20 @@ class LoggedProcess:
     def _close_pipe(self) -> None:
         if self.proc is not None and self.proc.stdout is not None:
             self.proc.stdout.close()
+
+
+def json_lines(log: Path, offset: int = 0) -> list[dict[str, Any]]:
+    """The JSON objects logged to ``log`` from byte ``offset`` on (other lines and one still being written skipped)."""
+    if not log.exists():
+        return []
+    with log.open("rb") as f:
+        f.seek(offset)
+        text = f.read().decode("utf-8", "replace")
+    found = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                found.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line still being written
+    return found
