@@ -354,13 +354,6 @@ class MqttEndpoint:
         sock = paho.socket()
         if sock is None:
             return
-        if _corked is None and self._loop is not None:
-            # A write outside a batch of arrivals (a sale's request, sent from a timer) corks
-            # its socket until this loop iteration's callbacks are done: the many publishes of
-            # one iteration leave in a few segments, not one each (a loopback send costs the
-            # receiver's wake-up too).
-            _begin_batch()
-            self._loop.call_soon(_end_batch)
         if _corked is not None and self not in _corked and isinstance(sock, socket.socket):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
