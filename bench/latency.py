@@ -74,8 +74,8 @@ def series_row(rows: list[Row], runs: int, duration: float, quick: bool) -> None
     """The same 500/s run ``runs`` times: how many keep p99 under the bound (the goal: all of them)."""
     p99s = [_p99(possim_load("mqtt", 500, duration, 1_000, 2)) for _ in range(runs)]
     under = sum(1 for p in p99s if p < BOUND_MS)
-    note = (f"p99 of each run: {', '.join(f'{p:.1f}' for p in p99s)} ms; {runs} runs, not twenty, to keep the bench "
-            f"within its time{' (quick)' if quick else ''}")
+    note = (f"p99 of each run: {', '.join(f'{p:.1f}' for p in p99s)} ms; each run is 1,000 sales (one per terminal) "
+            f"over {max(duration, 1_000 / 500):g} s{'; quick: ' + str(runs) + ' runs, not twenty' if quick else ''}")
     rows.append(Row(f"runs of 500 purchases/s over MQTT (1,000 terminals, 2 hosts, {duration:g} s) with p99 < "
                     f"{BOUND_MS:g} ms", float(under), f"of {runs} runs", target=f"{runs} of {runs}",
                     met=under == runs, note=note, extra={"p99_ms": p99s}))
@@ -85,4 +85,5 @@ def run(rows: list[Row], quick: bool) -> None:
     duration, steps = (1.0, 0) if quick else (3.0, 2)
     search_row(rows, "mqtt", 3_000, 1_000, 2, duration, steps)
     search_row(rows, "tcp", 6_000, 1_000, 2, duration, steps)
-    series_row(rows, 2 if quick else 8, 1.0 if quick else 2.0, quick)
+    # twenty runs, as the goal says: 1,000 terminals paying once each at 500/s is 2 s of sales per run
+    series_row(rows, 2 if quick else 20, 2.0, quick)

@@ -211,7 +211,7 @@ def _fresh_broker(run: Callable[[Broker], float | None]) -> Callable[[], float |
     """``run`` against a Mosquitto of its own: started on a free loopback port, ready (it answers a
     connection) before ``run`` starts, killed after, so no run inherits another's sessions or queues."""
     def attempt() -> float | None:
-        broker = Broker().start()
+        broker = Broker(persistent=False).start()
         try:
             return run(broker)
         finally:

@@ -89,7 +89,7 @@ def load_command(terminals: int, rate: float, duration: float, transport: str, h
         from possim.processes.broker import Broker, BrokerError
 
         with as_input_error(BrokerError):
-            private = Broker().start()
+            private = Broker(persistent=False).start()  # dies with the run: nothing to save
         plan = replace(plan, broker_url=private.url)
     tr = Tr(lang, plan.currency)
     try:

@@ -146,11 +146,24 @@ def write_password_file(path: Path, accounts: Mapping[str, str]) -> None:
         raise BrokerError(f"mosquitto_passwd -U failed: {(done.stderr or done.stdout).strip()}")
 
 
+def persistence_lines(state_dir: Path, persistent: bool = True) -> str:
+    """Persistent sessions survive a broker restart (SIGTERM saves them, and a save every second
+    bounds what a SIGKILL loses). A broker that lives only as long as one run (``possim load``'s
+    private broker, the bench's) keeps nothing: each save writes and fsyncs every session and
+    queued message from Mosquitto's one thread, which stalls every client meanwhile (seconds
+    when the disk is busy)."""
+    if not persistent:
+        return "# Nothing outlives this broker: no saves (each one would stall every client).\npersistence false"
+    return ("# Persistent sessions survive a broker restart (SIGTERM saves them).\n"
+            f"persistence true\npersistence_location {state_dir}/\nautosave_interval 1")
+
+
 def render_config(port: int, state_dir: Path, security: str = "allow_anonymous true", tls: str = "",
-                  bind: str = "127.0.0.1") -> str:
+                  bind: str = "127.0.0.1", persistent: bool = True) -> str:
     template = resources.files("possim").joinpath("data/mosquitto.conf").read_text(encoding="utf-8")
     user = "user root" if os.geteuid() == 0 else ""
-    return template.format(port=port, dir=state_dir, user=user, security=security, tls=tls, bind=bind)
+    return template.format(port=port, dir=state_dir, user=user, security=security, tls=tls, bind=bind,
+                           persistence=persistence_lines(state_dir, persistent))
 
 
 class Broker:
@@ -159,12 +172,13 @@ class Broker:
     ``accounts`` (username -> password, e.g. ``KeyRing.accounts()``) switches to the secured
     mode: anonymous clients refused, a password file and the ACL in the state folder.
     ``host_username`` names the account with the host's rights; every other account is a
-    terminal named by its terminal id.
+    terminal named by its terminal id. ``persistent=False``: a broker for one run only, which
+    keeps and saves nothing (a restart loses every session).
     """
 
     def __init__(self, port: int | None = None, state_dir: Path | None = None, log_path: Path | None = None,
                  accounts: Mapping[str, str] | None = None, host_username: str = HOST_USERNAME,
-                 tls: TlsFiles | None = None) -> None:
+                 tls: TlsFiles | None = None, persistent: bool = True) -> None:
         self.port = port or free_port()
         self._owns_dir = state_dir is None
         self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="possim-broker-"))
@@ -187,7 +201,8 @@ class Broker:
                         "use_username_as_clientid true")
         self.tls = tls
         tls_lines = tls.config_lines() if tls is not None else ""
-        self.config.write_text(render_config(self.port, self.state_dir, security, tls_lines), encoding="utf-8")
+        self.config.write_text(render_config(self.port, self.state_dir, security, tls_lines,
+                                                     persistent=persistent), encoding="utf-8")
         self.config.chmod(0o644)
         self.log_path = log_path or self.state_dir / "mosquitto.log"
         self.proc: subprocess.Popen[bytes] | None = None
