@@ -229,7 +229,8 @@ class Terminal:
     def receive(self, now: float, data: bytes) -> list[Action]:
         """Bytes arrived from the host."""
         try:
-            msg = dialects.get(codec.dialect_of(data)).decode(data, self._answer_key(data))
+            dialect = dialects.get(codec.dialect_of(data))
+            msg = dialect.decode(data, self._answer_key(dialect, data))
         except codec.MacError as exc:
             self._note_mac_error(exc.message)
             return [ev.ResponseRejected(*_ids(exc.message), str(exc))]
@@ -253,12 +254,12 @@ class Terminal:
             return actions + self._pump(now)
         return self._unexpected(msg)
 
-    def _answer_key(self, data: bytes) -> MacKey | None:
+    def _answer_key(self, dialect: dialects.Dialect, data: bytes) -> MacKey | None:
         """A sign-on answer is MACed under the master key (the working keys are not installed yet);
         every other answer under the key of the requests, the working MAK once a CUP sign-on gave one."""
         if self.mac_key is self.master_key:
             return self.mac_key
-        mti = dialects.get(codec.dialect_of(data)).peek_mti(data)
+        mti = dialect.peek_mti(data)
         return self.master_key if mti == response_to(SIGN_ON) else self.mac_key
 
     def _note_mac_error(self, msg: Message) -> None:

@@ -135,6 +135,7 @@ _CODECS: dict[str, Foreign] = {}
 def register_foreign(name: str, foreign: Foreign) -> None:
     """Let ``encode``/``decode``/``peek_mti`` hand frames of dialect ``name`` to ``foreign``."""
     _CODECS[name] = foreign
+    _seen.clear()
 
 
 def _codec(name: str) -> Foreign:
@@ -235,7 +236,25 @@ _BITMAP_BYTES = 8
 def dialect_of(data: bytes) -> str:
     """The dialect a card frame is in: the registered dialect that claims it ("cup" for a BCD MTI);
     "iso-binary" for an ASCII MTI not followed by 16 hex characters (the bitmap as raw bytes, as many
-    hosts and load tools send it); else "iso"."""
+    hosts and load tools send it); else "iso".
+
+    The answer for the frame asked about just before is remembered: a driver tracing a frame, the
+    machine that handles it and its MAC key lookup all ask about the same bytes.
+    """
+    data = bytes(data)
+    known = _seen.get(data)
+    if known is None:
+        known = _dialect_of(data)
+        _seen.clear()
+        _seen[data] = known
+    return known
+
+
+#: The one frame whose dialect is remembered, with it (see ``dialect_of``).
+_seen: dict[bytes, str] = {}
+
+
+def _dialect_of(data: bytes) -> str:
     for name, foreign in _CODECS.items():
         if foreign.claims(data):
             return name
@@ -382,9 +401,10 @@ def _message(doc: Mapping[str, str]) -> tuple[Message, str | None]:
 
 
 def peek_mti(data: bytes) -> str:
-    """The MTI of a frame without decoding it (fault rules match on it); '????' if unreadable."""
-    foreign = next((f for f in _CODECS.values() if f.claims(data)), None)
-    return (foreign.peek_mti if foreign is not None else _peek_ascii)(data)
+    """The MTI of a frame without decoding it (fault rules match on it); '????' if unreadable.
+
+    Its dialect is asked of ``dialect_of``, which remembers it for the receiver of the same bytes."""
+    return _codec(dialect_of(data)).peek_mti(data)
 
 
 def wire_fields(data: bytes) -> dict[str, object]:

@@ -7,7 +7,8 @@ hosts match on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass
 from dataclasses import fields as dataclass_fields
 from operator import attrgetter
 
@@ -92,6 +93,27 @@ class Message:
 
 _FIELD_NAMES = tuple(f.name for f in dataclass_fields(Message))
 _field_values = attrgetter(*_FIELD_NAMES)
+
+
+def _slot_init() -> Callable[..., None]:
+    """``Message.__init__`` as ``dataclass`` writes it (the same keyword-only parameters and
+    defaults, every field set), storing each field through its slot instead of
+    ``object.__setattr__`` looked up per field: every frame decoded, every request and every
+    answer builds one, and this halves what that costs. The instance stays frozen."""
+    params = ", ".join(f.name if f.default is MISSING else f"{f.name}={f.default!r}" for f in dataclass_fields(Message))
+    body = "\n".join(f"        _set_{name}(self, {name})" for name in _FIELD_NAMES)
+    setters = ", ".join(f"_set_{name}" for name in _FIELD_NAMES)
+    source = f"def _make({setters}):\n    def __init__(self, *, {params}):\n{body}\n    return __init__\n"
+    namespace: dict[str, object] = {}
+    exec(source, namespace)  # noqa: S102 - the source is built from Message's own field names
+    make: Callable[..., Callable[..., None]] = namespace["_make"]  # type: ignore[assignment]
+    init = make(*(getattr(Message, name).__set__ for name in _FIELD_NAMES))
+    init.__qualname__ = "Message.__init__"
+    init.__doc__ = Message.__init__.__doc__
+    return init
+
+
+setattr(Message, "__init__", _slot_init())  # noqa: B010 - mypy keeps the dataclass signature
 
 
 def _replaced(msg: Message, **changes: object) -> Message:
