@@ -69,7 +69,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from possim.acquirer_sim.config import CrashRule, HostConfig
@@ -138,6 +138,8 @@ _REVERSAL: dict[str, type[ev.LedgerReversal]] = {
     "credited": ev.LedgerReversalCredited, "released": ev.LedgerReversalReleased,
     "nothing_to_reverse": ev.LedgerReversalNothingToReverse, "before_original": ev.LedgerReversalBeforeOriginal}
 
+#: How far from an hour's edge (seconds) ``AcquirerHost._day_hour`` trusts the hour it worked out.
+_EDGE_S = 0.001
 #: ISO 8583 "invalid amount": the answer to a reversal whose field 4 is not its original's amount.
 AMOUNT_MISMATCH = "13"
 #: ISO 8583 "format error": the answer to a request that fails decoding or the field checks.
@@ -179,6 +181,8 @@ class AcquirerHost:
         self._answer_in = self.profile.dialect
         #: CUP working MAKs by (terminal id, life), derived once each (``_working_mak``).
         self._working: dict[tuple[str, str], MacKey | None] = {}
+        #: The hour ``_day_hour`` worked out last: (epoch, first and last ``now`` it covers, DDDhh).
+        self._hour: tuple[datetime | None, float, float, str] = (None, 0.0, -1.0, "")
         for pan, balance in config.accounts.items():
             ledger.open_account(pan, balance)
 
@@ -701,8 +705,22 @@ class AcquirerHost:
     def _ids(self, now: float) -> tuple[str, str]:
         """RRN (field 37): Julian day, hour, sequence; auth code (38): from the same sequence."""
         self._seq += 1
-        t = self.config.epoch + timedelta(seconds=now)
-        return f"{t.timetuple().tm_yday:03d}{t.hour:02d}{self._seq % 10**7:07d}", f"A{self._seq % 10**5:05d}"
+        return f"{self._day_hour(now)}{self._seq % 10**7:07d}", f"A{self._seq % 10**5:05d}"
+
+    def _day_hour(self, now: float) -> str:
+        """The Julian day and hour (DDDhh) of ``epoch + now``, worked out once an hour.
+
+        The hour last worked out is kept with the span of ``now`` it covers, less a millisecond at
+        either end: ``now`` near an hour's edge, where rounding to microseconds could tip it into the
+        next hour, is worked out again, so every RRN reads as one from the date arithmetic would."""
+        epoch, (of, first, last, text) = self.config.epoch, self._hour
+        if of is epoch and first <= now <= last:
+            return text
+        t = epoch + timedelta(seconds=now)
+        start = now - (t - t.replace(minute=0, second=0, microsecond=0)).total_seconds()
+        text = f"{t.timetuple().tm_yday:03d}{t.hour:02d}"
+        self._hour = (epoch, start + _EDGE_S, start + 3600 - _EDGE_S, text)
+        return text
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,3 +101,23 @@ def test_completion_advice_captures_once_and_releases_the_hold() -> None:
 def test_malformed_frame_is_dropped_with_a_notice() -> None:
     host = new_host()
     assert [a.event for a in host.receive(0.0, b"\x00\x01junk")] == ["malformed_frame"]  # type: ignore[union-attr]
+
+
+def test_rrn_day_and_hour_read_as_the_date_arithmetic_near_every_hour_edge() -> None:
+    """The RRN's Julian day and hour (kept for an hour by the host) are those of ``epoch + now``
+    for times on, just before and just after hour edges, across a year end, in any order."""
+    import random
+    from datetime import datetime, timedelta
+
+    epoch = datetime(2026, 12, 31, 21, 59, 59, 999_700)  # edges at a fraction of a second: 0.0003 s, 3600.0003 s
+    host = new_host(epoch=epoch)
+    rng = random.Random(7)
+    edges = [0.0003 + 3600 * k for k in range(5)]
+    nows = [e + d for e in edges for d in (-1e-3, -1e-6, -4e-7, 0.0, 4e-7, 1e-6, 1e-3)]
+    nows += [rng.uniform(0, 5 * 3600) for _ in range(200)]
+    for now in sorted(nows) + nows:
+        t = epoch + timedelta(seconds=now)
+        rrn, _ = host._ids(now)
+        assert rrn[:5] == f"{t.timetuple().tm_yday:03d}{t.hour:02d}", now
+    hours = {rrn[:5] for rrn, _ in (host._ids(n) for n in nows)}
+    assert hours == {"36521", "36522", "36523", "00100", "00101", "00102"}

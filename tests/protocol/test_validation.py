@@ -273,3 +273,98 @@ def test_date_and_time_checks_agree_with_datetime_for_every_value() -> None:
         for parts in values:
             value = "".join(parts)
             assert real_date_time(value, layout) == _real_date_time_by_datetime(value, layout), (value, layout)
+
+
+class _Text(str):
+    """A ``str`` of another type: the fast path leaves it to the checks."""
+
+
+#: Values any field may be damaged with: absent, empty, of another type.
+_ANY: list[object] = [None, "", 0, 1, True, 1.5, b"000001", _Text("000001")]
+#: Near misses and good values for each field the checks read (non-ASCII digits, boundaries).
+_NEAR: dict[str, list[object]] = {
+    "stan": ["000001", "00000\u0661", "\uff10" * 6, "00004A", "42", "0000001"],
+    "transmission": ["1125100000", "0229235959", "0230120000", "1125240000", "1125100060", "112510", "11251000000",
+                     "\uff11125100000"],
+    "tid": ["POS00001", "POS 0001", "POS\t0001", "POS\x7f0001", "POS0001", "POS000001", "POS0000\u00e9"],
+    "pan": ["4000000000000002", "4000000000000003", "40000000000000AB", "42424242424", "4" * 20, "424242424242",
+            "\u0664000000000000002", _Text("4000000000000002"), "4111111111111111"],
+    "processing_code": ["000000", "030000", "970000", "123456", "00000X", "\uff10" * 6],
+    "amount": [-1, 1, 2500, 10**12 - 1, 10**12, False],
+    "local_time": ["235959", "240000", "106000", "23595", "\uff12\uff13" * 3],
+    "local_date": ["0229", "0230", "1100", "1231", "1301", "\uff11\uff1125"],
+    "currency": ["978", "999", "EUR", "97", "\u0669\u0667\u0668"],
+    "life": ["000001", "00001", "00000A"],
+    "response_code": ["00", "A0", "a0", "000"],
+    "original": [OriginalData("0200", "000001", "1125100000"), OriginalData("0100", "000001", "0229235959"),
+                 OriginalData("0800", "000001", "1125100000"), OriginalData("0200", "1", "1125100000"),
+                 OriginalData("0200", "000001", "1199100000"), OriginalData(_Text("0200"), "000001", "1125100000"),
+                 OriginalData("0200", _Text("000001"), 1125100000), "0200000001"],  # type: ignore[arg-type]
+    "uploads": ["0001"], "batch_totals": [BatchTotals(2500, 1).to_field48()],
+}
+_DAMAGE = st.sampled_from(sorted(_NEAR)).flatmap(lambda f: st.tuples(st.just(f), st.sampled_from(_NEAR[f] + _ANY)))
+
+
+def _checked_one_by_one(msg: Message) -> str | None:
+    """``validate`` without its fast path: the checks of the module docstring, in order."""
+    from possim.protocol.validation import _CHECKS
+
+    if msg.mti not in M.KNOWN:
+        return f"MTI {msg.mti!r} is not a possim message"
+    return next((p for p in (check(msg) for check in _CHECKS) if p is not None), None)
+
+
+def _full_request(mti: str) -> Message:
+    """A valid ``mti`` request carrying every field the checks read."""
+    code = sorted(ALLOWED_CODES.get(mti, {"000000"}))[0]
+    return Message(mti=mti, stan="000001", transmission="1125100000", tid="POS00001", pan="4000000000000002",
+                   processing_code=code, amount=2500, currency="978", local_time="100000", local_date="1125",
+                   original=OriginalData("0200", "000001", "1125100000"), life="000001",
+                   batch_totals=BatchTotals(2500, 1).to_field48())
+
+
+def test_the_fast_path_answers_as_the_checks_for_each_damaged_field() -> None:
+    """Every near miss and odd value in every field of every request: ``validate`` answers as the
+    checks one by one do, and its fast path says fine only where they find nothing."""
+    from possim.protocol.validation import _request_fine
+
+    compared = 0
+    for mti in sorted(M.REQUESTS):
+        base = _full_request(mti)
+        assert validate(base) is None and _request_fine(base), mti
+        for field, values in _NEAR.items():
+            for value in values + _ANY:
+                damaged = replace(base, **{field: value})  # type: ignore[arg-type]
+                try:
+                    expected = _checked_one_by_one(damaged)
+                except TypeError:
+                    continue
+                assert validate(damaged) == expected, (mti, field, value)
+                assert not _request_fine(damaged) or expected is None, (mti, field, value)
+                compared += 1
+    assert compared > 1000
+
+
+@given(msg=valid_messages(), damage=st.lists(_DAMAGE, min_size=1, max_size=2))
+def test_the_fast_path_answers_as_the_checks_one_by_one(msg: Message, damage: list[tuple[str, object]]) -> None:
+    """``validate`` skips the checks only for a request that passes them all: whatever the damage,
+    its answer is theirs, and its fast path never says fine where one of them finds a problem."""
+    from possim.protocol.validation import _request_fine
+
+    damaged = replace(msg, **dict(damage))  # type: ignore[arg-type]
+    try:
+        expected = _checked_one_by_one(damaged)
+    except TypeError:  # a value no check can even compare (none reaches a host from the codec)
+        return
+    assert validate(damaged) == expected
+    if _request_fine(damaged):
+        assert expected is None
+
+
+@given(msg=valid_messages())
+def test_the_fast_path_takes_every_valid_request(msg: Message) -> None:
+    """A valid request is judged fine without running the checks one by one (or the fast path is dead)."""
+    from possim.protocol.validation import _request_fine
+
+    packed = msg.mti == M.BATCH_UPLOAD and msg.uploads is not None
+    assert _request_fine(msg) is (msg.mti in M.REQUESTS and not packed)
