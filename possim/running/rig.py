@@ -172,13 +172,15 @@ class Rig:
                  journal_path: str | Path | None = None,
                  epoch: datetime | None = None, keys: Keys = SCENARIO_KEYS,
                  order_nonces: random.Random | None = None, rng: random.Random | None = None, *,
-                 sign_on: bool = False, replacement: bool = False, trace_to: str | Path | None = None) -> None:
+                 sign_on: bool = False, replacement: bool = False, trace_to: str | Path | None = None,
+                 keep_trace: bool = True) -> None:
         """``rng``: a test's own randomness instead of ``random.Random(seed)``; ``sign_on``: the terminal
         signs on with a life number kept in its journal (terminal processes); ``replacement``: it may
         sell on a new journal for an id the host knows; ``trace_to``: the trace is streamed to this
-        file as it happens instead of kept in memory (a long run)."""
+        file as it happens instead of kept in memory (a long run); ``keep_trace=False`` without ``trace_to``:
+        no one asked for a trace, its events are only counted."""
         self.scenario, self.policy, self.seed, self.scheduler = scenario, policy, seed, scheduler
-        self.trace = Trace(scheduler.now, trace_to)
+        self.trace = Trace(scheduler.now, trace_to, keep=keep_trace)
         self.rng = rng if rng is not None else random.Random(seed)  # a test's own (Hypothesis) randomness
         host_config = scenario.host_config()
         self.ledger_path = str(ledger_path or ":memory:")

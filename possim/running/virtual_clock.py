@@ -52,6 +52,11 @@ class VirtualClock:
         heapq.heappush(self._heap, (now if now > at else at, self._seq, callback, handle))
         return handle
 
+    @property
+    def waiting(self) -> int:
+        """How many callbacks are in the heap (cancelled ones not yet dropped included)."""
+        return len(self._heap)
+
     def reserve(self, count: int) -> int:
         """Take ``count`` places in the order of ties now and return the first one.
 
