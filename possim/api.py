@@ -66,7 +66,7 @@ def _scenario(scenario: ScenarioLike, lang: str | None) -> Scenario:
 
 def simulate(scenario: ScenarioLike, policy: str | None = None, *, seed: int | None = None,
              rng: random.Random | None = None, journal_path: str | Path | None = None,
-             ledger_path: str | Path | None = None, lang: str | None = None) -> RunResult:
+             ledger_path: str | Path | None = None, lang: str | None = None, trace: bool = True) -> RunResult:
     """Run one terminal through ``scenario`` under ``policy`` in virtual time and judge it.
 
     Why: a 30-second timeout scenario runs in milliseconds and repeats byte for byte, so a test
@@ -77,14 +77,15 @@ def simulate(scenario: ScenarioLike, policy: str | None = None, *, seed: int | N
     random link faults shrink). ``journal_path`` and ``ledger_path`` keep the run's SQLite files,
     which :func:`check` judges again. ``lang`` (default ``$POSSIM_LANG``, else English) sets the
     scenario in its market as :func:`load_scenario` does: under ``"zh"`` the terminal sends CNY (156)
-    and UnionPay test cards.
+    and UnionPay test cards. ``trace=False``: keep no trace (``result.trace.count`` still counts its
+    events by name), for a long run whose test asserts on the verdict only.
     """
     from possim.scenario import check_policy
     from possim.simulation import simulate as run
 
     if policy is not None:
         check_policy(policy)
-    return run(_scenario(scenario, lang), policy, seed, None, ledger_path, journal_path, rng)
+    return run(_scenario(scenario, lang), policy, seed, None, ledger_path, journal_path, rng, trace=trace)
 
 
 def compare(scenario: ScenarioLike, policies: Iterable[str] | None = None, *, seed: int | None = None,

@@ -43,7 +43,7 @@ def simulate(scenario: Scenario, policy: str | None = None, seed: int | None = N
              plan: FaultPlan | None = None, ledger_path: str | Path | None = None,
              journal_path: str | Path | None = None, rng: random.Random | None = None, *,
              sign_on: bool = False, replacement: bool = False, trace_to: str | Path | None = None,
-             reconciled: bool = True) -> RunResult:
+             reconciled: bool = True, trace: bool = True) -> RunResult:
     """Run a one-terminal scenario to quiescence in virtual time and judge it.
 
     ``rng``: where the run's random choices come from (link loss and latency, host timings)
@@ -56,6 +56,8 @@ def simulate(scenario: Scenario, policy: str | None = None, seed: int | None = N
 
     ``trace_to``: stream the trace to this file as the run goes; the result's trace then keeps
     no events (``Trace.streamed``), so a run of 100,000 purchases does not hold them in memory.
+    ``trace=False`` (without ``trace_to``): no one wants the trace; the run only counts its events
+    (``Trace.counted``, ``result.trace.count``), so what it keeps per purchase is its verdict's share.
     ``reconciled=False``: skip the end-of-day reconciliation (``RunResult.reconciliation`` is None)
     when only the verdict is wanted: its per-sale fee lines are most of what a long run keeps.
 
@@ -70,7 +72,7 @@ def simulate(scenario: Scenario, policy: str | None = None, seed: int | None = N
     clock = VirtualClock()
     with run_uncollected():
         rig = Rig(scenario, policy, seed, clock, plan, ledger_path, journal_path, rng=rng, sign_on=sign_on,
-                  replacement=replacement, trace_to=trace_to)
+                  replacement=replacement, trace_to=trace_to, keep_trace=trace)
         try:
             rig.memory()
             if sign_on:

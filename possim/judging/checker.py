@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -190,26 +190,24 @@ def check(journals: sqlite3.Connection | Sequence[sqlite3.Connection],
     """
     conns = [journals] if isinstance(journals, sqlite3.Connection) else list(journals)
     ledgers = [ledger] if isinstance(ledger, sqlite3.Connection) else list(ledger)
-    lives = [(life, row) for life, conn in enumerate(conns) for row in _journal_rows(conn)]
-    rows = [row for _, row in lives]
     tids = {tid for conn in conns for tid in _terminal_ids(conn)}
     judged = set() if own_ledger else tids  # empty: every key of the ledger is judged
-    money = _merged([ledger_money(led) for led in ledgers])
-    owners = _owners(rows, _merged([_bookings(led) for led in ledgers]))
+    money = _booked_money(ledgers)
     journaled = {life for conn in conns for life in _journal_lives(conn)}
     key_lives = _merged([_key_lives(led) for led in ledgers])
     delivered = {key for led in ledgers for key in _delivered(led)}
     tally = _Tally()
-    for index, (life, row) in enumerate(lives):
-        key = (row[0], row[1], row[2])
-        tally.judge_row(row, money.get(key, (0, 0)) if owners.get(key) == index else (0, 0), life)
-    for key, (charged, held) in money.items():
+    for life, conn in enumerate(conns):  # row by row, in journal order: nothing kept per row
+        for row in _journal_cursor(conn):
+            key = (row[0], row[1], row[2])
+            tally.judge_row(row, _claim(money.get(key), row), life)
+    for key, (charged, held, _, owned) in money.items():
         lost_life = key_lives.get(key)
-        if tids and key[0] in tids and key not in owners and charged > 0 and lost_life is not None \
+        if tids and key[0] in tids and not owned and charged > 0 and lost_life is not None \
                 and (key[0], lost_life) not in journaled:
             tally.judge_lost(LostSale(key, lost_life, charged, key in delivered), held)
         elif not judged or key[0] in judged:
-            tally.judge_key(key, charged if key not in owners else 0, held)
+            tally.judge_key(key, charged if not owned else 0, held)
         elif whole_ledger:
             tally.unjournaled.extend(_unjournaled(key, charged, held))
     _judge_wallet(tally, [(life, row) for life, conn in enumerate(conns) for row in _wallet_rows(conn)], ledgers,
@@ -231,7 +229,7 @@ def outcomes(journal: sqlite3.Connection) -> dict[str, int]:
     host (pending reversals and cancels); ``escalated`` only when a case was handed on.
     """
     counts = dict.fromkeys((*OUTCOMES, "escalated"), 0)
-    for row in _journal_rows(journal):
+    for row in _journal_cursor(journal):
         status, reversal, late = row[8], row[9], row[10]
         _outcome(counts, status, late, pending=reversal == "pending")
         counts["escalated"] += reversal == "escalated"
@@ -451,13 +449,18 @@ def ledger_money(ledger: sqlite3.Connection) -> dict[Key, tuple[int, int]]:
 
     The one place the money of a key is summed: the checker and reconciliation both use it.
     """
+    return {(tid, stan, tx): (charged, held) for tid, stan, tx, charged, held in _ledger_money_rows(ledger)}
+
+
+def _ledger_money_rows(ledger: sqlite3.Connection) -> Iterator[tuple[str, str, str, int, int]]:
+    """``ledger_money``'s rows one at a time: (tid, stan, transmission, net money, open hold)."""
     rows = ledger.execute(
         "SELECT tid, stan, transmission, "
         "SUM(CASE kind WHEN 'debit' THEN amount WHEN 'capture' THEN amount WHEN 'credit' THEN -amount "
         "WHEN 'refund' THEN -amount ELSE 0 END), "
         "SUM(CASE kind WHEN 'hold' THEN amount WHEN 'release' THEN -amount ELSE 0 END) "
         "FROM entries GROUP BY tid, stan, transmission")
-    return {(tid, stan, tx): (int(net), int(held)) for tid, stan, tx, net, held in rows}
+    return ((tid, stan, tx, int(net), int(held)) for tid, stan, tx, net, held in rows)
 
 
 def open_journals(folder: str | Path) -> list[sqlite3.Connection]:
@@ -478,10 +481,12 @@ def open_journals(folder: str | Path) -> list[sqlite3.Connection]:
     return conns
 
 
-def _journal_rows(journal: sqlite3.Connection) -> list[_Row]:
-    return journal.execute(
+def _journal_cursor(journal: sqlite3.Connection) -> Iterator[_Row]:
+    """The journal's rows one at a time, in transaction order: a long run's rows are never all in memory."""
+    rows: Iterator[_Row] = journal.execute(
         "SELECT tid, stan, transmission, txn_id, intent, kind, amount, completion_amount, status, "
-        "reversal, late_responses, pan FROM journal ORDER BY txn_id").fetchall()
+        "reversal, late_responses, pan FROM journal ORDER BY txn_id")
+    return rows
 
 
 def _terminal_ids(journal: sqlite3.Connection) -> set[str]:
@@ -516,21 +521,40 @@ def _delivered(ledger: sqlite3.Connection) -> set[Key]:
     return {(tid, stan, tx) for tid, stan, tx in rows}
 
 
-def _bookings(ledger: sqlite3.Connection) -> dict[Key, tuple[str, int]]:
-    """Per key: the card and amount of the sale the ledger booked under it."""
-    rows = ledger.execute("SELECT tid, stan, transmission, pan, amount FROM originals")
-    return {(tid, stan, tx): (pan, int(amount)) for tid, stan, tx, pan, amount in rows}
+#: Per ledger key: net money, open hold, the booked (card, amount) until a row owns it, and whether one does.
+_Money = list[Any]
 
 
-def _owners(rows: list[_Row], bookings: dict[Key, tuple[str, int]]) -> dict[Key, int]:
-    """Per key: the index of the row whose sale the ledger's money under that key belongs to."""
-    owners: dict[Key, int] = {}
-    for index, row in enumerate(rows):
-        key = (row[0], row[1], row[2])
-        booked = bookings.get(key)
-        if key not in owners and (booked is None or booked == (row[11], row[6])):
-            owners[key] = index
-    return owners
+def _booked_money(ledgers: list[sqlite3.Connection]) -> dict[Key, _Money]:
+    """Per key of the ledgers: ``[charged, held, booking, owned]``, in ``ledger_money``'s order.
+
+    Only keys with money need an owner: a row whose key has none is judged against nothing
+    whether it owns the key or not. Repeated strings (terminal ids, cards) are kept once.
+    """
+    money: dict[Key, _Money] = {}
+    same: dict[str, str] = {}
+    for led in ledgers:
+        for tid, stan, tx, charged, held in _ledger_money_rows(led):
+            money[(same.setdefault(tid, tid), stan, tx)] = [charged, held, None, False]
+    for led in ledgers:
+        for tid, stan, tx, pan, amount in led.execute("SELECT tid, stan, transmission, pan, amount FROM originals"):
+            entry = money.get((tid, stan, tx))
+            if entry is not None:
+                entry[2] = (same.setdefault(pan, pan), int(amount))
+    return money
+
+
+def _claim(entry: _Money | None, row: _Row) -> tuple[int, int]:
+    """The money the ledger holds for ``row``'s sale: its key's, when ``row`` is the first row with that key
+    whose card and amount match the sale the ledger booked under it (any first row when nothing was
+    booked); nothing for every other row with the key."""
+    if entry is None or entry[3]:
+        return (0, 0)
+    booked = entry[2]
+    if booked is not None and booked != (row[11], row[6]):
+        return (0, 0)
+    entry[2], entry[3] = None, True
+    return (entry[0], entry[1])
 
 
 def _unjournaled(key: Key, charged: int, held: int) -> list[Finding]:

@@ -134,11 +134,20 @@ def reconcile(journal: sqlite3.Connection, ledger: sqlite3.Connection, fees: Fee
     settled = {k: net for k, (net, _) in host.items() if net > 0}
     rec = Reconciliation(len(claimed), _money(sum(claimed.values())), len(settled), _money(sum(settled.values())),
                          Decimal("0.00"), cards=any(k[2] != QR for k in keys), wallets=any(k[2] == QR for k in keys))
+    # A day's sales repeat few amounts, instruments and terminals: each line shares their objects
+    # (the fee is a pure function of amount and instrument) instead of holding its own copies.
+    priced: dict[tuple[int, str], tuple[Decimal, Decimal, str]] = {}
+    same: dict[str, str] = {}
     for key in sorted(settled, key=lambda k: k[1]):
         txn = terminal.get(key)
-        instrument = txn[5] if txn else "credit"
-        fee, rule = fees.fee(_money(settled[key]), instrument)
-        rec.lines.append(Line(key[1], txn[0] if txn else None, instrument, _money(settled[key]), fee, rule, key[0]))
+        instrument = same.setdefault(txn[5], txn[5]) if txn else "credit"
+        price = priced.get((settled[key], instrument))
+        if price is None:
+            amount = _money(settled[key])
+            price = priced[(settled[key], instrument)] = (amount, *fees.fee(amount, instrument))
+        amount, fee, rule = price
+        rec.lines.append(Line(key[1], txn[0] if txn else None, instrument, amount, fee, rule,
+                              same.setdefault(key[0], key[0])))
         rec.fees_total += fee
         if key not in claimed:
             rec.fees_on_orphaned_debits += fee

@@ -17,9 +17,10 @@ seed, so a run repeats; a terminal process passes ``secrets.SystemRandom`` (``or
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
@@ -47,8 +48,9 @@ from possim.protocol.storage import StoreError, WriteError, write_failure
 from possim.protocol.transports import Origin
 from possim.running.compose import FaultLayer, build_host, build_terminal, build_wallet, new_terminal
 from possim.running.trace import Trace
+from possim.running.virtual_clock import VirtualClock
 from possim.running.wallet_rig import QR_WALLET
-from possim.scenario import Scenario
+from possim.scenario import Scenario, TransactionModel
 
 
 @dataclass
@@ -94,17 +96,34 @@ class TerminalRun:
 
 def payment_plan(scenario: Scenario) -> list[tuple[float, PaymentRequest, bool, float]]:
     """Expand the scenario's transactions into (at, request, customer_retries, retry_after)."""
-    plan = []
-    txn_id = 0
+    return [entry for series in payment_series(scenario) for entry in series]
+
+
+Payment = tuple[float, PaymentRequest, bool, float]
+
+
+def payment_series(scenario: Scenario) -> list[Iterator[Payment]]:
+    """The scenario's transactions as one lazy series per ``[[transactions]]`` table, in plan order.
+
+    Each series is in time order (``every`` is never negative), so a run can hand its payments to
+    the clock one at a time per series instead of holding the whole day's requests at once.
+    """
+    series = []
+    first = 0
     for spec in scenario.model.transactions:
-        for i in range(spec.count):
-            txn_id += 1
-            completion = parse_amount(spec.completion_amount) if spec.completion_amount else None
-            request = PaymentRequest(txn_id=txn_id, intent=f"basket-{txn_id}", kind=spec.kind,
-                                     amount=parse_amount(spec.amount), pan=spec.pan, completion_amount=completion,
-                                     instrument=spec.card_type)
-            plan.append((spec.at + i * spec.every, request, spec.customer_retries, spec.retry_after))
-    return plan
+        series.append(_series(spec, first))
+        first += spec.count
+    return series
+
+
+def _series(spec: TransactionModel, first: int) -> Iterator[Payment]:
+    amount = parse_amount(spec.amount)
+    completion = parse_amount(spec.completion_amount) if spec.completion_amount else None
+    for i in range(spec.count):
+        txn_id = first + i + 1
+        request = PaymentRequest(txn_id=txn_id, intent=f"basket-{txn_id}", kind=spec.kind, amount=amount,
+                                 pan=spec.pan, completion_amount=completion, instrument=spec.card_type)
+        yield spec.at + i * spec.every, request, spec.customer_retries, spec.retry_after
 
 
 #: ``Rig(keys=SCENARIO_KEYS)``: keys derived from the run's seed unless the scenario says ``mac = false``.
@@ -153,13 +172,15 @@ class Rig:
                  journal_path: str | Path | None = None,
                  epoch: datetime | None = None, keys: Keys = SCENARIO_KEYS,
                  order_nonces: random.Random | None = None, rng: random.Random | None = None, *,
-                 sign_on: bool = False, replacement: bool = False, trace_to: str | Path | None = None) -> None:
+                 sign_on: bool = False, replacement: bool = False, trace_to: str | Path | None = None,
+                 keep_trace: bool = True) -> None:
         """``rng``: a test's own randomness instead of ``random.Random(seed)``; ``sign_on``: the terminal
         signs on with a life number kept in its journal (terminal processes); ``replacement``: it may
         sell on a new journal for an id the host knows; ``trace_to``: the trace is streamed to this
-        file as it happens instead of kept in memory (a long run)."""
+        file as it happens instead of kept in memory (a long run); ``keep_trace=False`` without ``trace_to``:
+        no one asked for a trace, its events are only counted."""
         self.scenario, self.policy, self.seed, self.scheduler = scenario, policy, seed, scheduler
-        self.trace = Trace(scheduler.now, trace_to)
+        self.trace = Trace(scheduler.now, trace_to, keep=keep_trace)
         self.rng = rng if rng is not None else random.Random(seed)  # a test's own (Hypothesis) randomness
         host_config = scenario.host_config()
         self.ledger_path = str(ledger_path or ":memory:")
@@ -278,20 +299,70 @@ class Rig:
         return lines
 
     def schedule_payments(self) -> None:
+        """Payments, settlement and power losses on the clock.
+
+        In virtual time each ``[[transactions]]`` series has one payment in the clock's heap at a time:
+        the next is handed over when one is paid, at the place in the order of ties it would have had if
+        all were queued at the start (``VirtualClock.reserve``), so a run is the same and a day of
+        100,000 sales does not hold 100,000 requests. The asyncio loop gets them all at the start.
+        """
         self.trace.emit(RunStarted(self.scenario.name, self.policy, self.seed, self.terminal_config.tid,
                                    self.scenario.raw()))
-        plan = [entry for entry in payment_plan(self.scenario) if entry[1].txn_id not in self._done]
-        shift = plan[0][0] if plan and self._done else 0.0  # a resumed terminal carries on at once
-        self.forger.plan_times = {request.txn_id: at - shift for at, request, _, _ in plan}
-        if not self._done:
+        done = self._done
+        series = [(entry for entry in one if entry[1].txn_id not in done) for one in payment_series(self.scenario)]
+        dues, first_id = [], 0
+        for spec in self.scenario.model.transactions:
+            dues.append(spec.count - sum(1 for txn_id in done if first_id < txn_id <= first_id + spec.count))
+            first_id += spec.count
+        self._next_id = max(self._next_id, next((i for i in range(first_id, 0, -1) if i not in done), 0))
+        firsts = [next(one, None) for one in series]
+        first = next((entry for entry in firsts if entry is not None), None)
+        shift = first[0] if first is not None and done else 0.0  # a resumed terminal carries on at once
+        if self.forger.forgeries:  # only forgeries predict a sale's field 7 from its scheduled time
+            self.forger.plan_times = {request.txn_id: at - shift for at, request, _, _ in payment_plan(self.scenario)
+                                      if request.txn_id not in done}
+        if not done:
             self.forger.schedule()
-        for at, request, customer_retries, retry_after in plan:
+        self.scheduled_work += sum(dues)
+        start = self.scheduler.now()
+        clock = self.scheduler if isinstance(self.scheduler, VirtualClock) else None
+        place = clock.reserve(sum(dues)) if clock is not None else 0
+        for entry, rest, due in zip(firsts, series, dues, strict=True):
+            if entry is None:
+                continue
+            if clock is not None:
+                self._hand_over(clock, entry, place, rest, start, shift)
+            else:
+                for at, request, customer_retries, retry_after in itertools.chain((entry,), rest):
+                    self._remember(request, customer_retries, retry_after)
+                    self.scheduler.call_later(at - shift - start, partial(self._pay, request))
+            place += due
+        self._schedule_day(shift)
+
+    def _hand_over(self, clock: VirtualClock, entry: Payment, place: int, rest: Iterator[Payment], start: float,
+                   shift: float) -> None:
+        """Put one payment of a series on the clock, at the time and place it has had since the start;
+        when it is paid, the series' next one follows."""
+        at, request, customer_retries, retry_after = entry
+        delay = at - shift - start
+        when = start + (delay if delay > 0.0 else 0.0)  # call_later's time, as if queued at the start
+
+        def pay() -> None:
+            self._remember(request, customer_retries, retry_after)
+            following = next(rest, None)
+            if following is not None:
+                self._hand_over(clock, following, place + 1, rest, start, shift)
+            self._pay(request)
+
+        clock.call_at_place(when, place, pay)
+
+    def _remember(self, request: PaymentRequest, customer_retries: bool, retry_after: float) -> None:
+        """What a customer who pays again needs of the first payment; nothing for the others."""
+        if customer_retries:
             self._requests[request.txn_id] = request
-            self._next_id = max(self._next_id, request.txn_id)
-            if customer_retries:
-                self._retries[request.txn_id] = retry_after
-            self.scheduled_work += 1
-            self.scheduler.call_later(at - shift - self.scheduler.now(), partial(self._pay, request))
+            self._retries[request.txn_id] = retry_after
+
+    def _schedule_day(self, shift: float) -> None:
         settlement = self.scenario.model.settlement
         if settlement is not None:
             self.scheduled_work += 1

@@ -52,6 +52,29 @@ class VirtualClock:
         heapq.heappush(self._heap, (now if now > at else at, self._seq, callback, handle))
         return handle
 
+    @property
+    def waiting(self) -> int:
+        """How many callbacks are in the heap (cancelled ones not yet dropped included)."""
+        return len(self._heap)
+
+    def reserve(self, count: int) -> int:
+        """Take ``count`` places in the order of ties now and return the first one.
+
+        A schedule of many callbacks (a long run's payments) is handed to the heap one at a time,
+        each when the one before it runs, at the place it would have had if pushed at once
+        (:meth:`call_at_place`): ties run as before, and the heap holds one entry, not all of them.
+        """
+        first = self._seq + 1
+        self._seq += count
+        return first
+
+    def call_at_place(self, at: float, place: int, callback: Callable[[], None]) -> Handle:
+        """``call_at`` at a place taken earlier by :meth:`reserve`: ties with it run in that place's order."""
+        handle = Handle()
+        now = self._now
+        heapq.heappush(self._heap, (now if now > at else at, place, callback, handle))
+        return handle
+
     def run(self, horizon: float = float("inf"), max_steps: int = 5_000_000) -> bool:
         """Run until nothing is scheduled (quiescence: True) or the horizon/step budget is hit."""
         heap = self._heap

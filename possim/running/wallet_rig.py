@@ -18,9 +18,11 @@ simulation, ``secrets.SystemRandom`` in a terminal process.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import random
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from possim.acquirer_sim.wallet import AUTO_CLOSE, Customer, GatewayConfig, SystemErrorPlan, WalletGateway
@@ -99,6 +101,26 @@ def acquirer_gateway(scenario: Scenario | None, ledger: sqlite3.Connection, defa
     return WalletGateway(config, WalletLedger(ledger, default_balance), rng, keys)
 
 
+class Specs:
+    """Each transaction's ``[[transactions]]`` table by transaction id: found by counting, not kept per sale
+    (a day of 100,000 sales holds its tables, not 100,000 entries); a customer's second payment is noted."""
+
+    def __init__(self, tables: Sequence[TransactionModel]) -> None:
+        self._tables = list(tables)
+        self._ends = list(itertools.accumulate(t.count for t in self._tables))
+        self._extra: dict[int, TransactionModel] = {}
+
+    def __getitem__(self, txn_id: int) -> TransactionModel:
+        if txn_id in self._extra:
+            return self._extra[txn_id]
+        if 0 < txn_id <= (self._ends[-1] if self._ends else 0):
+            return self._tables[bisect.bisect_left(self._ends, txn_id)]
+        return self._extra[txn_id]
+
+    def __setitem__(self, txn_id: int, spec: TransactionModel) -> None:
+        self._extra[txn_id] = spec
+
+
 class WalletSide:
     """The QR terminal, its driver, the gateway and the customers of one run."""
 
@@ -113,12 +135,7 @@ class WalletSide:
         self.mac_key = keys.get(tid) if keys is not None else None
         self.nonces = nonces
         self.emit = emit
-        self.specs: dict[int, TransactionModel] = {}
-        txn_id = 0
-        for spec in scenario.model.transactions:
-            for _ in range(spec.count):
-                txn_id += 1
-                self.specs[txn_id] = spec
+        self.specs = Specs(scenario.model.transactions)
         timings = scenario.wallet_timings()
         providers = {"alipay": timings.alipay, "wechat": timings.wechat}
         self.config = WalletTerminalConfig(tid=tid, policy=policy, epoch=epoch, timings={

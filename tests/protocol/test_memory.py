@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from possim.fleets.fleet import simulate_fleet
+from possim.running.rig import Rig
+from possim.running.virtual_clock import VirtualClock
 from possim.scenario import Scenario, from_dict, load
 from possim.simulation import simulate
 from tests.conftest import SCENARIOS
@@ -69,10 +71,36 @@ def test_a_fleet_without_a_trace_holds_nothing_per_purchase_once_judged() -> Non
 def test_a_streamed_trace_is_not_held_in_memory(tmp_path: Path) -> None:
     held, _ = _per_purchase(lambda n: simulate(_purchases(n), "reversal", trace_to=tmp_path / f"{n}.jsonl"), 100)
     kept, _ = _per_purchase(lambda n: simulate(_purchases(n), "reversal"), 100)
-    # Kept, the trace's eight events a purchase come to about 2,600 bytes on top of the rest (about 1,400:
-    # the reconciliation's lines and the result); streamed, none of them stay.
-    assert held < 2.5 * 1024, f"{held:.0f} bytes held per purchase with a streamed trace"
+    # Kept, the trace's eight events a purchase come to about 2,600 bytes on top of the rest (about 200:
+    # the reconciliation's lines, which share their amounts, fees and rules); streamed, none of them stay.
+    assert held < 1024, f"{held:.0f} bytes held per purchase with a streamed trace"
     assert kept - held > 1024, f"kept {kept:.0f} against streamed {held:.0f} bytes per purchase"
+
+
+def test_a_run_without_a_trace_holds_under_a_kibibyte_per_purchase_and_counts_its_events() -> None:
+    held, peak = _per_purchase(lambda n: simulate(_purchases(n), "reversal", trace=False), 100)
+    assert held < 1024, f"{held:.0f} bytes held per purchase without a trace"  # about 200 today: fee lines
+    # At the peak: the terminal's unsettled batch, the checker's one entry per ledger key and the
+    # reconciliation's reading, about 2,400 today; the checker once read every row into lists (+1,000).
+    assert peak < 3 * 1024, f"{peak:.0f} bytes per purchase at the peak"
+    counted, kept = simulate(_purchases(20), "reversal", trace=False), simulate(_purchases(20), "reversal")
+    assert counted.trace.counted and not counted.trace.records
+    assert counted.summary() == kept.summary() and counted.reconciliation == kept.reconciliation
+    for name in ("msg_sent", "txn_outcome", "run_finished"):
+        assert counted.trace.count(name) == kept.trace.count(name) > 0
+
+
+def test_the_rig_holds_one_payment_of_each_series_on_the_clock_at_a_time() -> None:
+    base = _purchases(1000).model.model_dump()
+    base["transactions"] = [{"amount": "10.00", "count": 1000, "every": 60},
+                            {"amount": "20.00", "count": 500, "at": 30, "every": 60}]
+    clock = VirtualClock()
+    rig = Rig(from_dict(base), "reversal", 7, clock)
+    rig.memory()
+    rig.schedule_payments()
+    assert clock.waiting == 2 and rig.scheduled_work == 1500
+    assert clock.run()
+    assert rig.finish(True, "memory").verdict.counts["approved"] == 1500
 
 
 def test_a_streamed_trace_is_the_kept_trace_byte_for_byte(tmp_path: Path) -> None:
@@ -111,7 +139,8 @@ def test_a_lean_run_holds_under_a_kibibyte_per_purchase_with_the_same_verdict(tm
     def lean(n: int) -> Any:
         return simulate(_purchases(n), "reversal", trace_to=tmp_path / f"{n}.jsonl", reconciled=False)
 
-    held, _ = _per_purchase(lean, 100)
+    held, peak = _per_purchase(lean, 100)
+    assert peak < 2.5 * 1024, f"{peak:.0f} bytes per purchase at the peak"  # about 1,700 today
     assert held < 1024, f"{held:.0f} bytes held per purchase without a kept trace or reconciliation"
     full, quick = simulate(_purchases(20), "reversal"), lean(20)
     assert quick.reconciliation is None and full.reconciliation is not None
