@@ -86,10 +86,12 @@ def run_command(scenario: str, policy: str | None, profile: str | None, seed: in
             result = asyncio.run(run_over(chosen, sc, policy, seed, None, qos, time_scale, ledger_path,
                                           journal_path))
     else:
-        # Only the summary (and the file): the trace is written as the run goes, no reconciliation is kept.
+        # Only the summary (and the file): the trace is written as the run goes (or, with no file, only
+        # counted), no reconciliation is kept.
         lean = as_json and not (report_path or mermaid_path)
         result = simulate(sc, policy, seed, ledger_path=ledger_path, journal_path=journal_path,
-                          trace_to=trace_path if lean else None, reconciled=not lean)
+                          trace_to=trace_path if lean else None, reconciled=not lean,
+                          trace=not lean or trace_path is not None)
     if trace_path:
         result.trace.write(trace_path)
     write_views(result, report_path, mermaid_path, lang)
