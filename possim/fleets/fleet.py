@@ -142,7 +142,10 @@ class Member:
         if retries:
             self.retries[request.txn_id] = retry_after
             self.requests[request.txn_id] = request
-        self.busy_since[request.txn_id] = self.fleet.scheduler.now()
+        now = self.busy_since[request.txn_id] = self.fleet.scheduler.now()
+        marks = self.fleet.marks
+        if marks is not None and self.driver.failure is None:  # when the driver would emit PaymentRequested
+            marks.started[request.txn_id] = now
         self.driver.request_payment(request)
 
     def _outcome(self, outcome: Outcome) -> None:
@@ -188,9 +191,14 @@ class Fleet:
 
     def __init__(self, scenario: Scenario, policy: str | None, seed: int, scheduler: Scheduler,
                  trace: bool = False, on_outcome: OutcomeHook | None = None,
-                 emit: Callable[[Event], None] | None = None, trace_to: str | Path | None = None) -> None:
+                 emit: Callable[[Event], None] | None = None, trace_to: str | Path | None = None,
+                 marks: Marks | None = None) -> None:
         """``trace``: keep every event; ``trace_to``: stream every event to this file instead (kept
-        nowhere, and ``emit`` still hears them); ``emit``: where events go when no trace is kept."""
+        nowhere, and ``emit`` still hears them); ``emit``: where events go when no trace is kept.
+
+        ``marks``: when nothing else records, the charts' few facts are picked without any driver
+        describing its messages (most of a purchase's events): sale starts from :meth:`Member.pay`,
+        timeouts and crashes from the events the drivers and hosts emit anyway."""
         self.scenario, self.policy, self.seed, self.scheduler = scenario, policy, seed, scheduler
         self.rng = random.Random(seed)
         self.trace = Trace(scheduler.now, trace_to) if trace or trace_to is not None else None
@@ -198,8 +206,12 @@ class Fleet:
         recorded: Callable[[Event], None] = _recorder(self.trace, emit)
         #: The drivers' emit: None when nothing is recorded, so they do not describe every message.
         self.driver_emit = None if recorded is _discard else recorded
+        #: Marks picked beside drivers that describe nothing (None when every event is recorded anyway).
+        self.marks = marks if recorded is _discard else None
+        #: What hears the events emitted even when nothing is described: the marks, or nobody.
+        self.sparse = self.marks.record if self.marks is not None else None
         #: Every event passes the monitoring's tally of response timeouts per terminal first.
-        self.tally = TimeoutTally(None if recorded is _discard else recorded)
+        self.tally = TimeoutTally(self.sparse if recorded is _discard else recorded)
         self.emit: Callable[[Event], None] = self.tally
         self.shards = scenario.model.hosts
         #: The terminals' journals (rows held back in ``unwritten`` until read: ``journals``).
@@ -225,14 +237,22 @@ class Fleet:
         """Hosts and terminals in this process, joined by the in-memory transport."""
         router = _Router(self.members)
         for shard in self.hosts:
-            shard.driver = HostDriver(shard.host, router, self.scheduler, self.driver_emit)
+            shard.driver = self._host_driver(shard.host, router)
         for member in self.members.values():
             member.outbound.target = MemoryTransport(self.hosts[member.shard].driver.receive)  # type: ignore[union-attr]
 
     def attach(self, shard: int, host_out: Link) -> HostDriver:
         """A host shard whose replies leave through ``host_out`` (a real transport's host end)."""
-        driver = HostDriver(self.hosts[shard].host, host_out, self.scheduler, self.driver_emit)
+        driver = self._host_driver(self.hosts[shard].host, host_out)
         self.hosts[shard].driver = driver
+        return driver
+
+    def _host_driver(self, host: AcquirerHost, link: Link) -> HostDriver:
+        """A host's driver: it describes its messages only when every event is recorded; the
+        events its host emits anyway (a crash) still reach the marks."""
+        driver = HostDriver(host, link, self.scheduler, self.driver_emit)
+        if self.driver_emit is None and self.sparse is not None:
+            driver.emit = self.sparse
         return driver
 
     def next_txn(self) -> int:
@@ -485,9 +505,11 @@ def simulate_fleet(scenario: Scenario, policy: str | None = None, seed: int | No
     seed = scenario.model.seed if seed is None else seed
     clock = VirtualClock()
     marks = Marks(clock.now, partitions=[(p.start, p.end) for p in scenario.model.partitions])
+    traced = trace or trace_to is not None
     with run_uncollected():
-        fleet = Fleet(scenario, policy, seed, clock, trace, emit=marks.record,
-                      on_outcome=_counting(progress) if progress else None, trace_to=trace_to)
+        fleet = Fleet(scenario, policy, seed, clock, trace, emit=marks.record if traced else None,
+                      on_outcome=_counting(progress) if progress else None, trace_to=trace_to,
+                      marks=None if traced else marks)
         try:
             fleet.memory()
             fleet.schedule_payments()
