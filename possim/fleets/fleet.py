@@ -15,9 +15,12 @@ a trace is asked for (then it is complete, as for one terminal).
 
 from __future__ import annotations
 
+import gc
+import math
 import random
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping
+from array import array
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -312,24 +315,91 @@ class Fleet:
         return check(self.journals, [s.ledger.conn for s in self.hosts])
 
     def finish(self, quiescent: bool, transport: str) -> FleetResult:
+        """Judge the run and close its databases; the terminals are let go first (see :meth:`_let_go`)."""
         if self.trace is not None:
             self.trace.close()
+        seated = self._let_go()
         verdict = self.judge()
         result = FleetResult(self.scenario, self.policy, self.seed, verdict, quiescent, self.scheduler.now(),
-                             transport, self.trace, self._lines(verdict), self.shards,
-                             {s.tid: shard_of(s.tid, self.shards) for s in (m.seat for m in self.members.values())},
+                             transport, self.trace, _lines(seated, verdict), self.shards,
+                             {s.tid: shard_of(s.tid, self.shards) for s in seated},
                              timeouts=dict(self.tally.counts))
         self.close()
         return result
 
-    def _lines(self, verdict: Verdict) -> list[TerminalLine]:
-        return [TerminalLine(m.tid, m.seat.group, m.seat.config.policy, verdict.per_terminal.get(m.tid, {}),
-                             verdict.at_risk.get(m.tid, 0)) for m in self.members.values()]
+    def _let_go(self) -> list[Seat]:
+        """The seats of the terminals, whose state machines, drivers and fault layers are freed now.
+
+        A terminal keeps every record it made until it is gone, and a long fleet run holds more in
+        them than in anything else; the checker's reading of the journals and ledgers is the run's
+        peak, so it reuses that memory rather than adding to it. Members, drivers and the hosts'
+        router refer to each other, hence the one collection (the run paused the collector).
+        """
+        seated = [m.seat for m in self.members.values()]
+        self.members.clear()  # the hosts' router reads this same dict
+        gc.collect()
+        return seated
 
     def close(self) -> None:
         self.journals.close()
         for shard in self.hosts:
             shard.ledger.close()
+
+
+def _lines(seated: list[Seat], verdict: Verdict) -> list[TerminalLine]:
+    return [TerminalLine(s.tid, s.group, s.config.policy, verdict.per_terminal.get(s.tid, {}),
+                         verdict.at_risk.get(s.tid, 0)) for s in seated]
+
+
+#: One NaN as the bytes of an ``array("d")`` item.
+_NAN = array("d", [math.nan]).tobytes()
+
+
+class Starts(MutableMapping[int, float]):
+    """When each sale started, by transaction id, in 8 bytes a sale.
+
+    A fleet's ids count up from 1 across its terminals (:meth:`Fleet.next_txn`), so an array
+    indexed by id holds them; a dict would spend about a hundred bytes a sale, a hundred
+    megabytes over a million. An id never started holds NaN (no run time is NaN).
+    """
+
+    __slots__ = ("_at", "_count")
+
+    def __init__(self) -> None:
+        self._at = array("d")
+        self._count = 0
+
+    def __setitem__(self, txn: int, t: float) -> None:
+        if txn < 0:
+            raise KeyError(txn)
+        at = self._at
+        if txn >= len(at):  # grow by doubling (with NaN: not started), so a run's appends stay cheap
+            at.frombytes(_NAN * max(txn + 1 - len(at), len(at), 64))
+        if math.isnan(at[txn]):
+            self._count += 1
+        at[txn] = t
+
+    def __getitem__(self, txn: int) -> float:
+        at = self._at
+        if type(txn) is int and 0 <= txn < len(at):
+            t = at[txn]
+            if not math.isnan(t):
+                return t
+        raise KeyError(txn)
+
+    def __delitem__(self, txn: int) -> None:
+        self[txn]  # a KeyError for an id never started
+        self._at[txn] = math.nan
+        self._count -= 1
+
+    def __iter__(self) -> Iterator[int]:
+        return (txn for txn, t in enumerate(self._at) if not math.isnan(t))
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __repr__(self) -> str:
+        return f"Starts({dict(self.items())!r})"
 
 
 @dataclass
@@ -342,7 +412,7 @@ class Marks:
     """
 
     now: Callable[[], float] = lambda: 0.0
-    started: dict[int, float] = field(default_factory=dict)
+    started: Starts = field(default_factory=Starts)
     timeouts: list[float] = field(default_factory=list)
     crashes: list[tuple[float, float]] = field(default_factory=list)
     partitions: list[tuple[float, float]] = field(default_factory=list)
