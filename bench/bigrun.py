@@ -8,7 +8,9 @@ fleet), and the memory the finished run still holds: resident set after the run,
 referenced and garbage collected, minus the resident set before it (after a warm-up run, so that
 imports and first-use caches are not counted), per purchase.
 
-Peak memory is the process's ``ru_maxrss``: each run has a process of its own.
+Peak memory is the process's ``ru_maxrss``: each run has a process of its own. A fleet's
+``cpu_seconds`` (the process's CPU time over the run) beside its wall ``seconds`` tells a run
+slowed by a busy machine from a slow run.
 """
 
 from __future__ import annotations
@@ -64,12 +66,12 @@ def fleet(terminals: int, sales: int) -> dict[str, Any]:
     from possim.fleets.fleet import simulate_fleet
 
     scenario = _fleet_scenario(terminals, sales)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     result = simulate_fleet(scenario, "reversal")
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     approved = result.verdict.counts["approved"]
     assert result.quiescent and approved == terminals * sales, result.verdict.summary()
-    return {"seconds": seconds, "purchases": approved, "trace_records": 0}
+    return {"seconds": seconds, "cpu_seconds": cpu, "purchases": approved, "trace_records": 0}
 
 
 def one(count: int) -> dict[str, Any]:

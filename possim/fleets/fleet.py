@@ -15,9 +15,12 @@ a trace is asked for (then it is complete, as for one terminal).
 
 from __future__ import annotations
 
+import gc
+import math
 import random
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping
+from array import array
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -142,7 +145,10 @@ class Member:
         if retries:
             self.retries[request.txn_id] = retry_after
             self.requests[request.txn_id] = request
-        self.busy_since[request.txn_id] = self.fleet.scheduler.now()
+        now = self.busy_since[request.txn_id] = self.fleet.scheduler.now()
+        marks = self.fleet.marks
+        if marks is not None and self.driver.failure is None:  # when the driver would emit PaymentRequested
+            marks.started[request.txn_id] = now
         self.driver.request_payment(request)
 
     def _outcome(self, outcome: Outcome) -> None:
@@ -188,9 +194,14 @@ class Fleet:
 
     def __init__(self, scenario: Scenario, policy: str | None, seed: int, scheduler: Scheduler,
                  trace: bool = False, on_outcome: OutcomeHook | None = None,
-                 emit: Callable[[Event], None] | None = None, trace_to: str | Path | None = None) -> None:
+                 emit: Callable[[Event], None] | None = None, trace_to: str | Path | None = None,
+                 marks: Marks | None = None) -> None:
         """``trace``: keep every event; ``trace_to``: stream every event to this file instead (kept
-        nowhere, and ``emit`` still hears them); ``emit``: where events go when no trace is kept."""
+        nowhere, and ``emit`` still hears them); ``emit``: where events go when no trace is kept.
+
+        ``marks``: when nothing else records, the charts' few facts are picked without any driver
+        describing its messages (most of a purchase's events): sale starts from :meth:`Member.pay`,
+        timeouts and crashes from the events the drivers and hosts emit anyway."""
         self.scenario, self.policy, self.seed, self.scheduler = scenario, policy, seed, scheduler
         self.rng = random.Random(seed)
         self.trace = Trace(scheduler.now, trace_to) if trace or trace_to is not None else None
@@ -198,8 +209,12 @@ class Fleet:
         recorded: Callable[[Event], None] = _recorder(self.trace, emit)
         #: The drivers' emit: None when nothing is recorded, so they do not describe every message.
         self.driver_emit = None if recorded is _discard else recorded
+        #: Marks picked beside drivers that describe nothing (None when every event is recorded anyway).
+        self.marks = marks if recorded is _discard else None
+        #: What hears the events emitted even when nothing is described: the marks, or nobody.
+        self.sparse = self.marks.record if self.marks is not None else None
         #: Every event passes the monitoring's tally of response timeouts per terminal first.
-        self.tally = TimeoutTally(None if recorded is _discard else recorded)
+        self.tally = TimeoutTally(self.sparse if recorded is _discard else recorded)
         self.emit: Callable[[Event], None] = self.tally
         self.shards = scenario.model.hosts
         #: The terminals' journals (rows held back in ``unwritten`` until read: ``journals``).
@@ -225,14 +240,22 @@ class Fleet:
         """Hosts and terminals in this process, joined by the in-memory transport."""
         router = _Router(self.members)
         for shard in self.hosts:
-            shard.driver = HostDriver(shard.host, router, self.scheduler, self.driver_emit)
+            shard.driver = self._host_driver(shard.host, router)
         for member in self.members.values():
             member.outbound.target = MemoryTransport(self.hosts[member.shard].driver.receive)  # type: ignore[union-attr]
 
     def attach(self, shard: int, host_out: Link) -> HostDriver:
         """A host shard whose replies leave through ``host_out`` (a real transport's host end)."""
-        driver = HostDriver(self.hosts[shard].host, host_out, self.scheduler, self.driver_emit)
+        driver = self._host_driver(self.hosts[shard].host, host_out)
         self.hosts[shard].driver = driver
+        return driver
+
+    def _host_driver(self, host: AcquirerHost, link: Link) -> HostDriver:
+        """A host's driver: it describes its messages only when every event is recorded; the
+        events its host emits anyway (a crash) still reach the marks."""
+        driver = HostDriver(host, link, self.scheduler, self.driver_emit)
+        if self.driver_emit is None and self.sparse is not None:
+            driver.emit = self.sparse
         return driver
 
     def next_txn(self) -> int:
@@ -292,24 +315,91 @@ class Fleet:
         return check(self.journals, [s.ledger.conn for s in self.hosts])
 
     def finish(self, quiescent: bool, transport: str) -> FleetResult:
+        """Judge the run and close its databases; the terminals are let go first (see :meth:`_let_go`)."""
         if self.trace is not None:
             self.trace.close()
+        seated = self._let_go()
         verdict = self.judge()
         result = FleetResult(self.scenario, self.policy, self.seed, verdict, quiescent, self.scheduler.now(),
-                             transport, self.trace, self._lines(verdict), self.shards,
-                             {s.tid: shard_of(s.tid, self.shards) for s in (m.seat for m in self.members.values())},
+                             transport, self.trace, _lines(seated, verdict), self.shards,
+                             {s.tid: shard_of(s.tid, self.shards) for s in seated},
                              timeouts=dict(self.tally.counts))
         self.close()
         return result
 
-    def _lines(self, verdict: Verdict) -> list[TerminalLine]:
-        return [TerminalLine(m.tid, m.seat.group, m.seat.config.policy, verdict.per_terminal.get(m.tid, {}),
-                             verdict.at_risk.get(m.tid, 0)) for m in self.members.values()]
+    def _let_go(self) -> list[Seat]:
+        """The seats of the terminals, whose state machines, drivers and fault layers are freed now.
+
+        A terminal keeps every record it made until it is gone, and a long fleet run holds more in
+        them than in anything else; the checker's reading of the journals and ledgers is the run's
+        peak, so it reuses that memory rather than adding to it. Members, drivers and the hosts'
+        router refer to each other, hence the one collection (the run paused the collector).
+        """
+        seated = [m.seat for m in self.members.values()]
+        self.members.clear()  # the hosts' router reads this same dict
+        gc.collect()
+        return seated
 
     def close(self) -> None:
         self.journals.close()
         for shard in self.hosts:
             shard.ledger.close()
+
+
+def _lines(seated: list[Seat], verdict: Verdict) -> list[TerminalLine]:
+    return [TerminalLine(s.tid, s.group, s.config.policy, verdict.per_terminal.get(s.tid, {}),
+                         verdict.at_risk.get(s.tid, 0)) for s in seated]
+
+
+#: One NaN as the bytes of an ``array("d")`` item.
+_NAN = array("d", [math.nan]).tobytes()
+
+
+class Starts(MutableMapping[int, float]):
+    """When each sale started, by transaction id, in 8 bytes a sale.
+
+    A fleet's ids count up from 1 across its terminals (:meth:`Fleet.next_txn`), so an array
+    indexed by id holds them; a dict would spend about a hundred bytes a sale, a hundred
+    megabytes over a million. An id never started holds NaN (no run time is NaN).
+    """
+
+    __slots__ = ("_at", "_count")
+
+    def __init__(self) -> None:
+        self._at = array("d")
+        self._count = 0
+
+    def __setitem__(self, txn: int, t: float) -> None:
+        if txn < 0:
+            raise KeyError(txn)
+        at = self._at
+        if txn >= len(at):  # grow by doubling (with NaN: not started), so a run's appends stay cheap
+            at.frombytes(_NAN * max(txn + 1 - len(at), len(at), 64))
+        if math.isnan(at[txn]):
+            self._count += 1
+        at[txn] = t
+
+    def __getitem__(self, txn: int) -> float:
+        at = self._at
+        if type(txn) is int and 0 <= txn < len(at):
+            t = at[txn]
+            if not math.isnan(t):
+                return t
+        raise KeyError(txn)
+
+    def __delitem__(self, txn: int) -> None:
+        self[txn]  # a KeyError for an id never started
+        self._at[txn] = math.nan
+        self._count -= 1
+
+    def __iter__(self) -> Iterator[int]:
+        return (txn for txn, t in enumerate(self._at) if not math.isnan(t))
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __repr__(self) -> str:
+        return f"Starts({dict(self.items())!r})"
 
 
 @dataclass
@@ -322,7 +412,7 @@ class Marks:
     """
 
     now: Callable[[], float] = lambda: 0.0
-    started: dict[int, float] = field(default_factory=dict)
+    started: Starts = field(default_factory=Starts)
     timeouts: list[float] = field(default_factory=list)
     crashes: list[tuple[float, float]] = field(default_factory=list)
     partitions: list[tuple[float, float]] = field(default_factory=list)
@@ -485,9 +575,11 @@ def simulate_fleet(scenario: Scenario, policy: str | None = None, seed: int | No
     seed = scenario.model.seed if seed is None else seed
     clock = VirtualClock()
     marks = Marks(clock.now, partitions=[(p.start, p.end) for p in scenario.model.partitions])
+    traced = trace or trace_to is not None
     with run_uncollected():
-        fleet = Fleet(scenario, policy, seed, clock, trace, emit=marks.record,
-                      on_outcome=_counting(progress) if progress else None, trace_to=trace_to)
+        fleet = Fleet(scenario, policy, seed, clock, trace, emit=marks.record if traced else None,
+                      on_outcome=_counting(progress) if progress else None, trace_to=trace_to,
+                      marks=None if traced else marks)
         try:
             fleet.memory()
             fleet.schedule_payments()

@@ -241,7 +241,8 @@ def _over_time(result: FleetResult, tr: Tr) -> str:
     scenario's partitions and the hosts' crashes hatched: when the money went wrong, and why."""
     m = result.marks
     orphans = sorted(m.started[f.txn] for f in result.verdict.findings
-                     if f.finding in ("orphaned_debit", "orphaned_wallet_charge") and f.txn in m.started)
+                     if f.finding in ("orphaned_debit", "orphaned_wallet_charge") and f.txn is not None
+                     and f.txn in m.started)
     series = [charts.Series(tr("orphaned debits"), [(t, i + 1) for i, t in enumerate(orphans)]),
               charts.Series(tr("response timeouts"), [(t, i + 1) for i, t in enumerate(sorted(m.timeouts))])]
     windows = [charts.Window(a, b, tr("partition")) for a, b in m.partitions]

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import tomli_w
 
-from possim.fleets.fleet import simulate_fleet
+from possim.fleets.fleet import Fleet, Starts, simulate_fleet
 from possim.judging.expect import failed_expectations
 from possim.protocol.shards import request_filter, request_topic, shard_of
 from possim.scenario import ScenarioError, from_dict, load
@@ -157,3 +157,35 @@ def test_run_prints_the_fleet_summary_and_one_terminals_timeline(tmp_path: Any) 
     assert bad.returncode == 2 and "no such terminal" in bad.stderr
     bad = possim("run", str(toml), "--transport", "tcp")
     assert bad.returncode == 2 and "possim load" in bad.stderr
+
+
+def test_an_untraced_fleet_describes_no_message_yet_marks_what_a_traced_one_does() -> None:
+    described: list[str] = []
+    seen: list[Any] = []
+
+    def before_close(fleet: Fleet) -> None:
+        seen.extend(m.driver for m in fleet.members.values())
+        described.extend(type(d).__name__ for d in seen if d.tracing)
+        described.extend("host" for shard in fleet.hosts if shard.driver is not None and shard.driver.tracing)
+
+    untraced = simulate_fleet(from_dict(SMALL), before_close=before_close)
+    traced = simulate_fleet(from_dict(SMALL), trace=True)
+    assert len(seen) == 25 and described == []
+    assert untraced.marks.timeouts and untraced.marks.timeouts == traced.marks.timeouts
+    assert untraced.marks.started == traced.marks.started
+    assert len(untraced.marks.started) == untraced.verdict.counts["transactions"]
+    assert untraced.fleet_json() == traced.fleet_json() and untraced.summary() == traced.summary()
+
+
+def test_sale_starts_are_a_mapping_of_transaction_ids_kept_in_an_array() -> None:
+    starts = Starts()
+    starts[7], starts[2], starts[5000] = 1.5, 0.0, 42.0
+    assert len(starts) == 3 and list(starts) == [2, 7, 5000]
+    assert starts == {2: 0.0, 7: 1.5, 5000: 42.0} and starts[7] == 1.5
+    assert 3 not in starts and "7" not in starts and None not in starts and 10**9 not in starts
+    del starts[7]
+    assert dict(starts) == {2: 0.0, 5000: 42.0}
+    with pytest.raises(KeyError):
+        starts[7]
+    with pytest.raises(KeyError):
+        starts[-1] = 1.0
