@@ -460,6 +460,7 @@ class Rig:
             self.ledger.close()
             raise self.failure
         self.journal.commit()
+        self.terminal.forget_history()
         # A ledger in memory holds this run's money only: money under a terminal id that no journal
         # names (a forged terminal's) is judged too, never set aside as another terminal's business.
         verdict = check(self.journal.conn, self.ledger.conn, own_ledger=self.ledger_path == ":memory:")
