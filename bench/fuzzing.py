@@ -56,7 +56,7 @@ def _cpu() -> float:
 
 
 def run(rows: list[Row], quick: bool) -> None:
-    examples = 200 if quick else 1500
+    examples = 200 if quick else 600
     one, one_cpu, schedules = recorded_fuzz(examples, seed=1)
     plain, plain_cpu = replay(schedules)
     start, cpu = time.perf_counter(), _cpu()
