@@ -35,7 +35,7 @@ import copy
 import re
 from collections.abc import Callable, Mapping
 from operator import attrgetter
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import iso8583
 from iso8583.specs import default_ascii
@@ -47,6 +47,8 @@ from possim.protocol.mac import MAC_LEN, MacKey
 from possim.protocol.messages import Message, OriginalData
 
 SPEC = copy.deepcopy(default_ascii)
+
+_T = TypeVar("_T")
 
 #: Message attribute -> its pattern, following ISO 8583 formats (n = digits, an = alnum). One map
 #: for every dialect: ``protocol.cup`` places the same attributes in its own fields.
@@ -213,12 +215,7 @@ def decode(data: bytes, keys: Keys | None = None, dialect: str | None = None) ->
 
 def _decode_iso(data: bytes, keys: Keys | None = None) -> Message:
     data = bytes(data)
-    parsed = _last.get(data)
-    if parsed is None:
-        parsed = _decode(data)
-        _last.clear()
-        _last[data] = parsed
-    msg, tag = parsed
+    msg, tag = _one_frame(_last, data, _decode)
     if keys is not None:
         _verify(data, msg, tag, keys)
     return msg
@@ -241,12 +238,17 @@ def dialect_of(data: bytes) -> str:
     The answer for the frame asked about just before is remembered: a driver tracing a frame, the
     machine that handles it and its MAC key lookup all ask about the same bytes.
     """
-    data = bytes(data)
-    known = _seen.get(data)
+    return _one_frame(_seen, bytes(data), _dialect_of)
+
+
+def _one_frame(memory: dict[bytes, _T], data: bytes, work: Callable[[bytes], _T]) -> _T:
+    """``work(data)``, remembered for the one frame asked about last: the same bytes handled by a
+    driver, its machine and its MAC key lookup are worked out once, and nothing else is kept."""
+    known = memory.get(data)
     if known is None:
-        known = _dialect_of(data)
-        _seen.clear()
-        _seen[data] = known
+        known = work(data)
+        memory.clear()
+        memory[data] = known
     return known
 
 
